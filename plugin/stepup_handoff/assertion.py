@@ -1,0 +1,202 @@
+"""Verifying the bridge's ``id_token`` (OpenID Connect Core §3.1.3.7) against its JWKS.
+
+The JWKS (RFC 7517) is cached. An unknown ``kid`` means the bridge rotated its signing key:
+the set is fetched again once, and such refetches are rate-limited so that a stream of
+forged tokens cannot turn the client into a JWKS download loop.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import (
+    ExpiredTokenError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import Key, KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+from .errors import DiscoveryError, InvalidAssertion
+
+#: Signature algorithms accepted in the id_token header; everything else (none, HS*) is refused.
+ALLOWED_ALGS = ("ES256", "RS256")
+#: Clock skew tolerated on ``exp``, ``iat`` and ``auth_time``, in seconds.
+LEEWAY = 30
+
+
+@dataclass(frozen=True)
+class StepupResult:
+    """A verified step-up: who (``subject`` = the login_hint), how (``acr``, ``amr``), when."""
+
+    subject: str
+    acr: str
+    amr: tuple[str, ...]
+    auth_time: int
+    claims: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+class JwksCache:
+    """The bridge's signing keys, fetched lazily through ``fetch`` and kept ``max_age`` seconds.
+
+    ``fetch`` returns the JWKS document (a dict with ``keys``). A ``kid`` not in the cached
+    set triggers at most one refetch per ``refetch_interval`` seconds.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Mapping[str, Any]],
+        *,
+        clock: Callable[[], float],
+        max_age: float = 3600.0,
+        refetch_interval: float = 60.0,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._max_age = max_age
+        self._refetch_interval = refetch_interval
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+        self._refetched_at: float | None = None
+        self._lock = threading.Lock()
+
+    def key_for(self, kid: str, alg: str) -> Key:
+        """The signing key with this ``kid`` usable with ``alg``; refetch once if it is unknown."""
+        now = self._clock()
+        with self._lock:
+            fresh = self._keys is None or now - self._fetched_at >= self._max_age
+            if fresh:
+                self._load(now)
+            key = self._find(kid, alg)
+            if key is None and not fresh and self._may_refetch(now):
+                self._refetched_at = now
+                self._load(now)
+                key = self._find(kid, alg)
+        if key is None:
+            raise InvalidAssertion("no key in the bridge's JWKS matches the id_token's kid")
+        return key
+
+    def _may_refetch(self, now: float) -> bool:
+        last = self._refetched_at
+        return last is None or now - last >= self._refetch_interval
+
+    def _load(self, now: float) -> None:
+        document = self._fetch()
+        keys = document.get("keys") if isinstance(document, Mapping) else None
+        if not isinstance(keys, list):
+            raise DiscoveryError("the JWKS document has no 'keys' list", error="invalid_jwks")
+        try:
+            self._keys = KeySet.import_key_set({"keys": keys})
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise DiscoveryError("the JWKS holds no usable key", error="invalid_jwks") from exc
+        self._fetched_at = now
+
+    def _find(self, kid: str, alg: str) -> Key | None:
+        assert self._keys is not None
+        try:
+            return self._keys.get_by_kid(kid, {"alg": alg, "use": "sig"})
+        except JoseError:
+            return None
+
+
+def verify_id_token(
+    id_token: str,
+    *,
+    keys: JwksCache,
+    issuer: str,
+    client_id: str,
+    nonce: str,
+    subject: str,
+    now: float,
+    max_age: int | None = None,
+) -> StepupResult:
+    """Verify signature and claims of an id_token (OpenID Connect Core §3.1.3.7, §2).
+
+    Checks, in order: ``alg`` in :data:`ALLOWED_ALGS`; a ``kid`` found in the JWKS; the
+    signature; ``iss``; ``aud`` contains ``client_id`` (and ``azp`` names it when there are
+    several audiences); ``exp`` and ``iat`` (with :data:`LEEWAY`); ``nonce``; ``sub`` equals
+    ``subject``; ``acr``, ``amr`` and ``auth_time`` present and well-typed, and ``auth_time``
+    within ``max_age`` when one was requested.
+    """
+    alg, kid = _read_header(id_token)
+    key = keys.key_for(kid, alg)
+    try:
+        claims = jwt.decode(id_token, key, algorithms=[alg]).claims
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidAssertion("id_token signature does not verify") from exc
+    _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, subject=subject, now=now)
+    result = _step_up_facts(claims)
+    if result.auth_time > now + LEEWAY:
+        raise InvalidAssertion("id_token auth_time lies in the future")
+    if max_age is not None and result.auth_time + max_age < now - LEEWAY:
+        raise InvalidAssertion("auth_time is older than the requested max_age")
+    return result
+
+
+def _read_header(id_token: str) -> tuple[str, str]:
+    """The ``alg`` and ``kid`` of a compact JWS (RFC 7515 §7.1), before trusting anything else."""
+    if not isinstance(id_token, str) or id_token.count(".") != 2:
+        raise InvalidAssertion("id_token is not a compact JWS")
+    try:
+        header = jws.extract_compact(id_token.encode("ascii")).headers()
+    except (JoseError, ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidAssertion("id_token header cannot be decoded") from exc
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ALLOWED_ALGS:
+        raise InvalidAssertion(f"id_token alg must be one of {', '.join(ALLOWED_ALGS)}")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidAssertion("id_token header has no kid")
+    return alg, kid
+
+
+def _check_claims(
+    claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str, subject: str, now: float
+) -> None:
+    """The standard claims, through joserfc's registry (RFC 7519 §4.1, OIDC Core §2)."""
+    registry = JWTClaimsRegistry(
+        now=int(now),
+        leeway=LEEWAY,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "value": client_id},
+        sub={"essential": True, "value": subject},
+        nonce={"essential": True, "value": nonce},
+        exp={"essential": True},
+        iat={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except ExpiredTokenError as exc:
+        raise InvalidAssertion("id_token has expired") from exc
+    except MissingClaimError as exc:
+        raise InvalidAssertion(f"id_token lacks claim(s): {exc.claim}") from exc
+    except JoseError as exc:
+        claim = getattr(exc, "claim", "?")
+        raise InvalidAssertion(f"id_token claim '{claim}' is not what was expected") from exc
+    audience = claims["aud"]
+    if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != client_id:
+        raise InvalidAssertion("id_token has several audiences and azp is not this client")
+
+
+def _step_up_facts(claims: dict[str, Any]) -> StepupResult:
+    """``acr``, ``amr`` (RFC 8176 values, kept opaque) and ``auth_time`` (OIDC Core §2)."""
+    acr, amr, auth_time = claims.get("acr"), claims.get("amr"), claims.get("auth_time")
+    if not isinstance(acr, str) or not acr:
+        raise InvalidAssertion("id_token has no acr")
+    if not isinstance(amr, list) or not amr or not all(isinstance(m, str) for m in amr):
+        raise InvalidAssertion("id_token has no amr list")
+    if isinstance(auth_time, bool) or not isinstance(auth_time, int | float):
+        raise InvalidAssertion("id_token has no numeric auth_time")
+    if not math.isfinite(auth_time):
+        raise InvalidAssertion("id_token has no numeric auth_time")
+    return StepupResult(
+        subject=claims["sub"],
+        acr=acr,
+        amr=tuple(amr),
+        auth_time=int(auth_time),
+        claims=dict(claims),
+    )

@@ -1,0 +1,317 @@
+"""The IdP side of the hand-off: push the request, send the browser, redeem and verify.
+
+One login is :meth:`HandoffClient.start` (RFC 9126 pushed authorization request with PKCE,
+RFC 7636) then, when the browser comes back, :meth:`HandoffClient.finish` (RFC 9207 ``iss``
+check, code redemption per RFC 6749 §4.1.3, id_token verification per OIDC Core §3.1.3.7).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NoReturn
+from urllib.parse import urlencode
+
+import requests
+from joserfc.jwk import Key
+
+from .assertion import JwksCache, StepupResult, verify_id_token
+from .client_auth import ClientAuth
+from .discovery import ProviderMetadata, discover, get_json
+from .errors import (
+    AccessDenied,
+    HandoffError,
+    PushError,
+    StateMismatch,
+    TokenError,
+    clip,
+    error_code,
+)
+
+#: Seconds the discovery document is trusted before it is fetched again.
+METADATA_MAX_AGE = 3600.0
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE verifier (RFC 7636 §4.1, 86 characters) and its S256 challenge (§4.2)."""
+    verifier = secrets.token_urlsafe(64)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+_TEXT = ("state", "nonce", "code_verifier", "login_hint", "redirect_uri", "authorize_url")
+
+
+@dataclass(frozen=True)
+class PendingHandoff:
+    """What the IdP keeps (server-side) between :meth:`~HandoffClient.start` and ``finish``."""
+
+    state: str
+    nonce: str
+    code_verifier: str = field(repr=False)
+    login_hint: str
+    redirect_uri: str
+    authorize_url: str
+    expires_at: float = 0.0  # when the pushed request_uri stops working (RFC 9126 §2.2)
+    max_age: int | None = None  # checked against auth_time by finish()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; keep it where the user cannot read it (it holds the verifier)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingHandoff:
+        """Rebuild from :meth:`to_dict`; a damaged record raises :class:`HandoffError`."""
+        try:
+            values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+            if any(not isinstance(values[name], str) or not values[name] for name in _TEXT):
+                raise TypeError
+            values["expires_at"] = float(values.get("expires_at", 0.0))
+            if values.get("max_age") is not None:
+                values["max_age"] = int(values["max_age"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HandoffError("stored hand-off is malformed", error="invalid_pending") from exc
+        return cls(**values)
+
+
+class HandoffClient:
+    """Hands a user to the Stepup Bridge and verifies what comes back.
+
+    Thread-safe; build one per bridge and reuse it (discovery and JWKS are cached).
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        client_id: str,
+        *,
+        client_secret: str | None = None,
+        private_key: Key | Mapping[str, Any] | None = None,
+        auth_method: str = "client_secret_basic",
+        session: requests.Session | None = None,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
+            raise ValueError("issuer must be an http(s) URL")
+        self.issuer = issuer
+        self.client_id = client_id
+        self._auth = ClientAuth(
+            client_id, auth_method, client_secret=client_secret, private_key=private_key
+        )
+        self._session = session or requests.Session()
+        self._timeout = timeout
+        self._clock = clock
+        self._metadata: ProviderMetadata | None = None
+        self._metadata_at = 0.0
+        self._lock = threading.Lock()
+        self._keys = JwksCache(self._fetch_jwks, clock=clock)
+
+    def __repr__(self) -> str:
+        return f"HandoffClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
+
+    def metadata(self) -> ProviderMetadata:
+        """The bridge's discovery document (OIDC Discovery §4), cached for an hour."""
+        now = self._clock()
+        with self._lock:
+            if self._metadata is None or now - self._metadata_at >= METADATA_MAX_AGE:
+                self._metadata = discover(
+                    self._session, self.issuer, self._auth.method, timeout=self._timeout
+                )
+                self._metadata_at = now
+            return self._metadata
+
+    def _fetch_jwks(self) -> Mapping[str, Any]:
+        return get_json(self._session, self.metadata().jwks_uri, "JWKS", timeout=self._timeout)
+
+    # -- start: pushed authorization request (RFC 9126 §2) ------------------------------------
+
+    def start(
+        self,
+        login_hint: str,
+        redirect_uri: str,
+        *,
+        preferred_username: str | None = None,
+        acr_values: str | Sequence[str] | None = None,
+        ui_locales: str | Sequence[str] | None = None,
+        max_age: int | None = None,
+        prompt: str | None = None,
+    ) -> PendingHandoff:
+        """Push the authorization request; send the browser to the result's ``authorize_url``.
+
+        ``login_hint`` is the IdP's stable user id and becomes the assertion's ``sub``.
+        """
+        if not isinstance(login_hint, str) or not login_hint:
+            raise ValueError("login_hint must be a non-empty string")
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0
+        ):
+            raise ValueError("max_age must be a non-negative integer")
+        meta = self.metadata()
+        state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        verifier, challenge = pkce_pair()
+        params = {
+            "response_type": "code",
+            "scope": "openid",
+            "client_id": self.client_id,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "login_hint": login_hint,
+        }
+        optional = {
+            "preferred_username": preferred_username,
+            "acr_values": _space_list(acr_values),
+            "ui_locales": _space_list(ui_locales),
+            "max_age": None if max_age is None else str(max_age),
+            "prompt": prompt,
+        }
+        params.update({k: v for k, v in optional.items() if v is not None})
+        body = self._post(meta.pushed_authorization_request_endpoint, params, PushError)
+        request_uri, expires_in = body.get("request_uri"), body.get("expires_in")
+        if not isinstance(request_uri, str) or not request_uri:
+            raise PushError("PAR response has no request_uri", error="invalid_response")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+            raise PushError("PAR response has no valid expires_in", error="invalid_response")
+        query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
+        sep = "&" if "?" in meta.authorization_endpoint else "?"
+        return PendingHandoff(
+            state=state,
+            nonce=nonce,
+            code_verifier=verifier,
+            login_hint=login_hint,
+            redirect_uri=redirect_uri,
+            authorize_url=f"{meta.authorization_endpoint}{sep}{query}",
+            expires_at=self._clock() + expires_in,
+            max_age=max_age,
+        )
+
+    # -- finish: callback, code redemption, id_token ------------------------------------------
+
+    def finish(self, pending: PendingHandoff, callback_params: Mapping[str, str]) -> StepupResult:
+        """Check the callback, redeem the code and return the verified step-up."""
+        self._check_state(pending, callback_params)
+        self._check_iss(callback_params)
+        _raise_error_response(callback_params)
+        code = callback_params.get("code")
+        if not isinstance(code, str) or not code:
+            raise HandoffError("callback carries neither code nor error", error="invalid_response")
+        id_token = self._redeem(pending, code)
+        return verify_id_token(
+            id_token,
+            keys=self._keys,
+            issuer=self.issuer,
+            client_id=self.client_id,
+            nonce=pending.nonce,
+            subject=pending.login_hint,
+            now=self._clock(),
+            max_age=pending.max_age,
+        )
+
+    @staticmethod
+    def _check_state(pending: PendingHandoff, params: Mapping[str, str]) -> None:
+        """RFC 6749 §10.12: the callback belongs to this browser's hand-off."""
+        received = params.get("state")
+        if not isinstance(received, str) or not hmac.compare_digest(
+            received.encode("utf-8"), pending.state.encode("utf-8")
+        ):
+            raise StateMismatch("callback state does not match this hand-off")
+
+    def _check_iss(self, params: Mapping[str, str]) -> None:
+        """RFC 9207 §2.4: ``iss`` equals the issuer; required when discovery promises it."""
+        iss = params.get("iss")
+        if iss is None:
+            if self.metadata().iss_parameter_supported:
+                raise HandoffError("callback lacks the iss parameter", error="missing_iss")
+        elif iss != self.issuer:
+            raise HandoffError("callback iss is not this bridge", error="issuer_mismatch")
+
+    def _redeem(self, pending: PendingHandoff, code: str) -> str:
+        """RFC 6749 §4.1.3 with the PKCE verifier (RFC 7636 §4.5); returns the id_token."""
+        params = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": pending.redirect_uri,
+            "code_verifier": pending.code_verifier,
+        }
+        body = self._post(self.metadata().token_endpoint, params, TokenError, expect=200)
+        id_token = body.get("id_token")
+        if not isinstance(id_token, str) or not id_token:
+            raise TokenError("token response has no id_token", error="invalid_response")
+        return id_token
+
+    def _post(
+        self,
+        endpoint: str,
+        params: dict[str, str],
+        failure: type[HandoffError],
+        *,
+        expect: int = 201,
+    ) -> dict[str, Any]:
+        """POST a form with client authentication; redirects are refused (they would carry
+        credentials elsewhere). Errors become ``failure`` with the OAuth error code."""
+        extra, auth = self._auth.apply(issuer=self.issuer, endpoint=endpoint, now=self._clock())
+        try:
+            response = self._session.post(
+                endpoint,
+                data={**params, **extra},
+                auth=auth,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise failure("request to the bridge failed", error="unreachable") from exc
+        if response.status_code != expect:
+            _raise_endpoint_error(response, failure)
+        return _json_object(response, failure, "response")
+
+
+def _space_list(value: str | Sequence[str] | None) -> str | None:
+    """OAuth lists are space-separated strings (RFC 6749 §3.3)."""
+    if value is None or isinstance(value, str):
+        return value
+    return " ".join(value)
+
+
+def _json_object(
+    response: requests.Response, failure: type[HandoffError], what: str
+) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise failure(f"{what} is not a JSON object", error="invalid_response")
+    return body
+
+
+def _raise_endpoint_error(response: requests.Response, failure: type[HandoffError]) -> NoReturn:
+    """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``; no request data echoed."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    code = error_code(body.get("error"), f"http_{response.status_code}")
+    description = clip(body.get("error_description")) or f"HTTP {response.status_code}"
+    raise failure(description, error=code)
+
+
+def _raise_error_response(params: Mapping[str, str]) -> None:
+    """The authorization error response (RFC 6749 §4.1.2.1), once state and iss are checked."""
+    if "error" not in params:
+        return
+    code = error_code(params.get("error"), "invalid_response")
+    description = clip(params.get("error_description"))
+    if code == "access_denied":
+        raise AccessDenied(description or "the user cancelled or is locked out")
+    raise HandoffError(description, error=code)
