@@ -1,0 +1,138 @@
+"""Refusals from the bridge's back channel: discovery (OIDC Discovery §4.3), PAR (RFC 9126
+§2.3), token (RFC 6749 §5.2)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from handoff_fakes import CLIENT_ID, CLIENT_SECRET, ISSUER, REDIRECT_URI
+from stepup_handoff import DiscoveryError, HandoffClient, PushError, TokenError
+
+
+class TestDiscovery:
+    def test_issuer_mismatch_refused(self, client, bridge):
+        bridge.discovery["issuer"] = "https://evil.example"
+
+        with pytest.raises(DiscoveryError, match="issuer"):
+            client.start("user-42", REDIRECT_URI)
+        assert bridge.par_requests == []
+
+    def test_trailing_slash_is_a_different_issuer(self, bridge, clock):
+        client = HandoffClient(ISSUER + "/", CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
+
+        with pytest.raises(DiscoveryError):
+            client.start("user-42", REDIRECT_URI)
+
+    def test_missing_par_endpoint_refused(self, client, bridge):
+        del bridge.discovery["pushed_authorization_request_endpoint"]
+
+        with pytest.raises(DiscoveryError, match="pushed_authorization_request_endpoint"):
+            client.start("user-42", REDIRECT_URI)
+
+    def test_unsupported_auth_method_refused(self, client, bridge):
+        bridge.discovery["token_endpoint_auth_methods_supported"] = ["private_key_jwt"]
+
+        with pytest.raises(DiscoveryError, match="client_secret_basic"):
+            client.start("user-42", REDIRECT_URI)
+
+    def test_unreachable_bridge(self, client, rsps):
+        rsps.replace(
+            "GET",
+            f"{ISSUER}/.well-known/openid-configuration",
+            body=requests.ConnectionError("refused"),
+        )
+
+        with pytest.raises(DiscoveryError) as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert caught.value.error == "unreachable"
+
+    def test_cache_expires_after_an_hour(self, client, bridge, clock):
+        client.start("user-42", REDIRECT_URI)
+        clock.advance(3599)
+        client.start("user-42", REDIRECT_URI)
+        assert bridge.discovery_fetches == 1
+
+        clock.advance(1)
+        client.start("user-42", REDIRECT_URI)
+        assert bridge.discovery_fetches == 2
+
+
+class TestPushRefused:
+    def test_oauth_error_code_surfaced(self, client, bridge):
+        bridge.par_reply = (
+            400,
+            {"error": "invalid_redirect_uri", "error_description": "redirect_uri not registered"},
+        )
+
+        with pytest.raises(PushError) as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert caught.value.error == "invalid_redirect_uri"
+        assert caught.value.description == "redirect_uri not registered"
+        assert CLIENT_SECRET not in str(caught.value)
+
+    def test_non_json_refusal_gets_the_http_status(self, client, rsps):
+        rsps.replace("POST", f"{ISSUER}/par", status=503, body="<html>down</html>")
+
+        with pytest.raises(PushError) as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert caught.value.error == "http_503"
+
+    def test_200_is_not_201(self, client, bridge):
+        bridge.par_reply = (200, {"request_uri": "urn:x", "expires_in": 60})
+
+        with pytest.raises(PushError):
+            client.start("user-42", REDIRECT_URI)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"expires_in": 60},
+            {"request_uri": "urn:x"},
+            {"request_uri": "urn:x", "expires_in": "60"},
+        ],
+    )
+    def test_incomplete_answer(self, client, bridge, body):
+        bridge.par_reply = (201, body)
+
+        with pytest.raises(PushError) as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert caught.value.error == "invalid_response"
+
+    def test_redirect_is_not_followed(self, client, rsps):
+        rsps.replace(
+            "POST", f"{ISSUER}/par", status=307, headers={"Location": "https://evil.example/par"}
+        )
+
+        with pytest.raises(PushError) as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert caught.value.error == "http_307"
+
+
+class TestTokenRefused:
+    def test_oauth_error_code_surfaced(self, client, bridge, handoff):
+        pending, callback = handoff()
+        bridge.token_reply = (
+            400,
+            {"error": "invalid_grant", "error_description": "code expired or already used"},
+        )
+
+        with pytest.raises(TokenError) as caught:
+            client.finish(pending, callback)
+        assert caught.value.error == "invalid_grant"
+        assert "already used" in caught.value.description
+
+    def test_response_without_id_token(self, client, bridge, handoff):
+        pending, callback = handoff()
+        bridge.token_reply = (200, {"access_token": "x", "token_type": "Bearer"})
+
+        with pytest.raises(TokenError) as caught:
+            client.finish(pending, callback)
+        assert caught.value.error == "invalid_response"
+
+    def test_odd_error_code_is_not_echoed(self, client, bridge, handoff):
+        pending, callback = handoff()
+        bridge.token_reply = (401, {"error": 'bad "thing"\n<script>'})
+
+        with pytest.raises(TokenError) as caught:
+            client.finish(pending, callback)
+        assert caught.value.error == "http_401"
