@@ -1,0 +1,94 @@
+"""The application factory: settings → keys → storage → challenge → Flask blueprints."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from . import security
+from .challenge import Challenge, Policy
+from .keyring import ServerSecrets, SigningKeys, load_secrets
+from .settings import Settings, load_settings
+from .store import Store, Tx, create_engine, migrate
+from .throttle import MemoryIpLimiter
+
+#: Expired pushed requests, flows and codes are swept at most this often per process.
+HOUSEKEEPING_INTERVAL = 60
+
+
+@dataclass
+class Bridge:
+    """Everything one bridge process holds, built once at start-up (no per-request loading)."""
+
+    settings: Settings
+    store: Store
+    secrets: ServerSecrets
+    signing_keys: SigningKeys
+    challenge: Challenge
+    clock: Callable[[], float] = time.time
+    oauth: Any = None
+    _swept_at: float = field(default=0.0)
+
+    def housekeeping(self, tx: Tx, now: float) -> None:
+        if now - self._swept_at >= HOUSEKEEPING_INTERVAL:
+            self._swept_at = now
+            tx.purge_expired(now)
+
+
+def build_bridge(settings: Settings, environ: Mapping[str, str],
+                 clock: Callable[[], float] = time.time) -> Bridge:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_engine(settings.database)
+    if settings.database_url:
+        migrate.check(engine)  # a shared database is migrated deliberately: `stepup db upgrade`
+    else:
+        migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
+    store = Store(engine)
+    secrets = load_secrets(settings.data_dir, environ)
+    policy = Policy(issuer=settings.issuer, acr=settings.acr,
+                    lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
+                    code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer)
+    limiter = MemoryIpLimiter(settings.ip_limit, settings.ip_window)
+    return Bridge(
+        settings=settings,
+        store=store,
+        secrets=secrets,
+        signing_keys=SigningKeys(settings.data_dir / "keys" / "signing.json",
+                                 settings.id_token_ttl),
+        challenge=Challenge(store, secrets, policy, limiter, clock),
+        clock=clock,
+    )
+
+
+def create_app(test_config: Mapping[str, object] | None = None, *,
+               environ: Mapping[str, str] | None = None,
+               clock: Callable[[], float] = time.time) -> Flask:
+    """Build the bridge. ``test_config`` overrides settings (keys as in ``Settings``)."""
+    from .flows import views
+    from .oidc import endpoints
+
+    environ = os.environ if environ is None else environ
+    settings = load_settings(environ, test_config)
+    app = Flask(__name__)
+    bridge = build_bridge(settings, environ, clock)
+    app.extensions["stepup"] = bridge
+    app.config.update(
+        SECRET_KEY=bridge.secrets.secret_key,
+        SESSION_COOKIE_NAME="stepup_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.behind_tls,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=settings.flow_ttl,
+        WTF_CSRF_TIME_LIMIT=settings.flow_ttl,
+        WTF_CSRF_SSL_STRICT=settings.behind_tls,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    security.init_app(app, settings)
+    endpoints.init_app(app)
+    views.init_app(app)
+    return app

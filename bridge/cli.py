@@ -1,0 +1,231 @@
+"""The ``stepup`` command line (names fixed by DESIGN.md: scripts and docs depend on them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+
+import click
+
+from .app import Bridge, build_bridge, create_app
+from .oidc.clients import new_client
+from .settings import ConfigError, load_settings
+from .store import migrate
+from .store.migrate import SchemaError
+
+
+def _bridge() -> Bridge:
+    return build_bridge(load_settings(), os.environ)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"stepup: error: {message}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turn configuration and schema problems into one line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, SchemaError, ValueError) as e:
+            _fail(str(e))
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Stepup Bridge: TOTP and recovery-code step-up for identity providers."""
+
+
+# -- serve / demo -------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the production server (gunicorn) on the configured settings."""
+    from .server import run_gunicorn
+
+    settings = load_settings()
+    app = create_app()  # fail fast, in the master, on bad settings or an old schema
+    click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
+               f"({settings.workers} workers, database {_safe_url(settings.database)})")
+    run_gunicorn(app, host, port, settings.workers, settings.timeout)
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--idp-port", default=5001, show_default=True, type=click.IntRange(1, 65535))
+def demo(port: int, idp_port: int) -> None:
+    """Run the bridge plus a small demo IdP that hands off to it (all on 127.0.0.1)."""
+    from werkzeug.serving import make_server
+
+    from .demo import DEMO_USERS, create_demo_idp
+
+    issuer = f"http://127.0.0.1:{port}"
+    idp_url = f"http://127.0.0.1:{idp_port}"
+    os.environ.setdefault("STEPUP_ISSUER", issuer)
+    bridge_app = create_app()
+    issuer = bridge_app.extensions["stepup"].settings.issuer
+    client_secret = secrets.token_urlsafe(32)
+    with bridge_app.extensions["stepup"].store.begin() as tx:
+        tx.remove_client("demo-idp")
+        tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
+                                 secret=client_secret, jwks_uri=None,
+                                 redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[]))
+    servers = [make_server("127.0.0.1", port, bridge_app, threaded=True)]
+    servers.append(make_server("127.0.0.1", idp_port,
+                               create_demo_idp(issuer, "demo-idp", client_secret, idp_url),
+                               threaded=True))
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    users = ", ".join(f"{name} / {pw}" for name, pw in DEMO_USERS.values())
+    click.echo(f"Stepup Bridge:  {issuer}\nDemo IdP:       {idp_url}   <- open this\n"
+               f"Demo users:     {users}\nPress Ctrl+C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        for server in servers:
+            server.shutdown()
+
+
+# -- clients ------------------------------------------------------------------------------
+@main.group()
+def client() -> None:
+    """Register the IdPs that may hand users off to the bridge."""
+
+
+@client.command("add")
+@click.option("--client-id", required=True)
+@click.option("--client-secret", help="Shared secret (client_secret_basic / _post).")
+@click.option("--jwks-uri", help="The client's public keys (private_key_jwt).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--redirect-uri-prefix", "prefixes", multiple=True,
+              help="Same scheme, host, port and path; any query (e.g. Keycloak's callback).")
+@click.option("--id-token-alg", type=click.Choice(["ES256", "RS256"]), default="ES256",
+              show_default=True)
+@click.option("--no-enrollment", is_flag=True, help="Unknown users may not enroll.")
+@click.option("--replace", is_flag=True, help="Overwrite an existing registration.")
+def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_token_alg,
+               no_enrollment, replace) -> None:
+    """Register an IdP as a client."""
+    bridge = _bridge()
+    record = new_client(bridge.secrets.pepper, client_id, secret=client_secret,
+                        jwks_uri=jwks_uri, redirect_uris=list(redirect_uris),
+                        redirect_uri_prefixes=list(prefixes), id_token_alg=id_token_alg,
+                        allow_enrollment=not no_enrollment)
+    with bridge.store.begin() as tx:
+        if tx.find_client(client_id) and not replace:
+            _fail(f"client {client_id!r} is already registered (use --replace)")
+        tx.remove_client(client_id)
+        tx.add_client(record)
+        tx.audit("client_registered", time.time(), client_id=client_id)
+    click.echo(f"Registered client {client_id}")
+
+
+@client.command("list")
+def client_list() -> None:
+    """List registered clients (never their secrets)."""
+    with _bridge().store.begin() as tx:
+        for c in tx.list_clients():
+            auth = "private_key_jwt" if c.jwks_uri else "client_secret"
+            uris = " ".join([*c.redirect_uris, *(f"{p}?*" for p in c.redirect_uri_prefixes)])
+            click.echo(f"{c.client_id}\t{auth}\t{c.id_token_alg}\t"
+                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}")
+
+
+@client.command("remove")
+@click.argument("client_id")
+def client_remove(client_id: str) -> None:
+    """Remove a client registration."""
+    with _bridge().store.begin() as tx:
+        if not tx.remove_client(client_id):
+            _fail(f"no client {client_id!r}")
+        tx.audit("client_removed", time.time(), client_id=client_id)
+    click.echo(f"Removed client {client_id}")
+
+
+# -- users (help desk) --------------------------------------------------------------------
+@main.group()
+def user() -> None:
+    """Help-desk view of a user's second factor."""
+
+
+@user.command("show")
+@click.argument("subject")
+def user_show(subject: str) -> None:
+    """Show a user's enrollment, lock state and recent audit events (no secrets)."""
+    with _bridge().store.begin() as tx:
+        found = tx.find_user(subject)
+        trail = tx.audit_trail(subject)
+    if found is None:
+        click.echo(f"{subject}: not enrolled")
+    else:
+        state = "LOCKED" if found.locked_at else "active"
+        click.echo(f"{subject}: enrolled {_when(found.created_at)}, {state}, "
+                   f"{found.failures} consecutive failure(s), recovery code #{found.recovery_version}")
+    for event in trail:
+        click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or ''} "
+                   f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")
+
+
+@user.command("reset")
+@click.argument("subject")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def user_reset(subject: str, yes: bool) -> None:
+    """Revoke a user's TOTP and recovery code (they enroll again at next sign-in)."""
+    if not yes:
+        click.confirm(f"Revoke the second factor of {subject}?", abort=True)
+    with _bridge().store.begin() as tx:
+        if not tx.remove_user(subject):
+            _fail(f"{subject} is not enrolled")
+        tx.audit("helpdesk_reset", time.time(), subject=subject)
+    click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
+
+
+# -- keys and database --------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Signing keys."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """New signing keys; the previous ones stay published until their tokens expire."""
+    bridge = _bridge()
+    kids = bridge.signing_keys.rotate(time.time())
+    click.echo(f"New signing keys: {', '.join(kids)} (restart or reload the bridge nodes)")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to this version (alembic)."""
+    from .store import create_engine
+
+    settings = load_settings()
+    engine = create_engine(settings.database)
+    migrate.upgrade(engine)
+    click.echo(f"Database at revision {migrate.current(engine)}")
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for the start-up line."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+

@@ -1,0 +1,1 @@
+"""Second factors, free of any web framework: TOTP (RFC 6238) and the recovery code."""

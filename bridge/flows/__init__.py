@@ -1,0 +1,1 @@
+"""The browser side of a hand-off: ``/authorize`` and the challenge pages."""

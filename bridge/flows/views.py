@@ -1,0 +1,238 @@
+"""Challenge pages. Each view loads the flow, calls one :class:`~bridge.challenge.Challenge`
+step and renders or redirects; all rules live in the challenge and the store.
+
+Automation contract (DESIGN.md): ``otp`` / ``recovery_code`` inputs, ``#use-recovery-code``,
+``#recovery-code``, ``#totp-secret``, the ``saved`` checkbox, errors in ``role="alert"``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import segno
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from ..challenge import (
+    ENROLL,
+    ENROLL_SAVED,
+    LOCKED,
+    NOT_ENROLLED,
+    REENROLL,
+    ROTATE,
+    TOTP,
+    Challenge,
+    ChallengeError,
+    Locked,
+)
+from ..security import allow_form_target
+from ..store import Flow
+
+bp = Blueprint("flows", __name__)
+
+#: How many sign-ins one browser may have open at once (tabs); the oldest is forgotten.
+MAX_FLOWS_PER_SESSION = 5
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+
+
+def _challenge() -> Challenge:
+    return current_app.extensions["stepup"].challenge
+
+
+def _binding() -> str:
+    """A random value tying flows to this browser's session cookie."""
+    if "binding" not in session:
+        session["binding"] = secrets.token_urlsafe(24)
+        session.permanent = True
+    return session["binding"]
+
+
+def _ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+@bp.get("/authorize")
+def authorize():
+    """RFC 9126 §4: only a pushed request, by its ``request_uri``, can start a sign-in."""
+    client_id = request.args.get("client_id", "")
+    request_uri = request.args.get("request_uri", "")
+    if not client_id or not request_uri:
+        return _message("This sign-in link is incomplete",
+                        "Go back to your sign-in page and start again.", 400)
+    bridge = current_app.extensions["stepup"]
+    now = bridge.clock()
+    with bridge.store.begin() as tx:
+        client = tx.find_client(client_id) if len(client_id) <= 255 else None
+        params = tx.consume_pushed(request_uri, client_id, now) if client else None
+    if client is None or params is None:
+        return _message("This sign-in link has expired",
+                        "It was already used or is too old. Go back to your sign-in page and "
+                        "start again.", 400)
+    flow = _challenge().begin(client, params, _binding())
+    session["flows"] = [*session.get("flows", []), flow.flow_id][-MAX_FLOWS_PER_SESSION:]
+    return redirect(url_for(".page", flow_id=flow.flow_id), 303)
+
+
+@bp.get("/flow/<flow_id>")
+def page(flow_id: str):
+    flow = _flow(flow_id)
+    return _render_stage(flow)
+
+
+@bp.get("/flow/<flow_id>/recovery")
+def recovery_form(flow_id: str):
+    flow = _flow(flow_id)
+    if flow.stage != TOTP:
+        return redirect(url_for(".page", flow_id=flow_id), 303)
+    return _page("recovery.html", flow)
+
+
+@bp.post("/flow/<flow_id>/totp")
+def submit_totp(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().verify_totp(
+        flow, request.form.get("otp", ""), _ip()))
+
+
+@bp.post("/flow/<flow_id>/recovery")
+def submit_recovery(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().verify_recovery(
+        flow, request.form.get("recovery_code", ""), _ip()), error_page="recovery.html")
+
+
+@bp.post("/flow/<flow_id>/enroll")
+def submit_enrollment(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().verify_enrollment(
+        flow, request.form.get("otp", ""), _ip()))
+
+
+@bp.post("/flow/<flow_id>/reenroll")
+def submit_reenrollment(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().verify_reenrollment(
+        flow, request.form.get("otp", ""), _ip()))
+
+
+@bp.post("/flow/<flow_id>/saved")
+def submit_saved(flow_id: str):
+    def confirm(flow: Flow) -> str | None:
+        if request.form.get("saved") != "yes":
+            raise ChallengeError("Tick the box to confirm you have saved your new recovery "
+                                 "code. You cannot continue without it.")
+        reenroll = request.form.get("next") == "reenroll" and flow.stage == ROTATE
+        return _challenge().confirm_saved(flow, _ip(), reenroll=reenroll)
+
+    return _attempt(flow_id, confirm)
+
+
+@bp.post("/flow/<flow_id>/cancel")
+def cancel(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().cancel(flow, _ip()))
+
+
+@bp.get("/flow/<flow_id>/recovery-code.txt")
+def download_code(flow_id: str):
+    flow = _flow(flow_id)
+    if flow.stage not in (ENROLL_SAVED, ROTATE):
+        abort(404)
+    code = _challenge().staged_code(flow)
+    text = render_template("recovery-code.txt", code=code,
+                           issuer=current_app.extensions["stepup"].settings.totp_issuer)
+    return Response(text, mimetype="text/plain", headers={
+        "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _flow(flow_id: str) -> Flow:
+    if len(flow_id) > 64 or flow_id not in session.get("flows", []):
+        abort(404)
+    try:
+        return _challenge().find(flow_id, _binding())
+    except ChallengeError:
+        abort(404)
+
+
+def _attempt(flow_id: str, step, error_page: str | None = None):
+    """Run one challenge step: redirect on success, the same page with the error otherwise."""
+    flow = _flow(flow_id)
+    try:
+        target = step(flow)
+    except Locked as error:
+        return _render_stage(_reload(flow), error.message, error.status)
+    except ChallengeError as error:
+        fresh = _reload(flow)
+        if fresh is None:
+            return _message("This sign-in cannot continue", error.message, error.status)
+        if error_page and fresh.stage == flow.stage:
+            return _page(error_page, fresh, error=error.message, status=error.status)
+        return _render_stage(fresh, error.message, error.status)
+    return redirect(target or url_for(".page", flow_id=flow_id), 303)
+
+
+def _reload(flow: Flow) -> Flow | None:
+    try:
+        return _challenge().find(flow.flow_id, _binding())
+    except ChallengeError:
+        return None
+
+
+def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200):
+    if flow is None:
+        return _message("This sign-in cannot continue", error or "", status)
+    challenge = _challenge()
+    if flow.stage in (ENROLL, REENROLL):
+        enrollment = challenge.enrollment(flow)
+        qr = segno.make(enrollment.uri, error="m").svg_inline(
+            scale=5, border=2, title="QR code for your authenticator app")
+        return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,
+                     qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
+    if flow.stage in (ENROLL_SAVED, ROTATE):
+        return _page("new_code.html", flow, error=error, status=status,
+                     code=challenge.staged_code(flow), rotation=flow.stage == ROTATE)
+    if flow.stage == TOTP:
+        return _page("totp.html", flow, error=error, status=status)
+    if flow.stage == LOCKED:
+        return _page("locked.html", flow, error=error, status=403)
+    if flow.stage == NOT_ENROLLED:
+        return _page("not_enrolled.html", flow, status=403)
+    abort(404)
+
+
+def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 200, **context):
+    allow_form_target(flow.params["redirect_uri"])
+    name = flow.params.get("preferred_username")
+    return render_template(template, flow=flow, error=error, account=name, **context), status
+
+
+def _message(title: str, text: str, status: int):
+    return render_template("message.html", title=title, text=text), status
+
+
+def _csrf_error(error: CSRFError):
+    return _message("This page expired",
+                    "For your security the form timed out. Go back, reload the page and try "
+                    "again.", 400)
+
+
+def _http_error(error: HTTPException):
+    if request.blueprint == "oidc":
+        return error
+    titles = {404: "Page not found", 405: "Not allowed", 413: "Request too large"}
+    title = titles.get(error.code or 400, "Something is wrong with this request")
+    return _message(title, "Go back to your sign-in page and start again.", error.code or 400)

@@ -1,0 +1,120 @@
+"""Back-channel and metadata endpoints: discovery, JWKS, PAR, token. Thin Flask views.
+
+Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description": ...}``.
+"""
+
+from __future__ import annotations
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import Blueprint, Flask, current_app, jsonify, request
+
+from ..security import csrf
+from . import assertion, discovery, par
+from .clients import AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
+
+bp = Blueprint("oidc", __name__)
+
+
+def init_app(app: Flask) -> AuthorizationServer:
+    bridge = app.extensions["stepup"]
+    settings, store = bridge.settings, bridge.store
+
+    def query_client(client_id: str) -> ClientModel | None:
+        if not isinstance(client_id, str) or len(client_id) > 255:
+            return None
+        with store.begin() as tx:
+            record = tx.find_client(client_id)
+        return ClientModel(record, bridge.secrets.pepper) if record else None
+
+    app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {"authorization_code": 300})
+    server = AuthorizationServer(app, query_client=query_client, save_token=_no_resource)
+    issuer = settings.issuer
+    server.register_client_auth_method(
+        PrivateKeyJWT.CLIENT_AUTH_METHOD,
+        PrivateKeyJWT(store, ClientKeys(), [issuer, f"{issuer}/token", f"{issuer}/par"]),
+    )
+    assertion.register(server, store, bridge.signing_keys, issuer, settings.id_token_ttl,
+                       bridge.clock)
+    bridge.oauth = server
+    csrf.exempt(bp)  # back channel: clients authenticate; there is no browser session
+    app.register_blueprint(bp)
+    return server
+
+
+def _no_resource(token: dict, request) -> None:
+    """The bridge protects no resource, so its access tokens are never looked up again."""
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration():
+    bridge = current_app.extensions["stepup"]
+    return _json(discovery.metadata(bridge.settings.issuer, bridge.settings.acr))
+
+
+@bp.get("/jwks")
+def jwks():
+    bridge = current_app.extensions["stepup"]
+    keys = bridge.signing_keys.public_jwks(bridge.clock())
+    response = jsonify(keys)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.post("/par")
+def pushed_authorization_request():
+    """RFC 9126 §2: authenticate the client, check the request, answer a ``request_uri``."""
+    bridge = current_app.extensions["stepup"]
+    server: AuthorizationServer = bridge.oauth
+    try:
+        if request.mimetype != "application/x-www-form-urlencoded":
+            raise InvalidRequestError("The request must be form-encoded.")
+        client = server.authenticate_client(
+            server.create_oauth2_request(request), list(AUTH_METHODS), endpoint="par"
+        )
+        params = par.validate(request.form.to_dict(flat=False), client)
+    except OAuth2Error as error:
+        return _oauth_error(error)
+    now = bridge.clock()
+    request_uri = par.new_request_uri()
+    with bridge.store.begin() as tx:
+        tx.save_pushed(request_uri, client.get_client_id(), params,
+                       now + bridge.settings.request_uri_ttl)
+        bridge.housekeeping(tx, now)
+    response = _json({"request_uri": request_uri, "expires_in": bridge.settings.request_uri_ttl})
+    response.status_code = 201
+    return response
+
+
+@bp.post("/token")
+def token():
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _oauth_error(InvalidRequestError("The request must be form-encoded."))
+    return current_app.extensions["stepup"].oauth.create_token_response()
+
+
+@bp.route("/par", methods=["GET", "PUT", "DELETE", "PATCH"])
+@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"])
+def wrong_method():
+    response = _oauth_error(InvalidRequestError("Use POST."))
+    response.status_code = 405
+    response.headers["Allow"] = "POST"
+    return response
+
+
+def _oauth_error(error: OAuth2Error):
+    status, body, headers = error()
+    response = jsonify(dict(body))
+    response.status_code = status
+    for name, value in headers:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _json(data: dict):
+    response = jsonify(data)
+    response.headers["Cache-Control"] = "no-store"
+    return response

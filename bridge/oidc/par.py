@@ -1,0 +1,109 @@
+"""Pushed Authorization Requests (RFC 9126) — authlib has none, so this is ours.
+
+The IdP pushes the whole authorization request over its authenticated back channel; the browser
+only ever carries the opaque, single-use ``request_uri``. That is how the bridge knows the
+user's identity (``login_hint``) came from the IdP and not from the address bar.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+
+from authlib.oauth2.rfc6749 import (
+    InvalidRequestError,
+    InvalidScopeError,
+    UnsupportedResponseTypeError,
+)
+from authlib.oidc.core.errors import RequestNotSupportedError
+
+from .clients import ClientModel
+
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
+_PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.2
+_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+_LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "preferred_username": 128,
+           "acr_values": 1024, "ui_locales": 256}
+PROMPTS = {"login", "consent", "select_account"}
+
+
+def new_request_uri() -> str:
+    return REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
+
+
+def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
+    """Check a pushed request (RFC 9126 §2.1) and return the parameters the flow keeps.
+
+    ``form`` maps each parameter name to all its values, so repeated parameters are refused
+    (RFC 6749 §3.1). Raises an authlib ``OAuth2Error`` naming the problem.
+    """
+    params = {}
+    for name, values in form.items():
+        if len(values) > 1:
+            raise InvalidRequestError(f"Parameter '{name}' is repeated.")
+        params[name] = values[0]
+    if "request_uri" in params:
+        raise InvalidRequestError("'request_uri' must not be pushed (RFC 9126 §2.1).")
+    if "request" in params:
+        raise RequestNotSupportedError("Request objects are not supported.")
+    if params.get("client_id", client.get_client_id()) != client.get_client_id():
+        raise InvalidRequestError("'client_id' does not match the authenticated client.")
+    if params.get("response_type") != "code":
+        raise UnsupportedResponseTypeError("Only response_type=code is supported.")
+    if "openid" not in params.get("scope", "").split():
+        raise InvalidScopeError("The scope must include 'openid'.")
+    redirect_uri = _required(params, "redirect_uri")
+    if not client.check_redirect_uri(redirect_uri):
+        raise InvalidRequestError("'redirect_uri' is not registered for this client.")
+    if params.get("code_challenge_method") != "S256":
+        raise InvalidRequestError("PKCE with code_challenge_method=S256 is required.")
+    if not _PKCE_CHALLENGE.match(params.get("code_challenge", "")):
+        raise InvalidRequestError("'code_challenge' is missing or malformed.")
+    for name in ("nonce", "login_hint"):
+        _required(params, name)
+    for name, limit in _LIMITS.items():
+        value = params.get(name)
+        if value is not None and (len(value) > limit or not _PRINTABLE.match(value)):
+            raise InvalidRequestError(f"'{name}' is too long or has invalid characters.")
+    return {
+        "redirect_uri": redirect_uri,
+        "scope": "openid",
+        "state": params.get("state"),
+        "nonce": params["nonce"],
+        "code_challenge": params["code_challenge"],
+        "login_hint": params["login_hint"],
+        "preferred_username": params.get("preferred_username"),
+        "acr_values": params.get("acr_values"),
+        "ui_locales": params.get("ui_locales"),
+        "max_age": _max_age(params.get("max_age")),
+        "prompt": _prompt(params.get("prompt")),
+    }
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise InvalidRequestError(f"Missing '{name}'.")
+    return value
+
+
+def _max_age(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise InvalidRequestError("'max_age' must be a non-negative whole number of seconds.")
+    return int(value)
+
+
+def _prompt(value: str | None) -> str | None:
+    """Every hand-off asks the user for a factor, so ``prompt=none`` can never be honoured
+    (OpenID Connect Core §3.1.2.6: ``login_required``); other values are accepted."""
+    if value is None:
+        return None
+    prompts = set(value.split())
+    if "none" in prompts:
+        raise InvalidRequestError("prompt=none cannot be honoured: a second factor is required.")
+    if not prompts <= PROMPTS:
+        raise InvalidRequestError("'prompt' has an unknown value.")
+    return value

@@ -1,0 +1,37 @@
+"""gunicorn behind ``stepup serve``: the app is built once in the master and forked."""
+
+from __future__ import annotations
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, app: Flask, options: dict):
+        self.application, self.options = app, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def _post_fork(server, worker) -> None:
+    # Database connections must not be shared across fork: each worker opens its own.
+    worker.app.application.extensions["stepup"].store.engine.dispose(close=False)
+
+
+def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -> None:
+    _Gunicorn(app, {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "timeout": timeout,
+        "preload_app": True,
+        "post_fork": _post_fork,
+        "accesslog": "-",
+        # The access log must never show a query string: /authorize carries request_uri.
+        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+    }).run()

@@ -1,0 +1,318 @@
+"""Storage: the only module that talks to the database.
+
+Everything the bridge keeps goes through a few verbs on a transaction (:class:`Tx`). Every
+single-use thing — pushed request, authorization code, TOTP time step, recovery code,
+client-assertion ``jti`` — is taken by one conditional DELETE or UPDATE, so the database, not
+process memory, decides the winner of a race; this holds across processes and nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from . import schema
+from .schema import audit_events, client_assertions, clients, codes, flows, pushed_requests, users
+
+#: Audit events are also logged here (never with a code, secret or token in them).
+audit_log = logging.getLogger("stepup.audit")
+
+
+def digest(value: str) -> str:
+    """SHA-256 hex of a high-entropy token: rows are keyed by it, never by the token itself."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    secret_digest: str | None
+    jwks_uri: str | None
+    redirect_uris: list[str]
+    redirect_uri_prefixes: list[str]
+    id_token_alg: str
+    allow_enrollment: bool
+    created_at: float
+
+
+@dataclass(frozen=True)
+class User:
+    subject: str
+    display_name: str | None
+    totp_secret: str
+    totp_last_step: int
+    recovery_digest: str
+    recovery_version: int
+    failures: int
+    last_failure_at: float | None
+    locked_at: float | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Flow:
+    flow_id: str
+    binding: str
+    client_id: str
+    subject: str
+    params: dict[str, Any]
+    stage: str
+    attempts: int
+    pending_secret: str | None
+    pending_step: int | None
+    staged_code: str | None
+    staged_version: int | None
+    factor: str | None
+    auth_time: float | None
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Code:
+    code_digest: str
+    client_id: str
+    subject: str
+    redirect_uri: str
+    scope: str
+    nonce: str
+    code_challenge: str
+    auth_time: float
+    acr: str
+    amr: list[str]
+    expires_at: float
+
+
+class Tx:
+    """One database transaction and the verbs the bridge uses inside it."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # -- clients ------------------------------------------------------------------------
+    def add_client(self, client: Client) -> None:
+        self.conn.execute(sa.insert(clients).values(**client.__dict__))
+
+    def find_client(self, client_id: str) -> Client | None:
+        row = self.conn.execute(sa.select(clients).where(clients.c.client_id == client_id)).first()
+        return Client(**row._mapping) if row else None
+
+    def list_clients(self) -> list[Client]:
+        rows = self.conn.execute(sa.select(clients).order_by(clients.c.client_id))
+        return [Client(**row._mapping) for row in rows]
+
+    def remove_client(self, client_id: str) -> bool:
+        return self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
+
+    # -- pushed authorization requests (RFC 9126) ---------------------------------------
+    def save_pushed(self, request_uri: str, client_id: str, params: dict, expires_at: float):
+        self.conn.execute(
+            sa.insert(pushed_requests).values(
+                uri_digest=digest(request_uri),
+                client_id=client_id,
+                params=params,
+                expires_at=expires_at,
+            )
+        )
+
+    def consume_pushed(self, request_uri: str, client_id: str, now: float) -> dict | None:
+        """Take a pushed request once; None if unknown, used, expired or another client's."""
+        row = self.conn.execute(
+            sa.delete(pushed_requests)
+            .where(pushed_requests.c.uri_digest == digest(request_uri))
+            .returning(pushed_requests.c.client_id, pushed_requests.c.params,
+                       pushed_requests.c.expires_at)
+        ).first()
+        if row is None or row.client_id != client_id or row.expires_at <= now:
+            return None
+        return row.params
+
+    # -- login flows ----------------------------------------------------------------------
+    def save_flow(self, flow: Flow) -> None:
+        self.conn.execute(sa.insert(flows).values(**flow.__dict__))
+
+    def find_flow(self, flow_id: str, now: float) -> Flow | None:
+        row = self.conn.execute(
+            sa.select(flows).where(flows.c.flow_id == flow_id, flows.c.expires_at > now)
+        ).first()
+        return Flow(**row._mapping) if row else None
+
+    def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
+        """Compare-and-set on the stage: a flow moves on once, even if a form is posted twice."""
+        return self._changed(
+            sa.update(flows)
+            .where(flows.c.flow_id == flow_id, flows.c.stage == from_stage)
+            .values(**changes)
+        )
+
+    def count_flow_attempt(self, flow_id: str) -> int:
+        self.conn.execute(
+            sa.update(flows).where(flows.c.flow_id == flow_id)
+            .values(attempts=flows.c.attempts + 1)
+        )
+        return self.conn.execute(
+            sa.select(flows.c.attempts).where(flows.c.flow_id == flow_id)
+        ).scalar_one_or_none() or 0
+
+    def end_flow(self, flow_id: str, stage: str) -> bool:
+        """Delete a flow that is still at ``stage``: the step that wins this, finishes it."""
+        return self._changed(
+            sa.delete(flows).where(flows.c.flow_id == flow_id, flows.c.stage == stage)
+        )
+
+    # -- users ----------------------------------------------------------------------------
+    def find_user(self, subject: str) -> User | None:
+        row = self.conn.execute(sa.select(users).where(users.c.subject == subject)).first()
+        return User(**row._mapping) if row else None
+
+    def add_user(self, user: User) -> bool:
+        """Insert a newly enrolled user; False if the subject enrolled meanwhile."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(sa.insert(users).values(**user.__dict__))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def accept_totp_step(self, subject: str, step: int) -> bool:
+        """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2)."""
+        return self._changed(
+            sa.update(users)
+            .where(users.c.subject == subject, users.c.totp_last_step < step)
+            .values(totp_last_step=step)
+        )
+
+    def replace_totp(self, subject: str, sealed_secret: str, step: int) -> bool:
+        return self._changed(
+            sa.update(users).where(users.c.subject == subject)
+            .values(totp_secret=sealed_secret, totp_last_step=step)
+        )
+
+    def rotate_recovery(self, subject: str, from_version: int, new_digest: str) -> bool:
+        """Swap in the staged recovery code if nobody rotated since it was staged."""
+        return self._changed(
+            sa.update(users)
+            .where(users.c.subject == subject, users.c.recovery_version == from_version)
+            .values(recovery_digest=new_digest, recovery_version=from_version + 1)
+        )
+
+    def record_failure(self, subject: str, now: float, limit: int) -> int:
+        """Count one failed attempt; lock at ``limit``. Returns the new count."""
+        self.conn.execute(
+            sa.update(users).where(users.c.subject == subject)
+            .values(failures=users.c.failures + 1, last_failure_at=now)
+        )
+        self.conn.execute(
+            sa.update(users)
+            .where(users.c.subject == subject, users.c.failures >= limit,
+                   users.c.locked_at.is_(None))
+            .values(locked_at=now)
+        )
+        return self.conn.execute(
+            sa.select(users.c.failures).where(users.c.subject == subject)
+        ).scalar_one_or_none() or 0
+
+    def clear_failures(self, subject: str) -> None:
+        self.conn.execute(
+            sa.update(users).where(users.c.subject == subject, users.c.failures != 0)
+            .values(failures=0, last_failure_at=None)
+        )
+
+    def remove_user(self, subject: str) -> bool:
+        return self._changed(sa.delete(users).where(users.c.subject == subject))
+
+    # -- authorization codes ------------------------------------------------------------
+    def save_code(self, code: Code) -> None:
+        values = code.__dict__ | {"amr": list(code.amr)}
+        self.conn.execute(sa.insert(codes).values(**values))
+
+    def consume_code(self, code: str, client_id: str, now: float) -> Code | None:
+        """Take an authorization code once (DELETE ... RETURNING): of two concurrent
+        redemptions exactly one gets the row. Expired or other clients' codes give None."""
+        row = self.conn.execute(
+            sa.delete(codes).where(codes.c.code_digest == digest(code)).returning(*codes.c)
+        ).first()
+        if row is None or row.client_id != client_id or row.expires_at <= now:
+            return None
+        return Code(**row._mapping)
+
+    def use_assertion_id(self, client_id: str, jti: str, expires_at: float) -> bool:
+        """Record a client assertion's ``jti`` (RFC 7523 §3 item 7); False on reuse."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    sa.insert(client_assertions).values(
+                        jti_digest=digest(f"{client_id}\0{jti}"), expires_at=expires_at
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    # -- audit and housekeeping -----------------------------------------------------------
+    def audit(self, event: str, now: float, *, subject: str | None = None,
+              client_id: str | None = None, ip: str | None = None, **detail: Any) -> None:
+        self.conn.execute(
+            sa.insert(audit_events).values(
+                at=now, event=event, subject=subject, client_id=client_id, ip=ip, detail=detail
+            )
+        )
+        audit_log.info("%s", event, extra={"audit": {"event": event, "subject": subject,
+                                                      "client_id": client_id, "ip": ip, **detail}})
+
+    def audit_trail(self, subject: str, limit: int = 20) -> list[dict]:
+        rows = self.conn.execute(
+            sa.select(audit_events).where(audit_events.c.subject == subject)
+            .order_by(audit_events.c.id.desc()).limit(limit)
+        )
+        return [dict(row._mapping) for row in rows]
+
+    def purge_expired(self, now: float) -> None:
+        for table in (pushed_requests, flows, codes, client_assertions):
+            self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
+
+    def _changed(self, statement: sa.Executable) -> bool:
+        return self.conn.execute(statement).rowcount == 1
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Tx]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield Tx(conn)
+
+
+def create_engine(url: str) -> Engine:
+    """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
+    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing."""
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # pragma: no cover - trivial
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+__all__ = ["Client", "Code", "Flow", "Store", "Tx", "User", "create_engine", "digest", "schema"]

@@ -1,0 +1,100 @@
+"""Tables. Alembic migrations in ``migrations/`` create them; this file is what the code reads.
+
+Times are epoch seconds (float); single-use rows carry ``expires_at`` and are deleted when
+consumed, so every "use once" rule is one conditional DELETE or UPDATE.
+"""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.String(255), primary_key=True),
+    sa.Column("secret_digest", sa.String(64)),  # HMAC-SHA-256 of the secret, or NULL
+    sa.Column("jwks_uri", sa.Text),  # private_key_jwt clients
+    sa.Column("redirect_uris", sa.JSON, nullable=False),
+    sa.Column("redirect_uri_prefixes", sa.JSON, nullable=False),
+    sa.Column("id_token_alg", sa.String(10), nullable=False),
+    sa.Column("allow_enrollment", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("display_name", sa.String(255)),
+    sa.Column("totp_secret", sa.Text, nullable=False),  # AES-GCM sealed
+    sa.Column("totp_last_step", sa.BigInteger, nullable=False),
+    sa.Column("recovery_digest", sa.String(64), nullable=False),
+    sa.Column("recovery_version", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_failure_at", sa.Float),
+    sa.Column("locked_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+pushed_requests = sa.Table(
+    "pushed_requests",
+    metadata,
+    sa.Column("uri_digest", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+flows = sa.Table(
+    "flows",
+    metadata,
+    sa.Column("flow_id", sa.String(64), primary_key=True),
+    sa.Column("binding", sa.String(64), nullable=False),  # digest of the browser's session nonce
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pending_secret", sa.Text),  # sealed TOTP secret being enrolled
+    sa.Column("pending_step", sa.BigInteger),  # time step of the enrollment's first code
+    sa.Column("staged_code", sa.Text),  # sealed replacement recovery code
+    sa.Column("staged_version", sa.Integer),  # recovery_version the replacement applies to
+    sa.Column("factor", sa.String(10)),
+    sa.Column("auth_time", sa.Float),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+codes = sa.Table(
+    "codes",
+    metadata,
+    sa.Column("code_digest", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("nonce", sa.Text, nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("auth_time", sa.Float, nullable=False),
+    sa.Column("acr", sa.Text, nullable=False),
+    sa.Column("amr", sa.JSON, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+client_assertions = sa.Table(
+    "client_assertions",
+    metadata,
+    sa.Column("jti_digest", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(255)),
+    sa.Column("client_id", sa.String(255)),
+    sa.Column("ip", sa.String(64)),
+    sa.Column("detail", sa.JSON, nullable=False),
+)

@@ -1,0 +1,55 @@
+"""Throttling of guesses (NIST SP 800-63B §5.2.2).
+
+Per user: one consecutive-failure counter shared by TOTP and the recovery code, kept in the
+database (see ``Tx.record_failure``); after a few free tries each further failure doubles the
+wait before the next attempt is even looked at, and the user is locked at the limit.
+Per client IP: a sliding window of failures, so one address cannot spray many users.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from typing import Protocol
+
+#: Failures allowed before any delay; a typo or two should cost nothing.
+FREE_FAILURES = 3
+MAX_DELAY = 300
+
+
+def delay_after(failures: int) -> int:
+    """Seconds to wait after ``failures`` consecutive failures: 0, 0, 0, 2, 4, 8, ... ≤ 300."""
+    if failures <= FREE_FAILURES:
+        return 0
+    return min(2 ** (failures - FREE_FAILURES), MAX_DELAY)
+
+
+class IpLimiter(Protocol):
+    def blocked(self, ip: str, now: float) -> bool: ...
+    def hit(self, ip: str, now: float) -> None: ...
+
+
+class MemoryIpLimiter:
+    """In-process sliding window; enough for one node (several nodes share a Redis one)."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, ip: str, now: float) -> deque[float]:
+        hits = self._hits[ip]
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if not hits:
+            del self._hits[ip]
+        return hits
+
+    def blocked(self, ip: str, now: float) -> bool:
+        with self._lock:
+            return len(self._trim(ip, now)) >= self.limit
+
+    def hit(self, ip: str, now: float) -> None:
+        with self._lock:
+            self._trim(ip, now)
+            self._hits[ip].append(now)

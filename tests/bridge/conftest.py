@@ -1,0 +1,159 @@
+"""Fixtures for the bridge: the app, a registered IdP and the actions of one login."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from bridge import create_app
+from bridge.factors import totp
+from bridge.oidc.clients import new_client
+
+IDP_ID = "idp"
+IDP_SECRET = "idp-secret-0123456789"
+CALLBACK = "https://idp.example/callback"
+KC_PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
+
+
+@pytest.fixture
+def app(tmp_path, clock):
+    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example"},
+                     environ={}, clock=clock)
+    bridge = app.extensions["stepup"]
+    with bridge.store.begin() as tx:
+        tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret=IDP_SECRET,
+                                 jwks_uri=None, redirect_uris=[CALLBACK],
+                                 redirect_uri_prefixes=[KC_PREFIX]))
+    return app
+
+
+@pytest.fixture
+def bridge(app):
+    return app.extensions["stepup"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class Login:
+    """One hand-off in progress, as the IdP and the browser see it."""
+
+    subject: str
+    verifier: str
+    nonce: str
+    state: str
+    redirect_uri: str
+    flow_url: str = ""
+    secret: str = ""  # the TOTP secret the "phone" holds
+    recovery_code: str = ""
+    last_page: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Actions:
+    """What an IdP and a user do, one call per step, so each test reads as a story."""
+
+    def __init__(self, client, bridge, clock):
+        self.client, self.bridge, self.clock = client, bridge, clock
+
+    # -- the IdP's back channel -----------------------------------------------------------
+    def push(self, subject="user-1", *, auth=(IDP_ID, IDP_SECRET), redirect_uri=CALLBACK,
+             **params) -> tuple[object, Login]:
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        login = Login(subject, verifier, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
+                      redirect_uri)
+        form = {"response_type": "code", "scope": "openid", "client_id": IDP_ID,
+                "redirect_uri": redirect_uri, "state": login.state, "nonce": login.nonce,
+                "code_challenge": challenge, "code_challenge_method": "S256",
+                "login_hint": subject, "preferred_username": f"{subject}@example"}
+        form.update({k: v for k, v in params.items() if v is not None})
+        for k in [k for k, v in params.items() if v is None]:
+            form.pop(k, None)
+        response = self.client.post("/par", data=form, auth=auth)
+        return response, login
+
+    def redeem(self, code: str, login: Login, *, auth=(IDP_ID, IDP_SECRET), client=None,
+               **overrides):
+        form = {"grant_type": "authorization_code", "code": code,
+                "redirect_uri": login.redirect_uri, "code_verifier": login.verifier}
+        form.update(overrides)
+        return (client or self.client).post("/token", data=form, auth=auth)
+
+    def verify_id_token(self, id_token: str):
+        jwks = KeySet.import_key_set(self.client.get("/jwks").get_json())
+        return jwt.decode(id_token, jwks, algorithms=["ES256", "RS256"])
+
+    # -- the browser ----------------------------------------------------------------------
+    def start(self, subject="user-1", **params) -> Login:
+        response, login = self.push(subject, **params)
+        assert response.status_code == 201, response.get_json()
+        uri = response.get_json()["request_uri"]
+        page = self.client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
+        assert page.status_code == 303, page.data
+        login.flow_url = page.headers["Location"]
+        login.last_page = self.client.get(login.flow_url).get_data(as_text=True)
+        return login
+
+    def csrf(self, html: str) -> str:
+        return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+    def post(self, login: Login, action: str, **form):
+        page = login.last_page or self.client.get(login.flow_url).get_data(as_text=True)
+        form.setdefault("csrf_token", self.csrf(page))
+        response = self.client.post(f"{login.flow_url}/{action}", data=form)
+        if response.status_code == 303 and response.headers["Location"].startswith("/flow/"):
+            login.last_page = self.client.get(response.headers["Location"]).get_data(as_text=True)
+        elif response.status_code != 303:
+            login.last_page = response.get_data(as_text=True)
+        return response
+
+    def code_now(self, login: Login) -> str:
+        return totp.code_at(login.secret, self.clock())
+
+    def enroll(self, subject="user-1", **params) -> tuple[Login, str]:
+        """Enroll a new user all the way; returns the login and the IdP's callback URL."""
+        login = self.start(subject, **params)
+        login.secret = shown(login.last_page, "totp-secret")
+        assert self.post(login, "enroll", otp=self.code_now(login)).status_code == 303
+        login.recovery_code = shown(login.last_page, "recovery-code")
+        done = self.post(login, "saved", saved="yes")
+        assert done.status_code == 303, done.data
+        return login, done.headers["Location"]
+
+    def finish(self, login: Login, callback: str) -> dict:
+        """The IdP's side of the callback: check state/iss, redeem, verify the assertion."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
+        assert query["state"] == login.state
+        assert query["iss"] == self.bridge.settings.issuer
+        response = self.redeem(query["code"], login)
+        assert response.status_code == 200, response.get_json()
+        return self.verify_id_token(response.get_json()["id_token"]).claims
+
+
+def shown(html: str, element_id: str) -> str:
+    """Text of the element with ``id`` — the pages' automation contract."""
+    match = re.search(rf'id="{element_id}"[^>]*>([^<]+)<', html)
+    assert match, f"no #{element_id} on the page"
+    return match.group(1).strip()
+
+
+def callback_params(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+@pytest.fixture
+def act(client, bridge, clock) -> Actions:
+    return Actions(client, bridge, clock)

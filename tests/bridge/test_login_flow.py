@@ -1,0 +1,58 @@
+"""A whole hand-off through the test client: enrollment, TOTP, recovery with rotation."""
+
+from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from bridge.settings import DEFAULT_ACR
+from tests.bridge.conftest import IDP_ID, callback_params, shown
+
+
+def test_enrollment_then_assertion(act, clock):
+    login, callback = act.enroll("alice")
+    assert callback.startswith("https://idp.example/callback?")
+    claims = act.finish(login, callback)
+    assert claims["sub"] == "alice"
+    assert claims["aud"] == IDP_ID
+    assert claims["iss"] == "https://bridge.example"
+    assert claims["nonce"] == login.nonce
+    assert claims["amr"] == [AMR_TOTP]
+    assert claims["acr"] == DEFAULT_ACR
+    assert claims["auth_time"] <= claims["iat"] <= clock() + 1
+    assert 0 < claims["exp"] - claims["iat"] <= 300
+
+
+def test_totp_login(act, clock):
+    login, _ = act.enroll("bob")
+    clock.advance(30)
+    again = act.start("bob")
+    assert 'name="otp"' in again.last_page and 'id="use-recovery-code"' in again.last_page
+    again.secret = login.secret
+    response = act.post(again, "totp", otp=act.code_now(again))
+    assert response.status_code == 303
+    claims = act.finish(again, response.headers["Location"])
+    assert claims["amr"] == [AMR_TOTP]
+
+
+def test_recovery_login_rotates_the_code(act, clock):
+    first, _ = act.enroll("carol")
+    login = act.start("carol")
+    assert act.post(login, "recovery", recovery_code=first.recovery_code.lower()).status_code == 303
+    new_code = shown(login.last_page, "recovery-code")
+    assert new_code != first.recovery_code
+    assert "This code works only once" in login.last_page
+    response = act.post(login, "saved", saved="yes")
+    claims = act.finish(login, response.headers["Location"])
+    assert claims["amr"] == [AMR_RECOVERY]
+    # The old code is spent, the new one works.
+    again = act.start("carol")
+    act.post(again, "recovery", recovery_code=first.recovery_code)
+    assert 'role="alert"' in again.last_page
+    again2 = act.start("carol")
+    assert act.post(again2, "recovery", recovery_code=new_code.replace("-", " ")).status_code == 303
+
+
+def test_cancel_returns_access_denied(act):
+    login = act.start("dave")
+    response = act.post(login, "cancel")
+    params = callback_params(response.headers["Location"])
+    assert params["error"] == "access_denied"
+    assert params["state"] == login.state
+    assert params["iss"] == "https://bridge.example"
