@@ -1,0 +1,88 @@
+package io.stepup.keycloak;
+
+import java.net.URI;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+/**
+ * The parts of the bridge's OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, RFC 9126 §5,
+ * RFC 9207 §3) the hand-off uses.
+ */
+public final class Discovery {
+
+    private final String issuer;
+    private final URI authorizationEndpoint;
+    private final URI tokenEndpoint;
+    private final URI parEndpoint;
+    private final URI jwksUri;
+    private final boolean issParameterSupported;
+
+    private Discovery(String issuer, URI authorization, URI token, URI par, URI jwks, boolean issSupported) {
+        this.issuer = issuer;
+        this.authorizationEndpoint = authorization;
+        this.tokenEndpoint = token;
+        this.parEndpoint = par;
+        this.jwksUri = jwks;
+        this.issParameterSupported = issSupported;
+    }
+
+    /**
+     * Reads and checks a discovery document.
+     *
+     * @param expectedIssuer the configured issuer; the document's {@code issuer} must equal it exactly (§4.3)
+     * @throws HandoffException when the document is unusable
+     */
+    static Discovery parse(JsonNode doc, String expectedIssuer) throws HandoffException {
+        String issuer = doc.path("issuer").asText(null);
+        if (!expectedIssuer.equals(issuer)) {
+            throw HandoffException.rejected("discovery issuer " + issuer + " does not match configured " + expectedIssuer);
+        }
+        return new Discovery(issuer,
+                endpoint(doc, "authorization_endpoint"),
+                endpoint(doc, "token_endpoint"),
+                endpoint(doc, "pushed_authorization_request_endpoint"),
+                endpoint(doc, "jwks_uri"),
+                doc.path("authorization_response_iss_parameter_supported").asBoolean(false));
+    }
+
+    private static URI endpoint(JsonNode doc, String name) throws HandoffException {
+        String value = doc.path(name).asText(null);
+        if (value == null || value.isBlank()) {
+            throw HandoffException.rejected("discovery document has no " + name);
+        }
+        try {
+            URI uri = URI.create(value);
+            if (uri.getHost() == null || !("https".equals(uri.getScheme()) || "http".equals(uri.getScheme()))) {
+                throw HandoffException.rejected("discovery " + name + " is not an http(s) URL");
+            }
+            return uri;
+        } catch (IllegalArgumentException e) {
+            throw HandoffException.rejected("discovery " + name + " is not a valid URL");
+        }
+    }
+
+    public String issuer() {
+        return issuer;
+    }
+
+    public URI authorizationEndpoint() {
+        return authorizationEndpoint;
+    }
+
+    public URI tokenEndpoint() {
+        return tokenEndpoint;
+    }
+
+    public URI parEndpoint() {
+        return parEndpoint;
+    }
+
+    public URI jwksUri() {
+        return jwksUri;
+    }
+
+    /** RFC 9207: when true, an authorization response without {@code iss} is refused. */
+    public boolean issParameterSupported() {
+        return issParameterSupported;
+    }
+}

@@ -1,0 +1,196 @@
+package io.stepup.keycloak;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.time.Clock;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import org.keycloak.common.VerificationException;
+import org.keycloak.crypto.AsymmetricSignatureVerifierContext;
+import org.keycloak.crypto.ECDSASignatureVerifierContext;
+import org.keycloak.crypto.KeyType;
+import org.keycloak.crypto.KeyWrapper;
+import org.keycloak.crypto.SignatureVerifierContext;
+import org.keycloak.jose.jwk.JSONWebKeySet;
+import org.keycloak.jose.jwk.JWK;
+import org.keycloak.jose.jws.Algorithm;
+import org.keycloak.jose.jws.JWSInput;
+import org.keycloak.jose.jws.JWSInputException;
+import org.keycloak.representations.IDToken;
+import org.keycloak.util.JWKSUtils;
+import org.keycloak.util.JsonSerialization;
+
+/**
+ * Checks the bridge's id_token as OpenID Connect Core §3.1.3.7 asks: the JWS signature against the bridge's JWKS
+ * (ES256 or RS256 only; {@code none} and HMAC are refused), {@code iss}, {@code aud}, {@code azp}, {@code exp}
+ * (with {@link #LEEWAY_SECONDS}), {@code nonce}, and {@code sub} against the Keycloak user id sent as login_hint.
+ */
+public class IdTokenVerifier {
+
+    /** Clock skew tolerated on {@code exp} and {@code iat}. */
+    public static final long LEEWAY_SECONDS = 30;
+
+    private static final Set<Algorithm> ACCEPTED = Set.of(Algorithm.ES256, Algorithm.RS256);
+
+    private final Clock clock;
+
+    public IdTokenVerifier(Clock clock) {
+        this.clock = clock;
+    }
+
+    /** Where the bridge's keys come from; {@code refresh} asks for a fresh copy instead of a cached one. */
+    @FunctionalInterface
+    public interface KeySource {
+        JSONWebKeySet keys(boolean refresh) throws BridgeUnavailableException, HandoffException;
+    }
+
+    /** What the token must say. */
+    public static final class Expected {
+        final String issuer;
+        final String clientId;
+        final String nonce;
+        final String subject;
+
+        public Expected(String issuer, String clientId, String nonce, String subject) {
+            this.issuer = issuer;
+            this.clientId = clientId;
+            this.nonce = nonce;
+            this.subject = subject;
+        }
+    }
+
+    /**
+     * Verifies the token and returns its assertion.
+     *
+     * @throws HandoffException (REJECTED) on any failed check; the message names the check, never the token
+     * @throws BridgeUnavailableException when the JWKS cannot be fetched
+     */
+    public Assertion verify(String idToken, Expected expected, KeySource keys)
+            throws HandoffException, BridgeUnavailableException {
+        JWSInput jws;
+        try {
+            jws = new JWSInput(idToken);
+        } catch (JWSInputException e) {
+            throw HandoffException.rejected("id_token is not a valid JWS");
+        }
+        Algorithm alg = jws.getHeader().getAlgorithm();
+        if (alg == null || !ACCEPTED.contains(alg)) {
+            throw HandoffException.rejected("id_token alg " + alg + " is not accepted (ES256 or RS256 only)");
+        }
+        if (jws.getSignature() == null || jws.getSignature().length == 0) {
+            throw HandoffException.rejected("id_token is not signed");
+        }
+        KeyWrapper key = findKey(jws.getHeader().getKeyId(), alg, keys);
+        checkSignature(jws, alg, key);
+        IDToken token;
+        JsonNode claims;
+        try {
+            token = jws.readJsonContent(IDToken.class);
+            claims = JsonSerialization.mapper.readTree(jws.getContent());
+        } catch (JWSInputException | IOException e) {
+            throw HandoffException.rejected("id_token claims are not valid JSON");
+        }
+        checkClaims(token, expected);
+        return new Assertion(token.getSubject(), token.getAcr(), amr(claims), token.getAuth_time());
+    }
+
+    /** The key named by {@code kid}; on a miss the key set is fetched again once (key rotation). */
+    private KeyWrapper findKey(String kid, Algorithm alg, KeySource keys)
+            throws HandoffException, BridgeUnavailableException {
+        KeyWrapper key = select(keys.keys(false), kid, alg);
+        if (key == null) {
+            key = select(keys.keys(true), kid, alg);
+        }
+        if (key == null) {
+            throw HandoffException.rejected("no " + alg + " key in the bridge's JWKS for kid " + kid);
+        }
+        return key;
+    }
+
+    /** With a {@code kid}: that key, if its type fits {@code alg}. Without one: the only key that fits. */
+    static KeyWrapper select(JSONWebKeySet keySet, String kid, Algorithm alg) {
+        List<KeyWrapper> fitting = new ArrayList<>();
+        for (KeyWrapper key : JWKSUtils.getKeyWrappersForUse(keySet, JWK.Use.SIG, true).getKeys()) {
+            boolean kidMatches = kid == null || kid.equals(key.getKid());
+            if (kidMatches && fits(key, alg)) {
+                fitting.add(key);
+            }
+        }
+        if (fitting.size() != 1) {
+            return null;
+        }
+        KeyWrapper key = fitting.get(0).cloneKey();
+        key.setAlgorithm(alg.name());
+        return key;
+    }
+
+    private static boolean fits(KeyWrapper key, Algorithm alg) {
+        if (key.getAlgorithm() != null && !key.getAlgorithm().equals(alg.name())) {
+            return false;
+        }
+        if (alg == Algorithm.ES256) {
+            return KeyType.EC.equals(key.getType()) && "P-256".equals(key.getCurve());
+        }
+        return KeyType.RSA.equals(key.getType());
+    }
+
+    private static void checkSignature(JWSInput jws, Algorithm alg, KeyWrapper key) throws HandoffException {
+        SignatureVerifierContext verifier = alg == Algorithm.ES256
+                ? new ECDSASignatureVerifierContext(key)
+                : new AsymmetricSignatureVerifierContext(key);
+        boolean valid;
+        try {
+            byte[] signed = jws.getEncodedSignatureInput().getBytes(StandardCharsets.US_ASCII);
+            valid = verifier.verify(signed, jws.getSignature());
+        } catch (VerificationException | RuntimeException e) {
+            valid = false;
+        }
+        if (!valid) {
+            throw HandoffException.rejected("id_token signature is invalid");
+        }
+    }
+
+    private void checkClaims(IDToken token, Expected expected) throws HandoffException {
+        long now = clock.instant().getEpochSecond();
+        if (!expected.issuer.equals(token.getIssuer())) {
+            throw HandoffException.rejected("id_token iss does not match the bridge issuer");
+        }
+        if (!token.hasAudience(expected.clientId)) {
+            throw HandoffException.rejected("id_token aud does not contain the client id");
+        }
+        if (token.getIssuedFor() != null && !expected.clientId.equals(token.getIssuedFor())) {
+            throw HandoffException.rejected("id_token azp does not name the client id");
+        }
+        if (token.getExp() == null || now > token.getExp() + LEEWAY_SECONDS) {
+            throw HandoffException.rejected("id_token is expired");
+        }
+        if (token.getIat() != null && token.getIat() > now + LEEWAY_SECONDS) {
+            throw HandoffException.rejected("id_token iat is in the future");
+        }
+        if (expected.nonce == null || !expected.nonce.equals(token.getNonce())) {
+            throw HandoffException.rejected("id_token nonce does not match");
+        }
+        if (expected.subject == null || !expected.subject.equals(token.getSubject())) {
+            throw HandoffException.rejected("id_token sub is not the Keycloak user");
+        }
+    }
+
+    /** {@code amr} is a JSON array of strings (OpenID Connect Core §2); a lone string is tolerated. */
+    private static List<String> amr(JsonNode claims) {
+        JsonNode claim = claims.path("amr");
+        List<String> values = new ArrayList<>();
+        if (claim.isArray()) {
+            claim.forEach(value -> {
+                if (value.isTextual()) {
+                    values.add(value.asText());
+                }
+            });
+        } else if (claim.isTextual()) {
+            values.add(claim.asText());
+        }
+        return values;
+    }
+}

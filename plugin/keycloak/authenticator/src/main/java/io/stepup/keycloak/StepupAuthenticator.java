@@ -1,0 +1,202 @@
+package io.stepup.keycloak;
+
+import java.util.Locale;
+
+import jakarta.ws.rs.core.MultivaluedMap;
+import jakarta.ws.rs.core.Response;
+import org.jboss.logging.Logger;
+import org.keycloak.authentication.AuthenticationFlowContext;
+import org.keycloak.authentication.AuthenticationFlowError;
+import org.keycloak.authentication.Authenticator;
+import org.keycloak.events.Details;
+import org.keycloak.models.AuthenticatorConfigModel;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.RealmModel;
+import org.keycloak.models.UserModel;
+import org.keycloak.sessions.AuthenticationSessionModel;
+
+/**
+ * Hands the user, already known from the password step, to the Stepup Bridge and back.
+ * Both passes arrive in {@link #authenticate}: the callback carries no Keycloak session code, so it cannot reach
+ * {@code action()}. An auth note holding our {@code state} plus a {@code state} query parameter marks the callback;
+ * anything else starts a fresh hand-off. Stateless: everything per login lives in auth-session notes.
+ */
+public class StepupAuthenticator implements Authenticator {
+
+    /** Auth notes (this login only; cleared when the callback is handled). */
+    public static final String NOTE_STATE = "stepup.state";
+    public static final String NOTE_NONCE = "stepup.nonce";
+    public static final String NOTE_CODE_VERIFIER = "stepup.code_verifier";
+    public static final String NOTE_REDIRECT_URI = "stepup.redirect_uri";
+
+    /** User-session notes, for "User Session Note" protocol mappers. */
+    public static final String SESSION_NOTE_ACR = "stepup.acr";
+    /** The {@code amr} values joined with commas, e.g. {@code otp}. */
+    public static final String SESSION_NOTE_AMR = "stepup.amr";
+    /** {@code auth_time} in seconds since the epoch, as a decimal string. */
+    public static final String SESSION_NOTE_AUTH_TIME = "stepup.auth_time";
+
+    /** Message keys (theme-resources/messages/messages_en.properties). */
+    static final String MSG_UNAVAILABLE = "stepupUnavailable";
+    static final String MSG_DENIED = "stepupDenied";
+    static final String MSG_FAILED = "stepupFailed";
+
+    private static final Logger LOG = Logger.getLogger(StepupAuthenticator.class);
+
+    private final Handoff handoff;
+
+    public StepupAuthenticator(Handoff handoff) {
+        this.handoff = handoff;
+    }
+
+    @Override
+    public void authenticate(AuthenticationFlowContext context) {
+        StepupConfig config;
+        try {
+            AuthenticatorConfigModel model = context.getAuthenticatorConfig();
+            config = StepupConfig.from(model == null ? null : model.getConfig());
+        } catch (IllegalArgumentException e) {
+            LOG.errorf("Stepup Bridge authenticator is misconfigured: %s", e.getMessage());
+            fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_FAILED, Response.Status.INTERNAL_SERVER_ERROR,
+                    "misconfigured");
+            return;
+        }
+        AuthenticationSessionModel authSession = context.getAuthenticationSession();
+        MultivaluedMap<String, String> query = context.getUriInfo().getQueryParameters();
+        if (authSession.getAuthNote(NOTE_STATE) != null && query.containsKey("state")) {
+            finish(context, config, query);
+        } else {
+            start(context, config);
+        }
+    }
+
+    /** First pass: push the request to the bridge, remember state/nonce/verifier, send the browser there. */
+    private void start(AuthenticationFlowContext context, StepupConfig config) {
+        AuthenticationSessionModel authSession = context.getAuthenticationSession();
+        clearNotes(authSession);
+        UserModel user = context.getUser();
+        String redirectUri = context.getRefreshUrl(false).toString();
+        Handoff.User handoffUser = new Handoff.User(user.getId(), user.getUsername(), locale(context, user));
+        Handoff.Pending pending;
+        try {
+            pending = handoff.begin(config, handoffUser, redirectUri);
+        } catch (BridgeUnavailableException e) {
+            unavailable(context, config, e);
+            return;
+        } catch (HandoffException e) {
+            rejected(context, e);
+            return;
+        }
+        authSession.setAuthNote(NOTE_STATE, pending.state());
+        authSession.setAuthNote(NOTE_NONCE, pending.nonce());
+        authSession.setAuthNote(NOTE_CODE_VERIFIER, pending.codeVerifier());
+        authSession.setAuthNote(NOTE_REDIRECT_URI, pending.redirectUri());
+        context.challenge(Response.seeOther(pending.browserRedirect())
+                .header("Cache-Control", "no-store")
+                .build());
+    }
+
+    /** Second pass: the bridge sent the browser back; the notes are spent whatever the outcome. */
+    private void finish(AuthenticationFlowContext context, StepupConfig config, MultivaluedMap<String, String> query) {
+        AuthenticationSessionModel authSession = context.getAuthenticationSession();
+        Handoff.Pending pending = new Handoff.Pending(authSession.getAuthNote(NOTE_STATE),
+                authSession.getAuthNote(NOTE_NONCE), authSession.getAuthNote(NOTE_CODE_VERIFIER),
+                authSession.getAuthNote(NOTE_REDIRECT_URI), null);
+        clearNotes(authSession);
+        Handoff.Callback callback = new Handoff.Callback(query.getFirst("state"), query.getFirst("iss"),
+                query.getFirst("code"), query.getFirst("error"));
+        Assertion assertion;
+        try {
+            assertion = handoff.complete(config, pending, callback, context.getUser().getId());
+        } catch (BridgeUnavailableException e) {
+            unavailable(context, config, e);
+            return;
+        } catch (HandoffException e) {
+            rejected(context, e);
+            return;
+        }
+        setSessionNote(authSession, SESSION_NOTE_ACR, assertion.acr());
+        setSessionNote(authSession, SESSION_NOTE_AMR, assertion.amrJoined());
+        setSessionNote(authSession, SESSION_NOTE_AUTH_TIME,
+                assertion.authTime() == null ? null : assertion.authTime().toString());
+        context.success();
+    }
+
+    private static void setSessionNote(AuthenticationSessionModel authSession, String name, String value) {
+        if (value != null) {
+            authSession.setUserSessionNote(name, value);
+        }
+    }
+
+    private static void clearNotes(AuthenticationSessionModel authSession) {
+        authSession.removeAuthNote(NOTE_STATE);
+        authSession.removeAuthNote(NOTE_NONCE);
+        authSession.removeAuthNote(NOTE_CODE_VERIFIER);
+        authSession.removeAuthNote(NOTE_REDIRECT_URI);
+    }
+
+    private static String locale(AuthenticationFlowContext context, UserModel user) {
+        Locale locale = context.getSession().getContext().resolveLocale(user);
+        return locale == null ? null : locale.toLanguageTag();
+    }
+
+    /** The back channel failed: fail closed, or let the flow go on when configured {@code skip}. */
+    private static void unavailable(AuthenticationFlowContext context, StepupConfig config,
+                                    BridgeUnavailableException e) {
+        if (config.onUnavailable() == StepupConfig.OnUnavailable.SKIP) {
+            LOG.warnf("Stepup Bridge unavailable, step skipped by configuration (user %s): %s",
+                    context.getUser().getId(), e.getMessage());
+            context.attempted();
+            return;
+        }
+        LOG.warnf("Stepup Bridge unavailable (user %s): %s", context.getUser().getId(), e.getMessage());
+        fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_UNAVAILABLE, Response.Status.SERVICE_UNAVAILABLE,
+                "bridge_unavailable");
+    }
+
+    private static void rejected(AuthenticationFlowContext context, HandoffException e) {
+        if (e.reason() == HandoffException.Reason.DENIED) {
+            LOG.infof("Stepup Bridge denied the second factor (user %s)", context.getUser().getId());
+            fail(context, AuthenticationFlowError.INVALID_CREDENTIALS, MSG_DENIED, Response.Status.UNAUTHORIZED,
+                    "access_denied");
+            return;
+        }
+        LOG.warnf("Stepup Bridge hand-off rejected (user %s): %s", context.getUser().getId(), e.getMessage());
+        fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_FAILED, Response.Status.BAD_REQUEST,
+                "handoff_rejected");
+    }
+
+    private static void fail(AuthenticationFlowContext context, AuthenticationFlowError error, String messageKey,
+                             Response.Status status, String reason) {
+        context.getEvent().detail(Details.REASON, "stepup_" + reason);
+        Response page = context.form().setError(messageKey).createErrorPage(status);
+        context.failureChallenge(error, page);
+    }
+
+    @Override
+    public void action(AuthenticationFlowContext context) {
+        // The bridge's callback re-enters authenticate(); no form of ours posts here.
+        authenticate(context);
+    }
+
+    @Override
+    public boolean requiresUser() {
+        return true;
+    }
+
+    @Override
+    public boolean configuredFor(KeycloakSession session, RealmModel realm, UserModel user) {
+        // Enrollment happens at the bridge; Keycloak stores no credential for this factor.
+        return true;
+    }
+
+    @Override
+    public void setRequiredActions(KeycloakSession session, RealmModel realm, UserModel user) {
+        // Nothing to set up in Keycloak.
+    }
+
+    @Override
+    public void close() {
+        // Stateless singleton.
+    }
+}
