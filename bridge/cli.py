@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
@@ -77,6 +78,8 @@ def demo(port: int, idp_port: int) -> None:
         tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
                                  secret=client_secret, jwks_uri=None,
                                  redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[]))
+    # The dev server's request log would show request_uri and code query strings.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     servers = [make_server("127.0.0.1", port, bridge_app, threaded=True)]
     servers.append(make_server("127.0.0.1", idp_port,
                                create_demo_idp(issuer, "demo-idp", client_secret, idp_url),
@@ -229,3 +232,7 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages the test suite drives for real: Chromium (browser tests), PostgreSQL and
+# Redis (production-engine tests), Maven + JDK (the Keycloak authenticator). Needs root.
+set -euo pipefail
+want=()
+command -v chromium >/dev/null || want+=(chromium)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
+command -v redis-server >/dev/null || want+=(redis-server)
+command -v mvn >/dev/null || want+=(maven)
+command -v unzip >/dev/null || want+=(unzip)
+if [ ${#want[@]} -gt 0 ]; then
+  echo "Installing Debian packages: ${want[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${want[@]}" >/dev/null
+fi

@@ -1,0 +1,137 @@
+"""The quick-start demo in real Chromium: enrollment → sign out → TOTP → recovery with rotation.
+
+``stepup demo`` runs as a real process (bridge + demo IdP); the "phone" is pyotp reading the
+secret shown on the enrollment page. Screenshots of every page land in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bridge.factors import totp
+
+from .browser import chromium_page, free_port, screenshot, stepup_process
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    data = tmp_path_factory.mktemp("demo")
+    port, idp_port = free_port(), free_port()
+    env = {"STEPUP_DATA_DIR": str(data), "STEPUP_ISSUER": f"http://127.0.0.1:{port}",
+           "STEPUP_LOCKOUT_LIMIT": "3"}
+    with stepup_process(["demo", "--port", str(port), "--idp-port", str(idp_port)], env,
+                        f"http://127.0.0.1:{idp_port}/", data / "demo.log"):
+        yield f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{port}"
+
+
+def sign_in(page, idp: str, user: str) -> None:
+    page.goto(idp)
+    page.fill("#username", user)
+    page.fill("#password", f"{user}-demo")
+    page.click("text=Next")
+
+
+def enroll(page, idp: str, user: str) -> str:
+    """Enroll through the pages; returns the TOTP secret."""
+    sign_in(page, idp, user)
+    secret = page.text_content("#totp-secret").strip()  # inside a closed <details>
+    page.fill("input[name=otp]", totp.code_at(secret, time.time()))
+    page.click("text=Verify and continue")
+    page.check("input[name=saved]")
+    page.click("button:has-text('Continue')")
+    page.wait_for_selector("#signed-in")
+    page.click("text=Sign out")
+    return secret
+
+
+def test_enroll_totp_and_recovery_with_rotation(demo):
+    demo, _ = demo
+    with chromium_page() as page:
+        sign_in(page, demo, "alice")
+        page.wait_for_selector("#totp-secret", state="attached")
+        assert page.locator("figure.qr svg").count() == 1
+        page.click("summary")  # "Can't scan?" reveals the key
+        screenshot(page, "01-enroll")
+        secret = page.inner_text("#totp-secret").strip()
+        page.fill("input[name=otp]", "000000" if totp.code_at(secret, time.time()) != "000000"
+                  else "111111")
+        page.click("text=Verify and continue")
+        assert page.locator("[role=alert]").is_visible()
+        screenshot(page, "02-enroll-wrong-code")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time()))
+        page.click("text=Verify and continue")
+
+        first_code = page.inner_text("#recovery-code").strip()
+        assert "works only once" in page.content()
+        screenshot(page, "03-first-recovery-code")
+        page.click("button:has-text('Continue')")
+        # The required checkbox stops the form in the browser itself.
+        assert page.locator("#recovery-code").is_visible()
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        page.wait_for_selector("#signed-in")
+        assert page.inner_text("#amr").strip() == "otp"
+        screenshot(page, "04-idp-signed-in")
+        page.click("text=Sign out")
+
+        # TOTP login: the next time step's code (the enrollment step is spent).
+        sign_in(page, demo, "alice")
+        page.wait_for_selector("input[name=otp]")
+        screenshot(page, "05-totp")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        page.wait_for_selector("#signed-in")
+        page.click("text=Sign out")
+
+        # Recovery code, with rotation.
+        sign_in(page, demo, "alice")
+        page.click("#use-recovery-code")
+        page.wait_for_selector("input[name=recovery_code]")
+        screenshot(page, "06-recovery")
+        page.fill("input[name=recovery_code]", first_code.lower().replace("-", " "))
+        page.click("text=Verify recovery code")
+        new_code = page.inner_text("#recovery-code").strip()
+        assert new_code != first_code
+        assert "Your previous code no longer works" in page.content()
+        assert page.locator("text=Set up a new authenticator").is_visible()
+        screenshot(page, "07-new-recovery-code")
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        page.wait_for_selector("#signed-in")
+        assert page.inner_text("#amr").strip() == "rc"
+        page.click("text=Sign out")
+
+        # The old code is spent.
+        sign_in(page, demo, "alice")
+        page.click("#use-recovery-code")
+        page.fill("input[name=recovery_code]", first_code)
+        page.click("text=Verify recovery code")
+        assert "didn't work" in page.inner_text("[role=alert]")
+        screenshot(page, "08-recovery-wrong")
+
+
+def test_lockout_and_expired_link(demo):
+    idp, bridge = demo
+    with chromium_page() as page:
+        secret = enroll(page, idp, "bob")
+        sign_in(page, idp, "bob")
+        good = {totp.code_at(secret, time.time() + d) for d in (-30, 0, 30, 60)}
+        wrong = next(c for c in ("123456", "654321", "111111", "222222") if c not in good)
+        for _ in range(3):
+            page.fill("input[name=otp]", wrong)
+            page.click("button:has-text('Verify')")
+        assert "locked" in page.inner_text("[role=alert]")
+        screenshot(page, "09-locked")
+        page.click("text=Return to sign-in")
+        assert "Second factor not completed" in page.inner_text("[role=alert]")
+        # A new sign-in for a locked user shows the locked page at once.
+        sign_in(page, idp, "bob")
+        assert page.locator("h1").inner_text() == "Two-step sign-in is locked"
+
+        page.goto(f"{bridge}/authorize?client_id=demo-idp&request_uri=urn:x")
+        assert "expired" in page.inner_text("h1")
+        screenshot(page, "10-expired-link")
