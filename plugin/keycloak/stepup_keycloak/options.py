@@ -1,0 +1,169 @@
+"""What ``stepup keycloak install|uninstall`` is asked to do, checked once at construction.
+
+:class:`InstallOptions` is the click-free input of :func:`stepup_keycloak.install`. Every
+option's default is defined and documented here, next to the names Keycloak and the
+``stepup-bridge`` authenticator must agree on. Bad values fail when the options are built
+(one :class:`ProvisioningError` line), not half-way through changing a realm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import ProvisioningError
+
+#: Provider id of the Java authenticator (its Factory's ``PROVIDER_ID``).
+AUTHENTICATOR_ID = "stepup-bridge"
+#: Executions the step-up goes right after. A copy of ``browser`` has the first one; a flow
+#: split into username form + password form has the second.
+PASSWORD_FORMS = ("auth-username-password-form", "auth-password-form")
+#: Keycloak's built-in condition used by the ``conditional_loa`` layout, and its config keys.
+LOA_CONDITION_ID = "conditional-level-of-authentication"
+LOA_LEVEL_KEY = "loa-condition-level"
+LOA_MAX_AGE_KEY = "loa-max-age"
+#: Realm attribute remembering the browser flow that was bound before install.
+PREVIOUS_FLOW_ATTRIBUTE = "stepup.previousBrowserFlow"
+#: Browser flow restored by uninstall when nothing was remembered.
+DEFAULT_BROWSER_FLOW = "browser"
+#: Authenticator config keys read by the Java authenticator (typed Configuration there).
+CONFIG_ISSUER = "stepup.issuer"
+CONFIG_CLIENT_ID = "stepup.clientId"
+CONFIG_CLIENT_SECRET = "stepup.clientSecret"  # noqa: S105 - a key name, not a secret
+CONFIG_ACR_VALUES = "stepup.acrValues"
+CONFIG_ALLOW_ENROLLMENT = "stepup.allowEnrollment"
+CONFIG_ON_UNAVAILABLE = "stepup.onBridgeUnavailable"
+#: User-session notes the authenticator writes after a verified assertion, mapped to claims
+#: (note -> (claim, JSON type)). ``stepup.amr`` holds the bridge's ``amr`` list joined with
+#: commas (e.g. ``otp``), so its claim is one string, not a JSON array. The claims are not named
+#: ``acr``/``amr`` because Keycloak's own acr mapper already owns ``acr``.
+SESSION_NOTE_CLAIMS = {
+    "stepup.amr": ("stepup_amr", "String"),
+    "stepup.acr": ("stepup_acr", "String"),
+    "stepup.auth_time": ("stepup_auth_time", "long"),
+}
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """Where to install the step-up and how the authenticator reaches the bridge.
+
+    Admin login is one of two modes: ``admin_username`` + ``admin_password`` (a user of
+    ``admin_realm``, through the ``admin-cli`` client), or ``admin_client_id`` +
+    ``admin_client_secret`` (a confidential client of ``admin_realm`` with a service account
+    holding realm-management's ``realm-admin``; set ``admin_realm`` to ``realm`` when that client
+    lives in the managed realm).
+    """
+
+    #: Keycloak's base URL, e.g. ``https://sso.example.com`` (add ``/auth`` for old set-ups).
+    server_url: str
+    #: The realm that gets the step-up.
+    realm: str
+    #: Public base URL of the bridge (its OpenID issuer).
+    bridge_issuer: str
+    admin_username: str | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    admin_client_id: str | None = None
+    admin_client_secret: str | None = field(default=None, repr=False)
+    #: Realm the admin account (or service-account client) belongs to.
+    admin_realm: str = "master"
+    #: Client id Keycloak uses at the bridge; default ``keycloak-<realm>``.
+    bridge_client_id: str = ""
+    #: Client secret at the bridge. Not given: install keeps the one already written to
+    #: Keycloak, or generates one (``secrets.token_urlsafe(32)``) on the first run, so re-running
+    #: install never rotates it by accident. Given: it is written, replacing the old one.
+    bridge_client_secret: str | None = field(default=None, repr=False)
+    #: Browser flow copied; Keycloak's built-in one by default.
+    source_flow: str = "browser"
+    #: Alias of the copy that gets the step-up and is bound as the realm's browser flow.
+    flow: str = "browser-stepup"
+    #: ``acr_values`` the authenticator asks the bridge for (space separated); None: bridge default.
+    acr_values: str | None = None
+    #: Whether the bridge may enroll users it does not know yet (first TOTP set-up).
+    allow_enrollment: bool = True
+    #: None: the step-up is REQUIRED right after the password form (every login). A level N:
+    #: the step-up sits in a CONDITIONAL sub-flow behind "Condition - Level of Authentication"
+    #: with that level, so it runs only when a relying party asks for it (``acr_values`` or the
+    #: ``claims`` parameter, mapped to level N by the realm's ACR-to-LoA mapping).
+    conditional_loa: int | None = None
+    #: ``loa-max-age`` of that condition in seconds (Keycloak's default 36000; 0: every time).
+    loa_max_age: int = 36000
+    #: Client scope carrying the step-up claims, added to every new client by default.
+    client_scope: str = "stepup"
+    #: TLS verification towards Keycloak: True, False, or a CA bundle path.
+    verify_tls: bool | str = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "server_url", _base_url("server_url", self.server_url))
+        object.__setattr__(self, "bridge_issuer", _base_url("bridge_issuer", self.bridge_issuer))
+        for name in ("realm", "admin_realm", "source_flow", "flow", "client_scope"):
+            if not getattr(self, name).strip():
+                raise ProvisioningError(f"{name} must not be empty")
+        if not self.bridge_client_id:
+            object.__setattr__(self, "bridge_client_id", f"keycloak-{self.realm}")
+        if self.uses_password == self.uses_client_credentials:
+            raise ProvisioningError(
+                "give either admin_username and admin_password, "
+                "or admin_client_id and admin_client_secret"
+            )
+        if self.flow == self.source_flow:
+            raise ProvisioningError(f"flow must differ from source_flow ({self.flow!r})")
+        if " " in self.client_scope:
+            raise ProvisioningError(f"client_scope {self.client_scope!r} must not contain spaces")
+        if self.conditional_loa is not None and self.conditional_loa < 1:
+            raise ProvisioningError("conditional_loa must be a level of 1 or more")
+        if self.loa_max_age < 0:
+            raise ProvisioningError("loa_max_age must be 0 or more seconds")
+
+    @property
+    def uses_password(self) -> bool:
+        """True when the admin logs in as a user (password grant through ``admin-cli``)."""
+        return bool(self.admin_username and self.admin_password)
+
+    @property
+    def uses_client_credentials(self) -> bool:
+        """True when the admin is a service-account client (client-credentials grant)."""
+        return bool(self.admin_client_id and self.admin_client_secret)
+
+    @property
+    def admin_account(self) -> str:
+        """The admin identity in words, for error messages (never the secret)."""
+        if self.uses_password:
+            return f"admin account {self.admin_username!r} of realm {self.admin_realm!r}"
+        return f"service account of client {self.admin_client_id!r} in realm {self.admin_realm!r}"
+
+    @property
+    def config_alias(self) -> str:
+        """Alias of the authenticator config (aliases are unique per realm in Keycloak 26)."""
+        return f"{AUTHENTICATOR_ID}-{self.realm}"
+
+    @property
+    def loa_config_alias(self) -> str:
+        """Alias of the level-of-authentication condition's config."""
+        return f"stepup-loa-{self.realm}"
+
+    @property
+    def loa_subflow(self) -> str:
+        """Alias of the conditional sub-flow (flow aliases are unique per realm)."""
+        return f"{self.flow} step-up"
+
+    @property
+    def redirect_uri_prefix(self) -> str:
+        """Where the bridge sends the browser back: the authenticator's refresh URL is this
+        path plus a per-login query, so the bridge registers it as a redirect-URI prefix."""
+        return f"{self.server_url}/realms/{self.realm}/login-actions/authenticate"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret in these options, so error messages can be scrubbed of them."""
+        values = (self.admin_password, self.admin_client_secret, self.bridge_client_secret)
+        return tuple(v for v in values if v)
+
+
+def _base_url(name: str, value: str) -> str:
+    """An http(s) URL without trailing slash, so paths can be appended with ``/``."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ProvisioningError(f"{name} must be an http(s) URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ProvisioningError(f"{name} must not have a query or fragment")
+    return value.strip().rstrip("/")
