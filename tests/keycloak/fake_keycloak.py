@@ -1,0 +1,215 @@
+"""An in-memory Keycloak 26 admin REST API behind `responses`, backed by dicts.
+
+Only the endpoints provisioning uses, with the Keycloak 26 behaviour that matters to it: the
+``/authentication`` part is in :mod:`fake_flows`; here are the token endpoint (password and
+client-credentials grants, checked against ``users``/``clients``), the realm (a PUT replaces
+``attributes`` wholesale, as ``DefaultExportImportManager.updateRealm`` does), client scopes
+with their mappers, and the realm's default client scopes. Admin calls need a bearer token the
+token endpoint issued.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import responses
+from fake_flows import BASE, FakeAuthentication, Reply, reply
+
+__all__ = ["BASE", "FakeKeycloak"]
+
+
+class FakeKeycloak(FakeAuthentication):
+    """One realm: its flows (see fake_flows), settings and client scopes, and a token endpoint.
+
+    ``calls`` records every request as (method, decoded path, parsed body); ``fail`` makes
+    matching requests answer an error instead.
+    """
+
+    def __init__(self, realm: str = "acme") -> None:
+        super().__init__()
+        self.realm_name = realm
+        self.scopes: dict[str, dict[str, Any]] = {}
+        self.default_scopes: list[str] = []
+        self.users = {("master", "admin"): "admin-password-123"}
+        self.clients = {("master", "provisioner"): "provisioner-secret-456"}
+        self.tokens: set[str] = set()
+        self.token_requests: list[dict[str, str]] = []
+        self.calls: list[tuple[str, str, Any]] = []
+        self.failures: list[tuple[str, str, int, dict[str, Any]]] = []
+        self.realm: dict[str, Any] = {
+            "id": "realm-id",
+            "realm": realm,
+            "enabled": True,
+            "browserFlow": "browser",
+            "directGrantFlow": "direct grant",
+            "attributes": {"frontendUrl": "https://sso.example.test", "acr.loa.map": "{}"},
+        }
+        for name in ("profile", "email", "roles"):
+            scope_id = next(self.ids)
+            self.scopes[scope_id] = {
+                "id": scope_id,
+                "name": name,
+                "protocol": "openid-connect",
+                "attributes": {},
+                "protocolMappers": [],
+            }
+            self.default_scopes.append(scope_id)
+        prefix = rf"/admin/realms/{re.escape(realm)}"
+        scope = prefix + r"/client-scopes/([^/]+)"
+        self.routes = [
+            ("POST", r"/realms/([^/]+)/protocol/openid-connect/token", self.token),
+            ("GET", prefix, self.get_realm),
+            ("PUT", prefix, self.put_realm),
+            *self.authentication_routes(prefix + "/authentication"),
+            ("GET", prefix + r"/client-scopes", self.list_scopes),
+            ("POST", prefix + r"/client-scopes", self.create_scope),
+            ("PUT", scope, self.update_scope),
+            ("DELETE", scope, self.delete_scope),
+            ("GET", scope + r"/protocol-mappers/models", self.mappers),
+            ("POST", scope + r"/protocol-mappers/models", self.add_mapper),
+            ("PUT", scope + r"/protocol-mappers/models/([^/]+)", self.update_mapper),
+            ("GET", prefix + r"/default-default-client-scopes", self.list_defaults),
+            ("PUT", prefix + r"/default-default-client-scopes/([^/]+)", self.add_default),
+            ("DELETE", prefix + r"/default-default-client-scopes/([^/]+)", self.remove_default),
+        ]
+
+    def bound_flows(self) -> set[str]:
+        return {self.realm["browserFlow"], self.realm["directGrantFlow"]}
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def register(self, rsps: responses.RequestsMock) -> None:
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            rsps.add_callback(method, re.compile(re.escape(BASE) + "/.*"), callback=self)
+
+    def fail(self, method: str, path_pattern: str, status: int, body: dict[str, Any]) -> None:
+        """Answer matching requests with ``status`` and ``body`` instead of serving them."""
+        self.failures.append((method, path_pattern, status, body))
+
+    def writes(self) -> list[tuple[str, str, Any]]:
+        """Calls that would change Keycloak (the token request is not one)."""
+        return [c for c in self.calls if c[0] != "GET" and not c[1].endswith("/token")]
+
+    def __call__(self, request: Any) -> Reply:
+        path = unquote(urlsplit(request.url).path)
+        raw = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
+        body: Any = _parse(raw, request.headers.get("Content-Type", ""))
+        self.calls.append((request.method, path, body))
+        for method, pattern, status, error in self.failures:
+            if method == request.method and re.fullmatch(pattern, path):
+                return reply(status, error)
+        is_token = path.endswith("/token")
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not is_token and bearer not in self.tokens:
+            return reply(401, {"error": "HTTP 401 Unauthorized"})
+        for method, pattern, handler in self.routes:
+            match = re.fullmatch(pattern, path)
+            if method == request.method and match:
+                return handler(body, *match.groups())
+        return reply(404, {"error": f"fake: no route for {request.method} {path}"})
+
+    # -- token endpoint ------------------------------------------------------------------------
+
+    def token(self, form: dict[str, str], realm: str) -> Reply:
+        self.token_requests.append({**form, "realm": realm})
+        if form.get("grant_type") == "password":
+            ok = self.users.get((realm, form.get("username", ""))) == form.get("password")
+            error = ("invalid_grant", "Invalid user credentials")
+        else:
+            ok = self.clients.get((realm, form.get("client_id", ""))) == form.get("client_secret")
+            error = ("unauthorized_client", "Invalid client or Invalid client credentials")
+        if not ok:
+            return reply(401, {"error": error[0], "error_description": error[1]})
+        token = f"token-{len(self.tokens) + 1}"
+        self.tokens.add(token)
+        return reply(200, {"access_token": token, "expires_in": 300, "token_type": "Bearer"})
+
+    # -- realm ---------------------------------------------------------------------------------
+
+    def get_realm(self, _: Any) -> Reply:
+        return reply(200, self.realm)
+
+    def put_realm(self, rep: dict[str, Any]) -> Reply:
+        if rep.get("attributes") is not None:
+            self.realm["attributes"] = dict(rep["attributes"])
+        if rep.get("browserFlow") is not None:
+            found = self.flow_by_alias(rep["browserFlow"])
+            self.realm["browserFlow"] = found["alias"] if found else None
+        return reply(204)
+
+    # -- client scopes -------------------------------------------------------------------------
+
+    def scope_by_name(self, name: str) -> dict[str, Any] | None:
+        return next((s for s in self.scopes.values() if s["name"] == name), None)
+
+    def list_scopes(self, _: Any) -> Reply:
+        return reply(200, list(self.scopes.values()))
+
+    def create_scope(self, rep: dict[str, Any]) -> Reply:
+        if self.scope_by_name(rep["name"]):
+            return reply(409, {"errorMessage": f"Client Scope {rep['name']} already exists"})
+        scope_id = next(self.ids)
+        self.scopes[scope_id] = {**rep, "id": scope_id, "protocolMappers": []}
+        return reply(201, headers={"Location": f"{BASE}/admin/client-scopes/{scope_id}"})
+
+    def update_scope(self, rep: dict[str, Any], scope_id: str) -> Reply:
+        scope = self.scopes[scope_id]
+        scope.update({k: v for k, v in rep.items() if k in ("name", "description", "attributes")})
+        return reply(204)
+
+    def delete_scope(self, _: Any, scope_id: str) -> Reply:
+        if self.scopes.pop(scope_id, None) is None:
+            return reply(404, {"error": "Could not find client scope"})
+        if scope_id in self.default_scopes:
+            self.default_scopes.remove(scope_id)
+        return reply(204)
+
+    def mappers(self, _: Any, scope_id: str) -> Reply:
+        return reply(200, self.scopes[scope_id]["protocolMappers"])
+
+    def add_mapper(self, rep: dict[str, Any], scope_id: str) -> Reply:
+        existing = self.scopes[scope_id]["protocolMappers"]
+        if any(m["name"] == rep["name"] for m in existing):
+            return reply(409, {"errorMessage": "Protocol mapper exists with same name"})
+        mapper_id = next(self.ids)
+        existing.append({**rep, "id": mapper_id})
+        return reply(201, headers={"Location": f"{BASE}/models/{mapper_id}"})
+
+    def update_mapper(self, rep: dict[str, Any], scope_id: str, mapper_id: str) -> Reply:
+        for mapper in self.scopes[scope_id]["protocolMappers"]:
+            if mapper["id"] == mapper_id:
+                mapper["config"] = dict(rep["config"])
+                return reply(204)
+        return reply(404, {"error": "Model not found"})
+
+    def list_defaults(self, _: Any) -> Reply:
+        listed = [{"id": i, "name": self.scopes[i]["name"]} for i in self.default_scopes]
+        return reply(200, listed)
+
+    def add_default(self, _: Any, scope_id: str) -> Reply:
+        if scope_id not in self.scopes:
+            return reply(404, {"error": "Client scope not found"})
+        if scope_id not in self.default_scopes:
+            self.default_scopes.append(scope_id)
+        return reply(204)
+
+    def remove_default(self, _: Any, scope_id: str) -> Reply:
+        if scope_id not in self.scopes:
+            return reply(404, {"error": "Client scope not found"})
+        if scope_id in self.default_scopes:
+            self.default_scopes.remove(scope_id)
+        return reply(204)
+
+
+def _parse(raw: str, content_type: str) -> Any:
+    if not raw:
+        return None
+    if "x-www-form-urlencoded" in content_type:
+        return {k: v[0] for k, v in parse_qs(raw).items()}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
