@@ -1,0 +1,232 @@
+"""install(): what it asks Keycloak's admin API, and what the realm looks like afterwards."""
+
+from __future__ import annotations
+
+from fake_keycloak import BASE, FakeKeycloak
+from keycloak import KeycloakAdmin
+from stepup_keycloak import InstallOptions, install
+
+FORMS = "browser-stepup forms"
+
+
+def posts_to(fake: FakeKeycloak, suffix: str) -> list[object]:
+    return [body for method, path, body in fake.calls if method == "POST" and path.endswith(suffix)]
+
+
+class TestFlow:
+    def test_copies_the_browser_flow_under_the_new_alias(self, fake, admin, opts):
+        install(admin, opts)
+
+        assert posts_to(fake, "/authentication/flows/browser/copy") == [
+            {"newName": "browser-stepup"}
+        ]
+        assert fake.flow_by_alias("browser-stepup")["builtIn"] is False
+        assert [name for name, _ in fake.layout("browser-stepup")][3:] == [
+            "browser-stepup Organization",
+            "browser-stepup forms",
+        ]
+
+    def test_adds_the_stepup_execution_to_the_forms_subflow(self, fake, admin, opts):
+        install(admin, opts)
+
+        assert posts_to(fake, f"/flows/{FORMS}/executions/execution") == [
+            {"provider": "stepup-bridge"}
+        ]
+
+    def test_stepup_is_required_right_after_the_password_form(self, fake, admin, opts):
+        install(admin, opts)
+
+        assert fake.layout(FORMS) == [
+            ("auth-username-password-form", "REQUIRED"),
+            ("stepup-bridge", "REQUIRED"),
+            ("browser-stepup Browser - Conditional 2FA", "CONDITIONAL"),
+        ]
+
+    def test_requirement_update_sends_back_the_priority_it_read(self, fake, admin, opts):
+        install(admin, opts)
+
+        updates = [b for m, p, b in fake.calls if m == "PUT" and p.endswith("/executions")]
+        assert [(u["providerId"], u["requirement"]) for u in updates] == [
+            ("stepup-bridge", "REQUIRED")
+        ]
+        assert "priority" in updates[0]
+
+    def test_built_in_browser_flow_is_left_alone(self, fake, admin, opts):
+        before = fake.layout("forms")
+
+        install(admin, opts)
+
+        assert fake.layout("forms") == before
+        assert [name for name, _ in fake.layout("browser")][3:] == ["Organization", "forms"]
+
+    def test_existing_target_flow_is_reused_not_copied_again(self, fake, admin, opts):
+        fake.copy_flow({"newName": "browser-stepup"}, "browser")
+
+        install(admin, opts)
+
+        assert posts_to(fake, "/copy") == []
+        assert len(fake.execution_of("stepup-bridge")) == 1
+
+
+class TestConfig:
+    def config(self, fake: FakeKeycloak) -> dict[str, object]:
+        (execution,) = fake.execution_of("stepup-bridge")
+        return fake.configs[execution["config"]]
+
+    def test_writes_issuer_client_and_options(self, fake, admin, make_opts):
+        result = install(admin, make_opts(bridge_client_secret="s" * 43))
+
+        config = self.config(fake)
+        assert config["alias"] == "stepup-bridge-acme"
+        assert config["config"] == {
+            "stepup.issuer": "https://mfa.example.test",
+            "stepup.clientId": "keycloak-acme",
+            "stepup.clientSecret": "s" * 43,
+            "stepup.allowEnrollment": "true",
+            "stepup.onBridgeUnavailable": "fail",
+        }
+        assert result.config_id == config["id"]
+
+    def test_acr_values_and_enrollment_switch(self, fake, admin, make_opts):
+        install(admin, make_opts(acr_values="urn:stepup:mfa", allow_enrollment=False))
+
+        config = self.config(fake)["config"]
+        assert config["stepup.acrValues"] == "urn:stepup:mfa"
+        assert config["stepup.allowEnrollment"] == "false"
+
+    def test_secret_is_generated_when_not_given(self, fake, admin, opts):
+        result = install(admin, opts)
+
+        secret = self.config(fake)["config"]["stepup.clientSecret"]
+        assert result.bridge_client_secret == secret
+        assert len(secret) >= 43
+        assert secret not in repr(result)
+
+    def test_given_secret_replaces_the_stored_one(self, fake, admin, make_opts):
+        install(admin, make_opts(bridge_client_secret="old-secret-" + "a" * 32))
+        fake.calls.clear()
+
+        result = install(admin, make_opts(bridge_client_secret="new-secret-" + "b" * 32))
+
+        assert self.config(fake)["config"]["stepup.clientSecret"] == "new-secret-" + "b" * 32
+        assert [(m, p.rsplit("/", 2)[-2]) for m, p, _ in fake.writes()] == [("PUT", "config")]
+        assert result.changed is True
+
+    def test_keys_added_by_hand_survive_an_update(self, fake, admin, make_opts):
+        install(admin, make_opts())
+        self.config(fake)["config"]["stepup.timeoutSeconds"] = "10"
+
+        install(admin, make_opts(acr_values="urn:stepup:mfa"))
+
+        assert self.config(fake)["config"]["stepup.timeoutSeconds"] == "10"
+
+
+class TestBinding:
+    def test_binds_the_flow_and_remembers_the_previous_one(self, fake, admin, opts):
+        install(admin, opts)
+
+        assert fake.realm["browserFlow"] == "browser-stepup"
+        assert fake.realm["attributes"]["stepup.previousBrowserFlow"] == "browser"
+
+    def test_other_realm_attributes_are_kept(self, fake, admin, opts):
+        install(admin, opts)
+
+        assert fake.realm["attributes"]["frontendUrl"] == "https://sso.example.test"
+        assert fake.realm["attributes"]["acr.loa.map"] == "{}"
+
+    def test_realm_update_sends_only_the_binding_and_attributes(self, fake, admin, opts):
+        install(admin, opts)
+
+        (update,) = [b for m, p, b in fake.calls if m == "PUT" and p == "/admin/realms/acme"]
+        assert set(update) == {"browserFlow", "attributes"}
+
+
+class TestClientScope:
+    def test_scope_is_openid_and_in_the_token_scope(self, fake, admin, opts):
+        result = install(admin, opts)
+
+        scope = fake.scopes[result.client_scope_id]
+        assert scope["name"] == "stepup"
+        assert scope["protocol"] == "openid-connect"
+        assert scope["attributes"]["include.in.token.scope"] == "true"
+
+    def test_session_notes_are_mapped_to_claims(self, fake, admin, opts):
+        result = install(admin, opts)
+
+        mappers = fake.scopes[result.client_scope_id]["protocolMappers"]
+        assert {m["protocolMapper"] for m in mappers} == {"oidc-usersessionmodel-note-mapper"}
+        by_note = {m["config"]["user.session.note"]: m["config"] for m in mappers}
+        assert {n: (c["claim.name"], c["jsonType.label"]) for n, c in by_note.items()} == {
+            "stepup.amr": ("stepup_amr", "String"),
+            "stepup.acr": ("stepup_acr", "String"),
+            "stepup.auth_time": ("stepup_auth_time", "long"),
+        }
+        for config in by_note.values():
+            assert config["id.token.claim"] == "true"
+            assert config["access.token.claim"] == "true"
+            assert config["userinfo.token.claim"] == "true"
+
+    def test_scope_is_a_realm_default_for_new_clients(self, fake, admin, opts):
+        result = install(admin, opts)
+
+        assert result.client_scope_id in fake.default_scopes
+
+    def test_drifted_mapper_config_is_repaired_in_place(self, fake, admin, opts):
+        result = install(admin, opts)
+        mappers = fake.scopes[result.client_scope_id]["protocolMappers"]
+        mappers[0]["config"]["id.token.claim"] = "false"
+
+        install(admin, opts)
+
+        assert len(mappers) == 3
+        assert mappers[0]["config"]["id.token.claim"] == "true"
+
+
+class TestIdempotency:
+    def test_second_install_writes_nothing(self, fake, admin, opts):
+        first = install(admin, opts)
+        fake.calls.clear()
+
+        second = install(admin, opts)
+
+        assert fake.writes() == []
+        assert first.changed is True
+        assert second.changed is False
+
+    def test_second_install_returns_the_same_ids_and_secret(self, fake, admin, opts):
+        first = install(admin, opts)
+
+        second = install(admin, opts)
+
+        assert second.execution_id == first.execution_id
+        assert second.config_id == first.config_id
+        assert second.client_scope_id == first.client_scope_id
+        assert second.bridge_client_secret == first.bridge_client_secret
+
+    def test_nothing_is_duplicated(self, fake, admin, opts):
+        install(admin, opts)
+        install(admin, opts)
+
+        assert len(fake.execution_of("stepup-bridge")) == 1
+        assert [f["alias"] for f in fake.flows.values()].count("browser-stepup") == 1
+        assert [s["name"] for s in fake.scopes.values()].count("stepup") == 1
+        assert len(fake.configs) == 1
+
+
+def test_result_tells_the_bridge_how_to_register_keycloak(fake, admin: KeycloakAdmin, opts):
+    result = install(admin, opts)
+
+    assert result.flow_alias == "browser-stepup"
+    assert result.bridge_client_id == "keycloak-acme"
+    assert result.redirect_uri_prefix == f"{BASE}/realms/acme/login-actions/authenticate"
+    assert result.execution_id == fake.execution_of("stepup-bridge")[0]["id"]
+
+
+def test_flow_with_separate_password_form_gets_stepup_after_it(fake, admin, opts: InstallOptions):
+    forms = fake.flow_by_alias("forms")
+    (password,) = [e for e in fake.children(forms["id"]) if e["authenticator"]]
+    password["authenticator"] = "auth-password-form"
+
+    install(admin, opts)
+
+    assert [name for name, _ in fake.layout(FORMS)][:2] == ["auth-password-form", "stepup-bridge"]
