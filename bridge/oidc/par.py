@@ -22,6 +22,7 @@ from .clients import ClientModel
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
 _PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.2
+_MAX_AGE = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only: str.isdigit() accepts "²"
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 _LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "preferred_username": 128,
            "acr_values": 1024, "ui_locales": 256}
@@ -91,7 +92,7 @@ def _required(params: Mapping[str, str], name: str) -> str:
 def _max_age(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not _MAX_AGE.match(value):
         raise InvalidRequestError("'max_age' must be a non-negative whole number of seconds.")
     return int(value)
 

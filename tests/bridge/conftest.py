@@ -24,15 +24,31 @@ KC_PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
 
 
 @pytest.fixture
-def app(tmp_path, clock):
-    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example"},
-                     environ={}, clock=clock)
-    bridge = app.extensions["stepup"]
-    with bridge.store.begin() as tx:
-        tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret=IDP_SECRET,
-                                 jwks_uri=None, redirect_uris=[CALLBACK],
-                                 redirect_uri_prefixes=[KC_PREFIX]))
-    return app
+def make_app(tmp_path, clock, database_url):
+    """Build a bridge on this test's database with extra settings; an IdP is registered."""
+    apps = []
+
+    def make(**config):
+        settings = {"data_dir": tmp_path, "issuer": "https://bridge.example",
+                    "database_url": database_url, **config}
+        app = create_app(settings, environ={}, clock=clock)
+        bridge = app.extensions["stepup"]
+        with bridge.store.begin() as tx:
+            if tx.find_client(IDP_ID) is None:
+                tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret=IDP_SECRET,
+                                         jwks_uri=None, redirect_uris=[CALLBACK],
+                                         redirect_uri_prefixes=[KC_PREFIX]))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["stepup"].store.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture
