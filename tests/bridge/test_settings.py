@@ -1,0 +1,157 @@
+"""``STEPUP_*`` settings: defaults, TOML file < environment < overrides, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge import create_app
+from bridge.settings import DEFAULT_ACR, MAX_LOCKOUT_LIMIT, ConfigError, Settings, load_settings
+
+
+def test_defaults():
+    settings = load_settings(environ={})
+    assert settings == Settings(data_dir=settings.data_dir)
+    assert settings.lockout_limit == 10
+    assert settings.acr == DEFAULT_ACR
+    assert settings.issuer == "http://127.0.0.1:5000"
+    assert settings.database_url == ""
+    assert settings.database == f"sqlite:///{settings.data_dir / 'stepup.db'}"
+    assert settings.data_dir == Path("instance").resolve()
+    assert settings.code_ttl <= 60 and settings.request_uri_ttl <= 60
+    assert settings.id_token_ttl <= 300
+    assert not settings.behind_tls
+    assert MAX_LOCKOUT_LIMIT == 100
+
+
+def test_environment_names(tmp_path):
+    settings = load_settings(environ={
+        "STEPUP_ISSUER": "https://bridge.example",
+        "STEPUP_DATA_DIR": str(tmp_path),
+        "STEPUP_DATABASE_URL": "postgresql+psycopg://db/stepup",
+        "STEPUP_LOCKOUT_LIMIT": " 7 ",
+        "STEPUP_ACR": "urn:example:mfa",
+    })
+    assert settings.issuer == "https://bridge.example"
+    assert settings.behind_tls
+    assert settings.data_dir == tmp_path.resolve()
+    assert settings.database == "postgresql+psycopg://db/stepup"
+    assert settings.lockout_limit == 7
+    assert settings.acr == "urn:example:mfa"
+
+
+def _config(tmp_path, text: str) -> dict[str, str]:
+    path = tmp_path / "stepup.toml"
+    path.write_text(text)
+    return {"STEPUP_CONFIG": str(path)}
+
+
+def test_config_file_sets_values(tmp_path):
+    environ = _config(tmp_path, 'issuer = "https://file.example"\nlockout_limit = 5\n'
+                                'acr = "urn:file"\n')
+    settings = load_settings(environ=environ)
+    assert (settings.issuer, settings.lockout_limit, settings.acr) == (
+        "https://file.example", 5, "urn:file")
+
+
+def test_environment_beats_config_file(tmp_path):
+    environ = _config(tmp_path, 'issuer = "https://file.example"\nlockout_limit = 5\n'
+                                'acr = "urn:file"\n')
+    environ |= {"STEPUP_LOCKOUT_LIMIT": "8", "STEPUP_ISSUER": "https://env.example"}
+    settings = load_settings(environ=environ)
+    assert settings.lockout_limit == 8
+    assert settings.issuer == "https://env.example"
+    assert settings.acr == "urn:file"  # not set in the environment: the file's value stays
+
+
+def test_overrides_beat_environment(tmp_path):
+    environ = _config(tmp_path, "lockout_limit = 5\n") | {"STEPUP_LOCKOUT_LIMIT": "8"}
+    assert load_settings(environ=environ, overrides={"lockout_limit": 3}).lockout_limit == 3
+
+
+def test_create_app_reads_the_environment_it_is_given(tmp_path):
+    app = create_app({"data_dir": tmp_path}, environ={"STEPUP_LOCKOUT_LIMIT": "4",
+                                                      "STEPUP_ISSUER": "https://b.example"})
+    bridge = app.extensions["stepup"]
+    assert bridge.settings.lockout_limit == 4
+    assert bridge.challenge.policy.lockout_limit == 4
+    assert bridge.challenge.policy.issuer == "https://b.example"
+
+
+@pytest.mark.parametrize("limit", [1, 10, MAX_LOCKOUT_LIMIT])
+def test_lockout_limit_in_range(limit):
+    assert load_settings(environ={"STEPUP_LOCKOUT_LIMIT": str(limit)}).lockout_limit == limit
+
+
+BAD_ENVIRONMENTS = [
+    ({"STEPUP_LOCKOUT_LIMIT": "101"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": "1000"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": "0"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": "-1"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": "ten"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": "5.5"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": ""}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_LOCKOUT_LIMIT": "10\nSTEPUP_X=1"}, "STEPUP_LOCKOUT_LIMIT"),
+    ({"STEPUP_IP_LIMIT": "0"}, "STEPUP_IP_LIMIT"),
+    ({"STEPUP_CODE_TTL": "600"}, "STEPUP_CODE_TTL"),
+    ({"STEPUP_ID_TOKEN_TTL": "3600"}, "STEPUP_ID_TOKEN_TTL"),
+    ({"STEPUP_ISSUER": "ftp://bridge.example"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "bridge.example"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example/"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example?x=1"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example#x"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example\nhttps://evil.example"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ACR": "   "}, "STEPUP_ACR"),
+]
+
+
+@pytest.mark.parametrize(("environ", "name"), BAD_ENVIRONMENTS)
+def test_bad_value_is_a_one_line_config_error(environ, name):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ)
+    message = str(caught.value)
+    assert name in message
+    assert "\n" not in message and "\r" not in message
+    assert message.strip()
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("lockout_limit = 101\n", "STEPUP_LOCKOUT_LIMIT"),
+    ("lockout_limit = 5.5\n", "STEPUP_LOCKOUT_LIMIT"),
+    ("lockout_limit = true\n", "STEPUP_LOCKOUT_LIMIT"),
+    ('lockout_limit = "many"\n', "STEPUP_LOCKOUT_LIMIT"),
+    ('issuer = "https://bridge.example/"\n', "STEPUP_ISSUER"),
+    ("lockout_limit = [1, 2]\n", "STEPUP_LOCKOUT_LIMIT"),
+    ('lockout_limt = 5\n', "lockout_limt"),
+    ("[server]\nport = 1\n", "server"),
+    ("lockout_limit = \n", "STEPUP_CONFIG"),
+    ("this is not toml\n\nat all = = =\n", "STEPUP_CONFIG"),
+])
+def test_bad_config_file_is_a_one_line_config_error(tmp_path, text, name):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=_config(tmp_path, text))
+    message = str(caught.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_missing_config_file_is_a_one_line_config_error(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"STEPUP_CONFIG": str(tmp_path / "missing.toml")})
+    assert "STEPUP_CONFIG" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_environment_value_beats_a_good_file_value(tmp_path):
+    environ = _config(tmp_path, "lockout_limit = 5\n") | {"STEPUP_LOCKOUT_LIMIT": "101"}
+    with pytest.raises(ConfigError, match="STEPUP_LOCKOUT_LIMIT"):
+        load_settings(environ=environ)
+
+
+def test_create_app_refuses_a_lockout_limit_over_100(tmp_path):
+    with pytest.raises(ConfigError, match="STEPUP_LOCKOUT_LIMIT"):
+        create_app({"data_dir": tmp_path}, environ={"STEPUP_LOCKOUT_LIMIT": "101"})
+    with pytest.raises(ConfigError, match="STEPUP_LOCKOUT_LIMIT"):
+        create_app({"data_dir": tmp_path, "lockout_limit": 101}, environ={})
