@@ -10,35 +10,19 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from bridge import create_app
 from bridge.factors import recovery, totp
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
-from bridge.oidc.clients import new_client
 from bridge.store import schema
-from tests.bridge.conftest import (
-    CALLBACK,
-    IDP_ID,
-    IDP_SECRET,
-    KC_PREFIX,
-    Actions,
-    callback_params,
-    shown,
-)
+from tests.bridge.conftest import CALLBACK, IDP_SECRET, Actions, callback_params, shown
 
 
 # -- helpers ------------------------------------------------------------------------------
 @pytest.fixture
-def make_act(tmp_path, clock):
+def make_act(make_app, clock):
     """An app with extra settings (e.g. a lower lockout limit), and its actions."""
     def make(**config) -> Actions:
-        app = create_app({"data_dir": tmp_path / "custom", "issuer": "https://bridge.example",
-                          **config}, environ={}, clock=clock)
-        bridge = app.extensions["stepup"]
-        with bridge.store.begin() as tx:
-            tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret=IDP_SECRET,
-                                     jwks_uri=None, redirect_uris=[CALLBACK],
-                                     redirect_uri_prefixes=[KC_PREFIX]))
-        return Actions(app.test_client(), bridge, clock)
+        app = make_app(**config)
+        return Actions(app.test_client(), app.extensions["stepup"], clock)
     return make
 
 
