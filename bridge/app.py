@@ -15,7 +15,7 @@ from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
-from .throttle import MemoryIpLimiter
+from .throttle import IpLimiter, MemoryIpLimiter, RedisIpLimiter
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
@@ -53,13 +53,15 @@ def build_bridge(settings: Settings, environ: Mapping[str, str],
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
                     code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer)
-    limiter = MemoryIpLimiter(settings.ip_limit, settings.ip_window)
+    limiter: IpLimiter = MemoryIpLimiter(settings.ip_limit, settings.ip_window)
+    if settings.redis_url:
+        limiter = RedisIpLimiter(settings.redis_url, settings.ip_limit, settings.ip_window,
+                                 fallback=limiter)
     return Bridge(
         settings=settings,
         store=store,
         secrets=secrets,
-        signing_keys=SigningKeys(settings.data_dir / "keys" / "signing.json",
-                                 settings.id_token_ttl),
+        signing_keys=SigningKeys(store, secrets.box, settings.id_token_ttl, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
         clock=clock,
     )
@@ -69,6 +71,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
                environ: Mapping[str, str] | None = None,
                clock: Callable[[], float] = time.time) -> Flask:
     """Build the bridge. ``test_config`` overrides settings (keys as in ``Settings``)."""
+    from . import ops
     from .flows import views
     from .oidc import endpoints
 
@@ -89,6 +92,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     security.init_app(app, settings)
+    ops.init_app(app)
     endpoints.init_app(app)
     views.init_app(app)
     return app

@@ -9,14 +9,18 @@ import secrets
 import sys
 import threading
 import time
+from pathlib import Path
 
 import click
 
 from .app import Bridge, build_bridge, create_app
 from .oidc.clients import new_client
 from .settings import ConfigError, load_settings
-from .store import migrate
+from .store import create_engine, migrate
 from .store.migrate import SchemaError
+
+# Nothing imported here may import prometheus_client (bridge.ops does, inside create_app):
+# `serve` must set PROMETHEUS_MULTIPROC_DIR first.
 
 
 def _bridge() -> Bridge:
@@ -49,9 +53,14 @@ def main() -> None:
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run the production server (gunicorn) on the configured settings."""
+    settings = load_settings()
+    metrics_dir = os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / f"metrics-{port}"))
+    _empty_folder(metrics_dir)
+    from . import logs
     from .server import run_gunicorn
 
-    settings = load_settings()
+    logs.configure()
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
     click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
@@ -198,11 +207,42 @@ def keys() -> None:
 
 
 @keys.command("rotate")
-def keys_rotate() -> None:
+@click.option("--publish-ahead", default=300, show_default=True, type=click.IntRange(0, 86400),
+              help="Seconds the new keys are published before they sign (JWKS caches).")
+def keys_rotate(publish_ahead: int) -> None:
     """New signing keys; the previous ones stay published until their tokens expire."""
     bridge = _bridge()
-    kids = bridge.signing_keys.rotate(time.time())
-    click.echo(f"New signing keys: {', '.join(kids)} (restart or reload the bridge nodes)")
+    kids = bridge.signing_keys.rotate(time.time(), publish_ahead)
+    with bridge.store.begin() as tx:
+        tx.audit("signing_key_rotation", time.time(), kids=kids)
+    click.echo(f"New signing keys {', '.join(kids)}: published now, signing in "
+               f"{publish_ahead} s; every node picks them up within 30 s.")
+
+
+@keys.command("rotate-encryption")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
+def keys_rotate_encryption(batch: int) -> None:
+    """Re-encrypt TOTP secrets and signing keys under the first key of STEPUP_ENCRYPTION_KEYS.
+
+    Safe while serving: each row is re-sealed with a compare-and-set, in small transactions.
+    """
+    bridge = _bridge()
+    box = bridge.secrets.box
+    changed, after = bridge.signing_keys.reseal(), ""
+    while True:
+        with bridge.store.begin() as tx:
+            rows = tx.totp_secrets_after(after, batch)
+            for subject, sealed in rows:
+                if box.key_id(sealed) != box.active:
+                    context = f"totp:{subject}"
+                    fresh = box.seal(box.open(sealed, context), context)
+                    changed += tx.reseal("users", subject, sealed, fresh)
+        if not rows:
+            break
+        after = rows[-1][0]
+    with bridge.store.begin() as tx:
+        tx.audit("encryption_key_rotation", time.time(), key=box.active, resealed=changed)
+    click.echo(f"Re-encrypted {changed} secret(s) under key {box.active!r}.")
 
 
 @main.group()
@@ -213,12 +253,104 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to this version (alembic)."""
-    from .store import create_engine
-
     settings = load_settings()
     engine = create_engine(settings.database)
     migrate.upgrade(engine)
     click.echo(f"Database at revision {migrate.current(engine)}")
+
+
+# -- Keycloak -----------------------------------------------------------------------------
+@main.group()
+def keycloak() -> None:
+    """Plug a Keycloak realm into the bridge (needs the authenticator jar in providers/)."""
+
+
+def _keycloak_options(f):
+    options = [
+        click.option("--server-url", required=True, help="Keycloak base URL."),
+        click.option("--realm", required=True),
+        click.option("--admin-user", envvar="KEYCLOAK_ADMIN_USER"),
+        click.option("--admin-password", envvar="KEYCLOAK_ADMIN_PASSWORD"),
+        click.option("--admin-client-id", envvar="KEYCLOAK_ADMIN_CLIENT_ID",
+                     help="Service-account client with realm-admin (instead of a user)."),
+        click.option("--admin-client-secret", envvar="KEYCLOAK_ADMIN_CLIENT_SECRET"),
+        click.option("--admin-realm", default="master", show_default=True),
+        click.option("--bridge-issuer", help="The bridge's public URL (default STEPUP_ISSUER)."),
+        click.option("--flow", default="browser-stepup", show_default=True),
+        click.option("--client-scope", default="stepup", show_default=True),
+        click.option("--no-verify-tls", is_flag=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _install_options(settings, kw: dict, **extra):
+    from stepup_keycloak import InstallOptions
+
+    return InstallOptions(
+        server_url=kw["server_url"], realm=kw["realm"],
+        bridge_issuer=kw["bridge_issuer"] or settings.issuer,
+        admin_username=kw["admin_user"], admin_password=kw["admin_password"],
+        admin_client_id=kw["admin_client_id"], admin_client_secret=kw["admin_client_secret"],
+        admin_realm=kw["admin_realm"], flow=kw["flow"], client_scope=kw["client_scope"],
+        verify_tls=not kw["no_verify_tls"], **extra)
+
+
+@keycloak.command("install")
+@_keycloak_options
+@click.option("--acr-values", help="acr_values the authenticator asks the bridge for.")
+@click.option("--no-enrollment", is_flag=True, help="Users without a factor cannot enroll.")
+@click.option("--conditional-loa", type=click.IntRange(1, 100),
+              help="Ask for the bridge only when a client requests this level (acr_values).")
+def keycloak_install(acr_values, no_enrollment, conditional_loa, **kw) -> None:
+    """Copy the browser flow, add the step-up after the password, bind it, add the claims,
+    and register the realm at the bridge. Safe to run again."""
+    from stepup_keycloak import ProvisioningError, connect, install
+
+    bridge = _bridge()
+    opts = _install_options(bridge.settings, kw, acr_values=acr_values,
+                            allow_enrollment=not no_enrollment, conditional_loa=conditional_loa)
+    try:
+        result = install(connect(opts), opts)
+    except ProvisioningError as e:
+        _fail(str(e))
+    record = new_client(bridge.secrets.pepper, result.bridge_client_id,
+                        secret=result.bridge_client_secret, jwks_uri=None, redirect_uris=[],
+                        redirect_uri_prefixes=[result.redirect_uri_prefix],
+                        allow_enrollment=not no_enrollment)
+    with bridge.store.begin() as tx:
+        tx.remove_client(record.client_id)
+        tx.add_client(record)
+        tx.audit("client_registered", time.time(), client_id=record.client_id)
+    click.echo(f"Realm {opts.realm}: flow '{result.flow_alias}' bound "
+               f"({'changed' if result.changed else 'already up to date'}); "
+               f"bridge client '{record.client_id}' registered.")
+
+
+@keycloak.command("uninstall")
+@_keycloak_options
+def keycloak_uninstall(**kw) -> None:
+    """Restore the realm's previous browser flow and remove what install created."""
+    from stepup_keycloak import ProvisioningError, connect, uninstall
+
+    bridge = _bridge()
+    opts = _install_options(bridge.settings, kw)
+    try:
+        changed = uninstall(connect(opts), opts)
+    except ProvisioningError as e:
+        _fail(str(e))
+    with bridge.store.begin() as tx:
+        tx.remove_client(opts.bridge_client_id or f"keycloak-{opts.realm}")
+    click.echo(f"Realm {opts.realm}: {'restored' if changed else 'nothing to undo'}.")
+
+
+def _empty_folder(path: str) -> None:
+    """Metric files of a previous run would be counted again: start from an empty folder."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in folder.glob("*.db"):
+        item.unlink()
 
 
 def _when(ts: float) -> str:

@@ -1,9 +1,11 @@
-"""Key material: the assertion signing keys and the server secrets.
+"""Key material: the server secrets and the assertion signing keys.
 
-Both are read once at start-up (never per request) from the data folder, where they are
-generated on first start when configuration names none. Signing keys live in a JWKS file so
-``stepup keys rotate`` can add a new key and keep the previous one published until every
-assertion it signed has expired (OpenID Connect Core §10.1.1).
+Server secrets (session key, pepper, encryption keys) come from configuration, or from the
+data folder where they are generated on first start; never from the database. Signing keys
+are generated on first start into the database, sealed with the encryption key, so that
+several nodes share them; ``stepup keys rotate`` publishes a new key before it is used and
+keeps the old one until every assertion it signed has expired (OpenID Connect Core §10.1.1).
+Both are loaded once, not per request.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import base64
 import json
 import os
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import ECKey, RSAKey
 
 from .secretbox import SecretBox
+from .store import Store
 
 #: Signing algorithms, default first (DESIGN: ES256 by default, RS256 selectable per client).
 ALGORITHMS = ("ES256", "RS256")
@@ -61,59 +65,108 @@ def load_secrets(data_dir: Path, environ: Mapping[str, str]) -> ServerSecrets:
 
 
 class SigningKeys:
-    """The signing key ring: one active key per algorithm, plus retired keys still published."""
+    """The signing key ring, kept in the database so every node signs with the same keys.
 
-    def __init__(self, path: Path, token_lifetime: int):
-        self.path = path
-        self.token_lifetime = token_lifetime
-        self._entries: list[dict] = []
-        self.reload()
+    Each key has an activation time: ``stepup keys rotate`` publishes a new key in JWKS
+    *before* it is used (relying parties cache JWKS), and the key it replaces stays published
+    until every assertion it signed has expired. Nodes re-read the ring every ``refresh``
+    seconds; private keys are sealed with the configured encryption key, bound to their kid.
+    """
 
-    def reload(self) -> None:
-        data = _read_json(self.path)
-        if data is None:
-            data = {"keys": [_new_entry(alg, time.time()) for alg in ALGORITHMS]}
-            _write_private(self.path, data)
-        self._entries = data["keys"]
-        self._private = KeySet.import_key_set({"keys": [e["jwk"] for e in self._entries]})
+    def __init__(self, store: Store, box: SecretBox, token_lifetime: int,
+                 clock: Callable[[], float] = time.time, refresh: float = 30):
+        self.store, self.box, self.token_lifetime = store, box, token_lifetime
+        self.clock, self.refresh = clock, refresh
+        self._rows: list[dict] = []
+        self._keys: dict[str, ECKey | RSAKey] = {}
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+        with store.begin() as tx:
+            if not tx.signing_keys():
+                self._add(tx, clock(), 0.0)
+        self._load()
+
+    def _load(self) -> None:
+        with self.store.begin() as tx:
+            rows = tx.signing_keys()
+        keys = {row["kid"]: self._keys.get(row["kid"]) or self._open(row) for row in rows}
+        with self._lock:
+            self._rows, self._keys, self._loaded_at = rows, keys, time.monotonic()
+
+    def _fresh_rows(self) -> list[dict]:
+        if time.monotonic() - self._loaded_at > self.refresh:
+            self._load()
+        return self._rows
 
     def active(self, alg: str) -> ECKey | RSAKey:
-        """The newest unretired key for ``alg``."""
-        for entry in reversed(self._entries):
-            if entry["jwk"]["alg"] == alg and entry.get("retired") is None:
-                return self._private.get_by_kid(entry["jwk"]["kid"])
-        raise LookupError(f"no active {alg} signing key")
+        """The most recently activated key for ``alg``."""
+        now = self.clock()
+        current = [r for r in self._fresh_rows() if r["alg"] == alg and r["activates_at"] <= now]
+        if not current:
+            raise LookupError(f"no active {alg} signing key")
+        return self._keys[current[-1]["kid"]]
 
     def public_jwks(self, now: float) -> dict:
-        """Active keys and retired ones whose last assertion may still be valid."""
-        published = [
-            e["jwk"]["kid"]
-            for e in self._entries
-            if e.get("retired") is None or e["retired"] + self.token_lifetime + 60 > now
-        ]
-        keys = [self._private.get_by_kid(kid).as_dict(private=False) for kid in published]
-        return {"keys": keys}
+        """Upcoming, active, and recently replaced keys (their assertions may still be valid)."""
+        return {"keys": [self._keys[r["kid"]].as_dict(private=False)
+                         for r in self._published(self._fresh_rows(), now)]}
 
-    def rotate(self, now: float) -> list[str]:
-        """Retire the active keys, add new ones, and drop keys no longer published."""
-        for entry in self._entries:
-            if entry.get("retired") is None:
-                entry["retired"] = now
-        fresh = [_new_entry(alg, now) for alg in ALGORITHMS]
+    def _published(self, rows: list[dict], now: float) -> list[dict]:
         horizon = now - self.token_lifetime - 60
-        kept = [e for e in self._entries if e["retired"] > horizon]
-        _write_private(self.path, {"keys": kept + fresh})
-        self.reload()
-        return [e["jwk"]["kid"] for e in fresh]
+        published = []
+        for alg in ALGORITHMS:
+            mine = [r for r in rows if r["alg"] == alg]
+            for row, successor in zip(mine, [*mine[1:], None], strict=True):
+                replaced_at = successor["activates_at"] if successor else None
+                if replaced_at is None or replaced_at > horizon or replaced_at > now:
+                    published.append(row)
+        return published
+
+    def rotate(self, now: float, publish_ahead: float = 0.0) -> list[str]:
+        """Add new keys that sign from ``now + publish_ahead``; drop keys nobody can need."""
+        with self.store.begin() as tx:
+            kids = self._add(tx, now, publish_ahead)
+            rows = tx.signing_keys()
+            keep = {r["kid"] for r in self._published(rows, now)}
+            for row in rows:
+                if row["kid"] not in keep:
+                    tx.remove_signing_key(row["kid"])
+        self._load()
+        return kids
+
+    def reseal(self) -> int:
+        """Seal every private key under the active encryption key (key rotation)."""
+        changed = 0
+        with self.store.begin() as tx:
+            for row in tx.signing_keys():
+                if self.box.key_id(row["sealed_jwk"]) != self.box.active:
+                    new = self.box.seal(self.box.open(row["sealed_jwk"], _context(row["kid"])),
+                                        _context(row["kid"]))
+                    changed += tx.reseal("signing_keys", row["kid"], row["sealed_jwk"], new)
+        return changed
+
+    def _add(self, tx, now: float, publish_ahead: float) -> list[str]:
+        kids = []
+        # created_at orders keys that activate at the same instant: it never repeats.
+        created = max([now, *(r["created_at"] + 1e-6 for r in tx.signing_keys())])
+        for alg in ALGORITHMS:
+            params = {"alg": alg, "use": "sig"}
+            if alg == "ES256":
+                key = ECKey.generate_key("P-256", parameters=params, auto_kid=True)
+            else:
+                key = RSAKey.generate_key(2048, parameters=params, auto_kid=True)
+            sealed = self.box.seal(json.dumps(key.as_dict(private=True)), _context(key.kid))
+            tx.add_signing_key(key.kid, alg, sealed, created, now + publish_ahead)
+            kids.append(key.kid)
+        return kids
+
+    def _open(self, row: dict) -> ECKey | RSAKey:
+        data = json.loads(self.box.open(row["sealed_jwk"], _context(row["kid"])))
+        return ECKey.import_key(data) if row["alg"] == "ES256" else RSAKey.import_key(data)
 
 
-def _new_entry(alg: str, now: float) -> dict:
-    params = {"alg": alg, "use": "sig"}
-    if alg == "ES256":
-        key = ECKey.generate_key("P-256", parameters=params, auto_kid=True)
-    else:
-        key = RSAKey.generate_key(2048, parameters=params, auto_kid=True)
-    return {"jwk": key.as_dict(private=True), "created": now, "retired": None}
+def _context(kid: str) -> str:
+    return f"signing:{kid}"
 
 
 def _read_json(path: Path) -> dict | None:

@@ -24,6 +24,12 @@ def _post_fork(server, worker) -> None:
     worker.app.application.extensions["stepup"].store.engine.dispose(close=False)
 
 
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -> None:
     _Gunicorn(app, {
         "bind": f"{host}:{port}",
@@ -31,6 +37,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         "timeout": timeout,
         "preload_app": True,
         "post_fork": _post_fork,
+        "child_exit": _child_exit,
         "accesslog": "-",
         # The access log must never show a query string: /authorize carries request_uri.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',

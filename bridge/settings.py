@@ -46,6 +46,8 @@ class Settings:
     flow_ttl: int = 900
     #: Label prefix and ``issuer=`` of the otpauth URI shown at enrollment.
     totp_issuer: str = "Stepup"
+    #: Redis for per-IP counters shared by several nodes (empty: in-process).
+    redis_url: str = ""
     #: gunicorn for ``stepup serve``.
     workers: int = 2
     timeout: int = 30
@@ -70,7 +72,7 @@ _INTS = {
     "workers": (1, 64),
     "timeout": (5, 600),
 }
-_STRINGS = ("issuer", "database_url", "acr", "totp_issuer")
+_STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url")
 
 
 def load_settings(

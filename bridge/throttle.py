@@ -8,9 +8,12 @@ Per client IP: a sliding window of failures, so one address cannot spray many us
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict, deque
 from typing import Protocol
+
+log = logging.getLogger("stepup")
 
 #: Failures allowed before any delay; a typo or two should cost nothing.
 FREE_FAILURES = 3
@@ -53,3 +56,48 @@ class MemoryIpLimiter:
         with self._lock:
             self._trim(ip, now)
             self._hits[ip].append(now)
+
+
+class RedisIpLimiter:
+    """The per-IP window in Redis, shared by every node (a sorted set of failure times per IP).
+
+    If Redis cannot be reached the bridge keeps serving: this node falls back to its own
+    in-process window and says so in the log (at most once a minute).
+    """
+
+    def __init__(self, url: str, limit: int, window: float, fallback: MemoryIpLimiter):
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._errors = (redis.RedisError, OSError)
+        self.limit, self.window, self.fallback = limit, window, fallback
+        self._warned_at = float("-inf")
+
+    def _key(self, ip: str) -> str:
+        return f"stepup:ipfail:{ip}"
+
+    def blocked(self, ip: str, now: float) -> bool:
+        try:
+            pipe = self._redis.pipeline()
+            pipe.zremrangebyscore(self._key(ip), "-inf", now - self.window)
+            pipe.zcard(self._key(ip))
+            return pipe.execute()[1] >= self.limit
+        except self._errors as e:
+            self._degraded(e, now)
+            return self.fallback.blocked(ip, now)
+
+    def hit(self, ip: str, now: float) -> None:
+        try:
+            pipe = self._redis.pipeline()
+            pipe.zadd(self._key(ip), {f"{now}:{id(pipe)}": now})
+            pipe.expire(self._key(ip), int(self.window) + 1)
+            pipe.execute()
+        except self._errors as e:
+            self._degraded(e, now)
+        self.fallback.hit(ip, now)
+
+    def _degraded(self, error: Exception, now: float) -> None:
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("redis unavailable (%s): per-IP limits are per node until it returns",
+                        type(error).__name__)

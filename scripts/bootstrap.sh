@@ -9,7 +9,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev,postgres,redis]"
+  echo "Installing Python packages into .venv (log: .venv/install.log)"
+  if ! { .venv/bin/pip install --upgrade pip && .venv/bin/pip install -e ".[dev,postgres,redis]"; } \
+      > .venv/install.log 2>&1; then
+    tail -30 .venv/install.log >&2
+    exit 1
+  fi
   rm -f .venv/.installed-* && touch "$stamp"
 fi

@@ -19,7 +19,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import schema
-from .schema import audit_events, client_assertions, clients, codes, flows, pushed_requests, users
+from .schema import (
+    audit_events,
+    client_assertions,
+    clients,
+    codes,
+    flows,
+    pushed_requests,
+    signing_keys,
+    users,
+)
 
 #: Audit events are also logged here (never with a code, secret or token in them).
 audit_log = logging.getLogger("stepup.audit")
@@ -254,6 +263,35 @@ class Tx:
         except sa.exc.IntegrityError:
             return False
         return True
+
+    # -- signing keys and secrets at rest ------------------------------------------------
+    def signing_keys(self) -> list[dict]:
+        rows = self.conn.execute(sa.select(signing_keys).order_by(
+            signing_keys.c.activates_at, signing_keys.c.created_at))
+        return [dict(row._mapping) for row in rows]
+
+    def add_signing_key(self, kid: str, alg: str, sealed_jwk: str, now: float,
+                        activates_at: float) -> None:
+        self.conn.execute(sa.insert(signing_keys).values(
+            kid=kid, alg=alg, sealed_jwk=sealed_jwk, created_at=now, activates_at=activates_at))
+
+    def remove_signing_key(self, kid: str) -> None:
+        self.conn.execute(sa.delete(signing_keys).where(signing_keys.c.kid == kid))
+
+    def totp_secrets_after(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """A batch of (subject, sealed TOTP secret), in subject order, for re-encryption."""
+        rows = self.conn.execute(
+            sa.select(users.c.subject, users.c.totp_secret)
+            .where(users.c.subject > after).order_by(users.c.subject).limit(limit))
+        return [(row.subject, row.totp_secret) for row in rows]
+
+    def reseal(self, table: str, key: str, old: str, new: str) -> bool:
+        """Replace a ciphertext only if nobody changed it meanwhile (compare-and-set)."""
+        if table == "users":
+            return self._changed(sa.update(users).where(
+                users.c.subject == key, users.c.totp_secret == old).values(totp_secret=new))
+        return self._changed(sa.update(signing_keys).where(
+            signing_keys.c.kid == key, signing_keys.c.sealed_jwk == old).values(sealed_jwk=new))
 
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,

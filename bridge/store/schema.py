@@ -97,4 +97,15 @@ audit_events = sa.Table(
     sa.Column("client_id", sa.String(255)),
     sa.Column("ip", sa.String(64)),
     sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_audit_events_subject", "subject", "id"),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("alg", sa.String(10), nullable=False),
+    sa.Column("sealed_jwk", sa.Text, nullable=False),  # AES-GCM, bound to the kid
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("activates_at", sa.Float, nullable=False),  # published before, used from then
 )

@@ -1,0 +1,146 @@
+"""Operability: health, readiness, Prometheus metrics, request ids, and the database-outage answer.
+
+Metrics of challenges, lockouts and rotations are counted from the audit events (a logging
+handler on ``stepup.audit``), so the domain code knows nothing about Prometheus. Under
+gunicorn, ``stepup serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` so every worker's numbers add up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger("stepup")
+
+CHALLENGES = Counter("stepup_challenges_total", "Factor checks by factor and outcome.",
+                     ["factor", "outcome"])
+LOCKOUTS = Counter("stepup_lockouts_total", "Users locked after too many failures.")
+ROTATIONS = Counter("stepup_recovery_rotations_total", "Recovery codes replaced.")
+ENROLLMENTS = Counter("stepup_enrollments_total", "New and replaced authenticators.", ["kind"])
+PROTOCOL_ERRORS = Counter("stepup_protocol_errors_total", "OAuth errors answered.",
+                          ["endpoint", "error"])
+LATENCY = Histogram("stepup_request_seconds", "Request latency by endpoint.", ["endpoint"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+DB_ERRORS = Counter("stepup_database_errors_total", "Requests failed by the database.")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class AuditMetrics(logging.Handler):
+    """Counts audit events: challenges by factor/outcome, lockouts, rotations, enrollments."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "audit", {})
+        name = event.get("event")
+        if name in ("success", "failure", "replay"):
+            CHALLENGES.labels(event.get("factor", "unknown"), name).inc()
+        elif name == "recovery_code_used":
+            CHALLENGES.labels("rc", "success").inc()
+        elif name == "lockout":
+            LOCKOUTS.inc()
+        elif name == "rotation":
+            ROTATIONS.inc()
+        elif name in ("enrollment", "reenrollment"):
+            ENROLLMENTS.labels(name).inc()
+
+
+_audit_metrics = AuditMetrics()
+
+
+def init_app(app: Flask) -> None:
+    audit_log = logging.getLogger("stepup.audit")
+    if _audit_metrics not in audit_log.handlers:
+        audit_log.addHandler(_audit_metrics)
+    audit_log.setLevel(logging.INFO)
+    app.register_blueprint(bp)
+    app.register_error_handler(sa.exc.OperationalError, _database_down)
+    app.register_error_handler(sa.exc.InterfaceError, _database_down)
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        if "started" in g:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+        if request.blueprint == "oidc" and response.status_code >= 400 and response.is_json:
+            error = (response.get_json(silent=True) or {}).get("error", "unknown")
+            PROTOCOL_ERRORS.labels(endpoint, str(error)[:40]).inc()
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+
+def _database_down(error: Exception):
+    """The database went away: say "try again", never 500; the transaction rolled back."""
+    DB_ERRORS.inc()
+    log.error("database unavailable: %s", type(error).__name__)
+    if request.blueprint == "oidc":
+        response = jsonify(error="temporarily_unavailable",
+                           error_description="The service is temporarily unavailable.")
+    else:
+        response = current_app.make_response((render_template(
+            "message.html", title="Please try again in a moment",
+            text="The sign-in service is briefly unavailable. Nothing was changed: go back "
+                 "and try again."), 503))
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is up (no dependencies checked)."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready to serve: the database answers and signing keys are loaded."""
+    bridge = current_app.extensions["stepup"]
+    checks = {}
+    try:
+        with bridge.store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sa.exc.SQLAlchemyError as e:
+        checks["database"] = f"unavailable ({type(e).__name__})"
+    try:
+        bridge.signing_keys.active("ES256")
+        checks["signing_keys"] = "ok"
+    except (LookupError, sa.exc.SQLAlchemyError):
+        checks["signing_keys"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    response = jsonify(status="ready" if ready else "not ready", checks=checks)
+    response.status_code = 200 if ready else 503
+    return response
+
+
+@bp.get("/metrics")
+def metrics():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
