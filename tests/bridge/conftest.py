@@ -23,6 +23,16 @@ CALLBACK = "https://idp.example/callback"
 KC_PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
 
 
+def register_idp(app) -> None:
+    """Register the test IdP (exact callback and a Keycloak-style prefix), once."""
+    bridge = app.extensions["stepup"]
+    with bridge.store.begin() as tx:
+        if tx.find_client(IDP_ID) is None:
+            tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret=IDP_SECRET,
+                                     jwks_uri=None, redirect_uris=[CALLBACK],
+                                     redirect_uri_prefixes=[KC_PREFIX]))
+
+
 @pytest.fixture
 def make_app(tmp_path, clock, database_url):
     """Build a bridge on this test's database with extra settings; an IdP is registered."""
@@ -32,12 +42,7 @@ def make_app(tmp_path, clock, database_url):
         settings = {"data_dir": tmp_path, "issuer": "https://bridge.example",
                     "database_url": database_url, **config}
         app = create_app(settings, environ={}, clock=clock)
-        bridge = app.extensions["stepup"]
-        with bridge.store.begin() as tx:
-            if tx.find_client(IDP_ID) is None:
-                tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret=IDP_SECRET,
-                                         jwks_uri=None, redirect_uris=[CALLBACK],
-                                         redirect_uri_prefixes=[KC_PREFIX]))
+        register_idp(app)
         apps.append(app)
         return app
 

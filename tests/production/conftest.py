@@ -1,0 +1,152 @@
+"""Real production components: two `stepup serve` nodes (gunicorn) on one PostgreSQL, Redis."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from tests.e2e.browser import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CALLBACK = "http://127.0.0.1:9/callback"  # never fetched: the tests read the Location header
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    server = os.environ.get("STEPUP_TEST_POSTGRES_URL")
+    if not server:
+        server = subprocess.run([REPO / "scripts" / "postgres.sh", "start"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on 127.0.0.1, no persistence."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url, process
+    process.terminate()
+    process.wait(10)
+
+
+def stepup(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], cwd=REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          check=check, timeout=120)
+
+
+@dataclass
+class Cluster:
+    """Two bridge nodes sharing one PostgreSQL, one Redis, one issuer and the same secrets."""
+
+    nodes: list[str]
+    env: dict
+    client_id: str = "idp"
+    client_secret: str = "cluster-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_server, redis_url, tmp_path_factory):
+    url = fresh_database(postgres_server, f"stepup_nodes_{os.getpid()}")
+    ports = [free_port(), free_port()]
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    env = {
+        "STEPUP_DATABASE_URL": url,
+        "STEPUP_REDIS_URL": redis_url[0],
+        "STEPUP_ISSUER": f"http://127.0.0.1:{ports[0]}",
+        "STEPUP_SECRET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "STEPUP_PEPPER": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "STEPUP_ENCRYPTION_KEYS": f"k1:{key}",
+        "STEPUP_LOCKOUT_LIMIT": "4",
+        "STEPUP_IP_LIMIT": "1000",
+        "STEPUP_WORKERS": "2",
+    }
+    stepup(env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "db", "upgrade")
+    c = Cluster([f"http://127.0.0.1:{p}" for p in ports], env)
+    stepup(env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "client", "add",
+           "--client-id", c.client_id, "--client-secret", c.client_secret,
+           "--redirect-uri", CALLBACK)
+    processes = []
+    for port in ports:
+        data = tmp_path_factory.mktemp(f"node{port}")
+        log = (data / "node.log").open("w")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "serve", "--port", str(port)], cwd=REPO,
+            env={**os.environ, **env, "STEPUP_DATA_DIR": str(data)}, stdout=log,
+            stderr=subprocess.STDOUT))
+    try:
+        for node, process in zip(c.nodes, processes, strict=True):
+            wait_for(f"{node}/readyz", 60, process)
+        yield c
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(15)
+
+
+class Browser:
+    """A user agent: one cookie jar (sent to every node: cookies ignore the port)."""
+
+    def __init__(self) -> None:
+        self.http = requests.Session()
+        self.page = ""
+        self.flow = ""
+
+    def open(self, node: str, authorize_url: str) -> None:
+        response = self.http.get(node + authorize_url, allow_redirects=False, timeout=10)
+        assert response.status_code == 303, response.text
+        self.flow = response.headers["Location"]
+        self.page = self.http.get(node + self.flow, timeout=10).text
+
+    def shown(self, element_id: str) -> str:
+        return re.search(rf'id="{element_id}"[^>]*>([^<]+)<', self.page).group(1).strip()
+
+    def post(self, node: str, action: str, **form) -> requests.Response:
+        form["csrf_token"] = re.search(r'name="csrf_token" value="([^"]+)"', self.page).group(1)
+        response = self.http.post(f"{node}{self.flow}/{action}", data=form,
+                                  allow_redirects=False, timeout=10)
+        location = response.headers.get("Location", "")
+        if response.status_code == 303 and location.startswith("/flow/"):
+            self.page = self.http.get(node + location, timeout=10).text
+        elif response.status_code != 303:
+            self.page = response.text
+        return response
+
+
+from tests.bridge.conftest import make_app  # noqa: E402,F401  (the bridge's app factory fixture)

@@ -1,0 +1,70 @@
+"""Schema migrations on both engines: from empty, from the previous revision, and refusals."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.store import create_engine, migrate
+from bridge.store.migrate import SchemaError
+
+from .conftest import fresh_database, stepup
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    server = request.getfixturevalue("postgres_server")
+    return fresh_database(server, f"stepup_migrate_{os.getpid()}")
+
+
+def test_empty_database_upgrades_to_head(empty_database):
+    engine = create_engine(empty_database)
+    with pytest.raises(SchemaError, match="no schema yet"):
+        migrate.check(engine)
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.head()
+    migrate.check(engine)
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"users", "flows", "codes", "pushed_requests", "signing_keys"} <= tables
+    engine.dispose()
+
+
+def test_previous_revision_upgrades_keeping_data(empty_database):
+    engine = create_engine(empty_database)
+    migrate.upgrade(engine, "0001")
+    with pytest.raises(SchemaError, match="older than 0002"):
+        migrate.check(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO users (subject, totp_secret, totp_last_step, recovery_digest, "
+            "recovery_version, failures, created_at) VALUES ('kept', 'k.x', 5, 'd', 1, 0, :t)"),
+            {"t": time.time()})
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT totp_last_step FROM users")).scalar_one() == 5
+        assert "ix_audit_events_subject" in {
+            i["name"] for i in sa.inspect(conn).get_indexes("audit_events")}
+    engine.dispose()
+
+
+def test_serve_refuses_unmigrated_and_newer_schemas(empty_database, tmp_path):
+    env = {"STEPUP_DATABASE_URL": empty_database, "STEPUP_DATA_DIR": str(tmp_path)}
+    refused = stepup(env, "serve", "--port", "1", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "stepup: error: the database has no schema yet: run `stepup db upgrade`")
+    upgraded = stepup(env, "db", "upgrade")
+    assert migrate.head() in upgraded.stdout
+    engine = create_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    newer = stepup(env, "serve", "--port", "1", check=False)
+    assert newer.returncode == 2
+    assert "is newer than this bridge" in newer.stderr
+    assert "Traceback" not in newer.stderr

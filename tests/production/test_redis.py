@@ -1,0 +1,74 @@
+"""Per-IP limits shared through a real Redis, and what happens when Redis goes away."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+import pytest
+
+from tests.bridge.conftest import Actions
+from tests.e2e.browser import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server this test may stop."""
+    import redis
+
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            import time
+
+            time.sleep(0.05)
+    yield url, process
+    process.terminate()
+    process.wait(10)
+
+
+def node(make_app, clock, redis_url: str) -> Actions:
+    app = make_app(redis_url=redis_url, ip_limit=3)
+    return Actions(app.test_client(), app.extensions["stepup"], clock)
+
+
+def test_ip_failures_add_up_across_nodes(make_app, clock, private_redis):
+    a, b = node(make_app, clock, private_redis[0]), node(make_app, clock, private_redis[0])
+    enrolled, _ = a.enroll("ip-user")
+    clock.advance(30)
+    for actions, subject in ((a, "ip-user"), (b, "ip-user"), (a, "ip-user")):
+        login = actions.start(subject)
+        assert actions.post(login, "totp", otp="000001").status_code == 400
+        clock.advance(30)
+    login = b.start("ip-user")
+    login.secret = enrolled.secret
+    refused = b.post(login, "totp", otp=b.code_now(login))
+    assert refused.status_code == 429
+    assert "Too many failed attempts from your network" in refused.get_data(as_text=True)
+
+
+def test_redis_down_keeps_serving(make_app, clock, private_redis, caplog):
+    url, process = private_redis
+    actions = node(make_app, clock, url)
+    enrolled, _ = actions.enroll("redis-user")
+    process.terminate()
+    process.wait(10)
+    clock.advance(30)
+    caplog.set_level(logging.WARNING, logger="stepup")
+    login = actions.start("redis-user")
+    assert actions.post(login, "totp", otp="000002").status_code == 400  # limiter fell back
+    login.secret = enrolled.secret
+    clock.advance(30)
+    ok = actions.post(login, "totp", otp=actions.code_now(login))
+    assert ok.status_code == 303
+    assert any("redis unavailable" in r.getMessage() for r in caplog.records)
