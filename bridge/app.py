@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import security
 from .challenge import Challenge, Policy
@@ -91,6 +92,10 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         WTF_CSRF_SSL_STRICT=settings.behind_tls,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    if settings.trusted_proxies:
+        # The per-IP limit must see the user's address, not the load balancer's.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore
     security.init_app(app, settings)
     ops.init_app(app)
     endpoints.init_app(app)

@@ -46,6 +46,8 @@ class Settings:
     flow_ttl: int = 900
     #: Label prefix and ``issuer=`` of the otpauth URI shown at enrollment.
     totp_issuer: str = "Stepup"
+    #: Reverse proxies in front of the bridge whose X-Forwarded-For/-Proto are trusted.
+    trusted_proxies: int = 0
     #: Redis for per-IP counters shared by several nodes (empty: in-process).
     redis_url: str = ""
     #: gunicorn for ``stepup serve``.
@@ -70,6 +72,7 @@ _INTS = {
     "id_token_ttl": (30, 300),
     "flow_ttl": (60, 3600),
     "workers": (1, 64),
+    "trusted_proxies": (0, 5),
     "timeout": (5, 600),
 }
 _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url")

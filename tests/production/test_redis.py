@@ -19,9 +19,23 @@ def private_redis(tmp_path):
     import redis
 
     port = free_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     for _ in range(200):
@@ -72,3 +86,34 @@ def test_redis_down_keeps_serving(make_app, clock, private_redis, caplog):
     ok = actions.post(login, "totp", otp=actions.code_now(login))
     assert ok.status_code == 303
     assert any("redis unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_trusted_proxy_gives_each_user_their_own_ip_window(make_app, clock):
+    app = make_app(ip_limit=2, trusted_proxies=1)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll("proxy-user")
+    for _ in range(2):
+        clock.advance(30)
+        login = act.start("proxy-user")
+        page = act.csrf(login.last_page)
+        response = act.client.post(
+            f"{login.flow_url}/totp",
+            data={"otp": "000003", "csrf_token": page},
+            headers={"X-Forwarded-For": "203.0.113.7"},
+        )
+        assert response.status_code == 400
+    clock.advance(30)
+    login = act.start("proxy-user")
+    login.secret = enrolled.secret
+    blocked = act.client.post(
+        f"{login.flow_url}/totp",
+        headers={"X-Forwarded-For": "203.0.113.7"},
+        data={"otp": act.code_now(login), "csrf_token": act.csrf(login.last_page)},
+    )
+    assert blocked.status_code == 429
+    other = act.client.post(
+        f"{login.flow_url}/totp",
+        headers={"X-Forwarded-For": "198.51.100.9"},
+        data={"otp": act.code_now(login), "csrf_token": act.csrf(login.last_page)},
+    )
+    assert other.status_code == 303
