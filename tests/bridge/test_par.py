@@ -1,0 +1,195 @@
+"""Pushed Authorization Requests (RFC 9126) at ``/par``: client authentication, every check
+on the pushed parameters, and that a refused request leaves nothing behind."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.store.schema import pushed_requests
+from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, KC_PREFIX
+
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+
+
+def stored(bridge) -> int:
+    with bridge.store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(pushed_requests)).scalar_one()
+
+
+def refused(bridge, response, error: str, status: int = 400) -> dict:
+    """A clear OAuth JSON error (RFC 6749 §5.2), and nothing saved for the request."""
+    body = response.get_json()
+    assert response.status_code == status, (response.status_code, body)
+    assert body["error"] == error, body
+    assert body.get("error_description"), body
+    assert response.headers["Cache-Control"] == "no-store"
+    assert stored(bridge) == 0
+    return body
+
+
+#: One bad pushed request per case: what to change in a good one, and the OAuth error.
+BAD_REQUESTS = {
+    "no-response-type": ({"response_type": None}, "unsupported_response_type"),
+    "response-type-token": ({"response_type": "token"}, "unsupported_response_type"),
+    "response-type-hybrid": ({"response_type": "code id_token"}, "unsupported_response_type"),
+    "no-scope": ({"scope": None}, "invalid_scope"),
+    "scope-without-openid": ({"scope": "profile email"}, "invalid_scope"),
+    "no-redirect-uri": ({"redirect_uri": None}, "invalid_request"),
+    "unregistered-redirect-uri": ({"redirect_uri": "https://evil.example/cb"}, "invalid_request"),
+    "exact-uri-plus-query": ({"redirect_uri": CALLBACK + "?extra=1"}, "invalid_request"),
+    "exact-uri-plus-slash": ({"redirect_uri": CALLBACK + "/"}, "invalid_request"),
+    "no-pkce": ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+    "no-pkce-method": ({"code_challenge_method": None}, "invalid_request"),
+    "pkce-plain": ({"code_challenge_method": "plain"}, "invalid_request"),
+    "challenge-short": ({"code_challenge": "too-short"}, "invalid_request"),
+    "challenge-42": ({"code_challenge": "a" * 42}, "invalid_request"),
+    "challenge-129": ({"code_challenge": "a" * 129}, "invalid_request"),
+    "challenge-bad-chars": ({"code_challenge": "+" * 43}, "invalid_request"),
+    "no-nonce": ({"nonce": None}, "invalid_request"),
+    "empty-nonce": ({"nonce": ""}, "invalid_request"),
+    "no-login-hint": ({"login_hint": None}, "invalid_request"),
+    "empty-login-hint": ({"login_hint": ""}, "invalid_request"),
+    "login-hint-256": ({"login_hint": "a" * 256}, "invalid_request"),
+    "login-hint-nul": ({"login_hint": "alice\x00"}, "invalid_request"),
+    "login-hint-newline": ({"login_hint": "alice\nbob"}, "invalid_request"),
+    "login-hint-escape": ({"login_hint": "alice\x1b[31m"}, "invalid_request"),
+    "state-too-long": ({"state": "s" * 1025}, "invalid_request"),
+    "preferred-username-bell": ({"preferred_username": "x\x07"}, "invalid_request"),
+    "request-object": ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
+    "request-uri-pushed": ({"request_uri": REQUEST_URI_PREFIX + "abc"}, "invalid_request"),
+    "client-id-mismatch": ({"client_id": "someone-else"}, "invalid_request"),
+    "max-age-negative": ({"max_age": "-1"}, "invalid_request"),
+    "max-age-word": ({"max_age": "ten"}, "invalid_request"),
+    "max-age-fraction": ({"max_age": "1.5"}, "invalid_request"),
+    "max-age-empty": ({"max_age": ""}, "invalid_request"),
+    "max-age-huge": ({"max_age": "9" * 12}, "invalid_request"),
+    "prompt-unknown": ({"prompt": "bogus"}, "invalid_request"),
+}
+
+
+class TestAccepted:
+    def test_created_with_request_uri_and_expiry(self, act, bridge):
+        response, _ = act.push("alice")
+        assert response.status_code == 201, response.get_json()
+        body = response.get_json()
+        assert body["request_uri"].startswith(REQUEST_URI_PREFIX)
+        assert len(body["request_uri"]) > len(REQUEST_URI_PREFIX) + 20
+        assert body["expires_in"] == 60
+        assert response.headers["Cache-Control"] == "no-store"
+        assert stored(bridge) == 1
+
+    def test_each_push_gets_its_own_request_uri(self, act):
+        first = act.push("alice")[0].get_json()["request_uri"]
+        second = act.push("alice")[0].get_json()["request_uri"]
+        assert first != second
+
+    def test_client_secret_post(self, act, bridge):
+        response, _ = act.push("alice", auth=None, client_secret=IDP_SECRET)
+        assert response.status_code == 201, response.get_json()
+        assert stored(bridge) == 1
+
+    def test_optional_parameters(self, act):
+        response, _ = act.push("alice", max_age="0", prompt="login", ui_locales="en",
+                               acr_values="urn:acme:mfa", preferred_username=None, state=None)
+        assert response.status_code == 201, response.get_json()
+
+    @pytest.mark.parametrize("uri", [
+        KC_PREFIX,
+        KC_PREFIX + "?session_code=abc&execution=x&client_id=app&tab_id=t1",
+        KC_PREFIX + "?client_data=eyJhIjoxfQ",
+    ], ids=["bare", "query", "client-data"])
+    def test_redirect_uri_prefix_with_any_query(self, act, uri):
+        response, _ = act.push("alice", redirect_uri=uri)
+        assert response.status_code == 201, response.get_json()
+
+
+class TestClientAuthentication:
+    def test_no_authentication(self, bridge, act):
+        response = act.push("alice", auth=None)[0]
+        refused(bridge, response, "invalid_client", 401)
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+    def test_wrong_secret(self, bridge, act):
+        refused(bridge, act.push("alice", auth=(IDP_ID, "wrong-secret-0123456789"))[0],
+                "invalid_client", 401)
+
+    def test_wrong_secret_post(self, bridge, act):
+        response, _ = act.push("alice", auth=None, client_secret="wrong-secret-0123456789")
+        refused(bridge, response, "invalid_client", 401)
+
+    def test_unknown_client(self, bridge, act):
+        refused(bridge, act.push("alice", auth=("nobody", IDP_SECRET), client_id="nobody")[0],
+                "invalid_client", 401)
+
+    def test_unknown_client_secret_post(self, bridge, act):
+        response, _ = act.push("alice", auth=None, client_id="nobody", client_secret=IDP_SECRET)
+        refused(bridge, response, "invalid_client", 401)
+
+
+class TestRefusedParameters:
+    @pytest.mark.parametrize("params, error", BAD_REQUESTS.values(), ids=BAD_REQUESTS)
+    def test_clear_error(self, bridge, act, params, error):
+        refused(bridge, act.push("alice", **params)[0], error)
+
+    @pytest.mark.parametrize("value", ["\u00b2", "\u0663", "\uff11"],
+                             ids=["superscript-two", "arabic-indic-three", "fullwidth-one"])
+    def test_max_age_non_ascii_digits(self, bridge, act, value):
+        """``str.isdigit`` is true for these; they must still be a 400, never a 500."""
+        refused(bridge, act.push("alice", max_age=value)[0], "invalid_request")
+
+    @pytest.mark.parametrize("prompt", ["none", "login none"])
+    def test_prompt_none_cannot_be_honoured(self, bridge, act, prompt):
+        response = act.push("alice", prompt=prompt)[0]
+        # OpenID Connect Core §3.1.2.6 names login_required; invalid_request is also clear.
+        error = response.get_json().get("error")
+        assert error in ("login_required", "invalid_request"), response.get_json()
+        refused(bridge, response, error)
+
+    @pytest.mark.parametrize("name, value", [
+        ("scope", "openid"), ("state", "s1"), ("login_hint", "alice"),
+        ("redirect_uri", CALLBACK), ("nonce", "n1"), ("response_type", "code"),
+    ])
+    def test_repeated_parameter(self, bridge, act, name, value):
+        body = refused(bridge, act.push("alice", **{name: [value, value]})[0], "invalid_request")
+        assert name in body["error_description"]
+
+    @pytest.mark.parametrize("uri", [
+        KC_PREFIX + "/more",
+        KC_PREFIX + "/",
+        KC_PREFIX + "/../../../evil",
+        "https://kc.example/realms/other/login-actions/authenticate",
+        "https://kc.example:8443/realms/acme/login-actions/authenticate",
+        "http://kc.example/realms/acme/login-actions/authenticate",
+        KC_PREFIX + "#fragment",
+        KC_PREFIX + "?x=1#fragment",
+        "https://user@kc.example/realms/acme/login-actions/authenticate",
+        "https://user:pw@kc.example/realms/acme/login-actions/authenticate",
+        "https://kc.example.evil.example/realms/acme/login-actions/authenticate",
+        "https://evil.example/realms/acme/login-actions/authenticate",
+    ], ids=["longer-path", "trailing-slash", "dot-segments", "other-path", "other-port",
+            "http", "fragment", "query-fragment", "userinfo", "user-password",
+            "suffix-host", "other-host"])
+    def test_redirect_uri_prefix_rules(self, bridge, act, uri):
+        refused(bridge, act.push("alice", redirect_uri=uri)[0], "invalid_request")
+
+
+class TestRequestShape:
+    def test_json_body(self, bridge, client):
+        response = client.post("/par", json={
+            "response_type": "code", "scope": "openid", "client_id": IDP_ID,
+            "redirect_uri": CALLBACK, "nonce": "n", "login_hint": "alice",
+            "code_challenge": "a" * 43, "code_challenge_method": "S256",
+        }, auth=(IDP_ID, IDP_SECRET))
+        refused(bridge, response, "invalid_request")
+
+    def test_multipart_body(self, bridge, client):
+        response = client.post("/par", data={"response_type": "code"},
+                               content_type="multipart/form-data", auth=(IDP_ID, IDP_SECRET))
+        refused(bridge, response, "invalid_request")
+
+    def test_get_not_allowed(self, client):
+        response = client.get("/par?response_type=code&client_id=" + IDP_ID,
+                              auth=(IDP_ID, IDP_SECRET))
+        assert response.status_code == 405
+        assert "POST" in response.headers["Allow"]
