@@ -1,0 +1,136 @@
+"""``/authorize`` (RFC 9126 §4): a browser starts a sign-in only with a pushed request's
+``request_uri`` — once, in time, for the client that pushed it; the address bar adds nothing."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.oidc.clients import new_client
+from bridge.store.schema import flows
+from tests.bridge.conftest import CALLBACK, IDP_ID, shown
+
+OTHER_ID, OTHER_SECRET = "other-idp", "other-secret-0123456789"
+
+
+def pushed_uri(act, subject="alice", **params) -> str:
+    response, _ = act.push(subject, **params)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["request_uri"]
+
+
+def assert_refused_page(response) -> None:
+    """A 400 HTML page for the user — never a redirect to anyone."""
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "Location" not in response.headers
+    assert "Go back to your sign-in page" in response.get_data(as_text=True)
+
+
+def flow_subjects(bridge) -> list[str]:
+    with bridge.store.engine.connect() as conn:
+        return list(conn.execute(sa.select(flows.c.subject)).scalars())
+
+
+@pytest.fixture
+def other_client(bridge):
+    with bridge.store.begin() as tx:
+        tx.add_client(new_client(bridge.secrets.pepper, OTHER_ID, secret=OTHER_SECRET,
+                                 jwks_uri=None, redirect_uris=[CALLBACK],
+                                 redirect_uri_prefixes=[]))
+
+
+class TestRefused:
+    @pytest.mark.parametrize("query", [
+        "",
+        f"?client_id={IDP_ID}",
+        f"?client_id={IDP_ID}&login_hint=alice&redirect_uri={CALLBACK}&response_type=code"
+        "&scope=openid&nonce=n&code_challenge=" + "a" * 43 + "&code_challenge_method=S256",
+    ], ids=["nothing", "client-only", "classic-request"])
+    def test_without_request_uri(self, client, bridge, query):
+        assert_refused_page(client.get("/authorize" + query))
+        assert flow_subjects(bridge) == []
+
+    def test_without_client_id(self, act, client, bridge):
+        uri = pushed_uri(act)
+        assert_refused_page(client.get(f"/authorize?request_uri={uri}"))
+        assert flow_subjects(bridge) == []
+
+    def test_unknown_request_uri(self, client, bridge):
+        response = client.get(f"/authorize?client_id={IDP_ID}"
+                              "&request_uri=urn:ietf:params:oauth:request_uri:nope")
+        assert_refused_page(response)
+        assert flow_subjects(bridge) == []
+
+    def test_single_use(self, act, client, bridge):
+        uri = pushed_uri(act)
+        first = client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
+        assert first.status_code == 303
+        assert_refused_page(client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
+        assert flow_subjects(bridge) == ["alice"]
+
+    def test_single_use_across_browsers(self, act, app, bridge):
+        uri = pushed_uri(act)
+        assert app.test_client().get(
+            f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 303
+        assert_refused_page(app.test_client().get(
+            f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
+        assert len(flow_subjects(bridge)) == 1
+
+    def test_expired(self, act, client, clock, bridge):
+        uri = pushed_uri(act)
+        clock.advance(61)
+        assert_refused_page(client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
+        assert flow_subjects(bridge) == []
+
+    def test_still_valid_just_before_expiry(self, act, client, clock):
+        uri = pushed_uri(act)
+        clock.advance(59)
+        assert client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 303
+
+    def test_other_clients_request_uri(self, act, client, bridge, other_client):
+        uri = pushed_uri(act)  # pushed by IDP_ID
+        response = client.get(f"/authorize?client_id={OTHER_ID}&request_uri={uri}")
+        assert_refused_page(response)
+        assert flow_subjects(bridge) == []
+
+    def test_unknown_client_id(self, act, client, bridge):
+        uri = pushed_uri(act)
+        assert_refused_page(client.get(f"/authorize?client_id=nobody&request_uri={uri}"))
+        assert flow_subjects(bridge) == []
+
+    def test_overlong_client_id(self, act, client):
+        uri = pushed_uri(act)
+        assert_refused_page(client.get(f"/authorize?client_id={'x' * 300}&request_uri={uri}"))
+
+
+class TestPushedRequestIsTheOnlySource:
+    def test_extra_query_parameters_are_ignored(self, act, client, bridge):
+        uri = pushed_uri(act, "alice")
+        response = client.get(
+            f"/authorize?client_id={IDP_ID}&request_uri={uri}&login_hint=mallory"
+            "&preferred_username=mallory%40evil&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
+            "&state=forged&prompt=none")
+        assert response.status_code == 303
+        assert response.headers["Location"].startswith("/flow/")
+        assert flow_subjects(bridge) == ["alice"]
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "mallory" not in page and "evil.example" not in page
+        assert shown(page, "totp-secret")  # alice is new: enrollment
+
+    def test_assertion_is_for_the_pushed_subject(self, act, client):
+        response, login = act.push("alice")
+        uri = response.get_json()["request_uri"]
+        page = client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}&login_hint=mallory")
+        login.flow_url = page.headers["Location"]
+        login.last_page = client.get(login.flow_url).get_data(as_text=True)
+        login.secret = shown(login.last_page, "totp-secret")
+        assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
+        location = act.post(login, "saved", saved="yes").headers["Location"]
+        assert location.startswith(CALLBACK + "?")
+        assert act.finish(login, location)["sub"] == "alice"
+
+    def test_flow_is_bound_to_the_browser(self, act, app):
+        login = act.start("alice")
+        stranger = app.test_client()
+        assert stranger.get(login.flow_url).status_code == 404
