@@ -1,0 +1,226 @@
+"""The token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.6) and the assertion it returns
+(OpenID Connect Core §2, §3.1.3.7): codes are single use, short-lived, bound to the client,
+the redirect URI and the PKCE verifier; of concurrent redemptions exactly one wins."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+
+import pytest
+from joserfc import jws
+
+from bridge.oidc.assertion import AMR_TOTP
+from bridge.oidc.clients import new_client
+from bridge.settings import DEFAULT_ACR
+from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, callback_params, shown
+
+OTHER_ID, OTHER_SECRET = "other-idp", "other-secret-0123456789"
+
+
+@pytest.fixture
+def issued(act):
+    """A finished enrollment: the login and its unredeemed authorization code."""
+    login, callback = act.enroll("alice")
+    return login, callback_params(callback)["code"]
+
+
+def error_of(response, status: int = 400) -> str:
+    body = response.get_json()
+    assert response.status_code == status, (response.status_code, body)
+    assert response.headers["Cache-Control"] == "no-store"
+    return body["error"]
+
+
+class TestSuccess:
+    def test_response_shape(self, act, issued):
+        login, code = issued
+        response = act.redeem(code, login)
+        assert response.status_code == 200, response.get_json()
+        assert response.mimetype == "application/json"
+        assert response.headers["Cache-Control"] == "no-store"
+        body = response.get_json()
+        assert body["token_type"].lower() == "bearer"
+        assert body["id_token"].count(".") == 2
+        assert body["access_token"]
+        assert "refresh_token" not in body
+
+    def test_client_secret_post(self, act, issued):
+        login, code = issued
+        response = act.redeem(code, login, auth=None, client_id=IDP_ID, client_secret=IDP_SECRET)
+        assert response.status_code == 200, response.get_json()
+
+
+class TestIdToken:
+    @pytest.fixture
+    def id_token(self, act, issued) -> str:
+        login, code = issued
+        response = act.redeem(code, login)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["id_token"]
+
+    def test_claims(self, act, issued, id_token, clock):
+        login, _ = issued
+        claims = act.verify_id_token(id_token).claims
+        assert claims["iss"] == "https://bridge.example"
+        assert claims["sub"] == "alice"
+        assert claims["aud"] in (IDP_ID, [IDP_ID])
+        assert claims["nonce"] == login.nonce
+        assert claims["acr"] == DEFAULT_ACR
+        assert claims["amr"] == [AMR_TOTP]
+        assert abs(claims["iat"] - clock()) <= 1
+        assert 0 < claims["exp"] - claims["iat"] <= 300
+        assert isinstance(claims["auth_time"], int)
+        assert claims["auth_time"] <= claims["iat"]
+        assert claims["exp"] > clock()
+
+    def test_header(self, client, id_token):
+        header = jws.extract_compact(id_token.encode()).headers()
+        assert header["alg"] == "ES256"
+        assert header["typ"] == "JWT"
+        published = {key["kid"]: key for key in client.get("/jwks").get_json()["keys"]}
+        assert header["kid"] in published
+        assert published[header["kid"]]["alg"] == "ES256"
+
+    def test_auth_time_is_when_the_user_proved_the_factor(self, act, clock):
+        login = act.start("alice")
+        login.secret = shown(login.last_page, "totp-secret")
+        proved_at = int(clock())
+        act.post(login, "enroll", otp=act.code_now(login))
+        clock.advance(20)  # the user takes a while to save the recovery code
+        done = act.post(login, "saved", saved="yes")
+        claims = act.finish(login, done.headers["Location"])
+        assert claims["auth_time"] == proved_at
+        assert claims["iat"] >= proved_at + 20
+
+
+class TestRefused:
+    def test_code_is_single_use(self, act, issued):
+        login, code = issued
+        assert act.redeem(code, login).status_code == 200
+        assert error_of(act.redeem(code, login)) == "invalid_grant"
+
+    def test_expired_code(self, act, issued, clock):
+        login, code = issued
+        clock.advance(61)
+        assert error_of(act.redeem(code, login)) == "invalid_grant"
+
+    def test_code_redeemable_until_expiry(self, act, issued, clock):
+        login, code = issued
+        clock.advance(55)
+        assert act.redeem(code, login).status_code == 200
+
+    def test_unknown_code(self, act, issued):
+        login, _ = issued
+        assert error_of(act.redeem("not-a-code", login)) == "invalid_grant"
+
+    def test_missing_code(self, act, issued):
+        login, _ = issued
+        response = act.client.post("/token", data={
+            "grant_type": "authorization_code", "redirect_uri": CALLBACK,
+            "code_verifier": login.verifier}, auth=(IDP_ID, IDP_SECRET))
+        assert error_of(response) in ("invalid_request", "invalid_grant")
+
+    def test_wrong_code_verifier(self, act, issued):
+        login, code = issued
+        assert error_of(act.redeem(code, login, code_verifier="x" * 64)) == "invalid_grant"
+
+    def test_missing_code_verifier(self, act, issued):
+        _, code = issued
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK}
+        response = act.client.post("/token", data=form, auth=(IDP_ID, IDP_SECRET))
+        assert error_of(response) in ("invalid_request", "invalid_grant")
+
+    def test_challenge_as_verifier(self, act, issued):
+        """The "plain" method is never applied: sending the challenge itself fails."""
+        login, code = issued
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(login.verifier.encode()).digest()).decode().rstrip("=")
+        assert error_of(act.redeem(code, login, code_verifier=challenge)) == "invalid_grant"
+
+    @pytest.mark.parametrize("redirect_uri", [
+        "https://idp.example/other", CALLBACK + "?x=1", CALLBACK + "/", "",
+    ], ids=["other", "extra-query", "trailing-slash", "empty"])
+    def test_wrong_redirect_uri(self, act, issued, redirect_uri):
+        login, code = issued
+        assert error_of(act.redeem(code, login, redirect_uri=redirect_uri)) in (
+            "invalid_grant", "invalid_request")
+
+    def test_code_of_another_client(self, act, client, bridge):
+        with bridge.store.begin() as tx:
+            tx.add_client(new_client(bridge.secrets.pepper, OTHER_ID, secret=OTHER_SECRET,
+                                     jwks_uri=None, redirect_uris=[CALLBACK],
+                                     redirect_uri_prefixes=[]))
+        response, login = act.push("alice", auth=(OTHER_ID, OTHER_SECRET), client_id=OTHER_ID)
+        uri = response.get_json()["request_uri"]
+        login.flow_url = client.get(
+            f"/authorize?client_id={OTHER_ID}&request_uri={uri}").headers["Location"]
+        login.last_page = client.get(login.flow_url).get_data(as_text=True)
+        login.secret = shown(login.last_page, "totp-secret")
+        act.post(login, "enroll", otp=act.code_now(login))
+        code = callback_params(act.post(login, "saved", saved="yes").headers["Location"])["code"]
+        assert error_of(act.redeem(code, login)) == "invalid_grant"  # as IDP_ID
+
+    @pytest.mark.parametrize("grant_type", ["client_credentials", "password", "refresh_token",
+                                            "urn:ietf:params:oauth:grant-type:jwt-bearer"])
+    def test_unsupported_grant_type(self, act, issued, grant_type):
+        login, code = issued
+        response = act.redeem(code, login, grant_type=grant_type)
+        assert error_of(response) == "unsupported_grant_type"
+
+    def test_code_survives_a_wrong_grant_type(self, act, issued):
+        login, code = issued
+        act.redeem(code, login, grant_type="password")
+        assert act.redeem(code, login).status_code == 200
+
+    @pytest.mark.parametrize("auth", [
+        None, (IDP_ID, "wrong-secret-0123456789"), ("nobody", IDP_SECRET), (IDP_ID, ""),
+    ], ids=["none", "wrong-secret", "unknown-client", "empty-secret"])
+    def test_bad_client_authentication(self, act, issued, auth):
+        login, code = issued
+        assert error_of(act.redeem(code, login, auth=auth), 401) == "invalid_client"
+
+    def test_failed_client_authentication_leaves_the_code(self, act, issued):
+        login, code = issued
+        act.redeem(code, login, auth=(IDP_ID, "wrong-secret-0123456789"))
+        assert act.redeem(code, login).status_code == 200
+
+    def test_json_body(self, act, issued):
+        login, code = issued
+        response = act.client.post("/token", json={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+            "code_verifier": login.verifier}, auth=(IDP_ID, IDP_SECRET))
+        assert error_of(response) == "invalid_request"
+
+    def test_get_not_allowed(self, client):
+        response = client.get("/token")
+        assert response.status_code == 405
+        assert "POST" in response.headers["Allow"]
+
+
+class TestConcurrentRedemption:
+    N = 8
+
+    def test_exactly_one_wins(self, act, app, issued):
+        login, code = issued
+        barrier = threading.Barrier(self.N)
+        results: list[tuple[int, dict]] = []
+        lock = threading.Lock()
+
+        def redeem():
+            client = app.test_client()
+            barrier.wait()
+            response = act.redeem(code, login, client=client)
+            with lock:
+                results.append((response.status_code, response.get_json()))
+
+        threads = [threading.Thread(target=redeem) for _ in range(self.N)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = sorted(status for status, _ in results)
+        assert len(results) == self.N
+        assert statuses == [200] + [400] * (self.N - 1), results
+        assert all(body["error"] == "invalid_grant" for status, body in results if status == 400)
