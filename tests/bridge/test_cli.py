@@ -1,0 +1,301 @@
+"""The ``stepup`` command line (DESIGN "Command line and configuration"), run with click's
+CliRunner on the same data folder and database as an app built by the test."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from joserfc import jws
+
+from bridge.cli import main
+from bridge.store import migrate
+from tests.bridge.conftest import Actions, callback_params, shown
+
+ISSUER = "https://bridge.example"
+SECRET = "cli-secret-0123456789abcdef"
+PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
+
+
+@pytest.fixture
+def stepup(tmp_path, database_url, monkeypatch):
+    """Run ``stepup ARGS`` on this test's data folder and database."""
+    for name in [n for n in os.environ if n.startswith("STEPUP_")]:
+        monkeypatch.delenv(name)
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, **env: str):
+        base = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": ISSUER}
+        if database_url:
+            base["STEPUP_DATABASE_URL"] = database_url
+        return runner.invoke(main, list(args), env={**base, **env}, input=input)
+
+    return run
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return result.stdout
+
+
+def one_line_error(result, *, code: int = 2) -> str:
+    """Exit ``code`` with exactly one ``stepup: error: ...`` line and no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("stepup: error: "), lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def find_client(bridge, client_id: str):
+    with bridge.store.begin() as tx:
+        return tx.find_client(client_id)
+
+
+def login_with(act: Actions, client_id: str, secret: str, subject: str = "alice"):
+    """A PAR by ``client_id`` and a finished enrollment; returns the token response."""
+    response, login = act.push(subject, auth=(client_id, secret), client_id=client_id,
+                               redirect_uri="https://idp.example/cb")
+    assert response.status_code == 201, response.get_json()
+    page = act.client.get(f"/authorize?client_id={client_id}"
+                          f"&request_uri={response.get_json()['request_uri']}")
+    login.flow_url = page.headers["Location"]
+    login.last_page = act.client.get(login.flow_url).get_data(as_text=True)
+    login.secret = shown(login.last_page, "totp-secret")
+    act.post(login, "enroll", otp=act.code_now(login))
+    done = act.post(login, "saved", saved="yes")
+    return act.redeem(callback_params(done.headers["Location"])["code"], login,
+                      auth=(client_id, secret))
+
+
+class TestClientAdd:
+    def test_secret_client_can_authenticate(self, stepup, app, bridge, act):
+        out = ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                        "--redirect-uri", "https://idp.example/cb"))
+        assert SECRET not in out
+        record = find_client(bridge, "kc")
+        assert record.redirect_uris == ["https://idp.example/cb"]
+        assert record.secret_digest and SECRET not in record.secret_digest
+        token = login_with(act, "kc", SECRET)
+        assert token.status_code == 200, token.get_json()
+
+    def test_jwks_client_with_uris_and_prefix(self, stepup, bridge):
+        ok(stepup("client", "add", "--client-id", "kc-jwt",
+                  "--jwks-uri", "https://kc.example/realms/acme/protocol/openid-connect/certs",
+                  "--redirect-uri", "https://idp.example/cb",
+                  "--redirect-uri", "https://idp.example/cb2",
+                  "--redirect-uri-prefix", PREFIX, "--id-token-alg", "RS256"))
+        record = find_client(bridge, "kc-jwt")
+        assert record.jwks_uri.endswith("/certs") and record.secret_digest is None
+        assert record.redirect_uris == ["https://idp.example/cb", "https://idp.example/cb2"]
+        assert record.redirect_uri_prefixes == [PREFIX]
+        assert record.id_token_alg == "RS256"
+
+    def test_duplicate_needs_replace(self, stepup, bridge, act):
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", "https://idp.example/cb"))
+        line = one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret",
+                                     "another-secret-0123456789", "--redirect-uri",
+                                     "https://idp.example/cb"))
+        assert "kc" in line and "--replace" in line
+        assert login_with(act, "kc", SECRET).status_code == 200  # unchanged
+
+    def test_replace(self, stepup, bridge, act):
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", "https://idp.example/cb"))
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret",
+                  "another-secret-0123456789", "--redirect-uri", "https://idp.example/cb",
+                  "--replace"))
+        assert act.push("alice", auth=("kc", SECRET), client_id="kc",
+                        redirect_uri="https://idp.example/cb")[0].status_code == 401
+        assert login_with(act, "kc", "another-secret-0123456789").status_code == 200
+
+    @pytest.mark.parametrize("args", [
+        ["--redirect-uri", "ftp://idp.example/cb"],
+        ["--redirect-uri", "https://idp.example/cb#frag"],
+        ["--redirect-uri", "not a url"],
+        ["--redirect-uri", "https:///no-host"],
+        ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix", "javascript:x"],
+        [],
+    ], ids=["ftp", "fragment", "not-url", "no-host", "bad-prefix", "none"])
+    def test_bad_redirect_uri(self, stepup, bridge, args):
+        one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                              *args))
+        assert find_client(bridge, "kc") is None
+
+    @pytest.mark.parametrize("args", [
+        ["--client-secret", SECRET, "--jwks-uri", "https://kc.example/certs"],
+        [],
+        ["--client-secret", "short"],
+        ["--jwks-uri", "file:///etc/passwd"],
+    ], ids=["both", "neither", "short-secret", "jwks-not-http"])
+    def test_bad_authentication_option(self, stepup, bridge, args):
+        one_line_error(stepup("client", "add", "--client-id", "kc", *args,
+                              "--redirect-uri", "https://idp.example/cb"))
+        assert find_client(bridge, "kc") is None
+
+
+class TestClientListRemove:
+    def test_list_never_prints_the_secret(self, stepup, bridge):
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix", PREFIX))
+        out = ok(stepup("client", "list"))
+        assert "kc" in out and "https://idp.example/cb" in out and PREFIX in out
+        assert SECRET not in out
+        assert find_client(bridge, "kc").secret_digest not in out
+
+    def test_remove(self, stepup, bridge, act):
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", "https://idp.example/cb"))
+        ok(stepup("client", "remove", "kc"))
+        assert find_client(bridge, "kc") is None
+        assert "kc\t" not in ok(stepup("client", "list"))
+        assert act.push("alice", auth=("kc", SECRET), client_id="kc",
+                        redirect_uri="https://idp.example/cb")[0].status_code == 401
+
+    def test_remove_unknown(self, stepup, app):
+        assert "nobody" in one_line_error(stepup("client", "remove", "nobody"))
+
+
+class TestUser:
+    def test_show_unknown(self, stepup, app):
+        out = ok(stepup("user", "show", "nobody"))
+        assert "nobody" in out and "not enrolled" in out
+
+    def test_show_enrolled(self, stepup, act):
+        login, _ = act.enroll("alice")
+        out = ok(stepup("user", "show", "alice"))
+        assert "alice: enrolled" in out and "active" in out
+        assert "enrollment" in out  # the audit trail
+        assert login.secret not in out and login.recovery_code not in out
+        assert login.recovery_code.replace("-", "") not in out
+
+    def test_reset(self, stepup, bridge, act, clock):
+        act.enroll("alice")
+        out = ok(stepup("user", "reset", "alice", "--yes"))
+        assert "alice" in out
+        with bridge.store.begin() as tx:
+            assert tx.find_user("alice") is None
+            events = [e["event"] for e in tx.audit_trail("alice")]
+        assert events[0] == "helpdesk_reset"
+        assert "not enrolled" in ok(stepup("user", "show", "alice"))
+        # At the next sign-in the user enrolls again.
+        clock.advance(30)
+        assert 'id="totp-secret"' in act.start("alice").last_page
+
+    def test_reset_asks_first(self, stepup, bridge, act):
+        act.enroll("alice")
+        result = stepup("user", "reset", "alice", input="n\n")
+        assert result.exit_code != 0
+        with bridge.store.begin() as tx:
+            assert tx.find_user("alice") is not None
+            assert "helpdesk_reset" not in [e["event"] for e in tx.audit_trail("alice")]
+
+    def test_reset_unknown(self, stepup, bridge):
+        assert "nobody" in one_line_error(stepup("user", "reset", "nobody", "--yes"))
+        with bridge.store.begin() as tx:
+            assert tx.audit_trail("nobody") == []
+
+
+def kid_of(token_response) -> str:
+    assert token_response.status_code == 200, token_response.get_json()
+    return jws.extract_compact(token_response.get_json()["id_token"].encode()).headers()["kid"]
+
+
+def published(client) -> set[str]:
+    return {key["kid"] for key in client.get("/jwks").get_json()["keys"]}
+
+
+class TestKeysRotate:
+    """The CLI runs on the real clock, the apps on FakeClock (up to 25 s behind it): the CLI
+    creates the keys first and FakeClock is moved ahead of it, as every node's clock is."""
+
+    @pytest.fixture
+    def idp(self, stepup, clock) -> tuple[str, str]:
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", "https://idp.example/cb"))
+        clock.now = max(clock.now, time.time()) + 30
+        return "kc", SECRET
+
+    def test_rotate_now(self, stepup, make_app, clock, idp):
+        before = make_app()
+        act = Actions(before.test_client(), before.extensions["stepup"], clock)
+        old_kid = kid_of(login_with(act, *idp))
+        old_published = published(act.client)
+        ok(stepup("keys", "rotate", "--publish-ahead", "0"))
+        clock.now = max(clock.now, time.time()) + 30
+        after = make_app()  # a node started after the rotation (others re-read within 30 s)
+        act = Actions(after.test_client(), after.extensions["stepup"], clock)
+        new_kid = kid_of(login_with(act, *idp, "bob"))
+        assert new_kid != old_kid
+        assert old_published < published(act.client)
+        assert new_kid in published(act.client)
+
+    def test_rotate_publishes_ahead(self, stepup, make_app, clock, idp):
+        app = make_app()
+        act = Actions(app.test_client(), app.extensions["stepup"], clock)
+        old_kid = kid_of(login_with(act, *idp))
+        ok(stepup("keys", "rotate"))
+        app = make_app()
+        act = Actions(app.test_client(), app.extensions["stepup"], clock)
+        assert len(published(act.client)) == 4  # the new keys are published at once...
+        assert kid_of(login_with(act, *idp, "bob")) == old_kid  # ...and sign later
+        clock.now = time.time() + 300 + 30
+        new_kid = kid_of(login_with(act, *idp, "carol"))
+        assert new_kid != old_kid and new_kid in published(act.client)
+
+    def test_node_with_a_slower_clock_can_sign(self, stepup, make_app, clock):
+        """Keys made by one process (here the CLI) sign at once on a node whose clock is a
+        few seconds behind (clock skew between hosts)."""
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", "https://idp.example/cb"))
+        clock.now = time.time() - 5
+        app = make_app()
+        act = Actions(app.test_client(), app.extensions["stepup"], clock)
+        assert login_with(act, "kc", SECRET).status_code == 200
+
+
+class TestBadSettings:
+    @pytest.mark.parametrize("env, name", [
+        ({"STEPUP_LOCKOUT_LIMIT": "101"}, "STEPUP_LOCKOUT_LIMIT"),
+        ({"STEPUP_LOCKOUT_LIMIT": "0"}, "STEPUP_LOCKOUT_LIMIT"),
+        ({"STEPUP_LOCKOUT_LIMIT": "abc"}, "STEPUP_LOCKOUT_LIMIT"),
+        ({"STEPUP_ISSUER": "ftp://x"}, "STEPUP_ISSUER"),
+        ({"STEPUP_ISSUER": "https://bridge.example/"}, "STEPUP_ISSUER"),
+    ], ids=["lockout-101", "lockout-0", "lockout-abc", "issuer-ftp", "issuer-slash"])
+    @pytest.mark.parametrize("command", [["client", "list"], ["user", "show", "alice"],
+                                         ["keys", "rotate"], ["db", "upgrade"]],
+                             ids=["client-list", "user-show", "keys-rotate", "db-upgrade"])
+    def test_one_line_and_exit_2(self, stepup, env, name, command):
+        assert name in one_line_error(stepup(*command, **env))
+
+    def test_config_file_error(self, stepup, tmp_path):
+        config = tmp_path / "stepup.toml"
+        config.write_text("lockout_limit = [")
+        assert "STEPUP_CONFIG" in one_line_error(
+            stepup("client", "list", STEPUP_CONFIG=str(config)))
+
+
+class TestDbUpgrade:
+    def test_fresh_sqlite_database(self, stepup, tmp_path):
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        out = ok(stepup("db", "upgrade", STEPUP_DATABASE_URL=url))
+        assert migrate.head() in out
+        engine = sa.create_engine(url)
+        try:
+            assert migrate.current(engine) == migrate.head()
+            assert {"clients", "users", "pushed_requests", "codes"} <= set(
+                sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+        ok(stepup("db", "upgrade", STEPUP_DATABASE_URL=url))  # idempotent
+        ok(stepup("client", "list", STEPUP_DATABASE_URL=url))
+
+    def test_unmigrated_database_is_refused(self, stepup, tmp_path):
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        line = one_line_error(stepup("client", "list", STEPUP_DATABASE_URL=url))
+        assert "db upgrade" in line
