@@ -1,0 +1,318 @@
+"""Races a real deployment meets: two sign-ins spending one recovery code or one TOTP step,
+and a double-posted form. Each browser is its own test client on its own thread; a barrier
+releases them together, and the database decides the winner."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.challenge import ChallengeError, FlowGone
+from bridge.factors import recovery
+from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from bridge.store import schema
+from tests.bridge.conftest import CALLBACK, Actions, callback_params, shown
+
+ROUNDS = 3  # each race is run a few times, on fresh users, to vary the interleaving
+
+
+def race(*calls: Callable[[], object]) -> list:
+    """Run the calls on their own threads, released at once; return their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int, call: Callable[[], object]) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = call()
+        except BaseException as error:  # re-raised on the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a request hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def browser(app, act: Actions) -> Actions:
+    """Another browser: its own test client, cookie jar and session."""
+    return Actions(app.test_client(), act.bridge, act.clock)
+
+
+def same_browser(app, act: Actions) -> Actions:
+    """A second client sharing ``act``'s session cookie: one browser posting twice."""
+    twin = Actions(app.test_client(), act.bridge, act.clock)
+    cookie = act.client.get_cookie("stepup_session")
+    assert cookie is not None
+    twin.client.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    return twin
+
+
+def is_callback(response) -> bool:
+    return response.status_code == 303 and response.headers["Location"].startswith(CALLBACK)
+
+
+def count(act: Actions, table: sa.Table, **where) -> int:
+    query = sa.select(sa.func.count()).select_from(table)
+    for name, value in where.items():
+        query = query.where(table.c[name] == value)
+    with act.bridge.store.begin() as tx:
+        return tx.conn.execute(query).scalar_one()
+
+
+def audit_count(act: Actions, subject: str, event: str) -> int:
+    return count(act, schema.audit_events, subject=subject, event=event)
+
+
+def user(act: Actions, subject: str):
+    with act.bridge.store.begin() as tx:
+        return tx.find_user(subject)
+
+
+# -- one recovery code, two sign-ins --------------------------------------------------------
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_two_flows_confirming_one_recovery_code_exactly_one_wins(app, act, round_):
+    subject = f"ann-{round_}"
+    first, _ = act.enroll(subject)
+    browsers = [browser(app, act), browser(app, act)]
+    logins = [b.start(subject) for b in browsers]
+    for b, login in zip(browsers, logins, strict=True):
+        assert b.post(login, "recovery", recovery_code=first.recovery_code).status_code == 303
+    staged = [shown(login.last_page, "recovery-code") for login in logins]
+    tokens = [b.csrf(login.last_page) for b, login in zip(browsers, logins, strict=True)]
+    assert staged[0] != staged[1]
+
+    results = race(*(lambda b=b, login=login: b.post(login, "saved", saved="yes")
+                     for b, login in zip(browsers, logins, strict=True)))
+
+    winners = [i for i, response in enumerate(results) if is_callback(response)]
+    assert len(winners) == 1, [r.status_code for r in results]
+    win, lose = winners[0], 1 - winners[0]
+    assert 400 <= results[lose].status_code < 500
+    assert "used in another sign-in" in logins[lose].last_page
+    assert 'role="alert"' in logins[lose].last_page
+    assert user(act, subject).recovery_version == 2
+    assert audit_count(act, subject, "rotation") == 1
+    claims = browsers[win].finish(logins[win], results[win].headers["Location"])
+    assert claims["amr"] == [AMR_RECOVERY]
+
+    # Only the winner's new code works afterwards.
+    probe = act.start(subject)
+    assert act.post(probe, "recovery", recovery_code=staged[lose]).status_code == 400
+    assert act.post(probe, "recovery", recovery_code=first.recovery_code).status_code == 400
+    assert act.post(probe, "recovery", recovery_code=staged[win]).status_code == 303
+    # The loser cannot try again with its staged code either.
+    retry = browsers[lose].client.post(f"{logins[lose].flow_url}/saved",
+                                       data={"saved": "yes", "csrf_token": tokens[lose]})
+    assert retry.status_code == 404
+    assert user(act, subject).recovery_version == 2
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_two_flows_verifying_and_confirming_at_once(app, act, round_):
+    """The whole recovery path raced: verify at once, then confirm at once."""
+    subject = f"ben-{round_}"
+    first, _ = act.enroll(subject)
+    browsers = [browser(app, act) for _ in range(3)]
+    logins = [b.start(subject) for b in browsers]
+    verified = race(*(lambda b=b, login=login: b.post(login, "recovery",
+                                                        recovery_code=first.recovery_code)
+                      for b, login in zip(browsers, logins, strict=True)))
+    assert [r.status_code for r in verified] == [303, 303, 303]  # staging changes nothing
+    confirmed = race(*(lambda b=b, login=login: b.post(login, "saved", saved="yes")
+                       for b, login in zip(browsers, logins, strict=True)))
+    assert sum(is_callback(r) for r in confirmed) == 1
+    assert user(act, subject).recovery_version == 2
+    # The enrollment's code was never redeemed, so count only recovery-login codes.
+    with act.bridge.store.begin() as tx:
+        amrs = [row.amr for row in tx.conn.execute(
+            sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
+    assert amrs.count([AMR_RECOVERY]) == 1
+
+
+# -- one TOTP step, several sign-ins -----------------------------------------------------------
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_the_same_totp_code_at_once_succeeds_exactly_once(app, act, clock, round_):
+    subject = f"cat-{round_}"
+    first, _ = act.enroll(subject)
+    clock.advance(30)
+    browsers = [browser(app, act) for _ in range(4)]
+    logins = [b.start(subject) for b in browsers]
+    code = act.code_now(first)
+    results = race(*(lambda b=b, login=login: b.post(login, "totp", otp=code)
+                     for b, login in zip(browsers, logins, strict=True)))
+    winners = [i for i, r in enumerate(results) if is_callback(r)]
+    assert len(winners) == 1, [r.status_code for r in results]
+    for i, response in enumerate(results):
+        if i != winners[0]:
+            assert response.status_code == 400
+            assert "already been used" in logins[i].last_page
+    assert audit_count(act, subject, "success") == 1
+    assert audit_count(act, subject, "replay") == 3
+    assert user(act, subject).totp_last_step == int(clock()) // 30
+    win = winners[0]
+    claims = browsers[win].finish(logins[win], results[win].headers["Location"])
+    assert claims["amr"] == [AMR_TOTP]
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_two_browsers_enrolling_one_new_user_create_one_user(app, act, round_):
+    subject = f"dan-{round_}"
+    browsers = [browser(app, act), browser(app, act)]
+    logins = [b.start(subject) for b in browsers]
+    for b, login in zip(browsers, logins, strict=True):
+        login.secret = shown(login.last_page, "totp-secret")
+        assert b.post(login, "enroll", otp=b.code_now(login)).status_code == 303
+    results = race(*(lambda b=b, login=login: b.post(login, "saved", saved="yes")
+                     for b, login in zip(browsers, logins, strict=True)))
+    winners = [i for i, r in enumerate(results) if is_callback(r)]
+    assert len(winners) == 1, [r.status_code for r in results]
+    lose = 1 - winners[0]
+    assert 400 <= results[lose].status_code < 500
+    assert 'role="alert"' in logins[lose].last_page
+    assert count(act, schema.users, subject=subject) == 1
+    assert audit_count(act, subject, "enrollment") == 1
+    # The stored factor is the winner's.
+    winner = logins[winners[0]]
+    stored = act.bridge.challenge._totp_secret(user(act, subject))
+    assert stored == winner.secret
+
+
+# -- one browser, one form, posted twice ----------------------------------------------------
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_double_posting_the_totp_form_moves_the_flow_once(app, act, clock, round_):
+    subject = f"eve-{round_}"
+    first, _ = act.enroll(subject)
+    clock.advance(30)
+    login = act.start(subject)
+    twin = same_browser(app, act)
+    token = act.csrf(login.last_page)
+    code = act.code_now(first)
+    form = {"otp": code, "csrf_token": token}
+    results = race(lambda: act.client.post(f"{login.flow_url}/totp", data=form),
+                   lambda: twin.client.post(f"{login.flow_url}/totp", data=form))
+    assert sum(is_callback(r) for r in results) == 1, [r.status_code for r in results]
+    assert all(is_callback(r) or 400 <= r.status_code < 500 for r in results)
+    assert audit_count(act, subject, "success") == 1
+    with act.bridge.store.begin() as tx:
+        amrs = [row.amr for row in tx.conn.execute(
+            sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
+    assert amrs.count([AMR_TOTP]) == 2  # the enrollment's and this login's, no third
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_double_posting_the_recovery_form_stages_one_code(app, act, round_):
+    subject = f"fay-{round_}"
+    first, _ = act.enroll(subject)
+    login = act.start(subject)
+    twin = same_browser(app, act)
+    form = {"recovery_code": first.recovery_code, "csrf_token": act.csrf(login.last_page)}
+    results = race(lambda: act.client.post(f"{login.flow_url}/recovery", data=form),
+                   lambda: twin.client.post(f"{login.flow_url}/recovery", data=form))
+    assert sum(r.status_code == 303 for r in results) == 1, [r.status_code for r in results]
+    assert all(r.status_code < 500 for r in results)
+    page = act.client.get(login.flow_url).get_data(as_text=True)
+    staged = shown(page, "recovery-code")
+    assert shown(twin.client.get(login.flow_url).get_data(as_text=True),
+                 "recovery-code") == staged
+    login.last_page = page
+    assert is_callback(act.post(login, "saved", saved="yes"))
+    probe = act.start(subject)
+    assert act.post(probe, "recovery", recovery_code=staged).status_code == 303
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_double_posting_the_confirmation_rotates_once(app, act, round_):
+    subject = f"gil-{round_}"
+    first, _ = act.enroll(subject)
+    login = act.start(subject)
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    staged = shown(login.last_page, "recovery-code")
+    twin = same_browser(app, act)
+    form = {"saved": "yes", "csrf_token": act.csrf(login.last_page)}
+    results = race(lambda: act.client.post(f"{login.flow_url}/saved", data=form),
+                   lambda: twin.client.post(f"{login.flow_url}/saved", data=form))
+    assert sum(is_callback(r) for r in results) == 1, [r.status_code for r in results]
+    assert all(is_callback(r) or 400 <= r.status_code < 500 for r in results)
+    assert user(act, subject).recovery_version == 2
+    assert audit_count(act, subject, "rotation") == 1
+    with act.bridge.store.begin() as tx:
+        amrs = [row.amr for row in tx.conn.execute(
+            sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
+    assert amrs.count([AMR_RECOVERY]) == 1
+    probe = act.start(subject)
+    assert act.post(probe, "recovery", recovery_code=staged).status_code == 303
+
+
+# -- the same double post, made deterministic: a step run twice on a stale flow -------------------
+def _stale(act: Actions, login):
+    flow_id = login.flow_url.rsplit("/", 1)[1]
+    with act.bridge.store.begin() as tx:
+        return tx.find_flow(flow_id, act.clock())
+
+
+def test_verifying_a_recovery_code_twice_on_one_flow_stages_and_audits_once(act):
+    first, _ = act.enroll("hal")
+    login = act.start("hal")
+    flow = _stale(act, login)
+    challenge = act.bridge.challenge
+    challenge.verify_recovery(flow, first.recovery_code, "127.0.0.1")
+    staged = challenge.staged_code(_stale(act, login))
+    with pytest.raises(FlowGone):
+        challenge.verify_recovery(flow, first.recovery_code, "127.0.0.1")  # the stale copy
+    assert challenge.staged_code(_stale(act, login)) == staged
+    assert user(act, "hal").failures == 0
+    assert audit_count(act, "hal", "recovery_code_used") == 1
+
+
+def test_confirming_twice_on_one_flow_issues_one_code(act):
+    first, _ = act.enroll("ida")
+    login = act.start("ida")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    flow = _stale(act, login)
+    challenge = act.bridge.challenge
+    location = challenge.confirm_saved(flow, "127.0.0.1")
+    assert "code" in callback_params(location)
+    with pytest.raises(ChallengeError):
+        challenge.confirm_saved(flow, "127.0.0.1")
+    assert user(act, "ida").recovery_version == 2
+    assert audit_count(act, "ida", "rotation") == 1
+
+
+def test_verifying_one_totp_code_twice_on_one_flow_issues_one_code(act, clock):
+    first, _ = act.enroll("jan")
+    clock.advance(30)
+    login = act.start("jan")
+    flow = _stale(act, login)
+    challenge = act.bridge.challenge
+    code = act.code_now(first)
+    assert "code" in callback_params(challenge.verify_totp(flow, code, "127.0.0.1"))
+    with pytest.raises(ChallengeError):
+        challenge.verify_totp(flow, code, "127.0.0.1")
+    assert audit_count(act, "jan", "success") == 1
+
+
+def test_enrolling_twice_on_one_flow_creates_one_user(act):
+    login = act.start("kai")
+    login.secret = shown(login.last_page, "totp-secret")
+    flow = _stale(act, login)
+    challenge = act.bridge.challenge
+    challenge.verify_enrollment(flow, act.code_now(login), "127.0.0.1")
+    with pytest.raises(FlowGone):
+        challenge.verify_enrollment(flow, act.code_now(login), "127.0.0.1")
+    saved = _stale(act, login)
+    assert "code" in callback_params(challenge.confirm_saved(saved, "127.0.0.1"))
+    with pytest.raises(ChallengeError):
+        challenge.confirm_saved(saved, "127.0.0.1")
+    assert count(act, schema.users, subject="kai") == 1
+    assert audit_count(act, "kai", "enrollment") == 1
+    assert recovery.normalize(challenge.staged_code(saved)) is not None
