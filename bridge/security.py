@@ -1,26 +1,23 @@
 """Browser-facing protections applied to every response (OWASP ASVS 5.0 V3, V14).
 
-CSP allows no inline script (copy-to-clipboard is a static file), no framing, and form posts
-only to the bridge itself and — because Chromium applies ``form-action`` to the redirect
-after a post — to the origin of the IdP the current flow returns to.
+CSP allows no inline script (copy-to-clipboard is a static file) and no framing. It sets no
+``form-action``: Chromium applies that directive to the whole redirect chain after a post —
+bridge → IdP → *its* relying party — whose last hop the bridge cannot know, so any value
+would break the return to the relying party (seen with Keycloak). Every form posts to the
+bridge itself and all output is auto-escaped, so there is no injected form for it to stop.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from flask import Flask, g
+from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from .settings import Settings
 
 csrf = CSRFProtect()
 
-
-def allow_form_target(redirect_uri: str) -> None:
-    """Let this response's forms lead (via a redirect) to the IdP's origin."""
-    parts = urlsplit(redirect_uri)
-    g.form_targets = [f"{parts.scheme}://{parts.netloc}"]
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'none'; base-uri 'none'")
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -28,11 +25,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def _headers(response):
-        targets = " ".join(["'self'", *g.get("form_targets", [])])
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
-        )
+        response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"

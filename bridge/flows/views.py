@@ -38,7 +38,6 @@ from ..challenge import (
     ChallengeError,
     Locked,
 )
-from ..security import allow_form_target
 from ..store import Flow
 
 bp = Blueprint("flows", __name__)
@@ -215,7 +214,6 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
 
 
 def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 200, **context):
-    allow_form_target(flow.params["redirect_uri"])
     name = flow.params.get("preferred_username")
     return render_template(template, flow=flow, error=error, account=name, **context), status
 

@@ -1,0 +1,196 @@
+"""Keycloak 26 hands off to the bridge: a real Keycloak with the authenticator jar, the bridge
+under gunicorn, an authlib relying party and real Chromium, from password to the RP's token.
+
+Each test signs in a user of its own in a fresh browser context (no Keycloak SSO session).
+Screenshots of what users see land in docs/screenshots/keycloak-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from bridge.factors import totp
+
+from .browser import chromium_page, screenshot
+from .keycloak_env import start_world
+
+pytestmark = pytest.mark.e2e
+MULTI_FACTOR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    yield from start_world(tmp_path_factory.mktemp("keycloak"))
+
+
+def password_step(page, world, username: str) -> None:
+    """The RP sends the browser to Keycloak, which asks for the password first."""
+    page.goto(f"{world.rp}/login")
+    page.fill("#username", username)
+    page.fill("#password", f"{username}-pw")
+    page.click("#kc-login")
+
+
+def rp_claims(page) -> dict:
+    try:
+        page.wait_for_url("**/callback**")
+    except PlaywrightTimeout:
+        raise AssertionError(f"no RP callback; at {page.url}:\n{page.inner_text('body')}") from None
+    return json.loads(page.inner_text("body"))["id_token_claims"]
+
+
+def enroll(page, world, username: str, shots: str | None = None) -> tuple[str, str]:
+    """Password, then enrollment at the bridge; returns (TOTP secret, recovery code)."""
+    password_step(page, world, username)
+    page.wait_for_selector("#totp-secret", state="attached")
+    assert page.url.startswith(world.bridge)
+    if shots:
+        screenshot(page, f"{shots}-enroll")
+    secret = page.text_content("#totp-secret").strip()
+    page.fill("input[name=otp]", totp.code_at(secret, time.time()))
+    page.click("text=Verify and continue")
+    code = page.inner_text("#recovery-code").strip()
+    if shots:
+        screenshot(page, f"{shots}-recovery-code")
+    page.check("input[name=saved]")
+    page.click("button:has-text('Continue')")
+    return secret, code
+
+
+
+def test_enrollment_then_totp_login(world):
+    world.add_user("kc-alice")
+    with chromium_page() as page:
+        secret, _ = enroll(page, world, "kc-alice", shots="keycloak-01")
+        claims = rp_claims(page)
+        screenshot(page, "keycloak-02-rp-token")
+    assert claims["preferred_username"] == "kc-alice"
+    assert claims["stepup_amr"] == "otp"
+    assert claims["stepup_acr"] == MULTI_FACTOR
+    assert abs(claims["stepup_auth_time"] - time.time()) < 120
+    with chromium_page() as page:
+        password_step(page, world, "kc-alice")
+        page.wait_for_selector("input[name=otp]")
+        screenshot(page, "keycloak-03-totp")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        assert rp_claims(page)["stepup_amr"] == "otp"
+
+
+def test_recovery_code_login_with_rotation(world):
+    world.add_user("kc-bob")
+    with chromium_page() as page:
+        _, first_code = enroll(page, world, "kc-bob")
+        rp_claims(page)
+    with chromium_page() as page:
+        password_step(page, world, "kc-bob")
+        page.click("#use-recovery-code")
+        page.fill("input[name=recovery_code]", first_code)
+        page.click("text=Verify recovery code")
+        new_code = page.inner_text("#recovery-code").strip()
+        assert new_code != first_code
+        screenshot(page, "keycloak-04-new-recovery-code")
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        assert rp_claims(page)["stepup_amr"] == "rc"
+    with chromium_page() as page:  # the old code is spent, the new one works
+        password_step(page, world, "kc-bob")
+        page.click("#use-recovery-code")
+        page.fill("input[name=recovery_code]", first_code)
+        page.click("text=Verify recovery code")
+        assert "didn't work" in page.inner_text("[role=alert]")
+        page.fill("input[name=recovery_code]", new_code)
+        page.click("text=Verify recovery code")
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        assert rp_claims(page)["stepup_amr"] == "rc"
+
+
+def test_wrong_code_then_right_one(world):
+    world.add_user("kc-carol")
+    with chromium_page() as page:
+        secret, _ = enroll(page, world, "kc-carol")
+        rp_claims(page)
+    with chromium_page() as page:
+        password_step(page, world, "kc-carol")
+        good = {totp.code_at(secret, time.time() + d) for d in (-30, 0, 30, 60)}
+        page.fill("input[name=otp]", next(c for c in ("123456", "654321") if c not in good))
+        page.click("button:has-text('Verify')")
+        assert "didn't work" in page.inner_text("[role=alert]")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        assert rp_claims(page)["stepup_amr"] == "otp"
+
+
+def test_locked_user(world):
+    world.add_user("kc-dave")
+    with chromium_page() as page:
+        secret, _ = enroll(page, world, "kc-dave")
+        rp_claims(page)
+    with chromium_page() as page:
+        password_step(page, world, "kc-dave")
+        good = {totp.code_at(secret, time.time() + d) for d in (-30, 0, 30, 60)}
+        wrong = next(c for c in ("111111", "222222") if c not in good)
+        for _ in range(3):  # STEPUP_LOCKOUT_LIMIT=3
+            page.fill("input[name=otp]", wrong)
+            page.click("button:has-text('Verify')")
+        assert "locked" in page.inner_text("[role=alert]")
+        page.click("text=Return to sign-in")
+        page.wait_for_url(f"{world.keycloak}/**")
+        assert "cancelled or is locked" in page.inner_text("body")
+        screenshot(page, "keycloak-05-locked-back-at-keycloak")
+    with chromium_page() as page:  # the next sign-in is refused at once
+        password_step(page, world, "kc-dave")
+        assert page.inner_text("h1") == "Two-step sign-in is locked"
+
+
+def test_user_cancels_at_the_bridge(world):
+    world.add_user("kc-erin")
+    with chromium_page() as page:
+        password_step(page, world, "kc-erin")
+        page.wait_for_selector("#totp-secret", state="attached")
+        page.click("text=Cancel and go back")
+        page.wait_for_url(f"{world.keycloak}/**")
+        assert "cancelled or is locked" in page.inner_text("body")
+        assert "/callback" not in page.url
+
+
+def test_assertion_for_another_user_is_refused(world):
+    """A rogue bridge (the proxy rewrites login_hint) asserts kc-alice for kc-frank."""
+    victim = world.add_user("kc-frank")
+    world.add_user("kc-grace")
+    with chromium_page() as page:
+        secret, _ = enroll(page, world, "kc-grace")
+        rp_claims(page)
+    world.proxy.rewrite_login_hint = world.users["kc-grace"]
+    try:
+        with chromium_page() as page:
+            password_step(page, world, "kc-frank")
+            page.wait_for_selector("input[name=otp]")  # grace's challenge, shown to frank
+            page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+            page.click("button:has-text('Verify')")
+            page.wait_for_url(f"{world.keycloak}/**")
+            assert "could not be completed" in page.inner_text("body")
+            assert "/callback" not in page.url
+            screenshot(page, "keycloak-06-sub-mismatch")
+    finally:
+        world.proxy.rewrite_login_hint = None
+    assert victim != world.users["kc-grace"]
+
+
+def test_bridge_down_fails_closed(world):
+    world.add_user("kc-heidi")
+    world.proxy_server.stop()
+    try:
+        with chromium_page() as page:
+            password_step(page, world, "kc-heidi")
+            page.wait_for_selector("text=unavailable")
+            assert "The second-factor service is unavailable" in page.inner_text("body")
+            assert page.url.startswith(world.keycloak)
+            screenshot(page, "keycloak-07-bridge-down")
+    finally:
+        world.proxy_server.start()
