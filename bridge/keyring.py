@@ -83,7 +83,8 @@ class SigningKeys:
         self._lock = threading.Lock()
         with store.begin() as tx:
             if not tx.signing_keys():
-                self._add(tx, clock(), 0.0)
+                # Active from the epoch: a node whose clock is behind the creator's still signs.
+                self._add(tx, clock(), -clock())
         self._load()
 
     def _load(self) -> None:

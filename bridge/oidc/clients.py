@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from urllib.parse import urlsplit
 
 import requests
-from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..store import Client, Store
 
+log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 KEY_METHOD = "private_key_jwt"
 AUTH_METHODS = (*SECRET_METHODS, KEY_METHOD)
@@ -102,9 +105,14 @@ class ClientKeys:
             hit = self._cache.get(jwks_uri)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        response = requests.get(jwks_uri, timeout=self.timeout)
-        response.raise_for_status()
-        keys = KeySet.import_key_set(response.json())
+        try:
+            response = requests.get(jwks_uri, timeout=self.timeout, allow_redirects=False)
+            response.raise_for_status()
+            keys = KeySet.import_key_set(response.json())
+        except (requests.RequestException, ValueError, TypeError, KeyError, JoseError) as e:
+            # Not cached: the next assertion tries again.
+            log.warning("cannot use the JWKS of a private_key_jwt client: %s", type(e).__name__)
+            raise InvalidClientError(status_code=401) from e
         with self._lock:
             self._cache[jwks_uri] = (time.monotonic() + self.ttl, keys)
         return keys
@@ -128,7 +136,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             return tx.use_assertion_id(claims["sub"], str(jti), float(claims["exp"]) + 60)
 
     def resolve_client_public_key(self, client: ClientModel) -> KeySet:
-        return self._keys.get(client.record.jwks_uri or "")
+        if not client.record.jwks_uri:  # a client_secret client sent an assertion
+            raise InvalidClientError(status_code=401)
+        return self._keys.get(client.record.jwks_uri)
 
 
 def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: str | None,

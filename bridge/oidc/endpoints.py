@@ -29,7 +29,7 @@ def init_app(app: Flask) -> AuthorizationServer:
         return ClientModel(record, bridge.secrets.pepper) if record else None
 
     app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {"authorization_code": 300})
-    server = AuthorizationServer(app, query_client=query_client, save_token=_no_resource)
+    server = _Server(app, query_client=query_client, save_token=_no_resource)
     issuer = settings.issuer
     server.register_client_auth_method(
         PrivateKeyJWT.CLIENT_AUTH_METHOD,
@@ -41,6 +41,20 @@ def init_app(app: Flask) -> AuthorizationServer:
     csrf.exempt(bp)  # back channel: clients authenticate; there is no browser session
     app.register_blueprint(bp)
     return server
+
+
+class _Server(AuthorizationServer):
+    def handle_error_response(self, request, error: OAuth2Error):
+        return super().handle_error_response(request, _uniform(error))
+
+
+def _uniform(error: OAuth2Error) -> OAuth2Error:
+    """Every client-authentication failure looks the same: 401 and one message, so a caller
+    cannot tell an unknown client id from a wrong secret or a bad assertion (RFC 6749 §5.2)."""
+    if error.error == "invalid_client":
+        error.status_code = 401
+        error.description = "Client authentication failed."
+    return error
 
 
 def _no_resource(token: dict, request) -> None:
@@ -104,7 +118,7 @@ def wrong_method():
 
 
 def _oauth_error(error: OAuth2Error):
-    status, body, headers = error()
+    status, body, headers = _uniform(error)()
     response = jsonify(dict(body))
     response.status_code = status
     for name, value in headers:

@@ -45,13 +45,14 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
             raise InvalidRequestError(f"Parameter '{name}' is repeated.")
         params[name] = values[0]
     if "request_uri" in params:
-        raise InvalidRequestError("'request_uri' must not be pushed (RFC 9126 §2.1).")
+        raise InvalidRequestError("'request_uri' must not be pushed (RFC 9126 section 2.1).")
     if "request" in params:
         raise RequestNotSupportedError("Request objects are not supported.")
     if params.get("client_id", client.get_client_id()) != client.get_client_id():
         raise InvalidRequestError("'client_id' does not match the authenticated client.")
     if params.get("response_type") != "code":
-        raise UnsupportedResponseTypeError("Only response_type=code is supported.")
+        raise UnsupportedResponseTypeError(
+            None, description="Only response_type=code is supported.")
     if "openid" not in params.get("scope", "").split():
         raise InvalidScopeError("The scope must include 'openid'.")
     redirect_uri = _required(params, "redirect_uri")
