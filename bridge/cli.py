@@ -180,7 +180,8 @@ def user_show(subject: str) -> None:
     else:
         state = "LOCKED" if found.locked_at else "active"
         click.echo(f"{subject}: enrolled {_when(found.created_at)}, {state}, "
-                   f"{found.failures} consecutive failure(s), recovery code #{found.recovery_version}")
+                   f"{found.failures} consecutive failure(s), "
+                   f"recovery code #{found.recovery_version}")
     for event in trail:
         click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or ''} "
                    f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")

@@ -11,6 +11,7 @@ import secrets
 
 from flask import Flask, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
+
 from stepup_handoff import HandoffClient, HandoffError, PendingHandoff
 
 #: Demo users: stable id (the bridge's ``sub``) → (username, password).
@@ -48,7 +49,8 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
             pending = handoff.start(match[0], callback, preferred_username=username)
         except HandoffError as e:
             return render_template("demo_home.html", users=DEMO_USERS.values(),
-                                   error=f"The step-up service refused the hand-off ({e.error})."), 502
+                                   error=f"The step-up service refused the hand-off ({e.error})."
+                                   ), 502
         session.clear()
         session["pending"] = pending.to_dict()
         return redirect(pending.authorize_url, 303)
@@ -62,7 +64,8 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
             result = handoff.finish(PendingHandoff.from_dict(data), request.args)
         except HandoffError as e:
             return render_template("demo_home.html", users=DEMO_USERS.values(),
-                                   error=f"Second factor not completed: {e.description or e.error}"), 403
+                                   error=f"Second factor not completed: {e.description or e.error}"
+                                   ), 403
         session["user"] = DEMO_USERS[result.subject][0]
         session["result"] = {"sub": result.subject, "acr": result.acr, "amr": list(result.amr),
                              "auth_time": result.auth_time}

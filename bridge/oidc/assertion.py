@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -64,7 +65,7 @@ class CodeModel(AuthorizationCodeMixin):
 class CodeGrant(grants.AuthorizationCodeGrant):
     """RFC 6749 §4.1.3 token request; codes come only from a finished challenge."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
 
     def query_authorization_code(self, code: str, client: ClientModel) -> CodeModel | None:
         with self.server.store.begin() as tx:
@@ -109,4 +110,5 @@ def register(server, store: Store, keys: SigningKeys, issuer: str, lifetime: int
              clock: Callable[[], float]) -> None:
     """Attach the code grant, PKCE (required, S256) and the id_token to an authlib server."""
     server.store, server.clock = store, clock
-    server.register_grant(CodeGrant, [CodeChallenge(required=True), IdToken(keys, issuer, lifetime, clock)])
+    id_token = IdToken(keys, issuer, lifetime, clock)
+    server.register_grant(CodeGrant, [CodeChallenge(required=True), id_token])

@@ -51,4 +51,5 @@ def check(engine: Engine) -> None:
     known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
     if found not in known:
         raise SchemaError(f"the database schema ({found}) is newer than this bridge ({wanted})")
-    raise SchemaError(f"the database schema ({found}) is older than {wanted}: run `stepup db upgrade`")
+    raise SchemaError(
+        f"the database schema ({found}) is older than {wanted}: run `stepup db upgrade`")

@@ -155,7 +155,8 @@ def start_world(tmp: Path):
                 realm_name="master", verify=True))
             master.create_realm({"realm": "acme", "enabled": True}, skip_exists=True)
             run(sys.executable, "-m", "bridge.cli", "keycloak", "install",
-                "--server-url", keycloak_url, "--realm", "acme", "--admin-user", "admin", "--admin-password", "admin",
+                "--server-url", keycloak_url, "--realm", "acme",
+                "--admin-user", "admin", "--admin-password", "admin",
                 env=env, timeout=120)
             admin = KeycloakAdmin(connection=KeycloakOpenIDConnection(
                 server_url=keycloak_url, username="admin", password="admin", realm_name="acme",

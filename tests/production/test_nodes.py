@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from stepup_handoff import HandoffClient
 
 from bridge.factors import totp
+from stepup_handoff import HandoffClient
 
 from .conftest import CALLBACK, Browser
 
