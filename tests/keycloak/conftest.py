@@ -8,6 +8,7 @@ import pytest
 import responses
 from fake_keycloak import BASE, FakeKeycloak
 from keycloak import KeycloakAdmin
+
 from stepup_keycloak import InstallOptions, connect
 
 ADMIN_PASSWORD = "admin-password-123"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stepup_keycloak import ProvisioningError, install
 
 FORMS = "browser-stepup forms"

@@ -6,6 +6,7 @@ import pytest
 from conftest import ADMIN_PASSWORD
 from fake_keycloak import BASE
 from keycloak.exceptions import KeycloakPostError
+
 from stepup_keycloak import ProvisioningError, connect, install, uninstall
 from stepup_keycloak.errors import MAX_DETAIL, describe
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fake_keycloak import BASE, FakeKeycloak
 from keycloak import KeycloakAdmin
+
 from stepup_keycloak import InstallOptions, install
 
 FORMS = "browser-stepup forms"

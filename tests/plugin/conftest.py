@@ -8,6 +8,7 @@ import pytest
 import responses
 from handoff_fakes import CLIENT_ID, CLIENT_SECRET, ISSUER, REDIRECT_URI, Clock, FakeBridge
 from joserfc.jwk import ECKey, RSAKey
+
 from stepup_handoff import HandoffClient
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from handoff_fakes import CODE, REDIRECT_URI
+
 from stepup_handoff import AccessDenied, HandoffError, StateMismatch
 
 

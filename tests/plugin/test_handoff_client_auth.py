@@ -10,6 +10,7 @@ from handoff_fakes import CLIENT_ID, CLIENT_SECRET, ISSUER, REDIRECT_URI
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
+
 from stepup_handoff import HandoffClient
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

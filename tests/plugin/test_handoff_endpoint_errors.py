@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 from handoff_fakes import CLIENT_ID, CLIENT_SECRET, ISSUER, REDIRECT_URI
+
 from stepup_handoff import DiscoveryError, HandoffClient, PushError, TokenError
 
 

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from handoff_fakes import ACR, CLIENT_ID, CODE, ISSUER, REDIRECT_URI
+
 from stepup_handoff import HandoffError, PendingHandoff, StepupResult
 
 

@@ -9,6 +9,7 @@ import pytest
 from handoff_fakes import CLIENT_ID, ISSUER
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
+
 from stepup_handoff import InvalidAssertion
 
 
