@@ -80,6 +80,8 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
         "ui_locales": params.get("ui_locales"),
         "max_age": _max_age(params.get("max_age")),
         "prompt": _prompt(params.get("prompt")),
+        # An IdP may turn enrollment off for one request (never on, past its registration).
+        "allow_enrollment": params.get("stepup_allow_enrollment", "true") != "false",
     }
 
 

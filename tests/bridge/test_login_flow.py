@@ -1,5 +1,7 @@
 """A whole hand-off through the test client: enrollment, TOTP, recovery with rotation."""
 
+from dataclasses import replace
+
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
 from bridge.settings import DEFAULT_ACR
 from tests.bridge.conftest import IDP_ID, callback_params, shown
@@ -56,3 +58,20 @@ def test_cancel_returns_access_denied(act):
     assert params["error"] == "access_denied"
     assert params["state"] == login.state
     assert params["iss"] == "https://bridge.example"
+
+
+def test_enrollment_turned_off_per_request(act):
+    login = act.start("newcomer", stepup_allow_enrollment="false")
+    assert "isn't set up" in login.last_page
+    assert 'id="totp-secret"' not in login.last_page
+    params = callback_params(act.post(login, "cancel").headers["Location"])
+    assert params["error"] == "access_denied"
+
+
+def test_enrollment_turned_off_for_the_client(act, bridge):
+    with bridge.store.begin() as tx:
+        record = tx.find_client(IDP_ID)
+        tx.remove_client(IDP_ID)
+        tx.add_client(replace(record, allow_enrollment=False))
+    login = act.start("newcomer", stepup_allow_enrollment="true")  # cannot turn it back on
+    assert "isn't set up" in login.last_page
