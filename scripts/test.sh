@@ -5,4 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh
 scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -v -rA "${@:-tests}"
+if [ $# -eq 0 ]; then
+  # The Keycloak authenticator's JUnit tests (Maven Surefire prints each class's outcome).
+  scripts/keycloak.sh test
+fi
+exec .venv/bin/python -m pytest -v -rfEs "${@:-tests}"
