@@ -544,6 +544,26 @@ def test_another_browser_cannot_see_a_flow(act, app, clock, stage, path):
     assert login.secret not in body
 
 
+def test_a_session_that_lists_the_flow_but_lacks_its_binding_gets_404(act, app):
+    """Each layer alone holds: the flow is bound to the browser that opened it."""
+    login = _at_stage(act, "totp")
+    other = app.test_client()
+    with other.session_transaction() as session:
+        session["flows"] = [login.flow_url.rsplit("/", 1)[1]]
+    assert other.get(login.flow_url).status_code == 404
+
+
+def test_a_session_with_the_binding_but_not_the_flow_listed_gets_404(act, app):
+    login = _at_stage(act, "totp")
+    with act.client.session_transaction() as session:
+        binding = session["binding"]
+    other = app.test_client()
+    with other.session_transaction() as session:
+        session["binding"] = binding
+        session["flows"] = []
+    assert other.get(login.flow_url).status_code == 404
+
+
 WRONG_STAGE = [  # (stage, action, form)
     ("enroll", "recovery", {"recovery_code": recovery.generate()}),
     ("enroll", "totp", {"otp": "123456"}),
