@@ -18,6 +18,7 @@ tabs cannot run a step twice; every factor rule is enforced by the store's atomi
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -166,9 +167,9 @@ class Challenge:
                 tx.clear_failures(user.subject)
                 staged = self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                               factor=AMR_RECOVERY, auth_time=now)
-                tx.audit("recovery_code_used", now, subject=user.subject,
-                         client_id=flow.client_id, ip=ip)
                 if staged:
+                    tx.audit("recovery_code_used", now, subject=user.subject,
+                             client_id=flow.client_id, ip=ip)
                     return
         if matched:
             raise FlowGone("This sign-in is already complete.")
@@ -262,10 +263,16 @@ class Challenge:
         if self.limiter.blocked(ip, now):
             raise TooSoon("Too many failed attempts from your network. Try again later.")
         with self.store.begin() as tx:
+            found = tx.find_user(flow.subject)
+            if found is not None and found.locked_at is not None:
+                # Locked from another tab or node: this flow shows the locked page from now
+                # on, and its "Return to sign-in" tells the IdP the user is locked out.
+                tx.advance_flow(flow.flow_id, stage, stage=LOCKED)
+        with self.store.begin() as tx:
             user = self._user(tx, flow)
         wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
         if wait > 0:
-            raise TooSoon(f"Too many wrong codes. Wait {int(wait) + 1} seconds, then try again.")
+            raise TooSoon(f"Too many wrong codes. Wait {math.ceil(wait)} seconds, then try again.")
         return now
 
     def _fail(self, flow: Flow, ip: str, now: float, event: str, **detail: str) -> None:

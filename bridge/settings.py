@@ -130,6 +130,8 @@ def _int(name: str, value: object, low: int, high: int) -> int:
 
 def _check_issuer(issuer: str) -> None:
     # OpenID Connect Discovery §3: https, no query or fragment (http allowed for local use).
+    if any(c.isspace() or not c.isprintable() for c in issuer):
+        raise ConfigError("STEPUP_ISSUER must not contain spaces or control characters")
     parts = urlsplit(issuer)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ConfigError(f"STEPUP_ISSUER must be an http(s) URL, got {issuer!r}")

@@ -178,7 +178,7 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         fresh = _reload(flow)
         if fresh is None:
             return _message("This sign-in cannot continue", error.message, error.status)
-        if error_page and fresh.stage == flow.stage:
+        if error_page and fresh.stage == TOTP:
             return _page(error_page, fresh, error=error.message, status=error.status)
         return _render_stage(fresh, error.message, error.status)
     return redirect(target or url_for(".page", flow_id=flow_id), 303)

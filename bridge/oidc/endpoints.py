@@ -5,6 +5,8 @@ Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description
 
 from __future__ import annotations
 
+import logging
+
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
@@ -38,6 +40,10 @@ def init_app(app: Flask) -> AuthorizationServer:
     assertion.register(server, store, bridge.signing_keys, issuer, settings.id_token_ttl,
                        bridge.clock)
     bridge.oauth = server
+    # authlib logs the issued token response (access and id token) at DEBUG; a filter, not a
+    # level, because someone debugging will turn the level up.
+    logging.getLogger("authlib.oauth2.rfc6749.grants.authorization_code").addFilter(
+        _no_token_logs)
     csrf.exempt(bp)  # back channel: clients authenticate; there is no browser session
     app.register_blueprint(bp)
     return server
@@ -55,6 +61,10 @@ def _uniform(error: OAuth2Error) -> OAuth2Error:
         error.status_code = 401
         error.description = "Client authentication failed."
     return error
+
+
+def _no_token_logs(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Issue token")
 
 
 def _no_resource(token: dict, request) -> None:
