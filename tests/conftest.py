@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -50,20 +51,53 @@ def postgres_url():
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def app_template(tmp_path_factory) -> Path:
+    """A data folder with secrets, a migrated SQLite file and signing keys, made once: each
+    test starts from a copy instead of migrating and generating RSA keys again."""
+    from bridge import create_app
+
+    folder = tmp_path_factory.mktemp("template")
+    app = create_app({"data_dir": folder}, environ={})
+    app.extensions["stepup"].store.engine.dispose()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url, app_template, tmp_path_factory) -> list[dict]:
+    """Migrate this run's PostgreSQL database once; keep the signing-key rows to restore."""
+    from bridge import create_app
+
+    folder = tmp_path_factory.mktemp("pg-template")
+    shutil.copytree(app_template, folder, dirs_exist_ok=True)
+    from bridge.store import create_engine, migrate
+
+    engine = create_engine(postgres_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    app = create_app({"data_dir": folder, "database_url": postgres_url}, environ={})
+    engine = app.extensions["stepup"].store.engine
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(sa.text("SELECT * FROM signing_keys")).mappings()]
+    engine.dispose()
+    return rows
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request) -> str:
-    """Each store test runs on the embedded SQLite default ("") and on a fresh PostgreSQL schema."""
+def database_url(request, tmp_path, app_template) -> str:
+    """Each store test runs on the embedded SQLite default ("") and on PostgreSQL, both
+    starting empty but for the template's signing keys (same secrets: copied into tmp_path)."""
+    shutil.copytree(app_template, tmp_path, dirs_exist_ok=True)
     if request.param == "sqlite":
         return ""
     url = request.getfixturevalue("postgres_url")
+    keys = request.getfixturevalue("postgres_template")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    from bridge.store import create_engine, migrate
-
-    engine = create_engine(url)
-    migrate.upgrade(engine)
+        tables = [t for t in sa.inspect(conn).get_table_names() if t != "alembic_version"]
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        conn.execute(sa.text(
+            "INSERT INTO signing_keys (kid, alg, sealed_jwk, created_at, activates_at) "
+            "VALUES (:kid, :alg, :sealed_jwk, :created_at, :activates_at)"), keys)
     engine.dispose()
     return url

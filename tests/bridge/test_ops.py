@@ -1,0 +1,67 @@
+"""Health, readiness, metrics, request ids and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from prometheus_client import REGISTRY
+
+from bridge.logs import JsonFormatter
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "ok", "signing_keys": "ok"}
+
+
+def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock):
+    ok_before = sample("stepup_challenges_total", factor="otp", outcome="success")
+    fail_before = sample("stepup_challenges_total", factor="otp", outcome="failure")
+    enrollments = sample("stepup_enrollments_total", kind="enrollment")
+    login, _ = act.enroll("metrics-user")
+    clock.advance(30)
+    again = act.start("metrics-user")
+    again.secret = login.secret
+    act.post(again, "totp", otp="000000" if act.code_now(again) != "000000" else "111111")
+    act.post(again, "totp", otp=act.code_now(again))
+    assert sample("stepup_challenges_total", factor="otp", outcome="success") == ok_before + 1
+    assert sample("stepup_challenges_total", factor="otp", outcome="failure") == fail_before + 1
+    assert sample("stepup_enrollments_total", kind="enrollment") == enrollments + 1
+
+    errors = sample("stepup_protocol_errors_total", endpoint="/par", error="invalid_client")
+    act.push("metrics-user", auth=("idp", "wrong-secret-0000000"))
+    assert sample("stepup_protocol_errors_total", endpoint="/par",
+                  error="invalid_client") == errors + 1
+    text = act.client.get("/metrics").get_data(as_text=True)
+    assert "stepup_request_seconds_bucket" in text
+
+
+def test_request_id_is_echoed_or_made(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
+        "X-Request-ID"] == "abc-123"
+    made = client.get("/healthz", headers={"X-Request-ID": "bad id; <script>"})
+    assert made.headers["X-Request-ID"] != "bad id; <script>"
+    assert len(made.headers["X-Request-ID"]) == 32
+
+
+def test_json_log_lines_carry_the_request_id_and_audit_fields(app):
+    formatter = JsonFormatter()
+    with app.test_request_context("/"):
+        from flask import g
+
+        g.request_id = "req-1"
+        record = logging.LogRecord("stepup.audit", logging.INFO, __file__, 1, "%s", ("success",),
+                                   None)
+        record.audit = {"event": "success", "subject": "u", "factor": "otp"}
+        line = json.loads(formatter.format(record))
+    assert line["request_id"] == "req-1"
+    assert line["message"] == "success"
+    assert line["audit"]["factor"] == "otp"
+    assert line["level"] == "info"
