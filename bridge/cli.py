@@ -131,13 +131,17 @@ def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_t
                         jwks_uri=jwks_uri, redirect_uris=list(redirect_uris),
                         redirect_uri_prefixes=list(prefixes), id_token_alg=id_token_alg,
                         allow_enrollment=not no_enrollment)
-    with bridge.store.begin() as tx:
-        if tx.find_client(client_id) and not replace:
-            _fail(f"client {client_id!r} is already registered (use --replace)")
-        tx.remove_client(client_id)
-        tx.add_client(record)
-        tx.audit("client_registered", time.time(), client_id=client_id)
+    _register(bridge, record, replace)
     click.echo(f"Registered client {client_id}")
+
+
+def _register(bridge: Bridge, record, replace: bool) -> None:
+    with bridge.store.begin() as tx:
+        if tx.find_client(record.client_id) and not replace:
+            _fail(f"client {record.client_id!r} is already registered (use --replace)")
+        tx.remove_client(record.client_id)
+        tx.add_client(record)
+        tx.audit("client_registered", time.time(), client_id=record.client_id)
 
 
 @client.command("list")
@@ -320,10 +324,7 @@ def keycloak_install(acr_values, no_enrollment, conditional_loa, **kw) -> None:
                         secret=result.bridge_client_secret, jwks_uri=None, redirect_uris=[],
                         redirect_uri_prefixes=[result.redirect_uri_prefix],
                         allow_enrollment=not no_enrollment)
-    with bridge.store.begin() as tx:
-        tx.remove_client(record.client_id)
-        tx.add_client(record)
-        tx.audit("client_registered", time.time(), client_id=record.client_id)
+    _register(bridge, record, replace=True)
     click.echo(f"Realm {opts.realm}: flow '{result.flow_alias}' bound "
                f"({'changed' if result.changed else 'already up to date'}); "
                f"bridge client '{record.client_id}' registered.")
@@ -342,7 +343,7 @@ def keycloak_uninstall(**kw) -> None:
     except ProvisioningError as e:
         _fail(str(e))
     with bridge.store.begin() as tx:
-        tx.remove_client(opts.bridge_client_id or f"keycloak-{opts.realm}")
+        tx.remove_client(opts.bridge_client_id)
     click.echo(f"Realm {opts.realm}: {'restored' if changed else 'nothing to undo'}.")
 
 

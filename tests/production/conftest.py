@@ -40,25 +40,30 @@ def postgres_server() -> str:
     return server
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """A real redis-server on 127.0.0.1, no persistence."""
+def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
+    """A real redis-server on 127.0.0.1, no persistence; returns its URL once it answers."""
+    import redis
+
     port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
     client = redis.Redis.from_url(url)
-    for _ in range(100):
+    for _ in range(200):
         try:
             client.ping()
-            break
+            return url, process
         except redis.ConnectionError:
             time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url, process = start_redis(tmp_path_factory.mktemp("redis"))
     yield url, process
     process.terminate()
     process.wait(10)

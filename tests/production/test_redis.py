@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 
 import pytest
 
 from tests.bridge.conftest import Actions
-from tests.e2e.browser import free_port
+from tests.production.conftest import start_redis
 
 pytestmark = pytest.mark.e2e
 
@@ -16,36 +15,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def private_redis(tmp_path):
     """A redis-server this test may stop."""
-    import redis
-
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            import time
-
-            time.sleep(0.05)
+    url, process = start_redis(tmp_path)
     yield url, process
     process.terminate()
     process.wait(10)
