@@ -268,8 +268,7 @@ class Challenge:
                 # Locked from another tab or node: this flow shows the locked page from now
                 # on, and its "Return to sign-in" tells the IdP the user is locked out.
                 tx.advance_flow(flow.flow_id, stage, stage=LOCKED)
-        with self.store.begin() as tx:
-            user = self._user(tx, flow)
+        user = self._check_user(found)
         wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
         if wait > 0:
             raise TooSoon(f"Too many wrong codes. Wait {math.ceil(wait)} seconds, then try again.")
@@ -353,7 +352,10 @@ class Challenge:
         return urlunsplit(parts._replace(query=query))
 
     def _user(self, tx: Tx, flow: Flow) -> User:
-        user = tx.find_user(flow.subject)
+        return self._check_user(tx.find_user(flow.subject))
+
+    @staticmethod
+    def _check_user(user: User | None) -> User:
         if user is None:  # reset by the help desk mid-flow
             raise FlowGone("Your second factor was reset. Go back to your sign-in page and "
                            "start again.")
