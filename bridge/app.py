@@ -89,7 +89,9 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=settings.flow_ttl,
         WTF_CSRF_TIME_LIMIT=settings.flow_ttl,
-        WTF_CSRF_SSL_STRICT=settings.behind_tls,
+        # Flask-WTF's strict mode wants a Referer on https, which Referrer-Policy: no-referrer
+        # (required) stops browsers from sending; the token plus SameSite=Lax carry CSRF.
+        WTF_CSRF_SSL_STRICT=False,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     if settings.trusted_proxies:

@@ -41,6 +41,10 @@ LOCKED = "locked"
 NOT_ENROLLED = "not_enrolled"  # unknown user, client does not allow enrollment
 
 
+LOCKED_MESSAGE = ("Second-factor sign-in is locked for your account. Contact your help desk "
+                  "to unlock it.")
+
+
 class ChallengeError(Exception):
     """Something the user must be told; ``message`` is safe to show (generic by design)."""
 
@@ -63,6 +67,10 @@ class FlowGone(ChallengeError):
     """Unknown, expired, finished, or another browser's flow."""
 
     status = 404
+
+
+class EnrolledElsewhere(FlowGone):
+    """Another flow enrolled this user first; this flow's factor and code must never work."""
 
 
 class Locked(ChallengeError):
@@ -129,28 +137,32 @@ class Challenge:
         return flow
 
     # -- 2. verify a factor ---------------------------------------------------------------
+    # Each check is one transaction holding the user's row (SELECT … FOR UPDATE): the lock and
+    # delay test, the comparison and the counting cannot be interleaved by parallel guesses.
     def verify_totp(self, flow: Flow, code: str, ip: str) -> str:
         """TOTP for a known user; on success returns the redirect back to the IdP."""
         code = "".join(code.split())
         if not (len(code) == totp.DIGITS and code.isdigit()):
             raise WrongCode(f"Enter the {totp.DIGITS}-digit code from your authenticator app.")
-        now = self._admit(flow, TOTP, ip)
+        now = self._precheck(flow, TOTP, ip)
         with self.store.begin() as tx:
-            user = self._user(tx, flow)
-            step = totp.match_step(self._totp_secret(user), code, now)
-            if step is not None and tx.accept_totp_step(user.subject, step):
-                tx.clear_failures(user.subject)
-                if not tx.end_flow(flow.flow_id, TOTP):
-                    raise FlowGone("This sign-in is already complete.")
-                tx.audit("success", now, subject=user.subject, client_id=flow.client_id, ip=ip,
-                         factor=AMR_TOTP)
-                return self._issue(tx, flow, [AMR_TOTP], now)
-        event = "failure" if step is None else "replay"
-        self._fail(flow, ip, now, event, factor=AMR_TOTP)
-        if step is not None:
-            raise WrongCode("That code has already been used. Wait for your app to show a "
-                            "new one.")
-        raise WrongCode("That code didn't work. Check your authenticator app and try again.")
+            user, refusal = self._admit(tx, flow, now)
+            if refusal is None:
+                step = totp.match_step(self._totp_secret(user), code, now)
+                if step is not None and tx.accept_totp_step(user.subject, step):
+                    if not tx.end_flow(flow.flow_id, TOTP):
+                        raise FlowGone("This sign-in is already complete.")
+                    tx.clear_failures(user.subject)
+                    tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
+                             ip=ip, factor=AMR_TOTP)
+                    return self._issue(tx, flow, [AMR_TOTP], now)
+                replay = step is not None
+                refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
+                                     factor=AMR_TOTP) or WrongCode(
+                    "That code has already been used. Wait for your app to show a new one."
+                    if replay else
+                    "That code didn't work. Check your authenticator app and try again.")
+        raise refusal
 
     def verify_recovery(self, flow: Flow, text: str, ip: str) -> None:
         """A correct recovery code stages a replacement; nothing changes for the user yet."""
@@ -158,23 +170,22 @@ class Challenge:
         if canonical is None:
             raise WrongCode("Enter your recovery code: 25 letters and digits, like "
                             "ABCDE-FGHJK-MNPQR-STVWX-YZ234.")
-        now = self._admit(flow, TOTP, ip)
+        now = self._precheck(flow, TOTP, ip)
         with self.store.begin() as tx:
-            user = self._user(tx, flow)
-            matched = secrets.compare_digest(
-                recovery.digest(self.keys.pepper, canonical), user.recovery_digest)
-            if matched:
-                tx.clear_failures(user.subject)
-                staged = self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
-                                              factor=AMR_RECOVERY, auth_time=now)
-                if staged:
+            user, refusal = self._admit(tx, flow, now)
+            if refusal is None:
+                if secrets.compare_digest(recovery.digest(self.keys.pepper, canonical),
+                                          user.recovery_digest):
+                    if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
+                                                factor=AMR_RECOVERY, auth_time=now):
+                        raise FlowGone("This sign-in is already complete.")
+                    tx.clear_failures(user.subject)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
-        if matched:
-            raise FlowGone("This sign-in is already complete.")
-        self._fail(flow, ip, now, "failure", factor=AMR_RECOVERY)
-        raise WrongCode("That recovery code didn't work. Check it and try again.")
+                refusal = self._fail(tx, flow, ip, now, "failure", factor=AMR_RECOVERY) or \
+                    WrongCode("That recovery code didn't work. Check it and try again.")
+        raise refusal
 
     def verify_enrollment(self, flow: Flow, code: str, ip: str) -> None:
         """The first code from a newly scanned authenticator; its time step is then spent."""
@@ -192,9 +203,15 @@ class Challenge:
         authenticator first (``reenroll``; after a recovery login only).
         """
         now = self.clock()
+        if flow.stage == ENROLL_SAVED:
+            try:
+                with self.store.begin() as tx:
+                    return self._commit_enrollment(tx, flow, ip, now)
+            except EnrolledElsewhere:
+                with self.store.begin() as tx:  # the loser's flow ends too: no dead end
+                    tx.end_flow(flow.flow_id, ENROLL_SAVED)
+                raise
         with self.store.begin() as tx:
-            if flow.stage == ENROLL_SAVED:
-                return self._commit_enrollment(tx, flow, ip, now)
             if flow.stage != ROTATE or not tx.find_flow(flow.flow_id, now):
                 raise FlowGone("This sign-in is already complete.")
             new_digest = recovery.digest(self.keys.pepper, self.staged_code(flow))
@@ -224,7 +241,9 @@ class Challenge:
             if not tx.end_flow(flow.flow_id, REENROLL):
                 raise FlowGone("This sign-in is already complete.")
             secret = self._open_pending(flow)
-            tx.replace_totp(flow.subject, self._seal_totp(flow.subject, secret), step)
+            if not tx.replace_totp(flow.subject, self._seal_totp(flow.subject, secret), step):
+                raise FlowGone("Your second factor was reset. Go back to your sign-in page "
+                               "and start again.")
             tx.audit("reenrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
             return self._issue(tx, flow, [AMR_RECOVERY, AMR_TOTP], now)
 
@@ -255,46 +274,46 @@ class Challenge:
         return self.keys.box.open(flow.staged_code, f"staged:{flow.flow_id}")
 
     # -- helpers ------------------------------------------------------------------------------
-    def _admit(self, flow: Flow, stage: str, ip: str) -> float:
-        """Refuse an attempt before looking at the code: wrong stage, IP limit, lock, delay."""
+    def _precheck(self, flow: Flow, stage: str, ip: str) -> float:
+        """Refuse before any database work: a step already done, or a blocked client IP."""
         now = self.clock()
         if flow.stage != stage:
             raise FlowGone("This step of the sign-in is already done.")
         if self.limiter.blocked(ip, now):
             raise TooSoon("Too many failed attempts from your network. Try again later.")
-        with self.store.begin() as tx:
-            found = tx.find_user(flow.subject)
-            if found is not None and found.locked_at is not None:
-                # Locked from another tab or node: this flow shows the locked page from now
-                # on, and its "Return to sign-in" tells the IdP the user is locked out.
-                tx.advance_flow(flow.flow_id, stage, stage=LOCKED)
-        user = self._check_user(found)
-        wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
-        if wait > 0:
-            raise TooSoon(f"Too many wrong codes. Wait {math.ceil(wait)} seconds, then try again.")
         return now
 
-    def _fail(self, flow: Flow, ip: str, now: float, event: str, **detail: str) -> None:
+    def _admit(self, tx: Tx, flow: Flow, now: float) -> tuple[User, ChallengeError | None]:
+        """Lock the user's row; say why an attempt may not even be looked at (lock, delay)."""
+        user = self._check_user(tx.find_user(flow.subject, for_update=True), locked_ok=True)
+        if user.locked_at is not None:
+            # Locked from another tab or node: this flow shows the locked page from now on,
+            # and its "Return to sign-in" tells the IdP the user is locked out.
+            tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
+            return user, Locked(LOCKED_MESSAGE)
+        wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
+        if wait > 0:
+            return user, TooSoon(
+                f"Too many wrong codes. Wait {math.ceil(wait)} seconds, then try again.")
+        return user, None
+
+    def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, event: str,
+              **detail: str) -> Locked | None:
+        """Count a failed attempt (user and IP); lock at the limit and say so."""
         self.limiter.hit(ip, now)
-        with self.store.begin() as tx:
-            failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
-            tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
-                     failures=failures, **detail)
-            if failures >= self.policy.lockout_limit:
-                tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
-                tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        if failures >= self.policy.lockout_limit:
-            raise Locked("Too many wrong codes: second-factor sign-in is locked for your "
-                         "account. Contact your help desk to unlock it.")
+        failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
+        tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
+                 failures=failures, **detail)
+        if failures < self.policy.lockout_limit:
+            return None
+        tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
+        tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
+        return Locked(f"Too many wrong codes. {LOCKED_MESSAGE}")
 
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
         code = "".join(code.split())
-        now = self.clock()
-        if flow.stage != stage:
-            raise FlowGone("This step of the sign-in is already done.")
-        if self.limiter.blocked(ip, now):
-            raise TooSoon("Too many failed attempts from your network. Try again later.")
+        now = self._precheck(flow, stage, ip)
         step = totp.match_step(self._open_pending(flow), code, now)
         if step is not None:
             return step
@@ -326,8 +345,8 @@ class Challenge:
                     recovery_version=1, failures=0, last_failure_at=None, locked_at=None,
                     created_at=now)
         if not tx.add_user(user):
-            raise FlowGone("This account finished setting up in another sign-in. "
-                           "Go back to your sign-in page and start again.")
+            raise EnrolledElsewhere("This account finished setting up in another sign-in. "
+                                    "Go back to your sign-in page and start again.")
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return self._issue(tx, flow, [AMR_TOTP], now)
 
@@ -351,17 +370,13 @@ class Challenge:
         query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
         return urlunsplit(parts._replace(query=query))
 
-    def _user(self, tx: Tx, flow: Flow) -> User:
-        return self._check_user(tx.find_user(flow.subject))
-
     @staticmethod
-    def _check_user(user: User | None) -> User:
+    def _check_user(user: User | None, locked_ok: bool = False) -> User:
         if user is None:  # reset by the help desk mid-flow
             raise FlowGone("Your second factor was reset. Go back to your sign-in page and "
                            "start again.")
-        if user.locked_at is not None:
-            raise Locked("Second-factor sign-in is locked for your account. Contact your help "
-                         "desk to unlock it.")
+        if user.locked_at is not None and not locked_ok:
+            raise Locked(LOCKED_MESSAGE)
         return user
 
     def _totp_secret(self, user: User) -> str:

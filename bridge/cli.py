@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from .app import Bridge, build_bridge, create_app
 from .oidc.clients import new_client
@@ -40,6 +41,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (ConfigError, SchemaError, ValueError) as e:
             _fail(str(e))
+        except ImportError as e:  # e.g. a PostgreSQL URL without stepup-bridge[postgres]
+            _fail(f"a database driver is missing ({e.name}): pip install 'stepup-bridge[postgres]'")
+        except SQLAlchemyError as e:
+            _fail(f"the database is not reachable: {type(e).__name__}: "
+                  f"{str(getattr(e, 'orig', e)).splitlines()[0]}")
 
 
 @click.group(cls=_Group)
@@ -227,24 +233,32 @@ def keys_rotate(publish_ahead: int) -> None:
 @keys.command("rotate-encryption")
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
 def keys_rotate_encryption(batch: int) -> None:
-    """Re-encrypt TOTP secrets and signing keys under the first key of STEPUP_ENCRYPTION_KEYS.
+    """Re-encrypt TOTP secrets, signing keys and open sign-ins under the first key of
+    STEPUP_ENCRYPTION_KEYS.
 
     Safe while serving: each row is re-sealed with a compare-and-set, in small transactions.
     """
     bridge = _bridge()
     box = bridge.secrets.box
+
+    def reseal(tx, column: str, key: str, sealed: str | None, context: str) -> int:
+        if sealed is None or box.key_id(sealed) == box.active:
+            return 0
+        return tx.reseal(column, key, sealed, box.seal(box.open(sealed, context), context))
+
     changed, after = bridge.signing_keys.reseal(), ""
     while True:
         with bridge.store.begin() as tx:
             rows = tx.totp_secrets_after(after, batch)
             for subject, sealed in rows:
-                if box.key_id(sealed) != box.active:
-                    context = f"totp:{subject}"
-                    fresh = box.seal(box.open(sealed, context), context)
-                    changed += tx.reseal("users", subject, sealed, fresh)
+                changed += reseal(tx, "totp_secret", subject, sealed, f"totp:{subject}")
         if not rows:
             break
         after = rows[-1][0]
+    with bridge.store.begin() as tx:  # sign-ins in progress (few, short-lived)
+        for flow_id, pending, staged in tx.flow_secrets():
+            changed += reseal(tx, "pending_secret", flow_id, pending, f"pending:{flow_id}")
+            changed += reseal(tx, "staged_code", flow_id, staged, f"staged:{flow_id}")
     with bridge.store.begin() as tx:
         tx.audit("encryption_key_rotation", time.time(), key=box.active, resealed=changed)
     click.echo(f"Re-encrypted {changed} secret(s) under key {box.active!r}.")

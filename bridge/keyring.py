@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from .secretbox import SecretBox
 from .store import Store
@@ -107,6 +107,12 @@ class SigningKeys:
             raise LookupError(f"no active {alg} signing key")
         return self._keys[current[-1]["kid"]]
 
+    def private_set(self, alg: str) -> KeySet:
+        """Every loaded key for ``alg``: joserfc signs with the one the header's ``kid`` names,
+        so the header and the signature can never disagree about the key."""
+        return KeySet([key for row in self._fresh_rows() if row["alg"] == alg
+                       for key in [self._keys[row["kid"]]]])
+
     def public_jwks(self, now: float) -> dict:
         """Upcoming, active, and recently replaced keys (their assertions may still be valid)."""
         return {"keys": [self._keys[r["kid"]].as_dict(private=False)
@@ -143,7 +149,7 @@ class SigningKeys:
                 if self.box.key_id(row["sealed_jwk"]) != self.box.active:
                     new = self.box.seal(self.box.open(row["sealed_jwk"], _context(row["kid"])),
                                         _context(row["kid"]))
-                    changed += tx.reseal("signing_keys", row["kid"], row["sealed_jwk"], new)
+                    changed += tx.reseal("sealed_jwk", row["kid"], row["sealed_jwk"], new)
         return changed
 
     def _add(self, tx, now: float, publish_ahead: float) -> list[str]:

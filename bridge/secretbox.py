@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
-class SecretBoxError(Exception):
+class SecretBoxError(ValueError):
     """A ciphertext could not be opened (unknown key id, tampering, wrong row)."""
 
 

@@ -103,6 +103,7 @@ def load_settings(
             values[name] = str(value).strip()
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_issuer(settings.issuer)
+    _check_database_url(settings.database_url)
     if not settings.acr:
         raise ConfigError("STEPUP_ACR must not be empty")
     return settings
@@ -126,6 +127,22 @@ def _int(name: str, value: object, low: int, high: int) -> int:
     if not low <= number <= high:
         raise ConfigError(f"STEPUP_{name.upper()} must be between {low} and {high}, got {number}")
     return number
+
+
+def _check_database_url(url: str) -> None:
+    if not url:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError("STEPUP_DATABASE_URL is not a database URL "
+                          "(e.g. postgresql+psycopg://user@host/db)") from None
+    if backend not in ("postgresql", "sqlite"):
+        raise ConfigError(f"STEPUP_DATABASE_URL: {backend} is not supported "
+                          "(PostgreSQL or SQLite)")
 
 
 def _check_issuer(issuer: str) -> None:

@@ -38,6 +38,7 @@ from ..challenge import (
     ChallengeError,
     Locked,
 )
+from ..secretbox import SecretBoxError
 from ..store import Flow
 
 bp = Blueprint("flows", __name__)
@@ -49,11 +50,16 @@ MAX_FLOWS_PER_SESSION = 5
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(SecretBoxError, _unreadable)
     app.register_error_handler(HTTPException, _http_error)
 
 
 def _challenge() -> Challenge:
     return current_app.extensions["stepup"].challenge
+
+
+def _printable(value: str, limit: int) -> bool:
+    return 0 < len(value) <= limit and value.isprintable()
 
 
 def _binding() -> str:
@@ -79,8 +85,9 @@ def authorize():
     bridge = current_app.extensions["stepup"]
     now = bridge.clock()
     with bridge.store.begin() as tx:
-        client = tx.find_client(client_id) if len(client_id) <= 255 else None
-        params = tx.consume_pushed(request_uri, client_id, now) if client else None
+        client = tx.find_client(client_id) if _printable(client_id, 255) else None
+        params = (tx.consume_pushed(request_uri, client_id, now)
+                  if client and _printable(request_uri, 200) else None)
     if client is None or params is None:
         return _message("This sign-in link has expired",
                         "It was already used or is too old. Go back to your sign-in page and "
@@ -220,6 +227,12 @@ def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 
 
 def _message(title: str, text: str, status: int):
     return render_template("message.html", title=title, text=text), status
+
+
+def _unreadable(error: SecretBoxError):
+    """A sealed value this node cannot open (its encryption key was removed too early)."""
+    return _message("This sign-in cannot continue",
+                    "Go back to your sign-in page and start again.", 400)
 
 
 def _csrf_error(error: CSRFError):

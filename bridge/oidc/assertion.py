@@ -91,7 +91,7 @@ class IdToken(OpenIDCode):
         return client.id_token_signed_response_alg
 
     def resolve_client_private_key(self, client: ClientModel):
-        return self.keys.active(self.get_client_algorithm(client))
+        return self.keys.private_set(self.get_client_algorithm(client))
 
     def get_encode_header(self, client: ClientModel) -> dict:
         alg = self.get_client_algorithm(client)

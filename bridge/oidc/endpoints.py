@@ -5,11 +5,12 @@ Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description
 
 from __future__ import annotations
 
+import base64
 import logging
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from ..security import csrf
@@ -24,7 +25,7 @@ def init_app(app: Flask) -> AuthorizationServer:
     settings, store = bridge.settings, bridge.store
 
     def query_client(client_id: str) -> ClientModel | None:
-        if not isinstance(client_id, str) or len(client_id) > 255:
+        if not _plausible_client_id(client_id):
             return None
         with store.begin() as tx:
             record = tx.find_client(client_id)
@@ -63,6 +64,23 @@ def _uniform(error: OAuth2Error) -> OAuth2Error:
     return error
 
 
+def _plausible_client_id(client_id: object) -> bool:
+    """Printable and short: anything else cannot be registered, and PostgreSQL rejects NUL."""
+    return isinstance(client_id, str) and 0 < len(client_id) <= 255 and client_id.isprintable()
+
+
+def _basic_auth_readable() -> bool:
+    """authlib decodes HTTP Basic credentials as UTF-8 without catching errors (a 500)."""
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith("basic "):
+        return True
+    try:
+        base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def _no_token_logs(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Issue token")
 
@@ -94,6 +112,8 @@ def pushed_authorization_request():
     try:
         if request.mimetype != "application/x-www-form-urlencoded":
             raise InvalidRequestError("The request must be form-encoded.")
+        if not _basic_auth_readable():
+            raise InvalidClientError()
         client = server.authenticate_client(
             server.create_oauth2_request(request), list(AUTH_METHODS), endpoint="par"
         )
@@ -115,6 +135,8 @@ def pushed_authorization_request():
 def token():
     if request.mimetype != "application/x-www-form-urlencoded":
         return _oauth_error(InvalidRequestError("The request must be form-encoded."))
+    if not _basic_auth_readable():
+        return _oauth_error(InvalidClientError())
     return current_app.extensions["stepup"].oauth.create_token_response()
 
 

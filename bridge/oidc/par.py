@@ -56,6 +56,8 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
     if "openid" not in params.get("scope", "").split():
         raise InvalidScopeError("The scope must include 'openid'.")
     redirect_uri = _required(params, "redirect_uri")
+    if len(redirect_uri) > 2000 or not _PRINTABLE.match(redirect_uri):
+        raise InvalidRequestError("'redirect_uri' is too long or has invalid characters.")
     if not client.check_redirect_uri(redirect_uri):
         raise InvalidRequestError("'redirect_uri' is not registered for this client.")
     if params.get("code_challenge_method") != "S256":

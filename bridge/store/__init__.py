@@ -176,8 +176,11 @@ class Tx:
         )
 
     # -- users ----------------------------------------------------------------------------
-    def find_user(self, subject: str) -> User | None:
-        row = self.conn.execute(sa.select(users).where(users.c.subject == subject)).first()
+    def find_user(self, subject: str, for_update: bool = False) -> User | None:
+        """``for_update`` holds the row until the transaction ends (PostgreSQL); SQLite's
+        write-locking transactions already serialize writers."""
+        query = sa.select(users).where(users.c.subject == subject)
+        row = self.conn.execute(query.with_for_update() if for_update else query).first()
         return User(**row._mapping) if row else None
 
     def add_user(self, user: User) -> bool:
@@ -234,6 +237,9 @@ class Tx:
         )
 
     def remove_user(self, subject: str) -> bool:
+        """Help-desk reset: the factors go, and so does every sign-in in progress for the
+        subject, so none of them can finish against the reset (or a re-enrolled) user."""
+        self.conn.execute(sa.delete(flows).where(flows.c.subject == subject))
         return self._changed(sa.delete(users).where(users.c.subject == subject))
 
     # -- authorization codes ------------------------------------------------------------
@@ -285,13 +291,19 @@ class Tx:
             .where(users.c.subject > after).order_by(users.c.subject).limit(limit))
         return [(row.subject, row.totp_secret) for row in rows]
 
-    def reseal(self, table: str, key: str, old: str, new: str) -> bool:
-        """Replace a ciphertext only if nobody changed it meanwhile (compare-and-set)."""
-        if table == "users":
-            return self._changed(sa.update(users).where(
-                users.c.subject == key, users.c.totp_secret == old).values(totp_secret=new))
-        return self._changed(sa.update(signing_keys).where(
-            signing_keys.c.kid == key, signing_keys.c.sealed_jwk == old).values(sealed_jwk=new))
+    def flow_secrets(self) -> list[tuple[str, str | None, str | None]]:
+        """(flow id, sealed pending TOTP secret, sealed staged code) of every open flow."""
+        rows = self.conn.execute(sa.select(flows.c.flow_id, flows.c.pending_secret,
+                                           flows.c.staged_code))
+        return [(row.flow_id, row.pending_secret, row.staged_code) for row in rows]
+
+    def reseal(self, column: str, key: str, old: str, new: str) -> bool:
+        """Replace a ciphertext only if nobody changed it meanwhile (compare-and-set).
+
+        ``column`` is one of the sealed columns listed in ``_SEALED``."""
+        table, key_column = _SEALED[column]
+        return self._changed(sa.update(table).where(
+            table.c[key_column] == key, table.c[column] == old).values({column: new}))
 
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,
@@ -317,6 +329,15 @@ class Tx:
 
     def _changed(self, statement: sa.Executable) -> bool:
         return self.conn.execute(statement).rowcount == 1
+
+
+#: Columns holding AES-GCM ciphertexts: column -> (table, key column).
+_SEALED = {
+    "totp_secret": (users, "subject"),
+    "sealed_jwk": (signing_keys, "kid"),
+    "pending_secret": (flows, "flow_id"),
+    "staged_code": (flows, "flow_id"),
+}
 
 
 class Store:
