@@ -197,6 +197,17 @@ def user_show(subject: str) -> None:
                    f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")
 
 
+@user.command("unlock")
+@click.argument("subject")
+def user_unlock(subject: str) -> None:
+    """Lift a lock after checking it's the user; their authenticator and code stay valid."""
+    with _bridge().store.begin() as tx:
+        if not tx.unlock_user(subject):
+            _fail(f"{subject} is not locked")
+        tx.audit("helpdesk_unlock", time.time(), subject=subject)
+    click.echo(f"Unlocked {subject}: the failure count starts again from zero.")
+
+
 @user.command("reset")
 @click.argument("subject")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

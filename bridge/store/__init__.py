@@ -236,6 +236,11 @@ class Tx:
             .values(failures=0, last_failure_at=None)
         )
 
+    def unlock_user(self, subject: str) -> bool:
+        return self._changed(
+            sa.update(users).where(users.c.subject == subject, users.c.locked_at.is_not(None))
+            .values(locked_at=None, failures=0, last_failure_at=None))
+
     def remove_user(self, subject: str) -> bool:
         """Help-desk reset: the factors go, and so does every sign-in in progress for the
         subject, so none of them can finish against the reset (or a re-enrolled) user."""

@@ -195,3 +195,26 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert result.output.startswith("stepup: error: the database is not reachable")
     assert "Traceback" not in result.output
     assert IDP_ID not in result.output
+
+
+def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
+    app = make_app(lockout_limit=2)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll("unlock-me")
+    clock.advance(30)
+    login = act.start("unlock-me")
+    for _ in range(2):
+        act.post(login, "totp", otp=wrong_code(enrolled.secret, clock()))
+    assert user(act, "unlock-me").locked_at is not None
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": "https://bridge.example",
+           "STEPUP_DATABASE_URL": act.bridge.settings.database_url}
+    result = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
+    assert result.exit_code == 0, result.output
+    assert user(act, "unlock-me").failures == 0
+    assert "helpdesk_unlock" in events(act, "unlock-me")
+    again = act.start("unlock-me")
+    again.secret = enrolled.secret
+    assert is_callback(act.post(again, "totp", otp=act.code_now(again)))
+    refused = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
+    assert refused.exit_code == 2
+    assert "is not locked" in refused.output
