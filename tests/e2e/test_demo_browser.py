@@ -135,3 +135,37 @@ def test_lockout_and_expired_link(demo):
         page.goto(f"{bridge}/authorize?client_id=demo-idp&request_uri=urn:x")
         assert "expired" in page.inner_text("h1")
         screenshot(page, "10-expired-link")
+
+
+def test_lost_authenticator_is_replaced_after_a_recovery_login(demo):
+    idp, _ = demo
+    with chromium_page() as page:
+        sign_in(page, idp, "carol")
+        old_secret = page.text_content("#totp-secret").strip()
+        page.fill("input[name=otp]", totp.code_at(old_secret, time.time()))
+        page.click("text=Verify and continue")
+        code = page.inner_text("#recovery-code").strip()
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        page.click("text=Sign out")
+
+        sign_in(page, idp, "carol")
+        page.click("#use-recovery-code")
+        page.fill("input[name=recovery_code]", code)
+        page.click("text=Verify recovery code")
+        page.check("input[name=saved]")
+        page.click("text=Set up a new authenticator")
+        assert page.inner_text("h1") == "Set up your new authenticator"
+        screenshot(page, "11-reenroll")
+        new_secret = page.text_content("#totp-secret").strip()
+        assert new_secret != old_secret
+        page.fill("input[name=otp]", totp.code_at(new_secret, time.time()))
+        page.click("text=Verify and continue")
+        page.wait_for_selector("#signed-in")
+        assert page.inner_text("#amr").strip() == "rc, otp"
+        page.click("text=Sign out")
+
+        sign_in(page, idp, "carol")  # the lost phone's codes no longer work
+        page.fill("input[name=otp]", totp.code_at(old_secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        assert "didn't work" in page.inner_text("[role=alert]")
