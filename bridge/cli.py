@@ -329,17 +329,19 @@ def _install_options(settings, kw: dict, **extra):
 
 @keycloak.command("install")
 @_keycloak_options
+@click.option("--source-flow", default="",
+              help="Browser flow to copy (default: the one the realm has bound now).")
 @click.option("--acr-values", help="acr_values the authenticator asks the bridge for.")
 @click.option("--no-enrollment", is_flag=True, help="Users without a factor cannot enroll.")
 @click.option("--conditional-loa", type=click.IntRange(1, 100),
               help="Ask for the bridge only when a client requests this level (acr_values).")
-def keycloak_install(acr_values, no_enrollment, conditional_loa, **kw) -> None:
+def keycloak_install(source_flow, acr_values, no_enrollment, conditional_loa, **kw) -> None:
     """Copy the browser flow, add the step-up after the password, bind it, add the claims,
     and register the realm at the bridge. Safe to run again."""
     from stepup_keycloak import ProvisioningError, connect, install
 
     bridge = _bridge()
-    opts = _install_options(bridge.settings, kw, acr_values=acr_values,
+    opts = _install_options(bridge.settings, kw, source_flow=source_flow, acr_values=acr_values,
                             allow_enrollment=not no_enrollment, conditional_loa=conditional_loa)
     try:
         result = install(connect(opts), opts)

@@ -174,7 +174,7 @@ class TestOptions:
         assert opts.server_url == BASE
         assert opts.bridge_client_id == "keycloak-acme"
         assert (opts.source_flow, opts.flow, opts.client_scope) == (
-            "browser",
+            "",
             "browser-stepup",
             "stepup",
         )
@@ -194,7 +194,8 @@ class TestOptions:
             ({"admin_client_id": "c", "admin_client_secret": "s"}, "either admin_username"),
             ({"server_url": "kc.example.test"}, "server_url must be an http"),
             ({"bridge_issuer": "ftp://mfa"}, "bridge_issuer must be an http"),
-            ({"flow": "browser"}, "flow must differ from source_flow"),
+            ({"flow": "mine", "source_flow": "mine"}, "flow must differ from source_flow"),
+            ({"flow": "browser"}, "flow must not be Keycloak's built-in 'browser'"),
             ({"conditional_loa": 0}, "conditional_loa must be a level of 1 or more"),
             ({"loa_max_age": -1}, "loa_max_age must be 0 or more"),
             ({"client_scope": "step up"}, "must not contain spaces"),

@@ -231,3 +231,17 @@ def test_flow_with_separate_password_form_gets_stepup_after_it(fake, admin, opts
     install(admin, opts)
 
     assert [name for name, _ in fake.layout(FORMS)][:2] == ["auth-password-form", "stepup-bridge"]
+
+
+def test_copies_the_flow_the_realm_has_bound_not_the_stock_one(fake, admin, opts):
+    """A realm whose own browser flow adds checks keeps them in front of the step-up."""
+    fake.copy_flow({"newName": "my-browser"}, "browser")
+    fake.realm["browserFlow"] = "my-browser"
+
+    install(admin, opts)
+
+    assert posts_to(fake, "/authentication/flows/my-browser/copy") == [
+        {"newName": "browser-stepup"}
+    ]
+    assert posts_to(fake, "/authentication/flows/browser/copy") == []
+    assert fake.realm["attributes"]["stepup.previousBrowserFlow"] == "my-browser"

@@ -73,8 +73,9 @@ class InstallOptions:
     #: Keycloak, or generates one (``secrets.token_urlsafe(32)``) on the first run, so re-running
     #: install never rotates it by accident. Given: it is written, replacing the old one.
     bridge_client_secret: str | None = field(default=None, repr=False)
-    #: Browser flow copied; Keycloak's built-in one by default.
-    source_flow: str = "browser"
+    #: Browser flow copied. Empty: the one the realm has bound now, so that the realm's own
+    #: checks (WebAuthn, IdP redirects, conditions) stay in front of the step-up.
+    source_flow: str = ""
     #: Alias of the copy that gets the step-up and is bound as the realm's browser flow.
     flow: str = "browser-stepup"
     #: ``acr_values`` the authenticator asks the bridge for (space separated); None: bridge default.
@@ -96,7 +97,7 @@ class InstallOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "server_url", _base_url("server_url", self.server_url))
         object.__setattr__(self, "bridge_issuer", _base_url("bridge_issuer", self.bridge_issuer))
-        for name in ("realm", "admin_realm", "source_flow", "flow", "client_scope"):
+        for name in ("realm", "admin_realm", "flow", "client_scope"):
             if not getattr(self, name).strip():
                 raise ProvisioningError(f"{name} must not be empty")
         if not self.bridge_client_id:
@@ -106,7 +107,9 @@ class InstallOptions:
                 "give either admin_username and admin_password, "
                 "or admin_client_id and admin_client_secret"
             )
-        if self.flow == self.source_flow:
+        if self.flow == DEFAULT_BROWSER_FLOW:
+            raise ProvisioningError("flow must not be Keycloak's built-in 'browser' flow")
+        if self.source_flow and self.flow == self.source_flow:
             raise ProvisioningError(f"flow must differ from source_flow ({self.flow!r})")
         if " " in self.client_scope:
             raise ProvisioningError(f"client_scope {self.client_scope!r} must not contain spaces")

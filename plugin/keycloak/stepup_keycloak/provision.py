@@ -77,7 +77,8 @@ def connect(opts: InstallOptions) -> KeycloakAdmin:
 def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
     """Put the ``stepup-bridge`` step into a copy of the browser flow and bind it.
 
-    1. copy ``opts.source_flow`` to ``opts.flow`` unless that flow exists;
+    1. copy ``opts.source_flow`` (default: the realm's bound browser flow) to ``opts.flow``
+       unless that flow exists;
     2. place the step: REQUIRED right after the password form, or (``conditional_loa``) in a
        CONDITIONAL sub-flow there, behind "Condition - Level of Authentication";
     3. write the step's authenticator config (issuer, client, secret, options);

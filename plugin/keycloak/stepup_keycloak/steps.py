@@ -74,7 +74,7 @@ class Steps:
         flows = self.read("list authentication flows", self.admin.get_authentication_flows)
         if any(flow.get("alias") == self.opts.flow for flow in flows):
             return
-        source = self.opts.source_flow
+        source = self.opts.source_flow or self.realm().get("browserFlow") or DEFAULT_BROWSER_FLOW
         self.write(
             f"copy flow {source!r}",
             self.admin.copy_authentication_flow,

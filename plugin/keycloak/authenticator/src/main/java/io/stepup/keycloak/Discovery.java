@@ -52,8 +52,9 @@ public final class Discovery {
         }
         try {
             URI uri = URI.create(value);
-            if (uri.getHost() == null || !("https".equals(uri.getScheme()) || "http".equals(uri.getScheme()))) {
-                throw HandoffException.rejected("discovery " + name + " is not an http(s) URL");
+            if (uri.getHost() == null || !StepupConfig.secureOrLoopback(uri)) {
+                // The client secret, the code and the PKCE verifier travel to these endpoints.
+                throw HandoffException.rejected("discovery " + name + " is not https (http only on localhost)");
             }
             return uri;
         } catch (IllegalArgumentException e) {

@@ -171,7 +171,7 @@ public class Handoff {
         String idToken = bridge.redeemCode(config, discovery, callback.code, pending.redirectUri(),
                 pending.codeVerifier());
         IdTokenVerifier.Expected expected = new IdTokenVerifier.Expected(
-                discovery.issuer(), config.clientId(), pending.nonce(), userId);
+                discovery.issuer(), config.clientId(), pending.nonce(), userId, config.acrValues());
         return verifier.verify(idToken, expected,
                 refresh -> bridge.keys(config, discovery.jwksUri(), refresh));
     }

@@ -53,12 +53,19 @@ public class IdTokenVerifier {
         final String clientId;
         final String nonce;
         final String subject;
+        /** Space-separated {@code acr_values} that were requested, or null (any acr). */
+        final String acrValues;
 
         public Expected(String issuer, String clientId, String nonce, String subject) {
+            this(issuer, clientId, nonce, subject, null);
+        }
+
+        public Expected(String issuer, String clientId, String nonce, String subject, String acrValues) {
             this.issuer = issuer;
             this.clientId = clientId;
             this.nonce = nonce;
             this.subject = subject;
+            this.acrValues = acrValues;
         }
     }
 
@@ -94,7 +101,16 @@ public class IdTokenVerifier {
             throw HandoffException.rejected("id_token claims are not valid JSON");
         }
         checkClaims(token, expected);
-        return new Assertion(token.getSubject(), token.getAcr(), amr(claims), token.getAuth_time());
+        List<String> amr = amr(claims);
+        // The bridge always asserts how and when the user was checked; without these the
+        // session notes would keep describing an earlier assertion.
+        if (token.getAcr() == null || amr.isEmpty() || token.getAuth_time() == null) {
+            throw HandoffException.rejected("id_token lacks acr, amr or auth_time");
+        }
+        if (expected.acrValues != null && !List.of(expected.acrValues.trim().split("\\s+")).contains(token.getAcr())) {
+            throw HandoffException.rejected("id_token acr is not one of the requested acr_values");
+        }
+        return new Assertion(token.getSubject(), token.getAcr(), amr, token.getAuth_time());
     }
 
     /** The key named by {@code kid}; on a miss the key set is fetched again once (key rotation). */
@@ -160,6 +176,9 @@ public class IdTokenVerifier {
         }
         if (!token.hasAudience(expected.clientId)) {
             throw HandoffException.rejected("id_token aud does not contain the client id");
+        }
+        if (token.getAudience().length > 1 && token.getIssuedFor() == null) {
+            throw HandoffException.rejected("id_token has several audiences and no azp");
         }
         if (token.getIssuedFor() != null && !expected.clientId.equals(token.getIssuedFor())) {
             throw HandoffException.rejected("id_token azp does not name the client id");

@@ -115,17 +115,11 @@ public class StepupAuthenticator implements Authenticator {
             rejected(context, e);
             return;
         }
-        setSessionNote(authSession, SESSION_NOTE_ACR, assertion.acr());
-        setSessionNote(authSession, SESSION_NOTE_AMR, assertion.amrJoined());
-        setSessionNote(authSession, SESSION_NOTE_AUTH_TIME,
-                assertion.authTime() == null ? null : assertion.authTime().toString());
+        // The verifier requires all three, so every note is rewritten by each assertion.
+        authSession.setUserSessionNote(SESSION_NOTE_ACR, assertion.acr());
+        authSession.setUserSessionNote(SESSION_NOTE_AMR, assertion.amrJoined());
+        authSession.setUserSessionNote(SESSION_NOTE_AUTH_TIME, assertion.authTime().toString());
         context.success();
-    }
-
-    private static void setSessionNote(AuthenticationSessionModel authSession, String name, String value) {
-        if (value != null) {
-            authSession.setUserSessionNote(name, value);
-        }
     }
 
     private static void clearNotes(AuthenticationSessionModel authSession) {

@@ -88,15 +88,21 @@ public final class StepupConfig {
         } catch (URISyntaxException e) {
             throw new IllegalArgumentException(ISSUER + " is not a valid URL: " + value);
         }
-        String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
         if (uri.getHost() == null || uri.getRawQuery() != null || uri.getRawFragment() != null) {
             throw new IllegalArgumentException(ISSUER + " must be an absolute URL without query or fragment: " + value);
         }
-        boolean loopback = LOOPBACK_HOSTS.contains(uri.getHost().toLowerCase(Locale.ROOT));
-        if (!scheme.equals("https") && !(scheme.equals("http") && loopback)) {
+        if (!secureOrLoopback(uri)) {
             throw new IllegalArgumentException(ISSUER + " must use https (http only for localhost): " + value);
         }
         return value;
+    }
+
+    /** https, or plain http to this machine only (local testing). */
+    static boolean secureOrLoopback(URI uri) {
+        String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+        boolean loopback = uri.getHost() != null
+                && LOOPBACK_HOSTS.contains(uri.getHost().toLowerCase(Locale.ROOT));
+        return scheme.equals("https") || (scheme.equals("http") && loopback);
     }
 
     private static String required(Map<String, String> map, String key) {

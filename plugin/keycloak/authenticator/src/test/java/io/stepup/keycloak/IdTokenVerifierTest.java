@@ -1,7 +1,6 @@
 package io.stepup.keycloak;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -108,13 +107,40 @@ class IdTokenVerifierTest {
         Map<String, Object> claims = claims();
         claims.put("aud", List.of(CLIENT_ID, "other"));
         claims.put("azp", CLIENT_ID);
-        claims.put("amr", List.of("otp", "mfa"));
-        claims.remove("acr");
-        claims.remove("auth_time");
+        claims.put("amr", List.of("rc", "otp"));
         Assertion assertion = verify(RSA.sign(claims), keys(EC, RSA));
-        assertEquals("otp,mfa", assertion.amrJoined());
-        assertNull(assertion.acr());
-        assertNull(assertion.authTime());
+        assertEquals("rc,otp", assertion.amrJoined());
+    }
+
+    @Test
+    void acrAmrAndAuthTimeAreRequired() {
+        for (String claim : List.of("acr", "amr", "auth_time")) {
+            Map<String, Object> claims = claims();
+            claims.remove(claim);
+            assertEquals("id_token lacks acr, amr or auth_time", rejection(claims));
+        }
+        Map<String, Object> claims = claims();
+        claims.put("amr", List.of());
+        assertEquals("id_token lacks acr, amr or auth_time", rejection(claims));
+    }
+
+    @Test
+    void acrMustBeOneOfTheRequestedValues() throws Exception {
+        IdTokenVerifier.Expected asking = new IdTokenVerifier.Expected(
+                ISSUER, CLIENT_ID, NONCE, USER_ID, "urn:acme:mfa  urn:acme:strong");
+        Map<String, Object> claims = claims();
+        HandoffException e = assertThrows(HandoffException.class,
+                () -> verifier.verify(EC.sign(claims), asking, keys(EC)));
+        assertEquals("id_token acr is not one of the requested acr_values", e.getMessage());
+        claims.put("acr", "urn:acme:strong");
+        assertEquals("urn:acme:strong", verifier.verify(EC.sign(claims), asking, keys(EC)).acr());
+    }
+
+    @Test
+    void severalAudiencesNeedAzp() {
+        Map<String, Object> claims = claims();
+        claims.put("aud", List.of(CLIENT_ID, "other"));
+        assertEquals("id_token has several audiences and no azp", rejection(claims));
     }
 
     @Test
