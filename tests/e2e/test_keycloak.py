@@ -62,6 +62,15 @@ def enroll(page, world, username: str, shots: str | None = None) -> tuple[str, s
 
 
 
+def enrolled_user(world, username: str) -> tuple[str, str]:
+    """A new Keycloak user who has enrolled at the bridge (in a browser of their own)."""
+    world.add_user(username)
+    with chromium_page() as page:
+        secret, code = enroll(page, world, username)
+        rp_claims(page)
+    return secret, code
+
+
 def test_enrollment_then_totp_login(world):
     world.add_user("kc-alice")
     with chromium_page() as page:
@@ -82,10 +91,7 @@ def test_enrollment_then_totp_login(world):
 
 
 def test_recovery_code_login_with_rotation(world):
-    world.add_user("kc-bob")
-    with chromium_page() as page:
-        _, first_code = enroll(page, world, "kc-bob")
-        rp_claims(page)
+    _, first_code = enrolled_user(world, "kc-bob")
     with chromium_page() as page:
         password_step(page, world, "kc-bob")
         page.click("#use-recovery-code")
@@ -111,10 +117,7 @@ def test_recovery_code_login_with_rotation(world):
 
 
 def test_wrong_code_then_right_one(world):
-    world.add_user("kc-carol")
-    with chromium_page() as page:
-        secret, _ = enroll(page, world, "kc-carol")
-        rp_claims(page)
+    secret, _ = enrolled_user(world, "kc-carol")
     with chromium_page() as page:
         password_step(page, world, "kc-carol")
         good = {totp.code_at(secret, time.time() + d) for d in (-30, 0, 30, 60)}
@@ -127,10 +130,7 @@ def test_wrong_code_then_right_one(world):
 
 
 def test_locked_user(world):
-    world.add_user("kc-dave")
-    with chromium_page() as page:
-        secret, _ = enroll(page, world, "kc-dave")
-        rp_claims(page)
+    secret, _ = enrolled_user(world, "kc-dave")
     with chromium_page() as page:
         password_step(page, world, "kc-dave")
         good = {totp.code_at(secret, time.time() + d) for d in (-30, 0, 30, 60)}
@@ -162,10 +162,7 @@ def test_user_cancels_at_the_bridge(world):
 def test_assertion_for_another_user_is_refused(world):
     """A rogue bridge (the proxy rewrites login_hint) asserts kc-alice for kc-frank."""
     victim = world.add_user("kc-frank")
-    world.add_user("kc-grace")
-    with chromium_page() as page:
-        secret, _ = enroll(page, world, "kc-grace")
-        rp_claims(page)
+    secret, _ = enrolled_user(world, "kc-grace")
     world.proxy.rewrite_login_hint = world.users["kc-grace"]
     try:
         with chromium_page() as page:
