@@ -139,8 +139,11 @@ class Challenge:
     # -- 2. verify a factor ---------------------------------------------------------------
     # Each check is one transaction holding the user's row (SELECT … FOR UPDATE): the lock and
     # delay test, the comparison and the counting cannot be interleaved by parallel guesses.
-    def verify_totp(self, flow: Flow, code: str, ip: str) -> str:
-        """TOTP for a known user; on success returns the redirect back to the IdP."""
+    def verify_totp(self, flow: Flow, code: str, ip: str, new_recovery_code: bool = False
+                    ) -> str | None:
+        """TOTP for a known user; on success returns the redirect back to the IdP — or, when
+        the user asked for a new recovery code, stages one (None: show it) without the old
+        code having been used: regeneration needs no MFA reset, only a fresh TOTP check."""
         code = "".join(code.split())
         if not (len(code) == totp.DIGITS and code.isdigit()):
             raise WrongCode(f"Enter the {totp.DIGITS}-digit code from your authenticator app.")
@@ -150,11 +153,16 @@ class Challenge:
             if refusal is None:
                 step = totp.match_step(self._totp_secret(user), code, now)
                 if step is not None and tx.accept_totp_step(user.subject, step):
-                    if not tx.end_flow(flow.flow_id, TOTP):
-                        raise FlowGone("This sign-in is already complete.")
                     tx.clear_failures(user.subject)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
                              ip=ip, factor=AMR_TOTP)
+                    if new_recovery_code:
+                        if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
+                                                    factor=AMR_TOTP, auth_time=now):
+                            raise FlowGone("This sign-in is already complete.")
+                        return None
+                    if not tx.end_flow(flow.flow_id, TOTP):
+                        raise FlowGone("This sign-in is already complete.")
                     return self._issue(tx, flow, [AMR_TOTP], now)
                 replay = step is not None
                 refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
@@ -224,7 +232,7 @@ class Challenge:
                                        pending_secret=pending):
                         return None
                 elif tx.end_flow(flow.flow_id, ROTATE):
-                    return self._issue(tx, flow, [AMR_RECOVERY], now)
+                    return self._issue(tx, flow, [flow.factor or AMR_RECOVERY], now)
                 raise FlowGone("This sign-in is already complete.")
         # Another flow rotated this user's code first: this staged code must never work.
         with self.store.begin() as tx:

@@ -38,6 +38,7 @@ from ..challenge import (
     ChallengeError,
     Locked,
 )
+from ..oidc.assertion import AMR_RECOVERY
 from ..secretbox import SecretBoxError
 from ..store import Flow
 
@@ -114,7 +115,8 @@ def recovery_form(flow_id: str):
 @bp.post("/flow/<flow_id>/totp")
 def submit_totp(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().verify_totp(
-        flow, request.form.get("otp", ""), _ip()))
+        flow, request.form.get("otp", ""), _ip(),
+        new_recovery_code=request.form.get("new_recovery_code") == "yes"))
 
 
 @bp.post("/flow/<flow_id>/recovery")
@@ -141,7 +143,8 @@ def submit_saved(flow_id: str):
         if request.form.get("saved") != "yes":
             raise ChallengeError("Tick the box to confirm you have saved your new recovery "
                                  "code. You cannot continue without it.")
-        reenroll = request.form.get("next") == "reenroll" and flow.stage == ROTATE
+        reenroll = (request.form.get("next") == "reenroll" and flow.stage == ROTATE
+                    and flow.factor == AMR_RECOVERY)
         return _challenge().confirm_saved(flow, _ip(), reenroll=reenroll)
 
     return _attempt(flow_id, confirm)
@@ -210,7 +213,8 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
                      qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
     if flow.stage in (ENROLL_SAVED, ROTATE):
         return _page("new_code.html", flow, error=error, status=status,
-                     code=challenge.staged_code(flow), rotation=flow.stage == ROTATE)
+                     code=challenge.staged_code(flow), rotation=flow.stage == ROTATE,
+                     after_recovery=flow.factor == AMR_RECOVERY)
     if flow.stage == TOTP:
         return _page("totp.html", flow, error=error, status=status)
     if flow.stage == LOCKED:

@@ -75,3 +75,35 @@ def test_enrollment_turned_off_for_the_client(act, bridge):
         tx.add_client(replace(record, allow_enrollment=False))
     login = act.start("newcomer", stepup_allow_enrollment="true")  # cannot turn it back on
     assert "isn't set up" in login.last_page
+
+
+def test_a_new_recovery_code_after_a_totp_check(act, clock):
+    """Regeneration without turning MFA off and on: TOTP, then save a fresh code."""
+    first, _ = act.enroll("regen")
+    clock.advance(30)
+    login = act.start("regen")
+    login.secret = first.secret
+    assert act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes"
+                    ).status_code == 303
+    new_code = shown(login.last_page, "recovery-code")
+    assert "As you asked, here is a new recovery code" in login.last_page
+    assert "Set up a new authenticator" not in login.last_page
+    claims = act.finish(login, act.post(login, "saved", saved="yes").headers["Location"])
+    assert claims["amr"] == [AMR_TOTP]
+    old = act.start("regen")
+    assert act.post(old, "recovery", recovery_code=first.recovery_code).status_code == 400
+    fresh = act.start("regen")
+    assert act.post(fresh, "recovery", recovery_code=new_code).status_code == 303
+
+
+def test_asking_for_a_new_code_and_closing_the_tab_keeps_the_old_one(act, clock):
+    first, _ = act.enroll("regen-closed")
+    clock.advance(30)
+    login = act.start("regen-closed")
+    login.secret = first.secret
+    act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes")
+    staged = shown(login.last_page, "recovery-code")
+    again = act.start("regen-closed")  # the tab was closed; a new sign-in
+    assert act.post(again, "recovery", recovery_code=first.recovery_code).status_code == 303
+    other = act.start("regen-closed")
+    assert act.post(other, "recovery", recovery_code=staged).status_code == 400
