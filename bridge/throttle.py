@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import defaultdict, deque
 from typing import Protocol
 
@@ -89,7 +90,7 @@ class RedisIpLimiter:
     def hit(self, ip: str, now: float) -> None:
         try:
             pipe = self._redis.pipeline()
-            pipe.zadd(self._key(ip), {f"{now}:{id(pipe)}": now})
+            pipe.zadd(self._key(ip), {f"{now}:{uuid.uuid4().hex}": now})  # one member per hit
             pipe.expire(self._key(ip), int(self.window) + 1)
             pipe.execute()
         except self._errors as e:
