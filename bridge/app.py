@@ -11,12 +11,12 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import security
+from . import edge, security
 from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
-from .throttle import IpLimiter, MemoryIpLimiter, RedisIpLimiter
+from .throttle import DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
@@ -38,7 +38,7 @@ class Bridge:
     def housekeeping(self, tx: Tx, now: float) -> None:
         if now - self._swept_at >= HOUSEKEEPING_INTERVAL:
             self._swept_at = now
-            tx.purge_expired(now)
+            tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window)
 
 
 def build_bridge(settings: Settings, environ: Mapping[str, str],
@@ -54,10 +54,11 @@ def build_bridge(settings: Settings, environ: Mapping[str, str],
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
                     code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer)
-    limiter: IpLimiter = MemoryIpLimiter(settings.ip_limit, settings.ip_window)
+    in_database = DatabaseIpLimiter(settings.ip_limit, settings.ip_window)
+    limiter: IpLimiter = in_database
     if settings.redis_url:
         limiter = RedisIpLimiter(settings.redis_url, settings.ip_limit, settings.ip_window,
-                                 fallback=limiter)
+                                 fallback=in_database)
     return Bridge(
         settings=settings,
         store=store,
@@ -98,6 +99,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         # The per-IP limit must see the user's address, not the load balancer's.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore
+    edge.init_app(app)
     security.init_app(app, settings)
     ops.init_app(app)
     endpoints.init_app(app)

@@ -147,9 +147,9 @@ class Challenge:
         code = "".join(code.split())
         if not (len(code) == totp.DIGITS and code.isdigit()):
             raise WrongCode(f"Enter the {totp.DIGITS}-digit code from your authenticator app.")
-        now = self._precheck(flow, TOTP, ip)
+        now = self._precheck(flow, TOTP)
         with self.store.begin() as tx:
-            user, refusal = self._admit(tx, flow, now)
+            user, refusal = self._admit(tx, flow, ip, now)
             if refusal is None:
                 step = totp.match_step(self._totp_secret(user), code, now)
                 if step is not None and tx.accept_totp_step(user.subject, step):
@@ -178,9 +178,9 @@ class Challenge:
         if canonical is None:
             raise WrongCode("Enter your recovery code: 25 letters and digits, like "
                             "ABCDE-FGHJK-MNPQR-STVWX-YZ234.")
-        now = self._precheck(flow, TOTP, ip)
+        now = self._precheck(flow, TOTP)
         with self.store.begin() as tx:
-            user, refusal = self._admit(tx, flow, now)
+            user, refusal = self._admit(tx, flow, ip, now)
             if refusal is None:
                 if secrets.compare_digest(recovery.digest(self.keys.pepper, canonical),
                                           user.recovery_digest):
@@ -282,23 +282,30 @@ class Challenge:
         return self.keys.box.open(flow.staged_code, f"staged:{flow.flow_id}")
 
     # -- helpers ------------------------------------------------------------------------------
-    def _precheck(self, flow: Flow, stage: str, ip: str) -> float:
-        """Refuse before any database work: a step already done, or a blocked client IP."""
+    def _precheck(self, flow: Flow, stage: str) -> float:
+        """Refuse before any database work: a step already done."""
         now = self.clock()
         if flow.stage != stage:
             raise FlowGone("This step of the sign-in is already done.")
-        if self.limiter.blocked(ip, now):
-            raise TooSoon("Too many failed attempts from your network. Try again later.")
         return now
 
-    def _admit(self, tx: Tx, flow: Flow, now: float) -> tuple[User, ChallengeError | None]:
-        """Lock the user's row; say why an attempt may not even be looked at (lock, delay)."""
+    def _ip_blocked(self, tx: Tx, ip: str, now: float) -> TooSoon | None:
+        if self.limiter.blocked(tx, ip, now):
+            return TooSoon("Too many failed attempts from your network. Try again later.")
+        return None
+
+    def _admit(self, tx: Tx, flow: Flow, ip: str, now: float
+               ) -> tuple[User, ChallengeError | None]:
+        """Lock the user's row; say why an attempt may not even be looked at (lock, IP
+        window, delay)."""
         user = self._check_user(tx.find_user(flow.subject, for_update=True), locked_ok=True)
         if user.locked_at is not None:
             # Locked from another tab or node: this flow shows the locked page from now on,
             # and its "Return to sign-in" tells the IdP the user is locked out.
             tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
             return user, Locked(LOCKED_MESSAGE)
+        if refusal := self._ip_blocked(tx, ip, now):
+            return user, refusal
         wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
         if wait > 0:
             return user, TooSoon(
@@ -307,26 +314,29 @@ class Challenge:
 
     def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, event: str,
               **detail: str) -> Locked | None:
-        """Count a failed attempt (user and IP); lock at the limit and say so."""
-        self.limiter.hit(ip, now)
+        """Count a failed attempt (user and IP); lock at the limit and say so. A lock ends
+        every open sign-in of the user and voids their unredeemed codes."""
+        self.limiter.hit(tx, ip, now)
         failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
         tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                  failures=failures, **detail)
         if failures < self.policy.lockout_limit:
             return None
-        tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
+        tx.lock_sign_ins(flow.subject, LOCKED)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return Locked(f"Too many wrong codes. {LOCKED_MESSAGE}")
 
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
         code = "".join(code.split())
-        now = self._precheck(flow, stage, ip)
+        now = self._precheck(flow, stage)
         step = totp.match_step(self._open_pending(flow), code, now)
-        if step is not None:
-            return step
-        self.limiter.hit(ip, now)
         with self.store.begin() as tx:
+            if refusal := self._ip_blocked(tx, ip, now):
+                raise refusal
+            if step is not None:
+                return step
+            self.limiter.hit(tx, ip, now)
             attempts = tx.count_flow_attempt(flow.flow_id)
             tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                      factor="enrollment", attempts=attempts)

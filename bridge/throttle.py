@@ -3,16 +3,18 @@
 Per user: one consecutive-failure counter shared by TOTP and the recovery code, kept in the
 database (see ``Tx.record_failure``); after a few free tries each further failure doubles the
 wait before the next attempt is even looked at, and the user is locked at the limit.
-Per client IP: a sliding window of failures, so one address cannot spray many users.
+Per client IP: a sliding window of failures, so one address cannot spray many users; it is
+shared by all workers and nodes (in the database, or in Redis when configured).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections import defaultdict, deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .store import Tx
 
 log = logging.getLogger("stepup")
 
@@ -29,44 +31,36 @@ def delay_after(failures: int) -> int:
 
 
 class IpLimiter(Protocol):
-    def blocked(self, ip: str, now: float) -> bool: ...
-    def hit(self, ip: str, now: float) -> None: ...
+    """The per-IP failure window. Both verbs run inside the caller's transaction, so a
+    database-backed window commits (or rolls back) with the attempt it counts."""
+
+    def blocked(self, tx: Tx, ip: str, now: float) -> bool: ...
+    def hit(self, tx: Tx, ip: str, now: float) -> None: ...
 
 
-class MemoryIpLimiter:
-    """In-process sliding window; enough for one node (several nodes share a Redis one)."""
+class DatabaseIpLimiter:
+    """The window in the bridge's database: shared by every worker of a node (gunicorn forks
+    several) and by every node on the same database. Old rows go in housekeeping."""
 
     def __init__(self, limit: int, window: float):
         self.limit, self.window = limit, window
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
-    def _trim(self, ip: str, now: float) -> deque[float]:
-        hits = self._hits[ip]
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if not hits:
-            del self._hits[ip]
-        return hits
+    def blocked(self, tx: Tx, ip: str, now: float) -> bool:
+        return tx.count_ip_failures(ip, now - self.window) >= self.limit
 
-    def blocked(self, ip: str, now: float) -> bool:
-        with self._lock:
-            return len(self._trim(ip, now)) >= self.limit
-
-    def hit(self, ip: str, now: float) -> None:
-        with self._lock:
-            self._trim(ip, now)
-            self._hits[ip].append(now)
+    def hit(self, tx: Tx, ip: str, now: float) -> None:
+        tx.record_ip_failure(ip, now)
 
 
 class RedisIpLimiter:
-    """The per-IP window in Redis, shared by every node (a sorted set of failure times per IP).
+    """The per-IP window in Redis, shared by every node (a sorted set of failure times per IP),
+    for deployments that would rather keep this write traffic off the database.
 
-    If Redis cannot be reached the bridge keeps serving: this node falls back to its own
-    in-process window and says so in the log (at most once a minute).
+    If Redis cannot be reached the bridge keeps serving: it falls back to the database window
+    and says so in the log (at most once a minute).
     """
 
-    def __init__(self, url: str, limit: int, window: float, fallback: MemoryIpLimiter):
+    def __init__(self, url: str, limit: int, window: float, fallback: DatabaseIpLimiter):
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -77,7 +71,7 @@ class RedisIpLimiter:
     def _key(self, ip: str) -> str:
         return f"stepup:ipfail:{ip}"
 
-    def blocked(self, ip: str, now: float) -> bool:
+    def blocked(self, tx: Tx, ip: str, now: float) -> bool:
         try:
             pipe = self._redis.pipeline()
             pipe.zremrangebyscore(self._key(ip), "-inf", now - self.window)
@@ -85,9 +79,9 @@ class RedisIpLimiter:
             return pipe.execute()[1] >= self.limit
         except self._errors as e:
             self._degraded(e, now)
-            return self.fallback.blocked(ip, now)
+            return self.fallback.blocked(tx, ip, now)
 
-    def hit(self, ip: str, now: float) -> None:
+    def hit(self, tx: Tx, ip: str, now: float) -> None:
         try:
             pipe = self._redis.pipeline()
             pipe.zadd(self._key(ip), {f"{now}:{uuid.uuid4().hex}": now})  # one member per hit
@@ -95,10 +89,10 @@ class RedisIpLimiter:
             pipe.execute()
         except self._errors as e:
             self._degraded(e, now)
-        self.fallback.hit(ip, now)
+        self.fallback.hit(tx, ip, now)
 
     def _degraded(self, error: Exception, now: float) -> None:
         if now - self._warned_at >= 60:
             self._warned_at = now
-            log.warning("redis unavailable (%s): per-IP limits are per node until it returns",
-                        type(error).__name__)
+            log.warning("redis unavailable (%s): the per-IP limit is counted in the database "
+                        "until it returns", type(error).__name__)

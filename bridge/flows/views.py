@@ -39,8 +39,10 @@ from ..challenge import (
     Locked,
 )
 from ..oidc.assertion import AMR_RECOVERY
+from ..oidc.clients import CLIENT_ID_LIMIT
 from ..secretbox import SecretBoxError
 from ..store import Flow
+from ..text import is_protocol_value
 
 bp = Blueprint("flows", __name__)
 
@@ -57,10 +59,6 @@ def init_app(app: Flask) -> None:
 
 def _challenge() -> Challenge:
     return current_app.extensions["stepup"].challenge
-
-
-def _printable(value: str, limit: int) -> bool:
-    return 0 < len(value) <= limit and value.isprintable()
 
 
 def _binding() -> str:
@@ -86,9 +84,10 @@ def authorize():
     bridge = current_app.extensions["stepup"]
     now = bridge.clock()
     with bridge.store.begin() as tx:
-        client = tx.find_client(client_id) if _printable(client_id, 255) else None
+        client = (tx.find_client(client_id)
+                  if is_protocol_value(client_id, CLIENT_ID_LIMIT) else None)
         params = (tx.consume_pushed(request_uri, client_id, now)
-                  if client and _printable(request_uri, 200) else None)
+                  if client and is_protocol_value(request_uri, 200) else None)
     if client is None or params is None:
         return _message("This sign-in link has expired",
                         "It was already used or is too old. Go back to your sign-in page and "
@@ -246,8 +245,6 @@ def _csrf_error(error: CSRFError):
 
 
 def _http_error(error: HTTPException):
-    if request.blueprint == "oidc":
-        return error
     titles = {404: "Page not found", 405: "Not allowed", 413: "Request too large"}
     title = titles.get(error.code or 400, "Something is wrong with this request")
     return _message(title, "Go back to your sign-in page and start again.", error.code or 400)

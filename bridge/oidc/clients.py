@@ -20,11 +20,14 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..store import Client, Store
+from ..text import is_protocol_value
 
 log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 KEY_METHOD = "private_key_jwt"
 AUTH_METHODS = (*SECRET_METHODS, KEY_METHOD)
+#: Client ids are RFC 6749 VSCHAR (Appendix A.1) up to this length.
+CLIENT_ID_LIMIT = 255
 
 
 def secret_digest(pepper: bytes, secret: str) -> str:
@@ -145,8 +148,9 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
                redirect_uris: list[str], redirect_uri_prefixes: list[str],
                id_token_alg: str = "ES256", allow_enrollment: bool = True) -> Client:
     """Check a registration and build its record; raises ValueError with a one-line reason."""
-    if not client_id or len(client_id) > 255 or not client_id.isprintable():
-        raise ValueError("the client id must be 1 to 255 printable characters")
+    if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
+        raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
+                         "characters")
     if bool(secret) == bool(jwks_uri):
         raise ValueError("give exactly one of --client-secret or --jwks-uri")
     if secret is not None and len(secret) < 16:

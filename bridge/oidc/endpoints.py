@@ -6,16 +6,19 @@ Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from ..security import csrf
+from ..text import is_protocol_value
 from . import assertion, discovery, par
-from .clients import AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
+from .clients import AUTH_METHODS, CLIENT_ID_LIMIT, ClientKeys, ClientModel, PrivateKeyJWT
 
 bp = Blueprint("oidc", __name__)
 
@@ -25,7 +28,7 @@ def init_app(app: Flask) -> AuthorizationServer:
     settings, store = bridge.settings, bridge.store
 
     def query_client(client_id: str) -> ClientModel | None:
-        if not _plausible_client_id(client_id):
+        if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
             return None
         with store.begin() as tx:
             record = tx.find_client(client_id)
@@ -64,19 +67,21 @@ def _uniform(error: OAuth2Error) -> OAuth2Error:
     return error
 
 
-def _plausible_client_id(client_id: object) -> bool:
-    """Printable and short: anything else cannot be registered, and PostgreSQL rejects NUL."""
-    return isinstance(client_id, str) and 0 < len(client_id) <= 255 and client_id.isprintable()
-
-
 def _basic_auth_readable() -> bool:
-    """authlib decodes HTTP Basic credentials as UTF-8 without catching errors (a 500)."""
+    """False for HTTP Basic credentials that authlib would crash on (a 500): its parser
+    (``rfc6749.util.extract_basic_authorization``) splits the header on any whitespace and
+    decodes lenient base64 as UTF-8 without catching the error. Mirrors its reading."""
     header = request.headers.get("Authorization", "")
-    if not header.lower().startswith("basic "):
+    if " " not in header:
+        return True  # authlib ignores it
+    parts = header.split(None, 1)
+    if len(parts) != 2:
+        return False
+    if parts[0].lower() != "basic":
         return True
     try:
-        base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
+        base64.b64decode(parts[1]).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
         return False
     return True
 
@@ -137,7 +142,10 @@ def token():
         return _oauth_error(InvalidRequestError("The request must be form-encoded."))
     if not _basic_auth_readable():
         return _oauth_error(InvalidClientError())
-    return current_app.extensions["stepup"].oauth.create_token_response()
+    try:
+        return current_app.extensions["stepup"].oauth.create_token_response()
+    except OAuth2Error as error:  # raised before authlib's own handling: insecure_transport
+        return _oauth_error(error)
 
 
 @bp.route("/par", methods=["GET", "PUT", "DELETE", "PATCH"])
@@ -146,6 +154,14 @@ def wrong_method():
     response = _oauth_error(InvalidRequestError("Use POST."))
     response.status_code = 405
     response.headers["Allow"] = "POST"
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    """Werkzeug's refusals (a malformed or too large body) as OAuth JSON, keeping the status."""
+    response = _oauth_error(InvalidRequestError(error.description))
+    response.status_code = error.code or 400
     return response
 
 

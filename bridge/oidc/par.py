@@ -18,14 +18,16 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oidc.core.errors import RequestNotSupportedError
 
+from ..text import display_name, is_protocol_value
 from .clients import ClientModel
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
 _PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.2
 _MAX_AGE = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only: str.isdigit() accepts "²"
-_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
-_LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "preferred_username": 128,
-           "acr_values": 1024, "ui_locales": 256}
+_LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "acr_values": 1024,
+           "ui_locales": 256}
+#: A display name fits the users table's column (Keycloak usernames are up to 255 too).
+DISPLAY_NAME_LIMIT = 255
 PROMPTS = {"login", "consent", "select_account"}
 
 
@@ -56,7 +58,7 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
     if "openid" not in params.get("scope", "").split():
         raise InvalidScopeError("The scope must include 'openid'.")
     redirect_uri = _required(params, "redirect_uri")
-    if len(redirect_uri) > 2000 or not _PRINTABLE.match(redirect_uri):
+    if not is_protocol_value(redirect_uri, 2000):
         raise InvalidRequestError("'redirect_uri' is too long or has invalid characters.")
     if not client.check_redirect_uri(redirect_uri):
         raise InvalidRequestError("'redirect_uri' is not registered for this client.")
@@ -68,8 +70,11 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
         _required(params, name)
     for name, limit in _LIMITS.items():
         value = params.get(name)
-        if value is not None and (len(value) > limit or not _PRINTABLE.match(value)):
+        if value is not None and not is_protocol_value(value, limit):
             raise InvalidRequestError(f"'{name}' is too long or has invalid characters.")
+    name = params.get("preferred_username")
+    if name is not None and (name := display_name(name, DISPLAY_NAME_LIMIT)) is None:
+        raise InvalidRequestError("'preferred_username' is too long or has invalid characters.")
     return {
         "redirect_uri": redirect_uri,
         "scope": "openid",
@@ -77,7 +82,7 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
         "nonce": params["nonce"],
         "code_challenge": params["code_challenge"],
         "login_hint": params["login_hint"],
-        "preferred_username": params.get("preferred_username"),
+        "preferred_username": name,
         "acr_values": params.get("acr_values"),
         "ui_locales": params.get("ui_locales"),
         "max_age": _max_age(params.get("max_age")),

@@ -25,6 +25,7 @@ from .schema import (
     clients,
     codes,
     flows,
+    ip_failures,
     pushed_requests,
     signing_keys,
     users,
@@ -243,9 +244,33 @@ class Tx:
 
     def remove_user(self, subject: str) -> bool:
         """Help-desk reset: the factors go, and so does every sign-in in progress for the
-        subject, so none of them can finish against the reset (or a re-enrolled) user."""
+        subject and every unredeemed code, so none of them can finish against the reset (or
+        a re-enrolled) user. The user's row goes first: on PostgreSQL that waits for a check
+        holding it, so the code that check issues is committed, and seen, before it is
+        deleted here."""
+        removed = self._changed(sa.delete(users).where(users.c.subject == subject))
         self.conn.execute(sa.delete(flows).where(flows.c.subject == subject))
-        return self._changed(sa.delete(users).where(users.c.subject == subject))
+        self.conn.execute(sa.delete(codes).where(codes.c.subject == subject))
+        return removed
+
+    def lock_sign_ins(self, subject: str, locked_stage: str) -> None:
+        """A lock ends every open sign-in of the subject (each shows ``locked_stage`` from
+        now on, with nothing staged left in it) and voids its unredeemed codes. Called with
+        the user's row held (``find_user(for_update=True)``)."""
+        self.conn.execute(
+            sa.update(flows).where(flows.c.subject == subject)
+            .values(stage=locked_stage, staged_code=None, pending_secret=None))
+        self.conn.execute(sa.delete(codes).where(codes.c.subject == subject))
+
+    # -- per-IP failure window ----------------------------------------------------------
+    def record_ip_failure(self, ip: str, now: float) -> None:
+        self.conn.execute(sa.insert(ip_failures).values(ip=ip[:64], at=now))
+
+    def count_ip_failures(self, ip: str, since: float) -> int:
+        return self.conn.execute(
+            sa.select(sa.func.count()).select_from(ip_failures)
+            .where(ip_failures.c.ip == ip[:64], ip_failures.c.at > since)
+        ).scalar_one()
 
     # -- authorization codes ------------------------------------------------------------
     def save_code(self, code: Code) -> None:
@@ -328,9 +353,10 @@ class Tx:
         )
         return [dict(row._mapping) for row in rows]
 
-    def purge_expired(self, now: float) -> None:
+    def purge_expired(self, now: float, ip_failures_before: float) -> None:
         for table in (pushed_requests, flows, codes, client_assertions):
             self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
+        self.conn.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
 
     def _changed(self, statement: sa.Executable) -> bool:
         return self.conn.execute(statement).rowcount == 1

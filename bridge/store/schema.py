@@ -62,6 +62,7 @@ flows = sa.Table(
     sa.Column("factor", sa.String(10)),
     sa.Column("auth_time", sa.Float),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Index("ix_flows_subject", "subject"),
 )
 
 codes = sa.Table(
@@ -78,6 +79,7 @@ codes = sa.Table(
     sa.Column("acr", sa.Text, nullable=False),
     sa.Column("amr", sa.JSON, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Index("ix_codes_subject", "subject"),
 )
 
 client_assertions = sa.Table(
@@ -108,4 +110,16 @@ signing_keys = sa.Table(
     sa.Column("sealed_jwk", sa.Text, nullable=False),  # AES-GCM, bound to the kid
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("activates_at", sa.Float, nullable=False),  # published before, used from then
+)
+
+#: One row per failed code attempt, by client IP: the per-IP window (``throttle.py``) counts
+#: them, so every worker and node on this database shares one limit.
+ip_failures = sa.Table(
+    "ip_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_ip_failures_ip_at", "ip", "at"),
+    sa.Index("ix_ip_failures_at", "at"),
 )

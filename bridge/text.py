@@ -1,0 +1,35 @@
+"""The two kinds of text the bridge takes from outside, and the one check for each.
+
+*Protocol values* (client ids, ``state``, ``nonce``, ``login_hint``, URIs, flow ids) are
+ASCII visible characters and space — RFC 6749 Appendix A's ``VSCHAR`` — of bounded length.
+*Display names* (``preferred_username``) are people's names in any script: NFC-normalised
+Unicode with no control, format or bidirectional-override characters (those can disguise
+what a page or an authenticator app shows, CVE-2021-42574), except the zero-width (non-)
+joiners some scripts need in names.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_VSCHAR = re.compile(r"[\x20-\x7e]+")
+#: Zero-width non-joiner and joiner: part of correct spelling in Persian, Indic scripts, emoji.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def is_protocol_value(value: object, limit: int) -> bool:
+    """``value`` is a non-empty string of at most ``limit`` VSCHAR characters."""
+    return (isinstance(value, str) and 0 < len(value) <= limit
+            and _VSCHAR.fullmatch(value) is not None)
+
+
+def display_name(value: str, limit: int) -> str | None:
+    """``value`` as a display name (NFC, trimmed), or None if it is empty, longer than
+    ``limit`` characters, or holds a character that is not printable."""
+    name = unicodedata.normalize("NFC", value).strip()
+    if not 0 < len(name) <= limit:
+        return None
+    if all(c.isprintable() or c in _JOINERS for c in name):
+        return name
+    return None
