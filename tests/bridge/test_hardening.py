@@ -15,8 +15,18 @@ from bridge import create_app
 from bridge.cli import main
 from bridge.factors import totp
 from bridge.settings import ConfigError, load_settings
-from tests.bridge.conftest import IDP_ID, IDP_SECRET, Actions, register_idp, shown
-from tests.bridge.test_rules import events, flow_of, is_callback, user, wrong_code
+from tests.bridge.conftest import (
+    IDP_ID,
+    IDP_SECRET,
+    Actions,
+    events,
+    flow_of,
+    is_callback,
+    register_idp,
+    shown,
+    user,
+    wrong_code,
+)
 
 
 def test_forms_work_behind_tls_without_a_referer(make_app, clock):

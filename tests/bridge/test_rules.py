@@ -13,59 +13,18 @@ import sqlalchemy as sa
 from bridge.factors import recovery, totp
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
 from bridge.store import schema
-from tests.bridge.conftest import CALLBACK, IDP_SECRET, Actions, callback_params, shown
-
-
-# -- helpers ------------------------------------------------------------------------------
-@pytest.fixture
-def make_act(make_app, clock):
-    """An app with extra settings (e.g. a lower lockout limit), and its actions."""
-    def make(**config) -> Actions:
-        app = make_app(**config)
-        return Actions(app.test_client(), app.extensions["stepup"], clock)
-    return make
-
-
-def user(act: Actions, subject: str):
-    with act.bridge.store.begin() as tx:
-        return tx.find_user(subject)
-
-
-def events(act: Actions, subject: str | None = None) -> list[str]:
-    """Audit event names, oldest first."""
-    query = sa.select(schema.audit_events.c.event).order_by(schema.audit_events.c.id)
-    if subject is not None:
-        query = query.where(schema.audit_events.c.subject == subject)
-    with act.bridge.store.begin() as tx:
-        return list(tx.conn.execute(query).scalars())
-
-
-def flow_of(act: Actions, login):
-    flow_id = login.flow_url.rsplit("/", 1)[1]
-    with act.bridge.store.begin() as tx:
-        return tx.find_flow(flow_id, act.clock())
-
-
-def wrong_code(secret: str, now: float) -> str:
-    """A 6-digit code that no step in the ±1 window shows."""
-    window = {totp.code_at(secret, now + k * 30) for k in (-1, 0, 1)}
-    return next(c for c in ("000000", "111111", "222222", "333333") if c not in window)
-
-
-def alert(html: str) -> str:
-    match = re.search(r'role="alert"[^>]*>([^<]*)<', html)
-    assert match, "no role=alert on the page"
-    return match.group(1).strip()
-
-
-def is_callback(response) -> bool:
-    return response.status_code == 303 and response.headers["Location"].startswith(CALLBACK)
-
-
-def returning(act: Actions, subject: str, secret: str):
-    login = act.start(subject)
-    login.secret = secret
-    return login
+from tests.bridge.conftest import (
+    IDP_SECRET,
+    alert,
+    callback_params,
+    events,
+    flow_of,
+    is_callback,
+    returning,
+    shown,
+    user,
+    wrong_code,
+)
 
 
 # -- TOTP: each time step is accepted once -----------------------------------------------

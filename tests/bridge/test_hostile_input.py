@@ -1,0 +1,208 @@
+"""Hostile input found by an attacker's sweep (issue 8), each a clear 4xx with the security
+headers instead of a 500; people's names in any script; and what a lock or a help-desk reset
+does to sign-ins and codes already under way."""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from markupsafe import escape
+
+from bridge.store import schema
+from tests.bridge.conftest import (
+    IDP_ID,
+    IDP_SECRET,
+    callback_params,
+    flow_of,
+    returning,
+    shown,
+    user,
+    wrong_code,
+)
+
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy",
+                    "X-Frame-Options", "Cache-Control")
+
+
+def has_security_headers(response) -> bool:
+    return all(name in response.headers for name in SECURITY_HEADERS)
+
+
+# -- 1. HTTP Basic credentials that authlib cannot read ------------------------------------
+@pytest.mark.parametrize("header", [
+    "Basic\t//46 eA==",          # tab after the scheme; base64 of bytes that are not UTF-8
+    "Basic  //46eA==",           # two spaces
+    "basic\x0b//46eA==",         # vertical tab; scheme in lower case
+    "Basic\t" + base64.b64encode(b"\xff\xfe:x").decode(),
+])
+@pytest.mark.parametrize("path", ["/par", "/token"])
+def test_unreadable_basic_credentials_are_invalid_client(client, path, header):
+    response = client.post(path, data={"grant_type": "authorization_code"},
+                           headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+    assert has_security_headers(response)
+
+
+# -- 2. a Host header werkzeug refuses ------------------------------------------------------
+@pytest.mark.parametrize("path", ["/healthz", "/authorize", "/flow/x", "/par", "/static/style.css"])
+def test_a_host_werkzeug_refuses_is_a_400_page_with_headers(client, path):
+    response = client.get(path, headers={"Host": "a" * 64 + ".example"})
+    assert response.status_code == 400
+    assert has_security_headers(response)
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+# -- 3. plain http to /token from a non-loopback host ---------------------------------------
+def test_token_over_plain_http_is_insecure_transport_like_par(client):
+    for path in ("/par", "/token"):
+        response = client.post(path, data={"grant_type": "authorization_code"},
+                               base_url="http://bridge.example")
+        assert response.status_code == 400, path
+        assert response.get_json()["error"] == "insecure_transport", path
+        assert has_security_headers(response)
+
+
+# -- the last-resort answer -----------------------------------------------------------------
+def test_an_unexpected_error_is_a_page_with_headers_and_no_traceback(app, client, caplog):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret-looking detail 123456")
+
+    app.testing = False  # let the error handler answer, as in production
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert has_security_headers(response)
+    body = response.get_data(as_text=True)
+    assert "Something went wrong" in body
+    assert "123456" not in body and "Traceback" not in body
+
+
+# -- 6. every name can sign in ---------------------------------------------------------------
+NAMES = ["José García", "Zoë", "Łukasz", "山田太郎", "Ngũgĩ wa Thiong'o", "محمد",
+         "می\u200cخواهم"]  # Persian needs the zero-width non-joiner
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_name_in_any_script_enrolls_and_is_shown_and_labelled(act, name):
+    login = act.start("named-user", preferred_username=name)
+    assert flow_of(act, login).stage == "enroll"
+    assert f"<strong>{escape(name)}</strong>" in login.last_page
+    uri = act.bridge.challenge.enrollment(flow_of(act, login)).uri
+    label = urlsplit(uri).path.lstrip("/").removeprefix("totp/")
+    assert all(c.isascii() and c not in " +" for c in label)  # RFC 3986 percent-encoding
+    assert unquote(label, encoding="utf-8", errors="strict") == f"Stepup:{name}"
+
+
+def test_the_otpauth_label_is_utf8_percent_encoded(act):
+    login = act.start("jose", preferred_username="José García")
+    uri = act.bridge.challenge.enrollment(flow_of(act, login)).uri
+    assert uri.startswith("otpauth://totp/Stepup:Jos%C3%A9%20Garc%C3%ADa?")
+
+
+def test_a_name_is_normalised_to_nfc(act):
+    decomposed = "Jose\u0301"
+    assert unicodedata.normalize("NFC", decomposed) != decomposed
+    login = act.start("nfc", preferred_username=f"  {decomposed} ")
+    assert flow_of(act, login).params["preferred_username"] == "José"
+
+
+def test_a_name_is_escaped_on_the_page(act):
+    login = act.start("html", preferred_username="<b>Bob</b> & \"Co\"")
+    assert "<b>Bob</b>" not in login.last_page
+    assert "&lt;b&gt;Bob&lt;/b&gt; &amp;" in login.last_page
+
+
+@pytest.mark.parametrize("name", [
+    "evil\u202egnp.exe",     # right-to-left override (CVE-2021-42574)
+    "\u2066Bob\u2069",       # isolates
+    "Bob\u200e",             # left-to-right mark
+    "Bob\x00", "Bob\nAlice", "Bob\x1b[31m", "\x7f",
+    "", "   ", "x" * 256,
+])
+def test_control_format_and_bidi_characters_are_refused(act, name):
+    response, _ = act.push("bad-name", preferred_username=name)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert "preferred_username" in response.get_json()["error_description"]
+
+
+def test_the_enrolled_users_display_name_is_the_normalised_name(act):
+    act.enroll("named", preferred_username="Zoë")
+    assert user(act, "named").display_name == "Zoë"
+
+
+# -- 7. a lock or a help-desk reset voids what was under way --------------------------------
+def test_a_code_issued_before_a_help_desk_reset_cannot_be_redeemed(act):
+    login, callback = act.enroll("reset-me")
+    with act.bridge.store.begin() as tx:
+        assert tx.remove_user("reset-me")
+    response = act.redeem(callback_params(callback)["code"], login)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_a_lock_voids_unredeemed_codes_and_ends_every_open_sign_in(make_act, clock):
+    act = make_act(lockout_limit=3)
+    first, _ = act.enroll("lock-me")
+    clock.advance(30)
+    done = returning(act, "lock-me", first.secret)
+    callback = act.post(done, "totp", otp=act.code_now(done)).headers["Location"]
+    staged = act.start("lock-me")  # a recovery code accepted, its replacement not yet saved
+    assert act.post(staged, "recovery", recovery_code=first.recovery_code).status_code == 303
+    assert flow_of(act, staged).stage == "rotate"
+
+    guesser = returning(act, "lock-me", first.secret)
+    for _ in range(3):
+        act.post(guesser, "totp", otp=wrong_code(first.secret, clock()))
+    assert user(act, "lock-me").locked_at is not None
+
+    assert act.redeem(callback_params(callback)["code"], done).status_code == 400
+    assert flow_of(act, staged).stage == "locked"
+    assert flow_of(act, staged).staged_code is None
+    finish = act.post(staged, "saved", saved="yes")
+    assert finish.status_code == 403
+    assert user(act, "lock-me").recovery_version == 1  # the staged code never became valid
+
+
+# -- 5. the per-IP window is shared by every process on the database ------------------------
+def test_the_per_ip_window_is_shared_by_two_processes_on_one_database(make_act, clock):
+    """Two apps on one database stand for two gunicorn workers (or two nodes)."""
+    first, second = make_act(ip_limit=4), make_act(ip_limit=4)
+    secrets = {name: first.enroll(name)[0].secret for name in ("w1", "w2", "w3")}
+    clock.advance(30)
+    for act, name in ((first, "w1"), (second, "w2"), (first, "w1"), (second, "w2")):
+        login = returning(act, name, secrets[name])
+        assert act.post(login, "totp", otp=wrong_code(secrets[name], clock())).status_code == 400
+    for act in (first, second):
+        login = returning(act, "w3", secrets["w3"])
+        assert act.post(login, "totp", otp=act.code_now(login)).status_code == 429
+    with first.bridge.store.begin() as tx:
+        assert tx.count_ip_failures("127.0.0.1", clock() - 600) == 4
+
+
+def test_old_ip_failures_leave_the_window_and_the_table(make_act, clock):
+    act = make_act(ip_limit=2, ip_window=60)
+    secret = act.enroll("old")[0].secret
+    clock.advance(30)
+    for _ in range(2):
+        login = returning(act, "old", secret)
+        act.post(login, "totp", otp=wrong_code(secret, clock()))
+    clock.advance(61 + 8)  # past the window and the user's growing delay
+    login = returning(act, "old", secret)
+    assert act.post(login, "totp", otp=act.code_now(login)).status_code == 303
+    act.bridge._swept_at = 0  # housekeeping runs on the next pushed request
+    act.push("anyone")
+    with act.bridge.store.begin() as tx:
+        assert tx.conn.execute(schema.ip_failures.select()).first() is None
+
+
+def test_a_hostile_recovery_code_field_is_a_clear_error(act):
+    login, _ = act.enroll("rc-user")
+    login = act.start("rc-user")
+    response = act.post(login, "recovery", recovery_code="\x00" * 5000)
+    assert response.status_code == 400
+    assert shown(login.last_page, "page-title")
