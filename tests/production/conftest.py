@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,44 +86,57 @@ class Cluster:
     client_secret: str = "cluster-secret-0123456789"
 
 
-@pytest.fixture(scope="module")
-def cluster(postgres_server, redis_url, tmp_path_factory):
-    url = fresh_database(postgres_server, f"stepup_nodes_{os.getpid()}")
-    ports = [free_port(), free_port()]
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    env = {
-        "STEPUP_DATABASE_URL": url,
-        "STEPUP_REDIS_URL": redis_url[0],
-        "STEPUP_ISSUER": f"http://127.0.0.1:{ports[0]}",
-        "STEPUP_SECRET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "STEPUP_PEPPER": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "STEPUP_ENCRYPTION_KEYS": f"k1:{key}",
-        "STEPUP_LOCKOUT_LIMIT": "4",
-        "STEPUP_IP_LIMIT": "1000",
-        "STEPUP_WORKERS": "2",
-    }
-    stepup(env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "db", "upgrade")
-    c = Cluster([f"http://127.0.0.1:{p}" for p in ports], env)
-    stepup(env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "client", "add",
-           "--client-id", c.client_id, "--client-secret", c.client_secret,
-           "--redirect-uri", CALLBACK)
-    processes = []
+@contextmanager
+def serving(env: dict, folder: Path, count: int):
+    """``count`` `stepup serve` nodes on ``env`` (each its own data folder and log); yields
+    their base URLs and log files once every node is ready."""
+    ports = [free_port() for _ in range(count)]
+    env = {"STEPUP_ISSUER": f"http://127.0.0.1:{ports[0]}", **env}
+    processes, logs = [], []
     for port in ports:
-        data = tmp_path_factory.mktemp(f"node{port}")
-        log = (data / "node.log").open("w")
+        data = folder / f"node{port}"
+        data.mkdir()
+        logs.append(data / "node.log")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "bridge.cli", "serve", "--port", str(port)], cwd=REPO,
-            env={**os.environ, **env, "STEPUP_DATA_DIR": str(data)}, stdout=log,
-            stderr=subprocess.STDOUT))
+            env={**os.environ, "STEPUP_DATA_DIR": str(data), **env},
+            stdout=logs[-1].open("w"), stderr=subprocess.STDOUT))
     try:
-        for node, process in zip(c.nodes, processes, strict=True):
+        nodes = [f"http://127.0.0.1:{port}" for port in ports]
+        for node, process in zip(nodes, processes, strict=True):
             wait_for(f"{node}/readyz", 60, process)
-        yield c
+        yield nodes, logs
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(15)
+
+
+def shared_env(database_url: str, **settings: str) -> dict:
+    """Settings every node of one deployment shares: database, secrets, encryption key."""
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return {
+        "STEPUP_DATABASE_URL": database_url,
+        "STEPUP_SECRET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "STEPUP_PEPPER": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "STEPUP_ENCRYPTION_KEYS": f"k1:{key}",
+        **settings,
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_server, redis_url, tmp_path_factory):
+    url = fresh_database(postgres_server, f"stepup_nodes_{os.getpid()}")
+    env = shared_env(url, STEPUP_REDIS_URL=redis_url[0], STEPUP_LOCKOUT_LIMIT="4",
+                     STEPUP_IP_LIMIT="1000", STEPUP_WORKERS="2")
+    stepup(env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "db", "upgrade")
+    with serving(env, tmp_path_factory.mktemp("nodes"), 2) as (nodes, _):
+        c = Cluster(nodes, env | {"STEPUP_ISSUER": nodes[0]})
+        stepup(c.env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "client",
+               "add", "--client-id", c.client_id, "--client-secret", c.client_secret,
+               "--redirect-uri", CALLBACK)
+        yield c
 
 
 class Browser:

@@ -1,0 +1,192 @@
+"""The server's edge, through the real `stepup serve` (gunicorn): raw HTTP that Flask's test
+client cannot send (a Host werkzeug refuses, malformed chunked bodies), the log it leaves, and
+the per-IP limit across gunicorn workers and across nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from bridge.factors import totp
+from stepup_handoff import HandoffClient
+
+from .conftest import (
+    CALLBACK,
+    Browser,
+    fresh_database,
+    serving,
+    shared_env,
+    start_redis,
+    stepup,
+)
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_ID, CLIENT_SECRET = "edge-idp", "edge-secret-0123456789"
+IP_LIMIT = 8
+SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy",
+                    "x-frame-options", "cache-control")
+
+
+def register(env: dict, folder: Path) -> None:
+    stepup(env | {"STEPUP_DATA_DIR": str(folder)}, "client", "add", "--client-id", CLIENT_ID,
+           "--client-secret", CLIENT_SECRET, "--redirect-uri", CALLBACK)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """One node on the embedded SQLite default with the 4 workers the operations guide
+    recommends; the CLI shares its data folder (the SQLite file)."""
+    folder = tmp_path_factory.mktemp("edge")
+    with serving({"STEPUP_WORKERS": "4", "STEPUP_IP_LIMIT": str(IP_LIMIT),
+                  "STEPUP_LOCKOUT_LIMIT": "100"}, folder, 1) as (nodes, logs):
+        data = logs[0].parent
+        register({"STEPUP_ISSUER": nodes[0]}, data)
+        yield nodes[0], logs[0]
+
+
+def raw(base: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; return the status, headers and body of the answer."""
+    parts = urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def log_lines(log: Path) -> list[str]:
+    time.sleep(0.3)  # gunicorn writes the access line after the answer
+    return log.read_text().splitlines()
+
+
+def assert_json_log_without_tracebacks(log: Path) -> None:
+    for line in log_lines(log):
+        if not line.startswith("{"):
+            assert line.startswith("Stepup Bridge "), line  # the start-up banner on stdout
+            continue
+        entry = json.loads(line)
+        assert "Traceback" not in entry.get("message", ""), line
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/authorize", "/par", "/flow/x"])
+def test_a_host_werkzeug_refuses_gets_a_400_with_headers(node, path):
+    base, log = node
+    host = "a" * 64 + ".example"
+    status, headers, body = raw(base, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                                      "Connection: close\r\n\r\n".encode())
+    assert status == 400
+    assert all(name in headers for name in SECURITY_HEADERS), headers
+    assert b"Traceback" not in body
+    assert_json_log_without_tracebacks(log)
+
+
+BAD_CHUNKS = {
+    "size": b"zz\r\nabc\r\n0\r\n\r\n",
+    "extension": b"3;\x01bad\r\nabc\r\n0\r\n\r\n",
+    "trailer": b"3\r\nabc\r\n0\r\nbad trailer\r\n\r\n",
+    "terminator": b"3\r\nabcdef0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CHUNKS)
+@pytest.mark.parametrize("path", ["/par", "/token", "/flow/x/totp"])
+def test_a_malformed_chunked_body_gets_a_400_with_headers(node, path, kind):
+    base, log = node
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Content-Type: application/x-www-form-urlencoded\r\n"
+               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    status, headers, body = raw(base, request + BAD_CHUNKS[kind])
+    assert 400 <= status < 500, body
+    assert all(name in headers for name in SECURITY_HEADERS), headers
+    assert_json_log_without_tracebacks(log)
+
+
+def test_every_log_line_is_one_json_object(node):
+    base, log = node
+    raw(base, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    lines = [line for line in log_lines(log) if not line.startswith("Stepup Bridge ")]
+    assert lines
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
+    assert any(json.loads(line)["logger"] == "gunicorn.access" for line in lines)
+
+
+# -- the per-IP limit ----------------------------------------------------------------------
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def enroll(issuer: str, nodes: list[str], subject: str) -> str:
+    client = HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET)
+    browser = Browser()
+    browser.open(nodes[0], path_of(client.start(subject, CALLBACK).authorize_url))
+    secret = browser.shown("totp-secret")
+    assert browser.post(nodes[0], "enroll", otp=totp.code_at(secret, time.time())).status_code \
+        == 303
+    assert browser.post(nodes[0], "saved", saved="yes").status_code == 303
+    return secret
+
+
+def guess_until_refused(issuer: str, nodes: list[str], prefix: str) -> list[int]:
+    """Wrong TOTP codes from one address, two per user (under the per-user delay), spread
+    over ``nodes`` and whichever worker accepts each connection; stops at the first 429."""
+    client = HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET)
+    secrets = [enroll(issuer, nodes, f"{prefix}-{i}") for i in range(IP_LIMIT // 2 + 1)]
+    statuses: list[int] = []
+    for i in range(2 * IP_LIMIT):
+        user, node = i // 2, nodes[i % len(nodes)]
+        browser = Browser()
+        browser.open(node, path_of(client.start(f"{prefix}-{user}", CALLBACK).authorize_url))
+        window = {totp.code_at(secrets[user], time.time() + k * 30) for k in (-2, -1, 0, 1, 2)}
+        wrong = next(c for c in ("000000", "111111", "222222") if c not in window)
+        statuses.append(browser.post(node, "totp", otp=wrong).status_code)
+        if statuses[-1] == 429:
+            break
+    return statuses
+
+
+def test_the_per_ip_limit_holds_across_four_workers(node):
+    base, _ = node
+    assert guess_until_refused(base, [base], "worker") == [400] * IP_LIMIT + [429]
+
+
+@pytest.fixture(scope="module")
+def two_nodes_with_redis(postgres_server, tmp_path_factory):
+    """Two nodes on PostgreSQL with a Redis of their own (no other test's failures in it)."""
+    redis_url, redis_process = start_redis(tmp_path_factory.mktemp("redis"))
+    url = fresh_database(postgres_server, f"stepup_edge_{os.getpid()}")
+    env = shared_env(url, STEPUP_REDIS_URL=redis_url, STEPUP_IP_LIMIT=str(IP_LIMIT),
+                     STEPUP_LOCKOUT_LIMIT="100", STEPUP_WORKERS="2")
+    stepup(env | {"STEPUP_DATA_DIR": str(tmp_path_factory.mktemp("cli"))}, "db", "upgrade")
+    try:
+        with serving(env, tmp_path_factory.mktemp("redis-nodes"), 2) as (nodes, _):
+            register(env | {"STEPUP_ISSUER": nodes[0]}, tmp_path_factory.mktemp("cli"))
+            yield nodes, redis_url
+    finally:
+        redis_process.terminate()
+        redis_process.wait(10)
+
+
+def test_the_per_ip_limit_holds_across_two_nodes_with_redis(two_nodes_with_redis):
+    import redis
+
+    nodes, redis_url = two_nodes_with_redis
+    assert guess_until_refused(nodes[0], nodes, "node") == [400] * IP_LIMIT + [429]
+    counted = redis.Redis.from_url(redis_url).zcard("stepup:ipfail:127.0.0.1")
+    assert counted == IP_LIMIT  # counted in Redis, not only in the shared database
