@@ -191,3 +191,39 @@ def test_bridge_down_fails_closed(world):
             screenshot(page, "keycloak-07-bridge-down")
     finally:
         world.proxy_server.start()
+
+
+def test_a_user_named_jose_garcia_sees_their_name_and_gets_it_in_the_app_label(world):
+    """Keycloak sends the user's first and last name; the bridge shows it and puts it, UTF-8
+    percent-encoded, in the label of the QR code an authenticator app scans."""
+    import io
+
+    import zxingcpp
+    from PIL import Image, ImageOps
+
+    username = "jose.garcia"
+    world.admin.create_user({
+        "username": username, "enabled": True, "emailVerified": True,
+        "email": "jose.garcia@example.org", "firstName": "José", "lastName": "García",
+        "credentials": [{"type": "password", "value": f"{username}-pw", "temporary": False}],
+    })
+    with chromium_page() as page:
+        password_step(page, world, username)
+        page.wait_for_selector("#totp-secret", state="attached")
+        assert "Signing in as José García" in page.inner_text(".account")
+        shot = Image.open(io.BytesIO(page.locator("figure.qr svg").screenshot()))
+        shot.save("/tmp/stepup-qr.png")
+        qr = ImageOps.expand(shot.convert("L"), border=40, fill=255)  # a wide quiet zone
+        found = zxingcpp.read_barcodes(qr)
+        assert found, "no QR code read from the enrollment page"
+        uri = found[0].text
+        assert uri.startswith("otpauth://totp/Stepup:Jos%C3%A9%20Garc%C3%ADa?"), uri
+        screenshot(page, "keycloak-08-unicode-name")
+        secret = page.text_content("#totp-secret").strip()
+        assert f"secret={secret}" in uri
+        page.fill("input[name=otp]", totp.code_at(secret, time.time()))
+        page.click("text=Verify and continue")
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        claims = rp_claims(page)
+    assert claims["stepup_amr"] == "otp"

@@ -1,6 +1,8 @@
 package io.stepup.keycloak;
 
 import java.util.Locale;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
 
 import jakarta.ws.rs.core.MultivaluedMap;
 import jakarta.ws.rs.core.Response;
@@ -76,7 +78,7 @@ public class StepupAuthenticator implements Authenticator {
         clearNotes(authSession);
         UserModel user = context.getUser();
         String redirectUri = context.getRefreshUrl(false).toString();
-        Handoff.User handoffUser = new Handoff.User(user.getId(), user.getUsername(), locale(context, user));
+        Handoff.User handoffUser = new Handoff.User(user.getId(), displayName(user), locale(context, user));
         Handoff.Pending pending;
         try {
             pending = handoff.begin(config, handoffUser, redirectUri);
@@ -94,6 +96,18 @@ public class StepupAuthenticator implements Authenticator {
         context.challenge(Response.seeOther(pending.browserRedirect())
                 .header("Cache-Control", "no-store")
                 .build());
+    }
+
+    /**
+     * The name the user knows themselves by, for the bridge's pages and the authenticator app's label: "First Last" when
+     * Keycloak has it (in any script: the bridge takes Unicode names), else the username.
+     */
+    static String displayName(UserModel user) {
+        String name = Stream.of(user.getFirstName(), user.getLastName())
+                .filter(part -> part != null && !part.isBlank())
+                .map(String::strip)
+                .collect(Collectors.joining(" "));
+        return name.isEmpty() ? user.getUsername() : name;
     }
 
     /** Second pass: the bridge sent the browser back; the notes are spent whatever the outcome. */
