@@ -41,8 +41,7 @@ class Bridge:
             tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window)
 
 
-def build_bridge(settings: Settings, environ: Mapping[str, str],
-                 clock: Callable[[], float] = time.time) -> Bridge:
+def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_engine(settings.database)
     if settings.database_url:
@@ -50,7 +49,7 @@ def build_bridge(settings: Settings, environ: Mapping[str, str],
     else:
         migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
     store = Store(engine)
-    secrets = load_secrets(settings.data_dir, environ)
+    secrets = load_secrets(settings)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
                     code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer)
@@ -63,7 +62,7 @@ def build_bridge(settings: Settings, environ: Mapping[str, str],
         settings=settings,
         store=store,
         secrets=secrets,
-        signing_keys=SigningKeys(store, secrets.box, settings.id_token_ttl, clock),
+        signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
         clock=clock,
     )
@@ -80,7 +79,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     environ = os.environ if environ is None else environ
     settings = load_settings(environ, test_config)
     app = Flask(__name__)
-    bridge = build_bridge(settings, environ, clock)
+    bridge = build_bridge(settings, clock)
     app.extensions["stepup"] = bridge
     app.config.update(
         SECRET_KEY=bridge.secrets.secret_key,

@@ -2,14 +2,16 @@
 
 One login, in order (each step is one method below):
 
-1. :meth:`Challenge.begin` — a consumed pushed request becomes a *flow*: TOTP for a known user,
-   enrollment for a new one (if the client allows it), or the locked page.
+1. :meth:`Challenge.begin` — the browser's ``request_uri`` takes the pushed request (once) and
+   it becomes a *flow*: TOTP for a known user, enrollment for a new one (if the client allows
+   it), or the locked page.
 2. :meth:`Challenge.verify_totp` / :meth:`Challenge.verify_recovery` /
    :meth:`Challenge.verify_enrollment` — check the factor under the throttling rules.
 3. A recovery code (or a new enrollment) only *stages* a new recovery code in the flow;
    :meth:`Challenge.confirm_saved` makes it the user's code and issues the authorization code
    in one transaction, once the user confirms they saved it.
-4. Optionally :meth:`Challenge.verify_reenrollment` replaces a lost authenticator first.
+4. Optionally, after a recovery-code login only, :meth:`Challenge.verify_reenrollment`
+   replaces a lost authenticator first.
 5. The result is always a redirect back to the IdP: ``code``+``state``+``iss`` or an error.
 
 Every stage change is a compare-and-set on the flow's stage, so a double-posted form or two
@@ -25,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .factors import recovery, totp
+from .factors import OTP, RECOVERY_CODE, recovery, totp
 from .keyring import ServerSecrets
-from .oidc.assertion import AMR_RECOVERY, AMR_TOTP
-from .store import Client, Code, Flow, Store, Tx, User, digest
+from .store import Code, Flow, Store, Tx, User, token_digest
+from .text import CLIENT_ID_LIMIT, REQUEST_URI_LIMIT, is_protocol_value
 from .throttle import IpLimiter, delay_after
 
 # Flow stages.
@@ -69,6 +71,10 @@ class FlowGone(ChallengeError):
     status = 404
 
 
+class LinkExpired(ChallengeError):
+    """``/authorize`` with an unknown, used or expired ``request_uri`` (or client)."""
+
+
 class EnrolledElsewhere(FlowGone):
     """Another flow enrolled this user first; this flow's factor and code must never work."""
 
@@ -97,18 +103,26 @@ class Enrollment:
 
 
 class Challenge:
-    def __init__(self, store: Store, keys: ServerSecrets, policy: Policy, limiter: IpLimiter,
-                 clock: Callable[[], float] = time.time):
-        self.store, self.keys, self.policy = store, keys, policy
-        self.limiter, self.clock = limiter, clock
+    def __init__(self, store: Store, server_secrets: ServerSecrets, policy: Policy,
+                 limiter: IpLimiter, clock: Callable[[], float] = time.time):
+        self.store, self.policy, self.limiter, self.clock = store, policy, limiter, clock
+        self.pepper, self.vault = server_secrets.pepper, server_secrets.vault
 
     # -- 1. begin ---------------------------------------------------------------------------
-    def begin(self, client: Client, params: dict, binding: str) -> Flow:
-        """Open a flow for a pushed request that ``/authorize`` has just consumed."""
+    def begin(self, client_id: str, request_uri: str, binding: str) -> Flow:
+        """RFC 9126 §4: take the pushed request named by ``request_uri`` (once, and only for
+        the client that pushed it) and open a flow for it, bound to this browser."""
         now = self.clock()
-        subject = params["login_hint"]
         flow_id = secrets.token_urlsafe(24)
         with self.store.begin() as tx:
+            client = (tx.find_client(client_id)
+                      if is_protocol_value(client_id, CLIENT_ID_LIMIT) else None)
+            params = (tx.consume_pushed(request_uri, client_id, now)
+                      if client and is_protocol_value(request_uri, REQUEST_URI_LIMIT) else None)
+            if client is None or params is None:
+                raise LinkExpired("It was already used or is too old. Go back to your sign-in "
+                                  "page and start again.")
+            subject = params["login_hint"]
             user = tx.find_user(subject)
             pending = None
             if user and user.locked_at is not None:
@@ -117,13 +131,13 @@ class Challenge:
                 stage = TOTP
             elif client.allow_enrollment and params.get("allow_enrollment", True):
                 stage = ENROLL
-                pending = self._seal_pending(flow_id, totp.new_secret())
+                pending = self.vault.seal("pending_secret", flow_id, totp.new_secret())
             else:
                 stage = NOT_ENROLLED
-            flow = Flow(flow_id=flow_id, binding=digest(binding), client_id=client.client_id,
-                        subject=subject, params=params, stage=stage, attempts=0,
-                        pending_secret=pending, pending_step=None, staged_code=None,
-                        staged_version=None, factor=None, auth_time=None,
+            flow = Flow(flow_id=flow_id, binding=token_digest(binding),
+                        client_id=client.client_id, subject=subject, params=params, stage=stage,
+                        attempts=0, pending_secret=pending, pending_step=None, staged_code=None,
+                        replaces_version=None, factor=None, auth_time=None,
                         expires_at=now + self.policy.flow_ttl)
             tx.save_flow(flow)
         return flow
@@ -131,7 +145,7 @@ class Challenge:
     def find(self, flow_id: str, binding: str) -> Flow:
         with self.store.begin() as tx:
             flow = tx.find_flow(flow_id, self.clock())
-        if flow is None or not secrets.compare_digest(flow.binding, digest(binding)):
+        if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
             raise FlowGone("This sign-in has expired or is already complete. "
                            "Go back to your sign-in page and start again.")
         return flow
@@ -139,6 +153,9 @@ class Challenge:
     # -- 2. verify a factor ---------------------------------------------------------------
     # Each check is one transaction holding the user's row (SELECT … FOR UPDATE): the lock and
     # delay test, the comparison and the counting cannot be interleaved by parallel guesses.
+    # The lockout invariant: a refusal is *returned* inside the transaction and *raised* only
+    # after the ``with`` block, so the failure it records (count, lock, IP window, audit)
+    # commits; raising inside would roll the count back and give a guesser unlimited tries.
     def verify_totp(self, flow: Flow, code: str, ip: str, new_recovery_code: bool = False
                     ) -> str | None:
         """TOTP for a known user; on success returns the redirect back to the IdP — or, when
@@ -155,18 +172,18 @@ class Challenge:
                 if step is not None and tx.accept_totp_step(user.subject, step):
                     tx.clear_failures(user.subject)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
-                             ip=ip, factor=AMR_TOTP)
+                             ip=ip, factor=OTP)
                     if new_recovery_code:
                         if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
-                                                    factor=AMR_TOTP, auth_time=now):
+                                                    factor=OTP, auth_time=now):
                             raise FlowGone("This sign-in is already complete.")
                         return None
                     if not tx.end_flow(flow.flow_id, TOTP):
                         raise FlowGone("This sign-in is already complete.")
-                    return self._issue(tx, flow, [AMR_TOTP], now)
+                    return self._issue(tx, flow, [OTP], now)
                 replay = step is not None
                 refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
-                                     factor=AMR_TOTP) or WrongCode(
+                                     factor=OTP) or WrongCode(
                     "That code has already been used. Wait for your app to show a new one."
                     if replay else
                     "That code didn't work. Check your authenticator app and try again.")
@@ -182,16 +199,16 @@ class Challenge:
         with self.store.begin() as tx:
             user, refusal = self._admit(tx, flow, ip, now)
             if refusal is None:
-                if secrets.compare_digest(recovery.digest(self.keys.pepper, canonical),
+                if secrets.compare_digest(recovery.keyed_digest(self.pepper, canonical),
                                           user.recovery_digest):
                     if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
-                                                factor=AMR_RECOVERY, auth_time=now):
+                                                factor=RECOVERY_CODE, auth_time=now):
                         raise FlowGone("This sign-in is already complete.")
                     tx.clear_failures(user.subject)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
-                refusal = self._fail(tx, flow, ip, now, "failure", factor=AMR_RECOVERY) or \
+                refusal = self._fail(tx, flow, ip, now, "failure", factor=RECOVERY_CODE) or \
                     WrongCode("That recovery code didn't work. Check it and try again.")
         raise refusal
 
@@ -199,17 +216,28 @@ class Challenge:
         """The first code from a newly scanned authenticator; its time step is then spent."""
         step = self._check_new_authenticator(flow, ENROLL, code, ip)
         with self.store.begin() as tx:
-            if not self._stage_new_code(tx, flow, ENROLL, ENROLL_SAVED, 0, factor=AMR_TOTP,
+            if not self._stage_new_code(tx, flow, ENROLL, ENROLL_SAVED, 0, factor=OTP,
                                         auth_time=self.clock(), pending_step=step):
                 raise FlowGone("This sign-in is already complete.")
 
     # -- 3. the user saved the new recovery code -------------------------------------------
-    def confirm_saved(self, flow: Flow, ip: str, reenroll: bool = False) -> str | None:
-        """Commit the staged recovery code and issue the code, in one transaction.
+    def offers_reenrollment(self, flow: Flow) -> bool:
+        """Only a recovery-code login may go on to replace the authenticator: after a TOTP
+        check the user plainly still has it."""
+        return flow.stage == ROTATE and flow.factor == RECOVERY_CODE
+
+    def confirm_saved(self, flow: Flow, ip: str, saved: bool, reenroll: bool = False
+                      ) -> str | None:
+        """Commit the staged recovery code and issue the code, in one transaction, once the
+        user confirms they ``saved`` it (nothing changes without that).
 
         Returns the redirect to the IdP, or None when the user goes on to set up a new
-        authenticator first (``reenroll``; after a recovery login only).
+        authenticator first (``reenroll``, honoured where :meth:`offers_reenrollment`).
         """
+        if not saved:
+            raise ChallengeError("Tick the box to confirm you have saved your new recovery "
+                                 "code. You cannot continue without it.")
+        reenroll = reenroll and self.offers_reenrollment(flow)
         now = self.clock()
         if flow.stage == ENROLL_SAVED:
             try:
@@ -222,17 +250,17 @@ class Challenge:
         with self.store.begin() as tx:
             if flow.stage != ROTATE or not tx.find_flow(flow.flow_id, now):
                 raise FlowGone("This sign-in is already complete.")
-            new_digest = recovery.digest(self.keys.pepper, self.staged_code(flow))
-            rotated = tx.rotate_recovery(flow.subject, flow.staged_version or 0, new_digest)
+            new_digest = recovery.keyed_digest(self.pepper, self.staged_code(flow))
+            rotated = tx.rotate_recovery(flow.subject, flow.replaces_version or 0, new_digest)
             if rotated:
                 tx.audit("rotation", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
                 if reenroll:
-                    pending = self._seal_pending(flow.flow_id, totp.new_secret())
+                    pending = self.vault.seal("pending_secret", flow.flow_id, totp.new_secret())
                     if tx.advance_flow(flow.flow_id, ROTATE, stage=REENROLL, staged_code=None,
                                        pending_secret=pending):
                         return None
                 elif tx.end_flow(flow.flow_id, ROTATE):
-                    return self._issue(tx, flow, [flow.factor or AMR_RECOVERY], now)
+                    return self._issue(tx, flow, [flow.factor], now)
                 raise FlowGone("This sign-in is already complete.")
         # Another flow rotated this user's code first: this staged code must never work.
         with self.store.begin() as tx:
@@ -248,12 +276,13 @@ class Challenge:
         with self.store.begin() as tx:
             if not tx.end_flow(flow.flow_id, REENROLL):
                 raise FlowGone("This sign-in is already complete.")
-            secret = self._open_pending(flow)
-            if not tx.replace_totp(flow.subject, self._seal_totp(flow.subject, secret), step):
+            sealed = self.vault.seal("totp_secret", flow.subject, self._open_pending(flow))
+            if not tx.replace_totp(flow.subject, sealed, step):
                 raise FlowGone("Your second factor was reset. Go back to your sign-in page "
                                "and start again.")
             tx.audit("reenrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-            return self._issue(tx, flow, [AMR_RECOVERY, AMR_TOTP], now)
+            # The factor that opened this flow, then the authenticator just set up (RFC 8176).
+            return self._issue(tx, flow, [flow.factor, OTP], now)
 
     # -- 5. leave ---------------------------------------------------------------------------
     def cancel(self, flow: Flow, ip: str) -> str:
@@ -279,7 +308,7 @@ class Challenge:
     def staged_code(self, flow: Flow) -> str:
         if not flow.staged_code:
             raise FlowGone("There is no new recovery code in this sign-in.")
-        return self.keys.box.open(flow.staged_code, f"staged:{flow.flow_id}")
+        return self.vault.open("staged_code", flow.flow_id, flow.staged_code)
 
     # -- helpers ------------------------------------------------------------------------------
     def _precheck(self, flow: Flow, stage: str) -> float:
@@ -298,7 +327,10 @@ class Challenge:
                ) -> tuple[User, ChallengeError | None]:
         """Lock the user's row; say why an attempt may not even be looked at (lock, IP
         window, delay)."""
-        user = self._check_user(tx.find_user(flow.subject, for_update=True), locked_ok=True)
+        user = tx.find_user(flow.subject, for_update=True)
+        if user is None:  # reset by the help desk mid-flow
+            raise FlowGone("Your second factor was reset. Go back to your sign-in page and "
+                           "start again.")
         if user.locked_at is not None:
             # Locked from another tab or node: this flow shows the locked page from now on,
             # and its "Return to sign-in" tells the IdP the user is locked out.
@@ -349,30 +381,31 @@ class Challenge:
 
     def _stage_new_code(self, tx: Tx, flow: Flow, from_stage: str, to_stage: str,
                         version: int, **changes) -> bool:
-        sealed = self.keys.box.seal(recovery.generate(), f"staged:{flow.flow_id}")
+        sealed = self.vault.seal("staged_code", flow.flow_id, recovery.generate())
         return tx.advance_flow(flow.flow_id, from_stage, stage=to_stage, staged_code=sealed,
-                               staged_version=version, **changes)
+                               replaces_version=version, **changes)
 
     def _commit_enrollment(self, tx: Tx, flow: Flow, ip: str, now: float) -> str:
         if not tx.end_flow(flow.flow_id, ENROLL_SAVED):
             raise FlowGone("This sign-in is already complete.")
         user = User(subject=flow.subject, display_name=flow.params.get("preferred_username"),
-                    totp_secret=self._seal_totp(flow.subject, self._open_pending(flow)),
+                    totp_secret=self.vault.seal("totp_secret", flow.subject,
+                                                self._open_pending(flow)),
                     totp_last_step=flow.pending_step or 0,
-                    recovery_digest=recovery.digest(self.keys.pepper, self.staged_code(flow)),
+                    recovery_digest=recovery.keyed_digest(self.pepper, self.staged_code(flow)),
                     recovery_version=1, failures=0, last_failure_at=None, locked_at=None,
                     created_at=now)
         if not tx.add_user(user):
             raise EnrolledElsewhere("This account finished setting up in another sign-in. "
                                     "Go back to your sign-in page and start again.")
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        return self._issue(tx, flow, [AMR_TOTP], now)
+        return self._issue(tx, flow, [OTP], now)
 
     def _issue(self, tx: Tx, flow: Flow, amr: list[str], now: float) -> str:
         """Save a single-use authorization code and build the redirect (RFC 9207 ``iss``)."""
         code = secrets.token_urlsafe(32)
         tx.save_code(Code(
-            code_digest=digest(code), client_id=flow.client_id, subject=flow.subject,
+            code_digest=token_digest(code), client_id=flow.client_id, subject=flow.subject,
             redirect_uri=flow.params["redirect_uri"], scope=flow.params["scope"],
             nonce=flow.params["nonce"], code_challenge=flow.params["code_challenge"],
             auth_time=flow.auth_time or now, acr=self.policy.acr, amr=amr,
@@ -388,25 +421,10 @@ class Challenge:
         query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
         return urlunsplit(parts._replace(query=query))
 
-    @staticmethod
-    def _check_user(user: User | None, locked_ok: bool = False) -> User:
-        if user is None:  # reset by the help desk mid-flow
-            raise FlowGone("Your second factor was reset. Go back to your sign-in page and "
-                           "start again.")
-        if user.locked_at is not None and not locked_ok:
-            raise Locked(LOCKED_MESSAGE)
-        return user
-
     def _totp_secret(self, user: User) -> str:
-        return self.keys.box.open(user.totp_secret, f"totp:{user.subject}")
-
-    def _seal_totp(self, subject: str, secret: str) -> str:
-        return self.keys.box.seal(secret, f"totp:{subject}")
-
-    def _seal_pending(self, flow_id: str, secret: str) -> str:
-        return self.keys.box.seal(secret, f"pending:{flow_id}")
+        return self.vault.open("totp_secret", user.subject, user.totp_secret)
 
     def _open_pending(self, flow: Flow) -> str:
         if not flow.pending_secret:
             raise FlowGone("This step of the sign-in is already done.")
-        return self.keys.box.open(flow.pending_secret, f"pending:{flow.flow_id}")
+        return self.vault.open("pending_secret", flow.flow_id, flow.pending_secret)

@@ -25,7 +25,7 @@ from .store.migrate import SchemaError
 
 
 def _bridge() -> Bridge:
-    return build_bridge(load_settings(), os.environ)
+    return build_bridge(load_settings())
 
 
 def _fail(message: str) -> None:
@@ -250,29 +250,11 @@ def keys_rotate_encryption(batch: int) -> None:
     Safe while serving: each row is re-sealed with a compare-and-set, in small transactions.
     """
     bridge = _bridge()
-    box = bridge.secrets.box
-
-    def reseal(tx, column: str, key: str, sealed: str | None, context: str) -> int:
-        if sealed is None or box.key_id(sealed) == box.active:
-            return 0
-        return tx.reseal(column, key, sealed, box.seal(box.open(sealed, context), context))
-
-    changed, after = bridge.signing_keys.reseal(), ""
-    while True:
-        with bridge.store.begin() as tx:
-            rows = tx.totp_secrets_after(after, batch)
-            for subject, sealed in rows:
-                changed += reseal(tx, "totp_secret", subject, sealed, f"totp:{subject}")
-        if not rows:
-            break
-        after = rows[-1][0]
-    with bridge.store.begin() as tx:  # sign-ins in progress (few, short-lived)
-        for flow_id, pending, staged in tx.flow_secrets():
-            changed += reseal(tx, "pending_secret", flow_id, pending, f"pending:{flow_id}")
-            changed += reseal(tx, "staged_code", flow_id, staged, f"staged:{flow_id}")
+    vault = bridge.secrets.vault
+    changed = vault.reseal_all(bridge.store, batch)
     with bridge.store.begin() as tx:
-        tx.audit("encryption_key_rotation", time.time(), key=box.active, resealed=changed)
-    click.echo(f"Re-encrypted {changed} secret(s) under key {box.active!r}.")
+        tx.audit("encryption_key_rotation", time.time(), key=vault.box.active, resealed=changed)
+    click.echo(f"Re-encrypted {changed} secret(s) under key {vault.box.active!r}.")
 
 
 @main.group()

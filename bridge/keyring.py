@@ -1,7 +1,9 @@
 """Key material: the server secrets and the assertion signing keys.
 
-Server secrets (session key, pepper, encryption keys) come from configuration, or from the
-data folder where they are generated on first start; never from the database. Signing keys
+Server secrets (session key, pepper, encryption keys) come from the settings, or from the
+data folder where they are generated on first start; never from the database. The vault
+seals what the database does hold (TOTP secrets, sign-ins in progress, signing keys) and
+re-seals it when the encryption key is rotated. Signing keys
 are generated on first start into the database, sealed with the encryption key, so that
 several nodes share them; ``stepup keys rotate`` publishes a new key before it is used and
 keeps the old one until every assertion it signed has expired (OpenID Connect Core §10.1.1).
@@ -16,33 +18,90 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from .secretbox import SecretBox
-from .store import Store
+from .settings import Settings, decode_key, parse_encryption_keys
+from .store import Store, Tx
 
 #: Signing algorithms, default first (DESIGN: ES256 by default, RS256 selectable per client).
 ALGORITHMS = ("ES256", "RS256")
 
 
+#: The associated data that binds each sealed column's ciphertext to its row (AES-GCM), so a
+#: value copied into another row cannot be opened. Spelled here only: a typo in a second copy
+#: would surface only during key rotation, the rarest and riskiest operation.
+_CONTEXTS = {
+    "totp_secret": "totp:{}",  # users, by subject
+    "pending_secret": "pending:{}",  # flows, by flow id: a TOTP secret being enrolled
+    "staged_code": "staged:{}",  # flows, by flow id: a replacement recovery code
+    "sealed_jwk": "signing:{}",  # signing keys, by kid
+}
+
+
+class Vault:
+    """Seals and opens the secrets the database holds, each bound to its column and row."""
+
+    def __init__(self, box: SecretBox):
+        self.box = box
+
+    def seal(self, column: str, key: str, plaintext: str) -> str:
+        return self.box.seal(plaintext, _CONTEXTS[column].format(key))
+
+    def open(self, column: str, key: str, sealed: str) -> str:
+        return self.box.open(sealed, _CONTEXTS[column].format(key))
+
+    def reseal(self, tx: Tx, column: str, key: str, sealed: str | None) -> int:
+        """Re-seal one value under the active encryption key (compare-and-set); 1 if done."""
+        if sealed is None or self.box.key_id(sealed) == self.box.active:
+            return 0
+        return int(tx.reseal(column, key, sealed,
+                             self.seal(column, key, self.open(column, key, sealed))))
+
+    def reseal_all(self, store: Store, batch: int) -> int:
+        """Re-seal signing keys, every user's TOTP secret (in batches of ``batch`` users, each
+        its own short transaction, so it is safe while serving) and the open sign-ins."""
+        changed = 0
+        with store.begin() as tx:
+            for row in tx.signing_keys():
+                changed += self.reseal(tx, "sealed_jwk", row["kid"], row["sealed_jwk"])
+        after = ""
+        while True:
+            with store.begin() as tx:
+                rows = tx.totp_secrets_after(after, batch)
+                for subject, sealed in rows:
+                    changed += self.reseal(tx, "totp_secret", subject, sealed)
+            if not rows:
+                return changed + self._reseal_flows(store)
+            after = rows[-1][0]
+
+    def _reseal_flows(self, store: Store) -> int:
+        changed = 0
+        with store.begin() as tx:  # sign-ins in progress: few and short-lived
+            for flow_id, pending, staged in tx.flow_secrets():
+                changed += self.reseal(tx, "pending_secret", flow_id, pending)
+                changed += self.reseal(tx, "staged_code", flow_id, staged)
+        return changed
+
+
 @dataclass(frozen=True)
 class ServerSecrets:
+    """Keys from configuration, never from the database."""
+
     secret_key: bytes  # Flask session and CSRF signing
     pepper: bytes  # HMAC key of recovery codes and client secrets
-    box: SecretBox  # AES-GCM for TOTP secrets
+    vault: Vault  # AES-GCM for the secrets the database holds
 
 
-def load_secrets(data_dir: Path, environ: Mapping[str, str]) -> ServerSecrets:
-    """Secrets from ``STEPUP_SECRET_KEY`` / ``STEPUP_PEPPER`` / ``STEPUP_ENCRYPTION_KEYS``,
-    else from ``keys/secrets.json`` in the data folder, generated on first use.
-
-    ``STEPUP_ENCRYPTION_KEYS`` is ``id:base64key[,id:base64key...]``; the first is active.
-    """
-    path = data_dir / "keys" / "secrets.json"
+def load_secrets(settings: Settings) -> ServerSecrets:
+    """Secrets from the settings (``STEPUP_SECRET_KEY`` / ``STEPUP_PEPPER`` /
+    ``STEPUP_ENCRYPTION_KEYS``, checked there), else from ``keys/secrets.json`` in the data
+    folder, generated on first use."""
+    path = settings.data_dir / "keys" / "secrets.json"
     stored = _read_json(path)
     if stored is None:
         stored = {
@@ -51,16 +110,11 @@ def load_secrets(data_dir: Path, environ: Mapping[str, str]) -> ServerSecrets:
             "encryption_keys": [f"k{int(time.time())}:{_b64(secrets.token_bytes(32))}"],
         }
         _write_private(path, stored)
-    enc = environ.get("STEPUP_ENCRYPTION_KEYS") or ",".join(stored["encryption_keys"])
-    keys: dict[str, bytes] = {}
-    for item in enc.split(","):
-        kid, _, value = item.strip().partition(":")
-        keys[kid] = _unb64(value, "STEPUP_ENCRYPTION_KEYS")
-    active = enc.split(",")[0].strip().partition(":")[0]
+    keys = parse_encryption_keys(settings.encryption_keys or ",".join(stored["encryption_keys"]))
     return ServerSecrets(
-        secret_key=_unb64(environ.get("STEPUP_SECRET_KEY") or stored["secret_key"], "secret key"),
-        pepper=_unb64(environ.get("STEPUP_PEPPER") or stored["pepper"], "STEPUP_PEPPER"),
-        box=SecretBox(keys, active),
+        secret_key=decode_key(settings.secret_key or stored["secret_key"], "STEPUP_SECRET_KEY"),
+        pepper=decode_key(settings.pepper or stored["pepper"], "STEPUP_PEPPER"),
+        vault=Vault(SecretBox(keys, next(iter(keys)))),
     )
 
 
@@ -73,9 +127,9 @@ class SigningKeys:
     seconds; private keys are sealed with the configured encryption key, bound to their kid.
     """
 
-    def __init__(self, store: Store, box: SecretBox, token_lifetime: int,
+    def __init__(self, store: Store, vault: Vault, token_lifetime: int,
                  clock: Callable[[], float] = time.time, refresh: float = 30):
-        self.store, self.box, self.token_lifetime = store, box, token_lifetime
+        self.store, self.vault, self.token_lifetime = store, vault, token_lifetime
         self.clock, self.refresh = clock, refresh
         self._rows: list[dict] = []
         self._keys: dict[str, ECKey | RSAKey] = {}
@@ -141,17 +195,6 @@ class SigningKeys:
         self._load()
         return kids
 
-    def reseal(self) -> int:
-        """Seal every private key under the active encryption key (key rotation)."""
-        changed = 0
-        with self.store.begin() as tx:
-            for row in tx.signing_keys():
-                if self.box.key_id(row["sealed_jwk"]) != self.box.active:
-                    new = self.box.seal(self.box.open(row["sealed_jwk"], _context(row["kid"])),
-                                        _context(row["kid"]))
-                    changed += tx.reseal("sealed_jwk", row["kid"], row["sealed_jwk"], new)
-        return changed
-
     def _add(self, tx, now: float, publish_ahead: float) -> list[str]:
         kids = []
         # created_at orders keys that activate at the same instant: it never repeats.
@@ -162,19 +205,15 @@ class SigningKeys:
                 key = ECKey.generate_key("P-256", parameters=params, auto_kid=True)
             else:
                 key = RSAKey.generate_key(2048, parameters=params, auto_kid=True)
-            sealed = self.box.seal(json.dumps(key.as_dict(private=True)), _context(key.kid))
+            sealed = self.vault.seal("sealed_jwk", key.kid, json.dumps(key.as_dict(private=True)))
             tx.add_signing_key(key.kid, alg, sealed, created, now + publish_ahead)
             self._keys[key.kid] = key  # importing an RSA key back costs ~0.2 s: keep it
             kids.append(key.kid)
         return kids
 
     def _open(self, row: dict) -> ECKey | RSAKey:
-        data = json.loads(self.box.open(row["sealed_jwk"], _context(row["kid"])))
+        data = json.loads(self.vault.open("sealed_jwk", row["kid"], row["sealed_jwk"]))
         return ECKey.import_key(data) if row["alg"] == "ES256" else RSAKey.import_key(data)
-
-
-def _context(kid: str) -> str:
-    return f"signing:{kid}"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -196,10 +235,3 @@ def _write_private(path: Path, data: dict) -> None:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode()
-
-
-def _unb64(value: str, name: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(value.strip() + "=" * (-len(value.strip()) % 4))
-    except ValueError:
-        raise ValueError(f"{name} is not valid base64") from None

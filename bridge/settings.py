@@ -7,6 +7,7 @@ environment. A bad value raises :class:`ConfigError` with a one-line reason, and
 
 from __future__ import annotations
 
+import base64
 import os
 import tomllib
 from collections.abc import Mapping
@@ -53,6 +54,13 @@ class Settings:
     #: gunicorn for ``stepup serve``.
     workers: int = 2
     timeout: int = 30
+    #: Server secrets, base64 (empty: generated into ``data_dir/keys/secrets.json``). The
+    #: session and CSRF signing key and the HMAC pepper of recovery codes and client secrets
+    #: are at least 32 bytes; encryption keys are ``id:key[,id:key…]``, 32 bytes each, the
+    #: first one active. Never printed (``repr=False``).
+    secret_key: str = field(default="", repr=False)
+    pepper: str = field(default="", repr=False)
+    encryption_keys: str = field(default="", repr=False)
 
     @property
     def database(self) -> str:
@@ -75,7 +83,10 @@ _INTS = {
     "trusted_proxies": (0, 5),
     "timeout": (5, 600),
 }
-_STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url")
+_STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url", "secret_key", "pepper",
+            "encryption_keys")
+#: Fewest bytes of the session key and the pepper: 256 bits, like the keys they protect.
+MIN_SECRET_BYTES = 32
 
 
 def load_settings(
@@ -106,7 +117,40 @@ def load_settings(
     _check_database_url(settings.database_url)
     if not settings.acr:
         raise ConfigError("STEPUP_ACR must not be empty")
+    for name in ("secret_key", "pepper"):
+        if value := getattr(settings, name):
+            decode_key(value, f"STEPUP_{name.upper()}")
+    if settings.encryption_keys:
+        parse_encryption_keys(settings.encryption_keys)
     return settings
+
+
+def decode_key(value: str, name: str, size: int | None = None) -> bytes:
+    """A base64 (standard or URL-safe) secret of at least ``MIN_SECRET_BYTES`` (or exactly
+    ``size``) bytes; the error names the setting, never the value."""
+    text = value.strip()
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise ConfigError(f"{name} is not valid base64") from None
+    if size is not None and len(key) != size:
+        raise ConfigError(f"{name} must be {size} bytes of base64, got {len(key)}")
+    if size is None and len(key) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{name} is too weak: at least {MIN_SECRET_BYTES} random bytes of "
+                          f"base64 (openssl rand -base64 32), got {len(key)}")
+    return key
+
+
+def parse_encryption_keys(value: str) -> dict[str, bytes]:
+    """``id:base64key[,id:base64key…]`` → {id: key}, in order (the first is active)."""
+    keys: dict[str, bytes] = {}
+    for item in value.split(","):
+        kid, sep, key = item.strip().partition(":")
+        if not sep or not kid or kid in keys:
+            raise ConfigError("STEPUP_ENCRYPTION_KEYS must be id:base64key[,id:base64key...] "
+                              "with distinct ids")
+        keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS key {kid!r}", size=32)
+    return keys
 
 
 def _read_file(path: Path) -> dict[str, object]:

@@ -13,6 +13,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+#: Longest client id (RFC 6749 leaves it open; the clients table's column) and request_uri
+#: (``urn:ietf:params:oauth:request_uri:`` and 43 random characters, with room to spare).
+CLIENT_ID_LIMIT = 255
+REQUEST_URI_LIMIT = 200
+
 _VSCHAR = re.compile(r"[\x20-\x7e]+")
 #: Zero-width non-joiner and joiner: part of correct spelling in Persian, Indic scripts, emoji.
 _JOINERS = frozenset("\u200c\u200d")

@@ -38,8 +38,9 @@ def normalize(text: str) -> str | None:
     return cleaned
 
 
-def digest(pepper: bytes, code: str) -> str:
-    """HMAC-SHA-256 of the canonical code, hex. ``code`` may be in display form."""
+def keyed_digest(pepper: bytes, code: str) -> str:
+    """HMAC-SHA-256 of the canonical code under the server pepper, hex; ``code`` may be in
+    display form. Keyed, so a stolen database alone cannot test guesses."""
     canonical = normalize(code)
     if canonical is None:
         raise ValueError("not a recovery code")

@@ -36,13 +36,11 @@ from ..challenge import (
     TOTP,
     Challenge,
     ChallengeError,
+    LinkExpired,
     Locked,
 )
-from ..oidc.assertion import AMR_RECOVERY
-from ..oidc.clients import CLIENT_ID_LIMIT
 from ..secretbox import SecretBoxError
 from ..store import Flow
-from ..text import is_protocol_value
 
 bp = Blueprint("flows", __name__)
 
@@ -81,18 +79,10 @@ def authorize():
     if not client_id or not request_uri:
         return _message("This sign-in link is incomplete",
                         "Go back to your sign-in page and start again.", 400)
-    bridge = current_app.extensions["stepup"]
-    now = bridge.clock()
-    with bridge.store.begin() as tx:
-        client = (tx.find_client(client_id)
-                  if is_protocol_value(client_id, CLIENT_ID_LIMIT) else None)
-        params = (tx.consume_pushed(request_uri, client_id, now)
-                  if client and is_protocol_value(request_uri, 200) else None)
-    if client is None or params is None:
-        return _message("This sign-in link has expired",
-                        "It was already used or is too old. Go back to your sign-in page and "
-                        "start again.", 400)
-    flow = _challenge().begin(client, params, _binding())
+    try:
+        flow = _challenge().begin(client_id, request_uri, _binding())
+    except LinkExpired as error:
+        return _message("This sign-in link has expired", error.message, error.status)
     session["flows"] = [*session.get("flows", []), flow.flow_id][-MAX_FLOWS_PER_SESSION:]
     return redirect(url_for(".page", flow_id=flow.flow_id), 303)
 
@@ -138,15 +128,9 @@ def submit_reenrollment(flow_id: str):
 
 @bp.post("/flow/<flow_id>/saved")
 def submit_saved(flow_id: str):
-    def confirm(flow: Flow) -> str | None:
-        if request.form.get("saved") != "yes":
-            raise ChallengeError("Tick the box to confirm you have saved your new recovery "
-                                 "code. You cannot continue without it.")
-        reenroll = (request.form.get("next") == "reenroll" and flow.stage == ROTATE
-                    and flow.factor == AMR_RECOVERY)
-        return _challenge().confirm_saved(flow, _ip(), reenroll=reenroll)
-
-    return _attempt(flow_id, confirm)
+    return _attempt(flow_id, lambda flow: _challenge().confirm_saved(
+        flow, _ip(), saved=request.form.get("saved") == "yes",
+        reenroll=request.form.get("next") == "reenroll"))
 
 
 @bp.post("/flow/<flow_id>/cancel")
@@ -206,14 +190,16 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
     challenge = _challenge()
     if flow.stage in (ENROLL, REENROLL):
         enrollment = challenge.enrollment(flow)
+        # A viewBox and no fixed size (omitsize), so CSS scales the whole code instead of
+        # cropping it; the standard 4-module quiet zone, so every scanner finds it.
         qr = segno.make(enrollment.uri, error="m").svg_inline(
-            scale=5, border=2, title="QR code for your authenticator app")
+            scale=5, border=4, omitsize=True, title="QR code for your authenticator app")
         return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,
                      qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
     if flow.stage in (ENROLL_SAVED, ROTATE):
         return _page("new_code.html", flow, error=error, status=status,
                      code=challenge.staged_code(flow), rotation=flow.stage == ROTATE,
-                     after_recovery=flow.factor == AMR_RECOVERY)
+                     after_recovery=challenge.offers_reenrollment(flow))
     if flow.stage == TOTP:
         return _page("totp.html", flow, error=error, status=status)
     if flow.stage == LOCKED:

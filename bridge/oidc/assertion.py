@@ -16,14 +16,13 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
+from ..factors import OTP, RECOVERY_CODE
 from ..keyring import SigningKeys
 from ..store import Code, Store
 from .clients import AUTH_METHODS, ClientModel
 
-#: RFC 8176 ``amr`` values. TOTP is "otp"; a recovery code is not an RFC 6238/4226 one-time
-#: password, so it gets its own value "rc" and a relying party can tell the two apart.
-AMR_TOTP = "otp"
-AMR_RECOVERY = "rc"
+#: RFC 8176 ``amr`` values: the factors' own names (``bridge/factors/__init__.py``).
+AMR_TOTP, AMR_RECOVERY = OTP, RECOVERY_CODE
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ..store import Client, Store
-from ..text import is_protocol_value
+from ..text import CLIENT_ID_LIMIT, is_protocol_value
 
 log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 KEY_METHOD = "private_key_jwt"
 AUTH_METHODS = (*SECRET_METHODS, KEY_METHOD)
-#: Client ids are RFC 6749 VSCHAR (Appendix A.1) up to this length.
-CLIENT_ID_LIMIT = 255
 
 
 def secret_digest(pepper: bytes, secret: str) -> str:

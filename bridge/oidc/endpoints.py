@@ -16,9 +16,9 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..security import csrf
-from ..text import is_protocol_value
+from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
-from .clients import AUTH_METHODS, CLIENT_ID_LIMIT, ClientKeys, ClientModel, PrivateKeyJWT
+from .clients import AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
 
 bp = Blueprint("oidc", __name__)
 

@@ -35,8 +35,10 @@ from .schema import (
 audit_log = logging.getLogger("stepup.audit")
 
 
-def digest(value: str) -> str:
-    """SHA-256 hex of a high-entropy token: rows are keyed by it, never by the token itself."""
+def token_digest(value: str) -> str:
+    """Plain SHA-256 hex of a high-entropy random token (≥ 128 bits): rows are keyed by it,
+    never by the token itself. Unkeyed on purpose — only for values nobody can guess; codes a
+    person holds use an HMAC under the pepper (``recovery.keyed_digest``)."""
     return hashlib.sha256(value.encode()).hexdigest()
 
 
@@ -78,7 +80,7 @@ class Flow:
     pending_secret: str | None
     pending_step: int | None
     staged_code: str | None
-    staged_version: int | None
+    replaces_version: int | None
     factor: str | None
     auth_time: float | None
     expires_at: float
@@ -124,7 +126,7 @@ class Tx:
     def save_pushed(self, request_uri: str, client_id: str, params: dict, expires_at: float):
         self.conn.execute(
             sa.insert(pushed_requests).values(
-                uri_digest=digest(request_uri),
+                uri_digest=token_digest(request_uri),
                 client_id=client_id,
                 params=params,
                 expires_at=expires_at,
@@ -135,7 +137,7 @@ class Tx:
         """Take a pushed request once; None if unknown, used, expired or another client's."""
         row = self.conn.execute(
             sa.delete(pushed_requests)
-            .where(pushed_requests.c.uri_digest == digest(request_uri))
+            .where(pushed_requests.c.uri_digest == token_digest(request_uri))
             .returning(pushed_requests.c.client_id, pushed_requests.c.params,
                        pushed_requests.c.expires_at)
         ).first()
@@ -281,7 +283,7 @@ class Tx:
         """Take an authorization code once (DELETE ... RETURNING): of two concurrent
         redemptions exactly one gets the row. Expired or other clients' codes give None."""
         row = self.conn.execute(
-            sa.delete(codes).where(codes.c.code_digest == digest(code)).returning(*codes.c)
+            sa.delete(codes).where(codes.c.code_digest == token_digest(code)).returning(*codes.c)
         ).first()
         if row is None or row.client_id != client_id or row.expires_at <= now:
             return None
@@ -293,7 +295,7 @@ class Tx:
             with self.conn.begin_nested():
                 self.conn.execute(
                     sa.insert(client_assertions).values(
-                        jti_digest=digest(f"{client_id}\0{jti}"), expires_at=expires_at
+                        jti_digest=token_digest(f"{client_id}\0{jti}"), expires_at=expires_at
                     )
                 )
         except sa.exc.IntegrityError:
@@ -405,4 +407,5 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
-__all__ = ["Client", "Code", "Flow", "Store", "Tx", "User", "create_engine", "digest", "schema"]
+__all__ = ["Client", "Code", "Flow", "Store", "Tx", "User", "create_engine", "schema",
+           "token_digest"]

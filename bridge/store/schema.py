@@ -58,7 +58,7 @@ flows = sa.Table(
     sa.Column("pending_secret", sa.Text),  # sealed TOTP secret being enrolled
     sa.Column("pending_step", sa.BigInteger),  # time step of the enrollment's first code
     sa.Column("staged_code", sa.Text),  # sealed replacement recovery code
-    sa.Column("staged_version", sa.Integer),  # recovery_version the replacement applies to
+    sa.Column("replaces_version", sa.Integer),  # recovery_version the staged code replaces
     sa.Column("factor", sa.String(10)),
     sa.Column("auth_time", sa.Float),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),

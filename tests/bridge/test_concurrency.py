@@ -280,10 +280,10 @@ def test_confirming_twice_on_one_flow_issues_one_code(act):
     act.post(login, "recovery", recovery_code=first.recovery_code)
     flow = _stale(act, login)
     challenge = act.bridge.challenge
-    location = challenge.confirm_saved(flow, "127.0.0.1")
+    location = challenge.confirm_saved(flow, "127.0.0.1", saved=True)
     assert "code" in callback_params(location)
     with pytest.raises(ChallengeError):
-        challenge.confirm_saved(flow, "127.0.0.1")
+        challenge.confirm_saved(flow, "127.0.0.1", saved=True)
     assert user(act, "ida").recovery_version == 2
     assert audit_count(act, "ida", "rotation") == 1
 
@@ -310,9 +310,9 @@ def test_enrolling_twice_on_one_flow_creates_one_user(act):
     with pytest.raises(FlowGone):
         challenge.verify_enrollment(flow, act.code_now(login), "127.0.0.1")
     saved = _stale(act, login)
-    assert "code" in callback_params(challenge.confirm_saved(saved, "127.0.0.1"))
+    assert "code" in callback_params(challenge.confirm_saved(saved, "127.0.0.1", saved=True))
     with pytest.raises(ChallengeError):
-        challenge.confirm_saved(saved, "127.0.0.1")
+        challenge.confirm_saved(saved, "127.0.0.1", saved=True)
     assert count(act, schema.users, subject="kai") == 1
     assert audit_count(act, "kai", "enrollment") == 1
     assert recovery.normalize(challenge.staged_code(saved)) is not None

@@ -155,3 +155,48 @@ def test_create_app_refuses_a_lockout_limit_over_100(tmp_path):
         create_app({"data_dir": tmp_path}, environ={"STEPUP_LOCKOUT_LIMIT": "101"})
     with pytest.raises(ConfigError, match="STEPUP_LOCKOUT_LIMIT"):
         create_app({"data_dir": tmp_path, "lockout_limit": 101}, environ={})
+
+
+# -- server secrets -------------------------------------------------------------------------
+def b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize("name", ["STEPUP_SECRET_KEY", "STEPUP_PEPPER"])
+@pytest.mark.parametrize("value", [b64(b"x"), b64(b"k" * 31), "not base64!", ""])
+def test_a_weak_or_unreadable_secret_stops_start_up_with_one_line(name, value, tmp_path):
+    environ = {name: value, "STEPUP_DATA_DIR": str(tmp_path)}
+    if value == "":
+        assert load_settings(environ) is not None  # empty: generated into the data folder
+        return
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    message = str(error.value)
+    assert name in message and "\n" not in message
+    assert value not in message  # never the secret itself
+
+
+@pytest.mark.parametrize("value", [f"k1:{b64(b'k' * 16)}", "k1", f":{b64(b'k' * 32)}",
+                                   f"k1:{b64(b'k' * 32)},k1:{b64(b'j' * 32)}"])
+def test_bad_encryption_keys_stop_start_up_with_one_line(value):
+    with pytest.raises(ConfigError, match="STEPUP_ENCRYPTION_KEYS"):
+        load_settings({"STEPUP_ENCRYPTION_KEYS": value})
+
+
+def test_the_config_file_can_set_the_secrets(tmp_path):
+    pepper, secret_key = b"p" * 32, b"s" * 48
+    config = tmp_path / "stepup.toml"
+    config.write_text(f'pepper = "{b64(pepper)}"\nsecret_key = "{b64(secret_key)}"\n'
+                      f'encryption_keys = "k9:{b64(b"e" * 32)}"\n')
+    app = create_app({"data_dir": tmp_path}, environ={"STEPUP_CONFIG": str(config)})
+    secrets = app.extensions["stepup"].secrets
+    assert (secrets.pepper, secrets.secret_key) == (pepper, secret_key)
+    assert secrets.vault.box.active == "k9"
+    app.extensions["stepup"].store.engine.dispose()
+
+
+def test_settings_never_print_the_secrets():
+    settings = load_settings({"STEPUP_PEPPER": b64(b"q" * 32)})
+    assert b64(b"q" * 32) not in repr(settings)
