@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+
+from .logs import JsonFormatter
 
 
 class _Gunicorn(BaseApplication):
@@ -17,6 +20,18 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Flask:
         return self.application
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own lines (start-up, worker trouble, the access log) as one JSON object per
+    line, like the bridge's: a log pipeline reads one format, and a traceback cannot spread
+    over several lines."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
 
 
 def _post_fork(server, worker) -> None:
@@ -39,6 +54,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         "post_fork": _post_fork,
         "child_exit": _child_exit,
         "accesslog": "-",
+        "logger_class": JsonLogger,
         # The access log must never show a query string: /authorize carries request_uri.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
     }).run()
