@@ -301,9 +301,12 @@ def test_enrollment_page_contract(pages):
     assert not page.all("img")
     uri = totp.provisioning_uri(secret, "Stepup", "Pat Smith")
     assert "Stepup:Pat%20Smith" in uri and "+" not in uri
-    expected = segno.make(uri, error="m").svg_inline(scale=5, border=2)
+    expected = segno.make(uri, error="m").svg_inline(scale=5, border=4)
     path = re.search(r' d="([^"]+)"', expected).group(1)
     assert f' d="{path}"' in html, "the QR code does not encode the expected otpauth URI"
+    # Scaled by CSS through its viewBox, never cropped by a fixed width and height.
+    qr = re.search(r'<svg[^>]*class="segno"[^>]*>', html).group(0)
+    assert "viewBox=" in qr and "width=" not in qr
 
 
 def test_reenrollment_page_contract(pages):
