@@ -17,3 +17,5 @@ if [ ! -f "$stamp" ]; then
   fi
   rm -f .venv/.installed-* && touch "$stamp"
 fi
+# The pages' message catalogues (.po -> .mo), and axe-core for the accessibility tests.
+scripts/translations.sh compile >/dev/null

@@ -8,6 +8,7 @@ Automation contract (DESIGN.md): ``otp`` / ``recovery_code`` inputs, ``#use-reco
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 import segno
 from flask import (
@@ -22,6 +23,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import format_date
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -30,6 +33,7 @@ from ..challenge import (
     ENROLL,
     ENROLL_SAVED,
     LOCKED,
+    N_,
     NOT_ENROLLED,
     REENROLL,
     ROTATE,
@@ -38,6 +42,7 @@ from ..challenge import (
     ChallengeError,
     Locked,
 )
+from ..i18n import error_text, use_ui_locales
 from ..oidc.assertion import AMR_RECOVERY
 from ..secretbox import SecretBoxError
 from ..store import Flow
@@ -81,8 +86,8 @@ def authorize():
     client_id = request.args.get("client_id", "")
     request_uri = request.args.get("request_uri", "")
     if not client_id or not request_uri:
-        return _message("This sign-in link is incomplete",
-                        "Go back to your sign-in page and start again.", 400)
+        return _message(_("This sign-in link is incomplete"),
+                        _("Go back to your sign-in page and start again."), 400)
     bridge = current_app.extensions["stepup"]
     now = bridge.clock()
     with bridge.store.begin() as tx:
@@ -90,9 +95,9 @@ def authorize():
         params = (tx.consume_pushed(request_uri, client_id, now)
                   if client and _printable(request_uri, 200) else None)
     if client is None or params is None:
-        return _message("This sign-in link has expired",
-                        "It was already used or is too old. Go back to your sign-in page and "
-                        "start again.", 400)
+        return _message(_("This sign-in link has expired"),
+                        _("It was already used or is too old. Go back to your sign-in page and "
+                          "start again."), 400)
     flow = _challenge().begin(client, params, _binding())
     session["flows"] = [*session.get("flows", []), flow.flow_id][-MAX_FLOWS_PER_SESSION:]
     return redirect(url_for(".page", flow_id=flow.flow_id), 303)
@@ -141,8 +146,8 @@ def submit_reenrollment(flow_id: str):
 def submit_saved(flow_id: str):
     def confirm(flow: Flow) -> str | None:
         if request.form.get("saved") != "yes":
-            raise ChallengeError("Tick the box to confirm you have saved your new recovery "
-                                 "code. You cannot continue without it.")
+            raise ChallengeError(N_("Tick the box to confirm you have saved your new recovery "
+                                    "code. You cannot continue without it."))
         reenroll = (request.form.get("next") == "reenroll" and flow.stage == ROTATE
                     and flow.factor == AMR_RECOVERY)
         return _challenge().confirm_saved(flow, _ip(), reenroll=reenroll)
@@ -161,8 +166,9 @@ def download_code(flow_id: str):
     if flow.stage not in (ENROLL_SAVED, ROTATE):
         abort(404)
     code = _challenge().staged_code(flow)
-    text = render_template("recovery-code.txt", code=code,
-                           issuer=current_app.extensions["stepup"].settings.totp_issuer)
+    bridge = current_app.extensions["stepup"]
+    text = render_template("recovery-code.txt", code=code, issuer=bridge.settings.totp_issuer,
+                           date=format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long"))
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
 
@@ -172,9 +178,11 @@ def _flow(flow_id: str) -> Flow:
     if len(flow_id) > 64 or flow_id not in session.get("flows", []):
         abort(404)
     try:
-        return _challenge().find(flow_id, _binding())
+        flow = _challenge().find(flow_id, _binding())
     except ChallengeError:
         abort(404)
+    use_ui_locales(flow.params.get("ui_locales"))
+    return flow
 
 
 def _attempt(flow_id: str, step, error_page: str | None = None):
@@ -183,14 +191,14 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
     try:
         target = step(flow)
     except Locked as error:
-        return _render_stage(_reload(flow), error.message, error.status)
+        return _render_stage(_reload(flow), error_text(error), error.status)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:
-            return _message("This sign-in cannot continue", error.message, error.status)
+            return _message(_("This sign-in cannot continue"), error_text(error), error.status)
         if error_page and fresh.stage == TOTP:
-            return _page(error_page, fresh, error=error.message, status=error.status)
-        return _render_stage(fresh, error.message, error.status)
+            return _page(error_page, fresh, error=error_text(error), status=error.status)
+        return _render_stage(fresh, error_text(error), error.status)
     return redirect(target or url_for(".page", flow_id=flow_id), 303)
 
 
@@ -203,12 +211,12 @@ def _reload(flow: Flow) -> Flow | None:
 
 def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200):
     if flow is None:
-        return _message("This sign-in cannot continue", error or "", status)
+        return _message(_("This sign-in cannot continue"), error or "", status)
     challenge = _challenge()
     if flow.stage in (ENROLL, REENROLL):
         enrollment = challenge.enrollment(flow)
         qr = segno.make(enrollment.uri, error="m").svg_inline(
-            scale=5, border=2, title="QR code for your authenticator app")
+            scale=5, border=2, title=_("QR code for your authenticator app"))
         return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,
                      qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
     if flow.stage in (ENROLL_SAVED, ROTATE):
@@ -235,19 +243,20 @@ def _message(title: str, text: str, status: int):
 
 def _unreadable(error: SecretBoxError):
     """A sealed value this node cannot open (its encryption key was removed too early)."""
-    return _message("This sign-in cannot continue",
-                    "Go back to your sign-in page and start again.", 400)
+    return _message(_("This sign-in cannot continue"),
+                    _("Go back to your sign-in page and start again."), 400)
 
 
 def _csrf_error(error: CSRFError):
-    return _message("This page expired",
-                    "For your security the form timed out. Go back, reload the page and try "
-                    "again.", 400)
+    return _message(_("This page expired"),
+                    _("For your security the form timed out. Go back, reload the page and try "
+                      "again."), 400)
 
 
 def _http_error(error: HTTPException):
     if request.blueprint == "oidc":
         return error
-    titles = {404: "Page not found", 405: "Not allowed", 413: "Request too large"}
-    title = titles.get(error.code or 400, "Something is wrong with this request")
-    return _message(title, "Go back to your sign-in page and start again.", error.code or 400)
+    titles = {404: N_("Page not found"), 405: N_("Not allowed"), 413: N_("Request too large")}
+    title = titles.get(error.code or 400, N_("Something is wrong with this request"))
+    return _message(_(title), _("Go back to your sign-in page and start again."),
+                    error.code or 400)
