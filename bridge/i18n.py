@@ -53,9 +53,10 @@ def select_locale() -> str:
 def negotiate(ui_locales: str | None, accept_language: str | None) -> str:
     """OpenID Connect Core §3.1.2.1 ``ui_locales`` (space-separated, preferred first), then
     RFC 9110 §12.5.4 ``Accept-Language`` (quality values), then English."""
-    for tag in (ui_locales or "")[:MAX_HEADER].split()[:20]:
-        if (lang := _language_of(tag)) is not None:
-            return lang
+    if ui_locales and len(ui_locales) <= MAX_HEADER:
+        for tag in ui_locales.split()[:20]:
+            if (lang := _language_of(tag)) is not None:
+                return lang
     if accept_language and len(accept_language) <= MAX_HEADER:
         return _best_accepted(accept_language) or LANGUAGES[0]
     return LANGUAGES[0]
