@@ -11,7 +11,7 @@ extract() {
     --project stepup-bridge -o "$1" bridge
 }
 case "${1:-compile}" in
-  compile) "$PYBABEL" compile --statistics -d bridge/translations ;;
+  compile) "$PYBABEL" compile -d bridge/translations ;;
   extract) extract "${2:?output .pot file}" ;;
   update)
     pot=$(mktemp --suffix=.pot)

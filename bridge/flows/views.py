@@ -216,7 +216,8 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
     if flow.stage in (ENROLL, REENROLL):
         enrollment = challenge.enrollment(flow)
         qr = segno.make(enrollment.uri, error="m").svg_inline(
-            scale=5, border=2, title=_("QR code for your authenticator app"))
+            scale=5, border=2, title=_("QR code for your authenticator app")
+        ).replace("<svg ", '<svg role="img" ', 1)  # named by its <title> (text alternative)
         return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,
                      qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
     if flow.stage in (ENROLL_SAVED, ROTATE):
