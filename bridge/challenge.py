@@ -184,8 +184,8 @@ class Challenge:
         """TOTP for a known user; on success returns the redirect back to the IdP — or, when
         the user asked for a new recovery code, stages one (None: show it) without the old
         code having been used: regeneration needs no MFA reset, only a fresh TOTP check."""
-        code = "".join(code.split())
-        if not (len(code) == totp.DIGITS and code.isdigit()):
+        code = totp.normalize(code)
+        if not (len(code) == totp.DIGITS and code.isascii() and code.isdigit()):
             raise WrongCode(N_("Enter the %(digits)s-digit code from your authenticator app."),
                             digits=totp.DIGITS)
         now = self._precheck(flow, TOTP, ip)
@@ -368,7 +368,7 @@ class Challenge:
 
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
-        code = "".join(code.split())
+        code = totp.normalize(code)
         now = self._precheck(flow, stage, ip)
         secret = self._open_pending(flow)
         step = totp.match_step(secret, code, now)

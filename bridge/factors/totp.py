@@ -33,6 +33,12 @@ def new_secret() -> str:
     return base64.b32encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii").rstrip("=")
 
 
+def normalize(code: str) -> str:
+    """What the user typed, without spaces; any script's decimal digits (an Arabic keyboard
+    types "١٢٣٤٥٦") become ASCII ones."""
+    return "".join(str(int(c)) if c.isdecimal() else c for c in "".join(code.split()))
+
+
 def match_step(secret: str, code: str, now: float, drift: int = 0) -> int | None:
     """Return the time step whose code equals ``code`` within ±WINDOW of ``now`` — or of
     ``now`` shifted by the user's remembered ``drift`` in steps (RFC 6238 §6) — else None.

@@ -171,3 +171,10 @@ def test_reenrollment_forgets_the_old_devices_drift(act, clock):
     new_secret = shown(login.last_page, "totp-secret")
     assert is_callback(act.post(login, "reenroll", otp=phone(new_secret, clock, 0)))
     assert user(act, "fay").totp_drift == 0
+
+
+def test_a_code_typed_with_arabic_indic_digits_works(act, clock):
+    secret = enrolled(act, clock)
+    login = returning(act, "dora", secret)
+    typed = act.code_now(login).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert is_callback(act.post(login, "totp", otp=typed))

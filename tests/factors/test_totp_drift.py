@@ -69,3 +69,13 @@ def test_the_hint_search_reaches_only_as_far_as_configured():
 def test_malformed_codes_match_nothing(bad):
     assert totp.match_step(SECRET, bad, NOW) is None
     assert totp.off_clock_step(SECRET, bad, NOW, 600) is None
+
+
+FULLWIDTH = "".join(chr(0xFF10 + d) for d in range(1, 7))  # "123456" in fullwidth forms
+
+
+@pytest.mark.parametrize(("typed", "code"), [("123 456", "123456"), ("١٢٣٤٥٦", "123456"),
+                                             ("۱۲۳۴۵۶", "123456"), (FULLWIDTH, "123456"),
+                                             ("12²456", "12²456")])
+def test_digits_typed_in_any_script_are_normalised(typed, code):
+    assert totp.normalize(typed) == code
