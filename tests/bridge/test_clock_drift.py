@@ -5,7 +5,6 @@ follows a slowly drifting device (RFC 6238 §6, bounded), and replay still compa
 from __future__ import annotations
 
 import html
-import shutil
 
 import pytest
 
@@ -19,14 +18,6 @@ MINUTE = 60
 
 def alert(page: str) -> str:
     return html.unescape(raw_alert(page))
-
-
-@pytest.fixture
-def database_url(tmp_path, app_template) -> str:
-    """SQLite only: these rules live in the challenge, not in the database dialect
-    (tests/bridge/test_rules.py runs the store verbs on PostgreSQL too)."""
-    shutil.copytree(app_template, tmp_path, dirs_exist_ok=True)
-    return ""
 
 
 def enrolled(act: Actions, clock, subject: str = "dora"):
