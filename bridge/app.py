@@ -52,7 +52,8 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     secrets = load_secrets(settings)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
-                    code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer)
+                    code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer,
+                    totp_search_window=settings.totp_search_window)
     in_database = DatabaseIpLimiter(settings.ip_limit, settings.ip_window)
     limiter: IpLimiter = in_database
     if settings.redis_url:
@@ -72,7 +73,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
                environ: Mapping[str, str] | None = None,
                clock: Callable[[], float] = time.time) -> Flask:
     """Build the bridge. ``test_config`` overrides settings (keys as in ``Settings``)."""
-    from . import ops
+    from . import i18n, ops
     from .flows import views
     from .oidc import endpoints
 
@@ -101,6 +102,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     edge.init_app(app)
     security.init_app(app, settings)
     ops.init_app(app)
+    i18n.init_app(app)
     endpoints.init_app(app)
     views.init_app(app)
     return app

@@ -43,18 +43,43 @@ LOCKED = "locked"
 NOT_ENROLLED = "not_enrolled"  # unknown user, client does not allow enrollment
 
 
-LOCKED_MESSAGE = ("Second-factor sign-in is locked for your account. Contact your help desk "
-                  "to unlock it.")
+def N_(message: str) -> str:
+    """Mark a text for extraction (babel.cfg); the pages translate it (bridge.i18n)."""
+    return message
+
+
+def NP_(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a text with a plural form (``%(num)s`` is the count) for extraction."""
+    return singular, plural
+
+
+LOCKED_MESSAGE = N_("Second-factor sign-in is locked for your account. Contact your help desk "
+                    "to unlock it.")
+LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Second-factor sign-in is locked for your "
+                           "account. Contact your help desk to unlock it.")
+ALREADY_COMPLETE = N_("This sign-in is already complete.")
+STEP_DONE = N_("This step of the sign-in is already done.")
+FACTOR_RESET = N_("Your second factor was reset. Go back to your sign-in page and start again.")
 
 
 class ChallengeError(Exception):
-    """Something the user must be told; ``message`` is safe to show (generic by design)."""
+    """Something the user must be told; ``message`` is safe to show (generic by design).
+
+    ``message`` is English; ``msgid`` (and ``plural`` with ``count``) and ``params`` let the
+    pages show it in the user's language with their number format.
+    """
 
     status = 400
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str | tuple[str, str], count: int | None = None,
+                 **params: object):
+        self.msgid, self.plural = message if isinstance(message, tuple) else (message, None)
+        self.count = count
+        self.params = params
+        english = self.msgid if self.plural is None or count == 1 else self.plural
+        variables = {**params, "num": count} if count is not None else params
+        self.message = english % variables if variables else english
+        super().__init__(self.message)
 
 
 class WrongCode(ChallengeError):
@@ -83,6 +108,19 @@ class Locked(ChallengeError):
     status = 403
 
 
+class ClockDrift(WrongCode):
+    """A code from the wrong time: the device's clock is off by about ``offset`` seconds
+    (positive: fast). Still a failed attempt; only the hint differs."""
+
+    def __init__(self, offset: int, step: int):
+        self.offset, self.step = offset, step
+        self.minutes = max(1, round(abs(offset) / 60))
+        self.fast = offset > 0
+        # English only here: bridge.i18n words the hint (with plurals) for the pages.
+        super().__init__(f"That code didn't work: your device's clock looks about "
+                         f"{self.minutes} min {'fast' if self.fast else 'slow'}.")
+
+
 @dataclass(frozen=True)
 class Policy:
     issuer: str
@@ -91,6 +129,8 @@ class Policy:
     flow_ttl: int
     code_ttl: int
     totp_issuer: str
+    #: Seconds either side of now in which a refused code is recognised as a wrong clock.
+    totp_search_window: int = totp.SEARCH_WINDOW
 
 
 @dataclass(frozen=True)
@@ -120,8 +160,8 @@ class Challenge:
             params = (tx.consume_pushed(request_uri, client_id, now)
                       if client and is_protocol_value(request_uri, REQUEST_URI_LIMIT) else None)
             if client is None or params is None:
-                raise LinkExpired("It was already used or is too old. Go back to your sign-in "
-                                  "page and start again.")
+                raise LinkExpired(N_("It was already used or is too old. Go back to your "
+                                     "sign-in page and start again."))
             subject = params["login_hint"]
             user = tx.find_user(subject)
             pending = None
@@ -146,8 +186,8 @@ class Challenge:
         with self.store.begin() as tx:
             flow = tx.find_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
-            raise FlowGone("This sign-in has expired or is already complete. "
-                           "Go back to your sign-in page and start again.")
+            raise FlowGone(N_("This sign-in has expired or is already complete. "
+                              "Go back to your sign-in page and start again."))
         return flow
 
     # -- 2. verify a factor ---------------------------------------------------------------
@@ -161,40 +201,48 @@ class Challenge:
         """TOTP for a known user; on success returns the redirect back to the IdP — or, when
         the user asked for a new recovery code, stages one (None: show it) without the old
         code having been used: regeneration needs no MFA reset, only a fresh TOTP check."""
-        code = "".join(code.split())
-        if not (len(code) == totp.DIGITS and code.isdigit()):
-            raise WrongCode(f"Enter the {totp.DIGITS}-digit code from your authenticator app.")
+        code = totp.normalize(code)
+        if not (len(code) == totp.DIGITS and code.isascii() and code.isdigit()):
+            raise WrongCode(N_("Enter the %(digits)s-digit code from your authenticator app."),
+                            digits=totp.DIGITS)
         now = self._precheck(flow, TOTP)
         with self.store.begin() as tx:
             user, refusal = self._admit(tx, flow, ip, now)
             if refusal is None:
-                step = totp.match_step(self._totp_secret(user), code, now)
-                if step is not None and tx.accept_totp_step(user.subject, step):
+                secret = self._totp_secret(user)
+                step = totp.match_step(secret, code, now, user.totp_drift)
+                # A step whose code a clock hint revealed is never accepted (docs/security.md).
+                if step is not None and step != user.totp_hinted_step and tx.accept_totp_step(
+                        user.subject, step, drift=totp.drift_after(step, now)):
                     tx.clear_failures(user.subject)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
                              ip=ip, factor=OTP)
                     if new_recovery_code:
                         if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                                     factor=OTP, auth_time=now):
-                            raise FlowGone("This sign-in is already complete.")
+                            raise FlowGone(ALREADY_COMPLETE)
                         return None
                     if not tx.end_flow(flow.flow_id, TOTP):
-                        raise FlowGone("This sign-in is already complete.")
+                        raise FlowGone(ALREADY_COMPLETE)
                     return self._issue(tx, flow, [OTP], now)
                 replay = step is not None
-                refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
-                                     factor=OTP) or WrongCode(
-                    "That code has already been used. Wait for your app to show a new one."
+                wrong = WrongCode(
+                    N_("That code has already been used. Wait for your app to show a new one.")
                     if replay else
-                    "That code didn't work. Check your authenticator app and try again.")
+                    N_("That code didn't work. Check your authenticator app and try again."))
+                if not replay and (off := self._off_clock(secret, code, now)) is not None:
+                    tx.hint_totp_step(user.subject, off.step)
+                    wrong = off
+                refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
+                                     factor=OTP) or wrong
         raise refusal
 
     def verify_recovery(self, flow: Flow, text: str, ip: str) -> None:
         """A correct recovery code stages a replacement; nothing changes for the user yet."""
         canonical = recovery.normalize(text)
         if canonical is None:
-            raise WrongCode("Enter your recovery code: 25 letters and digits, like "
-                            "ABCDE-FGHJK-MNPQR-STVWX-YZ234.")
+            raise WrongCode(N_("Enter your recovery code: 25 letters and digits, like "
+                               "ABCDE-FGHJK-MNPQR-STVWX-YZ234."))
         now = self._precheck(flow, TOTP)
         with self.store.begin() as tx:
             user, refusal = self._admit(tx, flow, ip, now)
@@ -203,13 +251,13 @@ class Challenge:
                                           user.recovery_digest):
                     if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                                 factor=RECOVERY_CODE, auth_time=now):
-                        raise FlowGone("This sign-in is already complete.")
+                        raise FlowGone(ALREADY_COMPLETE)
                     tx.clear_failures(user.subject)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
                 refusal = self._fail(tx, flow, ip, now, "failure", factor=RECOVERY_CODE) or \
-                    WrongCode("That recovery code didn't work. Check it and try again.")
+                    WrongCode(N_("That recovery code didn't work. Check it and try again."))
         raise refusal
 
     def verify_enrollment(self, flow: Flow, code: str, ip: str) -> None:
@@ -218,7 +266,7 @@ class Challenge:
         with self.store.begin() as tx:
             if not self._stage_new_code(tx, flow, ENROLL, ENROLL_SAVED, 0, factor=OTP,
                                         auth_time=self.clock(), pending_step=step):
-                raise FlowGone("This sign-in is already complete.")
+                raise FlowGone(ALREADY_COMPLETE)
 
     # -- 3. the user saved the new recovery code -------------------------------------------
     def offers_reenrollment(self, flow: Flow) -> bool:
@@ -235,8 +283,8 @@ class Challenge:
         authenticator first (``reenroll``, honoured where :meth:`offers_reenrollment`).
         """
         if not saved:
-            raise ChallengeError("Tick the box to confirm you have saved your new recovery "
-                                 "code. You cannot continue without it.")
+            raise ChallengeError(N_("Tick the box to confirm you have saved your new recovery "
+                                    "code. You cannot continue without it."))
         reenroll = reenroll and self.offers_reenrollment(flow)
         now = self.clock()
         if flow.stage == ENROLL_SAVED:
@@ -249,7 +297,7 @@ class Challenge:
                 raise
         with self.store.begin() as tx:
             if flow.stage != ROTATE or not tx.find_flow(flow.flow_id, now):
-                raise FlowGone("This sign-in is already complete.")
+                raise FlowGone(ALREADY_COMPLETE)
             new_digest = recovery.keyed_digest(self.pepper, self.staged_code(flow))
             rotated = tx.rotate_recovery(flow.subject, flow.replaces_version or 0, new_digest)
             if rotated:
@@ -261,13 +309,13 @@ class Challenge:
                         return None
                 elif tx.end_flow(flow.flow_id, ROTATE):
                     return self._issue(tx, flow, [flow.factor], now)
-                raise FlowGone("This sign-in is already complete.")
+                raise FlowGone(ALREADY_COMPLETE)
         # Another flow rotated this user's code first: this staged code must never work.
         with self.store.begin() as tx:
             tx.end_flow(flow.flow_id, ROTATE)
             tx.audit("rotation_lost", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        raise FlowGone("Your recovery code was just used in another sign-in, so this one "
-                       "cannot finish. Go back to your sign-in page and start again.")
+        raise FlowGone(N_("Your recovery code was just used in another sign-in, so this one "
+                          "cannot finish. Go back to your sign-in page and start again."))
 
     # -- 4. replace a lost authenticator ----------------------------------------------------
     def verify_reenrollment(self, flow: Flow, code: str, ip: str) -> str:
@@ -275,11 +323,10 @@ class Challenge:
         now = self.clock()
         with self.store.begin() as tx:
             if not tx.end_flow(flow.flow_id, REENROLL):
-                raise FlowGone("This sign-in is already complete.")
+                raise FlowGone(ALREADY_COMPLETE)
             sealed = self.vault.seal("totp_secret", flow.subject, self._open_pending(flow))
             if not tx.replace_totp(flow.subject, sealed, step):
-                raise FlowGone("Your second factor was reset. Go back to your sign-in page "
-                               "and start again.")
+                raise FlowGone(FACTOR_RESET)
             tx.audit("reenrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
             # The factor that opened this flow, then the authenticator just set up (RFC 8176).
             return self._issue(tx, flow, [flow.factor, OTP], now)
@@ -290,7 +337,7 @@ class Challenge:
         now = self.clock()
         with self.store.begin() as tx:
             if not tx.end_flow(flow.flow_id, flow.stage):
-                raise FlowGone("This sign-in is already complete.")
+                raise FlowGone(ALREADY_COMPLETE)
             tx.audit("cancel", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                      stage=flow.stage)
         description = {LOCKED: "The user is locked out.",
@@ -307,7 +354,7 @@ class Challenge:
 
     def staged_code(self, flow: Flow) -> str:
         if not flow.staged_code:
-            raise FlowGone("There is no new recovery code in this sign-in.")
+            raise FlowGone(N_("There is no new recovery code in this sign-in."))
         return self.vault.open("staged_code", flow.flow_id, flow.staged_code)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -315,12 +362,12 @@ class Challenge:
         """Refuse before any database work: a step already done."""
         now = self.clock()
         if flow.stage != stage:
-            raise FlowGone("This step of the sign-in is already done.")
+            raise FlowGone(STEP_DONE)
         return now
 
     def _ip_blocked(self, tx: Tx, ip: str, now: float) -> TooSoon | None:
         if self.limiter.blocked(tx, ip, now):
-            return TooSoon("Too many failed attempts from your network. Try again later.")
+            return TooSoon(N_("Too many failed attempts from your network. Try again later."))
         return None
 
     def _admit(self, tx: Tx, flow: Flow, ip: str, now: float
@@ -329,8 +376,7 @@ class Challenge:
         window, delay)."""
         user = tx.find_user(flow.subject, for_update=True)
         if user is None:  # reset by the help desk mid-flow
-            raise FlowGone("Your second factor was reset. Go back to your sign-in page and "
-                           "start again.")
+            raise FlowGone(FACTOR_RESET)
         if user.locked_at is not None:
             # Locked from another tab or node: this flow shows the locked page from now on,
             # and its "Return to sign-in" tells the IdP the user is locked out.
@@ -340,8 +386,9 @@ class Challenge:
             return user, refusal
         wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
         if wait > 0:
-            return user, TooSoon(
-                f"Too many wrong codes. Wait {math.ceil(wait)} seconds, then try again.")
+            return user, TooSoon(NP_("Too many wrong codes. Wait %(num)s second, then try again.",
+                                     "Too many wrong codes. Wait %(num)s seconds, then try again."),
+                                 count=math.ceil(wait))
         return user, None
 
     def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, event: str,
@@ -356,13 +403,14 @@ class Challenge:
             return None
         tx.lock_sign_ins(flow.subject, LOCKED)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        return Locked(f"Too many wrong codes. {LOCKED_MESSAGE}")
+        return Locked(LOCKED_AFTER_FAILURES)
 
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
-        code = "".join(code.split())
+        code = totp.normalize(code)
         now = self._precheck(flow, stage)
-        step = totp.match_step(self._open_pending(flow), code, now)
+        secret = self._open_pending(flow)
+        step = totp.match_step(secret, code, now)
         with self.store.begin() as tx:
             if refusal := self._ip_blocked(tx, ip, now):
                 raise refusal
@@ -375,9 +423,18 @@ class Challenge:
             if attempts >= self.policy.lockout_limit:
                 tx.end_flow(flow.flow_id, stage)
         if attempts >= self.policy.lockout_limit:
-            raise FlowGone("Too many wrong codes. Go back to your sign-in page and start again.")
-        raise WrongCode("That code didn't match. Check that your app's clock is right and "
-                        "enter the code it shows now.")
+            raise FlowGone(N_("Too many wrong codes. Go back to your sign-in page and start "
+                              "again."))
+        raise self._off_clock(secret, code, now) or WrongCode(N_(
+            "That code didn't match. Check that your app's clock is right and enter the code "
+            "it shows now."))
+
+    def _off_clock(self, secret: str, code: str, now: float) -> ClockDrift | None:
+        """A code that matches a step minutes away: the device's clock is wrong (RFC 6238 §6)."""
+        step = totp.off_clock_step(secret, code, now, self.policy.totp_search_window)
+        if step is None:
+            return None
+        return ClockDrift((step - int(now // totp.PERIOD)) * totp.PERIOD, step)
 
     def _stage_new_code(self, tx: Tx, flow: Flow, from_stage: str, to_stage: str,
                         version: int, **changes) -> bool:
@@ -387,7 +444,7 @@ class Challenge:
 
     def _commit_enrollment(self, tx: Tx, flow: Flow, ip: str, now: float) -> str:
         if not tx.end_flow(flow.flow_id, ENROLL_SAVED):
-            raise FlowGone("This sign-in is already complete.")
+            raise FlowGone(ALREADY_COMPLETE)
         user = User(subject=flow.subject, display_name=flow.params.get("preferred_username"),
                     totp_secret=self.vault.seal("totp_secret", flow.subject,
                                                 self._open_pending(flow)),
@@ -396,8 +453,8 @@ class Challenge:
                     recovery_version=1, failures=0, last_failure_at=None, locked_at=None,
                     created_at=now)
         if not tx.add_user(user):
-            raise EnrolledElsewhere("This account finished setting up in another sign-in. "
-                                    "Go back to your sign-in page and start again.")
+            raise EnrolledElsewhere(N_("This account finished setting up in another sign-in. "
+                                       "Go back to your sign-in page and start again."))
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return self._issue(tx, flow, [OTP], now)
 
@@ -426,5 +483,5 @@ class Challenge:
 
     def _open_pending(self, flow: Flow) -> str:
         if not flow.pending_secret:
-            raise FlowGone("This step of the sign-in is already done.")
+            raise FlowGone(STEP_DONE)
         return self.vault.open("pending_secret", flow.flow_id, flow.pending_secret)

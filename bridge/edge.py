@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, Response, render_template, request
+from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
 log = logging.getLogger("stepup")
@@ -75,8 +76,8 @@ def _server_error(error: InternalServerError) -> Response:
                                 500, mimetype="application/json")
         else:
             response = Response(render_template(
-                "message.html", title="Something went wrong",
-                text="Nothing was changed. Go back to your sign-in page and start again."), 500)
+                "message.html", title=_("Something went wrong"),
+                text=_("Nothing was changed. Go back to your sign-in page and start again.")), 500)
     except Exception:  # the page itself failed: still an answer with headers, not gunicorn's
         log.exception("error page failed")
         response = Response("Something went wrong. Go back to your sign-in page and start "

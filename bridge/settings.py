@@ -47,6 +47,9 @@ class Settings:
     flow_ttl: int = 900
     #: Label prefix and ``issuer=`` of the otpauth URI shown at enrollment.
     totp_issuer: str = "Stepup"
+    #: Seconds either side of now in which a refused TOTP code is recognised as coming from a
+    #: device with a wrong clock, so the page can say so (0: never). Such codes never work.
+    totp_search_window: int = 600
     #: Reverse proxies in front of the bridge whose X-Forwarded-For/-Proto are trusted.
     trusted_proxies: int = 0
     #: Redis for per-IP counters shared by several nodes (empty: in-process).
@@ -82,6 +85,7 @@ _INTS = {
     "workers": (1, 64),
     "trusted_proxies": (0, 5),
     "timeout": (5, 600),
+    "totp_search_window": (0, 3600),
 }
 _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url", "secret_key", "pepper",
             "encryption_keys")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: Chromium (browser tests), PostgreSQL and
-# Redis (production-engine tests), Maven + JDK (the Keycloak authenticator). Needs root.
+# Redis (production-engine tests), Maven + JDK (the Keycloak authenticator), npm (axe-core).
+# Needs root.
 set -euo pipefail
 want=()
 command -v chromium >/dev/null || want+=(chromium)
@@ -8,6 +9,7 @@ command -v chromium >/dev/null || want+=(chromium)
 command -v redis-server >/dev/null || want+=(redis-server)
 command -v mvn >/dev/null || want+=(maven)
 command -v unzip >/dev/null || want+=(unzip)
+command -v npm >/dev/null || want+=(npm)  # axe-core for the accessibility tests
 if [ ${#want[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -2,21 +2,28 @@
 
 pyotp's ``verify`` is stateless; replay protection needs the matched time step, which
 :func:`match_step` returns so the store can compare-and-set the user's last accepted step.
+A code from a step a few minutes away is refused, but :func:`off_clock_step` recognises it so
+the page can say the device's clock is off (docs/security.md explains why that is safe).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import secrets
 from urllib.parse import quote
 
 import pyotp
-from pyotp.exceptions import OTPVerificationError
 
 DIGITS = 6
 PERIOD = 30
 #: Steps accepted either side of now (RFC 6238 §5.2 recommends at most one).
 WINDOW = 1
+#: A user's remembered clock offset is at most this many steps either way (RFC 6238 §6), so
+#: at most 2·WINDOW+1 steps beyond the usual window are ever accepted for anyone.
+MAX_DRIFT = 2
+#: Default reach, in seconds, of the search that recognises a wrong clock (never accepted).
+SEARCH_WINDOW = 600
 #: 160-bit secrets, as RFC 4226 §4 recommends.
 SECRET_BYTES = 20
 
@@ -26,18 +33,57 @@ def new_secret() -> str:
     return base64.b32encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii").rstrip("=")
 
 
-def match_step(secret: str, code: str, now: float) -> int | None:
-    """Return the time step whose code equals ``code`` within ±WINDOW of ``now``, else None.
+def normalize(code: str) -> str:
+    """What the user typed, without spaces; any script's decimal digits (an Arabic keyboard
+    types "١٢٣٤٥٦") become ASCII ones."""
+    return "".join(str(int(c)) if c.isdecimal() else c for c in "".join(code.split()))
+
+
+def match_step(secret: str, code: str, now: float, drift: int = 0) -> int | None:
+    """Return the time step whose code equals ``code`` within ±WINDOW of ``now`` — or of
+    ``now`` shifted by the user's remembered ``drift`` in steps (RFC 6238 §6) — else None.
 
     Callers must still check the step against the last accepted one (replay).
     """
-    if len(code) != DIGITS or not code.isdigit():
+    if not _well_formed(code):
         return None
-    totp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD)
-    try:
-        return totp.verify_and_get_timecode(code, for_time=now, valid_window=WINDOW)
-    except OTPVerificationError:
+    current = int(now // PERIOD)
+    centre = current + max(-MAX_DRIFT, min(MAX_DRIFT, drift))
+    steps = {*range(current - WINDOW, current + WINDOW + 1),
+             *range(centre - WINDOW, centre + WINDOW + 1)}
+    return _find(secret, code, sorted(steps, key=lambda s: (abs(s - centre), s)))
+
+
+def drift_after(step: int, now: float) -> int:
+    """The offset to remember after ``step`` was accepted at ``now``, bounded by MAX_DRIFT:
+    a device drifting slowly is followed, one step at a time, never further."""
+    return max(-MAX_DRIFT, min(MAX_DRIFT, step - int(now // PERIOD)))
+
+
+def off_clock_step(secret: str, code: str, now: float, search: int) -> int | None:
+    """The step within ±``search`` seconds of ``now`` (but outside ±WINDOW) whose code is
+    ``code``: the device's clock is off by about ``(step - now's step) * PERIOD`` seconds.
+
+    Only for telling the user; such a code is never accepted.
+    """
+    if not _well_formed(code):
         return None
+    current, reach = int(now // PERIOD), search // PERIOD
+    offsets = sorted((d for d in range(-reach, reach + 1) if abs(d) > WINDOW),
+                     key=lambda d: (abs(d), d))
+    return _find(secret, code, [current + d for d in offsets])
+
+
+def _well_formed(code: str) -> bool:
+    return len(code) == DIGITS and code.isascii() and code.isdigit()  # not "١٢٣٤٥٦"
+
+
+def _find(secret: str, code: str, steps: list[int]) -> int | None:
+    otp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD)
+    for step in steps:
+        if hmac.compare_digest(otp.generate_otp(step), code):
+            return step
+    return None
 
 
 def code_at(secret: str, now: float) -> str:

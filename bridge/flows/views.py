@@ -8,6 +8,7 @@ Automation contract (DESIGN.md): ``otp`` / ``recovery_code`` inputs, ``#use-reco
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 
 import segno
 from flask import (
@@ -22,6 +23,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import format_date
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -30,6 +33,7 @@ from ..challenge import (
     ENROLL,
     ENROLL_SAVED,
     LOCKED,
+    N_,
     NOT_ENROLLED,
     REENROLL,
     ROTATE,
@@ -39,6 +43,7 @@ from ..challenge import (
     LinkExpired,
     Locked,
 )
+from ..i18n import error_text, use_ui_locales
 from ..secretbox import SecretBoxError
 from ..store import Flow
 
@@ -77,12 +82,12 @@ def authorize():
     client_id = request.args.get("client_id", "")
     request_uri = request.args.get("request_uri", "")
     if not client_id or not request_uri:
-        return _message("This sign-in link is incomplete",
-                        "Go back to your sign-in page and start again.", 400)
+        return _message(_("This sign-in link is incomplete"),
+                        _("Go back to your sign-in page and start again."), 400)
     try:
         flow = _challenge().begin(client_id, request_uri, _binding())
     except LinkExpired as error:
-        return _message("This sign-in link has expired", error.message, error.status)
+        return _message(_("This sign-in link has expired"), error_text(error), error.status)
     session["flows"] = [*session.get("flows", []), flow.flow_id][-MAX_FLOWS_PER_SESSION:]
     return redirect(url_for(".page", flow_id=flow.flow_id), 303)
 
@@ -144,8 +149,9 @@ def download_code(flow_id: str):
     if flow.stage not in (ENROLL_SAVED, ROTATE):
         abort(404)
     code = _challenge().staged_code(flow)
-    text = render_template("recovery-code.txt", code=code,
-                           issuer=current_app.extensions["stepup"].settings.totp_issuer)
+    bridge = current_app.extensions["stepup"]
+    text = render_template("recovery-code.txt", code=code, issuer=bridge.settings.totp_issuer,
+                           date=format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long"))
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
 
@@ -155,9 +161,11 @@ def _flow(flow_id: str) -> Flow:
     if len(flow_id) > 64 or flow_id not in session.get("flows", []):
         abort(404)
     try:
-        return _challenge().find(flow_id, _binding())
+        flow = _challenge().find(flow_id, _binding())
     except ChallengeError:
         abort(404)
+    use_ui_locales(flow.params.get("ui_locales"))
+    return flow
 
 
 def _attempt(flow_id: str, step, error_page: str | None = None):
@@ -166,14 +174,14 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
     try:
         target = step(flow)
     except Locked as error:
-        return _render_stage(_reload(flow), error.message, error.status)
+        return _render_stage(_reload(flow), error_text(error), error.status)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:
-            return _message("This sign-in cannot continue", error.message, error.status)
+            return _message(_("This sign-in cannot continue"), error_text(error), error.status)
         if error_page and fresh.stage == TOTP:
-            return _page(error_page, fresh, error=error.message, status=error.status)
-        return _render_stage(fresh, error.message, error.status)
+            return _page(error_page, fresh, error=error_text(error), status=error.status)
+        return _render_stage(fresh, error_text(error), error.status)
     return redirect(target or url_for(".page", flow_id=flow_id), 303)
 
 
@@ -186,14 +194,15 @@ def _reload(flow: Flow) -> Flow | None:
 
 def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200):
     if flow is None:
-        return _message("This sign-in cannot continue", error or "", status)
+        return _message(_("This sign-in cannot continue"), error or "", status)
     challenge = _challenge()
     if flow.stage in (ENROLL, REENROLL):
         enrollment = challenge.enrollment(flow)
         # A viewBox and no fixed size (omitsize), so CSS scales the whole code instead of
         # cropping it; the standard 4-module quiet zone, so every scanner finds it.
         qr = segno.make(enrollment.uri, error="m").svg_inline(
-            scale=5, border=4, omitsize=True, title="QR code for your authenticator app")
+            scale=5, border=4, omitsize=True, title=_("QR code for your authenticator app")
+        ).replace("<svg ", '<svg role="img" ', 1)  # named by its <title> (text alternative)
         return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,
                      qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
     if flow.stage in (ENROLL_SAVED, ROTATE):
@@ -220,17 +229,18 @@ def _message(title: str, text: str, status: int):
 
 def _unreadable(error: SecretBoxError):
     """A sealed value this node cannot open (its encryption key was removed too early)."""
-    return _message("This sign-in cannot continue",
-                    "Go back to your sign-in page and start again.", 400)
+    return _message(_("This sign-in cannot continue"),
+                    _("Go back to your sign-in page and start again."), 400)
 
 
 def _csrf_error(error: CSRFError):
-    return _message("This page expired",
-                    "For your security the form timed out. Go back, reload the page and try "
-                    "again.", 400)
+    return _message(_("This page expired"),
+                    _("For your security the form timed out. Go back, reload the page and try "
+                      "again."), 400)
 
 
 def _http_error(error: HTTPException):
-    titles = {404: "Page not found", 405: "Not allowed", 413: "Request too large"}
-    title = titles.get(error.code or 400, "Something is wrong with this request")
-    return _message(title, "Go back to your sign-in page and start again.", error.code or 400)
+    titles = {404: N_("Page not found"), 405: N_("Not allowed"), 413: N_("Request too large")}
+    title = titles.get(error.code or 400, N_("Something is wrong with this request"))
+    return _message(_(title), _("Go back to your sign-in page and start again."),
+                    error.code or 400)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..i18n import LANGUAGES
 from ..keyring import ALGORITHMS
 from .clients import AUTH_METHODS
 
@@ -30,5 +31,5 @@ def metadata(issuer: str, acr: str) -> dict:
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": list(LANGUAGES),
     }

@@ -1,6 +1,7 @@
 // Progressive enhancement only: every page works without this file.
 document.addEventListener("DOMContentLoaded", () => {
   const status = document.querySelector(".copied");
+  const say = (key) => { if (status) status.textContent = status.dataset[key] || ""; };
   document.querySelectorAll("[data-copy]").forEach((button) => {
     if (!navigator.clipboard) return;
     button.hidden = false;
@@ -8,9 +9,9 @@ document.addEventListener("DOMContentLoaded", () => {
       const text = document.getElementById(button.dataset.copy).textContent.trim();
       try {
         await navigator.clipboard.writeText(text);
-        if (status) status.textContent = "Copied to the clipboard.";
+        say("done");
       } catch (e) {
-        if (status) status.textContent = "Copy failed: select the code and copy it by hand.";
+        say("failed");
       }
     });
   });

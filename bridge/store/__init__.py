@@ -66,6 +66,8 @@ class User:
     last_failure_at: float | None
     locked_at: float | None
     created_at: float
+    totp_drift: int = 0
+    totp_hinted_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -195,18 +197,25 @@ class Tx:
             return False
         return True
 
-    def accept_totp_step(self, subject: str, step: int) -> bool:
-        """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2)."""
+    def accept_totp_step(self, subject: str, step: int, drift: int = 0) -> bool:
+        """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2).
+        ``drift`` is the device's clock offset to centre the next check on (§6)."""
         return self._changed(
             sa.update(users)
             .where(users.c.subject == subject, users.c.totp_last_step < step)
-            .values(totp_last_step=step)
+            .values(totp_last_step=step, totp_drift=drift)
         )
+
+    def hint_totp_step(self, subject: str, step: int) -> None:
+        """Remember a step whose code a wrong-clock hint just confirmed: it never works."""
+        self.conn.execute(sa.update(users).where(users.c.subject == subject)
+                          .values(totp_hinted_step=step))
 
     def replace_totp(self, subject: str, sealed_secret: str, step: int) -> bool:
         return self._changed(
             sa.update(users).where(users.c.subject == subject)
-            .values(totp_secret=sealed_secret, totp_last_step=step)
+            .values(totp_secret=sealed_secret, totp_last_step=step, totp_drift=0,
+                    totp_hinted_step=None)
         )
 
     def rotate_recovery(self, subject: str, from_version: int, new_digest: str) -> bool:

@@ -28,6 +28,10 @@ users = sa.Table(
     sa.Column("display_name", sa.String(255)),
     sa.Column("totp_secret", sa.Text, nullable=False),  # AES-GCM sealed
     sa.Column("totp_last_step", sa.BigInteger, nullable=False),
+    # RFC 6238 §6: the device's clock offset in steps, bounded (factors.totp.MAX_DRIFT).
+    sa.Column("totp_drift", sa.Integer, nullable=False, server_default="0"),
+    # The step whose code a wrong-clock hint confirmed: never accepted afterwards.
+    sa.Column("totp_hinted_step", sa.BigInteger),
     sa.Column("recovery_digest", sa.String(64), nullable=False),
     sa.Column("recovery_version", sa.Integer, nullable=False),
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),

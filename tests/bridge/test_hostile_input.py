@@ -89,7 +89,7 @@ NAMES = ["José García", "Zoë", "Łukasz", "山田太郎", "Ngũgĩ wa Thiong'
 def test_a_name_in_any_script_enrolls_and_is_shown_and_labelled(act, name):
     login = act.start("named-user", preferred_username=name)
     assert flow_of(act, login).stage == "enroll"
-    assert f"<strong>{escape(name)}</strong>" in login.last_page
+    assert f"<strong dir=\"auto\">{escape(name)}</strong>" in login.last_page  # bidi-isolated
     uri = act.bridge.challenge.enrollment(flow_of(act, login)).uri
     label = urlsplit(uri).path.lstrip("/").removeprefix("totp/")
     assert all(c.isascii() and c not in " +" for c in label)  # RFC 3986 percent-encoding

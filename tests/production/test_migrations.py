@@ -47,6 +47,7 @@ def test_previous_revision_upgrades_keeping_data(empty_database):
     migrate.upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT totp_last_step FROM users")).scalar_one() == 5
+        assert conn.execute(sa.text("SELECT totp_drift FROM users")).scalar_one() == 0
         assert "ix_audit_events_subject" in {
             i["name"] for i in sa.inspect(conn).get_indexes("audit_events")}
     engine.dispose()

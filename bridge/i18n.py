@@ -1,0 +1,119 @@
+"""The pages in the user's language (Flask-Babel).
+
+The language is the first supported one in the pushed request's ``ui_locales`` (the IdP knows
+the user's choice: Keycloak sends it), else the best match of ``Accept-Language``, else English.
+Anything unknown, malformed or oversized falls back to English — never an error.
+
+Catalogues live in ``bridge/translations/<lang>/LC_MESSAGES/messages.po`` and are compiled to
+``.mo`` by ``scripts/bootstrap.sh`` (``pybabel compile``); ``babel.cfg`` says what is extracted.
+The domain (:mod:`bridge.challenge`) has no Flask: it marks its texts with ``N_`` and puts
+numbers in ``ChallengeError.params``; :func:`error_text` translates them here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from flask import Flask, g, request
+from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext
+
+from .challenge import ChallengeError, ClockDrift
+
+#: Supported languages, English first (the fallback).
+LANGUAGES = ("en", "de", "fr", "es", "ar")
+#: Written right to left.
+RTL = frozenset({"ar"})
+TRANSLATIONS = Path(__file__).parent / "translations"
+#: Longer language lists are ignored rather than parsed (a hostile header costs nothing).
+MAX_HEADER = 512
+_TAG = re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*$")  # BCP 47, loosely
+
+
+def init_app(app: Flask) -> None:
+    Babel(app, locale_selector=select_locale,
+          default_translation_directories=str(TRANSLATIONS))
+    app.jinja_env.filters["number"] = number
+
+    @app.context_processor
+    def _language() -> dict[str, str]:
+        lang = get_locale().language if get_locale() else "en"
+        return {"html_lang": lang, "html_dir": "rtl" if lang in RTL else "ltr"}
+
+
+def use_ui_locales(ui_locales: str | None) -> None:
+    """The flow's ``ui_locales`` decide this request's language (call before any text)."""
+    g.stepup_ui_locales = ui_locales
+
+
+def select_locale() -> str:
+    return negotiate(g.get("stepup_ui_locales"), request.headers.get("Accept-Language"))
+
+
+def negotiate(ui_locales: str | None, accept_language: str | None) -> str:
+    """OpenID Connect Core §3.1.2.1 ``ui_locales`` (space-separated, preferred first), then
+    RFC 9110 §12.5.4 ``Accept-Language`` (quality values), then English."""
+    if ui_locales and len(ui_locales) <= MAX_HEADER:
+        for tag in ui_locales.split()[:20]:
+            if (lang := _language_of(tag)) is not None:
+                return lang
+    if accept_language and len(accept_language) <= MAX_HEADER:
+        return _best_accepted(accept_language) or LANGUAGES[0]
+    return LANGUAGES[0]
+
+
+def _language_of(tag: str) -> str | None:
+    if not _TAG.match(tag):
+        return None
+    lang = re.split(r"[-_]", tag, maxsplit=1)[0].lower()
+    return lang if lang in LANGUAGES else None
+
+
+def _best_accepted(header: str) -> str | None:
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(header.split(",")[:20]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        if params:
+            name, _, value = params.strip().partition("=")
+            try:
+                quality = float(value) if name.strip() == "q" else 1.0
+            except ValueError:
+                continue
+            if not 0 < quality <= 1:
+                continue
+        if (lang := _language_of(tag.strip())) is not None:
+            ranked.append((-quality, index, lang))
+    return min(ranked)[2] if ranked else None
+
+
+def number(value: float) -> str:
+    return format_decimal(value)
+
+
+def error_text(error: ChallengeError) -> str:
+    """A challenge error in the page's language, numbers in its format."""
+    if isinstance(error, ClockDrift):
+        minutes = error.minutes
+        if error.fast:
+            text = plural_text("Your device's clock looks about %(num)s minute fast.",
+                          "Your device's clock looks about %(num)s minutes fast.", minutes)
+        else:
+            text = plural_text("Your device's clock looks about %(num)s minute slow.",
+                          "Your device's clock looks about %(num)s minutes slow.", minutes)
+        return " ".join((gettext("That code didn't work."), text, gettext(
+            "Set the date and time to automatic: on Android in Settings > System > "
+            "Date & time, on an iPhone in Settings > General > Date & Time. Then enter the "
+            "code your app shows.")))
+    params = {k: number(v) if isinstance(v, int | float) else v
+              for k, v in error.params.items()}
+    if error.plural is not None and error.count is not None:
+        return plural_text(error.msgid, error.plural, error.count, **params)
+    return gettext(error.msgid, **params)
+
+
+def plural_text(singular: str, plural: str, count: int, **params: object) -> str:
+    """``ngettext`` with ``%(num)s`` in the locale's number format (Flask-Babel's own
+    ``ngettext`` puts the raw number in)."""
+    return get_translations().ungettext(singular, plural, count) % {"num": number(count),
+                                                                     **params}

@@ -1,0 +1,258 @@
+"""The pages in the user's language: every catalogue holds every text the code marks (with
+the same placeholders), every page renders in every language with ``<html lang dir>``, the
+language comes from ``ui_locales`` then ``Accept-Language`` then English, and bad, unknown or
+huge language values fall back to English — never a 500."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+
+import pytest
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+
+from bridge import i18n
+from tests import conftest as root
+from tests.bridge.conftest import IDP_ID, Actions
+from tests.bridge.test_pages import (  # noqa: F401 - fixtures used by the walk
+    HTML_PAGES,
+    Page,
+    pages,
+    register_no_enroll,
+)
+
+CATALOGUES = i18n.TRANSLATIONS
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@pytest.fixture
+def database_url(tmp_path, app_template) -> str:
+    """SQLite: the language of a page does not depend on the database."""
+    shutil.copytree(app_template, tmp_path, dirs_exist_ok=True)
+    return ""
+
+
+# -- the catalogues -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """What the code marks for translation today (the same command translators run)."""
+    pot = tmp_path_factory.mktemp("pot") / "messages.pot"
+    subprocess.run([root.REPO / "scripts" / "translations.sh", "extract", str(pot)],
+                   cwd=root.REPO, check=True, capture_output=True)
+    with pot.open("rb") as f:
+        return {m.id: m for m in read_po(f) if m.id}
+
+
+def catalogue(lang: str):
+    with (CATALOGUES / lang / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        return read_po(f, locale=lang)
+
+
+def placeholder_problems(msgid: str | tuple, msgstr: str | tuple) -> list[str]:
+    """What could break or garble a page: an unknown placeholder (KeyError at render), a
+    stray ``%`` (ValueError), or one the original has that the translation dropped.
+    Plural forms other than the last may leave out ``%(num)s`` ("one minute")."""
+    wanted = set(PLACEHOLDER.findall(msgid[-1] if isinstance(msgid, tuple) else msgid))
+    forms = list(msgstr) if isinstance(msgstr, tuple) else [msgstr]
+    problems = []
+    for index, form in enumerate(forms):
+        found = set(PLACEHOLDER.findall(form))
+        optional = {"num"} if isinstance(msgid, tuple) and index < len(forms) - 1 else set()
+        if found - wanted:
+            problems.append(f"unknown placeholder {sorted(found - wanted)} in {form!r}")
+        if wanted - found - optional:
+            problems.append(f"missing placeholder {sorted(wanted - found)} in {form!r}")
+        if "%" in PLACEHOLDER.sub("", form).replace("%%", ""):
+            problems.append(f"stray % in {form!r}")
+    return problems
+
+
+def test_the_placeholder_check_catches_what_would_break_a_page():
+    assert placeholder_problems("Wait %(num)s s", "Warten Sie %(num)s s") == []
+    assert placeholder_problems("Hi %(name)s", "Hallo %(nom)s")  # renamed: KeyError
+    assert placeholder_problems("Hi %(name)s", "Hallo")  # dropped
+    assert placeholder_problems("100 percent", "100 %")  # stray %: ValueError
+    assert placeholder_problems(("%(num)s minute", "%(num)s minutes"),
+                                ("دقيقة واحدة", "%(num)s دقائق")) == []
+    assert placeholder_problems(("%(num)s minute", "%(num)s minutes"),
+                                ("%(num)s دقيقة", "دقائق"))
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_every_catalogue_translates_every_marked_text(extracted, lang):
+    messages = {m.id: m for m in catalogue(lang) if m.id}
+    missing = [k for k in extracted if k not in messages]
+    assert not missing, f"{lang}: not in the catalogue (run scripts/translations.sh update)"
+    stale = [k for k in messages if k not in extracted]
+    assert not stale, f"{lang}: no longer in the code: {stale}"
+    for key, message in messages.items():
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        assert all(forms), f"{lang}: untranslated {key!r}"
+        assert not message.fuzzy, f"{lang}: fuzzy {key!r}"
+        assert not placeholder_problems(key, message.string), (lang, key)
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_the_compiled_catalogue_is_the_po_file(lang):
+    """The .mo the pages read was compiled from today's .po (scripts/bootstrap.sh)."""
+    mo_path = CATALOGUES / lang / "LC_MESSAGES" / "messages.mo"
+    assert mo_path.exists(), "run scripts/translations.sh compile"
+    with mo_path.open("rb") as f:
+        compiled = {_key(m.id): _key(m.string) for m in read_mo(f) if m.id}
+    assert compiled == {_key(m.id): _key(m.string) for m in catalogue(lang) if m.id}
+
+
+def _key(value):
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def test_the_keycloak_authenticator_speaks_the_same_languages():
+    folder = (root.REPO / "plugin" / "keycloak" / "authenticator" / "src" / "main" /
+              "resources" / "theme-resources" / "messages")
+
+    def keys(lang: str) -> dict[str, str]:
+        text = (folder / f"messages_{lang}.properties").read_text("ascii")  # \\u escapes
+        pairs = (line.split("=", 1) for line in text.splitlines()
+                 if line.strip() and not line.startswith("#"))
+        return {k.strip(): v.encode().decode("unicode_escape") for k, v in pairs}
+
+    english = keys("en")
+    for lang in i18n.LANGUAGES[1:]:
+        translated = keys(lang)
+        assert translated.keys() == english.keys(), lang
+        assert all(translated[k] and translated[k] != english[k] for k in english), lang
+
+
+# -- every page in every language ----------------------------------------------------------
+@pytest.fixture(params=i18n.LANGUAGES)
+def lang(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def client(app, lang):
+    """A browser whose preferred language is ``lang``."""
+    browser = app.test_client()
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = f"{lang}, en;q=0.1"
+    return browser
+
+
+def english_texts(lang: str) -> list[str]:
+    """English texts that must not show on a page in ``lang`` (those translated differently;
+    short ones like "Print" could be part of a longer translation, so they are skipped)."""
+    return [m.id for m in catalogue(lang)
+            if m.id and isinstance(m.id, str) and m.string != m.id and len(m.id) > 14
+            and "%(" not in m.id]
+
+
+def visible_text(page_html: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page_html))
+
+
+def test_every_page_renders_in_every_language(pages, lang):  # noqa: F811
+    leaks = english_texts(lang) if lang != "en" else []
+    for name in HTML_PAGES:
+        response = pages[name]
+        assert response.status_code < 500, name
+        body = response.get_data(as_text=True)
+        root_element = Page(body).one("html")
+        assert root_element.attrs.get("lang") == lang, name
+        assert root_element.attrs.get("dir") == ("rtl" if lang in i18n.RTL else "ltr"), name
+        text = visible_text(body)
+        assert "%(" not in text and "Traceback" not in text, name
+        for english in leaks:
+            assert english not in text, f"{name} in {lang} shows English: {english!r}"
+    for name in ("download", "rotation download"):
+        text = pages[name].get_data(as_text=True)
+        assert "%(" not in text
+        for english in leaks:
+            assert english not in text, f"{name} in {lang} shows English: {english!r}"
+
+
+@pytest.mark.parametrize(("lang", "sentence"), [
+    ("en", "This code works only once."), ("de", "Dieser Code funktioniert nur einmal."),
+    ("ar", "هذا الرمز يعمل مرة واحدة فقط.")])
+def test_the_recovery_code_file_is_translated_with_a_local_date(pages, lang, sentence):  # noqa: F811
+    text = pages["download"].get_data(as_text=True)
+    assert sentence in text
+    month = {"en": r"[A-Z][a-z]+ \d{1,2}, \d{4}", "de": r"\d{1,2}\. [A-ZÄÖÜ][a-zäöü]+ \d{4}",
+             "ar": r"\d{1,2} \S+ \d{4}"}[lang]
+    assert re.search(month, text), text
+
+
+# -- choosing the language -----------------------------------------------------------------
+@pytest.mark.parametrize(("ui_locales", "accept", "expected"), [
+    ("ar", "de", "ar"),  # ui_locales first
+    ("nl de-CH", "fr", "de"),  # first supported ui_locales tag, region ignored
+    ("nl", "fr-CA,fr;q=0.9", "fr"),  # none supported: Accept-Language
+    (None, "es-419, en;q=0.5", "es"),
+    (None, "en;q=0.2, ar;q=0.9", "ar"),  # quality values count
+    (None, "de;q=0, fr;q=0.3", "fr"),  # q=0 means "not this one"
+    (None, None, "en"),
+])
+def test_the_language_comes_from_ui_locales_then_accept_language(make_app, clock, ui_locales,
+                                                                 accept, expected):
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    if accept:
+        act.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = accept
+    login = act.start("lou", ui_locales=ui_locales)
+    assert Page(login.last_page).one("html").attrs["lang"] == expected
+
+
+BAD_ACCEPT = ["", "*", "xx", "klingon", "de;q=abc", "de;q=2", "de;q=-1", ";;;,,,", "\x00de",
+              "ünïcødé", "a" * 100_000, "de," * 5_000, "en-" + "x" * 5_000, "q=0.5",
+              "de-DE-x-" + "toolongsubtag" * 3]
+
+
+@pytest.mark.parametrize("value", BAD_ACCEPT, ids=range(len(BAD_ACCEPT)))
+def test_bad_accept_language_falls_back_to_english(app, value):
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = value
+    response = client.get("/authorize")
+    assert response.status_code == 400
+    assert Page(response.get_data(as_text=True)).one("html").attrs["lang"] == "en"
+
+
+@pytest.mark.parametrize("value", ["", "   ", "xx yy", "<script>", "de\x00", "a" * 300,
+                                   "de " * 200, "ar-" + "x" * 250, "%(num)s"])
+def test_bad_ui_locales_fall_back_to_accept_language_or_english(value):
+    assert i18n.negotiate(value, None) == "en"
+    assert i18n.negotiate(value, "de") in ("de", "en")  # never an error
+
+
+def test_a_pushed_request_with_odd_ui_locales_still_works(make_app, clock):
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    for value in ("xx yy", "ar-" + "x" * 200, "<b>"):
+        response, _ = act.push("lou", ui_locales=value)
+        if response.status_code != 201:  # refused at the back channel: a clear 400
+            assert response.status_code == 400
+            continue
+        uri = response.get_json()["request_uri"]
+        page = act.client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
+        flow = act.client.get(page.headers["Location"])
+        assert flow.status_code == 200
+        assert Page(flow.get_data(as_text=True)).one("html").attrs["lang"] == "en"
+
+
+def untranslated_words(source: str) -> list[str]:
+    """Words a template writes out as they are, outside ``_()``: in text between tags and in
+    the attributes people see or hear (aria-label, title, alt, placeholder)."""
+    plain = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", " ", source, flags=re.S)
+    heard = re.findall(r'(?:aria-label|title|alt|placeholder)="([^"]*)"', plain)
+    text = re.sub(r"<[^>]*>", " ", plain)
+    return [w for w in re.findall(r"[^\W\d_]{2,}", " ".join([text, *heard])) if w != "Stepup"]
+
+
+def test_no_template_writes_text_outside_the_catalogue():
+    templates = sorted((root.REPO / "bridge" / "templates").glob("*.*"))
+    assert len(templates) >= 10
+    for path in templates:
+        words = untranslated_words(path.read_text())
+        assert not words, f"{path.name}: {words} not wrapped in _()"
+    assert untranslated_words('<p>Hello {{ _("x") }}</p><b aria-label="Progress">'
+                              ) == ["Hello", "Progress"]
