@@ -338,10 +338,12 @@ def _install_options(settings, kw: dict, **extra):
 @click.option("--no-enrollment", is_flag=True, help="Users without a factor cannot enroll.")
 @click.option("--conditional-loa", type=click.IntRange(2, 100),
               help="Ask for the bridge only when a client requests this level (acr_values).")
+@click.option("--loa-max-age", type=click.IntRange(0), default=36000, show_default=True,
+              help="Seconds a reached level counts in the SSO session (0: ask every time).")
 @click.option("--existing-clients", is_flag=True,
               help="Also add the client scope to the clients that exist already.")
 def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_loa,
-                     existing_clients, **kw) -> None:
+                     loa_max_age, existing_clients, **kw) -> None:
     """Put the step-up on every door into the realm (browser, password reset, identity
     providers, direct grant), add the claims, register the realm at the bridge, then audit.
     Safe to run again, with other options too."""
@@ -352,7 +354,8 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
     try:
         opts = _install_options(
             bridge.settings, kw, source_flow=source_flow, acr_values=acr_values,
-            allow_enrollment=not no_enrollment, conditional_loa=conditional_loa, cover=doors,
+            allow_enrollment=not no_enrollment, conditional_loa=conditional_loa,
+            loa_max_age=loa_max_age, cover=doors,
             existing_clients=existing_clients, bridge_acr=bridge.settings.acr)
         admin = connect(opts)
         result = install(admin, opts)
