@@ -79,7 +79,8 @@ class FakeKeycloak(FakeAuthentication):
             ("GET", prefix + r"/identity-provider/instances", self.list_idps),
             ("PUT", prefix + r"/identity-provider/instances/([^/]+)", self.put_idp),
             ("GET", prefix + r"/clients", self.list_clients),
-            ("PUT", prefix + r"/clients/([^/]+)/default-client-scopes/([^/]+)", self.add_client_scope),
+            ("PUT", prefix + r"/clients/([^/]+)/default-client-scopes/([^/]+)",
+             self.add_client_scope),
             ("GET", prefix + r"/default-default-client-scopes", self.list_defaults),
             ("PUT", prefix + r"/default-default-client-scopes/([^/]+)", self.add_default),
             ("DELETE", prefix + r"/default-default-client-scopes/([^/]+)", self.remove_default),
@@ -174,7 +175,8 @@ class FakeKeycloak(FakeAuthentication):
             return reply(404, {"error": "Could not find identity provider"})
         flow = rep.get("postBrokerLoginFlowAlias") or None
         if flow and not self.flow_by_alias(flow):
-            return reply(400, {"errorMessage": f"No available authentication flow with alias: {flow}"})
+            message = f"No available authentication flow with alias: {flow}"
+            return reply(400, {"errorMessage": message})
         config = {k: v for k, v in (rep.get("config") or {}).items() if v != ""}
         self.idps[alias] = {**rep, "postBrokerLoginFlowAlias": flow, "config": config}
         if flow is None:

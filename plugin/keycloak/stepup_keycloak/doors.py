@@ -37,6 +37,7 @@ from .options import (
     LOA_CONDITION_ID,
     LOA_LEVEL_KEY,
     LOA_MAX_AGE_KEY,
+    MAPPED_ACR_ATTRIBUTE,
     PASSWORD_FORMS,
     PREVIOUS_DIRECT_GRANT_ATTRIBUTE,
     PREVIOUS_FLOW_ATTRIBUTE,
@@ -184,31 +185,31 @@ class Doors:
         steps.save_config(flow, condition, alias, values)
 
     def _map_acr(self) -> None:
-        """With a level: map the bridge's ``acr`` to it (keys set by the administrator stay)."""
+        """With a level: map the bridge's ``acr`` to it, remembering that we did (keys the
+        administrator set stay as they are)."""
         acr, level = self.opts.bridge_acr, self.opts.conditional_loa
         if level is None:
             self._unmap_acr()
             return
         if not acr:
             return
-        realm = self.steps.realm()
-        attributes = dict(realm.get("attributes") or {})
+        attributes = dict(self.steps.realm().get("attributes") or {})
         mapping = _loa_map(attributes)
         if mapping.get(acr) == level:
             return
         mapping[acr] = level
         attributes[ACR_LOA_MAP_ATTRIBUTE] = json.dumps(mapping)
+        attributes[MAPPED_ACR_ATTRIBUTE] = acr
         self.steps.update_realm(f"map acr {acr!r} to level {level}", {"attributes": attributes})
 
     def _unmap_acr(self) -> None:
-        acr = self.opts.bridge_acr
-        if not acr:
-            return
+        """Remove the mapping install added, if any."""
         attributes = dict(self.steps.realm().get("attributes") or {})
-        mapping = _loa_map(attributes)
-        if acr not in mapping:
+        acr = attributes.pop(MAPPED_ACR_ATTRIBUTE, None)
+        if acr is None:
             return
-        del mapping[acr]
+        mapping = _loa_map(attributes)
+        mapping.pop(acr, None)
         attributes[ACR_LOA_MAP_ATTRIBUTE] = json.dumps(mapping)
         self.steps.update_realm(f"unmap acr {acr!r}", {"attributes": attributes})
 

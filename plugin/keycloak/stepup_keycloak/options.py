@@ -40,6 +40,8 @@ DIRECT_GRANT_ANCHORS = ("direct-grant-validate-password", "direct-grant-validate
 PREVIOUS_POST_BROKER_KEY = "stepup.previousPostBrokerLoginFlow"
 #: Realm attribute holding the ACR-to-LoA mapping (a JSON object), as the admin console writes it.
 ACR_LOA_MAP_ATTRIBUTE = "acr.loa.map"
+#: Realm attribute naming the ``acr`` install mapped there (uninstall removes only that one).
+MAPPED_ACR_ATTRIBUTE = "stepup.mappedAcr"
 #: The ways into a realm install can put the step-up on (``--cover``).
 DOORS = ("browser", "reset-credentials", "brokers", "direct-grant")
 #: Login-actions paths the authenticator comes back to (Keycloak's LoginActionsService): one
