@@ -7,7 +7,7 @@ from conftest import ADMIN_PASSWORD
 from fake_keycloak import BASE
 from keycloak.exceptions import KeycloakPostError
 
-from stepup_keycloak import ProvisioningError, connect, install, uninstall
+from stepup_keycloak import ProvisioningError, audit, connect, install, uninstall
 from stepup_keycloak.errors import MAX_DETAIL, describe
 
 SECRET = "bridge-secret-" + "x" * 32
@@ -249,3 +249,34 @@ class TestDescribe:
 
         assert text.startswith("Keycloak refused to copy flow 'browser' (409): Flow browser-stepup")
         assert "conflict" not in text.split(" — ")[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body", "expected"),
+    [
+        ("GET", r"/admin/realms/acme", 404, {"error": "Realm not found."},
+         "Keycloak refused to read realm 'acme' (404): Realm not found. — check the realm"),
+        ("GET", r".*/clients", 403, {"error": "HTTP 403 Forbidden"},
+         "Keycloak refused to list clients (403): HTTP 403 Forbidden — does the admin account"),
+        ("GET", r".*/identity-provider/instances", 502, {"error": "Bad Gateway"},
+         "Keycloak refused to list identity providers (502): Bad Gateway"),
+    ],
+)
+def test_audit_refusals_are_one_line(fake, admin, opts, method, path, status, body, expected):
+    fake.fail(method, path, status, body)
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        audit(admin, opts)
+
+    assert message_of(excinfo).startswith(expected)
+    assert fake.writes() == []
+
+
+def test_install_into_a_missing_realm_changes_nothing(fake, admin, opts):
+    fake.fail("GET", r"/admin/realms/acme", 404, {"error": "Realm not found."})
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        install(admin, opts)
+
+    assert message_of(excinfo).endswith("(nothing was changed)")
+    assert fake.writes() == []

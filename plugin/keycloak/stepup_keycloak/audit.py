@@ -100,6 +100,8 @@ def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str
     overrides = client.get("authenticationFlowBindingOverrides") or {}
     found = []
     for binding, flow_id in sorted(overrides.items()):
+        if not flow_id:
+            continue
         alias = by_id.get(flow_id, flow_id)
         if verdict(alias) is not Verdict.PASSES:
             found.append(Finding(

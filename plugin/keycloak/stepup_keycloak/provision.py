@@ -94,11 +94,11 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
        and with ``existing_clients`` add it to every client there is.
     """
     steps = Steps(_admin_for(admin, opts), opts)
-    _check_deployed(steps)
     doors = Doors(steps)
-    secret = opts.bridge_client_secret or doors.existing_secret() or secrets.token_urlsafe(32)
-    steps.hide(secret)
     try:
+        _check_deployed(steps)
+        secret = opts.bridge_client_secret or doors.existing_secret() or secrets.token_urlsafe(32)
+        steps.hide(secret)
         idps: list[str] = []
         for door, put, undo in _door_actions(doors):
             if door in opts.cover:
@@ -161,7 +161,7 @@ def _check_deployed(steps: Steps) -> None:
     if not any(p.get("id") == AUTHENTICATOR_ID for p in providers):
         raise ProvisioningError(
             f"Keycloak has no {AUTHENTICATOR_ID!r} authenticator; put the jar in its providers/ "
-            "folder, run kc.sh build and restart it (nothing was changed)"
+            "folder, run kc.sh build and restart it"
         )
 
 
