@@ -121,9 +121,12 @@ def test_locked_user_cannot_reset_out_of_the_lock(world):
 
 # -- an external identity provider ----------------------------------------------------------------
 
-def upstream_login(page, world, username: str) -> None:
+def upstream_login(page, world, username: str, shot: str | None = None) -> None:
     """At the RP's Keycloak login page, choose the upstream IdP and sign in there."""
     page.goto(f"{world.rp}/login")
+    page.wait_for_selector("#social-upstream")
+    if shot:
+        screenshot(page, shot)
     page.click("#social-upstream")
     page.wait_for_url(f"{world.keycloak}/realms/upstream/**")
     page.fill("#username", username)
@@ -134,7 +137,7 @@ def upstream_login(page, world, username: str) -> None:
 def test_brokered_login_meets_the_bridge(world):
     world.add_user("up-ivan", admin=world.upstream)
     with chromium_page() as page:
-        upstream_login(page, world, "up-ivan")
+        upstream_login(page, world, "up-ivan", shot="keycloak-09-login-doors")
         secret, _ = enroll_at_bridge(page, world, shots="keycloak-12-broker")
         claims = rp_claims(page)
     user_id = world.admin.get_user_id("up-ivan")
@@ -253,7 +256,6 @@ def test_conditional_level_both_ways(world):
         claims = rp_claims(page)
         assert "stepup_amr" not in claims
         assert claims["acr"] == "1"
-        screenshot(page, "keycloak-13-level-1-password-only")
     with chromium_page() as page:  # asking for the level: password, then the bridge
         password_step(page, world, "lv-lena", rp=realm.rp, query="?acr_values=mfa")
         secret, _ = enroll_at_bridge(page, world)
