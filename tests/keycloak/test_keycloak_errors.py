@@ -213,6 +213,7 @@ class TestOptions:
             ({"flow": "browser"}, "flow must not be Keycloak's built-in 'browser'"),
             ({"conditional_loa": 1}, "conditional_loa must be a level of 2 or more"),
             ({"cover": ("browser", "sms")}, "unknown door"),
+            ({"cover": ()}, "cover must name at least one door"),
             ({"loa_max_age": -1}, "loa_max_age must be 0 or more"),
             ({"client_scope": "step up"}, "must not contain spaces"),
             ({"realm": " "}, "realm must not be empty"),

@@ -151,6 +151,8 @@ class InstallOptions:
             raise ProvisioningError(
                 "conditional_loa must be a level of 2 or more (level 1 is the password)"
             )
+        if not self.cover:
+            raise ProvisioningError("cover must name at least one door (or run uninstall)")
         unknown = sorted(set(self.cover) - set(DOORS))
         if unknown:
             raise ProvisioningError(
