@@ -79,6 +79,7 @@ class FakeKeycloak(FakeAuthentication):
             ("GET", prefix + r"/identity-provider/instances", self.list_idps),
             ("PUT", prefix + r"/identity-provider/instances/([^/]+)", self.put_idp),
             ("GET", prefix + r"/clients", self.list_clients),
+            ("PUT", prefix + r"/clients/([^/]+)", self.put_client),
             ("PUT", prefix + r"/clients/([^/]+)/default-client-scopes/([^/]+)",
              self.add_client_scope),
             ("GET", prefix + r"/default-default-client-scopes", self.list_defaults),
@@ -89,6 +90,9 @@ class FakeKeycloak(FakeAuthentication):
     def bound_flows(self) -> set[str]:
         bindings = ("browserFlow", "directGrantFlow", "resetCredentialsFlow")
         used = {self.realm[b] for b in bindings}
+        for client in self.clients_by_id.values():
+            overrides = client.get("authenticationFlowBindingOverrides") or {}
+            used |= {self.flows[i]["alias"] for i in overrides.values() if i in self.flows}
         return used | {i.get("postBrokerLoginFlowAlias") for i in self.idps.values()} - {None}
 
     def add_idp(self, alias: str, **rep: Any) -> None:
@@ -185,6 +189,22 @@ class FakeKeycloak(FakeAuthentication):
 
     def list_clients(self, _: Any) -> Reply:
         return reply(200, list(self.clients_by_id.values()))
+
+    def put_client(self, rep: dict[str, Any], client_id: str) -> Reply:
+        client = self.clients_by_id.get(client_id)
+        if client is None:
+            return reply(404, {"error": "Could not find client"})
+        overrides = dict(client.get("authenticationFlowBindingOverrides") or {})
+        for binding, flow_id in (rep.get("authenticationFlowBindingOverrides") or {}).items():
+            if not flow_id:  # Keycloak: an empty value removes the override
+                overrides.pop(binding, None)
+            elif flow_id not in self.flows:
+                return reply(400, {"errorMessage": "Flow not found"})
+            else:
+                overrides[binding] = flow_id
+        client.update(authenticationFlowBindingOverrides=overrides,
+                      attributes=dict(rep.get("attributes") or {}))
+        return reply(204)
 
     def add_client_scope(self, _: Any, client_id: str, scope_id: str) -> Reply:
         client = self.clients_by_id.get(client_id)

@@ -140,3 +140,31 @@ def test_full_uninstall_leaves_no_flow_config_or_binding_of_ours(fake, admin, op
             fake.realm["directGrantFlow"]) == ("browser", "reset credentials", "direct grant")
     assert not [k for k in fake.realm["attributes"] if k.startswith("stepup.")]
     assert fake.realm["attributes"]["acr.loa.map"] == "{}"
+
+
+def test_client_overrides_without_the_step_are_pointed_at_ours_and_back(fake, admin, opts):
+    browser_id = fake.flow_by_alias("browser")["id"]
+    grant_id = fake.flow_by_alias("direct grant")["id"]
+    app = fake.add_client("override-app", attributes={"pkce.code.challenge.method": "S256"},
+                          authenticationFlowBindingOverrides={"browser": browser_id,
+                                                              "direct_grant": grant_id})
+    install(admin, opts)
+    fake.copy_flow({"newName": "kiosk"}, "browser-stepup")  # a custom flow with the step
+    kiosk = fake.add_client("kiosk", authenticationFlowBindingOverrides={
+        "browser": fake.flow_by_alias("kiosk")["id"]})
+
+    install(admin, opts)
+
+    assert app["authenticationFlowBindingOverrides"] == {
+        "browser": fake.flow_by_alias("browser-stepup")["id"],
+        "direct_grant": fake.flow_by_alias(DIRECT)["id"]}
+    assert app["attributes"]["stepup.previousOverride.browser"] == browser_id
+    assert app["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert kiosk["authenticationFlowBindingOverrides"]["browser"] == (
+        fake.flow_by_alias("kiosk")["id"])
+
+    uninstall(admin, opts)
+
+    assert app["authenticationFlowBindingOverrides"] == {
+        "browser": browser_id, "direct_grant": grant_id}
+    assert "stepup.previousOverride.browser" not in app["attributes"]

@@ -11,6 +11,9 @@
 - ``direct-grant``: a copy of the bound direct grant flow with the step after the password; the
   step has no browser there and refuses, which closes the password grant for the whole realm.
 
+A client's browser or direct grant *override* naming a flow without the step is pointed at our
+flow of that door (and pointed back by uninstall).
+
 Every door is reconciled to the requested state, from whatever layout an earlier run left.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .audit import Verdict, judge
 from .errors import ProvisioningError
 from .flows import Step, by_provider, by_subflow, find
 from .options import (
@@ -101,9 +105,11 @@ class Doors:
         self._configure(self.opts.flow, step, secret)
         self.steps.bind("browserFlow", self.opts.flow, PREVIOUS_FLOW_ATTRIBUTE)
         self._map_acr()
+        self._point_overrides("browser", self.opts.flow)
         return step
 
     def uninstall_browser(self) -> None:
+        self._restore_overrides("browser", self.opts.flow)
         self.steps.unbind(
             "browserFlow", self.opts.flow, PREVIOUS_FLOW_ATTRIBUTE, DEFAULT_BROWSER_FLOW
         )
@@ -226,11 +232,14 @@ class Doors:
         self.steps.delete_flow(self.opts.reset_flow)
 
     def install_direct_grant(self, secret: str) -> Step:
-        return self._install_copy(
+        step = self._install_copy(
             "directGrantFlow", DEFAULT_DIRECT_GRANT_FLOW, self.opts.direct_grant_flow,
             PREVIOUS_DIRECT_GRANT_ATTRIBUTE, DIRECT_GRANT_ANCHORS, secret)
+        self._point_overrides("direct_grant", self.opts.direct_grant_flow)
+        return step
 
     def uninstall_direct_grant(self) -> None:
+        self._restore_overrides("direct_grant", self.opts.direct_grant_flow)
         self.steps.unbind("directGrantFlow", self.opts.direct_grant_flow,
                           PREVIOUS_DIRECT_GRANT_ATTRIBUTE, DEFAULT_DIRECT_GRANT_FLOW)
         self.steps.delete_flow(self.opts.direct_grant_flow)
@@ -255,6 +264,51 @@ class Doors:
         self._configure(flow, step, secret)
         steps.bind(binding, flow, remember)
         return step
+
+    # -- clients' flow overrides -------------------------------------------------------------------
+
+    def _point_overrides(self, binding: str, flow: str) -> None:
+        """A client whose ``binding`` override names a flow without the step gets ``flow``
+        instead (the one it had is remembered in a client attribute); overrides to flows that
+        pass the step are the administrator's and stay."""
+        ids = {f["alias"]: f["id"] for f in self.steps.flows()}
+        aliases = {v: k for k, v in ids.items()}
+        for client in self._clients():
+            overrides = dict(client.get("authenticationFlowBindingOverrides") or {})
+            current = overrides.get(binding)
+            if not current or current == ids[flow]:
+                continue
+            alias = aliases.get(current)
+            if alias and judge(alias, self.steps.steps(alias)) is Verdict.PASSES:
+                continue
+            attributes = {**(client.get("attributes") or {}), _previous_override(binding): current}
+            self._update_client(client, {**overrides, binding: ids[flow]}, attributes,
+                                f"point the {binding} override of client "
+                                f"{client['clientId']!r} at flow {flow!r}")
+
+    def _restore_overrides(self, binding: str, flow: str) -> None:
+        found = self.steps.flow(flow)
+        ids = {f["id"] for f in self.steps.flows()}
+        for client in self._clients():
+            overrides = dict(client.get("authenticationFlowBindingOverrides") or {})
+            attributes = dict(client.get("attributes") or {})
+            previous = attributes.pop(_previous_override(binding), None)
+            if found is None or overrides.get(binding) != found["id"]:
+                continue
+            # Keycloak removes an override sent as "" (an empty map would change nothing).
+            overrides[binding] = previous if previous in ids else ""
+            self._update_client(client, overrides, attributes,
+                                f"restore the {binding} override of client "
+                                f"{client['clientId']!r}")
+
+    def _clients(self) -> list[dict[str, Any]]:
+        return self.steps.read("list clients", self.steps.admin.get_clients)
+
+    def _update_client(self, client: dict[str, Any], overrides: dict[str, str],
+                       attributes: dict[str, str], action: str) -> None:
+        payload = {**client, "authenticationFlowBindingOverrides": overrides,
+                   "attributes": attributes}
+        self.steps.write(action, self.steps.admin.update_client, client["id"], payload)
 
     # -- identity providers ------------------------------------------------------------------------
 
@@ -312,6 +366,11 @@ class Doors:
         if found is None:
             raise ProvisioningError(f"Keycloak did not list the expected step in flow {flow!r}")
         return found
+
+
+def _previous_override(binding: str) -> str:
+    """Client attribute remembering the ``binding`` override install replaced."""
+    return f"stepup.previousOverride.{binding}"
 
 
 def _loa_map(attributes: dict[str, Any]) -> dict[str, Any]:
