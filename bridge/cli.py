@@ -311,43 +311,102 @@ def _install_options(settings, kw: dict, **extra):
 
 @keycloak.command("install")
 @_keycloak_options
+@click.option("--cover", default="all", show_default=True,
+              help="Doors that get the step-up, comma separated: browser, reset-credentials, "
+                   "brokers, direct-grant (doors left out are undone).")
 @click.option("--source-flow", default="",
               help="Browser flow to copy (default: the one the realm has bound now).")
 @click.option("--acr-values", help="acr_values the authenticator asks the bridge for.")
 @click.option("--no-enrollment", is_flag=True, help="Users without a factor cannot enroll.")
-@click.option("--conditional-loa", type=click.IntRange(1, 100),
+@click.option("--conditional-loa", type=click.IntRange(2, 100),
               help="Ask for the bridge only when a client requests this level (acr_values).")
-def keycloak_install(source_flow, acr_values, no_enrollment, conditional_loa, **kw) -> None:
-    """Copy the browser flow, add the step-up after the password, bind it, add the claims,
-    and register the realm at the bridge. Safe to run again."""
-    from stepup_keycloak import ProvisioningError, connect, install
+@click.option("--loa-max-age", type=click.IntRange(0), default=36000, show_default=True,
+              help="Seconds a reached level counts in the SSO session (0: ask every time).")
+@click.option("--existing-clients", is_flag=True,
+              help="Also add the client scope to the clients that exist already.")
+def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_loa,
+                     loa_max_age, existing_clients, **kw) -> None:
+    """Put the step-up on every door into the realm (browser, password reset, identity
+    providers, direct grant), add the claims, register the realm at the bridge, then audit.
+    Safe to run again, with other options too."""
+    from stepup_keycloak import DOORS, ProvisioningError, audit, connect, install
 
     bridge = _bridge()
-    opts = _install_options(bridge.settings, kw, source_flow=source_flow, acr_values=acr_values,
-                            allow_enrollment=not no_enrollment, conditional_loa=conditional_loa)
+    doors = DOORS if cover == "all" else tuple(d.strip() for d in cover.split(",") if d.strip())
     try:
-        result = install(connect(opts), opts)
+        opts = _install_options(
+            bridge.settings, kw, source_flow=source_flow, acr_values=acr_values,
+            allow_enrollment=not no_enrollment, conditional_loa=conditional_loa,
+            loa_max_age=loa_max_age, cover=doors,
+            existing_clients=existing_clients, bridge_acr=bridge.settings.acr)
+        admin = connect(opts)
+        result = install(admin, opts)
     except ProvisioningError as e:
         _fail(str(e))
     record = new_client(bridge.secrets.pepper, result.bridge_client_id,
-                        secret=result.bridge_client_secret, jwks_uri=None, redirect_uris=[],
-                        redirect_uri_prefixes=[result.redirect_uri_prefix],
+                        secret=result.bridge_client_secret, jwks_uri=None,
+                        redirect_uris=[],
+                        redirect_uri_prefixes=_kept_prefixes(bridge, result),
                         allow_enrollment=not no_enrollment)
     _register(bridge, record, replace=True)
-    click.echo(f"Realm {opts.realm}: flow '{result.flow_alias}' bound "
+    click.echo(f"Realm {opts.realm}: step-up on {', '.join(result.covered) or 'no door'} "
                f"({'changed' if result.changed else 'already up to date'}); "
                f"bridge client '{record.client_id}' registered.")
+    if result.identity_providers:
+        click.echo(f"Identity providers: {', '.join(result.identity_providers)}.")
+    if result.clients_scoped:
+        click.echo(f"Client scope '{opts.client_scope}' added to: "
+                   f"{', '.join(result.clients_scoped)}.")
+    try:
+        _print_audit(audit(admin, opts), opts.realm)
+    except ProvisioningError as e:
+        _fail(f"installed, but the audit failed: {e}")
+
+
+def _kept_prefixes(bridge: Bridge, result) -> list[str]:
+    """Install's callback prefixes plus any the client had (a re-run never drops one)."""
+    with bridge.store.begin() as tx:
+        found = tx.find_client(result.bridge_client_id)
+    kept = list(found.redirect_uri_prefixes) if found else []
+    return kept + [p for p in result.redirect_uri_prefixes if p not in kept]
+
+
+def _print_audit(findings, realm: str) -> bool:
+    for finding in findings:
+        click.echo(f"OPEN  {finding}")
+    if findings:
+        click.echo(f"Realm {realm}: {len(findings)} way(s) in without the step-up.")
+    else:
+        click.echo(f"Realm {realm}: every way in passes the step-up.")
+    return not findings
+
+
+@keycloak.command("audit")
+@_keycloak_options
+def keycloak_audit(**kw) -> None:
+    """List every way into the realm that does not pass the step-up, one line each with what to
+    change; exit status 0 only when there is none."""
+    from stepup_keycloak import ProvisioningError, audit, connect
+
+    settings = load_settings()
+    try:
+        opts = _install_options(settings, kw)
+        findings = audit(connect(opts), opts)
+    except ProvisioningError as e:
+        _fail(str(e))
+    if not _print_audit(findings, opts.realm):
+        sys.exit(1)
 
 
 @keycloak.command("uninstall")
 @_keycloak_options
 def keycloak_uninstall(**kw) -> None:
-    """Restore the realm's previous browser flow and remove what install created."""
+    """Restore the realm's previous flows and remove what install created."""
     from stepup_keycloak import ProvisioningError, connect, uninstall
 
     bridge = _bridge()
-    opts = _install_options(bridge.settings, kw)
     try:
+        opts = _install_options(bridge.settings, kw)
         changed = uninstall(connect(opts), opts)
     except ProvisioningError as e:
         _fail(str(e))

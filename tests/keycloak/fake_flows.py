@@ -30,6 +30,13 @@ DISPLAY = {
     "auth-recovery-authn-code-form": "Recovery Authentication Code Form",
     "conditional-level-of-authentication": "Condition - Level of Authentication",
     "stepup-bridge": "Stepup Bridge",
+    "reset-credentials-choose-user": "Choose User",
+    "reset-credential-email": "Send Reset Email",
+    "reset-password": "Reset Password",
+    "reset-otp": "Reset OTP",
+    "direct-grant-validate-username": "Username Validation",
+    "direct-grant-validate-password": "Password",
+    "direct-grant-validate-otp": "OTP",
 }
 # Keycloak 26's built-in browser flow: (provider or sub-flow alias, requirement, children).
 BROWSER = [
@@ -52,6 +59,24 @@ BROWSER = [
         ]),
     ]),
 ]  # fmt: skip
+# Keycloak 26's built-in reset-credentials and direct grant flows.
+RESET = [
+    ("reset-credentials-choose-user", "REQUIRED", None),
+    ("reset-credential-email", "REQUIRED", None),
+    ("reset-password", "REQUIRED", None),
+    ("Reset - Conditional OTP", "CONDITIONAL", [
+        ("conditional-user-configured", "REQUIRED", None),
+        ("reset-otp", "REQUIRED", None),
+    ]),
+]
+DIRECT_GRANT = [
+    ("direct-grant-validate-username", "REQUIRED", None),
+    ("direct-grant-validate-password", "REQUIRED", None),
+    ("Direct Grant - Conditional OTP", "CONDITIONAL", [
+        ("conditional-user-configured", "REQUIRED", None),
+        ("direct-grant-validate-otp", "REQUIRED", None),
+    ]),
+]  # fmt: skip
 Reply = tuple[int, dict[str, str], str]
 
 
@@ -66,11 +91,15 @@ class FakeAuthentication:
         self.configs: dict[str, dict[str, Any]] = {}
         top = self._add_flow("browser", top_level=True, built_in=True)
         self._seed(top, BROWSER)
-        self._add_flow("direct grant", top_level=True, built_in=True)
+        self._seed(self._add_flow("reset credentials", top_level=True, built_in=True), RESET)
+        self._seed(self._add_flow("direct grant", top_level=True, built_in=True), DIRECT_GRANT)
 
     def authentication_routes(self, auth: str) -> list[tuple[str, str, Any]]:
         return [
             ("GET", auth + r"/flows", self.list_flows),
+            ("POST", auth + r"/flows", self.create_flow),
+            ("GET", auth + r"/authenticator-providers", self.list_providers),
+            ("DELETE", auth + r"/executions/([^/]+)", self.delete_execution),
             ("POST", auth + r"/flows/([^/]+)/copy", self.copy_flow),
             ("DELETE", auth + r"/flows/([^/]+)", self.delete_flow),
             ("GET", auth + r"/flows/([^/]+)/executions", self.list_executions),
@@ -111,6 +140,27 @@ class FakeAuthentication:
     def list_flows(self, _: Any) -> Reply:
         top = [f for f in self.flows.values() if f["topLevel"]]
         return reply(200, top)
+
+    def list_providers(self, _: Any) -> Reply:
+        return reply(200, [{"id": p, "displayName": DISPLAY[p]} for p in sorted(self.providers)])
+
+    def create_flow(self, data: dict[str, Any]) -> Reply:
+        if self.flow_by_alias(data["alias"]):
+            return reply(409, {"errorMessage": "Flow " + data["alias"] + " already exists"})
+        flow = self._add_flow(data["alias"], top_level=True, built_in=False)
+        return reply(201, headers={"Location": f"{BASE}/flows/{flow['id']}"})
+
+    def delete_execution(self, _: Any, execution_id: str) -> Reply:
+        execution = self.executions.get(execution_id)
+        if execution is None:
+            return reply(404, {"error": "Illegal execution"})
+        if self.flows[execution["parent"]]["builtIn"]:
+            return reply(400, {"error": "It is illegal to remove execution from a built in flow"})
+        if execution["flow_id"]:
+            self._deep_delete(self.flows[execution["flow_id"]])
+        self.configs.pop(execution["config"] or "", None)
+        del self.executions[execution_id]
+        return reply(204)
 
     def copy_flow(self, data: dict[str, str], alias: str) -> Reply:
         if self.flow_by_alias(data["newName"]):

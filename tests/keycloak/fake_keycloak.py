@@ -45,6 +45,8 @@ class FakeKeycloak(FakeAuthentication):
             "enabled": True,
             "browserFlow": "browser",
             "directGrantFlow": "direct grant",
+            "resetCredentialsFlow": "reset credentials",
+            "resetPasswordAllowed": True,
             "attributes": {"frontendUrl": "https://sso.example.test", "acr.loa.map": "{}"},
         }
         for name in ("profile", "email", "roles"):
@@ -57,6 +59,9 @@ class FakeKeycloak(FakeAuthentication):
                 "protocolMappers": [],
             }
             self.default_scopes.append(scope_id)
+        #: Identity providers by alias, and clients by id (representations as Keycloak lists them).
+        self.idps: dict[str, dict[str, Any]] = {}
+        self.clients_by_id: dict[str, dict[str, Any]] = {}
         prefix = rf"/admin/realms/{re.escape(realm)}"
         scope = prefix + r"/client-scopes/([^/]+)"
         self.routes = [
@@ -71,13 +76,36 @@ class FakeKeycloak(FakeAuthentication):
             ("GET", scope + r"/protocol-mappers/models", self.mappers),
             ("POST", scope + r"/protocol-mappers/models", self.add_mapper),
             ("PUT", scope + r"/protocol-mappers/models/([^/]+)", self.update_mapper),
+            ("GET", prefix + r"/identity-provider/instances", self.list_idps),
+            ("PUT", prefix + r"/identity-provider/instances/([^/]+)", self.put_idp),
+            ("GET", prefix + r"/clients", self.list_clients),
+            ("PUT", prefix + r"/clients/([^/]+)", self.put_client),
+            ("PUT", prefix + r"/clients/([^/]+)/default-client-scopes/([^/]+)",
+             self.add_client_scope),
             ("GET", prefix + r"/default-default-client-scopes", self.list_defaults),
             ("PUT", prefix + r"/default-default-client-scopes/([^/]+)", self.add_default),
             ("DELETE", prefix + r"/default-default-client-scopes/([^/]+)", self.remove_default),
         ]
 
     def bound_flows(self) -> set[str]:
-        return {self.realm["browserFlow"], self.realm["directGrantFlow"]}
+        bindings = ("browserFlow", "directGrantFlow", "resetCredentialsFlow")
+        used = {self.realm[b] for b in bindings}
+        for client in self.clients_by_id.values():
+            overrides = client.get("authenticationFlowBindingOverrides") or {}
+            used |= {self.flows[i]["alias"] for i in overrides.values() if i in self.flows}
+        return used | {i.get("postBrokerLoginFlowAlias") for i in self.idps.values()} - {None}
+
+    def add_idp(self, alias: str, **rep: Any) -> None:
+        self.idps[alias] = {"alias": alias, "providerId": "oidc", "enabled": True,
+                            "config": {"clientId": "kc", "clientSecret": "**********"}, **rep}
+
+    def add_client(self, client_id: str, **rep: Any) -> dict[str, Any]:
+        internal = next(self.ids)
+        self.clients_by_id[internal] = {
+            "id": internal, "clientId": client_id, "protocol": "openid-connect",
+            "bearerOnly": False, "directAccessGrantsEnabled": False,
+            "defaultClientScopes": ["profile", "email"], "optionalClientScopes": [], **rep}
+        return self.clients_by_id[internal]
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -135,9 +163,56 @@ class FakeKeycloak(FakeAuthentication):
     def put_realm(self, rep: dict[str, Any]) -> Reply:
         if rep.get("attributes") is not None:
             self.realm["attributes"] = dict(rep["attributes"])
-        if rep.get("browserFlow") is not None:
-            found = self.flow_by_alias(rep["browserFlow"])
-            self.realm["browserFlow"] = found["alias"] if found else None
+        for binding in ("browserFlow", "resetCredentialsFlow", "directGrantFlow"):
+            if rep.get(binding) is not None:
+                found = self.flow_by_alias(rep[binding])
+                self.realm[binding] = found["alias"] if found else None
+        return reply(204)
+
+    # -- identity providers and clients ----------------------------------------------------------
+
+    def list_idps(self, _: Any) -> Reply:
+        return reply(200, list(self.idps.values()))
+
+    def put_idp(self, rep: dict[str, Any], alias: str) -> Reply:
+        if alias not in self.idps:
+            return reply(404, {"error": "Could not find identity provider"})
+        flow = rep.get("postBrokerLoginFlowAlias") or None
+        if flow and not self.flow_by_alias(flow):
+            message = f"No available authentication flow with alias: {flow}"
+            return reply(400, {"errorMessage": message})
+        config = {k: v for k, v in (rep.get("config") or {}).items() if v != ""}
+        self.idps[alias] = {**rep, "postBrokerLoginFlowAlias": flow, "config": config}
+        if flow is None:
+            del self.idps[alias]["postBrokerLoginFlowAlias"]
+        return reply(204)
+
+    def list_clients(self, _: Any) -> Reply:
+        return reply(200, list(self.clients_by_id.values()))
+
+    def put_client(self, rep: dict[str, Any], client_id: str) -> Reply:
+        client = self.clients_by_id.get(client_id)
+        if client is None:
+            return reply(404, {"error": "Could not find client"})
+        overrides = dict(client.get("authenticationFlowBindingOverrides") or {})
+        for binding, flow_id in (rep.get("authenticationFlowBindingOverrides") or {}).items():
+            if not flow_id:  # Keycloak: an empty value removes the override
+                overrides.pop(binding, None)
+            elif flow_id not in self.flows:
+                return reply(400, {"errorMessage": "Flow not found"})
+            else:
+                overrides[binding] = flow_id
+        client.update(authenticationFlowBindingOverrides=overrides,
+                      attributes=dict(rep.get("attributes") or {}))
+        return reply(204)
+
+    def add_client_scope(self, _: Any, client_id: str, scope_id: str) -> Reply:
+        client = self.clients_by_id.get(client_id)
+        if client is None or scope_id not in self.scopes:
+            return reply(404, {"error": "Could not find client"})
+        name = self.scopes[scope_id]["name"]
+        if name not in client["defaultClientScopes"]:
+            client["defaultClientScopes"].append(name)
         return reply(204)
 
     # -- client scopes -------------------------------------------------------------------------
@@ -161,10 +236,14 @@ class FakeKeycloak(FakeAuthentication):
         return reply(204)
 
     def delete_scope(self, _: Any, scope_id: str) -> Reply:
-        if self.scopes.pop(scope_id, None) is None:
+        scope = self.scopes.pop(scope_id, None)
+        if scope is None:
             return reply(404, {"error": "Could not find client scope"})
         if scope_id in self.default_scopes:
             self.default_scopes.remove(scope_id)
+        for client in self.clients_by_id.values():  # Keycloak drops it from clients too
+            client["defaultClientScopes"] = [
+                n for n in client["defaultClientScopes"] if n != scope["name"]]
         return reply(204)
 
     def mappers(self, _: Any, scope_id: str) -> Reply:

@@ -7,7 +7,7 @@ from conftest import ADMIN_PASSWORD
 from fake_keycloak import BASE
 from keycloak.exceptions import KeycloakPostError
 
-from stepup_keycloak import ProvisioningError, connect, install, uninstall
+from stepup_keycloak import ProvisioningError, audit, connect, install, uninstall
 from stepup_keycloak.errors import MAX_DETAIL, describe
 
 SECRET = "bridge-secret-" + "x" * 32
@@ -28,8 +28,8 @@ def test_forbidden_copy_names_the_action_status_and_what_to_check(fake, admin, m
         install(admin, make_opts(bridge_client_secret=SECRET))
 
     assert message_of(excinfo) == (
-        "Keycloak refused to copy flow 'browser' (403): HTTP 403 Forbidden — "
-        "does the admin account 'admin' of realm 'master' have realm-admin?"
+        "Keycloak refused to copy flow 'browser' to 'browser-stepup' (403): HTTP 403 Forbidden — "
+        "does the admin account 'admin' of realm 'master' have realm-admin? (nothing was changed)"
     )
 
 
@@ -52,18 +52,33 @@ def test_secret_echoed_by_keycloak_is_scrubbed(fake, admin, make_opts):
     assert "bad value ***" in message_of(excinfo)
 
 
-def test_missing_authenticator_jar_is_explained(fake, admin, opts):
+def test_missing_authenticator_jar_is_explained_before_any_write(fake, admin, opts):
     fake.providers.discard("stepup-bridge")
 
     with pytest.raises(ProvisioningError) as excinfo:
         install(admin, opts)
 
     text = message_of(excinfo)
+    assert text.startswith("Keycloak has no 'stepup-bridge' authenticator")
+    assert "providers/" in text and "nothing was changed" in text
+    assert fake.writes() == []
+
+
+def test_refusal_half_way_names_every_change_already_made(fake, admin, opts):
+    fake.fail("PUT", r".*/identity-provider/instances/[^/]+", 403, {"error": "HTTP 403 Forbidden"})
+    fake.add_idp("upstream")
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        install(admin, opts)
+
+    text = message_of(excinfo)
     assert text.startswith(
-        "Keycloak refused to add 'stepup-bridge' to flow 'browser-stepup forms' (400)"
-    )
-    assert "No authentication provider found for id: stepup-bridge" in text
-    assert "providers/" in text
+        "Keycloak refused to set the post login flow of identity provider 'upstream' to flow "
+        "'post-broker-stepup' (403)")
+    assert "install stopped after: copy flow 'browser' to 'browser-stepup'; " in text
+    assert "bind flow 'reset-credentials-stepup' as resetCredentialsFlow of realm 'acme'" in text
+    assert text.endswith("run it again to finish, or `stepup keycloak uninstall` to undo")
+    assert "\n" not in text
 
 
 def test_uninstall_refusal_is_one_line_too(fake, admin, opts):
@@ -196,7 +211,9 @@ class TestOptions:
             ({"bridge_issuer": "ftp://mfa"}, "bridge_issuer must be an http"),
             ({"flow": "mine", "source_flow": "mine"}, "flow must differ from source_flow"),
             ({"flow": "browser"}, "flow must not be Keycloak's built-in 'browser'"),
-            ({"conditional_loa": 0}, "conditional_loa must be a level of 1 or more"),
+            ({"conditional_loa": 1}, "conditional_loa must be a level of 2 or more"),
+            ({"cover": ("browser", "sms")}, "unknown door"),
+            ({"cover": ()}, "cover must name at least one door"),
             ({"loa_max_age": -1}, "loa_max_age must be 0 or more"),
             ({"client_scope": "step up"}, "must not contain spaces"),
             ({"realm": " "}, "realm must not be empty"),
@@ -233,3 +250,34 @@ class TestDescribe:
 
         assert text.startswith("Keycloak refused to copy flow 'browser' (409): Flow browser-stepup")
         assert "conflict" not in text.split(" — ")[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body", "expected"),
+    [
+        ("GET", r"/admin/realms/acme", 404, {"error": "Realm not found."},
+         "Keycloak refused to read realm 'acme' (404): Realm not found. — check the realm"),
+        ("GET", r".*/clients", 403, {"error": "HTTP 403 Forbidden"},
+         "Keycloak refused to list clients (403): HTTP 403 Forbidden — does the admin account"),
+        ("GET", r".*/identity-provider/instances", 502, {"error": "Bad Gateway"},
+         "Keycloak refused to list identity providers (502): Bad Gateway"),
+    ],
+)
+def test_audit_refusals_are_one_line(fake, admin, opts, method, path, status, body, expected):
+    fake.fail(method, path, status, body)
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        audit(admin, opts)
+
+    assert message_of(excinfo).startswith(expected)
+    assert fake.writes() == []
+
+
+def test_install_into_a_missing_realm_changes_nothing(fake, admin, opts):
+    fake.fail("GET", r"/admin/realms/acme", 404, {"error": "Realm not found."})
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        install(admin, opts)
+
+    assert message_of(excinfo).endswith("(nothing was changed)")
+    assert fake.writes() == []

@@ -1,13 +1,26 @@
-"""install(): what it asks Keycloak's admin API, and what the realm looks like afterwards."""
+"""install() on the browser door: what it asks Keycloak's admin API, and what the realm looks
+like afterwards. The other doors: test_keycloak_doors.py."""
 
 from __future__ import annotations
 
+import pytest
+from conftest import options
 from fake_keycloak import BASE, FakeKeycloak
 from keycloak import KeycloakAdmin
 
 from stepup_keycloak import InstallOptions, install
 
 FORMS = "browser-stepup forms"
+
+
+@pytest.fixture
+def opts() -> InstallOptions:
+    return options(cover=("browser",))
+
+
+@pytest.fixture
+def make_opts():
+    return lambda **changes: options(**{"cover": ("browser",), **changes})
 
 
 def posts_to(fake: FakeKeycloak, suffix: str) -> list[object]:
@@ -86,7 +99,7 @@ class TestConfig:
             "stepup.allowEnrollment": "true",
             "stepup.onBridgeUnavailable": "fail",
         }
-        assert result.config_id == config["id"]
+        assert result.bridge_client_secret == "s" * 43
 
     def test_acr_values_and_enrollment_switch(self, fake, admin, make_opts):
         install(admin, make_opts(acr_values="urn:stepup:mfa", allow_enrollment=False))
@@ -197,10 +210,11 @@ class TestIdempotency:
     def test_second_install_returns_the_same_ids_and_secret(self, fake, admin, opts):
         first = install(admin, opts)
 
+        ids = [(e["id"], e["config"]) for e in fake.execution_of("stepup-bridge")]
+
         second = install(admin, opts)
 
-        assert second.execution_id == first.execution_id
-        assert second.config_id == first.config_id
+        assert [(e["id"], e["config"]) for e in fake.execution_of("stepup-bridge")] == ids
         assert second.client_scope_id == first.client_scope_id
         assert second.bridge_client_secret == first.bridge_client_secret
 
@@ -219,8 +233,14 @@ def test_result_tells_the_bridge_how_to_register_keycloak(fake, admin: KeycloakA
 
     assert result.flow_alias == "browser-stepup"
     assert result.bridge_client_id == "keycloak-acme"
-    assert result.redirect_uri_prefix == f"{BASE}/realms/acme/login-actions/authenticate"
-    assert result.execution_id == fake.execution_of("stepup-bridge")[0]["id"]
+    base = f"{BASE}/realms/acme/login-actions"
+    assert result.redirect_uri_prefixes == [
+        f"{base}/authenticate",
+        f"{base}/reset-credentials",
+        f"{base}/post-broker-login",
+        f"{base}/first-broker-login",
+    ]
+    assert result.covered == ("browser",)
 
 
 def test_flow_with_separate_password_form_gets_stepup_after_it(fake, admin, opts: InstallOptions):

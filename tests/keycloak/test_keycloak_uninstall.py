@@ -75,8 +75,14 @@ def test_install_after_uninstall_works_again(fake, admin, opts):
     install(admin, opts)
     uninstall(admin, opts)
 
-    result = install(admin, opts)
+    install(admin, opts)
 
     assert fake.realm["browserFlow"] == "browser-stepup"
     assert fake.realm["attributes"]["stepup.previousBrowserFlow"] == "browser"
-    assert fake.configs[result.config_id]["alias"] == "stepup-bridge-acme"
+    aliases = {fake.configs[e["config"]]["alias"] for e in fake.execution_of("stepup-bridge")}
+    assert aliases == {
+        "stepup-bridge-acme",
+        "stepup-bridge-acme-reset-credentials-stepup",
+        "stepup-bridge-acme-post-broker-stepup",
+        "stepup-bridge-acme-direct-grant-stepup",
+    }

@@ -1,25 +1,29 @@
 """Provision Keycloak for Stepup Bridge with python-keycloak (``stepup keycloak install``).
 
-Install copies the realm's browser flow, adds the ``stepup-bridge`` authenticator right after
-the password form (or behind a level-of-authentication condition), writes its config, binds
-the copy as the browser flow and adds a client scope that puts the step-up's ``acr``, ``amr``
-and ``auth_time`` into tokens as ``stepup_acr``, ``stepup_amr`` and ``stepup_auth_time``.
-Uninstall restores the previous binding and deletes what install created. Both are
-idempotent. No Flask, no bridge import: the bridge's CLI calls::
+Install puts the ``stepup-bridge`` authenticator on every door into a realm (browser flow,
+password reset, identity providers' post login flow, direct grant; ``InstallOptions.cover``)
+and adds a client scope that puts the step-up's ``acr``, ``amr`` and ``auth_time`` into tokens
+as ``stepup_acr``, ``stepup_amr`` and ``stepup_auth_time``. Uninstall restores the previous
+bindings and deletes what install created. Both are idempotent. Audit lists the doors that do
+not pass the step-up. No Flask, no bridge import: the bridge's CLI calls::
 
     opts = InstallOptions(server_url=..., realm=..., bridge_issuer=...,
                           admin_username=..., admin_password=...)
     result = install(connect(opts), opts)
 """
 
+from .audit import Finding
 from .errors import ProvisioningError
-from .options import InstallOptions
-from .provision import InstallResult, connect, install, uninstall
+from .options import DOORS, InstallOptions
+from .provision import InstallResult, audit, connect, install, uninstall
 
 __all__ = [
+    "DOORS",
+    "Finding",
     "InstallOptions",
     "InstallResult",
     "ProvisioningError",
+    "audit",
     "connect",
     "install",
     "uninstall",

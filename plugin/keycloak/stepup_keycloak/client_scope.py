@@ -33,6 +33,28 @@ def ensure_client_scope(steps: Steps) -> str:
     return scope_id
 
 
+def add_to_existing_clients(steps: Steps, scope_id: str) -> list[str]:
+    """Add the scope as a default scope to every OpenID Connect client that lacks it."""
+    name = steps.opts.client_scope
+    added = []
+    for client in steps.read("list clients", steps.admin.get_clients):
+        if client.get("bearerOnly") or client.get("protocol", "openid-connect") != "openid-connect":
+            continue
+        listed = (client.get("defaultClientScopes") or []) + (
+            client.get("optionalClientScopes") or [])
+        if name in listed:
+            continue
+        steps.write(
+            f"add client scope {name!r} to client {client['clientId']!r}",
+            steps.admin.add_client_default_client_scope,
+            client["id"],
+            scope_id,
+            {"realm": steps.opts.realm, "client": client["id"], "clientScopeId": scope_id},
+        )
+        added.append(str(client["clientId"]))
+    return added
+
+
 def delete_client_scope(steps: Steps) -> None:
     """Drop the scope from the realm defaults, then delete it (and its mappers)."""
     name = steps.opts.client_scope

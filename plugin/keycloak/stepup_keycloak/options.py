@@ -26,6 +26,27 @@ LOA_MAX_AGE_KEY = "loa-max-age"
 PREVIOUS_FLOW_ATTRIBUTE = "stepup.previousBrowserFlow"
 #: Browser flow restored by uninstall when nothing was remembered.
 DEFAULT_BROWSER_FLOW = "browser"
+#: The same three for the reset-credentials (password reset) and direct grant bindings.
+PREVIOUS_RESET_ATTRIBUTE = "stepup.previousResetCredentialsFlow"
+DEFAULT_RESET_FLOW = "reset credentials"
+PREVIOUS_DIRECT_GRANT_ATTRIBUTE = "stepup.previousDirectGrantFlow"
+DEFAULT_DIRECT_GRANT_FLOW = "direct grant"
+#: The e-mail step of the reset-credentials flow: the step-up goes right after it, so the user
+#: passes the bridge after following the e-mailed link and before choosing a new password.
+RESET_EMAIL_STEP = "reset-credential-email"
+#: Executions the step-up goes after in a direct grant flow (it refuses there: no browser).
+DIRECT_GRANT_ANCHORS = ("direct-grant-validate-password", "direct-grant-validate-username")
+#: Identity-provider config key remembering its post-login flow from before install.
+PREVIOUS_POST_BROKER_KEY = "stepup.previousPostBrokerLoginFlow"
+#: Realm attribute holding the ACR-to-LoA mapping (a JSON object), as the admin console writes it.
+ACR_LOA_MAP_ATTRIBUTE = "acr.loa.map"
+#: Realm attribute naming the ``acr`` install mapped there (uninstall removes only that one).
+MAPPED_ACR_ATTRIBUTE = "stepup.mappedAcr"
+#: The ways into a realm install can put the step-up on (``--cover``).
+DOORS = ("browser", "reset-credentials", "brokers", "direct-grant")
+#: Login-actions paths the authenticator comes back to (Keycloak's LoginActionsService): one
+#: redirect-URI prefix each at the bridge.
+CALLBACK_PATHS = ("authenticate", "reset-credentials", "post-broker-login", "first-broker-login")
 #: Authenticator config keys read by the Java authenticator (typed Configuration there).
 CONFIG_ISSUER = "stepup.issuer"
 CONFIG_CLIENT_ID = "stepup.clientId"
@@ -91,6 +112,19 @@ class InstallOptions:
     loa_max_age: int = 36000
     #: Client scope carrying the step-up claims, added to every new client by default.
     client_scope: str = "stepup"
+    #: The doors that get the step-up (a subset of ``DOORS``); doors left out are undone.
+    cover: tuple[str, ...] = DOORS
+    #: Copy of the bound reset-credentials flow that gets the step-up.
+    reset_flow: str = "reset-credentials-stepup"
+    #: Flow with only the step-up, set as post login flow of every identity provider.
+    broker_flow: str = "post-broker-stepup"
+    #: Copy of the bound direct grant flow that gets the (refusing) step-up.
+    direct_grant_flow: str = "direct-grant-stepup"
+    #: Also add the client scope to every client that exists already (new ones get it anyway).
+    existing_clients: bool = False
+    #: The bridge's ``acr``; with ``conditional_loa`` it is mapped to that level in the realm's
+    #: ACR-to-LoA mapping, so a client asking for it gets the bridge and an ``acr`` claim.
+    bridge_acr: str | None = None
     #: TLS verification towards Keycloak: True, False, or a CA bundle path.
     verify_tls: bool | str = True
 
@@ -113,8 +147,21 @@ class InstallOptions:
             raise ProvisioningError(f"flow must differ from source_flow ({self.flow!r})")
         if " " in self.client_scope:
             raise ProvisioningError(f"client_scope {self.client_scope!r} must not contain spaces")
-        if self.conditional_loa is not None and self.conditional_loa < 1:
-            raise ProvisioningError("conditional_loa must be a level of 1 or more")
+        if self.conditional_loa is not None and self.conditional_loa < 2:
+            raise ProvisioningError(
+                "conditional_loa must be a level of 2 or more (level 1 is the password)"
+            )
+        if not self.cover:
+            raise ProvisioningError("cover must name at least one door (or run uninstall)")
+        unknown = sorted(set(self.cover) - set(DOORS))
+        if unknown:
+            raise ProvisioningError(
+                f"unknown door(s) {', '.join(unknown)}; choose from {', '.join(DOORS)}"
+            )
+        object.__setattr__(self, "cover", tuple(d for d in DOORS if d in self.cover))
+        ours = [self.flow, self.reset_flow, self.broker_flow, self.direct_grant_flow]
+        if len(set(ours)) != len(ours):
+            raise ProvisioningError("the flow aliases install creates must differ")
         if self.loa_max_age < 0:
             raise ProvisioningError("loa_max_age must be 0 or more seconds")
 
@@ -135,26 +182,37 @@ class InstallOptions:
             return f"admin account {self.admin_username!r} of realm {self.admin_realm!r}"
         return f"service account of client {self.admin_client_id!r} in realm {self.admin_realm!r}"
 
-    @property
-    def config_alias(self) -> str:
-        """Alias of the authenticator config (aliases are unique per realm in Keycloak 26)."""
-        return f"{AUTHENTICATOR_ID}-{self.realm}"
+    def config_alias(self, flow: str) -> str:
+        """Alias of the step-up's config in ``flow`` (aliases are unique per realm)."""
+        suffix = "" if flow == self.flow else f"-{flow}"
+        return f"{AUTHENTICATOR_ID}-{self.realm}{suffix}"
 
     @property
     def loa_config_alias(self) -> str:
-        """Alias of the level-of-authentication condition's config."""
+        """Alias of the step-up level's condition config."""
         return f"stepup-loa-{self.realm}"
 
     @property
+    def password_loa_config_alias(self) -> str:
+        """Alias of the password level's (level 1) condition config."""
+        return f"stepup-loa1-{self.realm}"
+
+    @property
     def loa_subflow(self) -> str:
-        """Alias of the conditional sub-flow (flow aliases are unique per realm)."""
+        """Alias of the conditional step-up sub-flow (flow aliases are unique per realm)."""
         return f"{self.flow} step-up"
 
     @property
-    def redirect_uri_prefix(self) -> str:
-        """Where the bridge sends the browser back: the authenticator's refresh URL is this
-        path plus a per-login query, so the bridge registers it as a redirect-URI prefix."""
-        return f"{self.server_url}/realms/{self.realm}/login-actions/authenticate"
+    def password_subflow(self) -> str:
+        """Alias of the level-1 sub-flow holding the password form in the conditional layout."""
+        return f"{self.flow} password"
+
+    @property
+    def redirect_uri_prefixes(self) -> list[str]:
+        """Where the bridge sends the browser back: the authenticator's refresh URL is one of
+        these paths plus a per-login query, so the bridge registers them as prefixes."""
+        base = f"{self.server_url}/realms/{self.realm}/login-actions"
+        return [f"{base}/{path}" for path in CALLBACK_PATHS]
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret in these options, so error messages can be scrubbed of them."""

@@ -1,21 +1,27 @@
-"""Install and uninstall the step-up in a Keycloak realm through its admin REST API.
+"""Install, uninstall and audit the step-up in a Keycloak realm through its admin REST API.
 
-:func:`install` is a short, ordered list of idempotent steps: each reads what is there and
-writes only what differs, so a second run makes no write at all and never duplicates an
-execution, a config, a mapper or a scope. :func:`uninstall` undoes it in reverse.
-The steps themselves live in :mod:`stepup_keycloak.steps` (flow, config, binding) and
-:mod:`stepup_keycloak.client_scope` (claims).
+:func:`install` brings every door of ``opts.cover`` to the step-up (:mod:`stepup_keycloak.doors`)
+and takes it off the doors left out, so a re-run with other options moves the realm from any
+earlier layout to the requested one; a second identical run writes nothing. It checks that the
+authenticator is deployed before it writes anything; if Keycloak refuses a write half-way, the
+error names every change already made. :func:`uninstall` undoes all of it. :func:`audit`
+(:mod:`stepup_keycloak.audit`) lists the doors that remain open.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
-from .client_scope import delete_client_scope, ensure_client_scope
+from .audit import Finding
+from .audit import audit as audit_doors
+from .client_scope import add_to_existing_clients, delete_client_scope, ensure_client_scope
+from .doors import Doors
 from .errors import ProvisioningError, refused
-from .options import InstallOptions
+from .options import AUTHENTICATOR_ID, InstallOptions
 from .steps import Steps
 
 
@@ -23,17 +29,21 @@ from .steps import Steps
 class InstallResult:
     """What install left in the realm, and what the bridge needs to register Keycloak.
 
-    Register Keycloak at the bridge with ``stepup client add --client-id <bridge_client_id>
-    --client-secret <bridge_client_secret> --redirect-uri-prefix <redirect_uri_prefix>``.
+    The bridge registers Keycloak as client ``bridge_client_id`` with ``bridge_client_secret``
+    and every one of ``redirect_uri_prefixes`` (the CLI does it).
     """
 
     flow_alias: str
-    execution_id: str
-    config_id: str
     client_scope_id: str
     bridge_client_id: str
     bridge_client_secret: str = field(repr=False)
-    redirect_uri_prefix: str
+    redirect_uri_prefixes: list[str]
+    #: The doors that have the step-up now.
+    covered: tuple[str, ...]
+    #: Aliases of the identity providers whose post login flow is the step-up.
+    identity_providers: list[str]
+    #: Client ids that got the client scope in this run (``existing_clients``).
+    clients_scoped: list[str]
     #: False when the realm already looked exactly like this (nothing was written).
     changed: bool
 
@@ -75,31 +85,40 @@ def connect(opts: InstallOptions) -> KeycloakAdmin:
 
 
 def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
-    """Put the ``stepup-bridge`` step into a copy of the browser flow and bind it.
+    """Put the ``stepup-bridge`` step on every door of ``opts.cover``, take it off the others.
 
-    1. copy ``opts.source_flow`` (default: the realm's bound browser flow) to ``opts.flow``
-       unless that flow exists;
-    2. place the step: REQUIRED right after the password form, or (``conditional_loa``) in a
-       CONDITIONAL sub-flow there, behind "Condition - Level of Authentication";
-    3. write the step's authenticator config (issuer, client, secret, options);
-    4. bind ``opts.flow`` as the realm's browser flow, remembering the previous binding;
-    5. create the client scope mapping the step-up session notes to claims, default for new
-       clients.
+    1. check the realm is there and the authenticator deployed (nothing written yet);
+    2. keep the bridge client secret an earlier run wrote (or take ``opts``' or a new one);
+    3. each door in order browser, reset-credentials, brokers, direct-grant: install or undo;
+    4. create the client scope mapping the step-up session notes to claims (a realm default),
+       and with ``existing_clients`` add it to every client there is.
     """
     steps = Steps(_admin_for(admin, opts), opts)
-    steps.copy_flow()
-    execution = steps.place_stepup()
-    config_id, secret = steps.write_stepup_config(execution)
-    steps.bind_flow()
-    scope_id = ensure_client_scope(steps)
+    doors = Doors(steps)
+    try:
+        _check_deployed(steps)
+        secret = opts.bridge_client_secret or doors.existing_secret() or secrets.token_urlsafe(32)
+        steps.hide(secret)
+        idps: list[str] = []
+        for door, put, undo in _door_actions(doors):
+            if door in opts.cover:
+                done = put(secret)
+                idps = done if door == "brokers" else idps
+            else:
+                undo()
+        scope_id = ensure_client_scope(steps)
+        scoped = add_to_existing_clients(steps, scope_id) if opts.existing_clients else []
+    except ProvisioningError as exc:
+        raise _with_journal(exc, steps, "install") from exc
     return InstallResult(
         flow_alias=opts.flow,
-        execution_id=execution.id,
-        config_id=config_id,
         client_scope_id=scope_id,
         bridge_client_id=opts.bridge_client_id,
         bridge_client_secret=secret,
-        redirect_uri_prefix=opts.redirect_uri_prefix,
+        redirect_uri_prefixes=opts.redirect_uri_prefixes,
+        covered=opts.cover,
+        identity_providers=idps,
+        clients_scoped=scoped,
         changed=steps.changed,
     )
 
@@ -107,17 +126,53 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
 def uninstall(admin: KeycloakAdmin, opts: InstallOptions) -> bool:
     """Undo :func:`install`; True when something was removed or restored.
 
-    1. bind the remembered previous browser flow again (``browser`` if none was remembered or
-       it is gone) and forget it;
-    2. delete ``opts.flow`` with its sub-flows and configs (Keycloak deletes those with it);
-    3. drop the client scope from the realm's default scopes, then delete it (Keycloak also
-       removes it from the clients that have it).
+    Each door gets its remembered flow back and loses our copy; identity providers get their
+    previous post login flow back; then the client scope is dropped from the realm defaults and
+    deleted (Keycloak also removes it from the clients that have it).
     """
     steps = Steps(_admin_for(admin, opts), opts)
-    steps.restore_binding()
-    steps.delete_flow()
-    delete_client_scope(steps)
+    doors = Doors(steps)
+    try:
+        for _, _, undo in _door_actions(doors):
+            undo()
+        delete_client_scope(steps)
+    except ProvisioningError as exc:
+        raise _with_journal(exc, steps, "uninstall") from exc
     return steps.changed
+
+
+def audit(admin: KeycloakAdmin, opts: InstallOptions) -> list[Finding]:
+    """Every way into the realm that does not pass the step-up (read-only)."""
+    return audit_doors(Steps(_admin_for(admin, opts), opts))
+
+
+def _door_actions(doors: Doors) -> list[tuple[str, Any, Any]]:
+    return [
+        ("browser", doors.install_browser, doors.uninstall_browser),
+        ("reset-credentials", doors.install_reset, doors.uninstall_reset),
+        ("brokers", doors.install_brokers, doors.uninstall_brokers),
+        ("direct-grant", doors.install_direct_grant, doors.uninstall_direct_grant),
+    ]
+
+
+def _check_deployed(steps: Steps) -> None:
+    steps.realm()  # a wrong realm fails here, before any write
+    providers = steps.read("list authenticator providers", steps.admin.get_authenticator_providers)
+    if not any(p.get("id") == AUTHENTICATOR_ID for p in providers):
+        raise ProvisioningError(
+            f"Keycloak has no {AUTHENTICATOR_ID!r} authenticator; put the jar in its providers/ "
+            "folder, run kc.sh build and restart it"
+        )
+
+
+def _with_journal(exc: ProvisioningError, steps: Steps, what: str) -> ProvisioningError:
+    """The error, plus exactly what was changed before it (or that nothing was)."""
+    if not steps.done:
+        return ProvisioningError(f"{exc} (nothing was changed)")
+    return ProvisioningError(
+        f"{exc}; {what} stopped after: {'; '.join(steps.done)} — run it again to finish, "
+        "or `stepup keycloak uninstall` to undo"
+    )
 
 
 def _admin_for(admin: KeycloakAdmin, opts: InstallOptions) -> KeycloakAdmin:

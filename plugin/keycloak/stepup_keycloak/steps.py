@@ -1,53 +1,45 @@
-"""The idempotent steps behind install and uninstall, one admin-API concern each.
+"""Idempotent admin-API building blocks behind install, uninstall and audit.
 
-Each step reads first and writes only what differs; every write sets :attr:`Steps.changed`.
-Facts about Keycloak 26's admin API these steps rely on:
+Each block reads first and writes only what differs; every write is recorded in
+:attr:`Steps.done` (so a failure can say exactly what was already changed) and sets
+:attr:`Steps.changed`. Facts about Keycloak 26's admin API these blocks rely on:
 
 - a new execution or sub-flow is appended DISABLED at the end of its parent flow; it is moved
   with ``raise-priority``/``lower-priority`` (one swap with its neighbour per call);
 - ``PUT …/flows/{alias}/executions`` also writes the ``priority`` it is sent, so a requirement
   change sends back the whole representation just read, never a partial one;
 - ``PUT /admin/realms/{realm}`` replaces the realm's ``attributes`` wholesale (attributes missing
-  from the request are removed), so the full map just read goes back with our key changed;
-- deleting a flow deletes its sub-flows and their authenticator configs.
+  from the request are removed), so the full map just read goes back with our keys changed;
+- deleting an execution deletes its authenticator config and, for a sub-flow, the sub-flow;
+  deleting a flow deletes its sub-flows and their configs; a bound flow cannot be deleted.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
 from keycloak import KeycloakAdmin
 
 from .errors import ProvisioningError, refused
-from .flows import Step, by_provider, by_subflow, read_steps
-from .options import (
-    AUTHENTICATOR_ID,
-    CONFIG_ACR_VALUES,
-    CONFIG_ALLOW_ENROLLMENT,
-    CONFIG_CLIENT_ID,
-    CONFIG_CLIENT_SECRET,
-    CONFIG_ISSUER,
-    CONFIG_ON_UNAVAILABLE,
-    DEFAULT_BROWSER_FLOW,
-    LOA_CONDITION_ID,
-    LOA_LEVEL_KEY,
-    LOA_MAX_AGE_KEY,
-    PASSWORD_FORMS,
-    PREVIOUS_FLOW_ATTRIBUTE,
-    InstallOptions,
-)
+from .flows import Step, read_steps
+from .options import InstallOptions
 
 
 class Steps:
-    """Install/uninstall steps for one realm, sharing the admin client and a ``changed`` flag."""
+    """Admin calls for one realm, sharing the admin client, a ``changed`` flag and a journal."""
 
     def __init__(self, admin: KeycloakAdmin, opts: InstallOptions) -> None:
         self.admin = admin
         self.opts = opts
         self.changed = False
+        #: What was written so far, in words ("bind flow 'x' as browser flow"), for error reports.
+        self.done: list[str] = []
         self._secrets = list(opts.secrets())
+
+    def hide(self, secret: str) -> None:
+        """Scrub ``secret`` from every later error message."""
+        self._secrets.append(secret)
 
     # -- calling Keycloak ------------------------------------------------------------------
 
@@ -65,26 +57,89 @@ class Steps:
         """Like :meth:`read`, for a call that changes the realm."""
         result = self.read(action, call, *args)
         self.changed = True
+        self.done.append(action)
         return result
 
-    # -- 1. the flow -------------------------------------------------------------------------
+    # -- the realm -------------------------------------------------------------------------------
 
-    def copy_flow(self) -> None:
-        """Copy the source browser flow unless the target flow exists (then it is reused)."""
-        flows = self.read("list authentication flows", self.admin.get_authentication_flows)
-        if any(flow.get("alias") == self.opts.flow for flow in flows):
+    def realm(self) -> dict[str, Any]:
+        return self.read(f"read realm {self.opts.realm!r}", self.admin.get_realm, self.opts.realm)
+
+    def update_realm(self, action: str, payload: dict[str, Any]) -> None:
+        self.write(action, self.admin.update_realm, self.opts.realm, payload)
+
+    def bind(self, binding: str, alias: str, remember: str) -> None:
+        """Bind ``alias`` as the realm's ``binding`` flow; remember the one it replaces (once)."""
+        realm = self.realm()
+        current = realm.get(binding)
+        if current == alias:
             return
-        source = self.opts.source_flow or self.realm().get("browserFlow") or DEFAULT_BROWSER_FLOW
+        attributes = dict(realm.get("attributes") or {})
+        if current:
+            attributes[remember] = current
+        self.update_realm(
+            f"bind flow {alias!r} as {binding} of realm {self.opts.realm!r}",
+            {binding: alias, "attributes": attributes},
+        )
+
+    def unbind(self, binding: str, alias: str, remember: str, default: str) -> None:
+        """Bind the remembered flow again if ``alias`` is bound; forget the remembered one."""
+        realm = self.realm()
+        attributes = dict(realm.get("attributes") or {})
+        remembered = attributes.pop(remember, None)
+        payload: dict[str, Any] = {}
+        if realm.get(binding) == alias:
+            aliases = {flow.get("alias") for flow in self.flows()} - {alias}
+            payload[binding] = remembered if remembered in aliases else default
+        if payload or remembered is not None:
+            payload["attributes"] = attributes
+            self.update_realm(f"restore the {binding} of realm {self.opts.realm!r}", payload)
+
+    # -- flows -------------------------------------------------------------------------------------
+
+    def flows(self) -> list[dict[str, Any]]:
+        return self.read("list authentication flows", self.admin.get_authentication_flows)
+
+    def flow(self, alias: str) -> dict[str, Any] | None:
+        return next((f for f in self.flows() if f.get("alias") == alias), None)
+
+    def copy_flow(self, source: str, target: str) -> None:
+        """Copy ``source`` to ``target`` unless ``target`` exists (then it is reused)."""
+        if self.flow(target) is not None:
+            return
         self.write(
-            f"copy flow {source!r}",
+            f"copy flow {source!r} to {target!r}",
             self.admin.copy_authentication_flow,
-            {"newName": self.opts.flow},
+            {"newName": target},
             source,
         )
 
-    def steps(self) -> list[Step]:
+    def create_flow(self, alias: str, description: str) -> None:
+        """An empty top-level basic flow, unless one of that alias exists."""
+        if self.flow(alias) is not None:
+            return
+        self.write(
+            f"create flow {alias!r}",
+            self.admin.create_authentication_flow,
+            {
+                "alias": alias,
+                "description": description,
+                "providerId": "basic-flow",
+                "topLevel": True,
+                "builtIn": False,
+            },
+        )
+
+    def delete_flow(self, alias: str) -> None:
+        flow = self.flow(alias)
+        if flow is None:
+            return
+        if flow.get("builtIn"):
+            raise ProvisioningError(f"flow {alias!r} is built in; not deleting it")
+        self.write(f"delete flow {alias!r}", self.admin.delete_authentication_flow, flow["id"])
+
+    def steps(self, flow: str) -> list[Step]:
         """The flow's executions as :class:`Step` records, fresh from Keycloak."""
-        flow = self.opts.flow
         listing = self.read(
             f"list the executions of flow {flow!r}",
             self.admin.get_authentication_flow_executions,
@@ -92,75 +147,13 @@ class Steps:
         )
         return read_steps(flow, listing)
 
-    def child(self, parent: str, match: Callable[[Step], bool]) -> Step | None:
-        """The first step directly inside ``parent`` that matches."""
-        return next((s for s in self.steps() if s.parent == parent and match(s)), None)
+    def child(self, flow: str, parent: str, match: Callable[[Step], bool]) -> Step | None:
+        """The first step directly inside ``parent`` (``flow`` or a sub-flow) that matches."""
+        return next((s for s in self.steps(flow) if s.parent == parent and match(s)), None)
 
-    # -- 2. the step-up execution ----------------------------------------------------------
+    # -- executions ------------------------------------------------------------------------------
 
-    def place_stepup(self) -> Step:
-        """Put the stepup-bridge execution in place, REQUIRED; return it."""
-        all_steps = self.steps()
-        anchor = next((s for s in all_steps if s.provider in PASSWORD_FORMS), None)
-        if anchor is None:
-            raise ProvisioningError(
-                f"flow {self.opts.flow!r} has no password form ({', '.join(PASSWORD_FORMS)}) "
-                "to put the step-up after"
-            )
-        conditional = self.opts.conditional_loa is not None
-        parent = self.opts.loa_subflow if conditional else anchor.parent
-        self._refuse_other_layout(all_steps, parent)
-        index = anchor.position + 1
-        if conditional:
-            self._place_loa_subflow(anchor)
-            index = 1
-        return self.ensure(
-            parent,
-            by_provider(AUTHENTICATOR_ID),
-            lambda: self._add_execution(parent, AUTHENTICATOR_ID),
-            "REQUIRED",
-            index,
-        )
-
-    def _refuse_other_layout(self, all_steps: list[Step], parent: str) -> None:
-        """Never duplicate the step, nor silently move it between layouts."""
-        found = [s for s in all_steps if by_provider(AUTHENTICATOR_ID)(s)]
-        if len(found) > 1 or (found and found[0].parent != parent):
-            where = ", ".join(repr(s.parent) for s in found)
-            raise ProvisioningError(
-                f"flow {self.opts.flow!r} already has the {AUTHENTICATOR_ID} step in {where}, "
-                f"not once in {parent!r}; run uninstall first or choose another flow alias"
-            )
-
-    def _place_loa_subflow(self, anchor: Step) -> None:
-        """CONDITIONAL sub-flow after the password form: LoA condition, then the step-up."""
-        alias = self.opts.loa_subflow
-        self.ensure(
-            anchor.parent,
-            by_subflow(alias),
-            lambda: self.write(
-                f"add sub-flow {alias!r}",
-                self.admin.create_authentication_flow_subflow,
-                {"alias": alias, "type": "basic-flow", "description": "Stepup Bridge step-up"},
-                anchor.parent,
-            ),
-            "CONDITIONAL",
-            anchor.position + 1,
-        )
-        condition = self.ensure(
-            alias,
-            by_provider(LOA_CONDITION_ID),
-            lambda: self._add_execution(alias, LOA_CONDITION_ID),
-            "REQUIRED",
-            0,
-        )
-        level = {
-            LOA_LEVEL_KEY: str(self.opts.conditional_loa),
-            LOA_MAX_AGE_KEY: str(self.opts.loa_max_age),
-        }
-        self.save_config(condition, self.opts.loa_config_alias, self.read_config(condition), level)
-
-    def _add_execution(self, parent: str, provider: str) -> None:
+    def add_execution(self, parent: str, provider: str) -> None:
         self.write(
             f"add {provider!r} to flow {parent!r}",
             self.admin.create_authentication_flow_execution,
@@ -168,8 +161,25 @@ class Steps:
             parent,
         )
 
+    def add_subflow(self, parent: str, alias: str, description: str) -> None:
+        self.write(
+            f"add sub-flow {alias!r} to flow {parent!r}",
+            self.admin.create_authentication_flow_subflow,
+            {"alias": alias, "type": "basic-flow", "description": description},
+            parent,
+        )
+
+    def delete_execution(self, step: Step) -> None:
+        what = f"sub-flow {step.alias!r}" if step.is_subflow else repr(step.provider)
+        self.write(
+            f"delete {what} from flow {step.parent!r}",
+            self.admin.delete_authentication_flow_execution,
+            step.id,
+        )
+
     def ensure(
         self,
+        flow: str,
         parent: str,
         match: Callable[[Step], bool],
         create: Callable[[], object],
@@ -177,17 +187,17 @@ class Steps:
         index: int,
     ) -> Step:
         """Make the matching step exist in ``parent`` with ``requirement`` at ``index``."""
-        step = self.child(parent, match)
+        step = self.child(flow, parent, match)
         if step is None:
             create()
-            step = self._must(self.child(parent, match), parent)
+            step = self._must(self.child(flow, parent, match), parent)
         label = step.alias or step.provider
         if step.requirement != requirement:
             self.write(
                 f"set {label!r} to {requirement}",
                 self.admin.update_authentication_flow_executions,
                 {**step.info, "requirement": requirement},
-                self.opts.flow,
+                flow,
             )
         if step.position != index:
             self.write(
@@ -196,7 +206,7 @@ class Steps:
                 step.id,
                 step.position - index,
             )
-        step = self._must(self.child(parent, match), parent)
+        step = self._must(self.child(flow, parent, match), parent)
         if step.position != index or step.requirement != requirement:
             raise ProvisioningError(
                 f"Keycloak did not keep {label!r} {requirement} at position {index} "
@@ -209,27 +219,7 @@ class Steps:
             raise ProvisioningError(f"Keycloak did not list the new step in flow {parent!r}")
         return step
 
-    # -- 3. the authenticator config ---------------------------------------------------------
-
-    def write_stepup_config(self, step: Step) -> tuple[str, str]:
-        """Write the step-up's config; return its id and the bridge client secret in force."""
-        existing = self.read_config(step)
-        old = (existing or {}).get("config") or {}
-        secret = (
-            self.opts.bridge_client_secret
-            or old.get(CONFIG_CLIENT_SECRET)
-            or secrets.token_urlsafe(32)
-        )
-        self._secrets.append(secret)
-        values = {
-            CONFIG_ISSUER: self.opts.bridge_issuer,
-            CONFIG_CLIENT_ID: self.opts.bridge_client_id,
-            CONFIG_CLIENT_SECRET: secret,
-            CONFIG_ACR_VALUES: self.opts.acr_values,
-            CONFIG_ALLOW_ENROLLMENT: "true" if self.opts.allow_enrollment else "false",
-            CONFIG_ON_UNAVAILABLE: "fail",
-        }
-        return self.save_config(step, self.opts.config_alias, existing, values), secret
+    # -- authenticator configs ---------------------------------------------------------------------
 
     def read_config(self, step: Step) -> dict[str, Any] | None:
         if not step.config_id:
@@ -240,14 +230,9 @@ class Steps:
             step.config_id,
         )
 
-    def save_config(
-        self,
-        step: Step,
-        alias: str,
-        existing: dict[str, Any] | None,
-        values: dict[str, str | None],
-    ) -> str:
+    def save_config(self, flow: str, step: Step, alias: str, values: dict[str, str | None]) -> str:
         """Create or update the step's config; keys set to None are removed, others kept."""
+        existing = self.read_config(step)
         old = dict((existing or {}).get("config") or {})
         new = {**old, **{k: v for k, v in values.items() if v is not None}}
         for key in [k for k, v in values.items() if v is None]:
@@ -259,7 +244,7 @@ class Steps:
                 step.id,
                 {"alias": alias, "config": new},
             )
-            fresh = self.child(step.parent, lambda s: s.id == step.id)
+            fresh = self.child(flow, step.parent, lambda s: s.id == step.id)
             return str(self._must(fresh, step.parent).config_id)
         if new != old or existing.get("alias") != alias:
             self.write(
@@ -269,54 +254,3 @@ class Steps:
                 existing["id"],
             )
         return str(existing["id"])
-
-    # -- 4. the realm's browser-flow binding ---------------------------------------------------
-
-    def realm(self) -> dict[str, Any]:
-        return self.read(f"read realm {self.opts.realm!r}", self.admin.get_realm, self.opts.realm)
-
-    def bind_flow(self) -> None:
-        """Bind the flow as browser flow; remember the one it replaces (once)."""
-        realm = self.realm()
-        current = realm.get("browserFlow")
-        if current == self.opts.flow:
-            return
-        attributes = dict(realm.get("attributes") or {})
-        attributes[PREVIOUS_FLOW_ATTRIBUTE] = current or DEFAULT_BROWSER_FLOW
-        self.write(
-            f"bind flow {self.opts.flow!r} as browser flow of realm {self.opts.realm!r}",
-            self.admin.update_realm,
-            self.opts.realm,
-            {"browserFlow": self.opts.flow, "attributes": attributes},
-        )
-
-    def restore_binding(self) -> None:
-        """Bind the remembered flow again if ours is bound; forget the remembered one."""
-        realm = self.realm()
-        attributes = dict(realm.get("attributes") or {})
-        remembered = attributes.pop(PREVIOUS_FLOW_ATTRIBUTE, None)
-        payload: dict[str, Any] = {}
-        if realm.get("browserFlow") == self.opts.flow:
-            flows = self.read("list authentication flows", self.admin.get_authentication_flows)
-            aliases = {flow.get("alias") for flow in flows} - {self.opts.flow}
-            previous = remembered if remembered in aliases else DEFAULT_BROWSER_FLOW
-            payload["browserFlow"] = previous
-        if payload or remembered is not None:
-            payload["attributes"] = attributes
-            self.write(
-                f"restore the browser flow of realm {self.opts.realm!r}",
-                self.admin.update_realm,
-                self.opts.realm,
-                payload,
-            )
-
-    def delete_flow(self) -> None:
-        flows = self.read("list authentication flows", self.admin.get_authentication_flows)
-        flow = next((f for f in flows if f.get("alias") == self.opts.flow), None)
-        if flow is None:
-            return
-        if flow.get("builtIn"):
-            raise ProvisioningError(f"flow {self.opts.flow!r} is built in; not deleting it")
-        self.write(
-            f"delete flow {self.opts.flow!r}", self.admin.delete_authentication_flow, flow["id"]
-        )

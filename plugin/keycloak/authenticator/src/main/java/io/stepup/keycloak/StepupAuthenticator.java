@@ -4,6 +4,7 @@ import java.util.Locale;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
+import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.MultivaluedMap;
 import jakarta.ws.rs.core.Response;
 import org.jboss.logging.Logger;
@@ -11,10 +12,12 @@ import org.keycloak.authentication.AuthenticationFlowContext;
 import org.keycloak.authentication.AuthenticationFlowError;
 import org.keycloak.authentication.Authenticator;
 import org.keycloak.events.Details;
+import org.keycloak.models.AuthenticationFlowModel;
 import org.keycloak.models.AuthenticatorConfigModel;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.UserModel;
+import org.keycloak.representations.idm.OAuth2ErrorRepresentation;
 import org.keycloak.sessions.AuthenticationSessionModel;
 
 /**
@@ -53,6 +56,10 @@ public class StepupAuthenticator implements Authenticator {
 
     @Override
     public void authenticate(AuthenticationFlowContext context) {
+        if (!FlowPaths.supported(context.getFlowPath())) {
+            unsupportedFlow(context);
+            return;
+        }
         StepupConfig config;
         try {
             AuthenticatorConfigModel model = context.getAuthenticatorConfig();
@@ -172,6 +179,19 @@ public class StepupAuthenticator implements Authenticator {
         LOG.warnf("Stepup Bridge hand-off rejected (user %s): %s", context.getUser().getId(), e.getMessage());
         fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_FAILED, Response.Status.BAD_REQUEST,
                 "handoff_rejected");
+    }
+
+    /** No browser to send to the bridge (the direct grant flow): refuse with an OAuth error, never a 500. */
+    private static void unsupportedFlow(AuthenticationFlowContext context) {
+        AuthenticationFlowModel flow = context.getTopLevelFlow();
+        LOG.error(FlowPaths.unsupportedMessage(context.getFlowPath(), flow == null ? "?" : flow.getAlias()));
+        context.getEvent().detail(Details.REASON, "stepup_unsupported_flow");
+        Response refusal = Response.status(Response.Status.UNAUTHORIZED)
+                .type(MediaType.APPLICATION_JSON_TYPE)
+                .entity(new OAuth2ErrorRepresentation("invalid_grant",
+                        "A second factor is required; sign in through the browser."))
+                .build();
+        context.failure(AuthenticationFlowError.INTERNAL_ERROR, refusal);
     }
 
     private static void fail(AuthenticationFlowContext context, AuthenticationFlowError error, String messageKey,

@@ -30,6 +30,9 @@ class StepupAuthenticatorFactoryTest {
         assertEquals(List.of(Requirement.REQUIRED, Requirement.ALTERNATIVE, Requirement.DISABLED,
                 Requirement.CONDITIONAL), List.of(factory.getRequirementChoices()));
         assertTrue(factory.create(null).requiresUser());
+        // The admin console shows this text when the step is added: where it belongs, where it refuses.
+        assertTrue(factory.getHelpText().contains("reset credentials flow"));
+        assertTrue(factory.getHelpText().contains("direct grant flow it refuses every login"));
     }
 
     @Test

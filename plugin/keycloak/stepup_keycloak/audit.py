@@ -1,0 +1,171 @@
+"""``stepup keycloak audit``: every way into a realm that does not pass the step-up.
+
+Read-only. A flow *passes* the step-up when every way through it runs a REQUIRED
+``stepup-bridge`` execution, judged the way Keycloak 26 runs flows: when a flow has REQUIRED or
+CONDITIONAL steps its ALTERNATIVE ones are ignored, otherwise any one ALTERNATIVE is enough; a
+CONDITIONAL sub-flow may be skipped, so it only counts when its one condition is the level of
+authentication (step-up only when a client asks for it is an administrator's choice). The
+cookie, the identity-provider redirector and organization steps lead to a session or a broker
+login that are judged on their own door, so they are neutral.
+
+Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
+password" is on), every client's direct access grants and its flow overrides, and every
+enabled identity provider's post login flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .flows import Step, read_steps
+from .options import AUTHENTICATOR_ID, LOA_CONDITION_ID
+from .steps import Steps
+
+#: Steps that hand over to a session or another door instead of authenticating here.
+NEUTRAL = frozenset({"auth-cookie", "identity-provider-redirector", "organization"})
+
+
+class Verdict(Enum):
+    PASSES = "passes"
+    OPEN = "open"
+    NEUTRAL = "neutral"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One open door: what it is and what to change."""
+
+    door: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.door}: {self.what} — {self.fix}"
+
+
+def audit(steps: Steps) -> list[Finding]:
+    """Every open door of the realm, browser first; empty when every door passes the step-up."""
+    realm = steps.realm()
+    flows = {f["alias"]: f for f in steps.flows()}
+    by_id = {f["id"]: f["alias"] for f in flows.values()}
+    cache: dict[str, Verdict] = {}
+
+    def verdict(alias: str | None) -> Verdict:
+        if not alias or alias not in flows:
+            return Verdict.OPEN
+        if alias not in cache:
+            listing = steps.read(f"list the executions of flow {alias!r}",
+                                 steps.admin.get_authentication_flow_executions, alias)
+            cache[alias] = judge(alias, read_steps(alias, listing))
+        return cache[alias]
+
+    findings: list[Finding] = []
+    browser = realm.get("browserFlow")
+    if verdict(browser) is not Verdict.PASSES:
+        findings.append(Finding(
+            "browser", f"the bound browser flow {browser!r} lets users in without the step-up",
+            "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
+            "form and bind that flow)"))
+    reset = realm.get("resetCredentialsFlow")
+    if realm.get("resetPasswordAllowed") and verdict(reset) is not Verdict.PASSES:
+        findings.append(Finding(
+            "reset-credentials",
+            f"\"Forgot password?\" runs {reset!r}, which signs users in after the e-mailed link "
+            "without the step-up",
+            "run `stepup keycloak install` (covers reset-credentials), or turn off Forgot "
+            "password under Realm settings → Login"))
+    direct = realm.get("directGrantFlow")
+    for client in steps.read("list clients", steps.admin.get_clients):
+        findings.extend(_client_findings(client, direct, by_id, verdict))
+    for idp in steps.read("list identity providers", steps.admin.get_idps):
+        if not idp.get("enabled", True):
+            continue
+        post = idp.get("postBrokerLoginFlowAlias")
+        if verdict(post) is not Verdict.PASSES:
+            now = f"post login flow {post!r}" if post else "no post login flow"
+            findings.append(Finding(
+                "brokers", f"identity provider {idp['alias']!r} has {now}",
+                "run `stepup keycloak install` (covers brokers), or set its post login flow to "
+                "a flow with Stepup Bridge MFA REQUIRED"))
+    return findings
+
+
+def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str, str],
+                     verdict: Any) -> list[Finding]:
+    if client.get("bearerOnly") or client.get("protocol", "openid-connect") != "openid-connect":
+        return []
+    name = client.get("clientId")
+    overrides = client.get("authenticationFlowBindingOverrides") or {}
+    found = []
+    for binding, flow_id in sorted(overrides.items()):
+        if not flow_id:
+            continue
+        alias = by_id.get(flow_id, flow_id)
+        if verdict(alias) is not Verdict.PASSES:
+            found.append(Finding(
+                "client flow override",
+                f"client {name!r} overrides its {binding} flow with {alias!r}, which lets users "
+                "in without the step-up",
+                f"remove the override (Clients → {name} → Advanced → Authentication flow "
+                "overrides) or add Stepup Bridge MFA REQUIRED to that flow"))
+    if client.get("directAccessGrantsEnabled"):
+        flow = by_id.get(overrides.get("direct_grant", ""), direct)
+        if verdict(flow) is not Verdict.PASSES:
+            found.append(Finding(
+                "direct grant",
+                f"client {name!r} accepts the password grant (direct access grants) through "
+                f"{flow!r}, which has no step-up and no browser",
+                f"turn off Direct access grants for {name!r} (Clients → {name} → Settings → "
+                "Capability config), or run `stepup keycloak install` (covers direct-grant)"))
+    if (client.get("attributes") or {}).get("oidc.ciba.grant.enabled") == "true":
+        found.append(Finding(
+            "ciba grant",
+            f"client {name!r} has the client-initiated backchannel (CIBA) grant, which "
+            "authenticates users on another device without the step-up",
+            f"turn off OIDC CIBA Grant for {name!r} (Clients → {name} → Settings)"))
+    return found
+
+
+def judge(alias: str, listing: list[Step]) -> Verdict:
+    """Whether every way through the flow ``alias`` runs the step-up."""
+    children: dict[str, list[Step]] = {}
+    for step in listing:
+        children.setdefault(step.parent, []).append(step)
+
+    def of(step: Step) -> Verdict:
+        if step.is_subflow:
+            return of_flow(str(step.alias))
+        if step.provider == AUTHENTICATOR_ID:
+            return Verdict.PASSES
+        if step.provider in NEUTRAL:
+            return Verdict.NEUTRAL
+        return Verdict.OPEN
+
+    def of_flow(parent: str) -> Verdict:
+        kids = [s for s in children.get(parent, []) if s.requirement != "DISABLED"
+                and not str(s.provider or "").startswith("conditional-")]
+        required = [s for s in kids if s.requirement == "REQUIRED"]
+        conditional = [s for s in kids if s.requirement == "CONDITIONAL"]
+        if required or conditional:
+            verdicts = [of(s) for s in required]
+            if Verdict.PASSES in verdicts or any(_level_step_up(s) for s in conditional):
+                return Verdict.PASSES
+            verdicts += [of(s) for s in conditional]
+            return Verdict.OPEN if Verdict.OPEN in verdicts else Verdict.NEUTRAL
+        verdicts = [of(s) for s in kids if s.requirement == "ALTERNATIVE"]
+        if Verdict.OPEN in verdicts:
+            return Verdict.OPEN
+        return Verdict.PASSES if Verdict.PASSES in verdicts else Verdict.NEUTRAL
+
+    def _level_step_up(step: Step) -> bool:
+        """A CONDITIONAL sub-flow whose only condition is the level, with the step REQUIRED."""
+        if not step.is_subflow:
+            return False
+        inside = children.get(str(step.alias), [])
+        conditions = {s.provider for s in inside if str(s.provider or "").startswith("conditional-")
+                      and s.requirement != "DISABLED"}
+        return conditions == {LOA_CONDITION_ID} and of_flow(str(step.alias)) is Verdict.PASSES
+
+    return of_flow(alias)

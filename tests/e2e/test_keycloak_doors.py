@@ -1,0 +1,298 @@
+"""Every door into a Keycloak realm passes the bridge: the password reset (a real SMTP server
+receives the e-mail), logins through an external identity provider (realm ``upstream`` of the
+same Keycloak), the password grant; the audit finds the doors left open; the step-up only when
+asked; install re-runs that keep clients' scopes. Real Keycloak 26, real Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from bridge.factors import totp
+
+from .browser import chromium_page, screenshot
+from .keycloak_env import add_upstream_idp
+from .keycloak_pages import (
+    MULTI_FACTOR,
+    enroll_at_bridge,
+    enrolled_user,
+    password_step,
+    rp_claims,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def wrong_code(secret: str) -> str:
+    good = {totp.code_at(secret, time.time() + d) for d in (-60, -30, 0, 30, 60)}
+    return next(c for c in ("123456", "654321", "111111") if c not in good)
+
+
+# -- the password reset ------------------------------------------------------------------------
+
+def reset_until_the_bridge(page, world, username: str) -> None:
+    """"Forgot Password?", the username, then the e-mailed link: the bridge comes next."""
+    page.goto(f"{world.rp}/login")
+    page.click("text=Forgot Password?")
+    page.fill("#username", username)
+    page.click("[type=submit]")
+    page.wait_for_selector("text=You should receive an email")
+    page.goto(world.mail.link_for(f"{username}@example.org"))
+    page.wait_for_url(f"{world.bridge}/**")
+
+
+def choose_new_password(page, password: str) -> None:
+    page.wait_for_selector("#password-new")
+    page.fill("#password-new", password)
+    page.fill("#password-confirm", password)
+    page.click("[type=submit]")
+
+
+def test_reset_passes_the_bridge_with_totp(world):
+    secret, _ = enrolled_user(world, "rs-alice")
+    with chromium_page() as page:
+        reset_until_the_bridge(page, world, "rs-alice")
+        screenshot(page, "keycloak-10-reset-totp")
+        assert not page.is_visible("#password-new")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        choose_new_password(page, "rs-alice-new-pw")
+        assert rp_claims(page)["stepup_amr"] == "otp"
+    with chromium_page() as page:  # the new password works (and the bridge is asked again)
+        page.goto(f"{world.rp}/login")
+        page.fill("#username", "rs-alice")
+        page.fill("#password", "rs-alice-new-pw")
+        page.click("#kc-login")
+        page.wait_for_selector("input[name=otp]")
+        assert page.url.startswith(world.bridge)
+
+
+def test_reset_passes_the_bridge_with_a_recovery_code_and_rotates_it(world):
+    _, first_code = enrolled_user(world, "rs-bob")
+    with chromium_page() as page:
+        reset_until_the_bridge(page, world, "rs-bob")
+        page.click("#use-recovery-code")
+        page.fill("input[name=recovery_code]", first_code)
+        page.click("text=Verify recovery code")
+        new_code = page.inner_text("#recovery-code").strip()
+        assert new_code != first_code
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        choose_new_password(page, "rs-bob-new-pw")
+        assert rp_claims(page)["stepup_amr"] == "rc"
+    with chromium_page() as page:  # the spent code fails, the new one works
+        reset_until_the_bridge(page, world, "rs-bob")
+        page.click("#use-recovery-code")
+        page.fill("input[name=recovery_code]", first_code)
+        page.click("text=Verify recovery code")
+        assert "didn't work" in page.inner_text("[role=alert]")
+        page.fill("input[name=recovery_code]", new_code)
+        page.click("text=Verify recovery code")
+        page.check("input[name=saved]")
+        page.click("button:has-text('Continue')")
+        choose_new_password(page, "rs-bob-newer-pw")
+        assert rp_claims(page)["stepup_amr"] == "rc"
+
+
+def test_locked_user_cannot_reset_out_of_the_lock(world):
+    secret, _ = enrolled_user(world, "rs-carol")
+    with chromium_page() as page:
+        password_step(page, world, "rs-carol")
+        for _ in range(3):  # STEPUP_LOCKOUT_LIMIT=3
+            page.fill("input[name=otp]", wrong_code(secret))
+            page.click("button:has-text('Verify')")
+        assert "locked" in page.inner_text("[role=alert]")
+    with chromium_page() as page:
+        reset_until_the_bridge(page, world, "rs-carol")
+        assert page.inner_text("h1") == "Two-step sign-in is locked"
+        screenshot(page, "keycloak-11-reset-locked")
+        page.click("text=Return to sign-in")
+        page.wait_for_url(f"{world.keycloak}/**")
+        assert "cancelled or is locked" in page.inner_text("body")
+        assert not page.is_visible("#password-new")
+    with chromium_page() as page:  # the old password still is the password
+        password_step(page, world, "rs-carol")
+        assert page.inner_text("h1") == "Two-step sign-in is locked"
+
+
+# -- an external identity provider ----------------------------------------------------------------
+
+def upstream_login(page, world, username: str, shot: str | None = None) -> None:
+    """At the RP's Keycloak login page, choose the upstream IdP and sign in there."""
+    page.goto(f"{world.rp}/login")
+    page.wait_for_selector("#social-upstream")
+    if shot:
+        screenshot(page, shot)
+    page.click("#social-upstream")
+    page.wait_for_url(f"{world.keycloak}/realms/upstream/**")
+    page.fill("#username", username)
+    page.fill("#password", f"{username}-pw")
+    page.click("#kc-login")
+
+
+def test_brokered_login_meets_the_bridge(world):
+    world.add_user("up-ivan", admin=world.upstream)
+    with chromium_page() as page:
+        upstream_login(page, world, "up-ivan", shot="keycloak-09-login-doors")
+        secret, _ = enroll_at_bridge(page, world, shots="keycloak-12-broker")
+        claims = rp_claims(page)
+    user_id = world.admin.get_user_id("up-ivan")
+    assert claims["sub"] == user_id  # the brokered user is a user of acme
+    assert claims["stepup_amr"] == "otp"
+    assert claims["stepup_acr"] == MULTI_FACTOR
+    assert "enrolled" in world.stepup("user", "show", user_id).stdout
+    with chromium_page() as page:  # the next brokered login asks for the code
+        upstream_login(page, world, "up-ivan")
+        page.wait_for_selector("input[name=otp]")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        assert rp_claims(page)["stepup_amr"] == "otp"
+
+
+def test_brokered_user_cannot_use_another_users_factor(world):
+    """An upstream subject mapped to an enrolled acme user meets *that* user's factor (no
+    enrollment offered), and an assertion for another user is refused in the broker flow."""
+    victim_secret, _ = enrolled_user(world, "kc-victor")
+    victim = world.users["kc-victor"]
+    upstream_id = world.add_user("up-mallory", admin=world.upstream)
+    world.admin.add_user_social_login(victim, "upstream", upstream_id, "up-mallory")
+    with chromium_page() as page:
+        upstream_login(page, world, "up-mallory")
+        page.wait_for_selector("input[name=otp]")
+        assert not page.is_visible("#totp-secret")
+        page.fill("input[name=otp]", wrong_code(victim_secret))
+        page.click("button:has-text('Verify')")
+        assert "didn't work" in page.inner_text("[role=alert]")
+    # A rogue bridge asserting kc-victor for another brokered user is refused by Keycloak.
+    world.add_user("up-trudy", admin=world.upstream)
+    world.proxy.rewrite_login_hint = victim
+    try:
+        with chromium_page() as page:
+            upstream_login(page, world, "up-trudy")
+            page.wait_for_selector("input[name=otp]")  # victor's challenge, shown to trudy
+            page.fill("input[name=otp]", totp.code_at(victim_secret, time.time() + 30))
+            page.click("button:has-text('Verify')")
+            page.wait_for_url(f"{world.keycloak}/**")
+            assert "could not be completed" in page.inner_text("body")
+            assert "/callback" not in page.url
+    finally:
+        world.proxy.rewrite_login_hint = None
+
+
+# -- no browser: the password grant --------------------------------------------------------------
+
+def test_password_grant_is_refused_with_an_oauth_error(world):
+    world.add_user("dg-dan")
+    answer = requests.post(
+        f"{world.keycloak}/realms/acme/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": "admin-cli", "username": "dg-dan",
+              "password": "dg-dan-pw"}, timeout=30)
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_grant"
+    assert "access_token" not in answer.json()
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+def audit_lines(world, realm: str) -> tuple[int, list[str]]:
+    done = world.stepup("keycloak", "audit", *world.keycloak_args(realm), check=False)
+    return done.returncode, [line for line in done.stdout.splitlines() if line.startswith("OPEN")]
+
+
+def test_audit_reports_each_planted_door_and_none_after_install(world):
+    realm = world.open_realm("doors")
+    admin = realm.admin
+    world.master.update_realm("doors", {"resetPasswordAllowed": True})
+    admin.create_client({"clientId": "legacy", "secret": "l" * 24, "publicClient": False,
+                         "directAccessGrantsEnabled": True, "redirectUris": ["http://x/cb"]})
+    add_upstream_idp(world.keycloak, world.upstream, admin, alias="partner")
+    browser_id = next(f["id"] for f in admin.get_authentication_flows()
+                      if f["alias"] == "browser")
+    admin.create_client({"clientId": "override-app", "publicClient": True,
+                         "redirectUris": ["http://y/cb"],
+                         "authenticationFlowBindingOverrides": {"browser": browser_id}})
+
+    status, lines = audit_lines(world, "doors")
+    text = "\n".join(lines)
+    assert status == 1
+    assert "OPEN  browser: the bound browser flow 'browser'" in text
+    assert "OPEN  reset-credentials:" in text
+    assert "client 'legacy' accepts the password grant" in text
+    assert "identity provider 'partner' has no post login flow" in text
+    assert "client 'override-app' overrides its browser flow with 'browser'" in text
+
+    installed = world.stepup("keycloak", "install", *world.keycloak_args("doors"))
+    assert "Realm doors: every way in passes the step-up." in installed.stdout
+    assert [line for line in installed.stdout.splitlines() if line.startswith("OPEN")] == []
+    assert audit_lines(world, "doors") == (0, [])
+
+    world.stepup("keycloak", "install", *world.keycloak_args("doors"), "--cover", "browser")
+    status, lines = audit_lines(world, "doors")
+    assert status == 1
+    doors = sorted(line.split(":")[0].removeprefix("OPEN  ") for line in lines)
+    assert doors == ["brokers", "direct grant", "direct grant", "reset-credentials"]
+    assert any("'admin-cli'" in line for line in lines)
+    assert any("'legacy'" in line for line in lines)
+
+
+# -- step-up only when asked ----------------------------------------------------------------------
+
+def test_conditional_level_both_ways(world):
+    realm = world.open_realm("levels")
+    world.master.update_realm("levels", {"attributes": {"acr.loa.map": json.dumps({"mfa": 2})}})
+    world.stepup("keycloak", "install", *world.keycloak_args("levels"),
+                 "--conditional-loa", "2", "--cover", "browser", "--existing-clients")
+    world.add_user("lv-lena", admin=realm.admin)
+    with chromium_page() as page:
+        password_step(page, world, "lv-lena", rp=realm.rp)  # no acr_values: password only
+        claims = rp_claims(page)
+        assert "stepup_amr" not in claims
+        assert claims["acr"] == "1"
+    with chromium_page() as page:  # asking for the level: password, then the bridge
+        password_step(page, world, "lv-lena", rp=realm.rp, query="?acr_values=mfa")
+        secret, _ = enroll_at_bridge(page, world)
+        claims = rp_claims(page)
+        assert claims["acr"] == "mfa"
+        assert claims["stepup_amr"] == "otp"
+
+        page.goto(f"{realm.rp}/login?acr_values=mfa")  # level 2 reached within its max age
+        assert rp_claims(page)["acr"] == "mfa"
+
+    world.stepup("keycloak", "install", *world.keycloak_args("levels"),
+                 "--conditional-loa", "2", "--loa-max-age", "0", "--cover", "browser")
+    with chromium_page() as page:
+        password_step(page, world, "lv-lena", rp=realm.rp, query="?acr_values=mfa")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        assert rp_claims(page)["acr"] == "mfa"
+        page.goto(f"{realm.rp}/login?acr_values=mfa")  # max age 0: asked again
+        page.wait_for_selector("input[name=otp]")
+        assert page.url.startswith(world.bridge)
+
+
+# -- install re-runs ------------------------------------------------------------------------------
+
+def test_install_re_runs_with_changed_options_keep_every_clients_scope(world):
+    realm = world.open_realm("rerun")
+    client_uuid = realm.admin.get_client_id("rp")
+    args = world.keycloak_args("rerun")
+
+    def scopes() -> list[str]:
+        return [s["name"] for s in realm.admin.get_client_default_client_scopes(client_uuid)]
+
+    def prefixes() -> list[str]:
+        listed = world.stepup("client", "list").stdout.splitlines()
+        return next(line for line in listed if line.startswith("keycloak-rerun\t")).split()[4:]
+
+    world.stepup("keycloak", "install", *args, "--existing-clients")
+    assert "stepup" in scopes()
+    for extra in (["--conditional-loa", "2"], ["--cover", "browser"], []):
+        world.stepup("keycloak", "install", *args, *extra)
+        assert "stepup" in scopes(), extra
+    assert len(prefixes()) == 4
+    status, lines = audit_lines(world, "rerun")
+    assert (status, lines) == (0, []), lines

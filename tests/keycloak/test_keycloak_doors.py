@@ -1,0 +1,170 @@
+"""install() and uninstall() on the doors besides the browser flow: the password reset, the
+identity providers' post login flow and the direct grant; narrowing and widening ``cover``."""
+
+from __future__ import annotations
+
+from conftest import options
+
+from stepup_keycloak import install, uninstall
+
+RESET = "reset-credentials-stepup"
+BROKER = "post-broker-stepup"
+DIRECT = "direct-grant-stepup"
+
+
+def test_reset_flow_is_a_copy_with_the_step_after_the_email(fake, admin, opts):
+    install(admin, opts)
+
+    assert fake.layout(RESET) == [
+        ("reset-credentials-choose-user", "REQUIRED"),
+        ("reset-credential-email", "REQUIRED"),
+        ("stepup-bridge", "REQUIRED"),
+        ("reset-password", "REQUIRED"),
+        (f"{RESET} Reset - Conditional OTP", "CONDITIONAL"),
+    ]
+    assert fake.realm["resetCredentialsFlow"] == RESET
+    assert fake.realm["attributes"]["stepup.previousResetCredentialsFlow"] == "reset credentials"
+    assert fake.layout("reset credentials")[2] == ("reset-password", "REQUIRED")
+
+
+def test_the_bound_reset_flow_is_copied_not_the_stock_one(fake, admin, opts):
+    fake.copy_flow({"newName": "corporate reset"}, "reset credentials")
+    fake.realm["resetCredentialsFlow"] = "corporate reset"
+
+    install(admin, opts)
+    assert [b for m, p, b in fake.calls if p.endswith("/corporate reset/copy")] == [
+        {"newName": RESET}]
+
+    uninstall(admin, opts)
+    assert fake.realm["resetCredentialsFlow"] == "corporate reset"
+
+
+def test_every_identity_provider_gets_the_post_login_flow(fake, admin, opts):
+    fake.add_idp("google")
+    fake.add_idp("partner", postBrokerLoginFlowAlias="browser")
+
+    result = install(admin, opts)
+
+    assert fake.layout(BROKER) == [("stepup-bridge", "REQUIRED")]
+    assert result.identity_providers == ["google", "partner"]
+    assert {a: i["postBrokerLoginFlowAlias"] for a, i in fake.idps.items()} == {
+        "google": BROKER, "partner": BROKER}
+    assert fake.idps["partner"]["config"]["stepup.previousPostBrokerLoginFlow"] == "browser"
+    assert fake.idps["google"]["config"]["clientSecret"] == "**********"  # sent back masked
+
+
+def test_uninstall_gives_identity_providers_their_flow_back(fake, admin, opts):
+    fake.add_idp("google")
+    fake.add_idp("partner", postBrokerLoginFlowAlias="browser")
+    install(admin, opts)
+
+    uninstall(admin, opts)
+
+    assert "postBrokerLoginFlowAlias" not in fake.idps["google"]
+    assert fake.idps["partner"]["postBrokerLoginFlowAlias"] == "browser"
+    assert "stepup.previousPostBrokerLoginFlow" not in fake.idps["partner"]["config"]
+    assert fake.flow_by_alias(BROKER) is None
+
+
+def test_direct_grant_copy_gets_the_step_after_the_password(fake, admin, opts):
+    install(admin, opts)
+
+    assert [name for name, _ in fake.layout(DIRECT)][:3] == [
+        "direct-grant-validate-username", "direct-grant-validate-password", "stepup-bridge"]
+    assert fake.realm["directGrantFlow"] == DIRECT
+
+
+def test_every_step_shares_one_secret_and_the_bridge_settings(fake, admin, opts):
+    fake.add_idp("google")
+    result = install(admin, opts)
+
+    configs = [fake.configs[e["config"]]["config"] for e in fake.execution_of("stepup-bridge")]
+    assert len(configs) == 4
+    assert {c["stepup.clientSecret"] for c in configs} == {result.bridge_client_secret}
+    assert {c["stepup.issuer"] for c in configs} == {"https://mfa.example.test"}
+
+
+def test_narrowing_cover_undoes_the_doors_left_out_and_widening_restores_them(fake, admin, opts):
+    fake.add_idp("google")
+    first = install(admin, opts)
+
+    narrowed = install(admin, options(cover=("browser",)))
+    assert narrowed.covered == ("browser",)
+    assert fake.realm["resetCredentialsFlow"] == "reset credentials"
+    assert fake.realm["directGrantFlow"] == "direct grant"
+    assert "postBrokerLoginFlowAlias" not in fake.idps["google"]
+    assert {fake.flow_by_alias(f) for f in (RESET, BROKER, DIRECT)} == {None}
+    assert fake.realm["browserFlow"] == "browser-stepup"
+
+    again = install(admin, opts)
+    assert again.bridge_client_secret == first.bridge_client_secret
+    assert fake.realm["resetCredentialsFlow"] == RESET
+
+
+def test_full_install_then_second_run_writes_nothing(fake, admin, opts):
+    fake.add_idp("google")
+    install(admin, opts)
+    fake.calls.clear()
+
+    assert install(admin, opts).changed is False
+    assert fake.writes() == []
+
+
+def test_existing_clients_get_the_scope_and_keep_it_across_re_runs(fake, admin, opts):
+    app = fake.add_client("app")
+    fake.add_client("api", bearerOnly=True)
+    fake.add_client("saml-app", protocol="saml")
+
+    result = install(admin, options(existing_clients=True))
+    assert result.clients_scoped == ["app"]
+    assert "stepup" in app["defaultClientScopes"]
+
+    for changed in ({"conditional_loa": 2}, {"cover": ("browser",)}, {}):
+        install(admin, options(**changed))
+        assert "stepup" in app["defaultClientScopes"], changed
+
+    uninstall(admin, opts)
+    assert "stepup" not in app["defaultClientScopes"]
+
+
+def test_full_uninstall_leaves_no_flow_config_or_binding_of_ours(fake, admin, opts):
+    fake.add_idp("google")
+    install(admin, options(conditional_loa=2, bridge_acr="urn:mfa"))
+
+    uninstall(admin, opts)
+
+    assert fake.configs == {}
+    ours = [f["alias"] for f in fake.flows.values() if "stepup" in f["alias"]]
+    assert ours == []
+    assert (fake.realm["browserFlow"], fake.realm["resetCredentialsFlow"],
+            fake.realm["directGrantFlow"]) == ("browser", "reset credentials", "direct grant")
+    assert not [k for k in fake.realm["attributes"] if k.startswith("stepup.")]
+    assert fake.realm["attributes"]["acr.loa.map"] == "{}"
+
+
+def test_client_overrides_without_the_step_are_pointed_at_ours_and_back(fake, admin, opts):
+    browser_id = fake.flow_by_alias("browser")["id"]
+    grant_id = fake.flow_by_alias("direct grant")["id"]
+    app = fake.add_client("override-app", attributes={"pkce.code.challenge.method": "S256"},
+                          authenticationFlowBindingOverrides={"browser": browser_id,
+                                                              "direct_grant": grant_id})
+    install(admin, opts)
+    fake.copy_flow({"newName": "kiosk"}, "browser-stepup")  # a custom flow with the step
+    kiosk = fake.add_client("kiosk", authenticationFlowBindingOverrides={
+        "browser": fake.flow_by_alias("kiosk")["id"]})
+
+    install(admin, opts)
+
+    assert app["authenticationFlowBindingOverrides"] == {
+        "browser": fake.flow_by_alias("browser-stepup")["id"],
+        "direct_grant": fake.flow_by_alias(DIRECT)["id"]}
+    assert app["attributes"]["stepup.previousOverride.browser"] == browser_id
+    assert app["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert kiosk["authenticationFlowBindingOverrides"]["browser"] == (
+        fake.flow_by_alias("kiosk")["id"])
+
+    uninstall(admin, opts)
+
+    assert app["authenticationFlowBindingOverrides"] == {
+        "browser": browser_id, "direct_grant": grant_id}
+    assert "stepup.previousOverride.browser" not in app["attributes"]
