@@ -212,7 +212,6 @@ def test_a_user_named_jose_garcia_sees_their_name_and_gets_it_in_the_app_label(w
         page.wait_for_selector("#totp-secret", state="attached")
         assert "Signing in as José García" in page.inner_text(".account")
         shot = Image.open(io.BytesIO(page.locator("figure.qr svg").screenshot()))
-        shot.save("/tmp/stepup-qr.png")
         qr = ImageOps.expand(shot.convert("L"), border=40, fill=255)  # a wide quiet zone
         found = zxingcpp.read_barcodes(qr)
         assert found, "no QR code read from the enrollment page"
