@@ -9,6 +9,7 @@ venv=$(mktemp -d "${TMPDIR:-/tmp}/stepup-handoff-venv.XXXXXX")
 trap 'rm -rf "$venv"' EXIT
 "$PYTHON" -m venv "$venv"
 echo "Installing the hand-off client alone into a fresh venv"
+rm -rf plugin/handoff/build  # setuptools' build folder may hold modules since deleted
 if ! "$venv/bin/pip" install ./plugin/handoff "pytest>=8" "responses>=0.25" \
     > "$venv/install.log" 2>&1; then
   tail -30 "$venv/install.log" >&2
