@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-from tests.bridge.conftest import (
-    ERROR_PAGES,
-    HTML_PAGES,
-)
+from tests.bridge.conftest import ERROR_PAGES, HTML_PAGES
 from tests.bridge.html_reader import Page
 
 

@@ -7,9 +7,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.settings import ConfigError, load_settings
-from tests.bridge.conftest import (
-    IDP_ID,
-)
+from tests.bridge.conftest import IDP_ID
 
 
 @pytest.mark.parametrize("url, message", [

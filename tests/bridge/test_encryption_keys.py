@@ -11,11 +11,7 @@ from click.testing import CliRunner
 from bridge import create_app
 from bridge.cli import main
 from bridge.factors import totp
-from tests.bridge.conftest import (
-    Actions,
-    register_idp,
-    shown,
-)
+from tests.bridge.conftest import Actions, register_idp, shown
 
 
 def new_key() -> str:

@@ -7,13 +7,7 @@ import re
 
 from bridge.factors import totp
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
-from tests.bridge.conftest import (
-    events,
-    flow_of,
-    is_callback,
-    returning,
-    shown,
-)
+from tests.bridge.conftest import events, flow_of, is_callback, returning, shown
 
 
 def test_the_loser_of_an_enrollment_race_is_not_left_on_a_dead_page(act, clock):

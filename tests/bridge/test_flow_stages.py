@@ -6,13 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.factors import recovery
-from tests.bridge.conftest import (
-    assert_nothing_moved,
-    at_stage,
-    callback_params,
-    events,
-    user_rows,
-)
+from tests.bridge.conftest import assert_nothing_moved, at_stage, callback_params, events, user_rows
 from tests.bridge.html_reader import Page
 
 WRONG_STAGE = [  # (stage, action, form)

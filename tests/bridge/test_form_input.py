@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bridge.conftest import (
-    FORMS,
-    assert_nothing_moved,
-    at_stage,
-    events,
-    flow_of,
-    user_rows,
-)
+from tests.bridge.conftest import FORMS, assert_nothing_moved, at_stage, events, flow_of, user_rows
 from tests.bridge.html_reader import Page
 
 BAD_VALUES = {

@@ -3,10 +3,7 @@ no-store, no-referrer, HSTS) and the session cookie's attributes."""
 
 from __future__ import annotations
 
-from tests.bridge.conftest import (
-    HTML_PAGES,
-    Actions,
-)
+from tests.bridge.conftest import HTML_PAGES, Actions
 from tests.bridge.html_reader import Page
 
 

@@ -7,14 +7,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.factors import recovery, totp
-from tests.bridge.conftest import (
-    Actions,
-    events,
-    is_callback,
-    shown,
-    user,
-    wrong_code,
-)
+from tests.bridge.conftest import Actions, events, is_callback, shown, user, wrong_code
 
 
 def test_help_desk_reset_lets_a_locked_user_enroll_again(make_act, clock):

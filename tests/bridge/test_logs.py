@@ -10,13 +10,7 @@ import sqlalchemy as sa
 
 from bridge.factors import recovery, totp
 from bridge.store import schema
-from tests.bridge.conftest import (
-    IDP_SECRET,
-    callback_params,
-    returning,
-    shown,
-    wrong_code,
-)
+from tests.bridge.conftest import IDP_SECRET, callback_params, returning, shown, wrong_code
 
 
 def _log_everything(caplog) -> None:

@@ -8,9 +8,7 @@ import base64
 
 import pytest
 
-from tests.bridge.conftest import (
-    IDP_SECRET,
-)
+from tests.bridge.conftest import IDP_SECRET
 
 
 @pytest.mark.parametrize("endpoint", ["/par", "/token"])

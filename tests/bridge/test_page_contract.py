@@ -9,10 +9,7 @@ import pytest
 import segno
 
 from bridge.factors import recovery, totp
-from tests.bridge.conftest import (
-    HTML_PAGES,
-    shown,
-)
+from tests.bridge.conftest import HTML_PAGES, shown
 from tests.bridge.html_reader import Element, Page
 
 SINGLE_USE = "This code works only once"

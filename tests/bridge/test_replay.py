@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from bridge.factors import totp
 from bridge.oidc.assertion import AMR_TOTP
-from tests.bridge.conftest import (
-    alert,
-    events,
-    flow_of,
-    is_callback,
-    returning,
-    user,
-)
+from tests.bridge.conftest import alert, events, flow_of, is_callback, returning, user
 
 
 def test_totp_code_is_accepted_once_then_refused_as_replay(act, clock):

@@ -7,14 +7,7 @@ import pytest
 
 from bridge.factors import recovery
 from bridge.oidc.assertion import AMR_RECOVERY
-from tests.bridge.conftest import (
-    alert,
-    events,
-    flow_of,
-    is_callback,
-    shown,
-    user,
-)
+from tests.bridge.conftest import alert, events, flow_of, is_callback, shown, user
 
 
 def test_recovery_code_only_stages_and_a_closed_tab_leaves_the_old_code_valid(act, clock):

@@ -6,15 +6,7 @@ from __future__ import annotations
 import re
 
 from bridge.factors import recovery
-from tests.bridge.conftest import (
-    alert,
-    events,
-    flow_of,
-    is_callback,
-    returning,
-    user,
-    wrong_code,
-)
+from tests.bridge.conftest import alert, events, flow_of, is_callback, returning, user, wrong_code
 
 
 def test_growing_delay_refuses_early_attempts_without_counting_them(act, clock):
