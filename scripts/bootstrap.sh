@@ -7,10 +7,13 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml plugin/handoff/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "Installing Python packages into .venv (log: .venv/install.log)"
-  if ! { .venv/bin/pip install --upgrade pip && .venv/bin/pip install -e ".[dev,postgres,redis]"; } \
+  # The hand-off client is its own distribution (stepup-handoff), a dependency of the bridge:
+  # naming both in one command makes pip take it from this clone, not from an index.
+  if ! { .venv/bin/pip install --upgrade pip &&
+         .venv/bin/pip install -e ./plugin/handoff -e ".[dev,keycloak,postgres,redis]"; } \
       > .venv/install.log 2>&1; then
     tail -30 .venv/install.log >&2
     exit 1

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/system-deps.sh
 scripts/bootstrap.sh
 if [ $# -eq 0 ]; then
+  # The hand-off client installed alone (no Flask, no SQLAlchemy) passes its tests.
+  scripts/test-handoff-alone.sh
   # The Keycloak authenticator's JUnit tests (Maven Surefire prints each class's outcome).
   scripts/keycloak.sh test
 fi

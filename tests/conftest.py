@@ -33,22 +33,36 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A database of its own for this test run on a real PostgreSQL: the server at
-    ``STEPUP_TEST_POSTGRES_URL``, or a private cluster started by ``scripts/postgres.sh``."""
+def postgres_server() -> str:
+    """A real PostgreSQL server for this test run: the one at ``STEPUP_TEST_POSTGRES_URL``, or
+    a private cluster on 127.0.0.1 started (once, then reused) by ``scripts/postgres.sh``."""
     server = os.environ.get("STEPUP_TEST_POSTGRES_URL")
     if not server:
         server = subprocess.run([REPO / "scripts" / "postgres.sh", "start"], check=True,
                                 capture_output=True, text=True).stdout.strip()
-    name = f"stepup_test_{os.getpid()}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    return server
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database ``name`` on the server (one left by an earlier run is dropped)."""
+    _as_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(False)
+
+
+def _as_admin(server_url: str, *statements: str) -> None:
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server):
+    """A database of its own for this test run's store tests, dropped at the end."""
+    name = f"stepup_test_{os.getpid()}"
+    yield fresh_database(postgres_server, name)
+    _as_admin(postgres_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
@@ -83,10 +97,26 @@ def postgres_template(postgres_url, app_template, tmp_path_factory) -> list[dict
     return rows
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+DATABASES = ("sqlite", "postgresql")
+
+
+def _databases() -> list[str]:
+    """``STEPUP_TEST_DATABASES``: the databases the store tests run on, comma-separated. Unset
+    (as in CI): both. ``sqlite`` alone is the fast loop, with no PostgreSQL started."""
+    names = [n.strip() for n in os.environ.get("STEPUP_TEST_DATABASES", "").split(",")
+             if n.strip()] or list(DATABASES)
+    unknown = sorted(set(names) - set(DATABASES))
+    if unknown:
+        raise pytest.UsageError(f"STEPUP_TEST_DATABASES: unknown {', '.join(unknown)} "
+                                f"(choose from {', '.join(DATABASES)})")
+    return names
+
+
+@pytest.fixture(params=_databases())
 def database_url(request, tmp_path, app_template) -> str:
-    """Each store test runs on the embedded SQLite default ("") and on PostgreSQL, both
-    starting empty but for the template's signing keys (same secrets: copied into tmp_path)."""
+    """Each store test runs on the embedded SQLite default ("") and on PostgreSQL (or on those
+    ``STEPUP_TEST_DATABASES`` names), both starting empty but for the template's signing keys
+    (same secrets: copied into tmp_path)."""
     shutil.copytree(app_template, tmp_path, dirs_exist_ok=True)
     if request.param == "sqlite":
         return ""

@@ -18,6 +18,7 @@ from bridge import create_app
 from bridge.factors import totp
 from bridge.oidc.clients import new_client
 from bridge.store import schema
+from tests.bridge.html_reader import Page
 
 IDP_ID = "idp"
 IDP_SECRET = "idp-secret-0123456789"
@@ -232,3 +233,121 @@ def returning(act: Actions, subject: str, secret: str) -> Login:
     login = act.start(subject)
     login.secret = secret
     return login
+
+
+# -- every page a user can meet, walked once for the page tests ----------------------------------
+NO_ENROLL_ID = "no-enroll-idp"
+NO_ENROLL_SECRET = "no-enroll-secret-0123456789"
+
+
+@pytest.fixture
+def register_no_enroll(bridge):
+    with bridge.store.begin() as tx:
+        tx.add_client(new_client(bridge.secrets.pepper, NO_ENROLL_ID, secret=NO_ENROLL_SECRET,
+                                 jwks_uri=None, redirect_uris=[CALLBACK],
+                                 redirect_uri_prefixes=[], allow_enrollment=False))
+
+
+@pytest.fixture
+def pages(act, client, clock, register_no_enroll) -> dict[str, object]:
+    """Walk every stage once and keep each response (HTML pages and the download)."""
+    seen: dict[str, object] = {}
+
+    def keep(name, response):
+        seen[name] = response
+        return response
+
+    # Enrollment, with a display name that has a space in it.
+    login = act.start("pat", preferred_username="Pat Smith")
+    keep("enroll", client.get(login.flow_url))
+    login.secret = shown(login.last_page, "totp-secret")
+    keep("enroll error", act.post(login, "enroll", otp="000000" if act.code_now(login)
+                                  != "000000" else "111111"))
+    act.post(login, "enroll", otp=act.code_now(login))
+    keep("first code", client.get(login.flow_url))
+    link = Page(login.last_page).one("a", download=True)
+    keep("download", client.get(link.attrs["href"]))
+    login.recovery_code = shown(login.last_page, "recovery-code")
+    keep("saved error", act.post(login, "saved"))
+    act.post(login, "saved", saved="yes")
+    # TOTP and the recovery code.
+    clock.advance(30)
+    returning = act.start("pat")
+    returning.secret = login.secret
+    keep("totp", client.get(returning.flow_url))
+    bad = next(c for c in ("000000", "111111") if c != act.code_now(returning))
+    keep("totp error", act.post(returning, "totp", otp=bad))
+    keep("recovery", client.get(f"{returning.flow_url}/recovery"))
+    keep("recovery error", act.post(returning, "recovery", recovery_code="nope"))
+    act.post(returning, "recovery", recovery_code=login.recovery_code)
+    keep("rotation", client.get(returning.flow_url))
+    rotation_link = Page(returning.last_page).one("a", download=True)
+    keep("rotation download", client.get(rotation_link.attrs["href"]))
+    act.post(returning, "saved", saved="yes", next="reenroll")
+    keep("reenroll", client.get(returning.flow_url))
+    # Locked, not enrolled, and the message pages.
+    with act.bridge.store.begin() as tx:
+        tx.conn.execute(sa.update(schema.users).values(locked_at=clock()))
+    locked = act.start("pat")
+    keep("locked", client.get(locked.flow_url))
+    response, _ = act.push("quinn", auth=(NO_ENROLL_ID, NO_ENROLL_SECRET),
+                           client_id=NO_ENROLL_ID)
+    uri = response.get_json()["request_uri"]
+    page = client.get(f"/authorize?client_id={NO_ENROLL_ID}&request_uri={uri}")
+    keep("not enrolled", client.get(page.headers["Location"]))
+    keep("incomplete link", client.get("/authorize"))
+    keep("expired link", client.get(f"/authorize?client_id=idp&request_uri={uri}"))
+    keep("unknown flow", client.get("/flow/no-such-flow"))
+    keep("csrf", client.post(f"{locked.flow_url}/cancel", data={}))
+    return seen
+
+
+HTML_PAGES = ["enroll", "enroll error", "first code", "saved error", "totp", "totp error",
+              "recovery", "recovery error", "rotation", "reenroll", "locked", "not enrolled",
+              "incomplete link", "expired link", "unknown flow", "csrf"]
+ERROR_PAGES = ["enroll error", "saved error", "totp error", "recovery error", "locked",
+               "not enrolled", "incomplete link", "expired link", "unknown flow", "csrf"]
+
+
+# -- a login waiting at each stage, and what a refused form must leave alone ----------------------
+FORMS = [  # (stage, action, field)
+    ("enroll", "enroll", "otp"),
+    ("totp", "totp", "otp"),
+    ("totp", "recovery", "recovery_code"),
+    ("enroll_saved", "saved", "saved"),
+    ("rotate", "saved", "saved"),
+    ("reenroll", "reenroll", "otp"),
+]
+ALL_ACTIONS = [*FORMS, ("totp", "cancel", "x")]
+
+
+def at_stage(act: Actions, stage: str) -> Login:
+    """A login waiting at ``stage``; the new user of an enrollment is "newbie"."""
+    if stage in ("enroll", "enroll_saved"):
+        login = act.start("newbie")
+        login.secret = shown(login.last_page, "totp-secret")
+        if stage == "enroll_saved":
+            act.post(login, "enroll", otp=act.code_now(login))
+        return login
+    first, _ = act.enroll("known")
+    login = act.start("known")
+    login.secret, login.recovery_code = first.secret, first.recovery_code
+    if stage in ("rotate", "reenroll"):
+        act.post(login, "recovery", recovery_code=first.recovery_code)
+    if stage == "reenroll":
+        act.post(login, "saved", saved="yes", next="reenroll")
+    return login
+
+
+def user_rows(act: Actions) -> list:
+    with act.bridge.store.begin() as tx:
+        return list(tx.conn.execute(sa.select(schema.users.c.subject)).scalars())
+
+
+def assert_nothing_moved(act: Actions, login: Login, stage: str, before_users: list,
+                         before_events: list[str]) -> None:
+    flow = flow_of(act, login)
+    assert flow is not None and flow.stage == stage
+    assert user_rows(act) == before_users  # in particular no new user row
+    new_events = events(act)[len(before_events):]
+    assert not {"success", "enrollment", "rotation", "reenrollment"} & set(new_events)

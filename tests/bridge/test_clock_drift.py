@@ -9,9 +9,8 @@ import html
 import pytest
 
 from bridge.factors import totp
-from tests.bridge.conftest import Actions, shown
-from tests.bridge.test_rules import alert as raw_alert
-from tests.bridge.test_rules import events, is_callback, returning, user
+from tests.bridge.conftest import Actions, events, is_callback, returning, shown, user
+from tests.bridge.conftest import alert as raw_alert
 
 MINUTE = 60
 

@@ -16,13 +16,8 @@ from babel.messages.pofile import read_po
 
 from bridge import i18n
 from tests import conftest as root
-from tests.bridge.conftest import IDP_ID, Actions
-from tests.bridge.test_pages import (  # noqa: F401 - fixtures used by the walk
-    HTML_PAGES,
-    Page,
-    pages,
-    register_no_enroll,
-)
+from tests.bridge.conftest import HTML_PAGES, IDP_ID, Actions
+from tests.bridge.html_reader import Page
 
 CATALOGUES = i18n.TRANSLATIONS
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -152,7 +147,7 @@ def visible_text(page_html: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page_html))
 
 
-def test_every_page_renders_in_every_language(pages, lang):  # noqa: F811
+def test_every_page_renders_in_every_language(pages, lang):
     leaks = english_texts(lang) if lang != "en" else []
     for name in HTML_PAGES:
         response = pages[name]
@@ -175,7 +170,7 @@ def test_every_page_renders_in_every_language(pages, lang):  # noqa: F811
 @pytest.mark.parametrize(("lang", "sentence"), [
     ("en", "This code works only once."), ("de", "Dieser Code funktioniert nur einmal."),
     ("ar", "هذا الرمز يعمل مرة واحدة فقط.")])
-def test_the_recovery_code_file_is_translated_with_a_local_date(pages, lang, sentence):  # noqa: F811
+def test_the_recovery_code_file_is_translated_with_a_local_date(pages, lang, sentence):
     text = pages["download"].get_data(as_text=True)
     assert sentence in text
     month = {"en": r"[A-Z][a-z]+ \d{1,2}, \d{4}", "de": r"\d{1,2}\. [A-ZÄÖÜ][a-zäöü]+ \d{4}",

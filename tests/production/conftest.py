@@ -15,30 +15,12 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
+from tests.conftest import fresh_database
 from tests.e2e.browser import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CALLBACK = "http://127.0.0.1:9/callback"  # never fetched: the tests read the Location header
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return sa.engine.make_url(server_url).set(database=name).render_as_string(False)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
-    server = os.environ.get("STEPUP_TEST_POSTGRES_URL")
-    if not server:
-        server = subprocess.run([REPO / "scripts" / "postgres.sh", "start"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-    return server
 
 
 def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:

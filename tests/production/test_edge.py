@@ -15,11 +15,11 @@ import pytest
 
 from bridge.factors import totp
 from stepup_handoff import HandoffClient
+from tests.conftest import fresh_database
 
 from .conftest import (
     CALLBACK,
     Browser,
-    fresh_database,
     serving,
     shared_env,
     start_redis,

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from bridge.store import create_engine, migrate
 from bridge.store.migrate import SchemaError
+from tests.conftest import fresh_database
 
-from .conftest import fresh_database, stepup
+from .conftest import stepup
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,6 +8,7 @@ from typing import Any
 import requests
 
 from .errors import DiscoveryError
+from .http_json import json_object
 
 #: Endpoints the hand-off needs; discovery without one of them is refused.
 ENDPOINTS = (
@@ -65,10 +66,7 @@ def get_json(session: requests.Session, url: str, what: str, *, timeout: float) 
         raise DiscoveryError(f"{what} request failed", error="unreachable") from exc
     if response.status_code != 200:
         raise DiscoveryError(f"{what} answered HTTP {response.status_code}")
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
+    body = json_object(response)
+    if body is None:
         raise DiscoveryError(f"{what} is not a JSON object", error="invalid_response")
     return body

@@ -33,6 +33,7 @@ from .errors import (
     clip,
     error_code,
 )
+from .http_json import json_object
 
 #: Seconds the discovery document is trusted before it is fetched again.
 METADATA_MAX_AGE = 3600.0
@@ -272,7 +273,10 @@ class HandoffClient:
             raise failure("request to the bridge failed", error="unreachable") from exc
         if response.status_code != expect:
             _raise_endpoint_error(response, failure)
-        return _json_object(response, failure, "response")
+        body = json_object(response)
+        if body is None:
+            raise failure("response is not a JSON object", error="invalid_response")
+        return body
 
 
 def _space_list(value: str | Sequence[str] | None) -> str | None:
@@ -282,25 +286,9 @@ def _space_list(value: str | Sequence[str] | None) -> str | None:
     return " ".join(value)
 
 
-def _json_object(
-    response: requests.Response, failure: type[HandoffError], what: str
-) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise failure(f"{what} is not a JSON object", error="invalid_response")
-    return body
-
-
 def _raise_endpoint_error(response: requests.Response, failure: type[HandoffError]) -> NoReturn:
     """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``; no request data echoed."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    body = body if isinstance(body, dict) else {}
+    body = json_object(response) or {}
     code = error_code(body.get("error"), f"http_{response.status_code}")
     description = clip(body.get("error_description")) or f"HTTP {response.status_code}"
     raise failure(description, error=code)

@@ -1,0 +1,79 @@
+"""CSRF tokens: on every form, checked on every action (missing, wrong, malformed, another
+session's), and working behind TLS without a Referer."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.factors import totp
+from tests.bridge.conftest import (
+    ALL_ACTIONS,
+    HTML_PAGES,
+    IDP_ID,
+    Actions,
+    assert_nothing_moved,
+    at_stage,
+    events,
+    flow_of,
+    shown,
+    user_rows,
+)
+from tests.bridge.html_reader import Page
+
+
+def test_every_form_carries_a_csrf_token(pages):
+    for name in HTML_PAGES:
+        page = Page(pages[name].get_data(as_text=True))
+        forms = page.all("form")
+        for index, form in enumerate(forms):
+            assert form.attrs.get("method", "").lower() == "post", name
+            tokens = [e for e in page.all("input", name="csrf_token") if e.form == index]
+            assert len(tokens) == 1, f"form {form.attrs.get('action')} on {name}"
+            assert tokens[0].attrs.get("type") == "hidden"
+            assert len(tokens[0].attrs.get("value") or "") > 20
+
+
+CSRF_CASES = [(*form, token) for form in ALL_ACTIONS for token in (None, "wrong")] + [
+    (*ALL_ACTIONS[1], token) for token in ("", "x" * 10_240, "ünï\x00", "IjEyMyI.Zz9vYQ.abc")]
+
+
+@pytest.mark.parametrize(("stage", "action", "field_", "token"), CSRF_CASES)
+def test_missing_or_wrong_csrf_token_gets_the_400_page(act, stage, action, field_, token):
+    login = at_stage(act, stage)
+    before_users, before_events = user_rows(act), events(act)
+    right = {"otp": act.code_now(login) if login.secret else "123456",
+             "recovery_code": login.recovery_code, "saved": "yes", "x": ""}[field_]
+    form = {field_: right}
+    if token is not None:
+        form["csrf_token"] = token
+    response = act.client.post(f"{login.flow_url}/{action}", data=form)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "This page expired" in html and Page(html).all(role="alert")
+    assert_nothing_moved(act, login, stage, before_users, before_events)
+
+
+def test_another_sessions_csrf_token_is_refused(act, app, clock):
+    login = at_stage(act, "totp")
+    other = Actions(app.test_client(), act.bridge, clock)
+    stranger = other.start("stranger")
+    response = act.client.post(f"{login.flow_url}/totp", data={
+        "otp": act.code_now(login), "csrf_token": other.csrf(stranger.last_page)})
+    assert response.status_code == 400
+    assert flow_of(act, login).stage == "totp"
+
+
+def test_forms_work_behind_tls_without_a_referer(make_app, clock):
+    """Referrer-Policy: no-referrer means browsers send no Referer; CSRF must not need one."""
+    app = make_app(issuer="https://bridge.example")
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    https = {"base_url": "https://bridge.example"}
+    response, _ = act.push("tls-user")
+    opened = act.client.get("/authorize", query_string={
+        "client_id": IDP_ID, "request_uri": response.get_json()["request_uri"]}, **https)
+    page = act.client.get(opened.headers["Location"], **https).get_data(as_text=True)
+    assert "Secure" in opened.headers["Set-Cookie"]
+    secret = shown(page, "totp-secret")
+    posted = act.client.post(f"{opened.headers['Location']}/enroll", **https, data={
+        "otp": totp.code_at(secret, clock()), "csrf_token": act.csrf(page)})
+    assert posted.status_code == 303, posted.get_data(as_text=True)

@@ -1,0 +1,53 @@
+"""Sign-ins during an encryption-key rotation (`stepup keys rotate-encryption`): a flow
+survives the re-seal; one sealed with a key since removed gets a 400 page."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+from click.testing import CliRunner
+
+from bridge import create_app
+from bridge.cli import main
+from bridge.factors import totp
+from tests.bridge.conftest import Actions, register_idp, shown
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def test_a_sign_in_survives_encryption_key_rotation(tmp_path, clock):
+    old, new = f"old:{new_key()}", f"new:{new_key()}"
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ENCRYPTION_KEYS": old}
+    app = create_app({"issuer": "https://bridge.example"}, environ=env, clock=clock)
+    register_idp(app)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    login = act.start("mid-rotation")  # the enrollment page is open: a sealed pending secret
+    secret = shown(login.last_page, "totp-secret")
+    env["STEPUP_ENCRYPTION_KEYS"] = f"{new},{old}"
+    assert CliRunner().invoke(main, ["keys", "rotate-encryption"], env=env).exit_code == 0
+    env["STEPUP_ENCRYPTION_KEYS"] = new
+    app = create_app({"issuer": "https://bridge.example"}, environ=env, clock=clock)
+    act.client.application = app  # same browser session, a node that knows only the new key
+    act.bridge = app.extensions["stepup"]
+    assert act.post(login, "enroll", otp=totp.code_at(secret, clock())).status_code == 303
+
+
+def test_a_flow_sealed_with_a_removed_key_gets_a_400_page(tmp_path, clock):
+    old, new = f"old:{new_key()}", f"new:{new_key()}"
+    app = create_app({"issuer": "https://b.example"},
+                     environ={"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ENCRYPTION_KEYS": old},
+                     clock=clock)
+    register_idp(app)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    login = act.start("too-early")
+    with app.extensions["stepup"].store.begin() as tx:
+        tx.conn.exec_driver_sql("DELETE FROM signing_keys")  # keys sealed with `old` too
+    act.client.application = create_app(
+        {"issuer": "https://b.example"},
+        environ={"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ENCRYPTION_KEYS": new}, clock=clock)
+    page = act.client.get(login.flow_url)
+    assert page.status_code == 400
+    assert b"start again" in page.data

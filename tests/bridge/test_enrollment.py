@@ -1,0 +1,58 @@
+"""Enrollment races and re-enrollment: the loser of two enrollments is not left on a dead
+page; re-enrolling after a recovery-code sign-in replaces the authenticator."""
+
+from __future__ import annotations
+
+import re
+
+from bridge.factors import totp
+from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from tests.bridge.conftest import events, flow_of, is_callback, returning, shown
+
+
+def test_the_loser_of_an_enrollment_race_is_not_left_on_a_dead_page(act, clock):
+    first = act.start("raced")
+    second = act.start("raced")
+    for login in (first, second):
+        secret = shown(login.last_page, "totp-secret")
+        act.post(login, "enroll", otp=totp.code_at(secret, clock()))
+    assert is_callback(act.post(first, "saved", saved="yes"))
+    lost = act.post(second, "saved", saved="yes")
+    assert lost.status_code == 404
+    assert flow_of(act, second) is None
+    assert b'id="recovery-code"' not in act.client.get(second.flow_url).data
+
+
+def test_reenrollment_replaces_the_authenticator(act, clock):
+    first, _ = act.enroll("lou")
+    login = act.start("lou")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    new_code = shown(login.last_page, "recovery-code")
+    assert "Set up a new authenticator" in login.last_page
+
+    step = act.post(login, "saved", saved="yes", next="reenroll")
+    assert step.status_code == 303 and step.headers["Location"] == login.flow_url
+    assert "Set up your new authenticator" in login.last_page
+    new_secret = shown(login.last_page, "totp-secret")
+    assert new_secret != first.secret
+    assert re.fullmatch(r"[A-Z2-7]{32}", new_secret)
+    assert "<svg" in login.last_page
+
+    # A code from the old authenticator does not verify the new one.
+    wrong = act.post(login, "reenroll", otp=totp.code_at(first.secret, clock()))
+    assert wrong.status_code == 400
+
+    done = act.post(login, "reenroll", otp=totp.code_at(new_secret, clock()))
+    assert is_callback(done)
+    claims = act.finish(login, done.headers["Location"])
+    assert set(claims["amr"]) == {AMR_RECOVERY, AMR_TOTP}
+    trail = events(act, "lou")
+    assert "reenrollment" in trail and "rotation" in trail
+
+    clock.advance(30)
+    old = returning(act, "lou", first.secret)
+    assert act.post(old, "totp", otp=act.code_now(old)).status_code == 400
+    new = returning(act, "lou", new_secret)
+    assert is_callback(act.post(new, "totp", otp=act.code_now(new)))
+    rc = act.start("lou")
+    assert act.post(rc, "recovery", recovery_code=new_code).status_code == 303

@@ -1,0 +1,66 @@
+"""A flow moves only forward, one stage at a time: a form for another stage gets a clear 4xx
+page and changes nothing, the download needs a code to show, a finished flow is gone."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.factors import recovery
+from tests.bridge.conftest import assert_nothing_moved, at_stage, callback_params, events, user_rows
+from tests.bridge.html_reader import Page
+
+WRONG_STAGE = [  # (stage, action, form)
+    ("enroll", "recovery", {"recovery_code": recovery.generate()}),
+    ("enroll", "totp", {"otp": "123456"}),
+    ("enroll", "reenroll", {"otp": "123456"}),
+    ("enroll", "saved", {"saved": "yes"}),
+    ("totp", "enroll", {"otp": "123456"}),
+    ("totp", "reenroll", {"otp": "123456"}),
+    ("totp", "saved", {"saved": "yes"}),
+    ("rotate", "totp", {"otp": "123456"}),
+    ("rotate", "enroll", {"otp": "123456"}),
+    ("rotate", "recovery", {"recovery_code": recovery.generate()}),
+    ("enroll_saved", "enroll", {"otp": "123456"}),
+    ("enroll_saved", "recovery", {"recovery_code": recovery.generate()}),
+    ("reenroll", "totp", {"otp": "123456"}),
+    ("reenroll", "enroll", {"otp": "123456"}),
+    ("reenroll", "saved", {"saved": "yes"}),
+]
+
+
+@pytest.mark.parametrize(("stage", "action", "form"), WRONG_STAGE,
+                         ids=[f"{s}-{a}" for s, a, _ in WRONG_STAGE])
+def test_a_form_for_another_stage_gets_a_clear_4xx_page(act, stage, action, form):
+    login = at_stage(act, stage)
+    before_users, before_events = user_rows(act), events(act)
+    response = act.post(login, action, **form)
+    assert 400 <= response.status_code < 500
+    html = response.get_data(as_text=True)
+    assert Page(html).all(role="alert")
+    # The page is the one for the stage the flow is at, not the form that was posted.
+    if stage != "totp":
+        assert 'name="recovery_code"' not in html
+    assert_nothing_moved(act, login, stage, before_users, before_events)
+
+
+def test_a_wrong_stage_get_of_the_recovery_form_goes_back_to_the_flow(act):
+    login = at_stage(act, "enroll")
+    response = act.client.get(f"{login.flow_url}/recovery")
+    assert response.status_code == 303
+    assert response.headers["Location"] == login.flow_url
+
+
+def test_the_download_needs_a_code_to_show(act):
+    login = at_stage(act, "totp")
+    assert act.client.get(f"{login.flow_url}/recovery-code.txt").status_code == 404
+
+
+def test_a_finished_flow_is_gone(act, clock):
+    login = at_stage(act, "totp")
+    clock.advance(30)
+    done = act.post(login, "totp", otp=act.code_now(login))
+    assert "code" in callback_params(done.headers["Location"])
+    assert act.client.get(login.flow_url).status_code == 404
+    again = act.post(login, "totp", otp=act.code_now(login))
+    assert again.status_code in (400, 404)
+    assert Page(again.get_data(as_text=True)).all(role="alert")

@@ -1,0 +1,62 @@
+"""Security headers on every page (CSP without inline script or style, frame-ancestors,
+no-store, no-referrer, HSTS) and the session cookie's attributes."""
+
+from __future__ import annotations
+
+from tests.bridge.conftest import HTML_PAGES, Actions
+from tests.bridge.html_reader import Page
+
+
+def test_every_page_has_the_security_headers(pages):
+    for name, response in pages.items():
+        headers = response.headers
+        assert "no-store" in headers.get("Cache-Control", ""), name
+        csp = headers.get("Content-Security-Policy", "")
+        directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, name
+        assert directives.get("frame-ancestors") == ["'none'"], name
+        assert "script-src" in directives or directives.get("default-src") == ["'none'"], name
+        assert headers.get("Referrer-Policy") == "no-referrer", name
+        assert headers.get("X-Content-Type-Options") == "nosniff", name
+        assert headers.get("Strict-Transport-Security", "").startswith("max-age="), name
+
+
+def test_no_inline_script_or_style_that_the_csp_would_block(pages):
+    for name in HTML_PAGES:
+        page = Page(pages[name].get_data(as_text=True))
+        for script in page.all("script"):
+            assert script.attrs.get("src"), f"inline script on {name}"
+        for element in page.elements:
+            assert not any(a.startswith("on") for a in element.attrs), name
+            assert "style" not in element.attrs, f"inline style on {name}: {element.tag}"
+            assert not (element.attrs.get("href") or "").startswith("javascript:"), name
+        assert not page.all("style"), name
+
+
+def _session_cookie(response) -> str:
+    cookies = [c for c in response.headers.getlist("Set-Cookie")
+               if c.startswith("stepup_session=")]
+    assert cookies, "no session cookie set"
+    return cookies[-1]
+
+
+def test_session_cookie_is_httponly_lax_and_secure_behind_https(act):
+    response, _ = act.push("rae")
+    uri = response.get_json()["request_uri"]
+    page = act.client.get(f"/authorize?client_id=idp&request_uri={uri}")
+    cookie = _session_cookie(page).lower()
+    attributes = {part.strip().split("=")[0] for part in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite"} <= attributes
+    assert "samesite=lax" in cookie
+
+
+def test_session_cookie_is_not_secure_for_a_local_http_issuer(make_app, clock):
+    app = make_app(issuer="http://127.0.0.1:5000")
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    response, _ = act.push("rae")
+    uri = response.get_json()["request_uri"]
+    page = act.client.get(f"/authorize?client_id=idp&request_uri={uri}")
+    cookie = _session_cookie(page).lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert "secure" not in cookie
+    assert "Strict-Transport-Security" not in page.headers

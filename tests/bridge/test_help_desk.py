@@ -1,0 +1,79 @@
+"""The help desk's unlock and reset (`stepup user unlock|reset`): unlock keeps the factors, a
+reset lets a locked user enroll again and ends sign-ins already under way."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from bridge.cli import main
+from bridge.factors import recovery, totp
+from tests.bridge.conftest import Actions, events, is_callback, shown, user, wrong_code
+
+
+def test_help_desk_reset_lets_a_locked_user_enroll_again(make_act, clock):
+    act = make_act(lockout_limit=3)
+    first, _ = act.enroll("finn")
+    login = act.start("finn")
+    for _ in range(3):
+        act.post(login, "recovery", recovery_code=recovery.generate())
+    assert user(act, "finn").locked_at is not None
+
+    with act.bridge.store.begin() as tx:  # what `stepup user reset finn` does
+        assert tx.remove_user("finn")
+    clock.advance(30)
+    second, callback = act.enroll("finn")
+    assert second.secret != first.secret
+    assert act.finish(second, callback)["sub"] == "finn"
+    fresh = user(act, "finn")
+    assert fresh.failures == 0 and fresh.locked_at is None
+
+
+def test_help_desk_reset_ends_a_stolen_recovery_code_sign_in(act, clock):
+    victim, _ = act.enroll("reset-victim")
+    attacker = act.start("reset-victim")
+    act.post(attacker, "recovery", recovery_code=victim.recovery_code)  # stops at the save page
+    with act.bridge.store.begin() as tx:
+        tx.remove_user("reset-victim")  # the help desk, as `stepup user reset`
+    clock.advance(30)
+    fresh, _ = act.enroll("reset-victim")  # the victim enrolls again
+    response = act.post(attacker, "saved", saved="yes")
+    assert response.status_code == 404
+    assert not is_callback(response)
+    again = act.start("reset-victim")  # the victim's new recovery code still works
+    assert act.post(again, "recovery", recovery_code=fresh.recovery_code).status_code == 303
+
+
+def test_help_desk_reset_ends_a_re_enrollment_in_progress(act):
+    first, _ = act.enroll("reset-reenroll")
+    login = act.start("reset-reenroll")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    act.post(login, "saved", saved="yes", next="reenroll")
+    new_secret = shown(login.last_page, "totp-secret")
+    with act.bridge.store.begin() as tx:
+        tx.remove_user("reset-reenroll")
+    response = act.post(login, "reenroll", otp=totp.code_at(new_secret, act.clock()))
+    assert response.status_code == 404
+    assert user(act, "reset-reenroll") is None
+
+
+def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
+    app = make_app(lockout_limit=2)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll("unlock-me")
+    clock.advance(30)
+    login = act.start("unlock-me")
+    for _ in range(2):
+        act.post(login, "totp", otp=wrong_code(enrolled.secret, clock()))
+    assert user(act, "unlock-me").locked_at is not None
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": "https://bridge.example",
+           "STEPUP_DATABASE_URL": act.bridge.settings.database_url}
+    result = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
+    assert result.exit_code == 0, result.output
+    assert user(act, "unlock-me").failures == 0
+    assert "helpdesk_unlock" in events(act, "unlock-me")
+    again = act.start("unlock-me")
+    again.secret = enrolled.secret
+    assert is_callback(act.post(again, "totp", otp=act.code_now(again)))
+    refused = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
+    assert refused.exit_code == 2
+    assert "is not locked" in refused.output

@@ -1,0 +1,114 @@
+"""No secrets in the logs: a whole set of sign-ins, with every log record and the audit
+table searched for codes, secrets, tokens and request URIs in every spelling."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import sqlalchemy as sa
+
+from bridge.factors import recovery, totp
+from bridge.store import schema
+from tests.bridge.conftest import IDP_SECRET, callback_params, returning, shown, wrong_code
+
+
+def _log_everything(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ["", *list(logging.root.manager.loggerDict)]:
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
+def _record_text(record: logging.LogRecord) -> str:
+    parts = [str(record.msg), repr(record.args), repr(record.__dict__), record.getMessage()]
+    if record.exc_info:
+        parts.append(logging.Formatter().formatException(record.exc_info))
+    return "\n".join(parts)
+
+
+def test_no_secrets_in_logs(act, clock, caplog):
+    _log_everything(caplog)
+    logging.getLogger("tests.canary").debug("log capture works")
+
+    secrets: list[str] = [IDP_SECRET]
+    digits: list[str] = []  # TOTP codes: matched as whole numbers only
+
+    def redeem(login, location):
+        params = callback_params(location)
+        secrets.append(params["code"])
+        response = act.redeem(params["code"], login)
+        assert response.status_code == 200
+        secrets.append(response.get_json()["id_token"])
+        secrets.append(response.get_json()["access_token"])
+
+    pushed: list[str] = []
+    original_push = act.push
+
+    def push(*args, **kwargs):
+        response, login = original_push(*args, **kwargs)
+        if response.status_code == 201:
+            pushed.append(response.get_json()["request_uri"])
+        return response, login
+
+    act.push = push
+
+    # Enrollment.
+    login, callback = act.enroll("mia")
+    digits.append(totp.code_at(login.secret, clock()))
+    secrets += [login.secret, login.recovery_code]
+    redeem(login, callback)
+    # TOTP, after a wrong code.
+    clock.advance(30)
+    t = returning(act, "mia", login.secret)
+    bad = wrong_code(login.secret, clock())
+    digits.append(bad)
+    assert act.post(t, "totp", otp=bad).status_code == 400
+    digits.append(act.code_now(t))
+    done = act.post(t, "totp", otp=act.code_now(t))
+    redeem(t, done.headers["Location"])
+    # Recovery with rotation, after a wrong recovery code.
+    r = act.start("mia")
+    wrong_rc = recovery.generate()
+    secrets.append(wrong_rc)
+    assert act.post(r, "recovery", recovery_code=wrong_rc.lower()).status_code == 400
+    assert act.post(r, "recovery", recovery_code=login.recovery_code.lower()).status_code == 303
+    new_code = shown(r.last_page, "recovery-code")
+    secrets.append(new_code)
+    assert act.client.get(f"{r.flow_url}/recovery-code.txt").status_code == 200
+    done = act.post(r, "saved", saved="yes")
+    redeem(r, done.headers["Location"])
+    # A failed enrollment attempt.
+    e = act.start("nia")
+    enrolling = shown(e.last_page, "totp-secret")
+    secrets.append(enrolling)
+    bad = wrong_code(enrolling, clock())
+    digits.append(bad)
+    assert act.post(e, "enroll", otp=bad).status_code == 400
+    secrets += pushed
+
+    forms = set()
+    for s in secrets:
+        canonical = recovery.normalize(s) if len(s) < 40 else None
+        forms |= {s, s.lower()}
+        if canonical:  # a recovery code in every format a user or a log might use
+            forms |= {canonical, canonical.lower(), s.replace("-", " "),
+                      s.replace("-", " ").lower()}
+        if s.startswith("urn:"):
+            forms.add(s.rsplit(":", 1)[1])
+    assert len(pushed) == 4
+
+    texts = [(record.name, _record_text(record)) for record in caplog.records]
+    assert any("log capture works" in text for _, text in texts)
+    assert any(name == "stepup.audit" for name, _ in texts)  # the audit log is captured too
+    with act.bridge.store.begin() as tx:
+        rows = tx.conn.execute(sa.select(schema.audit_events)).mappings().all()
+    texts += [("audit_events table", repr(dict(row))) for row in rows]
+    leaks = set()
+    for name, text in texts:
+        leaks |= {f"{name}: {text[:60]!r}" for secret in forms if secret in text}
+        leaks |= {f"{name}: TOTP code in {text[:60]!r}" for code in digits
+                  if re.search(rf"(?<!\d){code}(?!\d)", text)}
+    assert not leaks, "secrets in the logs:\n" + "\n".join(sorted(leaks))
+
+    logged = {row["event"] for row in rows}
+    assert {"enrollment", "success", "failure", "recovery_code_used", "rotation"} <= logged

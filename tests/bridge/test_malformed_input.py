@@ -1,0 +1,41 @@
+"""Malformed bytes at the protocol endpoints: credentials that are not UTF-8 or hold a NUL are
+invalid_client; a NUL in the /authorize query is a 400 page; control characters in the
+redirect_uri are invalid_request."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.bridge.conftest import IDP_SECRET
+
+
+@pytest.mark.parametrize("endpoint", ["/par", "/token"])
+def test_credentials_that_are_not_utf8_are_invalid_client(client, endpoint):
+    header = "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()
+    response = client.post(endpoint, data={"grant_type": "authorization_code"},
+                           headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("endpoint", ["/par", "/token"])
+def test_a_nul_in_the_client_id_is_invalid_client(client, endpoint):
+    response = client.post(endpoint, data={"client_id": "a\x00b", "client_secret": IDP_SECRET,
+                                           "grant_type": "authorization_code"})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+
+
+def test_a_nul_in_the_authorize_query_is_a_400_page(client):
+    response = client.get("/authorize?client_id=a%00b&request_uri=urn%00x")
+    assert response.status_code == 400
+    assert b"expired" in response.data
+
+
+def test_control_characters_in_the_redirect_uri_are_refused(act):
+    response, _ = act.push(redirect_uri="https://kc.example/realms/acme/login-actions/"
+                                        "authenticate?client_data=a%00b\x00")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"

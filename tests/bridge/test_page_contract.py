@@ -1,0 +1,133 @@
+"""The automation contract (DESIGN.md "Challenge pages") on every page a user can meet:
+field names, ids, the QR code, the new-code page and its download, the locked page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import segno
+
+from bridge.factors import recovery, totp
+from tests.bridge.conftest import HTML_PAGES, shown
+from tests.bridge.html_reader import Element, Page
+
+SINGLE_USE = "This code works only once"
+
+
+def test_the_walk_met_every_page_with_the_expected_status(pages):
+    statuses = {name: response.status_code for name, response in pages.items()}
+    assert statuses == {
+        "enroll": 200, "enroll error": 400, "first code": 200, "download": 200,
+        "saved error": 400, "totp": 200, "totp error": 400, "recovery": 200,
+        "recovery error": 400, "rotation": 200, "rotation download": 200, "reenroll": 200,
+        "locked": 403, "not enrolled": 403, "incomplete link": 400, "expired link": 400,
+        "unknown flow": 404, "csrf": 400,
+    }
+
+
+def _otp_input(page: Page) -> Element:
+    field_ = page.one("input", name="otp")
+    assert field_.attrs.get("autocomplete") == "one-time-code"
+    assert field_.attrs.get("inputmode") == "numeric"
+    return field_
+
+
+def test_totp_page_contract(pages):
+    page = Page(pages["totp"].get_data(as_text=True))
+    _otp_input(page)
+    link = page.one("a", id="use-recovery-code")
+    assert link.attrs["href"].endswith("/recovery")
+    assert "recovery code" in link.text.lower()
+    assert not page.all("input", name="recovery_code")
+
+
+def test_totp_error_page_keeps_the_contract(pages):
+    page = Page(pages["totp error"].get_data(as_text=True))
+    _otp_input(page)
+    page.one("a", id="use-recovery-code")
+
+
+def test_recovery_page_contract(pages):
+    for name in ("recovery", "recovery error"):
+        page = Page(pages[name].get_data(as_text=True))
+        field_ = page.one("input", name="recovery_code")
+        assert field_.attrs.get("type") == "text"
+        assert not page.all("input", name="otp")
+
+
+def test_enrollment_page_contract(pages):
+    html = pages["enroll"].get_data(as_text=True)
+    page = Page(html)
+    secret = page.one(id="totp-secret").text.strip()
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret)
+    _otp_input(page)
+    # The QR code is an inline SVG of the otpauth URI (no image request, nothing external).
+    svgs = page.all("svg")
+    assert any("qr" in (s.attrs.get("class") or "") or s.text.strip() for s in svgs)
+    assert not page.all("img")
+    uri = totp.provisioning_uri(secret, "Stepup", "Pat Smith")
+    assert "Stepup:Pat%20Smith" in uri and "+" not in uri
+    expected = segno.make(uri, error="m").svg_inline(scale=5, border=4)
+    path = re.search(r' d="([^"]+)"', expected).group(1)
+    assert f' d="{path}"' in html, "the QR code does not encode the expected otpauth URI"
+    # Scaled by CSS through its viewBox, never cropped by a fixed width and height.
+    qr = re.search(r'<svg[^>]*class="segno"[^>]*>', html).group(0)
+    assert "viewBox=" in qr and "width=" not in qr
+
+
+def test_reenrollment_page_contract(pages):
+    page = Page(pages["reenroll"].get_data(as_text=True))
+    assert re.fullmatch(r"[A-Z2-7]{32}", page.one(id="totp-secret").text.strip())
+    _otp_input(page)
+    assert page.all("svg")
+
+
+@pytest.mark.parametrize("name", ["first code", "rotation"])
+def test_new_code_page_contract(pages, name):
+    html = pages[name].get_data(as_text=True)
+    page = Page(html)
+    code = page.one(id="recovery-code").text.strip()
+    assert recovery.normalize(code) is not None
+    checkbox = page.one("input", name="saved")
+    assert checkbox.attrs.get("type") == "checkbox"
+    assert "required" in checkbox.attrs
+    assert SINGLE_USE in html
+    assert page.one("a", download=True).attrs["href"].endswith("/recovery-code.txt")
+
+
+def test_rotation_page_says_the_old_code_is_gone_and_offers_a_new_authenticator(pages):
+    html = pages["rotation"].get_data(as_text=True)
+    assert "Your previous code no longer works" in html
+    assert "Successful!" in html
+    page = Page(html)
+    assert page.one("button", name="next", value="reenroll")
+
+
+def test_single_use_sentence_on_every_page_that_shows_a_code(pages):
+    for name in HTML_PAGES:
+        html = pages[name].get_data(as_text=True)
+        if 'id="recovery-code"' in html:
+            assert SINGLE_USE in html, name
+    for name in ("download", "rotation download"):
+        assert SINGLE_USE in pages[name].get_data(as_text=True), name
+
+
+@pytest.mark.parametrize(("download", "page"), [("download", "first code"),
+                                                 ("rotation download", "rotation")])
+def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page):
+    response = pages[download]
+    code = shown(pages[page].get_data(as_text=True), "recovery-code")
+    assert response.mimetype == "text/plain"
+    assert response.headers["Content-Disposition"].startswith("attachment")
+    assert ".txt" in response.headers["Content-Disposition"]
+    assert "no-store" in response.headers["Cache-Control"]
+    assert code in response.get_data(as_text=True)
+
+
+def test_locked_page_returns_to_sign_in(pages):
+    page = Page(pages["locked"].get_data(as_text=True))
+    assert not page.all("input", name="otp") and not page.all("input", name="recovery_code")
+    form = page.one("form")
+    assert form.attrs["action"].endswith("/cancel")
+    assert "Return to sign-in" in form.text

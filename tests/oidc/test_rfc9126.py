@@ -1,0 +1,227 @@
+"""RFC 9126 (OAuth 2.0 Pushed Authorization Requests): the checks on a pushed request, called
+straight on :func:`bridge.oidc.par.validate` with a registered client — no app, no database,
+no HTTP. The endpoint around them (client authentication, the JSON error body, nothing stored
+on a refusal, 405 for GET) is tested through the app in ``tests/bridge/test_par.py``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from authlib.oauth2 import OAuth2Error
+
+from bridge.oidc import par
+from bridge.oidc.clients import ClientModel, new_client
+
+PEPPER = b"pepper-for-these-tests-0123456789"
+CLIENT_ID = "idp"
+CALLBACK = "https://idp.example/callback"
+KC_PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
+#: RFC 7636 Appendix B: the S256 challenge of the example verifier.
+CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def registered_client() -> ClientModel:
+    """The IdP as the PAR endpoint sees it once authenticated: one exact callback and one
+    Keycloak-style prefix."""
+    record = new_client(PEPPER, CLIENT_ID, secret="client-secret-0123456789", jwks_uri=None,
+                        redirect_uris=[CALLBACK], redirect_uri_prefixes=[KC_PREFIX])
+    return ClientModel(record, PEPPER)
+
+
+def pushed(**changes: str | list[str] | None) -> dict[str, list[str]]:
+    """A good pushed request as the endpoint hands it over (each name with all its values),
+    with ``changes``: ``None`` leaves a parameter out, a list repeats it."""
+    params: dict[str, str | list[str] | None] = {
+        "response_type": "code", "scope": "openid", "client_id": CLIENT_ID,
+        "redirect_uri": CALLBACK, "state": "af0ifjsldkj", "nonce": "n-0S6_WzA2Mj",
+        "code_challenge": CHALLENGE, "code_challenge_method": "S256", "login_hint": "user-1",
+    }
+    params.update(changes)
+    return {name: value if isinstance(value, list) else [value]
+            for name, value in params.items() if value is not None}
+
+
+def accepted(**changes: str | list[str] | None) -> dict:
+    return par.validate(pushed(**changes), registered_client())
+
+
+def refused(error: str, **changes: str | list[str] | None) -> str:
+    """The OAuth error (RFC 6749 §4.1.2.1 / §5.2 codes) raised for this request; its
+    description, which must say what is wrong."""
+    with pytest.raises(OAuth2Error) as caught:
+        accepted(**changes)
+    assert caught.value.error == error
+    assert caught.value.description
+    return caught.value.description
+
+
+class TestRFC9126Section2_1:
+    """§2.1 Request: the pushed request may carry any authorization request parameter except
+    ``request_uri``; the server rejects ``request_uri`` and validates the rest "as it would an
+    authorization request sent to the authorization endpoint"."""
+
+    def test_a_good_request_keeps_what_the_flow_needs(self):
+        kept = accepted(preferred_username="Pat Smith", acr_values="urn:example:mfa",
+                        ui_locales="de en", max_age="300", prompt="login")
+        assert kept == {
+            "redirect_uri": CALLBACK, "scope": "openid", "state": "af0ifjsldkj",
+            "nonce": "n-0S6_WzA2Mj", "code_challenge": CHALLENGE, "login_hint": "user-1",
+            "preferred_username": "Pat Smith", "acr_values": "urn:example:mfa",
+            "ui_locales": "de en", "max_age": 300, "prompt": "login", "allow_enrollment": True,
+        }
+
+    def test_optional_parameters_may_be_left_out(self):
+        kept = accepted(state=None)
+        assert kept["state"] is None
+        assert kept["preferred_username"] is kept["acr_values"] is kept["max_age"] is None
+
+    def test_request_uri_must_not_be_pushed(self):
+        description = refused("invalid_request",
+                              request_uri=par.REQUEST_URI_PREFIX + "6esc_11ACC5bwc014ltc14eY22c")
+        assert "request_uri" in description
+
+    def test_client_id_must_be_the_authenticated_client(self):
+        """client_id has the same meaning as at the authorization endpoint; a pushed request
+        cannot speak for another client."""
+        assert "client_id" in refused("invalid_request", client_id="someone-else")
+
+    @pytest.mark.parametrize("name", ["response_type", "scope", "state", "nonce",
+                                      "login_hint", "redirect_uri", "code_challenge"])
+    def test_a_repeated_parameter_is_refused(self, name):
+        """RFC 6749 §3.1: request parameters must not be included more than once."""
+        value = pushed()[name][0]
+        assert name in refused("invalid_request", **{name: [value, value]})
+
+    def test_client_authentication_parameters_are_not_part_of_the_request(self):
+        """Sent for client authentication only, they are not germane to the request itself."""
+        kept = accepted(client_secret="client-secret-0123456789")
+        assert "client_secret" not in kept
+
+
+class TestRFC9126Section2_1AuthorizationRequestChecks:
+    """§2.1 step 3: "validate the pushed request as it would an authorization request" — the
+    authorization request rules of RFC 6749 §4.1.1, RFC 7636 and OpenID Connect Core §3.1.2.1
+    as the bridge applies them (DESIGN.md "The hand-off protocol" rule 1)."""
+
+    @pytest.mark.parametrize("value", [None, "token", "code id_token", "id_token"])
+    def test_response_type_is_code(self, value):
+        refused("unsupported_response_type", response_type=value)
+
+    @pytest.mark.parametrize("value", [None, "", "profile email", "openidx"])
+    def test_scope_includes_openid(self, value):
+        refused("invalid_scope", scope=value)
+
+    def test_scope_with_more_than_openid_is_kept_as_openid(self):
+        assert accepted(scope="openid profile")["scope"] == "openid"
+
+    @pytest.mark.parametrize("name", ["nonce", "login_hint"])
+    @pytest.mark.parametrize("value", [None, ""])
+    def test_nonce_and_login_hint_are_required(self, name, value):
+        assert name in refused("invalid_request", **{name: value})
+
+    @pytest.mark.parametrize("method", [None, "plain", "s256", "S512"])
+    def test_pkce_s256_is_required(self, method):
+        """RFC 7636 §4.3 with the bridge's rule: S256 only, for every client."""
+        assert "S256" in refused("invalid_request", code_challenge_method=method)
+
+    @pytest.mark.parametrize("challenge", [None, "", "a" * 42, "a" * 129, "+" * 43,
+                                           CHALLENGE + "=", CHALLENGE[:-1] + " "])
+    def test_code_challenge_is_43_to_128_unreserved_characters(self, challenge):
+        """RFC 7636 §4.2: BASE64URL without padding, so [A-Za-z0-9-._~]{43,128}."""
+        assert "code_challenge" in refused("invalid_request", code_challenge=challenge)
+
+    @pytest.mark.parametrize("challenge", ["a" * 43, "A-._~" * 25 + "abc"])
+    def test_code_challenge_at_the_limits_is_accepted(self, challenge):
+        assert accepted(code_challenge=challenge)["code_challenge"] == challenge
+
+    @pytest.mark.parametrize("name, limit", [("state", 1024), ("nonce", 512),
+                                             ("login_hint", 255), ("acr_values", 1024),
+                                             ("ui_locales", 256)])
+    def test_protocol_values_are_short_printable_ascii(self, name, limit):
+        assert accepted(**{name: "v" * limit})[name] == "v" * limit
+        for bad in ("v" * (limit + 1), "user\x00", "a\nb", "caf\u00e9", "\x1b[31m"):
+            assert name in refused("invalid_request", **{name: bad})
+
+    @pytest.mark.parametrize("value, kept", [("0", 0), ("300", 300), ("999999999", 999999999)])
+    def test_max_age_is_a_whole_number_of_seconds(self, value, kept):
+        assert accepted(max_age=value)["max_age"] == kept
+
+    @pytest.mark.parametrize("value", ["", "-1", "1.5", "ten", "9" * 10, " 1", "\u00b2",
+                                       "\u0663", "\uff11"])
+    def test_max_age_that_is_not_ascii_digits_is_refused(self, value):
+        assert "max_age" in refused("invalid_request", max_age=value)
+
+    @pytest.mark.parametrize("prompt", ["none", "login none"])
+    def test_prompt_none_cannot_be_honoured(self, prompt):
+        """Every hand-off asks for a second factor (OpenID Connect Core §3.1.2.6)."""
+        assert "prompt=none" in refused("invalid_request", prompt=prompt)
+
+    def test_an_unknown_prompt_is_refused(self):
+        assert "prompt" in refused("invalid_request", prompt="bogus")
+
+    def test_a_display_name_in_any_script_is_kept_normalised(self):
+        assert accepted(preferred_username=" Jose\u0301 Garci\u0301a ")[
+            "preferred_username"] == "Jos\u00e9 Garc\u00eda"
+
+    @pytest.mark.parametrize("name", ["x\x07", "evil\u202egnp.exe", "", "n" * 256])
+    def test_a_display_name_with_control_characters_or_too_long_is_refused(self, name):
+        assert "preferred_username" in refused("invalid_request", preferred_username=name)
+
+    @pytest.mark.parametrize("value, allowed", [("false", False), ("true", True),
+                                                ("anything", True)])
+    def test_an_idp_may_only_turn_enrollment_off(self, value, allowed):
+        assert accepted(stepup_allow_enrollment=value)["allow_enrollment"] is allowed
+
+
+class TestRFC9126Section2_2:
+    """§2.2 Successful Response: the ``request_uri`` holds a part "generated using a
+    cryptographically strong pseudorandom algorithm such that it is computationally
+    infeasible to predict or guess a valid value" (and §7.1, request URI guessing)."""
+
+    def test_request_uri_is_a_urn_with_256_random_bits(self):
+        uri = par.new_request_uri()
+        assert uri.startswith("urn:ietf:params:oauth:request_uri:")
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", uri.removeprefix(par.REQUEST_URI_PREFIX))
+
+    def test_request_uris_do_not_repeat(self):
+        assert len({par.new_request_uri() for _ in range(1000)}) == 1000
+
+
+class TestRFC9126Section2_4:
+    """§2.4 Management of Client Redirect URIs: a server may relax redirect URI registration
+    for clients that push authenticated requests. The bridge's relaxation (DESIGN.md rule 2):
+    an exact registered URI, or a registered prefix whose scheme, host, port and path match,
+    with any query (Keycloak's per-login callback)."""
+
+    @pytest.mark.parametrize("uri", [CALLBACK, KC_PREFIX, KC_PREFIX + "?client_data=a&tab_id=b",
+                                     KC_PREFIX.replace("kc.example", "KC.EXAMPLE")])
+    def test_registered_uri_or_prefix_with_any_query(self, uri):
+        assert accepted(redirect_uri=uri)["redirect_uri"] == uri
+
+    @pytest.mark.parametrize("uri", [
+        CALLBACK + "?extra=1", CALLBACK + "/", "https://evil.example/callback",
+        KC_PREFIX + "/more", KC_PREFIX + "/", KC_PREFIX + "/../../../evil",
+        "https://kc.example:8443/realms/acme/login-actions/authenticate",
+        "http://kc.example/realms/acme/login-actions/authenticate",
+        KC_PREFIX + "#fragment", KC_PREFIX + "?x=1#fragment",
+        "https://user@kc.example/realms/acme/login-actions/authenticate",
+        "https://kc.example.evil.example/realms/acme/login-actions/authenticate",
+    ], ids=["exact-plus-query", "exact-plus-slash", "other-host", "longer-path",
+            "trailing-slash", "dot-segments", "other-port", "http", "fragment",
+            "query-fragment", "userinfo", "suffix-host"])
+    def test_anything_else_is_refused(self, uri):
+        assert "redirect_uri" in refused("invalid_request", redirect_uri=uri)
+
+    @pytest.mark.parametrize("uri", [None, "", KC_PREFIX + "?a=\x00", KC_PREFIX + "?q=\u00e9",
+                                     KC_PREFIX + "?q=" + "x" * 2000])
+    def test_missing_overlong_or_unprintable_redirect_uri_is_refused(self, uri):
+        assert "redirect_uri" in refused("invalid_request", redirect_uri=uri)
+
+
+class TestRFC9126Section3:
+    """§3 The "request" Request Parameter: a pushed request may carry a request object. The
+    bridge supports none, and says so with OpenID Connect's ``request_not_supported``."""
+
+    def test_request_object_is_not_supported(self):
+        refused("request_not_supported", request="eyJhbGciOiJub25lIn0.e30.")
