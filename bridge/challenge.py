@@ -231,8 +231,11 @@ class Challenge:
                     if replay else
                     N_("That code didn't work. Check your authenticator app and try again."))
                 if not replay and (off := self._off_clock(secret, code, now)) is not None:
-                    tx.hint_totp_step(user.subject, off.step)
-                    wrong = off
+                    # A step that may still come is burned before its code is confirmed.
+                    live_from = totp.oldest_acceptable_step(now)
+                    if off.step < live_from or tx.hint_totp_step(user.subject, off.step,
+                                                                 live_from):
+                        wrong = off
                 refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
                                      factor=OTP) or wrong
         raise refusal
@@ -322,11 +325,14 @@ class Challenge:
         step = self._check_new_authenticator(flow, REENROLL, code, ip)
         now = self.clock()
         with self.store.begin() as tx:
+            # The user's row first, then the flow: the order every writer keeps (no deadlock
+            # with a help-desk reset or a lock).
+            if tx.find_user(flow.subject, for_update=True) is None:
+                raise FlowGone(FACTOR_RESET)
             if not tx.end_flow(flow.flow_id, REENROLL):
                 raise FlowGone(ALREADY_COMPLETE)
             sealed = self.vault.seal("totp_secret", flow.subject, self._open_pending(flow))
-            if not tx.replace_totp(flow.subject, sealed, step):
-                raise FlowGone(FACTOR_RESET)
+            tx.replace_totp(flow.subject, sealed, step)
             tx.audit("reenrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
             # The factor that opened this flow, then the authenticator just set up (RFC 8176).
             return self._issue(tx, flow, [flow.factor, OTP], now)

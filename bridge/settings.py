@@ -52,7 +52,7 @@ class Settings:
     totp_search_window: int = 600
     #: Reverse proxies in front of the bridge whose X-Forwarded-For/-Proto are trusted.
     trusted_proxies: int = 0
-    #: Redis for per-IP counters shared by several nodes (empty: in-process).
+    #: Redis for the per-IP failure window (empty: the database holds it).
     redis_url: str = ""
     #: gunicorn for ``stepup serve``.
     workers: int = 2

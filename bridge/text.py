@@ -21,6 +21,7 @@ REQUEST_URI_LIMIT = 200
 _VSCHAR = re.compile(r"[\x20-\x7e]+")
 #: Zero-width non-joiner and joiner: part of correct spelling in Persian, Indic scripts, emoji.
 _JOINERS = frozenset("\u200c\u200d")
+_SPACES = re.compile(" {2,}")
 
 
 def is_protocol_value(value: object, limit: int) -> bool:
@@ -30,9 +31,12 @@ def is_protocol_value(value: object, limit: int) -> bool:
 
 
 def display_name(value: str, limit: int) -> str | None:
-    """``value`` as a display name (NFC, trimmed), or None if it is empty, longer than
-    ``limit`` characters, or holds a character that is not printable."""
-    name = unicodedata.normalize("NFC", value).strip()
+    """``value`` as a display name (NFC; every kind of space — no-break, ideographic — one
+    plain space; trimmed), or None if it is empty, longer than ``limit`` characters, or holds
+    a character that is not printable."""
+    name = "".join(" " if unicodedata.category(c) == "Zs" else c
+                   for c in unicodedata.normalize("NFC", value))
+    name = _SPACES.sub(" ", name).strip(" \u200c\u200d")  # a joiner joins two letters
     if not 0 < len(name) <= limit:
         return None
     if all(c.isprintable() or c in _JOINERS for c in name):

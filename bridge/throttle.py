@@ -46,6 +46,7 @@ class DatabaseIpLimiter:
         self.limit, self.window = limit, window
 
     def blocked(self, tx: Tx, ip: str, now: float) -> bool:
+        tx.lock_ip_window(ip)  # held until this attempt's failure, if any, is counted
         return tx.count_ip_failures(ip, now - self.window) >= self.limit
 
     def hit(self, tx: Tx, ip: str, now: float) -> None:
@@ -54,7 +55,10 @@ class DatabaseIpLimiter:
 
 class RedisIpLimiter:
     """The per-IP window in Redis, shared by every node (a sorted set of failure times per IP),
-    for deployments that would rather keep this write traffic off the database.
+    for deployments that would rather keep its reads off the database (each failure is still
+    recorded there too, for the fallback). The count and the add are separate round trips, so
+    attempts from one address that arrive at the same moment may pass the limit by at most
+    the number of attempts in flight at once (workers times nodes); the database window is exact.
 
     If Redis cannot be reached the bridge keeps serving: it falls back to the database window
     and says so in the log (at most once a minute).

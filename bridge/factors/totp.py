@@ -20,7 +20,7 @@ PERIOD = 30
 #: Steps accepted either side of now (RFC 6238 §5.2 recommends at most one).
 WINDOW = 1
 #: A user's remembered clock offset is at most this many steps either way (RFC 6238 §6), so
-#: at most 2·WINDOW+1 steps beyond the usual window are ever accepted for anyone.
+#: no step more than MAX_DRIFT + WINDOW from now is ever accepted for anyone.
 MAX_DRIFT = 2
 #: Default reach, in seconds, of the search that recognises a wrong clock (never accepted).
 SEARCH_WINDOW = 600
@@ -52,6 +52,11 @@ def match_step(secret: str, code: str, now: float, drift: int = 0) -> int | None
     steps = {*range(current - WINDOW, current + WINDOW + 1),
              *range(centre - WINDOW, centre + WINDOW + 1)}
     return _find(secret, code, sorted(steps, key=lambda s: (abs(s - centre), s)))
+
+
+def oldest_acceptable_step(now: float) -> int:
+    """No step below this is accepted at ``now`` or ever after, whatever a user's drift."""
+    return int(now // PERIOD) - MAX_DRIFT - WINDOW
 
 
 def drift_after(step: int, now: float) -> int:
@@ -95,8 +100,9 @@ def provisioning_uri(secret: str, issuer: str, account: str) -> str:
     """The ``otpauth://`` URI of Google's Key Uri Format.
 
     The label is ``issuer:account`` and ``issuer=`` is repeated as a parameter; spaces are
-    ``%20`` (never ``+``), and the secret stays unpadded Base32.
+    ``%20`` (never ``+``), text is UTF-8 percent-encoded (RFC 3986), a colon inside either
+    part is ``%3A`` (only the separator is literal), and the secret stays unpadded Base32.
     """
-    label = quote(f"{issuer}:{account}", safe=":@")
+    label = f"{quote(issuer, safe='@')}:{quote(account, safe='@')}"
     params = f"secret={secret}&issuer={quote(issuer, safe='')}"
     return f"otpauth://totp/{label}?{params}&algorithm=SHA1&digits={DIGITS}&period={PERIOD}"

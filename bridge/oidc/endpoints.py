@@ -6,7 +6,6 @@ Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -81,7 +80,7 @@ def _basic_auth_readable() -> bool:
         return True
     try:
         base64.b64decode(parts[1]).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
         return False
     return True
 

@@ -104,7 +104,11 @@ class Code:
 
 
 class Tx:
-    """One database transaction and the verbs the bridge uses inside it."""
+    """One database transaction and the verbs the bridge uses inside it.
+
+    Writers take rows in one order — the user's row, then their flows, then their codes — so
+    two transactions on one user never wait on each other in a cycle (PostgreSQL deadlock).
+    """
 
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -206,10 +210,16 @@ class Tx:
             .values(totp_last_step=step, totp_drift=drift)
         )
 
-    def hint_totp_step(self, subject: str, step: int) -> None:
-        """Remember a step whose code a wrong-clock hint just confirmed: it never works."""
-        self.conn.execute(sa.update(users).where(users.c.subject == subject)
-                          .values(totp_hinted_step=step))
+    def hint_totp_step(self, subject: str, step: int, live_from: int) -> bool:
+        """Remember a step whose code a wrong-clock hint just confirmed: it never works. There
+        is room for one: False (give no hint) while another hinted step at or above
+        ``live_from`` could still be accepted, so a second hint never frees the first."""
+        return self._changed(
+            sa.update(users).where(
+                users.c.subject == subject,
+                sa.or_(users.c.totp_hinted_step.is_(None), users.c.totp_hinted_step < live_from,
+                       users.c.totp_hinted_step == step))
+            .values(totp_hinted_step=step))
 
     def replace_totp(self, subject: str, sealed_secret: str, step: int) -> bool:
         return self._changed(
@@ -274,6 +284,15 @@ class Tx:
         self.conn.execute(sa.delete(codes).where(codes.c.subject == subject))
 
     # -- per-IP failure window ----------------------------------------------------------
+    def lock_ip_window(self, ip: str) -> None:
+        """Hold the IP's failure window until the transaction ends, so concurrent attempts
+        from one address are counted one after another, never all against the same count.
+        PostgreSQL: a transaction-scoped advisory lock (taken after the user's row); SQLite's
+        write-locking transactions already run one at a time."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:ip, 0))"),
+                              {"ip": ip[:64]})
+
     def record_ip_failure(self, ip: str, now: float) -> None:
         self.conn.execute(sa.insert(ip_failures).values(ip=ip[:64], at=now))
 

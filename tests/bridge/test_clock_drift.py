@@ -168,3 +168,18 @@ def test_a_code_typed_with_arabic_indic_digits_works(act, clock):
     login = returning(act, "dora", secret)
     typed = act.code_now(login).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     assert is_callback(act.post(login, "totp", otp=typed))
+
+
+def test_a_second_hint_never_frees_the_first_hinted_step(act, clock):
+    """One hinted step is remembered: while it can still come, no other code gets a hint
+    (that would forget the first), and the first code never works (found in review)."""
+    secret = enrolled(act, clock)
+    login = returning(act, "dora", secret)
+    ahead = phone(secret, clock, 4 * MINUTE)
+    act.post(login, "totp", otp=ahead)
+    assert "clock looks" in alert(login.last_page)
+    clock.advance(10)  # past the growing delay after a failure (none yet: 2 failures)
+    act.post(login, "totp", otp=phone(secret, clock, 2 * MINUTE))
+    assert "clock looks" not in alert(login.last_page)  # no second hint while the first lives
+    clock.advance(4 * MINUTE)
+    assert not is_callback(act.post(login, "totp", otp=ahead))

@@ -130,7 +130,9 @@ basic = st.builds(lambda sep, raw: f"Basic{sep}{base64.b64encode(raw).decode()}"
 HEADERS = {
     "Host": st.one_of(st.just("bridge.example"), header_text,
                       st.sampled_from(["a" * 64 + ".example", "[::1", "x:99999", ".."])),
-    "Authorization": st.one_of(header_text, basic, st.just(
+    "Authorization": st.one_of(header_text, basic, st.builds(
+        lambda sep, text: f"Basic{sep}{text}", st.sampled_from([" ", "\t"]), header_text),
+        st.just(
         "Basic " + base64.b64encode(f"{IDP_ID}:{IDP_SECRET}x".encode()).decode())),
     "Cookie": header_text,
     "Content-Type": st.one_of(st.sampled_from(CONTENT_TYPES), header_text),

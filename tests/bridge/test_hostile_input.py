@@ -35,6 +35,8 @@ def has_security_headers(response) -> bool:
     "Basic  //46eA==",           # two spaces
     "basic\x0b//46eA==",         # vertical tab; scheme in lower case
     "Basic\t" + base64.b64encode(b"\xff\xfe:x").decode(),
+    "Basic \xe9abc",            # not ASCII: base64 cannot even read it (found in review)
+    "Basic\t\xe9 x",
 ])
 @pytest.mark.parametrize("path", ["/par", "/token"])
 def test_unreadable_basic_credentials_are_invalid_client(client, path, header):
@@ -100,6 +102,21 @@ def test_the_otpauth_label_is_utf8_percent_encoded(act):
     login = act.start("jose", preferred_username="José García")
     uri = act.bridge.challenge.enrollment(flow_of(act, login)).uri
     assert uri.startswith("otpauth://totp/Stepup:Jos%C3%A9%20Garc%C3%ADa?")
+
+
+@pytest.mark.parametrize(("given", "kept"), [("José\u00a0García", "José García"),
+                                             ("山田\u3000太郎", "山田 太郎"),
+                                             ("Ana  \u2009Lima", "Ana Lima"),
+                                             ("\u200dadmin", "admin")])
+def test_every_kind_of_space_in_a_name_is_one_plain_space(act, given, kept):
+    login = act.start("spaces", preferred_username=given)
+    assert flow_of(act, login).params["preferred_username"] == kept
+
+
+def test_a_colon_in_a_name_cannot_split_the_otpauth_label(act):
+    login = act.start("colon", preferred_username="evil:Bank")
+    uri = act.bridge.challenge.enrollment(flow_of(act, login)).uri
+    assert uri.startswith("otpauth://totp/Stepup:evil%3ABank?")
 
 
 def test_a_name_is_normalised_to_nfc(act):
@@ -181,6 +198,27 @@ def test_the_per_ip_window_is_shared_by_two_processes_on_one_database(make_act, 
         assert act.post(login, "totp", otp=act.code_now(login)).status_code == 429
     with first.bridge.store.begin() as tx:
         assert tx.count_ip_failures("127.0.0.1", clock() - 600) == 4
+
+
+def test_parallel_guesses_from_one_ip_are_counted_one_after_another(make_act, clock):
+    """Wrong codes for five users (one browser holds five sign-ins) from one address at the
+    same moment: exactly the limit is judged, the rest are refused (on PostgreSQL the IP's
+    window is held per attempt)."""
+    from tests.bridge.test_concurrency import race
+
+    act = make_act(ip_limit=2)
+    secrets = {f"p{i}": act.enroll(f"p{i}")[0].secret for i in range(5)}
+    clock.advance(30)
+    logins = {name: returning(act, name, secret) for name, secret in secrets.items()}
+    posts = []
+    for name, login in logins.items():
+        token, wrong = act.csrf(login.last_page), wrong_code(secrets[name], clock())
+        posts.append(lambda login=login, token=token, wrong=wrong: act.client.post(
+            f"{login.flow_url}/totp", data={"otp": wrong, "csrf_token": token}).status_code)
+    statuses = race(*posts)
+    assert sorted(statuses) == [400, 400, 429, 429, 429]
+    with act.bridge.store.begin() as tx:
+        assert tx.count_ip_failures("127.0.0.1", clock() - 600) == 2
 
 
 def test_old_ip_failures_leave_the_window_and_the_table(make_act, clock):
