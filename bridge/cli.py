@@ -33,6 +33,11 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+#: The extra that installs each optional module (pyproject.toml [project.optional-dependencies]).
+_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "redis": "redis",
+           "keycloak": "keycloak"}
+
+
 class _Group(click.Group):
     """Turn configuration and schema problems into one line instead of a traceback."""
 
@@ -41,8 +46,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (ConfigError, SchemaError, ValueError) as e:
             _fail(str(e))
-        except ImportError as e:  # e.g. a PostgreSQL URL without stepup-bridge[postgres]
-            _fail(f"a database driver is missing ({e.name}): pip install 'stepup-bridge[postgres]'")
+        except ImportError as e:  # an optional part used without the extra that installs it
+            module = (e.name or "").partition(".")[0]
+            if module not in _EXTRAS:
+                raise
+            _fail(f"{module} is not installed: pip install 'stepup-bridge[{_EXTRAS[module]}]'")
         except SQLAlchemyError as e:
             _fail(f"the database is not reachable: {type(e).__name__}: "
                   f"{str(getattr(e, 'orig', e)).splitlines()[0]}")

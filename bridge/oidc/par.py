@@ -50,8 +50,10 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
         raise InvalidRequestError("'request_uri' must not be pushed (RFC 9126 section 2.1).")
     if "request" in params:
         raise RequestNotSupportedError("Request objects are not supported.")
-    if params.get("client_id", client.get_client_id()) != client.get_client_id():
-        raise InvalidRequestError("'client_id' does not match the authenticated client.")
+    # RFC 6749 §4.1.1 makes client_id part of every authorization request, pushed too.
+    if params.get("client_id") != client.get_client_id():
+        raise InvalidRequestError("'client_id' is missing or does not match the authenticated "
+                                  "client.")
     if params.get("response_type") != "code":
         raise UnsupportedResponseTypeError(
             None, description="Only response_type=code is supported.")

@@ -299,3 +299,17 @@ class TestDbUpgrade:
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         line = one_line_error(stepup("client", "list", STEPUP_DATABASE_URL=url))
         assert "db upgrade" in line
+
+
+def test_a_missing_extra_names_the_extra_in_one_line(stepup, monkeypatch):
+    """`stepup keycloak …` without python-keycloak: which extra to install, not a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "keycloak", None)  # import keycloak -> ImportError
+    for name in [m for m in sys.modules if m.startswith("stepup_keycloak")]:
+        monkeypatch.delitem(sys.modules, name)
+    result = stepup("keycloak", "audit", "--server-url", "http://127.0.0.1:9", "--realm", "r",
+                    "--admin-user", "a", "--admin-password", "p")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "stepup: error: keycloak is not installed: pip install 'stepup-bridge[keycloak]'")

@@ -81,6 +81,11 @@ class TestRFC9126Section2_1:
                               request_uri=par.REQUEST_URI_PREFIX + "6esc_11ACC5bwc014ltc14eY22c")
         assert "request_uri" in description
 
+    def test_client_id_is_required(self):
+        """The pushed request is the authorization request (§2.1): RFC 6749 §4.1.1 requires
+        client_id in it, whatever the client authenticated as."""
+        assert "client_id" in refused("invalid_request", client_id=None)
+
     def test_client_id_must_be_the_authenticated_client(self):
         """client_id has the same meaning as at the authorization endpoint; a pushed request
         cannot speak for another client."""
