@@ -192,6 +192,10 @@ class Tx:
             return False
         return True
 
+    def add_users(self, rows: list[User]) -> None:
+        """Bulk enrollment in one multi-row INSERT (the benchmark seeds its users this way)."""
+        self.conn.execute(sa.insert(users), [row.__dict__ for row in rows])
+
     def accept_totp_step(self, subject: str, step: int) -> bool:
         """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2)."""
         return self._changed(
