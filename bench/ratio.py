@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -255,6 +256,7 @@ class Bridge:
         self.app.extensions["stepup"].store.engine.dispose()
         if self.pg:
             self.pg.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 def _check(phase: Phase, what: str, out: Callable[[str], None]) -> None:
@@ -399,6 +401,7 @@ def measure_ceiling(args, out: Callable[[str], None]) -> float:
         return sat.rate
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ def init_app(app: Flask) -> AuthorizationServer:
     def query_client(client_id: str) -> ClientModel | None:
         if not _plausible_client_id(client_id):
             return None
-        with store.begin() as tx:
+        with store.read() as tx:
             record = tx.find_client(client_id)
         return ClientModel(record, bridge.secrets.pepper) if record else None
 
