@@ -88,6 +88,9 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         SESSION_COOKIE_SECURE=settings.behind_tls,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=settings.flow_ttl,
+        # The cookie is signed again only when the session changes (a new flow), not on every
+        # page: flows expire on their own clock in the database.
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=settings.flow_ttl,
         # Flask-WTF's strict mode wants a Referer on https, which Referrer-Policy: no-referrer
         # (required) stops browsers from sending; the token plus SameSite=Lax carry CSRF.
