@@ -129,7 +129,7 @@ class Challenge:
         return flow
 
     def find(self, flow_id: str, binding: str) -> Flow:
-        with self.store.read() as tx:
+        with self.store.single() as tx:
             flow = tx.find_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, digest(binding)):
             raise FlowGone("This sign-in has expired or is already complete. "
@@ -153,7 +153,8 @@ class Challenge:
             if refusal is None:
                 step = totp.match_step(self._totp_secret(user), code, now)
                 if step is not None and tx.accept_totp_step(user.subject, step):
-                    tx.clear_failures(user.subject)
+                    if user.failures:  # the row is locked: the count is current
+                        tx.clear_failures(user.subject)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
                              ip=ip, factor=AMR_TOTP)
                     if new_recovery_code:
@@ -187,7 +188,8 @@ class Challenge:
                     if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                                 factor=AMR_RECOVERY, auth_time=now):
                         raise FlowGone("This sign-in is already complete.")
-                    tx.clear_failures(user.subject)
+                    if user.failures:  # the row is locked: the count is current
+                        tx.clear_failures(user.subject)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
