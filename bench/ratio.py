@@ -5,7 +5,10 @@
 (a) a trivial Flask app under exactly ``stepup serve``'s gunicorn settings (the ceiling);
 (b) the bridge on the embedded SQLite; (c) the bridge on PostgreSQL (a private cluster).
 Every server process (gunicorn master, workers, PostgreSQL) runs on ``--server-core``, this
-client on ``--client-core``: on a shared 2-core machine only ratios within one run mean much.
+client on ``--client-core``: on a shared 2-core machine only ratios within one run mean much,
+so each saturation phase alternates slices of the ceiling and of the bridge (``--rounds``) and
+quotes the median of the slice ratios — by throughput, and by server CPU time per unit of work
+(the CPU ratio, which other load on the machine disturbs less).
 
 For each bridge: TOTP step-ups/s at saturation and their ratio to the ceiling, p50/p99 per
 endpoint at half of that rate, server CPU ms per step-up, RSS/PSS per worker, then recovery
@@ -20,6 +23,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -277,8 +281,7 @@ def _latency_table(phase: Phase, out: Callable[[str], None], indent: str = "    
             f"   (n={len(values)})")
 
 
-def measure_bridge(database: str, args, ceiling: float, ceiling_cpu: float,
-                   out: Callable[[str], None]) -> dict:
+def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], None]) -> dict:
     out(f"\n== ({'b' if database == 'sqlite' else 'c'}) bridge on {database} ==")
     target = Bridge(database, args, out)
     summary: dict = {}
@@ -289,16 +292,17 @@ def measure_bridge(database: str, args, ceiling: float, ceiling_cpu: float,
             totp_stepup(i, b, r, users)
 
         run_phase(target.port, totp, args.threads, 2, target.pids)  # warm-up
-        sat = run_phase(target.port, totp, args.threads, args.seconds, target.pids)
+        pair = paired(ceiling, target.port, totp, target.pids, args, args.seconds)
+        sat = pair.bridge
         _check(sat, "TOTP saturation", out)
-        per_request = sat.rate * REQUESTS["totp"] / ceiling
-        ratio = sat.rate / (ceiling / CEILING_FLOW)
-        out(f"  TOTP step-ups/s            {sat.rate:8.1f}   ratio to the ceiling "
-            f"{ratio:.2f} (per 4-request flow)   per request {per_request:.2f}")
-        cpu_ratio = CEILING_FLOW * ceiling_cpu / sat.cpu_ms()
+        ratio, cpu_ratio = pair.ratio, pair.cpu_ratio
+        out(f"  TOTP step-ups/s            {sat.rate:8.1f}   ratio to the ceiling {ratio:.2f} "
+            f"(per 4-request flow; median of {len(pair.ratios)} paired slices "
+            f"{', '.join(f'{r:.2f}' for r in pair.ratios)}; ceiling meanwhile "
+            f"{pair.ceiling.rate:.0f} requests/s)")
         out(f"  server CPU per step-up     {sat.cpu_ms():8.2f} ms   CPU ratio {cpu_ratio:.2f} "
-            f"(4 trivial requests' CPU / a step-up's)   "
-            f"(server core {sat.server_cpu / sat.seconds:.0%} busy, client core "
+            f"(4 trivial requests' CPU / a step-up's; trivial {pair.ceiling.cpu_ms():.3f} ms)"
+            f"   (server core {sat.server_cpu / sat.seconds:.0%} busy, client core "
             f"{sat.client_cpu / sat.seconds:.0%})")
         half = run_phase(target.port, totp, args.threads * 2, args.seconds, target.pids,
                          rate=sat.rate / 2)
@@ -314,20 +318,24 @@ def measure_bridge(database: str, args, ceiling: float, ceiling_cpu: float,
         def rc(i, b, r):
             recovery_stepup(i, b, r, users)
 
-        rec = run_phase(target.port, rc, args.threads, args.seconds / 2, target.pids)
-        _check(rec, "recovery", out)
-        out(f"  recovery-code step-ups/s   {rec.rate:8.1f}   (8 requests, rotation included; "
-            f"{ceiling / rec.rate:.0f} trivial requests each)   CPU {rec.cpu_ms():.2f} ms")
+        rec = paired(ceiling, target.port, rc, target.pids, args, args.seconds / 2)
+        _check(rec.bridge, "recovery", out)
+        out(f"  recovery-code step-ups/s   {rec.bridge.rate:8.1f}   (8 requests, rotation "
+            f"included)   costs {CEILING_FLOW / rec.ratio:.0f} trivial requests' time, "
+            f"{CEILING_FLOW / rec.cpu_ratio:.0f} trivial requests' CPU "
+            f"({rec.bridge.cpu_ms():.2f} ms)")
 
         def enroll(i, b, r):
             enrollment(i, b, r, "e")
 
-        enr = run_phase(target.port, enroll, args.threads, args.seconds / 2, target.pids)
-        _check(enr, "enrollment", out)
-        out(f"  enrollments/s              {enr.rate:8.1f}   (7 requests; "
-            f"{ceiling / enr.rate:.0f} trivial requests each)   CPU {enr.cpu_ms():.2f} ms")
+        enr = paired(ceiling, target.port, enroll, target.pids, args, args.seconds / 2)
+        _check(enr.bridge, "enrollment", out)
+        out(f"  enrollments/s              {enr.bridge.rate:8.1f}   (7 requests)   costs "
+            f"{CEILING_FLOW / enr.ratio:.0f} trivial requests' time, "
+            f"{CEILING_FLOW / enr.cpu_ratio:.0f} trivial requests' CPU "
+            f"({enr.bridge.cpu_ms():.2f} ms)")
         summary.update(rate=sat.rate, ratio=ratio, cpu=sat.cpu_ms(), cpu_ratio=cpu_ratio,
-                       rec=rec.rate, enr=enr.rate, half=half)
+                       rec=rec.bridge.rate, enr=enr.bridge.rate, half=half)
 
         if args.million:
             million(target, args, sat.rate / 2, out)
@@ -379,46 +387,97 @@ def million(target: Bridge, args, rate: float, out: Callable[[str], None]) -> No
         out(f"    {label:<30} {a:6.1f} ms   {b:6.1f} ms   ({(b - a) / a:+.0%})")
 
 
-def measure_ceiling(args, out: Callable[[str], None]) -> tuple[float, float]:
-    """Requests/s at saturation and server CPU ms per request."""
-    out("\n== (a) trivial Flask app, same gunicorn settings ==")
-    port = free_port()
-    folder = Path(tempfile.mkdtemp(prefix="stepup-bench-flask-"))
-    env = {**os.environ, "STEPUP_WORKERS": str(args.workers),
-           "PROMETHEUS_MULTIPROC_DIR": str(folder)}
-    server = Server("Flask baseline", ["-m", "bench.trivial", str(port)], env, port,
-                    args.server_core, folder / "server.log", "/")
-    try:
-        def hello(idp: Connection, browser: Connection, recorder: Recorder) -> None:
-            answer = browser.request("GET", "/")
-            recorder.add("GET /", answer.seconds)
-            if answer.status != 200:
-                raise FlowFailed(f"HTTP {answer.status}")
+class Ceiling:
+    """The trivial Flask app, kept running so every bridge phase is paired with it."""
 
-        run_phase(port, hello, args.threads, 2, server.pids)
-        sat = run_phase(port, hello, args.threads, args.seconds, server.pids)
-        _check(sat, "ceiling", out)
-        out(f"  requests/s                 {sat.rate:8.1f}   = {sat.rate / CEILING_FLOW:.1f} "
-            f"four-request flows/s   CPU {sat.cpu_ms():.3f} ms/request   (server core "
-            f"{sat.server_cpu / sat.seconds:.0%} busy, client core "
-            f"{sat.client_cpu / sat.seconds:.0%})")
-        half = run_phase(port, hello, args.threads * 2, args.seconds, server.pids,
-                         rate=sat.rate / 2)
-        out(f"  latency at half saturation ({half.rate:.0f} requests/s):")
-        _latency_table(half, out)
-        for worker in server.workers():
-            rss, pss = memory_mib(worker)
-            out(f"  worker {worker}: RSS {rss:.0f} MiB, PSS {pss:.0f} MiB")
-        return sat.rate, sat.cpu_ms()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    def __init__(self, args):
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="stepup-bench-flask-"))
+        env = {**os.environ, "STEPUP_WORKERS": str(args.workers),
+               "PROMETHEUS_MULTIPROC_DIR": str(self.folder)}
+        self.server = Server("Flask baseline", ["-m", "bench.trivial", str(self.port)], env,
+                             self.port, args.server_core, self.folder / "server.log", "/")
+        self.args = args
+
+    @staticmethod
+    def hello(idp: Connection, browser: Connection, recorder: Recorder) -> None:
+        answer = browser.request("GET", "/")
+        recorder.add("GET /", answer.seconds)
+        if answer.status != 200:
+            raise FlowFailed(f"HTTP {answer.status}")
+
+    def phase(self, seconds: float, rate: float | None = None) -> Phase:
+        return run_phase(self.port, self.hello, self.args.threads * (2 if rate else 1), seconds,
+                         self.server.pids, rate=rate)
+
+    def stop(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass
+class Paired:
+    """Alternating slices of the ceiling and a bridge flow: the machine's noise hits both
+    alike, and each slice's ratio is taken against its neighbouring ceiling slice."""
+
+    ceiling: Phase
+    bridge: Phase
+    ratios: list[float]
+    cpu_ratios: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(self.cpu_ratios)
+
+
+def paired(ceiling: Ceiling, port: int, step: Step, pids: Callable, args,
+           seconds: float) -> Paired:
+    rounds = max(2, args.rounds)
+    total_c, total_b = Phase(), Phase()
+    ratios, cpu_ratios = [], []
+    for _ in range(rounds):
+        c = ceiling.phase(seconds / rounds)
+        b = run_phase(port, step, args.threads, seconds / rounds, pids)
+        ratios.append(b.rate / (c.rate / CEILING_FLOW))
+        cpu_ratios.append(CEILING_FLOW * c.cpu_ms() / b.cpu_ms())
+        for total, part in ((total_c, c), (total_b, b)):
+            total.count += part.count
+            total.seconds += part.seconds
+            total.server_cpu += part.server_cpu
+            total.client_cpu += part.client_cpu
+            total.errors += part.errors
+    return Paired(total_c, total_b, ratios, cpu_ratios)
+
+
+def measure_ceiling(ceiling: Ceiling, args, out: Callable[[str], None]) -> tuple[float, float]:
+    """Requests/s at saturation and server CPU ms per request, on their own."""
+    out("\n== (a) trivial Flask app, same gunicorn settings ==")
+    ceiling.phase(2)
+    sat = ceiling.phase(args.seconds)
+    _check(sat, "ceiling", out)
+    out(f"  requests/s                 {sat.rate:8.1f}   = {sat.rate / CEILING_FLOW:.1f} "
+        f"four-request flows/s   CPU {sat.cpu_ms():.3f} ms/request   (server core "
+        f"{sat.server_cpu / sat.seconds:.0%} busy, client core "
+        f"{sat.client_cpu / sat.seconds:.0%})")
+    half = ceiling.phase(args.seconds, rate=sat.rate / 2)
+    out(f"  latency at half saturation ({half.rate:.0f} requests/s):")
+    _latency_table(half, out)
+    for worker in ceiling.server.workers():
+        rss, pss = memory_mib(worker)
+        out(f"  worker {worker}: RSS {rss:.0f} MiB, PSS {pss:.0f} MiB")
+    return sat.rate, sat.cpu_ms()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8, help="per measured phase")
     parser.add_argument("--threads", type=int, default=8, help="client threads at saturation")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternating ceiling/bridge slices per saturation phase")
     parser.add_argument("--workers", type=int, default=2, help="STEPUP_WORKERS")
     parser.add_argument("--users", type=int, default=50_000, help="users seeded per database")
     parser.add_argument("--databases", default="sqlite,postgresql")
@@ -450,19 +509,22 @@ def main() -> None:
         f"{args.client_core}; gunicorn workers {args.workers}; client threads {args.threads} "
         f"(x2 when paced); {args.seconds:g} s per phase; load average "
         f"{os.getloadavg()[0]:.2f} at start")
-    ceiling, ceiling_cpu = measure_ceiling(args, out)
-    summaries = {db: measure_bridge(db, args, ceiling, ceiling_cpu, out)
-                 for db in args.databases.split(",") if db}
+    ceiling = Ceiling(args)
+    try:
+        rate, cpu_ms = measure_ceiling(ceiling, args, out)
+        summaries = {db: measure_bridge(db, args, ceiling, out)
+                     for db in args.databases.split(",") if db}
+    finally:
+        ceiling.stop()
     out("\n== summary ==")
-    out(f"  ceiling: {ceiling:.0f} trivial requests/s = {ceiling / CEILING_FLOW:.0f} "
-        f"four-request flows/s, {ceiling_cpu:.3f} ms CPU per request")
+    out(f"  ceiling alone: {rate:.0f} trivial requests/s = {rate / CEILING_FLOW:.0f} "
+        f"four-request flows/s, {cpu_ms:.3f} ms CPU per request")
     for db, s in summaries.items():
         worst = max(pct(v, 0.99) for k, v in s["half"].recorder.latencies.items()
                     if k != "whole flow")
         out(f"  {db:<11} TOTP {s['rate']:6.1f}/s  ratio {s['ratio']:.2f}  CPU ratio "
-            f"{s['cpu_ratio']:.2f}  "
-            f"CPU {s['cpu']:.2f} ms/step-up  worst endpoint p99 at half load {worst:.1f} ms  "
-            f"recovery {s['rec']:.1f}/s  enrollment {s['enr']:.1f}/s")
+            f"{s['cpu_ratio']:.2f}  CPU {s['cpu']:.2f} ms/step-up  worst endpoint p99 at half "
+            f"load {worst:.1f} ms  recovery {s['rec']:.1f}/s  enrollment {s['enr']:.1f}/s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")

@@ -27,7 +27,7 @@ def init_app(app: Flask) -> AuthorizationServer:
     def query_client(client_id: str) -> ClientModel | None:
         if not _plausible_client_id(client_id):
             return None
-        with store.single() as tx:
+        with store.autocommit() as tx:
             record = tx.find_client(client_id)
         return ClientModel(record, bridge.secrets.pepper) if record else None
 
@@ -122,7 +122,7 @@ def pushed_authorization_request():
         return _oauth_error(error)
     now = bridge.clock()
     request_uri = par.new_request_uri()
-    with bridge.store.single() as tx:  # one INSERT (and, once a minute, independent sweeps)
+    with bridge.store.autocommit() as tx:  # one INSERT (and, once a minute, independent sweeps)
         tx.save_pushed(request_uri, client.get_client_id(), params,
                        now + bridge.settings.request_uri_ttl)
         bridge.housekeeping(tx, now)

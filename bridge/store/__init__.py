@@ -356,7 +356,7 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         # SQLite: our BEGIN IMMEDIATE listener skips these; PostgreSQL: no BEGIN/COMMIT trips.
-        self._single_options = ({_NO_BEGIN: True} if engine.dialect.name == "sqlite"
+        self._autocommit_options = ({_NO_BEGIN: True} if engine.dialect.name == "sqlite"
                               else {"isolation_level": "AUTOCOMMIT"})
 
     @contextmanager
@@ -366,17 +366,17 @@ class Store:
             yield Tx(conn)
 
     @contextmanager
-    def single(self) -> Iterator[Tx]:
-        """For exactly one statement (a read, or one conditional write such as taking a code):
-        a single statement is atomic by itself, so it runs without an explicit transaction —
-        on SQLite no BEGIN IMMEDIATE (a read takes no write lock; a write still waits for the
-        lock under the busy timeout), on PostgreSQL no BEGIN/COMMIT round trips. Two or more
-        statements that must hold together use :meth:`begin`."""
+    def autocommit(self) -> Iterator[Tx]:
+        """Statements that each stand alone — a read, or one conditional write such as taking
+        a code — and need no common snapshot: each one is atomic and commits by itself, so
+        there is no explicit transaction. On SQLite no BEGIN IMMEDIATE (a read takes no write
+        lock; a write still waits for the lock under the busy timeout), on PostgreSQL no
+        BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`."""
         with self.engine.connect() as conn:
-            yield Tx(conn.execution_options(**self._single_options))
+            yield Tx(conn.execution_options(**self._autocommit_options))
 
 
-#: Execution option of :meth:`Store.single` connections on SQLite.
+#: Execution option of :meth:`Store.autocommit` connections on SQLite.
 _NO_BEGIN = "stepup_no_begin"
 #: A pooled PostgreSQL connection idle longer than this is pinged before use (a database
 #: restart or fail-over while idle); a busy connection is not, which saves a round trip
