@@ -129,7 +129,7 @@ class Challenge:
         return flow
 
     def find(self, flow_id: str, binding: str) -> Flow:
-        with self.store.single() as tx:
+        with self.store.autocommit() as tx:
             flow = tx.find_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, digest(binding)):
             raise FlowGone("This sign-in has expired or is already complete. "
