@@ -85,7 +85,7 @@ def authorize():
                         "Go back to your sign-in page and start again.", 400)
     bridge = current_app.extensions["stepup"]
     now = bridge.clock()
-    with bridge.store.begin() as tx:
+    with bridge.store.autocommit() as tx:  # a read, then one DELETE … RETURNING
         client = tx.find_client(client_id) if _printable(client_id, 255) else None
         params = (tx.consume_pushed(request_uri, client_id, now)
                   if client and _printable(request_uri, 200) else None)
