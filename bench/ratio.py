@@ -309,8 +309,10 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
         _check(half, "TOTP half saturation", out)
         out(f"  latency at half saturation ({half.rate:.0f} step-ups/s):")
         _latency_table(half, out)
+        worker_rss = []
         for worker in target.server.workers():
             rss, pss = memory_mib(worker)
+            worker_rss.append(rss)
             out(f"  worker {worker}: RSS {rss:.0f} MiB, PSS {pss:.0f} MiB")
         master_rss, master_pss = memory_mib(target.server.process.pid)
         out(f"  master: RSS {master_rss:.0f} MiB, PSS {master_pss:.0f} MiB")
@@ -335,7 +337,8 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
             f"{CEILING_FLOW / enr.cpu_ratio:.0f} trivial requests' CPU "
             f"({enr.bridge.cpu_ms():.2f} ms)")
         summary.update(rate=sat.rate, ratio=ratio, cpu=sat.cpu_ms(), cpu_ratio=cpu_ratio,
-                       rec=rec.bridge.rate, enr=enr.bridge.rate, half=half)
+                       rec=rec.bridge.rate, enr=enr.bridge.rate, half=half,
+                       rss=max(worker_rss))
 
         if args.million:
             million(target, args, sat.rate / 2, out)
@@ -524,7 +527,8 @@ def main() -> None:
                     if k != "whole flow")
         out(f"  {db:<11} TOTP {s['rate']:6.1f}/s  ratio {s['ratio']:.2f}  CPU ratio "
             f"{s['cpu_ratio']:.2f}  CPU {s['cpu']:.2f} ms/step-up  worst endpoint p99 at half "
-            f"load {worst:.1f} ms  recovery {s['rec']:.1f}/s  enrollment {s['enr']:.1f}/s")
+            f"load {worst:.1f} ms  worker RSS {s['rss']:.0f} MiB  recovery {s['rec']:.1f}/s  "
+            f"enrollment {s['enr']:.1f}/s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")
