@@ -341,7 +341,7 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
                        rss=max(worker_rss))
 
         if args.million:
-            million(target, args, sat.rate / 2, out)
+            million(target, args, out)
 
         out("  SQL per flow (instrumented in-process run, Flask test client; statements "
             "exclude BEGIN/COMMIT):")
@@ -359,18 +359,21 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
     return summary
 
 
-def million(target: Bridge, args, rate: float, out: Callable[[str], None]) -> None:
-    """p50 at 1,000 enrolled users, then at 1,000,000 (same rate, random users)."""
+def million(target: Bridge, args, out: Callable[[str], None]) -> None:
+    """p50 at 1,000 enrolled users, then at 1,000,000 (random users), each from a closed loop
+    of two client threads: service time with little queueing. (Paced at half of an earlier
+    saturation, one burst of outside load on this shared machine queues every request
+    behind it, and the p50 then measures the burst, not the database.)"""
     bridge = target.app.extensions["stepup"]
     users = Users("m", 1000)
     users.random_order = True
     users.seed(bridge.store, bridge.secrets.box, bridge.secrets.pepper, 0, 1000)
-    seconds = min(args.seconds, 1500 / rate)
+    seconds = args.seconds
 
     def totp(i, b, r):
         totp_stepup(i, b, r, users)
 
-    small = run_phase(target.port, totp, args.threads * 2, seconds, target.pids, rate=rate)
+    small = run_phase(target.port, totp, 2, seconds, target.pids, limit=1500)
     started = time.perf_counter()
     users.seed(bridge.store, bridge.secrets.box, bridge.secrets.pepper, 1000, args.million_users)
     out(f"  seeded {args.million_users - 1000:,} more users in "
@@ -379,11 +382,12 @@ def million(target: Bridge, args, rate: float, out: Callable[[str], None]) -> No
     if target.pg is None:  # the seeding left a large WAL: measure steady state, not its copy
         with bridge.store.autocommit() as tx:  # a checkpoint cannot run inside a transaction
             tx.conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    run_phase(target.port, totp, args.threads, 2, target.pids)  # warm-up, as at the start
-    large = run_phase(target.port, totp, args.threads * 2, seconds, target.pids, rate=rate)
+    run_phase(target.port, totp, 2, 2, target.pids)  # warm-up, as at the start
+    large = run_phase(target.port, totp, 2, seconds, target.pids)
     _check(small, "1k users", out)
     _check(large, "1M users", out)
-    out(f"  p50 at {rate:.0f} step-ups/s: 1,000 users vs {args.million_users:,} users")
+    out(f"  p50, 2 client threads (closed loop; {small.rate:.0f} and {large.rate:.0f} "
+        f"step-ups/s): 1,000 users vs {args.million_users:,} users")
     for label in sorted(small.recorder.latencies):
         a = pct(small.recorder.latencies[label], 0.5)
         b = pct(large.recorder.latencies[label], 0.5)
