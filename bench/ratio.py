@@ -220,7 +220,8 @@ def instrumented(app, users: Users, prefix: str, flows: int) -> dict[str, tuple]
 class Bridge:
     """A bridge on one database: seeded users, a served node, and an in-process twin."""
 
-    def __init__(self, database: str, args, out: Callable[[str], None]):
+    def __init__(self, database: str, args, out: Callable[[str], None],
+                 users: int | None = None):
         from bridge import create_app
         from bridge.oidc.clients import new_client
         from bridge.store import create_engine, migrate
@@ -242,10 +243,11 @@ class Bridge:
             tx.add_client(new_client(bridge.secrets.pepper, CLIENT_ID, secret=CLIENT_SECRET,
                                      jwks_uri=None, redirect_uris=[CALLBACK],
                                      redirect_uri_prefixes=[]))
-        self.users = Users("u", args.users)
+        count = users or args.users
+        self.users = Users("u", count)
         started = time.perf_counter()
-        self.users.seed(bridge.store, bridge.secrets.box, bridge.secrets.pepper, 0, args.users)
-        out(f"  seeded {args.users:,} users through the store in "
+        self.users.seed(bridge.store, bridge.secrets.box, bridge.secrets.pepper, 0, count)
+        out(f"  seeded {count:,} users through the store in "
             f"{time.perf_counter() - started:.1f} s")
         env = {**os.environ, "STEPUP_DATA_DIR": str(self.data), "STEPUP_ISSUER": issuer,
                "STEPUP_DATABASE_URL": self.url, "STEPUP_IP_LIMIT": "100000",
@@ -341,7 +343,7 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
                        rss=max(worker_rss))
 
         if args.million:
-            million(target, args, out)
+            million(database, args, out)
 
         out("  SQL per flow (instrumented in-process run, Flask test client; statements "
             "exclude BEGIN/COMMIT):")
@@ -359,39 +361,38 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
     return summary
 
 
-def million(target: Bridge, args, out: Callable[[str], None]) -> None:
-    """p50 at 1,000 enrolled users, then at 1,000,000 (random users), each from a closed loop
-    of two client threads: service time with little queueing. (Paced at half of an earlier
-    saturation, one burst of outside load on this shared machine queues every request
-    behind it, and the p50 then measures the burst, not the database.)"""
-    bridge = target.app.extensions["stepup"]
-    users = Users("m", 1000)
-    users.random_order = True
-    users.seed(bridge.store, bridge.secrets.box, bridge.secrets.pepper, 0, 1000)
-    seconds = args.seconds
+def million(database: str, args, out: Callable[[str], None]) -> None:
+    """p50 with 1,000 enrolled users beside p50 with 1,000,000 (bulk-seeded before start).
 
-    def totp(i, b, r):
-        totp_stepup(i, b, r, users)
-
-    small = run_phase(target.port, totp, 2, seconds, target.pids, limit=1500)
-    started = time.perf_counter()
-    users.seed(bridge.store, bridge.secrets.box, bridge.secrets.pepper, 1000, args.million_users)
-    out(f"  seeded {args.million_users - 1000:,} more users in "
-        f"{time.perf_counter() - started:.0f} s")
-    users.count = args.million_users
-    if target.pg is None:  # the seeding left a large WAL: measure steady state, not its copy
-        with bridge.store.autocommit() as tx:  # a checkpoint cannot run inside a transaction
-            tx.conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    run_phase(target.port, totp, 2, 2, target.pids)  # warm-up, as at the start
-    large = run_phase(target.port, totp, 2, seconds, target.pids)
-    _check(small, "1k users", out)
-    _check(large, "1M users", out)
-    out(f"  p50, 2 client threads (closed loop; {small.rate:.0f} and {large.rate:.0f} "
-        f"step-ups/s): 1,000 users vs {args.million_users:,} users")
-    for label in sorted(small.recorder.latencies):
-        a = pct(small.recorder.latencies[label], 0.5)
-        b = pct(large.recorder.latencies[label], 0.5)
-        out(f"    {label:<30} {a:6.1f} ms   {b:6.1f} ms   ({(b - a) / a:+.0%})")
+    Two bridges on the same core, measured in alternating slices from a closed loop of two
+    client threads (service time, little queueing), so that the machine's other load hits
+    both alike; users are picked at random."""
+    bridges = [Bridge(database, args, out, users=1000),
+               Bridge(database, args, out, users=args.million_users)]
+    try:
+        phases: list[list[Recorder]] = [[], []]
+        steps = []
+        for bridge in bridges:
+            bridge.users.random_order = True
+            steps.append(lambda i, b, r, users=bridge.users: totp_stepup(i, b, r, users))
+            run_phase(bridge.port, steps[-1], 2, 2, bridge.pids)  # warm-up
+        rounds = max(2, args.rounds)
+        for _ in range(rounds):
+            for k, bridge in enumerate(bridges):
+                phase = run_phase(bridge.port, steps[k], 2, args.seconds / rounds, bridge.pids)
+                _check(phase, f"{bridge.users.count:,} users", out)
+                phases[k].append(phase.recorder)
+        small, large = Recorder(), Recorder()
+        small.merge(phases[0])
+        large.merge(phases[1])
+        out(f"  p50, 2 client threads, alternating slices: 1,000 users vs "
+            f"{args.million_users:,} users")
+        for label in sorted(small.latencies):
+            a, b = pct(small.latencies[label], 0.5), pct(large.latencies[label], 0.5)
+            out(f"    {label:<30} {a:6.1f} ms   {b:6.1f} ms   ({(b - a) / a:+.0%})")
+    finally:
+        for bridge in bridges:
+            bridge.stop()
 
 
 class Ceiling:
