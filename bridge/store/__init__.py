@@ -160,8 +160,7 @@ class Tx:
 
     def end_flow(self, flow_id: str, stage: str) -> bool:
         """Delete a flow that is still at ``stage``: the step that wins this, finishes it."""
-        return self.conn.execute(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage}
-                                 ).rowcount == 1
+        return self._changed(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})
 
     # -- users ----------------------------------------------------------------------------
     def find_user(self, subject: str, for_update: bool = False) -> User | None:
@@ -186,8 +185,7 @@ class Tx:
 
     def accept_totp_step(self, subject: str, step: int) -> bool:
         """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2)."""
-        return self.conn.execute(_ACCEPT_STEP, {"b_subject": subject, "b_step": step}
-                                 ).rowcount == 1
+        return self._changed(_ACCEPT_STEP, {"b_subject": subject, "b_step": step})
 
     def replace_totp(self, subject: str, sealed_secret: str, step: int) -> bool:
         return self._changed(
@@ -311,8 +309,8 @@ class Tx:
         for table in (pushed_requests, flows, codes, client_assertions):
             self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
 
-    def _changed(self, statement: sa.Executable) -> bool:
-        return self.conn.execute(statement).rowcount == 1
+    def _changed(self, statement: sa.Executable, params: dict | None = None) -> bool:
+        return self.conn.execute(statement, params).rowcount == 1
 
 
 # The statements of the hot path, built once: building a statement and its cache key costs
