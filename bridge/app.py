@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import edge, security
@@ -20,6 +22,18 @@ from .throttle import DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
+
+
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask builds the cookie's signing serializer on every request, cookie or not; its keys
+    are fixed for the life of the process, so this one is built once."""
+
+    _serializer: URLSafeTimedSerializer | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if self._serializer is None:
+            self._serializer = super().get_signing_serializer(app)
+        return self._serializer
 
 
 @dataclass
@@ -80,6 +94,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     environ = os.environ if environ is None else environ
     settings = load_settings(environ, test_config)
     app = Flask(__name__)
+    app.session_interface = _CookieSessions()
     bridge = build_bridge(settings, clock)
     app.extensions["stepup"] = bridge
     app.config.update(
@@ -89,6 +104,9 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         SESSION_COOKIE_SECURE=settings.behind_tls,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=settings.flow_ttl,
+        # The cookie is signed again only when the session changes (a new flow), not on every
+        # page: flows expire on their own clock in the database.
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=settings.flow_ttl,
         # Flask-WTF's strict mode wants a Referer on https, which Referrer-Policy: no-referrer
         # (required) stops browsers from sending; the token plus SameSite=Lax carry CSRF.

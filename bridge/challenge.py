@@ -183,7 +183,7 @@ class Challenge:
         return flow
 
     def find(self, flow_id: str, binding: str) -> Flow:
-        with self.store.begin() as tx:
+        with self.store.autocommit() as tx:
             flow = tx.find_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
             raise FlowGone(N_("This sign-in has expired or is already complete. "
@@ -214,7 +214,8 @@ class Challenge:
                 # A step whose code a clock hint revealed is never accepted (docs/security.md).
                 if step is not None and step != user.totp_hinted_step and tx.accept_totp_step(
                         user.subject, step, drift=totp.drift_after(step, now)):
-                    tx.clear_failures(user.subject)
+                    if user.failures:  # the row is locked: the count is current
+                        tx.clear_failures(user.subject)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
                              ip=ip, factor=OTP)
                     if new_recovery_code:
@@ -255,7 +256,8 @@ class Challenge:
                     if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                                 factor=RECOVERY_CODE, auth_time=now):
                         raise FlowGone(ALREADY_COMPLETE)
-                    tx.clear_failures(user.subject)
+                    if user.failures:  # the row is locked: the count is current
+                        tx.clear_failures(user.subject)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return

@@ -142,7 +142,7 @@ class SigningKeys:
         self._load()
 
     def _load(self) -> None:
-        with self.store.begin() as tx:
+        with self.store.autocommit() as tx:
             rows = tx.signing_keys()
         keys = {row["kid"]: self._keys.get(row["kid"]) or self._open(row) for row in rows}
         with self._lock:

@@ -36,7 +36,8 @@ class JsonLogger(glogging.Logger):
 
 def _post_fork(server, worker) -> None:
     # Database connections must not be shared across fork: each worker opens its own.
-    worker.app.application.extensions["stepup"].store.engine.dispose(close=False)
+    if bridge := worker.app.application.extensions.get("stepup"):
+        bridge.store.engine.dispose(close=False)
 
 
 def _child_exit(server, worker) -> None:
@@ -46,6 +47,8 @@ def _child_exit(server, worker) -> None:
 
 
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -> None:
+    """Every gunicorn setting of ``stepup serve`` (the benchmark serves its Flask baseline
+    through this too, so both run under exactly the same settings)."""
     _Gunicorn(app, {
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -67,7 +67,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
 
     def query_authorization_code(self, code: str, client: ClientModel) -> CodeModel | None:
-        with self.server.store.begin() as tx:
+        with self.server.store.autocommit() as tx:  # one DELETE … RETURNING
             found = tx.consume_code(code, client.get_client_id(), self.server.clock())
         return CodeModel(found) if found else None
 

@@ -13,7 +13,6 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-import requests
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.errors import JoseError
@@ -106,6 +105,8 @@ class ClientKeys:
             hit = self._cache.get(jwks_uri)
         if hit and hit[0] > time.monotonic():
             return hit[1]
+        import requests  # only private_key_jwt clients need it: not loaded in every worker
+
         try:
             response = requests.get(jwks_uri, timeout=self.timeout, allow_redirects=False)
             response.raise_for_status()

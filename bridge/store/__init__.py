@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class Tx:
         self.conn.execute(sa.insert(clients).values(**client.__dict__))
 
     def find_client(self, client_id: str) -> Client | None:
-        row = self.conn.execute(sa.select(clients).where(clients.c.client_id == client_id)).first()
+        row = self.conn.execute(_FIND_CLIENT, {"b_client_id": client_id}).first()
         return Client(**row._mapping) if row else None
 
     def list_clients(self) -> list[Client]:
@@ -130,35 +131,23 @@ class Tx:
 
     # -- pushed authorization requests (RFC 9126) ---------------------------------------
     def save_pushed(self, request_uri: str, client_id: str, params: dict, expires_at: float):
-        self.conn.execute(
-            sa.insert(pushed_requests).values(
-                uri_digest=token_digest(request_uri),
-                client_id=client_id,
-                params=params,
-                expires_at=expires_at,
-            )
-        )
+        self.conn.execute(_INSERT_PUSHED, {"uri_digest": token_digest(request_uri),
+                                           "client_id": client_id, "params": params,
+                                           "expires_at": expires_at})
 
     def consume_pushed(self, request_uri: str, client_id: str, now: float) -> dict | None:
         """Take a pushed request once; None if unknown, used, expired or another client's."""
-        row = self.conn.execute(
-            sa.delete(pushed_requests)
-            .where(pushed_requests.c.uri_digest == token_digest(request_uri))
-            .returning(pushed_requests.c.client_id, pushed_requests.c.params,
-                       pushed_requests.c.expires_at)
-        ).first()
+        row = self.conn.execute(_CONSUME_PUSHED, {"b_digest": token_digest(request_uri)}).first()
         if row is None or row.client_id != client_id or row.expires_at <= now:
             return None
         return row.params
 
     # -- login flows ----------------------------------------------------------------------
     def save_flow(self, flow: Flow) -> None:
-        self.conn.execute(sa.insert(flows).values(**flow.__dict__))
+        self.conn.execute(_INSERT_FLOW, flow.__dict__)
 
     def find_flow(self, flow_id: str, now: float) -> Flow | None:
-        row = self.conn.execute(
-            sa.select(flows).where(flows.c.flow_id == flow_id, flows.c.expires_at > now)
-        ).first()
+        row = self.conn.execute(_FIND_FLOW, {"b_flow_id": flow_id, "b_now": now}).first()
         return Flow(**row._mapping) if row else None
 
     def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
@@ -180,16 +169,14 @@ class Tx:
 
     def end_flow(self, flow_id: str, stage: str) -> bool:
         """Delete a flow that is still at ``stage``: the step that wins this, finishes it."""
-        return self._changed(
-            sa.delete(flows).where(flows.c.flow_id == flow_id, flows.c.stage == stage)
-        )
+        return self._changed(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})
 
     # -- users ----------------------------------------------------------------------------
     def find_user(self, subject: str, for_update: bool = False) -> User | None:
         """``for_update`` holds the row until the transaction ends (PostgreSQL); SQLite's
         write-locking transactions already serialize writers."""
-        query = sa.select(users).where(users.c.subject == subject)
-        row = self.conn.execute(query.with_for_update() if for_update else query).first()
+        query = _FIND_USER_FOR_UPDATE if for_update else _FIND_USER
+        row = self.conn.execute(query, {"b_subject": subject}).first()
         return User(**row._mapping) if row else None
 
     def add_user(self, user: User) -> bool:
@@ -201,14 +188,15 @@ class Tx:
             return False
         return True
 
+    def add_users(self, rows: list[User]) -> None:
+        """Bulk enrollment in one multi-row INSERT (the benchmark seeds its users this way)."""
+        self.conn.execute(sa.insert(users), [row.__dict__ for row in rows])
+
     def accept_totp_step(self, subject: str, step: int, drift: int = 0) -> bool:
         """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2).
         ``drift`` is the device's clock offset to centre the next check on (§6)."""
-        return self._changed(
-            sa.update(users)
-            .where(users.c.subject == subject, users.c.totp_last_step < step)
-            .values(totp_last_step=step, totp_drift=drift)
-        )
+        return self._changed(_ACCEPT_STEP, {"b_subject": subject, "b_step": step,
+                                            "b_drift": drift})
 
     def hint_totp_step(self, subject: str, step: int, live_from: int) -> bool:
         """Remember a step whose code a wrong-clock hint just confirmed: it never works. There
@@ -253,10 +241,7 @@ class Tx:
         ).scalar_one_or_none() or 0
 
     def clear_failures(self, subject: str) -> None:
-        self.conn.execute(
-            sa.update(users).where(users.c.subject == subject, users.c.failures != 0)
-            .values(failures=0, last_failure_at=None)
-        )
+        self.conn.execute(_CLEAR_FAILURES, {"b_subject": subject})
 
     def unlock_user(self, subject: str) -> bool:
         return self._changed(
@@ -304,15 +289,12 @@ class Tx:
 
     # -- authorization codes ------------------------------------------------------------
     def save_code(self, code: Code) -> None:
-        values = code.__dict__ | {"amr": list(code.amr)}
-        self.conn.execute(sa.insert(codes).values(**values))
+        self.conn.execute(_INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})
 
     def consume_code(self, code: str, client_id: str, now: float) -> Code | None:
         """Take an authorization code once (DELETE ... RETURNING): of two concurrent
         redemptions exactly one gets the row. Expired or other clients' codes give None."""
-        row = self.conn.execute(
-            sa.delete(codes).where(codes.c.code_digest == token_digest(code)).returning(*codes.c)
-        ).first()
+        row = self.conn.execute(_CONSUME_CODE, {"b_digest": token_digest(code)}).first()
         if row is None or row.client_id != client_id or row.expires_at <= now:
             return None
         return Code(**row._mapping)
@@ -332,8 +314,7 @@ class Tx:
 
     # -- signing keys and secrets at rest ------------------------------------------------
     def signing_keys(self) -> list[dict]:
-        rows = self.conn.execute(sa.select(signing_keys).order_by(
-            signing_keys.c.activates_at, signing_keys.c.created_at))
+        rows = self.conn.execute(_SIGNING_KEYS)
         return [dict(row._mapping) for row in rows]
 
     def add_signing_key(self, kid: str, alg: str, sealed_jwk: str, now: float,
@@ -368,11 +349,8 @@ class Tx:
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,
               client_id: str | None = None, ip: str | None = None, **detail: Any) -> None:
-        self.conn.execute(
-            sa.insert(audit_events).values(
-                at=now, event=event, subject=subject, client_id=client_id, ip=ip, detail=detail
-            )
-        )
+        self.conn.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
+                                          "client_id": client_id, "ip": ip, "detail": detail})
         audit_log.info("%s", event, extra={"audit": {"event": event, "subject": subject,
                                                       "client_id": client_id, "ip": ip, **detail}})
 
@@ -388,9 +366,37 @@ class Tx:
             self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
         self.conn.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
 
-    def _changed(self, statement: sa.Executable) -> bool:
-        return self.conn.execute(statement).rowcount == 1
+    def _changed(self, statement: sa.Executable, params: dict | None = None) -> bool:
+        return self.conn.execute(statement, params).rowcount == 1
 
+
+# The statements of the hot path, built once: building a statement and its cache key costs
+# more CPU than SQLite takes to run it. (Bind names must not repeat a column name.)
+_b = sa.bindparam
+_FIND_CLIENT = sa.select(clients).where(clients.c.client_id == _b("b_client_id"))
+_INSERT_PUSHED = sa.insert(pushed_requests)
+_CONSUME_PUSHED = (sa.delete(pushed_requests)
+                   .where(pushed_requests.c.uri_digest == _b("b_digest"))
+                   .returning(pushed_requests.c.client_id, pushed_requests.c.params,
+                              pushed_requests.c.expires_at))
+_INSERT_FLOW = sa.insert(flows)
+_FIND_FLOW = sa.select(flows).where(flows.c.flow_id == _b("b_flow_id"),
+                                    flows.c.expires_at > _b("b_now"))
+_END_FLOW = sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
+                                   flows.c.stage == _b("b_stage"))
+_FIND_USER = sa.select(users).where(users.c.subject == _b("b_subject"))
+_FIND_USER_FOR_UPDATE = _FIND_USER.with_for_update()
+_ACCEPT_STEP = (sa.update(users)
+                .where(users.c.subject == _b("b_subject"), users.c.totp_last_step < _b("b_step"))
+                .values(totp_last_step=_b("b_step"), totp_drift=_b("b_drift")))
+_CLEAR_FAILURES = (sa.update(users)
+                   .where(users.c.subject == _b("b_subject"), users.c.failures != 0)
+                   .values(failures=0, last_failure_at=None))
+_INSERT_CODE = sa.insert(codes)
+_CONSUME_CODE = sa.delete(codes).where(codes.c.code_digest == _b("b_digest")).returning(*codes.c)
+_SIGNING_KEYS = sa.select(signing_keys).order_by(signing_keys.c.activates_at,
+                                                 signing_keys.c.created_at)
+_INSERT_AUDIT = sa.insert(audit_events)
 
 #: Columns holding AES-GCM ciphertexts: column -> (table, key column).
 _SEALED = {
@@ -404,6 +410,9 @@ _SEALED = {
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
+        # SQLite: our BEGIN IMMEDIATE listener skips these; PostgreSQL: no BEGIN/COMMIT trips.
+        self._autocommit_options = ({_NO_BEGIN: True} if engine.dialect.name == "sqlite"
+                              else {"isolation_level": "AUTOCOMMIT"})
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
@@ -411,12 +420,46 @@ class Store:
         with self.engine.begin() as conn:
             yield Tx(conn)
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Tx]:
+        """Statements that each stand alone — a read, or one conditional write such as taking
+        a code — and need no common snapshot: each one is atomic and commits by itself, so
+        there is no explicit transaction. On SQLite no BEGIN IMMEDIATE (a read takes no write
+        lock; a write still waits for the lock under the busy timeout), on PostgreSQL no
+        BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`."""
+        with self.engine.connect() as conn:
+            yield Tx(conn.execution_options(**self._autocommit_options))
+
+
+#: Execution option of :meth:`Store.autocommit` connections on SQLite.
+_NO_BEGIN = "stepup_no_begin"
+#: A pooled PostgreSQL connection idle longer than this is pinged before use (a database
+#: restart or fail-over while idle); a busy connection is not, which saves a round trip
+#: per transaction. A connection that breaks mid-use is answered by the outage handler.
+PING_AFTER_IDLE = 5.0
+
 
 def create_engine(url: str) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
-    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing."""
+    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing;
+    PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``)."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url)
+
+        @sa.event.listens_for(engine.pool, "checkout")
+        def _ping_if_idle(dbapi_conn, record, _proxy):
+            if time.monotonic() - record.info.get("used_at", 0.0) > PING_AFTER_IDLE:
+                try:
+                    engine.dialect.do_ping(dbapi_conn)
+                except engine.dialect.loaded_dbapi.Error as e:
+                    raise sa.exc.DisconnectionError() from e  # the pool retries afresh
+            record.info["used_at"] = time.monotonic()
+
+        @sa.event.listens_for(engine.pool, "checkin")
+        def _used(_dbapi_conn, record):
+            record.info["used_at"] = time.monotonic()
+
+        return engine
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
@@ -430,7 +473,8 @@ def create_engine(url: str) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_NO_BEGIN):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

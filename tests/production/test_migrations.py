@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -21,6 +23,23 @@ def empty_database(request, tmp_path):
         return f"sqlite:///{tmp_path / 'empty.db'}"
     server = request.getfixturevalue("postgres_server")
     return fresh_database(server, f"stepup_migrate_{os.getpid()}")
+
+
+def test_head_constant_is_the_newest_migration():
+    """``stepup serve`` trusts migrate.HEAD to skip alembic on a current database."""
+    assert migrate.head() == migrate.HEAD
+
+
+def test_serving_process_does_not_load_alembic_on_a_current_database(tmp_path):
+    """Start-up on a migrated database recognises it without alembic (memory per worker)."""
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    migrate.upgrade(create_engine(url))
+    probe = ("import sys; from bridge.store import create_engine, migrate; "
+             f"engine = create_engine({url!r}); migrate.upgrade(engine); migrate.check(engine); "
+             "print('alembic' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "False"
 
 
 def test_empty_database_upgrades_to_head(empty_database):

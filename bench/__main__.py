@@ -1,0 +1,3 @@
+from .ratio import main
+
+main()

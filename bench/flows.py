@@ -1,0 +1,233 @@
+"""Complete hand-offs as the IdP (back channel) and the user's browser drive them.
+
+Each flow is the exact sequence of requests a real step-up makes; every answer is checked
+(status, redirect target, token response), so a benchmark can never count a failed login.
+Users are seeded with secrets derived from their index, so the client knows every user's TOTP
+secret and recovery code without keeping a million of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import random
+import re
+import secrets
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from bridge.factors import recovery, totp
+from bridge.keyring import Vault
+from bridge.store import Store, User
+
+from .http import Response
+
+CLIENT_ID = "bench-idp"
+CLIENT_SECRET = "bench-secret-0123456789"  # noqa: S105 - a throw-away benchmark client
+CALLBACK = "http://127.0.0.1:9/callback"
+_BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_SECRET = re.compile(r'id="totp-secret"[^>]*>\s*([A-Z2-7]+)\s*<')
+_CODE = re.compile(r'id="recovery-code"[^>]*>\s*([0-9A-Z-]+)\s*<')
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+class Transport(Protocol):
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> Response: ...
+
+
+class FlowFailed(Exception):
+    """An answer a working bridge would not give."""
+
+
+# -- users ----------------------------------------------------------------------------------
+class Users:
+    """Subjects ``{prefix}{i}`` with secrets derived from ``i``; tracks the TOTP steps used."""
+
+    def __init__(self, prefix: str, count: int):
+        self.prefix, self.count = prefix, count
+        self._next = itertools.count()
+        self._last_step: dict[int, int] = {}
+        self._codes: dict[int, str] = {}  # rotated recovery codes
+        self._lock = threading.Lock()
+        self.random_order = False
+
+    def subject(self, i: int) -> str:
+        return f"{self.prefix}{i}"
+
+    def secret(self, i: int) -> str:
+        raw = hashlib.sha256(f"totp:{self.prefix}{i}".encode()).digest()[: totp.SECRET_BYTES]
+        return base64.b32encode(raw).decode().rstrip("=")
+
+    def recovery_code(self, i: int) -> str:
+        if (code := self._codes.get(i)) is not None:
+            return code
+        raw = hashlib.sha256(f"rc:{self.prefix}{i}".encode()).digest()
+        return recovery.display("".join(recovery.ALPHABET[b % 32] for b in raw[: recovery.LENGTH]))
+
+    def rotated(self, i: int, code: str) -> None:
+        self._codes[i] = code
+
+    def seed(self, store: Store, vault: Vault, pepper: bytes, start: int, stop: int,
+             batch: int = 5000) -> None:
+        """Enroll users ``start`` … ``stop - 1`` through the store, in bulk."""
+        now = time.time()
+        for lo in range(start, stop, batch):
+            rows = [User(subject=self.subject(i), display_name=None,
+                         totp_secret=vault.seal("totp_secret", self.subject(i), self.secret(i)),
+                         totp_last_step=0,
+                         recovery_digest=recovery.keyed_digest(pepper, self.recovery_code(i)),
+                         recovery_version=1, failures=0, last_failure_at=None, locked_at=None,
+                         created_at=now) for i in range(lo, min(lo + batch, stop))]
+            with store.begin() as tx:
+                tx.add_users(rows)
+
+    def take_totp(self) -> tuple[int, str]:
+        """A user and a code whose time step this user has not used yet (no replay, no
+        waiting for the next step): the steps now and next, each once per user."""
+        for _ in range(self.count):
+            i = random.randrange(self.count) if self.random_order else next(self._next) % self.count
+            step = int(time.time() // totp.PERIOD)
+            with self._lock:
+                last = self._last_step.get(i, 0)
+                if last < step + 1:
+                    use = step if last < step else step + 1
+                    self._last_step[i] = use
+                    return i, totp.code_at(self.secret(i), use * totp.PERIOD)
+        raise RuntimeError("every user has used this TOTP time step: seed more users")
+
+    def take(self) -> int:
+        return next(self._next) % self.count
+
+
+# -- recording ------------------------------------------------------------------------------
+@dataclass
+class Recorder:
+    """Latencies by endpoint (per thread, merged at the end)."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, label: str, seconds: float) -> None:
+        self.latencies[label].append(seconds)
+
+    def merge(self, others: Iterable[Recorder]) -> None:
+        for other in others:
+            for label, values in other.latencies.items():
+                self.latencies[label].extend(values)
+
+
+# -- one hand-off ---------------------------------------------------------------------------
+class Handoff:
+    """One step-up: the IdP's back channel and one browser (its own cookie)."""
+
+    def __init__(self, idp: Transport, browser: Transport, recorder: Recorder, subject: str):
+        self.idp, self.browser, self.recorder = idp, browser, recorder
+        self.subject = subject
+        self.cookie = ""
+        self.verifier = secrets.token_urlsafe(48)
+        self.flow = ""
+
+    def _send(self, label: str, via: Transport, method: str, path: str, expect: int,
+              headers: dict[str, str] | None = None, form: dict | None = None) -> Response:
+        headers = dict(headers or {})
+        body = urlencode(form).encode() if form is not None else b""
+        if form is not None:
+            headers.update(_FORM)
+        if via is self.browser and self.cookie:
+            headers["Cookie"] = self.cookie
+        response = via.request(method, path, headers, body)
+        self.recorder.add(label, response.seconds)
+        if response.status != expect:
+            raise FlowFailed(f"{label}: HTTP {response.status} (expected {expect}): "
+                             f"{response.body[:200]!r}")
+        if via is self.browser and (cookie := response.headers.get("set-cookie")):
+            self.cookie = cookie.split("\n")[-1].split(";", 1)[0]
+        return response
+
+    def start(self) -> str:
+        """PAR, /authorize, and the first page of the flow."""
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(self.verifier.encode()).digest()).decode().rstrip("=")
+        par = self._send("POST /par", self.idp, "POST", "/par", 201,
+                         {"Authorization": _BASIC}, {
+                             "response_type": "code", "scope": "openid",
+                             "redirect_uri": CALLBACK, "state": "s",
+                             "nonce": secrets.token_urlsafe(8), "code_challenge": challenge,
+                             "code_challenge_method": "S256", "login_hint": self.subject})
+        request_uri = par.body.split(b'"request_uri":', 1)[1].split(b'"')[1].decode()
+        query = urlencode({"client_id": CLIENT_ID, "request_uri": request_uri})
+        opened = self._send("GET /authorize", self.browser, "GET", f"/authorize?{query}", 303)
+        self.flow = urlsplit(opened.headers["location"]).path
+        return self.page("GET /flow/<id>")
+
+    def page(self, label: str, path: str = "") -> str:
+        return self._send(label, self.browser, "GET", self.flow + path, 200).text
+
+    def post(self, label: str, action: str, page: str, **form: str) -> str:
+        """Post a form of ``page``; returns where the bridge redirects to."""
+        match = _CSRF.search(page)
+        if match is None:
+            raise FlowFailed(f"{label}: no CSRF token on the page")
+        form["csrf_token"] = match.group(1)
+        answer = self._send(label, self.browser, "POST", f"{self.flow}/{action}", 303, form=form)
+        return answer.headers["location"]
+
+    def redeem(self, location: str) -> None:
+        if not location.startswith(CALLBACK):
+            raise FlowFailed(f"expected a redirect to the IdP, got {location[:80]}")
+        code = parse_qs(urlsplit(location).query)["code"][0]
+        answer = self._send("POST /token", self.idp, "POST", "/token", 200,
+                            {"Authorization": _BASIC}, {
+                                "grant_type": "authorization_code", "code": code,
+                                "redirect_uri": CALLBACK, "code_verifier": self.verifier})
+        if b'"id_token"' not in answer.body:
+            raise FlowFailed("token response without an id_token")
+
+
+def totp_stepup(idp: Transport, browser: Transport, recorder: Recorder, users: Users) -> None:
+    """PAR, /authorize, the TOTP page, the code, /token: five requests."""
+    i, code = users.take_totp()
+    handoff = Handoff(idp, browser, recorder, users.subject(i))
+    page = handoff.start()
+    handoff.redeem(handoff.post("POST /flow/<id>/totp", "totp", page, otp=code))
+
+
+def recovery_stepup(idp: Transport, browser: Transport, recorder: Recorder,
+                    users: Users) -> None:
+    """TOTP page → "use your recovery code" → code → new code shown → saved → /token."""
+    i = users.take()
+    handoff = Handoff(idp, browser, recorder, users.subject(i))
+    handoff.start()
+    form = handoff.page("GET /flow/<id>/recovery", "/recovery")
+    handoff.post("POST /flow/<id>/recovery", "recovery", form,
+                 recovery_code=users.recovery_code(i))
+    shown = handoff.page("GET /flow/<id> (new code)")
+    match = _CODE.search(shown)
+    if match is None:
+        raise FlowFailed("no new recovery code shown")
+    location = handoff.post("POST /flow/<id>/saved", "saved", shown, saved="yes")
+    users.rotated(i, match.group(1))  # the old code no longer works from here on
+    handoff.redeem(location)
+
+
+_enrolled = itertools.count()
+
+
+def enrollment(idp: Transport, browser: Transport, recorder: Recorder, prefix: str) -> None:
+    """A new user: QR page, first code, first recovery code saved, /token."""
+    handoff = Handoff(idp, browser, recorder, f"{prefix}new-{next(_enrolled)}")
+    page = handoff.start()
+    match = _SECRET.search(page)
+    if match is None:
+        raise FlowFailed("no TOTP secret on the enrollment page")
+    handoff.post("POST /flow/<id>/enroll", "enroll", page,
+                 otp=totp.code_at(match.group(1), time.time()))
+    shown = handoff.page("GET /flow/<id> (new code)")
+    handoff.redeem(handoff.post("POST /flow/<id>/saved", "saved", shown, saved="yes"))

@@ -1,0 +1,28 @@
+"""The ratio benchmark runs end to end (a smoke run: it must complete every flow it starts;
+no figure is asserted — speed is only ever measured, in bench/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def test_ratio_benchmark_completes_every_kind_of_flow(tmp_path):
+    report = tmp_path / "report.txt"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--databases", "sqlite", "--seconds", "1",
+         "--rounds", "2", "--users", "2000", "--instrumented-flows", "2", "--out", str(report)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = report.read_text()
+    assert "!!" not in text, text  # a failed flow or a client-bound figure
+    for line in ("four-request flows/s", "TOTP step-ups/s", "server CPU per step-up",
+                 "POST /flow/<id>/totp", "recovery-code step-ups/s", "enrollments/s",
+                 "statements", "RSS"):
+        assert line in text, line
