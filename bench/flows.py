@@ -158,7 +158,7 @@ class Handoff:
         par = self._send("POST /par", self.idp, "POST", "/par", 201,
                          {"Authorization": _BASIC}, {
                              "response_type": "code", "scope": "openid",
-                             "redirect_uri": CALLBACK, "state": "s",
+                             "client_id": CLIENT_ID, "redirect_uri": CALLBACK, "state": "s",
                              "nonce": secrets.token_urlsafe(8), "code_challenge": challenge,
                              "code_challenge_method": "S256", "login_hint": self.subject})
         request_uri = par.body.split(b'"request_uri":', 1)[1].split(b'"')[1].decode()
