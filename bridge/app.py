@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import edge, security
 from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
+from .notify.sender import Sender
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
 from .throttle import DatabaseIpLimiter, IpLimiter, RedisIpLimiter
@@ -31,6 +32,7 @@ class Bridge:
     secrets: ServerSecrets
     signing_keys: SigningKeys
     challenge: Challenge
+    sender: Sender
     clock: Callable[[], float] = time.time
     oauth: Any = None
     _swept_at: float = field(default=0.0)
@@ -53,7 +55,8 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
                     code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer,
-                    totp_search_window=settings.totp_search_window)
+                    totp_search_window=settings.totp_search_window,
+                    failure_burst=settings.failure_burst)
     in_database = DatabaseIpLimiter(settings.ip_limit, settings.ip_window)
     limiter: IpLimiter = in_database
     if settings.redis_url:
@@ -65,6 +68,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         secrets=secrets,
         signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
+        sender=Sender(store, settings, clock),
         clock=clock,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from .schema import (
     client_assertions,
     clients,
     codes,
+    contacts,
+    events,
     flows,
     ip_failures,
     pushed_requests,
@@ -31,8 +34,15 @@ from .schema import (
     users,
 )
 
-#: Audit events are also logged here (never with a code, secret or token in them).
+#: Audit events are also logged here (never with a code, secret or token in them), once their
+#: transaction has committed; the Prometheus metrics count these lines (``ops.AuditMetrics``).
 audit_log = logging.getLogger("stepup.audit")
+
+#: Audit events that also go to the outbox (``events``) for e-mail and webhook delivery.
+NOTIFIED_EVENTS = frozenset({
+    "enrollment", "recovery_code_used", "rotation", "reenrollment", "lockout",
+    "failure_burst", "helpdesk_unlock", "helpdesk_reset",
+})
 
 
 def token_digest(value: str) -> str:
@@ -108,6 +118,8 @@ class Tx:
 
     def __init__(self, conn: Connection):
         self.conn = conn
+        #: Audit records to log once the transaction commits (``Store.begin``).
+        self.committed_audit: list[dict[str, Any]] = []
 
     # -- clients ------------------------------------------------------------------------
     def add_client(self, client: Client) -> None:
@@ -348,14 +360,62 @@ class Tx:
 
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,
-              client_id: str | None = None, ip: str | None = None, **detail: Any) -> None:
+              client_id: str | None = None, ip: str | None = None, **detail: Any) -> str | None:
+        """Record an audit event in this transaction; a notified one also enters the outbox
+        under a new stable id (returned). Nothing is logged until the transaction commits."""
         self.conn.execute(
             sa.insert(audit_events).values(
                 at=now, event=event, subject=subject, client_id=client_id, ip=ip, detail=detail
             )
         )
-        audit_log.info("%s", event, extra={"audit": {"event": event, "subject": subject,
-                                                      "client_id": client_id, "ip": ip, **detail}})
+        event_id = None
+        if event in NOTIFIED_EVENTS:
+            event_id = str(uuid.uuid4())
+            contact = self.conn.execute(sa.select(contacts.c.email, contacts.c.locale)
+                                        .where(contacts.c.subject == subject)).first()
+            self.conn.execute(sa.insert(events).values(
+                id=event_id, at=now, event=event, subject=subject, client_id=client_id,
+                detail=detail, next_attempt_at=now, email=contact and contact.email,
+                locale=contact and contact.locale))
+        self.committed_audit.append({"event": event, "subject": subject, "client_id": client_id,
+                                     "ip": ip, **detail,
+                                     **({"event_id": event_id} if event_id else {})})
+        return event_id
+
+    # -- the outbox's sender --------------------------------------------------------------
+    def set_contact(self, subject: str, email: str, locale: str | None, now: float) -> None:
+        """Remember the address (and language) the IdP just pushed for ``subject``."""
+        values = {"email": email, "locale": locale, "updated_at": now}
+        if self._changed(sa.update(contacts).where(contacts.c.subject == subject)
+                         .values(**values)):
+            return
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(sa.insert(contacts).values(subject=subject, **values))
+        except sa.exc.IntegrityError:
+            pass  # a concurrent sign-in stored one just now: as good as ours
+
+    def claim_events(self, now: float, lease: float, claim: str, limit: int) -> list[dict]:
+        """Take up to ``limit`` due events for ``lease`` seconds. PostgreSQL skips rows another
+        node holds (FOR UPDATE SKIP LOCKED); SQLite's one writer needs nothing more. A sender
+        that dies leaves its claim to lapse: the events are due again at ``now + lease``."""
+        rows = self.conn.execute(
+            sa.select(events).where(events.c.done_at.is_(None),
+                                    events.c.next_attempt_at <= now)
+            .order_by(events.c.next_attempt_at).limit(limit)
+            .with_for_update(skip_locked=True)).mappings().all()
+        if rows:
+            self.conn.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
+                              .values(claim=claim, next_attempt_at=now + lease))
+        return [dict(row) for row in rows]
+
+    def finish_event(self, event_id: str, claim: str, *, sent: list[str], done_at: float | None,
+                     attempts: int, next_attempt_at: float, error: str | None) -> bool:
+        """Record a delivery attempt, only if this sender still holds the claim."""
+        return self._changed(
+            sa.update(events).where(events.c.id == event_id, events.c.claim == claim)
+            .values(sent=sent, done_at=done_at, attempts=attempts, claim=None,
+                    next_attempt_at=next_attempt_at, last_error=error))
 
     def audit_trail(self, subject: str, limit: int = 20) -> list[dict]:
         rows = self.conn.execute(
@@ -388,9 +448,13 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
+        """A transaction: committed when the block ends, rolled back if it raises. Its audit
+        events are logged (and so counted) only after the commit succeeded."""
         with self.engine.begin() as conn:
-            yield Tx(conn)
+            tx = Tx(conn)
+            yield tx
+        for record in tx.committed_audit:
+            audit_log.info("%s", record["event"], extra={"audit": record})
 
 
 def create_engine(url: str) -> Engine:
@@ -416,5 +480,5 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
-__all__ = ["Client", "Code", "Flow", "Store", "Tx", "User", "create_engine", "schema",
-           "token_digest"]
+__all__ = ["NOTIFIED_EVENTS", "Client", "Code", "Flow", "Store", "Tx", "User", "create_engine",
+           "schema", "token_digest"]

@@ -127,3 +127,40 @@ ip_failures = sa.Table(
     sa.Index("ix_ip_failures_ip_at", "ip", "at"),
     sa.Index("ix_ip_failures_at", "at"),
 )
+
+#: The outbox: one row per security event worth telling someone about, written in the same
+#: transaction as the change (so a rolled-back change leaves none). ``id`` is stable across
+#: retries so receivers can de-duplicate; the sender claims rows whose ``next_attempt_at`` has
+#: come and sets ``done_at`` once every channel took the event.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(255)),
+    sa.Column("client_id", sa.String(255)),
+    sa.Column("detail", sa.JSON, nullable=False),
+    # The user's contact when the event happened (``contacts``): a reset user keeps theirs.
+    sa.Column("email", sa.String(254)),
+    sa.Column("locale", sa.String(256)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("done_at", sa.Float),
+    # Channels that took the event already (never sent again), the sender holding it (its
+    # claim ends at ``next_attempt_at``), and why the last attempt failed (no address in it).
+    sa.Column("sent", sa.JSON),
+    sa.Column("claim", sa.String(36)),
+    sa.Column("last_error", sa.String(200)),
+    sa.Index("ix_events_pending", "done_at", "next_attempt_at"),
+)
+
+#: The address and language the IdP last pushed for a user (PAR ``email``, ``ui_locales``).
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("locale", sa.String(256)),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
