@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import email
+import email.policy
 import hashlib
 import hmac
 import threading
@@ -46,7 +47,7 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
-        message = email.message_from_bytes(envelope.content)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         message["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
         self.messages.append(message)
         return "250 OK"
@@ -73,6 +74,7 @@ class WebhookReceiver:
         self.duplicates = 0
         self.server = None
         self.lock = threading.Lock()
+        self.release = threading.Event()  # ends a hang early (at stop)
 
     @property
     def url(self) -> str:
@@ -87,7 +89,7 @@ class WebhookReceiver:
         with self.lock:
             self.received.append(entry)
         if entry["mode"] == "hang":  # answers too late, but takes the event (de-duplicated)
-            time.sleep(self.hang_s)
+            self.release.wait(self.hang_s)
         if entry["mode"] == "fail":
             return Response("no", status=500)(environ, start_response)
         with self.lock:
@@ -99,11 +101,13 @@ class WebhookReceiver:
         return Response(status=204)(environ, start_response)
 
     def start(self) -> WebhookReceiver:
+        self.release.clear()
         self.server = make_server("127.0.0.1", self.port, self._app, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self.release.set()
         if self.server:
             self.server.shutdown()
             self.server.server_close()

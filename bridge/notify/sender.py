@@ -72,11 +72,14 @@ class Sender:
                 continue
             try:
                 send()
-                sent.append(key)
             except (webhooks.DeliveryError, smtplib.SMTPException, OSError) as e:
                 # Type and status only: an SMTP refusal would echo the address back.
                 detail = str(e) if isinstance(e, webhooks.DeliveryError) else type(e).__name__
                 errors.append(f"{key.split(':')[0]}: {detail}")
+                continue
+            sent.append(key)
+            with self.store.begin() as tx:
+                tx.mark_sent(event["id"], claim, sent)
         now = self.clock()
         attempts, delay = event["attempts"] + 1, 0
         if errors:

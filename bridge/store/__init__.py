@@ -409,6 +409,12 @@ class Tx:
                               .values(claim=claim, next_attempt_at=now + lease))
         return [dict(row) for row in rows]
 
+    def mark_sent(self, event_id: str, claim: str, sent: list[str]) -> bool:
+        """Note the channels that took the event so far, so a sender that dies next does not
+        make the one after it send them again."""
+        return self._changed(sa.update(events).where(events.c.id == event_id,
+                                                     events.c.claim == claim).values(sent=sent))
+
     def finish_event(self, event_id: str, claim: str, *, sent: list[str], done_at: float | None,
                      attempts: int, next_attempt_at: float, error: str | None) -> bool:
         """Record a delivery attempt, only if this sender still holds the claim."""
