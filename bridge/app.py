@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import edge, security
 from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
+from .notify.notme import NotMe
 from .notify.sender import Sender
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
@@ -33,6 +34,7 @@ class Bridge:
     signing_keys: SigningKeys
     challenge: Challenge
     sender: Sender
+    not_me: NotMe
     clock: Callable[[], float] = time.time
     oauth: Any = None
     _swept_at: float = field(default=0.0)
@@ -52,6 +54,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
     store = Store(engine)
     secrets = load_secrets(settings)
+    not_me = NotMe(store, secrets.secret_key, settings.not_me_ttl, settings.issuer, clock)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
                     code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer,
@@ -68,7 +71,8 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         secrets=secrets,
         signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
-        sender=Sender(store, settings, clock),
+        sender=Sender(store, settings, clock, link=not_me.link),
+        not_me=not_me,
         clock=clock,
     )
 
@@ -79,6 +83,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     """Build the bridge. ``test_config`` overrides settings (keys as in ``Settings``)."""
     from . import i18n, ops
     from .flows import views
+    from .notify import views as notify_views
     from .oidc import endpoints
 
     environ = os.environ if environ is None else environ
@@ -109,4 +114,5 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     i18n.init_app(app)
     endpoints.init_app(app)
     views.init_app(app)
+    notify_views.init_app(app)
     return app

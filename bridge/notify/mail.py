@@ -31,14 +31,19 @@ WHAT = {
     "helpdesk_unlock": N_("Your help desk unlocked two-step sign-in for your account."),
     "helpdesk_reset": N_("Your help desk reset two-step verification for your account. You "
                          "will set it up again at your next sign-in."),
+    "not_me": N_("Two-step sign-in was locked for your account from the link in a security "
+                 "notice. Your help desk can unlock it."),
 }
 WHEN = N_("When: %(when)s")
 APPLICATION = N_("Sign-in for: %(client)s")
-IF_NOT_YOU = N_("If this wasn't you, contact your help desk now.")
+IF_NOT_YOU = N_("If this wasn't you, lock two-step sign-in for your account at once, then "
+                "contact your help desk:")
 
 
-def compose(event: dict[str, Any], sender: str, domain: str) -> EmailMessage:
-    """The message for ``event`` (its ``email`` is the recipient)."""
+def compose(event: dict[str, Any], sender: str, domain: str,
+            not_me_link: str | None) -> EmailMessage:
+    """The message for ``event`` (its ``email`` is the recipient), ending with the event's
+    "this wasn't me" link."""
     lang = negotiate(event.get("locale"), None)
     texts = Translations.load(str(TRANSLATIONS), [lang])
     when = format_datetime(datetime.fromtimestamp(event["at"], UTC), "medium", tzinfo=UTC,
@@ -48,6 +53,8 @@ def compose(event: dict[str, Any], sender: str, domain: str) -> EmailMessage:
     if event.get("client_id"):
         lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
     lines += ["", texts.gettext(IF_NOT_YOU)]
+    if not_me_link:
+        lines.append(not_me_link)
     message = EmailMessage()
     message["From"] = sender
     message["To"] = event["email"]

@@ -21,8 +21,11 @@ log = logging.getLogger("stepup.notify")
 
 
 class Sender:
-    def __init__(self, store: Store, settings: Settings, clock: Callable[[], float] = time.time):
+    def __init__(self, store: Store, settings: Settings, clock: Callable[[], float] = time.time,
+                 link: Callable[[dict], str] | None = None):
         self.store, self.settings, self.clock = store, settings, clock
+        #: The "this wasn't me" link of an event (``NotMe.link``), put in its e-mail.
+        self.link = link
         self.urls = settings.webhook_url_list
         self.key = webhook_key(settings.webhook_secret) if self.urls else b""
         self.email_events = event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
@@ -43,7 +46,8 @@ class Sender:
         found: list[tuple[str, Callable[[], None]]] = []
         if self.settings.smtp_url and event["email"] and event["event"] in self.email_events:
             found.append(("email", lambda: mail.send(self.settings, mail.compose(
-                event, self.settings.smtp_sender, self.domain))))
+                event, self.settings.smtp_sender, self.domain,
+                self.link(event) if self.link else None))))
         if event["event"] in self.webhook_events:
             for url in self.urls:
                 key = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]

@@ -41,7 +41,7 @@ audit_log = logging.getLogger("stepup.audit")
 #: Audit events that also go to the outbox (``events``) for e-mail and webhook delivery.
 NOTIFIED_EVENTS = frozenset({
     "enrollment", "recovery_code_used", "rotation", "reenrollment", "lockout",
-    "failure_burst", "helpdesk_unlock", "helpdesk_reset",
+    "failure_burst", "helpdesk_unlock", "helpdesk_reset", "not_me",
 })
 
 
@@ -265,6 +265,11 @@ class Tx:
             sa.update(users).where(users.c.subject == subject, users.c.locked_at.is_not(None))
             .values(locked_at=None, failures=0, last_failure_at=None))
 
+    def lock_user(self, subject: str, now: float) -> bool:
+        return self._changed(sa.update(users).where(users.c.subject == subject,
+                                                    users.c.locked_at.is_(None))
+                             .values(locked_at=now))
+
     def remove_user(self, subject: str) -> bool:
         """Help-desk reset: the factors go, and so does every sign-in in progress for the
         subject and every unredeemed code, so none of them can finish against the reset (or
@@ -408,6 +413,16 @@ class Tx:
             self.conn.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
                               .values(claim=claim, next_attempt_at=now + lease))
         return [dict(row) for row in rows]
+
+    def find_event(self, event_id: str) -> dict | None:
+        row = self.conn.execute(sa.select(events).where(events.c.id == event_id)).mappings().first()
+        return dict(row) if row else None
+
+    def disown_event(self, event_id: str, now: float) -> bool:
+        """The user says an event was not them: true once per event (compare-and-set)."""
+        return self._changed(sa.update(events).where(events.c.id == event_id,
+                                                     events.c.disowned_at.is_(None))
+                             .values(disowned_at=now))
 
     def mark_sent(self, event_id: str, claim: str, sent: list[str]) -> bool:
         """Note the channels that took the event so far, so a sender that dies next does not

@@ -148,10 +148,12 @@ events = sa.Table(
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("done_at", sa.Float),
     # Channels that took the event already (never sent again), the sender holding it (its
-    # claim ends at ``next_attempt_at``), and why the last attempt failed (no address in it).
+    # claim ends at ``next_attempt_at``), why the last attempt failed (no address in it), and
+    # when the user followed the event's "this wasn't me" link (once).
     sa.Column("sent", sa.JSON),
     sa.Column("claim", sa.String(36)),
     sa.Column("last_error", sa.String(200)),
+    sa.Column("disowned_at", sa.Float),
     sa.Index("ix_events_pending", "done_at", "next_attempt_at"),
 )
 

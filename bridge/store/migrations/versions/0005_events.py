@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("sent", sa.JSON),
         sa.Column("claim", sa.String(36)),
         sa.Column("last_error", sa.String(200)),
+        sa.Column("disowned_at", sa.Float),
     )
     op.create_index("ix_events_pending", "events", ["done_at", "next_attempt_at"])
     op.create_table(
