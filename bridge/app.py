@@ -82,6 +82,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
                clock: Callable[[], float] = time.time) -> Flask:
     """Build the bridge. ``test_config`` overrides settings (keys as in ``Settings``)."""
     from . import i18n, ops
+    from .admin import views as admin_views
     from .flows import views
     from .notify import views as notify_views
     from .oidc import endpoints
@@ -115,4 +116,5 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     endpoints.init_app(app)
     views.init_app(app)
     notify_views.init_app(app)
+    admin_views.init_app(app)
     return app

@@ -89,6 +89,8 @@ class Settings:
     notify_retry_max: int = 3600
     #: Seconds between two looks at the outbox by a node's sender.
     notify_poll: int = 5
+    #: Seconds a help-desk API access token lives.
+    admin_token_ttl: int = 300
     #: Seconds the "this wasn't me" link of a notice works, from the event.
     not_me_ttl: int = 7 * 86_400
 
@@ -128,6 +130,7 @@ _INTS = {
     "notify_retry_max": (1, 86_400),
     "notify_poll": (1, 60),
     "not_me_ttl": (600, 30 * 86_400),
+    "admin_token_ttl": (30, 3600),
 }
 _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url", "secret_key", "pepper",
             "encryption_keys", "smtp_url", "smtp_from", "webhook_urls", "webhook_secret",

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import schema
 from .schema import (
+    access_tokens,
     audit_events,
     client_assertions,
     clients,
@@ -62,6 +63,7 @@ class Client:
     id_token_alg: str
     allow_enrollment: bool
     created_at: float
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -438,6 +440,36 @@ class Tx:
             .values(sent=sent, done_at=done_at, attempts=attempts, claim=None,
                     next_attempt_at=next_attempt_at, last_error=error))
 
+    # -- help-desk API --------------------------------------------------------------------
+    def save_access_token(self, token: str, client_id: str, scope: str,
+                          expires_at: float) -> None:
+        self.conn.execute(sa.insert(access_tokens).values(
+            token_digest=token_digest(token), client_id=client_id, scope=scope,
+            expires_at=expires_at))
+
+    def find_access_token(self, token: str, now: float) -> dict | None:
+        row = self.conn.execute(sa.select(access_tokens).where(
+            access_tokens.c.token_digest == token_digest(token),
+            access_tokens.c.expires_at > now)).mappings().first()
+        return dict(row) if row else None
+
+    def audit_events(self, *, subject: str | None, event: str | None, before: int | None,
+                     since: float | None, limit: int,
+                     events: tuple[str, ...] = ()) -> list[dict]:
+        """Audit events, newest first, filtered; ``before`` is the id to page back from."""
+        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if subject is not None:
+            query = query.where(audit_events.c.subject == subject)
+        if event is not None:
+            query = query.where(audit_events.c.event == event)
+        if events:
+            query = query.where(audit_events.c.event.in_(events))
+        if before is not None:
+            query = query.where(audit_events.c.id < before)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        return [dict(row) for row in self.conn.execute(query).mappings()]
+
     def audit_trail(self, subject: str, limit: int = 20) -> list[dict]:
         rows = self.conn.execute(
             sa.select(audit_events).where(audit_events.c.subject == subject)
@@ -446,7 +478,7 @@ class Tx:
         return [dict(row._mapping) for row in rows]
 
     def purge_expired(self, now: float, ip_failures_before: float) -> None:
-        for table in (pushed_requests, flows, codes, client_assertions):
+        for table in (pushed_requests, flows, codes, client_assertions, access_tokens):
             self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
         self.conn.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
 

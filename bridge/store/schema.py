@@ -19,6 +19,8 @@ clients = sa.Table(
     sa.Column("id_token_alg", sa.String(10), nullable=False),
     sa.Column("allow_enrollment", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # May use the help-desk API (client credentials, scope ``stepup:admin``).
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 users = sa.Table(
@@ -165,4 +167,14 @@ contacts = sa.Table(
     sa.Column("email", sa.String(254), nullable=False),
     sa.Column("locale", sa.String(256)),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Help-desk API access tokens (client credentials), by digest; they live minutes.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("token_digest", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )

@@ -1,5 +1,5 @@
 """The events outbox (security events written with the change they record, then delivered)
-and the contact address the IdP pushes for each user.
+the contact address the IdP pushes for each user, and the help-desk API's clients and tokens.
 
 Revision ID: 0005
 Revises: 0004
@@ -35,6 +35,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_events_pending", "events", ["done_at", "next_attempt_at"])
     op.create_table(
+        "access_tokens",
+        sa.Column("token_digest", sa.String(64), primary_key=True),
+        sa.Column("client_id", sa.String(255), nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    )
+    with op.batch_alter_table("clients") as batch:
+        batch.add_column(sa.Column("admin", sa.Boolean, nullable=False,
+                                   server_default=sa.false()))
+    op.create_table(
         "contacts",
         sa.Column("subject", sa.String(255), primary_key=True),
         sa.Column("email", sa.String(254), nullable=False),
@@ -45,5 +55,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("contacts")
+    with op.batch_alter_table("clients") as batch:
+        batch.drop_column("admin")
+    op.drop_table("access_tokens")
     op.drop_index("ix_events_pending", "events")
     op.drop_table("events")
