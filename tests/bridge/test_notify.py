@@ -11,8 +11,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from bridge.notify.mail import WHAT
 from bridge.settings import ConfigError, load_settings
-from bridge.store import schema
+from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import returning, shown, wrong_code
 from tests.receivers import WEBHOOK_SECRET, SmtpSink, WebhookReceiver
 
@@ -225,3 +226,19 @@ def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
                            "webhook_secret": "whsec_c2hvcnQ="})
     assert "c2hvcnQ" not in str(error.value)
     assert "secret-pw" not in repr(load_settings({}, {"smtp_url": "smtp://u:secret-pw@mx"}))
+
+
+@pytest.mark.parametrize("event", sorted(NOTIFIED_EVENTS))
+def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, event):
+    act = notifying()
+    with act.bridge.store.begin() as tx:
+        tx.set_contact("kim", "kim@example.org", None, 1.0)
+        event_id = tx.audit(event, 1_700_000_000.0, subject="kim", client_id="idp")
+    assert act.bridge.sender.run_once() == 1
+    [message] = smtp.messages
+    assert WHAT[event] in " ".join(body_of(message).split())
+    assert "Nov 14, 2023" in body_of(message) and "Sign-in for: idp" in body_of(message)
+    assert f"https://bridge.example/not-me/{event_id}." in body_of(message)
+    [entry] = receiver.received
+    assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
+    assert json.loads(entry["body"])["type"] == f"stepup.{event}"
