@@ -9,9 +9,14 @@ import email
 import email.policy
 import hashlib
 import hmac
+import ipaddress
+import ssl
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from email.message import Message
+from pathlib import Path
+from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
@@ -36,15 +41,55 @@ def verify(secret: str, headers, body: bytes, now: float, tolerance: int = 300) 
                for sig in headers["webhook-signature"].split() if sig.startswith("v1,"))
 
 
+def tls_files(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (the test trusts it as a CA)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
 class SmtpSink:
-    def __init__(self) -> None:
+    """``tls``: None (plain), "starttls" (required before AUTH and mail) or "smtps" (TLS from
+    the first byte), with the certificate of :func:`tls_files`; ``login``: (user, password)
+    that AUTH must present."""
+
+    def __init__(self, tls: str | None = None, certs: tuple[Path, Path] | None = None,
+                 login: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self.messages: list[Message] = []
         self.controller: Controller | None = None
+        self.tls, self.certs, self.login = tls, certs, login
+        self.logins: list[str] = []
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        scheme = {None: "smtp", "starttls": "smtp+starttls", "smtps": "smtps"}[self.tls]
+        auth = ""
+        if self.login:
+            auth = f"{quote(self.login[0], safe='')}:{quote(self.login[1], safe='')}@"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}"
+
+    def _check_login(self, mechanism: str, login: bytes, password: bytes) -> bool:
+        self.logins.append(login.decode())
+        return self.login is not None and (login.decode(), password.decode()) == self.login
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -53,7 +98,18 @@ class SmtpSink:
         return "250 OK"
 
     def start(self) -> SmtpSink:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        options: dict = {}
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.certs)
+            # aiosmtpd only knows STARTTLS as TLS: on an smtps socket it must be told that
+            # AUTH is fine (the whole connection is TLS).
+            options = ({"ssl_context": context, "auth_require_tls": False}
+                       if self.tls == "smtps" else
+                       {"tls_context": context, "require_starttls": True})
+        if self.login:
+            options |= {"auth_required": True, "auth_callback": self._check_login}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self.controller.start()
         return self
 

@@ -15,7 +15,7 @@ from bridge.notify.mail import WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import returning, shown, wrong_code
-from tests.receivers import WEBHOOK_SECRET, SmtpSink, WebhookReceiver
+from tests.receivers import WEBHOOK_SECRET, SmtpSink, WebhookReceiver, tls_files
 
 
 @pytest.fixture
@@ -242,3 +242,40 @@ def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, ev
     [entry] = receiver.received
     assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
     assert json.loads(entry["body"])["type"] == f"stepup.{event}"
+
+
+# aiosmtpd cannot tell that an smtps socket is TLS, and warns about AUTH on it.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("tls", ["starttls", "smtps"])
+def test_mail_over_tls_with_smtp_auth(make_act, tmp_path, monkeypatch, tls):
+    """STARTTLS and implicit TLS, the server's certificate verified (trusted here through
+    SSL_CERT_FILE, as an operator's private CA would be), and SMTP AUTH with a password that
+    needs URL-encoding."""
+    certs = tls_files(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs[0]))
+    sink = SmtpSink(tls=tls, certs=certs, login=("relay user", "p@ss:w/rd")).start()
+    try:
+        act = make_act(smtp_url=sink.url, smtp_timeout=5)
+        act.enroll("tls", email="tls@example.org")
+        assert act.bridge.sender.run_once() == 1
+        assert pending(act) == [] and len(sink.messages) == 1
+        assert sink.logins == ["relay user"]
+    finally:
+        sink.stop()
+
+
+def test_a_wrong_smtp_password_is_retried_and_never_logged(make_act, caplog, tmp_path,
+                                                           monkeypatch):
+    certs = tls_files(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs[0]))
+    sink = SmtpSink(tls="starttls", certs=certs, login=("relay", "right-pw")).start()
+    try:
+        act = make_act(smtp_url=sink.url.replace("right-pw", "wrong-pw"), smtp_timeout=5)
+        act.enroll("pw", email="pw@example.org")
+        with caplog.at_level(logging.WARNING, "stepup.notify"):
+            act.bridge.sender.run_once()
+        assert sink.messages == [] and "SMTPAuthenticationError" in pending(act)[0][
+            "last_error"]
+        assert "wrong-pw" not in caplog.text and "pw@example.org" not in caplog.text
+    finally:
+        sink.stop()
