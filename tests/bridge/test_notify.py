@@ -279,3 +279,33 @@ def test_a_wrong_smtp_password_is_retried_and_never_logged(make_act, caplog, tmp
         assert "wrong-pw" not in caplog.text and "pw@example.org" not in caplog.text
     finally:
         sink.stop()
+
+
+def test_a_mail_server_that_never_answers_times_out_and_gets_it_later(notifying, smtp,
+                                                                      receiver, clock):
+    """A listener that accepts the connection but never greets: the attempt ends at
+    STEPUP_SMTP_TIMEOUT; the webhook is not held up, and the mail goes once the server
+    works."""
+    import socket
+
+    act = notifying()
+    smtp.stop()
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", smtp.port))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever speaks
+    try:
+        act.enroll("hank", email="hank@example.org")
+        started = time.monotonic()
+        act.bridge.sender.run_once()
+        assert 2 <= time.monotonic() - started < 10  # STEPUP_SMTP_TIMEOUT=2
+    finally:
+        silent.close()
+    [event] = pending(act)
+    # smtplib reports its read timeout as a disconnection.
+    assert event["last_error"] == "email: SMTPServerDisconnected"
+    assert len(receiver.by_id) == 1  # the webhook went all the same
+    smtp.start()
+    clock.advance(10)
+    act.bridge.sender.run_once()
+    assert pending(act) == [] and len(smtp.messages) == 1 and len(receiver.received) == 1
