@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -15,10 +15,12 @@ from . import edge, security
 from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
 from .notify.notme import NotMe
-from .notify.sender import Sender
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
 from .throttle import DatabaseIpLimiter, IpLimiter, RedisIpLimiter
+
+if TYPE_CHECKING:
+    from .notify.sender import Sender
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
@@ -46,6 +48,10 @@ class Bridge:
 
 
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
+    # Imported here: it counts deliveries with prometheus_client, which must not be imported
+    # before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR (see bridge.cli).
+    from .notify.sender import Sender
+
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_engine(settings.database)
     if settings.database_url:

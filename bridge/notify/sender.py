@@ -13,11 +13,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from prometheus_client import Counter
+
 from ..settings import Settings, event_names, webhook_key
 from ..store import Store
 from . import mail, webhooks
 
 log = logging.getLogger("stepup.notify")
+DELIVERIES = Counter("stepup_notifications_total", "Delivery attempts by channel and outcome.",
+                     ["channel", "outcome"])
 
 
 class Sender:
@@ -74,13 +78,16 @@ class Sender:
         for key, send in self.channels(event):
             if key in sent:
                 continue
+            channel = key.split(":")[0]
             try:
                 send()
             except (webhooks.DeliveryError, smtplib.SMTPException, OSError) as e:
                 # Type and status only: an SMTP refusal would echo the address back.
                 detail = str(e) if isinstance(e, webhooks.DeliveryError) else type(e).__name__
-                errors.append(f"{key.split(':')[0]}: {detail}")
+                errors.append(f"{channel}: {detail}")
+                DELIVERIES.labels(channel, "failed").inc()
                 continue
+            DELIVERIES.labels(channel, "delivered").inc()
             sent.append(key)
             with self.store.begin() as tx:
                 tx.mark_sent(event["id"], claim, sent)

@@ -15,6 +15,7 @@ from bridge.notify.mail import WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import returning, shown, wrong_code
+from tests.bridge.test_outbox import metric
 from tests.receivers import WEBHOOK_SECRET, SmtpSink, WebhookReceiver, tls_files
 
 
@@ -125,6 +126,8 @@ def test_a_failing_receiver_gets_it_later_and_the_mail_goes_once(notifying, smtp
                                                                    clock, caplog):
     act = notifying()
     receiver.mode = "fail"
+    failed = metric("stepup_notifications_total", channel="webhook", outcome="failed")
+    delivered = metric("stepup_notifications_total", channel="webhook", outcome="delivered")
     act.enroll("ed", email="ed@example.org")
     with caplog.at_level(logging.WARNING, "stepup.notify"):
         act.bridge.sender.run_once()
@@ -144,6 +147,10 @@ def test_a_failing_receiver_gets_it_later_and_the_mail_goes_once(notifying, smtp
     act.bridge.sender.run_once()
     assert pending(act) == [] and len(receiver.by_id) == 1 and len(smtp.messages) == 1
     assert len(receiver.received) == 3
+    assert metric("stepup_notifications_total", channel="webhook", outcome="failed") == (
+        failed + 2)
+    assert metric("stepup_notifications_total", channel="webhook",
+                  outcome="delivered") == delivered + 1
 
 
 def test_a_stopped_receiver_and_a_stopped_mail_server_lose_nothing(notifying, smtp, receiver,

@@ -6,12 +6,14 @@ middle of a delivery leaves it to the other node."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import requests
 
 from bridge.store import Store, create_engine
 from tests.e2e.browser import free_port, wait_for
@@ -64,10 +66,15 @@ def wait_until(condition, timeout: float) -> None:
 def test_two_nodes_deliver_every_event_once(deployment, receivers, tmp_path):
     env, store = deployment
     smtp, hook = receivers
-    with serving(env, tmp_path, 2):
+    with serving(env, tmp_path, 2) as (nodes, _):
         ids = record(store, 30, "u")
         wait_until(lambda: len(hook.by_id) == 30 and len(smtp.messages) == 30, 60)
         time.sleep(2)  # a second delivery, if any sender were to make one, shows up now
+        # Each node counts its own deliveries (all its workers together): 30 in all.
+        counted = [float(m.group(1)) for node in nodes for m in re.finditer(
+            r'^stepup_notifications_total\{channel="webhook",outcome="delivered"\} (\S+)$',
+            requests.get(f"{node}/metrics", timeout=10).text, re.M)]
+        assert sum(counted) == 30
     assert set(hook.by_id) == set(ids)
     assert len(hook.received) == 30 and hook.duplicates == 0
     assert all(entry["valid"] for entry in hook.received)
