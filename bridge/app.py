@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
@@ -16,9 +16,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import edge, security
 from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
+from .notify.notme import NotMe
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
 from .throttle import DatabaseIpLimiter, IpLimiter, RedisIpLimiter
+
+if TYPE_CHECKING:
+    from .notify.sender import Sender
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
@@ -45,6 +49,8 @@ class Bridge:
     secrets: ServerSecrets
     signing_keys: SigningKeys
     challenge: Challenge
+    sender: Sender
+    not_me: NotMe
     clock: Callable[[], float] = time.time
     oauth: Any = None
     _swept_at: float = field(default=0.0)
@@ -56,6 +62,10 @@ class Bridge:
 
 
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
+    # Imported here: it counts deliveries with prometheus_client, which must not be imported
+    # before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR (see bridge.cli).
+    from .notify.sender import Sender
+
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_engine(settings.database)
     if settings.database_url:
@@ -64,10 +74,12 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
     store = Store(engine)
     secrets = load_secrets(settings)
+    not_me = NotMe(store, secrets.secret_key, settings.not_me_ttl, settings.issuer, clock)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
                     code_ttl=settings.code_ttl, totp_issuer=settings.totp_issuer,
-                    totp_search_window=settings.totp_search_window)
+                    totp_search_window=settings.totp_search_window,
+                    failure_burst=settings.failure_burst)
     in_database = DatabaseIpLimiter(settings.ip_limit, settings.ip_window)
     limiter: IpLimiter = in_database
     if settings.redis_url:
@@ -79,6 +91,8 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         secrets=secrets,
         signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
+        sender=Sender(store, settings, clock, link=not_me.link),
+        not_me=not_me,
         clock=clock,
     )
 
@@ -88,7 +102,9 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
                clock: Callable[[], float] = time.time) -> Flask:
     """Build the bridge. ``test_config`` overrides settings (keys as in ``Settings``)."""
     from . import i18n, ops
+    from .admin import views as admin_views
     from .flows import views
+    from .notify import views as notify_views
     from .oidc import endpoints
 
     environ = os.environ if environ is None else environ
@@ -123,4 +139,6 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     i18n.init_app(app)
     endpoints.init_app(app)
     views.init_app(app)
+    notify_views.init_app(app)
+    admin_views.init_app(app)
     return app

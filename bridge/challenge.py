@@ -131,6 +131,8 @@ class Policy:
     totp_issuer: str
     #: Seconds either side of now in which a refused code is recognised as a wrong clock.
     totp_search_window: int = totp.SEARCH_WINDOW
+    #: Consecutive failures that make a ``failure_burst`` event (0: none).
+    failure_burst: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class Challenge:
                 raise LinkExpired(N_("It was already used or is too old. Go back to your "
                                      "sign-in page and start again."))
             subject = params["login_hint"]
+            if params.get("email"):
+                tx.set_contact(subject, params["email"], params.get("ui_locales"), now)
             user = tx.find_user(subject)
             pending = None
             if user and user.locked_at is not None:
@@ -407,6 +411,9 @@ class Challenge:
         failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
         tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                  failures=failures, **detail)
+        if failures == self.policy.failure_burst < self.policy.lockout_limit:
+            tx.audit("failure_burst", now, subject=flow.subject, client_id=flow.client_id,
+                     ip=ip, failures=failures)
         if failures < self.policy.lockout_limit:
             return None
         tx.lock_sign_ins(flow.subject, LOCKED)

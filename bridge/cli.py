@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .oidc.clients import new_client
 from .settings import ConfigError, load_settings
@@ -136,15 +137,17 @@ def client() -> None:
 @click.option("--id-token-alg", type=click.Choice(["ES256", "RS256"]), default="ES256",
               show_default=True)
 @click.option("--no-enrollment", is_flag=True, help="Unknown users may not enroll.")
+@click.option("--admin", is_flag=True,
+              help="May call the help-desk API (client credentials, scope stepup:admin).")
 @click.option("--replace", is_flag=True, help="Overwrite an existing registration.")
 def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_token_alg,
-               no_enrollment, replace) -> None:
-    """Register an IdP as a client."""
+               no_enrollment, admin, replace) -> None:
+    """Register an IdP (or a help-desk tool, --admin) as a client."""
     bridge = _bridge()
     record = new_client(bridge.secrets.pepper, client_id, secret=client_secret,
                         jwks_uri=jwks_uri, redirect_uris=list(redirect_uris),
                         redirect_uri_prefixes=list(prefixes), id_token_alg=id_token_alg,
-                        allow_enrollment=not no_enrollment)
+                        allow_enrollment=not no_enrollment, admin=admin)
     _register(bridge, record, replace)
     click.echo(f"Registered client {client_id}")
 
@@ -166,7 +169,8 @@ def client_list() -> None:
             auth = "private_key_jwt" if c.jwks_uri else "client_secret"
             uris = " ".join([*c.redirect_uris, *(f"{p}?*" for p in c.redirect_uri_prefixes)])
             click.echo(f"{c.client_id}\t{auth}\t{c.id_token_alg}\t"
-                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}")
+                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}"
+                       f"{chr(9) + 'admin' if c.admin else ''}")
 
 
 @client.command("remove")
@@ -191,15 +195,18 @@ def user() -> None:
 def user_show(subject: str) -> None:
     """Show a user's enrollment, lock state and recent audit events (no secrets)."""
     with _bridge().store.begin() as tx:
-        found = tx.find_user(subject)
+        try:
+            found = helpdesk.show(tx, subject)
+        except helpdesk.NotEnrolled:
+            found = None
         trail = tx.audit_trail(subject)
     if found is None:
         click.echo(f"{subject}: not enrolled")
     else:
-        state = "LOCKED" if found.locked_at else "active"
-        click.echo(f"{subject}: enrolled {_when(found.created_at)}, {state}, "
-                   f"{found.failures} consecutive failure(s), "
-                   f"recovery code #{found.recovery_version}")
+        state = "LOCKED" if found["locked"] else "active"
+        click.echo(f"{subject}: enrolled {_when(found['enrolled_at'])}, {state}, "
+                   f"{found['failures']} consecutive failure(s), "
+                   f"recovery code #{found['recovery_code_version']}")
     for event in trail:
         click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or ''} "
                    f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")
@@ -209,10 +216,11 @@ def user_show(subject: str) -> None:
 @click.argument("subject")
 def user_unlock(subject: str) -> None:
     """Lift a lock after checking it's the user; their authenticator and code stay valid."""
-    with _bridge().store.begin() as tx:
-        if not tx.unlock_user(subject):
-            _fail(f"{subject} is not locked")
-        tx.audit("helpdesk_unlock", time.time(), subject=subject)
+    try:
+        with _bridge().store.begin() as tx:
+            helpdesk.unlock(tx, subject, time.time(), actor=None)
+    except (helpdesk.NotEnrolled, helpdesk.NotLocked):
+        _fail(f"{subject} is not locked")
     click.echo(f"Unlocked {subject}: the failure count starts again from zero.")
 
 
@@ -223,10 +231,11 @@ def user_reset(subject: str, yes: bool) -> None:
     """Revoke a user's TOTP and recovery code (they enroll again at next sign-in)."""
     if not yes:
         click.confirm(f"Revoke the second factor of {subject}?", abort=True)
-    with _bridge().store.begin() as tx:
-        if not tx.remove_user(subject):
-            _fail(f"{subject} is not enrolled")
-        tx.audit("helpdesk_reset", time.time(), subject=subject)
+    try:
+        with _bridge().store.begin() as tx:
+            helpdesk.reset(tx, subject, time.time(), actor=None)
+    except helpdesk.NotEnrolled:
+        _fail(f"{subject} is not enrolled")
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
 
 

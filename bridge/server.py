@@ -40,6 +40,14 @@ def _post_fork(server, worker) -> None:
         bridge.store.engine.dispose(close=False)
 
 
+def _post_worker_init(worker) -> None:
+    # One sender thread per worker (threads do not survive the fork, so not in the master);
+    # the database hands each event to one of them (bridge.notify).
+    sender = worker.app.application.extensions["stepup"].sender
+    if sender.configured:
+        sender.start()
+
+
 def _child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
@@ -55,6 +63,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         "timeout": timeout,
         "preload_app": True,
         "post_fork": _post_fork,
+        "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
         "accesslog": "-",
         "logger_class": JsonLogger,

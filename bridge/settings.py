@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class Settings:
     #: Seconds either side of now in which a refused TOTP code is recognised as coming from a
     #: device with a wrong clock, so the page can say so (0: never). Such codes never work.
     totp_search_window: int = 600
+    #: Consecutive failed codes of one user that raise a ``failure_burst`` event (notified
+    #: like a lockout, before it); 0: never.
+    failure_burst: int = 3
     #: Reverse proxies in front of the bridge whose X-Forwarded-For/-Proto are trusted.
     trusted_proxies: int = 0
     #: Redis for the per-IP failure window (empty: the database holds it).
@@ -64,6 +68,39 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     pepper: str = field(default="", repr=False)
     encryption_keys: str = field(default="", repr=False)
+    #: Notifications (DESIGN "Events, notifications and the help desk"). SMTP server as
+    #: ``smtp://`` (plain), ``smtp+starttls://`` or ``smtps://`` (TLS) with optional
+    #: ``user:password@``; empty: no e-mail. May hold a password: never printed.
+    smtp_url: str = field(default="", repr=False)
+    #: Sender address of the e-mails (empty: ``stepup@`` the issuer's host).
+    smtp_from: str = ""
+    smtp_timeout: int = 10
+    #: Comma-separated receiver URLs (https, or http on localhost); empty: no webhooks.
+    webhook_urls: str = ""
+    #: Standard Webhooks signing secret, ``whsec_`` + base64 of 24 to 64 random bytes.
+    webhook_secret: str = field(default="", repr=False)
+    webhook_timeout: int = 10
+    #: Comma-separated event names each channel sends (empty: all notified events).
+    email_events: str = ""
+    webhook_events: str = ""
+    #: Seconds before the first retry of a failed delivery; doubles per attempt up to
+    #: ``notify_retry_max``.
+    notify_retry_base: int = 30
+    notify_retry_max: int = 3600
+    #: Seconds between two looks at the outbox by a node's sender.
+    notify_poll: int = 5
+    #: Seconds a help-desk API access token lives.
+    admin_token_ttl: int = 300
+    #: Seconds the "this wasn't me" link of a notice works, from the event.
+    not_me_ttl: int = 7 * 86_400
+
+    @property
+    def smtp_sender(self) -> str:
+        return self.smtp_from or f"stepup@{urlsplit(self.issuer).hostname}"
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        return [u.strip() for u in self.webhook_urls.split(",") if u.strip()]
 
     @property
     def database(self) -> str:
@@ -86,9 +123,18 @@ _INTS = {
     "trusted_proxies": (0, 5),
     "timeout": (5, 600),
     "totp_search_window": (0, 3600),
+    "failure_burst": (0, MAX_LOCKOUT_LIMIT),
+    "smtp_timeout": (1, 120),
+    "webhook_timeout": (1, 120),
+    "notify_retry_base": (1, 3600),
+    "notify_retry_max": (1, 86_400),
+    "notify_poll": (1, 60),
+    "not_me_ttl": (600, 30 * 86_400),
+    "admin_token_ttl": (30, 3600),
 }
 _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url", "secret_key", "pepper",
-            "encryption_keys")
+            "encryption_keys", "smtp_url", "smtp_from", "webhook_urls", "webhook_secret",
+            "email_events", "webhook_events")
 #: Fewest bytes of the session key and the pepper: 256 bits, like the keys they protect.
 MIN_SECRET_BYTES = 32
 
@@ -126,6 +172,7 @@ def load_settings(
             decode_key(value, f"STEPUP_{name.upper()}")
     if settings.encryption_keys:
         parse_encryption_keys(settings.encryption_keys)
+    _check_notifications(settings)
     return settings
 
 
@@ -202,3 +249,74 @@ def _check_issuer(issuer: str) -> None:
         raise ConfigError(f"STEPUP_ISSUER must be an http(s) URL, got {issuer!r}")
     if parts.query or parts.fragment or issuer.endswith("/"):
         raise ConfigError("STEPUP_ISSUER must have no query, fragment or trailing slash")
+
+
+#: Schemes of ``STEPUP_SMTP_URL``: how the connection is protected, and the default port.
+SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def event_names(value: str, name: str) -> frozenset[str]:
+    """A comma-separated list of notified event names (empty: all of them)."""
+    from .store import NOTIFIED_EVENTS
+
+    names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    if unknown := names - NOTIFIED_EVENTS:
+        raise ConfigError(f"{name}: unknown event {sorted(unknown)[0]!r} (known: "
+                          f"{', '.join(sorted(NOTIFIED_EVENTS))})")
+    return names or NOTIFIED_EVENTS
+
+
+def _check_notifications(settings: Settings) -> None:
+    if settings.smtp_url:
+        parts = urlsplit(settings.smtp_url)
+        if parts.scheme not in SMTP_SCHEMES:
+            raise ConfigError("STEPUP_SMTP_URL must start with smtp://, smtp+starttls:// or "
+                              "smtps://")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ConfigError("STEPUP_SMTP_URL has a bad port") from None
+        if not parts.hostname:
+            raise ConfigError("STEPUP_SMTP_URL has no host")
+    if settings.smtp_from and not _EMAIL.match(settings.smtp_from):
+        raise ConfigError("STEPUP_SMTP_FROM must be an e-mail address")
+    for url in settings.webhook_url_list:
+        parts = urlsplit(url)
+        if any(c.isspace() or not c.isprintable() for c in url) or not parts.hostname:
+            raise ConfigError("STEPUP_WEBHOOK_URLS has an entry that is not a URL")
+        if parts.scheme != "https" and not (parts.scheme == "http"
+                                            and parts.hostname in _LOCAL_HOSTS):
+            raise ConfigError(f"STEPUP_WEBHOOK_URLS: {parts.scheme}://{parts.hostname} must use "
+                              "https (http only on localhost)")
+    if settings.webhook_url_list:
+        webhook_key(settings.webhook_secret)
+    event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
+    event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")
+    if settings.notify_retry_max < settings.notify_retry_base:
+        raise ConfigError("STEPUP_NOTIFY_RETRY_MAX must not be below STEPUP_NOTIFY_RETRY_BASE")
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret (``whsec_`` + base64, 24 to 64 bytes)."""
+    name = "STEPUP_WEBHOOK_SECRET"
+    if not secret.startswith("whsec_"):
+        raise ConfigError(f"{name} must be set to whsec_ + base64 of 24 to 64 random bytes "
+                          "when STEPUP_WEBHOOK_URLS is")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raise ConfigError(f"{name} is not valid base64 after whsec_") from None
+    if not 24 <= len(key) <= 64:
+        raise ConfigError(f"{name} must hold 24 to 64 bytes, got {len(key)}")
+    return key
+
+
+#: An e-mail address as the bridge accepts one: ASCII, one @, a dotted domain, ≤ 254 chars.
+_EMAIL = re.compile(r"^(?=.{3,254}$)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+                    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def is_email(value: str) -> bool:
+    return bool(_EMAIL.match(value))

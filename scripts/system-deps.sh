@@ -10,6 +10,7 @@ command -v redis-server >/dev/null || want+=(redis-server)
 command -v mvn >/dev/null || want+=(maven)
 command -v unzip >/dev/null || want+=(unzip)
 command -v npm >/dev/null || want+=(npm)  # axe-core for the accessibility tests
+command -v curl >/dev/null || want+=(curl)  # the help-desk docs' commands, run as written
 if [ ${#want[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive

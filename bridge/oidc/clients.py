@@ -25,6 +25,8 @@ log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 KEY_METHOD = "private_key_jwt"
 AUTH_METHODS = (*SECRET_METHODS, KEY_METHOD)
+#: The scope of the help-desk API; only clients registered with ``--admin`` get it.
+ADMIN_SCOPE = "stepup:admin"
 
 
 def secret_digest(pepper: bytes, secret: str) -> str:
@@ -69,7 +71,8 @@ class ClientModel(ClientMixin):
         return None  # PAR always names the redirect_uri
 
     def get_allowed_scope(self, scope: str) -> str:
-        return "openid" if "openid" in (scope or "").split() else ""
+        allowed = {"openid", ADMIN_SCOPE} if self.record.admin else {"openid"}
+        return " ".join(s for s in dict.fromkeys((scope or "").split()) if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri_allowed(self.record, redirect_uri)
@@ -89,7 +92,8 @@ class ClientModel(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "authorization_code"
+        return grant_type == "authorization_code" or (
+            grant_type == "client_credentials" and self.record.admin)
 
 
 class ClientKeys:
@@ -145,7 +149,8 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
 def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: str | None,
                redirect_uris: list[str], redirect_uri_prefixes: list[str],
-               id_token_alg: str = "ES256", allow_enrollment: bool = True) -> Client:
+               id_token_alg: str = "ES256", allow_enrollment: bool = True,
+               admin: bool = False) -> Client:
     """Check a registration and build its record; raises ValueError with a one-line reason."""
     if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
         raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
@@ -156,7 +161,7 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         raise ValueError("the client secret must be at least 16 characters")
     if jwks_uri and not _is_http_url(jwks_uri):
         raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri}")
-    if not redirect_uris and not redirect_uri_prefixes:
+    if not redirect_uris and not redirect_uri_prefixes and not admin:
         raise ValueError("give at least one --redirect-uri or --redirect-uri-prefix")
     for uri in [*redirect_uris, *redirect_uri_prefixes]:
         if not _is_http_url(uri) or urlsplit(uri).fragment:
@@ -172,6 +177,7 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         id_token_alg=id_token_alg,
         allow_enrollment=allow_enrollment,
         created_at=time.time(),
+        admin=admin,
     )
 
 

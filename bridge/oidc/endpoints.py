@@ -14,6 +14,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from ..admin import grant as admin_grant
 from ..security import csrf
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
@@ -33,7 +34,8 @@ def init_app(app: Flask) -> AuthorizationServer:
             record = tx.find_client(client_id)
         return ClientModel(record, bridge.secrets.pepper) if record else None
 
-    app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {"authorization_code": 300})
+    app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {
+        "authorization_code": 300, "client_credentials": settings.admin_token_ttl})
     server = _Server(app, query_client=query_client, save_token=_no_resource)
     issuer = settings.issuer
     server.register_client_auth_method(
@@ -42,6 +44,7 @@ def init_app(app: Flask) -> AuthorizationServer:
     )
     assertion.register(server, store, bridge.signing_keys, issuer, settings.id_token_ttl,
                        bridge.clock)
+    admin_grant.register(server, store, bridge.clock)
     bridge.oauth = server
     # authlib logs the issued token response (access and id token) at DEBUG; a filter, not a
     # level, because someone debugging will turn the level up.

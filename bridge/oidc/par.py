@@ -7,6 +7,7 @@ user's identity (``login_hint``) came from the IdP and not from the address bar.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oidc.core.errors import RequestNotSupportedError
 
+from ..settings import is_email
 from ..text import display_name, is_protocol_value
 from .clients import ClientModel
 
@@ -29,6 +31,7 @@ _LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "acr_values": 1024,
 #: A display name fits the users table's column (Keycloak usernames are up to 255 too).
 DISPLAY_NAME_LIMIT = 255
 PROMPTS = {"login", "consent", "select_account"}
+log = logging.getLogger("stepup")
 
 
 def new_request_uri() -> str:
@@ -91,6 +94,7 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
         "prompt": _prompt(params.get("prompt")),
         # An IdP may turn enrollment off for one request (never on, past its registration).
         "allow_enrollment": params.get("stepup_allow_enrollment", "true") != "false",
+        "email": _email(params.get("email"), client.get_client_id()),
     }
 
 
@@ -99,6 +103,15 @@ def _required(params: Mapping[str, str], name: str) -> str:
     if not value:
         raise InvalidRequestError(f"Missing '{name}'.")
     return value
+
+
+def _email(value: str | None, client_id: str) -> str | None:
+    """The user's address for notifications (only ever from this back channel). One that is
+    not an address is dropped — the sign-in goes on without e-mail — and logged without it."""
+    if value is None or is_email(value):
+        return value
+    log.warning("pushed request from %s: ignored an 'email' that is not an address", client_id)
+    return None
 
 
 def _max_age(value: str | None) -> int | None:

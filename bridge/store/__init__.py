@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import schema
 from .schema import (
+    access_tokens,
     audit_events,
     client_assertions,
     clients,
     codes,
+    contacts,
+    events,
     flows,
     ip_failures,
     pushed_requests,
@@ -32,8 +36,15 @@ from .schema import (
     users,
 )
 
-#: Audit events are also logged here (never with a code, secret or token in them).
+#: Audit events are also logged here (never with a code, secret or token in them), once their
+#: transaction has committed; the Prometheus metrics count these lines (``ops.AuditMetrics``).
 audit_log = logging.getLogger("stepup.audit")
+
+#: Audit events that also go to the outbox (``events``) for e-mail and webhook delivery.
+NOTIFIED_EVENTS = frozenset({
+    "enrollment", "recovery_code_used", "rotation", "reenrollment", "lockout",
+    "failure_burst", "helpdesk_unlock", "helpdesk_reset", "not_me",
+})
 
 
 def token_digest(value: str) -> str:
@@ -53,6 +64,7 @@ class Client:
     id_token_alg: str
     allow_enrollment: bool
     created_at: float
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,8 @@ class Tx:
 
     def __init__(self, conn: Connection):
         self.conn = conn
+        #: Audit records to log once the transaction commits (``Store.begin``).
+        self.committed_audit: list[dict[str, Any]] = []
 
     # -- clients ------------------------------------------------------------------------
     def add_client(self, client: Client) -> None:
@@ -248,6 +262,11 @@ class Tx:
             sa.update(users).where(users.c.subject == subject, users.c.locked_at.is_not(None))
             .values(locked_at=None, failures=0, last_failure_at=None))
 
+    def lock_user(self, subject: str, now: float) -> bool:
+        return self._changed(sa.update(users).where(users.c.subject == subject,
+                                                    users.c.locked_at.is_(None))
+                             .values(locked_at=now))
+
     def remove_user(self, subject: str) -> bool:
         """Help-desk reset: the factors go, and so does every sign-in in progress for the
         subject and every unredeemed code, so none of them can finish against the reset (or
@@ -348,11 +367,105 @@ class Tx:
 
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,
-              client_id: str | None = None, ip: str | None = None, **detail: Any) -> None:
+              client_id: str | None = None, ip: str | None = None, **detail: Any) -> str | None:
+        """Record an audit event in this transaction; a notified one also enters the outbox
+        under a new stable id (returned). Nothing is logged until the transaction commits."""
         self.conn.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
                                           "client_id": client_id, "ip": ip, "detail": detail})
-        audit_log.info("%s", event, extra={"audit": {"event": event, "subject": subject,
-                                                      "client_id": client_id, "ip": ip, **detail}})
+        event_id = None
+        if event in NOTIFIED_EVENTS:
+            event_id = str(uuid.uuid4())
+            contact = self.conn.execute(sa.select(contacts.c.email, contacts.c.locale)
+                                        .where(contacts.c.subject == subject)).first()
+            self.conn.execute(sa.insert(events).values(
+                id=event_id, at=now, event=event, subject=subject, client_id=client_id,
+                detail=detail, next_attempt_at=now, email=contact and contact.email,
+                locale=contact and contact.locale))
+        self.committed_audit.append({"event": event, "subject": subject, "client_id": client_id,
+                                     "ip": ip, **detail,
+                                     **({"event_id": event_id} if event_id else {})})
+        return event_id
+
+    # -- the outbox's sender --------------------------------------------------------------
+    def set_contact(self, subject: str, email: str, locale: str | None, now: float) -> None:
+        """Remember the address (and language) the IdP just pushed for ``subject``."""
+        values = {"email": email, "locale": locale, "updated_at": now}
+        if self._changed(sa.update(contacts).where(contacts.c.subject == subject)
+                         .values(**values)):
+            return
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(sa.insert(contacts).values(subject=subject, **values))
+        except sa.exc.IntegrityError:
+            pass  # a concurrent sign-in stored one just now: as good as ours
+
+    def claim_events(self, now: float, lease: float, claim: str, limit: int) -> list[dict]:
+        """Take up to ``limit`` due events for ``lease`` seconds. PostgreSQL skips rows another
+        node holds (FOR UPDATE SKIP LOCKED); SQLite's one writer needs nothing more. A sender
+        that dies leaves its claim to lapse: the events are due again at ``now + lease``."""
+        rows = self.conn.execute(
+            sa.select(events).where(events.c.done_at.is_(None),
+                                    events.c.next_attempt_at <= now)
+            .order_by(events.c.next_attempt_at).limit(limit)
+            .with_for_update(skip_locked=True)).mappings().all()
+        if rows:
+            self.conn.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
+                              .values(claim=claim, next_attempt_at=now + lease))
+        return [dict(row) for row in rows]
+
+    def find_event(self, event_id: str) -> dict | None:
+        row = self.conn.execute(sa.select(events).where(events.c.id == event_id)).mappings().first()
+        return dict(row) if row else None
+
+    def disown_event(self, event_id: str, now: float) -> bool:
+        """The user says an event was not them: true once per event (compare-and-set)."""
+        return self._changed(sa.update(events).where(events.c.id == event_id,
+                                                     events.c.disowned_at.is_(None))
+                             .values(disowned_at=now))
+
+    def mark_sent(self, event_id: str, claim: str, sent: list[str]) -> bool:
+        """Note the channels that took the event so far, so a sender that dies next does not
+        make the one after it send them again."""
+        return self._changed(sa.update(events).where(events.c.id == event_id,
+                                                     events.c.claim == claim).values(sent=sent))
+
+    def finish_event(self, event_id: str, claim: str, *, sent: list[str], done_at: float | None,
+                     attempts: int, next_attempt_at: float, error: str | None) -> bool:
+        """Record a delivery attempt, only if this sender still holds the claim."""
+        return self._changed(
+            sa.update(events).where(events.c.id == event_id, events.c.claim == claim)
+            .values(sent=sent, done_at=done_at, attempts=attempts, claim=None,
+                    next_attempt_at=next_attempt_at, last_error=error))
+
+    # -- help-desk API --------------------------------------------------------------------
+    def save_access_token(self, token: str, client_id: str, scope: str,
+                          expires_at: float) -> None:
+        self.conn.execute(sa.insert(access_tokens).values(
+            token_digest=token_digest(token), client_id=client_id, scope=scope,
+            expires_at=expires_at))
+
+    def find_access_token(self, token: str, now: float) -> dict | None:
+        row = self.conn.execute(sa.select(access_tokens).where(
+            access_tokens.c.token_digest == token_digest(token),
+            access_tokens.c.expires_at > now)).mappings().first()
+        return dict(row) if row else None
+
+    def audit_events(self, *, subject: str | None, event: str | None, before: int | None,
+                     since: float | None, limit: int,
+                     events: tuple[str, ...] = ()) -> list[dict]:
+        """Audit events, newest first, filtered; ``before`` is the id to page back from."""
+        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if subject is not None:
+            query = query.where(audit_events.c.subject == subject)
+        if event is not None:
+            query = query.where(audit_events.c.event == event)
+        if events:
+            query = query.where(audit_events.c.event.in_(events))
+        if before is not None:
+            query = query.where(audit_events.c.id < before)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        return [dict(row) for row in self.conn.execute(query).mappings()]
 
     def audit_trail(self, subject: str, limit: int = 20) -> list[dict]:
         rows = self.conn.execute(
@@ -362,7 +475,7 @@ class Tx:
         return [dict(row._mapping) for row in rows]
 
     def purge_expired(self, now: float, ip_failures_before: float) -> None:
-        for table in (pushed_requests, flows, codes, client_assertions):
+        for table in (pushed_requests, flows, codes, client_assertions, access_tokens):
             self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
         self.conn.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
 
@@ -416,9 +529,12 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
+        """A transaction: committed when the block ends, rolled back if it raises. Its audit
+        events are logged (and so counted) only after the commit succeeded."""
         with self.engine.begin() as conn:
-            yield Tx(conn)
+            tx = Tx(conn)
+            yield tx
+        _log_committed(tx)
 
     @contextmanager
     def autocommit(self) -> Iterator[Tx]:
@@ -428,7 +544,15 @@ class Store:
         lock; a write still waits for the lock under the busy timeout), on PostgreSQL no
         BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`."""
         with self.engine.connect() as conn:
-            yield Tx(conn.execution_options(**self._autocommit_options))
+            tx = Tx(conn.execution_options(**self._autocommit_options))
+            yield tx
+        _log_committed(tx)
+
+
+def _log_committed(tx: Tx) -> None:
+    """Audit lines (and the metrics counted from them) only for what was committed."""
+    for record in tx.committed_audit:
+        audit_log.info("%s", record["event"], extra={"audit": record})
 
 
 #: Execution option of :meth:`Store.autocommit` connections on SQLite.
@@ -479,5 +603,5 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
-__all__ = ["Client", "Code", "Flow", "Store", "Tx", "User", "create_engine", "schema",
-           "token_digest"]
+__all__ = ["NOTIFIED_EVENTS", "Client", "Code", "Flow", "Store", "Tx", "User", "create_engine",
+           "schema", "token_digest"]

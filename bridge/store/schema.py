@@ -19,6 +19,8 @@ clients = sa.Table(
     sa.Column("id_token_alg", sa.String(10), nullable=False),
     sa.Column("allow_enrollment", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # May use the help-desk API (client credentials, scope ``stepup:admin``).
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 users = sa.Table(
@@ -126,4 +128,53 @@ ip_failures = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
     sa.Index("ix_ip_failures_ip_at", "ip", "at"),
     sa.Index("ix_ip_failures_at", "at"),
+)
+
+#: The outbox: one row per security event worth telling someone about, written in the same
+#: transaction as the change (so a rolled-back change leaves none). ``id`` is stable across
+#: retries so receivers can de-duplicate; the sender claims rows whose ``next_attempt_at`` has
+#: come and sets ``done_at`` once every channel took the event.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(255)),
+    sa.Column("client_id", sa.String(255)),
+    sa.Column("detail", sa.JSON, nullable=False),
+    # The user's contact when the event happened (``contacts``): a reset user keeps theirs.
+    sa.Column("email", sa.String(254)),
+    sa.Column("locale", sa.String(256)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("done_at", sa.Float),
+    # Channels that took the event already (never sent again), the sender holding it (its
+    # claim ends at ``next_attempt_at``), why the last attempt failed (no address in it), and
+    # when the user followed the event's "this wasn't me" link (once).
+    sa.Column("sent", sa.JSON),
+    sa.Column("claim", sa.String(36)),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("disowned_at", sa.Float),
+    sa.Index("ix_events_pending", "done_at", "next_attempt_at"),
+)
+
+#: The address and language the IdP last pushed for a user (PAR ``email``, ``ui_locales``).
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("locale", sa.String(256)),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+#: Help-desk API access tokens (client credentials), by digest; they live minutes.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("token_digest", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )

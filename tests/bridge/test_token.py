@@ -162,12 +162,19 @@ class TestRefused:
         code = callback_params(act.post(login, "saved", saved="yes").headers["Location"])["code"]
         assert error_of(act.redeem(code, login)) == "invalid_grant"  # as IDP_ID
 
-    @pytest.mark.parametrize("grant_type", ["client_credentials", "password", "refresh_token",
+    @pytest.mark.parametrize("grant_type", ["password", "refresh_token",
                                             "urn:ietf:params:oauth:grant-type:jwt-bearer"])
     def test_unsupported_grant_type(self, act, issued, grant_type):
         login, code = issued
         response = act.redeem(code, login, grant_type=grant_type)
         assert error_of(response) == "unsupported_grant_type"
+
+    def test_client_credentials_are_only_for_help_desk_clients(self, act, issued):
+        """The grant exists for ``--admin`` clients (bridge/test_admin_api.py); an IdP is
+        not authorized to use it (RFC 6749 §5.2)."""
+        login, code = issued
+        response = act.redeem(code, login, grant_type="client_credentials")
+        assert error_of(response) == "unauthorized_client"
 
     def test_code_survives_a_wrong_grant_type(self, act, issued):
         login, code = issued

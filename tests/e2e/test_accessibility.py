@@ -215,3 +215,41 @@ def test_the_qr_code_has_a_text_alternative_and_the_key_can_be_copied(bridge, br
     assert page.evaluate("() => navigator.clipboard.readText()") == secret
     assert page.inner_text(".copied") == "In die Zwischenablage kopiert."
     page.context.close()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_not_me_pages_meet_wcag_22_aa(bridge, browser, lang):
+    """The "this wasn't me" confirmation and its answer, in the user's language (the one
+    the IdP pushed), light and dark, at 320 px; confirmed by keyboard alone."""
+    stepup = bridge.app.extensions["stepup"]
+    with stepup.store.begin() as tx:
+        tx.set_contact(f"not-me-{lang}", "someone@example.org", lang, time.time())
+        event_id = tx.audit("lockout", time.time(), subject=f"not-me-{lang}", client_id="idp")
+        event = tx.find_event(event_id)
+    page = new_page(browser, "en")  # the browser's language does not matter: the user's does
+    page.goto(stepup.not_me.link(event))
+    problems: list[str] = []
+    for state in ("confirm", "locked"):
+        root = page.locator("html")
+        assert root.get_attribute("lang") == lang, state
+        assert root.get_attribute("dir") == ("rtl" if lang in RTL else "ltr"), state
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme, forced_colors="none")
+            problems.extend(f"{state} {scheme}: {v}" for v in axe_violations(page))
+        page.emulate_media(color_scheme="light", forced_colors="active")
+        problems.extend(f"{state} forced colours: {c} not visible"
+                        for c in page.evaluate(INVISIBLE_CONTROLS))
+        page.emulate_media(color_scheme="light", forced_colors="none")
+        page.set_viewport_size({"width": 320, "height": 800})
+        if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
+            problems.append(f"{state} at 320px: scrolls sideways by {overflow}px")
+        page.set_viewport_size({"width": 900, "height": 1000})
+        if state == "confirm":
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "lock"
+            page.keyboard.press("Enter")
+            page.wait_for_load_state()
+    assert not problems, "\n".join(problems)
+    with stepup.store.begin() as tx:
+        assert tx.find_event(event_id)["disowned_at"] is not None
+    page.context.close()

@@ -30,16 +30,23 @@ public class Handoff {
         final String id;
         final String username;
         final String locale;
+        final String email;
 
         /**
          * @param id       the stable Keycloak user id, sent as {@code login_hint}; the id_token's {@code sub}
          * @param username display name for the bridge ({@code preferred_username}); may be {@code null}
          * @param locale   BCP 47 tag for {@code ui_locales}; may be {@code null}
+         * @param email    verified address for the bridge's security notices ({@code email}); may be {@code null}
          */
-        public User(String id, String username, String locale) {
+        public User(String id, String username, String locale, String email) {
             this.id = id;
             this.username = username;
             this.locale = locale;
+            this.email = email;
+        }
+
+        public User(String id, String username, String locale) {
+            this(id, username, locale, null);
         }
     }
 
@@ -125,6 +132,7 @@ public class Handoff {
         params.put("login_hint", user.id);
         putIfPresent(params, "preferred_username", user.username);
         putIfPresent(params, "ui_locales", user.locale);
+        putIfPresent(params, "email", user.email);
         putIfPresent(params, "acr_values", config.acrValues());
         if (!config.allowEnrollment()) {
             params.put("stepup_allow_enrollment", "false");

@@ -85,7 +85,9 @@ public class StepupAuthenticator implements Authenticator {
         clearNotes(authSession);
         UserModel user = context.getUser();
         String redirectUri = context.getRefreshUrl(false).toString();
-        Handoff.User handoffUser = new Handoff.User(user.getId(), displayName(user), locale(context, user));
+        // Only a verified address: the bridge mails security notices to it.
+        String email = user.isEmailVerified() ? user.getEmail() : null;
+        Handoff.User handoffUser = new Handoff.User(user.getId(), displayName(user), locale(context, user), email);
         Handoff.Pending pending;
         try {
             pending = handoff.begin(config, handoffUser, redirectUri);

@@ -66,7 +66,8 @@ class HandoffTest {
     }
 
     private Handoff.Pending begin() throws Exception {
-        return handoff.begin(config, new Handoff.User(USER_ID, "alice", "de-CH"), REDIRECT_URI);
+        return handoff.begin(config, new Handoff.User(USER_ID, "alice", "de-CH", "alice@example.org"),
+                REDIRECT_URI);
     }
 
     /** The bridge's id_token for this login: right issuer, audience, nonce and subject. */
@@ -89,8 +90,9 @@ class HandoffTest {
         assertEquals("POST", par.method);
         assertEquals("application/x-www-form-urlencoded", par.contentType);
         assertEquals(List.of("response_type", "scope", "client_id", "redirect_uri", "state", "nonce",
-                "code_challenge", "code_challenge_method", "login_hint", "preferred_username", "ui_locales"),
-                List.copyOf(par.form.keySet()));
+                "code_challenge", "code_challenge_method", "login_hint", "preferred_username", "ui_locales",
+                "email"), List.copyOf(par.form.keySet()));
+        assertEquals("alice@example.org", par.form.get("email"));
         assertEquals("code", par.form.get("response_type"));
         assertEquals("openid", par.form.get("scope"));
         assertEquals("keycloak idp", par.form.get("client_id"));
@@ -139,7 +141,8 @@ class HandoffTest {
         Map<String, String> form = bridge.last("/par").form;
         assertEquals("urn:stepup:mfa", form.get("acr_values"));
         assertEquals("false", form.get("stepup_allow_enrollment"));
-        assertFalse(form.containsKey("preferred_username") || form.containsKey("ui_locales"));
+        assertFalse(form.containsKey("preferred_username") || form.containsKey("ui_locales")
+                || form.containsKey("email"));
     }
 
     @Test

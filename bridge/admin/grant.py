@@ -1,0 +1,39 @@
+"""The client-credentials grant for help-desk tools (RFC 6749 §4.4), on authlib's."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from authlib.oauth2.rfc6749 import InvalidScopeError, grants
+
+from ..oidc.clients import ADMIN_SCOPE, AUTH_METHODS
+from ..store import Store
+
+
+class AdminCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+
+    def __init__(self, request, server):
+        super().__init__(request, server)
+        self.store: Store = server.store
+        self.clock = server.clock
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        requested = set((self.request.payload.scope or "").split())
+        if requested - {ADMIN_SCOPE}:
+            raise InvalidScopeError("Only the scope 'stepup:admin' can be requested.")
+
+    def save_token(self, token: dict) -> None:
+        with self.store.begin() as tx:
+            tx.save_access_token(token["access_token"], self.request.client.get_client_id(),
+                                 token.get("scope", ""), self.clock() + token["expires_in"])
+
+
+def register(server, store: Store, clock) -> None:
+    server.store, server.clock = store, clock
+    server.register_grant(AdminCredentialsGrant)
+    # authlib logs the issued token at DEBUG.
+    logging.getLogger("authlib.oauth2.rfc6749.grants.client_credentials").addFilter(
+        lambda record: not str(record.msg).startswith("Issue token"))

@@ -1,0 +1,175 @@
+"""``/admin/api/…``: thin JSON views; the rules are in :mod:`bridge.helpdesk`."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .. import helpdesk
+from ..oidc.clients import ADMIN_SCOPE
+from ..security import csrf
+from ..text import is_protocol_value
+
+bp = Blueprint("admin", __name__, url_prefix="/admin/api")
+OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
+MAX_PAGE = 200
+SUBJECT_LIMIT = 255
+
+
+def init_app(app: Flask) -> None:
+    csrf.exempt(bp)  # bearer tokens, no browser session
+    app.register_blueprint(bp)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, description: str):
+        self.status, self.error, self.description = status, error, description
+
+
+@bp.errorhandler(ApiError)
+def _api_error(e: ApiError):
+    response = jsonify(error=e.error, error_description=e.description)
+    response.status_code = e.status
+    if e.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="stepup-admin"'
+    elif e.status == 403:
+        response.headers["WWW-Authenticate"] = (
+            f'Bearer realm="stepup-admin", error="insufficient_scope", scope="{ADMIN_SCOPE}"')
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(e: HTTPException):
+    return _api_error(ApiError(e.code or 400, "invalid_request", e.description or e.name))
+
+
+@bp.after_request
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def authorized(view):
+    """A valid, unexpired bearer token with scope ``stepup:admin`` of a client that is still
+    registered with the admin flag (401 without one, 403 with the wrong scope or client)."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        bridge = current_app.extensions["stepup"]
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not is_protocol_value(token.strip(), 512):
+            raise ApiError(401, "invalid_token", "A bearer token is required.")
+        with bridge.store.begin() as tx:
+            found = tx.find_access_token(token.strip(), bridge.clock())
+            client = tx.find_client(found["client_id"]) if found else None
+        if found is None:
+            raise ApiError(401, "invalid_token", "The token is unknown or expired.")
+        if ADMIN_SCOPE not in found["scope"].split() or client is None or not client.admin:
+            raise ApiError(403, "insufficient_scope", "The token does not allow this.")
+        g.admin_client = found["client_id"]
+        _json_body()
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _json_body() -> None:
+    """The API takes no body; one that is sent must at least be a JSON object."""
+    if request.get_data(cache=True):
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+
+
+def _subject(subject: str) -> str:
+    if not subject or len(subject) > SUBJECT_LIMIT or not subject.isprintable():
+        raise ApiError(400, "invalid_request", "The subject is empty, too long or unprintable.")
+    return subject
+
+
+def _not_enrolled(subject: str) -> ApiError:
+    return ApiError(404, "not_enrolled", "This subject has no second factor.")
+
+
+@bp.get("/openapi.json")
+def openapi():
+    document = dict(OPENAPI, servers=[{"url": current_app.extensions["stepup"].settings.issuer}])
+    return jsonify(document)
+
+
+@bp.get("/users/<path:subject>")
+@authorized
+def show_user(subject: str):
+    bridge = current_app.extensions["stepup"]
+    subject = _subject(subject)
+    with bridge.store.begin() as tx:
+        tx.audit("helpdesk_show", bridge.clock(), subject=subject, client_id=g.admin_client)
+        try:
+            user = helpdesk.show(tx, subject)
+        except helpdesk.NotEnrolled:
+            user = None
+    if user is None:
+        raise _not_enrolled(subject)
+    return jsonify(user)
+
+
+@bp.post("/users/<path:subject>/unlock")
+@authorized
+def unlock_user(subject: str):
+    bridge = current_app.extensions["stepup"]
+    try:
+        with bridge.store.begin() as tx:
+            helpdesk.unlock(tx, _subject(subject), bridge.clock(), actor=g.admin_client)
+    except helpdesk.NotEnrolled:
+        raise _not_enrolled(subject) from None
+    except helpdesk.NotLocked:
+        raise ApiError(409, "not_locked", "This user is not locked.") from None
+    return jsonify(subject=subject, unlocked=True)
+
+
+@bp.post("/users/<path:subject>/reset")
+@authorized
+def reset_user(subject: str):
+    bridge = current_app.extensions["stepup"]
+    try:
+        with bridge.store.begin() as tx:
+            helpdesk.reset(tx, _subject(subject), bridge.clock(), actor=g.admin_client)
+    except helpdesk.NotEnrolled:
+        raise _not_enrolled(subject) from None
+    return jsonify(subject=subject, reset=True)
+
+
+@bp.get("/events")
+@authorized
+def list_events():
+    bridge = current_app.extensions["stepup"]
+    args = request.args
+    subject = _subject(args["subject"]) if "subject" in args else None
+    event = args.get("event")
+    if event is not None and (len(event) > 40 or not event.isprintable()):
+        raise ApiError(400, "invalid_request", "'event' is not an event name.")
+    limit = _integer("limit", 50, 1, MAX_PAGE)
+    before = _integer("before", None, 1, 2**62)
+    since = _integer("since", None, 0, 2**40)
+    with bridge.store.begin() as tx:
+        rows = tx.audit_events(subject=subject, event=event, before=before, since=since,
+                               limit=limit)
+        tx.audit("helpdesk_events", bridge.clock(), subject=subject,
+                 client_id=g.admin_client)
+    events = [{"id": r["id"], "at": r["at"], "event": r["event"], "subject": r["subject"],
+               "client_id": r["client_id"], "ip": r["ip"], "detail": r["detail"]} for r in rows]
+    return jsonify(events=events,
+                   next_before=events[-1]["id"] if len(events) == limit else None)
+
+
+def _integer(name: str, default: int | None, low: int, high: int) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 20 or not (
+            low <= int(value) <= high):
+        raise ApiError(400, "invalid_request", f"'{name}' must be a whole number from {low} "
+                                               f"to {high}.")
+    return int(value)

@@ -1,0 +1,83 @@
+"""The e-mail a user gets about an event: short, plain text, in their language where the IdP
+told us it (``ui_locales``), never with a code or a secret in it."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from babel.dates import format_datetime
+from babel.support import Translations
+
+from ..challenge import N_
+from ..i18n import TRANSLATIONS, negotiate
+from ..settings import SMTP_SCHEMES, Settings
+
+SUBJECT = N_("Security notice for your account")
+#: What happened, one sentence per event.
+WHAT = {
+    "enrollment": N_("Two-step verification was set up for your account."),
+    "recovery_code_used": N_("Your recovery code was used to sign in."),
+    "rotation": N_("Your recovery code was replaced by a new one."),
+    "reenrollment": N_("A new authenticator app was set up for your account. The old one no "
+                       "longer works."),
+    "failure_burst": N_("Several wrong codes were entered for your account."),
+    "lockout": N_("Two-step sign-in was locked for your account after too many wrong codes."),
+    "helpdesk_unlock": N_("Your help desk unlocked two-step sign-in for your account."),
+    "helpdesk_reset": N_("Your help desk reset two-step verification for your account. You "
+                         "will set it up again at your next sign-in."),
+    "not_me": N_("Two-step sign-in was locked for your account from the link in a security "
+                 "notice. Your help desk can unlock it."),
+}
+WHEN = N_("When: %(when)s")
+APPLICATION = N_("Sign-in for: %(client)s")
+IF_NOT_YOU = N_("If this wasn't you, lock two-step sign-in for your account at once, then "
+                "contact your help desk:")
+
+
+def compose(event: dict[str, Any], sender: str, domain: str,
+            not_me_link: str | None) -> EmailMessage:
+    """The message for ``event`` (its ``email`` is the recipient), ending with the event's
+    "this wasn't me" link."""
+    lang = negotiate(event.get("locale"), None)
+    texts = Translations.load(str(TRANSLATIONS), [lang])
+    when = format_datetime(datetime.fromtimestamp(event["at"], UTC), "medium", tzinfo=UTC,
+                           locale=lang) + " UTC"
+    lines = [texts.gettext(WHAT[event["event"]]), "",
+             texts.gettext(WHEN) % {"when": when}]
+    if event.get("client_id"):
+        lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
+    lines += ["", texts.gettext(IF_NOT_YOU)]
+    if not_me_link:
+        lines.append(not_me_link)
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = event["email"]
+    message["Subject"] = texts.gettext(SUBJECT)
+    message["Date"] = formatdate(event["at"], usegmt=True)
+    # The stable event id: a retried mail is recognisably the same message.
+    message["Message-ID"] = f"<{event['id']}@{domain}>"
+    message["Content-Language"] = lang
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+def send(settings: Settings, message: EmailMessage) -> None:
+    """Hand one message to the SMTP server of ``STEPUP_SMTP_URL``."""
+    url = urlsplit(settings.smtp_url)
+    port = url.port or SMTP_SCHEMES[url.scheme]
+    context = ssl.create_default_context()
+    smtp = (smtplib.SMTP_SSL(url.hostname, port, timeout=settings.smtp_timeout, context=context)
+            if url.scheme == "smtps" else
+            smtplib.SMTP(url.hostname, port, timeout=settings.smtp_timeout))
+    with smtp:
+        if url.scheme == "smtp+starttls":
+            smtp.starttls(context=context)
+        if url.username:
+            smtp.login(unquote(url.username), unquote(url.password or ""))
+        smtp.send_message(message)

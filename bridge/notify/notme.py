@@ -1,0 +1,80 @@
+""""This wasn't me": the signed, single-use, expiring link in every notice e-mail. No Flask.
+
+The link names one event and when it stops working, under an HMAC with a key derived from the
+server secret; it is the same on every retry of the mail. Following it shows a confirmation
+page; only the confirmation (a POST with a CSRF token) locks second-factor sign-in for the
+event's user, ends their open sign-ins and records a ``not_me`` event — once per link: the
+event's ``disowned_at`` is set by a compare-and-set.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from ..challenge import LOCKED
+from ..store import Store
+
+_TOKEN = re.compile(r"^([0-9a-f-]{36})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+
+
+class Outcome(Enum):
+    LOCKED = "locked"
+    USED = "used"
+    INVALID = "invalid"
+
+
+class NotMe:
+    def __init__(self, store: Store, server_key: bytes, ttl: int, issuer: str,
+                 clock: Callable[[], float] = time.time):
+        self.store, self.ttl, self.issuer, self.clock = store, ttl, issuer, clock
+        self.key = hmac.new(server_key, b"stepup not-me link", hashlib.sha256).digest()
+
+    def link(self, event: dict) -> str:
+        expires = int(event["at"]) + self.ttl
+        return f"{self.issuer}/not-me/{event['id']}.{expires}.{self._mac(event['id'], expires)}"
+
+    def _mac(self, event_id: str, expires: int) -> str:
+        digest = hmac.new(self.key, f"{event_id}.{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def event_of(self, token: str) -> str | None:
+        """The event id of an authentic, unexpired link; None for anything else."""
+        match = _TOKEN.match(token) if len(token) < 128 else None
+        if not match:
+            return None
+        event_id, expires = match.group(1), int(match.group(2))
+        if not hmac.compare_digest(match.group(3), self._mac(event_id, expires)):
+            return None
+        return event_id if self.clock() < expires else None
+
+    def locale(self, token: str) -> str | None:
+        """The language of the user the link was mailed to (for its pages)."""
+        if (event_id := self.event_of(token)) is None:
+            return None
+        with self.store.begin() as tx:
+            event = tx.find_event(event_id)
+        return event["locale"] if event else None
+
+    def confirm(self, token: str) -> Outcome:
+        if (event_id := self.event_of(token)) is None:
+            return Outcome.INVALID
+        now = self.clock()
+        with self.store.begin() as tx:
+            event = tx.find_event(event_id)
+            if event is None or event["subject"] is None:
+                return Outcome.INVALID
+            if not tx.disown_event(event_id, now):
+                return Outcome.USED
+            subject = event["subject"]
+            if tx.find_user(subject, for_update=True) is not None:
+                tx.lock_user(subject, now)
+                tx.lock_sign_ins(subject, LOCKED)
+            tx.audit("not_me", now, subject=subject, client_id=event["client_id"],
+                     disowned=event_id)
+        return Outcome.LOCKED

@@ -1,0 +1,126 @@
+"""The sender: takes due events from the outbox, delivers them on every channel, retries with
+exponential backoff, and marks them done — at least once, under the event's stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter
+
+from ..settings import Settings, event_names, webhook_key
+from ..store import Store
+from . import mail, webhooks
+
+log = logging.getLogger("stepup.notify")
+DELIVERIES = Counter("stepup_notifications_total", "Delivery attempts by channel and outcome.",
+                     ["channel", "outcome"])
+
+
+class Sender:
+    def __init__(self, store: Store, settings: Settings, clock: Callable[[], float] = time.time,
+                 link: Callable[[dict], str] | None = None):
+        self.store, self.settings, self.clock = store, settings, clock
+        #: The "this wasn't me" link of an event (``NotMe.link``), put in its e-mail.
+        self.link = link
+        self.urls = settings.webhook_url_list
+        self.key = webhook_key(settings.webhook_secret) if self.urls else b""
+        self.email_events = event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
+        self.webhook_events = event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")
+        self.domain = urlsplit(settings.issuer).hostname or "localhost"
+        # Long enough for every channel to time out twice: a live sender never loses its
+        # claim; a dead one's events are due again when it lapses.
+        self.lease = 2 * (settings.smtp_timeout + settings.webhook_timeout * len(self.urls)) + 5
+        self._stop = threading.Event()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.smtp_url or self.urls)
+
+    def channels(self, event: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
+        """(key, send) for each channel this event goes to; the key is stable across restarts
+        (a webhook is known by its URL's digest, so reordering the list sends nothing twice)."""
+        found: list[tuple[str, Callable[[], None]]] = []
+        if self.settings.smtp_url and event["email"] and event["event"] in self.email_events:
+            found.append(("email", lambda: mail.send(self.settings, mail.compose(
+                event, self.settings.smtp_sender, self.domain,
+                self.link(event) if self.link else None))))
+        if event["event"] in self.webhook_events:
+            for url in self.urls:
+                key = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
+                found.append((key, lambda url=url: webhooks.post(
+                    url, self.key, event, self.clock(), self.settings.webhook_timeout)))
+        return found
+
+    def run_once(self) -> int:
+        """Deliver due events one by one until none is due; returns how many were handled."""
+        handled = 0
+        while not self._stop.is_set():
+            claim = str(uuid.uuid4())
+            with self.store.begin() as tx:
+                batch = tx.claim_events(self.clock(), self.lease, claim, limit=1)
+            if not batch:
+                return handled
+            self._deliver(batch[0], claim)
+            handled += 1
+        return handled
+
+    def _deliver(self, event: dict[str, Any], claim: str) -> None:
+        sent = list(event["sent"] or [])
+        errors = []
+        for key, send in self.channels(event):
+            if key in sent:
+                continue
+            channel = key.split(":")[0]
+            try:
+                send()
+            except (webhooks.DeliveryError, smtplib.SMTPException, OSError) as e:
+                # Type and status only: an SMTP refusal would echo the address back.
+                detail = str(e) if isinstance(e, webhooks.DeliveryError) else type(e).__name__
+                errors.append(f"{channel}: {detail}")
+                DELIVERIES.labels(channel, "failed").inc()
+                continue
+            DELIVERIES.labels(channel, "delivered").inc()
+            sent.append(key)
+            with self.store.begin() as tx:
+                tx.mark_sent(event["id"], claim, sent)
+        now = self.clock()
+        attempts, delay = event["attempts"] + 1, 0
+        if errors:
+            delay = min(self.settings.notify_retry_base * 2 ** (attempts - 1),
+                        self.settings.notify_retry_max)
+            log.warning("event %s (%s): delivery failed (%s), attempt %d, retry in %d s",
+                        event["id"], event["event"], "; ".join(errors), attempts, delay)
+        with self.store.begin() as tx:
+            kept = tx.finish_event(
+                event["id"], claim, sent=sent, attempts=attempts,
+                done_at=None if errors else now,
+                next_attempt_at=now + delay,
+                error="; ".join(errors)[:200] if errors else None)
+        if not kept:
+            log.warning("event %s: claim lapsed during delivery; another sender retries it",
+                        event["id"])
+
+    # -- the thread ---------------------------------------------------------------------
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._loop, name="stepup-sender", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the database is away: try again at the next poll
+                log.exception("sender: cannot read the outbox")
+            self._stop.wait(self.settings.notify_poll)

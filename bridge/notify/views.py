@@ -1,0 +1,46 @@
+"""The "this wasn't me" pages: GET shows a confirmation, only the POST (CSRF-checked) locks."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, render_template
+from flask_babel import gettext as _
+
+from ..i18n import use_ui_locales
+from .notme import NotMe, Outcome
+
+bp = Blueprint("notify", __name__)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _not_me() -> NotMe:
+    return current_app.extensions["stepup"].not_me
+
+
+def _invalid():
+    return render_template("message.html", title=_("This link doesn't work"), text=_(
+        "It is too old or incomplete. If you need help, contact your help desk.")), 400
+
+
+@bp.get("/not-me/<token>")
+def not_me(token: str):
+    use_ui_locales(_not_me().locale(token))
+    if _not_me().event_of(token) is None:
+        return _invalid()
+    return render_template("not_me.html", token=token)
+
+
+@bp.post("/not-me/<token>")
+def confirm_not_me(token: str):
+    use_ui_locales(_not_me().locale(token))
+    outcome = _not_me().confirm(token)
+    if outcome is Outcome.INVALID:
+        return _invalid()
+    if outcome is Outcome.USED:
+        return render_template("message.html", title=_("This link was already used"), text=_(
+            "Nothing more to do here. If you need help, contact your help desk.")), 409
+    return render_template("message.html", title=_("Two-step sign-in is locked"), text=_(
+        "Your open sign-ins have ended and your help desk has been told. They can unlock it "
+        "after checking it's you."))

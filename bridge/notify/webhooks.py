@@ -1,0 +1,53 @@
+"""Webhooks in the Standard Webhooks format (https://www.standardwebhooks.com/).
+
+Every POST carries ``webhook-id`` (the event's stable id: the same on every retry, so a
+receiver de-duplicates by it), ``webhook-timestamp`` (seconds, of this attempt) and
+``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+
+class DeliveryError(Exception):
+    """A receiver did not take the event; the message is safe to log (no secret, no address)."""
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def body(event: dict[str, Any]) -> bytes:
+    """The event as JSON: ``type``, ``timestamp`` and ``data`` (never an address or secret)."""
+    data = {"id": event["id"], "event": event["event"], "subject": event["subject"],
+            "client_id": event["client_id"], "at": event["at"], **(event["detail"] or {})}
+    return json.dumps({
+        "type": f"stepup.{event['event']}",
+        "timestamp": datetime.fromtimestamp(event["at"], UTC).isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }, separators=(",", ":"), sort_keys=True).encode()
+
+
+def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) -> None:
+    """POST one event; anything but a 2xx answer within ``timeout`` seconds is a failure."""
+    payload = body(event)
+    timestamp = int(now)
+    headers = {"content-type": "application/json", "webhook-id": event["id"],
+               "webhook-timestamp": str(timestamp),
+               "webhook-signature": sign(key, event["id"], timestamp, payload)}
+    try:
+        response = requests.post(url, data=payload, headers=headers, timeout=timeout,
+                                 allow_redirects=False)
+    except requests.RequestException as e:
+        raise DeliveryError(type(e).__name__) from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"HTTP {response.status_code}")

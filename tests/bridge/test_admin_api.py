@@ -1,0 +1,204 @@
+"""The help-desk API (``/admin/api``): client-credentials tokens with scope ``stepup:admin``,
+refusals (401/403), hostile input (4xx, never 500), audit of every accepted call, OpenAPI."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from bridge.oidc.clients import new_client
+from tests.bridge.conftest import IDP_ID, IDP_SECRET, returning, user, wrong_code
+from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
+
+ADMIN_ID, ADMIN_SECRET = "helpdesk-tool", "helpdesk-secret-0123456789"
+
+
+@pytest.fixture
+def admin_act(make_act):
+    act = make_act(lockout_limit=2, failure_burst=0, admin_token_ttl=60)
+    with act.bridge.store.begin() as tx:
+        tx.add_client(new_client(act.bridge.secrets.pepper, ADMIN_ID, secret=ADMIN_SECRET,
+                                 jwks_uri=None, redirect_uris=[], redirect_uri_prefixes=[],
+                                 admin=True))
+    return act
+
+
+def get_token(act, scope="stepup:admin", auth=(ADMIN_ID, ADMIN_SECRET), **form):
+    data = {"grant_type": "client_credentials", **({"scope": scope} if scope else {}), **form}
+    return act.client.post("/token", data=data, auth=auth)
+
+
+def bearer(act, **kw) -> dict:
+    response = get_token(act, **kw)
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def audited(act, event: str) -> list[dict]:
+    with act.bridge.store.begin() as tx:
+        return tx.audit_events(subject=None, event=event, before=None, since=None, limit=50)
+
+
+def locked_user(act, clock, subject="lou"):
+    first, _ = act.enroll(subject)
+    login = returning(act, subject, first.secret)
+    for _ in range(2):
+        clock.advance(120)
+        act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    assert user(act, subject).locked_at is not None
+    return first
+
+
+def test_a_help_desk_shows_unlocks_and_resets_a_user(admin_act, clock):
+    act = admin_act
+    first = locked_user(act, clock)
+    token = get_token(act).get_json()
+    assert token["token_type"].lower() == "bearer" and token["expires_in"] == 60
+    assert token["scope"] == "stepup:admin"
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+
+    shown = act.client.get("/admin/api/users/lou", headers=headers)
+    assert shown.status_code == 200
+    body = shown.get_json()
+    assert body["locked"] is True and body["failures"] == 2
+    assert body["factors"] == ["totp", "recovery_code"] and body["last_used_at"] == body[
+        "enrolled_at"]
+    for secret in (first.secret, first.recovery_code):
+        assert secret not in shown.get_data(as_text=True)
+    assert "totp_secret" not in body and "recovery_digest" not in body
+
+    assert act.client.post("/admin/api/users/lou/unlock", headers=headers).status_code == 200
+    assert user(act, "lou").locked_at is None
+    assert act.client.post("/admin/api/users/lou/unlock", headers=headers).status_code == 409
+    assert act.client.post("/admin/api/users/lou/reset", headers=headers).status_code == 200
+    assert user(act, "lou") is None
+    assert act.client.get("/admin/api/users/lou", headers=headers).status_code == 404
+    # Every accepted call is audited with the caller's client id.
+    for event in ("helpdesk_show", "helpdesk_unlock", "helpdesk_reset"):
+        assert [e["client_id"] for e in audited(act, event)] and all(
+            e["client_id"] == ADMIN_ID for e in audited(act, event))
+    assert len(audited(act, "helpdesk_show")) == 2
+
+
+def test_events_page_back_with_filters(admin_act, clock):
+    act = admin_act
+    for n in range(5):
+        act.enroll(f"p{n}")
+    headers = bearer(act)
+    first = act.client.get("/admin/api/events?event=enrollment&limit=2", headers=headers)
+    page = first.get_json()
+    assert [e["subject"] for e in page["events"]] == ["p4", "p3"]
+    second = act.client.get(f"/admin/api/events?event=enrollment&limit=2&before="
+                            f"{page['next_before']}", headers=headers).get_json()
+    assert [e["subject"] for e in second["events"]] == ["p2", "p1"]
+    only = act.client.get("/admin/api/events?subject=p0", headers=headers).get_json()
+    assert {e["subject"] for e in only["events"]} == {"p0"}
+    assert only["next_before"] is None
+    assert all(e["client_id"] == ADMIN_ID for e in audited(act, "helpdesk_events"))
+    assert len(audited(act, "helpdesk_events")) == 3
+
+
+@pytest.mark.parametrize("query", [
+    "limit=0", "limit=201", "limit=99999999999999999999999", "limit=abc", "limit=-1",
+    "before=0", "since=x", "limit=%D9%A3",  # Arabic-Indic three
+    "subject=" + "x" * 300, "event=" + "e" * 100,
+])
+def test_hostile_paging_is_a_clear_400(admin_act, query):
+    response = admin_act.client.get(f"/admin/api/events?{query}", headers=bearer(admin_act))
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+
+
+def test_hostile_subjects_and_bodies_are_4xx(admin_act):
+    act, headers = admin_act, bearer(admin_act)
+    assert act.client.get("/admin/api/users/nobody", headers=headers).status_code == 404
+    assert act.client.get("/admin/api/users/" + "x" * 300, headers=headers).status_code == 400
+    assert act.client.post("/admin/api/users/nobody/reset", headers=headers).status_code == 404
+    assert act.client.post("/admin/api/users/nobody/unlock", headers=headers).status_code == 404
+    wrong = act.client.post("/admin/api/users/nobody/reset", headers=headers,
+                            data="{not json", content_type="application/json")
+    assert wrong.status_code == 400
+    assert act.client.delete("/admin/api/users/nobody", headers=headers).status_code == 405
+    assert act.client.get("/admin/api/nothing", headers=headers).status_code == 404
+
+
+def test_missing_bad_and_expired_tokens_are_401(admin_act, clock):
+    act = admin_act
+    act.enroll("tia")
+    assert act.client.get("/admin/api/users/tia").status_code == 401
+    for header in ("Bearer", "Bearer nope", "Basic abc", "Bearer " + "x" * 600, "Bearer \x01"):
+        response = act.client.get("/admin/api/users/tia", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    headers = bearer(act)
+    clock.advance(61)
+    assert act.client.get("/admin/api/users/tia", headers=headers).status_code == 401
+    assert audited(act, "helpdesk_show") == []
+
+
+def test_wrong_scope_or_client_is_refused(admin_act, clock):
+    act = admin_act
+    act.enroll("uma")
+    # An admin client's token without the scope: 403.
+    no_scope = bearer(act, scope=None)
+    assert act.client.get("/admin/api/users/uma", headers=no_scope).status_code == 403
+    # Another scope cannot be asked for.
+    assert get_token(act, scope="stepup:admin openid").get_json()["error"] == "invalid_scope"
+    # An IdP (not an admin client) gets no client-credentials token at all.
+    idp = get_token(act, auth=(IDP_ID, IDP_SECRET))
+    assert idp.status_code == 400 and idp.get_json()["error"] == "unauthorized_client"
+    assert get_token(act, auth=(ADMIN_ID, "wrong-secret-0123456789")).status_code == 401
+    # A token whose client lost the admin flag (re-registered without it): 403.
+    headers = bearer(act)
+    with act.bridge.store.begin() as tx:
+        tx.remove_client(ADMIN_ID)
+        tx.add_client(new_client(act.bridge.secrets.pepper, ADMIN_ID, secret=ADMIN_SECRET,
+                                 jwks_uri=None, redirect_uris=["https://x.example/cb"],
+                                 redirect_uri_prefixes=[]))
+    assert act.client.get("/admin/api/users/uma", headers=headers).status_code == 403
+    assert audited(act, "helpdesk_show") == []
+
+
+def test_a_private_key_jwt_admin_client_gets_a_token(make_act, clock, monkeypatch):
+    act = make_act()
+    key = ECKey.generate_key("P-256", {"kid": "hd-1"})
+    from bridge.oidc import clients
+
+    monkeypatch.setattr(clients.ClientKeys, "get", lambda self, uri: __import__(
+        "joserfc.jwk", fromlist=["KeySet"]).KeySet([key]))
+    with act.bridge.store.begin() as tx:
+        tx.add_client(new_client(act.bridge.secrets.pepper, "hd-jwt", secret=None,
+                                 jwks_uri="https://tool.example/jwks", redirect_uris=[],
+                                 redirect_uri_prefixes=[], admin=True))
+    now = int(time.time())
+    assertion = jwt.encode({"alg": "ES256", "kid": "hd-1"}, {
+        "iss": "hd-jwt", "sub": "hd-jwt", "aud": "https://bridge.example/token",
+        "jti": f"j-{now}", "iat": now, "exp": now + 60}, key)
+    response = act.client.post("/token", data={
+        "grant_type": "client_credentials", "scope": "stepup:admin", "client_id": "hd-jwt",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+    assert response.status_code == 200, response.get_json()
+    headers = {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+    assert act.client.get("/admin/api/events", headers=headers).status_code == 200
+
+
+def test_the_openapi_description_is_served(client):
+    doc = client.get("/admin/api/openapi.json").get_json()
+    assert doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": "https://bridge.example"}]
+    assert {"/admin/api/users/{subject}", "/admin/api/users/{subject}/unlock",
+            "/admin/api/users/{subject}/reset", "/admin/api/events"} <= set(doc["paths"])
+
+
+def test_the_cli_registers_an_admin_client_that_gets_a_token(stepup, make_act):  # noqa: F811
+    act = make_act()
+    ok(stepup("client", "add", "--client-id", "desk", "--client-secret", ADMIN_SECRET,
+              "--admin"))
+    assert any(line.startswith("desk\t") and line.endswith("\tadmin")
+               for line in ok(stepup("client", "list")).splitlines())
+    assert get_token(act, auth=("desk", ADMIN_SECRET)).status_code == 200
+    # Without --admin a client still needs a redirect URI.
+    assert stepup("client", "add", "--client-id", "x", "--client-secret",
+                  ADMIN_SECRET).exit_code != 0

@@ -1,0 +1,108 @@
+""""This wasn't me" (DESIGN "Events, notifications and the help desk"): the link in every
+notice e-mail, mailed through a real SMTP server; GET only shows a confirmation; the
+confirmation locks once; an expired, altered or reused link does nothing harmful."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.store import schema
+from tests.bridge.conftest import user
+from tests.bridge.test_notify import body_of, notifying, receiver, smtp  # noqa: F401
+from tests.bridge.test_outbox import outbox
+
+
+@pytest.fixture
+def mailed(notifying, smtp):  # noqa: F811
+    """A user enrolled with an address, a second sign-in open, and the notice's link."""
+    act = notifying(not_me_ttl=3600)
+    act.enroll("nia", email="nia@example.org", ui_locales="fr")
+    open_login = act.start("nia")
+    act.bridge.sender.run_once()
+    [message] = smtp.messages
+    link = re.search(r"https://bridge\.example/not-me/\S+", body_of(message)).group(0)
+    return act, link.removeprefix("https://bridge.example"), open_login
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_get_shows_a_confirmation_and_changes_nothing(mailed):
+    act, path, _ = mailed
+    page = act.client.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'lang="fr"' in html and "Verrouiller la connexion en deux étapes" in html
+    assert user(act, "nia").locked_at is None
+    assert [e["event"] for e in outbox(act, "nia")] == ["enrollment"]
+
+
+def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
+    act, path, open_login = mailed
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    done = act.client.post(path, data={"csrf_token": token})
+    assert done.status_code == 200
+    assert "Two-step sign-in is locked" not in done.get_data(as_text=True)  # it is in French
+    assert user(act, "nia").locked_at == clock()
+    events = outbox(act, "nia")
+    assert [e["event"] for e in events] == ["enrollment", "not_me"]
+    assert events[1]["detail"] == {"disowned": events[0]["id"]}
+    # The sign-in that was open shows the locked page now.
+    assert "locked" in act.client.get(open_login.flow_url).get_data(as_text=True).lower()
+    # A second use: nothing more happens.
+    again = act.client.post(path, data={"csrf_token": token})
+    assert again.status_code == 409
+    assert [e["event"] for e in outbox(act, "nia")] == ["enrollment", "not_me"]
+
+
+def test_the_lock_is_lifted_only_by_the_help_desk(mailed, clock):
+    act, path, _ = mailed
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    act.client.post(path, data={"csrf_token": token})
+    clock.advance(30)
+    assert "locked" in act.start("nia").last_page.lower()
+
+
+def test_without_the_csrf_token_nothing_is_locked(mailed):
+    act, path, _ = mailed
+    assert act.client.post(path).status_code == 400
+    assert user(act, "nia").locked_at is None
+
+
+@pytest.mark.parametrize("alter", [
+    lambda p: p[:-2] + ("AA" if not p.endswith("AA") else "BB"),  # the MAC
+    lambda p: re.sub(r"\.(\d+)\.", lambda m: f".{int(m.group(1)) + 3600}.", p),  # expiry
+    lambda p: p.replace(p.split("/")[-1][:8], "00000000"),  # the event
+    lambda p: p + "x" * 200,
+    lambda p: "/not-me/%00%ff",
+])
+def test_an_altered_link_does_nothing(mailed, alter):
+    act, path, _ = mailed
+    bad = alter(path)
+    assert act.client.get(bad).status_code in (400, 404)
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    assert act.client.post(bad, data={"csrf_token": token}).status_code in (400, 404)
+    assert user(act, "nia").locked_at is None
+    with act.bridge.store.begin() as tx:
+        assert tx.conn.execute(sa.select(sa.func.count()).select_from(schema.events).where(
+            schema.events.c.disowned_at.is_not(None))).scalar_one() == 0
+
+
+def test_an_expired_link_does_nothing(mailed, clock):
+    act, path, _ = mailed
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    clock.advance(3600)
+    assert act.client.get(path).status_code == 400
+    assert act.client.post(path, data={"csrf_token": token}).status_code == 400
+    assert user(act, "nia").locked_at is None
+
+
+def test_the_link_is_the_same_on_every_retry_and_holds_no_secret(mailed):
+    act, path, _ = mailed
+    [event] = outbox(act, "nia")
+    assert act.bridge.not_me.link(event) == "https://bridge.example" + path
+    assert event["id"] in path

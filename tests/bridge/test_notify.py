@@ -1,0 +1,318 @@
+"""Delivery of the outbox to a real SMTP server (aiosmtpd) and a real webhook receiver
+(werkzeug), both on 127.0.0.1: exactly the expected mail and signed webhook per event, and
+nothing lost or sent twice when either is down, refusing, failing or hanging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.notify.mail import WHAT
+from bridge.settings import ConfigError, load_settings
+from bridge.store import NOTIFIED_EVENTS, schema
+from tests.bridge.conftest import returning, shown, wrong_code
+from tests.bridge.test_outbox import metric
+from tests.receivers import WEBHOOK_SECRET, SmtpSink, WebhookReceiver, tls_files
+
+
+@pytest.fixture
+def smtp():
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def receiver():
+    hook = WebhookReceiver().start()
+    yield hook
+    hook.stop()
+
+
+@pytest.fixture
+def notifying(make_act, smtp, receiver):
+    """Actions on an app that mails ``smtp`` and posts to ``receiver``, retrying after 10 s."""
+    def make(**config):
+        return make_act(smtp_url=smtp.url, smtp_from="stepup@bridge.example",
+                        webhook_urls=receiver.url, webhook_secret=WEBHOOK_SECRET,
+                        smtp_timeout=2, webhook_timeout=1, notify_retry_base=10,
+                        notify_retry_max=40, **config)
+    return make
+
+
+def pending(act) -> list[dict]:
+    with act.bridge.store.begin() as tx:
+        return [dict(r) for r in tx.conn.execute(
+            sa.select(schema.events).where(schema.events.c.done_at.is_(None))).mappings()]
+
+
+def body_of(message) -> str:
+    return message.get_payload(decode=True).decode()
+
+
+def test_each_event_gives_one_mail_and_one_signed_webhook(notifying, smtp, receiver, clock):
+    act = notifying()
+    first, _ = act.enroll("ann", email="ann@example.org", ui_locales="de")
+    login = returning(act, "ann", first.secret)
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    new_code = shown(login.last_page, "recovery-code")
+    act.post(login, "saved", saved="yes")
+    assert act.bridge.sender.run_once() == 3
+    assert act.bridge.sender.run_once() == 0  # all done: nothing is sent again
+    assert pending(act) == []
+
+    kinds = ["enrollment", "recovery_code_used", "rotation"]
+    hooks = [json.loads(e["body"]) for e in receiver.received]
+    assert [h["type"] for h in hooks] == [f"stepup.{k}" for k in kinds]
+    assert all(e["valid"] for e in receiver.received) and receiver.duplicates == 0
+    with act.bridge.store.begin() as tx:
+        ids = {r.event: r.id for r in tx.conn.execute(sa.select(schema.events))}
+    for entry, kind in zip(receiver.received, kinds, strict=True):
+        assert entry["headers"]["Webhook-Id"] == ids[kind]
+        assert json.loads(entry["body"])["data"] == {
+            "id": ids[kind], "event": kind, "subject": "ann", "client_id": "idp",
+            "at": clock()}
+
+    assert len(smtp.messages) == 3
+    for message, kind in zip(smtp.messages, kinds, strict=True):
+        assert message["X-Envelope-To"] == "ann@example.org"
+        assert message["From"] == "stepup@bridge.example"
+        assert message["Subject"] == "Sicherheitshinweis zu Ihrem Konto"  # ui_locales=de
+        assert message["Message-ID"] == f"<{ids[kind]}@bridge.example>"
+        text = body_of(message)
+        assert "Anmeldung für: idp" in text and "UTC" in text
+        for secret in (first.secret, first.recovery_code, new_code):
+            assert secret not in text
+    assert "Wiederherstellungscode wurde zur Anmeldung" in body_of(smtp.messages[1])
+
+
+def test_no_address_means_webhooks_only(notifying, smtp, receiver):
+    act = notifying()
+    act.enroll("bo")
+    act.bridge.sender.run_once()
+    assert smtp.messages == [] and len(receiver.by_id) == 1 and pending(act) == []
+
+
+def test_an_address_that_is_not_one_is_ignored_and_logged_without_it(notifying, smtp, caplog):
+    act = notifying()
+    with caplog.at_level(logging.WARNING, "stepup"):
+        act.enroll("cy", email="cy@@evil <x>")
+    act.bridge.sender.run_once()
+    assert smtp.messages == []
+    assert "ignored an 'email' that is not an address" in caplog.text
+    assert "evil" not in caplog.text
+
+
+def test_only_the_configured_events_are_sent(notifying, smtp, receiver, clock):
+    act = notifying(lockout_limit=3, failure_burst=2, email_events="lockout",
+                    webhook_events="failure_burst,lockout")
+    first, _ = act.enroll("di", email="di@example.org")
+    login = returning(act, "di", first.secret)
+    for _ in range(3):
+        clock.advance(120)
+        act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    act.bridge.sender.run_once()
+    assert [json.loads(e["body"])["type"] for e in receiver.received] == [
+        "stepup.failure_burst", "stepup.lockout"]
+    assert len(smtp.messages) == 1 and "locked" in body_of(smtp.messages[0])
+    assert pending(act) == []
+
+
+def test_a_failing_receiver_gets_it_later_and_the_mail_goes_once(notifying, smtp, receiver,
+                                                                   clock, caplog):
+    act = notifying()
+    receiver.mode = "fail"
+    failed = metric("stepup_notifications_total", channel="webhook", outcome="failed")
+    delivered = metric("stepup_notifications_total", channel="webhook", outcome="delivered")
+    act.enroll("ed", email="ed@example.org")
+    with caplog.at_level(logging.WARNING, "stepup.notify"):
+        act.bridge.sender.run_once()
+    assert len(smtp.messages) == 1  # the mail went; only the webhook waits
+    [event] = pending(act)
+    assert event["attempts"] == 1 and event["sent"] == ["email"]
+    assert event["last_error"] == "webhook: HTTP 500"
+    assert event["next_attempt_at"] == clock() + 10
+    assert "ed@example.org" not in caplog.text and "HTTP 500" in caplog.text
+    clock.advance(5)
+    assert act.bridge.sender.run_once() == 0  # not due yet
+    clock.advance(5)
+    act.bridge.sender.run_once()  # second failure: the wait doubles
+    assert pending(act)[0]["next_attempt_at"] == clock() + 20
+    receiver.mode = "ok"
+    clock.advance(20)
+    act.bridge.sender.run_once()
+    assert pending(act) == [] and len(receiver.by_id) == 1 and len(smtp.messages) == 1
+    assert len(receiver.received) == 3
+    assert metric("stepup_notifications_total", channel="webhook", outcome="failed") == (
+        failed + 2)
+    assert metric("stepup_notifications_total", channel="webhook",
+                  outcome="delivered") == delivered + 1
+
+
+def test_a_stopped_receiver_and_a_stopped_mail_server_lose_nothing(notifying, smtp, receiver,
+                                                                     clock):
+    act = notifying()
+    smtp.stop()
+    receiver.stop()  # connection refused
+    act.enroll("flo", email="flo@example.org")
+    act.bridge.sender.run_once()
+    [event] = pending(act)
+    assert event["sent"] == [] and "email: ConnectionRefusedError" in event["last_error"]
+    smtp.start()
+    receiver.start()
+    for _ in range(3):  # backoff capped at notify_retry_max
+        clock.advance(40)
+        act.bridge.sender.run_once()
+    assert pending(act) == []
+    assert len(smtp.messages) == 1 and len(receiver.by_id) == 1 and receiver.duplicates == 0
+
+
+def test_a_hanging_receiver_times_out_and_a_deduplicating_one_keeps_it_once(
+        notifying, receiver, clock):
+    act = notifying()
+    receiver.mode, receiver.hang_s = "hang", 3  # past STEPUP_WEBHOOK_TIMEOUT=1
+    act.enroll("gus")
+    act.bridge.sender.run_once()
+    assert "webhook: ReadTimeout" in pending(act)[0]["last_error"]
+    receiver.mode = "ok"
+    clock.advance(10)
+    act.bridge.sender.run_once()
+    assert pending(act) == []
+    # The hung request finished late on the receiver's side: it got the event twice under one
+    # id and kept it once.
+    for _ in range(50):
+        if len(receiver.received) == 2 and receiver.duplicates == 1:
+            break
+        time.sleep(0.1)
+    assert len(receiver.by_id) == 1 and receiver.duplicates == 1
+
+
+def test_a_lapsed_claim_is_taken_by_another_sender(notifying, receiver, clock):
+    """A sender that died after claiming: its claim lapses and the event is due again; the
+    dead sender's late report changes nothing."""
+    act = notifying()
+    act.enroll("hu")
+    with act.bridge.store.begin() as tx:
+        [claimed] = tx.claim_events(clock(), act.bridge.sender.lease, "dead-sender", 1)
+    assert act.bridge.sender.run_once() == 0  # held by the other sender
+    clock.advance(act.bridge.sender.lease)
+    assert act.bridge.sender.run_once() == 1
+    assert pending(act) == [] and len(receiver.by_id) == 1
+    with act.bridge.store.begin() as tx:
+        assert not tx.finish_event(claimed["id"], "dead-sender", sent=[], done_at=None,
+                                   attempts=1, next_attempt_at=clock(), error="late")
+    assert pending(act) == []
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("smtp_url", "smtp://", "STEPUP_SMTP_URL has no host"),
+    ("smtp_url", "http://mail.example", "STEPUP_SMTP_URL must start with smtp://"),
+    ("webhook_urls", "http://hooks.example/in", "must use https (http only on localhost)"),
+    ("webhook_events", "lockout,nope", "STEPUP_WEBHOOK_EVENTS: unknown event 'nope'"),
+    ("email_events", "enrolment", "STEPUP_EMAIL_EVENTS: unknown event 'enrolment'"),
+    ("smtp_from", "not an address", "STEPUP_SMTP_FROM must be an e-mail address"),
+])
+def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, message):
+    config = {setting: value}
+    if setting == "webhook_urls":
+        config["webhook_secret"] = WEBHOOK_SECRET
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
+    with pytest.raises(ConfigError, match="STEPUP_WEBHOOK_SECRET must be set"):
+        load_settings({}, {"webhook_urls": "https://hooks.example/in"})
+    with pytest.raises(ConfigError, match="24 to 64 bytes") as error:
+        load_settings({}, {"webhook_urls": "https://hooks.example/in",
+                           "webhook_secret": "whsec_c2hvcnQ="})
+    assert "c2hvcnQ" not in str(error.value)
+    assert "secret-pw" not in repr(load_settings({}, {"smtp_url": "smtp://u:secret-pw@mx"}))
+
+
+@pytest.mark.parametrize("event", sorted(NOTIFIED_EVENTS))
+def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, event):
+    act = notifying()
+    with act.bridge.store.begin() as tx:
+        tx.set_contact("kim", "kim@example.org", None, 1.0)
+        event_id = tx.audit(event, 1_700_000_000.0, subject="kim", client_id="idp")
+    assert act.bridge.sender.run_once() == 1
+    [message] = smtp.messages
+    assert WHAT[event] in " ".join(body_of(message).split())
+    assert "Nov 14, 2023" in body_of(message) and "Sign-in for: idp" in body_of(message)
+    assert f"https://bridge.example/not-me/{event_id}." in body_of(message)
+    [entry] = receiver.received
+    assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
+    assert json.loads(entry["body"])["type"] == f"stepup.{event}"
+
+
+# aiosmtpd cannot tell that an smtps socket is TLS, and warns about AUTH on it.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("tls", ["starttls", "smtps"])
+def test_mail_over_tls_with_smtp_auth(make_act, tmp_path, monkeypatch, tls):
+    """STARTTLS and implicit TLS, the server's certificate verified (trusted here through
+    SSL_CERT_FILE, as an operator's private CA would be), and SMTP AUTH with a password that
+    needs URL-encoding."""
+    certs = tls_files(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs[0]))
+    sink = SmtpSink(tls=tls, certs=certs, login=("relay user", "p@ss:w/rd")).start()
+    try:
+        act = make_act(smtp_url=sink.url, smtp_timeout=5)
+        act.enroll("tls", email="tls@example.org")
+        assert act.bridge.sender.run_once() == 1
+        assert pending(act) == [] and len(sink.messages) == 1
+        assert sink.logins == ["relay user"]
+    finally:
+        sink.stop()
+
+
+def test_a_wrong_smtp_password_is_retried_and_never_logged(make_act, caplog, tmp_path,
+                                                           monkeypatch):
+    certs = tls_files(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs[0]))
+    sink = SmtpSink(tls="starttls", certs=certs, login=("relay", "right-pw")).start()
+    try:
+        act = make_act(smtp_url=sink.url.replace("right-pw", "wrong-pw"), smtp_timeout=5)
+        act.enroll("pw", email="pw@example.org")
+        with caplog.at_level(logging.WARNING, "stepup.notify"):
+            act.bridge.sender.run_once()
+        assert sink.messages == [] and "SMTPAuthenticationError" in pending(act)[0][
+            "last_error"]
+        assert "wrong-pw" not in caplog.text and "pw@example.org" not in caplog.text
+    finally:
+        sink.stop()
+
+
+def test_a_mail_server_that_never_answers_times_out_and_gets_it_later(notifying, smtp,
+                                                                      receiver, clock):
+    """A listener that accepts the connection but never greets: the attempt ends at
+    STEPUP_SMTP_TIMEOUT; the webhook is not held up, and the mail goes once the server
+    works."""
+    import socket
+
+    act = notifying()
+    smtp.stop()
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", smtp.port))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever speaks
+    try:
+        act.enroll("hank", email="hank@example.org")
+        started = time.monotonic()
+        act.bridge.sender.run_once()
+        assert 2 <= time.monotonic() - started < 10  # STEPUP_SMTP_TIMEOUT=2
+    finally:
+        silent.close()
+    [event] = pending(act)
+    # smtplib reports its read timeout as a disconnection.
+    assert event["last_error"] == "email: SMTPServerDisconnected"
+    assert len(receiver.by_id) == 1  # the webhook went all the same
+    smtp.start()
+    clock.advance(10)
+    act.bridge.sender.run_once()
+    assert pending(act) == [] and len(smtp.messages) == 1 and len(receiver.received) == 1

@@ -1,0 +1,150 @@
+"""The events outbox (DESIGN "Events, notifications and the help desk"): every notified event
+is written in the transaction of its change, with a stable id; log lines and metrics come
+only from committed events, so a rolled-back change emits nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+
+from bridge.store import schema
+from tests.bridge.conftest import is_callback, returning, shown, wrong_code
+from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
+
+
+def outbox(act, subject: str | None = None) -> list[dict]:
+    query = sa.select(schema.events).order_by(schema.events.c.at)
+    if subject is not None:
+        query = query.where(schema.events.c.subject == subject)
+    with act.bridge.store.begin() as tx:
+        return [dict(row) for row in tx.conn.execute(query).mappings()]
+
+
+class AuditLines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records: list[dict] = []
+
+    def emit(self, record):
+        self.records.append(record.audit)
+
+
+@pytest.fixture
+def audit_lines():
+    handler = AuditLines()
+    logger = logging.getLogger("stepup.audit")
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+
+
+def metric(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_each_notified_event_enters_the_outbox_with_a_stable_id(act, clock, audit_lines):
+    first, _ = act.enroll("erin")
+    login = returning(act, "erin", first.secret)
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    act.post(login, "saved", saved="yes", next="reenroll")
+    new_secret = shown(login.last_page, "totp-secret")
+    login.secret = new_secret
+    assert is_callback(act.post(login, "reenroll", otp=act.code_now(login)))
+
+    rows = outbox(act, "erin")
+    assert [r["event"] for r in rows] == ["enrollment", "recovery_code_used", "rotation",
+                                          "reenrollment"]
+    for row in rows:
+        assert uuid.UUID(row["id"]).version == 4
+        assert row["client_id"] == "idp" and row["done_at"] is None and row["attempts"] == 0
+        assert row["next_attempt_at"] == row["at"]
+    # The log line of a notified event names its outbox id; others (success) have none.
+    logged = {r["event_id"]: r["event"] for r in audit_lines if "event_id" in r}
+    assert logged == {r["id"]: r["event"] for r in rows}
+    assert "success" not in {r["event"] for r in rows}
+    # Nothing secret in the outbox.
+    text = repr(rows)
+    for secret in (first.secret, new_secret, first.recovery_code):
+        assert secret not in text
+
+
+def test_a_burst_of_failures_then_a_lockout(make_act, clock):
+    act = make_act(lockout_limit=5, failure_burst=3)
+    first, _ = act.enroll("finn")
+    login = returning(act, "finn", first.secret)
+    for _ in range(5):
+        clock.advance(120)  # past the growing delay between attempts
+        act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    names = [r["event"] for r in outbox(act, "finn")]
+    assert names == ["enrollment", "failure_burst", "lockout"]
+    burst = outbox(act, "finn")[1]
+    assert burst["detail"] == {"failures": 3}
+
+
+def test_failure_burst_zero_means_never(make_act, clock):
+    act = make_act(lockout_limit=5, failure_burst=0)
+    first, _ = act.enroll("gil")
+    login = returning(act, "gil", first.secret)
+    for _ in range(4):
+        clock.advance(120)
+        act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    assert [r["event"] for r in outbox(act, "gil")] == ["enrollment"]
+
+
+def test_help_desk_unlock_and_reset_enter_the_outbox(make_act, clock, stepup):  # noqa: F811
+    act = make_act(lockout_limit=1, failure_burst=0)
+    first, _ = act.enroll("hal")
+    login = returning(act, "hal", first.secret)
+    act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    ok(stepup("user", "unlock", "hal"))
+    ok(stepup("user", "reset", "hal", "--yes"))
+    assert [r["event"] for r in outbox(act, "hal")] == [
+        "enrollment", "lockout", "helpdesk_unlock", "helpdesk_reset"]
+
+
+def test_a_rolled_back_change_emits_nothing(act, audit_lines):
+    """Store level: an event recorded in a transaction that then fails leaves no row, no log
+    line and no metric."""
+    before = metric("stepup_lockouts_total")
+    with pytest.raises(RuntimeError), act.bridge.store.begin() as tx:
+        tx.audit("lockout", 1.0, subject="ivy", client_id="idp")
+        assert audit_lines == []  # not before the commit either
+        raise RuntimeError("the change fails after the event was recorded")
+    assert outbox(act) == [] and audit_lines == []
+    with act.bridge.store.begin() as tx:
+        assert tx.audit_trail("ivy") == []
+    assert metric("stepup_lockouts_total") == before
+    with act.bridge.store.begin() as tx:
+        tx.audit("lockout", 1.0, subject="ivy", client_id="idp")
+    assert [r["event"] for r in audit_lines] == ["lockout"]
+    assert metric("stepup_lockouts_total") == before + 1
+
+
+def test_an_enrollment_whose_transaction_fails_emits_nothing(act, monkeypatch, audit_lines):
+    """Through the pipeline: the database fails after the enrollment was recorded (saving
+    the authorization code); the user sees "try again", and nothing was logged, counted or
+    queued for a change that did not happen."""
+    from bridge.store import Tx
+
+    before = metric("stepup_enrollments_total", kind="enrollment")
+    login = act.start("jo")
+    login.secret = shown(login.last_page, "totp-secret")
+    act.post(login, "enroll", otp=act.code_now(login))
+
+    def database_gone(self, code):
+        raise sa.exc.OperationalError("INSERT INTO codes", {}, Exception("server closed"))
+
+    monkeypatch.setattr(Tx, "save_code", database_gone)
+    assert act.post(login, "saved", saved="yes").status_code == 503
+    assert outbox(act, "jo") == []
+    assert "enrollment" not in [r["event"] for r in audit_lines]
+    assert metric("stepup_enrollments_total", kind="enrollment") == before
+    monkeypatch.undo()
+    login.last_page = ""  # "try again": back to the page, which still asks to confirm
+    assert is_callback(act.post(login, "saved", saved="yes"))
+    assert [r["event"] for r in outbox(act, "jo")] == ["enrollment"]
+    assert metric("stepup_enrollments_total", kind="enrollment") == before + 1

@@ -1,0 +1,40 @@
+"""docs/helpdesk.md, followed on real nodes: register a help-desk tool with the CLI, get a
+token and reset a user with the curl commands the page shows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .conftest import stepup
+from .test_nodes import enroll
+
+pytestmark = pytest.mark.e2e
+SECRET = "helpdesk-secret-0123456789abcdef"
+
+
+def curl(*args: str) -> dict:
+    done = subprocess.run(["curl", "-s", "--fail-with-body", *args], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+def test_a_help_desk_resets_a_user_with_curl(cluster, tmp_path):
+    a, b = cluster.nodes
+    enroll(cluster, "curl-user", a)
+    env = cluster.env | {"STEPUP_DATA_DIR": str(tmp_path)}
+    stepup(env, "client", "add", "--client-id", "helpdesk-tool", "--client-secret", SECRET,
+           "--admin")
+    token = curl("-u", f"helpdesk-tool:{SECRET}", "-d", "grant_type=client_credentials",
+                 "-d", "scope=stepup:admin", f"{a}/token")["access_token"]
+    auth = f"Authorization: Bearer {token}"
+    shown = curl("-H", auth, f"{b}/admin/api/users/curl-user")  # any node takes the token
+    assert shown["subject"] == "curl-user" and shown["locked"] is False
+    assert curl("-X", "POST", "-H", auth, f"{b}/admin/api/users/curl-user/reset") == {
+        "subject": "curl-user", "reset": True}
+    assert "curl-user: not enrolled" in stepup(env, "user", "show", "curl-user").stdout
+    events = curl("-H", auth, f"{a}/admin/api/events?subject=curl-user&event=helpdesk_reset")
+    assert [e["client_id"] for e in events["events"]] == ["helpdesk-tool"]
