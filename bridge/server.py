@@ -43,9 +43,9 @@ def _post_fork(server, worker) -> None:
 def _post_worker_init(worker) -> None:
     # One sender thread per worker (threads do not survive the fork, so not in the master);
     # the database hands each event to one of them (bridge.notify).
-    sender = worker.app.application.extensions["stepup"].sender
-    if sender.configured:
-        sender.start()
+    bridge = worker.app.application.extensions.get("stepup")  # absent: bench's trivial app
+    if bridge and bridge.sender.configured:
+        bridge.sender.start()
 
 
 def _child_exit(server, worker) -> None:

@@ -69,6 +69,7 @@ class TestRFC9126Section2_1:
             "nonce": "n-0S6_WzA2Mj", "code_challenge": CHALLENGE, "login_hint": "user-1",
             "preferred_username": "Pat Smith", "acr_values": "urn:example:mfa",
             "ui_locales": "de en", "max_age": 300, "prompt": "login", "allow_enrollment": True,
+            "email": None,
         }
 
     def test_optional_parameters_may_be_left_out(self):
