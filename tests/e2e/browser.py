@@ -76,3 +76,10 @@ def chromium_page(width: int = 900, height: int = 1000):
 def screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def enter_recovery_code(page, code: str) -> None:
+    """At the bridge's TOTP page: switch to the recovery-code form and submit ``code``."""
+    page.click("#use-recovery-code")
+    page.fill("input[name=recovery_code]", code)
+    page.click("text=Verify recovery code")

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.factors import totp
 
-from .browser import chromium_page, free_port, screenshot, stepup_process
+from .browser import chromium_page, enter_recovery_code, free_port, screenshot, stepup_process
 
 pytestmark = pytest.mark.e2e
 
@@ -107,9 +107,7 @@ def test_enroll_totp_and_recovery_with_rotation(demo):
 
         # The old code is spent.
         sign_in(page, demo, "alice")
-        page.click("#use-recovery-code")
-        page.fill("input[name=recovery_code]", first_code)
-        page.click("text=Verify recovery code")
+        enter_recovery_code(page, first_code)
         assert "didn't work" in page.inner_text("[role=alert]")
         screenshot(page, "08-recovery-wrong")
 
@@ -150,9 +148,7 @@ def test_lost_authenticator_is_replaced_after_a_recovery_login(demo):
         page.click("text=Sign out")
 
         sign_in(page, idp, "carol")
-        page.click("#use-recovery-code")
-        page.fill("input[name=recovery_code]", code)
-        page.click("text=Verify recovery code")
+        enter_recovery_code(page, code)
         page.check("input[name=saved]")
         page.click("text=Set up a new authenticator")
         assert page.inner_text("h1") == "Set up your new authenticator"

@@ -13,7 +13,7 @@ import pytest
 
 from bridge.factors import totp
 
-from .browser import chromium_page, screenshot
+from .browser import chromium_page, enter_recovery_code, screenshot
 from .keycloak_pages import MULTI_FACTOR, enroll, enrolled_user, password_step, rp_claims
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +42,7 @@ def test_recovery_code_login_with_rotation(world):
     _, first_code = enrolled_user(world, "kc-bob")
     with chromium_page() as page:
         password_step(page, world, "kc-bob")
-        page.click("#use-recovery-code")
-        page.fill("input[name=recovery_code]", first_code)
-        page.click("text=Verify recovery code")
+        enter_recovery_code(page, first_code)
         new_code = page.inner_text("#recovery-code").strip()
         assert new_code != first_code
         screenshot(page, "keycloak-04-new-recovery-code")
@@ -53,9 +51,7 @@ def test_recovery_code_login_with_rotation(world):
         assert rp_claims(page)["stepup_amr"] == "rc"
     with chromium_page() as page:  # the old code is spent, the new one works
         password_step(page, world, "kc-bob")
-        page.click("#use-recovery-code")
-        page.fill("input[name=recovery_code]", first_code)
-        page.click("text=Verify recovery code")
+        enter_recovery_code(page, first_code)
         assert "didn't work" in page.inner_text("[role=alert]")
         page.fill("input[name=recovery_code]", new_code)
         page.click("text=Verify recovery code")

@@ -14,7 +14,7 @@ import requests
 
 from bridge.factors import totp
 
-from .browser import chromium_page, screenshot
+from .browser import chromium_page, enter_recovery_code, screenshot
 from .keycloak_env import add_upstream_idp
 from .keycloak_pages import (
     MULTI_FACTOR,
@@ -75,9 +75,7 @@ def test_reset_passes_the_bridge_with_a_recovery_code_and_rotates_it(world):
     _, first_code = enrolled_user(world, "rs-bob")
     with chromium_page() as page:
         reset_until_the_bridge(page, world, "rs-bob")
-        page.click("#use-recovery-code")
-        page.fill("input[name=recovery_code]", first_code)
-        page.click("text=Verify recovery code")
+        enter_recovery_code(page, first_code)
         new_code = page.inner_text("#recovery-code").strip()
         assert new_code != first_code
         page.check("input[name=saved]")
@@ -86,9 +84,7 @@ def test_reset_passes_the_bridge_with_a_recovery_code_and_rotates_it(world):
         assert rp_claims(page)["stepup_amr"] == "rc"
     with chromium_page() as page:  # the spent code fails, the new one works
         reset_until_the_bridge(page, world, "rs-bob")
-        page.click("#use-recovery-code")
-        page.fill("input[name=recovery_code]", first_code)
-        page.click("text=Verify recovery code")
+        enter_recovery_code(page, first_code)
         assert "didn't work" in page.inner_text("[role=alert]")
         page.fill("input[name=recovery_code]", new_code)
         page.click("text=Verify recovery code")
