@@ -68,6 +68,7 @@ class TestPushedAuthorizationRequest:
             "user-42",
             REDIRECT_URI,
             preferred_username="Ada Lovelace",
+            email="ada@example.org",
             acr_values=["urn:a", "urn:b"],
             ui_locales="nl en",
             max_age=0,
@@ -76,6 +77,7 @@ class TestPushedAuthorizationRequest:
 
         pushed = bridge.pushed()
         assert pushed["preferred_username"] == "Ada Lovelace"
+        assert pushed["email"] == "ada@example.org"
         assert pushed["acr_values"] == "urn:a urn:b"
         assert pushed["ui_locales"] == "nl en"
         assert pushed["max_age"] == "0"

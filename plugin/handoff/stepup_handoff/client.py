@@ -139,6 +139,7 @@ class HandoffClient:
         redirect_uri: str,
         *,
         preferred_username: str | None = None,
+        email: str | None = None,
         acr_values: str | Sequence[str] | None = None,
         ui_locales: str | Sequence[str] | None = None,
         max_age: int | None = None,
@@ -146,7 +147,8 @@ class HandoffClient:
     ) -> PendingHandoff:
         """Push the authorization request; send the browser to the result's ``authorize_url``.
 
-        ``login_hint`` is the IdP's stable user id and becomes the assertion's ``sub``.
+        ``login_hint`` is the IdP's stable user id and becomes the assertion's ``sub``;
+        ``email``, a *verified* address, is where the bridge sends the user's security notices.
         """
         if not isinstance(login_hint, str) or not login_hint:
             raise ValueError("login_hint must be a non-empty string")
@@ -170,6 +172,7 @@ class HandoffClient:
         }
         optional = {
             "preferred_username": preferred_username,
+            "email": email,
             "acr_values": _space_list(acr_values),
             "ui_locales": _space_list(ui_locales),
             "max_age": None if max_age is None else str(max_age),
