@@ -15,10 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class FakeClock:
-    """Starts at real time (so authlib's own checks agree) and moves only when told."""
+    """Starts at real time (so authlib's own checks agree) and moves only when told.
+
+    It starts 5 s into a TOTP step, never ahead of the real clock: a CLI run in a subprocess
+    stamps its events with real time, and a fake clock ahead of it would reorder them."""
 
     def __init__(self) -> None:
-        self.now = float(int(time.time()) // 30 * 30 + 5)
+        now = time.time()
+        start = int(now) // 30 * 30 + 5
+        self.now = float(start if start <= now else start - 30)
 
     def __call__(self) -> float:
         return self.now
