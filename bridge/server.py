@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from flask import Flask
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
@@ -34,6 +36,13 @@ class JsonLogger(glogging.Logger):
                 handler.setFormatter(JsonFormatter())
 
 
+def _pre_fork(server, worker) -> None:
+    # The app was built in the master: move its objects out of the collector's reach. Workers
+    # then never traverse them in a full collection (a pause of milliseconds on every few
+    # hundred requests) and never write to their pages (which stay shared with the master).
+    gc.freeze()
+
+
 def _post_fork(server, worker) -> None:
     # Database connections must not be shared across fork: each worker opens its own.
     if bridge := worker.app.application.extensions.get("stepup"):
@@ -62,6 +71,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         "workers": workers,
         "timeout": timeout,
         "preload_app": True,
+        "pre_fork": _pre_fork,
         "post_fork": _post_fork,
         "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
