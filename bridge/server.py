@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 from flask import Flask
 from gunicorn import glogging
@@ -34,6 +35,22 @@ class JsonLogger(glogging.Logger):
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(JsonFormatter())
+        self.error_log.addFilter(_no_request_targets)
+
+
+def _no_request_targets(record: logging.LogRecord) -> bool:
+    """gunicorn quotes what it could not handle: the request line it failed to parse, or the
+    URI of a request that failed. Their query strings may carry an authorization code or a
+    request_uri, so only the kind of error and the path reach the log."""
+    if not isinstance(record.msg, str):
+        return True
+    if record.msg.startswith("Invalid request from ip="):
+        where, _, error = record.msg.partition(": ")
+        record.msg = f"{where}: {error.split(':', 1)[0]}"  # "Invalid HTTP request line"
+    elif record.msg.startswith("Error handling request") and record.args:
+        record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) else arg
+                            for arg in record.args)
+    return True
 
 
 def _pre_fork(server, worker) -> None:

@@ -116,6 +116,22 @@ def test_a_malformed_chunked_body_gets_a_400_with_headers(node, path, kind):
     assert_json_log_without_tracebacks(log)
 
 
+@pytest.mark.parametrize("request_line", [
+    b"GET /callback?code=SECRET-CODE-7\x7f HTTP/1.1",  # a byte a request target cannot hold
+    b"GET /authorize?request_uri=SECRET-CODE-7\xff HTTP/1.1",
+    b"GET /callback?code=SECRET-CODE-7",  # no HTTP version
+])
+def test_a_request_gunicorn_refuses_never_logs_its_query(node, request_line):
+    """gunicorn logs the request line it could not parse; a query string there may carry an
+    authorization code or a request_uri, and those never reach a log."""
+    base, log = node
+    status, _, _ = raw(base, request_line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert status == 400
+    lines = log_lines(log)
+    assert any("Invalid request from ip=127.0.0.1" in line for line in lines)
+    assert not any("SECRET-CODE-7" in line for line in lines)
+
+
 def test_every_log_line_is_one_json_object(node):
     base, log = node
     raw(base, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
