@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import requests
 
 from .flows import FlowFailed, Recorder, Users
-from .ratio import pct
+from .ratio import Phase, pct
 from .servers import REPO, Server, children, cpu_seconds, free_port
 
 KEYCLOAK = REPO / "scripts" / "keycloak.sh"
@@ -103,10 +104,9 @@ class Login:
         answer = self.browser.request(method, url, allow_redirects=False, timeout=30, **kw)
         self.recorder.add(label, time.perf_counter() - started)
         for cookie in self.browser.cookies:
-            # Send them back as browsers do: Keycloak marks its cookies Secure, which browsers
-            # honour on http://127.0.0.1 (a secure context) and http.cookiejar does not, and
-            # Version=1, an attribute browsers ignore and http.cookiejar refuses to send.
-            cookie.secure, cookie.version = False, 0
+            # Keycloak marks its cookies Secure: browsers send them to http://127.0.0.1 (a
+            # secure context), http.cookiejar would not.
+            cookie.secure = False
         if answer.status_code not in expect:
             raise FlowFailed(f"{self.realm} {label}: HTTP {answer.status_code} "
                              f"{answer.text[:200]!r}")
@@ -219,9 +219,16 @@ class World:
         return _tree(self.kc_pid)
 
     def stop(self) -> None:
-        self.bridge.stop()
-        subprocess.run([KEYCLOAK, "stop", str(self.kc_port)], cwd=REPO, capture_output=True,
-                       env={**os.environ, "KEYCLOAK_DB": "dev-mem"}, check=False)
+        try:
+            self.bridge.stop()
+        finally:
+            _stop_keycloak(self.kc_port)
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+def _stop_keycloak(port: int) -> None:
+    subprocess.run([KEYCLOAK, "stop", str(port)], cwd=REPO, capture_output=True,
+                   env={**os.environ, "KEYCLOAK_DB": "dev-mem"}, check=False)
 
 
 def start_world(args, users: dict[str, KeycloakUsers], out: Callable[[str], None]) -> World:
@@ -235,8 +242,7 @@ def start_world(args, users: dict[str, KeycloakUsers], out: Callable[[str], None
     try:
         return _populate(args, users, out, keycloak, kc_port, started)
     except BaseException:
-        subprocess.run([KEYCLOAK, "stop", str(kc_port)], cwd=REPO, capture_output=True,
-                       env={**os.environ, **kc_env}, check=False)
+        _stop_keycloak(kc_port)
         raise
 
 
@@ -244,15 +250,12 @@ def _populate(args, users: dict[str, KeycloakUsers], out: Callable[[str], None],
               kc_port: int, started: float) -> World:
     from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
-    from bridge import create_app
-
     kc_pid = int((REPO / ".cache" / "keycloak" / f"kc-{kc_port}.pid").read_text())
     out(f"  Keycloak {_run(KEYCLOAK, 'version').strip()} started in "
         f"{time.perf_counter() - started:.0f} s")
     master = KeycloakAdmin(connection=KeycloakOpenIDConnection(
         server_url=keycloak, username="admin", password="admin",  # noqa: S106 - keycloak.sh's
-        realm_name="master",
-        verify=True, timeout=600))
+        realm_name="master", verify=True, timeout=600))
     started = time.perf_counter()
     for realm in REALMS:
         master.create_realm({
@@ -264,11 +267,23 @@ def _populate(args, users: dict[str, KeycloakUsers], out: Callable[[str], None],
                       for i in range(users[realm].count)]})
     out(f"  imported {args.users:,} users into each realm in "
         f"{time.perf_counter() - started:.0f} s")
-    for pid in _tree(kc_pid):  # Keycloak's threads are all under its JVM's pid
-        subprocess.run(["taskset", "-a", "-p", "-c", str(args.server_core), str(pid)],
-                       capture_output=True, check=False)
+    # Keycloak's threads are all under its JVM's pid. It was started from this process, on the
+    # client core, so the JVM sized itself for one CPU, as the one it gets.
+    for pid in _tree(kc_pid):
+        _run("taskset", "-a", "-p", "-c", args.server_core, pid)
 
     data, bridge_port = Path(tempfile.mkdtemp(prefix="stepup-bench-kc-")), free_port()
+    try:
+        return _serve_bridge(args, users, keycloak, kc_port, kc_pid, data, bridge_port)
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+
+
+def _serve_bridge(args, users: dict[str, KeycloakUsers], keycloak: str, kc_port: int,
+                  kc_pid: int, data: Path, bridge_port: int) -> World:
+    from bridge import create_app
+
     issuer = f"http://127.0.0.1:{bridge_port}"
     env = {"STEPUP_DATA_DIR": str(data), "STEPUP_ISSUER": issuer, "STEPUP_IP_LIMIT": "100000",
            "STEPUP_WORKERS": str(args.workers)}
@@ -288,22 +303,15 @@ def _populate(args, users: dict[str, KeycloakUsers], out: Callable[[str], None],
 
 # -- phases ---------------------------------------------------------------------------------
 @dataclass
-class Phase:
-    count: int = 0
-    seconds: float = 0.0
-    keycloak_cpu: float = 0.0
-    bridge_cpu: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    recorder: Recorder = field(default_factory=Recorder)
+class LoginPhase(Phase):
+    """``server_cpu`` is Keycloak's; the bridge's is apart."""
 
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds
+    bridge_cpu: float = 0.0
 
 
 def run_phase(world: World, login: Callable, users: KeycloakUsers, threads: int,
-              seconds: float) -> Phase:
-    phase = Phase()
+              seconds: float) -> LoginPhase:
+    phase = LoginPhase()
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
     recorders: list[Recorder] = []
@@ -315,7 +323,7 @@ def run_phase(world: World, login: Callable, users: KeycloakUsers, threads: int,
             began = time.perf_counter()
             try:
                 login(world.keycloak, users, recorder)
-            except (FlowFailed, requests.RequestException, KeyError) as e:
+            except Exception as e:  # counted and reported, never silent
                 with lock:
                     phase.errors.append(f"{type(e).__name__}: {e}")
                 continue
@@ -331,7 +339,7 @@ def run_phase(world: World, login: Callable, users: KeycloakUsers, threads: int,
     for t in pool:
         t.join()
     phase.seconds = time.perf_counter() - started
-    phase.keycloak_cpu = cpu_seconds(world.keycloak_pids()) - kc0
+    phase.server_cpu = cpu_seconds(world.keycloak_pids()) - kc0
     phase.bridge_cpu = cpu_seconds(world.bridge.pids()) - br0
     phase.recorder.merge(recorders)
     return phase
@@ -373,10 +381,11 @@ def main() -> None:
         drive = {"stepped": (stepped_login, users["stepped"]),
                  "builtin": (builtin_login, users["builtin"])}
         for login, users in drive.values():  # warm up the JIT and both caches
-            run_phase(world, login, users, args.threads, 10)
-        slices: dict[str, list[Phase]] = {realm: [] for realm in REALMS}
-        for _ in range(args.rounds):
-            for realm, (login, users) in drive.items():
+            run_phase(world, login, users, args.threads, 20)
+        slices: dict[str, list[LoginPhase]] = {realm: [] for realm in REALMS}
+        for round_ in range(args.rounds):  # ABBA…: neither realm always goes first
+            for realm in REALMS if round_ % 2 == 0 else reversed(REALMS):
+                login, users = drive[realm]
                 slices[realm].append(run_phase(world, login, users, args.threads,
                                                args.seconds))
         report(slices, out)
@@ -387,12 +396,12 @@ def main() -> None:
         args.out.write_text("\n".join(lines) + "\n")
 
 
-def report(slices: dict[str, list[Phase]], out: Callable[[str], None]) -> None:
+def report(slices: dict[str, list[LoginPhase]], out: Callable[[str], None]) -> None:
     for realm, phases in slices.items():
         count = sum(p.count for p in phases)
         seconds = sum(p.seconds for p in phases)
         errors = [e for p in phases for e in p.errors]
-        kc_ms = 1000 * sum(p.keycloak_cpu for p in phases) / max(count, 1)
+        kc_ms = 1000 * sum(p.server_cpu for p in phases) / max(count, 1)
         br_ms = 1000 * sum(p.bridge_cpu for p in phases) / max(count, 1)
         out(f"\n== {realm}: "
             f"{'password + the bridge' if realm == 'stepped' else 'password + Keycloak OTP'} ==")
@@ -406,6 +415,8 @@ def report(slices: dict[str, list[Phase]], out: Callable[[str], None]) -> None:
                 f"   (n={len(values)})")
         for error in sorted(set(errors))[:5]:
             out(f"  error: {error[:160]}")
+    if any(p.errors for phases in slices.values() for p in phases):
+        out("\n  SOME LOGINS FAILED (errors above): the rates count completed logins only.")
     ratios = [s.rate / b.rate for s, b in zip(slices["stepped"], slices["builtin"], strict=True)
               if b.rate] or [0.0]
     out("\n== summary ==")
@@ -414,7 +425,7 @@ def report(slices: dict[str, list[Phase]], out: Callable[[str], None]) -> None:
         f"{', '.join(f'{r:.2f}' for r in ratios)}; goal >= 0.8)")
     stepped = slices["stepped"]
     count = sum(p.count for p in stepped)
-    total = sum(p.keycloak_cpu + p.bridge_cpu for p in stepped)
+    total = sum(p.server_cpu + p.bridge_cpu for p in stepped)
     if total:
         out(f"  the bridge's share of a stepped login's server CPU: "
             f"{sum(p.bridge_cpu for p in stepped) / total:.0%} "

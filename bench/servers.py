@@ -70,6 +70,7 @@ class Server:
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"{name} did not start: see {log}")
             time.sleep(0.1)
 

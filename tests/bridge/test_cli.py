@@ -211,7 +211,7 @@ def published(client) -> set[str]:
 
 
 class TestKeysRotate:
-    """The CLI runs on the real clock, the apps on FakeClock (up to 25 s behind it): the CLI
+    """The CLI runs on the real clock, the apps on FakeClock (up to 30 s behind it): the CLI
     creates the keys first and FakeClock is moved ahead of it, as every node's clock is."""
 
     @pytest.fixture

@@ -112,3 +112,48 @@ def test_no_secrets_in_logs(act, clock, caplog):
 
     logged = {row["event"] for row in rows}
     assert {"enrollment", "success", "failure", "recovery_code_used", "rotation"} <= logged
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(_record_text(record))
+
+
+def test_gunicorns_own_error_lines_never_carry_a_query():
+    """gunicorn quotes the request line it could not parse and the URI of a request that
+    failed; ``stepup serve``'s logger keeps the kind of error and the path only."""
+    import io
+    import socket
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.http.errors import InvalidRequestLine
+    from gunicorn.workers.sync import SyncWorker
+
+    from bridge.server import JsonLogger
+
+    cfg = Config()
+    cfg.set("logger_class", JsonLogger)
+    log = JsonLogger(cfg)
+    kept = _Kept()
+    log.error_log.addHandler(kept)
+    worker = SyncWorker(0, 0, [], None, 30, cfg, log)
+    failed = SimpleNamespace(method="GET", uri="/callback?code=SECRET-CODE-7", path="/callback",
+                             query="code=SECRET-CODE-7", version=(1, 1), headers=[],
+                             body=io.BytesIO(), scheme="http", proxy_protocol_info=None)
+    for req, error in [(None, InvalidRequestLine("GET /callback?code=SECRET-CODE-7 HTTP/1.1")),
+                       (failed, ValueError("boom"))]:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            try:
+                raise error
+            except Exception as raised:  # handle_error runs inside gunicorn's except block
+                worker.handle_error(req, ours, ("127.0.0.1", 1), raised)
+    assert any("Invalid request from ip=127.0.0.1: Invalid HTTP request line" in line
+               for line in kept.lines)
+    assert any("Error handling request GET /callback" in line for line in kept.lines)
+    assert not any("SECRET-CODE-7" in line for line in kept.lines), kept.lines
