@@ -27,7 +27,6 @@ import base64
 import hashlib
 import html
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -47,6 +46,7 @@ import requests
 
 from .flows import FlowFailed, Recorder, Users
 from .ratio import Phase, pct
+from .report import begin
 from .servers import REPO, Server, children, cpu_seconds, free_port
 
 KEYCLOAK = REPO / "scripts" / "keycloak.sh"
@@ -352,28 +352,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="browsers signing in at once")
     parser.add_argument("--users", type=int, default=300, help="users in each realm")
     parser.add_argument("--workers", type=int, default=2, help="STEPUP_WORKERS")
-    parser.add_argument("--server-core", type=int, default=0)
-    parser.add_argument("--client-core", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
-    args = parser.parse_args()
-    os.sched_setaffinity(0, {args.client_core})
-    lines: list[str] = []
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
-
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
-                            capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    out(f"Stepup Bridge Keycloak benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f", commit {commit}")
-    out(f"machine: {platform.node()}, {os.cpu_count()} x {cpu}; Keycloak and the bridge "
-        f"({args.workers} workers, SQLite) pinned to core {args.server_core}, client to core "
-        f"{args.client_core}; {args.threads} browsers; {args.rounds} x {args.seconds:g} s per "
-        f"realm, alternating")
+    args, out = begin(parser, "Keycloak benchmark")
+    out(f"Keycloak and the bridge ({args.workers} workers, SQLite) pinned to core "
+        f"{args.server_core}, client to core {args.client_core}; {args.threads} browsers; "
+        f"{args.rounds} x {args.seconds:g} s per realm, ABBA")
     # User ids are unique across a Keycloak's realms: each realm has users of its own.
     users = {"stepped": KeycloakUsers("s", args.users), "builtin": KeycloakUsers("k", args.users)}
     world = start_world(args, users, out)
@@ -391,9 +373,7 @@ def main() -> None:
         report(slices, out)
     finally:
         world.stop()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    out.write(args.out)
 
 
 def report(slices: dict[str, list[LoginPhase]], out: Callable[[str], None]) -> None:

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,7 +46,8 @@ from .flows import (
     totp_stepup,
 )
 from .http import Connection, Response
-from .servers import REPO, Postgres, Server, cpu_seconds, free_port, memory_mib
+from .report import begin
+from .servers import Postgres, Server, cpu_seconds, free_port, memory_mib
 
 #: Requests per flow (the ceiling's "flow" is four trivial requests, as in issue 12).
 REQUESTS = {"totp": 5, "recovery": 8, "enrollment": 7}
@@ -493,26 +492,7 @@ def main() -> None:
                         help="also compare p50 at 1,000 and 1,000,000 enrolled users")
     parser.add_argument("--million-users", type=int, default=1_000_000)
     parser.add_argument("--instrumented-flows", type=int, default=100)
-    parser.add_argument("--server-core", type=int, default=0)
-    parser.add_argument("--client-core", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
-    args = parser.parse_args()
-    os.sched_setaffinity(0, {args.client_core})
-    lines: list[str] = []
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
-
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
-                            capture_output=True, text=True).stdout.strip()
-    out(f"Stepup Bridge ratio benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"commit {commit}")
-    out(f"machine: {platform.node()}, {os.cpu_count()} x {cpu}, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}")
+    args, out = begin(parser, "ratio benchmark")
     out(f"server processes pinned to core {args.server_core}, client to core "
         f"{args.client_core}; gunicorn workers {args.workers}; client threads {args.threads} "
         f"(x2 when paced); {args.seconds:g} s per phase; load average "
@@ -534,9 +514,7 @@ def main() -> None:
             f"{s['cpu_ratio']:.2f}  CPU {s['cpu']:.2f} ms/step-up  worst endpoint p99 at half "
             f"load {worst:.1f} ms  worker RSS {s['rss']:.0f} MiB  recovery {s['rec']:.1f}/s  "
             f"enrollment {s['enr']:.1f}/s")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    out.write(args.out)
 
 
 if __name__ == "__main__":
