@@ -6,9 +6,11 @@ text alternative. Screenshots of the main pages land in docs/screenshots/."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from bridge.factors import totp
@@ -108,6 +110,10 @@ def test_axe_finds_violations_when_there_are_some(bridge, browser):
 
 
 def focused(page) -> dict:
+    # `autofocus` lands at the browser's next rendering step, which can come after "load".
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function("() => document.activeElement !== document.body",
+                               timeout=2000)
     info = page.evaluate(FOCUS_RING)
     assert info is not None, "focus was lost to the page body"
     assert info["ring"], f"no visible focus on {info}"
