@@ -321,22 +321,12 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
         def rc(i, b, r):
             recovery_stepup(i, b, r, users)
 
-        rec = paired(ceiling, target.port, rc, target.pids, args, args.seconds / 2)
-        _check(rec.bridge, "recovery", out)
-        out(f"  recovery-code step-ups/s   {rec.bridge.rate:8.1f}   (8 requests, rotation "
-            f"included)   costs {CEILING_FLOW / rec.ratio:.0f} trivial requests' time, "
-            f"{CEILING_FLOW / rec.cpu_ratio:.0f} trivial requests' CPU "
-            f"({rec.bridge.cpu_ms():.2f} ms)")
-
         def enroll(i, b, r):
             enrollment(i, b, r, "e")
 
-        enr = paired(ceiling, target.port, enroll, target.pids, args, args.seconds / 2)
-        _check(enr.bridge, "enrollment", out)
-        out(f"  enrollments/s              {enr.bridge.rate:8.1f}   (7 requests)   costs "
-            f"{CEILING_FLOW / enr.ratio:.0f} trivial requests' time, "
-            f"{CEILING_FLOW / enr.cpu_ratio:.0f} trivial requests' CPU "
-            f"({enr.bridge.cpu_ms():.2f} ms)")
+        rec = _other_flow(ceiling, target, rc, args, out, "recovery-code step-ups/s",
+                          "8 requests, rotation included")
+        enr = _other_flow(ceiling, target, enroll, args, out, "enrollments/s", "7 requests")
         summary.update(rate=sat.rate, ratio=ratio, cpu=sat.cpu_ms(), cpu_ratio=cpu_ratio,
                        rec=rec.bridge.rate, enr=enr.bridge.rate, half=half,
                        rss=max(worker_rss))
@@ -358,6 +348,19 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
     finally:
         target.stop()
     return summary
+
+
+def _other_flow(ceiling: Ceiling, target: Bridge, step: Step, args,
+                out: Callable[[str], None], label: str, what: str):
+    """A flow other than the TOTP step-up, paired with the ceiling: its rate and its cost in
+    trivial requests."""
+    pair = paired(ceiling, target.port, step, target.pids, args, args.seconds / 2)
+    _check(pair.bridge, label, out)
+    out(f"  {label:<27}{pair.bridge.rate:8.1f}   ({what})   costs "
+        f"{CEILING_FLOW / pair.ratio:.0f} trivial requests' time, "
+        f"{CEILING_FLOW / pair.cpu_ratio:.0f} trivial requests' CPU "
+        f"({pair.bridge.cpu_ms():.2f} ms)")
+    return pair
 
 
 def million(database: str, args, out: Callable[[str], None]) -> None:

@@ -118,12 +118,8 @@ def show_user(subject: str):
 @bp.post("/users/<path:subject>/unlock")
 @authorized
 def unlock_user(subject: str):
-    bridge = current_app.extensions["stepup"]
     try:
-        with bridge.store.begin() as tx:
-            helpdesk.unlock(tx, _subject(subject), bridge.clock(), actor=g.admin_client)
-    except helpdesk.NotEnrolled:
-        raise _not_enrolled(subject) from None
+        _change(helpdesk.unlock, subject)
     except helpdesk.NotLocked:
         raise ApiError(409, "not_locked", "This user is not locked.") from None
     return jsonify(subject=subject, unlocked=True)
@@ -132,13 +128,19 @@ def unlock_user(subject: str):
 @bp.post("/users/<path:subject>/reset")
 @authorized
 def reset_user(subject: str):
+    _change(helpdesk.reset, subject)
+    return jsonify(subject=subject, reset=True)
+
+
+def _change(action, subject: str) -> None:
+    """One help-desk change (``helpdesk.unlock``, ``helpdesk.reset``) in its own transaction,
+    recorded as this admin client's."""
     bridge = current_app.extensions["stepup"]
     try:
         with bridge.store.begin() as tx:
-            helpdesk.reset(tx, _subject(subject), bridge.clock(), actor=g.admin_client)
+            action(tx, _subject(subject), bridge.clock(), actor=g.admin_client)
     except helpdesk.NotEnrolled:
         raise _not_enrolled(subject) from None
-    return jsonify(subject=subject, reset=True)
 
 
 @bp.get("/events")

@@ -62,6 +62,35 @@ def new_page(browser, lang: str, width: int = 900):
     return page
 
 
+def page_problems(page, lang: str, state: str, shoot=None) -> list[str]:
+    """Every check a page state gets: its language and direction; axe-core light and dark;
+    controls visible in forced colours, light and dark; no sideways scrolling at 320 CSS px
+    (WCAG 1.4.10) nor at 640 (200 % zoom of a 1280 px window). ``shoot(scheme)`` may take a
+    screenshot while each scheme is on."""
+    problems: list[str] = []
+    root = page.locator("html")
+    assert root.get_attribute("lang") == lang, state
+    assert root.get_attribute("dir") == ("rtl" if lang in RTL else "ltr"), state
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme, forced_colors="none")
+        problems.extend(f"{state} {scheme}: {v}" for v in axe_violations(page))
+        if shoot:
+            shoot(scheme)
+    page.emulate_media(color_scheme="light", forced_colors="active")
+    problems.extend(f"{state} forced colours: {c} not visible"
+                    for c in page.evaluate(INVISIBLE_CONTROLS))
+    page.emulate_media(color_scheme="dark", forced_colors="active")
+    problems.extend(f"{state} forced colours dark: {c} not visible"
+                    for c in page.evaluate(INVISIBLE_CONTROLS))
+    page.emulate_media(color_scheme="light", forced_colors="none")
+    for width in (320, 640):
+        page.set_viewport_size({"width": width, "height": 800})
+        if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
+            problems.append(f"{state} at {width}px: scrolls sideways by {overflow}px")
+    page.set_viewport_size({"width": 900, "height": 1000})
+    return problems
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_every_state_in_every_language_meets_wcag_22_aa(bridge, browser, lang):
     page = new_page(browser, lang)
@@ -70,27 +99,12 @@ def test_every_state_in_every_language_meets_wcag_22_aa(bridge, browser, lang):
 
     def check(state: str) -> None:
         seen.append(state)
-        root = page.locator("html")
-        assert root.get_attribute("lang") == lang, state
-        assert root.get_attribute("dir") == ("rtl" if lang in RTL else "ltr"), state
-        for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme, forced_colors="none")
-            problems.extend(f"{state} {scheme}: {v}" for v in axe_violations(page))
+
+        def shoot(scheme: str) -> None:
             if state in (SCREENSHOTS if scheme == "light" else DARK_SCREENSHOTS).get(lang, ()):
                 screenshot(page, f"{'dark' if scheme == 'dark' else 'lang'}-{lang}-{state}")
-        page.emulate_media(color_scheme="light", forced_colors="active")
-        problems.extend(f"{state} forced colours: {c} not visible"
-                        for c in page.evaluate(INVISIBLE_CONTROLS))
-        page.emulate_media(color_scheme="dark", forced_colors="active")
-        problems.extend(f"{state} forced colours dark: {c} not visible"
-                        for c in page.evaluate(INVISIBLE_CONTROLS))
-        page.emulate_media(color_scheme="light", forced_colors="none")
-        # WCAG 1.4.10: 320 CSS px; 200 % zoom of a 1280 px window is 640 CSS px.
-        for width in (320, 640):
-            page.set_viewport_size({"width": width, "height": 800})
-            if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
-                problems.append(f"{state} at {width}px: scrolls sideways by {overflow}px")
-        page.set_viewport_size({"width": 900, "height": 1000})
+
+        problems.extend(page_problems(page, lang, state, shoot))
 
     walk(bridge, page, lang, check)
     assert len(seen) == STATES, seen
@@ -236,20 +250,7 @@ def test_the_not_me_pages_meet_wcag_22_aa(bridge, browser, lang):
     page.goto(stepup.not_me.link(event))
     problems: list[str] = []
     for state in ("confirm", "locked"):
-        root = page.locator("html")
-        assert root.get_attribute("lang") == lang, state
-        assert root.get_attribute("dir") == ("rtl" if lang in RTL else "ltr"), state
-        for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme, forced_colors="none")
-            problems.extend(f"{state} {scheme}: {v}" for v in axe_violations(page))
-        page.emulate_media(color_scheme="light", forced_colors="active")
-        problems.extend(f"{state} forced colours: {c} not visible"
-                        for c in page.evaluate(INVISIBLE_CONTROLS))
-        page.emulate_media(color_scheme="light", forced_colors="none")
-        page.set_viewport_size({"width": 320, "height": 800})
-        if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
-            problems.append(f"{state} at 320px: scrolls sideways by {overflow}px")
-        page.set_viewport_size({"width": 900, "height": 1000})
+        problems.extend(page_problems(page, lang, state))
         if state == "confirm":
             page.keyboard.press("Tab")
             assert page.evaluate("document.activeElement.id") == "lock"
