@@ -158,25 +158,23 @@ class SqlCounter(Recorder):
     """Counts SQL statements, transactions and pool checkouts per request of one thread
     (a single-statement read outside a transaction counts as a checkout, not a transaction)."""
 
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, store):
         super().__init__()
         self.pending = [0, 0, 0]
         self.totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-        sa.event.listen(engine, "before_cursor_execute", self._statement)
-        sa.event.listen(engine, "begin", self._begin)
-        sa.event.listen(engine.pool, "checkout", self._checkout)
+        self.store = store
+        store.trace = self._trace  # statements, and transactions (not self-committing reads)
+        sa.event.listen(store.engine.pool, "checkout", self._checkout)
 
-    def _statement(self, conn, cursor, statement, *args) -> None:
-        if not statement.startswith("BEGIN"):
-            self.pending[0] += 1
-
-    def _begin(self, conn) -> None:
-        options = conn.get_execution_options()
-        if not (options.get("stepup_no_begin") or options.get("isolation_level") == "AUTOCOMMIT"):
-            self.pending[1] += 1  # a real transaction, not a single read in autocommit
+    def _trace(self, what: str) -> None:
+        self.pending[0 if what == "statement" else 1] += 1
 
     def _checkout(self, *args) -> None:
         self.pending[2] += 1
+
+    def close(self) -> None:
+        self.store.trace = None
+        sa.event.remove(self.store.engine.pool, "checkout", self._checkout)
 
     def add(self, label: str, seconds: float) -> None:
         super().add(label, seconds)
@@ -190,13 +188,13 @@ class SqlCounter(Recorder):
 def instrumented(app, users: Users, prefix: str, flows: int) -> dict[str, tuple]:
     """Run each kind of flow in process; per kind: requests, statements, transactions,
     checkouts per flow, the per-request detail, and CPU ms per flow (test client included)."""
-    engine = app.extensions["stepup"].store.engine
+    store = app.extensions["stepup"].store
     transport = InProcess(app)
     results = {}
     for kind, step in (("totp", lambda i, b, r: totp_stepup(i, b, r, users)),
                        ("recovery", lambda i, b, r: recovery_stepup(i, b, r, users)),
                        ("enrollment", lambda i, b, r: enrollment(i, b, r, prefix))):
-        counter = SqlCounter(engine)
+        counter = SqlCounter(store)
         step(transport, transport, counter)  # warm up this flow's statement cache
         counter.totals.clear()
         counter.pending = [0, 0, 0]
@@ -204,9 +202,7 @@ def instrumented(app, users: Users, prefix: str, flows: int) -> dict[str, tuple]
         for _ in range(flows):
             step(transport, transport, counter)
         cpu_ms = 1000 * (time.process_time() - cpu0) / flows
-        sa.event.remove(engine, "before_cursor_execute", counter._statement)
-        sa.event.remove(engine, "begin", counter._begin)
-        sa.event.remove(engine.pool, "checkout", counter._checkout)
+        counter.close()
         requests = {label: entry for label, entry in counter.totals.items()
                     if label != "whole flow"}
         per_flow = [sum(entry[k] for entry in requests.values()) / flows for k in range(4)]

@@ -12,13 +12,13 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from . import schema
 from .schema import (
@@ -35,6 +35,7 @@ from .schema import (
     signing_keys,
     users,
 )
+from .sql import Session, Statement, checkout
 
 #: Audit events are also logged here (never with a code, secret or token in them), once their
 #: transaction has committed; the Prometheus metrics count these lines (``ops.AuditMetrics``).
@@ -123,46 +124,46 @@ class Tx:
     two transactions on one user never wait on each other in a cycle (PostgreSQL deadlock).
     """
 
-    def __init__(self, conn: Connection):
-        self.conn = conn
+    def __init__(self, db: Session):
+        self._db = db
         #: Audit records to log once the transaction commits (``Store.begin``).
         self.committed_audit: list[dict[str, Any]] = []
 
     # -- clients ------------------------------------------------------------------------
     def add_client(self, client: Client) -> None:
-        self.conn.execute(sa.insert(clients).values(**client.__dict__))
+        self._db.execute(sa.insert(clients).values(**client.__dict__))
 
     def find_client(self, client_id: str) -> Client | None:
-        row = self.conn.execute(_FIND_CLIENT, {"b_client_id": client_id}).first()
-        return Client(**row._mapping) if row else None
+        row = self._db.execute(_FIND_CLIENT, {"b_client_id": client_id}).first()
+        return Client(**row) if row else None
 
     def list_clients(self) -> list[Client]:
-        rows = self.conn.execute(sa.select(clients).order_by(clients.c.client_id))
-        return [Client(**row._mapping) for row in rows]
+        rows = self._db.execute(sa.select(clients).order_by(clients.c.client_id)).rows
+        return [Client(**row) for row in rows]
 
     def remove_client(self, client_id: str) -> bool:
         return self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
 
     # -- pushed authorization requests (RFC 9126) ---------------------------------------
     def save_pushed(self, request_uri: str, client_id: str, params: dict, expires_at: float):
-        self.conn.execute(_INSERT_PUSHED, {"uri_digest": token_digest(request_uri),
+        self._db.execute(_INSERT_PUSHED, {"uri_digest": token_digest(request_uri),
                                            "client_id": client_id, "params": params,
                                            "expires_at": expires_at})
 
     def consume_pushed(self, request_uri: str, client_id: str, now: float) -> dict | None:
         """Take a pushed request once; None if unknown, used, expired or another client's."""
-        row = self.conn.execute(_CONSUME_PUSHED, {"b_digest": token_digest(request_uri)}).first()
-        if row is None or row.client_id != client_id or row.expires_at <= now:
+        row = self._db.execute(_CONSUME_PUSHED, {"b_digest": token_digest(request_uri)}).first()
+        if row is None or row["client_id"] != client_id or row["expires_at"] <= now:
             return None
-        return row.params
+        return row["params"]
 
     # -- login flows ----------------------------------------------------------------------
     def save_flow(self, flow: Flow) -> None:
-        self.conn.execute(_INSERT_FLOW, flow.__dict__)
+        self._db.execute(_INSERT_FLOW, flow.__dict__)
 
     def find_flow(self, flow_id: str, now: float) -> Flow | None:
-        row = self.conn.execute(_FIND_FLOW, {"b_flow_id": flow_id, "b_now": now}).first()
-        return Flow(**row._mapping) if row else None
+        row = self._db.execute(_FIND_FLOW, {"b_flow_id": flow_id, "b_now": now}).first()
+        return Flow(**row) if row else None
 
     def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
         """Compare-and-set on the stage: a flow moves on once, even if a form is posted twice."""
@@ -173,13 +174,13 @@ class Tx:
         )
 
     def count_flow_attempt(self, flow_id: str) -> int:
-        self.conn.execute(
+        self._db.execute(
             sa.update(flows).where(flows.c.flow_id == flow_id)
             .values(attempts=flows.c.attempts + 1)
         )
-        return self.conn.execute(
+        return self._db.execute(
             sa.select(flows.c.attempts).where(flows.c.flow_id == flow_id)
-        ).scalar_one_or_none() or 0
+        ).scalar() or 0
 
     def end_flow(self, flow_id: str, stage: str) -> bool:
         """Delete a flow that is still at ``stage``: the step that wins this, finishes it."""
@@ -190,21 +191,21 @@ class Tx:
         """``for_update`` holds the row until the transaction ends (PostgreSQL); SQLite's
         write-locking transactions already serialize writers."""
         query = _FIND_USER_FOR_UPDATE if for_update else _FIND_USER
-        row = self.conn.execute(query, {"b_subject": subject}).first()
-        return User(**row._mapping) if row else None
+        row = self._db.execute(query, {"b_subject": subject}).first()
+        return User(**row) if row else None
 
     def add_user(self, user: User) -> bool:
         """Insert a newly enrolled user; False if the subject enrolled meanwhile."""
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(sa.insert(users).values(**user.__dict__))
+            with self._db.savepoint():
+                self._db.execute(sa.insert(users).values(**user.__dict__))
         except sa.exc.IntegrityError:
             return False
         return True
 
     def add_users(self, rows: list[User]) -> None:
         """Bulk enrollment in one multi-row INSERT (the benchmark seeds its users this way)."""
-        self.conn.execute(sa.insert(users), [row.__dict__ for row in rows])
+        self._db.execute(_INSERT_USER, many=[row.__dict__ for row in rows])
 
     def accept_totp_step(self, subject: str, step: int, drift: int = 0) -> bool:
         """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2).
@@ -240,22 +241,22 @@ class Tx:
 
     def record_failure(self, subject: str, now: float, limit: int) -> int:
         """Count one failed attempt; lock at ``limit``. Returns the new count."""
-        self.conn.execute(
+        self._db.execute(
             sa.update(users).where(users.c.subject == subject)
             .values(failures=users.c.failures + 1, last_failure_at=now)
         )
-        self.conn.execute(
+        self._db.execute(
             sa.update(users)
             .where(users.c.subject == subject, users.c.failures >= limit,
                    users.c.locked_at.is_(None))
             .values(locked_at=now)
         )
-        return self.conn.execute(
+        return self._db.execute(
             sa.select(users.c.failures).where(users.c.subject == subject)
-        ).scalar_one_or_none() or 0
+        ).scalar() or 0
 
     def clear_failures(self, subject: str) -> None:
-        self.conn.execute(_CLEAR_FAILURES, {"b_subject": subject})
+        self._db.execute(_CLEAR_FAILURES, {"b_subject": subject})
 
     def unlock_user(self, subject: str) -> bool:
         return self._changed(
@@ -274,18 +275,18 @@ class Tx:
         holding it, so the code that check issues is committed, and seen, before it is
         deleted here."""
         removed = self._changed(sa.delete(users).where(users.c.subject == subject))
-        self.conn.execute(sa.delete(flows).where(flows.c.subject == subject))
-        self.conn.execute(sa.delete(codes).where(codes.c.subject == subject))
+        self._db.execute(sa.delete(flows).where(flows.c.subject == subject))
+        self._db.execute(sa.delete(codes).where(codes.c.subject == subject))
         return removed
 
     def lock_sign_ins(self, subject: str, locked_stage: str) -> None:
         """A lock ends every open sign-in of the subject (each shows ``locked_stage`` from
         now on, with nothing staged left in it) and voids its unredeemed codes. Called with
         the user's row held (``find_user(for_update=True)``)."""
-        self.conn.execute(
+        self._db.execute(
             sa.update(flows).where(flows.c.subject == subject)
             .values(stage=locked_stage, staged_code=None, pending_secret=None))
-        self.conn.execute(sa.delete(codes).where(codes.c.subject == subject))
+        self._db.execute(sa.delete(codes).where(codes.c.subject == subject))
 
     # -- per-IP failure window ----------------------------------------------------------
     def lock_ip_window(self, ip: str) -> None:
@@ -293,36 +294,32 @@ class Tx:
         from one address are counted one after another, never all against the same count.
         PostgreSQL: a transaction-scoped advisory lock (taken after the user's row); SQLite's
         write-locking transactions already run one at a time."""
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:ip, 0))"),
-                              {"ip": ip[:64]})
+        if self._db.dialect.name == "postgresql":
+            self._db.execute(_LOCK_IP, {"ip": ip[:64]})
 
     def record_ip_failure(self, ip: str, now: float) -> None:
-        self.conn.execute(sa.insert(ip_failures).values(ip=ip[:64], at=now))
+        self._db.execute(_INSERT_IP_FAILURE, {"ip": ip[:64], "at": now})
 
     def count_ip_failures(self, ip: str, since: float) -> int:
-        return self.conn.execute(
-            sa.select(sa.func.count()).select_from(ip_failures)
-            .where(ip_failures.c.ip == ip[:64], ip_failures.c.at > since)
-        ).scalar_one()
+        return self._db.execute(_COUNT_IP_FAILURES, {"b_ip": ip[:64], "b_since": since}).scalar()
 
     # -- authorization codes ------------------------------------------------------------
     def save_code(self, code: Code) -> None:
-        self.conn.execute(_INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})
+        self._db.execute(_INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})
 
     def consume_code(self, code: str, client_id: str, now: float) -> Code | None:
         """Take an authorization code once (DELETE ... RETURNING): of two concurrent
         redemptions exactly one gets the row. Expired or other clients' codes give None."""
-        row = self.conn.execute(_CONSUME_CODE, {"b_digest": token_digest(code)}).first()
-        if row is None or row.client_id != client_id or row.expires_at <= now:
+        row = self._db.execute(_CONSUME_CODE, {"b_digest": token_digest(code)}).first()
+        if row is None or row["client_id"] != client_id or row["expires_at"] <= now:
             return None
-        return Code(**row._mapping)
+        return Code(**row)
 
     def use_assertion_id(self, client_id: str, jti: str, expires_at: float) -> bool:
         """Record a client assertion's ``jti`` (RFC 7523 §3 item 7); False on reuse."""
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(
+            with self._db.savepoint():
+                self._db.execute(
                     sa.insert(client_assertions).values(
                         jti_digest=token_digest(f"{client_id}\0{jti}"), expires_at=expires_at
                     )
@@ -333,29 +330,28 @@ class Tx:
 
     # -- signing keys and secrets at rest ------------------------------------------------
     def signing_keys(self) -> list[dict]:
-        rows = self.conn.execute(_SIGNING_KEYS)
-        return [dict(row._mapping) for row in rows]
+        return self._db.execute(_SIGNING_KEYS).rows
 
     def add_signing_key(self, kid: str, alg: str, sealed_jwk: str, now: float,
                         activates_at: float) -> None:
-        self.conn.execute(sa.insert(signing_keys).values(
+        self._db.execute(sa.insert(signing_keys).values(
             kid=kid, alg=alg, sealed_jwk=sealed_jwk, created_at=now, activates_at=activates_at))
 
     def remove_signing_key(self, kid: str) -> None:
-        self.conn.execute(sa.delete(signing_keys).where(signing_keys.c.kid == kid))
+        self._db.execute(sa.delete(signing_keys).where(signing_keys.c.kid == kid))
 
     def totp_secrets_after(self, after: str, limit: int) -> list[tuple[str, str]]:
         """A batch of (subject, sealed TOTP secret), in subject order, for re-encryption."""
-        rows = self.conn.execute(
+        rows = self._db.execute(
             sa.select(users.c.subject, users.c.totp_secret)
-            .where(users.c.subject > after).order_by(users.c.subject).limit(limit))
-        return [(row.subject, row.totp_secret) for row in rows]
+            .where(users.c.subject > after).order_by(users.c.subject).limit(limit)).rows
+        return [(row["subject"], row["totp_secret"]) for row in rows]
 
     def flow_secrets(self) -> list[tuple[str, str | None, str | None]]:
         """(flow id, sealed pending TOTP secret, sealed staged code) of every open flow."""
-        rows = self.conn.execute(sa.select(flows.c.flow_id, flows.c.pending_secret,
-                                           flows.c.staged_code))
-        return [(row.flow_id, row.pending_secret, row.staged_code) for row in rows]
+        rows = self._db.execute(sa.select(flows.c.flow_id, flows.c.pending_secret,
+                                          flows.c.staged_code)).rows
+        return [(row["flow_id"], row["pending_secret"], row["staged_code"]) for row in rows]
 
     def reseal(self, column: str, key: str, old: str, new: str) -> bool:
         """Replace a ciphertext only if nobody changed it meanwhile (compare-and-set).
@@ -370,17 +366,17 @@ class Tx:
               client_id: str | None = None, ip: str | None = None, **detail: Any) -> str | None:
         """Record an audit event in this transaction; a notified one also enters the outbox
         under a new stable id (returned). Nothing is logged until the transaction commits."""
-        self.conn.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
+        self._db.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
                                           "client_id": client_id, "ip": ip, "detail": detail})
         event_id = None
         if event in NOTIFIED_EVENTS:
             event_id = str(uuid.uuid4())
-            contact = self.conn.execute(sa.select(contacts.c.email, contacts.c.locale)
-                                        .where(contacts.c.subject == subject)).first()
-            self.conn.execute(sa.insert(events).values(
+            contact = self._db.execute(sa.select(contacts.c.email, contacts.c.locale)
+                                       .where(contacts.c.subject == subject)).first() or {}
+            self._db.execute(sa.insert(events).values(
                 id=event_id, at=now, event=event, subject=subject, client_id=client_id,
-                detail=detail, next_attempt_at=now, email=contact and contact.email,
-                locale=contact and contact.locale))
+                detail=detail, next_attempt_at=now, email=contact.get("email"),
+                locale=contact.get("locale")))
         self.committed_audit.append({"event": event, "subject": subject, "client_id": client_id,
                                      "ip": ip, **detail,
                                      **({"event_id": event_id} if event_id else {})})
@@ -394,8 +390,8 @@ class Tx:
                          .values(**values)):
             return
         try:
-            with self.conn.begin_nested():
-                self.conn.execute(sa.insert(contacts).values(subject=subject, **values))
+            with self._db.savepoint():
+                self._db.execute(sa.insert(contacts).values(subject=subject, **values))
         except sa.exc.IntegrityError:
             pass  # a concurrent sign-in stored one just now: as good as ours
 
@@ -403,19 +399,18 @@ class Tx:
         """Take up to ``limit`` due events for ``lease`` seconds. PostgreSQL skips rows another
         node holds (FOR UPDATE SKIP LOCKED); SQLite's one writer needs nothing more. A sender
         that dies leaves its claim to lapse: the events are due again at ``now + lease``."""
-        rows = self.conn.execute(
+        rows = self._db.execute(
             sa.select(events).where(events.c.done_at.is_(None),
                                     events.c.next_attempt_at <= now)
             .order_by(events.c.next_attempt_at).limit(limit)
-            .with_for_update(skip_locked=True)).mappings().all()
+            .with_for_update(skip_locked=True)).rows
         if rows:
-            self.conn.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
+            self._db.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
                               .values(claim=claim, next_attempt_at=now + lease))
-        return [dict(row) for row in rows]
+        return rows
 
     def find_event(self, event_id: str) -> dict | None:
-        row = self.conn.execute(sa.select(events).where(events.c.id == event_id)).mappings().first()
-        return dict(row) if row else None
+        return self._db.execute(sa.select(events).where(events.c.id == event_id)).first()
 
     def disown_event(self, event_id: str, now: float) -> bool:
         """The user says an event was not them: true once per event (compare-and-set)."""
@@ -440,15 +435,14 @@ class Tx:
     # -- help-desk API --------------------------------------------------------------------
     def save_access_token(self, token: str, client_id: str, scope: str,
                           expires_at: float) -> None:
-        self.conn.execute(sa.insert(access_tokens).values(
+        self._db.execute(sa.insert(access_tokens).values(
             token_digest=token_digest(token), client_id=client_id, scope=scope,
             expires_at=expires_at))
 
     def find_access_token(self, token: str, now: float) -> dict | None:
-        row = self.conn.execute(sa.select(access_tokens).where(
+        return self._db.execute(sa.select(access_tokens).where(
             access_tokens.c.token_digest == token_digest(token),
-            access_tokens.c.expires_at > now)).mappings().first()
-        return dict(row) if row else None
+            access_tokens.c.expires_at > now)).first()
 
     def audit_events(self, *, subject: str | None, event: str | None, before: int | None,
                      since: float | None, limit: int,
@@ -465,51 +459,60 @@ class Tx:
             query = query.where(audit_events.c.id < before)
         if since is not None:
             query = query.where(audit_events.c.at >= since)
-        return [dict(row) for row in self.conn.execute(query).mappings()]
+        return self._db.execute(query).rows
 
     def audit_trail(self, subject: str, limit: int = 20) -> list[dict]:
-        rows = self.conn.execute(
+        return self._db.execute(
             sa.select(audit_events).where(audit_events.c.subject == subject)
             .order_by(audit_events.c.id.desc()).limit(limit)
-        )
-        return [dict(row._mapping) for row in rows]
+        ).rows
 
     def purge_expired(self, now: float, ip_failures_before: float) -> None:
         for table in (pushed_requests, flows, codes, client_assertions, access_tokens):
-            self.conn.execute(sa.delete(table).where(table.c.expires_at <= now))
-        self.conn.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
+            self._db.execute(sa.delete(table).where(table.c.expires_at <= now))
+        self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
 
-    def _changed(self, statement: sa.Executable, params: dict | None = None) -> bool:
-        return self.conn.execute(statement, params).rowcount == 1
+    def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
+        return self._db.execute(statement, params).rowcount == 1
 
 
-# The statements of the hot path, built once: building a statement and its cache key costs
-# more CPU than SQLite takes to run it. (Bind names must not repeat a column name.)
+# The statements of the hot path, built once and compiled once per database (``sql.py``);
+# the others are built per call and compiled for that call. (Bind names must not repeat a
+# column name.)
 _b = sa.bindparam
-_FIND_CLIENT = sa.select(clients).where(clients.c.client_id == _b("b_client_id"))
-_INSERT_PUSHED = sa.insert(pushed_requests)
-_CONSUME_PUSHED = (sa.delete(pushed_requests)
-                   .where(pushed_requests.c.uri_digest == _b("b_digest"))
-                   .returning(pushed_requests.c.client_id, pushed_requests.c.params,
-                              pushed_requests.c.expires_at))
-_INSERT_FLOW = sa.insert(flows)
-_FIND_FLOW = sa.select(flows).where(flows.c.flow_id == _b("b_flow_id"),
-                                    flows.c.expires_at > _b("b_now"))
-_END_FLOW = sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
-                                   flows.c.stage == _b("b_stage"))
-_FIND_USER = sa.select(users).where(users.c.subject == _b("b_subject"))
-_FIND_USER_FOR_UPDATE = _FIND_USER.with_for_update()
-_ACCEPT_STEP = (sa.update(users)
-                .where(users.c.subject == _b("b_subject"), users.c.totp_last_step < _b("b_step"))
-                .values(totp_last_step=_b("b_step"), totp_drift=_b("b_drift")))
-_CLEAR_FAILURES = (sa.update(users)
-                   .where(users.c.subject == _b("b_subject"), users.c.failures != 0)
-                   .values(failures=0, last_failure_at=None))
-_INSERT_CODE = sa.insert(codes)
-_CONSUME_CODE = sa.delete(codes).where(codes.c.code_digest == _b("b_digest")).returning(*codes.c)
-_SIGNING_KEYS = sa.select(signing_keys).order_by(signing_keys.c.activates_at,
-                                                 signing_keys.c.created_at)
-_INSERT_AUDIT = sa.insert(audit_events)
+_FIND_CLIENT = Statement(sa.select(clients).where(clients.c.client_id == _b("b_client_id")))
+_INSERT_PUSHED = Statement(sa.insert(pushed_requests))
+_CONSUME_PUSHED = Statement(sa.delete(pushed_requests)
+                            .where(pushed_requests.c.uri_digest == _b("b_digest"))
+                            .returning(pushed_requests.c.client_id, pushed_requests.c.params,
+                                       pushed_requests.c.expires_at))
+_INSERT_FLOW = Statement(sa.insert(flows))
+_FIND_FLOW = Statement(sa.select(flows).where(flows.c.flow_id == _b("b_flow_id"),
+                                              flows.c.expires_at > _b("b_now")))
+_END_FLOW = Statement(sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
+                                             flows.c.stage == _b("b_stage")))
+_FIND_USER = Statement(sa.select(users).where(users.c.subject == _b("b_subject")))
+_FIND_USER_FOR_UPDATE = Statement(_FIND_USER.clause.with_for_update())
+_INSERT_USER = Statement(sa.insert(users))
+_ACCEPT_STEP = Statement(
+    sa.update(users)
+    .where(users.c.subject == _b("b_subject"), users.c.totp_last_step < _b("b_step"))
+    .values(totp_last_step=_b("b_step"), totp_drift=_b("b_drift")))
+_CLEAR_FAILURES = Statement(sa.update(users)
+                            .where(users.c.subject == _b("b_subject"), users.c.failures != 0)
+                            .values(failures=0, last_failure_at=None))
+_LOCK_IP = Statement(sa.select(sa.func.pg_advisory_xact_lock(
+    sa.func.hashtextextended(_b("ip", type_=sa.String), 0))))
+_INSERT_IP_FAILURE = Statement(sa.insert(ip_failures))
+_COUNT_IP_FAILURES = Statement(
+    sa.select(sa.func.count()).select_from(ip_failures)
+    .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since")))
+_INSERT_CODE = Statement(sa.insert(codes))
+_CONSUME_CODE = Statement(sa.delete(codes).where(codes.c.code_digest == _b("b_digest"))
+                          .returning(*codes.c))
+_SIGNING_KEYS = Statement(sa.select(signing_keys).order_by(signing_keys.c.activates_at,
+                                                           signing_keys.c.created_at))
+_INSERT_AUDIT = Statement(sa.insert(audit_events))
 
 #: Columns holding AES-GCM ciphertexts: column -> (table, key column).
 _SEALED = {
@@ -523,17 +526,30 @@ _SEALED = {
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
-        # SQLite: our BEGIN IMMEDIATE listener skips these; PostgreSQL: no BEGIN/COMMIT trips.
-        self._autocommit_options = ({_NO_BEGIN: True} if engine.dialect.name == "sqlite"
-                              else {"isolation_level": "AUTOCOMMIT"})
+        self._postgres = engine.dialect.name == "postgresql"
+        #: Told ``"statement"`` after each statement and ``"transaction"`` at each
+        #: :meth:`begin` (the benchmark counts them per request); None in service.
+        self.trace: Callable[[str], None] | None = None
 
     @contextmanager
     def begin(self) -> Iterator[Tx]:
         """A transaction: committed when the block ends, rolled back if it raises. Its audit
-        events are logged (and so counted) only after the commit succeeded."""
-        with self.engine.begin() as conn:
-            tx = Tx(conn)
-            yield tx
+        events are logged (and so counted) only after the commit succeeded. On SQLite it
+        takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue under the
+        busy timeout instead of failing when a read lock cannot be upgraded; psycopg opens
+        the transaction with the first statement."""
+        with self._session(autocommit=False) as db:
+            if not self._postgres:
+                db.run("BEGIN IMMEDIATE")
+            if self.trace:
+                self.trace("transaction")
+            tx = Tx(db)
+            try:
+                yield tx
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
         _log_committed(tx)
 
     @contextmanager
@@ -543,10 +559,27 @@ class Store:
         there is no explicit transaction. On SQLite no BEGIN IMMEDIATE (a read takes no write
         lock; a write still waits for the lock under the busy timeout), on PostgreSQL no
         BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`."""
-        with self.engine.connect() as conn:
-            tx = Tx(conn.execution_options(**self._autocommit_options))
+        with self._session(autocommit=True) as db:
+            tx = Tx(db)
             yield tx
         _log_committed(tx)
+
+    @contextmanager
+    def _session(self, autocommit: bool) -> Iterator[Session]:
+        """A pooled connection; back in the pool afterwards, which rolls back what is left.
+        SQLite's connections are in the driver's autocommit mode throughout (we issue BEGIN
+        ourselves); psycopg's are switched for :meth:`autocommit` and back."""
+        connection = checkout(self.engine)
+        driver = connection.driver_connection
+        switch = autocommit and self._postgres
+        try:
+            if switch:
+                driver.autocommit = True
+            yield Session(self.engine, connection, self.trace)
+        finally:
+            if switch and connection.is_valid and not driver.closed:
+                driver.autocommit = False
+            connection.close()
 
 
 def _log_committed(tx: Tx) -> None:
@@ -555,8 +588,6 @@ def _log_committed(tx: Tx) -> None:
         audit_log.info("%s", record["event"], extra={"audit": record})
 
 
-#: Execution option of :meth:`Store.autocommit` connections on SQLite.
-_NO_BEGIN = "stepup_no_begin"
 #: A pooled PostgreSQL connection idle longer than this is pinged before use (a database
 #: restart or fail-over while idle); a busy connection is not, which saves a round trip
 #: per transaction. A connection that breaks mid-use is answered by the outage handler.
@@ -597,8 +628,7 @@ def create_engine(url: str) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
-        if not conn.get_execution_options().get(_NO_BEGIN):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLAlchemy's own transactions (migrations)
 
     return engine
 

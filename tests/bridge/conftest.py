@@ -203,8 +203,8 @@ def events(act: Actions, subject: str | None = None) -> list[str]:
     query = sa.select(schema.audit_events.c.event).order_by(schema.audit_events.c.id)
     if subject is not None:
         query = query.where(schema.audit_events.c.subject == subject)
-    with act.bridge.store.begin() as tx:
-        return list(tx.conn.execute(query).scalars())
+    with act.bridge.store.engine.begin() as conn:
+        return list(conn.execute(query).scalars())
 
 
 def flow_of(act: Actions, login: Login):
@@ -286,8 +286,8 @@ def pages(act, client, clock, register_no_enroll) -> dict[str, object]:
     act.post(returning, "saved", saved="yes", next="reenroll")
     keep("reenroll", client.get(returning.flow_url))
     # Locked, not enrolled, and the message pages.
-    with act.bridge.store.begin() as tx:
-        tx.conn.execute(sa.update(schema.users).values(locked_at=clock()))
+    with act.bridge.store.engine.begin() as conn:
+        conn.execute(sa.update(schema.users).values(locked_at=clock()))
     locked = act.start("pat")
     keep("locked", client.get(locked.flow_url))
     response, _ = act.push("quinn", auth=(NO_ENROLL_ID, NO_ENROLL_SECRET),
@@ -340,8 +340,8 @@ def at_stage(act: Actions, stage: str) -> Login:
 
 
 def user_rows(act: Actions) -> list:
-    with act.bridge.store.begin() as tx:
-        return list(tx.conn.execute(sa.select(schema.users.c.subject)).scalars())
+    with act.bridge.store.engine.begin() as conn:
+        return list(conn.execute(sa.select(schema.users.c.subject)).scalars())
 
 
 def assert_nothing_moved(act: Actions, login: Login, stage: str, before_users: list,

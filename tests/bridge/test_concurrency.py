@@ -65,8 +65,8 @@ def count(act: Actions, table: sa.Table, **where) -> int:
     query = sa.select(sa.func.count()).select_from(table)
     for name, value in where.items():
         query = query.where(table.c[name] == value)
-    with act.bridge.store.begin() as tx:
-        return tx.conn.execute(query).scalar_one()
+    with act.bridge.store.engine.begin() as conn:
+        return conn.execute(query).scalar_one()
 
 
 def audit_count(act: Actions, subject: str, event: str) -> int:
@@ -133,8 +133,8 @@ def test_two_flows_verifying_and_confirming_at_once(app, act, round_):
     assert sum(is_callback(r) for r in confirmed) == 1
     assert user(act, subject).recovery_version == 2
     # The enrollment's code was never redeemed, so count only recovery-login codes.
-    with act.bridge.store.begin() as tx:
-        amrs = [row.amr for row in tx.conn.execute(
+    with act.bridge.store.engine.begin() as conn:
+        amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
     assert amrs.count([AMR_RECOVERY]) == 1
 
@@ -203,8 +203,8 @@ def test_double_posting_the_totp_form_moves_the_flow_once(app, act, clock, round
     assert sum(is_callback(r) for r in results) == 1, [r.status_code for r in results]
     assert all(is_callback(r) or 400 <= r.status_code < 500 for r in results)
     assert audit_count(act, subject, "success") == 1
-    with act.bridge.store.begin() as tx:
-        amrs = [row.amr for row in tx.conn.execute(
+    with act.bridge.store.engine.begin() as conn:
+        amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
     assert amrs.count([AMR_TOTP]) == 2  # the enrollment's and this login's, no third
 
@@ -245,8 +245,8 @@ def test_double_posting_the_confirmation_rotates_once(app, act, round_):
     assert all(is_callback(r) or 400 <= r.status_code < 500 for r in results)
     assert user(act, subject).recovery_version == 2
     assert audit_count(act, subject, "rotation") == 1
-    with act.bridge.store.begin() as tx:
-        amrs = [row.amr for row in tx.conn.execute(
+    with act.bridge.store.engine.begin() as conn:
+        amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
     assert amrs.count([AMR_RECOVERY]) == 1
     probe = act.start(subject)

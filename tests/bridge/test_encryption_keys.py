@@ -43,8 +43,8 @@ def test_a_flow_sealed_with_a_removed_key_gets_a_400_page(tmp_path, clock):
     register_idp(app)
     act = Actions(app.test_client(), app.extensions["stepup"], clock)
     login = act.start("too-early")
-    with app.extensions["stepup"].store.begin() as tx:
-        tx.conn.exec_driver_sql("DELETE FROM signing_keys")  # keys sealed with `old` too
+    with app.extensions["stepup"].store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM signing_keys")  # keys sealed with `old` too
     act.client.application = create_app(
         {"issuer": "https://b.example"},
         environ={"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ENCRYPTION_KEYS": new}, clock=clock)

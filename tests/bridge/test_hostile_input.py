@@ -233,8 +233,8 @@ def test_old_ip_failures_leave_the_window_and_the_table(make_act, clock):
     assert act.post(login, "totp", otp=act.code_now(login)).status_code == 303
     act.bridge._swept_at = 0  # housekeeping runs on the next pushed request
     act.push("anyone")
-    with act.bridge.store.begin() as tx:
-        assert tx.conn.execute(schema.ip_failures.select()).first() is None
+    with act.bridge.store.engine.begin() as conn:
+        assert conn.execute(schema.ip_failures.select()).first() is None
 
 
 def test_a_hostile_recovery_code_field_is_a_clear_error(act):

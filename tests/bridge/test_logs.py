@@ -100,8 +100,8 @@ def test_no_secrets_in_logs(act, clock, caplog):
     texts = [(record.name, _record_text(record)) for record in caplog.records]
     assert any("log capture works" in text for _, text in texts)
     assert any(name == "stepup.audit" for name, _ in texts)  # the audit log is captured too
-    with act.bridge.store.begin() as tx:
-        rows = tx.conn.execute(sa.select(schema.audit_events)).mappings().all()
+    with act.bridge.store.engine.begin() as conn:
+        rows = conn.execute(sa.select(schema.audit_events)).mappings().all()
     texts += [("audit_events table", repr(dict(row))) for row in rows]
     leaks = set()
     for name, text in texts:

@@ -87,8 +87,8 @@ def test_an_altered_link_does_nothing(mailed, alter):
     token = csrf_of(act.client.get(path).get_data(as_text=True))
     assert act.client.post(bad, data={"csrf_token": token}).status_code in (400, 404)
     assert user(act, "nia").locked_at is None
-    with act.bridge.store.begin() as tx:
-        assert tx.conn.execute(sa.select(sa.func.count()).select_from(schema.events).where(
+    with act.bridge.store.engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.events).where(
             schema.events.c.disowned_at.is_not(None))).scalar_one() == 0
 
 

@@ -45,8 +45,8 @@ def notifying(make_act, smtp, receiver):
 
 
 def pending(act) -> list[dict]:
-    with act.bridge.store.begin() as tx:
-        return [dict(r) for r in tx.conn.execute(
+    with act.bridge.store.engine.begin() as conn:
+        return [dict(r) for r in conn.execute(
             sa.select(schema.events).where(schema.events.c.done_at.is_(None))).mappings()]
 
 
@@ -69,8 +69,8 @@ def test_each_event_gives_one_mail_and_one_signed_webhook(notifying, smtp, recei
     hooks = [json.loads(e["body"]) for e in receiver.received]
     assert [h["type"] for h in hooks] == [f"stepup.{k}" for k in kinds]
     assert all(e["valid"] for e in receiver.received) and receiver.duplicates == 0
-    with act.bridge.store.begin() as tx:
-        ids = {r.event: r.id for r in tx.conn.execute(sa.select(schema.events))}
+    with act.bridge.store.engine.begin() as conn:
+        ids = {r.event: r.id for r in conn.execute(sa.select(schema.events))}
     for entry, kind in zip(receiver.received, kinds, strict=True):
         assert entry["headers"]["Webhook-Id"] == ids[kind]
         assert json.loads(entry["body"])["data"] == {

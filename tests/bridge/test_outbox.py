@@ -20,8 +20,8 @@ def outbox(act, subject: str | None = None) -> list[dict]:
     query = sa.select(schema.events).order_by(schema.events.c.at)
     if subject is not None:
         query = query.where(schema.events.c.subject == subject)
-    with act.bridge.store.begin() as tx:
-        return [dict(row) for row in tx.conn.execute(query).mappings()]
+    with act.bridge.store.engine.begin() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
 
 
 class AuditLines(logging.Handler):

@@ -57,9 +57,9 @@ class Bridge:
         return f"{self.url}/authorize?client_id={client_id}&request_uri={uri}"
 
     def lock(self, subject: str) -> None:
-        with self.app.extensions["stepup"].store.begin() as tx:
-            tx.conn.execute(sa.update(schema.users).where(schema.users.c.subject == subject)
-                            .values(locked_at=time.time()))
+        with self.app.extensions["stepup"].store.engine.begin() as conn:
+            conn.execute(sa.update(schema.users).where(schema.users.c.subject == subject)
+                         .values(locked_at=time.time()))
 
 
 def _idp(environ, start_response):

@@ -6,10 +6,12 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import sqlalchemy as sa
 
 from bridge import create_app
 from bridge.store import create_engine, migrate
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, Actions, register_idp
+from tests.conftest import fresh_database
 from tests.e2e.browser import free_port
 
 from .conftest import REPO
@@ -69,3 +71,31 @@ def test_database_outage_mid_flow(clock, own_postgres, tmp_path):
     assert done.status_code == 303, done.get_data(as_text=True)
     assert act.finish(login, done.headers["Location"])["sub"] == "outage-user"
     assert act.client.get("/readyz").status_code == 200
+
+
+def test_a_broken_connection_is_answered_then_replaced(clock, postgres_server, tmp_path):
+    """A pooled connection whose server process died: the statement on it fails as
+    SQLAlchemy's OperationalError (the "try again" page), the pool discards it, and the next
+    statement gets a new connection."""
+    postgres_url = fresh_database(postgres_server, "stepup_broken_connection")
+    engine = create_engine(postgres_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example",
+                      "database_url": postgres_url}, environ={}, clock=clock)
+    register_idp(app)
+    store = app.extensions["stepup"].store
+    with store.autocommit() as tx:
+        pid = tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar()
+    admin = sa.create_engine(postgres_url)
+    with admin.connect() as conn:
+        assert conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar() is True
+    admin.dispose()
+    with pytest.raises(sa.exc.OperationalError), store.autocommit() as tx:
+        tx.find_user("anyone")  # the pool handed out the dead connection (not idle for long)
+    with store.autocommit() as tx:
+        assert tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar() != pid
+        assert tx.find_user("anyone") is None
+    with store.begin() as tx:
+        assert tx.find_client(IDP_ID) is not None
+    store.engine.dispose()

@@ -1,0 +1,179 @@
+"""SQLAlchemy Core statements, run on the driver's own connection.
+
+SQLAlchemy builds every statement, owns the schema, the migrations and the connection pool.
+What this module skips is its per-execution machinery (Connection and Transaction objects,
+execution context, events, Row objects): on the benchmark's machine that cost 60-110 µs per
+statement and ~150 µs per checkout, against ~8 µs for SQLite to run a short statement; 39 %
+of a step-up's in-process CPU was spent in the store (docs/operations.md, Sizing). Each
+:class:`Statement` is compiled once per dialect to the driver's SQL, with the value
+conversions of its columns that SQLAlchemy would apply (JSON, booleans on SQLite), and
+:class:`Session` runs it on a pooled DBAPI connection. Driver errors become SQLAlchemy's
+exception classes, so callers and the outage handler see what they saw before, and a broken
+connection leaves the pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.pool import PoolProxiedConnection
+
+Row = dict[str, Any]
+
+
+class Compiled:
+    """One statement as one dialect's driver runs it."""
+
+    def __init__(self, clause: sa.Executable, dialect: Dialect, keys: Sequence[str]):
+        self._compiled = compiled = clause.compile(
+            dialect=dialect, column_keys=list(keys),
+            compile_kwargs={"render_postcompile": True})  # IN (...) lists written out
+        self.sql = compiled.string
+        self._positions = compiled.positiontup if dialect.positional else None
+        self._binds = {name: process for bind, name in compiled.bind_names.items()
+                       if (process := bind.type.dialect_impl(dialect).bind_processor(dialect))}
+        self._columns = list(getattr(clause, "exported_columns", ()))
+        #: SELECT or RETURNING; PostgreSQL's implicit RETURNING of a new id is not read.
+        self.returns_rows = bool(self._columns)
+        self._dialect = dialect
+        self._results: list[tuple[str, Callable | None]] | None = None
+
+    def arguments(self, params: dict[str, Any]) -> tuple | dict:
+        values = self._compiled.construct_params(params)
+        for name, process in self._binds.items():
+            if name in values:
+                values[name] = process(values[name])
+        return values if self._positions is None else tuple(values[n] for n in self._positions)
+
+    def rows(self, cursor: Any) -> list[Row]:
+        if self._results is None:  # conversions depend on the driver's type codes; psycopg
+            d = self._dialect      # builds its description afresh each time: read it once
+            self._results = [
+                (column[0], source.type.dialect_impl(d).result_processor(d, column[1]))
+                for column, source in zip(cursor.description, self._columns, strict=True)]
+        raw = cursor.fetchall()
+        return [{name: process(value) if process else value
+                 for (name, process), value in zip(self._results, row, strict=True)}
+                for row in raw]
+
+
+class Statement:
+    """A statement built once at import: compiled on first use per dialect and parameter
+    names (an INSERT's columns are the names it is given)."""
+
+    __slots__ = ("_compiled", "clause")
+
+    def __init__(self, clause: sa.Executable):
+        self.clause = clause
+        self._compiled: dict[tuple, Compiled] = {}
+
+    def compiled(self, dialect: Dialect, keys: Sequence[str]) -> Compiled:
+        key = (dialect.name, tuple(keys))
+        if (found := self._compiled.get(key)) is None:
+            found = self._compiled[key] = Compiled(self.clause, dialect, keys)
+        return found
+
+
+class Result:
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Row], rowcount: int):
+        self.rows, self.rowcount = rows, rowcount
+
+    def first(self) -> Row | None:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return next(iter(self.rows[0].values())) if self.rows else None
+
+
+def checkout(engine: Engine) -> PoolProxiedConnection:
+    """A connection from the pool (a new one, if the database is reachable)."""
+    try:
+        return engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise sa.exc.DBAPIError.instance(
+            None, None, error, engine.dialect.loaded_dbapi.Error, hide_parameters=True,
+            dialect=engine.dialect) from error
+
+
+class Session:
+    """One pooled DBAPI connection for the length of a transaction (or of a run of
+    self-committing statements)."""
+
+    def __init__(self, engine: Engine, connection: PoolProxiedConnection,
+                 trace: Callable[[str], None] | None):
+        self.dialect = engine.dialect
+        self._dbapi_error = engine.dialect.loaded_dbapi.Error
+        self._connection = connection
+        self._trace = trace
+
+    def execute(self, statement: Statement | sa.Executable, params: dict[str, Any] | None = None,
+                many: list[dict[str, Any]] | None = None) -> Result:
+        if not isinstance(statement, Statement):
+            statement = Statement(statement)  # built for this call: compiled for it alone
+        first = many[0] if many else (params or {})
+        compiled = statement.compiled(self.dialect, list(first))
+        cursor = self._connection.cursor()
+        try:
+            if many:
+                cursor.executemany(compiled.sql, [compiled.arguments(p) for p in many])
+            else:
+                cursor.execute(compiled.sql, compiled.arguments(params or {}))
+            rows = compiled.rows(cursor) if compiled.returns_rows else []
+            result = Result(rows, cursor.rowcount)
+        except self._dbapi_error as error:
+            raise self._translated(error, compiled.sql, cursor) from error
+        finally:
+            cursor.close()
+        if self._trace:
+            self._trace("statement")
+        return result
+
+    def run(self, sql: str) -> None:
+        """A statement with no parameters and no rows (BEGIN, SAVEPOINT …)."""
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(sql)
+        except self._dbapi_error as error:
+            raise self._translated(error, sql, cursor) from error
+        finally:
+            cursor.close()
+
+    def commit(self) -> None:
+        try:
+            self._connection.commit()
+        except self._dbapi_error as error:
+            raise self._translated(error, "COMMIT", None) from error
+
+    def rollback(self) -> None:
+        try:
+            self._connection.rollback()
+        except self._dbapi_error as error:  # the connection broke: the pool discards it
+            self._translated(error, "ROLLBACK", None)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A statement that may fail (a duplicate key) without ending the transaction."""
+        self.run("SAVEPOINT stepup")
+        try:
+            yield
+        except BaseException:
+            self.run("ROLLBACK TO SAVEPOINT stepup")
+            raise
+        finally:
+            self.run("RELEASE SAVEPOINT stepup")
+
+    def _translated(self, error: Exception, sql: str, cursor: Any) -> sa.exc.DBAPIError:
+        """SQLAlchemy's class for a driver error (IntegrityError, OperationalError …); its
+        message never carries the parameters (codes and secrets are parameters)."""
+        invalidated = self.dialect.is_disconnect(error, self._connection.driver_connection,
+                                                 cursor)
+        if invalidated:
+            self._connection.invalidate(error)
+        return sa.exc.DBAPIError.instance(
+            sql, None, error, self._dbapi_error, hide_parameters=True,
+            connection_invalidated=invalidated, dialect=self.dialect)

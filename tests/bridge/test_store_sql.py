@@ -1,0 +1,99 @@
+"""The store runs SQLAlchemy-built statements on the driver's connection (``store/sql.py``):
+values come back as SQLAlchemy would give them, errors keep SQLAlchemy's classes without the
+parameters, and a transaction is all or nothing. On SQLite and on PostgreSQL. (A broken
+connection leaving the pool: tests/production/test_outage.py.)"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.store import User, schema
+from tests.bridge.conftest import IDP_ID
+
+
+def _user(subject: str, digest: str = "d" * 64) -> User:
+    return User(subject=subject, display_name="Zoë", totp_secret="sealed", totp_last_step=0,
+                recovery_digest=digest, recovery_version=1, failures=0, last_failure_at=None,
+                locked_at=None, created_at=1.5)
+
+
+def test_values_come_back_typed(app):
+    store = app.extensions["stepup"].store
+    with store.autocommit() as tx:
+        client = tx.find_client(IDP_ID)
+    assert client.allow_enrollment is True and client.admin is False  # not SQLite's 1 and 0
+    assert isinstance(client.redirect_uris, list) and client.redirect_uris  # JSON, decoded
+    with store.begin() as tx:
+        tx.add_user(_user("typed"))
+        tx.audit("success", 2.0, subject="typed", client_id=IDP_ID, factor="otp")
+    with store.autocommit() as tx:
+        assert tx.find_user("typed") == _user("typed")
+        assert tx.audit_trail("typed")[0]["detail"] == {"factor": "otp"}
+
+
+def test_a_failed_transaction_leaves_nothing(app):
+    store = app.extensions["stepup"].store
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.add_user(_user("half"))
+        raise RuntimeError("after the first write")
+    with store.autocommit() as tx:
+        assert tx.find_user("half") is None
+
+
+def test_duplicate_key_is_integrity_error_without_the_values(app):
+    store = app.extensions["stepup"].store
+    with store.begin() as tx:
+        tx.add_user(_user("twice"))
+    with pytest.raises(sa.exc.IntegrityError) as raised, store.begin() as tx:
+        tx.add_users([_user("twice", digest="secret-digest-value")])
+    assert "secret-digest-value" not in str(raised.value)
+    # Inside a savepoint the duplicate is an answer, and the transaction goes on.
+    with store.begin() as tx:
+        assert tx.add_user(_user("twice")) is False
+        assert tx.add_user(_user("third")) is True
+    with store.autocommit() as tx:
+        assert tx.find_user("third") is not None
+
+
+def test_self_committing_block_does_not_leak_into_the_next_transaction(app):
+    """PostgreSQL connections are switched to autocommit for ``Store.autocommit`` and must be
+    back in transactions when the pool hands them out again."""
+    store = app.extensions["stepup"].store
+    for _ in range(3):
+        with store.autocommit() as tx:
+            tx.find_user("nobody")
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.add_user(_user("leak"))
+        raise RuntimeError("roll back")
+    with store.autocommit() as tx:
+        assert tx.find_user("leak") is None
+
+
+def test_trace_counts_statements_and_transactions(app):
+    store = app.extensions["stepup"].store
+    seen: list[str] = []
+    store.trace = seen.append
+    try:
+        with store.autocommit() as tx:
+            tx.find_user("a")
+            tx.find_client(IDP_ID)
+        with store.begin() as tx:
+            tx.find_user("a")
+    finally:
+        store.trace = None
+    assert seen == ["statement", "statement", "transaction", "statement"]
+
+
+def test_in_lists_and_returning(app):
+    """Statements built per call (the outbox's claim: IN (...) and FOR UPDATE SKIP LOCKED)."""
+    store = app.extensions["stepup"].store
+    with store.begin() as tx:
+        for subject in ("e1", "e2", "e3"):
+            tx.audit("lockout", 1.0, subject=subject, client_id=IDP_ID)
+    with store.begin() as tx:
+        claimed = tx.claim_events(now=5.0, lease=30.0, claim="me", limit=2)
+    assert len(claimed) == 2 and {e["subject"] for e in claimed} <= {"e1", "e2", "e3"}
+    with store.engine.connect() as conn:
+        claims = conn.execute(sa.select(schema.events.c.claim)).scalars().all()
+    assert sorted(claims, key=str) == [None, "me", "me"]
