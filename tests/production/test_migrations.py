@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +41,18 @@ def test_serving_process_does_not_load_alembic_on_a_current_database(tmp_path):
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "False"
+
+
+def test_a_served_app_loads_only_what_every_request_needs(app_template, tmp_path):
+    """Memory per worker: the app a worker forks from carries neither alembic (the database
+    is current) nor requests (only webhooks and private_key_jwt clients need it)."""
+    shutil.copytree(app_template, tmp_path, dirs_exist_ok=True)
+    probe = ("import sys; from bridge import create_app; "
+             f"create_app({{'data_dir': {str(tmp_path)!r}}}, environ={{}}); "
+             "print(sorted({'alembic', 'requests'} & set(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_empty_database_upgrades_to_head(empty_database):
