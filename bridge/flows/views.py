@@ -25,7 +25,7 @@ from flask import (
 )
 from flask_babel import format_date
 from flask_babel import gettext as _
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, generate_csrf
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -69,6 +69,7 @@ def _binding() -> str:
     if "binding" not in session:
         session["binding"] = secrets.token_urlsafe(24)
         session.permanent = True
+        generate_csrf()  # its session half now too: the flow's page need not set the cookie again
     return session["binding"]
 
 

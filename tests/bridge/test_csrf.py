@@ -77,3 +77,22 @@ def test_forms_work_behind_tls_without_a_referer(make_app, clock):
     posted = act.client.post(f"{opened.headers['Location']}/enroll", **https, data={
         "otp": totp.code_at(secret, clock()), "csrf_token": act.csrf(page)})
     assert posted.status_code == 303, posted.get_data(as_text=True)
+
+
+def test_the_session_cookie_is_set_once_per_sign_in(act, clock):
+    """/authorize writes the session (binding, flow, and the CSRF token's session half) in one
+    cookie; the flow's page and the code post need not write it again."""
+    enrolled, _ = act.enroll("once")
+    clock.advance(30)
+    response, _ = act.push("once")
+    uri = response.get_json()["request_uri"]
+    browser = act.client.application.test_client()  # a browser with no session yet
+    opened = browser.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
+    assert "stepup_session=" in opened.headers.get("Set-Cookie", "")
+    page = browser.get(opened.headers["Location"])
+    assert page.status_code == 200 and "Set-Cookie" not in page.headers
+    posted = browser.post(f"{opened.headers['Location']}/totp", data={
+        "otp": totp.code_at(enrolled.secret, clock()),
+        "csrf_token": act.csrf(page.get_data(as_text=True))})
+    assert posted.status_code == 303 and "code=" in posted.headers["Location"]
+    assert "Set-Cookie" not in posted.headers
