@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite drives for real: Chromium (browser tests), PostgreSQL and
-# Redis (production-engine tests), Maven + JDK (the Keycloak authenticator), npm (axe-core).
+# Redis (production-engine tests), Maven + JDK (the Keycloak authenticator), npm (axe-core),
+# valgrind (the instruction-count benchmark).
 # Needs root.
 set -euo pipefail
 want=()
@@ -11,6 +12,7 @@ command -v mvn >/dev/null || want+=(maven)
 command -v unzip >/dev/null || want+=(unzip)
 command -v npm >/dev/null || want+=(npm)  # axe-core for the accessibility tests
 command -v curl >/dev/null || want+=(curl)  # the help-desk docs' commands, run as written
+command -v valgrind >/dev/null || want+=(valgrind)  # bench.instructions counts instructions
 if [ ${#want[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive

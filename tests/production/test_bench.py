@@ -3,6 +3,7 @@ no figure is asserted — speed is only ever measured, in bench/)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -26,3 +27,13 @@ def test_ratio_benchmark_completes_every_kind_of_flow(tmp_path):
                  "POST /flow/<id>/totp", "recovery-code step-ups/s", "enrollments/s",
                  "statements", "RSS"):
         assert line in text, line
+
+
+def test_instruction_count_benchmark_measures_both_kinds():
+    run = subprocess.run([sys.executable, "-m", "bench.instructions", "--flows", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = dict(re.findall(r"^\s+(\S.*?)\s+([\d.]+) M instructions$", run.stdout, re.M))
+    assert set(figures) == {"trivial request", "TOTP step-up (5 requests)",
+                            "step-up beyond 5 trivial"}, run.stdout
+    assert 0 < float(figures["trivial request"]) < float(figures["TOTP step-up (5 requests)"])
