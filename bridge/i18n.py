@@ -33,12 +33,24 @@ _TAG = re.compile(r"^[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*$")  # BCP 47, loosel
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale,
           default_translation_directories=str(TRANSLATIONS))
+    # Flask-Babel's template callables look the catalogue up anew on every call, through the
+    # request context several times; a page calls them a dozen times. The request's locale is
+    # fixed once chosen (Flask-Babel keeps it), so its catalogue is found once per request.
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _catalogue().ugettext(s),
+        ngettext=lambda s, p, n: _catalogue().ungettext(s, p, n), newstyle=True)
     app.jinja_env.filters["number"] = number
 
     @app.context_processor
     def _language() -> dict[str, str]:
         lang = get_locale().language if get_locale() else "en"
         return {"html_lang": lang, "html_dir": "rtl" if lang in RTL else "ltr"}
+
+
+def _catalogue():
+    if (found := g.get("stepup_catalogue")) is None:
+        found = g.stepup_catalogue = get_translations()
+    return found
 
 
 def use_ui_locales(ui_locales: str | None) -> None:
