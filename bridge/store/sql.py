@@ -150,6 +150,8 @@ class Session:
             raise self._translated(error, "COMMIT", None) from error
 
     def rollback(self) -> None:
+        if not self._connection.is_valid:
+            return  # a statement found it broken: already out of the pool, nothing to undo
         try:
             self._connection.rollback()
         except self._dbapi_error as error:  # the connection broke: the pool discards it

@@ -87,10 +87,7 @@ def test_a_broken_connection_is_answered_then_replaced(clock, postgres_server, t
     store = app.extensions["stepup"].store
     with store.autocommit() as tx:
         pid = tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar()
-    admin = sa.create_engine(postgres_url)
-    with admin.connect() as conn:
-        assert conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar() is True
-    admin.dispose()
+    _terminate(postgres_url, pid)
     with pytest.raises(sa.exc.OperationalError), store.autocommit() as tx:
         tx.find_user("anyone")  # the pool handed out the dead connection (not idle for long)
     with store.autocommit() as tx:
@@ -98,4 +95,18 @@ def test_a_broken_connection_is_answered_then_replaced(clock, postgres_server, t
         assert tx.find_user("anyone") is None
     with store.begin() as tx:
         assert tx.find_client(IDP_ID) is not None
+        pid = tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar()
+    _terminate(postgres_url, pid)
+    with pytest.raises(sa.exc.OperationalError), store.begin() as tx:  # inside a transaction
+        tx.find_user("anyone")
+    with store.begin() as tx:
+        assert tx.find_user("anyone") is None
     store.engine.dispose()
+
+
+def _terminate(url: str, pid: int) -> None:
+    """End one server process, as a fail-over or an idle timeout in a proxy would."""
+    admin = sa.create_engine(url)
+    with admin.connect() as conn:
+        assert conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar() is True
+    admin.dispose()
