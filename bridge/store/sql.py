@@ -107,6 +107,7 @@ class Session:
     def __init__(self, engine: Engine, connection: PoolProxiedConnection,
                  trace: Callable[[str], None] | None):
         self.dialect = engine.dialect
+        self._pool = engine.pool
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._connection = connection
         self._trace = trace
@@ -171,11 +172,14 @@ class Session:
 
     def _translated(self, error: Exception, sql: str, cursor: Any) -> sa.exc.DBAPIError:
         """SQLAlchemy's class for a driver error (IntegrityError, OperationalError …); its
-        message never carries the parameters (codes and secrets are parameters)."""
+        message never carries the parameters (codes and secrets are parameters). A lost
+        connection means the server went away: as SQLAlchemy's own Connection does, every
+        pooled connection opened before now is replaced on its next checkout, not only this
+        one, so a restart or fail-over costs one failed request, not one per connection."""
         invalidated = self.dialect.is_disconnect(error, self._connection.driver_connection,
                                                  cursor)
         if invalidated:
-            self._connection.invalidate(error)
+            self._pool._invalidate(self._connection, error)
         return sa.exc.DBAPIError.instance(
             sql, None, error, self._dbapi_error, hide_parameters=True,
             connection_invalidated=invalidated, dialect=self.dialect)

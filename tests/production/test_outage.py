@@ -4,6 +4,7 @@ the bridge recovers by itself when PostgreSQL is back (a real server stopped and
 from __future__ import annotations
 
 import subprocess
+from contextlib import ExitStack
 
 import pytest
 import sqlalchemy as sa
@@ -101,7 +102,22 @@ def test_a_broken_connection_is_answered_then_replaced(clock, postgres_server, t
         tx.find_user("anyone")
     with store.begin() as tx:
         assert tx.find_user("anyone") is None
+    # Every connection pooled before a loss is replaced, not only the one that met it.
+    before = _backends(store, 2)
+    _terminate(postgres_url, before[0])
+    with pytest.raises(sa.exc.OperationalError), store.autocommit() as tx:
+        tx.find_user("anyone")
+    assert not set(_backends(store, 2)) & set(before)
     store.engine.dispose()
+
+
+def _backends(store, count: int) -> list[int]:
+    """The server processes of ``count`` pooled connections, held at once, in the order the
+    pool hands them out next (first in, first out: the last returned comes first)."""
+    with ExitStack() as stack:
+        blocks = [stack.enter_context(store.autocommit()) for _ in range(count)]
+        pids = [tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar() for tx in blocks]
+    return pids[::-1]
 
 
 def _terminate(url: str, pid: int) -> None:
