@@ -32,15 +32,6 @@ def test_values_come_back_typed(app):
         assert tx.audit_trail("typed")[0]["detail"] == {"factor": "otp"}
 
 
-def test_a_failed_transaction_leaves_nothing(app):
-    store = app.extensions["stepup"].store
-    with pytest.raises(RuntimeError), store.begin() as tx:
-        tx.add_user(_user("half"))
-        raise RuntimeError("after the first write")
-    with store.autocommit() as tx:
-        assert tx.find_user("half") is None
-
-
 def test_duplicate_key_is_integrity_error_without_the_values(app):
     store = app.extensions["stepup"].store
     with store.begin() as tx:
@@ -56,18 +47,18 @@ def test_duplicate_key_is_integrity_error_without_the_values(app):
         assert tx.find_user("third") is not None
 
 
-def test_self_committing_block_does_not_leak_into_the_next_transaction(app):
-    """PostgreSQL connections are switched to autocommit for ``Store.autocommit`` and must be
-    back in transactions when the pool hands them out again."""
+def test_a_failed_transaction_leaves_nothing(app):
+    """Also after self-committing blocks: PostgreSQL connections are switched to autocommit
+    for ``Store.autocommit`` and must be back in transactions when the pool hands them out."""
     store = app.extensions["stepup"].store
     for _ in range(3):
         with store.autocommit() as tx:
             tx.find_user("nobody")
     with pytest.raises(RuntimeError), store.begin() as tx:
-        tx.add_user(_user("leak"))
-        raise RuntimeError("roll back")
+        tx.add_user(_user("half"))
+        raise RuntimeError("after the first write")
     with store.autocommit() as tx:
-        assert tx.find_user("leak") is None
+        assert tx.find_user("half") is None
 
 
 def test_trace_counts_statements_and_transactions(app):

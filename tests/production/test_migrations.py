@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -35,24 +36,25 @@ def test_serving_process_does_not_load_alembic_on_a_current_database(tmp_path):
     """Start-up on a migrated database recognises it without alembic (memory per worker)."""
     url = f"sqlite:///{tmp_path / 'current.db'}"
     migrate.upgrade(create_engine(url))
-    probe = ("import sys; from bridge.store import create_engine, migrate; "
-             f"engine = create_engine({url!r}); migrate.upgrade(engine); migrate.check(engine); "
-             "print('alembic' in sys.modules)")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    assert loaded == "False"
+    assert _loaded("from bridge.store import create_engine, migrate; "
+                   f"engine = create_engine({url!r}); migrate.upgrade(engine); "
+                   "migrate.check(engine)") == []
 
 
 def test_a_served_app_loads_only_what_every_request_needs(app_template, tmp_path):
     """Memory per worker: the app a worker forks from carries neither alembic (the database
     is current) nor requests (only webhooks and private_key_jwt clients need it)."""
     shutil.copytree(app_template, tmp_path, dirs_exist_ok=True)
-    probe = ("import sys; from bridge import create_app; "
-             f"create_app({{'data_dir': {str(tmp_path)!r}}}, environ={{}}); "
-             "print(sorted({'alembic', 'requests'} & set(sys.modules)))")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    assert loaded == "[]"
+    assert _loaded("from bridge import create_app; "
+                   f"create_app({{'data_dir': {str(tmp_path)!r}}}, environ={{}})") == []
+
+
+def _loaded(code: str) -> list[str]:
+    """Which of alembic and requests a fresh interpreter has imported after ``code``."""
+    probe = f"import sys; {code}; print(sorted({{'alembic', 'requests'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    return ast.literal_eval(out.strip().splitlines()[-1])
 
 
 def test_empty_database_upgrades_to_head(empty_database):

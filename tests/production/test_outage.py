@@ -38,14 +38,20 @@ def own_postgres():
     stop()
 
 
-def test_database_outage_mid_flow(clock, own_postgres, tmp_path):
-    url, stop, start = own_postgres
+def _bridge_on(url: str, folder, clock):
+    """A bridge on a fresh PostgreSQL database, migrated, with the test IdP."""
     engine = create_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
-    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example",
+    app = create_app({"data_dir": folder, "issuer": "https://bridge.example",
                       "database_url": url}, environ={}, clock=clock)
     register_idp(app)
+    return app
+
+
+def test_database_outage_mid_flow(clock, own_postgres, tmp_path):
+    url, stop, start = own_postgres
+    app = _bridge_on(url, tmp_path, clock)
     act = Actions(app.test_client(), app.extensions["stepup"], clock)
     enrolled, _ = act.enroll("outage-user")
     clock.advance(30)
@@ -79,13 +85,7 @@ def test_a_broken_connection_is_answered_then_replaced(clock, postgres_server, t
     SQLAlchemy's OperationalError (the "try again" page), the pool discards it, and the next
     statement gets a new connection."""
     postgres_url = fresh_database(postgres_server, "stepup_broken_connection")
-    engine = create_engine(postgres_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example",
-                      "database_url": postgres_url}, environ={}, clock=clock)
-    register_idp(app)
-    store = app.extensions["stepup"].store
+    store = _bridge_on(postgres_url, tmp_path, clock).extensions["stepup"].store
     with store.autocommit() as tx:
         pid = tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar()
     _terminate(postgres_url, pid)
