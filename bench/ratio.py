@@ -336,7 +336,7 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
             million(database, args, out)
 
         out("  SQL per flow (instrumented in-process run, Flask test client; statements "
-            "exclude BEGIN/COMMIT):")
+            "exclude BEGIN/COMMIT and savepoints):")
         counted = instrumented(target.app, users, "i", args.instrumented_flows)
         for kind, (per_flow, detail, cpu_ms) in counted.items():
             out(f"    {kind:<11} {per_flow[1]:5.1f} statements  {per_flow[2]:4.1f} transactions"

@@ -204,7 +204,7 @@ class Tx:
         return True
 
     def add_users(self, rows: list[User]) -> None:
-        """Bulk enrollment in one multi-row INSERT (the benchmark seeds its users this way)."""
+        """Bulk enrollment, one batched INSERT (the benchmark seeds its users this way)."""
         self._db.execute(_INSERT_USER, many=[row.__dict__ for row in rows])
 
     def accept_totp_step(self, subject: str, step: int, drift: int = 0) -> bool:
@@ -577,8 +577,13 @@ class Store:
                 driver.autocommit = True
             yield Session(self.engine, connection, self.trace)
         finally:
-            if switch and connection.is_valid and not driver.closed:
-                driver.autocommit = False
+            if switch and connection.is_valid:
+                try:
+                    driver.autocommit = False
+                except self.engine.dialect.loaded_dbapi.Error:
+                    # Still in a transaction (an interrupted statement) or closed: it must not
+                    # go back to the pool self-committing, where a transaction would not hold.
+                    connection.invalidate()
             connection.close()
 
 

@@ -35,6 +35,9 @@ class Compiled:
         self._positions = compiled.positiontup if dialect.positional else None
         self._binds = {name: process for bind, name in compiled.bind_names.items()
                        if (process := bind.type.dialect_impl(dialect).bind_processor(dialect))}
+        if any(bind.expanding and compiled.bind_names[bind] in self._binds
+               for bind in compiled.bind_names):  # written out as name_1, name_2 …: unconverted
+            raise TypeError("IN (...) of values that need a conversion (JSON, booleans)")
         self._columns = list(getattr(clause, "exported_columns", ()))
         #: SELECT or RETURNING; PostgreSQL's implicit RETURNING of a new id is not read.
         self.returns_rows = bool(self._columns)
@@ -111,6 +114,8 @@ class Session:
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._connection = connection
         self._trace = trace
+        #: The error that found the connection lost; everything after it raises it again.
+        self._lost: sa.exc.DBAPIError | None = None
 
     def execute(self, statement: Statement | sa.Executable, params: dict[str, Any] | None = None,
                 many: list[dict[str, Any]] | None = None) -> Result:
@@ -118,8 +123,11 @@ class Session:
             statement = Statement(statement)  # built for this call: compiled for it alone
         first = many[0] if many else (params or {})
         compiled = statement.compiled(self.dialect, list(first))
-        cursor = self._connection.cursor()
+        if self._lost is not None:
+            raise self._lost
+        cursor = None
         try:
+            cursor = self._connection.cursor()
             if many:
                 cursor.executemany(compiled.sql, [compiled.arguments(p) for p in many])
             else:
@@ -129,29 +137,36 @@ class Session:
         except self._dbapi_error as error:
             raise self._translated(error, compiled.sql, cursor) from error
         finally:
-            cursor.close()
+            if cursor is not None and self._lost is None:
+                cursor.close()
         if self._trace:
             self._trace("statement")
         return result
 
     def run(self, sql: str) -> None:
         """A statement with no parameters and no rows (BEGIN, SAVEPOINT …)."""
-        cursor = self._connection.cursor()
+        if self._lost is not None:
+            raise self._lost
+        cursor = None
         try:
+            cursor = self._connection.cursor()
             cursor.execute(sql)
         except self._dbapi_error as error:
             raise self._translated(error, sql, cursor) from error
         finally:
-            cursor.close()
+            if cursor is not None and self._lost is None:
+                cursor.close()
 
     def commit(self) -> None:
+        if self._lost is not None:  # what was written went with the connection
+            raise self._lost
         try:
             self._connection.commit()
         except self._dbapi_error as error:
             raise self._translated(error, "COMMIT", None) from error
 
     def rollback(self) -> None:
-        if not self._connection.is_valid:
+        if self._lost is not None:
             return  # a statement found it broken: already out of the pool, nothing to undo
         try:
             self._connection.rollback()
@@ -165,10 +180,11 @@ class Session:
         try:
             yield
         except BaseException:
-            self.run("ROLLBACK TO SAVEPOINT stepup")
+            if self._lost is None:  # else the connection is gone, and the savepoint with it
+                self.run("ROLLBACK TO SAVEPOINT stepup")
+                self.run("RELEASE SAVEPOINT stepup")
             raise
-        finally:
-            self.run("RELEASE SAVEPOINT stepup")
+        self.run("RELEASE SAVEPOINT stepup")
 
     def _translated(self, error: Exception, sql: str, cursor: Any) -> sa.exc.DBAPIError:
         """SQLAlchemy's class for a driver error (IntegrityError, OperationalError …); its
@@ -178,8 +194,10 @@ class Session:
         one, so a restart or fail-over costs one failed request, not one per connection."""
         invalidated = self.dialect.is_disconnect(error, self._connection.driver_connection,
                                                  cursor)
-        if invalidated:
-            self._pool._invalidate(self._connection, error)
-        return sa.exc.DBAPIError.instance(
+        translated = sa.exc.DBAPIError.instance(
             sql, None, error, self._dbapi_error, hide_parameters=True,
             connection_invalidated=invalidated, dialect=self.dialect)
+        if invalidated:
+            self._pool._invalidate(self._connection, error)
+            self._lost = translated
+        return translated

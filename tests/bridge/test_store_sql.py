@@ -28,7 +28,10 @@ def test_values_come_back_typed(app):
         tx.add_user(_user("typed"))
         tx.audit("success", 2.0, subject="typed", client_id=IDP_ID, factor="otp")
     with store.autocommit() as tx:
-        assert tx.find_user("typed") == _user("typed")
+        user = tx.find_user("typed")
+        assert user == _user("typed")
+        assert type(user.created_at) is float and type(user.totp_last_step) is int
+        assert user.last_failure_at is None
         assert tx.audit_trail("typed")[0]["detail"] == {"factor": "otp"}
 
 
@@ -76,8 +79,8 @@ def test_trace_counts_statements_and_transactions(app):
     assert seen == ["statement", "statement", "transaction", "statement"]
 
 
-def test_in_lists_and_returning(app):
-    """Statements built per call (the outbox's claim: IN (...) and FOR UPDATE SKIP LOCKED)."""
+def test_statements_built_per_call(app):
+    """The outbox's claim: IN (...) written out, FOR UPDATE SKIP LOCKED."""
     store = app.extensions["stepup"].store
     with store.begin() as tx:
         for subject in ("e1", "e2", "e3"):
@@ -88,3 +91,39 @@ def test_in_lists_and_returning(app):
     with store.engine.connect() as conn:
         claims = conn.execute(sa.select(schema.events.c.claim)).scalars().all()
     assert sorted(claims, key=str) == [None, "me", "me"]
+
+
+def test_in_lists_of_converted_values_are_refused(app):
+    """IN (...) is written out as separate parameters, which would skip the conversion a
+    JSON or boolean column needs: such a statement is refused, not run unconverted."""
+    store = app.extensions["stepup"].store
+    with pytest.raises(TypeError, match="IN"), store.autocommit() as tx:
+        tx._db.execute(sa.select(schema.clients).where(schema.clients.c.admin.in_([True])))
+
+
+def test_a_connection_left_in_a_transaction_does_not_return_self_committing(app):
+    """A self-committing block whose connection is left inside a transaction (as an
+    interrupted statement leaves it) ends cleanly, and the next transaction still holds."""
+    store = app.extensions["stepup"].store
+    with store.autocommit() as tx:
+        tx._db.run("BEGIN")
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.add_user(_user("after"))
+        raise RuntimeError("roll back")
+    with store.autocommit() as tx:
+        assert tx.find_user("after") is None
+
+
+def test_a_connection_lost_inside_a_savepoint_is_reported_lost(app, monkeypatch):
+    """The insert in a savepoint meets a lost connection: the caller gets SQLAlchemy's
+    error for it (the "try again" answer), not a failure of the savepoint's clean-up."""
+    store = app.extensions["stepup"].store
+    with store.begin() as tx:
+        tx.add_user(_user("lost"))
+    monkeypatch.setattr(store.engine.dialect, "is_disconnect", lambda *args: True)
+    with pytest.raises(sa.exc.DBAPIError) as raised, store.begin() as tx:
+        tx.add_user(_user("lost"))  # a duplicate, taken here for a lost connection
+    assert raised.value.connection_invalidated
+    monkeypatch.undo()
+    with store.autocommit() as tx:
+        assert tx.find_user("lost") is not None

@@ -113,7 +113,7 @@ def test_a_broken_connection_is_answered_then_replaced(clock, postgres_server, t
 
 def _backends(store, count: int) -> list[int]:
     """The server processes of ``count`` pooled connections, held at once, in the order the
-    pool hands them out next (first in, first out: the last returned comes first)."""
+    pool hands them out next (first in, first out: the block left first returns first)."""
     with ExitStack() as stack:
         blocks = [stack.enter_context(store.autocommit()) for _ in range(count)]
         pids = [tx._db.execute(sa.select(sa.func.pg_backend_pid())).scalar() for tx in blocks]
