@@ -575,7 +575,7 @@ class Store:
         try:
             if switch:
                 driver.autocommit = True
-            yield Session(self.engine, connection, self.trace)
+            yield Session(self.engine, connection, self.trace, autocommit)
         finally:
             if switch and connection.is_valid:
                 try:

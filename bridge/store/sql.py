@@ -108,8 +108,9 @@ class Session:
     self-committing statements)."""
 
     def __init__(self, engine: Engine, connection: PoolProxiedConnection,
-                 trace: Callable[[str], None] | None):
+                 trace: Callable[[str], None] | None, autocommit: bool = False):
         self.dialect = engine.dialect
+        self.autocommit = autocommit
         self._pool = engine.pool
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._connection = connection
@@ -176,6 +177,8 @@ class Session:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A statement that may fail (a duplicate key) without ending the transaction."""
+        if self.autocommit:  # PostgreSQL refuses it there; SQLite would open a transaction
+            raise RuntimeError("a savepoint needs a transaction: use Store.begin()")
         self.run("SAVEPOINT stepup")
         try:
             yield

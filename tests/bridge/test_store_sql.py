@@ -127,3 +127,11 @@ def test_a_connection_lost_inside_a_savepoint_is_reported_lost(app, monkeypatch)
     monkeypatch.undo()
     with store.autocommit() as tx:
         assert tx.find_user("lost") is not None
+
+
+def test_verbs_that_need_a_savepoint_need_a_transaction(app):
+    store = app.extensions["stepup"].store
+    with pytest.raises(RuntimeError, match="savepoint"), store.autocommit() as tx:
+        tx.add_user(_user("outside"))
+    with store.autocommit() as tx:
+        assert tx.find_user("outside") is None
