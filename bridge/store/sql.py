@@ -124,34 +124,35 @@ class Session:
             statement = Statement(statement)  # built for this call: compiled for it alone
         first = many[0] if many else (params or {})
         compiled = statement.compiled(self.dialect, list(first))
-        if self._lost is not None:
-            raise self._lost
-        cursor = None
-        try:
-            cursor = self._connection.cursor()
-            if many:
-                cursor.executemany(compiled.sql, [compiled.arguments(p) for p in many])
-            else:
-                cursor.execute(compiled.sql, compiled.arguments(params or {}))
-            rows = compiled.rows(cursor) if compiled.returns_rows else []
-            result = Result(rows, cursor.rowcount)
-        except self._dbapi_error as error:
-            raise self._translated(error, compiled.sql, cursor) from error
-        finally:
-            if cursor is not None and self._lost is None:
-                cursor.close()
+        if many:
+            result = self._send(compiled.sql, many=[compiled.arguments(p) for p in many])
+        else:
+            result = self._send(compiled.sql, compiled.arguments(params or {}), compiled)
         if self._trace:
             self._trace("statement")
         return result
 
     def run(self, sql: str) -> None:
         """A statement with no parameters and no rows (BEGIN, SAVEPOINT …)."""
+        self._send(sql)
+
+    def _send(self, sql: str, arguments: tuple | dict | None = None,
+              compiled: Compiled | None = None, many: list | None = None) -> Result:
+        """One trip to the driver: its errors translated, the cursor closed (unless the
+        connection is gone with it)."""
         if self._lost is not None:
             raise self._lost
         cursor = None
         try:
             cursor = self._connection.cursor()
-            cursor.execute(sql)
+            if many is not None:
+                cursor.executemany(sql, many)
+            elif arguments is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, arguments)
+            rows = compiled.rows(cursor) if compiled and compiled.returns_rows else []
+            return Result(rows, cursor.rowcount)
         except self._dbapi_error as error:
             raise self._translated(error, sql, cursor) from error
         finally:
