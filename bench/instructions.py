@@ -3,12 +3,13 @@
     apt-get install valgrind
     .venv/bin/python -m bench.instructions [--flows 20] [--tree PATH]
 
-Runs the TOTP step-up in process (Flask's test client, SQLite, the same five requests and
+Runs the TOTP step-up in process (Flask's test client, SQLite, the same requests and
 checks as ``bench/run.sh``) and the trivial Flask app's request through the same client, each
 under callgrind, and counts the instructions of the measured requests only (after a warm-up;
 the counters are zeroed and dumped around them). Prints instructions per step-up, per trivial
 request, their ratio (four trivial requests ÷ one step-up, as the CPU ratio of the served
-benchmark but without gunicorn), and what the step-up costs beyond five trivial requests.
+benchmark but without gunicorn), and what the step-up costs beyond as many trivial requests as
+it makes.
 Repeat runs of one tree agree within about 1 %, so a change can be judged on a shared 2-core
 VM where wall-clock figures move by a third; ``--tree`` measures another checkout's ``bridge``
 (e.g. a ``git worktree`` of an older commit) with this harness.
@@ -29,7 +30,8 @@ WARM_UP = 10
 
 
 def _child(kind: str, flows: int, tree: Path) -> None:
-    """Runs under callgrind: warm up, then measure ``flows`` step-ups (or 5 x trivial)."""
+    """Runs under callgrind: warm up, then measure ``flows`` step-ups (or 5 x trivial); print
+    how many requests each made."""
     sys.path.insert(0, str(tree))  # the tree's bridge; this harness (bench/) stays ours
     from .flows import CALLBACK, CLIENT_ID, CLIENT_SECRET, Recorder, Users, totp_stepup
     from .ratio import InProcess
@@ -62,29 +64,41 @@ def _child(kind: str, flows: int, tree: Path) -> None:
 
     for _ in range(WARM_UP):
         once()
+    sent = client.request
+    made = 0
+
+    def request(*args, **kwargs):
+        nonlocal made
+        made += 1
+        return sent(*args, **kwargs)
+
+    client.request = request  # type: ignore[method-assign]
     subprocess.run(["callgrind_control", "--zero", str(os.getpid())], check=True,
                    capture_output=True)
     for _ in range(flows):
         once()
     subprocess.run(["callgrind_control", "--dump=measured", str(os.getpid())], check=True,
                    capture_output=True)
+    print(f"requests per unit {made / flows}")  # an older tree's step-up may make more
 
 
-def count(kind: str, flows: int, tree: Path) -> int:
-    """Instructions of ``flows`` measured units of ``kind`` in a callgrind run."""
+def count(kind: str, flows: int, tree: Path) -> tuple[int, float]:
+    """Instructions of ``flows`` measured units of ``kind`` in a callgrind run, and the
+    requests each unit made."""
     folder = Path(tempfile.mkdtemp(prefix="stepup-callgrind-"))
     try:
-        subprocess.run(
+        child = subprocess.run(
             ["valgrind", "--tool=callgrind", "--cache-sim=no",
              f"--callgrind-out-file={folder}/out.%p", sys.executable, "-m", "bench.instructions",
              "--child", kind, "--flows", str(flows), "--tree", str(tree)],
-            cwd=REPO, check=True, capture_output=True)
+            cwd=REPO, check=True, capture_output=True, text=True)
+        requests = float(child.stdout.rsplit("requests per unit ", 1)[1])
         for dump in folder.iterdir():
             text = dump.read_text(errors="replace")
             if "measured" in text.split("\nfn=", 1)[0]:
                 for line in text.splitlines():
                     if line.startswith(("summary:", "totals:")):
-                        return int(line.split()[1])
+                        return int(line.split()[1]), requests
         raise RuntimeError("callgrind wrote no measured dump")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -101,15 +115,17 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install valgrind")
-    trivial = count("trivial", args.flows, args.tree) / args.flows / 5
-    stepup = count("totp", args.flows, args.tree) / args.flows
+    trivial, five = count("trivial", args.flows, args.tree)
+    trivial /= args.flows * five
+    stepup, n = count("totp", args.flows, args.tree)
+    stepup /= args.flows
     commit = subprocess.run(["git", "-C", str(args.tree), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     print(f"tree {args.tree} ({commit or 'no git'}), {args.flows} measured flows each, SQLite")
     print(f"  trivial request            {trivial / 1e6:7.2f} M instructions")
-    print(f"  TOTP step-up (5 requests)  {stepup / 1e6:7.2f} M instructions")
+    print(f"  TOTP step-up ({n:.0f} requests)  {stepup / 1e6:7.2f} M instructions")
     print(f"  ratio, 4 trivial / step-up {4 * trivial / stepup:7.3f}")
-    print(f"  step-up beyond 5 trivial   {(stepup - 5 * trivial) / 1e6:7.2f} M instructions")
+    print(f"  step-up beyond {n:.0f} trivial   {(stepup - n * trivial) / 1e6:7.2f} M instructions")
 
 
 if __name__ == "__main__":

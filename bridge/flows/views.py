@@ -7,6 +7,7 @@ Automation contract (DESIGN.md): ``otp`` / ``recovery_code`` inputs, ``#use-reco
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 
@@ -79,18 +80,38 @@ def _ip() -> str:
 
 @bp.get("/authorize")
 def authorize():
-    """RFC 9126 §4: only a pushed request, by its ``request_uri``, can start a sign-in."""
+    """RFC 9126 §4: only a pushed request, by its ``request_uri``, can start a sign-in. The
+    answer is the flow's first page itself, not a redirect to it: one round trip less at the
+    login screen. The request_uri is spent, but reloading this page (or coming back to it)
+    shows the same sign-in again, as §4 allows for a reloading user agent."""
     client_id = request.args.get("client_id", "")
     request_uri = request.args.get("request_uri", "")
     if not client_id or not request_uri:
         return _message(_("This sign-in link is incomplete"),
                         _("Go back to your sign-in page and start again."), 400)
+    tag = hashlib.sha256(f"{client_id}\n{request_uri}".encode()).hexdigest()[:16]
+    if flow_id := dict(session.get("opened", [])).get(tag):
+        return _reopen(flow_id)
     try:
         flow = _challenge().begin(client_id, request_uri, _binding())
     except LinkExpired as error:
         return _message(_("This sign-in link has expired"), error_text(error), error.status)
-    session["flows"] = [*session.get("flows", []), flow.flow_id][-MAX_FLOWS_PER_SESSION:]
-    return redirect(url_for(".page", flow_id=flow.flow_id), 303)
+    # This browser's flows, each with the link that opened it: a list, oldest first (the
+    # session's JSON sorts the keys of a dict), the oldest forgotten.
+    opened = [*session.get("opened", []), [tag, flow.flow_id]]
+    session["opened"] = opened[-MAX_FLOWS_PER_SESSION:]
+    use_ui_locales(flow.params.get("ui_locales"))
+    return _render_stage(flow)
+
+
+def _reopen(flow_id: str):
+    """This browser's own sign-in, opened from this link before: its current page."""
+    try:
+        flow = _challenge().find(flow_id, _binding())
+    except ChallengeError as error:
+        return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+    use_ui_locales(flow.params.get("ui_locales"))
+    return _render_stage(flow)
 
 
 @bp.get("/flow/<flow_id>")
@@ -159,7 +180,7 @@ def download_code(flow_id: str):
 
 # -- helpers ------------------------------------------------------------------------------
 def _flow(flow_id: str) -> Flow:
-    if len(flow_id) > 64 or flow_id not in session.get("flows", []):
+    if len(flow_id) > 64 or flow_id not in dict(session.get("opened", [])).values():
         abort(404)
     try:
         flow = _challenge().find(flow_id, _binding())

@@ -125,10 +125,15 @@ class Actions:
         response, login = self.push(subject, **params)
         assert response.status_code == 201, response.get_json()
         uri = response.get_json()["request_uri"]
-        page = self.client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
-        assert page.status_code == 303, page.data
-        login.flow_url = page.headers["Location"]
-        login.last_page = self.client.get(login.flow_url).get_data(as_text=True)
+        return self.opened(login, self.client.get(
+            f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
+
+    @staticmethod
+    def opened(login: Login, page) -> Login:
+        """The flow /authorize answered with: its first page."""
+        assert page.status_code in (200, 403), page.data  # 403: locked, or may not enroll
+        login.last_page = page.get_data(as_text=True)
+        login.flow_url = flow_url(login.last_page)
         return login
 
     def csrf(self, html: str) -> str:
@@ -165,6 +170,13 @@ class Actions:
         response = self.redeem(query["code"], login)
         assert response.status_code == 200, response.get_json()
         return self.verify_id_token(response.get_json()["id_token"]).claims
+
+
+def flow_url(html: str) -> str:
+    """The flow a page belongs to, from its forms (every flow page has the cancel form)."""
+    match = re.search(r'action="(/flow/[^/"]+)/', html)
+    assert match, "not a page of a flow"
+    return match.group(1)
 
 
 def shown(html: str, element_id: str) -> str:
@@ -293,8 +305,7 @@ def pages(act, client, clock, register_no_enroll) -> dict[str, object]:
     response, _ = act.push("quinn", auth=(NO_ENROLL_ID, NO_ENROLL_SECRET),
                            client_id=NO_ENROLL_ID)
     uri = response.get_json()["request_uri"]
-    page = client.get(f"/authorize?client_id={NO_ENROLL_ID}&request_uri={uri}")
-    keep("not enrolled", client.get(page.headers["Location"]))
+    keep("not enrolled", client.get(f"/authorize?client_id={NO_ENROLL_ID}&request_uri={uri}"))
     keep("incomplete link", client.get("/authorize"))
     keep("expired link", client.get(f"/authorize?client_id=idp&request_uri={uri}"))
     keep("unknown flow", client.get("/flow/no-such-flow"))

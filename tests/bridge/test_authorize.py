@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from bridge.oidc.clients import new_client
 from bridge.store.schema import flows
-from tests.bridge.conftest import CALLBACK, IDP_ID, shown
+from tests.bridge.conftest import CALLBACK, IDP_ID, flow_url, shown
 
 OTHER_ID, OTHER_SECRET = "other-idp", "other-secret-0123456789"
 
@@ -62,17 +62,10 @@ class TestRefused:
         assert_refused_page(response)
         assert flow_subjects(bridge) == []
 
-    def test_single_use(self, act, client, bridge):
-        uri = pushed_uri(act)
-        first = client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
-        assert first.status_code == 303
-        assert_refused_page(client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
-        assert flow_subjects(bridge) == ["alice"]
-
     def test_single_use_across_browsers(self, act, app, bridge):
         uri = pushed_uri(act)
         assert app.test_client().get(
-            f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 303
+            f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 200
         assert_refused_page(app.test_client().get(
             f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
         assert len(flow_subjects(bridge)) == 1
@@ -86,7 +79,7 @@ class TestRefused:
     def test_still_valid_just_before_expiry(self, act, client, clock):
         uri = pushed_uri(act)
         clock.advance(59)
-        assert client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 303
+        assert client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 200
 
     def test_other_clients_request_uri(self, act, client, bridge, other_client):
         uri = pushed_uri(act)  # pushed by IDP_ID
@@ -111,10 +104,9 @@ class TestPushedRequestIsTheOnlySource:
             f"/authorize?client_id={IDP_ID}&request_uri={uri}&login_hint=mallory"
             "&preferred_username=mallory%40evil&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
             "&state=forged&prompt=none")
-        assert response.status_code == 303
-        assert response.headers["Location"].startswith("/flow/")
+        assert response.status_code == 200
         assert flow_subjects(bridge) == ["alice"]
-        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        page = response.get_data(as_text=True)
         assert "mallory" not in page and "evil.example" not in page
         assert shown(page, "totp-secret")  # alice is new: enrollment
 
@@ -122,8 +114,8 @@ class TestPushedRequestIsTheOnlySource:
         response, login = act.push("alice")
         uri = response.get_json()["request_uri"]
         page = client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}&login_hint=mallory")
-        login.flow_url = page.headers["Location"]
-        login.last_page = client.get(login.flow_url).get_data(as_text=True)
+        login.last_page = page.get_data(as_text=True)
+        login.flow_url = flow_url(login.last_page)
         login.secret = shown(login.last_page, "totp-secret")
         assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
         location = act.post(login, "saved", saved="yes").headers["Location"]
@@ -134,3 +126,54 @@ class TestPushedRequestIsTheOnlySource:
         login = act.start("alice")
         stranger = app.test_client()
         assert stranger.get(login.flow_url).status_code == 404
+
+
+class TestTheAnswerIsTheFirstPage:
+    """No redirect to the flow's page: one round trip less at the login screen. The spent
+    request_uri stays in the address bar, so reloading it must show the same sign-in."""
+
+    def open(self, client, uri: str, client_id: str = IDP_ID):
+        return client.get(f"/authorize?client_id={client_id}&request_uri={uri}")
+
+    def test_the_first_page_is_the_answer(self, act, client):
+        response = self.open(client, pushed_uri(act, "alice"))
+        assert response.status_code == 200 and "Location" not in response.headers
+        assert response.headers["Cache-Control"] == "no-store"
+        page = response.get_data(as_text=True)
+        assert shown(page, "totp-secret") and flow_url(page).startswith("/flow/")
+
+    def test_a_reload_shows_the_same_sign_in_at_its_current_stage(self, act, client, bridge):
+        response, login = act.push("alice")
+        uri = response.get_json()["request_uri"]
+        act.opened(login, self.open(client, uri))
+        login.secret = shown(login.last_page, "totp-secret")
+        assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
+        again = self.open(client, uri)
+        assert again.status_code == 200
+        page = again.get_data(as_text=True)
+        assert flow_url(page) == login.flow_url  # the same flow, not a second one
+        assert shown(page, "recovery-code") == shown(login.last_page, "recovery-code")
+        assert flow_subjects(bridge) == ["alice"]
+
+    def test_a_reload_after_the_sign_in_ended_is_a_clear_page(self, act, client, bridge):
+        response, login = act.push("alice")
+        uri = response.get_json()["request_uri"]
+        act.opened(login, self.open(client, uri))
+        assert act.post(login, "cancel").status_code == 303
+        again = self.open(client, uri)
+        assert again.status_code == 404 and again.mimetype == "text/html"
+        assert "already complete" in again.get_data(as_text=True)
+        assert flow_subjects(bridge) == []
+
+    def test_the_same_link_for_another_client_is_not_a_reload(self, act, client, bridge,
+                                                            other_client):
+        uri = pushed_uri(act, "alice")
+        assert self.open(client, uri).status_code == 200
+        assert_refused_page(self.open(client, uri, client_id=OTHER_ID))
+        assert flow_subjects(bridge) == ["alice"]
+
+    def test_a_reload_in_another_browser_is_refused(self, act, app, client, bridge):
+        uri = pushed_uri(act, "alice")
+        assert self.open(client, uri).status_code == 200
+        assert_refused_page(self.open(app.test_client(), uri))
+        assert flow_subjects(bridge) == ["alice"]

@@ -61,10 +61,8 @@ def login_with(act: Actions, client_id: str, secret: str, subject: str = "alice"
     response, login = act.push(subject, auth=(client_id, secret), client_id=client_id,
                                redirect_uri="https://idp.example/cb")
     assert response.status_code == 201, response.get_json()
-    page = act.client.get(f"/authorize?client_id={client_id}"
-                          f"&request_uri={response.get_json()['request_uri']}")
-    login.flow_url = page.headers["Location"]
-    login.last_page = act.client.get(login.flow_url).get_data(as_text=True)
+    act.opened(login, act.client.get(f"/authorize?client_id={client_id}"
+                                     f"&request_uri={response.get_json()['request_uri']}"))
     login.secret = shown(login.last_page, "totp-secret")
     act.post(login, "enroll", otp=act.code_now(login))
     done = act.post(login, "saved", saved="yes")

@@ -78,9 +78,7 @@ def enroll(act, client, assertion: dict, subject: str = "alice"):
     response, login = push(act, assertion, subject)
     assert response.status_code == 201, response.get_json()
     uri = response.get_json()["request_uri"]
-    login.flow_url = client.get(
-        f"/authorize?client_id={JWT_ID}&request_uri={uri}").headers["Location"]
-    login.last_page = client.get(login.flow_url).get_data(as_text=True)
+    act.opened(login, client.get(f"/authorize?client_id={JWT_ID}&request_uri={uri}"))
     login.secret = shown(login.last_page, "totp-secret")
     assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
     done = act.post(login, "saved", saved="yes")

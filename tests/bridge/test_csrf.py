@@ -15,6 +15,7 @@ from tests.bridge.conftest import (
     at_stage,
     events,
     flow_of,
+    flow_url,
     shown,
     user_rows,
 )
@@ -71,17 +72,17 @@ def test_forms_work_behind_tls_without_a_referer(make_app, clock):
     response, _ = act.push("tls-user")
     opened = act.client.get("/authorize", query_string={
         "client_id": IDP_ID, "request_uri": response.get_json()["request_uri"]}, **https)
-    page = act.client.get(opened.headers["Location"], **https).get_data(as_text=True)
+    page = opened.get_data(as_text=True)
     assert "Secure" in opened.headers["Set-Cookie"]
     secret = shown(page, "totp-secret")
-    posted = act.client.post(f"{opened.headers['Location']}/enroll", **https, data={
+    posted = act.client.post(f"{flow_url(page)}/enroll", **https, data={
         "otp": totp.code_at(secret, clock()), "csrf_token": act.csrf(page)})
     assert posted.status_code == 303, posted.get_data(as_text=True)
 
 
 def test_the_session_cookie_is_set_once_per_sign_in(act, clock):
     """/authorize writes the session (binding, flow, and the CSRF token's session half) in one
-    cookie; the flow's page and the code post need not write it again."""
+    cookie with the first page; the page again and the code post need not write it again."""
     enrolled, _ = act.enroll("once")
     clock.advance(30)
     response, _ = act.push("once")
@@ -89,9 +90,10 @@ def test_the_session_cookie_is_set_once_per_sign_in(act, clock):
     browser = act.client.application.test_client()  # a browser with no session yet
     opened = browser.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
     assert "stepup_session=" in opened.headers.get("Set-Cookie", "")
-    page = browser.get(opened.headers["Location"])
+    flow = flow_url(opened.get_data(as_text=True))
+    page = browser.get(flow)
     assert page.status_code == 200 and "Set-Cookie" not in page.headers
-    posted = browser.post(f"{opened.headers['Location']}/totp", data={
+    posted = browser.post(f"{flow}/totp", data={
         "otp": totp.code_at(enrolled.secret, clock()),
         "csrf_token": act.csrf(page.get_data(as_text=True))})
     assert posted.status_code == 303 and "code=" in posted.headers["Location"]

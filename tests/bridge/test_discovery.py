@@ -170,10 +170,8 @@ class TestPerClientAlgorithm:
         auth = (self.RS_ID, self.RS_SECRET)
         response, login = act.push("erin", auth=auth, client_id=self.RS_ID)
         assert response.status_code == 201, response.get_json()
-        page = client.get(f"/authorize?client_id={self.RS_ID}"
-                          f"&request_uri={response.get_json()['request_uri']}")
-        login.flow_url = page.headers["Location"]
-        login.last_page = client.get(login.flow_url).get_data(as_text=True)
+        act.opened(login, client.get(f"/authorize?client_id={self.RS_ID}"
+                                     f"&request_uri={response.get_json()['request_uri']}"))
         login.secret = shown(login.last_page, "totp-secret")
         assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
         done = act.post(login, "saved", saved="yes")

@@ -154,9 +154,7 @@ class TestRefused:
                                      redirect_uri_prefixes=[]))
         response, login = act.push("alice", auth=(OTHER_ID, OTHER_SECRET), client_id=OTHER_ID)
         uri = response.get_json()["request_uri"]
-        login.flow_url = client.get(
-            f"/authorize?client_id={OTHER_ID}&request_uri={uri}").headers["Location"]
-        login.last_page = client.get(login.flow_url).get_data(as_text=True)
+        act.opened(login, client.get(f"/authorize?client_id={OTHER_ID}&request_uri={uri}"))
         login.secret = shown(login.last_page, "totp-secret")
         act.post(login, "enroll", otp=act.code_now(login))
         code = callback_params(act.post(login, "saved", saved="yes").headers["Location"])["code"]
