@@ -49,7 +49,8 @@ from .http import Connection, Response
 from .report import begin
 from .servers import Postgres, Server, cpu_seconds, free_port, memory_mib
 
-#: Requests per flow (the ceiling's "flow" is four trivial requests, as in issue 12).
+#: Requests per flow (the ceiling's "flow" is four trivial requests, as in issue 12): /authorize
+#: answers with the first page, then each form posts and redirects to the next page.
 REQUESTS = {"totp": 4, "recovery": 7, "enrollment": 6}
 CEILING_FLOW = 4
 
@@ -326,8 +327,9 @@ def measure_bridge(database: str, args, ceiling: Ceiling, out: Callable[[str], N
             enrollment(i, b, r, "e")
 
         rec = _other_flow(ceiling, target, rc, args, out, "recovery-code step-ups/s",
-                          "8 requests, rotation included")
-        enr = _other_flow(ceiling, target, enroll, args, out, "enrollments/s", "7 requests")
+                          f"{REQUESTS['recovery']} requests, rotation included")
+        enr = _other_flow(ceiling, target, enroll, args, out, "enrollments/s",
+                          f"{REQUESTS['enrollment']} requests")
         summary.update(rate=sat.rate, ratio=ratio, cpu=sat.cpu_ms(), cpu_ratio=cpu_ratio,
                        rec=rec.bridge.rate, enr=enr.bridge.rate, half=half,
                        rss=max(worker_rss))
