@@ -87,6 +87,9 @@ class Settings:
     #: ``notify_retry_max``.
     notify_retry_base: int = 30
     notify_retry_max: int = 3600
+    #: Seconds after an event when a channel still failing is given up (by default when the
+    #: notice's "this wasn't me" link stops working): a dead letter, not retried for ever.
+    notify_give_up: int = 7 * 86_400
     #: Seconds between two looks at the outbox by a node's sender.
     notify_poll: int = 5
     #: Seconds a help-desk API access token lives.
@@ -128,6 +131,7 @@ _INTS = {
     "webhook_timeout": (1, 120),
     "notify_retry_base": (1, 3600),
     "notify_retry_max": (1, 86_400),
+    "notify_give_up": (3600, 90 * 86_400),
     "notify_poll": (1, 60),
     "not_me_ttl": (600, 30 * 86_400),
     "admin_token_ttl": (30, 3600),
@@ -295,6 +299,8 @@ def _check_notifications(settings: Settings) -> None:
     event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")
     if settings.notify_retry_max < settings.notify_retry_base:
         raise ConfigError("STEPUP_NOTIFY_RETRY_MAX must not be below STEPUP_NOTIFY_RETRY_BASE")
+    if settings.notify_give_up < settings.notify_retry_max:
+        raise ConfigError("STEPUP_NOTIFY_GIVE_UP must not be below STEPUP_NOTIFY_RETRY_MAX")
 
 
 def webhook_key(secret: str) -> bytes:

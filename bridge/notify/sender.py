@@ -1,5 +1,7 @@
 """The sender: takes due events from the outbox, delivers them on every channel, retries with
-exponential backoff, and marks them done — at least once, under the event's stable id."""
+exponential backoff, and marks them done — at least once, under the event's stable id — or,
+when a channel still fails ``notify_give_up`` seconds after the event, gives it up: done, with
+its last error kept (a dead letter)."""
 
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ class Sender:
 
     def _deliver(self, event: dict[str, Any], claim: str) -> None:
         sent = list(event["sent"] or [])
-        errors = []
+        errors, failed = [], []
         for key, send in self.channels(event):
             if key in sent:
                 continue
@@ -85,6 +87,7 @@ class Sender:
                 # Type and status only: an SMTP refusal would echo the address back.
                 detail = str(e) if isinstance(e, webhooks.DeliveryError) else type(e).__name__
                 errors.append(f"{channel}: {detail}")
+                failed.append(channel)
                 DELIVERIES.labels(channel, "failed").inc()
                 continue
             DELIVERIES.labels(channel, "delivered").inc()
@@ -92,18 +95,24 @@ class Sender:
             with self.store.begin() as tx:
                 tx.mark_sent(event["id"], claim, sent)
         now = self.clock()
-        attempts, delay = event["attempts"] + 1, 0
-        if errors:
+        attempts, delay, done_at = event["attempts"] + 1, 0, now
+        error = "; ".join(errors) or None
+        if error and now - event["at"] >= self.settings.notify_give_up:
+            log.error("event %s (%s): gave up after %d attempts (%s)",
+                      event["id"], event["event"], attempts, error)
+            for channel in failed:
+                DELIVERIES.labels(channel, "abandoned").inc()
+            error = f"gave up: {error}"
+        elif error:
             delay = min(self.settings.notify_retry_base * 2 ** (attempts - 1),
                         self.settings.notify_retry_max)
+            done_at = None
             log.warning("event %s (%s): delivery failed (%s), attempt %d, retry in %d s",
-                        event["id"], event["event"], "; ".join(errors), attempts, delay)
+                        event["id"], event["event"], error, attempts, delay)
         with self.store.begin() as tx:
-            kept = tx.finish_event(
-                event["id"], claim, sent=sent, attempts=attempts,
-                done_at=None if errors else now,
-                next_attempt_at=now + delay,
-                error="; ".join(errors)[:200] if errors else None)
+            kept = tx.finish_event(event["id"], claim, sent=sent, attempts=attempts,
+                                   done_at=done_at, next_attempt_at=now + delay,
+                                   error=error[:200] if error else None)
         if not kept:
             log.warning("event %s: claim lapsed during delivery; another sender retries it",
                         event["id"])

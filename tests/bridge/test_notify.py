@@ -171,6 +171,40 @@ def test_a_stopped_receiver_and_a_stopped_mail_server_lose_nothing(notifying, sm
     assert len(smtp.messages) == 1 and len(receiver.by_id) == 1 and receiver.duplicates == 0
 
 
+def test_a_channel_failing_past_the_give_up_time_is_a_dead_letter(notifying, smtp, receiver,
+                                                                  clock, caplog):
+    """Retried with backoff until ``notify_give_up`` after the event, then given up: done,
+    its last error kept and counted, never sent again; the channel that took it keeps it."""
+    act = notifying(notify_give_up=3600)
+    receiver.mode = "fail"
+    abandoned = metric("stepup_notifications_total", channel="webhook", outcome="abandoned")
+    act.enroll("gil", email="gil@example.org")
+    act.bridge.sender.run_once()
+    clock.advance(3590)
+    act.bridge.sender.run_once()
+    [event] = pending(act)  # still retried just before the give-up time
+    assert event["attempts"] == 2 and event["last_error"] == "webhook: HTTP 500"
+    clock.advance(40)
+    with caplog.at_level(logging.ERROR, "stepup.notify"):
+        assert act.bridge.sender.run_once() == 1
+    assert pending(act) == []
+    with act.bridge.store.engine.begin() as conn:
+        [dead] = conn.execute(sa.select(schema.events).where(
+            schema.events.c.done_at.is_not(None),
+            schema.events.c.last_error.is_not(None))).mappings()
+    assert dead["last_error"] == "gave up: webhook: HTTP 500" and dead["attempts"] == 3
+    assert dead["sent"] == ["email"] and len(smtp.messages) == 1
+    [line] = [r.getMessage() for r in caplog.records
+              if r.name == "stepup.notify" and r.levelno == logging.ERROR]
+    assert "gave up after 3 attempts" in line and "gil@example.org" not in line
+    assert metric("stepup_notifications_total", channel="webhook",
+                  outcome="abandoned") == abandoned + 1
+    tried = len(receiver.received)
+    receiver.mode = "ok"
+    clock.advance(7200)
+    assert act.bridge.sender.run_once() == 0 and len(receiver.received) == tried
+
+
 def test_a_hanging_receiver_times_out_and_a_deduplicating_one_keeps_it_once(
         notifying, receiver, clock):
     act = notifying()
@@ -215,6 +249,7 @@ def test_a_lapsed_claim_is_taken_by_another_sender(notifying, receiver, clock):
     ("webhook_events", "lockout,nope", "STEPUP_WEBHOOK_EVENTS: unknown event 'nope'"),
     ("email_events", "enrolment", "STEPUP_EMAIL_EVENTS: unknown event 'enrolment'"),
     ("smtp_from", "not an address", "STEPUP_SMTP_FROM must be an e-mail address"),
+    ("notify_give_up", "3000", "STEPUP_NOTIFY_GIVE_UP must be between 3600 and 7776000"),
 ])
 def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, message):
     config = {setting: value}
@@ -223,6 +258,13 @@ def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, m
     with pytest.raises(ConfigError) as error:
         load_settings({}, config)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_giving_up_before_the_longest_retry_wait_stops_start_up():
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, {"notify_give_up": "3600", "notify_retry_max": "7200"})
+    assert str(error.value) == (
+        "STEPUP_NOTIFY_GIVE_UP must not be below STEPUP_NOTIFY_RETRY_MAX")
 
 
 def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
