@@ -58,6 +58,7 @@ class Users:
         self._last_step: dict[int, int] = {}
         self._codes: dict[int, str] = {}  # rotated recovery codes
         self._lock = threading.Lock()
+        self._busy: set[int] = set()  # users with a TOTP step-up in flight
         self.random_order = False
 
     def subject(self, i: int) -> str:
@@ -92,17 +93,24 @@ class Users:
 
     def take_totp(self) -> tuple[int, str]:
         """A user and a code whose time step this user has not used yet (no replay, no
-        waiting for the next step): the steps now and next, each once per user."""
+        waiting for the next step): the steps now and next, each once per user, and never a
+        user whose other step-up is still in flight (its older code, arriving after the newer
+        one, would rightly be refused as a replay). ``done(i)`` when the step-up ends."""
         for _ in range(self.count):
             i = random.randrange(self.count) if self.random_order else next(self._next) % self.count
             step = int(time.time() // totp.PERIOD)
             with self._lock:
                 last = self._last_step.get(i, 0)
-                if last < step + 1:
+                if last < step + 1 and i not in self._busy:
                     use = step if last < step else step + 1
                     self._last_step[i] = use
+                    self._busy.add(i)
                     return i, totp.code_at(self.secret(i), use * totp.PERIOD)
         raise RuntimeError("every user has used this TOTP time step: seed more users")
+
+    def done(self, i: int) -> None:
+        with self._lock:
+            self._busy.discard(i)
 
     def take(self) -> int:
         return next(self._next) % self.count
@@ -203,9 +211,12 @@ class Handoff:
 def totp_stepup(idp: Transport, browser: Transport, recorder: Recorder, users: Users) -> None:
     """PAR, /authorize (the TOTP page), the code, /token: four requests."""
     i, code = users.take_totp()
-    handoff = Handoff(idp, browser, recorder, users.subject(i))
-    page = handoff.start()
-    handoff.redeem(handoff.post("POST /flow/<id>/totp", "totp", page, otp=code))
+    try:
+        handoff = Handoff(idp, browser, recorder, users.subject(i))
+        page = handoff.start()
+        handoff.redeem(handoff.post("POST /flow/<id>/totp", "totp", page, otp=code))
+    finally:
+        users.done(i)
 
 
 def recovery_stepup(idp: Transport, browser: Transport, recorder: Recorder,

@@ -55,6 +55,7 @@ RP_ID, RP_SECRET = "rp", "bench-rp-secret-0123456789"
 CALLBACK = "http://127.0.0.1:9/callback"  # never fetched: the client stops at the redirect
 _FORM = re.compile(r'<form[^>]*\baction="([^"]+)"')
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_TOTP_FORM = re.compile(r'action="(/flow/[^"]+/totp)"')  # on the page /authorize answers with
 _NAMESPACE = uuid.UUID("6f1c8e9a-93a5-4f43-9b0c-5e9e1b7d2c10")
 
 
@@ -159,34 +160,40 @@ def _action(page: str) -> str:
 def stepped_login(keycloak: str, users: KeycloakUsers, recorder: Recorder) -> None:
     """Password at Keycloak, TOTP at the bridge, back to Keycloak, code for tokens."""
     i, code = users.take_totp()
-    login = Login(keycloak, "stepped", recorder)
-    page = login.password(users, i)
-    if isinstance(page, str) or "/flow/" not in page.url:
-        raise FlowFailed(f"stepped: expected the bridge's page, got {getattr(page, 'url', page)}")
-    csrf = _CSRF.search(page.text)
-    if csrf is None:
-        raise FlowFailed("stepped: the bridge's page has no TOTP form")
-    answer = login._go("bridge TOTP", "POST", page.url + "/totp", (303,),
-                       data={"otp": code, "csrf_token": csrf.group(1)})
-    location = login._follow("Keycloak callback", answer)
-    if not isinstance(location, str):
-        raise FlowFailed(f"stepped: no way back to the client: {location.text[:200]!r}")
-    login.redeem(location)
+    try:
+        login = Login(keycloak, "stepped", recorder)
+        page = login.password(users, i)
+        action = None if isinstance(page, str) else _TOTP_FORM.search(page.text)
+        csrf = None if isinstance(page, str) else _CSRF.search(page.text)
+        if action is None or csrf is None:
+            raise FlowFailed("stepped: expected the bridge's TOTP page, got "
+                             f"{getattr(page, 'url', page)}")
+        answer = login._go("bridge TOTP", "POST", urljoin(page.url, action.group(1)), (303,),
+                           data={"otp": code, "csrf_token": csrf.group(1)})
+        location = login._follow("Keycloak callback", answer)
+        if not isinstance(location, str):
+            raise FlowFailed(f"stepped: no way back to the client: {location.text[:200]!r}")
+        login.redeem(location)
+    finally:
+        users.done(i)
 
 
 def builtin_login(keycloak: str, users: KeycloakUsers, recorder: Recorder) -> None:
     """Password and Keycloak's own OTP form, code for tokens."""
     i, code = users.take_totp()
-    login = Login(keycloak, "builtin", recorder)
-    page = login.password(users, i)
-    if isinstance(page, str) or 'name="otp"' not in page.text:
-        raise FlowFailed("builtin: expected Keycloak's OTP form")
-    answer = login._go("Keycloak OTP", "POST", _action(page.text), (302, 303),
-                       data={"otp": code, "login": "Sign In"})
-    location = login._follow("Keycloak OTP", answer)
-    if not isinstance(location, str):
-        raise FlowFailed("builtin: no way back to the client")
-    login.redeem(location)
+    try:
+        login = Login(keycloak, "builtin", recorder)
+        page = login.password(users, i)
+        if isinstance(page, str) or 'name="otp"' not in page.text:
+            raise FlowFailed("builtin: expected Keycloak's OTP form")
+        answer = login._go("Keycloak OTP", "POST", _action(page.text), (302, 303),
+                           data={"otp": code, "login": "Sign In"})
+        location = login._follow("Keycloak OTP", answer)
+        if not isinstance(location, str):
+            raise FlowFailed("builtin: no way back to the client")
+        login.redeem(location)
+    finally:
+        users.done(i)
 
 
 # -- the world ------------------------------------------------------------------------------
