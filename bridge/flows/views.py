@@ -96,10 +96,11 @@ def authorize():
         flow = _challenge().begin(client_id, request_uri, _binding())
     except LinkExpired as error:
         return _message(_("This sign-in link has expired"), error_text(error), error.status)
-    # This browser's flows, each with the link that opened it: a list, oldest first (the
-    # session's JSON sorts the keys of a dict), the oldest forgotten.
-    opened = [*session.get("opened", []), [tag, flow.flow_id]]
-    session["opened"] = opened[-MAX_FLOWS_PER_SESSION:]
+    # This browser's flows (``flows``, as every release has kept them, so nodes of the last
+    # release and this one accept each other's sessions), and the link that opened each
+    # (``opened``: pairs in a list, oldest first — the session's JSON sorts a dict's keys).
+    session["flows"] = [*session.get("flows", []), flow.flow_id][-MAX_FLOWS_PER_SESSION:]
+    session["opened"] = [*session.get("opened", []), [tag, flow.flow_id]][-MAX_FLOWS_PER_SESSION:]
     use_ui_locales(flow.params.get("ui_locales"))
     return _render_stage(flow)
 
@@ -180,7 +181,7 @@ def download_code(flow_id: str):
 
 # -- helpers ------------------------------------------------------------------------------
 def _flow(flow_id: str) -> Flow:
-    if len(flow_id) > 64 or flow_id not in dict(session.get("opened", [])).values():
+    if len(flow_id) > 64 or flow_id not in session.get("flows", []):
         abort(404)
     try:
         flow = _challenge().find(flow_id, _binding())

@@ -97,25 +97,26 @@ class Sender:
         now = self.clock()
         attempts, delay, done_at = event["attempts"] + 1, 0, now
         error = "; ".join(errors) or None
-        if error and now - event["at"] >= self.settings.notify_give_up:
-            log.error("event %s (%s): gave up after %d attempts (%s)",
-                      event["id"], event["event"], attempts, error)
-            for channel in failed:
-                DELIVERIES.labels(channel, "abandoned").inc()
-            error = f"gave up: {error}"
-        elif error:
+        given_up = bool(error) and now - event["at"] >= self.settings.notify_give_up
+        if error and not given_up:
             delay = min(self.settings.notify_retry_base * 2 ** (attempts - 1),
                         self.settings.notify_retry_max)
             done_at = None
             log.warning("event %s (%s): delivery failed (%s), attempt %d, retry in %d s",
                         event["id"], event["event"], error, attempts, delay)
+        recorded = f"gave up: {error}" if given_up else error
         with self.store.begin() as tx:
             kept = tx.finish_event(event["id"], claim, sent=sent, attempts=attempts,
                                    done_at=done_at, next_attempt_at=now + delay,
-                                   error=error[:200] if error else None)
+                                   error=recorded[:200] if recorded else None)
         if not kept:
             log.warning("event %s: claim lapsed during delivery; another sender retries it",
                         event["id"])
+        elif given_up:  # reported once recorded: a lapsed claim leaves it to the next sender
+            log.error("event %s (%s): gave up after %d attempts (%s)",
+                      event["id"], event["event"], attempts, error)
+            for channel in failed:
+                DELIVERIES.labels(channel, "abandoned").inc()
 
     # -- the thread ---------------------------------------------------------------------
     def start(self) -> threading.Thread:

@@ -165,6 +165,23 @@ class TestTheAnswerIsTheFirstPage:
         assert "already complete" in again.get_data(as_text=True)
         assert flow_subjects(bridge) == []
 
+    def test_a_reload_after_the_sign_in_expired_starts_nothing(self, act, client, clock,
+                                                              bridge):
+        uri = pushed_uri(act, "alice")
+        assert self.open(client, uri).status_code == 200
+        clock.advance(bridge.settings.flow_ttl + 1)
+        again = self.open(client, uri)
+        assert again.status_code == 404 and "has expired" in again.get_data(as_text=True)
+        assert flow_subjects(bridge) == ["alice"]  # the expired flow, and no second one
+
+    def test_a_sign_in_opened_by_the_previous_release_goes_on(self, act, client):
+        """Its session lists the flow in ``flows`` only (a rolling upgrade)."""
+        login = act.start("alice")
+        with client.session_transaction() as session:
+            del session["opened"]
+        login.secret = shown(login.last_page, "totp-secret")
+        assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
+
     def test_the_same_link_for_another_client_is_not_a_reload(self, act, client, bridge,
                                                             other_client):
         uri = pushed_uri(act, "alice")

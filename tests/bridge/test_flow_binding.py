@@ -69,7 +69,7 @@ def test_a_session_that_lists_the_flow_but_lacks_its_binding_gets_404(act, app):
     login = at_stage(act, "totp")
     other = app.test_client()
     with other.session_transaction() as session:
-        session["opened"] = [["link", login.flow_url.rsplit("/", 1)[1]]]
+        session["flows"] = [login.flow_url.rsplit("/", 1)[1]]
     assert other.get(login.flow_url).status_code == 404
 
 
@@ -80,5 +80,5 @@ def test_a_session_with_the_binding_but_not_the_flow_listed_gets_404(act, app):
     other = app.test_client()
     with other.session_transaction() as session:
         session["binding"] = binding
-        session["opened"] = []
+        session["flows"] = []
     assert other.get(login.flow_url).status_code == 404
