@@ -35,7 +35,8 @@ _BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).de
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _SECRET = re.compile(r'id="totp-secret"[^>]*>\s*([A-Z2-7]+)\s*<')
 _CODE = re.compile(r'id="recovery-code"[^>]*>\s*([0-9A-Z-]+)\s*<')
-_FLOW = re.compile(r'action="(/flow/[^/"]+)/')  # every page of a flow has its cancel form
+#: A flow's path, from the forms on its pages (every page of a flow has its cancel form).
+FLOW_FORM = re.compile(r'action="(/flow/[^/"]+)/')
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -178,7 +179,7 @@ class Handoff:
             self.flow = urlsplit(opened.headers["location"]).path
             return self.page("GET /flow/<id>")
         page = opened.text
-        match = _FLOW.search(page)
+        match = FLOW_FORM.search(page)
         if match is None:
             raise FlowFailed("GET /authorize: not a page of a flow")
         self.flow = match.group(1)

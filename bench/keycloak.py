@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 
-from .flows import FlowFailed, Recorder, Users
+from .flows import FLOW_FORM, FlowFailed, Recorder, Users
 from .ratio import Phase, pct
 from .report import begin
 from .servers import REPO, Server, children, cpu_seconds, free_port
@@ -55,7 +55,6 @@ RP_ID, RP_SECRET = "rp", "bench-rp-secret-0123456789"
 CALLBACK = "http://127.0.0.1:9/callback"  # never fetched: the client stops at the redirect
 _FORM = re.compile(r'<form[^>]*\baction="([^"]+)"')
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_TOTP_FORM = re.compile(r'action="(/flow/[^"]+/totp)"')  # on the page /authorize answers with
 _NAMESPACE = uuid.UUID("6f1c8e9a-93a5-4f43-9b0c-5e9e1b7d2c10")
 
 
@@ -163,12 +162,13 @@ def stepped_login(keycloak: str, users: KeycloakUsers, recorder: Recorder) -> No
     try:
         login = Login(keycloak, "stepped", recorder)
         page = login.password(users, i)
-        action = None if isinstance(page, str) else _TOTP_FORM.search(page.text)
+        flow = None if isinstance(page, str) else FLOW_FORM.search(page.text)
         csrf = None if isinstance(page, str) else _CSRF.search(page.text)
-        if action is None or csrf is None:
+        if flow is None or csrf is None:
             raise FlowFailed("stepped: expected the bridge's TOTP page, got "
                              f"{getattr(page, 'url', page)}")
-        answer = login._go("bridge TOTP", "POST", urljoin(page.url, action.group(1)), (303,),
+        totp_form = urljoin(page.url, flow.group(1) + "/totp")
+        answer = login._go("bridge TOTP", "POST", totp_form, (303,),
                            data={"otp": code, "csrf_token": csrf.group(1)})
         location = login._follow("Keycloak callback", answer)
         if not isinstance(location, str):

@@ -108,10 +108,9 @@ def authorize():
 def _reopen(flow_id: str):
     """This browser's own sign-in, opened from this link before: its current page."""
     try:
-        flow = _challenge().find(flow_id, _binding())
+        flow = _bound(flow_id)
     except ChallengeError as error:
         return _message(_("This sign-in cannot continue"), error_text(error), error.status)
-    use_ui_locales(flow.params.get("ui_locales"))
     return _render_stage(flow)
 
 
@@ -184,9 +183,14 @@ def _flow(flow_id: str) -> Flow:
     if len(flow_id) > 64 or flow_id not in session.get("flows", []):
         abort(404)
     try:
-        flow = _challenge().find(flow_id, _binding())
+        return _bound(flow_id)
     except ChallengeError:
         abort(404)
+
+
+def _bound(flow_id: str) -> Flow:
+    """The flow if it is bound to this browser (else ChallengeError), its language chosen."""
+    flow = _challenge().find(flow_id, _binding())
     use_ui_locales(flow.params.get("ui_locales"))
     return flow
 
