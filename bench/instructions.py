@@ -9,7 +9,9 @@ under callgrind, and counts the instructions of the measured requests only (afte
 the counters are zeroed and dumped around them). Prints instructions per step-up, per trivial
 request, their ratio (four trivial requests ÷ one step-up, as the CPU ratio of the served
 benchmark but without gunicorn), and what the step-up costs beyond as many trivial requests as
-it makes.
+it makes; then the same four requests in bare Flask (``bench/shape.py``: session, CSRF token,
+form parsing, the page, JSON, none of the bridge's own work) and how many times that the
+step-up costs.
 Repeat runs of one tree agree within about 1 %, so a change can be judged on a shared 2-core
 VM where wall-clock figures move by a third; ``--tree`` measures another checkout's ``bridge``
 (e.g. a ``git worktree`` of an older commit) with this harness.
@@ -44,6 +46,13 @@ def _child(kind: str, flows: int, tree: Path) -> None:
         def once() -> None:
             for _ in range(5):
                 client.request("GET", "/")
+    elif kind == "shape":
+        from .shape import app as shape
+
+        client, users = InProcess(shape), Users("u", 1000)
+
+        def once() -> None:
+            totp_stepup(client, client, Recorder(), users)
     else:
         from bridge import create_app
         from bridge.oidc.clients import new_client
@@ -108,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=20)
     parser.add_argument("--tree", type=Path, default=REPO, help="checkout whose bridge to run")
-    parser.add_argument("--child", choices=["trivial", "totp"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["trivial", "shape", "totp"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.flows, args.tree.resolve())
@@ -117,6 +126,8 @@ def main() -> None:
         sys.exit("valgrind is not installed: apt-get install valgrind")
     trivial, five = count("trivial", args.flows, args.tree)
     trivial /= args.flows * five
+    shape, made = count("shape", args.flows, REPO)
+    shape /= args.flows
     stepup, n = count("totp", args.flows, args.tree)
     stepup /= args.flows
     commit = subprocess.run(["git", "-C", str(args.tree), "rev-parse", "--short", "HEAD"],
@@ -126,7 +137,9 @@ def main() -> None:
     print(f"  TOTP step-up ({n:.0f} requests)  {stepup / 1e6:7.2f} M instructions")
     print(f"  ratio, 4 trivial / step-up {4 * trivial / stepup:7.3f}")
     print(f"  step-up beyond {n:.0f} trivial   {(stepup - n * trivial) / 1e6:7.2f} M instructions")
-
+    print(f"  bare-Flask shape ({made:.0f} requests) {shape / 1e6:7.2f} M instructions")
+    print(f"  ratio, 4 trivial / shape     {4 * trivial / shape:7.3f}")
+    print(f"  step-up / shape              {stepup / shape:7.2f}")
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,8 @@
     bench/run.sh [--seconds 8] [--databases sqlite,postgresql] [--million] [--out FILE]
 
 (a) a trivial Flask app under exactly ``stepup serve``'s gunicorn settings (the ceiling);
+(a') a step-up's four requests in bare Flask (``bench/shape.py``: session, CSRF token, the
+page, JSON; none of the bridge's own work), what Flask itself costs for such a flow;
 (b) the bridge on the embedded SQLite; (c) the bridge on PostgreSQL (a private cluster).
 Every server process (gunicorn master, workers, PostgreSQL) runs on ``--server-core``, this
 client on ``--client-core``: on a shared 2-core machine only ratios within one run mean much,
@@ -400,17 +402,29 @@ def million(database: str, args, out: Callable[[str], None]) -> None:
             bridge.stop()
 
 
-class Ceiling:
-    """The trivial Flask app, kept running so every bridge phase is paired with it."""
+class Baseline:
+    """A bare Flask app of ``bench/`` under ``stepup serve``'s own gunicorn set-up, pinned
+    to the server core like the bridge."""
 
-    def __init__(self, args):
+    def __init__(self, name: str, module: str, ready_path: str, args):
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="stepup-bench-flask-"))
         env = {**os.environ, "STEPUP_WORKERS": str(args.workers),
                "PROMETHEUS_MULTIPROC_DIR": str(self.folder)}
-        self.server = Server("Flask baseline", ["-m", "bench.trivial", str(self.port)], env,
-                             self.port, args.server_core, self.folder / "server.log", "/")
+        self.server = Server(name, ["-m", module, str(self.port)], env, self.port,
+                             args.server_core, self.folder / "server.log", ready_path)
         self.args = args
+
+    def stop(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Ceiling(Baseline):
+    """The trivial Flask app, kept running so every bridge phase is paired with it."""
+
+    def __init__(self, args):
+        super().__init__("Flask baseline", "bench.trivial", "/", args)
 
     @staticmethod
     def hello(idp: Connection, browser: Connection, recorder: Recorder) -> None:
@@ -422,10 +436,6 @@ class Ceiling:
     def phase(self, seconds: float, rate: float | None = None) -> Phase:
         return run_phase(self.port, self.hello, self.args.threads * (2 if rate else 1), seconds,
                          self.server.pids, rate=rate)
-
-    def stop(self) -> None:
-        self.server.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @dataclass
@@ -485,6 +495,29 @@ def measure_ceiling(ceiling: Ceiling, args, out: Callable[[str], None]) -> tuple
     return sat.rate, sat.cpu_ms()
 
 
+def measure_shape(ceiling: Ceiling, args, out: Callable[[str], None]) -> float:
+    """The step-up's four requests in bare Flask (``bench/shape.py``): how close a step-up
+    can come to the ceiling at all with Flask, its session and its CSRF token."""
+    out("\n== (a') a step-up's HTTP shape in bare Flask (bench/shape.py), same settings ==")
+    shape = Baseline("Flask step-up shape", "bench.shape", "/healthz", args)
+    try:
+        users = Users("shape", args.users)
+
+        def flow(i, b, r):
+            totp_stepup(i, b, r, users)
+
+        run_phase(shape.port, flow, args.threads, 2, shape.server.pids)  # warm-up
+        pair = paired(ceiling, shape.port, flow, shape.server.pids, args, args.seconds / 2)
+        _check(pair.bridge, "shape", out)
+        out(f"  shaped flows/s             {pair.bridge.rate:8.1f}   ratio to the ceiling "
+            f"{pair.ratio:.2f}   CPU {pair.bridge.cpu_ms():.2f} ms/flow, CPU ratio "
+            f"{pair.cpu_ratio:.2f}   (session, CSRF, form parsing, the page, JSON; no store, "
+            f"no TOTP, no client authentication, no signature)")
+        return pair.ratio
+    finally:
+        shape.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8, help="per measured phase")
@@ -506,6 +539,7 @@ def main() -> None:
     ceiling = Ceiling(args)
     try:
         rate, cpu_ms = measure_ceiling(ceiling, args, out)
+        shape = measure_shape(ceiling, args, out)
         summaries = {db: measure_bridge(db, args, ceiling, out)
                      for db in args.databases.split(",") if db}
     finally:
@@ -513,6 +547,8 @@ def main() -> None:
     out("\n== summary ==")
     out(f"  ceiling alone: {rate:.0f} trivial requests/s = {rate / CEILING_FLOW:.0f} "
         f"four-request flows/s, {cpu_ms:.3f} ms CPU per request")
+    out(f"  a step-up's HTTP shape in bare Flask: ratio {shape:.2f} (the floor for any Flask "
+        "app doing a step-up's requests)")
     for db, s in summaries.items():
         worst = max(pct(v, 0.99) for k, v in s["half"].recorder.latencies.items()
                     if k != "whole flow")

@@ -23,9 +23,9 @@ def test_ratio_benchmark_completes_every_kind_of_flow(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     text = report.read_text()
     assert "!!" not in text, text  # a failed flow or a client-bound figure
-    for line in ("four-request flows/s", "TOTP step-ups/s", "server CPU per step-up",
-                 "POST /flow/<id>/totp", "recovery-code step-ups/s", "enrollments/s",
-                 "statements", "RSS"):
+    for line in ("four-request flows/s", "shaped flows/s", "TOTP step-ups/s",
+                 "server CPU per step-up", "POST /flow/<id>/totp", "recovery-code step-ups/s",
+                 "enrollments/s", "statements", "RSS"):
         assert line in text, line
 
 
@@ -35,5 +35,8 @@ def test_instruction_count_benchmark_measures_both_kinds():
     assert run.returncode == 0, run.stderr[-2000:]
     figures = dict(re.findall(r"^\s+(\S.*?)\s+([\d.]+) M instructions$", run.stdout, re.M))
     assert set(figures) == {"trivial request", "TOTP step-up (4 requests)",
-                            "step-up beyond 4 trivial"}, run.stdout  # the requests it counted
-    assert 0 < float(figures["trivial request"]) < float(figures["TOTP step-up (4 requests)"])
+                            "step-up beyond 4 trivial", "bare-Flask shape (4 requests)"
+                            }, run.stdout  # the requests it counted
+    trivial, shape, stepup = (float(figures[k]) for k in (
+        "trivial request", "bare-Flask shape (4 requests)", "TOTP step-up (4 requests)"))
+    assert 0 < 4 * trivial < shape < stepup  # the shape made its four requests, and no more
