@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .http import Connection
@@ -54,13 +55,14 @@ class Server:
     """One gunicorn server (the bridge or the Flask baseline) pinned to ``core``."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], port: int, core: int,
-                 log: Path, ready_path: str):
+                 log: Path, ready_path: str, wrapper: Sequence[str] = ()):
+        """``wrapper``: a command the server runs under (valgrind, which is slower to start)."""
         self.name, self.port = name, port
         self._log = log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, *args], env=env, cwd=REPO, stdout=self._log, stderr=self._log,
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}))
-        deadline = time.monotonic() + 60
+            [*wrapper, sys.executable, *args], env=env, cwd=REPO, stdout=self._log,
+            stderr=self._log, preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+        deadline = time.monotonic() + (600 if wrapper else 60)
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{name} exited: see {log}")
@@ -82,7 +84,7 @@ class Server:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(30)
+        self.process.wait(120)
         self._log.close()
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 HOUSEKEEPING_INTERVAL = 60
 
 
-class _CookieSessions(SecureCookieSessionInterface):
+class CookieSessions(SecureCookieSessionInterface):
     """Flask builds the cookie's signing serializer on every request, cookie or not; its keys
     are fixed for the life of the process, so this one is built once."""
 
@@ -110,7 +110,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     environ = os.environ if environ is None else environ
     settings = load_settings(environ, test_config)
     app = Flask(__name__)
-    app.session_interface = _CookieSessions()
+    app.session_interface = CookieSessions()
     bridge = build_bridge(settings, clock)
     app.extensions["stepup"] = bridge
     app.config.update(

@@ -36,7 +36,7 @@ def test_instruction_count_benchmark_measures_both_kinds():
     figures = dict(re.findall(r"^\s+(\S.*?)\s+([\d.]+) M instructions$", run.stdout, re.M))
     assert set(figures) == {"trivial request", "TOTP step-up (4 requests)",
                             "step-up beyond 4 trivial", "bare-Flask shape (4 requests)"
-                            }, run.stdout  # the requests it counted
+                            }, run.stdout  # each made its four requests (the labels say so)
     trivial, shape, stepup = (float(figures[k]) for k in (
         "trivial request", "bare-Flask shape (4 requests)", "TOTP step-up (4 requests)"))
-    assert 0 < 4 * trivial < shape < stepup  # the shape made its four requests, and no more
+    assert 0 < 4 * trivial < shape < stepup
