@@ -121,6 +121,17 @@ def test_the_keycloak_authenticator_speaks_the_same_languages():
         assert all(translated[k] and translated[k] != english[k] for k in english), lang
 
 
+def test_french_punctuation_never_starts_a_line():
+    """French sets ? ! ; : after a space. A plain space lets the browser wrap the mark onto a
+    line of its own ("… d'authentification" / "? Configurez-en"), so it is a no-break one
+    (narrow before ? ! ;); apostrophes are typographic (U+2019), as in the rest of the catalogue."""
+    for message in catalogue("fr"):
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        for form in forms if message.id else ():
+            assert not re.search(r" [?!;:]", form), form
+            assert "'" not in form, form
+
+
 # -- every page in every language ----------------------------------------------------------
 @pytest.fixture(params=i18n.LANGUAGES)
 def lang(request) -> str:
