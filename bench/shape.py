@@ -25,6 +25,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from bridge import logs
 from bridge.app import CookieSessions
+from bridge.security import HEADERS
 from bridge.server import run_gunicorn
 from bridge.settings import load_settings
 
@@ -38,12 +39,7 @@ app.session_interface = CookieSessions()  # the bridge's: its serializer built o
 csrf = CSRFProtect(app)
 
 _ID_TOKEN = "e" * 560  # an ES256 ID token's length, unsigned: signing is the bridge's work
-_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer", "X-Request-ID": "0" * 32,
-}
+_HEADERS = {**HEADERS, "X-Request-ID": "0" * 32}  # the bridge's, and a request id's length
 
 
 @app.after_request
