@@ -144,20 +144,22 @@ class Handoff:
         self.verifier = secrets.token_urlsafe(48)
         self.flow = ""
 
-    def _send(self, label: str, via: Transport, method: str, path: str, expect: int | tuple,
+    def _send(self, label: str, browser: bool, method: str, path: str, expect: int | tuple,
               headers: dict[str, str] | None = None, form: dict | None = None) -> Response:
+        """One request, by the browser (with its cookie) or the IdP's back channel (without:
+        the two may share one transport)."""
         headers = dict(headers or {})
         body = urlencode(form).encode() if form is not None else b""
         if form is not None:
             headers.update(_FORM)
-        if via is self.browser and self.cookie:
+        if browser and self.cookie:
             headers["Cookie"] = self.cookie
-        response = via.request(method, path, headers, body)
+        response = (self.browser if browser else self.idp).request(method, path, headers, body)
         self.recorder.add(label, response.seconds)
         if response.status not in (expect if isinstance(expect, tuple) else (expect,)):
             raise FlowFailed(f"{label}: HTTP {response.status} (expected {expect}): "
                              f"{response.body[:200]!r}")
-        if via is self.browser and (cookie := response.headers.get("set-cookie")):
+        if browser and (cookie := response.headers.get("set-cookie")):
             self.cookie = cookie.split("\n")[-1].split(";", 1)[0]
         return response
 
@@ -165,7 +167,7 @@ class Handoff:
         """PAR, then /authorize, which answers with the first page of the flow."""
         challenge = base64.urlsafe_b64encode(
             hashlib.sha256(self.verifier.encode()).digest()).decode().rstrip("=")
-        par = self._send("POST /par", self.idp, "POST", "/par", 201,
+        par = self._send("POST /par", False, "POST", "/par", 201,
                          {"Authorization": _BASIC}, {
                              "response_type": "code", "scope": "openid",
                              "client_id": CLIENT_ID, "redirect_uri": CALLBACK, "state": "s",
@@ -173,7 +175,7 @@ class Handoff:
                              "code_challenge_method": "S256", "login_hint": self.subject})
         request_uri = par.body.split(b'"request_uri":', 1)[1].split(b'"')[1].decode()
         query = urlencode({"client_id": CLIENT_ID, "request_uri": request_uri})
-        opened = self._send("GET /authorize", self.browser, "GET", f"/authorize?{query}",
+        opened = self._send("GET /authorize", True, "GET", f"/authorize?{query}",
                             (200, 303))
         if opened.status == 303:  # a bridge before 4-request step-ups (bench.instructions --tree)
             self.flow = urlsplit(opened.headers["location"]).path
@@ -186,7 +188,7 @@ class Handoff:
         return page
 
     def page(self, label: str, path: str = "") -> str:
-        return self._send(label, self.browser, "GET", self.flow + path, 200).text
+        return self._send(label, True, "GET", self.flow + path, 200).text
 
     def post(self, label: str, action: str, page: str, **form: str) -> str:
         """Post a form of ``page``; returns where the bridge redirects to."""
@@ -194,14 +196,14 @@ class Handoff:
         if match is None:
             raise FlowFailed(f"{label}: no CSRF token on the page")
         form["csrf_token"] = match.group(1)
-        answer = self._send(label, self.browser, "POST", f"{self.flow}/{action}", 303, form=form)
+        answer = self._send(label, True, "POST", f"{self.flow}/{action}", 303, form=form)
         return answer.headers["location"]
 
     def redeem(self, location: str) -> None:
         if not location.startswith(CALLBACK):
             raise FlowFailed(f"expected a redirect to the IdP, got {location[:80]}")
         code = parse_qs(urlsplit(location).query)["code"][0]
-        answer = self._send("POST /token", self.idp, "POST", "/token", 200,
+        answer = self._send("POST /token", False, "POST", "/token", 200,
                             {"Authorization": _BASIC}, {
                                 "grant_type": "authorization_code", "code": code,
                                 "redirect_uri": CALLBACK, "code_verifier": self.verifier})

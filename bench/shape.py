@@ -25,7 +25,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from bridge import logs
 from bridge.app import CookieSessions
-from bridge.security import HEADERS
+from bridge.security import HEADERS, with_headers
 from bridge.server import run_gunicorn
 from bridge.settings import load_settings
 
@@ -39,13 +39,8 @@ app.session_interface = CookieSessions()  # the bridge's: its serializer built o
 csrf = CSRFProtect(app)
 
 _ID_TOKEN = "e" * 560  # an ES256 ID token's length, unsigned: signing is the bridge's work
-_HEADERS = {**HEADERS, "X-Request-ID": "0" * 32}  # the bridge's, and a request id's length
-
-
-@app.after_request
-def _headers(response):
-    response.headers.update(_HEADERS)
-    return response
+# The bridge's headers sent the bridge's way, and a request id's length.
+app.wsgi_app = with_headers(app.wsgi_app, {**HEADERS, "X-Request-ID": "0" * 32})  # type: ignore
 
 
 @app.get("/healthz")

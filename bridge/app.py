@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -30,9 +30,16 @@ HOUSEKEEPING_INTERVAL = 60
 
 class CookieSessions(SecureCookieSessionInterface):
     """Flask builds the cookie's signing serializer on every request, cookie or not; its keys
-    are fixed for the life of the process, so this one is built once."""
+    are fixed for the life of the process, so this one is built once. A request with no
+    cookie at all (the IdP's back channel, a first visit) gets a new session without parsing
+    the header Flask would look the cookie up in."""
 
     _serializer: URLSafeTimedSerializer | None = None
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if "HTTP_COOKIE" not in request.environ:
+            return self.session_class()
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         if self._serializer is None:
