@@ -601,7 +601,10 @@ PING_AFTER_IDLE = 5.0
 
 def create_engine(url: str) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
-    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing;
+    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and every
+    commit synced to disk (``synchronous=FULL``: in WAL mode NORMAL may lose the last commits
+    to a power cut, which would bring back a spent time step or recovery code and drop a
+    replacement code the user has already confirmed);
     PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``)."""
     if not url.startswith("sqlite"):
         engine = sa.create_engine(url)
@@ -628,7 +631,7 @@ def create_engine(url: str) -> Engine:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -135,3 +135,18 @@ def test_verbs_that_need_a_savepoint_need_a_transaction(app):
         tx.add_user(_user("outside"))
     with store.autocommit() as tx:
         assert tx.find_user("outside") is None
+
+
+def test_the_embedded_store_syncs_every_commit(tmp_path):
+    """A spent time step, a used recovery code and a confirmed replacement must survive a
+    power cut: WAL with synchronous=FULL (2), not NORMAL (1), which may lose the last commits."""
+    from bridge.store import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'stepup.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        engine.dispose()
+
