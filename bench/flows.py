@@ -144,8 +144,9 @@ class Handoff:
         self.verifier = secrets.token_urlsafe(48)
         self.flow = ""
 
-    def _send(self, label: str, browser: bool, method: str, path: str, expect: int | tuple,
-              headers: dict[str, str] | None = None, form: dict | None = None) -> Response:
+    def _send(self, label: str, method: str, path: str, expect: int | tuple, *,
+              browser: bool, headers: dict[str, str] | None = None,
+              form: dict | None = None) -> Response:
         """One request, by the browser (with its cookie) or the IdP's back channel (without:
         the two may share one transport)."""
         headers = dict(headers or {})
@@ -167,16 +168,16 @@ class Handoff:
         """PAR, then /authorize, which answers with the first page of the flow."""
         challenge = base64.urlsafe_b64encode(
             hashlib.sha256(self.verifier.encode()).digest()).decode().rstrip("=")
-        par = self._send("POST /par", False, "POST", "/par", 201,
-                         {"Authorization": _BASIC}, {
+        par = self._send("POST /par", "POST", "/par", 201, browser=False,
+                         headers={"Authorization": _BASIC}, form={
                              "response_type": "code", "scope": "openid",
                              "client_id": CLIENT_ID, "redirect_uri": CALLBACK, "state": "s",
                              "nonce": secrets.token_urlsafe(8), "code_challenge": challenge,
                              "code_challenge_method": "S256", "login_hint": self.subject})
         request_uri = par.body.split(b'"request_uri":', 1)[1].split(b'"')[1].decode()
         query = urlencode({"client_id": CLIENT_ID, "request_uri": request_uri})
-        opened = self._send("GET /authorize", True, "GET", f"/authorize?{query}",
-                            (200, 303))
+        opened = self._send("GET /authorize", "GET", f"/authorize?{query}", (200, 303),
+                            browser=True)
         if opened.status == 303:  # a bridge before 4-request step-ups (bench.instructions --tree)
             self.flow = urlsplit(opened.headers["location"]).path
             return self.page("GET /flow/<id>")
@@ -188,7 +189,7 @@ class Handoff:
         return page
 
     def page(self, label: str, path: str = "") -> str:
-        return self._send(label, True, "GET", self.flow + path, 200).text
+        return self._send(label, "GET", self.flow + path, 200, browser=True).text
 
     def post(self, label: str, action: str, page: str, **form: str) -> str:
         """Post a form of ``page``; returns where the bridge redirects to."""
@@ -196,15 +197,16 @@ class Handoff:
         if match is None:
             raise FlowFailed(f"{label}: no CSRF token on the page")
         form["csrf_token"] = match.group(1)
-        answer = self._send(label, True, "POST", f"{self.flow}/{action}", 303, form=form)
+        answer = self._send(label, "POST", f"{self.flow}/{action}", 303, browser=True,
+                            form=form)
         return answer.headers["location"]
 
     def redeem(self, location: str) -> None:
         if not location.startswith(CALLBACK):
             raise FlowFailed(f"expected a redirect to the IdP, got {location[:80]}")
         code = parse_qs(urlsplit(location).query)["code"][0]
-        answer = self._send("POST /token", False, "POST", "/token", 200,
-                            {"Authorization": _BASIC}, {
+        answer = self._send("POST /token", "POST", "/token", 200, browser=False,
+                            headers={"Authorization": _BASIC}, form={
                                 "grant_type": "authorization_code", "code": code,
                                 "redirect_uri": CALLBACK, "code_verifier": self.verifier})
         if b'"id_token"' not in answer.body:

@@ -40,7 +40,7 @@ csrf = CSRFProtect(app)
 
 _ID_TOKEN = "e" * 560  # an ES256 ID token's length, unsigned: signing is the bridge's work
 # The bridge's headers sent the bridge's way, and a request id's length.
-app.wsgi_app = with_headers(app.wsgi_app, {**HEADERS, "X-Request-ID": "0" * 32})  # type: ignore
+app.wsgi_app = with_headers(app.wsgi_app, {**HEADERS, "X-Request-ID": "0" * 32})  # type: ignore[method-assign]
 
 
 @app.get("/healthz")

@@ -37,7 +37,7 @@ class CookieSessions(SecureCookieSessionInterface):
     _serializer: URLSafeTimedSerializer | None = None
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if "HTTP_COOKIE" not in request.environ:
+        if "HTTP_COOKIE" not in request.environ and self.get_signing_serializer(app):
             return self.session_class()
         return super().open_session(app, request)
 
@@ -141,8 +141,8 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore
     edge.init_app(app)
+    ops.init_app(app)  # before CSRF's hook: a refused post still gets a request id, a latency
     security.init_app(app, settings)
-    ops.init_app(app)
     i18n.init_app(app)
     endpoints.init_app(app)
     views.init_app(app)

@@ -1,6 +1,6 @@
 """The edge: what arrives malformed from the network gets a clear 4xx, and nothing gets a bare
-500. Every answer, even the last-resort one, goes through Flask, so it carries the security
-headers (``security.py``) and is logged as one JSON line (``logs.py``).
+500. Every answer, even the last-resort one, goes through Flask, so it is logged as one JSON
+line (``logs.py``); the security headers go on every answer below Flask (``security.py``).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ LATENCY = Histogram("stepup_request_seconds", "Request latency by endpoint.", ["
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 DB_ERRORS = Counter("stepup_database_errors_total", "Requests failed by the database.")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class AuditMetrics(logging.Handler):
@@ -77,7 +77,7 @@ def init_app(app: Flask) -> None:
     def _start():
         g.started = time.perf_counter()
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
     @app.after_request
     def _finish(response):
@@ -94,7 +94,7 @@ def init_app(app: Flask) -> None:
 
 
 @functools.cache
-def _latency(endpoint: str):
+def _latency(endpoint: str) -> Histogram:
     """The histogram of one endpoint (bounded: the app's rules and "unmatched"); prometheus'
     ``labels`` validates and locks on every call."""
     return LATENCY.labels(endpoint)

@@ -23,6 +23,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 #: On every answer (the benchmark's bare-Flask shape sends them too).
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+_NO_STORE = ("Cache-Control", "no-store")  # unless the answer sets its own (JWKS, static files)
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -51,6 +52,3 @@ def with_headers(wsgi_app: Callable, headers: dict[str, str]) -> Callable:
         return wsgi_app(environ, start)
 
     return app
-
-
-_NO_STORE = ("Cache-Control", "no-store")

@@ -18,7 +18,21 @@ def test_every_page_has_the_security_headers(pages):
         assert "script-src" in directives or directives.get("default-src") == ["'none'"], name
         assert headers.get("Referrer-Policy") == "no-referrer", name
         assert headers.get("X-Content-Type-Options") == "nosniff", name
+        assert headers.get("X-Frame-Options") == "DENY", name
         assert headers.get("Strict-Transport-Security", "").startswith("max-age="), name
+        for header in (*SECURITY, "Cache-Control", "X-Request-ID"):
+            assert len(headers.getlist(header)) == 1, (name, header)
+
+
+SECURITY = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
+            "Referrer-Policy", "Strict-Transport-Security")
+
+
+def test_an_answer_that_sets_its_own_caching_keeps_it(client):
+    """no-store is the default, not an override: the public keys may be cached."""
+    response = client.get("/jwks")
+    assert response.headers.getlist("Cache-Control") == ["public, max-age=300"]
+    assert all(len(response.headers.getlist(header)) == 1 for header in SECURITY)
 
 
 def test_no_inline_script_or_style_that_the_csp_would_block(pages):

@@ -8,6 +8,7 @@ import logging
 from prometheus_client import REGISTRY
 
 from bridge.logs import JsonFormatter
+from tests.bridge.conftest import at_stage
 
 
 def sample(name: str, **labels) -> float:
@@ -48,6 +49,20 @@ def test_request_id_is_echoed_or_made(client):
         "X-Request-ID"] == "abc-123"
     made = client.get("/healthz", headers={"X-Request-ID": "bad id; <script>"})
     assert made.headers["X-Request-ID"] != "bad id; <script>"
+    assert len(made.headers["X-Request-ID"]) == 32
+    # A whole match, not up to a newline (werkzeug refuses to send one; a server may pass it).
+    trailing = client.get("/healthz", environ_overrides={"HTTP_X_REQUEST_ID": "abc\n"})
+    assert trailing.status_code == 200 and len(trailing.headers["X-Request-ID"]) == 32
+
+
+def test_a_post_refused_for_its_csrf_token_still_gets_a_request_id(act):
+    """The request id is made before Flask-WTF's check, so a refused post can be traced."""
+    login = at_stage(act, "totp")
+    response = act.client.post(f"{login.flow_url}/totp", data={"otp": "123456"},
+                               headers={"X-Request-ID": "trace-me"})
+    assert response.status_code == 400
+    assert response.headers.getlist("X-Request-ID") == ["trace-me"]
+    made = act.client.post(f"{login.flow_url}/totp", data={"otp": "123456"})
     assert len(made.headers["X-Request-ID"]) == 32
 
 
