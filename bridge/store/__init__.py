@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from . import schema
 from .schema import (
@@ -532,13 +533,17 @@ class Store:
         self.trace: Callable[[str], None] | None = None
 
     @contextmanager
-    def begin(self) -> Iterator[Tx]:
+    def begin(self, durable: bool = True) -> Iterator[Tx]:
         """A transaction: committed when the block ends, rolled back if it raises. Its audit
         events are logged (and so counted) only after the commit succeeded. On SQLite it
         takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue under the
         busy timeout instead of failing when a read lock cannot be upgraded; psycopg opens
-        the transaction with the first statement."""
-        with self._session(autocommit=False) as db:
+        the transaction with the first statement.
+
+        ``durable=False``: on SQLite the commit is not waited onto the disk (it still survives
+        a crash of the process, not a power cut). Only for writes whose loss leaves nothing
+        spent that must stay spent — the user just starts again (see :func:`_sync`)."""
+        with self._session(autocommit=False, durable=durable) as db:
             if not self._postgres:
                 db.run("BEGIN IMMEDIATE")
             if self.trace:
@@ -553,19 +558,20 @@ class Store:
         _log_committed(tx)
 
     @contextmanager
-    def autocommit(self) -> Iterator[Tx]:
+    def autocommit(self, durable: bool = True) -> Iterator[Tx]:
         """Statements that each stand alone — a read, or one conditional write such as taking
         a code — and need no common snapshot: each one is atomic and commits by itself, so
         there is no explicit transaction. On SQLite no BEGIN IMMEDIATE (a read takes no write
         lock; a write still waits for the lock under the busy timeout), on PostgreSQL no
-        BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`."""
-        with self._session(autocommit=True) as db:
+        BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`.
+        ``durable`` as for :meth:`begin`."""
+        with self._session(autocommit=True, durable=durable) as db:
             tx = Tx(db)
             yield tx
         _log_committed(tx)
 
     @contextmanager
-    def _session(self, autocommit: bool) -> Iterator[Session]:
+    def _session(self, autocommit: bool, durable: bool) -> Iterator[Session]:
         """A pooled connection; back in the pool afterwards, which rolls back what is left.
         SQLite's connections are in the driver's autocommit mode throughout (we issue BEGIN
         ourselves); psycopg's are switched for :meth:`autocommit` and back."""
@@ -573,6 +579,8 @@ class Store:
         driver = connection.driver_connection
         switch = autocommit and self._postgres
         try:
+            if not self._postgres:
+                _sync(connection, durable)
             if switch:
                 driver.autocommit = True
             yield Session(self.engine, connection, self.trace, autocommit)
@@ -585,6 +593,17 @@ class Store:
                     # go back to the pool self-committing, where a transaction would not hold.
                     connection.invalidate()
             connection.close()
+
+
+def _sync(connection: PoolProxiedConnection, durable: bool) -> None:
+    """SQLite waits for the disk at each commit (``synchronous=FULL``, set when a connection
+    opens) unless the caller says the write may be lost to a power cut: with WAL, NORMAL
+    commits without a sync. A synced commit cost about 0.25 ms here, and the writer holds the
+    database's lock through it. One PRAGMA when a pooled connection changes mode."""
+    level = "FULL" if durable else "NORMAL"
+    if connection.info.get("synchronous") != level:
+        connection.driver_connection.execute(f"PRAGMA synchronous={level}")
+        connection.info["synchronous"] = level
 
 
 def _log_committed(tx: Tx) -> None:
@@ -601,10 +620,10 @@ PING_AFTER_IDLE = 5.0
 
 def create_engine(url: str) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
-    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and every
-    commit synced to disk (``synchronous=FULL``: in WAL mode NORMAL may lose the last commits
-    to a power cut, which would bring back a spent time step or recovery code and drop a
-    replacement code the user has already confirmed);
+    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and commits
+    synced to disk (``synchronous=FULL``: in WAL mode NORMAL may lose the last commits to a
+    power cut, which would bring back a spent time step or recovery code and drop a
+    replacement code the user has already confirmed; only writes that may be lost opt out);
     PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``)."""
     if not url.startswith("sqlite"):
         engine = sa.create_engine(url)
@@ -626,13 +645,14 @@ def create_engine(url: str) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
+    def _on_connect(dbapi_conn, record):
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
+        record.info["synchronous"] = "FULL"
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
