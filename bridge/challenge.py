@@ -24,7 +24,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .factors import OTP, RECOVERY_CODE, recovery, totp
@@ -156,8 +156,10 @@ class Challenge:
         the client that pushed it) and open a flow for it, bound to this browser."""
         now = self.clock()
         flow_id = secrets.token_urlsafe(24)
-        # Not synced to disk: lost to a power cut, the pushed request is back (RFC 9126 §4
-        # allows its reuse on a reload) and the flow and contact are gone, nothing is spent.
+        # Not synced to disk: a power cut may take back only this commit and what followed it
+        # unsynced (Store.begin). Then the pushed request is open again until it expires (a
+        # minute), the flow is gone and the contact address is the previous one: the user
+        # starts again, and pushes it again; nothing spent comes back.
         with self.store.begin(durable=False) as tx:
             client = (tx.find_client(client_id)
                       if is_protocol_value(client_id, CLIENT_ID_LIMIT) else None)
@@ -170,22 +172,27 @@ class Challenge:
             if params.get("email"):
                 tx.set_contact(subject, params["email"], params.get("ui_locales"), now)
             user = tx.find_user(subject)
-            pending = None
             if user and user.locked_at is not None:
                 stage = LOCKED
             elif user:
                 stage = TOTP
             elif client.allow_enrollment and params.get("allow_enrollment", True):
                 stage = ENROLL
-                pending = self.vault.seal("pending_secret", flow_id, totp.new_secret())
             else:
                 stage = NOT_ENROLLED
             flow = Flow(flow_id=flow_id, binding=token_digest(binding),
                         client_id=client.client_id, subject=subject, params=params, stage=stage,
-                        attempts=0, pending_secret=pending, pending_step=None, staged_code=None,
+                        attempts=0, pending_secret=None, pending_step=None, staged_code=None,
                         replaces_version=None, factor=None, auth_time=None,
                         expires_at=now + self.policy.flow_ttl)
             tx.save_flow(flow)
+        if stage == ENROLL:
+            # The page shows the secret at once and it goes into the user's app: stored in a
+            # synced commit, so a power cut cannot leave a dead entry there.
+            pending = self.vault.seal("pending_secret", flow_id, totp.new_secret())
+            with self.store.begin() as tx:
+                tx.advance_flow(flow_id, ENROLL, pending_secret=pending)
+            flow = replace(flow, pending_secret=pending)
         return flow
 
     def find(self, flow_id: str, binding: str) -> Flow:

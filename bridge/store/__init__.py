@@ -19,7 +19,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import PoolProxiedConnection
 
 from . import schema
 from .schema import (
@@ -540,9 +539,12 @@ class Store:
         busy timeout instead of failing when a read lock cannot be upgraded; psycopg opens
         the transaction with the first statement.
 
-        ``durable=False``: on SQLite the commit is not waited onto the disk (it still survives
-        a crash of the process, not a power cut). Only for writes whose loss leaves nothing
-        spent that must stay spent — the user just starts again (see :func:`_sync`)."""
+        ``durable=False``: on SQLite the commit does not wait for the disk (``synchronous=
+        NORMAL`` for this connection, then FULL again). It survives a crash of the process; a
+        power cut may take it back, with any unsynced commits after it, but not the commits
+        before it: the WAL is one file, and the next synced commit of any connection syncs it
+        all. A synced commit cost about 0.25 ms here, and the writer holds the database's lock
+        through it. Only for writes whose loss spends nothing: the user just starts again."""
         with self._session(autocommit=False, durable=durable) as db:
             if not self._postgres:
                 db.run("BEGIN IMMEDIATE")
@@ -578,13 +580,19 @@ class Store:
         connection = checkout(self.engine)
         driver = connection.driver_connection
         switch = autocommit and self._postgres
+        relaxed = not durable and not self._postgres
         try:
-            if not self._postgres:
-                _sync(connection, durable)
+            if relaxed:
+                driver.execute("PRAGMA synchronous=NORMAL")
             if switch:
                 driver.autocommit = True
             yield Session(self.engine, connection, self.trace, autocommit)
         finally:
+            if relaxed and connection.is_valid:
+                try:  # every connection in the pool syncs, whoever checks it out next
+                    driver.execute("PRAGMA synchronous=FULL")
+                except self.engine.dialect.loaded_dbapi.Error:
+                    connection.invalidate()  # e.g. still in a transaction: not back unsynced
             if switch and connection.is_valid:
                 try:
                     driver.autocommit = False
@@ -593,17 +601,6 @@ class Store:
                     # go back to the pool self-committing, where a transaction would not hold.
                     connection.invalidate()
             connection.close()
-
-
-def _sync(connection: PoolProxiedConnection, durable: bool) -> None:
-    """SQLite waits for the disk at each commit (``synchronous=FULL``, set when a connection
-    opens) unless the caller says the write may be lost to a power cut: with WAL, NORMAL
-    commits without a sync. A synced commit cost about 0.25 ms here, and the writer holds the
-    database's lock through it. One PRAGMA when a pooled connection changes mode."""
-    level = "FULL" if durable else "NORMAL"
-    if connection.info.get("synchronous") != level:
-        connection.driver_connection.execute(f"PRAGMA synchronous={level}")
-        connection.info["synchronous"] = level
 
 
 def _log_committed(tx: Tx) -> None:
@@ -645,14 +642,13 @@ def create_engine(url: str) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, record):
+    def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
-        record.info["synchronous"] = "FULL"
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial

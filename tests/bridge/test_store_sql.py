@@ -140,7 +140,7 @@ def test_verbs_that_need_a_savepoint_need_a_transaction(app):
 def test_the_embedded_store_syncs_its_commits(tmp_path):
     """A spent time step, a used recovery code and a confirmed replacement must survive a
     power cut: WAL with synchronous=FULL (2), not NORMAL (1), which may lose the last commits,
-    unless a write says its loss is harmless; the next one on that connection syncs again."""
+    unless a write says its loss is harmless; the connection goes back to the pool syncing."""
     from bridge.store import Store, create_engine
 
     def level(tx) -> int:  # asked on the transaction's own connection
@@ -150,30 +150,30 @@ def test_the_embedded_store_syncs_its_commits(tmp_path):
     try:
         with store.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        for _ in range(2):  # and again on the same pooled connection, after a change of mode
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        for _ in range(2):  # and again on the same pooled connection
             with store.begin() as tx:
-                assert level(tx) == 2
-            with store.autocommit() as tx:
                 assert level(tx) == 2
             with store.begin(durable=False) as tx:
                 assert level(tx) == 1
+            with store.autocommit() as tx:
+                assert level(tx) == 2
             with store.autocommit(durable=False) as tx:
                 assert level(tx) == 1
+            with store.engine.connect() as connection:  # back in the pool: syncing again
+                assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     finally:
         store.engine.dispose()
 
 
 def test_only_writes_whose_loss_is_harmless_skip_the_disk_sync(act, monkeypatch):
     """Storing a pushed request and opening a flow may be lost to a power cut (the user
-    starts again); the code check, which spends the time step, and taking the authorization
-    code may not."""
+    starts again). The code check, which spends the time step, taking the authorization code,
+    and an enrollment's secret (shown at once, and scanned) may not."""
     from flask import has_request_context, request
 
     from bridge.store import Store
 
-    login, callback = act.enroll("sync")
-    act.finish(login, callback)
-    act.clock.advance(30)
     asked: list[tuple[str, bool]] = []
     session = Store._session
 
@@ -182,10 +182,17 @@ def test_only_writes_whose_loss_is_harmless_skip_the_disk_sync(act, monkeypatch)
         return session(self, autocommit, durable)
 
     monkeypatch.setattr(Store, "_session", recording)
+    login, callback = act.enroll("sync")
+    act.finish(login, callback)
+    assert ("/authorize", True) in asked  # the secret, after the flow
+    assert {path for path, durable in asked if not durable} == {"/par", "/authorize"}
+    act.clock.advance(30)
+    asked.clear()
     again = act.start("sync")
     again.secret = login.secret
     done = act.post(again, "totp", otp=act.code_now(again))
     assert done.status_code == 303
     act.finish(again, done.headers["Location"])
     assert {path for path, durable in asked if not durable} == {"/par", "/authorize"}
+    assert ("/authorize", True) not in asked  # a sign-in opens its flow in one commit
     assert {path for path, durable in asked if durable} >= {"/token", f"{again.flow_url}/totp"}
