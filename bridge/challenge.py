@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .factors import OTP, RECOVERY_CODE, recovery, totp
 from .keyring import ServerSecrets
@@ -498,8 +498,10 @@ class Challenge:
         if flow.params.get("state") is not None:
             params["state"] = flow.params["state"]
         params["iss"] = self.policy.issuer
+        # The registered query is kept as it was sent (RFC 6749 §3.1.2), ours appended;
+        # PAR refused a redirect_uri that already carries one of ours.
         parts = urlsplit(flow.params["redirect_uri"])
-        query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
+        query = "&".join(filter(None, [parts.query, urlencode(params)]))
         return urlunsplit(parts._replace(query=query))
 
     def _totp_secret(self, user: User) -> str:

@@ -8,11 +8,12 @@ and delete it only at the end, so two concurrent redemptions could both succeed)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, grants
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidRequestError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
@@ -20,6 +21,7 @@ from ..factors import OTP, RECOVERY_CODE
 from ..keyring import SigningKeys
 from ..store import Code, Store
 from .clients import AUTH_METHODS, ClientModel
+from .par import single_values
 
 #: RFC 8176 ``amr`` values: the factors' own names (``bridge/factors/__init__.py``).
 AMR_TOTP, AMR_RECOVERY = OTP, RECOVERY_CODE
@@ -61,10 +63,28 @@ class CodeModel(AuthorizationCodeMixin):
         return list(self.code.amr)
 
 
-class CodeGrant(grants.AuthorizationCodeGrant):
+class OneValueEach:
+    """For a token endpoint grant: once the client has authenticated, a repeated parameter is
+    refused (RFC 6749 §3.2), where authlib would take the first copy."""
+
+    def authenticate_token_endpoint_client(self):
+        client = super().authenticate_token_endpoint_client()
+        single_values(self.request.payload.datalist)
+        return client
+
+
+class CodeGrant(OneValueEach, grants.AuthorizationCodeGrant):
     """RFC 6749 §4.1.3 token request; codes come only from a finished challenge."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+
+    def authenticate_token_endpoint_client(self):
+        client = super().authenticate_token_endpoint_client()
+        # PAR requires a redirect_uri, so §4.1.3 requires it here; authlib would find it
+        # missing only after taking the code, and call it invalid_grant.
+        if not self.request.form.get("redirect_uri"):
+            raise InvalidRequestError("Missing 'redirect_uri'.")
+        return client
 
     def query_authorization_code(self, code: str, client: ClientModel) -> CodeModel | None:
         with self.server.store.autocommit() as tx:  # one DELETE … RETURNING
@@ -76,6 +96,19 @@ class CodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: CodeModel) -> Subject:
         return Subject(authorization_code.code.subject)
+
+
+class StrictCodeChallenge(CodeChallenge):
+    """authlib's PKCE check, with the verifier's syntax checked in full (RFC 7636 §4.1):
+    its pattern ends in ``$``, which also matches before a final newline."""
+
+    VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+    def validate_code_verifier(self, grant, result):
+        verifier = grant.request.form.get("code_verifier")
+        if verifier and not self.VERIFIER.fullmatch(verifier):
+            raise InvalidRequestError("Invalid 'code_verifier'")
+        super().validate_code_verifier(grant, result)
 
 
 class IdToken(OpenIDCode):
@@ -110,4 +143,4 @@ def register(server, store: Store, keys: SigningKeys, issuer: str, lifetime: int
     """Attach the code grant, PKCE (required, S256) and the id_token to an authlib server."""
     server.store, server.clock = store, clock
     id_token = IdToken(keys, issuer, lifetime, clock)
-    server.register_grant(CodeGrant, [CodeChallenge(required=True), id_token])
+    server.register_grant(CodeGrant, [StrictCodeChallenge(required=True), id_token])

@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..admin import grant as admin_grant
+from ..keyring import JWKS_MAX_AGE
 from ..security import csrf
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
@@ -72,6 +73,21 @@ def _uniform(error: OAuth2Error) -> OAuth2Error:
     return error
 
 
+def _one_client_authentication() -> None:
+    """RFC 6749 §2.3: a client uses one authentication method per request. With two (Basic
+    credentials and a ``client_secret`` or an assertion in the body) authlib would try them
+    in turn and accept either, so one that fails would not count: refused as §5.2's
+    invalid_request. Basic credentials authlib cannot read are refused as a failed
+    authentication, before they reach its parser."""
+    header = request.headers.get("Authorization", "")
+    basic = " " in header and header.split(None, 1)[0].lower() == "basic"  # as authlib reads it
+    form = request.form
+    if basic + ("client_secret" in form) + ("client_assertion" in form) > 1:
+        raise InvalidRequestError("More than one client authentication method was used.")
+    if not _basic_auth_readable():
+        raise InvalidClientError()
+
+
 def _basic_auth_readable() -> bool:
     """False for HTTP Basic credentials that authlib would crash on (a 500): its parser
     (``rfc6749.util.extract_basic_authorization``) splits the header on any whitespace and
@@ -114,7 +130,7 @@ def jwks():
     bridge = current_app.extensions["stepup"]
     keys = bridge.signing_keys.public_jwks(bridge.clock())
     response = jsonify(keys)
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
     return response
 
 
@@ -126,12 +142,11 @@ def pushed_authorization_request():
     try:
         if request.mimetype != "application/x-www-form-urlencoded":
             raise InvalidRequestError("The request must be form-encoded.")
-        if not _basic_auth_readable():
-            raise InvalidClientError()
+        _one_client_authentication()
         client = server.authenticate_client(
             server.create_oauth2_request(request), list(AUTH_METHODS), endpoint="par"
         )
-        params = par.validate(request.form.to_dict(flat=False), client)
+        params = par.validate(request.form.to_dict(flat=False), client, bridge.settings.acr)
     except OAuth2Error as error:
         return _oauth_error(error)
     now = bridge.clock()
@@ -149,13 +164,14 @@ def pushed_authorization_request():
 
 @bp.post("/token")
 def token():
-    if request.mimetype != "application/x-www-form-urlencoded":
-        return _oauth_error(InvalidRequestError("The request must be form-encoded."))
-    if not _basic_auth_readable():
-        return _oauth_error(InvalidClientError())
     try:
+        if request.mimetype != "application/x-www-form-urlencoded":
+            raise InvalidRequestError("The request must be form-encoded.")
+        _one_client_authentication()
+        if not request.form.get("grant_type"):  # authlib: unsupported_grant_type; §5.2 says
+            raise InvalidRequestError("Missing 'grant_type'.")  # invalid_request
         return current_app.extensions["stepup"].oauth.create_token_response()
-    except OAuth2Error as error:  # raised before authlib's own handling: insecure_transport
+    except OAuth2Error as error:  # also authlib's own before its handling: insecure_transport
         return _oauth_error(error)
 
 

@@ -11,21 +11,28 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import (
     InvalidRequestError,
     InvalidScopeError,
     UnsupportedResponseTypeError,
 )
-from authlib.oidc.core.errors import RequestNotSupportedError
+from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError
 
 from ..settings import is_email
 from ..text import display_name, is_protocol_value
 from .clients import ClientModel
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
-_PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.2
-_MAX_AGE = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only: str.isdigit() accepts "²"
+#: RFC 7636 §4.2: an S256 challenge is BASE64URL(SHA-256(verifier)), unpadded: 43 characters.
+#: Patterns are used with ``fullmatch``: ``$`` would also match before a final newline.
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+_MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²"
+#: The parameters of the authorization response (RFC 6749 §4.1.2, §4.1.2.1; RFC 9207): a
+#: redirect_uri that already carries one would reach the IdP with two values for it.
+RESPONSE_PARAMETERS = frozenset({"code", "state", "iss", "error", "error_description",
+                                 "error_uri"})
 _LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "acr_values": 1024,
            "ui_locales": 256}
 #: A display name fits the users table's column (Keycloak usernames are up to 255 too).
@@ -38,17 +45,26 @@ def new_request_uri() -> str:
     return REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
 
 
-def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
-    """Check a pushed request (RFC 9126 §2.1) and return the parameters the flow keeps.
-
-    ``form`` maps each parameter name to all its values, so repeated parameters are refused
-    (RFC 6749 §3.1). Raises an authlib ``OAuth2Error`` naming the problem.
-    """
+def single_values(form: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Each parameter's one value; ``form`` maps each name to all its values. A repeated
+    parameter is refused (RFC 6749 §3.1, §3.2): which copy wins would be a guess."""
     params = {}
     for name, values in form.items():
         if len(values) > 1:
             raise InvalidRequestError(f"Parameter '{name}' is repeated.")
         params[name] = values[0]
+    return params
+
+
+def validate(form: Mapping[str, Sequence[str]], client: ClientModel, acr: str) -> dict:
+    """Check a pushed request (RFC 9126 §2.1) and return the parameters the flow keeps.
+
+    ``form`` maps each parameter name to all its values, so repeated parameters are refused.
+    ``acr`` is the one the bridge asserts: a request whose ``acr_values`` do not include it is
+    refused now, before the user spends a factor on an assertion the IdP would reject.
+    Raises an authlib ``OAuth2Error`` naming the problem.
+    """
+    params = single_values(form)
     if "request_uri" in params:
         raise InvalidRequestError("'request_uri' must not be pushed (RFC 9126 section 2.1).")
     if "request" in params:
@@ -67,16 +83,26 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel) -> dict:
         raise InvalidRequestError("'redirect_uri' is too long or has invalid characters.")
     if not client.check_redirect_uri(redirect_uri):
         raise InvalidRequestError("'redirect_uri' is not registered for this client.")
+    if RESPONSE_PARAMETERS.intersection(
+            name for name, _ in parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)):
+        raise InvalidRequestError("'redirect_uri' must not carry the response's own parameters "
+                                  "(code, state, iss, error, error_description, error_uri).")
+    if params.get("response_mode", "query") != "query":
+        raise InvalidRequestError("Only response_mode=query is supported.")
     if params.get("code_challenge_method") != "S256":
         raise InvalidRequestError("PKCE with code_challenge_method=S256 is required.")
-    if not _PKCE_CHALLENGE.match(params.get("code_challenge", "")):
-        raise InvalidRequestError("'code_challenge' is missing or malformed.")
+    if not _S256_CHALLENGE.fullmatch(params.get("code_challenge", "")):
+        raise InvalidRequestError("'code_challenge' is missing or is not an S256 challenge "
+                                  "(43 base64url characters).")
     for name in ("nonce", "login_hint"):
         _required(params, name)
     for name, limit in _LIMITS.items():
         value = params.get(name)
         if value is not None and not is_protocol_value(value, limit):
             raise InvalidRequestError(f"'{name}' is too long or has invalid characters.")
+    if "acr_values" in params and acr not in params["acr_values"].split():
+        raise InvalidRequestError(f"This bridge asserts only acr '{acr}', which 'acr_values' "
+                                  "does not include.")
     name = params.get("preferred_username")
     if name is not None and (name := display_name(name, DISPLAY_NAME_LIMIT)) is None:
         raise InvalidRequestError("'preferred_username' is too long or has invalid characters.")
@@ -117,19 +143,21 @@ def _email(value: str | None, client_id: str) -> str | None:
 def _max_age(value: str | None) -> int | None:
     if value is None:
         return None
-    if not _MAX_AGE.match(value):
+    if not _MAX_AGE.fullmatch(value):
         raise InvalidRequestError("'max_age' must be a non-negative whole number of seconds.")
     return int(value)
 
 
 def _prompt(value: str | None) -> str | None:
     """Every hand-off asks the user for a factor, so ``prompt=none`` can never be honoured
-    (OpenID Connect Core §3.1.2.6: ``login_required``); other values are accepted."""
+    (OpenID Connect Core §3.1.2.6: ``login_required``, in the PAR response as RFC 9126 §2.3
+    has it); other values are accepted."""
     if value is None:
         return None
     prompts = set(value.split())
     if "none" in prompts:
-        raise InvalidRequestError("prompt=none cannot be honoured: a second factor is required.")
+        raise LoginRequiredError(
+            description="prompt=none cannot be honoured: a second factor is required.")
     if not prompts <= PROMPTS:
         raise InvalidRequestError("'prompt' has an unknown value.")
     return value

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from bridge.settings import DEFAULT_ACR
 from bridge.store.schema import pushed_requests
-from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, KC_PREFIX
+from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, KC_PREFIX, callback_params
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 
@@ -46,6 +47,16 @@ BAD_REQUESTS = {
     "challenge-42": ({"code_challenge": "a" * 42}, "invalid_request"),
     "challenge-129": ({"code_challenge": "a" * 129}, "invalid_request"),
     "challenge-bad-chars": ({"code_challenge": "+" * 43}, "invalid_request"),
+    "challenge-44": ({"code_challenge": "a" * 44}, "invalid_request"),
+    "challenge-final-newline": ({"code_challenge": "a" * 43 + "\n"}, "invalid_request"),
+    "max-age-final-newline": ({"max_age": "5\n"}, "invalid_request"),
+    "response-mode-fragment": ({"response_mode": "fragment"}, "invalid_request"),
+    "response-mode-form-post": ({"response_mode": "form_post"}, "invalid_request"),
+    "redirect-uri-with-code": ({"redirect_uri": KC_PREFIX + "?client_data=x&code=evil"},
+                               "invalid_request"),
+    "redirect-uri-with-state": ({"redirect_uri": KC_PREFIX + "?state=evil"}, "invalid_request"),
+    "redirect-uri-with-iss": ({"redirect_uri": KC_PREFIX + "?iss=evil"}, "invalid_request"),
+    "acr-values-not-met": ({"acr_values": "urn:acme:gold"}, "invalid_request"),
     "no-nonce": ({"nonce": None}, "invalid_request"),
     "empty-nonce": ({"nonce": ""}, "invalid_request"),
     "no-login-hint": ({"login_hint": None}, "invalid_request"),
@@ -91,8 +102,19 @@ class TestAccepted:
 
     def test_optional_parameters(self, act):
         response, _ = act.push("alice", max_age="0", prompt="login", ui_locales="en",
-                               acr_values="urn:acme:mfa", preferred_username=None, state=None)
+                               acr_values=f"urn:acme:gold {DEFAULT_ACR}",
+                               preferred_username=None, state=None)
         assert response.status_code == 201, response.get_json()
+
+    def test_the_callback_keeps_the_redirect_uris_own_query_as_sent(self, act):
+        """RFC 6749 §3.1.2: the query of the redirect URI "MUST be retained" when the response
+        parameters are added: byte for byte, not decoded and encoded again."""
+        uri = KC_PREFIX + "?client_data=a+b&flag&tab_id=%7E"
+        login, callback = act.enroll("alice", redirect_uri=uri)
+        assert callback.startswith(uri + "&code=")
+        assert set(callback_params(callback)) == {"client_data", "tab_id", "code", "state",
+                                                  "iss"}
+        assert act.finish(login, callback)["sub"] == "alice"
 
     @pytest.mark.parametrize("uri", [
         KC_PREFIX,
@@ -126,6 +148,15 @@ class TestClientAuthentication:
         response, _ = act.push("alice", auth=None, client_id="nobody", client_secret=IDP_SECRET)
         refused(bridge, response, "invalid_client", 401)
 
+    @pytest.mark.parametrize("basic, posted", [
+        (IDP_SECRET, IDP_SECRET), (IDP_SECRET, "wrong-secret-0123456789"),
+        ("wrong-secret-0123456789", IDP_SECRET)], ids=["both-right", "post-wrong", "basic-wrong"])
+    def test_two_authentication_methods_are_refused(self, bridge, act, basic, posted):
+        """RFC 6749 §2.3: one method per request; with two, either could decide (§5.2)."""
+        response, _ = act.push("alice", auth=(IDP_ID, basic), client_secret=posted)
+        body = refused(bridge, response, "invalid_request")
+        assert "authentication" in body["error_description"]
+
 
 class TestRefusedParameters:
     @pytest.mark.parametrize("params, error", BAD_REQUESTS.values(), ids=BAD_REQUESTS)
@@ -140,11 +171,8 @@ class TestRefusedParameters:
 
     @pytest.mark.parametrize("prompt", ["none", "login none"])
     def test_prompt_none_cannot_be_honoured(self, bridge, act, prompt):
-        response = act.push("alice", prompt=prompt)[0]
-        # OpenID Connect Core §3.1.2.6 names login_required; invalid_request is also clear.
-        error = response.get_json().get("error")
-        assert error in ("login_required", "invalid_request"), response.get_json()
-        refused(bridge, response, error)
+        # OpenID Connect Core §3.1.2.6, in the PAR response (RFC 9126 §2.3).
+        refused(bridge, act.push("alice", prompt=prompt)[0], "login_required")
 
     @pytest.mark.parametrize("name, value", [
         ("scope", "openid"), ("state", "s1"), ("login_hint", "alice"),

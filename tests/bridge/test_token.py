@@ -191,6 +191,51 @@ class TestRefused:
         act.redeem(code, login, auth=(IDP_ID, "wrong-secret-0123456789"))
         assert act.redeem(code, login).status_code == 200
 
+    @pytest.mark.parametrize("name", ["code", "code_verifier", "redirect_uri", "grant_type"])
+    def test_a_repeated_parameter_is_refused(self, act, issued, name):
+        """RFC 6749 §3.2: no parameter twice (authlib alone would take the first copy)."""
+        login, code = issued
+        form = {"grant_type": "authorization_code", "code": code,
+                "redirect_uri": login.redirect_uri, "code_verifier": login.verifier}
+        body = "&".join(f"{k}={v}" for k, v in form.items()) + f"&{name}=other"
+        response = act.client.post("/token", data=body, auth=(IDP_ID, IDP_SECRET),
+                                   content_type="application/x-www-form-urlencoded")
+        assert error_of(response) == "invalid_request"
+        assert name in response.get_json()["error_description"]
+        assert act.redeem(code, login).status_code == 200  # refused before the code was taken
+
+    @pytest.mark.parametrize("basic, posted", [
+        (IDP_SECRET, IDP_SECRET), (IDP_SECRET, "wrong-secret-0123456789"),
+        ("wrong-secret-0123456789", IDP_SECRET)], ids=["both-right", "post-wrong", "basic-wrong"])
+    def test_two_authentication_methods_are_refused(self, act, issued, basic, posted):
+        """RFC 6749 §2.3: one method per request; with two, a failing one must not be
+        outvoted by the other (§5.2 names this invalid_request)."""
+        login, code = issued
+        response = act.redeem(code, login, auth=(IDP_ID, basic), client_secret=posted)
+        assert error_of(response) == "invalid_request"
+        assert act.redeem(code, login).status_code == 200
+
+    @pytest.mark.parametrize("name", ["grant_type", "redirect_uri"])
+    def test_a_missing_parameter_is_invalid_request(self, act, issued, name):
+        """RFC 6749 §5.2 (authlib alone answers unsupported_grant_type and invalid_grant)."""
+        login, code = issued
+        form = {"grant_type": "authorization_code", "code": code,
+                "redirect_uri": login.redirect_uri, "code_verifier": login.verifier}
+        del form[name]
+        response = act.client.post("/token", data=form, auth=(IDP_ID, IDP_SECRET))
+        assert error_of(response) == "invalid_request"
+        assert act.redeem(code, login).status_code == 200
+
+    def test_a_verifier_with_a_final_newline_is_refused(self, act):
+        """RFC 7636 §4.1: the verifier is 43-128 unreserved characters; a pattern ending in
+        ``$`` lets a final newline through, and the challenge computed over it would match."""
+        verifier = "B" * 43 + "\n"
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        login, callback = act.enroll("alice", code_challenge=challenge)
+        code = callback_params(callback)["code"]
+        assert error_of(act.redeem(code, login, code_verifier=verifier)) == "invalid_request"
+
     def test_json_body(self, act, issued):
         login, code = issued
         response = act.client.post("/token", json={

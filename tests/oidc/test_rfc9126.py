@@ -19,6 +19,8 @@ CALLBACK = "https://idp.example/callback"
 KC_PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
 #: RFC 7636 Appendix B: the S256 challenge of the example verifier.
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+#: The acr the bridge asserts in these tests.
+ACR = "urn:example:mfa"
 
 
 def registered_client() -> ClientModel:
@@ -43,7 +45,7 @@ def pushed(**changes: str | list[str] | None) -> dict[str, list[str]]:
 
 
 def accepted(**changes: str | list[str] | None) -> dict:
-    return par.validate(pushed(**changes), registered_client())
+    return par.validate(pushed(**changes), registered_client(), ACR)
 
 
 def refused(error: str, **changes: str | list[str] | None) -> str:
@@ -131,21 +133,25 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
         """RFC 7636 §4.3 with the bridge's rule: S256 only, for every client."""
         assert "S256" in refused("invalid_request", code_challenge_method=method)
 
-    @pytest.mark.parametrize("challenge", [None, "", "a" * 42, "a" * 129, "+" * 43,
-                                           CHALLENGE + "=", CHALLENGE[:-1] + " "])
-    def test_code_challenge_is_43_to_128_unreserved_characters(self, challenge):
-        """RFC 7636 §4.2: BASE64URL without padding, so [A-Za-z0-9-._~]{43,128}."""
+    @pytest.mark.parametrize("challenge", [None, "", "a" * 42, "a" * 44, "a" * 128, "+" * 43,
+                                           "." * 43, "~" * 43, CHALLENGE + "=",
+                                           CHALLENGE[:-1] + " ", CHALLENGE + "\n"])
+    def test_code_challenge_is_an_s256_challenge(self, challenge):
+        """RFC 7636 §4.2: S256's challenge is BASE64URL(SHA-256(verifier)) without padding:
+        exactly 43 characters of A-Z a-z 0-9 - _. A final newline must not slip through (a
+        challenge nothing can meet would fail only at /token, after the user's factor)."""
         assert "code_challenge" in refused("invalid_request", code_challenge=challenge)
 
-    @pytest.mark.parametrize("challenge", ["a" * 43, "A-._~" * 25 + "abc"])
-    def test_code_challenge_at_the_limits_is_accepted(self, challenge):
+    @pytest.mark.parametrize("challenge", [CHALLENGE, "a" * 43, "-_" * 21 + "Z"])
+    def test_an_s256_challenge_is_accepted(self, challenge):
         assert accepted(code_challenge=challenge)["code_challenge"] == challenge
 
     @pytest.mark.parametrize("name, limit", [("state", 1024), ("nonce", 512),
                                              ("login_hint", 255), ("acr_values", 1024),
                                              ("ui_locales", 256)])
     def test_protocol_values_are_short_printable_ascii(self, name, limit):
-        assert accepted(**{name: "v" * limit})[name] == "v" * limit
+        good = f"{ACR} ".ljust(limit, "v") if name == "acr_values" else "v" * limit
+        assert accepted(**{name: good})[name] == good
         for bad in ("v" * (limit + 1), "user\x00", "a\nb", "caf\u00e9", "\x1b[31m"):
             assert name in refused("invalid_request", **{name: bad})
 
@@ -153,15 +159,46 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
     def test_max_age_is_a_whole_number_of_seconds(self, value, kept):
         assert accepted(max_age=value)["max_age"] == kept
 
-    @pytest.mark.parametrize("value", ["", "-1", "1.5", "ten", "9" * 10, " 1", "\u00b2",
+    @pytest.mark.parametrize("value", ["", "-1", "1.5", "ten", "9" * 10, " 1", "5\n", "\u00b2",
                                        "\u0663", "\uff11"])
     def test_max_age_that_is_not_ascii_digits_is_refused(self, value):
         assert "max_age" in refused("invalid_request", max_age=value)
 
     @pytest.mark.parametrize("prompt", ["none", "login none"])
     def test_prompt_none_cannot_be_honoured(self, prompt):
-        """Every hand-off asks for a second factor (OpenID Connect Core §3.1.2.6)."""
-        assert "prompt=none" in refused("invalid_request", prompt=prompt)
+        """Every hand-off asks for a second factor: OpenID Connect Core §3.1.2.6's
+        login_required, in the PAR response (RFC 9126 §2.3)."""
+        assert "prompt=none" in refused("login_required", prompt=prompt)
+
+    @pytest.mark.parametrize("mode", ["fragment", "form_post", "query.jwt", ""])
+    def test_a_response_mode_other_than_query_is_refused(self, mode):
+        """Discovery lists only ``query``; answering another way than asked is worse than a
+        clear refusal."""
+        assert "response_mode" in refused("invalid_request", response_mode=mode)
+
+    def test_response_mode_query_is_accepted(self):
+        assert accepted(response_mode="query")["redirect_uri"] == CALLBACK
+
+    @pytest.mark.parametrize("name", sorted(par.RESPONSE_PARAMETERS))
+    def test_a_redirect_uri_carrying_a_response_parameter_is_refused(self, name):
+        """RFC 6749 §4.1.2: the response adds code, state and iss (or error…) to the
+        redirect_uri; one already there would reach the IdP twice, the first a stranger's."""
+        assert "redirect_uri" in refused("invalid_request",
+                                         redirect_uri=f"{KC_PREFIX}?client_data=x&{name}=evil")
+
+    def test_a_prefix_redirect_uri_keeps_its_own_query(self):
+        uri = f"{KC_PREFIX}?client_data=a+b&flag&tab_id=%7E"
+        assert accepted(redirect_uri=uri)["redirect_uri"] == uri
+
+    @pytest.mark.parametrize("acr_values", [ACR, f"urn:other {ACR}"])
+    def test_acr_values_that_include_the_bridges_acr_are_accepted(self, acr_values):
+        assert accepted(acr_values=acr_values)["acr_values"] == acr_values
+
+    @pytest.mark.parametrize("acr_values", ["urn:other", "urn:example:mfa2", "0"])
+    def test_acr_values_the_bridge_cannot_meet_are_refused(self, acr_values):
+        """The IdP would reject the assertion's acr after the user spent a factor on it (the
+        Keycloak authenticator does); refused before the user sees a page."""
+        assert ACR in refused("invalid_request", acr_values=acr_values)
 
     def test_an_unknown_prompt_is_refused(self):
         assert "prompt" in refused("invalid_request", prompt="bogus")
