@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import helpdesk
 from .app import Bridge, build_bridge, create_app
+from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
 from .oidc.clients import new_client
 from .settings import ConfigError, load_settings
 from .store import create_engine, migrate
@@ -246,8 +247,10 @@ def keys() -> None:
 
 
 @keys.command("rotate")
-@click.option("--publish-ahead", default=300, show_default=True, type=click.IntRange(0, 86400),
-              help="Seconds the new keys are published before they sign (JWKS caches).")
+@click.option("--publish-ahead", default=PUBLISH_AHEAD, show_default=True,
+              type=click.IntRange(0, 86400),
+              help="Seconds the new keys are published before they sign: the JWKS may be "
+                   f"cached {JWKS_MAX_AGE} s, after a node's {RING_REFRESH} s to notice them.")
 def keys_rotate(publish_ahead: int) -> None:
     """New signing keys; the previous ones stay published until their tokens expire."""
     bridge = _bridge()
@@ -255,7 +258,7 @@ def keys_rotate(publish_ahead: int) -> None:
     with bridge.store.begin() as tx:
         tx.audit("signing_key_rotation", time.time(), kids=kids)
     click.echo(f"New signing keys {', '.join(kids)}: published now, signing in "
-               f"{publish_ahead} s; every node picks them up within 30 s.")
+               f"{publish_ahead} s; every node picks them up within {RING_REFRESH} s.")
 
 
 @keys.command("rotate-encryption")

@@ -30,6 +30,14 @@ from .store import Store, Tx
 
 #: Signing algorithms, default first (DESIGN: ES256 by default, RS256 selectable per client).
 ALGORITHMS = ("ES256", "RS256")
+#: Seconds a node keeps the key ring before reading it again.
+RING_REFRESH = 30
+#: Seconds relying parties and shared caches may keep the JWKS (its Cache-Control).
+JWKS_MAX_AGE = 300
+#: ``stepup keys rotate``'s default wait before a new key signs: a node may serve the old
+#: JWKS for RING_REFRESH seconds more, and whoever fetched it then keeps it JWKS_MAX_AGE
+#: seconds; the rest is a margin for the nodes' clocks.
+PUBLISH_AHEAD = RING_REFRESH + JWKS_MAX_AGE + 30
 
 
 #: The associated data that binds each sealed column's ciphertext to its row (AES-GCM), so a
@@ -128,7 +136,7 @@ class SigningKeys:
     """
 
     def __init__(self, store: Store, vault: Vault, token_lifetime: int,
-                 clock: Callable[[], float] = time.time, refresh: float = 30):
+                 clock: Callable[[], float] = time.time, refresh: float = RING_REFRESH):
         self.store, self.vault, self.token_lifetime = store, vault, token_lifetime
         self.clock, self.refresh = clock, refresh
         self._rows: list[dict] = []
