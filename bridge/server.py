@@ -37,6 +37,28 @@ class JsonLogger(glogging.Logger):
                 handler.setFormatter(JsonFormatter())
         self.error_log.addFilter(_no_request_targets)
 
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = loggable_path(atoms["U"])
+        return atoms
+
+
+#: Paths whose last segment is a capability: the "this wasn't me" link's signed token, which
+#: locks the user's factor for whoever posts it.
+_CAPABILITY_PATHS = ("/not-me/",)
+
+
+def loggable_path(path: str | None) -> str | None:
+    """The path as the logs may show it: no query string, no capability token."""
+    if path is None:
+        return None
+    path = path.split("?", 1)[0]
+    for prefix in _CAPABILITY_PATHS:  # "in": gunicorn quotes absolute-form targets whole
+        head, found, _token = path.partition(prefix)
+        if found:
+            return head + found + "<token>"
+    return path
+
 
 def _no_request_targets(record: logging.LogRecord) -> bool:
     """gunicorn quotes what it could not handle: the request line it failed to parse, or the
@@ -48,7 +70,7 @@ def _no_request_targets(record: logging.LogRecord) -> bool:
         where, _, error = record.msg.partition(": ")
         record.msg = f"{where}: {error.split(':', 1)[0]}"  # "Invalid HTTP request line"
     elif record.msg.startswith("Error handling request") and record.args:
-        record.args = tuple(arg.split("?", 1)[0] if isinstance(arg, str) else arg
+        record.args = tuple(loggable_path(arg) if isinstance(arg, str) else arg
                             for arg in record.args)
     return True
 
@@ -94,6 +116,9 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         "post_fork": _post_fork,
         "post_worker_init": _post_worker_init,
         "child_exit": _child_exit,
+        # Forwarding headers (X-Forwarded-Proto, SCRIPT_NAME …) count only through the app's
+        # ProxyFix, for STEPUP_TRUSTED_PROXIES hops; gunicorn would trust any local peer.
+        "forwarded_allow_ips": "",
         "accesslog": "-",
         "logger_class": JsonLogger,
         # The access log must never show a query string: /authorize carries request_uri.

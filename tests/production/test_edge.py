@@ -133,6 +133,33 @@ def test_a_request_gunicorn_refuses_never_logs_its_query(node, request_line):
     assert not any("SECRET-CODE-7" in line for line in log_lines(log))
 
 
+def test_a_not_me_link_never_reaches_the_access_log(node):
+    """The "this wasn't me" link's token locks the user's factor for whoever posts it; the
+    access log shows the path up to it."""
+    base, log = node
+    before = len(log_lines(log))
+    status, _, _ = raw(base, b"GET /not-me/SECRET-TOKEN-42.1700000000.abc HTTP/1.1\r\n"
+                             b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert status == 400  # not a valid link; its path is logged all the same
+    lines = log_lines(log)[before:]
+    assert any('"GET /not-me/<token>" 400' in json.loads(line)["message"]
+               for line in lines), lines
+    assert not any("SECRET-TOKEN-42" in line for line in log_lines(log))
+
+
+@pytest.mark.parametrize("path, status", [("/healthz", 200), ("/evil/healthz", 404)])
+def test_forwarding_headers_from_a_local_peer_are_not_trusted(node, path, status):
+    """gunicorn trusts SCRIPT_NAME and X-Forwarded-Proto from 127.0.0.1 unless told not to;
+    only the app's ProxyFix (STEPUP_TRUSTED_PROXIES) may. Before: a 500 for /healthz, and
+    the app served under the forged prefix."""
+    base, _ = node
+    got, headers, _ = raw(base, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                "SCRIPT_NAME: /evil\r\nX-Forwarded-Proto: https\r\n"
+                                "Connection: close\r\n\r\n".encode())
+    assert got == status
+    assert all(name in headers for name in SECURITY_HEADERS)
+
+
 def test_every_log_line_is_one_json_object(node):
     base, log = node
     raw(base, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
