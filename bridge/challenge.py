@@ -240,6 +240,10 @@ class Challenge:
                         raise FlowGone(ALREADY_COMPLETE)
                     return self._issue(tx, flow, [OTP], now)
                 replay = step is not None
+                if replay and self._moved_on(tx, flow, now):
+                    # The same form posted twice (a double click): the other post spent
+                    # the step on this very flow. Not a guess, so nothing is counted.
+                    raise FlowGone(ALREADY_COMPLETE)
                 wrong = WrongCode(
                     N_("That code has already been used. Wait for your app to show a new one.")
                     if replay else
@@ -385,6 +389,12 @@ class Challenge:
         if flow.stage != stage:
             raise FlowGone(STEP_DONE)
         return now
+
+    @staticmethod
+    def _moved_on(tx: Tx, flow: Flow, now: float) -> bool:
+        """Whether another request finished this flow's step since it was read."""
+        current = tx.find_flow(flow.flow_id, now)
+        return current is None or current.stage != flow.stage
 
     def _ip_blocked(self, tx: Tx, ip: str, now: float) -> TooSoon | None:
         if self.limiter.blocked(tx, ip, now):

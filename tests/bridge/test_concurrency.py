@@ -203,6 +203,9 @@ def test_double_posting_the_totp_form_moves_the_flow_once(app, act, clock, round
     assert sum(is_callback(r) for r in results) == 1, [r.status_code for r in results]
     assert all(is_callback(r) or 400 <= r.status_code < 500 for r in results)
     assert audit_count(act, subject, "success") == 1
+    # The second post is the user's own double click, not a guess: nothing counted.
+    assert user(act, subject).failures == 0
+    assert audit_count(act, subject, "replay") == 0
     with act.bridge.store.engine.begin() as conn:
         amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
@@ -296,9 +299,15 @@ def test_verifying_one_totp_code_twice_on_one_flow_issues_one_code(act, clock):
     challenge = act.bridge.challenge
     code = act.code_now(first)
     assert "code" in callback_params(challenge.verify_totp(flow, code, "127.0.0.1"))
-    with pytest.raises(ChallengeError):
+    with pytest.raises(FlowGone, match="already complete"):
         challenge.verify_totp(flow, code, "127.0.0.1")
     assert audit_count(act, "jan", "success") == 1
+    assert user(act, "jan").failures == 0 and audit_count(act, "jan", "replay") == 0
+
+    other = act.start("jan")  # the same code on another sign-in is a replay, and counts
+    with pytest.raises(ChallengeError, match="already been used"):
+        challenge.verify_totp(_stale(act, other), code, "127.0.0.1")
+    assert user(act, "jan").failures == 1 and audit_count(act, "jan", "replay") == 1
 
 
 def test_enrolling_twice_on_one_flow_creates_one_user(act):
