@@ -78,7 +78,10 @@ def authorized(view):
 def _json_body() -> None:
     """The API takes no body; one that is sent must at least be a JSON object."""
     if request.get_data(cache=True):
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes ("silent" is ValueError)
+            data = None
         if not isinstance(data, dict):
             raise ApiError(400, "invalid_request", "The body must be a JSON object.")
 

@@ -120,6 +120,12 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
     wrong = act.client.post("/admin/api/users/nobody/reset", headers=headers,
                             data="{not json", content_type="application/json")
     assert wrong.status_code == 400
+    for path in ("/admin/api/users/nobody/unlock", "/admin/api/users/nobody"):
+        deep = act.client.open(path, method="POST" if path.endswith("unlock") else "GET",
+                               headers=headers, data="[" * 10_000,
+                               content_type="application/json")
+        assert deep.status_code == 400, path  # not a 500 from the JSON parser's recursion
+        assert deep.get_json()["error"] == "invalid_request"
     assert act.client.delete("/admin/api/users/nobody", headers=headers).status_code == 405
     assert act.client.get("/admin/api/nothing", headers=headers).status_code == 404
 
