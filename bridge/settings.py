@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 DEFAULT_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 #: NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts.
 MAX_LOCKOUT_LIMIT = 100
+#: Characters of ``STEPUP_TOTP_ISSUER``: apps show it on one line, and it is in every QR code
+#: twice (the label and ``issuer=``).
+TOTP_ISSUER_LIMIT = 40
 
 
 class ConfigError(ValueError):
@@ -171,6 +174,10 @@ def load_settings(
     _check_database_url(settings.database_url)
     if not settings.acr:
         raise ConfigError("STEPUP_ACR must not be empty")
+    if not (0 < len(settings.totp_issuer) <= TOTP_ISSUER_LIMIT
+            and settings.totp_issuer.isprintable()):
+        raise ConfigError(f"STEPUP_TOTP_ISSUER must be 1 to {TOTP_ISSUER_LIMIT} printable "
+                          "characters")
     for name in ("secret_key", "pepper"):
         if value := getattr(settings, name):
             decode_key(value, f"STEPUP_{name.upper()}")

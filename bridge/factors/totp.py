@@ -96,13 +96,29 @@ def code_at(secret: str, now: float) -> str:
     return pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD).at(now)
 
 
+#: UTF-8 bytes of the account name an ``otpauth://`` label keeps: what an app's list shows
+#: (64 letters, 21 CJK characters), and short enough that any label, percent-encoded, fits
+#: a QR code a phone reads easily — 255 emoji would not fit in any QR code at all.
+LABEL_ACCOUNT_BYTES = 64
+
+
 def provisioning_uri(secret: str, issuer: str, account: str) -> str:
     """The ``otpauth://`` URI of Google's Key Uri Format.
 
     The label is ``issuer:account`` and ``issuer=`` is repeated as a parameter; spaces are
     ``%20`` (never ``+``), text is UTF-8 percent-encoded (RFC 3986), a colon inside either
     part is ``%3A`` (only the separator is literal), and the secret stays unpadded Base32.
+    A longer account is cut to :data:`LABEL_ACCOUNT_BYTES`, between characters, and ends in
+    "…".
     """
-    label = f"{quote(issuer, safe='@')}:{quote(account, safe='@')}"
+    label = f"{quote(issuer, safe='@')}:{quote(_label_account(account), safe='@')}"
     params = f"secret={secret}&issuer={quote(issuer, safe='')}"
     return f"otpauth://totp/{label}?{params}&algorithm=SHA1&digits={DIGITS}&period={PERIOD}"
+
+
+def _label_account(account: str) -> str:
+    if len(account.encode()) <= LABEL_ACCOUNT_BYTES:
+        return account
+    budget = LABEL_ACCOUNT_BYTES - len("…".encode())
+    kept = account.encode()[:budget].decode(errors="ignore")  # drops a split character
+    return kept.rstrip() + "…"

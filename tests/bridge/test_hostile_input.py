@@ -98,6 +98,17 @@ def test_a_name_in_any_script_enrolls_and_is_shown_and_labelled(act, name):
     assert unquote(label, encoding="utf-8", errors="strict") == f"Stepup:{name}"
 
 
+@pytest.mark.parametrize("name", ["中" * 255, "\U0001f600" * 255])
+def test_the_longest_name_in_any_script_still_gets_a_qr_code_and_enrolls(act, name):
+    """255 four-byte characters are more than a QR code holds: the page answered 500 and the
+    flow stayed stuck. The label is cut; the page shows the whole name."""
+    login = act.start("long-name", preferred_username=name)
+    assert 'role="img"' in login.last_page  # the QR code's SVG
+    assert escape(name) in login.last_page
+    login.secret = shown(login.last_page, "totp-secret")
+    assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
+
+
 def test_the_otpauth_label_is_utf8_percent_encoded(act):
     login = act.start("jose", preferred_username="José García")
     uri = act.bridge.challenge.enrollment(flow_of(act, login)).uri

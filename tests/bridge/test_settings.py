@@ -104,6 +104,9 @@ BAD_ENVIRONMENTS = [
     ({"STEPUP_ISSUER": "https://bridge.example#x"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bridge.example\nhttps://evil.example"}, "STEPUP_ISSUER"),
     ({"STEPUP_ACR": "   "}, "STEPUP_ACR"),
+    ({"STEPUP_TOTP_ISSUER": ""}, "STEPUP_TOTP_ISSUER"),
+    ({"STEPUP_TOTP_ISSUER": "I" * 41}, "STEPUP_TOTP_ISSUER"),
+    ({"STEPUP_TOTP_ISSUER": "Acme\x07IT"}, "STEPUP_TOTP_ISSUER"),
 ]
 
 

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
+import segno
 
 from bridge.factors import totp
 
@@ -145,3 +146,19 @@ def test_provisioning_uri_round_trips_through_pyotp(secret):
     assert parsed.digits == 6
     assert parsed.interval == 30
     assert parsed.at(NOW) == totp.code_at(secret, NOW)
+
+
+@pytest.mark.parametrize("account", ["中" * 255, "\U0001f600" * 255, "e\u0301" * 100, "a" * 255])
+def test_a_long_account_is_cut_between_characters_to_fit_any_qr_code(secret, account):
+    """255 emoji, percent-encoded, are 3 kB: more than any QR code holds (a 500 before)."""
+    uri = totp.provisioning_uri(secret, "Stepup", account)
+    label = unquote(urlsplit(uri).path.removeprefix("/Stepup:"), errors="strict")
+    assert label.endswith("…") and account.startswith(label[:-1])
+    assert len(label.encode()) <= totp.LABEL_ACCOUNT_BYTES
+    segno.make(uri, error="m")  # fits, at the error correction the page uses
+
+
+def test_an_account_that_fits_is_kept_whole(secret):
+    account = "a" * totp.LABEL_ACCOUNT_BYTES
+    assert totp.provisioning_uri(secret, "Stepup", account).startswith(
+        f"otpauth://totp/Stepup:{account}?")
