@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import secrets
 
+from . import without_separators
+
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 GROUPS = 5
 GROUP_LEN = 5
@@ -32,7 +34,7 @@ def display(code: str) -> str:
 
 def normalize(text: str) -> str | None:
     """Canonical form of what a user typed, or None if it cannot be a recovery code."""
-    cleaned = "".join(text.split()).replace("-", "").upper().translate(_TYPOS)
+    cleaned = without_separators(text).upper().translate(_TYPOS)
     if len(cleaned) != LENGTH or any(c not in ALPHABET for c in cleaned):
         return None
     return cleaned

@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import pyotp
 
+from . import without_separators
+
 DIGITS = 6
 PERIOD = 30
 #: Steps accepted either side of now (RFC 6238 §5.2 recommends at most one).
@@ -34,9 +36,9 @@ def new_secret() -> str:
 
 
 def normalize(code: str) -> str:
-    """What the user typed, without spaces; any script's decimal digits (an Arabic keyboard
-    types "١٢٣٤٥٦") become ASCII ones."""
-    return "".join(str(int(c)) if c.isdecimal() else c for c in "".join(code.split()))
+    """What the user typed, without spaces and dashes; any script's decimal digits (an Arabic
+    keyboard types "١٢٣٤٥٦") become ASCII ones."""
+    return "".join(str(int(c)) if c.isdecimal() else c for c in without_separators(code))
 
 
 def match_step(secret: str, code: str, now: float, drift: int = 0) -> int | None:

@@ -57,6 +57,9 @@ def test_many_codes_are_unique_and_use_the_whole_alphabet():
     "  ABCDE - FGHJK - MNPQR - STVWX - YZ234  ",
     "ab-cde--fgh jkm\tnpqr\nstvwx yz234",
     "AbCdE-fGhJk-MnPqR-sTvWx-Yz234",
+    "abcde\u2013fghjk\u2013mnpqr\u2013stvwx\u2013yz234",  # en dashes (a word processor's)
+    "ABCDE\u2014FGHJK\u2011MNPQR\u2212STVWX\u2010YZ234",  # em, non-breaking, minus, hyphen
+    "ABCDE\u00a0FGHJK\u3000MNPQR STVWX YZ234",  # no-break and ideographic spaces
 ])
 def test_normalize_is_tolerant_of_case_spaces_and_dashes(typed):
     assert recovery.normalize(typed) == "ABCDEFGHJKMNPQRSTVWXYZ234"

@@ -162,3 +162,10 @@ def test_an_account_that_fits_is_kept_whole(secret):
     account = "a" * totp.LABEL_ACCOUNT_BYTES
     assert totp.provisioning_uri(secret, "Stepup", account).startswith(
         f"otpauth://totp/Stepup:{account}?")
+
+
+@pytest.mark.parametrize("typed", ["123 456", "123-456", "123 \u2013 456", " 123456 ",
+                                   "\u0661\u0662\u0663\u0664\u0665\u0666",
+                                   "\uff11\uff12\uff13\uff14\uff15\uff16"])
+def test_normalize_reads_grouped_codes_and_any_scripts_digits(typed):
+    assert totp.normalize(typed) == "123456"
