@@ -31,7 +31,7 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
         "subject": user.subject,
         "display_name": user.display_name,
         "enrolled_at": user.created_at,
-        "factors": ["totp", "recovery_code"],
+        "factors": ["totp", "recovery_code"] if user.totp_secret else [],
         "recovery_code_version": user.recovery_version,
         "locked": user.locked_at is not None,
         "locked_at": user.locked_at,
@@ -41,11 +41,17 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
 
 
 def unlock(tx: Tx, subject: str, now: float, actor: str | None) -> None:
-    """Lift a lock; the authenticator and recovery code stay valid."""
-    if not tx.unlock_user(subject):
-        if tx.find_user(subject) is None:
-            raise NotEnrolled(subject)
+    """Lift a lock; the authenticator and recovery code stay valid. A subject barred with no
+    factor (a disowned reset) may enroll again."""
+    user = tx.find_user(subject, for_update=True)
+    if user is None:
+        raise NotEnrolled(subject)
+    if user.locked_at is None:
         raise NotLocked(subject)
+    if user.totp_secret:
+        tx.unlock_user(subject)
+    else:
+        tx.remove_user(subject)
     tx.audit("helpdesk_unlock", now, subject=subject, client_id=actor)
 
 

@@ -65,7 +65,7 @@ class Vault:
 
     def reseal(self, tx: Tx, column: str, key: str, sealed: str | None) -> int:
         """Re-seal one value under the active encryption key (compare-and-set); 1 if done."""
-        if sealed is None or self.box.key_id(sealed) == self.box.active:
+        if not sealed or self.box.key_id(sealed) == self.box.active:  # none, or barred
             return 0
         return int(tx.reseal(column, key, sealed,
                              self.seal(column, key, self.open(column, key, sealed))))

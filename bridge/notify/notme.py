@@ -74,7 +74,9 @@ class NotMe:
             subject = event["subject"]
             if tx.find_user(subject, for_update=True) is not None:
                 tx.lock_user(subject, now)
-                tx.lock_sign_ins(subject, LOCKED)
+            else:  # reset by the help desk (maybe talked into it): nobody enrolls meanwhile
+                tx.bar_user(subject, now)
+            tx.lock_sign_ins(subject, LOCKED)
             tx.audit("not_me", now, subject=subject, client_id=event["client_id"],
                      disowned=event_id)
         return Outcome.LOCKED

@@ -70,6 +70,9 @@ class Client:
 
 @dataclass(frozen=True)
 class User:
+    """An enrolled user; a barred subject (:meth:`Tx.bar_user`) has a locked row with no
+    factor: ``totp_secret`` empty."""
+
     subject: str
     display_name: str | None
     totp_secret: str
@@ -267,6 +270,15 @@ class Tx:
         return self._changed(sa.update(users).where(users.c.subject == subject,
                                                     users.c.locked_at.is_(None))
                              .values(locked_at=now))
+
+    def bar_user(self, subject: str, now: float) -> bool:
+        """A locked row with no factor for a subject that has none (a help-desk reset that
+        the user disowned): no sign-in can enroll until the help desk lets it. False if the
+        subject has a row."""
+        return self.add_user(User(subject=subject, display_name=None, totp_secret="",
+                                  totp_last_step=0, recovery_digest="", recovery_version=0,
+                                  failures=0, last_failure_at=None, locked_at=now,
+                                  created_at=now))
 
     def remove_user(self, subject: str) -> bool:
         """Help-desk reset: the factors go, and so does every sign-in in progress for the

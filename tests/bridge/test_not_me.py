@@ -9,8 +9,9 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from bridge import helpdesk
 from bridge.store import schema
-from tests.bridge.conftest import user
+from tests.bridge.conftest import shown, user
 from tests.bridge.test_notify import body_of, notifying, receiver, smtp  # noqa: F401
 from tests.bridge.test_outbox import outbox
 
@@ -65,6 +66,37 @@ def test_the_lock_is_lifted_only_by_the_help_desk(mailed, clock):
     act.client.post(path, data={"csrf_token": token})
     clock.advance(30)
     assert "locked" in act.start("nia").last_page.lower()
+
+
+def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it(
+        mailed, smtp, clock):  # noqa: F811
+    """The reset notice's reason to exist: someone talked the help desk into a reset and now
+    enrolls their own authenticator. Confirming "this wasn't me" on it must stop that, though
+    the reset left no user row to lock (before: the page said locked, and the attacker's
+    enrollment went through)."""
+    act, _, _ = mailed
+    with act.bridge.store.begin() as tx:
+        helpdesk.reset(tx, "nia", clock(), "helpdesk")
+    act.bridge.sender.run_once()
+    reset_notice = body_of(smtp.messages[-1])
+    path = re.search(r"https://bridge\.example(/not-me/\S+)", reset_notice).group(1)
+    attacker = act.start("nia")  # the password is theirs: the bridge offers enrollment
+    attacker.secret = shown(attacker.last_page, "totp-secret")
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    assert act.client.post(path, data={"csrf_token": token}).status_code == 200
+    refused = act.post(attacker, "enroll", otp=act.code_now(attacker))
+    assert refused.status_code != 303 and "locked" in attacker.last_page.lower()
+    assert "locked" in act.start("nia").last_page.lower()  # no enrollment offered
+    with act.bridge.store.begin() as tx:
+        shown_to_help_desk = helpdesk.show(tx, "nia")
+    assert shown_to_help_desk["factors"] == [] and shown_to_help_desk["locked"]
+    # The help desk checks it is Nia and unlocks: she enrolls afresh.
+    with act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "nia", clock(), "helpdesk")
+    login = act.start("nia")
+    assert "totp-secret" in login.last_page
+    login.secret = shown(login.last_page, "totp-secret")
+    assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
 
 
 def test_without_the_csrf_token_nothing_is_locked(mailed):
