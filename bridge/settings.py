@@ -326,10 +326,12 @@ def webhook_key(secret: str) -> bytes:
 
 
 #: An e-mail address as the bridge accepts one: ASCII, one @, a dotted domain, ≤ 254 chars.
-_EMAIL = re.compile(r"^(?=.{3,254}$)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+#: Matched in full: "$" would also match before a final newline, which then ends the mail's
+#: headers early (and overflows the 254-character column on PostgreSQL).
+_EMAIL = re.compile(r"(?=.{3,254}\Z)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
                     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
 
 
 def is_email(value: str) -> bool:
-    return bool(_EMAIL.match(value))
+    return bool(_EMAIL.fullmatch(value))

@@ -62,8 +62,8 @@ def compose(event: dict[str, Any], sender: str, domain: str,
     message["Date"] = formatdate(event["at"], usegmt=True)
     # The stable event id: a retried mail is recognisably the same message.
     message["Message-ID"] = f"<{event['id']}@{domain}>"
-    message["Content-Language"] = lang
     message.set_content("\n".join(lines) + "\n")
+    message["Content-Language"] = lang  # after set_content, which clears Content-* headers
     return message
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import smtplib
 import threading
 import time
 import uuid
@@ -83,8 +82,10 @@ class Sender:
             channel = key.split(":")[0]
             try:
                 send()
-            except (webhooks.DeliveryError, smtplib.SMTPException, OSError) as e:
-                # Type and status only: an SMTP refusal would echo the address back.
+            except Exception as e:
+                # Any failure is this channel's: retried, then given up, while the other
+                # channels go (one left to escape would stall the event for ever). Type and
+                # status only: an SMTP refusal would echo the address back.
                 detail = str(e) if isinstance(e, webhooks.DeliveryError) else type(e).__name__
                 errors.append(f"{channel}: {detail}")
                 failed.append(channel)

@@ -83,6 +83,7 @@ def test_each_event_gives_one_mail_and_one_signed_webhook(notifying, smtp, recei
         assert message["From"] == "stepup@bridge.example"
         assert message["Subject"] == "Sicherheitshinweis zu Ihrem Konto"  # ui_locales=de
         assert message["Message-ID"] == f"<{ids[kind]}@bridge.example>"
+        assert message["Content-Language"] == "de"
         text = body_of(message)
         assert "Anmeldung für: idp" in text and "UTC" in text
         for secret in (first.secret, first.recovery_code, new_code):
@@ -105,6 +106,19 @@ def test_an_address_that_is_not_one_is_ignored_and_logged_without_it(notifying, 
     assert smtp.messages == []
     assert "ignored an 'email' that is not an address" in caplog.text
     assert "evil" not in caplog.text
+
+
+@pytest.mark.parametrize("address", [
+    "dee@example.org", "d" * 64 + "@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 57 + ".org"],
+    ids=["short", "254-characters"])
+def test_an_address_with_a_final_newline_is_ignored(notifying, smtp, receiver, address):
+    """A pattern ending in "$" let it through: the blank line after "To:" ended the headers
+    (subject, date and id in the body), and PostgreSQL refused 254 characters plus one."""
+    assert len(address) <= 254
+    act = notifying()
+    act.enroll("dee", email=address + "\n")
+    act.bridge.sender.run_once()
+    assert smtp.messages == [] and len(receiver.by_id) == 1 and pending(act) == []
 
 
 def test_only_the_configured_events_are_sent(notifying, smtp, receiver, clock):
@@ -326,6 +340,26 @@ def test_a_wrong_smtp_password_is_retried_and_never_logged(make_act, caplog, tmp
         assert sink.messages == [] and "SMTPAuthenticationError" in pending(act)[0][
             "last_error"]
         assert "wrong-pw" not in caplog.text and "pw@example.org" not in caplog.text
+    finally:
+        sink.stop()
+
+
+def test_an_unexpected_mail_error_is_retried_and_the_webhook_still_goes(
+        make_act, receiver, tmp_path, monkeypatch):
+    """smtplib cannot send a password that is not ASCII (UnicodeEncodeError, which no
+    except clause named): the event used to stall for ever, its webhook never sent."""
+    certs = tls_files(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs[0]))
+    sink = SmtpSink(tls="starttls", certs=certs, login=("relay", "right-pw")).start()
+    try:
+        act = make_act(smtp_url=sink.url.replace("right-pw", "p%C3%A4sswort"), smtp_timeout=5,
+                       webhook_urls=receiver.url, webhook_secret=WEBHOOK_SECRET,
+                       notify_retry_base=10, notify_retry_max=40)
+        act.enroll("uni", email="uni@example.org")
+        assert act.bridge.sender.run_once() == 1
+        [event] = pending(act)
+        assert event["attempts"] == 1 and "UnicodeEncodeError" in event["last_error"]
+        assert len(receiver.by_id) == 1 and sink.messages == []
     finally:
         sink.stop()
 
