@@ -36,6 +36,7 @@ class FakeKeycloak(FakeAuthentication):
         self.users = {("master", "admin"): "admin-password-123"}
         self.clients = {("master", "provisioner"): "provisioner-secret-456"}
         self.tokens: set[str] = set()
+        self.query: dict[str, str] = {}
         self.token_requests: list[dict[str, str]] = []
         self.calls: list[tuple[str, str, Any]] = []
         self.failures: list[tuple[str, str, int, dict[str, Any]]] = []
@@ -133,6 +134,7 @@ class FakeKeycloak(FakeAuthentication):
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not is_token and bearer not in self.tokens:
             return reply(401, {"error": "HTTP 401 Unauthorized"})
+        self.query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
         for method, pattern, handler in self.routes:
             match = re.fullmatch(pattern, path)
             if method == request.method and match:
@@ -172,7 +174,7 @@ class FakeKeycloak(FakeAuthentication):
     # -- identity providers and clients ----------------------------------------------------------
 
     def list_idps(self, _: Any) -> Reply:
-        return reply(200, list(self.idps.values()))
+        return reply(200, self._paged(list(self.idps.values()), default_max=100))
 
     def put_idp(self, rep: dict[str, Any], alias: str) -> Reply:
         if alias not in self.idps:
@@ -188,7 +190,14 @@ class FakeKeycloak(FakeAuthentication):
         return reply(204)
 
     def list_clients(self, _: Any) -> Reply:
-        return reply(200, list(self.clients_by_id.values()))
+        return reply(200, self._paged(list(self.clients_by_id.values())))
+
+    def _paged(self, items: list[Any], default_max: int | None = None) -> list[Any]:
+        """``first``/``max`` as Keycloak 26 reads them; identity providers come 100 at a time
+        when ``max`` is not given (IdentityProvidersResource), clients all at once."""
+        first = int(self.query.get("first", 0))
+        size = int(self.query["max"]) if "max" in self.query else default_max
+        return items[first:first + size] if size is not None else items[first:]
 
     def put_client(self, rep: dict[str, Any], client_id: str) -> Reply:
         client = self.clients_by_id.get(client_id)

@@ -42,6 +42,16 @@ def test_after_install_no_door_is_open(fake, admin, opts):
     assert audit(admin, opts) == []
 
 
+def test_an_identity_provider_past_the_first_hundred_is_audited(fake, admin, opts):
+    for n in range(150):
+        fake.add_idp(f"customer-{n:03}")
+    install(admin, opts)
+    fake.add_idp("customer-150")  # added after install: no post login flow
+
+    findings = audit(admin, opts)
+    assert doors(findings) == ["brokers"] and "'customer-150'" in str(findings[0])
+
+
 def test_after_narrowing_exactly_the_doors_left_out_are_open(fake, admin):
     fake.add_idp("google")
     fake.add_client("legacy", directAccessGrantsEnabled=True)

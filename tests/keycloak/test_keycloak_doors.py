@@ -53,6 +53,20 @@ def test_every_identity_provider_gets_the_post_login_flow(fake, admin, opts):
     assert fake.idps["google"]["config"]["clientSecret"] == "**********"  # sent back masked
 
 
+def test_identity_providers_past_the_first_hundred_get_it_too(fake, admin, opts):
+    """Keycloak 26 lists 100 identity providers unless asked for more (realms with an
+    organization per customer have more): install reads every page."""
+    for n in range(250):
+        fake.add_idp(f"customer-{n:03}")
+
+    result = install(admin, opts)
+
+    assert len(result.identity_providers) == 250
+    assert {i["postBrokerLoginFlowAlias"] for i in fake.idps.values()} == {BROKER}
+    uninstall(admin, opts)
+    assert not any("postBrokerLoginFlowAlias" in i for i in fake.idps.values())
+
+
 def test_uninstall_gives_identity_providers_their_flow_back(fake, admin, opts):
     fake.add_idp("google")
     fake.add_idp("partner", postBrokerLoginFlowAlias="browser")

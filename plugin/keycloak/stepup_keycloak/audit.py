@@ -77,9 +77,9 @@ def audit(steps: Steps) -> list[Finding]:
             "run `stepup keycloak install` (covers reset-credentials), or turn off Forgot "
             "password under Realm settings → Login"))
     direct = realm.get("directGrantFlow")
-    for client in steps.read("list clients", steps.admin.get_clients):
+    for client in steps.clients():
         findings.extend(_client_findings(client, direct, by_id, verdict))
-    for idp in steps.read("list identity providers", steps.admin.get_idps):
+    for idp in steps.identity_providers():
         if not idp.get("enabled", True):
             continue
         post = idp.get("postBrokerLoginFlowAlias")

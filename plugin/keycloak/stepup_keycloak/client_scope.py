@@ -37,7 +37,7 @@ def add_to_existing_clients(steps: Steps, scope_id: str) -> list[str]:
     """Add the scope as a default scope to every OpenID Connect client that lacks it."""
     name = steps.opts.client_scope
     added = []
-    for client in steps.read("list clients", steps.admin.get_clients):
+    for client in steps.clients():
         if client.get("bearerOnly") or client.get("protocol", "openid-connect") != "openid-connect":
             continue
         listed = (client.get("defaultClientScopes") or []) + (

@@ -273,7 +273,7 @@ class Doors:
         pass the step are the administrator's and stay."""
         ids = {f["alias"]: f["id"] for f in self.steps.flows()}
         aliases = {v: k for k, v in ids.items()}
-        for client in self._clients():
+        for client in self.steps.clients():
             overrides = dict(client.get("authenticationFlowBindingOverrides") or {})
             current = overrides.get(binding)
             if not current or current == ids[flow]:
@@ -289,7 +289,7 @@ class Doors:
     def _restore_overrides(self, binding: str, flow: str) -> None:
         found = self.steps.flow(flow)
         ids = {f["id"] for f in self.steps.flows()}
-        for client in self._clients():
+        for client in self.steps.clients():
             overrides = dict(client.get("authenticationFlowBindingOverrides") or {})
             attributes = dict(client.get("attributes") or {})
             previous = attributes.pop(_previous_override(binding), None)
@@ -300,9 +300,6 @@ class Doors:
             self._update_client(client, overrides, attributes,
                                 f"restore the {binding} override of client "
                                 f"{client['clientId']!r}")
-
-    def _clients(self) -> list[dict[str, Any]]:
-        return self.steps.read("list clients", self.steps.admin.get_clients)
 
     def _update_client(self, client: dict[str, Any], overrides: dict[str, str],
                        attributes: dict[str, str], action: str) -> None:
@@ -320,7 +317,7 @@ class Doors:
                             lambda: steps.add_execution(flow, AUTHENTICATOR_ID), "REQUIRED", 0)
         self._configure(flow, step, secret)
         aliases = []
-        for idp in self.identity_providers():
+        for idp in self.steps.identity_providers():
             aliases.append(str(idp["alias"]))
             previous = idp.get("postBrokerLoginFlowAlias") or ""
             if previous == flow:
@@ -333,7 +330,7 @@ class Doors:
 
     def uninstall_brokers(self) -> None:
         flow = self.opts.broker_flow
-        for idp in self.identity_providers():
+        for idp in self.steps.identity_providers():
             if idp.get("postBrokerLoginFlowAlias") != flow:
                 continue
             config = dict(idp.get("config") or {})
@@ -342,9 +339,6 @@ class Doors:
                 previous = ""
             self._update_idp(idp, previous, config)
         self.steps.delete_flow(flow)
-
-    def identity_providers(self) -> list[dict[str, Any]]:
-        return self.steps.read("list identity providers", self.steps.admin.get_idps)
 
     def _update_idp(self, idp: dict[str, Any], flow: str, config: dict[str, str]) -> None:
         payload = {**idp, "postBrokerLoginFlowAlias": flow, "config": config}

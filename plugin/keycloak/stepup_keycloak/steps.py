@@ -19,11 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from keycloak import KeycloakAdmin
+from keycloak import KeycloakAdmin, urls_patterns
+from keycloak.exceptions import KeycloakGetError, raise_error_from_response
 
 from .errors import ProvisioningError, refused
 from .flows import Step, read_steps
 from .options import InstallOptions
+
+#: Items asked for per page of an admin listing.
+PAGE = 100
 
 
 class Steps:
@@ -94,6 +98,29 @@ class Steps:
         if payload or remembered is not None:
             payload["attributes"] = attributes
             self.update_realm(f"restore the {binding} of realm {self.opts.realm!r}", payload)
+
+    # -- listings --------------------------------------------------------------------------------
+
+    def clients(self) -> list[dict[str, Any]]:
+        return self._every("list clients", urls_patterns.URL_ADMIN_CLIENTS)
+
+    def identity_providers(self) -> list[dict[str, Any]]:
+        return self._every("list identity providers", urls_patterns.URL_ADMIN_IDPS)
+
+    def _every(self, action: str, url: str) -> list[dict[str, Any]]:
+        """Every item of an admin listing, page by page: asked without ``max``, Keycloak 26
+        answers only the first 100 identity providers, and a door past them would be missed."""
+        path = url.format(**{"realm-name": self.opts.realm})
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.read(action, self._page, path, len(items))
+            items += page
+            if len(page) < PAGE:
+                return items
+
+    def _page(self, path: str, first: int) -> list[dict[str, Any]]:
+        answer = self.admin.connection.raw_get(path, first=first, max=PAGE)
+        return raise_error_from_response(answer, KeycloakGetError)
 
     # -- flows -------------------------------------------------------------------------------------
 
