@@ -103,6 +103,34 @@ def test_client_overrides_and_backchannel_grants_are_reported(fake, admin, opts)
     assert "client 'call-center' has the client-initiated backchannel (CIBA) grant" in findings[1]
 
 
+def test_saml_clients_overrides_and_ecp_are_reported(fake, admin, opts):
+    """Keycloak applies a browser flow override to SAML clients too, and a SAML client with
+    ECP signs users in with a password alone through its fixed 'saml ecp' flow."""
+    install(admin, opts)
+    browser_id = fake.flow_by_alias("browser")["id"]
+    fake.add_client("saml-app", protocol="saml",
+                    authenticationFlowBindingOverrides={"browser": browser_id})
+    fake.add_client("saml-ecp", protocol="saml", attributes={"saml.allow.ecp.flow": "true"})
+    fake.add_client("saml-fine", protocol="saml", attributes={"saml.allow.ecp.flow": "false"})
+
+    findings = audit(admin, opts)
+
+    assert doors(findings) == ["client flow override", "saml ecp"]
+    assert "client 'saml-app' overrides its browser flow with 'browser'" in str(findings[0])
+    assert "turn off Allow ECP flow for 'saml-ecp'" in str(findings[1])
+
+
+def test_self_registration_is_reported(fake, admin, opts):
+    """The registration flow ends in a session: a new account would never meet the step."""
+    install(admin, opts)
+    fake.realm["registrationAllowed"] = True
+
+    findings = audit(admin, opts)
+
+    assert doors(findings) == ["registration"]
+    assert "User registration" in str(findings[0])
+
+
 def test_a_disabled_identity_provider_is_no_door(fake, admin, opts):
     install(admin, opts)
     fake.add_idp("old-partner", enabled=False)

@@ -86,3 +86,18 @@ def test_install_after_uninstall_works_again(fake, admin, opts):
         "stepup-bridge-acme-post-broker-stepup",
         "stepup-bridge-acme-direct-grant-stepup",
     }
+
+
+def test_uninstall_restores_the_original_flow_after_ours_was_bound_under_another_name(
+        fake, admin, opts):
+    """An administrator binds a copy of our flow (or renames it) and install runs again:
+    uninstall must still bring back the flow from before the first install, not the copy
+    (which has the step, and would fail every login once the bridge client is gone)."""
+    install(admin, opts)
+    fake.copy_flow({"newName": "our copy"}, "browser-stepup")
+    fake.realm["browserFlow"] = "our copy"
+    install(admin, opts)
+
+    uninstall(admin, opts)
+
+    assert fake.realm["browserFlow"] == "browser"

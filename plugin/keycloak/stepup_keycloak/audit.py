@@ -9,8 +9,8 @@ cookie, the identity-provider redirector and organization steps lead to a sessio
 login that are judged on their own door, so they are neutral.
 
 Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
-password" is on), every client's direct access grants and its flow overrides, and every
-enabled identity provider's post login flow.
+password" is on), self-registration, every client's flow overrides (OpenID Connect and SAML),
+direct access grants, CIBA and SAML ECP, and every enabled identity provider's post login flow.
 """
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ def audit(steps: Steps) -> list[Finding]:
             "without the step-up",
             "run `stepup keycloak install` (covers reset-credentials), or turn off Forgot "
             "password under Realm settings → Login"))
+    if realm.get("registrationAllowed"):
+        findings.append(Finding(
+            "registration",
+            "user registration is on: the registration flow signs a new account in without the "
+            "step-up",
+            "turn off User registration under Realm settings → Login; accounts then come from "
+            "an administrator or an identity provider, whose logins pass the step-up"))
     direct = realm.get("directGrantFlow")
     for client in steps.clients():
         findings.extend(_client_findings(client, direct, by_id, verdict))
@@ -94,9 +101,11 @@ def audit(steps: Steps) -> list[Finding]:
 
 def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str, str],
                      verdict: Any) -> list[Finding]:
-    if client.get("bearerOnly") or client.get("protocol", "openid-connect") != "openid-connect":
+    protocol = client.get("protocol", "openid-connect")
+    if client.get("bearerOnly") or protocol not in ("openid-connect", "saml"):
         return []
     name = client.get("clientId")
+    attributes = client.get("attributes") or {}
     overrides = client.get("authenticationFlowBindingOverrides") or {}
     found = []
     for binding, flow_id in sorted(overrides.items()):
@@ -110,6 +119,15 @@ def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str
                 "in without the step-up",
                 f"remove the override (Clients → {name} → Advanced → Authentication flow "
                 "overrides) or add Stepup Bridge MFA REQUIRED to that flow"))
+    if protocol == "saml":
+        if attributes.get("saml.allow.ecp.flow") == "true":
+            found.append(Finding(
+                "saml ecp",
+                f"SAML client {name!r} allows the ECP profile, which signs users in with a "
+                "password over HTTP Basic through Keycloak's fixed 'saml ecp' flow, without the "
+                "step-up",
+                f"turn off Allow ECP flow for {name!r} (Clients → {name} → Advanced)"))
+        return found
     if client.get("directAccessGrantsEnabled"):
         flow = by_id.get(overrides.get("direct_grant", ""), direct)
         if verdict(flow) is not Verdict.PASSES:
@@ -119,7 +137,7 @@ def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str
                 f"{flow!r}, which has no step-up and no browser",
                 f"turn off Direct access grants for {name!r} (Clients → {name} → Settings → "
                 "Capability config), or run `stepup keycloak install` (covers direct-grant)"))
-    if (client.get("attributes") or {}).get("oidc.ciba.grant.enabled") == "true":
+    if attributes.get("oidc.ciba.grant.enabled") == "true":
         found.append(Finding(
             "ciba grant",
             f"client {name!r} has the client-initiated backchannel (CIBA) grant, which "

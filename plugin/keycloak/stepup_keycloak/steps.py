@@ -73,13 +73,15 @@ class Steps:
         self.write(action, self.admin.update_realm, self.opts.realm, payload)
 
     def bind(self, binding: str, alias: str, remember: str) -> None:
-        """Bind ``alias`` as the realm's ``binding`` flow; remember the one it replaces (once)."""
+        """Bind ``alias`` as the realm's ``binding`` flow; remember the one it replaces, once:
+        if ours was unbound or renamed since, the flow it replaced is still the one uninstall
+        must bring back (the one bound now may be ours under another name)."""
         realm = self.realm()
         current = realm.get(binding)
         if current == alias:
             return
         attributes = dict(realm.get("attributes") or {})
-        if current:
+        if current and remember not in attributes:
             attributes[remember] = current
         self.update_realm(
             f"bind flow {alias!r} as {binding} of realm {self.opts.realm!r}",
