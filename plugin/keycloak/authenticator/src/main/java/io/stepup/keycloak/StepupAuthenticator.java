@@ -66,8 +66,7 @@ public class StepupAuthenticator implements Authenticator {
             config = StepupConfig.from(model == null ? null : model.getConfig());
         } catch (IllegalArgumentException e) {
             LOG.errorf("Stepup Bridge authenticator is misconfigured: %s", e.getMessage());
-            fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_FAILED, Response.Status.INTERNAL_SERVER_ERROR,
-                    "misconfigured");
+            refuse(context, MSG_FAILED, Response.Status.INTERNAL_SERVER_ERROR, "misconfigured");
             return;
         }
         AuthenticationSessionModel authSession = context.getAuthenticationSession();
@@ -167,8 +166,7 @@ public class StepupAuthenticator implements Authenticator {
             return;
         }
         LOG.warnf("Stepup Bridge unavailable (user %s): %s", context.getUser().getId(), e.getMessage());
-        fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_UNAVAILABLE, Response.Status.SERVICE_UNAVAILABLE,
-                "bridge_unavailable");
+        refuse(context, MSG_UNAVAILABLE, Response.Status.SERVICE_UNAVAILABLE, "bridge_unavailable");
     }
 
     private static void rejected(AuthenticationFlowContext context, HandoffException e) {
@@ -179,8 +177,7 @@ public class StepupAuthenticator implements Authenticator {
             return;
         }
         LOG.warnf("Stepup Bridge hand-off rejected (user %s): %s", context.getUser().getId(), e.getMessage());
-        fail(context, AuthenticationFlowError.INTERNAL_ERROR, MSG_FAILED, Response.Status.BAD_REQUEST,
-                "handoff_rejected");
+        refuse(context, MSG_FAILED, Response.Status.BAD_REQUEST, "handoff_rejected");
     }
 
     /** No browser to send to the bridge (the direct grant flow): refuse with an OAuth error, never a 500. */
@@ -196,11 +193,22 @@ public class StepupAuthenticator implements Authenticator {
         context.failure(AuthenticationFlowError.INTERNAL_ERROR, refusal);
     }
 
+    /** The user's second factor was refused: a failed login, as brute-force detection counts them. */
     private static void fail(AuthenticationFlowContext context, AuthenticationFlowError error, String messageKey,
                              Response.Status status, String reason) {
         context.getEvent().detail(Details.REASON, "stepup_" + reason);
-        Response page = context.form().setError(messageKey).createErrorPage(status);
-        context.failureChallenge(error, page);
+        context.failureChallenge(error, context.form().setError(messageKey).createErrorPage(status));
+    }
+
+    /**
+     * The bridge could not be asked (down, misconfigured, a broken hand-off): the login stops here, closed,
+     * but it is no failed login of the user's. failureChallenge would count one for brute-force detection,
+     * so an outage would lock users out, or disable them under permanent lockout.
+     */
+    private static void refuse(AuthenticationFlowContext context, String messageKey, Response.Status status,
+                               String reason) {
+        context.getEvent().detail(Details.REASON, "stepup_" + reason).error("stepup_" + reason);
+        context.forceChallenge(context.form().setError(messageKey).createErrorPage(status));
     }
 
     @Override
