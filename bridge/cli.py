@@ -333,7 +333,7 @@ def _install_options(settings, kw: dict, **extra):
 @_keycloak_options
 @click.option("--cover", default="all", show_default=True,
               help="Doors that get the step-up, comma separated: browser, reset-credentials, "
-                   "brokers, direct-grant (doors left out are undone).")
+                   "registration, brokers, direct-grant (doors left out are undone).")
 @click.option("--source-flow", default="",
               help="Browser flow to copy (default: the one the realm has bound now).")
 @click.option("--acr-values", help="acr_values the authenticator asks the bridge for.")

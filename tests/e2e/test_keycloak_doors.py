@@ -1,7 +1,8 @@
 """Every door into a Keycloak realm passes the bridge: the password reset (a real SMTP server
-receives the e-mail), logins through an external identity provider (realm ``upstream`` of the
-same Keycloak), the password grant; the audit finds the doors left open; the step-up only when
-asked; install re-runs that keep clients' scopes. Real Keycloak 26, real Chromium.
+receives the e-mail), self-registration, logins through an external identity provider (realm
+``upstream`` of the same Keycloak), the password grant; the audit finds the doors left open;
+the step-up only when asked; install re-runs that keep clients' scopes. Real Keycloak 26, real
+Chromium.
 """
 
 from __future__ import annotations
@@ -115,6 +116,28 @@ def test_locked_user_cannot_reset_out_of_the_lock(world):
         assert page.inner_text("h1") == "Two-step sign-in is locked"
 
 
+# -- self-registration ----------------------------------------------------------------------------
+
+def test_a_self_registered_user_enrolls_at_the_bridge_before_the_first_session(world):
+    """The registration flow ends in a session; with install, the new account passes the
+    bridge (and enrolls there) right after the registration form."""
+    realm = world.open_realm("signup")
+    world.master.update_realm("signup", {"registrationAllowed": True})
+    world.stepup("keycloak", "install", *world.keycloak_args("signup"), "--existing-clients")
+    with chromium_page() as page:
+        page.goto(f"{realm.rp}/login")
+        page.click("text=Register")
+        for field, value in (("#username", "new-nora"), ("#email", "nora@example.org"),
+                             ("#firstName", "Nora"), ("#lastName", "Neu"),
+                             ("#password", "new-nora-pw"), ("#password-confirm", "new-nora-pw")):
+            page.fill(field, value)
+        page.click("input[type=submit]")
+        enroll_at_bridge(page, world)
+        claims = rp_claims(page)
+    user_id = realm.admin.get_user_id("new-nora")
+    assert claims["sub"] == user_id and claims["stepup_amr"] == "otp"
+
+
 # -- an external identity provider ----------------------------------------------------------------
 
 def upstream_login(page, world, username: str, shot: str | None = None) -> None:
@@ -202,7 +225,8 @@ def audit_lines(world, realm: str) -> tuple[int, list[str]]:
 def test_audit_reports_each_planted_door_and_none_after_install(world):
     realm = world.open_realm("doors")
     admin = realm.admin
-    world.master.update_realm("doors", {"resetPasswordAllowed": True})
+    world.master.update_realm("doors", {"resetPasswordAllowed": True,
+                                        "registrationAllowed": True})
     admin.create_client({"clientId": "legacy", "secret": "l" * 24, "publicClient": False,
                          "directAccessGrantsEnabled": True, "redirectUris": ["http://x/cb"]})
     add_upstream_idp(world.keycloak, world.upstream, admin, alias="partner")
@@ -211,6 +235,8 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
     admin.create_client({"clientId": "override-app", "publicClient": True,
                          "redirectUris": ["http://y/cb"],
                          "authenticationFlowBindingOverrides": {"browser": browser_id}})
+    admin.create_client({"clientId": "saml-ecp", "protocol": "saml",
+                         "attributes": {"saml.allow.ecp.flow": "true"}})
 
     status, lines = audit_lines(world, "doors")
     text = "\n".join(lines)
@@ -220,6 +246,12 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
     assert "client 'legacy' accepts the password grant" in text
     assert "identity provider 'partner' has no post login flow" in text
     assert "client 'override-app' overrides its browser flow with 'browser'" in text
+    assert "OPEN  registration: user registration is on and runs 'registration'" in text
+    assert "OPEN  saml ecp: SAML client 'saml-ecp' allows the ECP profile" in text
+
+    # ECP cannot get the step (Keycloak's fixed flow): the administrator turns it off.
+    ecp = admin.get_client_id("saml-ecp")
+    admin.update_client(ecp, {"attributes": {"saml.allow.ecp.flow": "false"}})
 
     installed = world.stepup("keycloak", "install", *world.keycloak_args("doors"))
     assert "Realm doors: every way in passes the step-up." in installed.stdout
@@ -230,7 +262,8 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
     status, lines = audit_lines(world, "doors")
     assert status == 1
     doors = sorted(line.split(":")[0].removeprefix("OPEN  ") for line in lines)
-    assert doors == ["brokers", "direct grant", "direct grant", "reset-credentials"]
+    assert doors == ["brokers", "direct grant", "direct grant", "registration",
+                     "reset-credentials"]
     assert any("'admin-cli'" in line for line in lines)
     assert any("'legacy'" in line for line in lines)
 

@@ -37,7 +37,15 @@ DISPLAY = {
     "direct-grant-validate-username": "Username Validation",
     "direct-grant-validate-password": "Password",
     "direct-grant-validate-otp": "OTP",
+    "registration-page-form": "Registration Page",
+    "registration-user-creation": "Registration User Profile Creation",
+    "registration-password-action": "Password Validation",
+    "registration-recaptcha-action": "Recaptcha",
+    "registration-terms-and-conditions": "Terms and conditions",
 }
+#: Sub-flows that are forms (``form-flow``): their execution names the form's authenticator,
+#: which the executions listing reports as the sub-flow's ``providerId``.
+FORM_FLOWS = {"registration form": "registration-page-form"}
 # Keycloak 26's built-in browser flow: (provider or sub-flow alias, requirement, children).
 BROWSER = [
     ("auth-cookie", "ALTERNATIVE", None),
@@ -77,6 +85,15 @@ DIRECT_GRANT = [
         ("direct-grant-validate-otp", "REQUIRED", None),
     ]),
 ]  # fmt: skip
+# Keycloak 26's built-in registration flow: one form, whose actions create the account.
+REGISTRATION = [
+    ("registration form", "REQUIRED", [
+        ("registration-user-creation", "REQUIRED", None),
+        ("registration-password-action", "REQUIRED", None),
+        ("registration-recaptcha-action", "DISABLED", None),
+        ("registration-terms-and-conditions", "DISABLED", None),
+    ]),
+]  # fmt: skip
 Reply = tuple[int, dict[str, str], str]
 
 
@@ -93,6 +110,7 @@ class FakeAuthentication:
         self._seed(top, BROWSER)
         self._seed(self._add_flow("reset credentials", top_level=True, built_in=True), RESET)
         self._seed(self._add_flow("direct grant", top_level=True, built_in=True), DIRECT_GRANT)
+        self._seed(self._add_flow("registration", top_level=True, built_in=True), REGISTRATION)
 
     def authentication_routes(self, auth: str) -> list[tuple[str, str, Any]]:
         return [
@@ -302,8 +320,11 @@ class FakeAuthentication:
             if kids is None:
                 execution = self._add_execution(flow["id"], requirement, authenticator=name)
             else:
-                sub = self._add_flow(name, top_level=False, built_in=True)
-                execution = self._add_execution(flow["id"], requirement, flow_id=sub["id"])
+                form = FORM_FLOWS.get(name)
+                sub = self._add_flow(name, top_level=False, built_in=True,
+                                     kind="form-flow" if form else "basic-flow")
+                execution = self._add_execution(flow["id"], requirement, flow_id=sub["id"],
+                                                authenticator=form)
                 self._seed(sub, kids)
             execution["priority"] = priority * 10
 
@@ -312,7 +333,8 @@ class FakeAuthentication:
             copy = {k: v for k, v in kid.items() if k not in ("id", "parent", "seq")}
             if kid["flow_id"]:
                 sub = self.flows[kid["flow_id"]]
-                new_sub = self._add_flow(f"{name} {sub['alias']}", top_level=False, built_in=False)
+                new_sub = self._add_flow(f"{name} {sub['alias']}", top_level=False, built_in=False,
+                                         kind=sub["providerId"])
                 copy["flow_id"] = new_sub["id"]
                 self._copy_children(sub, new_sub, name)
             if kid["config"]:
@@ -354,6 +376,8 @@ class FakeAuthentication:
                     authenticationFlow=True,
                     flowId=sub["id"],
                 )
+                if kid["authenticator"]:  # a form: its authenticator, as Keycloak lists it
+                    rep["providerId"] = kid["authenticator"]
                 result.append(rep)
                 self._recurse(sub, level + 1, result)
                 continue

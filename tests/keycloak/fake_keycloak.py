@@ -48,6 +48,8 @@ class FakeKeycloak(FakeAuthentication):
             "directGrantFlow": "direct grant",
             "resetCredentialsFlow": "reset credentials",
             "resetPasswordAllowed": True,
+            "registrationFlow": "registration",
+            "registrationAllowed": False,
             "attributes": {"frontendUrl": "https://sso.example.test", "acr.loa.map": "{}"},
         }
         for name in ("profile", "email", "roles"):
@@ -89,7 +91,7 @@ class FakeKeycloak(FakeAuthentication):
         ]
 
     def bound_flows(self) -> set[str]:
-        bindings = ("browserFlow", "directGrantFlow", "resetCredentialsFlow")
+        bindings = ("browserFlow", "directGrantFlow", "resetCredentialsFlow", "registrationFlow")
         used = {self.realm[b] for b in bindings}
         for client in self.clients_by_id.values():
             overrides = client.get("authenticationFlowBindingOverrides") or {}
@@ -165,7 +167,8 @@ class FakeKeycloak(FakeAuthentication):
     def put_realm(self, rep: dict[str, Any]) -> Reply:
         if rep.get("attributes") is not None:
             self.realm["attributes"] = dict(rep["attributes"])
-        for binding in ("browserFlow", "resetCredentialsFlow", "directGrantFlow"):
+        for binding in ("browserFlow", "resetCredentialsFlow", "directGrantFlow",
+                        "registrationFlow"):
             if rep.get(binding) is not None:
                 found = self.flow_by_alias(rep[binding])
                 self.realm[binding] = found["alias"] if found else None

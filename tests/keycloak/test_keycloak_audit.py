@@ -120,15 +120,17 @@ def test_saml_clients_overrides_and_ecp_are_reported(fake, admin, opts):
     assert "turn off Allow ECP flow for 'saml-ecp'" in str(findings[1])
 
 
-def test_self_registration_is_reported(fake, admin, opts):
+def test_self_registration_without_the_step_is_reported(fake, admin):
     """The registration flow ends in a session: a new account would never meet the step."""
-    install(admin, opts)
     fake.realm["registrationAllowed"] = True
+    install(admin, options(cover=("browser", "reset-credentials", "brokers", "direct-grant")))
 
-    findings = audit(admin, opts)
+    findings = audit(admin, options())
 
     assert doors(findings) == ["registration"]
-    assert "User registration" in str(findings[0])
+    assert "runs 'registration'" in str(findings[0]) and "User registration" in str(findings[0])
+    install(admin, options())
+    assert audit(admin, options()) == []
 
 
 def test_a_disabled_identity_provider_is_no_door(fake, admin, opts):

@@ -8,6 +8,7 @@ from conftest import options
 from stepup_keycloak import install, uninstall
 
 RESET = "reset-credentials-stepup"
+REGISTRATION = "registration-stepup"
 BROKER = "post-broker-stepup"
 DIRECT = "direct-grant-stepup"
 
@@ -37,6 +38,21 @@ def test_the_bound_reset_flow_is_copied_not_the_stock_one(fake, admin, opts):
 
     uninstall(admin, opts)
     assert fake.realm["resetCredentialsFlow"] == "corporate reset"
+
+
+def test_registration_flow_is_a_copy_with_the_step_after_the_form(fake, admin, opts):
+    """A self-registered user enrolls at the bridge before the first session: the account
+    exists once the registration form is done, so the step goes right after it."""
+    install(admin, opts)
+
+    assert fake.layout(REGISTRATION) == [
+        (f"{REGISTRATION} registration form", "REQUIRED"), ("stepup-bridge", "REQUIRED")]
+    assert fake.realm["registrationFlow"] == REGISTRATION
+    assert fake.realm["attributes"]["stepup.previousRegistrationFlow"] == "registration"
+
+    uninstall(admin, opts)
+    assert fake.realm["registrationFlow"] == "registration"
+    assert fake.flow_by_alias(REGISTRATION) is None
 
 
 def test_every_identity_provider_gets_the_post_login_flow(fake, admin, opts):
@@ -93,7 +109,7 @@ def test_every_step_shares_one_secret_and_the_bridge_settings(fake, admin, opts)
     result = install(admin, opts)
 
     configs = [fake.configs[e["config"]]["config"] for e in fake.execution_of("stepup-bridge")]
-    assert len(configs) == 4
+    assert len(configs) == 5
     assert {c["stepup.clientSecret"] for c in configs} == {result.bridge_client_secret}
     assert {c["stepup.issuer"] for c in configs} == {"https://mfa.example.test"}
 

@@ -237,6 +237,7 @@ def test_result_tells_the_bridge_how_to_register_keycloak(fake, admin: KeycloakA
     assert result.redirect_uri_prefixes == [
         f"{base}/authenticate",
         f"{base}/reset-credentials",
+        f"{base}/registration",
         f"{base}/post-broker-login",
         f"{base}/first-broker-login",
     ]

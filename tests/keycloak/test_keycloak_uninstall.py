@@ -83,6 +83,7 @@ def test_install_after_uninstall_works_again(fake, admin, opts):
     assert aliases == {
         "stepup-bridge-acme",
         "stepup-bridge-acme-reset-credentials-stepup",
+        "stepup-bridge-acme-registration-stepup",
         "stepup-bridge-acme-post-broker-stepup",
         "stepup-bridge-acme-direct-grant-stepup",
     }

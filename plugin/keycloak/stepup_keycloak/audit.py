@@ -76,13 +76,14 @@ def audit(steps: Steps) -> list[Finding]:
             "without the step-up",
             "run `stepup keycloak install` (covers reset-credentials), or turn off Forgot "
             "password under Realm settings → Login"))
-    if realm.get("registrationAllowed"):
+    registration = realm.get("registrationFlow")
+    if realm.get("registrationAllowed") and verdict(registration) is not Verdict.PASSES:
         findings.append(Finding(
             "registration",
-            "user registration is on: the registration flow signs a new account in without the "
-            "step-up",
-            "turn off User registration under Realm settings → Login; accounts then come from "
-            "an administrator or an identity provider, whose logins pass the step-up"))
+            f"user registration is on and runs {registration!r}, which signs a new account in "
+            "without the step-up",
+            "run `stepup keycloak install` (covers registration), or turn off User "
+            "registration under Realm settings → Login"))
     direct = realm.get("directGrantFlow")
     for client in steps.clients():
         findings.extend(_client_findings(client, direct, by_id, verdict))

@@ -6,6 +6,9 @@
 - ``reset-credentials``: a copy of the bound reset-credentials flow, the step right after "Send
   Reset Email", so the user passes the bridge after following the link and before choosing a new
   password; bound as the reset-credentials flow.
+- ``registration``: a copy of the bound registration flow, the step right after the registration
+  form (the account exists then), so a self-registered user enrolls at the bridge before the
+  first session; bound as the registration flow.
 - ``brokers``: a flow holding only the step, set as *post login flow* of every identity provider
   (Keycloak runs it after first-broker-login too), remembering any flow it replaces.
 - ``direct-grant``: a copy of the bound direct grant flow with the step after the password; the
@@ -36,6 +39,7 @@ from .options import (
     CONFIG_ON_UNAVAILABLE,
     DEFAULT_BROWSER_FLOW,
     DEFAULT_DIRECT_GRANT_FLOW,
+    DEFAULT_REGISTRATION_FLOW,
     DEFAULT_RESET_FLOW,
     DIRECT_GRANT_ANCHORS,
     LOA_CONDITION_ID,
@@ -46,7 +50,9 @@ from .options import (
     PREVIOUS_DIRECT_GRANT_ATTRIBUTE,
     PREVIOUS_FLOW_ATTRIBUTE,
     PREVIOUS_POST_BROKER_KEY,
+    PREVIOUS_REGISTRATION_ATTRIBUTE,
     PREVIOUS_RESET_ATTRIBUTE,
+    REGISTRATION_FORM,
     RESET_EMAIL_STEP,
 )
 from .steps import Steps
@@ -68,7 +74,7 @@ class Doors:
     def existing_secret(self) -> str | None:
         """The bridge client secret an earlier install wrote into any of our flows."""
         aliases = {f.get("alias") for f in self.steps.flows()}
-        for flow in self._our_flows():
+        for flow in self.opts.our_flows:
             if flow not in aliases:
                 continue
             for step in find(self.steps.steps(flow), is_stepup):
@@ -77,9 +83,6 @@ class Doors:
                     return str(config[CONFIG_CLIENT_SECRET])
         return None
 
-    def _our_flows(self) -> list[str]:
-        o = self.opts
-        return [o.flow, o.reset_flow, o.broker_flow, o.direct_grant_flow]
 
     def _values(self, secret: str) -> dict[str, str | None]:
         return {
@@ -219,7 +222,7 @@ class Doors:
         attributes[ACR_LOA_MAP_ATTRIBUTE] = json.dumps(mapping)
         self.steps.update_realm(f"unmap acr {acr!r}", {"attributes": attributes})
 
-    # -- reset credentials and direct grant: a copy with the step after an anchor ------------------
+    # -- reset credentials, registration, direct grant: a copy with the step after an anchor ----
 
     def install_reset(self, secret: str) -> Step:
         return self._install_copy(
@@ -230,6 +233,16 @@ class Doors:
         self.steps.unbind("resetCredentialsFlow", self.opts.reset_flow, PREVIOUS_RESET_ATTRIBUTE,
                           DEFAULT_RESET_FLOW)
         self.steps.delete_flow(self.opts.reset_flow)
+
+    def install_registration(self, secret: str) -> Step:
+        return self._install_copy(
+            "registrationFlow", DEFAULT_REGISTRATION_FLOW, self.opts.registration_flow,
+            PREVIOUS_REGISTRATION_ATTRIBUTE, (REGISTRATION_FORM,), secret)
+
+    def uninstall_registration(self) -> None:
+        self.steps.unbind("registrationFlow", self.opts.registration_flow,
+                          PREVIOUS_REGISTRATION_ATTRIBUTE, DEFAULT_REGISTRATION_FLOW)
+        self.steps.delete_flow(self.opts.registration_flow)
 
     def install_direct_grant(self, secret: str) -> Step:
         step = self._install_copy(

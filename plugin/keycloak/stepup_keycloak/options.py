@@ -34,6 +34,11 @@ DEFAULT_DIRECT_GRANT_FLOW = "direct grant"
 #: The e-mail step of the reset-credentials flow: the step-up goes right after it, so the user
 #: passes the bridge after following the e-mailed link and before choosing a new password.
 RESET_EMAIL_STEP = "reset-credential-email"
+#: The same three for self-registration; the step-up goes right after the registration form
+#: (the account exists then), so a new user enrolls at the bridge before the first session.
+PREVIOUS_REGISTRATION_ATTRIBUTE = "stepup.previousRegistrationFlow"
+DEFAULT_REGISTRATION_FLOW = "registration"
+REGISTRATION_FORM = "registration-page-form"
 #: Executions the step-up goes after in a direct grant flow (it refuses there: no browser).
 DIRECT_GRANT_ANCHORS = ("direct-grant-validate-password", "direct-grant-validate-username")
 #: Identity-provider config key remembering its post-login flow from before install.
@@ -43,10 +48,11 @@ ACR_LOA_MAP_ATTRIBUTE = "acr.loa.map"
 #: Realm attribute naming the ``acr`` install mapped there (uninstall removes only that one).
 MAPPED_ACR_ATTRIBUTE = "stepup.mappedAcr"
 #: The ways into a realm install can put the step-up on (``--cover``).
-DOORS = ("browser", "reset-credentials", "brokers", "direct-grant")
+DOORS = ("browser", "reset-credentials", "registration", "brokers", "direct-grant")
 #: Login-actions paths the authenticator comes back to (Keycloak's LoginActionsService): one
 #: redirect-URI prefix each at the bridge.
-CALLBACK_PATHS = ("authenticate", "reset-credentials", "post-broker-login", "first-broker-login")
+CALLBACK_PATHS = ("authenticate", "reset-credentials", "registration", "post-broker-login",
+                  "first-broker-login")
 #: Authenticator config keys read by the Java authenticator (typed Configuration there).
 CONFIG_ISSUER = "stepup.issuer"
 CONFIG_CLIENT_ID = "stepup.clientId"
@@ -116,6 +122,8 @@ class InstallOptions:
     cover: tuple[str, ...] = DOORS
     #: Copy of the bound reset-credentials flow that gets the step-up.
     reset_flow: str = "reset-credentials-stepup"
+    #: Copy of the bound registration flow that gets the step-up.
+    registration_flow: str = "registration-stepup"
     #: Flow with only the step-up, set as post login flow of every identity provider.
     broker_flow: str = "post-broker-stepup"
     #: Copy of the bound direct grant flow that gets the (refusing) step-up.
@@ -159,11 +167,16 @@ class InstallOptions:
                 f"unknown door(s) {', '.join(unknown)}; choose from {', '.join(DOORS)}"
             )
         object.__setattr__(self, "cover", tuple(d for d in DOORS if d in self.cover))
-        ours = [self.flow, self.reset_flow, self.broker_flow, self.direct_grant_flow]
-        if len(set(ours)) != len(ours):
+        if len(set(self.our_flows)) != len(self.our_flows):
             raise ProvisioningError("the flow aliases install creates must differ")
         if self.loa_max_age < 0:
             raise ProvisioningError("loa_max_age must be 0 or more seconds")
+
+    @property
+    def our_flows(self) -> list[str]:
+        """The flows install creates (uninstall deletes them)."""
+        return [self.flow, self.reset_flow, self.registration_flow, self.broker_flow,
+                self.direct_grant_flow]
 
     @property
     def uses_password(self) -> bool:

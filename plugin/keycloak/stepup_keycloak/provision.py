@@ -89,7 +89,8 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
 
     1. check the realm is there and the authenticator deployed (nothing written yet);
     2. keep the bridge client secret an earlier run wrote (or take ``opts``' or a new one);
-    3. each door in order browser, reset-credentials, brokers, direct-grant: install or undo;
+    3. each door in order browser, reset-credentials, registration, brokers, direct-grant:
+       install or undo;
     4. create the client scope mapping the step-up session notes to claims (a realm default),
        and with ``existing_clients`` add it to every client there is.
     """
@@ -150,6 +151,7 @@ def _door_actions(doors: Doors) -> list[tuple[str, Any, Any]]:
     return [
         ("browser", doors.install_browser, doors.uninstall_browser),
         ("reset-credentials", doors.install_reset, doors.uninstall_reset),
+        ("registration", doors.install_registration, doors.uninstall_registration),
         ("brokers", doors.install_brokers, doors.uninstall_brokers),
         ("direct-grant", doors.install_direct_grant, doors.uninstall_direct_grant),
     ]

@@ -96,7 +96,8 @@ public class StepupAuthenticatorFactory implements AuthenticatorFactory {
         return "Hands the user to the Stepup Bridge for a TOTP or recovery-code check (OpenID Connect with PAR and "
             + "PKCE) and stores its acr, amr and auth_time as user-session notes stepup.acr, stepup.amr, "
             + "stepup.auth_time. Place it after the password step of the browser flow, after 'Send Reset Email' "
-            + "in the reset credentials flow, or in the post login flow of identity providers. It needs a browser: "
+            + "in the reset credentials flow, after the registration form, or in the post login flow of identity "
+            + "providers. It needs a browser: "
             + "in the direct grant flow it refuses every login (logged as an error). "
             + "'stepup keycloak audit' lists every way into the realm that does not pass it.";
     }

@@ -12,8 +12,8 @@ class FlowPathsTest {
     @Test
     void browserFlowsAreSupported() {
         for (String path : new String[] {LoginActionsService.AUTHENTICATE_PATH,
-                LoginActionsService.RESET_CREDENTIALS_PATH, LoginActionsService.FIRST_BROKER_LOGIN_PATH,
-                LoginActionsService.POST_BROKER_LOGIN_PATH}) {
+                LoginActionsService.RESET_CREDENTIALS_PATH, LoginActionsService.REGISTRATION_PATH,
+                LoginActionsService.FIRST_BROKER_LOGIN_PATH, LoginActionsService.POST_BROKER_LOGIN_PATH}) {
             assertTrue(FlowPaths.supported(path), path);
         }
     }
@@ -22,7 +22,6 @@ class FlowPathsTest {
     void flowsWithoutABrowserAreNot() {
         assertFalse(FlowPaths.supported("token"));  // direct grant (ResourceOwnerPasswordCredentialsGrantType)
         assertFalse(FlowPaths.supported(null));
-        assertFalse(FlowPaths.supported(LoginActionsService.REGISTRATION_PATH));
         String message = FlowPaths.unsupportedMessage("token", "direct grant");
         assertTrue(message.contains("'direct grant'") && message.contains("refused"), message);
     }
