@@ -196,6 +196,7 @@ def user() -> None:
 def user_show(subject: str) -> None:
     """Show a user's enrollment, lock state and recent audit events (no secrets)."""
     with _bridge().store.begin() as tx:
+        tx.audit("helpdesk_show", time.time(), subject=subject)  # as the API's look-ups are
         try:
             found = helpdesk.show(tx, subject)
         except helpdesk.NotEnrolled:
@@ -203,6 +204,9 @@ def user_show(subject: str) -> None:
         trail = tx.audit_trail(subject)
     if found is None:
         click.echo(f"{subject}: not enrolled")
+    elif not found["factors"]:
+        click.echo(f"{subject}: no factor, LOCKED after a disowned reset (unlock lets them "
+                   "enroll again)")
     else:
         state = "LOCKED" if found["locked"] else "active"
         click.echo(f"{subject}: enrolled {_when(found['enrolled_at'])}, {state}, "
@@ -220,7 +224,9 @@ def user_unlock(subject: str) -> None:
     try:
         with _bridge().store.begin() as tx:
             helpdesk.unlock(tx, subject, time.time(), actor=None)
-    except (helpdesk.NotEnrolled, helpdesk.NotLocked):
+    except helpdesk.NotEnrolled:
+        _fail(f"{subject} is not enrolled")
+    except helpdesk.NotLocked:
         _fail(f"{subject} is not locked")
     click.echo(f"Unlocked {subject}: the failure count starts again from zero.")
 

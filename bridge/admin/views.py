@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .. import helpdesk
 from ..oidc.clients import ADMIN_SCOPE
@@ -43,8 +43,18 @@ def _api_error(e: ApiError):
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(e: HTTPException):
-    return _api_error(ApiError(e.code or 400, "invalid_request", e.description or e.name))
+def http_error(e: HTTPException):
+    """werkzeug's refusals as the API's JSON. Also answers the app's routing refusals under
+    the API's prefix (no such path, wrong method), which no blueprint's handler sees."""
+    response = _api_error(ApiError(e.code or 400, "not_found" if e.code == 404 else
+                                   "invalid_request", e.description or e.name))
+    if e.code == 405 and getattr(e, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(e.valid_methods)
+    return _no_store(response)
+
+
+def owns(path: str) -> bool:
+    return path.startswith(f"{bp.url_prefix}/")
 
 
 @bp.after_request
@@ -106,6 +116,8 @@ def openapi():
 @authorized
 def show_user(subject: str):
     bridge = current_app.extensions["stepup"]
+    if subject.rsplit("/", 1)[-1] in ("unlock", "reset"):  # an action's URL, not a subject
+        raise MethodNotAllowed(valid_methods=["POST"], description="Use POST.")
     subject = _subject(subject)
     with bridge.store.begin() as tx:
         tx.audit("helpdesk_show", bridge.clock(), subject=subject, client_id=g.admin_client)

@@ -30,6 +30,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from ..admin import views as admin_views
 from ..challenge import (
     ENROLL,
     ENROLL_SAVED,
@@ -267,6 +268,8 @@ def _csrf_error(error: CSRFError):
 
 
 def _http_error(error: HTTPException):
+    if admin_views.owns(request.path):  # a routing refusal under the help-desk API: JSON
+        return admin_views.http_error(error)
     titles = {404: N_("Page not found"), 405: N_("Not allowed"), 413: N_("Request too large")}
     title = titles.get(error.code or 400, N_("Something is wrong with this request"))
     return _message(_(title), _("Go back to your sign-in page and start again."),

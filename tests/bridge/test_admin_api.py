@@ -130,6 +130,25 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
     assert act.client.get("/admin/api/nothing", headers=headers).status_code == 404
 
 
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/admin/api/nothing", 404), ("GET", "/admin/api/users/", 404),
+    ("GET", "/admin/api/users/a%0Ab", 404), ("PUT", "/admin/api/users/ann", 405),
+    ("DELETE", "/admin/api/users/ann", 405), ("GET", "/admin/api/users/ann/reset", 405),
+    ("GET", "/admin/api/users/ann/unlock", 405), ("POST", "/admin/api/events", 405)])
+def test_every_refusal_under_the_api_is_json(admin_act, method, path, status):
+    """docs/helpdesk.md: errors are JSON — also the routing's own (no such path, wrong
+    method), and a GET of an action's URL is not a look-up of subject "ann/reset"."""
+    act = admin_act
+    response = act.client.open(path, method=method, headers=bearer(act))
+    assert response.status_code == status
+    assert response.is_json and response.get_json()["error"] in ("not_found", "invalid_request")
+    assert response.headers["Cache-Control"] == "no-store"
+    if status == 405:
+        assert response.headers["Allow"]
+    assert "helpdesk_show" not in [e["event"] for e in act.client.get(
+        "/admin/api/events?subject=ann%2Freset", headers=bearer(act)).get_json()["events"]]
+
+
 def test_missing_bad_and_expired_tokens_are_401(admin_act, clock):
     act = admin_act
     act.enroll("tia")

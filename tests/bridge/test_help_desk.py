@@ -77,3 +77,7 @@ def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
     refused = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
     assert refused.exit_code == 2
     assert "is not locked" in refused.output
+    unknown = CliRunner().invoke(main, ["user", "unlock", "nobody"], env=env)
+    assert unknown.exit_code == 2 and "nobody is not enrolled" in unknown.output
+    shown = CliRunner().invoke(main, ["user", "show", "unlock-me"], env=env)
+    assert shown.exit_code == 0 and "helpdesk_show" in events(act, "unlock-me")
