@@ -1,7 +1,8 @@
 """The sender: takes due events from the outbox, delivers them on every channel, retries with
 exponential backoff, and marks them done — at least once, under the event's stable id — or,
 when a channel still fails ``notify_give_up`` seconds after the event, gives it up: done, with
-its last error kept (a dead letter)."""
+its last error kept (a dead letter). An event first due later than that (notifications were
+off, no sender ran) is given up unsent: a late notice helps nobody."""
 
 from __future__ import annotations
 
@@ -76,10 +77,19 @@ class Sender:
     def _deliver(self, event: dict[str, Any], claim: str) -> None:
         sent = list(event["sent"] or [])
         errors, failed = [], []
+        # Never tried and already past the give-up time (notifications were off, or no
+        # sender ran): a notice that late, its "this wasn't me" link maybe expired, is not
+        # sent; it is a dead letter like one that kept failing.
+        stale = not event["attempts"] and (
+            self.clock() - event["at"] >= self.settings.notify_give_up)
         for key, send in self.channels(event):
             if key in sent:
                 continue
             channel = key.split(":")[0]
+            if stale:
+                errors.append(f"{channel}: not sent, older than STEPUP_NOTIFY_GIVE_UP")
+                failed.append(channel)
+                continue
             try:
                 send()
             except Exception as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -219,6 +220,21 @@ def test_a_channel_failing_past_the_give_up_time_is_a_dead_letter(notifying, smt
     assert act.bridge.sender.run_once() == 0 and len(receiver.received) == tried
 
 
+def test_a_notice_first_due_after_the_give_up_time_is_never_sent(notifying, smtp, receiver,
+                                                                   clock):
+    """Notifications were off, or no sender ran, for a while: when one runs, month-old
+    notices (their "this wasn't me" links expired) are dead letters, not a burst of mail."""
+    act = notifying(notify_give_up=3600)
+    act.enroll("old", email="old@example.org")
+    clock.advance(30 * 86400)
+    assert act.bridge.sender.run_once() == 1
+    assert smtp.messages == [] and receiver.received == [] and pending(act) == []
+    with act.bridge.store.engine.begin() as conn:
+        [dead] = conn.execute(sa.select(schema.events)).mappings()
+    assert dead["last_error"].startswith("gave up: email: not sent, older than")
+    assert dead["sent"] in (None, []) and dead["attempts"] == 1
+
+
 def test_a_hanging_receiver_times_out_and_a_deduplicating_one_keeps_it_once(
         notifying, receiver, clock):
     act = notifying()
@@ -292,15 +308,18 @@ def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
 
 
 @pytest.mark.parametrize("event", sorted(NOTIFIED_EVENTS))
-def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, event):
+def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, clock, event):
     act = notifying()
+    at = clock() - 60  # a minute ago: due, not stale, and a webhook timestamp receivers take
     with act.bridge.store.begin() as tx:
         tx.set_contact("kim", "kim@example.org", None, 1.0)
-        event_id = tx.audit(event, 1_700_000_000.0, subject="kim", client_id="idp")
+        event_id = tx.audit(event, at, subject="kim", client_id="idp")
     assert act.bridge.sender.run_once() == 1
     [message] = smtp.messages
     assert WHAT[event] in " ".join(body_of(message).split())
-    assert "Nov 14, 2023" in body_of(message) and "Sign-in for: idp" in body_of(message)
+    day = datetime.fromtimestamp(at, UTC)
+    assert f"{day:%b} {day.day}, {day.year}" in body_of(message)  # "Nov 14, 2023"
+    assert "Sign-in for: idp" in body_of(message)
     assert f"https://bridge.example/not-me/{event_id}." in body_of(message)
     [entry] = receiver.received
     assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
