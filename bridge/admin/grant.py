@@ -7,12 +7,11 @@ from typing import ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidScopeError, grants
 
-from ..oidc.assertion import OneValueEach
 from ..oidc.clients import ADMIN_SCOPE, AUTH_METHODS
 from ..store import Store
 
 
-class AdminCredentialsGrant(OneValueEach, grants.ClientCredentialsGrant):
+class AdminCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
 
     def __init__(self, request, server):

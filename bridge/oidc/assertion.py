@@ -21,7 +21,6 @@ from ..factors import OTP, RECOVERY_CODE
 from ..keyring import SigningKeys
 from ..store import Code, Store
 from .clients import AUTH_METHODS, ClientModel
-from .par import single_values
 
 #: RFC 8176 ``amr`` values: the factors' own names (``bridge/factors/__init__.py``).
 AMR_TOTP, AMR_RECOVERY = OTP, RECOVERY_CODE
@@ -63,17 +62,7 @@ class CodeModel(AuthorizationCodeMixin):
         return list(self.code.amr)
 
 
-class OneValueEach:
-    """For a token endpoint grant: once the client has authenticated, a repeated parameter is
-    refused (RFC 6749 §3.2), where authlib would take the first copy."""
-
-    def authenticate_token_endpoint_client(self):
-        client = super().authenticate_token_endpoint_client()
-        single_values(self.request.payload.datalist)
-        return client
-
-
-class CodeGrant(OneValueEach, grants.AuthorizationCodeGrant):
+class CodeGrant(grants.AuthorizationCodeGrant):
     """RFC 6749 §4.1.3 token request; codes come only from a finished challenge."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)

@@ -73,12 +73,20 @@ def _uniform(error: OAuth2Error) -> OAuth2Error:
     return error
 
 
-def _one_client_authentication() -> None:
-    """RFC 6749 §2.3: a client uses one authentication method per request. With two (Basic
-    credentials and a ``client_secret`` or an assertion in the body) authlib would try them
-    in turn and accept either, so one that fails would not count: refused as §5.2's
-    invalid_request. Basic credentials authlib cannot read are refused as a failed
-    authentication, before they reach its parser."""
+def _back_channel_request() -> None:
+    """What /par and /token ask of every request before authlib sees it.
+
+    - A form body, and nothing in the query string (RFC 6749 §3.2, RFC 9126 §2.1): authlib
+      reads the query too, and its copy of a parameter would win over the body's.
+    - One client authentication method (RFC 6749 §2.3). With two (Basic credentials and a
+      ``client_secret`` or an assertion in the body) authlib would try them in turn and accept
+      either, so one that fails would not count: refused as §5.2's invalid_request.
+    - Basic credentials authlib cannot read are a failed authentication, before its parser.
+    """
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise InvalidRequestError("The request must be form-encoded.")
+    if request.args:
+        raise InvalidRequestError("Parameters belong in the form body, not the query string.")
     header = request.headers.get("Authorization", "")
     basic = " " in header and header.split(None, 1)[0].lower() == "basic"  # as authlib reads it
     form = request.form
@@ -140,9 +148,7 @@ def pushed_authorization_request():
     bridge = current_app.extensions["stepup"]
     server: AuthorizationServer = bridge.oauth
     try:
-        if request.mimetype != "application/x-www-form-urlencoded":
-            raise InvalidRequestError("The request must be form-encoded.")
-        _one_client_authentication()
+        _back_channel_request()
         client = server.authenticate_client(
             server.create_oauth2_request(request), list(AUTH_METHODS), endpoint="par"
         )
@@ -165,11 +171,11 @@ def pushed_authorization_request():
 @bp.post("/token")
 def token():
     try:
-        if request.mimetype != "application/x-www-form-urlencoded":
-            raise InvalidRequestError("The request must be form-encoded.")
-        _one_client_authentication()
-        if not request.form.get("grant_type"):  # authlib: unsupported_grant_type; §5.2 says
-            raise InvalidRequestError("Missing 'grant_type'.")  # invalid_request
+        _back_channel_request()
+        # RFC 6749 §3.2: no parameter twice (authlib would take the first copy); §5.2: a
+        # missing one is invalid_request (authlib: unsupported_grant_type).
+        if not par.single_values(request.form.to_dict(flat=False)).get("grant_type"):
+            raise InvalidRequestError("Missing 'grant_type'.")
         return current_app.extensions["stepup"].oauth.create_token_response()
     except OAuth2Error as error:  # also authlib's own before its handling: insecure_transport
         return _oauth_error(error)

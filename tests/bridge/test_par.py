@@ -203,6 +203,12 @@ class TestRefusedParameters:
 
 
 class TestRequestShape:
+    def test_parameters_in_the_query_string_are_refused(self, bridge, act):
+        """RFC 9126 §2.1: a form body; a client_secret in the query would authenticate."""
+        post = act.client.post  # the IdP's request, its secret in the query instead
+        act.client.post = lambda path, **kw: post(f"{path}?client_secret={IDP_SECRET}", **kw)
+        refused(bridge, act.push("alice", auth=None)[0], "invalid_request")
+
     def test_json_body(self, bridge, client):
         response = client.post("/par", json={
             "response_type": "code", "scope": "openid", "client_id": IDP_ID,

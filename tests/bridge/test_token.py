@@ -226,6 +226,17 @@ class TestRefused:
         assert error_of(response) == "invalid_request"
         assert act.redeem(code, login).status_code == 200
 
+    @pytest.mark.parametrize("query", ["code=other", "client_secret=x", "anything=1"])
+    def test_parameters_in_the_query_string_are_refused(self, act, issued, query):
+        """RFC 6749 §3.2: the body carries them; authlib reads the query too, and its copy of
+        a parameter would win over the body's."""
+        login, code = issued
+        form = {"grant_type": "authorization_code", "code": code,
+                "redirect_uri": login.redirect_uri, "code_verifier": login.verifier}
+        response = act.client.post(f"/token?{query}", data=form, auth=(IDP_ID, IDP_SECRET))
+        assert error_of(response) == "invalid_request"
+        assert act.redeem(code, login).status_code == 200
+
     def test_a_verifier_with_a_final_newline_is_refused(self, act):
         """RFC 7636 §4.1: the verifier is 43-128 unreserved characters; a pattern ending in
         ``$`` lets a final newline through, and the challenge computed over it would match."""
