@@ -68,22 +68,13 @@ def audit(steps: Steps) -> list[Finding]:
             "browser", f"the bound browser flow {browser!r} lets users in without the step-up",
             "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
             "form and bind that flow)"))
-    reset = realm.get("resetCredentialsFlow")
-    if realm.get("resetPasswordAllowed") and verdict(reset) is not Verdict.PASSES:
-        findings.append(Finding(
-            "reset-credentials",
-            f"\"Forgot password?\" runs {reset!r}, which signs users in after the e-mailed link "
-            "without the step-up",
-            "run `stepup keycloak install` (covers reset-credentials), or turn off Forgot "
-            "password under Realm settings → Login"))
-    registration = realm.get("registrationFlow")
-    if realm.get("registrationAllowed") and verdict(registration) is not Verdict.PASSES:
-        findings.append(Finding(
-            "registration",
-            f"user registration is on and runs {registration!r}, which signs a new account in "
-            "without the step-up",
-            "run `stepup keycloak install` (covers registration), or turn off User "
-            "registration under Realm settings → Login"))
+    for door, switch, binding, runs, setting in _SWITCHED_DOORS:
+        flow = realm.get(binding)
+        if realm.get(switch) and verdict(flow) is not Verdict.PASSES:
+            findings.append(Finding(
+                door, runs.format(flow=flow) + " without the step-up",
+                f"run `stepup keycloak install` (covers {door}), or turn off {setting} under "
+                "Realm settings → Login"))
     direct = realm.get("directGrantFlow")
     for client in steps.clients():
         findings.extend(_client_findings(client, direct, by_id, verdict))
@@ -98,6 +89,18 @@ def audit(steps: Steps) -> list[Finding]:
                 "run `stepup keycloak install` (covers brokers), or set its post login flow to "
                 "a flow with Stepup Bridge MFA REQUIRED"))
     return findings
+
+
+#: Doors a realm setting opens: (door, the setting's key, the flow binding, what the flow does,
+#: the setting's name in the admin console).
+_SWITCHED_DOORS = (
+    ("reset-credentials", "resetPasswordAllowed", "resetCredentialsFlow",
+     "\"Forgot password?\" runs {flow!r}, which signs users in after the e-mailed link",
+     "Forgot password"),
+    ("registration", "registrationAllowed", "registrationFlow",
+     "user registration is on and runs {flow!r}, which signs a new account in",
+     "User registration"),
+)
 
 
 def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str, str],
