@@ -223,12 +223,14 @@ def user_unlock(subject: str) -> None:
     """Lift a lock after checking it's the user; their authenticator and code stay valid."""
     try:
         with _bridge().store.begin() as tx:
+            barred = not helpdesk.show(tx, subject)["factors"]
             helpdesk.unlock(tx, subject, time.time(), actor=None)
     except helpdesk.NotEnrolled:
         _fail(f"{subject} is not enrolled")
     except helpdesk.NotLocked:
         _fail(f"{subject} is not locked")
-    click.echo(f"Unlocked {subject}: the failure count starts again from zero.")
+    click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
+               else "the failure count starts again from zero."))
 
 
 @user.command("reset")

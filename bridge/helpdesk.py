@@ -30,7 +30,7 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
     return {
         "subject": user.subject,
         "display_name": user.display_name,
-        "enrolled_at": user.created_at,
+        "enrolled_at": user.created_at if user.totp_secret else None,  # barred: never
         "factors": ["totp", "recovery_code"] if user.totp_secret else [],
         "recovery_code_version": user.recovery_version,
         "locked": user.locked_at is not None,

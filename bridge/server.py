@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from typing import Any
 
 from flask import Flask
 from gunicorn import glogging
@@ -37,7 +38,8 @@ class JsonLogger(glogging.Logger):
                 handler.setFormatter(JsonFormatter())
         self.error_log.addFilter(_no_request_targets)
 
-    def atoms(self, resp, req, environ, request_time) -> dict:
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
+              ) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
         atoms["U"] = loggable_path(atoms["U"])
         return atoms

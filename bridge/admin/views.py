@@ -6,7 +6,7 @@ import functools
 import json
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .. import helpdesk
@@ -43,7 +43,7 @@ def _api_error(e: ApiError):
 
 
 @bp.errorhandler(HTTPException)
-def http_error(e: HTTPException):
+def http_error(e: HTTPException) -> Response:
     """werkzeug's refusals as the API's JSON. Also answers the app's routing refusals under
     the API's prefix (no such path, wrong method), which no blueprint's handler sees."""
     response = _api_error(ApiError(e.code or 400, "not_found" if e.code == 404 else
@@ -116,7 +116,7 @@ def openapi():
 @authorized
 def show_user(subject: str):
     bridge = current_app.extensions["stepup"]
-    if subject.rsplit("/", 1)[-1] in ("unlock", "reset"):  # an action's URL, not a subject
+    if "/" in subject and subject.rsplit("/", 1)[1] in ("unlock", "reset"):  # an action's URL
         raise MethodNotAllowed(valid_methods=["POST"], description="Use POST.")
     subject = _subject(subject)
     with bridge.store.begin() as tx:

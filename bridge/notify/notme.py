@@ -72,10 +72,10 @@ class NotMe:
             if not tx.disown_event(event_id, now):
                 return Outcome.USED
             subject = event["subject"]
-            if tx.find_user(subject, for_update=True) is not None:
+            # A reset left no row to lock (the help desk may have been talked into it): bar the
+            # subject, so nobody enrolls meanwhile. An enrollment that committed first is locked.
+            if tx.find_user(subject, for_update=True) is not None or not tx.bar_user(subject, now):
                 tx.lock_user(subject, now)
-            else:  # reset by the help desk (maybe talked into it): nobody enrolls meanwhile
-                tx.bar_user(subject, now)
             tx.lock_sign_ins(subject, LOCKED)
             tx.audit("not_me", now, subject=subject, client_id=event["client_id"],
                      disowned=event_id)

@@ -67,7 +67,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
 
-    def authenticate_token_endpoint_client(self):
+    def authenticate_token_endpoint_client(self) -> ClientModel:
         client = super().authenticate_token_endpoint_client()
         # PAR requires a redirect_uri, so §4.1.3 requires it here; authlib would find it
         # missing only after taking the code, and call it invalid_grant.
@@ -93,7 +93,7 @@ class StrictCodeChallenge(CodeChallenge):
 
     VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
-    def validate_code_verifier(self, grant, result):
+    def validate_code_verifier(self, grant: CodeGrant, result: object) -> None:
         verifier = grant.request.form.get("code_verifier")
         if verifier and not self.VERIFIER.fullmatch(verifier):
             raise InvalidRequestError("Invalid 'code_verifier'")

@@ -145,6 +145,9 @@ def test_every_refusal_under_the_api_is_json(admin_act, method, path, status):
     assert response.headers["Cache-Control"] == "no-store"
     if status == 405:
         assert response.headers["Allow"]
+    named_reset = act.client.get("/admin/api/users/reset", headers=bearer(act))
+    assert named_reset.status_code == 404  # a subject called "reset" is looked up
+    assert named_reset.get_json()["error"] == "not_enrolled"
     assert "helpdesk_show" not in [e["event"] for e in act.client.get(
         "/admin/api/events?subject=ann%2Freset", headers=bearer(act)).get_json()["events"]]
 

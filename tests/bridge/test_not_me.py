@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge import helpdesk
-from bridge.store import schema
+from bridge.store import Tx, schema
 from tests.bridge.conftest import shown, user
 from tests.bridge.test_notify import body_of, notifying, receiver, smtp  # noqa: F401
 from tests.bridge.test_outbox import outbox
@@ -90,6 +90,7 @@ def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it
     with act.bridge.store.begin() as tx:
         shown_to_help_desk = helpdesk.show(tx, "nia")
     assert shown_to_help_desk["factors"] == [] and shown_to_help_desk["locked"]
+    assert shown_to_help_desk["enrolled_at"] is None
     # The help desk checks it is Nia and unlocks: she enrolls afresh.
     with act.bridge.store.begin() as tx:
         helpdesk.unlock(tx, "nia", clock(), "helpdesk")
@@ -97,6 +98,27 @@ def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it
     assert "totp-secret" in login.last_page
     login.secret = shown(login.last_page, "totp-secret")
     assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
+
+
+def test_disowning_a_reset_just_after_someone_enrolled_locks_the_new_factor(
+        mailed, smtp, clock, monkeypatch):  # noqa: F811
+    """The race on PostgreSQL: the enrollment commits after the confirmation looked for a
+    row and before it bars the subject. Barring fails on the new row, which is locked."""
+    act, _, _ = mailed
+    with act.bridge.store.begin() as tx:
+        helpdesk.reset(tx, "nia", clock(), "helpdesk")
+    act.bridge.sender.run_once()
+    path = re.search(r"https://bridge\.example(/not-me/\S+)",
+                     body_of(smtp.messages[-1])).group(1)
+    act.enroll("nia")  # the attacker's new factor, committed
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    looked = Tx.find_user
+    monkeypatch.setattr(Tx, "find_user", lambda tx, subject, for_update=False: None)
+    try:
+        assert act.client.post(path, data={"csrf_token": token}).status_code == 200
+    finally:
+        monkeypatch.setattr(Tx, "find_user", looked)
+    assert user(act, "nia").locked_at == clock()
 
 
 def test_without_the_csrf_token_nothing_is_locked(mailed):

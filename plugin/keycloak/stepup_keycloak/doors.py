@@ -83,7 +83,6 @@ class Doors:
                     return str(config[CONFIG_CLIENT_SECRET])
         return None
 
-
     def _values(self, secret: str) -> dict[str, str | None]:
         return {
             CONFIG_ISSUER: self.opts.bridge_issuer,

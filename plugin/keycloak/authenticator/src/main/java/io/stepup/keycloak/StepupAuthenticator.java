@@ -180,17 +180,21 @@ public class StepupAuthenticator implements Authenticator {
         refuse(context, MSG_FAILED, Response.Status.BAD_REQUEST, "handoff_rejected");
     }
 
-    /** No browser to send to the bridge (the direct grant flow): refuse with an OAuth error, never a 500. */
+    /**
+     * No browser to send to the bridge (the direct grant flow): refuse with an OAuth error, never a 500, and
+     * without counting a failed login: the password was right, and a script that still uses the grant must not
+     * get its user locked or disabled by brute-force detection.
+     */
     private static void unsupportedFlow(AuthenticationFlowContext context) {
         AuthenticationFlowModel flow = context.getTopLevelFlow();
         LOG.error(FlowPaths.unsupportedMessage(context.getFlowPath(), flow == null ? "?" : flow.getAlias()));
-        context.getEvent().detail(Details.REASON, "stepup_unsupported_flow");
+        context.getEvent().detail(Details.REASON, "stepup_unsupported_flow").error("stepup_unsupported_flow");
         Response refusal = Response.status(Response.Status.UNAUTHORIZED)
                 .type(MediaType.APPLICATION_JSON_TYPE)
                 .entity(new OAuth2ErrorRepresentation("invalid_grant",
                         "A second factor is required; sign in through the browser."))
                 .build();
-        context.failure(AuthenticationFlowError.INTERNAL_ERROR, refusal);
+        context.forceChallenge(refusal);
     }
 
     /** The user's second factor was refused: a failed login, as brute-force detection counts them. */
