@@ -294,6 +294,7 @@ def db() -> None:
 def db_upgrade() -> None:
     """Create or migrate the schema to this version (alembic)."""
     settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the SQLite file's
     engine = create_engine(settings.database)
     migrate.upgrade(engine)
     click.echo(f"Database at revision {migrate.current(engine)}")
@@ -354,8 +355,9 @@ def _install_options(settings, kw: dict, **extra):
               help="Also add the client scope to the clients that exist already.")
 def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_loa,
                      loa_max_age, existing_clients, **kw) -> None:
-    """Put the step-up on every door into the realm (browser, password reset, identity
-    providers, direct grant), add the claims, register the realm at the bridge, then audit.
+    """Put the step-up on every door into the realm (browser, password reset, registration,
+    identity providers, direct grant), add the claims, register the realm at the bridge,
+    then audit.
     Safe to run again, with other options too."""
     from stepup_keycloak import DOORS, ProvisioningError, audit, connect, install
 

@@ -296,6 +296,12 @@ class TestDbUpgrade:
         ok(stepup("db", "upgrade", STEPUP_DATABASE_URL=url))  # idempotent
         ok(stepup("client", "list", STEPUP_DATABASE_URL=url))
 
+    def test_the_default_sqlite_file_in_a_data_folder_not_made_yet(self, stepup, tmp_path):
+        """The quick set-up: no STEPUP_DATABASE_URL, and `db upgrade` the first command."""
+        folder = tmp_path / "not-yet"
+        out = ok(stepup("db", "upgrade", STEPUP_DATA_DIR=str(folder), STEPUP_DATABASE_URL=""))
+        assert migrate.head() in out and (folder / "stepup.db").is_file()
+
     def test_unmigrated_database_is_refused(self, stepup, tmp_path):
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         line = one_line_error(stepup("client", "list", STEPUP_DATABASE_URL=url))

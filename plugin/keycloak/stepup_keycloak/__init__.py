@@ -1,11 +1,12 @@
 """Provision Keycloak for Stepup Bridge with python-keycloak (``stepup keycloak install``).
 
 Install puts the ``stepup-bridge`` authenticator on every door into a realm (browser flow,
-password reset, identity providers' post login flow, direct grant; ``InstallOptions.cover``)
-and adds a client scope that puts the step-up's ``acr``, ``amr`` and ``auth_time`` into tokens
-as ``stepup_acr``, ``stepup_amr`` and ``stepup_auth_time``. Uninstall restores the previous
-bindings and deletes what install created. Both are idempotent. Audit lists the doors that do
-not pass the step-up. No Flask, no bridge import: the bridge's CLI calls::
+password reset, registration, identity providers' post login flow, direct grant;
+``InstallOptions.cover``) and adds a client scope that puts the step-up's ``acr``, ``amr``
+and ``auth_time`` into tokens as ``stepup_acr``, ``stepup_amr`` and ``stepup_auth_time``.
+Uninstall restores the previous bindings and deletes what install created. Both are
+idempotent. Audit lists the doors that do not pass the step-up. No Flask, no bridge import:
+the bridge's CLI calls::
 
     opts = InstallOptions(server_url=..., realm=..., bridge_issuer=...,
                           admin_username=..., admin_password=...)
