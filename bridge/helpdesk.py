@@ -30,8 +30,8 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
     return {
         "subject": user.subject,
         "display_name": user.display_name,
-        "enrolled_at": user.created_at if user.totp_secret else None,  # barred: never
-        "factors": ["totp", "recovery_code"] if user.totp_secret else [],
+        "enrolled_at": None if user.barred else user.created_at,
+        "factors": [] if user.barred else ["totp", "recovery_code"],
         "recovery_code_version": user.recovery_version,
         "locked": user.locked_at is not None,
         "locked_at": user.locked_at,
@@ -40,19 +40,20 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
     }
 
 
-def unlock(tx: Tx, subject: str, now: float, actor: str | None) -> None:
+def unlock(tx: Tx, subject: str, now: float, actor: str | None) -> bool:
     """Lift a lock; the authenticator and recovery code stay valid. A subject barred with no
-    factor (a disowned reset) may enroll again."""
+    factor (a disowned reset) may enroll again: True then."""
     user = tx.find_user(subject, for_update=True)
     if user is None:
         raise NotEnrolled(subject)
     if user.locked_at is None:
         raise NotLocked(subject)
-    if user.totp_secret:
-        tx.unlock_user(subject)
-    else:
+    if user.barred:
         tx.remove_user(subject)
+    else:
+        tx.unlock_user(subject)
     tx.audit("helpdesk_unlock", now, subject=subject, client_id=actor)
+    return user.barred
 
 
 def reset(tx: Tx, subject: str, now: float, actor: str | None) -> None:

@@ -86,6 +86,10 @@ class User:
     totp_drift: int = 0
     totp_hinted_step: int | None = None
 
+    @property
+    def barred(self) -> bool:
+        return not self.totp_secret
+
 
 @dataclass(frozen=True)
 class Flow:
