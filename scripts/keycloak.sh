@@ -14,7 +14,8 @@
 # KEYCLOAK_VERSION). Each PORT gets its own log (.cache/keycloak/kc-PORT.log) and pid file; the embedded H2 database
 # (dev-file) lives in the Keycloak home and is shared, so run one instance per home at a time, or set
 # KEYCLOAK_DB=dev-mem for a fresh in-memory database on every start (changing it costs one ~20 s rebuild).
-# Environment: KEYCLOAK_JAVA_HOME (a JDK to run Keycloak with), KEYCLOAK_START_TIMEOUT (seconds, default 180).
+# Environment: KEYCLOAK_JAVA_HOME (a JDK to run Keycloak with), KEYCLOAK_START_TIMEOUT (seconds, default 180),
+# KEYCLOAK_FEATURES (a --features list, e.g. preview features a test needs; changing it costs one rebuild too).
 # Every sub-command is idempotent.
 set -euo pipefail
 
@@ -169,7 +170,7 @@ cmd_start() {
         setsid "$KC_HOME/bin/kc.sh" start-dev \
             --http-host 127.0.0.1 --http-port "$port" --hostname-strict=false \
             --http-management-port "$management" --health-enabled=true \
-            --db "${KEYCLOAK_DB:-dev-file}" \
+            --db "${KEYCLOAK_DB:-dev-file}" ${KEYCLOAK_FEATURES:+--features "$KEYCLOAK_FEATURES"} \
             </dev/null >"$log" 2>&1 &
     echo $! > "$(pid_file "$port")"
     wait_until_up "$port" "$log"

@@ -253,6 +253,12 @@ def add_upstream_idp(keycloak_url: str, upstream, admin, alias: str = "upstream"
             "syncMode": "IMPORT"}})
 
 
+#: Preview features the test Keycloak runs, so that the audit's doors that need them can be
+#: planted and walked through for real (legacy token exchange needs fine-grained admin
+#: permissions v1, which replaces v2). With nothing configured in a realm they open no door.
+FEATURES = "token-exchange,admin-fine-grained-authz:v1,jwt-authorization-grant"
+
+
 def start_world(tmp: Path):
     """Generator: build and start everything, yield a KeycloakWorld, stop everything."""
     from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -260,7 +266,7 @@ def start_world(tmp: Path):
     kc_port, bridge_port, proxy_port, rp_port, smtp_port = (free_port() for _ in range(5))
     keycloak_url = f"http://127.0.0.1:{kc_port}"
     issuer = f"http://127.0.0.1:{proxy_port}"
-    kc_env = {"KEYCLOAK_DB": "dev-mem"}
+    kc_env = {"KEYCLOAK_DB": "dev-mem", "KEYCLOAK_FEATURES": FEATURES}
     run(KEYCLOAK, "fetch")
     run(KEYCLOAK, "build")
     run(KEYCLOAK, "start", str(kc_port), env=kc_env, timeout=400)

@@ -1,12 +1,14 @@
 """Every door into a Keycloak realm passes the bridge: the password reset (a real SMTP server
 receives the e-mail), self-registration, logins through an external identity provider (realm
-``upstream`` of the same Keycloak), the password grant; the audit finds the doors left open;
+``upstream`` of the same Keycloak), the password grant; the audit finds the doors left open,
+the grants that run no flow (token exchange, the JWT authorization grant) among them;
 the step-up only when asked; install re-runs that keep clients' scopes. Real Keycloak 26, real
 Chromium.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -277,6 +279,115 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
                      "reset-credentials"]
     assert any("'admin-cli'" in line for line in lines)
     assert any("'legacy'" in line for line in lines)
+
+
+# -- grants that run no flow ----------------------------------------------------------------------
+
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def test_grants_that_run_no_flow_are_real_doors_and_audit_reports_each(world):
+    """Legacy token exchange (a partner's token, impersonation) and the JWT authorization grant
+    give a client a user's tokens without any flow, so no step can stand in their way. The test
+    Keycloak runs their preview features (keycloak_env.FEATURES): each door is opened as an
+    administrator would, walked through, reported by audit, and closed again."""
+    realm = world.open_realm("grants")
+    admin, kc = realm.admin, world.keycloak
+    add_upstream_idp(kc, world.upstream, admin, alias="partner")
+    world.stepup("keycloak", "install", *world.keycloak_args("grants"))
+    assert audit_lines(world, "grants") == (0, [])  # the features alone open nothing
+
+    # A partner user, and tokens the partner issues for this realm (its only audience).
+    world.add_user("gx-pat", admin=world.upstream)
+    world.upstream.create_client({
+        "clientId": "grants-agent", "publicClient": True, "directAccessGrantsEnabled": True,
+        "standardFlowEnabled": False, "fullScopeAllowed": False, "protocolMappers": [{
+            "name": "grants-audience", "protocol": "openid-connect",
+            "protocolMapper": "oidc-audience-mapper",
+            "config": {"included.custom.audience": f"{kc}/realms/grants",
+                       "access.token.claim": "true"}}]})
+
+    def partner_token() -> str:
+        return requests.post(f"{kc}/realms/upstream/protocol/openid-connect/token", data={
+            "grant_type": "password", "client_id": "grants-agent", "username": "gx-pat",
+            "password": "gx-pat-pw", "scope": "openid"}, timeout=30).json()["access_token"]
+
+    secret = "exchanger-secret-" + "x" * 16
+    admin.create_client({"clientId": "exchanger", "secret": secret, "publicClient": False,
+                         "standardFlowEnabled": False, "serviceAccountsEnabled": True})
+    exchanger = admin.get_client_id("exchanger")
+
+    def grant(**form: str) -> requests.Response:
+        return requests.post(f"{kc}/realms/grants/protocol/openid-connect/token", data={
+            "client_id": "exchanger", "client_secret": secret, **form}, timeout=30)
+
+    def external() -> requests.Response:
+        return grant(grant_type=EXCHANGE, subject_token=partner_token(),
+                     subject_issuer="partner",
+                     subject_token_type="urn:ietf:params:oauth:token-type:access_token")
+
+    def impersonation() -> requests.Response:
+        return grant(grant_type=EXCHANGE, requested_subject="gx-pat")
+
+    def jwt_grant() -> requests.Response:
+        return grant(grant_type=JWT_BEARER, assertion=partner_token())
+
+    def signed_in(answer: requests.Response) -> str:
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["access_token"]
+        return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))[
+            "preferred_username"]
+
+    assert external().status_code == 403  # no permission allows the client yet
+
+    # The administrator allows 'exchanger' (fine-grained permissions v1, a client policy).
+    base = "admin/realms/grants"
+    management = admin.get_client_id("realm-management")
+    authz = f"{base}/clients/{management}/authz/resource-server"
+    policy = admin.connection.raw_post(f"{authz}/policy/client", json.dumps(
+        {"name": "exchanger-may", "clients": [exchanger], "logic": "POSITIVE"})).json()["id"]
+
+    def permissions(path: str, scope: str | None) -> None:
+        """Turn ``path``'s permissions on and give ``scope`` the policy, or (None) off."""
+        admin.connection.raw_put(f"{base}/{path}", json.dumps({"enabled": scope is not None}))
+        if scope:
+            ref = admin.connection.raw_get(f"{base}/{path}").json()
+            url = f"{authz}/permission/scope/{ref['scopePermissions'][scope]}"
+            permission = admin.connection.raw_get(url).json()
+            admin.connection.raw_put(url, json.dumps({**permission, "policies": [policy]}))
+
+    def jwt_grants(on: bool) -> None:
+        idp = admin.get_idp("partner")
+        idp["config"]["jwtAuthorizationGrantEnabled"] = str(on).lower()
+        admin.update_idp("partner", idp)
+        client = admin.get_client(exchanger)
+        client["attributes"].update({"oauth2.jwt.authorization.grant.enabled": str(on).lower(),
+                                     "oauth2.jwt.authorization.grant.idp": "partner"})
+        admin.update_client(exchanger, client)
+
+    permissions("identity-provider/instances/partner/management/permissions", "token-exchange")
+    assert signed_in(external()) == "gx-pat"  # imported and signed in: no flow, no step
+    permissions("users-management-permissions", "impersonate")
+    assert signed_in(impersonation()) == "gx-pat"
+    jwt_grants(True)
+    assert signed_in(jwt_grant()) == "gx-pat"
+
+    status, lines = audit_lines(world, "grants")
+    text = "\n".join(lines)
+    assert status == 1 and len(lines) == 3, text
+    assert "OPEN  token exchange: identity provider 'partner' lets clients exchange" in text
+    assert "OPEN  token exchange: the users' impersonate permission has policies" in text
+    assert ("OPEN  jwt authorization grant: client 'exchanger' takes JWTs signed by identity "
+            "provider 'partner'") in text
+
+    permissions("identity-provider/instances/partner/management/permissions", None)
+    permissions("users-management-permissions", None)
+    jwt_grants(False)
+    assert audit_lines(world, "grants") == (0, [])
+    assert external().status_code == 403
+    assert impersonation().status_code == 403
+    assert jwt_grant().status_code in (400, 401)
 
 
 # -- step-up only when asked ----------------------------------------------------------------------

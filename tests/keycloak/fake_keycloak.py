@@ -4,8 +4,9 @@ Only the endpoints provisioning uses, with the Keycloak 26 behaviour that matter
 ``/authentication`` part is in :mod:`fake_flows`; here are the token endpoint (password and
 client-credentials grants, checked against ``users``/``clients``), the realm (a PUT replaces
 ``attributes`` wholesale, as ``DefaultExportImportManager.updateRealm`` does), client scopes
-with their mappers, and the realm's default client scopes. Admin calls need a bearer token the
-token endpoint issued.
+with their mappers, the realm's default client scopes, the server's features and the
+fine-grained (v1) permissions of identity providers and users, read-only. Admin calls need a
+bearer token the token endpoint issued.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class FakeKeycloak(FakeAuthentication):
         #: Identity providers by alias, and clients by id (representations as Keycloak lists them).
         self.idps: dict[str, dict[str, Any]] = {}
         self.clients_by_id: dict[str, dict[str, Any]] = {}
+        #: Enabled server features (``/admin/serverinfo`` names); see :meth:`grant_permission`.
+        self.features: set[str] = set()
+        #: Fine-grained v1 permissions: ``"users"`` or an IdP alias -> scope -> policy names.
+        self.permissions: dict[str, dict[str, list[str]]] = {}
+        self.management_id = self.add_client("realm-management", bearerOnly=True)["id"]
         prefix = rf"/admin/realms/{re.escape(realm)}"
         scope = prefix + r"/client-scopes/([^/]+)"
         self.routes = [
@@ -79,6 +85,12 @@ class FakeKeycloak(FakeAuthentication):
             ("GET", scope + r"/protocol-mappers/models", self.mappers),
             ("POST", scope + r"/protocol-mappers/models", self.add_mapper),
             ("PUT", scope + r"/protocol-mappers/models/([^/]+)", self.update_mapper),
+            ("GET", r"/admin/serverinfo", self.server_info),
+            ("GET", prefix + r"/identity-provider/instances/([^/]+)/management/permissions",
+             self.idp_permissions),
+            ("GET", prefix + r"/users-management-permissions", self.users_permissions),
+            ("GET", prefix + r"/clients/([^/]+)/authz/resource-server/permission/([^/]+)/"
+             r"associatedPolicies", self.associated_policies),
             ("GET", prefix + r"/identity-provider/instances", self.list_idps),
             ("PUT", prefix + r"/identity-provider/instances/([^/]+)", self.put_idp),
             ("GET", prefix + r"/clients", self.list_clients),
@@ -109,6 +121,11 @@ class FakeKeycloak(FakeAuthentication):
             "bearerOnly": False, "directAccessGrantsEnabled": False,
             "defaultClientScopes": ["profile", "email"], "optionalClientScopes": [], **rep}
         return self.clients_by_id[internal]
+
+    def grant_permission(self, holder: str, scope: str, *policies: str) -> None:
+        """Turn on the fine-grained permissions of ``holder`` (an IdP alias or ``"users"``) and
+        give its ``scope`` permission these policies (none: it exists but allows nobody)."""
+        self.permissions.setdefault(holder, {})[scope] = list(policies)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -193,7 +210,41 @@ class FakeKeycloak(FakeAuthentication):
         return reply(204)
 
     def list_clients(self, _: Any) -> Reply:
-        return reply(200, self._paged(list(self.clients_by_id.values())))
+        clients = [c for c in self.clients_by_id.values()
+                   if self.query.get("clientId", c["clientId"]) == c["clientId"]]
+        return reply(200, self._paged(clients))
+
+    # -- server features and fine-grained permissions (v1) ------------------------------------
+
+    def server_info(self, _: Any) -> Reply:
+        enabled = sorted(self.features | {"TOKEN_EXCHANGE_STANDARD_V2"})  # on by default
+        return reply(200, {"features": [{"name": n, "enabled": True} for n in enabled]
+                           + [{"name": "DOCKER", "enabled": False}]})
+
+    def _permissions(self, holder: str) -> Reply:
+        if "ADMIN_FINE_GRAINED_AUTHZ" not in self.features:
+            return reply(501, {"error": "Feature not enabled"})
+        scopes = self.permissions.get(holder)
+        if scopes is None:
+            return reply(200, {"enabled": False})
+        return reply(200, {"enabled": True, "resource": f"res-{holder}",
+                           "scopePermissions": {s: f"perm-{holder}-{s}" for s in scopes}})
+
+    def idp_permissions(self, _: Any, alias: str) -> Reply:
+        if alias not in self.idps:
+            return reply(404, {"error": "Could not find identity provider"})
+        return self._permissions(alias)
+
+    def users_permissions(self, _: Any) -> Reply:
+        return self._permissions("users")
+
+    def associated_policies(self, _: Any, client_id: str, permission: str) -> Reply:
+        for holder, scopes in self.permissions.items():
+            for scope, policies in scopes.items():
+                if client_id == self.management_id and permission == f"perm-{holder}-{scope}":
+                    return reply(200, [{"id": f"id-{p}", "name": p, "type": "client"}
+                                       for p in policies])
+        return reply(404, {"error": "HTTP 404 Not Found"})
 
     def _paged(self, items: list[Any], default_max: int | None = None) -> list[Any]:
         """``first``/``max`` as Keycloak 26 reads them; identity providers come 100 at a time

@@ -138,3 +138,86 @@ def test_a_disabled_identity_provider_is_no_door(fake, admin, opts):
     fake.add_idp("old-partner", enabled=False)
 
     assert audit(admin, opts) == []
+
+
+# -- grants that run no flow (preview features) ------------------------------------------------
+
+LEGACY_EXCHANGE = {"TOKEN_EXCHANGE", "ADMIN_FINE_GRAINED_AUTHZ"}
+
+
+def test_legacy_token_exchange_is_a_door_only_where_a_permission_allows_a_client(fake, admin,
+                                                                                  opts):
+    """Keycloak's v1 exchange signs users in with no flow (external tokens, impersonation),
+    but allows a client only through a fine-grained permission that has a policy."""
+    fake.add_idp("partner")
+    fake.add_idp("quiet")
+    install(admin, opts)
+    fake.features |= LEGACY_EXCHANGE
+    fake.grant_permission("quiet", "token-exchange")  # permissions on, but no policy
+    fake.grant_permission("users", "view", "helpdesk-may-view")  # not impersonation
+    assert audit(admin, opts) == []
+
+    fake.grant_permission("partner", "token-exchange", "exchanger-may")
+    fake.grant_permission("users", "impersonate", "exchanger-may")
+    fake.calls.clear()
+    findings = audit(admin, opts)
+
+    assert doors(findings) == ["token exchange", "token exchange"]
+    assert "identity provider 'partner' lets clients exchange its tokens" in str(findings[0])
+    assert "Identity providers → partner → Permissions" in str(findings[0])
+    assert "impersonate permission has policies" in str(findings[1])
+    assert "without the preview feature token-exchange" in str(findings[1])
+    assert fake.writes() == []
+
+
+def test_legacy_token_exchange_permissions_are_not_read_when_the_feature_is_off(fake, admin,
+                                                                                opts):
+    """Without the feature there is no exchange to allow; without fine-grained permissions v1
+    Keycloak answers 501 to the permission look-ups, and v1 exchange allows no client."""
+    fake.add_idp("partner")
+    install(admin, opts)
+    fake.grant_permission("partner", "token-exchange", "exchanger-may")
+    assert audit(admin, opts) == []
+    fake.features.add("TOKEN_EXCHANGE")
+    assert audit(admin, opts) == []
+    assert not [c for c in fake.calls if "permissions" in c[1]]
+
+
+def test_experimental_external_token_exchange_opens_every_identity_provider(fake, admin, opts):
+    fake.add_idp("partner")
+    fake.add_idp("old-partner", enabled=False)
+    install(admin, opts)
+    fake.features.add("TOKEN_EXCHANGE_EXTERNAL_INTERNAL_V2")
+
+    (finding,) = audit(admin, opts)
+
+    assert finding.door == "token exchange" and "identity provider 'partner'" in finding.what
+    assert "experimental feature token-exchange-external-internal:v2" in finding.fix
+
+
+def test_jwt_authorization_grant_is_a_door_for_clients_that_trust_an_issuing_provider(
+        fake, admin, opts):
+    """RFC 7523 grants need the preview feature, a confidential client with the grant on and
+    an identity provider it trusts that issues them (a JWT Authorization Grant provider, or an
+    OpenID Connect one with the grant enabled)."""
+    grant = {"oauth2.jwt.authorization.grant.enabled": "true"}
+    fake.add_idp("partner", config={"jwtAuthorizationGrantEnabled": "true"})
+    fake.add_idp("signer", providerId="jwt-authorization-grant", config={})
+    fake.add_idp("plain")
+    install(admin, opts)
+    fake.add_client("agent", attributes={**grant,
+                                         "oauth2.jwt.authorization.grant.idp": "signer##partner"})
+    fake.add_client("half", attributes={**grant, "oauth2.jwt.authorization.grant.idp": "plain"})
+    fake.add_client("public", publicClient=True,
+                    attributes={**grant, "oauth2.jwt.authorization.grant.idp": "partner"})
+    fake.add_client("off", attributes={"oauth2.jwt.authorization.grant.enabled": "false",
+                                       "oauth2.jwt.authorization.grant.idp": "partner"})
+    assert audit(admin, opts) == []  # the feature is off
+
+    fake.features.add("JWT_AUTHORIZATION_GRANT")
+    (finding,) = audit(admin, opts)
+
+    assert finding.door == "jwt authorization grant"
+    assert "client 'agent' takes JWTs signed by identity provider 'partner', 'signer'" in \
+        finding.what
+    assert "turn off JWT Authorization Grant for 'agent'" in finding.fix

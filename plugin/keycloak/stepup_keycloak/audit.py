@@ -11,6 +11,9 @@ login that are judged on their own door, so they are neutral.
 Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
 password" is on), self-registration, every client's flow overrides (OpenID Connect and SAML),
 direct access grants, CIBA and SAML ECP, and every enabled identity provider's post login flow.
+Then the grants that run no flow at all, where the server has their preview feature on and the
+realm lets a client use them: legacy token exchange (external tokens, impersonation), its
+experimental external-to-internal successor, and the JWT authorization grant.
 """
 
 from __future__ import annotations
@@ -76,11 +79,11 @@ def audit(steps: Steps) -> list[Finding]:
                 f"run `stepup keycloak install` (covers {door}), or turn off {setting} under "
                 "Realm settings → Login"))
     direct = realm.get("directGrantFlow")
-    for client in steps.clients():
+    clients = steps.clients()
+    for client in clients:
         findings.extend(_client_findings(client, direct, by_id, verdict))
-    for idp in steps.identity_providers():
-        if not idp.get("enabled", True):
-            continue
+    idps = [idp for idp in steps.identity_providers() if idp.get("enabled", True)]
+    for idp in idps:
         post = idp.get("postBrokerLoginFlowAlias")
         if verdict(post) is not Verdict.PASSES:
             now = f"post login flow {post!r}" if post else "no post login flow"
@@ -88,7 +91,68 @@ def audit(steps: Steps) -> list[Finding]:
                 "brokers", f"identity provider {idp['alias']!r} has {now}",
                 "run `stepup keycloak install` (covers brokers), or set its post login flow to "
                 "a flow with Stepup Bridge MFA REQUIRED"))
+    findings.extend(_flowless_grants(steps, clients, idps))
     return findings
+
+
+def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
+                     idps: list[dict[str, Any]]) -> list[Finding]:
+    """Grants that create a user session without running any authentication flow, so no step
+    can stand in their way: only turning them off closes them. Each needs a preview or
+    experimental feature of the server, and something in the realm that lets a client use it
+    (checked against Keycloak 26.5's token endpoint)."""
+    features = steps.features()
+    off = "or run Keycloak without the {} feature {}"
+    found = []
+    # Legacy exchange (v1) lets a client in only through fine-grained permissions of v1, and a
+    # permission with no policy allows nobody.
+    if {"TOKEN_EXCHANGE", "ADMIN_FINE_GRAINED_AUTHZ"} <= features:
+        for idp in idps:
+            alias = idp["alias"]
+            if steps.idp_permission_policies(alias, "token-exchange"):
+                found.append(Finding(
+                    "token exchange",
+                    f"identity provider {alias!r} lets clients exchange its tokens for this "
+                    "realm's (legacy token exchange): its users get tokens, and new users an "
+                    "account, without any flow and without the step-up",
+                    f"remove the policies of its token-exchange permission (Identity providers → "
+                    f"{alias} → Permissions), " + off.format("preview", "token-exchange")))
+        if steps.users_permission_policies("impersonate"):
+            found.append(Finding(
+                "token exchange",
+                "the users' impersonate permission has policies: a client they allow gets any "
+                "user's tokens by legacy token exchange (requested_subject), without the step-up",
+                "remove the policies of the impersonate permission (Users → Permissions), "
+                + off.format("preview", "token-exchange")))
+    if "TOKEN_EXCHANGE_EXTERNAL_INTERNAL_V2" in features:  # no permission to hold at all
+        for idp in idps:
+            found.append(Finding(
+                "token exchange",
+                f"any confidential client can exchange tokens of identity provider "
+                f"{idp['alias']!r} for this realm's (external-to-internal token exchange v2), "
+                "without any flow and without the step-up",
+                off.format("experimental", "token-exchange-external-internal:v2")))
+    if "JWT_AUTHORIZATION_GRANT" in features:
+        issuers = {idp["alias"] for idp in idps
+                   if idp.get("providerId") == "jwt-authorization-grant"
+                   or (idp.get("config") or {}).get("jwtAuthorizationGrantEnabled") == "true"}
+        for client in clients:
+            attributes = client.get("attributes") or {}
+            if client.get("publicClient") or \
+                    attributes.get("oauth2.jwt.authorization.grant.enabled") != "true":
+                continue
+            trusted = sorted(issuers & set(
+                attributes.get("oauth2.jwt.authorization.grant.idp", "").split("##")))
+            if trusted:
+                name = client.get("clientId")
+                found.append(Finding(
+                    "jwt authorization grant",
+                    f"client {name!r} takes JWTs signed by identity provider "
+                    f"{', '.join(map(repr, trusted))} as a grant (RFC 7523): the users linked "
+                    "to it get tokens without any flow and without the step-up",
+                    f"turn off JWT Authorization Grant for {name!r} (Clients → {name}), "
+                    + off.format("preview", "jwt-authorization-grant")))
+    return found
 
 
 #: Doors a realm setting opens: (door, the setting's key, the flow binding, what the flow does,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from keycloak import KeycloakAdmin, urls_patterns
 from keycloak.exceptions import KeycloakGetError, raise_error_from_response
@@ -121,8 +122,47 @@ class Steps:
                 return items
 
     def _page(self, path: str, first: int) -> list[dict[str, Any]]:
-        answer = self.admin.connection.raw_get(path, first=first, max=PAGE)
-        return raise_error_from_response(answer, KeycloakGetError)
+        return self._get(path, first=first, max=PAGE)
+
+    def _get(self, path: str, **query: Any) -> Any:
+        return raise_error_from_response(self.admin.connection.raw_get(path, **query),
+                                         KeycloakGetError)
+
+    # -- the server and its fine-grained permissions ------------------------------------------
+
+    def features(self) -> frozenset[str]:
+        """The server's enabled features, by the names ``/admin/serverinfo`` gives them
+        (``TOKEN_EXCHANGE``, ``JWT_AUTHORIZATION_GRANT`` …)."""
+        info = self.read("read the server's features", self._get,
+                         urls_patterns.URL_ADMIN_SERVER_INFO)
+        return frozenset(f["name"] for f in info.get("features") or [] if f.get("enabled"))
+
+    def idp_permission_policies(self, alias: str, scope: str) -> list[str]:
+        """The policies behind identity provider ``alias``'s fine-grained (v1) ``scope``
+        permission: none while its permissions are off."""
+        return self._permission_policies(
+            f"identity provider {alias!r}",
+            f"identity-provider/instances/{quote(alias, safe='')}/management/permissions", scope)
+
+    def users_permission_policies(self, scope: str) -> list[str]:
+        """The policies behind the users' fine-grained (v1) ``scope`` permission."""
+        return self._permission_policies("users", "users-management-permissions", scope)
+
+    def _permission_policies(self, what: str, path: str, scope: str) -> list[str]:
+        """Names of the policies of one v1 permission, which live in the realm-management
+        client's authorization settings. Keycloak grants nothing through a permission that has
+        no policy, so an empty list means nobody holds it."""
+        base = f"admin/realms/{quote(self.opts.realm, safe='')}"
+        action = f"read the {scope} permission of {what}"
+        reference = self.read(action, self._get, f"{base}/{path}")
+        permission = (reference.get("scopePermissions") or {}).get(scope)
+        if not reference.get("enabled") or not permission:
+            return []
+        management = self.read("find the realm-management client", self.admin.get_client_id,
+                               "realm-management")
+        policies = self.read(action, self._get, f"{base}/clients/{management}/authz/"
+                             f"resource-server/permission/{permission}/associatedPolicies")
+        return [p.get("name", p.get("id", "?")) for p in policies]
 
     # -- flows -------------------------------------------------------------------------------------
 
