@@ -1,6 +1,7 @@
 """Real receivers for the notification tests, on 127.0.0.1: an SMTP server (aiosmtpd) and a
 webhook receiver (werkzeug) that checks Standard Webhooks signatures and de-duplicates by id.
-Both can be stopped and started again on the same port, or told to misbehave."""
+Both can be stopped and started again on the same port, or told to misbehave. A drip server
+answers one byte at a time, for the senders' deadlines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import email.policy
 import hashlib
 import hmac
 import ipaddress
+import select
+import socket
 import ssl
 import threading
 import time
@@ -168,3 +171,45 @@ class WebhookReceiver:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+
+class DripServer:
+    """Accepts one connection and sends ``answer`` one byte every ``interval`` seconds, from
+    the start (a mail server speaks first; an HTTP request is simply drained meanwhile): each
+    read on the other side gets data long before a socket timeout. ``cut`` is set when the
+    client shut the connection mid-answer, ``finished`` when all was sent."""
+
+    def __init__(self, answer: bytes, interval: float = 0.25,
+                 certs: tuple[Path, Path] | None = None) -> None:
+        self.answer, self.interval = answer, interval
+        self.tls = None
+        if certs:  # TLS from the first byte (https, smtps)
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.load_cert_chain(*certs)
+        self.cut, self.finished = threading.Event(), threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        if self.tls:
+            conn = self.tls.wrap_socket(conn, server_side=True)
+        with conn:
+            for byte in self.answer:
+                until = time.monotonic() + self.interval
+                while (left := until - time.monotonic()) > 0:
+                    readable, _, _ = select.select([conn], [], [], left)
+                    if readable and not conn.recv(65536):  # the client ended the exchange
+                        self.cut.set()
+                        return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    self.cut.set()
+                    return
+            self.finished.set()
+            conn.recv(65536)  # let the client read it all before the close
+
+    def stop(self) -> None:
+        self.listener.close()

@@ -17,6 +17,7 @@ from babel.support import Translations
 from ..challenge import N_
 from ..i18n import TRANSLATIONS, negotiate
 from ..settings import SMTP_SCHEMES, Settings
+from .deadline import Deadline
 
 SUBJECT = N_("Security notice for your account")
 #: What happened, one sentence per event.
@@ -68,14 +69,22 @@ def compose(event: dict[str, Any], sender: str, domain: str,
 
 
 def send(settings: Settings, message: EmailMessage) -> None:
-    """Hand one message to the SMTP server of ``STEPUP_SMTP_URL``."""
+    """Hand one message to the SMTP server of ``STEPUP_SMTP_URL``, the whole session (from the
+    connection to the end of QUIT) within ``STEPUP_SMTP_TIMEOUT``."""
     url = urlsplit(settings.smtp_url)
     port = url.port or SMTP_SCHEMES[url.scheme]
     context = ssl.create_default_context()
-    smtp = (smtplib.SMTP_SSL(url.hostname, port, timeout=settings.smtp_timeout, context=context)
-            if url.scheme == "smtps" else
-            smtplib.SMTP(url.hostname, port, timeout=settings.smtp_timeout))
-    with smtp:
+    timeout = settings.smtp_timeout
+    smtp = (smtplib.SMTP_SSL(timeout=timeout, context=context) if url.scheme == "smtps" else
+            smtplib.SMTP(timeout=timeout))
+    # Connected here rather than by the constructor, so that the deadline covers the greeting
+    # too; the constructor is also what records the name TLS verifies the certificate against.
+    smtp._host = url.hostname or ""
+    with Deadline(timeout) as deadline, smtp:
+        deadline.watch(lambda: getattr(smtp, "sock", None))  # STARTTLS replaces the socket
+        code, greeting = smtp.connect(smtp._host, port)
+        if code != 220:  # what smtplib's constructor checks when it connects itself
+            raise smtplib.SMTPConnectError(code, greeting)
         if url.scheme == "smtp+starttls":
             smtp.starttls(context=context)
         if url.username:

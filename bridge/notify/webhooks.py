@@ -14,6 +14,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from .deadline import Deadline
+
 
 class DeliveryError(Exception):
     """A receiver did not take the event; the message is safe to log (no secret, no address)."""
@@ -36,7 +38,8 @@ def body(event: dict[str, Any]) -> bytes:
 
 
 def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) -> None:
-    """POST one event; anything but a 2xx answer within ``timeout`` seconds is a failure."""
+    """POST one event; anything but a whole 2xx answer within ``timeout`` seconds, from the
+    connection to the answer's last byte, is a failure."""
     import requests  # only a node with webhooks configured needs it: 5 MiB less per worker
 
     payload = body(event)
@@ -44,10 +47,50 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
     headers = {"content-type": "application/json", "webhook-id": event["id"],
                "webhook-timestamp": str(timestamp),
                "webhook-signature": sign(key, event["id"], timestamp, payload)}
-    try:
-        response = requests.post(url, data=payload, headers=headers, timeout=timeout,
-                                 allow_redirects=False)
-    except requests.RequestException as e:
-        raise DeliveryError(type(e).__name__) from None
+    with Deadline(timeout) as deadline, _session(deadline) as session:
+        try:
+            response = session.post(url, data=payload, headers=headers, timeout=timeout,
+                                    allow_redirects=False)
+        except requests.RequestException as e:
+            late = deadline.expired or isinstance(e, requests.Timeout)
+            raise DeliveryError(f"no whole answer within {timeout} s" if late
+                                else type(e).__name__) from None
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"HTTP {response.status_code}")
+
+
+def _session(deadline: Deadline) -> Any:
+    """A requests session whose connections, direct or through a proxy, are watched by
+    ``deadline``. (urllib3 creates a connection per pool from the pool's ``ConnectionCls``.)"""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def watched(base: type) -> type:
+        class Watched(base):  # type: ignore[valid-type, misc]
+            def connect(self) -> None:
+                deadline.watch(lambda: self.sock)  # read at expiry: TLS replaces it
+                super().connect()
+        return Watched
+
+    class Http(HTTPConnectionPool):
+        ConnectionCls = watched(HTTPConnection)
+
+    class Https(HTTPSConnectionPool):
+        ConnectionCls = watched(HTTPSConnection)
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Http, "https": Https}
+
+        def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(*args, **kwargs)
+            manager.pool_classes_by_scheme = {"http": Http, "https": Https}
+            return manager
+
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, Adapter())
+    return session

@@ -17,7 +17,7 @@ from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import returning, shown, wrong_code
 from tests.bridge.test_outbox import metric
-from tests.receivers import WEBHOOK_SECRET, SmtpSink, WebhookReceiver, tls_files
+from tests.receivers import WEBHOOK_SECRET, DripServer, SmtpSink, WebhookReceiver, tls_files
 
 
 @pytest.fixture
@@ -241,7 +241,7 @@ def test_a_hanging_receiver_times_out_and_a_deduplicating_one_keeps_it_once(
     receiver.mode, receiver.hang_s = "hang", 3  # past STEPUP_WEBHOOK_TIMEOUT=1
     act.enroll("gus")
     act.bridge.sender.run_once()
-    assert "webhook: ReadTimeout" in pending(act)[0]["last_error"]
+    assert "webhook: no whole answer within 1 s" in pending(act)[0]["last_error"]
     receiver.mode = "ok"
     clock.advance(10)
     act.bridge.sender.run_once()
@@ -411,3 +411,47 @@ def test_a_mail_server_that_never_answers_times_out_and_gets_it_later(notifying,
     clock.advance(10)
     act.bridge.sender.run_once()
     assert pending(act) == [] and len(smtp.messages) == 1 and len(receiver.received) == 1
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_receiver_answering_byte_by_byte_is_cut_off_at_the_webhook_timeout(
+        make_act, tmp_path, monkeypatch, scheme):
+    """Each read gets a byte long before a socket timeout, so only a bound on the whole answer
+    ends it: STEPUP_WEBHOOK_TIMEOUT (1 s here) bounds the whole exchange, over TLS too, and the
+    sender goes on to the next event instead of holding its claim until it lapses."""
+    certs = None
+    if scheme == "https":
+        certs = tls_files(tmp_path)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs[0]))
+    drip = DripServer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",  # ~12 s
+                      certs=certs)
+    try:
+        act = make_act(webhook_urls=f"{scheme}://127.0.0.1:{drip.port}/hook",
+                       webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
+        act.enroll("dora")
+        act.bridge.sender.run_once()
+        assert drip.cut.wait(10) and not drip.finished.is_set()
+    finally:
+        drip.stop()
+    [event] = pending(act)
+    assert event["last_error"] == "webhook: no whole answer within 1 s"
+
+
+def test_a_mail_server_greeting_byte_by_byte_is_cut_off_at_the_smtp_timeout(make_act,
+                                                                           receiver):
+    """The same for SMTP, from the greeting on: STEPUP_SMTP_TIMEOUT (2 s here) bounds the
+    whole session; the webhook still goes."""
+    drip = DripServer(b"220 drip.example.org ESMTP at a very slow pace\r\n")
+    try:
+        act = make_act(smtp_url=f"smtp://127.0.0.1:{drip.port}",
+                       smtp_from="stepup@bridge.example", smtp_timeout=2,
+                       webhook_urls=receiver.url, webhook_secret=WEBHOOK_SECRET,
+                       webhook_timeout=1)
+        act.enroll("sid", email="sid@example.org")
+        act.bridge.sender.run_once()
+        assert drip.cut.wait(10) and not drip.finished.is_set()
+    finally:
+        drip.stop()
+    [event] = pending(act)
+    assert event["last_error"] == "email: SMTPServerDisconnected"
+    assert len(receiver.by_id) == 1
