@@ -3,8 +3,9 @@
 Socket timeouts (smtplib's and requests') restart with every byte, so a receiver that answers
 one byte at a time holds a sender as long as it likes: its claim on the event lapses, another
 sender sends the event again, and the events behind it wait. A :class:`Deadline` shuts the
-exchange's sockets down when its time is up; the blocked read then ends at once and the
-delivery fails like any other (retried, then given up).
+exchange's connections down when its time is up; the blocked read then ends at once and the
+delivery fails like any other (retried, then given up). Name resolution is not covered: it is
+the system resolver's, with the resolver's own timeouts.
 """
 
 from __future__ import annotations
@@ -12,37 +13,48 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable
+import time
 from types import TracebackType
 
 
 class Deadline:
-    """``with Deadline(seconds) as d:`` — sockets handed to :meth:`watch` are shut down when
-    ``seconds`` have passed and the block has not ended."""
+    """``with Deadline(seconds) as d:`` — connections handed to :meth:`watch` are shut down
+    when ``seconds`` have passed and the block has not ended."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
-        self._sockets: list[Callable[[], socket.socket | None]] = []
+        self._closed = False
+        self._ends = time.monotonic() + seconds
+        self._copies: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def watch(self, current: Callable[[], socket.socket | None]) -> None:
-        """Shut down whatever socket ``current`` returns at expiry: a connection replaces its
-        socket when it starts TLS, so the socket is looked up then, not now."""
+    def left(self, cap: float | None = None) -> float:
+        """Seconds left (a little above zero once past), at most ``cap``: a connection attempt
+        gets no more than what remains."""
+        left = max(self._ends - time.monotonic(), 0.001)
+        return left if cap is None else min(left, cap)
+
+    def watch(self, sock: socket.socket) -> None:
+        """Watch a new connection's socket, before any TLS: a duplicate is kept, so shutting it
+        down ends the connection whoever wraps or replaces the original (STARTTLS, TLS), and
+        the duplicate's descriptor cannot be anyone else's until the block ends."""
+        copy = sock.dup()
         with self._lock:
-            self._sockets.append(current)
-            late = self.expired
-        if late:
-            _shut(current())
+            if self._closed:  # the block has ended: nothing left to bound
+                copy.close()
+                return
+            self._copies.append(copy)
+            if self.expired:
+                _shut(copy)
 
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
-            sockets = list(self._sockets)
-        for current in sockets:
-            _shut(current())
+            for copy in self._copies:
+                _shut(copy)
 
     def __enter__(self) -> Deadline:
         self._timer.start()
@@ -51,12 +63,16 @@ class Deadline:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._timer.cancel()
+        with self._lock:  # not while _expire shuts them down
+            self._closed = True
+            for copy in self._copies:
+                copy.close()
+            self._copies.clear()
 
 
-def _shut(sock: socket.socket | None) -> None:
-    """Shut down (not close: the reading thread still owns it) — the read returns at once. A
-    socket already closed is left alone: its descriptor may belong to someone else by now."""
-    if sock is None or sock.fileno() < 0:
-        return
+def _shut(copy: socket.socket) -> None:
+    """Shut the connection down (a plain socket's shutdown, never TLS's, which would first
+    drop the TLS layer under a thread that is still writing). The reading side sees the end
+    of the stream at once."""
     with contextlib.suppress(OSError):  # already disconnected
-        sock.shutdown(socket.SHUT_RDWR)
+        copy.shutdown(socket.SHUT_RDWR)

@@ -75,13 +75,13 @@ def send(settings: Settings, message: EmailMessage) -> None:
     port = url.port or SMTP_SCHEMES[url.scheme]
     context = ssl.create_default_context()
     timeout = settings.smtp_timeout
-    smtp = (smtplib.SMTP_SSL(timeout=timeout, context=context) if url.scheme == "smtps" else
-            smtplib.SMTP(timeout=timeout))
+    smtp = (_SMTPS(timeout=timeout, context=context) if url.scheme == "smtps" else
+            _SMTP(timeout=timeout))
     # Connected here rather than by the constructor, so that the deadline covers the greeting
     # too; the constructor is also what records the name TLS verifies the certificate against.
     smtp._host = url.hostname or ""
     with Deadline(timeout) as deadline, smtp:
-        deadline.watch(lambda: getattr(smtp, "sock", None))  # STARTTLS replaces the socket
+        smtp.deadline = deadline
         code, greeting = smtp.connect(smtp._host, port)
         if code != 220:  # what smtplib's constructor checks when it connects itself
             raise smtplib.SMTPConnectError(code, greeting)
@@ -90,3 +90,19 @@ def send(settings: Settings, message: EmailMessage) -> None:
         if url.username:
             smtp.login(unquote(url.username), unquote(url.password or ""))
         smtp.send_message(message)
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, its connection watched by ``deadline`` from the socket's creation
+    (STARTTLS later wraps the same connection) and opened within the time left."""
+
+    deadline: Deadline
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        sock = super()._get_socket(host, port, self.deadline.left(timeout))
+        self.deadline.watch(sock)
+        return sock
+
+
+class _SMTPS(smtplib.SMTP_SSL, _SMTP):
+    """TLS from the start: SMTP_SSL wraps the socket that :class:`_SMTP` opened and watches."""

@@ -60,35 +60,38 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
 
 
 def _session(deadline: Deadline) -> Any:
-    """A requests session whose connections, direct or through a proxy, are watched by
-    ``deadline``. (urllib3 creates a connection per pool from the pool's ``ConnectionCls``.)"""
+    """A requests session whose connections (direct, through an HTTP proxy or a SOCKS one)
+    are watched by ``deadline`` from the moment their socket exists, and connect within the
+    time it has left. urllib3 makes each connection from its pool class's ``ConnectionCls``,
+    whose ``_new_conn`` opens the socket, before any TLS."""
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     def watched(base: type) -> type:
         class Watched(base):  # type: ignore[valid-type, misc]
-            def connect(self) -> None:
-                deadline.watch(lambda: self.sock)  # read at expiry: TLS replaces it
-                super().connect()
+            def _new_conn(self) -> Any:
+                if isinstance(self.timeout, int | float):
+                    self.timeout = deadline.left(self.timeout)
+                sock = super()._new_conn()
+                deadline.watch(sock)
+                return sock
         return Watched
 
-    class Http(HTTPConnectionPool):
-        ConnectionCls = watched(HTTPConnection)
-
-    class Https(HTTPSConnectionPool):
-        ConnectionCls = watched(HTTPSConnection)
+    def watching(manager: Any) -> Any:
+        if not getattr(manager, "stepup_watched", False):  # proxy managers are cached
+            manager.pool_classes_by_scheme = {
+                scheme: type(pool.__name__, (pool,), {"ConnectionCls": watched(pool.ConnectionCls)})
+                for scheme, pool in manager.pool_classes_by_scheme.items()}
+            manager.stepup_watched = True
+        return manager
 
     class Adapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": Http, "https": Https}
+            watching(self.poolmanager)
 
         def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
-            manager = super().proxy_manager_for(*args, **kwargs)
-            manager.pool_classes_by_scheme = {"http": Http, "https": Https}
-            return manager
+            return watching(super().proxy_manager_for(*args, **kwargs))
 
     session = requests.Session()
     for prefix in ("http://", "https://"):

@@ -455,3 +455,29 @@ def test_a_mail_server_greeting_byte_by_byte_is_cut_off_at_the_smtp_timeout(make
     [event] = pending(act)
     assert event["last_error"] == "email: SMTPServerDisconnected"
     assert len(receiver.by_id) == 1
+
+
+def test_a_deadline_spent_before_the_connection_exists_still_cuts_it(make_act, monkeypatch):
+    """Time spent before the socket exists (a slow name look-up here) counts: the connection
+    that comes after the deadline is shut down at once, and does not get a full timeout."""
+    import socket
+
+    resolve = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host == "localhost":
+            time.sleep(1.2)  # past STEPUP_WEBHOOK_TIMEOUT=1
+        return resolve("127.0.0.1" if host == "localhost" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    drip = DripServer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+    try:
+        act = make_act(webhook_urls=f"http://localhost:{drip.port}/hook",
+                       webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
+        act.enroll("lena")
+        act.bridge.sender.run_once()
+        assert drip.cut.wait(10) and not drip.finished.is_set()
+    finally:
+        drip.stop()
+    [event] = pending(act)
+    assert event["last_error"] == "webhook: no whole answer within 1 s"

@@ -184,8 +184,12 @@ def test_legacy_token_exchange_permissions_are_not_read_when_the_feature_is_off(
 
 
 def test_experimental_external_token_exchange_opens_every_identity_provider(fake, admin, opts):
+    """Every enabled provider whose tokens Keycloak can exchange: not SAML, not a JWT grant
+    provider (neither implements ExchangeExternalToken)."""
     fake.add_idp("partner")
     fake.add_idp("old-partner", enabled=False)
+    fake.add_idp("saml-partner", providerId="saml")
+    fake.add_idp("signer", providerId="jwt-authorization-grant")
     install(admin, opts)
     fake.features.add("TOKEN_EXCHANGE_EXTERNAL_INTERNAL_V2")
 

@@ -95,6 +95,10 @@ def audit(steps: Steps) -> list[Finding]:
     return findings
 
 
+#: Identity provider types whose tokens Keycloak never exchanges (no ExchangeExternalToken).
+NO_TOKEN_EXCHANGE = frozenset({"saml", "jwt-authorization-grant"})
+
+
 def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
                      idps: list[dict[str, Any]]) -> list[Finding]:
     """Grants that create a user session without running any authentication flow, so no step
@@ -104,10 +108,13 @@ def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
     features = steps.features()
     off = "or run Keycloak without the {} feature {}"
     found = []
+    # Keycloak exchanges only the tokens of providers that can validate them (OpenID Connect
+    # and the social ones), never SAML assertions or a JWT grant provider's.
+    exchanging = [idp for idp in idps if idp.get("providerId") not in NO_TOKEN_EXCHANGE]
     # Legacy exchange (v1) lets a client in only through fine-grained permissions of v1, and a
     # permission with no policy allows nobody.
     if {"TOKEN_EXCHANGE", "ADMIN_FINE_GRAINED_AUTHZ"} <= features:
-        for idp in idps:
+        for idp in exchanging:
             alias = idp["alias"]
             if steps.idp_permission_policies(alias, "token-exchange"):
                 found.append(Finding(
@@ -125,7 +132,7 @@ def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
                 "remove the policies of the impersonate permission (Users → Permissions), "
                 + off.format("preview", "token-exchange")))
     if "TOKEN_EXCHANGE_EXTERNAL_INTERNAL_V2" in features:  # no permission to hold at all
-        for idp in idps:
+        for idp in exchanging:
             found.append(Finding(
                 "token exchange",
                 f"any confidential client can exchange tokens of identity provider "
