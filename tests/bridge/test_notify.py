@@ -413,6 +413,27 @@ def test_a_mail_server_that_never_answers_times_out_and_gets_it_later(notifying,
     assert pending(act) == [] and len(smtp.messages) == 1 and len(receiver.received) == 1
 
 
+#: A webhook answer that takes about 12 s at DripServer's pace.
+SLOW_ANSWER = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+
+
+def cut_off(act, drip: DripServer, subject: str, **enroll) -> dict:
+    """Enroll ``subject`` (an event) and run the sender once: ``drip`` must have been cut off
+    mid-answer. Returns the event, still pending."""
+    try:
+        act.enroll(subject, **enroll)
+        act.bridge.sender.run_once()
+        assert drip.cut.wait(10) and not drip.finished.is_set()
+    finally:
+        drip.stop()
+    [event] = pending(act)
+    return event
+
+
+def webhook_to(make_act, url: str):
+    return make_act(webhook_urls=url, webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_receiver_answering_byte_by_byte_is_cut_off_at_the_webhook_timeout(
         make_act, tmp_path, monkeypatch, scheme):
@@ -423,17 +444,9 @@ def test_a_receiver_answering_byte_by_byte_is_cut_off_at_the_webhook_timeout(
     if scheme == "https":
         certs = tls_files(tmp_path)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certs[0]))
-    drip = DripServer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",  # ~12 s
-                      certs=certs)
-    try:
-        act = make_act(webhook_urls=f"{scheme}://127.0.0.1:{drip.port}/hook",
-                       webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
-        act.enroll("dora")
-        act.bridge.sender.run_once()
-        assert drip.cut.wait(10) and not drip.finished.is_set()
-    finally:
-        drip.stop()
-    [event] = pending(act)
+    drip = DripServer(SLOW_ANSWER, certs=certs)
+    act = webhook_to(make_act, f"{scheme}://127.0.0.1:{drip.port}/hook")
+    event = cut_off(act, drip, "dora")
     assert event["last_error"] == "webhook: no whole answer within 1 s"
 
 
@@ -442,17 +455,10 @@ def test_a_mail_server_greeting_byte_by_byte_is_cut_off_at_the_smtp_timeout(make
     """The same for SMTP, from the greeting on: STEPUP_SMTP_TIMEOUT (2 s here) bounds the
     whole session; the webhook still goes."""
     drip = DripServer(b"220 drip.example.org ESMTP at a very slow pace\r\n")
-    try:
-        act = make_act(smtp_url=f"smtp://127.0.0.1:{drip.port}",
-                       smtp_from="stepup@bridge.example", smtp_timeout=2,
-                       webhook_urls=receiver.url, webhook_secret=WEBHOOK_SECRET,
-                       webhook_timeout=1)
-        act.enroll("sid", email="sid@example.org")
-        act.bridge.sender.run_once()
-        assert drip.cut.wait(10) and not drip.finished.is_set()
-    finally:
-        drip.stop()
-    [event] = pending(act)
+    act = make_act(smtp_url=f"smtp://127.0.0.1:{drip.port}", smtp_from="stepup@bridge.example",
+                   smtp_timeout=2, webhook_urls=receiver.url, webhook_secret=WEBHOOK_SECRET,
+                   webhook_timeout=1)
+    event = cut_off(act, drip, "sid", email="sid@example.org")
     assert event["last_error"] == "email: SMTPServerDisconnected"
     assert len(receiver.by_id) == 1
 
@@ -470,14 +476,6 @@ def test_a_deadline_spent_before_the_connection_exists_still_cuts_it(make_act, m
         return resolve("127.0.0.1" if host == "localhost" else host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", slow)
-    drip = DripServer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-    try:
-        act = make_act(webhook_urls=f"http://localhost:{drip.port}/hook",
-                       webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
-        act.enroll("lena")
-        act.bridge.sender.run_once()
-        assert drip.cut.wait(10) and not drip.finished.is_set()
-    finally:
-        drip.stop()
-    [event] = pending(act)
+    drip = DripServer(SLOW_ANSWER)
+    event = cut_off(webhook_to(make_act, f"http://localhost:{drip.port}/hook"), drip, "lena")
     assert event["last_error"] == "webhook: no whole answer within 1 s"
