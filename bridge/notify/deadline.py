@@ -22,7 +22,6 @@ class Deadline:
     when ``seconds`` have passed and the block has not ended."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
         self.expired = False
         self._closed = False
         self._ends = time.monotonic() + seconds
@@ -31,11 +30,10 @@ class Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def left(self, cap: float | None = None) -> float:
+    def left(self, cap: float) -> float:
         """Seconds left (a little above zero once past), at most ``cap``: a connection attempt
         gets no more than what remains."""
-        left = max(self._ends - time.monotonic(), 0.001)
-        return left if cap is None else min(left, cap)
+        return min(max(self._ends - time.monotonic(), 0.001), cap)
 
     def watch(self, sock: socket.socket) -> None:
         """Watch a new connection's socket, before any TLS: a duplicate is kept, so shutting it
