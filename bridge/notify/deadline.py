@@ -4,8 +4,9 @@ Socket timeouts (smtplib's and requests') restart with every byte, so a receiver
 one byte at a time holds a sender as long as it likes: its claim on the event lapses, another
 sender sends the event again, and the events behind it wait. A :class:`Deadline` shuts the
 exchange's connections down when its time is up; the blocked read then ends at once and the
-delivery fails like any other (retried, then given up). Name resolution is not covered: it is
-the system resolver's, with the resolver's own timeouts.
+delivery fails like any other (retried, then given up). The one wait no shutdown ends, the
+system resolver's (``getaddrinfo`` has no timeout of its own), is bounded by running the exchange
+in a thread of its own (:meth:`Deadline.run`) and not waiting for it past the deadline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from types import TracebackType
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: How long past the deadline :meth:`Deadline.run` still waits for an exchange to end by
+#: itself, so that one cut off at its sockets fails with its own error.
+GRACE = 0.25
+
+
+class Overrun(TimeoutError):
+    """The exchange had not ended when its time was up; the message is safe to log."""
 
 
 class Deadline:
@@ -22,6 +36,7 @@ class Deadline:
     when ``seconds`` have passed and the block has not ended."""
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self.expired = False
         self._closed = False
         self._ends = time.monotonic() + seconds
@@ -41,12 +56,35 @@ class Deadline:
         the duplicate's descriptor cannot be anyone else's until the block ends."""
         copy = sock.dup()
         with self._lock:
-            if self._closed:  # the block has ended: nothing left to bound
+            if self.expired:  # too late, maybe an exchange left behind by run(): no sending
+                _shut(copy)
+            if self._closed:  # the block has ended: nothing left to watch
                 copy.close()
                 return
             self._copies.append(copy)
-            if self.expired:
-                _shut(copy)
+
+    def run(self, exchange: Callable[[], T]) -> T:
+        """``exchange()`` in a thread of its own: its result or its error here, or
+        :class:`Overrun` if it has not ended by the deadline (and :data:`GRACE`). What only
+        the deadline's shutdown ends has ended by then; an exchange still waiting for the
+        resolver is left behind, and the connection it opens afterwards is shut down at once
+        (:meth:`watch`), so nothing is sent late."""
+        done: Future[T] = Future()
+
+        def target() -> None:
+            try:
+                done.set_result(exchange())
+            except BaseException as error:  # handed to the caller, whatever it is
+                done.set_exception(error)
+
+        threading.Thread(target=target, name="stepup-exchange", daemon=True).start()
+        try:
+            return done.result(timeout=self.left(float("inf")) + GRACE)
+        except TimeoutError:
+            if done.done():  # the exchange's own timeout
+                raise
+            self._expire()
+            raise Overrun(f"not done within {self.seconds:g} s") from None
 
     def _expire(self) -> None:
         with self._lock:

@@ -80,16 +80,21 @@ def send(settings: Settings, message: EmailMessage) -> None:
     # Connected here rather than by the constructor, so that the deadline covers the greeting
     # too; the constructor is also what records the name TLS verifies the certificate against.
     smtp._host = url.hostname or ""
-    with Deadline(timeout) as deadline, smtp:
+
+    def session() -> None:
+        with smtp:
+            code, greeting = smtp.connect(smtp._host, port)
+            if code != 220:  # what smtplib's constructor checks when it connects itself
+                raise smtplib.SMTPConnectError(code, greeting)
+            if url.scheme == "smtp+starttls":
+                smtp.starttls(context=context)
+            if url.username:
+                smtp.login(unquote(url.username), unquote(url.password or ""))
+            smtp.send_message(message)
+
+    with Deadline(timeout) as deadline:
         smtp.deadline = deadline
-        code, greeting = smtp.connect(smtp._host, port)
-        if code != 220:  # what smtplib's constructor checks when it connects itself
-            raise smtplib.SMTPConnectError(code, greeting)
-        if url.scheme == "smtp+starttls":
-            smtp.starttls(context=context)
-        if url.username:
-            smtp.login(unquote(url.username), unquote(url.password or ""))
-        smtp.send_message(message)
+        deadline.run(session)
 
 
 class _SMTP(smtplib.SMTP):

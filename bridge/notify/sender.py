@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from ..settings import Settings, event_names, webhook_key
 from ..store import Store
 from . import mail, webhooks
+from .deadline import Overrun
 
 log = logging.getLogger("stepup.notify")
 DELIVERIES = Counter("stepup_notifications_total", "Delivery attempts by channel and outcome.",
@@ -96,7 +97,8 @@ class Sender:
                 # Any failure is this channel's: retried, then given up, while the other
                 # channels go (one left to escape would stall the event for ever). Type and
                 # status only: an SMTP refusal would echo the address back.
-                detail = str(e) if isinstance(e, webhooks.DeliveryError) else type(e).__name__
+                detail = (str(e) if isinstance(e, webhooks.DeliveryError | Overrun)
+                          else type(e).__name__)
                 errors.append(f"{channel}: {detail}")
                 failed.append(channel)
                 DELIVERIES.labels(channel, "failed").inc()

@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from .deadline import Deadline
+from .deadline import Deadline, Overrun
 
 
 class DeliveryError(Exception):
@@ -49,9 +49,9 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
                "webhook-signature": sign(key, event["id"], timestamp, payload)}
     with Deadline(timeout) as deadline, _session(deadline) as session:
         try:
-            response = session.post(url, data=payload, headers=headers, timeout=timeout,
-                                    allow_redirects=False)
-        except requests.RequestException as e:
+            response = deadline.run(lambda: session.post(
+                url, data=payload, headers=headers, timeout=timeout, allow_redirects=False))
+        except (requests.RequestException, Overrun) as e:
             late = deadline.expired or isinstance(e, requests.Timeout)
             raise DeliveryError(f"no whole answer within {timeout} s" if late
                                 else type(e).__name__) from None

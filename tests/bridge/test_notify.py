@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -463,19 +464,49 @@ def test_a_mail_server_greeting_byte_by_byte_is_cut_off_at_the_smtp_timeout(make
     assert len(receiver.by_id) == 1
 
 
+def slow_localhost(monkeypatch, seconds: float) -> threading.Event:
+    """The system resolver takes ``seconds`` to answer for "localhost" (127.0.0.1); the event
+    is set once it has answered."""
+    import socket
+
+    resolve, answered = socket.getaddrinfo, threading.Event()
+
+    def slow(host, *args, **kwargs):
+        if host != "localhost":
+            return resolve(host, *args, **kwargs)
+        time.sleep(seconds)
+        answered.set()
+        return resolve("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    return answered
+
+
 def test_a_deadline_spent_before_the_connection_exists_still_cuts_it(make_act, monkeypatch):
     """Time spent before the socket exists (a slow name look-up here) counts: the connection
     that comes after the deadline is shut down at once, and does not get a full timeout."""
-    import socket
-
-    resolve = socket.getaddrinfo
-
-    def slow(host, *args, **kwargs):
-        if host == "localhost":
-            time.sleep(1.2)  # past STEPUP_WEBHOOK_TIMEOUT=1
-        return resolve("127.0.0.1" if host == "localhost" else host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    slow_localhost(monkeypatch, 1.2)  # past STEPUP_WEBHOOK_TIMEOUT=1, within its grace
     drip = DripServer(SLOW_ANSWER)
     event = cut_off(webhook_to(make_act, f"http://localhost:{drip.port}/hook"), drip, "lena")
     assert event["last_error"] == "webhook: no whole answer within 1 s"
+
+
+def test_a_resolver_slower_than_the_timeout_does_not_hold_the_sender(make_act, monkeypatch,
+                                                                     receiver, smtp):
+    """The resolver's wait is one no socket shutdown ends: the sender stops waiting at the
+    timeouts (STEPUP_SMTP_TIMEOUT 2 s, STEPUP_WEBHOOK_TIMEOUT 1 s) plus a moment, not when
+    the resolver answers (5 s here); and the exchange left behind sends nothing once it does."""
+    answered = slow_localhost(monkeypatch, 5)
+    act = make_act(smtp_url=f"smtp://localhost:{smtp.port}", smtp_from="stepup@bridge.example",
+                   smtp_timeout=2, webhook_urls=f"http://localhost:{receiver.port}/hook",
+                   webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
+    act.enroll("mona", email="mona@example.org")
+    started = time.monotonic()
+    act.bridge.sender.run_once()
+    assert time.monotonic() - started < 4.5
+    [event] = pending(act)
+    assert event["last_error"] == ("email: not done within 2 s; "
+                                   "webhook: no whole answer within 1 s")
+    assert answered.wait(10)
+    time.sleep(1)  # what the left-behind exchanges would send, they would send by now
+    assert smtp.messages == [] and receiver.received == []
