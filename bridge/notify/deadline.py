@@ -16,15 +16,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from types import TracebackType
 from typing import TypeVar
 
 T = TypeVar("T")
 
 #: How long past the deadline :meth:`Deadline.run` still waits for an exchange to end by
-#: itself, so that one cut off at its sockets fails with its own error.
-GRACE = 0.25
+#: itself, so that one cut off at its sockets fails with its own error (on a busy machine too).
+GRACE = 1.0
+#: Exchanges left behind in a process and still waiting (for a resolver that never answers,
+#: say) before :meth:`Deadline.run` starts no more: threads must not pile up for ever.
+LEFT_BEHIND = 16
+_running = threading.BoundedSemaphore(LEFT_BEHIND)
 
 
 class Overrun(TimeoutError):
@@ -68,7 +72,10 @@ class Deadline:
         :class:`Overrun` if it has not ended by the deadline (and :data:`GRACE`). What only
         the deadline's shutdown ends has ended by then; an exchange still waiting for the
         resolver is left behind, and the connection it opens afterwards is shut down at once
-        (:meth:`watch`), so nothing is sent late."""
+        (:meth:`watch`), so nothing is sent late. At most :data:`LEFT_BEHIND` wait at once;
+        beyond them an exchange fails at once, unstarted."""
+        if not _running.acquire(blocking=False):
+            raise Overrun(f"not started: {LEFT_BEHIND} earlier exchanges still wait")
         done: Future[T] = Future()
 
         def target() -> None:
@@ -76,15 +83,14 @@ class Deadline:
                 done.set_result(exchange())
             except BaseException as error:  # handed to the caller, whatever it is
                 done.set_exception(error)
+            finally:
+                _running.release()
 
         threading.Thread(target=target, name="stepup-exchange", daemon=True).start()
-        try:
-            return done.result(timeout=self.left(float("inf")) + GRACE)
-        except TimeoutError:
-            if done.done():  # the exchange's own timeout
-                raise
+        if not wait([done], timeout=self.left(float("inf")) + GRACE).done:
             self._expire()
-            raise Overrun(f"not done within {self.seconds:g} s") from None
+            raise Overrun(f"not done within {self.seconds:g} s")
+        return done.result()
 
     def _expire(self) -> None:
         with self._lock:

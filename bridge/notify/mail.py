@@ -75,13 +75,14 @@ def send(settings: Settings, message: EmailMessage) -> None:
     port = url.port or SMTP_SCHEMES[url.scheme]
     context = ssl.create_default_context()
     timeout = settings.smtp_timeout
-    smtp = (_SMTPS(timeout=timeout, context=context) if url.scheme == "smtps" else
-            _SMTP(timeout=timeout))
-    # Connected here rather than by the constructor, so that the deadline covers the greeting
-    # too; the constructor is also what records the name TLS verifies the certificate against.
-    smtp._host = url.hostname or ""
 
-    def session() -> None:
+    def session(deadline: Deadline) -> None:
+        # Built here, within the deadline: the constructor looks this host's own name up (for
+        # EHLO). Connected here rather than by the constructor, so that the deadline covers the
+        # greeting too; the constructor is also what records the name TLS verifies against.
+        smtp = (_SMTPS(timeout=timeout, context=context) if url.scheme == "smtps" else
+                _SMTP(timeout=timeout))
+        smtp.deadline, smtp._host = deadline, url.hostname or ""
         with smtp:
             code, greeting = smtp.connect(smtp._host, port)
             if code != 220:  # what smtplib's constructor checks when it connects itself
@@ -93,8 +94,7 @@ def send(settings: Settings, message: EmailMessage) -> None:
             smtp.send_message(message)
 
     with Deadline(timeout) as deadline:
-        smtp.deadline = deadline
-        deadline.run(session)
+        deadline.run(lambda: session(deadline))
 
 
 class _SMTP(smtplib.SMTP):

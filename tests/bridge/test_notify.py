@@ -464,28 +464,32 @@ def test_a_mail_server_greeting_byte_by_byte_is_cut_off_at_the_smtp_timeout(make
     assert len(receiver.by_id) == 1
 
 
-def slow_localhost(monkeypatch, seconds: float) -> threading.Event:
-    """The system resolver takes ``seconds`` to answer for "localhost" (127.0.0.1); the event
-    is set once it has answered."""
+def slow_resolver(monkeypatch, seconds: float) -> threading.Semaphore:
+    """The system resolver takes ``seconds`` for "localhost" (answered 127.0.0.1) and for every
+    reverse look-up (smtplib's of this host's own name); the semaphore is released once per
+    answer."""
     import socket
 
-    resolve, answered = socket.getaddrinfo, threading.Event()
+    resolve, reverse, answered = socket.getaddrinfo, socket.gethostbyaddr, threading.Semaphore(0)
 
-    def slow(host, *args, **kwargs):
-        if host != "localhost":
-            return resolve(host, *args, **kwargs)
+    def slow(lookup, name, *args, **kwargs):
         time.sleep(seconds)
-        answered.set()
-        return resolve("127.0.0.1", *args, **kwargs)
+        try:
+            return lookup(name, *args, **kwargs)
+        finally:
+            answered.release()
 
-    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: (
+        slow(resolve, "127.0.0.1", *args, **kwargs) if host == "localhost"
+        else resolve(host, *args, **kwargs)))
+    monkeypatch.setattr(socket, "gethostbyaddr", lambda name: slow(reverse, name))
     return answered
 
 
 def test_a_deadline_spent_before_the_connection_exists_still_cuts_it(make_act, monkeypatch):
     """Time spent before the socket exists (a slow name look-up here) counts: the connection
     that comes after the deadline is shut down at once, and does not get a full timeout."""
-    slow_localhost(monkeypatch, 1.2)  # past STEPUP_WEBHOOK_TIMEOUT=1, within its grace
+    slow_resolver(monkeypatch, 1.2)  # past STEPUP_WEBHOOK_TIMEOUT=1, within its grace
     drip = DripServer(SLOW_ANSWER)
     event = cut_off(webhook_to(make_act, f"http://localhost:{drip.port}/hook"), drip, "lena")
     assert event["last_error"] == "webhook: no whole answer within 1 s"
@@ -494,19 +498,50 @@ def test_a_deadline_spent_before_the_connection_exists_still_cuts_it(make_act, m
 def test_a_resolver_slower_than_the_timeout_does_not_hold_the_sender(make_act, monkeypatch,
                                                                      receiver, smtp):
     """The resolver's wait is one no socket shutdown ends: the sender stops waiting at the
-    timeouts (STEPUP_SMTP_TIMEOUT 2 s, STEPUP_WEBHOOK_TIMEOUT 1 s) plus a moment, not when
-    the resolver answers (5 s here); and the exchange left behind sends nothing once it does."""
-    answered = slow_localhost(monkeypatch, 5)
+    timeouts (1 s each here) and their grace, not when the resolver answers (3 s a look-up:
+    the e-mail's own host name, then the server's; the webhook's); and the exchanges left
+    behind send nothing once it does."""
+    answered = slow_resolver(monkeypatch, 3)
     act = make_act(smtp_url=f"smtp://localhost:{smtp.port}", smtp_from="stepup@bridge.example",
-                   smtp_timeout=2, webhook_urls=f"http://localhost:{receiver.port}/hook",
+                   smtp_timeout=1, webhook_urls=f"http://localhost:{receiver.port}/hook",
                    webhook_secret=WEBHOOK_SECRET, webhook_timeout=1)
     act.enroll("mona", email="mona@example.org")
     started = time.monotonic()
     act.bridge.sender.run_once()
-    assert time.monotonic() - started < 4.5
+    assert time.monotonic() - started < 6.5  # 2 x (1 s + grace), against 9 s for the resolver
     [event] = pending(act)
-    assert event["last_error"] == ("email: not done within 2 s; "
+    assert event["last_error"] == ("email: not done within 1 s; "
                                    "webhook: no whole answer within 1 s")
-    assert answered.wait(10)
+    for _ in range(3):  # the reverse look-up, then both exchanges' forward ones
+        assert answered.acquire(timeout=15)
     time.sleep(1)  # what the left-behind exchanges would send, they would send by now
     assert smtp.messages == [] and receiver.received == []
+
+
+def test_exchanges_left_behind_are_capped(monkeypatch):
+    """Threads left waiting on a resolver that never answers must not pile up: past
+    LEFT_BEHIND of them, an exchange fails at once and is not started."""
+    from bridge.notify import deadline as module
+
+    monkeypatch.setattr(module, "GRACE", 0.0)
+    monkeypatch.setattr(module, "LEFT_BEHIND", 2)
+    monkeypatch.setattr(module, "_running", threading.BoundedSemaphore(2))
+    hung, started = threading.Event(), []
+
+    def exchange():
+        started.append(1)
+        hung.wait(10)
+        return "sent"
+
+    try:
+        for _ in range(2):
+            with module.Deadline(0.05) as d, pytest.raises(module.Overrun, match="not done"):
+                d.run(exchange)
+        with module.Deadline(0.05) as d, pytest.raises(module.Overrun, match="not started"):
+            d.run(exchange)
+        assert len(started) == 2
+    finally:
+        hung.set()
+    time.sleep(0.2)  # the two left behind have ended and given their places back
+    with module.Deadline(1) as d:
+        assert d.run(lambda: "sent") == "sent"
