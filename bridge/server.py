@@ -121,6 +121,10 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         # Forwarding headers (X-Forwarded-Proto, SCRIPT_NAME …) count only through the app's
         # ProxyFix, for STEPUP_TRUSTED_PROXIES hops; gunicorn would trust any local peer.
         "forwarded_allow_ips": "",
+        # gunicorn 25+ opens a control socket by default (worker count, reload, shutdown for
+        # whoever can reach $XDG_RUNTIME_DIR/gunicorn.ctl), one path for every instance on the
+        # host: the bridge is managed by signals and its service manager instead.
+        "control_socket_disable": True,
         "accesslog": "-",
         "logger_class": JsonLogger,
         # The access log must never show a query string: /authorize carries request_uri.

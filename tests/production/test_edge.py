@@ -44,8 +44,10 @@ def node(tmp_path_factory):
     """One node on the embedded SQLite default with the 4 workers the operations guide
     recommends; the CLI shares its data folder (the SQLite file)."""
     folder = tmp_path_factory.mktemp("edge")
+    (folder / "run").mkdir()  # where gunicorn would put its control socket
     with serving({"STEPUP_WORKERS": "4", "STEPUP_IP_LIMIT": str(IP_LIMIT),
-                  "STEPUP_LOCKOUT_LIMIT": "100"}, folder, 1) as (nodes, logs):
+                  "STEPUP_LOCKOUT_LIMIT": "100", "XDG_RUNTIME_DIR": str(folder / "run")},
+                 folder, 1) as (nodes, logs):
         data = logs[0].parent
         register({"STEPUP_ISSUER": nodes[0]}, data)
         yield nodes[0], logs[0]
@@ -81,6 +83,13 @@ def assert_json_log_without_tracebacks(log: Path) -> None:
         entry = json.loads(line)
         assert "Traceback" not in entry.get("message", ""), line
     assert "Traceback" not in log.read_text()
+
+
+def test_no_control_socket_is_opened(node):
+    """gunicorn's control socket (reload, shutdown, worker count) is not opened: one path for
+    every gunicorn on the host, and a way to manage the bridge its operators don't know of."""
+    _, log = node
+    assert list((log.parents[1] / "run").iterdir()) == []
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/authorize", "/par", "/flow/x"])
