@@ -132,6 +132,7 @@ def test_without_the_csrf_token_nothing_is_locked(mailed):
     lambda p: re.sub(r"\.(\d+)\.", lambda m: f".{int(m.group(1)) + 3600}.", p),  # expiry
     lambda p: p.replace(p.split("/")[-1][:8], "00000000"),  # the event
     lambda p: p + "x" * 200,
+    lambda p: p + "%0A",  # the same link and a newline: not the same link
     lambda p: "/not-me/%00%ff",
 ])
 def test_an_altered_link_does_nothing(mailed, alter):
