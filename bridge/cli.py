@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import sys
@@ -91,6 +90,7 @@ def demo(port: int, idp_port: int) -> None:
     from werkzeug.serving import make_server
 
     from .demo import DEMO_USERS, create_demo_idp
+    from .server import quiet_dev_server_log
 
     issuer = f"http://127.0.0.1:{port}"
     idp_url = f"http://127.0.0.1:{idp_port}"
@@ -103,8 +103,7 @@ def demo(port: int, idp_port: int) -> None:
         tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
                                  secret=client_secret, jwks_uri=None,
                                  redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[]))
-    # The dev server's request log would show request_uri and code query strings.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    quiet_dev_server_log()
     servers = [make_server("127.0.0.1", port, bridge_app, threaded=True)]
     servers.append(make_server("127.0.0.1", idp_port,
                                create_demo_idp(issuer, "demo-idp", client_secret, idp_url),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from typing import Any
 
 from flask import Flask
@@ -74,6 +75,25 @@ def _no_request_targets(record: logging.LogRecord) -> bool:
     elif record.msg.startswith("Error handling request") and record.args:
         record.args = tuple(loggable_path(arg) if isinstance(arg, str) else arg
                             for arg in record.args)
+    return True
+
+
+#: A request target inside a message: an absolute URL or a path, up to a space or a quote.
+_TARGET = re.compile(r"""(?:https?://|/)[^\s'"]*""")
+
+
+def quiet_dev_server_log() -> None:
+    """The development server (``stepup demo``) logs only warnings and errors, and its errors
+    quote the request line it could not parse ("Bad request syntax ('GET /authorize?…')"):
+    every target in them is cut as :func:`loggable_path` cuts the access log's."""
+    logger = logging.getLogger("werkzeug")
+    logger.setLevel(logging.WARNING)  # its request log would show every query string
+    logger.addFilter(_dev_server_targets)
+
+
+def _dev_server_targets(record: logging.LogRecord) -> bool:
+    record.args = tuple(_TARGET.sub(lambda m: loggable_path(m.group()) or "", arg)
+                        if isinstance(arg, str) else arg for arg in record.args or ())
     return True
 
 

@@ -157,3 +157,35 @@ def test_gunicorns_own_error_lines_never_carry_a_query():
                for line in kept.lines)
     assert any("Error handling request GET /callback" in line for line in kept.lines)
     assert not any("SECRET-CODE-7" in line for line in kept.lines), kept.lines
+
+
+def test_the_demo_servers_error_lines_never_carry_a_query_or_a_capability():
+    """``stepup demo``'s development server quotes a request line it cannot parse in its error
+    log; the query string (a request_uri here) and a not-me link's token are cut from it."""
+    import socket
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from bridge.server import quiet_dev_server_log
+
+    kept = _Kept()
+    werkzeug_log = logging.getLogger("werkzeug")
+    werkzeug_log.addHandler(kept)
+    quiet_dev_server_log()
+    server = make_server("127.0.0.1", 0, lambda environ, start_response: [])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for target in ("/authorize?request_uri=urn:ietf:params:oauth:request_uri:SECRET-7",
+                       "/not-me/SECRET-7.1893456000.xyz"):
+            with socket.create_connection(server.server_address, timeout=5) as s:
+                s.sendall(f"GET {target} x HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert s.recv(100).startswith(b"HTTP/1.")  # 400 Bad request syntax
+    finally:
+        server.shutdown()
+        server.server_close()
+        werkzeug_log.removeHandler(kept)
+    messages = [line for line in kept.lines if "Bad request syntax" in line]
+    assert len(messages) == 2  # both kept, for whoever debugs the demo
+    assert "/authorize" in messages[0] and "/not-me/<token>" in messages[1]
+    assert not any("SECRET-7" in line for line in kept.lines), kept.lines
