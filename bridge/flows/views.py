@@ -84,7 +84,10 @@ def authorize():
     """RFC 9126 §4: only a pushed request, by its ``request_uri``, can start a sign-in. The
     answer is the flow's first page itself, not a redirect to it: one round trip less at the
     login screen. The request_uri is spent, but reloading this page (or coming back to it)
-    shows the same sign-in again, as §4 allows for a reloading user agent."""
+    shows the same sign-in again, as §4 allows for a reloading user agent. HEAD (a link
+    checker's or previewer's, RFC 9110 §9.3.2: safe) spends nothing and shows nothing."""
+    if request.method == "HEAD":
+        return "", 200, {"Content-Type": "text/html; charset=utf-8"}
     client_id = request.args.get("client_id", "")
     request_uri = request.args.get("request_uri", "")
     if not client_id or not request_uri:

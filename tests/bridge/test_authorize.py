@@ -70,6 +70,18 @@ class TestRefused:
             f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
         assert len(flow_subjects(bridge)) == 1
 
+    def test_a_head_request_spends_nothing(self, act, app, bridge):
+        """A link checker or previewer that asks HEAD (RFC 9110 §9.3.2: safe) must not spend
+        the user's sign-in: nothing is opened, and the browser's GET still gets its page."""
+        uri = pushed_uri(act)
+        url = f"/authorize?client_id={IDP_ID}&request_uri={uri}"
+        head = app.test_client().head(url)
+        assert head.status_code == 200 and head.data == b""
+        assert "no-store" in head.headers["Cache-Control"]
+        assert flow_subjects(bridge) == []
+        assert 'name="otp"' in app.test_client().get(url).get_data(as_text=True)
+        assert len(flow_subjects(bridge)) == 1
+
     def test_expired(self, act, client, clock, bridge):
         uri = pushed_uri(act)
         clock.advance(61)
