@@ -15,9 +15,9 @@ from babel.dates import format_datetime
 from babel.support import Translations
 
 from ..challenge import N_
+from ..deadline import Deadline
 from ..i18n import TRANSLATIONS, negotiate
 from ..settings import SMTP_SCHEMES, Settings
-from .deadline import Deadline
 
 SUBJECT = N_("Security notice for your account")
 #: What happened, one sentence per event.

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
+from ..deadline import Overrun
 from ..settings import Settings, event_names, webhook_key
 from ..store import Store
 from . import mail, webhooks
-from .deadline import Overrun
 
 log = logging.getLogger("stepup.notify")
 DELIVERIES = Counter("stepup_notifications_total", "Delivery attempts by channel and outcome.",

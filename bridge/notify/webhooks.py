@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from .deadline import Deadline, Overrun
+from ..deadline import Deadline, Overrun
 
 
 class DeliveryError(Exception):
@@ -47,7 +47,7 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
     headers = {"content-type": "application/json", "webhook-id": event["id"],
                "webhook-timestamp": str(timestamp),
                "webhook-signature": sign(key, event["id"], timestamp, payload)}
-    with Deadline(timeout) as deadline, _session(deadline) as session:
+    with Deadline(timeout) as deadline, deadline.session() as session:
         try:
             response = deadline.run(lambda: session.post(
                 url, data=payload, headers=headers, timeout=timeout, allow_redirects=False))
@@ -58,42 +58,3 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"HTTP {response.status_code}")
 
-
-def _session(deadline: Deadline) -> Any:
-    """A requests session whose connections (direct, through an HTTP proxy or a SOCKS one)
-    are watched by ``deadline`` from the moment their socket exists, and connect within the
-    time it has left. urllib3 makes each connection from its pool class's ``ConnectionCls``,
-    whose ``_new_conn`` opens the socket, before any TLS."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    def watched(base: type) -> type:
-        class Watched(base):  # type: ignore[valid-type, misc]
-            def _new_conn(self) -> Any:
-                if isinstance(self.timeout, int | float):
-                    self.timeout = deadline.left(self.timeout)
-                sock = super()._new_conn()
-                deadline.watch(sock)
-                return sock
-        return Watched
-
-    def watching(manager: Any) -> Any:
-        if not getattr(manager, "stepup_watched", False):  # proxy managers are cached
-            manager.pool_classes_by_scheme = {
-                scheme: type(pool.__name__, (pool,), {"ConnectionCls": watched(pool.ConnectionCls)})
-                for scheme, pool in manager.pool_classes_by_scheme.items()}
-            manager.stepup_watched = True
-        return manager
-
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            watching(self.poolmanager)
-
-        def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
-            return watching(super().proxy_manager_for(*args, **kwargs))
-
-    session = requests.Session()
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, Adapter())
-    return session

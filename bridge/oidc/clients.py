@@ -1,16 +1,22 @@
 """Registered IdPs as OAuth clients, and how they authenticate (RFC 6749 §2.3, RFC 7523).
 
 Secrets are kept only as HMAC-SHA-256 under the server pepper. ``private_key_jwt`` clients
-are verified against the keys at their ``jwks_uri``; each assertion's ``jti`` is used once.
+are verified against the keys at their ``jwks_uri`` (fetched sparingly: :class:`ClientKeys`);
+each assertion's ``jti`` is used once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError
@@ -18,6 +24,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from ..deadline import Deadline
 from ..store import Client, Store
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 
@@ -97,31 +104,101 @@ class ClientModel(ClientMixin):
 
 
 class ClientKeys:
-    """Caches each client's JWKS for ``ttl`` seconds; a failed fetch is an auth failure."""
+    """Each client's JWKS, fetched from its ``jwks_uri`` and cached for ``ttl`` seconds.
 
-    def __init__(self, ttl: float = 300, timeout: float = 5):
-        self.ttl, self.timeout = ttl, timeout
-        self._cache: dict[str, tuple[float, KeySet]] = {}
+    Anyone can send an assertion naming a ``private_key_jwt`` client, and its keys are
+    fetched before its signature can be checked, so the fetches are rationed per jwks_uri:
+
+    - a fetch, from the connection to the last byte, takes at most ``timeout`` seconds and
+      ``limit`` bytes (a :class:`~bridge.notify.deadline.Deadline`, not a socket timeout that
+      restarts with every byte);
+    - a failed fetch is remembered for ``interval`` seconds: meanwhile the client's assertions
+      fail at once (``invalid_client``) with no network call;
+    - an assertion whose ``kid`` is not in the cached set (the client rotated its key) refetches
+      the set at once (OpenID Connect Core §10.1.1), at most once per ``interval`` seconds;
+    - one fetch at a time per jwks_uri: requests arriving meanwhile wait for its outcome.
+
+    ``interval`` is 30 s by default, a tenth of the TTL: however many assertions flood in, an
+    endpoint that hangs holds a worker for one 5 s fetch (and a second of grace) per 30 s, and
+    a client whose endpoint recovers, or whose new key was refused, waits at most 30 s.
+    The cache is per process (each gunicorn worker has its own).
+    """
+
+    def __init__(self, ttl: float = 300, timeout: float = 5, interval: float = 30,
+                 limit: int = 64 * 1024, clock: Callable[[], float] = time.monotonic):
+        if ttl <= 0 or timeout <= 0 or interval < 0 or limit <= 0:
+            raise ValueError("ttl, timeout and limit must be positive, interval not negative")
+        self.ttl, self.timeout, self.interval, self.limit = ttl, timeout, interval, limit
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, jwks_uri: str) -> KeySet:
+    def get(self, jwks_uri: str, kid: str | None = None) -> KeySet:
+        """The keys at ``jwks_uri``, for an assertion signed with ``kid`` (None: not named);
+        raises InvalidClientError (401) when they cannot be had."""
         with self._lock:
-            hit = self._cache.get(jwks_uri)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+            entry = self._entries.setdefault(jwks_uri, _Entry())
+        with entry.lock:
+            now = self._clock()
+            fresh = entry.keys is not None and now < entry.expires
+            if fresh and (kid is None or kid in entry.kids):
+                return entry.keys
+            if now < entry.failed_until:  # failed lately: no network call
+                raise InvalidClientError(status_code=401)
+            if fresh:  # an unknown kid
+                if now < entry.refetch_after:
+                    return entry.keys  # refetched lately: the signature check refuses it
+                entry.refetch_after = now + self.interval
+            try:
+                keys = self._fetch(jwks_uri)
+            except InvalidClientError:
+                entry.failed_until = self._clock() + self.interval
+                raise
+            entry.keys, entry.expires = keys, self._clock() + self.ttl
+            entry.kids = frozenset(key.kid for key in keys.keys if key.kid)
+            return keys
+
+    def _fetch(self, jwks_uri: str) -> KeySet:
         import requests  # only private_key_jwt clients need it: not loaded in every worker
 
         try:
-            response = requests.get(jwks_uri, timeout=self.timeout, allow_redirects=False)
-            response.raise_for_status()
-            keys = KeySet.import_key_set(response.json())
-        except (requests.RequestException, ValueError, TypeError, KeyError, JoseError) as e:
-            # Not cached: the next assertion tries again.
-            log.warning("cannot use the JWKS of a private_key_jwt client: %s", type(e).__name__)
+            with Deadline(self.timeout) as deadline, deadline.session() as session:
+                body = deadline.run(lambda: self._download(session, jwks_uri))
+            return KeySet.import_key_set(json.loads(body))
+        except (requests.RequestException, OSError, ValueError, TypeError, KeyError,
+                JoseError) as e:  # Overrun is an OSError
+            late = deadline.expired or isinstance(e, requests.Timeout)
+            log.warning("cannot use the JWKS of a private_key_jwt client: %s",
+                        f"no whole answer within {self.timeout:g} s" if late
+                        else type(e).__name__)
             raise InvalidClientError(status_code=401) from e
-        with self._lock:
-            self._cache[jwks_uri] = (time.monotonic() + self.ttl, keys)
-        return keys
+
+    def _download(self, session: Any, jwks_uri: str) -> bytes:
+        with session.get(jwks_uri, timeout=self.timeout, allow_redirects=False,
+                         stream=True) as response:
+            response.raise_for_status()
+            body = bytearray()
+            for chunk in response.iter_content(16 * 1024):
+                body += chunk
+                if len(body) > self.limit:
+                    raise TooLarge(f"more than {self.limit} bytes")
+            return bytes(body)
+
+
+class TooLarge(ValueError):
+    """A JWKS over :attr:`ClientKeys.limit` bytes."""
+
+
+@dataclass
+class _Entry:
+    """What :class:`ClientKeys` knows of one jwks_uri (times on its clock)."""
+
+    keys: KeySet | None = None
+    kids: frozenset[str] = frozenset()
+    expires: float = -math.inf  # the keys' end
+    failed_until: float = -math.inf  # no fetch before, after a failed one
+    refetch_after: float = -math.inf  # no refetch for an unknown kid before
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one fetch at a time
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -141,10 +218,18 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         with self._store.begin() as tx:
             return tx.use_assertion_id(claims["sub"], str(jti), float(claims["exp"]) + 60)
 
-    def resolve_client_public_key(self, client: ClientModel) -> KeySet:
-        if not client.record.jwks_uri:  # a client_secret client sent an assertion
+    def resolve_client_public_key(self, client: ClientModel) -> Callable[[Any], KeySet]:
+        """A function of the assertion, which joserfc calls once it has checked the header
+        and the algorithm: the keys are fetched only then, and the ``kid`` decides whether a
+        cached set is refetched."""
+        jwks_uri = client.record.jwks_uri
+        if not jwks_uri:  # a client_secret client sent an assertion
             raise InvalidClientError(status_code=401)
-        return self._keys.get(client.record.jwks_uri)
+
+        def keys(token: Any) -> KeySet:
+            kid = token.headers().get("kid")
+            return self._keys.get(jwks_uri, kid if isinstance(kid, str) else None)
+        return keys
 
 
 def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: str | None,

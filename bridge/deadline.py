@@ -1,12 +1,14 @@
-"""A bound on a whole exchange with a receiver, not on each read.
+"""A bound on a whole exchange with another server, not on each read: a notification's
+receiver or mail server, a client's JWKS endpoint.
 
-Socket timeouts (smtplib's and requests') restart with every byte, so a receiver that answers
-one byte at a time holds a sender as long as it likes: its claim on the event lapses, another
-sender sends the event again, and the events behind it wait. A :class:`Deadline` shuts the
-exchange's connections down when its time is up; the blocked read then ends at once and the
-delivery fails like any other (retried, then given up). The one wait no shutdown ends, the
-system resolver's (``getaddrinfo`` has no timeout of its own), is bounded by running the exchange
-in a thread of its own (:meth:`Deadline.run`) and not waiting for it past the deadline.
+Socket timeouts (smtplib's and requests') restart with every byte, so a server that answers
+one byte at a time holds the caller as long as it likes: a sender's claim on an event lapses
+(another sender sends it again, and the events behind it wait), a worker fetching keys serves
+no one else. A :class:`Deadline` shuts the exchange's connections down when its time is up;
+the blocked read then ends at once and the exchange fails like any other (a delivery is
+retried, then given up). The one wait no shutdown ends, the system resolver's
+(``getaddrinfo`` has no timeout of its own), is bounded by running the exchange in a thread of
+its own (:meth:`Deadline.run`) and not waiting for it past the deadline.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -91,6 +93,48 @@ class Deadline:
             self._expire()
             raise Overrun(f"not done within {self.seconds:g} s")
         return done.result()
+
+    def session(self) -> Any:
+        """A requests session whose connections (direct, through an HTTP proxy or a SOCKS one)
+        are watched from the moment their socket exists, and connect within the time left.
+        urllib3 makes each connection from its pool class's ``ConnectionCls``,
+        whose ``_new_conn`` opens the socket, before any TLS."""
+        import requests  # only for webhooks and private_key_jwt clients: not in every worker
+        from requests.adapters import HTTPAdapter
+
+        outer = self
+
+        def watched(base: type) -> type:
+            class Watched(base):  # type: ignore[valid-type, misc]
+                def _new_conn(self) -> Any:
+                    if isinstance(self.timeout, int | float):
+                        self.timeout = outer.left(self.timeout)
+                    sock = super()._new_conn()
+                    outer.watch(sock)
+                    return sock
+            return Watched
+
+        def watching(manager: Any) -> Any:
+            if not getattr(manager, "stepup_watched", False):  # proxy managers are cached
+                manager.pool_classes_by_scheme = {
+                    scheme: type(pool.__name__, (pool,),
+                                 {"ConnectionCls": watched(pool.ConnectionCls)})
+                    for scheme, pool in manager.pool_classes_by_scheme.items()}
+                manager.stepup_watched = True
+            return manager
+
+        class Adapter(HTTPAdapter):
+            def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+                super().init_poolmanager(*args, **kwargs)
+                watching(self.poolmanager)
+
+            def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+                return watching(super().proxy_manager_for(*args, **kwargs))
+
+        session = requests.Session()
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, Adapter())
+        return session
 
     def _expire(self) -> None:
         with self._lock:
