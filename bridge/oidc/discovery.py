@@ -18,7 +18,9 @@ def metadata(issuer: str, acr: str) -> dict:
         "scopes_supported": ["openid"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        # RFC 8414 §2: all the token endpoint serves; client_credentials for help-desk
+        # clients only (registered with --admin, docs/helpdesk.md).
+        "grant_types_supported": ["authorization_code", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),

@@ -8,10 +8,13 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+from urllib.parse import parse_qsl
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -20,7 +23,7 @@ from ..keyring import JWKS_MAX_AGE
 from ..security import csrf
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
-from .clients import AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
+from .clients import ADMIN_SCOPE, AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
 
 bp = Blueprint("oidc", __name__)
 
@@ -60,8 +63,52 @@ def init_app(app: Flask) -> AuthorizationServer:
 
 
 class _Server(AuthorizationServer):
+    def create_oauth2_request(self, request):
+        """The request :func:`_back_channel_request` checked, as the views hand it over."""
+        if isinstance(request, _BackChannelRequest):
+            return request
+        return super().create_oauth2_request(request)
+
+    def authenticate_client(self, request, methods, endpoint="token") -> ClientModel:
+        """authlib's, and a ``client_id`` parameter must name the client that authenticated.
+
+        RFC 6749 §3.2.1 lets a client name itself with ``client_id``; authlib reads it only for
+        ``client_secret_post``, so Basic or an assertion for one client with ``client_id`` of
+        another would pass. The credentials were good (not §5.2's invalid_client, which would
+        tell the client its secret is wrong); the request contradicts itself: invalid_request,
+        as /par answers it (RFC 9126 §2.1 checks client_id against the authenticated client).
+        """
+        client = super().authenticate_client(request, methods, endpoint)
+        named = request.payload.client_id
+        if named is not None and named != client.get_client_id():
+            raise InvalidRequestError("'client_id' does not match the authenticated client.")
+        return client
+
+    def generate_token(self, grant_type, client, user=None, scope=None, **options) -> dict:
+        """RFC 6749 §3.3: a request without ``scope`` gets a pre-defined default. For the
+        client-credentials grant (help-desk tools, docs/helpdesk.md) that is every admin scope
+        the client may have — a token with no scope would be refused by every admin call. The
+        code grant always has its code's scope (``openid``)."""
+        if grant_type == "client_credentials" and not scope:
+            scope = client.get_allowed_scope(ADMIN_SCOPE)
+        return super().generate_token(grant_type=grant_type, client=client, user=user,
+                                      scope=scope, **options)
+
     def handle_error_response(self, request, error: OAuth2Error):
         return super().handle_error_response(request, _uniform(error))
+
+
+class _BackChannelRequest(FlaskOAuth2Request):
+    """authlib's view of a /par or /token request: only the checked parameters, one value
+    each, with the empty ones left out (:func:`bridge.oidc.par.single_values`)."""
+
+    def __init__(self, flask_request, params: dict[str, str]):
+        super().__init__(flask_request)
+        self.payload = BasicOAuth2Payload(params)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self.payload.data
 
 
 def _uniform(error: OAuth2Error) -> OAuth2Error:
@@ -73,11 +120,15 @@ def _uniform(error: OAuth2Error) -> OAuth2Error:
     return error
 
 
-def _back_channel_request() -> None:
-    """What /par and /token ask of every request before authlib sees it.
+def _back_channel_request() -> _BackChannelRequest:
+    """What /par and /token ask of every request before authlib sees it; the request as
+    authlib is to see it.
 
     - A form body, and nothing in the query string (RFC 6749 §3.2, RFC 9126 §2.1): authlib
       reads the query too, and its copy of a parameter would win over the body's.
+    - UTF-8 text (:func:`_form`); each parameter once, and one sent empty counts as omitted
+      (RFC 6749 §3.1, §3.2: :func:`bridge.oidc.par.single_values`) — for authlib too, and for
+      the count of authentication methods below.
     - One client authentication method (RFC 6749 §2.3). With two (Basic credentials and a
       ``client_secret`` or an assertion in the body) authlib would try them in turn and accept
       either, so one that fails would not count: refused as §5.2's invalid_request.
@@ -87,13 +138,34 @@ def _back_channel_request() -> None:
         raise InvalidRequestError("The request must be form-encoded.")
     if request.args:
         raise InvalidRequestError("Parameters belong in the form body, not the query string.")
+    params = par.single_values(_form())
     header = request.headers.get("Authorization", "")
     basic = " " in header and header.split(None, 1)[0].lower() == "basic"  # as authlib reads it
-    form = request.form
-    if basic + ("client_secret" in form) + ("client_assertion" in form) > 1:
+    if basic + ("client_secret" in params) + ("client_assertion" in params) > 1:
         raise InvalidRequestError("More than one client authentication method was used.")
     if not _basic_auth_readable():
         raise InvalidClientError()
+    return _BackChannelRequest(request, params)
+
+
+def _form() -> dict[str, list[str]]:
+    """The form body, each name with all its values, as UTF-8 text (RFC 6749 Appendix B).
+
+    Werkzeug's ``request.form`` keeps a byte that is not UTF-8 after percent-decoding as its
+    escape: ``preferred_username=Jos%E9`` would become the text "Jos%E9", a value the client
+    never sent. Parsed here as werkzeug does (``parse_qsl`` on the body that
+    ``MAX_CONTENT_LENGTH`` bounds), but strictly.
+    """
+    try:
+        pairs = parse_qsl(request.get_data().decode(), keep_blank_values=True,
+                          errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("The form body is not UTF-8 text after percent-decoding "
+                                  "(RFC 6749 Appendix B).") from None
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
 
 
 def _basic_auth_readable() -> bool:
@@ -148,11 +220,9 @@ def pushed_authorization_request():
     bridge = current_app.extensions["stepup"]
     server: AuthorizationServer = bridge.oauth
     try:
-        _back_channel_request()
-        client = server.authenticate_client(
-            server.create_oauth2_request(request), list(AUTH_METHODS), endpoint="par"
-        )
-        params = par.validate(request.form.to_dict(flat=False), client, bridge.settings.acr)
+        pushed = _back_channel_request()
+        client = server.authenticate_client(pushed, list(AUTH_METHODS), endpoint="par")
+        params = par.validate(pushed.payload.datalist, client, bridge.settings.acr)
     except OAuth2Error as error:
         return _oauth_error(error)
     now = bridge.clock()
@@ -171,12 +241,12 @@ def pushed_authorization_request():
 @bp.post("/token")
 def token():
     try:
-        _back_channel_request()
-        # RFC 6749 §3.2: no parameter twice (authlib would take the first copy); §5.2: a
-        # missing one is invalid_request (authlib: unsupported_grant_type).
-        if not par.single_values(request.form.to_dict(flat=False)).get("grant_type"):
+        asked = _back_channel_request()
+        # RFC 6749 §5.2: a missing grant_type is invalid_request (authlib:
+        # unsupported_grant_type).
+        if "grant_type" not in asked.form:
             raise InvalidRequestError("Missing 'grant_type'.")
-        return current_app.extensions["stepup"].oauth.create_token_response()
+        return current_app.extensions["stepup"].oauth.create_token_response(asked)
     except OAuth2Error as error:  # also authlib's own before its handling: insecure_transport
         return _oauth_error(error)
 

@@ -46,13 +46,22 @@ def new_request_uri() -> str:
 
 
 def single_values(form: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """Each parameter's one value; ``form`` maps each name to all its values. A repeated
-    parameter is refused (RFC 6749 §3.1, §3.2): which copy wins would be a guess."""
+    """Each parameter's one value; ``form`` maps each name to all its values. The one place
+    where /par and /token apply RFC 6749 §3.1 and §3.2:
+
+    - "Parameters sent without a value MUST be treated as if they were omitted from the
+      request": an empty one is left out, so a required one is then refused as missing.
+    - "Request and response parameters MUST NOT be included more than once": a repeated one
+      is refused, as which copy wins would be a guess. That holds even when a copy is empty
+      (``a=&a=x``): the parameter was still included twice, and a client that sends it has
+      lost track of its own request.
+    """
     params = {}
     for name, values in form.items():
         if len(values) > 1:
             raise InvalidRequestError(f"Parameter '{name}' is repeated.")
-        params[name] = values[0]
+        if values and values[0]:
+            params[name] = values[0]
     return params
 
 

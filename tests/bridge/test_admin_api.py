@@ -169,9 +169,6 @@ def test_missing_bad_and_expired_tokens_are_401(admin_act, clock):
 def test_wrong_scope_or_client_is_refused(admin_act, clock):
     act = admin_act
     act.enroll("uma")
-    # An admin client's token without the scope: 403.
-    no_scope = bearer(act, scope=None)
-    assert act.client.get("/admin/api/users/uma", headers=no_scope).status_code == 403
     # Another scope cannot be asked for.
     assert get_token(act, scope="stepup:admin openid").get_json()["error"] == "invalid_scope"
     # An IdP (not an admin client) gets no client-credentials token at all.
@@ -189,12 +186,28 @@ def test_wrong_scope_or_client_is_refused(admin_act, clock):
     assert audited(act, "helpdesk_show") == []
 
 
+@pytest.mark.parametrize("form", [{"grant_type": "client_credentials"},
+                                  {"grant_type": "client_credentials", "scope": ""}],
+                         ids=["no-scope", "empty-scope"])
+def test_without_a_scope_the_token_has_the_admin_scope(admin_act, form):
+    """RFC 6749 §3.3: an omitted scope gets a pre-defined default — for a help-desk client, its
+    admin scope (an empty one counts as omitted, §3.2) — and the token response names it
+    (§5.1: it differs from the requested scope)."""
+    act = admin_act
+    act.enroll("uma")
+    response = act.client.post("/token", data=form, auth=(ADMIN_ID, ADMIN_SECRET))
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["scope"] == "stepup:admin"
+    headers = {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+    assert act.client.get("/admin/api/users/uma", headers=headers).status_code == 200
+
+
 def test_a_private_key_jwt_admin_client_gets_a_token(make_act, clock, monkeypatch):
     act = make_act()
     key = ECKey.generate_key("P-256", {"kid": "hd-1"})
     from bridge.oidc import clients
 
-    monkeypatch.setattr(clients.ClientKeys, "get", lambda self, uri: __import__(
+    monkeypatch.setattr(clients.ClientKeys, "get", lambda self, uri, kid=None: __import__(
         "joserfc.jwk", fromlist=["KeySet"]).KeySet([key]))
     with act.bridge.store.begin() as tx:
         tx.add_client(new_client(act.bridge.secrets.pepper, "hd-jwt", secret=None,

@@ -61,7 +61,9 @@ class TestOpenIDProviderMetadata:
             assert meta[name] == ISSUER + path, name
         assert meta["response_types_supported"] == ["code"]
         assert meta["subject_types_supported"] == ["public"]
-        assert meta["grant_types_supported"] == ["authorization_code"]
+        # RFC 8414 §2: every grant the token endpoint serves — client_credentials for
+        # help-desk clients (docs/helpdesk.md).
+        assert meta["grant_types_supported"] == ["authorization_code", "client_credentials"]
         assert "openid" in meta["scopes_supported"]
 
     def test_published_endpoints_are_served(self, meta, client):

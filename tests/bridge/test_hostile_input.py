@@ -148,7 +148,7 @@ def test_a_name_is_escaped_on_the_page(act):
     "\u2066Bob\u2069",       # isolates
     "Bob\u200e",             # left-to-right mark
     "Bob\x00", "Bob\nAlice", "Bob\x1b[31m", "\x7f",
-    "", "   ", "x" * 256,
+    "   ", "x" * 256,  # empty is omitted (RFC 6749 §3.1): test_par.py::TestEmptyParameters
 ])
 def test_control_format_and_bidi_characters_are_refused(act, name):
     response, _ = act.push("bad-name", preferred_username=name)

@@ -3,6 +3,8 @@ on the pushed parameters, and that a refused request leaves nothing behind."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 import sqlalchemy as sa
 
@@ -57,6 +59,11 @@ BAD_REQUESTS = {
     "redirect-uri-with-state": ({"redirect_uri": KC_PREFIX + "?state=evil"}, "invalid_request"),
     "redirect-uri-with-iss": ({"redirect_uri": KC_PREFIX + "?iss=evil"}, "invalid_request"),
     "acr-values-not-met": ({"acr_values": "urn:acme:gold"}, "invalid_request"),
+    "empty-response-type": ({"response_type": ""}, "unsupported_response_type"),
+    "empty-scope": ({"scope": ""}, "invalid_scope"),
+    "empty-redirect-uri": ({"redirect_uri": ""}, "invalid_request"),
+    "empty-code-challenge": ({"code_challenge": ""}, "invalid_request"),
+    "empty-client-id": ({"client_id": ""}, "invalid_request"),
     "no-nonce": ({"nonce": None}, "invalid_request"),
     "empty-nonce": ({"nonce": ""}, "invalid_request"),
     "no-login-hint": ({"login_hint": None}, "invalid_request"),
@@ -73,10 +80,20 @@ BAD_REQUESTS = {
     "max-age-negative": ({"max_age": "-1"}, "invalid_request"),
     "max-age-word": ({"max_age": "ten"}, "invalid_request"),
     "max-age-fraction": ({"max_age": "1.5"}, "invalid_request"),
-    "max-age-empty": ({"max_age": ""}, "invalid_request"),
     "max-age-huge": ({"max_age": "9" * 12}, "invalid_request"),
     "prompt-unknown": ({"prompt": "bogus"}, "invalid_request"),
 }
+
+
+def push_raw(client, body: str, auth=(IDP_ID, IDP_SECRET)):
+    """POST ``body`` to /par as it is: the encoding is the test's."""
+    return client.post("/par", data=body, content_type="application/x-www-form-urlencoded",
+                       auth=auth)
+
+
+GOOD = {"response_type": "code", "scope": "openid", "client_id": IDP_ID,
+        "redirect_uri": CALLBACK, "nonce": "n-1", "code_challenge": "a" * 43,
+        "code_challenge_method": "S256", "login_hint": "alice"}
 
 
 class TestAccepted:
@@ -124,6 +141,64 @@ class TestAccepted:
     def test_redirect_uri_prefix_with_any_query(self, act, uri):
         response, _ = act.push("alice", redirect_uri=uri)
         assert response.status_code == 201, response.get_json()
+
+
+class TestEmptyParameters:
+    """RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they were omitted
+    from the request" (the rule itself: tests/oidc/test_rfc9126.py); a required one sent
+    empty is refused as missing (BAD_REQUESTS: empty-…)."""
+
+    @pytest.mark.parametrize("name", ["state", "acr_values", "response_mode", "max_age",
+                                      "ui_locales", "preferred_username", "prompt", "email"])
+    def test_an_empty_optional_parameter_is_accepted(self, act, bridge, name):
+        response, _ = act.push("alice", **{name: ""})
+        assert response.status_code == 201, response.get_json()
+        assert stored(bridge) == 1
+
+    def test_an_empty_state_is_not_sent_back(self, act):
+        _, callback = act.enroll("alice", state="")
+        assert "state" not in callback_params(callback)
+
+    @pytest.mark.parametrize("name", ["client_secret", "client_assertion",
+                                      "client_assertion_type"])
+    def test_basic_with_an_empty_body_credential_is_one_method(self, act, bridge, name):
+        """An empty ``client_secret=`` beside HTTP Basic is no second method (RFC 6749 §2.3)."""
+        response, _ = act.push("alice", **{name: ""})
+        assert response.status_code == 201, response.get_json()
+
+    def test_an_empty_client_secret_is_no_authentication(self, bridge, act):
+        response, _ = act.push("alice", auth=None, client_secret="")
+        refused(bridge, response, "invalid_client", 401)
+
+    def test_an_empty_copy_still_makes_a_parameter_repeated(self, bridge, client):
+        """``state=&state=x`` is refused as repeated, not read as ``state=x``."""
+        body = refused(bridge, push_raw(client, urlencode(GOOD) + "&state=&state=x"),
+                       "invalid_request")
+        assert "state" in body["error_description"]
+
+
+class TestTextEncoding:
+    """RFC 6749 Appendix B: form bodies are UTF-8. A byte that is not UTF-8 after percent-
+    decoding is refused, not kept as its escape."""
+
+    @pytest.mark.parametrize("raw", ["preferred_username=Jos%E9", "state=%FF",
+                                     "ui_locales=%C3", "%E9=x"],
+                             ids=["latin-1-name", "ff-state", "truncated", "in-a-name"])
+    def test_invalid_utf8_is_refused(self, bridge, client, raw):
+        body = refused(bridge, push_raw(client, urlencode(GOOD) + "&" + raw),
+                       "invalid_request")
+        assert "UTF-8" in body["error_description"]
+
+    def test_raw_bytes_that_are_not_utf8_are_refused(self, bridge, client):
+        body = (urlencode(GOOD) + "&preferred_username=Jos").encode() + b"\xe9"
+        refused(bridge, push_raw(client, body), "invalid_request")
+
+    def test_utf8_display_name_is_shown_as_sent(self, act, client):
+        response = push_raw(client, urlencode(GOOD) + "&preferred_username=Jos%C3%A9")
+        assert response.status_code == 201, response.get_json()
+        uri = response.get_json()["request_uri"]
+        page = client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
+        assert "Jos\u00e9" in page.get_data(as_text=True)
 
 
 class TestClientAuthentication:

@@ -26,6 +26,13 @@ def issued(act):
     return login, callback_params(callback)["code"]
 
 
+def register_other(bridge) -> None:
+    with bridge.store.begin() as tx:
+        tx.add_client(new_client(bridge.secrets.pepper, OTHER_ID, secret=OTHER_SECRET,
+                                 jwks_uri=None, redirect_uris=[CALLBACK],
+                                 redirect_uri_prefixes=[]))
+
+
 def error_of(response, status: int = 400) -> str:
     body = response.get_json()
     assert response.status_code == status, (response.status_code, body)
@@ -148,10 +155,7 @@ class TestRefused:
             "invalid_grant", "invalid_request")
 
     def test_code_of_another_client(self, act, client, bridge):
-        with bridge.store.begin() as tx:
-            tx.add_client(new_client(bridge.secrets.pepper, OTHER_ID, secret=OTHER_SECRET,
-                                     jwks_uri=None, redirect_uris=[CALLBACK],
-                                     redirect_uri_prefixes=[]))
+        register_other(bridge)
         response, login = act.push("alice", auth=(OTHER_ID, OTHER_SECRET), client_id=OTHER_ID)
         uri = response.get_json()["request_uri"]
         act.opened(login, client.get(f"/authorize?client_id={OTHER_ID}&request_uri={uri}"))
@@ -258,6 +262,87 @@ class TestRefused:
         response = client.get("/token")
         assert response.status_code == 405
         assert "POST" in response.headers["Allow"]
+
+
+class TestClientIdParameter:
+    """RFC 6749 §3.2.1: a client MAY name itself with ``client_id``. Naming another client than
+    the one that authenticated makes the request contradict itself: invalid_request, as /par
+    answers the same mismatch (tests/bridge/test_par.py, client-id-mismatch)."""
+
+    def test_another_clients_id_is_refused(self, act, bridge, issued):
+        register_other(bridge)
+        login, code = issued
+        response = act.redeem(code, login, client_id=OTHER_ID)  # Basic as IDP_ID
+        assert error_of(response) == "invalid_request"
+        assert "client_id" in response.get_json()["error_description"]
+        assert act.redeem(code, login).status_code == 200  # refused before the code was taken
+
+    def test_an_unknown_client_id_is_refused(self, act, issued):
+        login, code = issued
+        assert error_of(act.redeem(code, login, client_id="nobody")) == "invalid_request"
+
+    @pytest.mark.parametrize("client_id", [IDP_ID, ""], ids=["own", "empty"])
+    def test_its_own_id_or_none(self, act, issued, client_id):
+        login, code = issued
+        assert act.redeem(code, login, client_id=client_id).status_code == 200
+
+
+class TestEmptyParameters:
+    """RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted
+    from the request" — a required one sent empty is refused just as a missing one."""
+
+    @pytest.mark.parametrize("name", ["client_secret", "client_assertion"])
+    def test_basic_with_an_empty_body_credential_is_one_method(self, act, issued, name):
+        login, code = issued
+        assert act.redeem(code, login, **{name: ""}).status_code == 200
+
+    def test_empty_client_secret_post_is_no_authentication(self, act, issued):
+        login, code = issued
+        response = act.redeem(code, login, auth=None, client_id=IDP_ID, client_secret="")
+        assert error_of(response, 401) == "invalid_client"
+
+    @pytest.mark.parametrize("name", ["grant_type", "code", "redirect_uri", "code_verifier"])
+    def test_empty_is_answered_as_missing(self, act, name):
+        answers = []
+        for subject, empty in (("ann", False), ("bob", True)):
+            login, callback = act.enroll(subject)
+            form = {"grant_type": "authorization_code", "code": callback_params(callback)["code"],
+                    "redirect_uri": login.redirect_uri, "code_verifier": login.verifier}
+            if empty:
+                form[name] = ""
+            else:
+                del form[name]
+            response = act.client.post("/token", data=form, auth=(IDP_ID, IDP_SECRET))
+            answers.append((response.status_code, response.get_json()))
+        assert answers[0] == answers[1]
+        assert answers[1][1]["error"] == "invalid_request", answers
+
+    def test_an_empty_optional_parameter_is_ignored(self, act, issued):
+        login, code = issued
+        assert act.redeem(code, login, scope="").status_code == 200
+
+    def test_an_empty_copy_still_makes_a_parameter_repeated(self, act, issued):
+        login, code = issued
+        body = (f"grant_type=authorization_code&code={code}&redirect_uri={CALLBACK}"
+                f"&code_verifier={login.verifier}&code=")
+        response = act.client.post("/token", data=body, auth=(IDP_ID, IDP_SECRET),
+                                   content_type="application/x-www-form-urlencoded")
+        assert error_of(response) == "invalid_request"
+        assert act.redeem(code, login).status_code == 200
+
+
+class TestTextEncoding:
+    @pytest.mark.parametrize("raw", ["code_verifier=%E9", "scope=%FF", "x%C3=1"])
+    def test_invalid_utf8_is_refused(self, act, issued, raw):
+        """RFC 6749 Appendix B: UTF-8; werkzeug alone would keep the bytes as "%E9"."""
+        login, code = issued
+        body = (f"grant_type=authorization_code&code={code}&redirect_uri={CALLBACK}&{raw}")
+        response = act.client.post("/token", data=body, auth=(IDP_ID, IDP_SECRET),
+                                   content_type="application/x-www-form-urlencoded")
+        assert error_of(response) == "invalid_request"
+        assert "UTF-8" in response.get_json()["error_description"]
+        assert code not in response.get_data(as_text=True)
+        assert act.redeem(code, login).status_code == 200
 
 
 class TestConcurrentRedemption:

@@ -159,7 +159,7 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
     def test_max_age_is_a_whole_number_of_seconds(self, value, kept):
         assert accepted(max_age=value)["max_age"] == kept
 
-    @pytest.mark.parametrize("value", ["", "-1", "1.5", "ten", "9" * 10, " 1", "5\n", "\u00b2",
+    @pytest.mark.parametrize("value", ["-1", "1.5", "ten", "9" * 10, " 1", "5\n", "\u00b2",
                                        "\u0663", "\uff11"])
     def test_max_age_that_is_not_ascii_digits_is_refused(self, value):
         assert "max_age" in refused("invalid_request", max_age=value)
@@ -170,7 +170,7 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
         login_required, in the PAR response (RFC 9126 §2.3)."""
         assert "prompt=none" in refused("login_required", prompt=prompt)
 
-    @pytest.mark.parametrize("mode", ["fragment", "form_post", "query.jwt", ""])
+    @pytest.mark.parametrize("mode", ["fragment", "form_post", "query.jwt", " "])
     def test_a_response_mode_other_than_query_is_refused(self, mode):
         """Discovery lists only ``query``; answering another way than asked is worse than a
         clear refusal."""
@@ -207,7 +207,7 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
         assert accepted(preferred_username=" Jose\u0301 Garci\u0301a ")[
             "preferred_username"] == "Jos\u00e9 Garc\u00eda"
 
-    @pytest.mark.parametrize("name", ["x\x07", "evil\u202egnp.exe", "", "n" * 256])
+    @pytest.mark.parametrize("name", ["x\x07", "evil\u202egnp.exe", "  ", "n" * 256])
     def test_a_display_name_with_control_characters_or_too_long_is_refused(self, name):
         assert "preferred_username" in refused("invalid_request", preferred_username=name)
 
@@ -215,6 +215,40 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
                                                 ("anything", True)])
     def test_an_idp_may_only_turn_enrollment_off(self, value, allowed):
         assert accepted(stepup_allow_enrollment=value)["allow_enrollment"] is allowed
+
+
+class TestRFC6749Section3_1Parameters:
+    """RFC 6749 §3.1 (and §3.2, for the token endpoint): "Parameters sent without a value
+    MUST be treated as if they were omitted from the request", and "Request and response
+    parameters MUST NOT be included more than once"."""
+
+    OPTIONAL = ("state", "acr_values", "response_mode", "max_age", "ui_locales",
+                "preferred_username", "prompt", "email", "stepup_allow_enrollment")
+    REQUIRED = ("response_type", "scope", "client_id", "redirect_uri", "code_challenge",
+                "code_challenge_method", "nonce", "login_hint")
+
+    @pytest.mark.parametrize("name", OPTIONAL)
+    def test_an_empty_optional_parameter_is_omitted(self, name):
+        assert accepted(**{name: ""}) == accepted(**{name: None})
+
+    def test_all_of_them_at_once(self):
+        assert accepted(**dict.fromkeys(self.OPTIONAL, "")) == accepted(
+            **dict.fromkeys(self.OPTIONAL, None))
+
+    @pytest.mark.parametrize("name", REQUIRED)
+    def test_an_empty_required_parameter_is_refused_as_missing(self, name):
+        with pytest.raises(OAuth2Error) as missing:
+            accepted(**{name: None})
+        with pytest.raises(OAuth2Error) as empty:
+            accepted(**{name: ""})
+        assert (empty.value.error, empty.value.description) == (
+            missing.value.error, missing.value.description)
+
+    @pytest.mark.parametrize("values", [["", "af0ifjsldkj"], ["af0ifjsldkj", ""], ["", ""]],
+                             ids=["empty-first", "empty-second", "both-empty"])
+    def test_a_parameter_sent_twice_is_repeated_even_if_a_copy_is_empty(self, values):
+        """``state=&state=x`` is not ``state=x``: the parameter was included twice."""
+        assert "state" in refused("invalid_request", state=values)
 
 
 class TestRFC9126Section2_2:
