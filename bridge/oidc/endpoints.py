@@ -214,7 +214,7 @@ def jwks():
     return response
 
 
-@bp.post("/par")
+@bp.post("/par", provide_automatic_options=False)
 def pushed_authorization_request():
     """RFC 9126 §2: authenticate the client, check the request, answer a ``request_uri``."""
     bridge = current_app.extensions["stepup"]
@@ -238,7 +238,7 @@ def pushed_authorization_request():
     return response
 
 
-@bp.post("/token")
+@bp.post("/token", provide_automatic_options=False)
 def token():
     try:
         asked = _back_channel_request()
@@ -251,8 +251,15 @@ def token():
         return _oauth_error(error)
 
 
-@bp.route("/par", methods=["GET", "PUT", "DELETE", "PATCH"])
-@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"])
+@bp.route("/par", methods=["OPTIONS"], provide_automatic_options=False)
+@bp.route("/token", methods=["OPTIONS"], provide_automatic_options=False)
+def options():
+    """What the endpoint allows; Flask's own answer would list the refused methods below."""
+    return "", 204, {"Allow": "OPTIONS, POST"}
+
+
+@bp.route("/par", methods=["GET", "PUT", "DELETE", "PATCH"], provide_automatic_options=False)
+@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], provide_automatic_options=False)
 def wrong_method():
     response = _oauth_error(InvalidRequestError("Use POST."))
     response.status_code = 405

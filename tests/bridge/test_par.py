@@ -302,3 +302,8 @@ class TestRequestShape:
                               auth=(IDP_ID, IDP_SECRET))
         assert response.status_code == 405
         assert "POST" in response.headers["Allow"]
+
+    def test_options_lists_only_what_is_allowed(self, client):
+        response = client.options("/par")
+        assert response.status_code == 204
+        assert response.headers["Allow"] == "OPTIONS, POST"

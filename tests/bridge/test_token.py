@@ -263,6 +263,11 @@ class TestRefused:
         assert response.status_code == 405
         assert "POST" in response.headers["Allow"]
 
+    def test_options_lists_only_what_is_allowed(self, client):
+        response = client.options("/token")
+        assert response.status_code == 204
+        assert response.headers["Allow"] == "OPTIONS, POST"
+
 
 class TestClientIdParameter:
     """RFC 6749 §3.2.1: a client MAY name itself with ``client_id``. Naming another client than
