@@ -98,16 +98,20 @@ def demo(port: int, idp_port: int) -> None:
     bridge_app = create_app()
     issuer = bridge_app.extensions["stepup"].settings.issuer
     client_secret = secrets.token_urlsafe(32)
+    quiet_dev_server_log()
+    try:  # both ports first: a demo already running keeps its registration if one is taken
+        servers = [make_server("127.0.0.1", port, bridge_app, threaded=True),
+                   make_server("127.0.0.1", idp_port,
+                               create_demo_idp(issuer, "demo-idp", client_secret, idp_url),
+                               threaded=True)]
+    except SystemExit:  # werkzeug has said which port is taken
+        _fail("choose free ports with --port and --idp-port, e.g. "
+              "scripts/demo.sh --port 5010 --idp-port 5011")
     with bridge_app.extensions["stepup"].store.begin() as tx:
         tx.remove_client("demo-idp")
         tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
                                  secret=client_secret, jwks_uri=None,
                                  redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[]))
-    quiet_dev_server_log()
-    servers = [make_server("127.0.0.1", port, bridge_app, threaded=True)]
-    servers.append(make_server("127.0.0.1", idp_port,
-                               create_demo_idp(issuer, "demo-idp", client_secret, idp_url),
-                               threaded=True))
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     users = ", ".join(f"{name} / {pw}" for name, pw in DEMO_USERS.values())

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the bridge with everything the demo and the tests use.
+# Create .venv and install the bridge with everything the demo and the tests use (Python
+# only: the demo needs nothing else; scripts/axe.sh adds the accessibility tests' axe-core).
 # Idempotent: re-running only installs what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +21,8 @@ if [ ! -f "$stamp" ]; then
   fi
   rm -f .venv/.installed-* && touch "$stamp"
 fi
-# The pages' message catalogues (.po -> .mo), and axe-core for the accessibility tests.
+# The pages' message catalogues (.po -> .mo).
 if ! scripts/translations.sh compile > .venv/translations.log 2>&1; then
   cat .venv/translations.log >&2
   exit 1
-fi
-lock=tests/e2e/axe/package-lock.json
-stamp=tests/e2e/axe/node_modules/.installed-$(sha256sum "$lock" | cut -c1-16)
-if [ ! -f "$stamp" ]; then
-  npm ci --prefix tests/e2e/axe --no-audit --no-fund --loglevel=error >/dev/null
-  touch "$stamp"
 fi

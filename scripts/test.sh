@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-deps.sh
 scripts/bootstrap.sh
+scripts/axe.sh
 if [ $# -eq 0 ]; then
   # The hand-off client installed alone (no Flask, no SQLAlchemy) passes its tests.
   scripts/test-handoff-alone.sh

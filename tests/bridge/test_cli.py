@@ -320,3 +320,21 @@ def test_a_missing_extra_names_the_extra_in_one_line(stepup, monkeypatch):
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
         "stepup: error: keycloak is not installed: pip install 'stepup-bridge[keycloak]'")
+
+
+def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alone(stepup):
+    """A second ``stepup demo`` on ports a first one holds must not re-register the first
+    one's IdP (its sign-ins would all fail with invalid_client), and says what to pass."""
+    import socket
+
+    ok(stepup("client", "add", "--client-id", "demo-idp", "--client-secret", SECRET,
+              "--redirect-uri", "http://127.0.0.1:5001/callback"))
+    before = ok(stepup("client", "list"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = stepup("demo", "--port", str(port), "--idp-port", str(port))
+    assert result.exit_code == 2
+    assert "--port and --idp-port" in result.output
+    assert ok(stepup("client", "list")) == before
