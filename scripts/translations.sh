@@ -17,6 +17,6 @@ case "${1:-compile}" in
     pot=$(mktemp --suffix=.pot)
     trap 'rm -f "$pot"' EXIT
     extract "$pot"
-    "$PYBABEL" update --no-location --ignore-obsolete -i "$pot" -d bridge/translations ;;
+    "$PYBABEL" update --ignore-obsolete -i "$pot" -d bridge/translations ;;  # no locations: the .pot has none
   *) echo "usage: $0 compile|extract OUT|update" >&2; exit 2 ;;
 esac

@@ -96,9 +96,13 @@ def test_new_code_page_contract(pages, name):
     assert page.one("a", download=True).attrs["href"].endswith("/recovery-code.txt")
 
 
-def test_rotation_page_says_the_old_code_is_gone_and_offers_a_new_authenticator(pages):
+def test_rotation_page_says_when_the_old_code_goes_and_offers_a_new_authenticator(pages):
+    """The old code works until the user confirms (rotation loses nothing): the page says it
+    stops working then, not that it already has."""
     html = pages["rotation"].get_data(as_text=True)
-    assert "Your previous code no longer works" in html
+    assert "Your previous code no longer works once you continue." in html
+    assert "the code below replaces it once you continue" in html
+    assert "has been replaced" not in html
     assert "Successful!" in html
     page = Page(html)
     assert page.one("button", name="next", value="reenroll")
