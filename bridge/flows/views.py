@@ -18,6 +18,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    make_response,
     redirect,
     render_template,
     request,
@@ -188,8 +189,9 @@ def _flow(flow_id: str) -> Flow:
         abort(404)
     try:
         return _bound(flow_id)
-    except ChallengeError:
-        abort(404)
+    except ChallengeError as error:  # this browser's own sign-in, ended or expired (Back)
+        abort(make_response(_message(_("This sign-in cannot continue"), error_text(error),
+                                     error.status)))
 
 
 def _bound(flow_id: str) -> Flow:

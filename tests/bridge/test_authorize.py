@@ -177,6 +177,17 @@ class TestTheAnswerIsTheFirstPage:
         assert "already complete" in again.get_data(as_text=True)
         assert flow_subjects(bridge) == []
 
+    def test_back_onto_an_ended_sign_in_says_it_ended(self, act, client):
+        """The browser's Back button onto a page of this browser's own sign-in, once it has
+        ended: why it cannot go on, not "Page not found"."""
+        response, login = act.push("alice")
+        act.opened(login, self.open(client, response.get_json()["request_uri"]))
+        assert act.post(login, "cancel").status_code == 303
+        back = client.get(login.flow_url)
+        assert back.status_code == 404 and back.mimetype == "text/html"
+        page = back.get_data(as_text=True)
+        assert "This sign-in cannot continue" in page and "already complete" in page
+
     def test_a_reload_after_the_sign_in_expired_starts_nothing(self, act, client, clock,
                                                               bridge):
         uri = pushed_uri(act, "alice")
