@@ -194,6 +194,11 @@ def user() -> None:
     """Help-desk view of a user's second factor."""
 
 
+#: Help desks look users up by name; the bridge knows them by the IdP's subject.
+_SUBJECT_HINT = ("users are known by the IdP's subject, its user id (in Keycloak the user's ID, "
+                 "a UUID), not by username")
+
+
 @user.command("show")
 @click.argument("subject")
 def user_show(subject: str) -> None:
@@ -206,7 +211,7 @@ def user_show(subject: str) -> None:
             found = None
         trail = tx.audit_trail(subject)
     if found is None:
-        click.echo(f"{subject}: not enrolled")
+        click.echo(f"{subject}: not enrolled ({_SUBJECT_HINT})")
     elif not found["factors"]:
         click.echo(f"{subject}: no factor, LOCKED after a disowned reset (unlock lets them "
                    "enroll again)")
@@ -228,7 +233,7 @@ def user_unlock(subject: str) -> None:
         with _bridge().store.begin() as tx:
             barred = helpdesk.unlock(tx, subject, time.time(), actor=None)
     except helpdesk.NotEnrolled:
-        _fail(f"{subject} is not enrolled")
+        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})")
     except helpdesk.NotLocked:
         _fail(f"{subject} is not locked")
     click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
@@ -246,7 +251,7 @@ def user_reset(subject: str, yes: bool) -> None:
         with _bridge().store.begin() as tx:
             helpdesk.reset(tx, subject, time.time(), actor=None)
     except helpdesk.NotEnrolled:
-        _fail(f"{subject} is not enrolled")
+        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})")
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
 
 

@@ -181,7 +181,8 @@ class TestUser:
             assert tx.find_user("alice") is None
             events = [e["event"] for e in tx.audit_trail("alice")]
         assert events[0] == "helpdesk_reset"
-        assert "not enrolled" in ok(stepup("user", "show", "alice"))
+        shown = ok(stepup("user", "show", "alice"))
+        assert "not enrolled" in shown and "the IdP's subject" in shown  # not a username
         # At the next sign-in the user enrolls again.
         clock.advance(30)
         assert 'id="totp-secret"' in act.start("alice").last_page
