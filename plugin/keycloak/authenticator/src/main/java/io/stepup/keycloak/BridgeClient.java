@@ -1,20 +1,27 @@
 package io.stepup.keycloak;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.net.URI;
 import java.net.URLEncoder;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.net.http.HttpTimeoutException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.Base64;
+import java.util.List;
 import java.util.Map;
 import java.util.StringJoiner;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Flow;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
@@ -33,6 +40,14 @@ public class BridgeClient {
     static final Duration DISCOVERY_TTL = Duration.ofMinutes(5);
     /** How long a key set is reused (an unknown {@code kid} refetches it earlier). */
     static final Duration JWKS_TTL = Duration.ofMinutes(10);
+    /** An unknown {@code kid} refetches a key set at most this often: forged kids cannot make every login a fetch. */
+    static final Duration JWKS_REFRESH_INTERVAL = Duration.ofSeconds(30);
+    /** How long a timed-out discovery or JWKS fetch is remembered: logins meanwhile fail at once, not after a wait. */
+    static final Duration FAILURE_TTL = Duration.ofSeconds(10);
+    /** Largest discovery document or key set read (the bridge's are under 2 KiB); a larger one is refused. */
+    static final int MAX_METADATA_BYTES = 64 * 1024;
+    /** Largest PAR or token answer read; a larger one is refused. */
+    static final int MAX_ANSWER_BYTES = 16 * 1024;
 
     private static final String FORM = "application/x-www-form-urlencoded";
     private static final String USER_AGENT = "stepup-keycloak-authenticator";
@@ -40,10 +55,20 @@ public class BridgeClient {
     private final ConcurrentMap<Duration, HttpClient> clients = new ConcurrentHashMap<>();
     private final TtlCache<String, Discovery> discoveries;
     private final TtlCache<URI, JSONWebKeySet> keySets;
+    private final TtlCache<URI, Boolean> keyRefreshes;
+    private final TtlCache<String, String> timeouts;
 
     public BridgeClient(Clock clock) {
         this.discoveries = new TtlCache<>(DISCOVERY_TTL, clock);
         this.keySets = new TtlCache<>(JWKS_TTL, clock);
+        this.keyRefreshes = new TtlCache<>(JWKS_REFRESH_INTERVAL, clock);
+        this.timeouts = new TtlCache<>(FAILURE_TTL, clock);
+    }
+
+    /** A back-channel fetch whose timeout is remembered for {@link #FAILURE_TTL}. */
+    @FunctionalInterface
+    private interface Fetch<T> {
+        T get() throws BridgeUnavailableException, HandoffException;
     }
 
     /** The answer to a pushed authorization request (RFC 9126 §2.2). */
@@ -74,9 +99,9 @@ public class BridgeClient {
         String base = config.issuer().endsWith("/")
                 ? config.issuer().substring(0, config.issuer().length() - 1) : config.issuer();
         URI uri = URI.create(base + "/.well-known/openid-configuration");
-        HttpRequest request = get(config, uri);
-        Discovery discovery = Discovery.parse(expectOk("discovery", send(config, request, "discovery")),
-                config.issuer());
+        Discovery discovery = remembered("discovery " + config.issuer(), () -> Discovery.parse(
+                expectOk("discovery", send(config, get(config, uri), "discovery", MAX_METADATA_BYTES)),
+                config.issuer()));
         discoveries.put(config.issuer(), discovery);
         return discovery;
     }
@@ -85,7 +110,8 @@ public class BridgeClient {
     public PushedRequest pushAuthorizationRequest(StepupConfig config, Discovery discovery, Map<String, String> params)
             throws BridgeUnavailableException, HandoffException {
         HttpRequest request = post(config, discovery.parEndpoint(), params);
-        JsonNode body = expectOk("pushed authorization request", send(config, request, "pushed authorization request"));
+        JsonNode body = expectOk("pushed authorization request",
+                send(config, request, "pushed authorization request", MAX_ANSWER_BYTES));
         String requestUri = body.path("request_uri").asText(null);
         if (requestUri == null || requestUri.isBlank()) {
             throw HandoffException.rejected("pushed authorization response has no request_uri");
@@ -106,7 +132,7 @@ public class BridgeClient {
                 "redirect_uri", redirectUri,
                 "code_verifier", codeVerifier);
         HttpRequest request = post(config, discovery.tokenEndpoint(), form);
-        JsonNode body = expectOk("token request", send(config, request, "token request"));
+        JsonNode body = expectOk("token request", send(config, request, "token request", MAX_ANSWER_BYTES));
         String idToken = body.path("id_token").asText(null);
         if (idToken == null || idToken.isBlank()) {
             throw HandoffException.rejected("token response has no id_token");
@@ -117,26 +143,54 @@ public class BridgeClient {
     /**
      * The bridge's signing keys, cached per URL.
      *
-     * @param refresh bypass the cache (used once when an id_token names an unknown {@code kid})
+     * @param refresh fetch again (an id_token names an unknown {@code kid}), unless that was done less than
+     *                {@link #JWKS_REFRESH_INTERVAL} ago
      */
     public JSONWebKeySet keys(StepupConfig config, URI jwksUri, boolean refresh)
             throws BridgeUnavailableException, HandoffException {
-        JSONWebKeySet cached = refresh ? null : keySets.get(jwksUri);
-        if (cached != null) {
+        JSONWebKeySet cached = keySets.get(jwksUri);
+        if (cached != null && (!refresh || !keyRefreshes.putIfAbsent(jwksUri, Boolean.TRUE))) {
             return cached;
         }
-        JsonNode body = expectOk("JWKS", send(config, get(config, jwksUri), "JWKS"));
-        JSONWebKeySet keySet;
+        JSONWebKeySet keySet = remembered("JWKS " + jwksUri, () -> parseKeys(
+                expectOk("JWKS", send(config, get(config, jwksUri), "JWKS", MAX_METADATA_BYTES))));
+        keySets.put(jwksUri, keySet);
+        return keySet;
+    }
+
+    /** A key set whose every entry is a JSON object (keycloak-core's JWKSUtils fails on others); else refused. */
+    static JSONWebKeySet parseKeys(JsonNode body) throws HandoffException {
+        JsonNode keys = body.path("keys");
+        if (!keys.isArray()) {
+            throw HandoffException.rejected("JWKS has no keys");
+        }
+        for (JsonNode key : keys) {
+            if (!key.isObject()) {
+                throw HandoffException.rejected("JWKS has an entry that is not a JSON object");
+            }
+        }
         try {
-            keySet = JsonSerialization.mapper.treeToValue(body, JSONWebKeySet.class);
+            return JsonSerialization.mapper.treeToValue(body, JSONWebKeySet.class);
         } catch (IOException | IllegalArgumentException e) {
             throw HandoffException.rejected("JWKS is not a valid key set");
         }
-        if (keySet == null || keySet.getKeys() == null) {
-            throw HandoffException.rejected("JWKS has no keys");
+    }
+
+    /**
+     * Runs {@code fetch}, unless it timed out less than {@link #FAILURE_TTL} ago: then the bridge is unavailable at
+     * once. Only timeouts are remembered: other failures are quick, and a bridge back up is used at once.
+     */
+    private <T> T remembered(String what, Fetch<T> fetch) throws BridgeUnavailableException, HandoffException {
+        String timedOut = timeouts.get(what);
+        if (timedOut != null) {
+            throw new BridgeUnavailableException("recently timed out: " + timedOut);
         }
-        keySets.put(jwksUri, keySet);
-        return keySet;
+        try {
+            return fetch.get();
+        } catch (TimedOutException e) {
+            timeouts.put(what, e.getMessage());
+            throw e;
+        }
     }
 
     /** application/x-www-form-urlencoded, the encoding of RFC 6749 Appendix B, spaces as %20. */
@@ -176,15 +230,19 @@ public class BridgeClient {
                 .build();
     }
 
-    /** Sends with an overall deadline of the read timeout; network trouble and 5xx are "unavailable". */
-    private HttpResponse<byte[]> send(StepupConfig config, HttpRequest request, String what)
-            throws BridgeUnavailableException {
+    /**
+     * Sends with an overall deadline of the read timeout; network trouble and 5xx are "unavailable", an answer
+     * longer than {@code limit} bytes is refused (and read no further).
+     */
+    private HttpResponse<byte[]> send(StepupConfig config, HttpRequest request, String what, int limit)
+            throws BridgeUnavailableException, HandoffException {
         HttpClient client = clients.computeIfAbsent(config.connectTimeout(), timeout -> HttpClient.newBuilder()
                 .connectTimeout(timeout)
                 .followRedirects(HttpClient.Redirect.NEVER)
                 .build());
         HttpResponse<byte[]> response;
-        var future = client.sendAsync(request, HttpResponse.BodyHandlers.ofByteArray());
+        var future = client.sendAsync(request, info -> info.statusCode() >= 500
+                ? HttpResponse.BodySubscribers.replacing(new byte[0]) : new LimitedBody(limit));
         try {
             response = future.get(config.readTimeout().toMillis(), TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
@@ -193,11 +251,18 @@ public class BridgeClient {
             throw new BridgeUnavailableException(what + " interrupted", e);
         } catch (TimeoutException e) {
             future.cancel(true);
-            throw new BridgeUnavailableException(what + " timed out after " + config.readTimeout().toMillis() + " ms");
+            throw new TimedOutException(what + " timed out after " + config.readTimeout().toMillis() + " ms", e);
         } catch (ExecutionException e) {
+            for (Throwable c = e; c != null; c = c.getCause()) {
+                if (c instanceof TooLargeException) {
+                    throw HandoffException.rejected(what + " answer is larger than " + limit + " bytes");
+                }
+            }
             Throwable cause = e.getCause() == null ? e : e.getCause();
-            throw new BridgeUnavailableException(what + " failed: " + cause.getClass().getSimpleName()
-                    + (cause.getMessage() == null ? "" : ": " + cause.getMessage()), cause);
+            String message = what + " failed: " + cause.getClass().getSimpleName()
+                    + (cause.getMessage() == null ? "" : ": " + cause.getMessage());
+            throw cause instanceof HttpTimeoutException  // connect timeout included
+                    ? new TimedOutException(message, cause) : new BridgeUnavailableException(message, cause);
         }
         if (response.statusCode() >= 500) {
             throw new BridgeUnavailableException(what + " answered HTTP " + response.statusCode());
@@ -215,12 +280,77 @@ public class BridgeClient {
         }
         int status = response.statusCode();
         if (status < 200 || status > 299) {
-            String error = body == null ? null : body.path("error").asText(null);
-            throw HandoffException.rejected(what + " refused: HTTP " + status + (error == null ? "" : " " + error));
+            JsonNode error = body == null ? null : body.path("error");
+            throw HandoffException.rejected(what + " refused: HTTP " + status
+                    + (error != null && error.isTextual() ? " " + Handoff.printable(error.asText()) : ""));
         }
         if (body == null || !body.isObject()) {
             throw HandoffException.rejected(what + " answer is not a JSON object");
         }
         return body;
+    }
+
+    /** The bridge did not answer in time: the slow kind of unavailable, remembered for {@link #FAILURE_TTL}. */
+    private static final class TimedOutException extends BridgeUnavailableException {
+        private static final long serialVersionUID = 1L;
+
+        TimedOutException(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    /** A response body too long to read. */
+    private static final class TooLargeException extends IOException {
+        private static final long serialVersionUID = 1L;
+    }
+
+    /** Collects a body of at most {@code limit} bytes; at the first byte over, stops reading and fails. */
+    private static final class LimitedBody implements HttpResponse.BodySubscriber<byte[]> {
+        private final int limit;
+        private final ByteArrayOutputStream body = new ByteArrayOutputStream();
+        private final CompletableFuture<byte[]> result = new CompletableFuture<>();
+        private Flow.Subscription subscription;
+
+        LimitedBody(int limit) {
+            this.limit = limit;
+        }
+
+        @Override
+        public CompletionStage<byte[]> getBody() {
+            return result;
+        }
+
+        @Override
+        public void onSubscribe(Flow.Subscription subscription) {
+            this.subscription = subscription;
+            subscription.request(Long.MAX_VALUE);
+        }
+
+        @Override
+        public void onNext(List<ByteBuffer> buffers) {
+            for (ByteBuffer buffer : buffers) {
+                if (result.isDone()) {
+                    return;
+                }
+                if (buffer.remaining() > limit - body.size()) {
+                    subscription.cancel();
+                    result.completeExceptionally(new TooLargeException());
+                    return;
+                }
+                byte[] chunk = new byte[buffer.remaining()];
+                buffer.get(chunk);
+                body.writeBytes(chunk);
+            }
+        }
+
+        @Override
+        public void onError(Throwable error) {
+            result.completeExceptionally(error);
+        }
+
+        @Override
+        public void onComplete() {
+            result.complete(body.toByteArray());
+        }
     }
 }

@@ -35,7 +35,8 @@ public final class Discovery {
     static Discovery parse(JsonNode doc, String expectedIssuer) throws HandoffException {
         String issuer = doc.path("issuer").asText(null);
         if (!expectedIssuer.equals(issuer)) {
-            throw HandoffException.rejected("discovery issuer " + issuer + " does not match configured " + expectedIssuer);
+            throw HandoffException.rejected("discovery issuer " + (issuer == null ? null : Handoff.printable(issuer))
+                    + " does not match configured " + expectedIssuer);
         }
         return new Discovery(issuer,
                 endpoint(doc, "authorization_endpoint"),

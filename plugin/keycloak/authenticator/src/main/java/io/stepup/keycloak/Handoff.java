@@ -3,6 +3,7 @@ package io.stepup.keycloak;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
+import java.time.Clock;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -19,10 +20,12 @@ public class Handoff {
 
     private final BridgeClient bridge;
     private final IdTokenVerifier verifier;
+    private final Clock clock;
 
-    public Handoff(BridgeClient bridge, IdTokenVerifier verifier) {
+    public Handoff(BridgeClient bridge, IdTokenVerifier verifier, Clock clock) {
         this.bridge = bridge;
         this.verifier = verifier;
+        this.clock = clock;
     }
 
     /** The user being stepped up, as Keycloak knows them. */
@@ -56,13 +59,16 @@ public class Handoff {
         private final String nonce;
         private final String codeVerifier;
         private final String redirectUri;
+        private final Long pushedAt;
         private final URI browserRedirect;
 
-        public Pending(String state, String nonce, String codeVerifier, String redirectUri, URI browserRedirect) {
+        public Pending(String state, String nonce, String codeVerifier, String redirectUri, Long pushedAt,
+                       URI browserRedirect) {
             this.state = state;
             this.nonce = nonce;
             this.codeVerifier = codeVerifier;
             this.redirectUri = redirectUri;
+            this.pushedAt = pushedAt;
             this.browserRedirect = browserRedirect;
         }
 
@@ -81,6 +87,11 @@ public class Handoff {
         /** Exactly the string sent in the pushed request; the token request repeats it. */
         public String redirectUri() {
             return redirectUri;
+        }
+
+        /** When the pushed request was sent, epoch seconds: the id_token's {@code auth_time} cannot be earlier. */
+        public Long pushedAt() {
+            return pushedAt;
         }
 
         /** {@code {authorization_endpoint}?client_id=…&request_uri=…}; {@code null} once restored from notes. */
@@ -112,9 +123,10 @@ public class Handoff {
         String nonce = Pkce.randomValue();
         String verifier = Pkce.randomValue();
         Map<String, String> params = parParameters(config, user, redirectUri, state, nonce, verifier);
+        long pushedAt = clock.instant().getEpochSecond();
         BridgeClient.PushedRequest pushed = bridge.pushAuthorizationRequest(config, discovery, params);
         URI browser = authorizationRedirect(discovery.authorizationEndpoint(), config.clientId(), pushed.requestUri());
-        return new Pending(state, nonce, verifier, redirectUri, browser);
+        return new Pending(state, nonce, verifier, redirectUri, pushedAt, browser);
     }
 
     /** The pushed authorization request's form fields, in a stable order. */
@@ -176,10 +188,13 @@ public class Handoff {
         if (callback.code == null || callback.code.isEmpty()) {
             throw HandoffException.rejected("authorization response has no code");
         }
+        if (pending.pushedAt() == null) {
+            throw HandoffException.rejected("this login has no time of its pushed request");
+        }
         String idToken = bridge.redeemCode(config, discovery, callback.code, pending.redirectUri(),
                 pending.codeVerifier());
         IdTokenVerifier.Expected expected = new IdTokenVerifier.Expected(
-                discovery.issuer(), config.clientId(), pending.nonce(), userId, config.acrValues());
+                discovery.issuer(), config.clientId(), pending.nonce(), userId, config.acrValues(), pending.pushedAt());
         return verifier.verify(idToken, expected,
                 refresh -> bridge.keys(config, discovery.jwksUri(), refresh));
     }
@@ -191,8 +206,8 @@ public class Handoff {
         return MessageDigest.isEqual(expected.getBytes(StandardCharsets.UTF_8), actual.getBytes(StandardCharsets.UTF_8));
     }
 
-    /** An error code is browser input: keep it short and to the RFC 6749 error character set before logging. */
-    private static String printable(String error) {
+    /** An error code from the browser or the bridge: keep it short and to printable ASCII before logging. */
+    static String printable(String error) {
         String cleaned = error.replaceAll("[^\\x20-\\x7E]", "?");
         return cleaned.length() > 64 ? cleaned.substring(0, 64) + "…" : cleaned;
     }

@@ -17,6 +17,7 @@ import org.keycloak.crypto.SignatureVerifierContext;
 import org.keycloak.jose.jwk.JSONWebKeySet;
 import org.keycloak.jose.jwk.JWK;
 import org.keycloak.jose.jws.Algorithm;
+import org.keycloak.jose.jws.JWSHeader;
 import org.keycloak.jose.jws.JWSInput;
 import org.keycloak.jose.jws.JWSInputException;
 import org.keycloak.representations.IDToken;
@@ -25,13 +26,20 @@ import org.keycloak.util.JsonSerialization;
 
 /**
  * Checks the bridge's id_token as OpenID Connect Core §3.1.3.7 asks: the JWS signature against the bridge's JWKS
- * (ES256 or RS256 only; {@code none} and HMAC are refused), {@code iss}, {@code aud}, {@code azp}, {@code exp}
- * (with {@link #LEEWAY_SECONDS}), {@code nonce}, and {@code sub} against the Keycloak user id sent as login_hint.
+ * (ES256 or RS256 only; {@code none} and HMAC are refused; RFC 8725 §3.1), the header ({@code typ} {@code JWT} or
+ * absent, no {@code crit}: RFC 7515 §4.1.11), {@code iss}, {@code aud} (this client alone), {@code azp}, {@code exp}
+ * and {@code iat} (with {@link #LEEWAY_SECONDS}, at most {@link #MAX_LIFETIME_SECONDS} apart), {@code nonce},
+ * {@code sub} against the Keycloak user id sent as login_hint, {@code auth_time} not before the pushed request, and
+ * {@code amr} values the bridge issues. Any other failure while checking is a rejection too.
  */
 public class IdTokenVerifier {
 
-    /** Clock skew tolerated on {@code exp} and {@code iat}. */
+    /** Clock skew tolerated on {@code exp}, {@code iat} and {@code auth_time}. */
     public static final long LEEWAY_SECONDS = 30;
+    /** The bridge's id_tokens live at most 5 min ({@code STEPUP_ID_TOKEN_TTL} ≤ 300, docs/security.md). */
+    public static final long MAX_LIFETIME_SECONDS = 300;
+    /** The {@code amr} values the bridge issues: TOTP and the recovery code (bridge/factors/__init__.py). */
+    static final Set<String> BRIDGE_AMR = Set.of("otp", "rc");
 
     private static final Set<Algorithm> ACCEPTED = Set.of(Algorithm.ES256, Algorithm.RS256);
 
@@ -55,17 +63,17 @@ public class IdTokenVerifier {
         final String subject;
         /** Space-separated {@code acr_values} that were requested, or null (any acr). */
         final String acrValues;
+        /** When the pushed request was sent, epoch seconds; {@code auth_time} cannot be earlier. */
+        final long requestedAt;
 
-        public Expected(String issuer, String clientId, String nonce, String subject) {
-            this(issuer, clientId, nonce, subject, null);
-        }
-
-        public Expected(String issuer, String clientId, String nonce, String subject, String acrValues) {
+        public Expected(String issuer, String clientId, String nonce, String subject, String acrValues,
+                        long requestedAt) {
             this.issuer = issuer;
             this.clientId = clientId;
             this.nonce = nonce;
             this.subject = subject;
             this.acrValues = acrValues;
+            this.requestedAt = requestedAt;
         }
     }
 
@@ -76,6 +84,16 @@ public class IdTokenVerifier {
      * @throws BridgeUnavailableException when the JWKS cannot be fetched
      */
     public Assertion verify(String idToken, Expected expected, KeySource keys)
+            throws HandoffException, BridgeUnavailableException {
+        try {
+            return check(idToken, expected, keys);
+        } catch (RuntimeException e) {
+            // A key set or token Keycloak's JOSE code chokes on: refused like any other bad token.
+            throw HandoffException.rejected("id_token could not be verified (" + e.getClass().getSimpleName() + ")");
+        }
+    }
+
+    private Assertion check(String idToken, Expected expected, KeySource keys)
             throws HandoffException, BridgeUnavailableException {
         JWSInput jws;
         try {
@@ -90,6 +108,7 @@ public class IdTokenVerifier {
         if (jws.getSignature() == null || jws.getSignature().length == 0) {
             throw HandoffException.rejected("id_token is not signed");
         }
+        checkHeader(jws.getHeader());
         KeyWrapper key = findKey(jws.getHeader().getKeyId(), alg, keys);
         checkSignature(jws, alg, key);
         IDToken token;
@@ -102,15 +121,31 @@ public class IdTokenVerifier {
         }
         checkClaims(token, expected);
         List<String> amr = amr(claims);
+        if (!BRIDGE_AMR.containsAll(amr)) {
+            throw HandoffException.rejected("id_token amr has a value the bridge does not issue");
+        }
         // The bridge always asserts how and when the user was checked; without these the
         // session notes would keep describing an earlier assertion.
         if (token.getAcr() == null || amr.isEmpty() || token.getAuth_time() == null) {
             throw HandoffException.rejected("id_token lacks acr, amr or auth_time");
         }
+        if (token.getAuth_time() < expected.requestedAt - LEEWAY_SECONDS) {
+            throw HandoffException.rejected("id_token auth_time is before this login's pushed request");
+        }
         if (expected.acrValues != null && !List.of(expected.acrValues.trim().split("\\s+")).contains(token.getAcr())) {
             throw HandoffException.rejected("id_token acr is not one of the requested acr_values");
         }
         return new Assertion(token.getSubject(), token.getAcr(), amr, token.getAuth_time());
+    }
+
+    /** {@code typ} absent or {@code JWT} (what the bridge sets), and no {@code crit} extension we would ignore. */
+    private static void checkHeader(JWSHeader header) throws HandoffException {
+        if (header.getType() != null && !"JWT".equalsIgnoreCase(header.getType())) {
+            throw HandoffException.rejected("id_token typ is not JWT");
+        }
+        if (header.getOtherClaims().containsKey("crit")) {
+            throw HandoffException.rejected("id_token has a crit header");
+        }
     }
 
     /** The key named by {@code kid}; on a miss the key set is fetched again once (key rotation). */
@@ -177,8 +212,8 @@ public class IdTokenVerifier {
         if (!token.hasAudience(expected.clientId)) {
             throw HandoffException.rejected("id_token aud does not contain the client id");
         }
-        if (token.getAudience().length > 1 && token.getIssuedFor() == null) {
-            throw HandoffException.rejected("id_token has several audiences and no azp");
+        if (token.getAudience().length != 1) {
+            throw HandoffException.rejected("id_token has audiences besides the client id");
         }
         if (token.getIssuedFor() != null && !expected.clientId.equals(token.getIssuedFor())) {
             throw HandoffException.rejected("id_token azp does not name the client id");
@@ -186,8 +221,17 @@ public class IdTokenVerifier {
         if (token.getExp() == null || now > token.getExp() + LEEWAY_SECONDS) {
             throw HandoffException.rejected("id_token is expired");
         }
-        if (token.getIat() != null && token.getIat() > now + LEEWAY_SECONDS) {
+        if (token.getIat() == null) {
+            throw HandoffException.rejected("id_token has no iat");
+        }
+        if (token.getIat() > now + LEEWAY_SECONDS) {
             throw HandoffException.rejected("id_token iat is in the future");
+        }
+        if (token.getIat() < now - MAX_LIFETIME_SECONDS - LEEWAY_SECONDS) {
+            throw HandoffException.rejected("id_token iat is too old");
+        }
+        if (token.getExp() - token.getIat() > MAX_LIFETIME_SECONDS + LEEWAY_SECONDS) {
+            throw HandoffException.rejected("id_token lives longer than " + MAX_LIFETIME_SECONDS + " s");
         }
         if (expected.nonce == null || !expected.nonce.equals(token.getNonce())) {
             throw HandoffException.rejected("id_token nonce does not match");
@@ -198,15 +242,16 @@ public class IdTokenVerifier {
     }
 
     /** {@code amr} is a JSON array of strings (OpenID Connect Core §2); a lone string is tolerated. */
-    private static List<String> amr(JsonNode claims) {
+    private static List<String> amr(JsonNode claims) throws HandoffException {
         JsonNode claim = claims.path("amr");
         List<String> values = new ArrayList<>();
         if (claim.isArray()) {
-            claim.forEach(value -> {
-                if (value.isTextual()) {
-                    values.add(value.asText());
+            for (JsonNode value : claim) {
+                if (!value.isTextual()) {
+                    throw HandoffException.rejected("id_token amr is not an array of strings");
                 }
-            });
+                values.add(value.asText());
+            }
         } else if (claim.isTextual()) {
             values.add(claim.asText());
         }

@@ -33,6 +33,8 @@ public class StepupAuthenticator implements Authenticator {
     public static final String NOTE_NONCE = "stepup.nonce";
     public static final String NOTE_CODE_VERIFIER = "stepup.code_verifier";
     public static final String NOTE_REDIRECT_URI = "stepup.redirect_uri";
+    /** When the pushed request was sent (epoch seconds); the assertion's {@code auth_time} cannot be earlier. */
+    public static final String NOTE_PUSHED_AT = "stepup.pushed_at";
 
     /** User-session notes, for "User Session Note" protocol mappers. */
     public static final String SESSION_NOTE_ACR = "stepup.acr";
@@ -101,6 +103,7 @@ public class StepupAuthenticator implements Authenticator {
         authSession.setAuthNote(NOTE_NONCE, pending.nonce());
         authSession.setAuthNote(NOTE_CODE_VERIFIER, pending.codeVerifier());
         authSession.setAuthNote(NOTE_REDIRECT_URI, pending.redirectUri());
+        authSession.setAuthNote(NOTE_PUSHED_AT, pending.pushedAt().toString());
         context.challenge(Response.seeOther(pending.browserRedirect())
                 .header("Cache-Control", "no-store")
                 .build());
@@ -123,7 +126,8 @@ public class StepupAuthenticator implements Authenticator {
         AuthenticationSessionModel authSession = context.getAuthenticationSession();
         Handoff.Pending pending = new Handoff.Pending(authSession.getAuthNote(NOTE_STATE),
                 authSession.getAuthNote(NOTE_NONCE), authSession.getAuthNote(NOTE_CODE_VERIFIER),
-                authSession.getAuthNote(NOTE_REDIRECT_URI), null);
+                authSession.getAuthNote(NOTE_REDIRECT_URI), epochSeconds(authSession.getAuthNote(NOTE_PUSHED_AT)),
+                null);
         clearNotes(authSession);
         Handoff.Callback callback = new Handoff.Callback(query.getFirst("state"), query.getFirst("iss"),
                 query.getFirst("code"), query.getFirst("error"));
@@ -149,6 +153,16 @@ public class StepupAuthenticator implements Authenticator {
         authSession.removeAuthNote(NOTE_NONCE);
         authSession.removeAuthNote(NOTE_CODE_VERIFIER);
         authSession.removeAuthNote(NOTE_REDIRECT_URI);
+        authSession.removeAuthNote(NOTE_PUSHED_AT);
+    }
+
+    /** A note written by {@link #start}; {@code null} (the hand-off then refuses) if missing or not a number. */
+    static Long epochSeconds(String note) {
+        try {
+            return note == null ? null : Long.valueOf(note);
+        } catch (NumberFormatException e) {
+            return null;
+        }
     }
 
     private static String locale(AuthenticationFlowContext context, UserModel user) {

@@ -23,8 +23,9 @@ public class StepupAuthenticatorFactory implements AuthenticatorFactory {
         Requirement.REQUIRED, Requirement.ALTERNATIVE, Requirement.DISABLED, Requirement.CONDITIONAL
     };
 
+    private static final Clock CLOCK = Clock.systemUTC();
     private static final StepupAuthenticator SINGLETON = new StepupAuthenticator(
-            new Handoff(new BridgeClient(Clock.systemUTC()), new IdTokenVerifier(Clock.systemUTC())));
+            new Handoff(new BridgeClient(CLOCK), new IdTokenVerifier(CLOCK), CLOCK));
 
     private static final List<ProviderConfigProperty> CONFIG_PROPERTIES = List.of(
         required(property(StepupConfig.ISSUER, "Bridge issuer URL", ProviderConfigProperty.STRING_TYPE, null,

@@ -7,8 +7,8 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 
 /**
- * A tiny time-bounded cache (discovery documents, JWKS). Entries expire {@code ttl} after they were stored;
- * there is no size bound because keys are the few issuers and JWKS URLs configured in the realm.
+ * A tiny time-bounded cache (discovery documents, JWKS, recent refetches and timeouts). Entries expire {@code ttl}
+ * after they were stored; there is no size bound because keys are the few issuers and JWKS URLs configured in the realm.
  */
 final class TtlCache<K, V> {
 
@@ -32,6 +32,17 @@ final class TtlCache<K, V> {
 
     void put(K key, V value) {
         entries.put(key, new Entry<>(value, clock.instant().plus(ttl)));
+    }
+
+    /**
+     * Stores {@code value} unless an unexpired entry is there; atomic, so of many threads at most one wins.
+     *
+     * @return whether {@code value} was stored
+     */
+    boolean putIfAbsent(K key, V value) {
+        Instant now = clock.instant();
+        Entry<V> entry = new Entry<>(value, now.plus(ttl));
+        return entries.merge(key, entry, (old, fresh) -> now.isBefore(old.expires) ? old : fresh) == entry;
     }
 
     void remove(K key) {

@@ -38,4 +38,11 @@ class DiscoveryTest {
         assertEquals("http://127.0.0.1:5000/token",
                 Discovery.parse(doc("http://127.0.0.1:5000/token"), ISSUER).tokenEndpoint().toString());
     }
+
+    @Test
+    void issuerOfAnotherServerIsMadePrintableBeforeItIsLogged() throws Exception {
+        JsonNode doc = JsonSerialization.mapper.readTree("{\"issuer\":\"https://evil\\r\\nINFO forged\"}");
+        HandoffException e = assertThrows(HandoffException.class, () -> Discovery.parse(doc, ISSUER));
+        assertEquals("discovery issuer https://evil??INFO forged does not match configured " + ISSUER, e.getMessage());
+    }
 }

@@ -9,6 +9,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 
@@ -50,13 +52,20 @@ final class FakeBridge implements AutoCloseable {
     volatile int tokenStatus = 200;
     volatile Supplier<String> idToken = () -> "not-set";
     volatile Supplier<String> jwks = () -> "{\"keys\":[]}";
+    volatile int jwksStatus = 200;
+    volatile int discoveryStatus = 200;
+    /** How long discovery and the JWKS keep the client waiting before they answer. */
+    volatile long discoveryStallMs = 0;
+    volatile long jwksStallMs = 0;
+    private final ExecutorService executor = Executors.newCachedThreadPool();
     volatile boolean issParameterSupported = true;
 
     FakeBridge() throws IOException {
         server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
         server.createContext("/.well-known/openid-configuration", exchange -> {
             discoveryHits.incrementAndGet();
-            answer(exchange, 200, discovery());
+            stall(discoveryStallMs);
+            answer(exchange, discoveryStatus, discovery());
         });
         server.createContext("/par", exchange -> {
             record(exchange);
@@ -71,8 +80,10 @@ final class FakeBridge implements AutoCloseable {
         });
         server.createContext("/jwks", exchange -> {
             jwksHits.incrementAndGet();
-            answer(exchange, 200, jwks.get());
+            stall(jwksStallMs);
+            answer(exchange, jwksStatus, jwks.get());
         });
+        server.setExecutor(executor);  // a stalled answer does not hold up the others
         server.start();
     }
 
@@ -123,6 +134,14 @@ final class FakeBridge implements AutoCloseable {
         return form;
     }
 
+    private static void stall(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
     private static void answer(HttpExchange exchange, int status, String body) throws IOException {
         byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
         exchange.getResponseHeaders().set("Content-Type", "application/json");
@@ -135,5 +154,6 @@ final class FakeBridge implements AutoCloseable {
     @Override
     public void close() {
         server.stop(0);
+        executor.shutdownNow();
     }
 }

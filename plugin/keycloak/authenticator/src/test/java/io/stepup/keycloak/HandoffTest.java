@@ -8,9 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.net.ServerSocket;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
-import java.time.Clock;
 import java.time.Instant;
-import java.time.ZoneOffset;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
@@ -34,6 +32,7 @@ class HandoffTest {
     static final TestKeys EC = TestKeys.es256("ec-1");
 
     private FakeBridge bridge;
+    private MovableClock clock;
     private Handoff handoff;
     private StepupConfig config;
 
@@ -46,8 +45,8 @@ class HandoffTest {
     void startBridge() throws Exception {
         bridge = new FakeBridge();
         bridge.jwks = () -> TestKeys.jwksJson(EC);
-        Clock clock = Clock.fixed(Instant.ofEpochSecond(NOW), ZoneOffset.UTC);
-        handoff = new Handoff(new BridgeClient(clock), new IdTokenVerifier(clock));
+        clock = new MovableClock(Instant.ofEpochSecond(NOW));
+        handoff = new Handoff(new BridgeClient(clock), new IdTokenVerifier(clock), clock);
         config = config(Map.of());
     }
 
@@ -70,17 +69,41 @@ class HandoffTest {
                 REDIRECT_URI);
     }
 
-    /** The bridge's id_token for this login: right issuer, audience, nonce and subject. */
-    private void bridgeIssuesTokenFor(Handoff.Pending pending) {
+    /** The bridge's id_token for this login: right issuer, audience, nonce and subject, issued now. */
+    private Map<String, Object> claimsFor(Handoff.Pending pending) {
+        long now = clock.instant().getEpochSecond();
         Map<String, Object> claims = IdTokenVerifierTest.claims();
         claims.put("iss", bridge.issuer());
         claims.put("aud", config.clientId());
         claims.put("nonce", pending.nonce());
+        claims.put("iat", now);
+        claims.put("exp", now + IdTokenVerifier.MAX_LIFETIME_SECONDS);
+        claims.put("auth_time", pending.pushedAt());
+        return claims;
+    }
+
+    private void bridgeIssuesTokenFor(Handoff.Pending pending) {
+        Map<String, Object> claims = claimsFor(pending);
         bridge.idToken = () -> EC.sign(claims);
     }
 
     private Handoff.Callback codeCallback(Handoff.Pending pending) {
         return new Handoff.Callback(pending.state(), bridge.issuer(), "the-code", null);
+    }
+
+    /** A whole login: push, then the bridge's id_token comes back. */
+    private Assertion logIn() throws Exception {
+        Handoff.Pending pending = begin();
+        bridgeIssuesTokenFor(pending);
+        return handoff.complete(config, pending, codeCallback(pending), USER_ID);
+    }
+
+    /** A whole login whose id_token is signed with {@code key}. */
+    private Assertion logInSignedBy(TestKeys key) throws Exception {
+        Handoff.Pending pending = begin();
+        Map<String, Object> claims = claimsFor(pending);
+        bridge.idToken = () -> key.sign(claims);
+        return handoff.complete(config, pending, codeCallback(pending), USER_ID);
     }
 
     @Test
@@ -250,5 +273,134 @@ class HandoffTest {
         HandoffException e = assertThrows(HandoffException.class,
                 () -> handoff.complete(config, pending, codeCallback(pending), "another-user"));
         assertEquals("id_token sub is not the Keycloak user", e.getMessage());
+    }
+
+    @Test
+    void assertionFromBeforeThePushedRequestIsRejected() throws Exception {
+        Handoff.Pending pending = begin();
+        Map<String, Object> claims = claimsFor(pending);
+        claims.put("auth_time", pending.pushedAt() - IdTokenVerifier.LEEWAY_SECONDS - 1);
+        bridge.idToken = () -> EC.sign(claims);
+        HandoffException e = assertThrows(HandoffException.class,
+                () -> handoff.complete(config, pending, codeCallback(pending), USER_ID));
+        assertEquals("id_token auth_time is before this login's pushed request", e.getMessage());
+    }
+
+    @Test
+    void loginWithoutThePushTimeIsRejected() throws Exception {
+        Handoff.Pending pushed = begin();
+        bridgeIssuesTokenFor(pushed);
+        Handoff.Pending restored = new Handoff.Pending(pushed.state(), pushed.nonce(), pushed.codeVerifier(),
+                pushed.redirectUri(), null, null);
+        HandoffException e = assertThrows(HandoffException.class,
+                () -> handoff.complete(config, restored, codeCallback(pushed), USER_ID));
+        assertEquals("this login has no time of its pushed request", e.getMessage());
+    }
+
+    @Test
+    void oversizedAnswersAreRefusedNotRead() throws Exception {
+        bridge.parBody = "{\"request_uri\":\"" + FakeBridge.REQUEST_URI + "\",\"expires_in\":60,\"pad\":\""
+                + "x".repeat(BridgeClient.MAX_ANSWER_BYTES) + "\"}";
+        HandoffException par = assertThrows(HandoffException.class, this::begin);
+        assertEquals("pushed authorization request answer is larger than 16384 bytes", par.getMessage());
+
+        bridge.parBody = "{\"request_uri\":\"" + FakeBridge.REQUEST_URI + "\",\"expires_in\":60}";
+        String keys = TestKeys.jwksJson(EC);
+        bridge.jwks = () -> keys.substring(0, keys.length() - 1) + ",\"pad\":\""
+                + "x".repeat(BridgeClient.MAX_METADATA_BYTES) + "\"}";
+        HandoffException jwks = assertThrows(HandoffException.class, this::logIn);
+        assertEquals(HandoffException.Reason.REJECTED, jwks.reason());
+        assertEquals("JWKS answer is larger than 65536 bytes", jwks.getMessage());
+    }
+
+    @Test
+    void oversizedErrorPageIsStillUnavailable() {
+        bridge.parStatus = 502;
+        bridge.parBody = "<html>" + "x".repeat(BridgeClient.MAX_METADATA_BYTES) + "</html>";
+        BridgeUnavailableException e = assertThrows(BridgeUnavailableException.class, this::begin);
+        assertEquals("pushed authorization request answered HTTP 502", e.getMessage());
+    }
+
+    @Test
+    void keySetWithANullEntryIsRejectedAndNotCached() throws Exception {
+        bridge.jwks = () -> "{\"keys\":[null]}";
+        HandoffException e = assertThrows(HandoffException.class, this::logIn);
+        assertEquals(HandoffException.Reason.REJECTED, e.reason());
+        assertEquals("JWKS has an entry that is not a JSON object", e.getMessage());
+
+        bridge.jwks = () -> TestKeys.jwksJson(EC);
+        clock.advance(BridgeClient.FAILURE_TTL.plusSeconds(1));
+        assertEquals("otp", logIn().amrJoined());
+    }
+
+    @Test
+    void bridgeErrorIsMadePrintableBeforeItIsLogged() {
+        bridge.parStatus = 400;
+        bridge.parBody = "{\"error\":\"invalid_client\\r\\n2030-01-01 INFO forged line\"}";
+        HandoffException e = assertThrows(HandoffException.class, this::begin);
+        assertEquals("pushed authorization request refused: HTTP 400 invalid_client??2030-01-01 INFO forged line",
+                e.getMessage());
+        bridge.parBody = "{\"error\":{\"nested\":true}}";
+        e = assertThrows(HandoffException.class, this::begin);
+        assertEquals("pushed authorization request refused: HTTP 400", e.getMessage());
+    }
+
+    @Test
+    void timedOutDiscoveryIsRememberedForAFewSeconds() throws Exception {
+        config = config(Map.of(StepupConfig.READ_TIMEOUT_MS, "1000"));
+        bridge.discoveryStallMs = 3000;
+        assertThrows(BridgeUnavailableException.class, this::begin);
+        long start = System.nanoTime();
+        BridgeUnavailableException again = assertThrows(BridgeUnavailableException.class, this::begin);
+        // The request's timeout or the overall deadline, whichever fires first.
+        assertTrue(again.getMessage().startsWith("recently timed out: discovery "), again.getMessage());
+        assertTrue(System.nanoTime() - start < 500_000_000L, "failed at once");
+        assertEquals(1, bridge.discoveryHits.get(), "no second wait on a bridge that just timed out");
+
+        bridge.discoveryStallMs = 0;
+        clock.advance(BridgeClient.FAILURE_TTL);
+        begin();
+        assertEquals(2, bridge.discoveryHits.get());
+    }
+
+    @Test
+    void quickFailuresAreNotRemembered() throws Exception {
+        // A refused connection or a 5xx costs no wait; a bridge back up is used at once.
+        bridge.discoveryStatus = 503;
+        assertThrows(BridgeUnavailableException.class, this::begin);
+        bridge.discoveryStatus = 200;
+        begin();
+        assertEquals(2, bridge.discoveryHits.get());
+    }
+
+    @Test
+    void timedOutKeySetFetchIsRememberedForAFewSeconds() throws Exception {
+        config = config(Map.of(StepupConfig.READ_TIMEOUT_MS, "1000"));
+        bridge.jwksStallMs = 3000;
+        assertThrows(BridgeUnavailableException.class, this::logIn);
+        BridgeUnavailableException again = assertThrows(BridgeUnavailableException.class, this::logIn);
+        // The request's timeout or the overall deadline, whichever fires first.
+        assertTrue(again.getMessage().startsWith("recently timed out: JWKS "), again.getMessage());
+        assertEquals(1, bridge.jwksHits.get());
+
+        bridge.jwksStallMs = 0;
+        clock.advance(BridgeClient.FAILURE_TTL);
+        assertEquals("otp", logIn().amrJoined());
+        assertEquals(2, bridge.jwksHits.get());
+    }
+
+    @Test
+    void unknownKidRefetchesTheKeySetAtMostEveryThirtySeconds() throws Exception {
+        TestKeys stranger = TestKeys.es256("stranger");
+        assertThrows(HandoffException.class, () -> logInSignedBy(stranger));
+        assertEquals(2, bridge.jwksHits.get(), "the key set, then one refetch for the unknown kid");
+        assertThrows(HandoffException.class, () -> logInSignedBy(stranger));
+        assertEquals(2, bridge.jwksHits.get(), "no refetch within the interval");
+
+        TestKeys rotated = TestKeys.es256("ec-2");
+        bridge.jwks = () -> TestKeys.jwksJson(EC, rotated);
+        clock.advance(BridgeClient.JWKS_REFRESH_INTERVAL);
+        assertEquals("otp", logInSignedBy(rotated).amrJoined());
+        assertEquals(3, bridge.jwksHits.get());
     }
 }

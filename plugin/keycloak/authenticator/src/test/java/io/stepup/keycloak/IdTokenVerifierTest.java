@@ -16,6 +16,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.keycloak.common.crypto.CryptoIntegration;
 import org.keycloak.jose.jwk.JSONWebKeySet;
+import org.keycloak.jose.jwk.JWK;
 
 /** OpenID Connect Core §3.1.3.7, ID Token validation, as the authenticator applies it. */
 class IdTokenVerifierTest {
@@ -25,6 +26,8 @@ class IdTokenVerifierTest {
     static final String CLIENT_ID = "keycloak";
     static final String NONCE = "n-0S6_WzA2Mj";
     static final String USER_ID = "3f2c1a7e-0b5d-4c47-9d7e-1b2f7a9c0d11";
+    /** When this login's pushed request was sent. */
+    static final long PUSHED_AT = NOW - 60;
 
     static final TestKeys EC = TestKeys.es256("ec-1");
     static final TestKeys RSA = TestKeys.rs256("rsa-1");
@@ -32,7 +35,7 @@ class IdTokenVerifierTest {
     private final IdTokenVerifier verifier =
             new IdTokenVerifier(Clock.fixed(Instant.ofEpochSecond(NOW), ZoneOffset.UTC));
     private final IdTokenVerifier.Expected expected =
-            new IdTokenVerifier.Expected(ISSUER, CLIENT_ID, NONCE, USER_ID);
+            new IdTokenVerifier.Expected(ISSUER, CLIENT_ID, NONCE, USER_ID, null, PUSHED_AT);
 
     @BeforeAll
     static void installKeycloakCrypto() {
@@ -105,7 +108,7 @@ class IdTokenVerifierTest {
     @Test
     void goodRs256Token() throws Exception {
         Map<String, Object> claims = claims();
-        claims.put("aud", List.of(CLIENT_ID, "other"));
+        claims.put("aud", List.of(CLIENT_ID));
         claims.put("azp", CLIENT_ID);
         claims.put("amr", List.of("rc", "otp"));
         Assertion assertion = verify(RSA.sign(claims), keys(EC, RSA));
@@ -127,7 +130,7 @@ class IdTokenVerifierTest {
     @Test
     void acrMustBeOneOfTheRequestedValues() throws Exception {
         IdTokenVerifier.Expected asking = new IdTokenVerifier.Expected(
-                ISSUER, CLIENT_ID, NONCE, USER_ID, "urn:acme:mfa  urn:acme:strong");
+                ISSUER, CLIENT_ID, NONCE, USER_ID, "urn:acme:mfa  urn:acme:strong", PUSHED_AT);
         Map<String, Object> claims = claims();
         HandoffException e = assertThrows(HandoffException.class,
                 () -> verifier.verify(EC.sign(claims), asking, keys(EC)));
@@ -137,10 +140,93 @@ class IdTokenVerifierTest {
     }
 
     @Test
-    void severalAudiencesNeedAzp() {
+    void audienceIsThisClientAlone() {
+        // The bridge issues one audience; another one is a token meant for someone else too (RFC 8725 §3.9).
         Map<String, Object> claims = claims();
         claims.put("aud", List.of(CLIENT_ID, "other"));
-        assertEquals("id_token has several audiences and no azp", rejection(claims));
+        assertEquals("id_token has audiences besides the client id", rejection(claims));
+        claims.put("azp", CLIENT_ID);
+        assertEquals("id_token has audiences besides the client id", rejection(claims));
+    }
+
+    @Test
+    void iatIsRequired() {
+        Map<String, Object> claims = claims();
+        claims.remove("iat");
+        assertEquals("id_token has no iat", rejection(claims));
+    }
+
+    @Test
+    void iatOlderThanTheLifetimeIsRefused() throws Exception {
+        long oldest = NOW - IdTokenVerifier.MAX_LIFETIME_SECONDS - IdTokenVerifier.LEEWAY_SECONDS;
+        Map<String, Object> claims = claims();
+        claims.put("iat", oldest);
+        claims.put("exp", oldest + IdTokenVerifier.MAX_LIFETIME_SECONDS);
+        claims.put("auth_time", PUSHED_AT);
+        verify(EC.sign(claims), keys(EC));
+        claims.put("iat", oldest - 1);
+        assertEquals("id_token iat is too old", rejection(claims));
+    }
+
+    @Test
+    void lifetimeOverFiveMinutesIsRefused() throws Exception {
+        Map<String, Object> claims = claims();
+        claims.put("exp", NOW + IdTokenVerifier.MAX_LIFETIME_SECONDS + IdTokenVerifier.LEEWAY_SECONDS);
+        verify(EC.sign(claims), keys(EC));
+        claims.put("exp", NOW + IdTokenVerifier.MAX_LIFETIME_SECONDS + IdTokenVerifier.LEEWAY_SECONDS + 1);
+        assertEquals("id_token lives longer than 300 s", rejection(claims));
+    }
+
+    @Test
+    void authTimeBeforeThePushedRequestIsRefused() throws Exception {
+        Map<String, Object> claims = claims();
+        claims.put("auth_time", PUSHED_AT - IdTokenVerifier.LEEWAY_SECONDS);
+        verify(EC.sign(claims), keys(EC));
+        claims.put("auth_time", PUSHED_AT - IdTokenVerifier.LEEWAY_SECONDS - 1);
+        assertEquals("id_token auth_time is before this login's pushed request", rejection(claims));
+    }
+
+    @Test
+    void amrValuesAreThoseTheBridgeIssues() {
+        Map<String, Object> claims = claims();
+        claims.put("amr", List.of("otp", "pwd"));
+        assertEquals("id_token amr has a value the bridge does not issue", rejection(claims));
+        claims.put("amr", "hwk");
+        assertEquals("id_token amr has a value the bridge does not issue", rejection(claims));
+        claims.put("amr", List.of("otp", 1));
+        assertEquals("id_token amr is not an array of strings", rejection(claims));
+    }
+
+    @Test
+    void critHeaderIsRefused() {
+        // RFC 7515 §4.1.11: an extension we do not understand must not be ignored.
+        Map<String, Object> header = new LinkedHashMap<>();
+        header.put("alg", "ES256");
+        header.put("kid", EC.kid);
+        header.put("crit", List.of("b64"));
+        header.put("b64", true);
+        Keys keys = keys(EC);
+        assertEquals("id_token has a crit header", rejection(EC.sign(header, claims()), keys));
+        assertTrue(keys.calls.isEmpty(), "no key lookup for a refused header");
+    }
+
+    @Test
+    void typIsJwtOrAbsent() {
+        // The bridge sets typ JWT (bridge/oidc/assertion.py); absent is covered by missingKidUsesTheOnlyFittingKey.
+        Map<String, Object> header = new LinkedHashMap<>();
+        header.put("alg", "ES256");
+        header.put("kid", EC.kid);
+        header.put("typ", "at+jwt");
+        assertEquals("id_token typ is not JWT", rejection(EC.sign(header, claims()), keys(EC)));
+    }
+
+    @Test
+    void anyOtherFailureWhileCheckingIsARejection() {
+        // keycloak-core's JWKSUtils throws a NullPointerException on a null entry in a key set.
+        JSONWebKeySet broken = new JSONWebKeySet();
+        broken.setKeys(new JWK[] {null});
+        assertEquals("id_token could not be verified (NullPointerException)",
+                rejection(EC.sign(claims()), new Keys(broken, broken)));
     }
 
     @Test
