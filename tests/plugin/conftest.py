@@ -1,4 +1,5 @@
-"""Fixtures: a fake Stepup Bridge behind `responses`, and a hand-off client pointed at it."""
+"""Fixtures: a fake Stepup Bridge behind `responses`, and a hand-off client pointed at it;
+the same fake behind a real HTTP server on 127.0.0.1 for the tests about the network."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import responses
 from handoff_fakes import CLIENT_ID, CLIENT_SECRET, ISSUER, REDIRECT_URI, Clock, FakeBridge
 from joserfc.jwk import ECKey, RSAKey
+from local_servers import LocalBridge
 
 from stepup_handoff import HandoffClient
 
@@ -54,3 +56,15 @@ def handoff(client, bridge):
         return pending, bridge.callback(pending)
 
     return run
+
+
+@pytest.fixture
+def local_bridge(clock, es_key, rs_key):
+    served = LocalBridge({"clock": clock, "signing_key": es_key, "published": [es_key, rs_key]})
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def local_client(local_bridge, clock) -> HandoffClient:
+    return HandoffClient(local_bridge.issuer, CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)

@@ -7,6 +7,8 @@ the header or the signing key.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +45,10 @@ def discovery_document(issuer: str = ISSUER) -> dict[str, Any]:
     """What the bridge publishes (DESIGN.md, "The hand-off protocol")."""
     return {
         "issuer": issuer,
-        "authorization_endpoint": f"{ISSUER}/authorize",
-        "pushed_authorization_request_endpoint": f"{ISSUER}/par",
-        "token_endpoint": f"{ISSUER}/token",
-        "jwks_uri": f"{ISSUER}/jwks",
+        "authorization_endpoint": f"{issuer}/authorize",
+        "pushed_authorization_request_endpoint": f"{issuer}/par",
+        "token_endpoint": f"{issuer}/token",
+        "jwks_uri": f"{issuer}/jwks",
         "require_pushed_authorization_requests": True,
         "authorization_response_iss_parameter_supported": True,
         "id_token_signing_alg_values_supported": ["ES256", "RS256"],
@@ -72,7 +74,8 @@ class FakeBridge:
     clock: Clock
     signing_key: Key
     published: list[Key]
-    discovery: dict[str, Any] = field(default_factory=discovery_document)
+    issuer: str = ISSUER
+    discovery: dict[str, Any] = field(default_factory=dict)  # empty: the issuer's document
     par_requests: list[responses.PreparedRequest] = field(default_factory=list)
     token_requests: list[responses.PreparedRequest] = field(default_factory=list)
     jwks_fetches: int = 0
@@ -82,12 +85,17 @@ class FakeBridge:
     claim_changes: dict[str, Any] = field(default_factory=dict)  # value None: drop the claim
     header_changes: dict[str, Any] = field(default_factory=dict)
     amr: list[str] = field(default_factory=lambda: ["otp"])
+    down: set[str] = field(default_factory=set)  # "discovery", "jwks": answer 503 (counted)
+
+    def __post_init__(self) -> None:
+        self.discovery = self.discovery or discovery_document(self.issuer)
 
     def install(self, rsps: responses.RequestsMock) -> None:
-        rsps.add_callback("GET", f"{ISSUER}/.well-known/openid-configuration", self._discovery)
-        rsps.add_callback("GET", f"{ISSUER}/jwks", self._jwks)
-        rsps.add_callback("POST", f"{ISSUER}/par", self._par)
-        rsps.add_callback("POST", f"{ISSUER}/token", self._token)
+        issuer = self.issuer
+        rsps.add_callback("GET", f"{issuer}/.well-known/openid-configuration", self._discovery)
+        rsps.add_callback("GET", f"{issuer}/jwks", self._jwks)
+        rsps.add_callback("POST", f"{issuer}/par", self._par)
+        rsps.add_callback("POST", f"{issuer}/token", self._token)
 
     # -- what tests read --------------------------------------------------------------------
 
@@ -101,9 +109,19 @@ class FakeBridge:
     def pushed(self, index: int = -1) -> dict[str, str]:
         return self.form(self.par_requests[index])
 
+    def pushed_for(self, verifier: str) -> dict[str, str]:
+        """The pushed request whose PKCE challenge this verifier answers (RFC 7636 §4.6);
+        the latest one if none does (a test sending something else)."""
+        digest = hashlib.sha256(verifier.encode("ascii")).digest()
+        challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        matching = [
+            p for p in map(self.form, self.par_requests) if p["code_challenge"] == challenge
+        ]
+        return matching[-1] if matching else self.pushed()
+
     def callback(self, pending: Any, **changes: str | None) -> dict[str, str]:
         """The redirect back to the IdP after a successful challenge (RFC 9207 iss included)."""
-        params = {"code": CODE, "state": pending.state, "iss": ISSUER, **changes}
+        params = {"code": CODE, "state": pending.state, "iss": self.issuer, **changes}
         return {k: v for k, v in params.items() if v is not None}
 
     def mint(self, claims: dict[str, Any], header: dict[str, Any], key: Key) -> str:
@@ -113,10 +131,14 @@ class FakeBridge:
 
     def _discovery(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.discovery_fetches += 1
+        if "discovery" in self.down:
+            return 503, {}, "down"
         return 200, {}, json.dumps(self.discovery)
 
     def _jwks(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.jwks_fetches += 1
+        if "jwks" in self.down:
+            return 503, {}, "down"
         return 200, {}, json.dumps({"keys": [public_jwk(k) for k in self.published]})
 
     def _par(self, request: Any) -> tuple[int, dict[str, str], str]:
@@ -135,10 +157,10 @@ class FakeBridge:
         if self.token_reply is not None:
             status, body = self.token_reply
             return status, {}, json.dumps(body)
-        pushed = self.pushed()
+        pushed = self.pushed_for(self.form(request).get("code_verifier", ""))
         now = int(self.clock())
         claims: dict[str, Any] = {
-            "iss": ISSUER,
+            "iss": self.issuer,
             "sub": pushed["login_hint"],
             "aud": CLIENT_ID,
             "exp": now + 300,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from handoff_fakes import CODE, REDIRECT_URI
+from handoff_fakes import CLIENT_ID, CLIENT_SECRET, CODE, REDIRECT_URI, FakeBridge
 
-from stepup_handoff import AccessDenied, HandoffError, StateMismatch
+from stepup_handoff import AccessDenied, HandoffClient, HandoffError, StateMismatch
 
 
 class TestState:
@@ -58,6 +58,46 @@ class TestIssuerParameter:
             client.finish(pending, bridge.callback(pending, iss="https://bridge.example/"))
 
 
+class TestMixUp:
+    """RFC 9207 §2.4 with several bridges: a hand-off is finished only by the client (bridge
+    and client_id) that started it, so its code is never sent to another bridge."""
+
+    @pytest.fixture
+    def other(self, rsps, clock, bridge):
+        fake = FakeBridge(
+            clock=clock,
+            signing_key=bridge.signing_key,
+            published=bridge.published,
+            issuer="https://other-bridge.example",
+        )
+        fake.install(rsps)
+        client = HandoffClient(fake.issuer, CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
+        return fake, client
+
+    def test_finished_by_the_client_of_another_bridge(self, client, bridge, other):
+        other_bridge, other_client = other
+        pending = client.start("user-42", REDIRECT_URI)
+
+        with pytest.raises(HandoffError) as caught:
+            other_client.finish(pending, other_bridge.callback(pending))
+        assert caught.value.error == "issuer_mismatch"
+        assert other_bridge.token_requests == [] and bridge.token_requests == []
+
+    def test_finished_by_another_client_of_the_same_bridge(self, client, bridge, clock):
+        pending = client.start("user-42", REDIRECT_URI)
+        twin = HandoffClient(bridge.issuer, "other-idp", client_secret="x", clock=clock)
+
+        with pytest.raises(HandoffError) as caught:
+            twin.finish(pending, bridge.callback(pending))
+        assert caught.value.error == "issuer_mismatch"
+        assert bridge.token_requests == []
+
+    def test_pending_records_the_bridge_and_client(self, client, handoff):
+        pending, _ = handoff()
+
+        assert (pending.issuer, pending.client_id) == (client.issuer, client.client_id)
+
+
 class TestErrorResponse:
     """RFC 6749 §4.1.2.1: the bridge says no."""
 
@@ -81,6 +121,17 @@ class TestErrorResponse:
             client.finish(pending, params)
         assert not isinstance(caught.value, AccessDenied)
         assert caught.value.error == "server_error"
+
+    def test_description_loses_control_and_bidi_characters(self, client, bridge, handoff):
+        """Log injection: terminal escapes, line breaks, bidi overrides, zero-width marks."""
+        pending, _ = handoff()
+        text = "Locked\x1b[2J\r\nFAKE LOG LINE\u202egnp.exe\u2066\u200b out\x00"
+        params = bridge.callback(pending, code=None, error="access_denied", error_description=text)
+
+        with pytest.raises(AccessDenied) as caught:
+            client.finish(pending, params)
+        assert caught.value.description == "Locked [2J FAKE LOG LINE gnp.exe out"
+        assert caught.value.description.isprintable()
 
     def test_error_with_wrong_state_is_a_state_mismatch(self, client, bridge, handoff):
         pending, _ = handoff()

@@ -137,3 +137,83 @@ class TestTokenRefused:
         with pytest.raises(TokenError) as caught:
             client.finish(pending, callback)
         assert caught.value.error == "http_401"
+
+
+class TestTransportSecurity:
+    """RFC 6749 §2.3.1, §3.1, §3.2 and RFC 8414 §2: credentials, codes and verifiers only
+    over TLS; plain http only to this machine, for tests and demos."""
+
+    @pytest.mark.parametrize(
+        "issuer",
+        [
+            "http://bridge.example",
+            "http://127.0.0.1.bridge.example",
+            "http://localhost.bridge.example",
+            "ftp://bridge.example",
+            "bridge.example",
+            "https://bridge.example?tenant=1",
+            "https://bridge.example#top",
+            "https://",
+        ],
+    )
+    def test_issuer_refused(self, issuer):
+        with pytest.raises(ValueError, match="issuer"):
+            HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET)
+
+    @pytest.mark.parametrize(
+        "issuer", ["http://127.0.0.1:5000", "http://[::1]:5000", "http://localhost:5000"]
+    )
+    def test_loopback_issuer_accepted(self, issuer):
+        assert HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET).issuer == issuer
+
+    @pytest.mark.parametrize(
+        "endpoint",
+        [
+            "authorization_endpoint",
+            "pushed_authorization_request_endpoint",
+            "token_endpoint",
+            "jwks_uri",
+        ],
+    )
+    def test_plain_http_endpoint_refused(self, client, bridge, endpoint):
+        bridge.discovery[endpoint] = bridge.discovery[endpoint].replace("https:", "http:")
+
+        with pytest.raises(DiscoveryError, match=f"{endpoint} without https"):
+            client.start("user-42", REDIRECT_URI)
+        assert bridge.par_requests == []
+
+    def test_loopback_endpoint_refused_for_a_public_issuer(self, client, bridge):
+        bridge.discovery["token_endpoint"] = "http://127.0.0.1:5000/token"
+
+        with pytest.raises(DiscoveryError, match="token_endpoint"):
+            client.start("user-42", REDIRECT_URI)
+
+    def test_loopback_issuer_may_not_name_a_plain_http_host_elsewhere(self, rsps, clock, bridge):
+        from handoff_fakes import FakeBridge
+
+        local = FakeBridge(
+            clock=clock,
+            signing_key=bridge.signing_key,
+            published=bridge.published,
+            issuer="http://127.0.0.1:5000",
+        )
+        local.install(rsps)
+        local.discovery["token_endpoint"] = "http://bridge.example/token"
+        client = HandoffClient(local.issuer, CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
+
+        with pytest.raises(DiscoveryError, match="token_endpoint"):
+            client.start("user-42", REDIRECT_URI)
+
+    def test_endpoints_on_another_https_origin_accepted(self, client, bridge, rsps):
+        """Allowed by RFC 8414 §2: the document itself came over TLS from the issuer."""
+        bridge.discovery["token_endpoint"] = "https://backchannel.bridge.example/token"
+        rsps.add_callback("POST", "https://backchannel.bridge.example/token", bridge._token)
+        pending = client.start("user-42", REDIRECT_URI)
+
+        assert client.finish(pending, bridge.callback(pending)).subject == "user-42"
+
+    def test_loopback_issuer_end_to_end_over_real_http(self, local_client, local_bridge):
+        pending = local_client.start("user-42", REDIRECT_URI)
+
+        result = local_client.finish(pending, local_bridge.fake.callback(pending))
+        assert result.subject == "user-42"

@@ -160,6 +160,7 @@ class TestPendingHandoff:
         restored = PendingHandoff.from_dict(stored)
 
         assert restored == pending
+        assert (stored["issuer"], stored["client_id"]) == (ISSUER, CLIENT_ID)
         assert restored.max_age == 120
         assert client.finish(restored, callback).subject == "user-42"
 
@@ -177,10 +178,21 @@ class TestPendingHandoff:
             pending.state = "other"  # type: ignore[misc]
         assert pending.code_verifier not in repr(pending)
 
-    @pytest.mark.parametrize("damage", [{"state": None}, {"nonce": 7}, {"code_verifier": ""}])
+    @pytest.mark.parametrize(
+        "damage", [{"state": None}, {"nonce": 7}, {"code_verifier": ""}, {"issuer": None}]
+    )
     def test_damaged_record_is_refused(self, handoff, damage):
         pending, _ = handoff()
         record = {**pending.to_dict(), **damage}
+
+        with pytest.raises(HandoffError) as caught:
+            PendingHandoff.from_dict(record)
+        assert caught.value.error == "invalid_pending"
+
+    def test_record_without_its_bridge_is_refused(self, handoff):
+        """One stored before the record named its bridge: it cannot be checked, so it fails."""
+        pending, _ = handoff()
+        record = {k: v for k, v in pending.to_dict().items() if k not in ("issuer", "client_id")}
 
         with pytest.raises(HandoffError) as caught:
             PendingHandoff.from_dict(record)

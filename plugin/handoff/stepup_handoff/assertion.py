@@ -22,12 +22,15 @@ from joserfc.errors import (
 from joserfc.jwk import Key, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from .cached import Cached
 from .errors import DiscoveryError, InvalidAssertion
 
 #: Signature algorithms accepted in the id_token header; everything else (none, HS*) is refused.
 ALLOWED_ALGS = ("ES256", "RS256")
 #: Clock skew tolerated on ``exp``, ``iat`` and ``auth_time``, in seconds.
 LEEWAY = 30
+#: Longest life of the bridge's id_tokens (DESIGN.md: ``exp`` at most 5 minutes after ``iat``).
+MAX_LIFETIME = 300
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ class JwksCache:
     """The bridge's signing keys, fetched lazily through ``fetch`` and kept ``max_age`` seconds.
 
     ``fetch`` returns the JWKS document (a dict with ``keys``). A ``kid`` not in the cached
-    set triggers at most one refetch per ``refetch_interval`` seconds.
+    set triggers at most one refetch per ``refetch_interval`` seconds. Fetches happen outside
+    any lock; a failed one is remembered a short while and the last good keys are still used
+    for a grace period (:class:`~.cached.Cached`).
     """
 
     def __init__(
@@ -55,53 +60,50 @@ class JwksCache:
         clock: Callable[[], float],
         max_age: float = 3600.0,
         refetch_interval: float = 60.0,
+        wait: float = 10.0,
     ) -> None:
         self._fetch = fetch
         self._clock = clock
-        self._max_age = max_age
         self._refetch_interval = refetch_interval
-        self._keys: KeySet | None = None
-        self._fetched_at = 0.0
+        self._keys = Cached(self._load, what="JWKS", clock=clock, max_age=max_age, wait=wait)
         self._refetched_at: float | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _refetched_at only
 
     def key_for(self, kid: str, alg: str) -> Key:
         """The signing key with this ``kid`` usable with ``alg``; refetch once if it is unknown."""
-        now = self._clock()
-        with self._lock:
-            fresh = self._keys is None or now - self._fetched_at >= self._max_age
-            if fresh:
-                self._load(now)
-            key = self._find(kid, alg)
-            if key is None and not fresh and self._may_refetch(now):
-                self._refetched_at = now
-                self._load(now)
-                key = self._find(kid, alg)
+        keys, fetched = self._keys.get()
+        key = _find(keys, kid, alg)
+        if key is None and not fetched and self._may_refetch(self._clock()):
+            key = _find(self._keys.get(refresh=True)[0], kid, alg)
         if key is None:
             raise InvalidAssertion("no key in the bridge's JWKS matches the id_token's kid")
         return key
 
     def _may_refetch(self, now: float) -> bool:
-        last = self._refetched_at
-        return last is None or now - last >= self._refetch_interval
+        """At most one refetch for unknown kids per ``refetch_interval``."""
+        with self._lock:
+            last = self._refetched_at
+            if last is not None and now - last < self._refetch_interval:
+                return False
+            self._refetched_at = now
+            return True
 
-    def _load(self, now: float) -> None:
+    def _load(self) -> KeySet:
         document = self._fetch()
         keys = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(keys, list):
             raise DiscoveryError("the JWKS document has no 'keys' list", error="invalid_jwks")
         try:
-            self._keys = KeySet.import_key_set({"keys": keys})
+            return KeySet.import_key_set({"keys": keys})
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise DiscoveryError("the JWKS holds no usable key", error="invalid_jwks") from exc
-        self._fetched_at = now
 
-    def _find(self, kid: str, alg: str) -> Key | None:
-        assert self._keys is not None
-        try:
-            return self._keys.get_by_kid(kid, {"alg": alg, "use": "sig"})
-        except JoseError:
-            return None
+
+def _find(keys: KeySet, kid: str, alg: str) -> Key | None:
+    try:
+        return keys.get_by_kid(kid, {"alg": alg, "use": "sig"})
+    except JoseError:
+        return None
 
 
 def verify_id_token(
@@ -117,11 +119,12 @@ def verify_id_token(
 ) -> StepupResult:
     """Verify signature and claims of an id_token (OpenID Connect Core §3.1.3.7, §2).
 
-    Checks, in order: ``alg`` in :data:`ALLOWED_ALGS`; a ``kid`` found in the JWKS; the
-    signature; ``iss``; ``aud`` contains ``client_id`` (and ``azp`` names it when there are
-    several audiences); ``exp`` and ``iat`` (with :data:`LEEWAY`); ``nonce``; ``sub`` equals
-    ``subject``; ``acr``, ``amr`` and ``auth_time`` present and well-typed, and ``auth_time``
-    within ``max_age`` when one was requested.
+    Checks, in order: ``alg`` in :data:`ALLOWED_ALGS`, ``typ`` absent or ``JWT``, no ``crit``;
+    a ``kid`` found in the JWKS; the signature; ``iss``; ``aud`` is exactly ``client_id`` and
+    an ``azp``, if any, names it; ``exp`` and ``iat`` (with :data:`LEEWAY`; ``iat`` no older
+    and ``exp - iat`` no longer than :data:`MAX_LIFETIME`); ``nonce`` is the string sent;
+    ``sub`` equals ``subject``; ``acr``, ``amr`` and ``auth_time`` present and well-typed, and
+    ``auth_time`` within ``max_age`` when one was requested.
     """
     alg, kid = _read_header(id_token)
     key = keys.key_for(kid, alg)
@@ -130,6 +133,7 @@ def verify_id_token(
     except (JoseError, ValueError, TypeError) as exc:
         raise InvalidAssertion("id_token signature does not verify") from exc
     _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, subject=subject, now=now)
+    _check_lifetime(claims, now)
     result = _step_up_facts(claims)
     if result.auth_time > now + LEEWAY:
         raise InvalidAssertion("id_token auth_time lies in the future")
@@ -139,16 +143,25 @@ def verify_id_token(
 
 
 def _read_header(id_token: str) -> tuple[str, str]:
-    """The ``alg`` and ``kid`` of a compact JWS (RFC 7515 §7.1), before trusting anything else."""
+    """The ``alg`` and ``kid`` of a compact JWS (RFC 7515 §7.1), before trusting anything else.
+
+    ``typ``, when present, must be ``JWT`` (RFC 7519 §5.1; what the bridge sets): another
+    type (``at+jwt``, ``logout+jwt``…) is some other token signed by the same keys. ``crit``
+    is refused: the bridge never sets it and this client understands no extension.
+    """
     if not isinstance(id_token, str) or id_token.count(".") != 2:
         raise InvalidAssertion("id_token is not a compact JWS")
     try:
         header = jws.extract_compact(id_token.encode("ascii")).headers()
     except (JoseError, ValueError, TypeError, UnicodeError) as exc:
         raise InvalidAssertion("id_token header cannot be decoded") from exc
-    alg, kid = header.get("alg"), header.get("kid")
+    alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ", "JWT")
     if alg not in ALLOWED_ALGS:
         raise InvalidAssertion(f"id_token alg must be one of {', '.join(ALLOWED_ALGS)}")
+    if not isinstance(typ, str) or typ.upper() != "JWT":
+        raise InvalidAssertion("id_token typ must be JWT")
+    if "crit" in header:
+        raise InvalidAssertion("id_token header has crit")
     if not isinstance(kid, str) or not kid:
         raise InvalidAssertion("id_token header has no kid")
     return alg, kid
@@ -157,7 +170,8 @@ def _read_header(id_token: str) -> tuple[str, str]:
 def _check_claims(
     claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str, subject: str, now: float
 ) -> None:
-    """The standard claims, through joserfc's registry (RFC 7519 §4.1, OIDC Core §2)."""
+    """The standard claims, through joserfc's registry (RFC 7519 §4.1, OIDC Core §2), then
+    compared exactly: the registry accepts a list that merely contains the expected value."""
     registry = JWTClaimsRegistry(
         now=int(now),
         leeway=LEEWAY,
@@ -177,9 +191,25 @@ def _check_claims(
     except JoseError as exc:
         claim = getattr(exc, "claim", "?")
         raise InvalidAssertion(f"id_token claim '{claim}' is not what was expected") from exc
-    audience = claims["aud"]
-    if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != client_id:
-        raise InvalidAssertion("id_token has several audiences and azp is not this client")
+    for name, expected in (("iss", issuer), ("sub", subject), ("nonce", nonce)):
+        if not isinstance(claims[name], str) or claims[name] != expected:
+            raise InvalidAssertion(f"id_token claim '{name}' is not what was expected")
+    if claims["aud"] not in (client_id, [client_id]):
+        raise InvalidAssertion("id_token claim 'aud' is not this client alone")
+    if "azp" in claims and claims["azp"] != client_id:
+        raise InvalidAssertion("id_token azp is not this client")
+
+
+def _check_lifetime(claims: dict[str, Any], now: float) -> None:
+    """The bridge's id_tokens live at most :data:`MAX_LIFETIME`: one issued longer ago, or
+    meant to live longer, is not a fresh answer to this hand-off."""
+    iat, exp = claims["iat"], claims["exp"]
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in (iat, exp)):
+        raise InvalidAssertion("id_token iat and exp must be numbers")
+    if iat < now - MAX_LIFETIME - LEEWAY:
+        raise InvalidAssertion("id_token was issued too long ago ('iat')")
+    if exp - iat > MAX_LIFETIME + LEEWAY:
+        raise InvalidAssertion("id_token lives longer than the bridge issues them ('exp')")
 
 
 def _step_up_facts(claims: dict[str, Any]) -> StepupResult:

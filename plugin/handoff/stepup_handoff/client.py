@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -22,8 +21,10 @@ import requests
 from joserfc.jwk import Key
 
 from .assertion import JwksCache, StepupResult, verify_id_token
+from .cached import Cached
 from .client_auth import ClientAuth
-from .discovery import ProviderMetadata, discover, get_json
+from .deadline import bounded_session
+from .discovery import ProviderMetadata, check_issuer, discover, get_json
 from .errors import (
     AccessDenied,
     HandoffError,
@@ -33,10 +34,13 @@ from .errors import (
     clip,
     error_code,
 )
-from .http_json import json_object
+from .http_json import exchange
 
 #: Seconds the discovery document is trusted before it is fetched again.
 METADATA_MAX_AGE = 3600.0
+#: Largest answer read from the PAR and token endpoints, and the largest JWKS, in bytes.
+ANSWER_LIMIT = 64 * 1024
+JWKS_LIMIT = 256 * 1024
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -46,7 +50,16 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-_TEXT = ("state", "nonce", "code_verifier", "login_hint", "redirect_uri", "authorize_url")
+_TEXT = (
+    "state",
+    "nonce",
+    "code_verifier",
+    "login_hint",
+    "redirect_uri",
+    "authorize_url",
+    "issuer",
+    "client_id",
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class PendingHandoff:
     authorize_url: str
     expires_at: float = 0.0  # when the pushed request_uri stops working (RFC 9126 §2.2)
     max_age: int | None = None  # checked against auth_time by finish()
+    issuer: str = ""  # the bridge it was started with: finish() refuses another (RFC 9207 §2.4)
+    client_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; keep it where the user cannot read it (it holds the verifier)."""
@@ -99,37 +114,38 @@ class HandoffClient:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
-            raise ValueError("issuer must be an http(s) URL")
+        check_issuer(issuer)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
         self.issuer = issuer
         self.client_id = client_id
         self._auth = ClientAuth(
             client_id, auth_method, client_secret=client_secret, private_key=private_key
         )
-        self._session = session or requests.Session()
+        self._session = bounded_session(session)
         self._timeout = timeout
         self._clock = clock
-        self._metadata: ProviderMetadata | None = None
-        self._metadata_at = 0.0
-        self._lock = threading.Lock()
-        self._keys = JwksCache(self._fetch_jwks, clock=clock)
+        # A JWKS fetch may first fetch discovery: a caller waiting for one waits for both.
+        wait = 2 * timeout + 1
+        self._metadata = Cached(
+            self._discover, what="discovery", clock=clock, max_age=METADATA_MAX_AGE, wait=wait
+        )
+        self._keys = JwksCache(self._fetch_jwks, clock=clock, wait=wait)
 
     def __repr__(self) -> str:
         return f"HandoffClient(issuer={self.issuer!r}, client_id={self.client_id!r})"
 
     def metadata(self) -> ProviderMetadata:
         """The bridge's discovery document (OIDC Discovery §4), cached for an hour."""
-        now = self._clock()
-        with self._lock:
-            if self._metadata is None or now - self._metadata_at >= METADATA_MAX_AGE:
-                self._metadata = discover(
-                    self._session, self.issuer, self._auth.method, timeout=self._timeout
-                )
-                self._metadata_at = now
-            return self._metadata
+        return self._metadata.get()[0]
+
+    def _discover(self) -> ProviderMetadata:
+        return discover(self._session, self.issuer, self._auth.method, timeout=self._timeout)
 
     def _fetch_jwks(self) -> Mapping[str, Any]:
-        return get_json(self._session, self.metadata().jwks_uri, "JWKS", timeout=self._timeout)
+        return get_json(
+            self._session, self.metadata().jwks_uri, "JWKS", timeout=self._timeout, limit=JWKS_LIMIT
+        )
 
     # -- start: pushed authorization request (RFC 9126 §2) ------------------------------------
 
@@ -179,7 +195,7 @@ class HandoffClient:
             "prompt": prompt,
         }
         params.update({k: v for k, v in optional.items() if v is not None})
-        body = self._post(meta.pushed_authorization_request_endpoint, params, PushError)
+        body = self._post(meta.pushed_authorization_request_endpoint, params, PushError, "PAR")
         request_uri, expires_in = body.get("request_uri"), body.get("expires_in")
         if not isinstance(request_uri, str) or not request_uri:
             raise PushError("PAR response has no request_uri", error="invalid_response")
@@ -196,12 +212,15 @@ class HandoffClient:
             authorize_url=f"{meta.authorization_endpoint}{sep}{query}",
             expires_at=self._clock() + expires_in,
             max_age=max_age,
+            issuer=self.issuer,
+            client_id=self.client_id,
         )
 
     # -- finish: callback, code redemption, id_token ------------------------------------------
 
     def finish(self, pending: PendingHandoff, callback_params: Mapping[str, str]) -> StepupResult:
         """Check the callback, redeem the code and return the verified step-up."""
+        self._check_bridge(pending)
         self._check_state(pending, callback_params)
         self._check_iss(callback_params)
         _raise_error_response(callback_params)
@@ -219,6 +238,15 @@ class HandoffClient:
             now=self._clock(),
             max_age=pending.max_age,
         )
+
+    def _check_bridge(self, pending: PendingHandoff) -> None:
+        """RFC 9207 §2.4 (mix-up): an IdP handing off to several bridges finishes each hand-off
+        with the client that started it, so a code is never redeemed at another bridge."""
+        if pending.issuer != self.issuer or pending.client_id != self.client_id:
+            raise HandoffError(
+                "this hand-off was started with another bridge or client",
+                error="issuer_mismatch",
+            )
 
     @staticmethod
     def _check_state(pending: PendingHandoff, params: Mapping[str, str]) -> None:
@@ -246,7 +274,9 @@ class HandoffClient:
             "redirect_uri": pending.redirect_uri,
             "code_verifier": pending.code_verifier,
         }
-        body = self._post(self.metadata().token_endpoint, params, TokenError, expect=200)
+        body = self._post(
+            self.metadata().token_endpoint, params, TokenError, "token endpoint", expect=200
+        )
         id_token = body.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise TokenError("token response has no id_token", error="invalid_response")
@@ -257,26 +287,26 @@ class HandoffClient:
         endpoint: str,
         params: dict[str, str],
         failure: type[HandoffError],
+        what: str,
         *,
         expect: int = 201,
     ) -> dict[str, Any]:
         """POST a form with client authentication; redirects are refused (they would carry
         credentials elsewhere). Errors become ``failure`` with the OAuth error code."""
         extra, auth = self._auth.apply(issuer=self.issuer, endpoint=endpoint, now=self._clock())
-        try:
-            response = self._session.post(
-                endpoint,
-                data={**params, **extra},
-                auth=auth,
-                headers={"Accept": "application/json"},
-                timeout=self._timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise failure("request to the bridge failed", error="unreachable") from exc
-        if response.status_code != expect:
-            _raise_endpoint_error(response, failure)
-        body = json_object(response)
+        status, body = exchange(
+            self._session,
+            "POST",
+            endpoint,
+            failure=failure,
+            what=what,
+            limit=ANSWER_LIMIT,
+            timeout=self._timeout,
+            data={**params, **extra},
+            auth=auth,
+        )
+        if status != expect:
+            _raise_endpoint_error(status, body, failure)
         if body is None:
             raise failure("response is not a JSON object", error="invalid_response")
         return body
@@ -289,11 +319,13 @@ def _space_list(value: str | Sequence[str] | None) -> str | None:
     return " ".join(value)
 
 
-def _raise_endpoint_error(response: requests.Response, failure: type[HandoffError]) -> NoReturn:
+def _raise_endpoint_error(
+    status: int, body: Mapping[str, Any] | None, failure: type[HandoffError]
+) -> NoReturn:
     """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``; no request data echoed."""
-    body = json_object(response) or {}
-    code = error_code(body.get("error"), f"http_{response.status_code}")
-    description = clip(body.get("error_description")) or f"HTTP {response.status_code}"
+    body = body or {}
+    code = error_code(body.get("error"), f"http_{status}")
+    description = clip(body.get("error_description")) or f"HTTP {status}"
     raise failure(description, error=code)
 
 

@@ -9,6 +9,8 @@ Messages never carry the authorization code, tokens, client secrets or the PKCE 
 
 from __future__ import annotations
 
+import unicodedata
+
 #: Longest error_description copied from a bridge response into an exception.
 MAX_DESCRIPTION = 200
 
@@ -61,10 +63,15 @@ class InvalidAssertion(HandoffError):
 
 
 def clip(text: object) -> str:
-    """A bridge-supplied description, made safe to put in a message: a string, one line, short."""
+    """A bridge-supplied description, made safe to put in a message: a string, one line, short,
+    without control or format characters (no terminal escapes, no bidi overrides or
+    zero-width characters to disguise a log line)."""
     if not isinstance(text, str):
         return ""
-    line = " ".join(text.split())
+    shown = "".join(
+        ch if unicodedata.category(ch)[0] != "C" else " " for ch in text[: 4 * MAX_DESCRIPTION]
+    )
+    line = " ".join(shown.split())
     return line if len(line) <= MAX_DESCRIPTION else line[: MAX_DESCRIPTION - 1] + "…"
 
 

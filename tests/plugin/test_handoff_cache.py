@@ -1,0 +1,91 @@
+"""Discovery and JWKS while the bridge is down: a failed fetch is remembered 15 s (no request
+per login), and the last good document is still used for an hour past its age."""
+
+from __future__ import annotations
+
+import pytest
+from handoff_fakes import REDIRECT_URI
+
+from stepup_handoff import DiscoveryError
+
+RETRY_AFTER = 15
+GRACE = 3600
+
+
+class TestJwksDown:
+    def test_last_good_keys_kept_and_refetches_spaced(self, client, bridge, handoff, clock):
+        client.finish(*handoff())
+        clock.advance(3600)  # the cached keys have expired
+        bridge.down = {"jwks"}
+
+        assert client.finish(*handoff()).subject == "user-42"
+        assert bridge.jwks_fetches == 2
+        clock.advance(RETRY_AFTER - 1)
+        assert client.finish(*handoff()).subject == "user-42"
+        assert bridge.jwks_fetches == 2  # the failure is remembered: no new request
+        clock.advance(1)
+        assert client.finish(*handoff()).subject == "user-42"
+        assert bridge.jwks_fetches == 3
+
+    def test_back_when_the_bridge_is(self, client, bridge, handoff, clock):
+        client.finish(*handoff())
+        clock.advance(3600)
+        bridge.down = {"jwks"}
+        client.finish(*handoff())
+        bridge.down = set()
+        clock.advance(RETRY_AFTER)
+
+        client.finish(*handoff())
+        clock.advance(3599)
+        client.finish(*handoff())
+        assert bridge.jwks_fetches == 3  # fresh again for an hour
+
+    def test_keys_given_up_after_the_grace(self, client, bridge, handoff, clock):
+        client.finish(*handoff())
+        bridge.down = {"jwks"}
+        clock.advance(3600 + GRACE)
+
+        with pytest.raises(DiscoveryError):
+            client.finish(*handoff())
+
+    def test_a_garbled_key_set_counts_as_down(self, client, bridge, handoff, clock):
+        client.finish(*handoff())
+        clock.advance(3600)
+        bridge.published = []
+
+        assert client.finish(*handoff()).subject == "user-42"
+
+    def test_first_fetch_failing_is_remembered(self, client, bridge, handoff, clock):
+        bridge.down = {"jwks"}
+        for _ in range(3):
+            with pytest.raises(DiscoveryError):
+                client.finish(*handoff())
+        assert bridge.jwks_fetches == 1
+
+        clock.advance(RETRY_AFTER)
+        bridge.down = set()
+        assert client.finish(*handoff()).subject == "user-42"
+        assert bridge.jwks_fetches == 2
+
+
+class TestDiscoveryDown:
+    def test_last_good_document_kept_and_refetches_spaced(self, client, bridge, clock):
+        client.start("user-42", REDIRECT_URI)
+        clock.advance(3600)
+        bridge.down = {"discovery"}
+
+        client.start("user-42", REDIRECT_URI)
+        client.start("user-42", REDIRECT_URI)
+        assert bridge.discovery_fetches == 2
+        clock.advance(RETRY_AFTER)
+        client.start("user-42", REDIRECT_URI)
+        assert bridge.discovery_fetches == 3
+
+    def test_first_fetch_failing_is_remembered(self, client, bridge, clock):
+        bridge.down = {"discovery"}
+        for _ in range(3):
+            with pytest.raises(DiscoveryError) as caught:
+                client.start("user-42", REDIRECT_URI)
+            assert caught.value.error == "discovery_failed"
+        assert bridge.discovery_fetches == 1
+        assert bridge.par_requests == []

@@ -1,0 +1,130 @@
+"""Each exchange with the bridge is bounded as a whole, and no slow answer holds a lock that
+other logins need: real servers on 127.0.0.1, real threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from handoff_fakes import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, discovery_document
+from local_servers import DripServer
+
+from stepup_handoff import DiscoveryError, HandoffClient
+
+DISCOVERY = "/.well-known/openid-configuration"
+
+
+def http_answer(body: bytes) -> tuple[bytes, bytes]:
+    """A whole HTTP/1.1 answer: (status line and headers, body)."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    return head, body
+
+
+class TestWholeCallBound:
+    """A server that sends one byte every 50 ms never trips a 1 s read timeout; the deadline
+    ends the call after 1 s all the same, and shuts the connection."""
+
+    @pytest.fixture
+    def drip(self):
+        servers: list[DripServer] = []
+
+        def serve(answer: bytes, head: bytes = b"") -> DripServer:
+            servers.append(DripServer(answer, head=head, interval=0.05))
+            return servers[-1]
+
+        yield serve
+        for server in servers:
+            server.stop()
+
+    @pytest.mark.parametrize("phase", ["headers", "body"])
+    def test_dripping_discovery_cut_at_the_timeout(self, drip, clock, phase):
+        server = drip(b"")  # the port first: the document names the issuer
+        head, body = http_answer(json.dumps(discovery_document(server.url)).encode())
+        server.head, server.answer = (b"", head + body) if phase == "headers" else (head, body)
+        client = HandoffClient(
+            server.url, CLIENT_ID, client_secret=CLIENT_SECRET, timeout=1.0, clock=clock
+        )
+
+        started = time.monotonic()
+        with pytest.raises(DiscoveryError, match="no whole answer within 1 s") as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert time.monotonic() - started < 2.5  # the whole answer would take 10 s or more
+        assert caught.value.error == "unreachable"
+        assert server.cut.wait(2)  # the connection was shut, not left dripping
+
+    def test_held_par_cut_at_the_timeout(self, local_bridge, clock):
+        client = HandoffClient(
+            local_bridge.issuer, CLIENT_ID, client_secret=CLIENT_SECRET, timeout=1.0, clock=clock
+        )
+        client.metadata()
+        local_bridge.hold("/par")
+
+        started = time.monotonic()
+        with pytest.raises(Exception, match="no whole answer"):
+            client.start("user-42", REDIRECT_URI)
+        assert time.monotonic() - started < 2.5
+
+
+class TestNoLockAcrossTheNetwork:
+    """While one login waits for a slow refresh, the others go on with what is cached."""
+
+    def in_background(self, call):
+        pool = ThreadPoolExecutor(1)
+        return pool, pool.submit(call)
+
+    def test_slow_discovery_refresh_stalls_no_other_login(self, local_client, local_bridge, clock):
+        local_client.start("user-42", REDIRECT_URI)
+        clock.advance(3600)  # discovery has expired
+        release = local_bridge.hold(DISCOVERY)
+        pool, refreshing = self.in_background(lambda: local_client.start("user-43", REDIRECT_URI))
+        assert local_bridge.arrived[DISCOVERY].wait(5)
+
+        started = time.monotonic()
+        pending = local_client.start("user-44", REDIRECT_URI)
+        assert time.monotonic() - started < 1.0
+        release.set()
+        assert refreshing.result(10).login_hint == "user-43"
+        pool.shutdown()
+        assert local_bridge.fake.discovery_fetches == 2  # one refresh, not one per login
+        assert pending.login_hint == "user-44"
+
+    def test_slow_jwks_refresh_stalls_no_other_login(self, local_client, local_bridge, clock):
+        fake = local_bridge.fake
+        pending = local_client.start("user-42", REDIRECT_URI)
+        local_client.finish(pending, fake.callback(pending))
+        clock.advance(3600)  # the keys (and discovery) have expired
+        first = local_client.start("user-43", REDIRECT_URI)
+        first_callback = fake.callback(first)
+        second = local_client.start("user-44", REDIRECT_URI)
+        second_callback = fake.callback(second)
+        release = local_bridge.hold("/jwks")
+        pool, refreshing = self.in_background(lambda: local_client.finish(first, first_callback))
+        assert local_bridge.arrived["/jwks"].wait(5)
+
+        started = time.monotonic()
+        assert local_client.finish(second, second_callback).subject == "user-44"
+        assert time.monotonic() - started < 1.0
+        release.set()
+        assert refreshing.result(10).subject == "user-43"
+        pool.shutdown()
+
+    def test_one_fetch_for_callers_with_nothing_cached(self, local_client, local_bridge):
+        fake = local_bridge.fake
+        logins = []
+        for user in ("user-1", "user-2", "user-3", "user-4"):
+            pending = local_client.start(user, REDIRECT_URI)
+            logins.append((pending, fake.callback(pending)))
+        release = local_bridge.hold("/jwks")
+        threading.Timer(0.3, release.set).start()
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda login: local_client.finish(*login), logins))
+
+        assert [r.subject for r in results] == ["user-1", "user-2", "user-3", "user-4"]
+        assert fake.jwks_fetches == 1
