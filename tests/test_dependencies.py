@@ -101,3 +101,22 @@ def test_the_tests_and_the_benchmark_are_covered_by_the_dev_extra():
     own = {"bridge", "stepup_keycloak", "stepup_handoff"} | local
     declared = requirements(BRIDGE, "dev", "keycloak", "postgres", "redis")
     assert undeclared(modules, declared, own) == []
+
+
+def test_a_worker_loads_requests_only_when_it_needs_it(tmp_path):
+    """The bridge's app uses ``stepup_handoff.deadline`` but not the client: building it must
+    not load ``requests`` (5 MiB a gunicorn worker, docs/operations.md); the package's names
+    still all resolve when asked for."""
+    import subprocess
+
+    probe = ("import sys, stepup_handoff\n"
+             "from bridge.app import create_app\n"
+             "create_app()\n"
+             "assert 'requests' not in sys.modules, 'requests loaded'\n"
+             "for name in stepup_handoff.__all__:\n"
+             "    getattr(stepup_handoff, name)\n"
+             "assert 'requests' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin",
+                                            "STEPUP_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]

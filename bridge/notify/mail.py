@@ -14,8 +14,9 @@ from urllib.parse import unquote, urlsplit
 from babel.dates import format_datetime
 from babel.support import Translations
 
+from stepup_handoff.deadline import Deadline
+
 from ..challenge import N_
-from ..deadline import Deadline
 from ..i18n import TRANSLATIONS, negotiate
 from ..settings import SMTP_SCHEMES, Settings
 

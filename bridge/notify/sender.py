@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
-from ..deadline import Overrun
+from stepup_handoff.deadline import Overrun
+
 from ..settings import Settings, event_names, webhook_key
 from ..store import Store
 from . import mail, webhooks

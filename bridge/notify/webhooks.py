@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ..deadline import Deadline, Overrun
+from stepup_handoff.deadline import Deadline, Overrun, bounded_session
 
 
 class DeliveryError(Exception):
@@ -47,7 +47,7 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
     headers = {"content-type": "application/json", "webhook-id": event["id"],
                "webhook-timestamp": str(timestamp),
                "webhook-signature": sign(key, event["id"], timestamp, payload)}
-    with Deadline(timeout) as deadline, deadline.session() as session:
+    with Deadline(timeout) as deadline, bounded_session() as session:
         try:
             response = deadline.run(lambda: session.post(
                 url, data=payload, headers=headers, timeout=timeout, allow_redirects=False))

@@ -24,7 +24,8 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..deadline import Deadline
+from stepup_handoff.deadline import Deadline, bounded_session
+
 from ..store import Client, Store
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 
@@ -110,7 +111,7 @@ class ClientKeys:
     fetched before its signature can be checked, so the fetches are rationed per jwks_uri:
 
     - a fetch, from the connection to the last byte, takes at most ``timeout`` seconds and
-      ``limit`` bytes (a :class:`~bridge.notify.deadline.Deadline`, not a socket timeout that
+      ``limit`` bytes (a :class:`~stepup_handoff.deadline.Deadline`, not a socket timeout that
       restarts with every byte);
     - a failed fetch is remembered for ``interval`` seconds: meanwhile the client's assertions
       fail at once (``invalid_client``) with no network call;
@@ -162,7 +163,7 @@ class ClientKeys:
         import requests  # only private_key_jwt clients need it: not loaded in every worker
 
         try:
-            with Deadline(self.timeout) as deadline, deadline.session() as session:
+            with Deadline(self.timeout) as deadline, bounded_session() as session:
                 body = deadline.run(lambda: self._download(session, jwks_uri))
             return KeySet.import_key_set(json.loads(body))
         except (requests.RequestException, OSError, ValueError, TypeError, KeyError,

@@ -521,7 +521,7 @@ def test_a_resolver_slower_than_the_timeout_does_not_hold_the_sender(make_act, m
 def test_exchanges_left_behind_are_capped(monkeypatch):
     """Threads left waiting on a resolver that never answers must not pile up: past
     LEFT_BEHIND of them, an exchange fails at once and is not started."""
-    from bridge import deadline as module
+    from stepup_handoff import deadline as module
 
     monkeypatch.setattr(module, "GRACE", 0.0)
     monkeypatch.setattr(module, "LEFT_BEHIND", 2)

@@ -1,29 +1,48 @@
-"""A bound on each exchange with the bridge as a whole, not on each read.
+"""A bound on an exchange with another server as a whole, not on each read.
 
-``requests``' timeouts restart with every byte: a bridge (or anything between) that answers
-one byte at a time holds the IdP's worker as long as it likes. A :class:`Deadline` shuts the
-exchange's connection down when its time is up; the blocked read then ends at once and the
-exchange fails like any unreachable bridge. The session from :func:`bounded_session` makes
-this possible: its connections are watched by the deadline of the thread using them, from the
-moment their socket exists (before TLS) and again on every request (a kept-alive connection).
+``requests``' and smtplib's timeouts restart with every byte: a server (or anything between)
+that answers one byte at a time holds the caller as long as it likes — an IdP's worker waiting
+for the bridge, the bridge's sender waiting for a webhook receiver or a mail server, a bridge
+worker fetching a client's keys. A :class:`Deadline` shuts the exchange's connections down when
+its time is up; the blocked read then ends at once and the exchange fails like any unreachable
+server. The session from :func:`bounded_session` makes this possible: its connections are
+watched by the deadline of the thread using them, from the moment their socket exists (before
+TLS) and again on every request (a kept-alive connection). The one wait no shutdown ends, the
+system resolver's (``getaddrinfo`` has no timeout of its own), is bounded by :meth:`Deadline.run`.
 
-Not bounded: the system resolver (``getaddrinfo`` has no timeout of its own).
+The bridge (``stepup-bridge``) uses this module too: one implementation for both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.cookiejar
 import socket
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
-from requests.adapters import HTTPAdapter
+if TYPE_CHECKING:
+    import requests
 
 _current = threading.local()
+T = TypeVar("T")
+
+#: How long past the deadline :meth:`Deadline.run` still waits for an exchange to end by
+#: itself, so that one cut off at its sockets fails with its own error (on a busy machine too).
+GRACE = 1.0
+#: Exchanges left behind in a process and still waiting (for a resolver that never answers,
+#: say) before :meth:`Deadline.run` starts no more: threads must not pile up for ever.
+LEFT_BEHIND = 16
+_running = threading.BoundedSemaphore(LEFT_BEHIND)
+
+
+class Overrun(TimeoutError):
+    """The exchange had not ended when its time was up; the message is safe to log."""
 
 
 class Deadline:
@@ -59,6 +78,32 @@ class Deadline:
                 copy.close()
                 return
             self._copies.append(copy)
+
+    def run(self, exchange: Callable[[], T]) -> T:
+        """``exchange()`` in a thread of its own, under this deadline: its result or its error
+        here, or :class:`Overrun` if it has not ended by the deadline (and :data:`GRACE`).
+        What only the deadline's shutdown ends has ended by then; an exchange still waiting
+        for the resolver is left behind, and the connection it opens afterwards is shut down
+        at once (:meth:`watch`), so nothing is sent late. At most :data:`LEFT_BEHIND` wait at
+        once; beyond them an exchange fails at once, unstarted."""
+        if not _running.acquire(blocking=False):
+            raise Overrun(f"not started: {LEFT_BEHIND} earlier exchanges still wait")
+        done: Future[T] = Future()
+
+        def target() -> None:
+            _current.deadline = self  # the bounded session's connections find it here
+            try:
+                done.set_result(exchange())
+            except BaseException as error:  # handed to the caller, whatever it is
+                done.set_exception(error)
+            finally:
+                _running.release()
+
+        threading.Thread(target=target, name="stepup-exchange", daemon=True).start()
+        if not wait([done], timeout=self.left(float("inf")) + GRACE).done:
+            self._expire()
+            raise Overrun(f"not done within {self.seconds:g} s")
+        return done.result()
 
     def _expire(self) -> None:
         with self._lock:
@@ -131,15 +176,21 @@ def _watching(manager: Any) -> Any:
     return manager
 
 
-class _BoundedAdapter(HTTPAdapter):
-    """An adapter whose connections (direct or through a proxy) the deadline can end."""
+@functools.cache
+def _adapter_class() -> type:
+    """An adapter whose connections (direct or through a proxy) the deadline can end. Built
+    on first use: the bridge's workers load ``requests`` only if they need it (5 MiB each)."""
+    from requests.adapters import HTTPAdapter
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _watching(self.poolmanager)
+    class BoundedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            _watching(self.poolmanager)
 
-    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
-        return _watching(super().proxy_manager_for(*args, **kwargs))
+        def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+            return _watching(super().proxy_manager_for(*args, **kwargs))
+
+    return BoundedAdapter
 
 
 #: A cookie policy that neither stores nor sends any cookie: one client serves every user,
@@ -149,9 +200,11 @@ NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 def bounded_session(session: requests.Session | None = None) -> requests.Session:
     """``session`` (or a new one) with the bounded adapters mounted and no cookie kept."""
+    import requests
+
     session = session if session is not None else requests.Session()
     for prefix in ("http://", "https://"):
-        session.mount(prefix, _BoundedAdapter())
+        session.mount(prefix, _adapter_class()())
     session.cookies.clear()
     session.cookies.set_policy(NO_COOKIES)
     return session
