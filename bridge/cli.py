@@ -99,11 +99,13 @@ def demo(port: int, idp_port: int) -> None:
     issuer = bridge_app.extensions["stepup"].settings.issuer
     client_secret = secrets.token_urlsafe(32)
     quiet_dev_server_log()
+    try:
+        idp_app = create_demo_idp(issuer, "demo-idp", client_secret, idp_url)
+    except ValueError as error:  # the hand-off client refuses the issuer (http off loopback)
+        _fail(f"the demo IdP cannot use STEPUP_ISSUER={issuer}: {error}")
     try:  # both ports first: a demo already running keeps its registration if one is taken
         servers = [make_server("127.0.0.1", port, bridge_app, threaded=True),
-                   make_server("127.0.0.1", idp_port,
-                               create_demo_idp(issuer, "demo-idp", client_secret, idp_url),
-                               threaded=True)]
+                   make_server("127.0.0.1", idp_port, idp_app, threaded=True)]
     except SystemExit:  # werkzeug has said which port is taken
         _fail("choose free ports with --port and --idp-port, e.g. "
               "scripts/demo.sh --port 5010 --idp-port 5011")

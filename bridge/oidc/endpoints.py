@@ -89,7 +89,7 @@ class _Server(AuthorizationServer):
         client-credentials grant (help-desk tools, docs/helpdesk.md) that is every admin scope
         the client may have — a token with no scope would be refused by every admin call. The
         code grant always has its code's scope (``openid``)."""
-        if grant_type == "client_credentials" and not scope:
+        if grant_type == "client_credentials" and not (scope or "").split():
             scope = client.get_allowed_scope(ADMIN_SCOPE)
         return super().generate_token(grant_type=grant_type, client=client, user=user,
                                       scope=scope, **options)

@@ -187,8 +187,9 @@ def test_wrong_scope_or_client_is_refused(admin_act, clock):
 
 
 @pytest.mark.parametrize("form", [{"grant_type": "client_credentials"},
-                                  {"grant_type": "client_credentials", "scope": ""}],
-                         ids=["no-scope", "empty-scope"])
+                                  {"grant_type": "client_credentials", "scope": ""},
+                                  {"grant_type": "client_credentials", "scope": " "}],
+                         ids=["no-scope", "empty-scope", "blank-scope"])
 def test_without_a_scope_the_token_has_the_admin_scope(admin_act, form):
     """RFC 6749 §3.3: an omitted scope gets a pre-defined default — for a help-desk client, its
     admin scope (an empty one counts as omitted, §3.2) — and the token response names it

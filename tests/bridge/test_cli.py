@@ -339,3 +339,11 @@ def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alo
     assert result.exit_code == 2
     assert "--port and --idp-port" in result.output
     assert ok(stepup("client", "list")) == before
+
+
+def test_a_demo_on_an_issuer_the_handoff_client_refuses_says_why(stepup):
+    """The hand-off client wants https off loopback: one line, not a traceback."""
+    result = stepup("demo", STEPUP_ISSUER="http://demo.example:5000")  # before any port
+    assert result.exit_code == 2
+    assert "STEPUP_ISSUER=http://demo.example:5000" in result.output
+    assert "Traceback" not in result.output

@@ -26,8 +26,9 @@ def new_key() -> ECKey:
 
 
 class JwksServer:
-    """Serves ``keys`` as a JWKS and counts the requests. ``mode``: "ok", "down" (503) or
-    "hang" (answers after ``hang_s`` seconds, or at stop)."""
+    """Serves ``keys`` as a JWKS and counts the requests. ``mode``: "ok", "down" (503), "hang"
+    (answers after ``hang_s`` seconds, or at stop) or "nested" (JSON nested past Python's
+    recursion limit, well within the size limit)."""
 
     def __init__(self, *keys: ECKey) -> None:
         self.keys, self.mode, self.hang_s, self.padding = list(keys), "ok", 0.0, 0
@@ -47,6 +48,8 @@ class JwksServer:
             self.release.wait(self.hang_s)
         if self.mode == "down":
             return Response("down", status=503)(environ, start_response)
+        if self.mode == "nested":
+            return Response("[" * 5000 + "]" * 5000)(environ, start_response)
         jwks = {"keys": [key.as_dict(private=False) for key in self.keys]}
         if self.padding:
             jwks["padding"] = "x" * self.padding
@@ -99,6 +102,14 @@ class TestThroughTheEndpoints:
             response, _ = push(act, sign())
             invalid_client(response)
             assert response.status_code == 401
+        assert jwks.requests == 1
+
+    def test_a_jwks_nested_past_the_recursion_limit_is_a_401_remembered(self, act, sign,
+                                                                        jwks):
+        jwks.mode = "nested"
+        for _ in range(3):
+            response, _ = push(act, sign())
+            invalid_client(response)
         assert jwks.requests == 1
 
     def test_a_rotated_key_is_accepted_at_once(self, act, sign, jwks, idp_key):

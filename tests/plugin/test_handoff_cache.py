@@ -89,3 +89,32 @@ class TestDiscoveryDown:
             assert caught.value.error == "discovery_failed"
         assert bridge.discovery_fetches == 1
         assert bridge.par_requests == []
+
+
+def test_a_fetch_stuck_past_its_wait_is_abandoned_for_a_new_one():
+    """A fetch stuck in the system resolver (no timeout bounds it) must not keep every later
+    caller waiting for it: past ``wait`` the next caller fetches anew, and the stuck one's
+    late answer does not overwrite the newer value."""
+    import threading
+
+    from stepup_handoff.cached import Cached
+
+    now = [1000.0]
+    stuck, answers = threading.Event(), iter(["late", "fresh"])
+
+    def fetch():
+        answer = next(answers)
+        if answer == "late":
+            stuck.wait(10)
+        return answer
+
+    cached = Cached(fetch, what="test", clock=lambda: now[0], max_age=60, wait=0.2)
+    first = threading.Thread(target=cached.get)
+    first.start()
+    while cached._flight is None:  # the first fetch is in flight
+        threading.Event().wait(0.01)
+    now[0] += 1  # past wait
+    assert cached.get() == ("fresh", True)
+    stuck.set()
+    first.join(5)
+    assert cached.get() == ("fresh", False)

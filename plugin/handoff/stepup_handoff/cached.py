@@ -5,7 +5,9 @@ need it: while a refresh is in flight, callers keep the value they have; only ca
 nothing usable wait for the one fetch in flight, and no longer than ``wait`` seconds. A failed
 fetch is remembered :data:`RETRY_AFTER` seconds (callers get its error at once instead of each
 sending a request to a bridge that is down), and the last good value is still served
-:data:`GRACE` seconds past its age while refreshes fail.
+:data:`GRACE` seconds past its age while refreshes fail. A fetch in flight longer than ``wait``
+(stuck in the system resolver, which no timeout bounds) is abandoned: the next caller starts a
+new one, and the abandoned one's result is dropped.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Cached(Generic[T]):
         self._failure: HandoffError | None = None
         self._failed_at = 0.0
         self._flight: threading.Event | None = None
+        self._flight_at = 0.0
 
     def get(self, *, refresh: bool = False) -> tuple[T, bool]:
         """The value and whether this call fetched it. ``refresh``: fetch anew even if the
@@ -60,10 +63,13 @@ class Cached(Generic[T]):
             if not refresh and self._usable(now, self._max_age):
                 return self._value, False  # type: ignore[return-value]
             flight = self._flight
+            if flight is not None and now - self._flight_at > self._wait:
+                flight = None  # abandoned; its result will be dropped
             if flight is None:
                 if now - self._failed_at < self._retry_after and self._failure is not None:
                     return self._fallback(now), False
                 flight = self._flight = threading.Event()
+                self._flight_at = now
                 mine = True
             elif not refresh and self._usable(now, self._max_age + self._grace):
                 return self._value, False  # type: ignore[return-value]  # being refreshed
@@ -90,11 +96,12 @@ class Cached(Generic[T]):
         finally:
             with self._lock:
                 now = self._clock()
-                if value is not None:
-                    self._value, self._at, self._failure = value, now, None
-                elif failure is not None:
-                    self._failure, self._failed_at = failure, now
-                self._flight = None
+                if self._flight is flight:  # not abandoned meanwhile
+                    if value is not None:
+                        self._value, self._at, self._failure = value, now, None
+                    elif failure is not None:
+                        self._failure, self._failed_at = failure, now
+                    self._flight = None
                 flight.set()
         if value is not None:
             return value, True
