@@ -97,6 +97,13 @@ class FakeBridge:
         rsps.add_callback("POST", f"{issuer}/par", self._par)
         rsps.add_callback("POST", f"{issuer}/token", self._token)
 
+    def elsewhere(self, issuer: str, rsps: responses.RequestsMock) -> FakeBridge:
+        """Another bridge at ``issuer`` (sharing these keys), installed in ``rsps``."""
+        other = FakeBridge(clock=self.clock, signing_key=self.signing_key,
+                           published=self.published, issuer=issuer)
+        other.install(rsps)
+        return other
+
     # -- what tests read --------------------------------------------------------------------
 
     @staticmethod

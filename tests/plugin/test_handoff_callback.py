@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from handoff_fakes import CLIENT_ID, CLIENT_SECRET, CODE, REDIRECT_URI, FakeBridge
+from handoff_fakes import CLIENT_ID, CLIENT_SECRET, CODE, REDIRECT_URI
 
 from stepup_handoff import AccessDenied, HandoffClient, HandoffError, StateMismatch
 
@@ -64,13 +64,7 @@ class TestMixUp:
 
     @pytest.fixture
     def other(self, rsps, clock, bridge):
-        fake = FakeBridge(
-            clock=clock,
-            signing_key=bridge.signing_key,
-            published=bridge.published,
-            issuer="https://other-bridge.example",
-        )
-        fake.install(rsps)
+        fake = bridge.elsewhere("https://other-bridge.example", rsps)
         client = HandoffClient(fake.issuer, CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
         return fake, client
 

@@ -189,15 +189,7 @@ class TestTransportSecurity:
             client.start("user-42", REDIRECT_URI)
 
     def test_loopback_issuer_may_not_name_a_plain_http_host_elsewhere(self, rsps, clock, bridge):
-        from handoff_fakes import FakeBridge
-
-        local = FakeBridge(
-            clock=clock,
-            signing_key=bridge.signing_key,
-            published=bridge.published,
-            issuer="http://127.0.0.1:5000",
-        )
-        local.install(rsps)
+        local = bridge.elsewhere("http://127.0.0.1:5000", rsps)
         local.discovery["token_endpoint"] = "http://bridge.example/token"
         client = HandoffClient(local.issuer, CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock)
 
