@@ -200,11 +200,8 @@ class IdTokenVerifierTest {
     @Test
     void critHeaderIsRefused() {
         // RFC 7515 §4.1.11: an extension we do not understand must not be ignored.
-        Map<String, Object> header = new LinkedHashMap<>();
-        header.put("alg", "ES256");
-        header.put("kid", EC.kid);
-        header.put("crit", List.of("b64"));
-        header.put("b64", true);
+        Map<String, Object> header =
+                headerOf("alg", "ES256", "kid", EC.kid, "crit", List.of("b64"), "b64", true);
         Keys keys = keys(EC);
         assertEquals("id_token has a crit header", rejection(EC.sign(header, claims()), keys));
         assertTrue(keys.calls.isEmpty(), "no key lookup for a refused header");
@@ -213,10 +210,7 @@ class IdTokenVerifierTest {
     @Test
     void typIsJwtOrAbsent() {
         // The bridge sets typ JWT (bridge/oidc/assertion.py); absent is covered by missingKidUsesTheOnlyFittingKey.
-        Map<String, Object> header = new LinkedHashMap<>();
-        header.put("alg", "ES256");
-        header.put("kid", EC.kid);
-        header.put("typ", "at+jwt");
+        Map<String, Object> header = headerOf("alg", "ES256", "kid", EC.kid, "typ", "at+jwt");
         assertEquals("id_token typ is not JWT", rejection(EC.sign(header, claims()), keys(EC)));
     }
 
@@ -328,8 +322,7 @@ class IdTokenVerifierTest {
 
     @Test
     void algNoneIsRefused() {
-        Map<String, Object> header = new LinkedHashMap<>();
-        header.put("alg", "none");
+        Map<String, Object> header = headerOf("alg", "none");
         String unsigned = TestKeys.encodeJson(header) + "." + TestKeys.encodeJson(claims()) + ".";
         Keys keys = keys(EC);
         assertTrue(rejection(unsigned, keys).startsWith("id_token alg none is not accepted"));
@@ -338,9 +331,7 @@ class IdTokenVerifierTest {
 
     @Test
     void hmacIsRefused() {
-        Map<String, Object> header = new LinkedHashMap<>();
-        header.put("alg", "HS256");
-        header.put("kid", EC.kid);
+        Map<String, Object> header = headerOf("alg", "HS256", "kid", EC.kid);
         String token = TestKeys.encodeJson(header) + "." + TestKeys.encodeJson(claims()) + ".c2ln";
         assertTrue(rejection(token, keys(EC)).startsWith("id_token alg HS256 is not accepted"));
     }
@@ -348,17 +339,14 @@ class IdTokenVerifierTest {
     @Test
     void algMustFitTheKeyType() {
         // RS256 header naming the EC key: no RS256 key with that kid exists.
-        Map<String, Object> header = new LinkedHashMap<>();
-        header.put("alg", "RS256");
-        header.put("kid", EC.kid);
+        Map<String, Object> header = headerOf("alg", "RS256", "kid", EC.kid);
         String token = RSA.sign(header, claims());
         assertEquals("no RS256 key in the bridge's JWKS for kid ec-1", rejection(token, keys(EC, RSA)));
     }
 
     @Test
     void missingKidUsesTheOnlyFittingKey() throws Exception {
-        Map<String, Object> header = new LinkedHashMap<>();
-        header.put("alg", "ES256");
+        Map<String, Object> header = headerOf("alg", "ES256");
         verify(EC.sign(header, claims()), keys(EC, RSA));
         TestKeys second = TestKeys.es256("ec-2");
         assertTrue(rejection(EC.sign(header, claims()), keys(EC, second)).startsWith("no ES256 key"));
@@ -367,5 +355,14 @@ class IdTokenVerifierTest {
     @Test
     void garbageIsNotAJws() {
         assertEquals("id_token is not a valid JWS", rejection("not-a-token", keys(EC)));
+    }
+
+    /** A JWS header of name, value pairs, in order. */
+    private static Map<String, Object> headerOf(Object... nameValue) {
+        Map<String, Object> header = new LinkedHashMap<>();
+        for (int i = 0; i < nameValue.length; i += 2) {
+            header.put((String) nameValue[i], nameValue[i + 1]);
+        }
+        return header;
     }
 }
