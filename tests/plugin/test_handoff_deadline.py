@@ -128,3 +128,41 @@ class TestNoLockAcrossTheNetwork:
 
         assert [r.subject for r in results] == ["user-1", "user-2", "user-3", "user-4"]
         assert fake.jwks_fetches == 1
+
+
+class TestSlowResolver:
+    """The system resolver has no timeout: a look-up that hangs must not hold the login."""
+
+    @pytest.fixture
+    def slow_localhost(self, monkeypatch):
+        """``localhost`` takes 3 s to resolve (to 127.0.0.1); ``answered`` is set after."""
+        import socket
+
+        resolve, answered = socket.getaddrinfo, threading.Event()
+
+        def lookup(host, *args, **kwargs):
+            if host != "localhost":
+                return resolve(host, *args, **kwargs)
+            time.sleep(3)
+            answered.set()
+            return resolve("127.0.0.1", *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", lookup)
+        return answered
+
+    def test_login_gives_up_at_the_timeout_and_sends_nothing_late(
+        self, local_bridge, slow_localhost, clock
+    ):
+        issuer = local_bridge.issuer.replace("127.0.0.1", "localhost")
+        client = HandoffClient(
+            issuer, CLIENT_ID, client_secret=CLIENT_SECRET, timeout=1.0, clock=clock
+        )
+
+        started = time.monotonic()
+        with pytest.raises(DiscoveryError, match="no whole answer within 1 s") as caught:
+            client.start("user-42", REDIRECT_URI)
+        assert time.monotonic() - started < 2.8  # 1 s and its grace, not the resolver's 3 s
+        assert caught.value.error == "unreachable"
+        assert slow_localhost.wait(10)
+        time.sleep(0.5)  # what the left-behind exchange would send, it would send by now
+        assert local_bridge.requests == []

@@ -1,9 +1,10 @@
 """The one way this client talks to the bridge: one request, bounded in time and in size,
 whose answer is read as a JSON object or as nothing.
 
-Every call is bounded as a whole (:mod:`.deadline`), never follows a redirect, and reads at
-most ``limit`` bytes of body *after* decoding: a gzip or deflate answer is inflated a chunk at
-a time and stopped at the limit (RFC 9110 §8.4), any other content coding is refused. A
+Every call is bounded as a whole (:mod:`.deadline`), its name look-up included, never
+follows a redirect, and reads at most ``limit`` bytes of body *after* decoding: a gzip or
+deflate answer is inflated a chunk at a time and stopped at the limit (RFC 9110 §8.4), any
+other content coding is refused. A
 failure raises the caller's error class with a message that names no request data, and never
 chains the ``requests`` exception (its ``.request.body`` holds the client secret, the code
 and the PKCE verifier).
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 import requests
 from urllib3.exceptions import HTTPError as TransportError
 
-from .deadline import Deadline
+from .deadline import Deadline, Overrun
 from .errors import HandoffError
 
 #: Bytes read from the socket at a time.
@@ -59,31 +60,52 @@ def exchange(
 def _exchange(
     session: requests.Session, method: str, url: str, *, limit: int, timeout: float, **kwargs: Any
 ) -> tuple[int, bytes] | _Refusal:
-    """The status and the decoded body, or why not."""
-    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    """The status and the decoded body, or why not. The exchange runs in a thread of its own
+    (:meth:`Deadline.run`): a system resolver that hangs holds that thread, not the IdP's
+    worker, which gives up at the deadline."""
     with Deadline(timeout) as deadline:
         try:
-            response = session.request(
-                method,
-                url,
-                headers=headers,
-                timeout=(deadline.left(timeout), deadline.left(timeout)),
-                allow_redirects=False,
-                stream=True,
-                **kwargs,
+            outcome = deadline.run(
+                lambda: _fetch(session, method, url, limit=limit, deadline=deadline, **kwargs)
             )
-        except requests.RequestException as exc:
-            return _unreachable(exc, deadline)
-        with response:
-            try:
-                body = _read(response, limit, deadline)
-            except (TransportError, requests.RequestException, OSError) as exc:
-                return _unreachable(exc, deadline)
-    if isinstance(body, _Refusal):
-        return body
+        except Overrun as overrun:  # timed out, or too many exchanges already left behind
+            return _late(deadline) if deadline.expired else _Refusal("unreachable", str(overrun))
+    if isinstance(outcome, _Refusal):
+        return outcome
     if deadline.expired:  # a connection cut at the deadline may look like the body's end
         return _late(deadline)
-    return response.status_code, body
+    return outcome
+
+
+def _fetch(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    limit: int,
+    deadline: Deadline,
+    **kwargs: Any,
+) -> tuple[int, bytes] | _Refusal:
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    timeout = deadline.seconds
+    try:
+        response = session.request(
+            method,
+            url,
+            headers=headers,
+            timeout=(deadline.left(timeout), deadline.left(timeout)),
+            allow_redirects=False,
+            stream=True,
+            **kwargs,
+        )
+    except requests.RequestException as exc:
+        return _unreachable(exc, deadline)
+    with response:
+        try:
+            body = _read(response, limit, deadline)
+        except (TransportError, requests.RequestException, OSError) as exc:
+            return _unreachable(exc, deadline)
+    return body if isinstance(body, _Refusal) else (response.status_code, body)
 
 
 def _late(deadline: Deadline) -> _Refusal:
