@@ -11,7 +11,12 @@ from typing import Any
 
 from flask import Flask, Response, render_template, request
 from flask_babel import gettext as _
-from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    RequestEntityTooLarge,
+)
 
 log = logging.getLogger("stepup")
 
@@ -19,22 +24,35 @@ log = logging.getLogger("stepup")
 class GuardedInput:
     """``wsgi.input`` whose read errors are answered 400. A malformed chunked body (bad chunk
     size, extension or trailer) raises the server's own parse error while Flask reads the
-    form, which is no HTTP error and would end as a 500."""
+    form, which is no HTTP error and would end as a 500.
 
-    def __init__(self, stream: Any):
+    With ``limit`` (a body of unknown length: chunked), a body longer than ``limit`` is
+    answered 413. werkzeug reads such a stream only up to ``MAX_CONTENT_LENGTH`` and stops
+    there without looking further, so the form would be parsed cut short, its last
+    parameters silently gone; this looks one byte further once the limit is reached."""
+
+    def __init__(self, stream: Any, limit: int | None = None):
         self._stream = stream
+        self._left = limit
 
     def read(self, *args: Any) -> bytes:
-        return self._guard(self._stream.read, *args)
+        return self._counted(self._guard(self._stream.read, *args))
 
     def readline(self, *args: Any) -> bytes:
-        return self._guard(self._stream.readline, *args)
+        return self._counted(self._guard(self._stream.readline, *args))
 
     def readlines(self, *args: Any) -> list[bytes]:
-        return self._guard(self._stream.readlines, *args)
+        return [self._counted(line) for line in self._guard(self._stream.readlines, *args)]
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
+
+    def _counted(self, data: bytes) -> bytes:
+        if self._left is not None:
+            self._left -= len(data)
+            if self._left <= 0 and self._guard(self._stream.read, 1):
+                raise RequestEntityTooLarge()
+        return data
 
     @staticmethod
     def _guard(read: Callable[..., Any], *args: Any) -> Any:
@@ -46,17 +64,21 @@ class GuardedInput:
             raise BadRequest("The request body is malformed.") from error
 
 
-def _guard_input(wsgi_app: Callable) -> Callable:
+def _guard_input(wsgi_app: Callable, limit: int | None) -> Callable:
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if "wsgi.input" in environ:
-            environ["wsgi.input"] = GuardedInput(environ["wsgi.input"])
+            # A declared length werkzeug checks against the limit before reading.
+            unknown = not environ.get("CONTENT_LENGTH")
+            environ["wsgi.input"] = GuardedInput(environ["wsgi.input"],
+                                                 limit if unknown else None)
         return wsgi_app(environ, start_response)
 
     return app
 
 
 def init_app(app: Flask) -> None:
-    app.wsgi_app = _guard_input(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _guard_input(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.register_error_handler(InternalServerError, _server_error)
 
     @app.template_global()

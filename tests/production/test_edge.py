@@ -104,6 +104,19 @@ def test_a_host_werkzeug_refuses_gets_a_400_with_headers(node, path):
     assert_json_log_without_tracebacks(log)
 
 
+def chunked_head(path: str) -> bytes:
+    """A form POST's head whose body's length is known only once it ends."""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+
+
+def in_chunks(body: bytes) -> bytes:
+    """``body`` in 4 KiB chunks, then the last (empty) chunk."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
+                    for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
+
+
 BAD_CHUNKS = {
     "size": b"zz\r\nabc\r\n0\r\n\r\n",
     "extension": b"3;\x01bad\r\nabc\r\n0\r\n\r\n",
@@ -116,12 +129,24 @@ BAD_CHUNKS = {
 @pytest.mark.parametrize("path", ["/par", "/token", "/flow/x/totp"])
 def test_a_malformed_chunked_body_gets_a_400_with_headers(node, path, kind):
     base, log = node
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               "Content-Type: application/x-www-form-urlencoded\r\n"
-               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
-    status, headers, body = raw(base, request + BAD_CHUNKS[kind])
+    status, headers, body = raw(base, chunked_head(path) + BAD_CHUNKS[kind])
     assert 400 <= status < 500, body
     assert all(name in headers for name in SECURITY_HEADERS), headers
+    assert_json_log_without_tracebacks(log)
+
+
+@pytest.mark.parametrize("path", ["/par", "/token", "/flow/x/totp"])
+def test_a_chunked_body_over_the_limit_gets_a_413_not_a_form_cut_short(node, path):
+    """werkzeug reads a body of unknown length up to MAX_CONTENT_LENGTH (64 KiB) and stops
+    there: unchecked, the form would be parsed without its last parameters."""
+    base, log = node
+    padded = b"pad=" + b"a" * (64 * 1024) + b"&client_id=idp"
+    status, headers, _ = raw(base, chunked_head(path) + in_chunks(padded))
+    assert status == 413
+    assert all(name in headers for name in SECURITY_HEADERS), headers
+    at_the_limit = padded[-64 * 1024:]
+    status, _, _ = raw(base, chunked_head(path) + in_chunks(at_the_limit))
+    assert status != 413
     assert_json_log_without_tracebacks(log)
 
 
