@@ -180,10 +180,9 @@ def flow_url(html: str) -> str:
 
 
 def shown(html: str, element_id: str) -> str:
-    """Text of the element with ``id`` — the pages' automation contract."""
-    match = re.search(rf'id="{element_id}"[^>]*>([^<]+)<', html)
-    assert match, f"no #{element_id} on the page"
-    return match.group(1).strip()
+    """Text of the element with ``id`` (its children's too, as a script's ``textContent``) —
+    the pages' automation contract."""
+    return Page(html).one(id=element_id).text.strip()
 
 
 def callback_params(location: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ text alternative. Screenshots of the main pages land in docs/screenshots/."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 
 import pytest
@@ -234,6 +235,17 @@ def test_the_qr_code_has_a_text_alternative_and_the_key_can_be_copied(bridge, br
     page.wait_for_function("() => document.querySelector('.copied').textContent.length > 0")
     assert page.evaluate("() => navigator.clipboard.readText()") == secret
     assert page.inner_text(".copied") == "In die Zwischenablage kopiert."
+    # Shown in groups of four with a gap between them (as authenticator apps show keys), yet
+    # selected by hand it is the unbroken key, as the copy button gives it.
+    boxes = page.eval_on_selector_all("#totp-secret span", """spans => spans.map(s => {
+        const box = s.getBoundingClientRect();
+        return {text: s.textContent, left: box.left, right: box.right, top: box.top};
+    })""")
+    assert [box["text"] for box in boxes] == [secret[i:i + 4] for i in range(0, 32, 4)]
+    assert all(b["left"] - a["right"] >= 5 for a, b in itertools.pairwise(boxes)
+               if a["top"] == b["top"])
+    page.evaluate("() => getSelection().selectAllChildren(document.getElementById('totp-secret'))")
+    assert page.evaluate("() => getSelection().toString()").strip() == secret
     page.context.close()
 
 

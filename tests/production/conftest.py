@@ -136,7 +136,7 @@ class Browser:
         self.flow = flow_url(self.page)
 
     def shown(self, element_id: str) -> str:
-        return re.search(rf'id="{element_id}"[^>]*>([^<]+)<', self.page).group(1).strip()
+        return shown(self.page, element_id)
 
     def post(self, node: str, action: str, **form) -> requests.Response:
         form["csrf_token"] = re.search(r'name="csrf_token" value="([^"]+)"', self.page).group(1)
@@ -150,4 +150,4 @@ class Browser:
         return response
 
 
-from tests.bridge.conftest import flow_url, make_app  # noqa: E402,F401  (make_app: a fixture)
+from tests.bridge.conftest import flow_url, make_app, shown  # noqa: E402,F401  (make_app: a fixture)
