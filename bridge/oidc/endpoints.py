@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
+import time
 from urllib.parse import parse_qsl
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -24,6 +25,8 @@ from ..security import csrf
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
 from .clients import ADMIN_SCOPE, AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
+
+log = logging.getLogger("stepup")
 
 bp = Blueprint("oidc", __name__)
 
@@ -275,7 +278,35 @@ def _http_error(error: HTTPException):
     return response
 
 
+#: Seconds between two log lines about back-channel requests over plain http: anyone may
+#: send them, and the operator needs one line, not a flood.
+TRANSPORT_HINT_EVERY = 60.0
+_last_transport_hint = float("-inf")
+
+
+def _hint_transport() -> None:
+    """A back-channel request over plain http: tell the operator why, at most once a minute
+    per process. Most often a proxy ended TLS and the bridge does not trust it (or it sent
+    no ``X-Forwarded-Proto``); the caller itself only learns that https is required."""
+    global _last_transport_hint
+    now = time.monotonic()
+    if now - _last_transport_hint < TRANSPORT_HINT_EVERY:
+        return
+    _last_transport_hint = now
+    if current_app.extensions["stepup"].settings.trusted_proxies:
+        why = ("the trusted proxy in front did not send X-Forwarded-Proto: https; have it "
+               "send X-Forwarded-Proto and X-Forwarded-For")
+    elif request.headers.get("X-Forwarded-Proto"):
+        why = ("it names a forwarding proxy but STEPUP_TRUSTED_PROXIES is 0; set it to the "
+               "number of proxies in front of the bridge")
+    else:
+        why = "serve the bridge behind TLS (https)"
+    log.warning("%s %s refused: it came over plain http; %s", request.method, request.path, why)
+
+
 def _oauth_error(error: OAuth2Error):
+    if error.error == "insecure_transport":
+        _hint_transport()
     status, body, headers = _uniform(error)()
     response = jsonify(dict(body))
     response.status_code = status

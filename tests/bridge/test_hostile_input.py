@@ -66,6 +66,39 @@ def test_token_over_plain_http_is_insecure_transport_like_par(client):
         assert has_security_headers(response)
 
 
+@pytest.mark.parametrize(("proxies", "headers", "why"), [
+    (0, {"X-Forwarded-Proto": "https"}, "STEPUP_TRUSTED_PROXIES is 0"),
+    (1, {}, "did not send X-Forwarded-Proto: https"),
+    (0, {}, "serve the bridge behind TLS"),
+])
+def test_plain_http_tells_the_operator_why_once_a_minute(make_app, monkeypatch, caplog,
+                                                         proxies, headers, why):
+    """Most often a proxy ended TLS and is not trusted: the log says what to set; the caller
+    learns only that https is required. Anyone can send such requests: one line a minute."""
+    from bridge.oidc import endpoints
+
+    monkeypatch.setattr(endpoints, "_last_transport_hint", float("-inf"))
+    client = make_app(trusted_proxies=proxies).test_client()
+    for _ in range(3):
+        response = client.post("/par", data={"client_id": "idp"}, headers=headers,
+                               base_url="http://bridge.example")
+        assert response.get_json()["error"] == "insecure_transport"
+        assert "PROXIES" not in response.get_data(as_text=True)
+    hints = [r.getMessage() for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(hints) == 1 and why in hints[0], hints
+    monkeypatch.setattr(endpoints, "_last_transport_hint", float("-inf"))  # a minute later
+    client.post("/token", data={"grant_type": "authorization_code"}, headers=headers,
+                base_url="http://bridge.example")
+    assert len([r for r in caplog.records if "plain http" in r.getMessage()]) == 2
+
+
+def test_a_trusted_proxy_that_ended_tls_is_believed(make_app):
+    client = make_app(trusted_proxies=1).test_client()
+    response = client.post("/par", data={"client_id": "idp"}, base_url="http://bridge.example",
+                           headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"})
+    assert response.status_code == 401  # past the transport check, to client authentication
+
+
 # -- the last-resort answer -----------------------------------------------------------------
 def test_an_unexpected_error_is_a_page_with_headers_and_no_traceback(app, client, caplog):
     @app.get("/boom")
