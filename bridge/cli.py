@@ -1,4 +1,4 @@
-"""The ``stepup`` command line (names fixed by DESIGN.md: scripts and docs depend on them)."""
+"""The ``stepup`` command line (its names are a contract: scripts and docs depend on them)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class _Group(click.Group):
             module = (e.name or "").partition(".")[0]
             if module not in _EXTRAS:
                 raise
-            _fail(f"{module} is not installed: pip install 'stepup-bridge[{_EXTRAS[module]}]'")
+            _fail(f"{module} is not installed: install the bridge with its "
+                  f"'{_EXTRAS[module]}' extra (from the clone: pip install '.[{_EXTRAS[module]}]')")
         except SQLAlchemyError as e:
             _fail(f"the database is not reachable: {type(e).__name__}: "
                   f"{str(getattr(e, 'orig', e)).splitlines()[0]}")

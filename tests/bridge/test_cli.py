@@ -320,7 +320,8 @@ def test_a_missing_extra_names_the_extra_in_one_line(stepup, monkeypatch):
                     "--admin-user", "a", "--admin-password", "p")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
-        "stepup: error: keycloak is not installed: pip install 'stepup-bridge[keycloak]'")
+        "stepup: error: keycloak is not installed: install the bridge with its 'keycloak' "
+        "extra (from the clone: pip install '.[keycloak]')")
 
 
 def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alone(stepup):
