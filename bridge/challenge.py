@@ -144,6 +144,16 @@ class Enrollment:
     account: str
 
 
+def _six_digits(code: str) -> str:
+    """The typed code as its digits, or a :class:`WrongCode` asking for them: an empty or
+    malformed code could never match, so it is no attempt and counts for nothing."""
+    code = totp.normalize(code)
+    if not (len(code) == totp.DIGITS and code.isascii() and code.isdigit()):
+        raise WrongCode(N_("Enter the %(digits)s-digit code from your authenticator app."),
+                        digits=totp.DIGITS)
+    return code
+
+
 class Challenge:
     def __init__(self, store: Store, server_secrets: ServerSecrets, policy: Policy,
                  limiter: IpLimiter, clock: Callable[[], float] = time.time):
@@ -214,10 +224,7 @@ class Challenge:
         """TOTP for a known user; on success returns the redirect back to the IdP — or, when
         the user asked for a new recovery code, stages one (None: show it) without the old
         code having been used: regeneration needs no MFA reset, only a fresh TOTP check."""
-        code = totp.normalize(code)
-        if not (len(code) == totp.DIGITS and code.isascii() and code.isdigit()):
-            raise WrongCode(N_("Enter the %(digits)s-digit code from your authenticator app."),
-                            digits=totp.DIGITS)
+        code = _six_digits(code)
         now = self._precheck(flow, TOTP)
         with self.store.begin() as tx:
             user, refusal = self._admit(tx, flow, ip, now)
@@ -377,6 +384,16 @@ class Challenge:
         uri = totp.provisioning_uri(secret, self.policy.totp_issuer, account)
         return Enrollment(secret=secret, uri=uri, account=account)
 
+    def lock_reason(self, flow: Flow) -> str | None:
+        """Why the user is locked, for the locked page: ``"failures"`` (too many wrong codes)
+        or ``"notice"`` (the "this wasn't me" link: the only other way a lock comes about);
+        None if the user is no longer locked (unlocked or reset since this sign-in saw it)."""
+        with self.store.autocommit() as tx:
+            user = tx.find_user(flow.subject)
+        if user is None or user.locked_at is None:
+            return None
+        return "failures" if user.failures >= self.policy.lockout_limit else "notice"
+
     def staged_code(self, flow: Flow) -> str:
         if not flow.staged_code:
             raise FlowGone(N_("There is no new recovery code in this sign-in."))
@@ -441,7 +458,7 @@ class Challenge:
 
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
-        code = totp.normalize(code)
+        code = _six_digits(code)
         now = self._precheck(flow, stage)
         secret = self._open_pending(flow)
         step = totp.match_step(secret, code, now)
@@ -461,7 +478,8 @@ class Challenge:
                               "again."))
         raise self._off_clock(secret, code, now) or WrongCode(N_(
             "That code didn't match. Check that your app's clock is right and enter the code "
-            "it shows now."))
+            "it shows now. If you scanned a QR code on an earlier visit, delete that entry in "
+            "your app and scan this one."))
 
     def _off_clock(self, secret: str, code: str, now: float) -> ClockDrift | None:
         """A code that matches a step minutes away: the device's clock is wrong (RFC 6238 §6)."""

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYBABEL=${PYBABEL:-.venv/bin/pybabel}
 extract() {
-  "$PYBABEL" extract -F babel.cfg -k N_ -k NP_:1,2 -k plural_text:1,2 --no-location --sort-output \
+  "$PYBABEL" extract -F babel.cfg -k N_ -k NP_:1,2 -k plural_text:1,2 --no-location --sort-output -w 100 \
     --project stepup-bridge -o "$1" bridge
 }
 case "${1:-compile}" in
@@ -17,6 +17,6 @@ case "${1:-compile}" in
     pot=$(mktemp --suffix=.pot)
     trap 'rm -f "$pot"' EXIT
     extract "$pot"
-    "$PYBABEL" update --ignore-obsolete -i "$pot" -d bridge/translations ;;  # no locations: the .pot has none
+    "$PYBABEL" update --ignore-obsolete -w 100 -i "$pot" -d bridge/translations ;;  # no locations: the .pot has none
   *) echo "usage: $0 compile|extract OUT|update" >&2; exit 2 ;;
 esac

@@ -245,7 +245,8 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
     if flow.stage == TOTP:
         return _page("totp.html", flow, error=error, status=status)
     if flow.stage == LOCKED:
-        return _page("locked.html", flow, error=error, status=403)
+        return _page("locked.html", flow, error=error, status=403,
+                     reason=None if error else challenge.lock_reason(flow))
     if flow.stage == NOT_ENROLLED:
         return _page("not_enrolled.html", flow, status=403)
     abort(404)

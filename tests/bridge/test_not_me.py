@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from bridge import helpdesk
 from bridge.store import Tx, schema
-from tests.bridge.conftest import shown, user
+from tests.bridge.conftest import alert, shown, user
 from tests.bridge.test_notify import body_of, notifying, receiver, smtp  # noqa: F401
 from tests.bridge.test_outbox import outbox
 
@@ -66,6 +66,15 @@ def test_the_lock_is_lifted_only_by_the_help_desk(mailed, clock):
     act.client.post(path, data={"csrf_token": token})
     clock.advance(30)
     assert "locked" in act.start("nia").last_page.lower()
+
+
+def test_the_locked_page_gives_the_lock_its_own_reason(mailed):
+    """Not "too many wrong codes": there were none."""
+    act, path, _ = mailed
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    act.client.post(path, data={"csrf_token": token})
+    page = act.client.get(act.start("nia", ui_locales="en").flow_url).get_data(as_text=True)
+    assert alert(page) == "It was locked from the link in a security notice."
 
 
 def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it(
