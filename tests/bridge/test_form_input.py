@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bridge.conftest import FORMS, assert_nothing_moved, at_stage, events, flow_of, user_rows
+from tests.bridge.conftest import (
+    FORMS,
+    assert_nothing_moved,
+    at_stage,
+    events,
+    flow_of,
+    returning,
+    user_rows,
+)
 from tests.bridge.html_reader import Page
 
 BAD_VALUES = {
@@ -53,3 +61,18 @@ def test_a_request_body_over_the_limit_gets_a_413_page(act):
     assert response.status_code == 413
     assert Page(response.get_data(as_text=True)).all(role="alert")
     assert flow_of(act, login).stage == "totp"
+
+
+def test_a_wrong_recovery_code_stays_in_the_field_to_be_corrected(act, clock):
+    """One mistyped character must not mean typing all 25 again (WCAG 3.3.7); the page is
+    never stored (no-store)."""
+    first, _ = act.enroll("rhea")
+    clock.advance(30)
+    login = returning(act, "rhea", first.secret)
+    act.client.get(f"{login.flow_url}/recovery")
+    typo = first.recovery_code[:-1] + ("A" if first.recovery_code[-1] != "A" else "B")
+    response = act.post(login, "recovery", recovery_code=typo)
+    assert response.status_code == 400
+    page = Page(response.get_data(as_text=True))
+    assert page.one("input", name="recovery_code").attrs["value"] == typo
+    assert response.headers["Cache-Control"] == "no-store"

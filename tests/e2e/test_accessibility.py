@@ -249,6 +249,20 @@ def test_the_qr_code_has_a_text_alternative_and_the_key_can_be_copied(bridge, br
     page.context.close()
 
 
+def test_an_empty_code_gets_the_pages_own_message_not_the_browsers(bridge, browser):
+    """The forms are ``novalidate``: Chromium's own bubble for a ``required`` field would be in
+    the browser's language (English here) and fade; the bridge's alert is in the language the
+    IdP asked for, stays, and takes focus."""
+    page = new_page(browser, "en")
+    page.goto(bridge.authorize_url(f"empty-{int(time.time() * 1000)}", "de"))
+    with page.expect_navigation():
+        page.click("form button.primary")
+    assert focused(page)["role"] == "alert"
+    assert page.inner_text("[role=alert]") == (
+        "Geben Sie den 6-stelligen Code aus Ihrer Authenticator-App ein.")
+    page.context.close()
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_not_me_pages_meet_wcag_22_aa(bridge, browser, lang):
     """The "this wasn't me" confirmation and its answer, in the user's language (the one
