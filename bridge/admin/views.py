@@ -34,7 +34,12 @@ class ApiError(Exception):
 def _api_error(e: ApiError):
     response = jsonify(error=e.error, error_description=e.description)
     response.status_code = e.status
-    if e.status == 401:
+    if e.status == 401 and e.error == "invalid_token":
+        # RFC 6750 §3.1: the error code for a token that was sent, none when there was none.
+        response.headers["WWW-Authenticate"] = (
+            'Bearer realm="stepup-admin", error="invalid_token"'
+            if request.headers.get("Authorization") else 'Bearer realm="stepup-admin"')
+    elif e.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="stepup-admin"'
     elif e.status == 403:
         response.headers["WWW-Authenticate"] = (
@@ -65,7 +70,8 @@ def _no_store(response):
 
 def authorized(view):
     """A valid, unexpired bearer token with scope ``stepup:admin`` of a client that is still
-    registered with the admin flag (401 without one, 403 with the wrong scope or client)."""
+    registered with the admin flag: 401 without one (its client removed or no longer an admin
+    makes it invalid: RFC 6750 §3.1), 403 with the wrong scope."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         bridge = current_app.extensions["stepup"]
@@ -75,9 +81,9 @@ def authorized(view):
         with bridge.store.begin() as tx:
             found = tx.find_access_token(token.strip(), bridge.clock())
             client = tx.find_client(found["client_id"]) if found else None
-        if found is None:
+        if found is None or client is None or not client.admin:
             raise ApiError(401, "invalid_token", "The token is unknown or expired.")
-        if ADMIN_SCOPE not in found["scope"].split() or client is None or not client.admin:
+        if ADMIN_SCOPE not in found["scope"].split():
             raise ApiError(403, "insufficient_scope", "The token does not allow this.")
         g.admin_client = found["client_id"]
         _json_body()

@@ -149,6 +149,10 @@ class Tx:
         return [Client(**row) for row in rows]
 
     def remove_client(self, client_id: str) -> bool:
+        """The registration goes, and with it every access token it was issued: a client
+        registered again (a new secret after a leak, the admin flag taken away) starts with
+        none, so a token taken with the old credentials stops working at once."""
+        self._db.execute(sa.delete(access_tokens).where(access_tokens.c.client_id == client_id))
         return self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
 
     # -- pushed authorization requests (RFC 9126) ---------------------------------------

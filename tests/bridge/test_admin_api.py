@@ -155,11 +155,15 @@ def test_every_refusal_under_the_api_is_json(admin_act, method, path, status):
 def test_missing_bad_and_expired_tokens_are_401(admin_act, clock):
     act = admin_act
     act.enroll("tia")
-    assert act.client.get("/admin/api/users/tia").status_code == 401
+    unauthenticated = act.client.get("/admin/api/users/tia")
+    assert unauthenticated.status_code == 401
+    # RFC 6750 §3.1: no error code when no token was sent; invalid_token for a bad one.
+    assert unauthenticated.headers["WWW-Authenticate"] == 'Bearer realm="stepup-admin"'
     for header in ("Bearer", "Bearer nope", "Basic abc", "Bearer " + "x" * 600, "Bearer \x01"):
         response = act.client.get("/admin/api/users/tia", headers={"Authorization": header})
         assert response.status_code == 401, header
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.headers["WWW-Authenticate"] == (
+            'Bearer realm="stepup-admin", error="invalid_token"'), header
     headers = bearer(act)
     clock.advance(61)
     assert act.client.get("/admin/api/users/tia", headers=headers).status_code == 401
@@ -175,15 +179,38 @@ def test_wrong_scope_or_client_is_refused(admin_act, clock):
     idp = get_token(act, auth=(IDP_ID, IDP_SECRET))
     assert idp.status_code == 400 and idp.get_json()["error"] == "unauthorized_client"
     assert get_token(act, auth=(ADMIN_ID, "wrong-secret-0123456789")).status_code == 401
-    # A token whose client lost the admin flag (re-registered without it): 403.
+    # A token whose client lost the admin flag (re-registered without it) is invalid.
     headers = bearer(act)
     with act.bridge.store.begin() as tx:
         tx.remove_client(ADMIN_ID)
         tx.add_client(new_client(act.bridge.secrets.pepper, ADMIN_ID, secret=ADMIN_SECRET,
                                  jwks_uri=None, redirect_uris=["https://x.example/cb"],
                                  redirect_uri_prefixes=[]))
-    assert act.client.get("/admin/api/users/uma", headers=headers).status_code == 403
+    refused = act.client.get("/admin/api/users/uma", headers=headers)
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
     assert audited(act, "helpdesk_show") == []
+
+
+def test_a_new_secret_or_a_removal_revokes_the_clients_tokens(admin_act, stepup):  # noqa: F811
+    """A leaked secret is replaced to cut off whoever holds it, tokens taken with it included;
+    a removed client's tokens stay dead when the id is registered again."""
+    act = admin_act
+    act.enroll("una")
+    other = bearer(act, auth=(ADMIN_ID, ADMIN_SECRET))
+    ok(stepup("client", "add", "--client-id", "desk2", "--client-secret", ADMIN_SECRET,
+              "--admin"))
+    kept = bearer(act, auth=("desk2", ADMIN_SECRET))
+    ok(stepup("client", "add", "--client-id", ADMIN_ID, "--client-secret", "new-" + ADMIN_SECRET,
+              "--admin", "--replace"))
+    assert act.client.get("/admin/api/users/una", headers=other).status_code == 401
+    assert act.client.get("/admin/api/users/una", headers=kept).status_code == 200  # not its
+    fresh = bearer(act, auth=(ADMIN_ID, "new-" + ADMIN_SECRET))
+    ok(stepup("client", "remove", "desk2"))
+    ok(stepup("client", "add", "--client-id", "desk2", "--client-secret", ADMIN_SECRET,
+              "--admin"))
+    assert act.client.get("/admin/api/users/una", headers=kept).status_code == 401
+    assert act.client.get("/admin/api/users/una", headers=fresh).status_code == 200
 
 
 @pytest.mark.parametrize("form", [{"grant_type": "client_credentials"},
