@@ -136,6 +136,10 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         WTF_CSRF_SSL_STRICT=False,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    # werkzeug answers a path with "//" in it by a 308 to the merged path on the request's
+    # Host: a redirect to whatever host the request named, which a browser follows with its
+    # form (a code) re-sent. No page links such a path: it is a 404 like any unknown one.
+    app.url_map.merge_slashes = False
     if settings.trusted_proxies:
         # The per-IP limit must see the user's address, not the load balancer's.
         n = settings.trusted_proxies

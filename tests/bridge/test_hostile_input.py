@@ -56,6 +56,17 @@ def test_a_host_werkzeug_refuses_is_a_400_page_with_headers(client, path):
     assert "Traceback" not in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("path", ["/not-me//x.1.y", "/flow/abc//totp", "//authorize",
+                                  "/.well-known//openid-configuration", "/admin//api/openapi.json"])
+def test_a_doubled_slash_is_no_redirect_to_the_hosts_name(client, path):
+    """werkzeug would answer 308 to the merged path on the request's own Host (a browser
+    re-sends a posted form, its code, there): no redirect, whatever the Host."""
+    for method in (client.get, client.post):
+        response = method(path, headers={"Host": "evil.example"})
+        assert response.status_code == 404, (path, response.status_code)
+        assert "Location" not in response.headers
+
+
 # -- 3. plain http to /token from a non-loopback host ---------------------------------------
 def test_token_over_plain_http_is_insecure_transport_like_par(client):
     for path in ("/par", "/token"):
@@ -64,6 +75,18 @@ def test_token_over_plain_http_is_insecure_transport_like_par(client):
         assert response.status_code == 400, path
         assert response.get_json()["error"] == "insecure_transport", path
         assert has_security_headers(response)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "127.9.9.9"])
+def test_a_loopback_host_header_from_elsewhere_is_still_plain_http(client, host):
+    """authlib lets plain http through to a loopback URL, built from the Host header: a client
+    on another machine naming ``Host: localhost`` must still be refused."""
+    for path in ("/par", "/token"):
+        response = client.post(path, data={"grant_type": "client_credentials"},
+                               headers={"Host": host}, auth=("idp", "x"),
+                               environ_overrides={"REMOTE_ADDR": "192.0.2.9"})
+        assert response.status_code == 400, (path, host)
+        assert response.get_json()["error"] == "insecure_transport"
 
 
 @pytest.mark.parametrize(("proxies", "headers", "why"), [
