@@ -6,6 +6,7 @@ Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import secrets
 import time
@@ -14,7 +15,11 @@ from urllib.parse import parse_qsl
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749 import (
+    InsecureTransportError,
+    InvalidClientError,
+    InvalidRequestError,
+)
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -136,7 +141,12 @@ def _back_channel_request() -> _BackChannelRequest:
       ``client_secret`` or an assertion in the body) authlib would try them in turn and accept
       either, so one that fails would not count: refused as §5.2's invalid_request.
     - Basic credentials authlib cannot read are a failed authentication, before its parser.
+    - https (RFC 6749 §2.3.1, §3.2), or plain http between two processes of this machine.
+      authlib exempts a loopback *URL*, whose host is the request's Host header: whoever
+      names ``Host: localhost`` would pass. The connection's peer must be loopback too.
     """
+    if not request.is_secure and not _loopback_peer():
+        raise InsecureTransportError()
     if request.mimetype != "application/x-www-form-urlencoded":
         raise InvalidRequestError("The request must be form-encoded.")
     if request.args:
@@ -149,6 +159,15 @@ def _back_channel_request() -> _BackChannelRequest:
     if not _basic_auth_readable():
         raise InvalidClientError()
     return _BackChannelRequest(request, params)
+
+
+def _loopback_peer() -> bool:
+    """Whether the request came from this machine (after ``STEPUP_TRUSTED_PROXIES``: from the
+    user's address the proxies name)."""
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _form() -> dict[str, list[str]]:
