@@ -329,9 +329,12 @@ class Tx:
 
     def consume_code(self, code: str, client_id: str, now: float) -> Code | None:
         """Take an authorization code once (DELETE ... RETURNING): of two concurrent
-        redemptions exactly one gets the row. Expired or other clients' codes give None."""
-        row = self._db.execute(_CONSUME_CODE, {"b_digest": token_digest(code)}).first()
-        if row is None or row["client_id"] != client_id or row["expires_at"] <= now:
+        redemptions exactly one gets the row. Expired codes give None (and are gone); another
+        client's code gives None and stays, so a client that saw it cannot spend it for the
+        one it was issued to (RFC 6749 §4.1.3)."""
+        row = self._db.execute(_CONSUME_CODE, {"b_digest": token_digest(code),
+                                               "b_client_id": client_id}).first()
+        if row is None or row["expires_at"] <= now:
             return None
         return Code(**row)
 
@@ -528,7 +531,8 @@ _COUNT_IP_FAILURES = Statement(
     sa.select(sa.func.count()).select_from(ip_failures)
     .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since")))
 _INSERT_CODE = Statement(sa.insert(codes))
-_CONSUME_CODE = Statement(sa.delete(codes).where(codes.c.code_digest == _b("b_digest"))
+_CONSUME_CODE = Statement(sa.delete(codes).where(codes.c.code_digest == _b("b_digest"),
+                                                 codes.c.client_id == _b("b_client_id"))
                           .returning(*codes.c))
 _SIGNING_KEYS = Statement(sa.select(signing_keys).order_by(signing_keys.c.activates_at,
                                                            signing_keys.c.created_at))

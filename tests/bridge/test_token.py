@@ -163,6 +163,8 @@ class TestRefused:
         act.post(login, "enroll", otp=act.code_now(login))
         code = callback_params(act.post(login, "saved", saved="yes").headers["Location"])["code"]
         assert error_of(act.redeem(code, login)) == "invalid_grant"  # as IDP_ID
+        # A client that saw another's code cannot spend it: its own client still redeems it.
+        assert act.redeem(code, login, auth=(OTHER_ID, OTHER_SECRET)).status_code == 200
 
     @pytest.mark.parametrize("grant_type", ["password", "refresh_token",
                                             "urn:ietf:params:oauth:grant-type:jwt-bearer"])
