@@ -40,9 +40,10 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
     }
 
 
-def unlock(tx: Tx, subject: str, now: float, actor: str | None) -> bool:
+def unlock(tx: Tx, subject: str, now: float, actor: str | None, ip: str | None = None) -> bool:
     """Lift a lock; the authenticator and recovery code stay valid. A subject barred with no
-    factor (a disowned reset) may enroll again: True then."""
+    factor (a disowned reset) may enroll again: True then. ``actor`` and ``ip``: the API
+    client and its address (None from the command line)."""
     user = tx.find_user(subject, for_update=True)
     if user is None:
         raise NotEnrolled(subject)
@@ -52,12 +53,12 @@ def unlock(tx: Tx, subject: str, now: float, actor: str | None) -> bool:
         tx.remove_user(subject)
     else:
         tx.unlock_user(subject)
-    tx.audit("helpdesk_unlock", now, subject=subject, client_id=actor)
+    tx.audit("helpdesk_unlock", now, subject=subject, client_id=actor, ip=ip)
     return user.barred
 
 
-def reset(tx: Tx, subject: str, now: float, actor: str | None) -> None:
+def reset(tx: Tx, subject: str, now: float, actor: str | None, ip: str | None = None) -> None:
     """Revoke TOTP and recovery code (the user enrolls again), ending open sign-ins."""
     if not tx.remove_user(subject):
         raise NotEnrolled(subject)
-    tx.audit("helpdesk_reset", now, subject=subject, client_id=actor)
+    tx.audit("helpdesk_reset", now, subject=subject, client_id=actor, ip=ip)

@@ -126,7 +126,8 @@ def show_user(subject: str):
         raise MethodNotAllowed(valid_methods=["POST"], description="Use POST.")
     subject = _subject(subject)
     with bridge.store.begin() as tx:
-        tx.audit("helpdesk_show", bridge.clock(), subject=subject, client_id=g.admin_client)
+        tx.audit("helpdesk_show", bridge.clock(), subject=subject, client_id=g.admin_client,
+                 ip=request.remote_addr)
         try:
             user = helpdesk.show(tx, subject)
         except helpdesk.NotEnrolled:
@@ -155,11 +156,12 @@ def reset_user(subject: str):
 
 def _change(action, subject: str) -> None:
     """One help-desk change (``helpdesk.unlock``, ``helpdesk.reset``) in its own transaction,
-    recorded as this admin client's."""
+    recorded as this admin client's, from its address."""
     bridge = current_app.extensions["stepup"]
     try:
         with bridge.store.begin() as tx:
-            action(tx, _subject(subject), bridge.clock(), actor=g.admin_client)
+            action(tx, _subject(subject), bridge.clock(), actor=g.admin_client,
+                   ip=request.remote_addr)
     except helpdesk.NotEnrolled:
         raise _not_enrolled(subject) from None
 
@@ -180,7 +182,7 @@ def list_events():
         rows = tx.audit_events(subject=subject, event=event, before=before, since=since,
                                limit=limit)
         tx.audit("helpdesk_events", bridge.clock(), subject=subject,
-                 client_id=g.admin_client)
+                 client_id=g.admin_client, ip=request.remote_addr)
     events = [{"id": r["id"], "at": r["at"], "event": r["event"], "subject": r["subject"],
                "client_id": r["client_id"], "ip": r["ip"], "detail": r["detail"]} for r in rows]
     return jsonify(events=events,

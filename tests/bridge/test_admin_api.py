@@ -76,10 +76,11 @@ def test_a_help_desk_shows_unlocks_and_resets_a_user(admin_act, clock):
     assert act.client.post("/admin/api/users/lou/reset", headers=headers).status_code == 200
     assert user(act, "lou") is None
     assert act.client.get("/admin/api/users/lou", headers=headers).status_code == 404
-    # Every accepted call is audited with the caller's client id.
-    for event in ("helpdesk_show", "helpdesk_unlock", "helpdesk_reset"):
+    # Every accepted call is audited with the caller's client id and address.
+    act.client.get("/admin/api/events", headers=headers)
+    for event in ("helpdesk_show", "helpdesk_unlock", "helpdesk_reset", "helpdesk_events"):
         assert [e["client_id"] for e in audited(act, event)] and all(
-            e["client_id"] == ADMIN_ID for e in audited(act, event))
+            (e["client_id"], e["ip"]) == (ADMIN_ID, "127.0.0.1") for e in audited(act, event))
     assert len(audited(act, "helpdesk_show")) == 2
 
 
