@@ -20,7 +20,7 @@ from enum import Enum
 from ..challenge import LOCKED
 from ..store import Store
 
-_TOKEN = re.compile(r"([0-9a-f-]{36})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
+_TOKEN = re.compile(r"([0-9a-f-]{36})\.([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{43})")  # one spelling
 
 
 class Outcome(Enum):
