@@ -171,6 +171,9 @@ def _change(action, subject: str) -> None:
 def list_events():
     bridge = current_app.extensions["stepup"]
     args = request.args
+    if any(len(values) > 1 for _, values in args.lists()):
+        # Which copy counts would be a guess (werkzeug takes the first): /token refuses too.
+        raise ApiError(400, "invalid_request", "A query parameter is given more than once.")
     subject = _subject(args["subject"]) if "subject" in args else None
     event = args.get("event")
     if event is not None and (len(event) > 40 or not event.isprintable()):
