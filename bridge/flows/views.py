@@ -165,6 +165,21 @@ def submit_saved(flow_id: str):
         reenroll=request.form.get("next") == "reenroll"))
 
 
+@bp.post("/flow/<flow_id>/extend")
+def extend(flow_id: str):
+    """The warning's "More time": the flow, and this browser's session with it, live another
+    ``flow_ttl``; back to the page the user was on (a fresh form token in it)."""
+    flow = _flow(flow_id)
+    try:
+        _challenge().extend(flow)
+    except ChallengeError as error:
+        return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+    session.modified = True  # the cookie is sent again, its lifetime counted from now
+    back = request.form.get("back", "")
+    target = url_for(".recovery_form", flow_id=flow_id) if back == "recovery" else None
+    return redirect(target or url_for(".page", flow_id=flow_id), 303)
+
+
 @bp.post("/flow/<flow_id>/cancel")
 def cancel(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().cancel(flow, _ip()))
@@ -252,8 +267,15 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
     abort(404)
 
 
+#: Pages with a form that the flow's end would cut off: they warn before it and offer more time.
+TIMED = {"enroll.html", "totp.html", "recovery.html", "new_code.html"}
+
+
 def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 200, **context):
     name = flow.params.get("preferred_username")
+    if template in TIMED:
+        context["expires_in"] = _challenge().seconds_left(flow)
+        context["page_name"] = template.removesuffix(".html")
     return render_template(template, flow=flow, error=error, account=name, **context), status
 
 

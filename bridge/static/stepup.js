@@ -1,4 +1,5 @@
 // Progressive enhancement only: every page works without this file.
+const WARN_BEFORE_SECONDS = 120;
 document.addEventListener("DOMContentLoaded", () => {
   const status = document.querySelector(".copied");
   const say = (key) => { if (status) status.textContent = status.dataset[key] || ""; };
@@ -15,6 +16,17 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   });
+  const expiry = document.querySelector(".expiry[data-expires-in]");
+  if (expiry) {
+    // Two minutes before the end (at once if less is left): the warning, read out by screen
+    // readers as its text appears, and the button for more time.
+    const left = Number(expiry.dataset.expiresIn) - WARN_BEFORE_SECONDS;
+    setTimeout(() => {
+      expiry.hidden = false;
+      const warning = expiry.querySelector("[aria-live]");
+      warning.textContent = warning.dataset.text;
+    }, Math.max(0, left) * 1000);
+  }
   document.querySelectorAll("[data-print]").forEach((button) => {
     button.hidden = false;
     button.addEventListener("click", () => window.print());

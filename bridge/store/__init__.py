@@ -193,6 +193,14 @@ class Tx:
             sa.select(flows.c.attempts).where(flows.c.flow_id == flow_id)
         ).scalar() or 0
 
+    def extend_flow(self, flow_id: str, now: float, expires_at: float) -> bool:
+        """Give a flow that has not expired a later end; False if it has ended."""
+        return self._changed(
+            sa.update(flows)
+            .where(flows.c.flow_id == flow_id, flows.c.expires_at > now)
+            .values(expires_at=expires_at)
+        )
+
     def end_flow(self, flow_id: str, stage: str) -> bool:
         """Delete a flow that is still at ``stage``: the step that wins this, finishes it."""
         return self._changed(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})

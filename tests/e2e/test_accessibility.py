@@ -249,6 +249,31 @@ def test_the_qr_code_has_a_text_alternative_and_the_key_can_be_copied(bridge, br
     page.context.close()
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, lang):
+    """WCAG 2.2.1: two minutes before the flow's end (15 minutes) a warning is read out and a
+    button gives more time; the page comes back as it was (the same key to scan)."""
+    page = new_page(browser, lang, width=320)
+    page.clock.install()
+    page.goto(bridge.authorize_url(f"late-{lang}-{int(time.time() * 1000)}", lang))
+    key = page.text_content("#totp-secret")
+    assert not page.is_visible(".expiry")
+    page.clock.run_for(12 * 60 * 1000)
+    assert not page.is_visible(".expiry")  # not yet: three minutes are left
+    page.clock.run_for(61 * 1000)
+    assert page.is_visible(".expiry [aria-live]")
+    assert page.inner_text(".expiry [aria-live]") == page.get_attribute(
+        ".expiry [aria-live]", "data-text")
+    assert page.locator("[role=alert]").count() == 0  # role=alert stays the errors' alone
+    assert page_problems(page, lang, "time warning") == []
+    with page.expect_navigation():
+        page.click(".expiry button")
+    assert page.text_content("#totp-secret") == key
+    assert int(page.get_attribute(".expiry", "data-expires-in")) > 890
+    assert not page.is_visible(".expiry")
+    page.context.close()
+
+
 def test_an_empty_code_gets_the_pages_own_message_not_the_browsers(bridge, browser):
     """The forms are ``novalidate``: Chromium's own bubble for a ``required`` field would be in
     the browser's language (English here) and fade; the bridge's alert is in the language the
