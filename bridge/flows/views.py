@@ -290,9 +290,10 @@ def _unreadable(error: SecretBoxError):
 
 
 def _csrf_error(error: CSRFError):
+    # Mostly a page left open past the sign-in's end, which a reload cannot bring back.
     return _message(_("This page expired"),
-                    _("For your security the form timed out. Go back, reload the page and try "
-                      "again."), 400)
+                    _("For your security the form timed out. Go back to your sign-in page and "
+                      "start again."), 400)
 
 
 def _http_error(error: HTTPException):

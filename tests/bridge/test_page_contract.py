@@ -135,3 +135,10 @@ def test_locked_page_returns_to_sign_in(pages):
     form = page.one("form")
     assert form.attrs["action"].endswith("/cancel")
     assert "Return to sign-in" in form.text
+
+
+def test_a_timed_out_form_sends_the_user_back_to_the_sign_in_page(pages):
+    """Mostly a page left open past the sign-in's end: a reload would only say so again."""
+    text = Page(pages["csrf"].get_data(as_text=True)).one("main").text
+    assert "Go back to your sign-in page and start again." in text
+    assert "reload" not in text
