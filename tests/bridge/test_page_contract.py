@@ -71,6 +71,9 @@ def test_enrollment_page_contract(pages):
     expected = segno.make(uri, error="m").svg_inline(scale=5, border=4)
     path = re.search(r' d="([^"]+)"', expected).group(1)
     assert f' d="{path}"' in html, "the QR code does not encode the expected otpauth URI"
+    # On a touch screen the same URI is a link (the app is on the device showing the page).
+    assert [a.attrs["href"] for a in page.all("a") if a.attrs.get("href", "").startswith(
+        "otpauth:")] == [uri]
     # Scaled by CSS through its viewBox, never cropped by a fixed width and height.
     qr = re.search(r'<svg[^>]*class="segno"[^>]*>', html).group(0)
     assert "viewBox=" in qr and "width=" not in qr

@@ -249,6 +249,23 @@ def test_the_qr_code_has_a_text_alternative_and_the_key_can_be_copied(bridge, br
     page.context.close()
 
 
+@pytest.mark.parametrize("touch", [True, False], ids=["phone", "desktop"])
+def test_on_a_phone_the_key_goes_straight_to_the_app(bridge, browser, touch):
+    """A user setting up on the phone that holds the authenticator cannot scan its own screen:
+    a touch screen offers the QR code's otpauth:// URI as a link; a desktop does not."""
+    context = browser.new_context(locale="en", viewport={"width": 390, "height": 844},
+                                  has_touch=touch, is_mobile=touch)
+    page = context.new_page()
+    page.goto(bridge.authorize_url(f"phone-{touch}-{int(time.time() * 1000)}", "en"))
+    link = page.locator(".on-this-device a")
+    assert link.is_visible() is touch
+    href = link.get_attribute("href")
+    key = page.text_content("#totp-secret")
+    assert href.startswith("otpauth://totp/") and f"secret={key}" in href
+    assert page_problems(page, "en", "phone" if touch else "desktop") == []
+    context.close()
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, lang):
     """WCAG 2.2.1: two minutes before the flow's end (15 minutes) a warning is read out and a
