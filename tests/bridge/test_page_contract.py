@@ -145,3 +145,13 @@ def test_a_timed_out_form_sends_the_user_back_to_the_sign_in_page(pages):
     text = pages["csrf"].get_data(as_text=True)
     assert "Go back to your sign-in page and start again." in text
     assert "reload" not in text
+
+
+def test_cancel_says_what_it_throws_away_during_setup(pages):
+    """During a first enrollment "cancel" discards the authenticator just added."""
+    def cancel_label(name: str) -> str:
+        page = Page(pages[name].get_data(as_text=True))
+        return page.one("form", class_="cancel").text.strip()
+
+    assert cancel_label("enroll") == cancel_label("first code") == "Cancel setup"
+    assert cancel_label("totp") == cancel_label("rotation") == "Cancel and go back"

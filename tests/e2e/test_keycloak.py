@@ -97,7 +97,7 @@ def test_user_cancels_at_the_bridge(world):
     with chromium_page() as page:
         password_step(page, world, "kc-erin")
         page.wait_for_selector("#totp-secret", state="attached")
-        page.click("text=Cancel and go back")
+        page.click("text=Cancel setup")  # the enrollment page's cancel
         page.wait_for_url(f"{world.keycloak}/**")
         assert "cancelled or is locked" in page.inner_text("body")
         assert "/callback" not in page.url
