@@ -43,4 +43,4 @@ def confirm_not_me(token: str):
             "Nothing more to do here. If you need help, contact your help desk.")), 409
     return render_template("message.html", title=_("Two-step sign-in is locked"), text=_(
         "Your open sign-ins have ended and your help desk has been told. They can unlock it "
-        "after checking it's you."))
+        "after checking it's you."), done=True)

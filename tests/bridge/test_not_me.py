@@ -48,6 +48,9 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     done = act.client.post(path, data={"csrf_token": token})
     assert done.status_code == 200
     assert "Two-step sign-in is locked" not in done.get_data(as_text=True)  # it is in French
+    # Done as asked: told as news (role=status), not as an error.
+    assert 'role="status"' in done.get_data(as_text=True)
+    assert 'role="alert"' not in done.get_data(as_text=True)
     assert user(act, "nia").locked_at == clock()
     events = outbox(act, "nia")
     assert [e["event"] for e in events] == ["enrollment", "not_me"]
