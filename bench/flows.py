@@ -33,7 +33,8 @@ CLIENT_SECRET = "bench-secret-0123456789"  # noqa: S105 - a throw-away benchmark
 CALLBACK = "http://127.0.0.1:9/callback"
 _BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_SECRET = re.compile(r'id="totp-secret"[^>]*>\s*([A-Z2-7]+)\s*<')
+#: The key as the page shows it: in groups (``<span>``s) inside ``#totp-secret``.
+_SECRET = re.compile(r'id="totp-secret"[^>]*>((?:\s*<span>[A-Z2-7]+</span>)+)\s*<')
 _CODE = re.compile(r'id="recovery-code"[^>]*>\s*([0-9A-Z-]+)\s*<')
 #: A flow's path, from the forms on its pages (every page of a flow has its cancel form).
 FLOW_FORM = re.compile(r'action="(/flow/[^/"]+)/')
@@ -252,7 +253,7 @@ def enrollment(idp: Transport, browser: Transport, recorder: Recorder, prefix: s
     match = _SECRET.search(page)
     if match is None:
         raise FlowFailed("no TOTP secret on the enrollment page")
-    handoff.post("POST /flow/<id>/enroll", "enroll", page,
-                 otp=totp.code_at(match.group(1), time.time()))
+    secret = re.sub(r"\s*</?span>\s*", "", match.group(1))
+    handoff.post("POST /flow/<id>/enroll", "enroll", page, otp=totp.code_at(secret, time.time()))
     shown = handoff.page("GET /flow/<id> (new code)")
     handoff.redeem(handoff.post("POST /flow/<id>/saved", "saved", shown, saved="yes"))
