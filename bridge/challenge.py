@@ -400,13 +400,17 @@ class Challenge:
 
     def lock_reason(self, flow: Flow) -> str | None:
         """Why the user is locked, for the locked page: ``"failures"`` (too many wrong codes)
-        or ``"notice"`` (the "this wasn't me" link: the only other way a lock comes about);
-        None if the user is no longer locked (unlocked or reset since this sign-in saw it)."""
+        or ``"notice"`` (the "this wasn't me" link), from the audit event that locked them;
+        None if the user is no longer locked (unlocked or reset since) or it is not recorded."""
         with self.store.autocommit() as tx:
             user = tx.find_user(flow.subject)
-        if user is None or user.locked_at is None:
+            if user is None or user.locked_at is None:
+                return None
+            [last] = tx.audit_events(subject=flow.subject, event=None, before=None, since=None,
+                                     limit=1, events=("lockout", "not_me")) or [None]
+        if last is None:
             return None
-        return "failures" if user.failures >= self.policy.lockout_limit else "notice"
+        return "failures" if last["event"] == "lockout" else "notice"
 
     def staged_code(self, flow: Flow) -> str:
         if not flow.staged_code:
