@@ -140,6 +140,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     # Host: a redirect to whatever host the request named, which a browser follows with its
     # form (a code) re-sent. No page links such a path: it is a 404 like any unknown one.
     app.url_map.merge_slashes = False
+    app.jinja_env.globals["help_url"] = settings.help_url  # every page's footer
     if settings.trusted_proxies:
         # The per-IP limit must see the user's address, not the load balancer's.
         n = settings.trusted_proxies

@@ -51,6 +51,9 @@ class Settings:
     flow_ttl: int = 900
     #: Label prefix and ``issuer=`` of the otpauth URI shown at enrollment.
     totp_issuer: str = "Stepup"
+    #: Where users get help (https:// page or mailto: address): a link in every page's
+    #: footer, the same place each time (WCAG 3.2.6). Empty: no link.
+    help_url: str = ""
     #: Seconds either side of now in which a refused TOTP code is recognised as coming from a
     #: device with a wrong clock, so the page can say so (0: never). Such codes never work.
     totp_search_window: int = 600
@@ -139,7 +142,8 @@ _INTS = {
     "not_me_ttl": (600, 30 * 86_400),
     "admin_token_ttl": (30, 3600),
 }
-_STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "redis_url", "secret_key", "pepper",
+_STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "help_url", "redis_url", "secret_key",
+            "pepper",
             "encryption_keys", "smtp_url", "smtp_from", "webhook_urls", "webhook_secret",
             "email_events", "webhook_events")
 #: Fewest bytes of the session key and the pepper: 256 bits, like the keys they protect.
@@ -178,6 +182,8 @@ def load_settings(
             and settings.totp_issuer.isprintable()):
         raise ConfigError(f"STEPUP_TOTP_ISSUER must be 1 to {TOTP_ISSUER_LIMIT} printable "
                           "characters")
+    if settings.help_url:
+        _check_help_url(settings.help_url)
     for name in ("secret_key", "pepper"):
         if value := getattr(settings, name):
             decode_key(value, f"STEPUP_{name.upper()}")
@@ -260,6 +266,16 @@ def _check_issuer(issuer: str) -> None:
         raise ConfigError(f"STEPUP_ISSUER must be an http(s) URL, got {issuer!r}")
     if parts.query or parts.fragment or issuer.endswith("/"):
         raise ConfigError("STEPUP_ISSUER must have no query, fragment or trailing slash")
+
+
+def _check_help_url(url: str) -> None:
+    # A link every user may follow from a sign-in page: https, or an e-mail address.
+    parts = urlsplit(url)
+    web = parts.scheme == "https" and parts.netloc
+    mail = parts.scheme == "mailto" and "@" in parts.path
+    if (not (web or mail) or len(url) > 500
+            or any(c.isspace() or not c.isprintable() for c in url)):
+        raise ConfigError("STEPUP_HELP_URL must be an https:// URL or a mailto: address")
 
 
 #: Schemes of ``STEPUP_SMTP_URL``: how the connection is protected, and the default port.

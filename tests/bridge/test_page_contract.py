@@ -155,3 +155,19 @@ def test_cancel_says_what_it_throws_away_during_setup(pages):
 
     assert cancel_label("enroll") == cancel_label("first code") == "Cancel setup"
     assert cancel_label("totp") == cancel_label("rotation") == "Cancel and go back"
+
+
+def test_help_is_linked_in_the_same_place_on_every_page_when_configured(make_act):
+    """WCAG 3.2.6 consistent help: ``STEPUP_HELP_URL`` in every page's footer (a sign-in page,
+    a refusal, the not-me confirmation alike); without it, no empty link."""
+    act = make_act(help_url="mailto:it-help@example.com")
+    pages = [act.start("hana").last_page,
+             act.client.get("/authorize?client_id=x&request_uri=y").get_data(as_text=True),
+             act.client.get("/no-such-page").get_data(as_text=True)]
+    for html in pages:
+        footer = Page(html).one("footer")
+        [link] = [e for e in Page(html).all("a") if e.attrs.get("href", "").startswith("mailto:")]
+        assert link.attrs["href"] == "mailto:it-help@example.com" and link.text == "Get help"
+        assert "Get help" in footer.text  # in the footer, where it is on every page
+    plain = make_act().start("ivo").last_page
+    assert "Get help" not in plain and "mailto:" not in plain

@@ -203,3 +203,16 @@ def test_the_config_file_can_set_the_secrets(tmp_path):
 def test_settings_never_print_the_secrets():
     settings = load_settings({"STEPUP_PEPPER": b64(b"q" * 32)})
     assert b64(b"q" * 32) not in repr(settings)
+
+
+@pytest.mark.parametrize("url", ["https://help.example.com/mfa", "mailto:it-help@example.com"])
+def test_a_help_url_is_an_https_page_or_a_mailto_address(url):
+    assert load_settings(environ={"STEPUP_HELP_URL": url}).help_url == url
+
+
+@pytest.mark.parametrize("url", ["http://help.example.com", "javascript:alert(1)",
+                                 "help.example.com", "mailto:nobody", "https://",
+                                 "https://x.example/a b"])
+def test_a_help_url_that_is_neither_is_refused(url):
+    with pytest.raises(ConfigError, match="STEPUP_HELP_URL"):
+        load_settings(environ={"STEPUP_HELP_URL": url})

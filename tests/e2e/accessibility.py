@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from bridge import create_app
 from bridge.factors import totp
 from bridge.oidc.clients import new_client
-from bridge.store import schema
 
 from .browser import free_port
 
@@ -57,9 +55,10 @@ class Bridge:
         return f"{self.url}/authorize?client_id={client_id}&request_uri={uri}"
 
     def lock(self, subject: str) -> None:
-        with self.app.extensions["stepup"].store.engine.begin() as conn:
-            conn.execute(sa.update(schema.users).where(schema.users.c.subject == subject)
-                         .values(locked_at=time.time()))
+        """Locked as after too many wrong codes (the locked page says why from the audit)."""
+        with self.app.extensions["stepup"].store.begin() as tx:
+            tx.lock_user(subject, time.time())
+            tx.audit("lockout", time.time(), subject=subject)
 
 
 def _idp(environ, start_response):
@@ -83,7 +82,9 @@ def _serving(port: int, app) -> Iterator[None]:
 def serve_bridge(data_dir: Path) -> Iterator[Bridge]:
     port, idp_port = free_port(), free_port()
     url, callback = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{idp_port}/callback"
-    app = create_app({"data_dir": data_dir, "issuer": url, "ip_limit": 100_000}, environ={})
+    # A help link in every footer, so every state's checks cover it too.
+    app = create_app({"data_dir": data_dir, "issuer": url, "ip_limit": 100_000,
+                      "help_url": "https://help.example.com/sign-in"}, environ={})
     bridge = app.extensions["stepup"]
     with bridge.store.begin() as tx:
         for client_id, enroll in (("idp", True), ("closed-idp", False)):
