@@ -58,6 +58,8 @@ LOCKED_MESSAGE = N_("Second-factor sign-in is locked for your account. Contact y
 LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Second-factor sign-in is locked for your "
                            "account. Contact your help desk to unlock it.")
 ALREADY_COMPLETE = N_("This sign-in is already complete.")
+FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
+                "and start again.")
 STEP_DONE = N_("This step of the sign-in is already done.")
 FACTOR_RESET = N_("Your second factor was reset. Go back to your sign-in page and start again.")
 
@@ -209,8 +211,7 @@ class Challenge:
         with self.store.autocommit() as tx:
             flow = tx.find_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
-            raise FlowGone(N_("This sign-in has expired or is already complete. "
-                              "Go back to your sign-in page and start again."))
+            raise FlowGone(FLOW_ENDED)
         return flow
 
     # -- 2. verify a factor ---------------------------------------------------------------
@@ -392,8 +393,7 @@ class Challenge:
         with self.store.autocommit(durable=False) as tx:
             extended = tx.extend_flow(flow.flow_id, now, now + self.policy.flow_ttl)
         if not extended:
-            raise FlowGone(N_("This sign-in has expired or is already complete. "
-                              "Go back to your sign-in page and start again."))
+            raise FlowGone(FLOW_ENDED)
 
     def seconds_left(self, flow: Flow) -> int:
         return max(0, int(flow.expires_at - self.clock()))

@@ -143,9 +143,8 @@ _INTS = {
     "admin_token_ttl": (30, 3600),
 }
 _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "help_url", "redis_url", "secret_key",
-            "pepper",
-            "encryption_keys", "smtp_url", "smtp_from", "webhook_urls", "webhook_secret",
-            "email_events", "webhook_events")
+            "pepper", "encryption_keys", "smtp_url", "smtp_from", "webhook_urls",
+            "webhook_secret", "email_events", "webhook_events")
 #: Fewest bytes of the session key and the pepper: 256 bits, like the keys they protect.
 MIN_SECRET_BYTES = 32
 
