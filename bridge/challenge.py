@@ -53,6 +53,10 @@ def NP_(singular: str, plural: str) -> tuple[str, str]:
     return singular, plural
 
 
+#: From how many remaining tries a wrong code's message warns of the coming lock (WCAG 3.3.4:
+#: the user can still switch to the recovery code, or stop and ask the help desk).
+TRIES_WARNING = 3
+
 LOCKED_MESSAGE = N_("Second-factor sign-in is locked for your account. Contact your help desk "
                     "to unlock it.")
 LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Second-factor sign-in is locked for your "
@@ -86,6 +90,8 @@ class ChallengeError(Exception):
 
 class WrongCode(ChallengeError):
     status = 400
+    #: Wrong codes the user may still enter before the lock, when few are left (else None).
+    tries_left: int | None = None
 
 
 class TooSoon(ChallengeError):
@@ -262,8 +268,8 @@ class Challenge:
                     if off.step < live_from or tx.hint_totp_step(user.subject, off.step,
                                                                  live_from):
                         wrong = off
-                refusal = self._fail(tx, flow, ip, now, "replay" if replay else "failure",
-                                     factor=OTP) or wrong
+                refusal = self._fail(tx, flow, ip, now, wrong,
+                                     "replay" if replay else "failure", factor=OTP)
         raise refusal
 
     def verify_recovery(self, flow: Flow, text: str, ip: str) -> None:
@@ -286,8 +292,10 @@ class Challenge:
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
-                refusal = self._fail(tx, flow, ip, now, "failure", factor=RECOVERY_CODE) or \
-                    WrongCode(N_("That recovery code didn't work. Check it and try again."))
+                refusal = self._fail(
+                    tx, flow, ip, now,
+                    WrongCode(N_("That recovery code didn't work. Check it and try again.")),
+                    "failure", factor=RECOVERY_CODE)
         raise refusal
 
     def verify_enrollment(self, flow: Flow, code: str, ip: str) -> None:
@@ -457,10 +465,11 @@ class Challenge:
                                  count=math.ceil(wait))
         return user, None
 
-    def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, event: str,
-              **detail: str) -> Locked | None:
+    def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, wrong: WrongCode, event: str,
+              **detail: str) -> ChallengeError:
         """Count a failed attempt (user and IP); lock at the limit and say so. A lock ends
-        every open sign-in of the user and voids their unredeemed codes."""
+        every open sign-in of the user and voids their unredeemed codes. Short of the limit
+        the refusal is ``wrong``, telling the user how many tries remain when few do."""
         self.limiter.hit(tx, ip, now)
         failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
         tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
@@ -469,7 +478,9 @@ class Challenge:
             tx.audit("failure_burst", now, subject=flow.subject, client_id=flow.client_id,
                      ip=ip, failures=failures)
         if failures < self.policy.lockout_limit:
-            return None
+            if (left := self.policy.lockout_limit - failures) <= TRIES_WARNING:
+                wrong.tries_left = left
+            return wrong
         tx.lock_sign_ins(flow.subject, LOCKED)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return Locked(LOCKED_AFTER_FAILURES)

@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Flask, g, request
 from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext
 
-from .challenge import ChallengeError, ClockDrift
+from .challenge import ChallengeError, ClockDrift, WrongCode
 
 #: Supported languages, English first (the fallback).
 LANGUAGES = ("en", "de", "fr", "es", "ar")
@@ -113,15 +113,22 @@ def error_text(error: ChallengeError) -> str:
         else:
             text = plural_text("Your device's clock looks about %(num)s minute slow.",
                           "Your device's clock looks about %(num)s minutes slow.", minutes)
-        return " ".join((gettext("That code didn't work."), text, gettext(
+        parts = [gettext("That code didn't work."), text, gettext(
             "Set the date and time to automatic: on Android in Settings > System > "
             "Date & time, on an iPhone in Settings > General > Date & Time. Then enter the "
-            "code your app shows.")))
-    params = {k: number(v) if isinstance(v, int | float) else v
-              for k, v in error.params.items()}
-    if error.plural is not None and error.count is not None:
-        return plural_text(error.msgid, error.plural, error.count, **params)
-    return gettext(error.msgid, **params)
+            "code your app shows.")]
+    else:
+        params = {k: number(v) if isinstance(v, int | float) else v
+                  for k, v in error.params.items()}
+        if error.plural is not None and error.count is not None:
+            parts = [plural_text(error.msgid, error.plural, error.count, **params)]
+        else:
+            parts = [gettext(error.msgid, **params)]
+    if isinstance(error, WrongCode) and error.tries_left:
+        parts.append(plural_text(
+            "You have %(num)s more try before two-step sign-in is locked.",
+            "You have %(num)s more tries before two-step sign-in is locked.", error.tries_left))
+    return " ".join(parts)
 
 
 def plural_text(singular: str, plural: str, count: int, **params: object) -> str:

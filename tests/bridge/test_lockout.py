@@ -5,6 +5,7 @@ before the lock, parallel guesses, and a correct code resetting the counter."""
 from __future__ import annotations
 
 import threading
+from html import unescape
 
 import pytest
 
@@ -136,6 +137,40 @@ def test_a_tab_opened_before_the_lock_cannot_finish_and_shows_the_locked_page(ma
     back = act.post(other_tab, "cancel")
     assert callback_params(back.headers["Location"])["error_description"] == (
         "The user is locked out.")
+
+
+def test_the_last_tries_before_the_lock_are_counted_down(make_act, clock):
+    """A user warned before the lock can still switch to the recovery code or stop."""
+    act = make_act(lockout_limit=6)
+    first, _ = act.enroll("fay")
+    clock.advance(30)
+    login = returning(act, "fay", first.secret)
+    said = []
+    for _ in range(5):
+        clock.advance(60)  # past the growing wait (throttle.delay_after)
+        assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 400
+        said.append(unescape(alert(login.last_page)))
+    assert said[:2] == ["That code didn't work. Check your authenticator app and try again."] * 2
+    assert said[2:] == [
+        "That code didn't work. Check your authenticator app and try again. "
+        f"You have {left} before two-step sign-in is locked."
+        for left in ("3 more tries", "2 more tries", "1 more try")]
+    clock.advance(60)
+    assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 403
+    assert user(act, "fay").locked_at is not None
+
+
+def test_a_wrong_recovery_code_counts_down_too_in_the_page_language(make_act, clock):
+    act = make_act(lockout_limit=3)
+    act.enroll("gil")
+    login = act.start("gil", ui_locales="de")
+    act.client.get(f"{login.flow_url}/recovery")
+    act.post(login, "recovery", recovery_code=recovery.generate())
+    assert alert(login.last_page).endswith(
+        "Noch 2 Versuche, dann wird die Anmeldung in zwei Schritten gesperrt.")
+    act.post(login, "recovery", recovery_code=recovery.generate())
+    assert alert(login.last_page).endswith(
+        "Noch 1 Versuch, dann wird die Anmeldung in zwei Schritten gesperrt.")
 
 
 def test_a_correct_code_resets_the_counter(make_act, clock):
