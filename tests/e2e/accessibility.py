@@ -185,6 +185,16 @@ FOCUS_RING = """() => {
 
 HORIZONTAL_OVERFLOW = """() => document.documentElement.scrollWidth - window.innerWidth"""
 
+# Visible elements whose own text is smaller than ``min`` CSS px: with the browser's default text
+# size doubled, a size the reader's setting does not reach (px instead of rem) stays small.
+SMALL_TEXT = """(min) => [...document.querySelectorAll('body *')]
+  .filter(el => el instanceof HTMLElement && el.getClientRects().length > 0
+          && [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+  .map(el => [el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''),
+              parseFloat(getComputedStyle(el).fontSize)])
+  .filter(([, size]) => size < min)
+  .map(([what, size]) => `${what} ${size}px`)"""
+
 # Every control a user can see: its text must differ from its background, and a control that is
 # not a text link keeps a border (forced colours remove backgrounds and shadows).
 INVISIBLE_CONTROLS = """() => {

@@ -1,8 +1,9 @@
 """WCAG 2.2 AA in real Chromium: axe-core on every state of the challenge pages in every
 language (left to right and right to left), light and dark; forced colours keep every control
-visible; no horizontal scrolling at 320 CSS px or at 200 % zoom (WCAG 1.4.10); keyboard-only
-walks through enrollment, TOTP and recovery (visible focus, focus on the error); the QR code's
-text alternative. Screenshots of the main pages land in docs/screenshots/."""
+visible; no horizontal scrolling at 320 CSS px or at 200 % zoom (WCAG 1.4.10); text that follows
+the browser's text-size setting (WCAG 1.4.4); keyboard-only walks through enrollment, TOTP and
+recovery (visible focus, focus on the error); the QR code's text alternative. Screenshots of the
+main pages land in docs/screenshots/."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .accessibility import (
     FOCUS_RING,
     HORIZONTAL_OVERFLOW,
     INVISIBLE_CONTROLS,
+    SMALL_TEXT,
     axe_violations,
     serve_bridge,
     walk,
@@ -90,6 +92,25 @@ def page_problems(page, lang: str, state: str, shoot=None) -> list[str]:
             problems.append(f"{state} at {width}px: scrolls sideways by {overflow}px")
     page.set_viewport_size({"width": 900, "height": 1000})
     return problems
+
+
+def test_text_follows_the_browsers_text_size_setting(bridge, browser):
+    """WCAG 1.4.4: a reader who sets the browser's text size to 200 % (32 px) gets every text
+    of every state at least twice the smallest size the style sheet uses (12 px), and no
+    state then scrolls sideways in a 640 px window."""
+    page = new_page(browser, "en", width=640)
+    page.context.new_cdp_session(page).send("Page.setFontSizes",
+                                            {"fontSizes": {"standard": 32}})
+    problems: list[str] = []
+
+    def check(state: str) -> None:
+        problems.extend(f"{state}: {small}" for small in page.evaluate(SMALL_TEXT, 24))
+        if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
+            problems.append(f"{state}: scrolls sideways by {overflow}px")
+
+    walk(bridge, page, "en", check)
+    assert not problems, "\n".join(problems)
+    page.context.close()
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
