@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -72,7 +73,7 @@ def serve(host: str, port: int) -> None:
     settings = load_settings()
     metrics_dir = os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / f"metrics-{port}"))
-    _empty_folder(metrics_dir)
+    _clear_metric_files(Path(metrics_dir))
     from . import logs
     from .server import run_gunicorn
 
@@ -455,12 +456,17 @@ def keycloak_uninstall(**kw) -> None:
     click.echo(f"Realm {opts.realm}: {'restored' if changed else 'nothing to undo'}.")
 
 
-def _empty_folder(path: str) -> None:
-    """Metric files of a previous run would be counted again: start from an empty folder."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    for item in folder.glob("*.db"):
-        item.unlink()
+#: prometheus_client's per-process files (``counter_<pid>.db``, ``gauge_livesum_<pid>.db``, ...).
+_METRIC_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_\d+\.db")
+
+
+def _clear_metric_files(folder: Path) -> None:
+    """Metric files of a previous run would be counted again: remove them, and only them (the
+    folder may be shared, or be the data folder with the SQLite database in it)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for item in folder.iterdir():
+        if _METRIC_FILE.fullmatch(item.name) and item.is_file():
+            item.unlink()
 
 
 def _when(ts: float) -> str:
@@ -468,10 +474,13 @@ def _when(ts: float) -> str:
 
 
 def _safe_url(url: str) -> str:
-    """The database URL without its password, for the start-up line."""
+    """The database URL without its passwords (libpq also takes them as query parameters:
+    ``password``, ``sslpassword``), for the start-up line."""
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    query = {k: "***" if "password" in k.lower() else v for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 

@@ -248,7 +248,7 @@ def _check_database_url(url: str) -> None:
 
     try:
         backend = make_url(url).get_backend_name()
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # the message would quote the URL's parts: not shown
         raise ConfigError("STEPUP_DATABASE_URL is not a database URL "
                           "(e.g. postgresql+psycopg://user@host/db)") from None
     if backend not in ("postgresql", "sqlite"):
@@ -305,7 +305,12 @@ def _check_notifications(settings: Settings) -> None:
             raise ConfigError("STEPUP_SMTP_URL has a bad port") from None
         if not parts.hostname:
             raise ConfigError("STEPUP_SMTP_URL has no host")
-    if settings.smtp_from and not _EMAIL.match(settings.smtp_from):
+        if parts.scheme == "smtp" and parts.password and parts.hostname not in _LOCAL_HOSTS:
+            # The password, and the "this wasn't me" links the mails carry, would cross the
+            # network in clear.
+            raise ConfigError("STEPUP_SMTP_URL: a password needs smtp+starttls:// or smtps:// "
+                              "(plain smtp:// only to a server on this host)")
+    if settings.smtp_from and not _EMAIL.fullmatch(settings.smtp_from):
         raise ConfigError("STEPUP_SMTP_FROM must be an e-mail address")
     for url in settings.webhook_url_list:
         parts = urlsplit(url)

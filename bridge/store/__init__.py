@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -671,6 +672,11 @@ def create_engine(url: str) -> Engine:
             record.info["used_at"] = time.monotonic()
 
         return engine
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        # Owner-only even in a data folder that already existed with looser rights: it holds
+        # e-mail and IP addresses. SQLite gives the -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")

@@ -71,6 +71,23 @@ def login_with(act: Actions, client_id: str, secret: str, subject: str = "alice"
                       auth=(client_id, secret))
 
 
+def test_serve_clears_old_metric_files_and_nothing_else(stepup, bridge, tmp_path, monkeypatch):
+    """PROMETHEUS_MULTIPROC_DIR may name a shared folder, or the data folder itself."""
+    ok(stepup("client", "add", "--client-id", "kept", "--client-secret", SECRET,
+              "--redirect-uri", "https://idp.example/cb"))
+    metric_files = ["counter_41.db", "gauge_livesum_41.db", "histogram_7.db", "summary_7.db"]
+    for name in [*metric_files, "other.db", "counter_notes.db"]:
+        (tmp_path / name).write_bytes(b"x")
+    started = []
+    monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: started.append(args))
+    monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    ok(stepup("serve", "--port", "5999", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+    assert started
+    assert not [name for name in metric_files if (tmp_path / name).exists()]
+    assert (tmp_path / "other.db").exists() and (tmp_path / "counter_notes.db").exists()
+    assert "kept\t" in ok(stepup("client", "list"))  # on SQLite: stepup.db in that folder
+
+
 class TestClientAdd:
     def test_secret_client_can_authenticate(self, stepup, app, bridge, act):
         out = ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import main
+from bridge import create_app
+from bridge.cli import _safe_url, main
 from bridge.settings import ConfigError, load_settings
 from tests.bridge.conftest import IDP_ID
 
@@ -13,10 +18,35 @@ from tests.bridge.conftest import IDP_ID
 @pytest.mark.parametrize("url, message", [
     ("foo", "is not a database URL"),
     ("mysql://u@h/db", "mysql is not supported"),
+    ("postgresql://stepup:hunter2pw/stepup", "is not a database URL"),  # no @: pw is the port
 ])
 def test_a_bad_database_url_is_one_line(url, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as refused:
         load_settings({"STEPUP_DATABASE_URL": url})
+    assert "hunter2pw" not in str(refused.value)
+
+
+def test_the_start_up_line_hides_every_database_password():
+    shown = _safe_url("postgresql+psycopg://stepup:pw1@db.example/stepup"
+                      "?password=pw2&sslpassword=pw3&sslmode=require")
+    assert not {"pw1", "pw2", "pw3"} & set(re.findall(r"pw\d", shown))
+    assert "db.example/stepup" in shown and "sslmode=require" in shown
+
+
+def test_the_sqlite_file_is_owner_only_in_a_folder_that_was_not(tmp_path):
+    """A data folder made before the bridge (a volume, systemd's StateDirectory) at 0755."""
+    tmp_path.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example"}, environ={})
+        with app.extensions["stepup"].store.begin() as tx:  # a write: the WAL files exist
+            tx.audit("probe", 0.0)
+    finally:
+        os.umask(old)
+    files = sorted(tmp_path.glob("stepup.db*"))
+    assert [f.name for f in files] == ["stepup.db", "stepup.db-shm", "stepup.db-wal"]
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+    app.extensions["stepup"].store.engine.dispose()
 
 
 def test_an_unreachable_database_is_one_line(tmp_path):

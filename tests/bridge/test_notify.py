@@ -279,7 +279,10 @@ def test_a_lapsed_claim_is_taken_by_another_sender(notifying, receiver, clock):
     ("webhook_urls", "http://hooks.example/in", "must use https (http only on localhost)"),
     ("webhook_events", "lockout,nope", "STEPUP_WEBHOOK_EVENTS: unknown event 'nope'"),
     ("email_events", "enrolment", "STEPUP_EMAIL_EVENTS: unknown event 'enrolment'"),
+    ("smtp_url", "smtp://u:pw@mail.example", "a password needs smtp+starttls:// or smtps://"),
     ("smtp_from", "not an address", "STEPUP_SMTP_FROM must be an e-mail address"),
+    ("smtp_from", "stepup@example.com, boss@evil.example", "must be an e-mail address"),
+    ("smtp_from", "stepup@example.com\tx", "must be an e-mail address"),
     ("notify_give_up", "3000", "STEPUP_NOTIFY_GIVE_UP must be between 3600 and 7776000"),
 ])
 def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, message):
@@ -289,6 +292,12 @@ def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, m
     with pytest.raises(ConfigError) as error:
         load_settings({}, config)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("url", ["smtp://u:pw@127.0.0.1:2525", "smtp+starttls://u:pw@mail.example",
+                                 "smtps://u:pw@mail.example", "smtp://mail.example"])
+def test_smtp_passwords_cross_the_network_only_over_tls(url):
+    assert load_settings({}, {"smtp_url": url}).smtp_url == url
 
 
 def test_giving_up_before_the_longest_retry_wait_stops_start_up():
@@ -305,7 +314,7 @@ def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
         load_settings({}, {"webhook_urls": "https://hooks.example/in",
                            "webhook_secret": "whsec_c2hvcnQ="})
     assert "c2hvcnQ" not in str(error.value)
-    assert "secret-pw" not in repr(load_settings({}, {"smtp_url": "smtp://u:secret-pw@mx"}))
+    assert "secret-pw" not in repr(load_settings({}, {"smtp_url": "smtps://u:secret-pw@mx"}))
 
 
 @pytest.mark.parametrize("event", sorted(NOTIFIED_EVENTS))
