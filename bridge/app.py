@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request
+from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import edge, security
 from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_secrets
+from .logs import loggable_path
 from .notify.notme import NotMe
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
@@ -68,6 +69,13 @@ class Bridge:
             tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window)
 
 
+class _Flask(Flask):
+    def log_exception(self, exc_info) -> None:
+        # Flask's own line names request.path: a "this wasn't me" link's token would be logged.
+        self.logger.error("Exception on %s [%s]", loggable_path(request.path), request.method,
+                          exc_info=exc_info)
+
+
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
     # Imported here: it counts deliveries with prometheus_client, which must not be imported
     # before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR (see bridge.cli).
@@ -116,7 +124,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
 
     environ = os.environ if environ is None else environ
     settings = load_settings(environ, test_config)
-    app = Flask(__name__)
+    app = _Flask(__name__)
     app.session_interface = CookieSessions()
     bridge = build_bridge(settings, clock)
     app.extensions["stepup"] = bridge

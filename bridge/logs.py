@@ -10,6 +10,22 @@ import time
 
 from flask import g, has_request_context
 
+#: Paths whose last segment is a capability: the "this wasn't me" link's signed token, which
+#: locks the user's factor for whoever posts it.
+_CAPABILITY_PATHS = ("/not-me/",)
+
+
+def loggable_path(path: str | None) -> str | None:
+    """The path as the logs may show it: no query string, no capability token."""
+    if path is None:
+        return None
+    path = path.split("?", 1)[0]
+    for prefix in _CAPABILITY_PATHS:  # "in": gunicorn quotes absolute-form targets whole
+        head, found, _token = path.partition(prefix)
+        if found:
+            return head + found + "<token>"
+    return path
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:

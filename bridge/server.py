@@ -11,7 +11,7 @@ from flask import Flask
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from .logs import JsonFormatter
+from .logs import JsonFormatter, loggable_path
 
 
 class _Gunicorn(BaseApplication):
@@ -44,23 +44,6 @@ class JsonLogger(glogging.Logger):
         atoms = super().atoms(resp, req, environ, request_time)
         atoms["U"] = loggable_path(atoms["U"])
         return atoms
-
-
-#: Paths whose last segment is a capability: the "this wasn't me" link's signed token, which
-#: locks the user's factor for whoever posts it.
-_CAPABILITY_PATHS = ("/not-me/",)
-
-
-def loggable_path(path: str | None) -> str | None:
-    """The path as the logs may show it: no query string, no capability token."""
-    if path is None:
-        return None
-    path = path.split("?", 1)[0]
-    for prefix in _CAPABILITY_PATHS:  # "in": gunicorn quotes absolute-form targets whole
-        head, found, _token = path.partition(prefix)
-        if found:
-            return head + found + "<token>"
-    return path
 
 
 def _no_request_targets(record: logging.LogRecord) -> bool:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 
 import sqlalchemy as sa
 
 from bridge.factors import recovery, totp
+from bridge.notify.notme import NotMe
 from bridge.store import schema
 from tests.bridge.conftest import IDP_SECRET, callback_params, returning, shown, wrong_code
 
@@ -189,3 +191,18 @@ def test_the_demo_servers_error_lines_never_carry_a_query_or_a_capability():
     assert len(messages) == 2  # both kept, for whoever debugs the demo
     assert "/authorize" in messages[0] and "/not-me/<token>" in messages[1]
     assert not any("SECRET-7" in line for line in kept.lines), kept.lines
+
+
+def test_a_failing_not_me_link_leaves_its_token_out_of_the_error_line(act, caplog, monkeypatch):
+    """Flask logs an unhandled exception with the path; the link's token is a capability."""
+    token = secrets.token_urlsafe(32)
+
+    def broken(*_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(NotMe, "locale", broken)
+    _log_everything(caplog)
+    assert act.client.get(f"/not-me/{token}").status_code == 500
+    [line] = [r for r in caplog.records if "Exception on" in r.getMessage()]
+    assert line.getMessage() == "Exception on /not-me/<token> [GET]"
+    assert not [r for r in caplog.records if token in _record_text(r)]
