@@ -47,6 +47,7 @@ from ..challenge import (
     Locked,
 )
 from ..i18n import error_text, use_ui_locales
+from ..oidc import endpoints as oidc_endpoints
 from ..secretbox import SecretBoxError
 from ..store import Flow
 
@@ -299,6 +300,8 @@ def _csrf_error(error: CSRFError):
 def _http_error(error: HTTPException):
     if admin_views.owns(request.path):  # a routing refusal under the help-desk API: JSON
         return admin_views.http_error(error)
+    if oidc_endpoints.owns(request.path):  # or at a back-channel endpoint: OAuth JSON
+        return oidc_endpoints.http_error(error)
     titles = {404: N_("Page not found"), 405: N_("Not allowed"), 413: N_("Request too large")}
     title = titles.get(error.code or 400, N_("Something is wrong with this request"))
     return _message(_(title), _("Go back to your sign-in page and start again."),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import re
 import secrets
 import time
 from urllib.parse import parse_qsl
@@ -22,7 +23,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import grant as admin_grant
 from ..keyring import JWKS_MAX_AGE
@@ -280,20 +281,28 @@ def options():
     return "", 204, {"Allow": "OPTIONS, POST"}
 
 
-@bp.route("/par", methods=["GET", "PUT", "DELETE", "PATCH"], provide_automatic_options=False)
-@bp.route("/token", methods=["GET", "PUT", "DELETE", "PATCH"], provide_automatic_options=False)
-def wrong_method():
-    response = _oauth_error(InvalidRequestError("Use POST."))
-    response.status_code = 405
-    response.headers["Allow"] = "POST"
-    return response
+#: Paths a machine calls: every refusal there is OAuth JSON, werkzeug's routing ones too (a
+#: method or a path that no view has, which no blueprint's handler sees).
+_BACK_CHANNEL = re.compile(r"/(?:par|token|jwks)(?:/.*)?|/\.well-known/.*", re.DOTALL)
+
+
+def owns(path: str) -> bool:
+    return _BACK_CHANNEL.fullmatch(path) is not None
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(error: HTTPException):
-    """Werkzeug's refusals (a malformed or too large body) as OAuth JSON, keeping the status."""
-    response = _oauth_error(InvalidRequestError(error.description))
+def http_error(error: HTTPException):
+    """Werkzeug's refusals (a wrong method, a malformed or too large body) as OAuth JSON,
+    keeping the status and the Allow header."""
+    description = error.description
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        description = "Use " + " or ".join(
+            m for m in error.valid_methods if m not in ("HEAD", "OPTIONS")) + "."
+    response = _oauth_error(InvalidRequestError(description))
     response.status_code = error.code or 400
+    for name, value in error.get_headers():
+        if name == "Allow":
+            response.headers[name] = value
     return response
 
 

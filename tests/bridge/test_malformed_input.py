@@ -1,6 +1,7 @@
 """Malformed bytes at the protocol endpoints: credentials that are not UTF-8 or hold a NUL are
 invalid_client; a NUL in the /authorize query is a 400 page; control characters in the
-redirect_uri are invalid_request."""
+redirect_uri are invalid_request; a method or path no view has is OAuth JSON at every
+back-channel path, and a page in the browser's."""
 
 from __future__ import annotations
 
@@ -39,3 +40,32 @@ def test_control_characters_in_the_redirect_uri_are_refused(act):
                                         "authenticate?client_data=a%00b\x00")
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("method", "path", "status", "allow"), [
+    ("TRACE", "/token", 405, "OPTIONS, POST"),
+    ("PROPFIND", "/par", 405, "OPTIONS, POST"),
+    ("GET", "/par", 405, "OPTIONS, POST"),
+    ("DELETE", "/token", 405, "OPTIONS, POST"),
+    ("POST", "/jwks", 405, None),
+    ("POST", "/.well-known/openid-configuration", 405, None),
+    ("GET", "/token/", 404, None),
+    ("POST", "/par/x", 404, None),
+    ("GET", "/.well-known/oauth-authorization-server", 404, None),
+])
+def test_every_refusal_at_a_back_channel_path_is_oauth_json(client, method, path, status, allow):
+    response = client.open(path, method=method)
+    assert response.status_code == status
+    assert response.content_type == "application/json"
+    assert response.get_json()["error"] == "invalid_request"
+    assert response.headers["Cache-Control"] == "no-store"
+    if allow:
+        assert response.headers["Allow"] == allow
+    elif status == 405:
+        assert "GET" in response.headers["Allow"]
+
+
+def test_an_unknown_page_is_still_a_page(client):
+    response = client.get("/tokens")
+    assert response.status_code == 404
+    assert response.content_type.startswith("text/html")
