@@ -18,7 +18,14 @@ from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import returning, shown, wrong_code
 from tests.bridge.test_outbox import metric
-from tests.receivers import WEBHOOK_SECRET, DripServer, SmtpSink, WebhookReceiver, tls_files
+from tests.receivers import (
+    WEBHOOK_SECRET,
+    DripServer,
+    SmtpSink,
+    WebhookReceiver,
+    tls_files,
+    verify,
+)
 
 
 @pytest.fixture
@@ -554,3 +561,19 @@ def test_exchanges_left_behind_are_capped(monkeypatch):
     time.sleep(0.2)  # the two left behind have ended and given their places back
     with module.Deadline(1) as d:
         assert d.run(lambda: "sent") == "sent"
+
+
+_NOW = str(int(time.time()))
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"webhook-id": "msg_1", "webhook-timestamp": _NOW},
+    {"webhook-id": "msg_1", "webhook-timestamp": "soon", "webhook-signature": "v1,x"},
+    {"webhook-id": "msg_1", "webhook-timestamp": "9" * 5000, "webhook-signature": "v1,x"},
+    {"webhook-id": "msg_1", "webhook-timestamp": "\u0661\u0662", "webhook-signature": "v1,x"},
+    {"webhook-id": "msg_1", "webhook-timestamp": _NOW, "webhook-signature": "v1,\u00e9t\u00e9"},
+    {"webhook-id": "\udc80", "webhook-timestamp": _NOW, "webhook-signature": "v1,x"},
+])
+def test_the_documented_receiver_says_false_to_hostile_headers_never_raises(headers):
+    assert verify(WEBHOOK_SECRET, headers, b"{}", time.time()) is False
