@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -232,13 +233,19 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _write_private(path: Path, data: dict) -> None:
-    """Write atomically with mode 0600, so a crash never leaves half a key file."""
+    """Write atomically with mode 0600, so a crash never leaves half a key file. The file
+    written first is new (mkstemp: O_EXCL, 0600), never a leftover with looser rights."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _b64(data: bytes) -> str:

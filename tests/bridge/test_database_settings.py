@@ -1,4 +1,5 @@
-"""A bad database URL or an unreachable database stops the command with one line."""
+"""A bad database URL or an unreachable database stops the command with one line; the data
+folder's files (the SQLite database, the generated secrets) are owner-only."""
 
 from __future__ import annotations
 
@@ -57,3 +58,20 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert result.output.startswith("stepup: error: the database is not reachable")
     assert "Traceback" not in result.output
     assert IDP_ID not in result.output
+
+
+def test_the_secrets_file_is_owner_only_whatever_was_left_in_its_folder(tmp_path):
+    """A crash's leftover (or a planted) temporary file with open rights is never reused."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    leftover = keys / "secrets.tmp"
+    leftover.write_text("{}")
+    leftover.chmod(0o666)
+    old = os.umask(0)
+    try:
+        app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example"}, environ={})
+    finally:
+        os.umask(old)
+    app.extensions["stepup"].store.engine.dispose()
+    assert stat.S_IMODE((keys / "secrets.json").stat().st_mode) == 0o600
+    assert [p.name for p in keys.iterdir() if p.name.endswith(".tmp")] == ["secrets.tmp"]
