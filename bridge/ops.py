@@ -16,6 +16,7 @@ import uuid
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask_babel import gettext as _
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -104,14 +105,14 @@ def _database_down(error: Exception):
     """The database went away: say "try again", never 500; the transaction rolled back."""
     DB_ERRORS.inc()
     log.error("database unavailable: %s", type(error).__name__)
-    if request.blueprint == "oidc":
+    if request.blueprint in ("oidc", "admin"):  # machines: the APIs' JSON
         response = jsonify(error="temporarily_unavailable",
                            error_description="The service is temporarily unavailable.")
-    else:
+    else:  # in the browser's language: the flow, which would name one, is out of reach
         response = current_app.make_response((render_template(
-            "message.html", title="Please try again in a moment",
-            text="The sign-in service is briefly unavailable. Nothing was changed: go back "
-                 "and try again."), 503))
+            "message.html", title=_("Please try again in a moment"),
+            text=_("The sign-in service is briefly unavailable. Nothing was changed: go back "
+                   "and try again.")), 503))
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     response.headers["Cache-Control"] = "no-store"

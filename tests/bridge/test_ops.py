@@ -1,14 +1,19 @@
-"""Health, readiness, metrics, request ids and JSON logs."""
+"""Health, readiness, metrics, request ids, JSON logs, and the answer while the database is
+away."""
 
 from __future__ import annotations
 
 import json
 import logging
 
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from bridge.logs import JsonFormatter
-from tests.bridge.conftest import at_stage
+from bridge.oidc.clients import new_client
+from bridge.store import Store
+from tests.bridge.conftest import IDP_ID, at_stage
+from tests.bridge.test_admin_api import ADMIN_ID, ADMIN_SECRET, bearer
 
 
 def sample(name: str, **labels) -> float:
@@ -80,3 +85,26 @@ def test_json_log_lines_carry_the_request_id_and_audit_fields(app):
     assert line["message"] == "success"
     assert line["audit"]["factor"] == "otp"
     assert line["level"] == "info"
+
+
+def test_a_database_outage_is_try_again_in_each_callers_own_terms(act, monkeypatch):
+    """JSON for the back channel and the help-desk API, a page in the browser's language."""
+    with act.bridge.store.begin() as tx:
+        tx.add_client(new_client(act.bridge.secrets.pepper, ADMIN_ID, secret=ADMIN_SECRET,
+                                 jwks_uri=None, redirect_uris=[], redirect_uri_prefixes=[],
+                                 admin=True))
+    headers = bearer(act)
+
+    def gone(*_args, **_kwargs):
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(Store, "begin", gone)
+    monkeypatch.setattr(Store, "autocommit", gone)
+    for response in (act.push("ola")[0], act.client.get("/admin/api/users/ola", headers=headers)):
+        assert response.status_code == 503
+        assert response.get_json()["error"] == "temporarily_unavailable"
+        assert response.headers["Retry-After"] == "5"
+    page = act.client.get(f"/authorize?client_id={IDP_ID}&request_uri=urn:x",
+                          headers={"Accept-Language": "de"})
+    assert page.status_code == 503
+    assert "Bitte versuchen Sie es gleich noch einmal" in page.get_data(as_text=True)
