@@ -137,7 +137,9 @@ def client() -> None:
 
 @client.command("add")
 @click.option("--client-id", required=True)
-@click.option("--client-secret", help="Shared secret (client_secret_basic / _post).")
+@click.option("--client-secret", envvar="STEPUP_CLIENT_SECRET",
+              help="Shared secret (client_secret_basic / _post); better from "
+                   "STEPUP_CLIENT_SECRET, which process listings do not show.")
 @click.option("--jwks-uri", help="The client's public keys (private_key_jwt).")
 @click.option("--redirect-uri", "redirect_uris", multiple=True)
 @click.option("--redirect-uri-prefix", "prefixes", multiple=True,

@@ -154,6 +154,11 @@ class TestClientAdd:
                               "--redirect-uri", "https://idp.example/cb"))
         assert find_client(bridge, "kc") is None
 
+    def test_the_secret_may_come_from_the_environment_not_the_process_list(self, stepup, act):
+        ok(stepup("client", "add", "--client-id", "kc-env",
+                  "--redirect-uri", "https://idp.example/cb", STEPUP_CLIENT_SECRET=SECRET))
+        assert login_with(act, "kc-env", SECRET)
+
 
 class TestClientListRemove:
     def test_list_never_prints_the_secret(self, stepup, bridge):

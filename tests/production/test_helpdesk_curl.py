@@ -26,8 +26,8 @@ def test_a_help_desk_resets_a_user_with_curl(cluster, tmp_path):
     a, b = cluster.nodes
     enroll(cluster, "curl-user", a)
     env = cluster.env | {"STEPUP_DATA_DIR": str(tmp_path)}
-    stepup(env, "client", "add", "--client-id", "helpdesk-tool", "--client-secret", SECRET,
-           "--admin")
+    stepup(env | {"STEPUP_CLIENT_SECRET": SECRET}, "client", "add", "--client-id",
+           "helpdesk-tool", "--admin")
     token = curl("-u", f"helpdesk-tool:{SECRET}", "-d", "grant_type=client_credentials",
                  "-d", "scope=stepup:admin", f"{a}/token")["access_token"]
     auth = f"Authorization: Bearer {token}"
