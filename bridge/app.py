@@ -66,7 +66,8 @@ class Bridge:
     def housekeeping(self, tx: Tx, now: float) -> None:
         if now - self._swept_at >= HOUSEKEEPING_INTERVAL:
             self._swept_at = now
-            tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window)
+            tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window,
+                             events_before=now - self.settings.not_me_ttl)
 
 
 class _Flask(Flask):

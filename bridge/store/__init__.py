@@ -499,10 +499,16 @@ class Tx:
             .order_by(audit_events.c.id.desc()).limit(limit)
         ).rows
 
-    def purge_expired(self, now: float, ip_failures_before: float) -> None:
+    def purge_expired(self, now: float, ip_failures_before: float,
+                      events_before: float) -> None:
+        """Expired rows; and outbox events that are done (delivered or given up) and older
+        than their "this wasn't me" links, so the user's address is not kept for ever (the
+        audit trail keeps the event itself)."""
         for table in (pushed_requests, flows, codes, client_assertions, access_tokens):
             self._db.execute(sa.delete(table).where(table.c.expires_at <= now))
         self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
+        self._db.execute(sa.delete(events).where(events.c.done_at.is_not(None),
+                                                 events.c.at < events_before))
 
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
         return self._db.execute(statement, params).rowcount == 1

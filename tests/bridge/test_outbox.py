@@ -148,3 +148,33 @@ def test_an_enrollment_whose_transaction_fails_emits_nothing(act, monkeypatch, a
     assert is_callback(act.post(login, "saved", saved="yes"))
     assert [r["event"] for r in outbox(act, "jo")] == ["enrollment"]
     assert metric("stepup_enrollments_total", kind="enrollment") == before + 1
+
+
+def test_a_done_event_leaves_the_outbox_once_its_link_has_expired(make_act, clock):
+    """The outbox holds the user's address: a delivered (or given-up) event goes once its
+    "this wasn't me" link no longer works; one still being delivered stays."""
+    act = make_act(not_me_ttl=600)
+    act.enroll("ivy")
+    act.enroll("jon")
+    [done] = outbox(act, "ivy")
+    with act.bridge.store.engine.begin() as conn:
+        conn.execute(sa.update(schema.events).where(schema.events.c.id == done["id"])
+                     .values(done_at=clock()))
+
+    def sweep() -> None:
+        act.bridge._swept_at = 0  # housekeeping runs on the next pushed request
+        act.push("anyone")
+
+    clock.advance(590)
+    sweep()
+    assert len(outbox(act, "ivy")) == 1  # its link still works
+    clock.advance(20)
+    sweep()
+    assert outbox(act, "ivy") == []
+    assert [r["event"] for r in outbox(act, "jon")] == ["enrollment"]
+    assert "enrollment" in [r["event"] for r in audit_trail(act, "ivy")]  # the history stays
+
+
+def audit_trail(act, subject: str) -> list[dict]:
+    with act.bridge.store.begin() as tx:
+        return tx.audit_trail(subject)
