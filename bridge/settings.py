@@ -321,7 +321,7 @@ def _check_notifications(settings: Settings) -> None:
             raise ConfigError(f"STEPUP_WEBHOOK_URLS: {parts.scheme}://{parts.hostname} must use "
                               "https (http only on localhost)")
     if settings.webhook_url_list:
-        webhook_key(settings.webhook_secret)
+        webhook_keys(settings.webhook_secret)
     event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
     event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")
     if settings.notify_retry_max < settings.notify_retry_base:
@@ -330,19 +330,25 @@ def _check_notifications(settings: Settings) -> None:
         raise ConfigError("STEPUP_NOTIFY_GIVE_UP must not be below STEPUP_NOTIFY_RETRY_MAX")
 
 
-def webhook_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret (``whsec_`` + base64, 24 to 64 bytes)."""
+def webhook_keys(value: str) -> list[bytes]:
+    """The HMAC keys of ``STEPUP_WEBHOOK_SECRET``: one Standard Webhooks secret (``whsec_`` +
+    base64 of 24 to 64 bytes), or several separated by spaces while receivers move from one to
+    the next (each delivery is signed with every one)."""
     name = "STEPUP_WEBHOOK_SECRET"
-    if not secret.startswith("whsec_"):
+    secrets = value.replace(",", " ").split()
+    if not secrets or not all(s.startswith("whsec_") for s in secrets):
         raise ConfigError(f"{name} must be set to whsec_ + base64 of 24 to 64 random bytes "
                           "when STEPUP_WEBHOOK_URLS is")
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except ValueError:
-        raise ConfigError(f"{name} is not valid base64 after whsec_") from None
-    if not 24 <= len(key) <= 64:
-        raise ConfigError(f"{name} must hold 24 to 64 bytes, got {len(key)}")
-    return key
+    keys = []
+    for secret in secrets:
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            raise ConfigError(f"{name} is not valid base64 after whsec_") from None
+        if not 24 <= len(key) <= 64:
+            raise ConfigError(f"{name} must hold 24 to 64 bytes, got {len(key)}")
+        keys.append(key)
+    return keys
 
 
 #: An e-mail address as the bridge accepts one: ASCII, one @, a dotted domain, ≤ 254 chars.

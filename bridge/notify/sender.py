@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from stepup_handoff.deadline import Overrun
 
-from ..settings import Settings, event_names, webhook_key
+from ..settings import Settings, event_names, webhook_keys
 from ..store import Store
 from . import mail, webhooks
 
@@ -35,7 +35,7 @@ class Sender:
         #: The "this wasn't me" link of an event (``NotMe.link``), put in its e-mail.
         self.link = link
         self.urls = settings.webhook_url_list
-        self.key = webhook_key(settings.webhook_secret) if self.urls else b""
+        self.keys = webhook_keys(settings.webhook_secret) if self.urls else []
         self.email_events = event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
         self.webhook_events = event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")
         self.domain = urlsplit(settings.issuer).hostname or "localhost"
@@ -60,7 +60,7 @@ class Sender:
             for url in self.urls:
                 key = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
                 found.append((key, lambda url=url: webhooks.post(
-                    url, self.key, event, self.clock(), self.settings.webhook_timeout)))
+                    url, self.keys, event, self.clock(), self.settings.webhook_timeout)))
         return found
 
     def run_once(self) -> int:

@@ -2,7 +2,8 @@
 
 Every POST carries ``webhook-id`` (the event's stable id: the same on every retry, so a
 receiver de-duplicates by it), ``webhook-timestamp`` (seconds, of this attempt) and
-``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``.
+``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, one such signature per
+configured secret (space-separated), so receivers can move to a new secret one at a time.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ class DeliveryError(Exception):
     """A receiver did not take the event; the message is safe to log (no secret, no address)."""
 
 
-def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+def sign(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return " ".join("v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+                    .decode() for key in keys)
 
 
 def body(event: dict[str, Any]) -> bytes:
@@ -37,7 +39,7 @@ def body(event: dict[str, Any]) -> bytes:
     }, separators=(",", ":"), sort_keys=True).encode()
 
 
-def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) -> None:
+def post(url: str, keys: list[bytes], event: dict[str, Any], now: float, timeout: int) -> None:
     """POST one event; anything but a whole 2xx answer within ``timeout`` seconds, from the
     connection to the answer's last byte, is a failure."""
     import requests  # only a node with webhooks configured needs it: 5 MiB less per worker
@@ -46,7 +48,7 @@ def post(url: str, key: bytes, event: dict[str, Any], now: float, timeout: int) 
     timestamp = int(now)
     headers = {"content-type": "application/json", "webhook-id": event["id"],
                "webhook-timestamp": str(timestamp),
-               "webhook-signature": sign(key, event["id"], timestamp, payload)}
+               "webhook-signature": sign(keys, event["id"], timestamp, payload)}
     with Deadline(timeout) as deadline, bounded_session() as session:
         try:
             response = deadline.run(lambda: session.post(

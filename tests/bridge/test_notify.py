@@ -4,6 +4,7 @@ nothing lost or sent twice when either is down, refusing, failing or hanging."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -322,6 +323,30 @@ def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
                            "webhook_secret": "whsec_c2hvcnQ="})
     assert "c2hvcnQ" not in str(error.value)
     assert "secret-pw" not in repr(load_settings({}, {"smtp_url": "smtps://u:secret-pw@mx"}))
+
+
+def test_during_a_secret_rotation_each_delivery_carries_both_signatures(make_act, clock):
+    """Receivers move to the new secret one at a time: each takes the event meanwhile."""
+    new = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
+    old_receiver, new_receiver = WebhookReceiver().start(), WebhookReceiver(new).start()
+    try:
+        act = make_act(webhook_urls=f"{old_receiver.url},{new_receiver.url}",
+                       webhook_secret=f"{new} {WEBHOOK_SECRET}", webhook_timeout=1)
+        with act.bridge.store.begin() as tx:
+            tx.audit("lockout", clock() - 60, subject="kim", client_id="idp")
+        assert act.bridge.sender.run_once() == 1
+        for hook in (old_receiver, new_receiver):
+            [entry] = hook.received
+            assert entry["valid"]
+            assert len(entry["headers"]["Webhook-Signature"].split()) == 2
+    finally:
+        old_receiver.stop()
+        new_receiver.stop()
+    # A receiver with neither secret refuses it: the check is not vacuous.
+    headers = {name.lower(): value for name, value in entry["headers"].items()}
+    other = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    assert verify(new, headers, entry["body"], time.time())
+    assert not verify(other, headers, entry["body"], time.time())
 
 
 @pytest.mark.parametrize("event", sorted(NOTIFIED_EVENTS))
