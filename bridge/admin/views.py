@@ -54,7 +54,7 @@ def http_error(e: HTTPException) -> Response:
     response = _api_error(ApiError(e.code or 400, "not_found" if e.code == 404 else
                                    "invalid_request", e.description or e.name))
     if e.code == 405 and getattr(e, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(e.valid_methods)
+        response.headers["Allow"] = ", ".join(sorted(e.valid_methods))
     return _no_store(response)
 
 

@@ -294,15 +294,15 @@ def owns(path: str) -> bool:
 def http_error(error: HTTPException):
     """Werkzeug's refusals (a wrong method, a malformed or too large body) as OAuth JSON,
     keeping the status and the Allow header."""
+    allowed = sorted(error.valid_methods or ()) if isinstance(error, MethodNotAllowed) else []
     description = error.description
-    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+    if allowed:
         description = "Use " + " or ".join(
-            m for m in error.valid_methods if m not in ("HEAD", "OPTIONS")) + "."
+            m for m in allowed if m not in ("HEAD", "OPTIONS")) + "."
     response = _oauth_error(InvalidRequestError(description))
     response.status_code = error.code or 400
-    for name, value in error.get_headers():
-        if name == "Allow":
-            response.headers[name] = value
+    if allowed:
+        response.headers["Allow"] = ", ".join(allowed)  # sorted: werkzeug's is a set's order
     return response
 
 

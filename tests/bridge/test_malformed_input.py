@@ -47,8 +47,8 @@ def test_control_characters_in_the_redirect_uri_are_refused(act):
     ("PROPFIND", "/par", 405, "OPTIONS, POST"),
     ("GET", "/par", 405, "OPTIONS, POST"),
     ("DELETE", "/token", 405, "OPTIONS, POST"),
-    ("POST", "/jwks", 405, None),
-    ("POST", "/.well-known/openid-configuration", 405, None),
+    ("POST", "/jwks", 405, "GET, HEAD, OPTIONS"),
+    ("POST", "/.well-known/openid-configuration", 405, "GET, HEAD, OPTIONS"),
     ("GET", "/token/", 404, None),
     ("POST", "/par/x", 404, None),
     ("GET", "/.well-known/oauth-authorization-server", 404, None),
@@ -59,10 +59,7 @@ def test_every_refusal_at_a_back_channel_path_is_oauth_json(client, method, path
     assert response.content_type == "application/json"
     assert response.get_json()["error"] == "invalid_request"
     assert response.headers["Cache-Control"] == "no-store"
-    if allow:
-        assert response.headers["Allow"] == allow
-    elif status == 405:
-        assert "GET" in response.headers["Allow"]
+    assert response.headers.get("Allow") == allow
 
 
 def test_an_unknown_page_is_still_a_page(client):
