@@ -8,6 +8,7 @@ process memory, decides the winner of a race; this holds across processes and no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -501,14 +502,14 @@ class Tx:
 
     def purge_expired(self, now: float, ip_failures_before: float,
                       events_before: float) -> None:
-        """Expired rows; and outbox events that are done (delivered or given up) and older
-        than their "this wasn't me" links, so the user's address is not kept for ever (the
-        audit trail keeps the event itself)."""
+        """Expired rows; and outbox events done (delivered or given up) before
+        ``events_before``, so the user's address is not kept for ever (the audit trail keeps
+        the event itself). An event is done after it happened, so its "this wasn't me" link
+        has expired by then; one given up stays that long for the operator to look into."""
         for table in (pushed_requests, flows, codes, client_assertions, access_tokens):
             self._db.execute(sa.delete(table).where(table.c.expires_at <= now))
         self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
-        self._db.execute(sa.delete(events).where(events.c.done_at.is_not(None),
-                                                 events.c.at < events_before))
+        self._db.execute(sa.delete(events).where(events.c.done_at < events_before))
 
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
         return self._db.execute(statement, params).rowcount == 1
@@ -654,6 +655,19 @@ def _log_committed(tx: Tx) -> None:
 PING_AFTER_IDLE = 5.0
 
 
+def _owner_only(path: str) -> None:
+    """The SQLite file, created if need be, and its -wal and -shm files, readable by the
+    owner only, whatever the folder's rights or an earlier version left: it holds e-mail and
+    IP addresses. A folder that is missing is left to SQLite's own error."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        return
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
 def create_engine(url: str) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
     transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and commits
@@ -678,11 +692,9 @@ def create_engine(url: str) -> Engine:
             record.info["used_at"] = time.monotonic()
 
         return engine
-    path = sa.engine.make_url(url).database
-    if path and path != ":memory:":
-        # Owner-only even in a data folder that already existed with looser rights: it holds
-        # e-mail and IP addresses. SQLite gives the -wal and -shm files the same mode.
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    parsed = sa.engine.make_url(url)
+    if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+        _owner_only(parsed.database)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")

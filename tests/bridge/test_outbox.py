@@ -151,27 +151,37 @@ def test_an_enrollment_whose_transaction_fails_emits_nothing(act, monkeypatch, a
 
 
 def test_a_done_event_leaves_the_outbox_once_its_link_has_expired(make_act, clock):
-    """The outbox holds the user's address: a delivered (or given-up) event goes once its
-    "this wasn't me" link no longer works; one still being delivered stays."""
+    """The outbox holds the user's address: an event goes a "this wasn't me" link's lifetime
+    after it was done (delivered, or given up: a dead letter stays that long to be looked
+    into); one still being delivered stays."""
     act = make_act(not_me_ttl=600)
-    act.enroll("ivy")
-    act.enroll("jon")
-    [done] = outbox(act, "ivy")
-    with act.bridge.store.engine.begin() as conn:
-        conn.execute(sa.update(schema.events).where(schema.events.c.id == done["id"])
-                     .values(done_at=clock()))
+    for subject in ("ivy", "jon", "kat"):
+        act.enroll(subject)
+    [delivered], [given_up] = outbox(act, "ivy"), outbox(act, "kat")
+
+    def done(event: dict, at: float, **values) -> None:
+        with act.bridge.store.engine.begin() as conn:
+            conn.execute(sa.update(schema.events).where(schema.events.c.id == event["id"])
+                         .values(done_at=at, **values))
 
     def sweep() -> None:
         act.bridge._swept_at = 0  # housekeeping runs on the next pushed request
         act.push("anyone")
 
+    done(delivered, clock())
     clock.advance(590)
+    done(given_up, clock(), last_error="gave up: webhook: HTTP 500")
     sweep()
     assert len(outbox(act, "ivy")) == 1  # its link still works
     clock.advance(20)
     sweep()
     assert outbox(act, "ivy") == []
+    assert outbox(act, "kat")[0]["last_error"].startswith("gave up")  # given up 20 s ago
     assert [r["event"] for r in outbox(act, "jon")] == ["enrollment"]
+    clock.advance(600)
+    sweep()
+    assert outbox(act, "kat") == []
+    assert [r["event"] for r in outbox(act, "jon")] == ["enrollment"]  # never done: kept
     assert "enrollment" in [r["event"] for r in audit_trail(act, "ivy")]  # the history stays
 
 
