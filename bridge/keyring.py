@@ -113,12 +113,11 @@ def load_secrets(settings: Settings) -> ServerSecrets:
     path = settings.data_dir / "keys" / "secrets.json"
     stored = _read_json(path)
     if stored is None:
-        stored = {
+        stored = _create_private(path, {
             "secret_key": _b64(secrets.token_bytes(32)),
             "pepper": _b64(secrets.token_bytes(32)),
             "encryption_keys": [f"k{int(time.time())}:{_b64(secrets.token_bytes(32))}"],
-        }
-        _write_private(path, stored)
+        })
     keys = parse_encryption_keys(settings.encryption_keys or ",".join(stored["encryption_keys"]))
     return ServerSecrets(
         secret_key=decode_key(settings.secret_key or stored["secret_key"], "STEPUP_SECRET_KEY"),
@@ -232,9 +231,12 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _write_private(path: Path, data: dict) -> None:
-    """Write atomically with mode 0600, so a crash never leaves half a key file. The file
-    written first is new (mkstemp: O_EXCL, 0600), never a leftover with looser rights."""
+def _create_private(path: Path, data: dict) -> dict:
+    """Create ``path`` holding ``data``, mode 0600, whole or not at all, and return what it
+    holds: when another process created it first (two commands starting at once on a new data
+    folder), that one's data, so every process uses the same secrets. The file is written new
+    (mkstemp: O_EXCL, 0600, never a leftover with looser rights), synced, then linked into
+    place, which fails if the name exists."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -242,10 +244,18 @@ def _write_private(path: Path, data: dict) -> None:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return json.loads(path.read_text())
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the new name itself survives a power cut
+        finally:
+            os.close(folder)
+        return data
+    finally:
         os.unlink(tmp)
-        raise
 
 
 def _b64(data: bytes) -> str:

@@ -10,7 +10,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from bridge import create_app
+from bridge import create_app, keyring
 from bridge.cli import _safe_url, main
 from bridge.settings import ConfigError, load_settings
 from tests.bridge.conftest import IDP_ID
@@ -34,9 +34,22 @@ def test_the_start_up_line_hides_every_database_password():
     assert "db.example/stepup" in shown and "sslmode=require" in shown
 
 
-def test_the_sqlite_file_is_owner_only_in_a_folder_that_was_not(tmp_path):
-    """A data folder made before the bridge (a volume, systemd's StateDirectory) at 0755."""
+def test_an_sqlite_file_in_a_missing_folder_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["client", "list"], env={
+        "STEPUP_DATA_DIR": str(tmp_path),
+        "STEPUP_DATABASE_URL": f"sqlite:///{tmp_path}/missing/stepup.db"})
+    assert result.exit_code == 2
+    assert result.output.startswith("stepup: error: the database is not reachable")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("earlier", [None, 0o644])
+def test_the_sqlite_file_is_owner_only_in_a_folder_that_was_not(tmp_path, earlier):
+    """A data folder made before the bridge (a volume, systemd's StateDirectory) at 0755;
+    the database new, or left readable by all by an earlier version."""
     tmp_path.chmod(0o755)
+    if earlier:
+        (tmp_path / "stepup.db").touch(mode=earlier)
     old = os.umask(0o022)
     try:
         app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example"}, environ={})
@@ -75,3 +88,13 @@ def test_the_secrets_file_is_owner_only_whatever_was_left_in_its_folder(tmp_path
     app.extensions["stepup"].store.engine.dispose()
     assert stat.S_IMODE((keys / "secrets.json").stat().st_mode) == 0o600
     assert [p.name for p in keys.iterdir() if p.name.endswith(".tmp")] == ["secrets.tmp"]
+
+
+def test_two_commands_starting_on_a_new_data_folder_get_the_same_secrets(tmp_path, monkeypatch):
+    """Both find no secrets file and generate their own: the first file written wins, and
+    the second process uses it rather than replacing it under the first."""
+    monkeypatch.setattr(keyring, "_read_json", lambda path: None)  # neither sees the other's
+    settings = load_settings({"STEPUP_DATA_DIR": str(tmp_path)})
+    first, second = keyring.load_secrets(settings), keyring.load_secrets(settings)
+    assert second.pepper == first.pepper and second.secret_key == first.secret_key
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["secrets.json"]  # no leftovers
