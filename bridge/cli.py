@@ -463,12 +463,16 @@ _METRIC_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_\d+\.db")
 
 
 def _clear_metric_files(folder: Path) -> None:
-    """Metric files of a previous run would be counted again: remove them, and only them (the
-    folder may be shared, or be the data folder with the SQLite database in it)."""
+    """Metric files of a previous run would be counted again: remove them, and only them. Any
+    other ``*.db`` there (the SQLite database, when the folder is the data folder) is refused:
+    /metrics reads every one."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for item in folder.iterdir():
-        if _METRIC_FILE.fullmatch(item.name) and item.is_file():
-            item.unlink()
+    if others := sorted(item.name for item in folder.glob("*.db")
+                        if not _METRIC_FILE.fullmatch(item.name)):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={folder} holds {', '.join(others[:3])}: "
+                          "give the metrics a folder of their own")
+    for item in folder.glob("*.db"):
+        item.unlink()
 
 
 def _when(ts: float) -> str:
@@ -481,7 +485,7 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    query = {k: "***" if "password" in k.lower() else v for k, v in parsed.query.items()}
+    query = {k: "hidden" if "password" in k.lower() else v for k, v in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True)
 
 

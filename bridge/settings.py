@@ -305,11 +305,11 @@ def _check_notifications(settings: Settings) -> None:
             raise ConfigError("STEPUP_SMTP_URL has a bad port") from None
         if not parts.hostname:
             raise ConfigError("STEPUP_SMTP_URL has no host")
-        if parts.scheme == "smtp" and parts.password and parts.hostname not in _LOCAL_HOSTS:
-            # The password, and the "this wasn't me" links the mails carry, would cross the
-            # network in clear.
-            raise ConfigError("STEPUP_SMTP_URL: a password needs smtp+starttls:// or smtps:// "
-                              "(plain smtp:// only to a server on this host)")
+        if parts.scheme == "smtp" and parts.username and parts.hostname not in _LOCAL_HOSTS:
+            # The login (the bridge logs in whenever a user is named), and the "this wasn't
+            # me" links the mails carry, would cross the network in clear.
+            raise ConfigError("STEPUP_SMTP_URL: a user and password need smtp+starttls:// or "
+                              "smtps:// (plain smtp:// only to a server on this host)")
     if settings.smtp_from and not _EMAIL.fullmatch(settings.smtp_from):
         raise ConfigError("STEPUP_SMTP_FROM must be an e-mail address")
     for url in settings.webhook_url_list:

@@ -241,7 +241,8 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
                          "characters")
     if bool(secret) == bool(jwks_uri):
-        raise ValueError("give exactly one of --client-secret or --jwks-uri")
+        raise ValueError("give exactly one of --client-secret (or STEPUP_CLIENT_SECRET) or "
+                         "--jwks-uri")
     if secret is not None and len(secret) < 16:
         raise ValueError("the client secret must be at least 16 characters")
     if jwks_uri and not _is_http_url(jwks_uri):

@@ -71,21 +71,32 @@ def login_with(act: Actions, client_id: str, secret: str, subject: str = "alice"
                       auth=(client_id, secret))
 
 
-def test_serve_clears_old_metric_files_and_nothing_else(stepup, bridge, tmp_path, monkeypatch):
-    """PROMETHEUS_MULTIPROC_DIR may name a shared folder, or the data folder itself."""
+def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, tmp_path,
+                                                                         monkeypatch):
+    """PROMETHEUS_MULTIPROC_DIR may name a folder that holds more than metrics: the data folder
+    itself, or a shared one. Its other *.db files stay, and serve refuses it (/metrics would
+    read them as metrics)."""
     ok(stepup("client", "add", "--client-id", "kept", "--client-secret", SECRET,
               "--redirect-uri", "https://idp.example/cb"))
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
     metric_files = ["counter_41.db", "gauge_livesum_41.db", "histogram_7.db", "summary_7.db"]
-    for name in [*metric_files, "other.db", "counter_notes.db"]:
-        (tmp_path / name).write_bytes(b"x")
+    for name in [*metric_files, "counter_notes.db"]:
+        (metrics / name).write_bytes(b"x")
     started = []
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: started.append(args))
     monkeypatch.setattr("bridge.logs.configure", lambda: None)
-    ok(stepup("serve", "--port", "5999", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
-    assert started
-    assert not [name for name in metric_files if (tmp_path / name).exists()]
-    assert (tmp_path / "other.db").exists() and (tmp_path / "counter_notes.db").exists()
-    assert "kept\t" in ok(stepup("client", "list"))  # on SQLite: stepup.db in that folder
+
+    error = one_line_error(stepup("serve", PROMETHEUS_MULTIPROC_DIR=str(metrics)))
+    assert "counter_notes.db" in error and not started
+    assert all((metrics / name).exists() for name in [*metric_files, "counter_notes.db"])
+    (metrics / "counter_notes.db").unlink()
+    ok(stepup("serve", PROMETHEUS_MULTIPROC_DIR=str(metrics)))
+    assert started and not list(metrics.iterdir())
+
+    if (tmp_path / "stepup.db").exists():  # SQLite: the data folder as the metrics folder
+        one_line_error(stepup("serve", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+        assert "kept\t" in ok(stepup("client", "list"))
 
 
 class TestClientAdd:
