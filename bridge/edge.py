@@ -18,6 +18,9 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
 )
 
+from .admin import views as admin_views
+from .oidc import endpoints as oidc_endpoints
+
 log = logging.getLogger("stepup")
 
 
@@ -88,11 +91,17 @@ def init_app(app: Flask) -> None:
         return f"{request.script_root}{app.static_url_path}/{filename}"
 
 
+def for_programs(path: str) -> bool:
+    """The back channel and the help-desk API: their callers are programs, so every error
+    there is JSON (``{"error", "error_description"}``); elsewhere a browser gets a page."""
+    return oidc_endpoints.owns(path) or admin_views.owns(path)
+
+
 def _server_error(error: InternalServerError) -> Response:
     """A bug, not the user's fault: a generic page (or OAuth JSON), never a traceback. Flask
     has already logged the exception; the formatter keeps that to one line."""
     try:
-        if request.blueprint == "oidc":
+        if for_programs(request.path):
             response = Response('{"error": "server_error", "error_description": '
                                 '"The server could not answer this request."}',
                                 500, mimetype="application/json")

@@ -27,6 +27,9 @@ from prometheus_client import (
     multiprocess,
 )
 
+from .edge import for_programs
+from .oidc import endpoints as oidc_endpoints
+
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("stepup")
 
@@ -86,7 +89,8 @@ def init_app(app: Flask) -> None:
         endpoint = rule.rule if rule else "unmatched"
         if "started" in g:
             _latency(endpoint).observe(time.perf_counter() - g.started)
-        if response.status_code >= 400 and request.blueprint == "oidc" and response.is_json:
+        if response.status_code >= 400 and oidc_endpoints.owns(request.path) and \
+                response.is_json:
             error = (response.get_json(silent=True) or {}).get("error", "unknown")
             PROTOCOL_ERRORS.labels(endpoint, str(error)[:40]).inc()
         # add, not set: nothing else names the header, and set scans the list first.
@@ -105,7 +109,7 @@ def _database_down(error: Exception):
     """The database went away: say "try again", never 500; the transaction rolled back."""
     DB_ERRORS.inc()
     log.error("database unavailable: %s", type(error).__name__)
-    if request.blueprint in ("oidc", "admin"):  # machines: the APIs' JSON
+    if for_programs(request.path):
         response = jsonify(error="temporarily_unavailable",
                            error_description="The service is temporarily unavailable.")
     else:  # in the browser's language: the flow, which would name one, is out of reach

@@ -137,6 +137,20 @@ def test_an_unexpected_error_is_a_page_with_headers_and_no_traceback(app, client
     assert "123456" not in body and "Traceback" not in body
 
 
+@pytest.mark.parametrize("path", ["/admin/api/boom", "/token/boom"])
+def test_an_unexpected_error_for_a_program_is_json(app, client, path):
+    """The help-desk API and the back channel: their callers parse JSON, not a page."""
+    @app.get(path)
+    def boom():
+        raise RuntimeError("secret-looking detail 123456")
+
+    app.testing = False
+    response = client.get(path)
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "server_error", "error_description":
+                                   "The server could not answer this request."}
+
+
 # -- 6. every name can sign in ---------------------------------------------------------------
 NAMES = ["José García", "Zoë", "Łukasz", "山田太郎", "Ngũgĩ wa Thiong'o",
          "\u0645\u062d\u0645\u062f",  # Arabic

@@ -45,6 +45,12 @@ def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock):
     act.push("metrics-user", auth=("idp", "wrong-secret-0000000"))
     assert sample("stepup_protocol_errors_total", endpoint="/par",
                   error="invalid_client") == errors + 1
+    # A refusal werkzeug's routing makes at a back-channel path is counted too.
+    wrong_method = sample("stepup_protocol_errors_total", endpoint="unmatched",
+                          error="invalid_request")
+    assert act.client.get("/token").status_code == 405
+    assert sample("stepup_protocol_errors_total", endpoint="unmatched",
+                  error="invalid_request") == wrong_method + 1
     text = act.client.get("/metrics").get_data(as_text=True)
     assert "stepup_request_seconds_bucket" in text
 
