@@ -108,9 +108,11 @@ def test_text_follows_the_browsers_text_size_setting(bridge, browser):
         if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
             problems.append(f"{state}: scrolls sideways by {overflow}px")
 
-    walk(bridge, page, "en", check)
+    try:
+        walk(bridge, page, "en", check)
+    finally:
+        page.context.close()
     assert not problems, "\n".join(problems)
-    page.context.close()
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
