@@ -90,8 +90,10 @@ class ChallengeError(Exception):
 
 class WrongCode(ChallengeError):
     status = 400
-    #: Wrong codes the user may still enter before the lock, when few are left (else None).
+    #: Wrong codes the user may still enter before the lock, when few are left (else None);
+    #: in a new authenticator's setup, before the setup ends (``ends_setup``).
     tries_left: int | None = None
+    ends_setup: bool = False
 
 
 class TooSoon(ChallengeError):
@@ -505,10 +507,13 @@ class Challenge:
         if attempts >= self.policy.lockout_limit:
             raise FlowGone(N_("Too many wrong codes. Go back to your sign-in page and start "
                               "again."))
-        raise self._off_clock(secret, code, now) or WrongCode(N_(
+        wrong = self._off_clock(secret, code, now) or WrongCode(N_(
             "That code didn't match. Check that your app's clock is right and enter the code "
             "it shows now. If you scanned a QR code on an earlier visit, delete that entry in "
             "your app and scan this one."))
+        if (left := self.policy.lockout_limit - attempts) <= TRIES_WARNING:
+            wrong.tries_left, wrong.ends_setup = left, True
+        raise wrong
 
     def _off_clock(self, secret: str, code: str, now: float) -> ClockDrift | None:
         """A code that matches a step minutes away: the device's clock is wrong (RFC 6238 §6)."""

@@ -1,13 +1,23 @@
 """Enrollment races and re-enrollment: the loser of two enrollments is not left on a dead
-page; re-enrolling after a recovery-code sign-in replaces the authenticator."""
+page; re-enrolling after a recovery-code sign-in replaces the authenticator; wrong first codes
+count down to the end of the setup."""
 
 from __future__ import annotations
 
 import re
+from html import unescape
 
 from bridge.factors import totp
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
-from tests.bridge.conftest import events, flow_of, is_callback, returning, shown
+from tests.bridge.conftest import (
+    alert,
+    events,
+    flow_of,
+    is_callback,
+    returning,
+    shown,
+    wrong_code,
+)
 
 
 def test_the_loser_of_an_enrollment_race_is_not_left_on_a_dead_page(act, clock):
@@ -56,3 +66,23 @@ def test_reenrollment_replaces_the_authenticator(act, clock):
     assert is_callback(act.post(new, "totp", otp=act.code_now(new)))
     rc = act.start("lou")
     assert act.post(rc, "recovery", recovery_code=new_code).status_code == 303
+
+
+def test_wrong_first_codes_count_down_to_the_end_of_the_setup(make_act, clock):
+    """A new authenticator's setup ends after STEPUP_LOCKOUT_LIMIT wrong first codes (the user
+    starts again; nothing is locked): the last tries say so."""
+    act = make_act(lockout_limit=4)
+    login = act.start("newcomer")
+    secret = shown(login.last_page, "totp-secret")
+    said = []
+    for _ in range(3):
+        assert act.post(login, "enroll", otp=wrong_code(secret, clock())).status_code == 400
+        said.append(unescape(alert(login.last_page)))
+    assert [text.rpartition(". ")[2] for text in said] == [
+        "You have 3 more tries before this setup ends and you start again.",
+        "You have 2 more tries before this setup ends and you start again.",
+        "You have 1 more try before this setup ends and you start again."]
+    ended = act.post(login, "enroll", otp=wrong_code(secret, clock()))
+    assert ended.status_code == 404
+    assert "start again" in unescape(ended.get_data(as_text=True))
+    assert flow_of(act, login) is None
