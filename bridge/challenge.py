@@ -480,9 +480,7 @@ class Challenge:
             tx.audit("failure_burst", now, subject=flow.subject, client_id=flow.client_id,
                      ip=ip, failures=failures)
         if failures < self.policy.lockout_limit:
-            if (left := self.policy.lockout_limit - failures) <= TRIES_WARNING:
-                wrong.tries_left = left
-            return wrong
+            return self._counted_down(wrong, failures)
         tx.lock_sign_ins(flow.subject, LOCKED)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return Locked(LOCKED_AFTER_FAILURES)
@@ -511,9 +509,14 @@ class Challenge:
             "That code didn't match. Check that your app's clock is right and enter the code "
             "it shows now. If you scanned a QR code on an earlier visit, delete that entry in "
             "your app and scan this one."))
-        if (left := self.policy.lockout_limit - attempts) <= TRIES_WARNING:
-            wrong.tries_left, wrong.ends_setup = left, True
-        raise wrong
+        raise self._counted_down(wrong, attempts, ends_setup=True)
+
+    def _counted_down(self, wrong: WrongCode, used: int, *, ends_setup: bool = False
+                      ) -> WrongCode:
+        """``wrong``, telling how many tries remain once few do (of ``lockout_limit``)."""
+        if (left := self.policy.lockout_limit - used) <= TRIES_WARNING:
+            wrong.tries_left, wrong.ends_setup = left, ends_setup
+        return wrong
 
     def _off_clock(self, secret: str, code: str, now: float) -> ClockDrift | None:
         """A code that matches a step minutes away: the device's clock is wrong (RFC 6238 §6)."""

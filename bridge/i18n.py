@@ -124,15 +124,17 @@ def error_text(error: ChallengeError) -> str:
             parts = [plural_text(error.msgid, error.plural, error.count, **params)]
         else:
             parts = [gettext(error.msgid, **params)]
-    if isinstance(error, WrongCode) and error.tries_left and error.ends_setup:
-        parts.append(plural_text(
-            "You have %(num)s more try before this setup ends and you start again.",
-            "You have %(num)s more tries before this setup ends and you start again.",
-            error.tries_left))
-    elif isinstance(error, WrongCode) and error.tries_left:
-        parts.append(plural_text(
-            "You have %(num)s more try before two-step sign-in is locked.",
-            "You have %(num)s more tries before two-step sign-in is locked.", error.tries_left))
+    if isinstance(error, WrongCode) and error.tries_left:
+        if error.ends_setup:
+            parts.append(plural_text(
+                "You have %(num)s more try before this setup ends and you start again.",
+                "You have %(num)s more tries before this setup ends and you start again.",
+                error.tries_left))
+        else:
+            parts.append(plural_text(
+                "You have %(num)s more try before two-step sign-in is locked.",
+                "You have %(num)s more tries before two-step sign-in is locked.",
+                error.tries_left))
     return " ".join(parts)
 
 

@@ -332,15 +332,15 @@ def _check_notifications(settings: Settings) -> None:
 
 def webhook_keys(value: str) -> list[bytes]:
     """The HMAC keys of ``STEPUP_WEBHOOK_SECRET``: one Standard Webhooks secret (``whsec_`` +
-    base64 of 24 to 64 bytes), or several separated by spaces while receivers move from one to
-    the next (each delivery is signed with every one)."""
+    base64 of 24 to 64 bytes), or several separated by spaces (or commas) while receivers move
+    from one to the next (each delivery is signed with every one)."""
     name = "STEPUP_WEBHOOK_SECRET"
-    secrets = value.replace(",", " ").split()
-    if not secrets or not all(s.startswith("whsec_") for s in secrets):
+    given = value.replace(",", " ").split()
+    if not given or not all(secret.startswith("whsec_") for secret in given):
         raise ConfigError(f"{name} must be set to whsec_ + base64 of 24 to 64 random bytes "
                           "when STEPUP_WEBHOOK_URLS is")
     keys = []
-    for secret in secrets:
+    for secret in given:
         try:
             key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
         except ValueError:
