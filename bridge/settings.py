@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .text import fits_error_text
+
 #: ``acr`` of every assertion unless ``STEPUP_ACR`` says otherwise (OpenID PAPE multi-factor).
 DEFAULT_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 #: NIST SP 800-63B §5.2.2: no more than 100 consecutive failed attempts.
@@ -175,8 +177,11 @@ def load_settings(
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_issuer(settings.issuer)
     _check_database_url(settings.database_url)
-    if not settings.acr:
-        raise ConfigError("STEPUP_ACR must not be empty")
+    # acr_values lists acrs with spaces between them, and a refusal's error_description
+    # names the bridge's: no space, quote or backslash (RFC 6749 §5.2).
+    if " " in settings.acr or not fits_error_text(settings.acr, 255):
+        raise ConfigError("STEPUP_ACR must be 1 to 255 printable ASCII characters, without "
+                          "spaces, quotes or backslashes")
     if not (0 < len(settings.totp_issuer) <= TOTP_ISSUER_LIMIT
             and settings.totp_issuer.isprintable()):
         raise ConfigError(f"STEPUP_TOTP_ISSUER must be 1 to {TOTP_ISSUER_LIMIT} printable "

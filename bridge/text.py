@@ -19,6 +19,9 @@ CLIENT_ID_LIMIT = 255
 REQUEST_URI_LIMIT = 200
 
 _VSCHAR = re.compile(r"[\x20-\x7e]+")
+#: What an OAuth ``error_description`` may hold (RFC 6749 §5.2: VSCHAR but ``"`` and ``\``);
+#: authlib raises ValueError when building an error with any other character.
+_NQSCHAR = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")
 #: Zero-width non-joiner and joiner: part of correct spelling in Persian, Indic scripts, emoji.
 _JOINERS = frozenset("\u200c\u200d")
 _SPACES = re.compile(" {2,}")
@@ -28,6 +31,11 @@ def is_protocol_value(value: object, limit: int) -> bool:
     """``value`` is a non-empty string of at most ``limit`` VSCHAR characters."""
     return (isinstance(value, str) and 0 < len(value) <= limit
             and _VSCHAR.fullmatch(value) is not None)
+
+
+def fits_error_text(value: str, limit: int = 64) -> bool:
+    """``value`` (a name taken from a request) may be quoted in an ``error_description``."""
+    return len(value) <= limit and _NQSCHAR.fullmatch(value) is not None
 
 
 def display_name(value: str, limit: int) -> str | None:

@@ -21,10 +21,13 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from stepup_handoff.deadline import Deadline, bounded_session
 
+from ..keyring import ALGORITHMS
 from ..store import Client, Store
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 
@@ -32,6 +35,8 @@ log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 KEY_METHOD = "private_key_jwt"
 AUTH_METHODS = (*SECRET_METHODS, KEY_METHOD)
+#: Longest a client assertion may still be valid for when it arrives, in seconds.
+ASSERTION_LIFETIME = 3600
 #: The scope of the help-desk API; only clients registered with ``--admin`` get it.
 ADMIN_SCOPE = "stepup:admin"
 
@@ -203,16 +208,53 @@ class _Entry:
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
     """``private_key_jwt`` (OpenID Connect Core §9, RFC 7523 §2.2) for the PAR and token
-    endpoints: the audience may be the issuer or the endpoint URL."""
+    endpoints: the audience may be the issuer or the endpoint URL.
+
+    Stricter than authlib's, as anyone may send an assertion naming a client:
+    - signed with an algorithm discovery names (joserfc's defaults take HS256 too, with which
+      a symmetric key in the client's public JWKS would let anyone sign);
+    - every ``aud`` one of the bridge's (RFC 7523 §3: an assertion also meant for another
+      server could be replayed here by it);
+    - ``exp`` at most :data:`ASSERTION_LIFETIME` ahead (RFC 7523 §3 lets a server refuse a
+      far one; its ``jti`` is kept until then);
+    - a refusal never carries joserfc's text: it quotes the assertion's header, and the
+      answer is one uniform ``invalid_client`` anyway.
+    """
 
     CLIENT_AUTH_METHOD = KEY_METHOD
 
-    def __init__(self, store: Store, keys: ClientKeys, audiences: list[str]):
+    def __init__(self, store: Store, keys: ClientKeys, audiences: list[str],
+                 clock: Callable[[], float] = time.time):
         super().__init__(validate_jti=True, leeway=30)
-        self._store, self._keys, self._audiences = store, keys, audiences
+        self._store, self._keys, self._audiences, self._clock = store, keys, audiences, clock
 
     def get_audiences(self) -> list[str]:
         return self._audiences
+
+    def extract_assertion(self, assertion: str):
+        try:
+            return super().extract_assertion(assertion)
+        except RecursionError:  # a payload nested deeper than json can read
+            raise InvalidClientError(status_code=401) from None
+
+    def process_assertion_claims(self, assertion: str, resolve_key):
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ALGORITHMS))
+        except JoseError:
+            raise InvalidClientError(status_code=401) from None
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims: dict) -> None:
+        audiences = claims.get("aud")
+        if not isinstance(audiences, list):
+            audiences = [audiences]
+        exp = claims.get("exp")
+        if (not all(a in self._audiences for a in audiences)
+                or not isinstance(exp, int | float) or isinstance(exp, bool)
+                or exp > self._clock() + ASSERTION_LIFETIME):
+            raise InvalidClientError(status_code=401)
+        super().verify_claims(claims)
 
     def validate_jti(self, claims, jti: str) -> bool:
         with self._store.begin() as tx:

@@ -56,7 +56,8 @@ def init_app(app: Flask) -> AuthorizationServer:
     issuer = settings.issuer
     server.register_client_auth_method(
         PrivateKeyJWT.CLIENT_AUTH_METHOD,
-        PrivateKeyJWT(store, ClientKeys(), [issuer, f"{issuer}/token", f"{issuer}/par"]),
+        PrivateKeyJWT(store, ClientKeys(), [issuer, f"{issuer}/token", f"{issuer}/par"],
+                      bridge.clock),
     )
     assertion.register(server, store, bridge.signing_keys, issuer, settings.id_token_ttl,
                        bridge.clock)

@@ -21,7 +21,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError
 
 from ..settings import is_email
-from ..text import display_name, is_protocol_value
+from ..text import display_name, fits_error_text, is_protocol_value
 from .clients import ClientModel
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
@@ -59,7 +59,8 @@ def single_values(form: Mapping[str, Sequence[str]]) -> dict[str, str]:
     params = {}
     for name, values in form.items():
         if len(values) > 1:
-            raise InvalidRequestError(f"Parameter '{name}' is repeated.")
+            raise InvalidRequestError(f"Parameter '{name}' is repeated." if fits_error_text(name)
+                                      else "A parameter is repeated.")
         if values and values[0]:
             params[name] = values[0]
     return params

@@ -151,10 +151,13 @@ class Tx:
         return [Client(**row) for row in rows]
 
     def remove_client(self, client_id: str) -> bool:
-        """The registration goes, and with it every access token it was issued: a client
-        registered again (a new secret after a leak, the admin flag taken away) starts with
-        none, so a token taken with the old credentials stops working at once."""
-        self._db.execute(sa.delete(access_tokens).where(access_tokens.c.client_id == client_id))
+        """The registration goes, and with it everything it was given: access tokens, pushed
+        requests, open sign-ins and unredeemed codes. A client registered again (a new secret
+        after a leak, a redirect URI taken away) starts with none, so nothing taken under the
+        old registration still works or still reaches an old redirect URI. A recovery code
+        staged in a dropped sign-in never worked; the user's code stays the one they have."""
+        for table in (access_tokens, pushed_requests, flows, codes):
+            self._db.execute(sa.delete(table).where(table.c.client_id == client_id))
         return self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
 
     # -- pushed authorization requests (RFC 9126) ---------------------------------------

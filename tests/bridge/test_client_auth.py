@@ -3,13 +3,14 @@ the PAR and token endpoints, against the client's keys fetched from its ``jwks_u
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 import pytest
 import requests
 import responses
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, OctKey
 
 from bridge.oidc.clients import new_client
 from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, callback_params, shown
@@ -46,14 +47,16 @@ class Assertions:
     def __init__(self, key: ECKey, clock):
         self.key, self.clock = key, clock
 
-    def __call__(self, *, key: ECKey | None = None, aud: str = ISSUER, lifetime: int = 60,
-                 jti: str | None = None, iss: str = JWT_ID, sub: str = JWT_ID,
-                 iat_offset: int = 0) -> dict:
+    def __call__(self, *, key: ECKey | OctKey | None = None, aud: str | list[str] = ISSUER,
+                 lifetime: int = 60, jti: str | None = None, iss: str = JWT_ID,
+                 sub: str = JWT_ID, iat_offset: int = 0, exp: object = None,
+                 alg: str = "ES256") -> dict:
         key = key or self.key
         now = int(self.clock()) + iat_offset
-        claims = {"iss": iss, "sub": sub, "aud": aud, "iat": now, "exp": now + lifetime,
+        claims = {"iss": iss, "sub": sub, "aud": aud, "iat": now,
+                  "exp": now + lifetime if exp is None else exp,
                   "jti": jti or secrets.token_urlsafe(16)}
-        token = jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
+        token = jwt.encode({"alg": alg, "kid": key.kid}, claims, key, algorithms=[alg])
         return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": token}
 
 
@@ -136,6 +139,51 @@ class TestPar:
         response, _ = act.push("alice", auth=None,
                                **Assertions(idp_key, clock)(iss=IDP_ID, sub=IDP_ID))
         invalid_client(response)
+
+    def test_assertion_for_this_and_another_server_refused(self, act, sign):
+        """Every audience must be the bridge's: an assertion also addressed to another server
+        could be replayed here by that server (RFC 7523 §3)."""
+        invalid_client(push(act, sign(aud=["https://evil.example", ISSUER]))[0])
+        response, _ = push(act, sign(aud=[ISSUER, f"{ISSUER}/par"]))  # the hand-off client's
+        assert response.status_code == 201, response.get_json()
+
+    def test_far_expiry_refused(self, act, sign):
+        """RFC 7523 §3: an assertion valid for longer than an hour is refused (its jti would
+        be kept until it expires)."""
+        assert push(act, sign(lifetime=3600))[0].status_code == 201
+        invalid_client(push(act, sign(lifetime=3601 + 60))[0])
+
+    @pytest.mark.parametrize("exp", [10**400, 1e308, "9999999999", True],
+                             ids=["huge-int", "huge-float", "string", "bool"])
+    def test_odd_expiry_refused(self, act, sign, exp):
+        invalid_client(push(act, sign(exp=exp))[0])
+
+    def test_symmetric_key_in_the_jwks_signs_nothing(self, act, sign, idp_jwks, idp_key):
+        """Discovery names ES256 and RS256 only: an HS256 assertion made with an ``oct`` key
+        the client published (which anyone can read) is refused."""
+        public = OctKey.generate_key(256, parameters={"kid": "shared"})
+        idp_jwks.replace(responses.GET, JWKS_URI,
+                         json={"keys": [idp_key.as_dict(private=False), public.as_dict()]})
+        invalid_client(push(act, sign(key=public, alg="HS256"))[0])
+
+    @pytest.mark.parametrize("header, payload", [
+        ('{"alg":"ES256"}', f'{{"sub":"{JWT_ID}","a":{"[" * 5000}{"]" * 5000}}}'),
+        ('{"alg":"x\\"\\u00e9"}', f'{{"sub":"{JWT_ID}"}}'),
+        ('{"alg":"ES256","kid":"a\\"b\\\\c\\u00e9"}', f'{{"sub":"{JWT_ID}"}}'),
+        ('{"alg":"ES256","crit":["\\"\\u00e9"]}', f'{{"sub":"{JWT_ID}"}}'),
+    ], ids=["deep-payload", "odd-alg", "odd-kid", "odd-crit"])
+    def test_hostile_assertion_is_refused_not_a_500(self, act, header, payload):
+        """Unsigned junk naming a real client (JSON nested past the parser's depth; header
+        values with quotes, backslashes and non-ASCII, which joserfc quotes in its errors):
+        a clear invalid_client at both endpoints."""
+        def part(text: str) -> str:
+            return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+        junk = {"client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": f"{part(header)}.{part(payload)}.c2ln"}
+        invalid_client(push(act, junk)[0])
+        invalid_client(act.client.post("/token", data={
+            "grant_type": "authorization_code", "code": "x", "redirect_uri": CALLBACK,
+            "code_verifier": "v" * 43, "client_id": JWT_ID, **junk}))
 
 
 @pytest.mark.usefixtures("jwt_client")

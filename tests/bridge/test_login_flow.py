@@ -77,6 +77,32 @@ def test_enrollment_turned_off_for_the_client(act, bridge):
     assert "isn't set up" in login.last_page
 
 
+def test_a_client_registered_again_inherits_nothing(act, bridge, client):
+    """Removing a client (a leaked secret, a redirect URI taken away) drops its pushed
+    requests, open sign-ins and unredeemed codes: none of them reaches the old redirect URI
+    or redeems under the new registration."""
+    login, callback = act.enroll("rita")  # a code issued, not redeemed yet
+    open_flow = act.start("rita")
+    pushed, _ = act.push("rita")
+    with bridge.store.begin() as tx:
+        record = tx.find_client(IDP_ID)
+        assert tx.remove_client(IDP_ID)
+        tx.add_client(replace(record, redirect_uris=["https://new.example/cb"]))
+    code = callback_params(callback)["code"]
+    assert act.redeem(code, login).get_json()["error"] == "invalid_grant"
+    open_flow.secret = login.secret
+    refused = act.post(open_flow, "totp", otp=act.code_now(open_flow))
+    assert refused.status_code == 404 and "Location" not in refused.headers
+    uri = pushed.get_json()["request_uri"]
+    assert client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 400
+    # The user lost nothing: a sign-in pushed under the new registration still works.
+    act.clock.advance(30)
+    again = act.start("rita", redirect_uri="https://new.example/cb")
+    again.secret = login.secret
+    done = act.post(again, "totp", otp=act.code_now(again))
+    assert done.headers["Location"].startswith("https://new.example/cb?")
+
+
 def test_a_new_recovery_code_after_a_totp_check(act, clock):
     """Regeneration without turning MFA off and on: TOTP, then save a fresh code."""
     first, _ = act.enroll("regen")

@@ -176,6 +176,15 @@ class TestEmptyParameters:
                        "invalid_request")
         assert "state" in body["error_description"]
 
+    @pytest.mark.parametrize("name", ['a"', "a%5C", "%C3%A9", "a%09", "n" * 65],
+                             ids=["quote", "backslash", "non-ascii", "tab", "long"])
+    def test_a_repeated_odd_name_is_refused_without_being_quoted(self, bridge, client, name):
+        """An error_description may not hold ``"``, ``\\``, controls or non-ASCII (RFC 6749
+        §5.2; authlib raises on them): the refusal says a parameter is repeated, not which."""
+        body = refused(bridge, push_raw(client, f"{urlencode(GOOD)}&{name}=1&{name}=2"),
+                       "invalid_request")
+        assert body["error_description"] == "A parameter is repeated."
+
 
 class TestTextEncoding:
     """RFC 6749 Appendix B: form bodies are UTF-8. A byte that is not UTF-8 after percent-

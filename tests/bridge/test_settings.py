@@ -104,6 +104,12 @@ BAD_ENVIRONMENTS = [
     ({"STEPUP_ISSUER": "https://bridge.example#x"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bridge.example\nhttps://evil.example"}, "STEPUP_ISSUER"),
     ({"STEPUP_ACR": "   "}, "STEPUP_ACR"),
+    # acr_values separates acrs with spaces; an error_description may not quote " or \
+    ({"STEPUP_ACR": "urn:a b"}, "STEPUP_ACR"),
+    ({"STEPUP_ACR": 'urn:x"y'}, "STEPUP_ACR"),
+    ({"STEPUP_ACR": "urn:x\\y"}, "STEPUP_ACR"),
+    ({"STEPUP_ACR": "urn:\u00e9"}, "STEPUP_ACR"),
+    ({"STEPUP_ACR": "u" * 256}, "STEPUP_ACR"),
     ({"STEPUP_TOTP_ISSUER": ""}, "STEPUP_TOTP_ISSUER"),
     ({"STEPUP_TOTP_ISSUER": "I" * 41}, "STEPUP_TOTP_ISSUER"),
     ({"STEPUP_TOTP_ISSUER": "Acme\x07IT"}, "STEPUP_TOTP_ISSUER"),

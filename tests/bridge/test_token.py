@@ -351,6 +351,16 @@ class TestTextEncoding:
         assert code not in response.get_data(as_text=True)
         assert act.redeem(code, login).status_code == 200
 
+    def test_a_repeated_odd_name_is_refused_without_being_quoted(self, act, issued):
+        """As at /par: a clear invalid_request (authlib raised on the quote), the code kept."""
+        login, code = issued
+        body = f"grant_type=authorization_code&code={code}&redirect_uri={CALLBACK}&a\"=1&a\"=2"
+        response = act.client.post("/token", data=body, auth=(IDP_ID, IDP_SECRET),
+                                   content_type="application/x-www-form-urlencoded")
+        assert error_of(response) == "invalid_request"
+        assert response.get_json()["error_description"] == "A parameter is repeated."
+        assert act.redeem(code, login).status_code == 200
+
 
 class TestConcurrentRedemption:
     N = 8
