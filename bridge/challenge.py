@@ -178,8 +178,8 @@ class Challenge:
         flow_id = secrets.token_urlsafe(24)
         # Not synced to disk: a power cut may take back only this commit and what followed it
         # unsynced (Store.begin). Then the pushed request is open again until it expires (a
-        # minute), the flow is gone and the contact address is the previous one: the user
-        # starts again, and pushes it again; nothing spent comes back.
+        # minute) and the flow is gone: the user starts again, and pushes it again; nothing
+        # spent comes back.
         with self.store.begin(durable=False) as tx:
             client = (tx.find_client(client_id)
                       if is_protocol_value(client_id, CLIENT_ID_LIMIT) else None)
@@ -189,8 +189,6 @@ class Challenge:
                 raise LinkExpired(N_("It was already used or is too old. Go back to your "
                                      "sign-in page and start again."))
             subject = params["login_hint"]
-            if params.get("email"):
-                tx.set_contact(subject, params["email"], params.get("ui_locales"), now)
             user = tx.find_user(subject)
             if user and user.locked_at is not None:
                 stage = LOCKED
@@ -245,6 +243,7 @@ class Challenge:
                         user.subject, step, drift=totp.drift_after(step, now)):
                     if user.failures:  # the row is locked: the count is current
                         tx.clear_failures(user.subject)
+                    self._remember_contact(tx, flow, now)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
                              ip=ip, factor=OTP)
                     if new_recovery_code:
@@ -291,6 +290,7 @@ class Challenge:
                         raise FlowGone(ALREADY_COMPLETE)
                     if user.failures:  # the row is locked: the count is current
                         tx.clear_failures(user.subject)
+                    self._remember_contact(tx, flow, now)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
@@ -544,8 +544,18 @@ class Challenge:
         if not tx.add_user(user):
             raise EnrolledElsewhere(N_("This account finished setting up in another sign-in. "
                                        "Go back to your sign-in page and start again."))
+        self._remember_contact(tx, flow, now)
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return self._issue(tx, flow, [OTP], now)
+
+    @staticmethod
+    def _remember_contact(tx: Tx, flow: Flow, now: float) -> None:
+        """Keep the address (and language) the IdP pushed, once this sign-in passed a factor,
+        before the event it passed with is written. Not before: any registered client may push
+        any user, and a sign-in that only guesses must not send that user's notices (of the
+        lockout it causes, say) to an address of its choosing."""
+        if email := flow.params.get("email"):
+            tx.set_contact(flow.subject, email, flow.params.get("ui_locales"), now)
 
     def _issue(self, tx: Tx, flow: Flow, amr: list[str], now: float) -> str:
         """Save a single-use authorization code and build the redirect (RFC 9207 ``iss``)."""

@@ -101,6 +101,27 @@ def test_each_event_gives_one_mail_and_one_signed_webhook(notifying, smtp, recei
     assert "Wiederherstellungscode wurde zur Anmeldung" in body_of(smtp.messages[1])
 
 
+def test_a_sign_in_that_only_guesses_cannot_move_the_users_notices(notifying, smtp, clock):
+    """Any registered client may push any user with any address: the address is kept only
+    once the sign-in passes a factor. The lockout a guesser causes is told to the user's own
+    address; a sign-in that passes moves the address, before its own notice is written."""
+    act = notifying(lockout_limit=3)
+    ivy, _ = act.enroll("ivy", email="ivy@example.org")
+    clock.advance(30)
+    guessing = act.start("ivy", email="mallory@evil.example", ui_locales="fr")
+    for _ in range(3):
+        act.post(guessing, "totp", otp=wrong_code(ivy.secret, clock()))
+    joe, _ = act.enroll("joe", email="joe@old.example")
+    clock.advance(30)
+    moved = act.start("joe", email="joe@new.example")
+    act.post(moved, "recovery", recovery_code=joe.recovery_code)
+    act.bridge.sender.run_once()
+    sent = [(m["X-Envelope-To"], m["Content-Language"]) for m in smtp.messages]
+    assert ("ivy@example.org", "en") in sent and len(sent) >= 4  # enrollment, lockout, ...
+    assert all(to != "mallory@evil.example" and language == "en" for to, language in sent)
+    assert sent[-1] == ("joe@new.example", "en")  # recovery_code_used, to the new address
+
+
 def test_no_address_means_webhooks_only(notifying, smtp, receiver):
     act = notifying()
     act.enroll("bo")
