@@ -194,7 +194,8 @@ def download_code(flow_id: str):
     code = _challenge().staged_code(flow)
     bridge = current_app.extensions["stepup"]
     text = render_template("recovery-code.txt", code=code, issuer=bridge.settings.totp_issuer,
-                           date=format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long"))
+                           date=format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long"),
+                           rotation=flow.stage == ROTATE)
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
 

@@ -132,6 +132,17 @@ def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page
     assert code in response.get_data(as_text=True)
 
 
+def test_the_file_never_says_the_old_code_is_dead_before_the_user_confirms(pages):
+    """DESIGN.md "Rotation loses nothing": the old code works until the user confirms they
+    saved the new one. The file is saved before that, and may outlive an expired sign-in, so
+    it says so (a user who read "no longer works" would throw the only working code away)."""
+    rotation = pages["rotation download"].get_data(as_text=True)
+    assert "no longer works" not in rotation
+    assert "Until then, your previous code still works." in rotation
+    first = pages["download"].get_data(as_text=True)  # a new user had no previous code
+    assert "previous code" not in first
+
+
 def test_locked_page_returns_to_sign_in(pages):
     page = Page(pages["locked"].get_data(as_text=True))
     assert not page.all("input", name="otp") and not page.all("input", name="recovery_code")
