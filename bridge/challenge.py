@@ -113,6 +113,10 @@ class LinkExpired(ChallengeError):
 class EnrolledElsewhere(FlowGone):
     """Another flow enrolled this user first; this flow's factor and code must never work."""
 
+    def __init__(self) -> None:
+        super().__init__(N_("This account finished setting up in another sign-in. Go back to "
+                            "your sign-in page and start again."))
+
 
 class Locked(ChallengeError):
     status = 403
@@ -389,6 +393,18 @@ class Challenge:
         return self._redirect(flow, error="access_denied", error_description=description)
 
     # -- what the pages show ----------------------------------------------------------------
+    def setup_still_open(self, flow: Flow) -> None:
+        """A new user's setup (its QR code, or its first recovery code) is shown only while no
+        other sign-in has finished one: once one has, this setup's secret and code could never
+        work, so it ends here, saying why (EnrolledElsewhere), rather than asking the user to
+        scan a code or save one. Other stages need no look."""
+        if flow.stage not in (ENROLL, ENROLL_SAVED):
+            return
+        with self.store.begin() as tx:
+            elsewhere = self._enrolled_elsewhere(tx, flow)
+        if elsewhere:
+            raise EnrolledElsewhere()
+
     def enrollment(self, flow: Flow) -> Enrollment:
         secret = self._open_pending(flow)
         account = flow.params.get("preferred_username") or flow.subject
@@ -494,14 +510,19 @@ class Challenge:
         with self.store.begin() as tx:
             if refusal := self._ip_blocked(tx, ip, now):
                 raise refusal
-            if step is not None:
+            if stage == ENROLL and self._enrolled_elsewhere(tx, flow):
+                attempts = None  # right code or wrong, this setup can never finish: no guess
+            elif step is not None:
                 return step
-            self.limiter.hit(tx, ip, now)
-            attempts = tx.count_flow_attempt(flow.flow_id)
-            tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
-                     factor="enrollment", attempts=attempts)
-            if attempts >= self.policy.lockout_limit:
-                tx.end_flow(flow.flow_id, stage)
+            else:
+                self.limiter.hit(tx, ip, now)
+                attempts = tx.count_flow_attempt(flow.flow_id)
+                tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
+                         factor="enrollment", attempts=attempts)
+                if attempts >= self.policy.lockout_limit:
+                    tx.end_flow(flow.flow_id, stage)
+        if attempts is None:
+            raise EnrolledElsewhere()
         if attempts >= self.policy.lockout_limit:
             raise FlowGone(N_("Too many wrong codes. Go back to your sign-in page and start "
                               "again."))
@@ -525,6 +546,14 @@ class Challenge:
             return None
         return ClockDrift((step - int(now // totp.PERIOD)) * totp.PERIOD, step)
 
+    @staticmethod
+    def _enrolled_elsewhere(tx: Tx, flow: Flow) -> bool:
+        """Whether another sign-in set this flow's new user up; if so this flow ends."""
+        if tx.find_user(flow.subject) is None:
+            return False
+        tx.end_flow(flow.flow_id, flow.stage)
+        return True
+
     def _stage_new_code(self, tx: Tx, flow: Flow, from_stage: str, to_stage: str,
                         version: int, **changes) -> bool:
         sealed = self.vault.seal("staged_code", flow.flow_id, recovery.generate())
@@ -542,8 +571,7 @@ class Challenge:
                     recovery_version=1, failures=0, last_failure_at=None, locked_at=None,
                     created_at=now)
         if not tx.add_user(user):
-            raise EnrolledElsewhere(N_("This account finished setting up in another sign-in. "
-                                       "Go back to your sign-in page and start again."))
+            raise EnrolledElsewhere()
         self._remember_contact(tx, flow, now)
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return self._issue(tx, flow, [OTP], now)

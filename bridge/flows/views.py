@@ -117,12 +117,21 @@ def _reopen(flow_id: str):
         flow = _bound(flow_id)
     except ChallengeError as error:
         return _message(_("This sign-in cannot continue"), error_text(error), error.status)
-    return _render_stage(flow)
+    return _show(flow)
 
 
 @bp.get("/flow/<flow_id>")
 def page(flow_id: str):
-    flow = _flow(flow_id)
+    return _show(_flow(flow_id))
+
+
+def _show(flow: Flow):
+    """The flow's current page, on a reload or after a step; a new user's setup that another
+    tab finished first ends here, saying so (Challenge.setup_still_open)."""
+    try:
+        _challenge().setup_still_open(flow)
+    except ChallengeError as error:
+        return _message(_("This sign-in cannot continue"), error_text(error), error.status)
     return _render_stage(flow)
 
 

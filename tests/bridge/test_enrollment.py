@@ -33,6 +33,44 @@ def test_the_loser_of_an_enrollment_race_is_not_left_on_a_dead_page(act, clock):
     assert b'id="recovery-code"' not in act.client.get(second.flow_url).data
 
 
+ELSEWHERE = "This account finished setting up in another sign-in."
+
+
+def test_a_second_tab_stops_showing_a_setup_once_the_first_finished(act, clock):
+    """A reload of the other tab, at its QR code or at its first recovery code, says the
+    account is set up and shows neither: that secret and code would never work, and a user
+    who scanned or saved them might drop the ones that do."""
+    first, at_code, at_saved = act.start("tabs"), act.start("tabs"), act.start("tabs")
+    saved_secret = shown(at_saved.last_page, "totp-secret")
+    act.post(at_saved, "enroll", otp=totp.code_at(saved_secret, clock()))
+    assert 'id="recovery-code"' in at_saved.last_page
+    first.secret = shown(first.last_page, "totp-secret")
+    assert act.post(first, "enroll", otp=act.code_now(first)).status_code == 303
+    assert is_callback(act.post(first, "saved", saved="yes"))
+    for login in (at_code, at_saved):
+        page = act.client.get(login.flow_url)
+        text = unescape(page.get_data(as_text=True))
+        assert page.status_code == 404 and ELSEWHERE in text
+        assert 'id="totp-secret"' not in text and 'id="recovery-code"' not in text
+        assert flow_of(act, login) is None
+
+
+def test_the_first_tabs_code_posted_in_the_second_ends_that_setup_without_a_failure(act,
+                                                                                   clock):
+    """Not "delete that entry in your app and scan this one": the entry the user has works."""
+    first, second = act.start("tabs2"), act.start("tabs2")
+    first.secret = shown(first.last_page, "totp-secret")
+    act.post(first, "enroll", otp=act.code_now(first))
+    assert is_callback(act.post(first, "saved", saved="yes"))
+    clock.advance(30)
+    refused = act.post(second, "enroll", otp=act.code_now(first))
+    assert refused.status_code == 404
+    assert ELSEWHERE in unescape(second.last_page)
+    assert "delete that entry" not in unescape(second.last_page)
+    assert "failure" not in events(act, "tabs2")
+    assert flow_of(act, second) is None
+
+
 def test_reenrollment_replaces_the_authenticator(act, clock):
     first, _ = act.enroll("lou")
     login = act.start("lou")
