@@ -27,6 +27,18 @@ document.addEventListener("DOMContentLoaded", () => {
       warning.textContent = warning.dataset.text;
     }, Math.max(0, left) * 1000);
   }
+  // A double click posts a form twice: the second post meets a sign-in the first one just
+  // finished, and the browser shows that answer ("already complete") instead of following the
+  // first back to the sign-in page. So a page sends one form, once; Back (pageshow) re-arms it.
+  // Not by disabling the button: a disabled button's name and value are not sent.
+  let sent = false;
+  document.querySelectorAll("form").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (sent) event.preventDefault();
+      sent = true;
+    });
+  });
+  window.addEventListener("pageshow", () => { sent = false; });
   document.querySelectorAll("[data-print]").forEach((button) => {
     button.hidden = false;
     button.addEventListener("click", () => window.print());

@@ -49,6 +49,25 @@ def enroll(page, idp: str, user: str) -> str:
     return secret
 
 
+def click_twice_on_a_slow_network(page, button: str, posts_to: str) -> None:
+    """An impatient user clicks ``button`` again while its post's answer is still on the way
+    (each answer is held until both clicks are done). The page must send one post: a second
+    one would reach a sign-in the first had already finished, and the browser would show that
+    answer ("This sign-in cannot continue") instead of following the first to the IdP."""
+    held = []
+    page.route(posts_to, lambda route: held.append((route, route.fetch(max_redirects=0))))
+    box = page.locator(button).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(200)
+    page.mouse.click(x, y)
+    page.wait_for_timeout(200)
+    assert len(held) == 1, f"{len(held)} posts"
+    for route, answer in held:
+        route.fulfill(response=answer)
+    page.unroute(posts_to)
+
+
 def test_enroll_totp_and_recovery_with_rotation(demo):
     demo, _ = demo
     with chromium_page() as page:
@@ -87,7 +106,7 @@ def test_enroll_totp_and_recovery_with_rotation(demo):
         # pattern attribute blocked it) and the bridge reads it.
         code = totp.code_at(secret, time.time() + 30).translate(ARABIC_INDIC)
         page.fill("input[name=otp]", f"{code[:3]} - {code[3:]}")
-        page.click("button:has-text('Verify')")
+        click_twice_on_a_slow_network(page, "button:has-text('Verify')", "**/flow/*/totp")
         page.wait_for_selector("#signed-in")
         page.click("text=Sign out")
 
