@@ -53,13 +53,14 @@ class NotMe:
             return None
         return event_id if self.clock() < expires else None
 
-    def locale(self, token: str) -> str | None:
-        """The language of the user the link was mailed to (for its pages)."""
+    def find(self, token: str) -> dict | None:
+        """The event an authentic, unexpired link names, for its pages: the language of the
+        user it was mailed to, and whether it was disowned already. None for anything else."""
         if (event_id := self.event_of(token)) is None:
             return None
         with self.store.begin() as tx:
             event = tx.find_event(event_id)
-        return event["locale"] if event else None
+        return dict(event) if event and event["subject"] is not None else None
 
     def confirm(self, token: str) -> Outcome:
         if (event_id := self.event_of(token)) is None:

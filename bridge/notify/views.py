@@ -26,21 +26,29 @@ def _invalid():
 
 @bp.get("/not-me/<token>")
 def not_me(token: str):
-    use_ui_locales(_not_me().locale(token))
-    if _not_me().event_of(token) is None:
+    event = _not_me().find(token)
+    use_ui_locales(event and event["locale"])
+    if event is None:
         return _invalid()
+    if event["disowned_at"] is not None:  # said once already: no second confirmation page
+        return _used()
     return render_template("not_me.html", token=token)
 
 
 @bp.post("/not-me/<token>")
 def confirm_not_me(token: str):
-    use_ui_locales(_not_me().locale(token))
+    event = _not_me().find(token)
+    use_ui_locales(event and event["locale"])
     outcome = _not_me().confirm(token)
     if outcome is Outcome.INVALID:
         return _invalid()
     if outcome is Outcome.USED:
-        return render_template("message.html", title=_("This link was already used"), text=_(
-            "Nothing more to do here. If you need help, contact your help desk.")), 409
+        return _used()
     return render_template("message.html", title=_("Two-step sign-in is locked"), text=_(
         "Your open sign-ins have ended and your help desk has been told. They can unlock it "
         "after checking it's you."), done=True)
+
+
+def _used():
+    return render_template("message.html", title=_("This link was already used"), text=_(
+        "Nothing more to do here. If you need help, contact your help desk.")), 409

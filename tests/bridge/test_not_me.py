@@ -61,6 +61,10 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     again = act.client.post(path, data={"csrf_token": token})
     assert again.status_code == 409
     assert [e["event"] for e in outbox(act, "nia")] == ["enrollment", "not_me"]
+    # Followed again, the link says so at once, in the user's language, and asks nothing.
+    opened = act.client.get(path)
+    assert opened.status_code == 409 and 'lang="fr"' in opened.get_data(as_text=True)
+    assert 'name="csrf_token"' not in opened.get_data(as_text=True)
 
 
 def test_the_lock_is_lifted_only_by_the_help_desk(mailed, clock):
