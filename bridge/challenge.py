@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .factors import OTP, RECOVERY_CODE, recovery, totp
+from .helpdesk import why_locked
 from .keyring import ServerSecrets
 from .store import Code, Flow, Store, Tx, User, token_digest
 from .text import CLIENT_ID_LIMIT, REQUEST_URI_LIMIT, is_protocol_value
@@ -426,17 +427,13 @@ class Challenge:
 
     def lock_reason(self, flow: Flow) -> str | None:
         """Why the user is locked, for the locked page: ``"failures"`` (too many wrong codes)
-        or ``"notice"`` (the "this wasn't me" link), from the audit event that locked them;
+        or ``"not_me"`` (the "this wasn't me" link), from the audit event that locked them;
         None if the user is no longer locked (unlocked or reset since) or it is not recorded."""
         with self.store.autocommit() as tx:
             user = tx.find_user(flow.subject)
             if user is None or user.locked_at is None:
                 return None
-            [last] = tx.audit_events(subject=flow.subject, event=None, before=None, since=None,
-                                     limit=1, events=("lockout", "not_me")) or [None]
-        if last is None:
-            return None
-        return "failures" if last["event"] == "lockout" else "notice"
+            return why_locked(tx, flow.subject)[0]
 
     def staged_code(self, flow: Flow) -> str:
         if not flow.staged_code:

@@ -242,6 +242,10 @@ def user_unlock(subject: str) -> None:
         _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})")
     except helpdesk.NotLocked:
         _fail(f"{subject} is not locked")
+    except helpdesk.FactorsDisowned:
+        _fail(f"{subject} locked this from a security notice (a use or change of their factors "
+              f"was not them): reset instead, so they set up new factors "
+              f"(stepup user reset {subject})")
     click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
                else "the failure count starts again from zero."))
 

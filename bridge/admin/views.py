@@ -144,6 +144,10 @@ def unlock_user(subject: str):
         _change(helpdesk.unlock, subject)
     except helpdesk.NotLocked:
         raise ApiError(409, "not_locked", "This user is not locked.") from None
+    except helpdesk.FactorsDisowned:
+        raise ApiError(409, "factors_disowned", "The user locked this from a security notice: "
+                       "a use or change of their factors was not them. Reset the user instead, "
+                       "so they set up new factors.") from None
     return jsonify(subject=subject, unlocked=True)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 
+import jsonschema
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from bridge.notify.notme import Outcome
 from bridge.oidc.clients import new_client
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, returning, user, wrong_code
 from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
+from tests.bridge.test_outbox import outbox
 
 ADMIN_ID, ADMIN_SECRET = "helpdesk-tool", "helpdesk-secret-0123456789"
 
@@ -254,6 +257,45 @@ def test_a_private_key_jwt_admin_client_gets_a_token(make_act, clock, monkeypatc
     assert response.status_code == 200, response.get_json()
     headers = {"Authorization": f"Bearer {response.get_json()['access_token']}"}
     assert act.client.get("/admin/api/events", headers=headers).status_code == 200
+
+
+def valid(doc: dict, schema: str, answer: dict) -> None:
+    """``answer`` is what the served OpenAPI 3.1 description (JSON Schema 2020-12) says."""
+    jsonschema.Draft202012Validator({**doc["components"]["schemas"][schema],
+                                     "$defs": doc["components"]["schemas"]}).validate(answer)
+
+
+def test_answers_match_the_openapi_description(admin_act, clock):
+    """Each kind of user the help desk can meet: locked by failures, by a disowned use of
+    the factors (unlock then refused with its own error), barred after a disowned reset."""
+    act = admin_act
+    doc = act.client.get("/admin/api/openapi.json").get_json()
+    locked_user(act, clock, "lou")  # tokens live a minute: taken after its waits
+    headers = bearer(act)
+
+    def show(subject: str) -> dict:
+        answer = act.client.get(f"/admin/api/users/{subject}", headers=headers)
+        assert answer.status_code == 200
+        valid(doc, "User", answer.get_json())
+        return answer.get_json()
+
+    assert (show("lou")["lock_reason"], show("lou")["disowned_event"]) == ("failures", None)
+    act.enroll("dot")
+    [event] = outbox(act, "dot")
+    assert act.bridge.not_me.confirm(act.bridge.not_me.link(event).rsplit("/", 1)[1]) \
+        is Outcome.LOCKED
+    assert (show("dot")["lock_reason"], show("dot")["disowned_event"]) == ("not_me",
+                                                                          "enrollment")
+    refused = act.client.post("/admin/api/users/dot/unlock", headers=headers)
+    assert refused.status_code == 409 and refused.get_json()["error"] == "factors_disowned"
+    assert "Reset" in refused.get_json()["error_description"]
+    assert user(act, "dot").locked_at is not None
+    reset = act.client.post("/admin/api/users/dot/reset", headers=headers)
+    assert reset.status_code == 200
+    [notice] = [e for e in outbox(act, "dot") if e["event"] == "helpdesk_reset"]
+    act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
+    barred = show("dot")
+    assert barred["enrolled_at"] is None and barred["factors"] == []
 
 
 def test_the_openapi_description_is_served(client):

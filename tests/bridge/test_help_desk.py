@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from bridge.cli import main
 from bridge.factors import recovery, totp
 from tests.bridge.conftest import Actions, events, is_callback, shown, user, wrong_code
+from tests.bridge.test_outbox import outbox
 
 
 def test_help_desk_reset_lets_a_locked_user_enroll_again(make_act, clock):
@@ -81,3 +82,9 @@ def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
     assert unknown.exit_code == 2 and "nobody is not enrolled" in unknown.output
     shown = CliRunner().invoke(main, ["user", "show", "unlock-me"], env=env)
     assert shown.exit_code == 0 and "helpdesk_show" in events(act, "unlock-me")
+    # Locked by the user over their enrollment ("this wasn't me"): the CLI says to reset.
+    [notice] = [e for e in outbox(act, "unlock-me") if e["event"] == "enrollment"]
+    act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
+    disowned = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
+    assert disowned.exit_code == 2 and "stepup user reset unlock-me" in disowned.output
+    assert user(act, "unlock-me").locked_at is not None

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from bridge import helpdesk
 from bridge.store import Tx, schema
-from tests.bridge.conftest import alert, shown, user
+from tests.bridge.conftest import alert, shown, user, wrong_code
 from tests.bridge.test_notify import body_of, notifying, receiver, smtp  # noqa: F401
 from tests.bridge.test_outbox import outbox
 
@@ -54,7 +54,7 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     assert user(act, "nia").locked_at == clock()
     events = outbox(act, "nia")
     assert [e["event"] for e in events] == ["enrollment", "not_me"]
-    assert events[1]["detail"] == {"disowned": events[0]["id"]}
+    assert events[1]["detail"] == {"disowned": events[0]["id"], "disowned_event": "enrollment"}
     # The sign-in that was open shows the locked page now.
     assert "locked" in act.client.get(open_login.flow_url).get_data(as_text=True).lower()
     # A second use: nothing more happens.
@@ -135,6 +135,48 @@ def test_disowning_a_reset_just_after_someone_enrolled_locks_the_new_factor(
     finally:
         monkeypatch.setattr(Tx, "find_user", looked)
     assert user(act, "nia").locked_at == clock()
+    with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "nia", clock(), "helpdesk")  # the factor is the attacker's
+
+
+def test_a_disowned_use_of_the_factors_is_undone_only_by_a_reset(mailed, clock):
+    """Whoever enrolled (or signed in, or rotated the code) holds factors that work: an unlock
+    would give them the account back (ASVS V6.3.6). The help desk sees why it is locked, and
+    only a reset, new factors for the user, lifts it."""
+    act, path, _ = mailed  # the notice of Nia's enrollment
+    act.client.post(path, data={"csrf_token": csrf_of(act.client.get(path).get_data(as_text=True))})
+    with act.bridge.store.begin() as tx:
+        seen = helpdesk.show(tx, "nia")
+    assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "enrollment")
+    with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "nia", clock(), "helpdesk")
+    assert user(act, "nia").locked_at is not None
+    with act.bridge.store.begin() as tx:
+        helpdesk.reset(tx, "nia", clock(), "helpdesk")
+    assert "totp-secret" in act.start("nia").last_page
+
+
+def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  # noqa: F811
+    """Someone guessed: the factors are still the user's own, so after checking it is them
+    the help desk may unlock, and the old authenticator works again."""
+    act = notifying(not_me_ttl=3600, failure_burst=2)
+    first, _ = act.enroll("oli", email="oli@example.org")
+    clock.advance(30)
+    guessing = act.start("oli")
+    for _ in range(2):
+        act.post(guessing, "totp", otp=wrong_code(first.secret, clock()))
+    act.bridge.sender.run_once()
+    path = re.search(r"https://bridge\.example(/not-me/\S+)",
+                     body_of(smtp.messages[-1])).group(1)
+    act.client.post(path, data={"csrf_token": csrf_of(act.client.get(path).get_data(as_text=True))})
+    with act.bridge.store.begin() as tx:
+        seen = helpdesk.show(tx, "oli")
+        assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "failure_burst")
+        helpdesk.unlock(tx, "oli", clock(), "helpdesk")
+    clock.advance(30)
+    again = act.start("oli")
+    again.secret = first.secret
+    assert act.post(again, "totp", otp=act.code_now(again)).status_code == 303
 
 
 def test_without_the_csrf_token_nothing_is_locked(mailed):
