@@ -259,7 +259,8 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
     assert "client 'legacy' accepts the password grant" in text
     assert "identity provider 'partner' has no post login flow" in text
     assert "client 'override-app' overrides its browser flow with 'browser'" in text
-    assert "OPEN  registration: user registration is on and runs 'registration'" in text
+    assert ("OPEN  registration: user registration (or an organization's invitation) runs "
+            "'registration'") in text
     assert "OPEN  saml ecp: SAML client 'saml-ecp' allows the ECP profile" in text
 
     # ECP cannot get the step (Keycloak's fixed flow): the administrator turns it off.

@@ -25,6 +25,7 @@ DISPLAY = {
     "organization": "Organization Identity-First Login",
     "auth-username-password-form": "Username Password Form",
     "auth-password-form": "Password Form",
+    "auth-username-form": "Username Form",
     "auth-otp-form": "OTP Form",
     "webauthn-authenticator": "WebAuthn Authenticator",
     "auth-recovery-authn-code-form": "Recovery Authentication Code Form",

@@ -68,10 +68,58 @@ def test_a_step_that_can_be_walked_around_is_reported(fake, admin, opts, require
     assert doors(audit(admin, opts)) == ["browser", "reset-credentials"]
 
 
+def test_a_conditional_step_runs_as_required(fake, admin, opts):
+    """Keycloak skips CONDITIONAL sub-flows by their conditions; an execution set CONDITIONAL
+    (older versions of the authenticator offered it) it runs like REQUIRED."""
+    install(admin, options(cover=("browser",)))
+    set_requirement(fake, FORMS, "stepup-bridge", "CONDITIONAL")
+
+    assert doors(audit(admin, opts)) == ["reset-credentials"]
+
+
 def test_the_level_layout_counts_as_the_administrators_choice(fake, admin, opts):
     install(admin, options(conditional_loa=2))
 
     assert audit(admin, opts) == []
+
+
+def move_before(fake, flow: str, provider: str, anchor: str) -> None:
+    """The step moved up, in ``flow``, to just before ``anchor`` (priority as the console sets)."""
+    parent = fake.flow_by_alias(flow)
+    kids = fake.children(parent["id"])
+    (step,) = [e for e in kids if e["authenticator"] == provider]
+    (before,) = [e for e in kids if e["authenticator"] == anchor]
+    step["priority"] = before["priority"] - 1
+
+
+@pytest.mark.parametrize(("door", "flow", "anchor"), [
+    ("browser", FORMS, "auth-username-password-form"),
+    ("reset-credentials", "reset-credentials-stepup", "reset-credential-email"),
+])
+def test_a_step_before_the_first_factor_is_reported(fake, admin, opts, door, flow, anchor):
+    """Reached by typing a username (before the password form, or before the reset e-mail),
+    the bridge would let anyone set up an authenticator on an account that has none."""
+    install(admin, opts)
+    move_before(fake, flow, "stepup-bridge", anchor)
+
+    findings = audit(admin, opts)
+    assert doors(findings) == [door]
+    assert "before anything proves who the user is" in str(findings[0])
+    assert f"{flow!r}" in str(findings[0])
+
+
+def test_a_step_after_an_identity_first_password_form_passes(fake, admin, opts):
+    """Username form, then password form, then the step: the password proved the user."""
+    install(admin, opts)
+    forms = fake.children(fake.flow_by_alias(FORMS)["id"])
+    (password,) = [e for e in forms if e["authenticator"] == "auth-username-password-form"]
+    password["authenticator"] = "auth-password-form"
+    fake._add_execution(fake.flow_by_alias(FORMS)["id"], "REQUIRED",
+                        authenticator="auth-username-form")["priority"] = password["priority"] - 1
+
+    assert audit(admin, opts) == []
+    move_before(fake, FORMS, "stepup-bridge", "auth-password-form")  # now between the two
+    assert doors(audit(admin, opts)) == ["browser"]
 
 
 def test_an_enabled_kerberos_alternative_is_a_way_around(fake, admin, opts):
@@ -129,6 +177,18 @@ def test_self_registration_without_the_step_is_reported(fake, admin):
 
     assert doors(findings) == ["registration"]
     assert "runs 'registration'" in str(findings[0]) and "User registration" in str(findings[0])
+    install(admin, options())
+    assert audit(admin, options()) == []
+
+
+def test_organizations_open_the_registration_door_with_registration_off(fake, admin):
+    """An organization's invitation link registers the invitee through the registration flow,
+    whether or not User registration is on (Keycloak's Organizations.isRegistrationAllowed)."""
+    fake.realm["organizationsEnabled"] = True
+    install(admin, options(cover=("browser", "reset-credentials", "brokers", "direct-grant")))
+
+    findings = audit(admin, options())
+    assert doors(findings) == ["registration"] and "invitation" in str(findings[0])
     install(admin, options())
     assert audit(admin, options()) == []
 

@@ -4,13 +4,16 @@ Read-only. A flow *passes* the step-up when every way through it runs a REQUIRED
 ``stepup-bridge`` execution, judged the way Keycloak 26 runs flows: when a flow has REQUIRED or
 CONDITIONAL steps its ALTERNATIVE ones are ignored, otherwise any one ALTERNATIVE is enough; a
 CONDITIONAL sub-flow may be skipped, so it only counts when its one condition is the level of
-authentication (step-up only when a client asks for it is an administrator's choice). The
-cookie, the identity-provider redirector and organization steps lead to a session or a broker
-login that are judged on their own door, so they are neutral.
+authentication (step-up only when a client asks for it is an administrator's choice), while a
+CONDITIONAL execution runs as REQUIRED. The cookie, the identity-provider redirector and
+organization steps lead to a session or a broker login that are judged on their own door, so
+they are neutral. On the browser, reset-credentials and registration doors the step must also
+come after a first factor (:func:`early_steps`).
 
 Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
-password" is on), self-registration, every client's flow overrides (OpenID Connect and SAML),
-direct access grants, CIBA and SAML ECP, and every enabled identity provider's post login flow.
+password" is on), self-registration (or organizations' invitations), every client's flow
+overrides (OpenID Connect and SAML), direct access grants, CIBA and SAML ECP, and every enabled
+identity provider's post login flow.
 Then the grants that run no flow at all, where the server has their preview feature on and the
 realm lets a client use them: legacy token exchange (external tokens, impersonation), its
 experimental external-to-internal successor, and the JWT authorization grant.
@@ -28,6 +31,15 @@ from .steps import Steps
 
 #: Steps that hand over to a session or another door instead of authenticating here.
 NEUTRAL = frozenset({"auth-cookie", "identity-provider-redirector", "organization"})
+#: Executions that prove who the user is. The step-up must come after one of them: a step that
+#: anyone reaches by typing a username (after "Username Form" or "Choose User") would let them
+#: set up an authenticator on an account that has none, or fail codes until one is locked.
+FIRST_FACTORS = frozenset({
+    "auth-username-password-form", "auth-password-form", "auth-spnego", "auth-cookie",
+    "auth-x509-client-username-form", "auth-otp-form", "webauthn-authenticator",
+    "webauthn-authenticator-passwordless", "auth-recovery-authn-code-form",
+    "reset-credential-email", "registration-page-form",
+})
 
 
 class Verdict(Enum):
@@ -65,19 +77,38 @@ def audit(steps: Steps) -> list[Finding]:
         return cache[alias]
 
     findings: list[Finding] = []
+
+    def too_early(door: str, alias: str | None) -> None:
+        """A finding for each step-up in ``alias`` that nothing proving the user comes before."""
+        if verdict(alias) is not Verdict.PASSES:
+            return  # reported as open already
+        for step in early_steps(read_steps(str(alias), steps.read(
+                f"list the executions of flow {alias!r}",
+                steps.admin.get_authentication_flow_executions, alias))):
+            findings.append(Finding(
+                door, f"Stepup Bridge MFA in {alias!r} (in {step.parent!r}) runs before anything "
+                "proves who the user is: whoever types a username reaches the bridge, and can set "
+                "up an authenticator on an account that has none, or lock out one that has",
+                "move it after the password form (after Send Reset Email when resetting a "
+                "password), where `stepup keycloak install` puts it"))
+
     browser = realm.get("browserFlow")
     if verdict(browser) is not Verdict.PASSES:
         findings.append(Finding(
             "browser", f"the bound browser flow {browser!r} lets users in without the step-up",
             "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
             "form and bind that flow)"))
-    for door, switch, binding, runs, setting in _SWITCHED_DOORS:
+    too_early("browser", browser)
+    for door, switches, binding, runs, setting in _SWITCHED_DOORS:
         flow = realm.get(binding)
-        if realm.get(switch) and verdict(flow) is not Verdict.PASSES:
+        if not any(realm.get(switch) for switch in switches):
+            continue
+        if verdict(flow) is not Verdict.PASSES:
             findings.append(Finding(
                 door, runs.format(flow=flow) + " without the step-up",
-                f"run `stepup keycloak install` (covers {door}), or turn off {setting} under "
-                "Realm settings → Login"))
+                f"run `stepup keycloak install` (covers {door}), or turn off {setting}"))
+        else:
+            too_early(door, flow)
     direct = realm.get("directGrantFlow")
     clients = steps.clients()
     for client in clients:
@@ -162,15 +193,17 @@ def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
     return found
 
 
-#: Doors a realm setting opens: (door, the setting's key, the flow binding, what the flow does,
-#: the setting's name in the admin console).
+#: Doors realm settings open: (door, the settings' keys (any one opens it), the flow binding,
+#: what the flow does, the settings' names in the admin console). Organizations open the
+#: registration door with registration off: an invitation link registers the invitee
+#: (Keycloak's Organizations.isRegistrationAllowed).
 _SWITCHED_DOORS = (
-    ("reset-credentials", "resetPasswordAllowed", "resetCredentialsFlow",
+    ("reset-credentials", ("resetPasswordAllowed",), "resetCredentialsFlow",
      "\"Forgot password?\" runs {flow!r}, which signs users in after the e-mailed link",
-     "Forgot password"),
-    ("registration", "registrationAllowed", "registrationFlow",
-     "user registration is on and runs {flow!r}, which signs a new account in",
-     "User registration"),
+     "Forgot password under Realm settings → Login"),
+    ("registration", ("registrationAllowed", "organizationsEnabled"), "registrationFlow",
+     "user registration (or an organization's invitation) runs {flow!r}, which signs a new "
+     "account in", "User registration under Realm settings → Login, and Organizations"),
 )
 
 
@@ -221,6 +254,47 @@ def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str
     return found
 
 
+def early_steps(listing: list[Step]) -> list[Step]:
+    """The REQUIRED step-up executions of a flow with no first factor before them on their
+    way: no earlier REQUIRED sibling, in their own sub-flow or any around it, that proves who
+    the user is (:data:`FIRST_FACTORS`, or a sub-flow that always runs one)."""
+    children: dict[str, list[Step]] = {}
+    holder: dict[str, Step] = {}
+    for step in listing:
+        children.setdefault(step.parent, []).append(step)
+        if step.is_subflow:
+            holder[str(step.alias)] = step
+
+    def proves(step: Step) -> bool:
+        if step.provider in FIRST_FACTORS:
+            return True
+        if not step.is_subflow:
+            return False
+        kids = [s for s in children.get(str(step.alias), []) if s.requirement != "DISABLED"]
+        required = [s for s in kids if _required(s)]
+        if required or any(s.requirement == "CONDITIONAL" for s in kids):
+            return any(proves(s) for s in required)
+        alternatives = [s for s in kids if s.requirement == "ALTERNATIVE"]
+        return bool(alternatives) and all(proves(s) for s in alternatives)
+
+    def runs_first(step: Step) -> bool:
+        """Runs on every way that reaches what follows it: REQUIRED, or a level-of-
+        authentication sub-flow (skipped only for a session that reached its level already)."""
+        return _required(step) or (step.requirement == "CONDITIONAL"
+                                   and _conditions(children, step) == {LOA_CONDITION_ID})
+
+    def proven_before(step: Step) -> bool:
+        while True:
+            if any(runs_first(s) and proves(s) for s in children[step.parent][:step.position]):
+                return True
+            if step.parent not in holder:
+                return False
+            step = holder[step.parent]
+
+    return [s for s in listing if not s.is_subflow and s.provider == AUTHENTICATOR_ID
+            and _required(s) and not proven_before(s)]
+
+
 def judge(alias: str, listing: list[Step]) -> Verdict:
     """Whether every way through the flow ``alias`` runs the step-up."""
     children: dict[str, list[Step]] = {}
@@ -239,8 +313,8 @@ def judge(alias: str, listing: list[Step]) -> Verdict:
     def of_flow(parent: str) -> Verdict:
         kids = [s for s in children.get(parent, []) if s.requirement != "DISABLED"
                 and not str(s.provider or "").startswith("conditional-")]
-        required = [s for s in kids if s.requirement == "REQUIRED"]
-        conditional = [s for s in kids if s.requirement == "CONDITIONAL"]
+        required = [s for s in kids if _required(s)]
+        conditional = [s for s in kids if s.requirement == "CONDITIONAL" and s.is_subflow]
         if required or conditional:
             verdicts = [of(s) for s in required]
             if Verdict.PASSES in verdicts or any(_level_step_up(s) for s in conditional):
@@ -254,11 +328,22 @@ def judge(alias: str, listing: list[Step]) -> Verdict:
 
     def _level_step_up(step: Step) -> bool:
         """A CONDITIONAL sub-flow whose only condition is the level, with the step REQUIRED."""
-        if not step.is_subflow:
-            return False
-        inside = children.get(str(step.alias), [])
-        conditions = {s.provider for s in inside if str(s.provider or "").startswith("conditional-")
-                      and s.requirement != "DISABLED"}
-        return conditions == {LOA_CONDITION_ID} and of_flow(str(step.alias)) is Verdict.PASSES
+        return (_conditions(children, step) == {LOA_CONDITION_ID}
+                and of_flow(str(step.alias)) is Verdict.PASSES)
 
     return of_flow(alias)
+
+
+def _required(step: Step) -> bool:
+    """Runs whenever its flow runs: REQUIRED, or CONDITIONAL on an execution (Keycloak skips
+    only CONDITIONAL sub-flows, by their conditions; an execution it runs as REQUIRED)."""
+    return step.requirement == "REQUIRED" or (step.requirement == "CONDITIONAL"
+                                              and not step.is_subflow)
+
+
+def _conditions(children: dict[str, list[Step]], step: Step) -> set[str | None]:
+    """The enabled conditions directly inside a sub-flow (none for an execution)."""
+    if not step.is_subflow:
+        return set()
+    return {s.provider for s in children.get(str(step.alias), [])
+            if str(s.provider or "").startswith("conditional-") and s.requirement != "DISABLED"}

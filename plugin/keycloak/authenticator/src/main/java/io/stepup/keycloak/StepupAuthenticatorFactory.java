@@ -19,8 +19,10 @@ public class StepupAuthenticatorFactory implements AuthenticatorFactory {
 
     public static final String PROVIDER_ID = "stepup-bridge";
 
+    // As Keycloak's own authenticators: CONDITIONAL means something only for a sub-flow (an
+    // execution set to it runs exactly like REQUIRED, and audit would call the door open).
     private static final Requirement[] REQUIREMENT_CHOICES = {
-        Requirement.REQUIRED, Requirement.ALTERNATIVE, Requirement.DISABLED, Requirement.CONDITIONAL
+        Requirement.REQUIRED, Requirement.ALTERNATIVE, Requirement.DISABLED
     };
 
     private static final Clock CLOCK = Clock.systemUTC();

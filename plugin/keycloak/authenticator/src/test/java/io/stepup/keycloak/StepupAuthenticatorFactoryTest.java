@@ -27,8 +27,9 @@ class StepupAuthenticatorFactoryTest {
         assertEquals("stepup-bridge", factory.getId());
         assertEquals("Stepup Bridge MFA", factory.getDisplayType());
         assertTrue(factory.isConfigurable());
-        assertEquals(List.of(Requirement.REQUIRED, Requirement.ALTERNATIVE, Requirement.DISABLED,
-                Requirement.CONDITIONAL), List.of(factory.getRequirementChoices()));
+        // No CONDITIONAL: on an execution (not a sub-flow) Keycloak runs it as REQUIRED.
+        assertEquals(List.of(Requirement.REQUIRED, Requirement.ALTERNATIVE, Requirement.DISABLED),
+                List.of(factory.getRequirementChoices()));
         assertTrue(factory.create(null).requiresUser());
         // The admin console shows this text when the step is added: where it belongs, where it refuses.
         assertTrue(factory.getHelpText().contains("reset credentials flow"));
