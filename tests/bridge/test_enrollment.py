@@ -11,6 +11,7 @@ from bridge.factors import totp
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
 from tests.bridge.conftest import (
     alert,
+    callback_params,
     events,
     flow_of,
     is_callback,
@@ -104,6 +105,27 @@ def test_reenrollment_replaces_the_authenticator(act, clock):
     assert is_callback(act.post(new, "totp", otp=act.code_now(new)))
     rc = act.start("lou")
     assert act.post(rc, "recovery", recovery_code=new_code).status_code == 303
+
+
+def test_leaving_the_new_authenticator_setup_keeps_the_code_the_user_saved(act, clock):
+    """The swap commits when the user confirms the new code and goes on to the setup: they
+    were told the old one stops working. Cancelling the setup then leaves the new code and the
+    old authenticator working, and the old code spent."""
+    first, _ = act.enroll("max")
+    login = act.start("max")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    new_code = shown(login.last_page, "recovery-code")
+    act.post(login, "saved", saved="yes", next="reenroll")
+    assert "Set up your new authenticator" in login.last_page
+    assert callback_params(act.post(login, "cancel").headers["Location"])["error"] == \
+        "access_denied"
+    old = act.start("max")
+    assert act.post(old, "recovery", recovery_code=first.recovery_code).status_code == 400
+    new = act.start("max")
+    assert act.post(new, "recovery", recovery_code=new_code).status_code == 303
+    clock.advance(30)
+    totp_login = returning(act, "max", first.secret)
+    assert is_callback(act.post(totp_login, "totp", otp=act.code_now(totp_login)))
 
 
 def test_wrong_first_codes_count_down_to_the_end_of_the_setup(make_act, clock):
