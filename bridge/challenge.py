@@ -107,6 +107,11 @@ class FlowGone(ChallengeError):
     status = 404
 
 
+class MovedOn(FlowGone):
+    """The step asked for is not this sign-in's current one: another tab, a double click, or
+    Back and a re-post took it further (or to its end)."""
+
+
 class LinkExpired(ChallengeError):
     """``/authorize`` with an unknown, used or expired ``request_uri`` (or client)."""
 
@@ -254,16 +259,16 @@ class Challenge:
                     if new_recovery_code:
                         if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                                     factor=OTP, auth_time=now):
-                            raise FlowGone(ALREADY_COMPLETE)
+                            raise MovedOn(ALREADY_COMPLETE)
                         return None
                     if not tx.end_flow(flow.flow_id, TOTP):
-                        raise FlowGone(ALREADY_COMPLETE)
+                        raise MovedOn(ALREADY_COMPLETE)
                     return self._issue(tx, flow, [OTP], now)
                 replay = step is not None
                 if replay and self._moved_on(tx, flow, now):
                     # The same form posted twice (a double click): the other post spent
                     # the step on this very flow. Not a guess, so nothing is counted.
-                    raise FlowGone(ALREADY_COMPLETE)
+                    raise MovedOn(ALREADY_COMPLETE)
                 wrong = WrongCode(
                     N_("That code has already been used. Wait for your app to show a new one.")
                     if replay else
@@ -292,7 +297,7 @@ class Challenge:
                                           user.recovery_digest):
                     if not self._stage_new_code(tx, flow, TOTP, ROTATE, user.recovery_version,
                                                 factor=RECOVERY_CODE, auth_time=now):
-                        raise FlowGone(ALREADY_COMPLETE)
+                        raise MovedOn(ALREADY_COMPLETE)
                     if user.failures:  # the row is locked: the count is current
                         tx.clear_failures(user.subject)
                     self._remember_contact(tx, flow, now)
@@ -311,7 +316,7 @@ class Challenge:
         with self.store.begin() as tx:
             if not self._stage_new_code(tx, flow, ENROLL, ENROLL_SAVED, 0, factor=OTP,
                                         auth_time=self.clock(), pending_step=step):
-                raise FlowGone(ALREADY_COMPLETE)
+                raise MovedOn(ALREADY_COMPLETE)
 
     # -- 3. the user saved the new recovery code -------------------------------------------
     def offers_reenrollment(self, flow: Flow) -> bool:
@@ -342,7 +347,7 @@ class Challenge:
                 raise
         with self.store.begin() as tx:
             if flow.stage != ROTATE or not tx.find_flow(flow.flow_id, now):
-                raise FlowGone(ALREADY_COMPLETE)
+                raise MovedOn(ALREADY_COMPLETE)
             new_digest = recovery.keyed_digest(self.pepper, self.staged_code(flow))
             rotated = tx.rotate_recovery(flow.subject, flow.replaces_version or 0, new_digest)
             if rotated:
@@ -354,7 +359,7 @@ class Challenge:
                         return None
                 elif tx.end_flow(flow.flow_id, ROTATE):
                     return self._issue(tx, flow, [flow.factor], now)
-                raise FlowGone(ALREADY_COMPLETE)
+                raise MovedOn(ALREADY_COMPLETE)
         # Another flow rotated this user's code first: this staged code must never work.
         with self.store.begin() as tx:
             tx.end_flow(flow.flow_id, ROTATE)
@@ -372,7 +377,7 @@ class Challenge:
             if tx.find_user(flow.subject, for_update=True) is None:
                 raise FlowGone(FACTOR_RESET)
             if not tx.end_flow(flow.flow_id, REENROLL):
-                raise FlowGone(ALREADY_COMPLETE)
+                raise MovedOn(ALREADY_COMPLETE)
             sealed = self.vault.seal("totp_secret", flow.subject, self._open_pending(flow))
             tx.replace_totp(flow.subject, sealed, step)
             tx.audit("reenrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
@@ -385,7 +390,7 @@ class Challenge:
         now = self.clock()
         with self.store.begin() as tx:
             if not tx.end_flow(flow.flow_id, flow.stage):
-                raise FlowGone(ALREADY_COMPLETE)
+                raise MovedOn(ALREADY_COMPLETE)
             tx.audit("cancel", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                      stage=flow.stage)
         description = {LOCKED: "The user is locked out.",
@@ -445,7 +450,7 @@ class Challenge:
         """Refuse before any database work: a step already done."""
         now = self.clock()
         if flow.stage != stage:
-            raise FlowGone(STEP_DONE)
+            raise MovedOn(STEP_DONE)
         return now
 
     @staticmethod
@@ -559,7 +564,7 @@ class Challenge:
 
     def _commit_enrollment(self, tx: Tx, flow: Flow, ip: str, now: float) -> str:
         if not tx.end_flow(flow.flow_id, ENROLL_SAVED):
-            raise FlowGone(ALREADY_COMPLETE)
+            raise MovedOn(ALREADY_COMPLETE)
         user = User(subject=flow.subject, display_name=flow.params.get("preferred_username"),
                     totp_secret=self.vault.seal("totp_secret", flow.subject,
                                                 self._open_pending(flow)),
@@ -609,5 +614,5 @@ class Challenge:
 
     def _open_pending(self, flow: Flow) -> str:
         if not flow.pending_secret:
-            raise FlowGone(STEP_DONE)
+            raise MovedOn(STEP_DONE)
         return self.vault.open("pending_secret", flow.flow_id, flow.pending_secret)

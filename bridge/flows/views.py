@@ -40,11 +40,13 @@ from ..challenge import (
     NOT_ENROLLED,
     REENROLL,
     ROTATE,
+    STEP_DONE,
     TOTP,
     Challenge,
     ChallengeError,
     LinkExpired,
     Locked,
+    MovedOn,
 )
 from ..i18n import error_text, use_ui_locales
 from ..oidc import endpoints as oidc_endpoints
@@ -234,6 +236,13 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         target = step(flow)
     except Locked as error:
         return _render_stage(_reload(flow), error_text(error), error.status)
+    except MovedOn as error:
+        # Another tab, a double click, or Back and a re-post took the sign-in past this step.
+        # Still open: its current page, saying that step is done (409), not "already complete"
+        # with a 404. Ended: the message.
+        if (fresh := _reload(flow)) is None:
+            return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+        return _render_stage(fresh, error_text(MovedOn(STEP_DONE)), 409)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:

@@ -43,6 +43,22 @@ def test_a_form_for_another_stage_gets_a_clear_4xx_page(act, stage, action, form
     assert_nothing_moved(act, login, stage, before_users, before_events)
 
 
+def test_a_step_another_tab_took_further_shows_where_the_sign_in_stands(act):
+    """Tab 1 goes on to set up a new authenticator; tab 2, still at the new code, posts
+    "Continue". The sign-in is not complete: tab 2 gets the setup page, told its step is done
+    (409), not "This sign-in is already complete" with a 404."""
+    login = at_stage(act, "rotate")
+    stale = login.last_page
+    act.post(login, "saved", saved="yes", next="reenroll")
+    login.last_page = stale
+    response = act.post(login, "saved", saved="yes")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "This step of the sign-in is already done." in html
+    assert "already complete" not in html
+    assert "Set up your new authenticator" in html
+
+
 def test_a_wrong_stage_get_of_the_recovery_form_goes_back_to_the_flow(act):
     login = at_stage(act, "enroll")
     response = act.client.get(f"{login.flow_url}/recovery")

@@ -200,7 +200,7 @@ def test_a_failing_not_me_link_leaves_its_token_out_of_the_error_line(act, caplo
     def broken(*_args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(NotMe, "locale", broken)
+    monkeypatch.setattr(NotMe, "find", broken)
     _log_everything(caplog)
     assert act.client.get(f"/not-me/{token}").status_code == 500
     [line] = [r for r in caplog.records if "Exception on" in r.getMessage()]
