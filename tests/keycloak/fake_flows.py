@@ -26,6 +26,7 @@ DISPLAY = {
     "auth-username-password-form": "Username Password Form",
     "auth-password-form": "Password Form",
     "auth-username-form": "Username Form",
+    "deny-access-authenticator": "Deny access",
     "auth-otp-form": "OTP Form",
     "webauthn-authenticator": "WebAuthn Authenticator",
     "auth-recovery-authn-code-form": "Recovery Authentication Code Form",

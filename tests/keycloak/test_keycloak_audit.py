@@ -193,6 +193,22 @@ def test_organizations_open_the_registration_door_with_registration_off(fake, ad
     assert audit(admin, options()) == []
 
 
+def test_no_false_alarms_for_doors_that_let_nobody_in(fake, admin, opts):
+    """A password grant closed with Keycloak's "Deny access", a switched-off client, a JWT
+    authorization grant provider (no browser logs in through it) are no open doors."""
+    install(admin, options(cover=("browser", "reset-credentials", "brokers")))
+    fake.add_client("off", directAccessGrantsEnabled=True, enabled=False)
+    fake.add_idp("jwt-issuer", providerId="jwt-authorization-grant")
+    assert audit(admin, opts) == []
+    fake.add_client("script", directAccessGrantsEnabled=True)
+    assert doors(audit(admin, opts)) == ["direct grant"]
+    flow = fake.flow_by_alias("direct grant")
+    (password,) = [e for e in fake.children(flow["id"])
+                   if e["authenticator"] == "direct-grant-validate-password"]
+    password["authenticator"] = "deny-access-authenticator"
+    assert audit(admin, opts) == []
+
+
 def test_a_disabled_identity_provider_is_no_door(fake, admin, opts):
     install(admin, opts)
     fake.add_idp("old-partner", enabled=False)

@@ -31,6 +31,8 @@ from .steps import Steps
 
 #: Steps that hand over to a session or another door instead of authenticating here.
 NEUTRAL = frozenset({"auth-cookie", "identity-provider-redirector", "organization"})
+#: Keycloak's "Deny access": a way through it lets nobody in.
+DENY_ACCESS = "deny-access-authenticator"
 #: Executions that prove who the user is. The step-up must come after one of them: a step that
 #: anyone reaches by typing a username (after "Username Form" or "Choose User") would let them
 #: set up an authenticator on an account that has none, or fail codes until one is locked.
@@ -115,6 +117,8 @@ def audit(steps: Steps) -> list[Finding]:
         findings.extend(_client_findings(client, direct, by_id, verdict))
     idps = [idp for idp in steps.identity_providers() if idp.get("enabled", True)]
     for idp in idps:
+        if idp.get("providerId") in NO_BROKER_LOGIN:
+            continue  # judged with the grants that run no flow
         post = idp.get("postBrokerLoginFlowAlias")
         if verdict(post) is not Verdict.PASSES:
             now = f"post login flow {post!r}" if post else "no post login flow"
@@ -128,6 +132,8 @@ def audit(steps: Steps) -> list[Finding]:
 
 #: Identity provider types whose tokens Keycloak never exchanges (no ExchangeExternalToken).
 NO_TOKEN_EXCHANGE = frozenset({"saml", "jwt-authorization-grant"})
+#: Identity provider types no browser logs in through: no broker login, no post login flow.
+NO_BROKER_LOGIN = frozenset({"jwt-authorization-grant"})
 
 
 def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
@@ -210,8 +216,9 @@ _SWITCHED_DOORS = (
 def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str, str],
                      verdict: Any) -> list[Finding]:
     protocol = client.get("protocol", "openid-connect")
-    if client.get("bearerOnly") or protocol not in ("openid-connect", "saml"):
-        return []
+    if client.get("bearerOnly") or not client.get("enabled", True) \
+            or protocol not in ("openid-connect", "saml"):
+        return []  # no login: bearer-only, or switched off (Keycloak refuses it every grant)
     name = client.get("clientId")
     attributes = client.get("attributes") or {}
     overrides = client.get("authenticationFlowBindingOverrides") or {}
@@ -304,7 +311,7 @@ def judge(alias: str, listing: list[Step]) -> Verdict:
     def of(step: Step) -> Verdict:
         if step.is_subflow:
             return of_flow(str(step.alias))
-        if step.provider == AUTHENTICATOR_ID:
+        if step.provider in (AUTHENTICATOR_ID, DENY_ACCESS):  # the step, or no way through
             return Verdict.PASSES
         if step.provider in NEUTRAL:
             return Verdict.NEUTRAL
