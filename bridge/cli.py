@@ -164,8 +164,13 @@ def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_t
 
 def _register(bridge: Bridge, record, replace: bool) -> None:
     with bridge.store.begin() as tx:
-        if tx.find_client(record.client_id) and not replace:
+        found = tx.find_client(record.client_id)
+        if found and not replace:
             _fail(f"client {record.client_id!r} is already registered (use --replace)")
+        if found and {**found.__dict__, "created_at": 0} == {**record.__dict__, "created_at": 0}:
+            # The same registration again (`keycloak install` run again, a script re-applied):
+            # nothing changed, so the sign-ins in progress and their codes go on.
+            return
         tx.remove_client(record.client_id)
         tx.add_client(record)
         tx.audit("client_registered", time.time(), client_id=record.client_id)

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
 from bridge.settings import DEFAULT_ACR
-from tests.bridge.conftest import IDP_ID, callback_params, shown
+from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, KC_PREFIX, callback_params, shown
+from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
 
 
 def test_enrollment_then_assertion(act, clock):
@@ -101,6 +102,18 @@ def test_a_client_registered_again_inherits_nothing(act, bridge, client):
     again.secret = login.secret
     done = act.post(again, "totp", otp=act.code_now(again))
     assert done.headers["Location"].startswith("https://new.example/cb?")
+
+
+def test_the_same_registration_again_ends_nothing(act, stepup):  # noqa: F811
+    """`stepup keycloak install` re-registers its client on every run: unchanged, the sign-ins
+    in progress go on; changed (here a redirect URI taken away), they end."""
+    login = act.start("sam")
+    same = ("client", "add", "--client-id", IDP_ID, "--redirect-uri", CALLBACK,
+            "--redirect-uri-prefix", KC_PREFIX, "--replace")
+    ok(stepup(*same, STEPUP_CLIENT_SECRET=IDP_SECRET))
+    assert act.client.get(login.flow_url).status_code == 200
+    ok(stepup(*same[:-3], "--replace", STEPUP_CLIENT_SECRET=IDP_SECRET))
+    assert act.client.get(login.flow_url).status_code == 404
 
 
 def test_a_new_recovery_code_after_a_totp_check(act, clock):
