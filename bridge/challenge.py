@@ -438,7 +438,7 @@ class Challenge:
             user = tx.find_user(flow.subject)
             if user is None or user.locked_at is None:
                 return None
-            return why_locked(tx, flow.subject)[0]
+            return why_locked(tx, flow.subject).reason
 
     def staged_code(self, flow: Flow) -> str:
         if not flow.staged_code:

@@ -227,7 +227,12 @@ def user_show(subject: str) -> None:
         click.echo(f"{subject}: no factor, LOCKED after a disowned reset (unlock lets them "
                    "enroll again)")
     else:
-        state = "LOCKED" if found["locked"] else "active"
+        state = "active"
+        if found["locked"]:
+            state = {"failures": "LOCKED after too many wrong codes",
+                     "not_me": f"LOCKED by the user (\"this wasn't me\" on "
+                               f"{found['disowned_event'] or 'an event no longer kept'})"
+                     }.get(found["lock_reason"], "LOCKED")
         click.echo(f"{subject}: enrolled {_when(found['enrolled_at'])}, {state}, "
                    f"{found['failures']} consecutive failure(s), "
                    f"recovery code #{found['recovery_code_version']}")

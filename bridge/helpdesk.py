@@ -4,16 +4,23 @@ actor: the API client's id, or none for the command line on the bridge's host.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import takewhile
 from typing import Any
 
 from .store import Tx
 
 #: Audit events that count as a use of the second factor.
 USES = ("success", "recovery_code_used", "enrollment", "reenrollment")
-#: Events whose "this wasn't me" leaves the factors the user's own: someone guessed, or the
-#: help desk was talked into an unlock. Any other (a sign-in, a new or rotated factor, a reset
-#: after which someone set up factors) means whoever did it holds factors that work.
+#: Events after which someone holds factors that work: new ones, or a recovery code seen.
+FACTOR_CHANGES = ("enrollment", "reenrollment", "rotation", "recovery_code_used")
+#: Events whose "this wasn't me" leaves the factors the user's own (someone guessed, or the
+#: help desk was talked into an unlock), unless factors changed after the event.
 FACTORS_UNTOUCHED = frozenset({"lockout", "failure_burst", "helpdesk_unlock"})
+#: Help-desk actions after which the account starts clean.
+CLEARED = ("helpdesk_unlock", "helpdesk_reset")
+#: Events read to judge a lock (their kinds are rare: no failures among them).
+TRAIL = 500
 
 
 class NotEnrolled(LookupError):
@@ -29,21 +36,48 @@ class FactorsDisowned(ValueError):
     not them: only a reset (new factors) gives the account back to them alone."""
 
 
-def why_locked(tx: Tx, subject: str) -> tuple[str | None, str | None]:
-    """Why a locked user is locked: ``"failures"`` or ``"not_me"`` (None: not recorded), and
-    for ``"not_me"`` which event the user disowned (None if that is no longer known)."""
-    [last] = tx.audit_events(subject=subject, event=None, before=None, since=None, limit=1,
-                             events=("lockout", "not_me")) or [None]
-    if last is None:
-        return None, None
-    if last["event"] == "lockout":
-        return "failures", None
-    detail = last["detail"] or {}
-    if kind := detail.get("disowned_event"):
-        return "not_me", kind
-    # Recorded before the kind was: the outbox row, while it is kept.
+@dataclass(frozen=True)
+class Lock:
+    """Why a user is locked: ``reason`` ``"failures"`` or ``"not_me"`` (None: not recorded);
+    for ``"not_me"`` the event the user disowned (the one that decides, if several); and
+    whether an unlock gives the factors back to the user alone."""
+
+    reason: str | None
+    disowned: str | None
+    factors_safe: bool
+
+
+def why_locked(tx: Tx, subject: str) -> Lock:
+    """Judged on the audit trail since the help desk last unlocked or reset the user. Every
+    "this wasn't me" in it counts, not only the last (a user may follow several links): one
+    over a use or change of the factors, or over any event after which factors changed (a
+    help-desk unlock, then someone enrolled), makes them unsafe; so does one whose event is no
+    longer known."""
+    trail = tx.audit_events(subject=subject, event=None, before=None, since=None, limit=TRAIL,
+                            events=("lockout", "not_me", *CLEARED, *FACTOR_CHANGES))
+    window = list(takewhile(lambda e: e["event"] not in CLEARED, trail))
+    [last] = [e for e in window if e["event"] in ("lockout", "not_me")][:1] or [None]
+    reason = None if last is None else "failures" if last["event"] == "lockout" else "not_me"
+    changes = [e["at"] for e in window if e["event"] in FACTOR_CHANGES]
+    disowned = [_disowned(tx, e["detail"] or {}) for e in window if e["event"] == "not_me"]
+    # The plainest reason first: a disowned use or change of the factors, then factors that
+    # changed after a disowned event.
+    for kind, at in disowned:
+        if kind not in FACTORS_UNTOUCHED or at is None:
+            return Lock(reason, kind, False)
+    for kind, at in disowned:
+        if any(change >= at for change in changes):
+            return Lock(reason, kind, False)
+    return Lock(reason, disowned[0][0] if disowned else None, True)
+
+
+def _disowned(tx: Tx, detail: dict) -> tuple[str | None, float | None]:
+    """The kind and time of the event a ``not_me`` disowned; from the outbox row for one
+    recorded before they were (while the row is kept), else unknown."""
+    if "disowned_event" in detail and "disowned_event_at" in detail:
+        return detail["disowned_event"], detail["disowned_event_at"]
     event = tx.find_event(detail["disowned"]) if detail.get("disowned") else None
-    return "not_me", event["event"] if event else None
+    return (event["event"], event["at"]) if event else (None, None)
 
 
 def show(tx: Tx, subject: str) -> dict[str, Any]:
@@ -53,7 +87,7 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
         raise NotEnrolled(subject)
     last_use = next(iter(tx.audit_events(subject=subject, event=None, before=None, since=None,
                                          limit=1, events=USES)), None)
-    reason, disowned = why_locked(tx, subject) if user.locked_at is not None else (None, None)
+    lock = why_locked(tx, subject) if user.locked_at is not None else Lock(None, None, True)
     return {
         "subject": user.subject,
         "display_name": user.display_name,
@@ -62,8 +96,8 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
         "recovery_code_version": user.recovery_version,
         "locked": user.locked_at is not None,
         "locked_at": user.locked_at,
-        "lock_reason": reason,
-        "disowned_event": disowned,
+        "lock_reason": lock.reason,
+        "disowned_event": lock.disowned,
         "failures": user.failures,
         "last_used_at": last_use["at"] if last_use else None,
     }
@@ -74,16 +108,15 @@ def unlock(tx: Tx, subject: str, now: float, actor: str | None, ip: str | None =
     factor (a disowned reset) may enroll again: True then. ``actor`` and ``ip``: the API
     client and its address (None from the command line).
 
-    Refused (FactorsDisowned) when the user locked it by saying a use or change of their
-    factors was not them (or an older lock whose event is no longer known): whoever did it
-    holds factors that would work again. A reset is the way back then."""
+    Refused (FactorsDisowned) when the user said a use or change of their factors was not
+    them (:func:`why_locked`): whoever did it holds factors that would work again. A reset is
+    the way back then."""
     user = tx.find_user(subject, for_update=True)
     if user is None:
         raise NotEnrolled(subject)
     if user.locked_at is None:
         raise NotLocked(subject)
-    reason, disowned = why_locked(tx, subject)
-    if reason == "not_me" and not user.barred and disowned not in FACTORS_UNTOUCHED:
+    if not user.barred and not why_locked(tx, subject).factors_safe:
         raise FactorsDisowned(subject)
     if user.barred:
         tx.remove_user(subject)

@@ -79,5 +79,6 @@ class NotMe:
                 tx.lock_user(subject, now)
             tx.lock_sign_ins(subject, LOCKED)
             tx.audit("not_me", now, subject=subject, client_id=event["client_id"],
-                     disowned=event_id, disowned_event=event["event"])
+                     disowned=event_id, disowned_event=event["event"],
+                     disowned_event_at=event["at"])
         return Outcome.LOCKED

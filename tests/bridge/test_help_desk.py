@@ -87,4 +87,6 @@ def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
     act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
     disowned = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
     assert disowned.exit_code == 2 and "stepup user reset unlock-me" in disowned.output
+    shown = CliRunner().invoke(main, ["user", "show", "unlock-me"], env=env)
+    assert "LOCKED by the user (\"this wasn't me\" on enrollment)" in shown.output
     assert user(act, "unlock-me").locked_at is not None

@@ -54,7 +54,8 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     assert user(act, "nia").locked_at == clock()
     events = outbox(act, "nia")
     assert [e["event"] for e in events] == ["enrollment", "not_me"]
-    assert events[1]["detail"] == {"disowned": events[0]["id"], "disowned_event": "enrollment"}
+    assert events[1]["detail"] == {"disowned": events[0]["id"], "disowned_event": "enrollment",
+                                   "disowned_event_at": events[0]["at"]}
     # The sign-in that was open shows the locked page now.
     assert "locked" in act.client.get(open_login.flow_url).get_data(as_text=True).lower()
     # A second use: nothing more happens.
@@ -154,6 +155,64 @@ def test_a_disowned_use_of_the_factors_is_undone_only_by_a_reset(mailed, clock):
     with act.bridge.store.begin() as tx:
         helpdesk.reset(tx, "nia", clock(), "helpdesk")
     assert "totp-secret" in act.start("nia").last_page
+
+
+def links(act, mailbox, sent_before: int = 0) -> dict[str, str]:
+    """The not-me link of each notice mailed since ``sent_before``, by event kind."""
+    act.bridge.sender.run_once()
+    found = {}
+    for message in mailbox.messages[sent_before:]:
+        path = re.search(r"https://bridge\.example(/not-me/\S+)", body_of(message)).group(1)
+        event = act.bridge.not_me.event_of(path.rsplit("/", 1)[1])
+        found[next(e["event"] for e in outbox(act) if e["id"] == event)] = path
+    return found
+
+
+def disown(act, path: str) -> None:
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    assert act.client.post(path, data={"csrf_token": token}).status_code in (200, 409)
+
+
+@pytest.mark.parametrize("order", [("recovery_code_used", "failure_burst"),
+                                   ("failure_burst", "recovery_code_used")])
+def test_every_disowned_event_counts_not_only_the_last(notifying, smtp, clock,  # noqa: F811
+                                                       order):
+    """A user who follows every "this wasn't me" link in their inbox: the harmless one last
+    must not make the lock over a used recovery code liftable by an unlock."""
+    act = notifying(not_me_ttl=3600, failure_burst=2)
+    first, _ = act.enroll("pia", email="pia@example.org")
+    clock.advance(30)
+    guessing = act.start("pia")
+    for _ in range(2):
+        act.post(guessing, "totp", otp=wrong_code(first.secret, clock()))
+    clock.advance(30)
+    act.post(act.start("pia"), "recovery", recovery_code=first.recovery_code)
+    found = links(act, smtp)
+    for kind in order:
+        disown(act, found[kind])
+    with act.bridge.store.begin() as tx:
+        seen = helpdesk.show(tx, "pia")
+    assert seen["disowned_event"] == "recovery_code_used"
+    with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "pia", clock(), "helpdesk")
+
+
+def test_a_disowned_unlock_after_which_someone_enrolled_needs_a_reset(mailed, smtp, clock):  # noqa: F811
+    """The help desk lifted a bar (a disowned reset) and someone enrolled at once; the user
+    disowns the unlock. "Help desk unlock" alone leaves factors alone, but these factors were
+    set up after it: an unlock would hand them back."""
+    act, _, _ = mailed
+    with act.bridge.store.begin() as tx:
+        helpdesk.reset(tx, "nia", clock(), "helpdesk")
+    disown(act, links(act, smtp, len(smtp.messages))["helpdesk_reset"])
+    sent = len(smtp.messages)
+    with act.bridge.store.begin() as tx:
+        assert helpdesk.unlock(tx, "nia", clock(), "helpdesk")  # barred: may enroll again
+    clock.advance(30)
+    act.enroll("nia")  # not Nia
+    disown(act, links(act, smtp, sent)["helpdesk_unlock"])
+    with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "nia", clock(), "helpdesk")
 
 
 def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  # noqa: F811
