@@ -422,8 +422,8 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
     # A door it was asked to cover still open (a Kerberos alternative beside the password form,
     # say) fails the command, so automation that runs install notices; doors left out do not.
     if left := sorted({f.door for f in findings if f.door.replace(" ", "-") in opts.cover}):
-        _fail(f"installed, but {', '.join(left)} still let users in without the step-up "
-              "(the OPEN lines above say what to change)")
+        _fail(f"installed, but the audit still finds {', '.join(left)} open or with the "
+              "step-up out of place (the OPEN lines above say what to change)")
 
 
 def _kept_prefixes(bridge: Bridge, result) -> list[str]:

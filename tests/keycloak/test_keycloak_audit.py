@@ -122,6 +122,17 @@ def test_a_step_after_an_identity_first_password_form_passes(fake, admin, opts):
     assert doors(audit(admin, opts)) == ["browser"]
 
 
+def test_a_level_sub_flow_that_only_denies_is_no_step_up(fake, admin, opts):
+    """Deny access closes the ways through it, but a level-2 sub-flow holding only that (no
+    step) leaves every level-1 login without the step: the browser door is open."""
+    install(admin, options(conditional_loa=2, cover=("browser",)))
+    set_requirement(fake, "browser-stepup step-up", "stepup-bridge", "DISABLED")
+    flow = fake.flow_by_alias("browser-stepup step-up")
+    fake._add_execution(flow["id"], "REQUIRED", authenticator="deny-access-authenticator")
+
+    assert doors(audit(admin, opts)) == ["browser", "reset-credentials"]
+
+
 def test_an_enabled_kerberos_alternative_is_a_way_around(fake, admin, opts):
     install(admin, opts)
     set_requirement(fake, "browser-stepup", "auth-spnego", "ALTERNATIVE")
@@ -197,7 +208,11 @@ def test_no_false_alarms_for_doors_that_let_nobody_in(fake, admin, opts):
     """A password grant closed with Keycloak's "Deny access", a switched-off client, a JWT
     authorization grant provider (no browser logs in through it) are no open doors."""
     install(admin, options(cover=("browser", "reset-credentials", "brokers")))
-    fake.add_client("off", directAccessGrantsEnabled=True, enabled=False)
+    fake.add_client("off", directAccessGrantsEnabled=True, enabled=False)  # nor its JWT grant
+    fake.add_client("off-jwt", enabled=False, attributes={
+        "oauth2.jwt.authorization.grant.enabled": "true",
+        "oauth2.jwt.authorization.grant.idp": "jwt-issuer"})
+    fake.features = {"JWT_AUTHORIZATION_GRANT"}
     fake.add_idp("jwt-issuer", providerId="jwt-authorization-grant")
     assert audit(admin, opts) == []
     fake.add_client("script", directAccessGrantsEnabled=True)

@@ -29,8 +29,8 @@ def test_install_fails_when_a_covered_door_stays_open(fake, tmp_path):
     assert failed.exit_code == 2, failed.output
     assert "OPEN  browser:" in failed.stdout
     assert failed.stderr.strip() == (
-        "stepup: error: installed, but browser still let users in without the step-up (the "
-        "OPEN lines above say what to change)")
+        "stepup: error: installed, but the audit still finds browser open or with the step-up "
+        "out of place (the OPEN lines above say what to change)")
 
     narrowed = install(tmp_path, "--cover", "reset-credentials,brokers,direct-grant")
     assert narrowed.exit_code == 0, narrowed.output

@@ -48,6 +48,8 @@ class Verdict(Enum):
     PASSES = "passes"
     OPEN = "open"
     NEUTRAL = "neutral"
+    #: Only inside :func:`judge`: no way through (Deny access), which the step is not.
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,21 @@ def audit(steps: Steps) -> list[Finding]:
     realm = steps.realm()
     flows = {f["alias"]: f for f in steps.flows()}
     by_id = {f["id"]: f["alias"] for f in flows.values()}
+    listings: dict[str, list[Step]] = {}
     cache: dict[str, Verdict] = {}
+
+    def listing(alias: str) -> list[Step]:
+        if alias not in listings:
+            listings[alias] = read_steps(alias, steps.read(
+                f"list the executions of flow {alias!r}",
+                steps.admin.get_authentication_flow_executions, alias))
+        return listings[alias]
 
     def verdict(alias: str | None) -> Verdict:
         if not alias or alias not in flows:
             return Verdict.OPEN
         if alias not in cache:
-            listing = steps.read(f"list the executions of flow {alias!r}",
-                                 steps.admin.get_authentication_flow_executions, alias)
-            cache[alias] = judge(alias, read_steps(alias, listing))
+            cache[alias] = judge(alias, listing(alias))
         return cache[alias]
 
     findings: list[Finding] = []
@@ -84,9 +92,7 @@ def audit(steps: Steps) -> list[Finding]:
         """A finding for each step-up in ``alias`` that nothing proving the user comes before."""
         if verdict(alias) is not Verdict.PASSES:
             return  # reported as open already
-        for step in early_steps(read_steps(str(alias), steps.read(
-                f"list the executions of flow {alias!r}",
-                steps.admin.get_authentication_flow_executions, alias))):
+        for step in early_steps(listing(str(alias))):
             findings.append(Finding(
                 door, f"Stepup Bridge MFA in {alias!r} (in {step.parent!r}) runs before anything "
                 "proves who the user is: whoever types a username reaches the bridge, and can set "
@@ -182,7 +188,7 @@ def _flowless_grants(steps: Steps, clients: list[dict[str, Any]],
                    or (idp.get("config") or {}).get("jwtAuthorizationGrantEnabled") == "true"}
         for client in clients:
             attributes = client.get("attributes") or {}
-            if client.get("publicClient") or \
+            if client.get("publicClient") or not client.get("enabled", True) or \
                     attributes.get("oauth2.jwt.authorization.grant.enabled") != "true":
                 continue
             trusted = sorted(issuers & set(
@@ -311,8 +317,10 @@ def judge(alias: str, listing: list[Step]) -> Verdict:
     def of(step: Step) -> Verdict:
         if step.is_subflow:
             return of_flow(str(step.alias))
-        if step.provider in (AUTHENTICATOR_ID, DENY_ACCESS):  # the step, or no way through
+        if step.provider == AUTHENTICATOR_ID:
             return Verdict.PASSES
+        if step.provider == DENY_ACCESS:
+            return Verdict.CLOSED
         if step.provider in NEUTRAL:
             return Verdict.NEUTRAL
         return Verdict.OPEN
@@ -326,19 +334,24 @@ def judge(alias: str, listing: list[Step]) -> Verdict:
             verdicts = [of(s) for s in required]
             if Verdict.PASSES in verdicts or any(_level_step_up(s) for s in conditional):
                 return Verdict.PASSES
+            if Verdict.CLOSED in verdicts:
+                return Verdict.CLOSED
             verdicts += [of(s) for s in conditional]
             return Verdict.OPEN if Verdict.OPEN in verdicts else Verdict.NEUTRAL
         verdicts = [of(s) for s in kids if s.requirement == "ALTERNATIVE"]
-        if Verdict.OPEN in verdicts:
-            return Verdict.OPEN
-        return Verdict.PASSES if Verdict.PASSES in verdicts else Verdict.NEUTRAL
+        for verdict in (Verdict.OPEN, Verdict.PASSES, Verdict.CLOSED):
+            if verdict in verdicts:
+                return verdict
+        return Verdict.NEUTRAL
 
     def _level_step_up(step: Step) -> bool:
-        """A CONDITIONAL sub-flow whose only condition is the level, with the step REQUIRED."""
+        """A CONDITIONAL sub-flow whose only condition is the level, with the step REQUIRED
+        (not merely Deny access: the levels below it would then pass without the step)."""
         return (_conditions(children, step) == {LOA_CONDITION_ID}
                 and of_flow(str(step.alias)) is Verdict.PASSES)
 
-    return of_flow(alias)
+    verdict = of_flow(alias)
+    return Verdict.PASSES if verdict is Verdict.CLOSED else verdict  # nobody gets through
 
 
 def _required(step: Step) -> bool:
