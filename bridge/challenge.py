@@ -406,10 +406,12 @@ class Challenge:
         scan a code or save one. Other stages need no look."""
         if flow.stage not in (ENROLL, ENROLL_SAVED):
             return
+        with self.store.autocommit() as tx:  # a read; the write only when it has to end
+            if tx.find_user(flow.subject) is None:
+                return
         with self.store.begin() as tx:
-            elsewhere = self._enrolled_elsewhere(tx, flow)
-        if elsewhere:
-            raise EnrolledElsewhere()
+            self._end_if_enrolled_elsewhere(tx, flow)
+        raise EnrolledElsewhere()
 
     def enrollment(self, flow: Flow) -> Enrollment:
         secret = self._open_pending(flow)
@@ -512,18 +514,19 @@ class Challenge:
         with self.store.begin() as tx:
             if refusal := self._ip_blocked(tx, ip, now):
                 raise refusal
-            if stage == ENROLL and self._enrolled_elsewhere(tx, flow):
-                attempts = None  # right code or wrong, this setup can never finish: no guess
-            elif step is not None:
+            # Right code or wrong, a setup another sign-in finished first can never finish:
+            # it ends, and nothing is counted (not a guess).
+            elsewhere = stage == ENROLL and self._end_if_enrolled_elsewhere(tx, flow)
+            if step is not None and not elsewhere:
                 return step
-            else:
+            if not elsewhere:
                 self.limiter.hit(tx, ip, now)
                 attempts = tx.count_flow_attempt(flow.flow_id)
                 tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                          factor="enrollment", attempts=attempts)
                 if attempts >= self.policy.lockout_limit:
                     tx.end_flow(flow.flow_id, stage)
-        if attempts is None:
+        if elsewhere:
             raise EnrolledElsewhere()
         if attempts >= self.policy.lockout_limit:
             raise FlowGone(N_("Too many wrong codes. Go back to your sign-in page and start "
@@ -549,8 +552,8 @@ class Challenge:
         return ClockDrift((step - int(now // totp.PERIOD)) * totp.PERIOD, step)
 
     @staticmethod
-    def _enrolled_elsewhere(tx: Tx, flow: Flow) -> bool:
-        """Whether another sign-in set this flow's new user up; if so this flow ends."""
+    def _end_if_enrolled_elsewhere(tx: Tx, flow: Flow) -> bool:
+        """End this flow if another sign-in set its new user up; whether it did."""
         if tx.find_user(flow.subject) is None:
             return False
         tx.end_flow(flow.flow_id, flow.stage)

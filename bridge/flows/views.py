@@ -127,14 +127,14 @@ def page(flow_id: str):
     return _show(_flow(flow_id))
 
 
-def _show(flow: Flow):
+def _show(flow: Flow, error: str | None = None, status: int = 200):
     """The flow's current page, on a reload or after a step; a new user's setup that another
     tab finished first ends here, saying so (Challenge.setup_still_open)."""
     try:
         _challenge().setup_still_open(flow)
-    except ChallengeError as error:
-        return _message(_("This sign-in cannot continue"), error_text(error), error.status)
-    return _render_stage(flow)
+    except ChallengeError as ended:
+        return _message(_("This sign-in cannot continue"), error_text(ended), ended.status)
+    return _render_stage(flow, error, status)
 
 
 @bp.get("/flow/<flow_id>/recovery")
@@ -242,7 +242,7 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         # with a 404. Ended: the message.
         if (fresh := _reload(flow)) is None:
             return _message(_("This sign-in cannot continue"), error_text(error), error.status)
-        return _render_stage(fresh, error_text(MovedOn(STEP_DONE)), 409)
+        return _show(fresh, error_text(MovedOn(STEP_DONE)), 409)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:

@@ -238,6 +238,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise InvalidClientError(status_code=401) from None
 
     def process_assertion_claims(self, assertion: str, resolve_key):
+        # authlib's, which has no way to pass the algorithms, and keeps joserfc's text.
         try:
             token = jwt.decode(assertion, resolve_key, algorithms=list(ALGORITHMS))
         except JoseError:

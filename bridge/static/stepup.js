@@ -30,12 +30,17 @@ document.addEventListener("DOMContentLoaded", () => {
   // A double click posts a form twice: the second post meets a sign-in the first one just
   // finished, and the browser shows that answer ("already complete") instead of following the
   // first back to the sign-in page. So a page sends one form, once; Back (pageshow) re-arms it.
-  // Not by disabling the button: a disabled button's name and value are not sent.
+  // Not by disabling the button: a disabled button's name and value are not sent. Re-armed
+  // after a while too, for a post the user stopped (Esc) or that failed without a new page.
   let sent = false;
   document.querySelectorAll("form").forEach((form) => {
     form.addEventListener("submit", (event) => {
-      if (sent) event.preventDefault();
+      if (sent) {
+        event.preventDefault();
+        return;
+      }
       sent = true;
+      setTimeout(() => { sent = false; }, 10000);
     });
   });
   window.addEventListener("pageshow", () => { sent = false; });

@@ -72,6 +72,22 @@ def test_the_first_tabs_code_posted_in_the_second_ends_that_setup_without_a_fail
     assert flow_of(act, second) is None
 
 
+def test_back_and_a_re_post_in_the_second_tab_shows_no_dead_setup(act, clock):
+    """Tab B saved its own first code's page, tab A finished; B goes Back and posts its QR
+    code's form again: told the account is set up, not shown B's dead recovery code."""
+    first, second = act.start("tabs3"), act.start("tabs3")
+    second.secret = shown(second.last_page, "totp-secret")
+    qr_page = second.last_page
+    act.post(second, "enroll", otp=act.code_now(second))
+    first.secret = shown(first.last_page, "totp-secret")
+    act.post(first, "enroll", otp=act.code_now(first))
+    assert is_callback(act.post(first, "saved", saved="yes"))
+    second.last_page = qr_page  # Back
+    again = act.post(second, "enroll", otp=act.code_now(second))
+    text = unescape(again.get_data(as_text=True))
+    assert ELSEWHERE in text and 'id="recovery-code"' not in text
+
+
 def test_reenrollment_replaces_the_authenticator(act, clock):
     first, _ = act.enroll("lou")
     login = act.start("lou")
