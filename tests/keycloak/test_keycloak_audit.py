@@ -133,6 +133,19 @@ def test_a_level_sub_flow_that_only_denies_is_no_step_up(fake, admin, opts):
     assert doors(audit(admin, opts)) == ["browser", "reset-credentials"]
 
 
+def test_a_step_that_hands_off_to_another_bridge_is_reported(fake, admin, opts):
+    """A test bridge's address left in the step: users pass on that bridge's say."""
+    install(admin, opts)
+    (step,) = [e for e in fake.execution_of("stepup-bridge")
+               if e["parent"] == fake.flow_by_alias(FORMS)["id"]]
+    fake.configs[step["config"]]["config"]["stepup.issuer"] = "https://test-bridge.example"
+
+    findings = audit(admin, opts)
+    assert doors(findings) == ["step config"]
+    assert "'browser-stepup'" in str(findings[0]) and "https://test-bridge.example" in str(
+        findings[0])
+
+
 def test_an_enabled_kerberos_alternative_is_a_way_around(fake, admin, opts):
     install(admin, opts)
     set_requirement(fake, "browser-stepup", "auth-spnego", "ALTERNATIVE")

@@ -8,7 +8,8 @@ authentication (step-up only when a client asks for it is an administrator's cho
 CONDITIONAL execution runs as REQUIRED. The cookie, the identity-provider redirector and
 organization steps lead to a session or a broker login that are judged on their own door, so
 they are neutral. On the browser, reset-credentials and registration doors the step must also
-come after a first factor (:func:`early_steps`).
+come after a first factor (:func:`early_steps`), and every step that passes a door must hand
+off to this bridge (its configured issuer).
 
 Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
 password" is on), self-registration (or organizations' invitations), every client's flow
@@ -26,7 +27,7 @@ from enum import Enum
 from typing import Any
 
 from .flows import Step, read_steps
-from .options import AUTHENTICATOR_ID, LOA_CONDITION_ID
+from .options import AUTHENTICATOR_ID, CONFIG_ISSUER, LOA_CONDITION_ID
 from .steps import Steps
 
 #: Steps that hand over to a session or another door instead of authenticating here.
@@ -133,6 +134,20 @@ def audit(steps: Steps) -> list[Finding]:
                 "run `stepup keycloak install` (covers brokers), or set its post login flow to "
                 "a flow with Stepup Bridge MFA REQUIRED"))
     findings.extend(_flowless_grants(steps, clients, idps))
+    # A step that passes a door but hands off to another bridge (a test one, an old address)
+    # lets users in on that bridge's say, not this one's.
+    for alias in sorted(a for a, v in cache.items() if v is Verdict.PASSES):
+        for step in listing(alias):
+            if step.is_subflow or step.provider != AUTHENTICATOR_ID \
+                    or step.requirement == "DISABLED":
+                continue
+            issuer = ((steps.read_config(step) or {}).get("config") or {}).get(CONFIG_ISSUER)
+            if issuer != steps.opts.bridge_issuer:
+                findings.append(Finding(
+                    "step config", f"Stepup Bridge MFA in {alias!r} hands off to "
+                    f"{issuer or 'no bridge'!s}, not to this bridge ({steps.opts.bridge_issuer})",
+                    "run `stepup keycloak install` again (it rewrites the step's config), or "
+                    "set its Bridge issuer"))
     return findings
 
 
