@@ -127,14 +127,14 @@ def page(flow_id: str):
     return _show(_flow(flow_id))
 
 
-def _show(flow: Flow, error: str | None = None, status: int = 200):
+def _show(flow: Flow, error: str | None = None, status: int = 200, **context):
     """The flow's current page, on a reload or after a step; a new user's setup that another
     tab finished first ends here, saying so (Challenge.setup_still_open)."""
     try:
         _challenge().setup_still_open(flow)
     except ChallengeError as ended:
         return _message(_("This sign-in cannot continue"), error_text(ended), ended.status)
-    return _render_stage(flow, error, status)
+    return _render_stage(flow, error, status, **context)
 
 
 @bp.get("/flow/<flow_id>/recovery")
@@ -242,7 +242,7 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         # with a 404. Ended: the message.
         if (fresh := _reload(flow)) is None:
             return _message(_("This sign-in cannot continue"), error_text(error), error.status)
-        return _show(fresh, error_text(MovedOn(STEP_DONE)), 409)
+        return _show(fresh, error_text(MovedOn(STEP_DONE)), 409, moved_on=True)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:
@@ -260,7 +260,7 @@ def _reload(flow: Flow) -> Flow | None:
         return None
 
 
-def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200):
+def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200, **context):
     if flow is None:
         return _message(_("This sign-in cannot continue"), error or "", status)
     challenge = _challenge()
@@ -272,13 +272,13 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
             scale=5, border=4, omitsize=True, title=_("QR code for your authenticator app")
         ).replace("<svg ", '<svg role="img" ', 1)  # named by its <title> (text alternative)
         return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,
-                     qr=Markup(qr), reenroll=flow.stage == REENROLL)  # noqa: S704 segno SVG
+                     qr=Markup(qr), reenroll=flow.stage == REENROLL, **context)  # noqa: S704 segno SVG
     if flow.stage in (ENROLL_SAVED, ROTATE):
         return _page("new_code.html", flow, error=error, status=status,
                      code=challenge.staged_code(flow), rotation=flow.stage == ROTATE,
                      after_recovery=challenge.offers_reenrollment(flow))
     if flow.stage == TOTP:
-        return _page("totp.html", flow, error=error, status=status)
+        return _page("totp.html", flow, error=error, status=status, **context)
     if flow.stage == LOCKED:
         return _page("locked.html", flow, error=error, status=403,
                      reason=None if error else challenge.lock_reason(flow))

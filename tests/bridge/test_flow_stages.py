@@ -57,6 +57,7 @@ def test_a_step_another_tab_took_further_shows_where_the_sign_in_stands(act):
     assert "This step of the sign-in is already done." in html
     assert "already complete" not in html
     assert "Set up your new authenticator" in html
+    assert 'aria-invalid' not in html  # nothing wrong with the code field: it is empty
 
 
 def test_a_wrong_stage_get_of_the_recovery_form_goes_back_to_the_flow(act):
