@@ -237,6 +237,18 @@ def test_no_false_alarms_for_doors_that_let_nobody_in(fake, admin, opts):
     assert audit(admin, opts) == []
 
 
+def test_docker_registry_logins_are_a_door_while_the_feature_is_on(fake, admin, opts):
+    """docker login: a password over HTTP Basic through the realm's docker flow."""
+    install(admin, opts)
+    fake.realm["dockerAuthenticationFlow"] = "docker auth"
+    fake.add_client("registry", protocol="docker-v2")
+    assert audit(admin, opts) == []  # the docker feature is off: no such login
+
+    fake.features = {"DOCKER"}
+    findings = audit(admin, opts)
+    assert doors(findings) == ["docker"] and "'registry'" in str(findings[0])
+
+
 def test_a_disabled_identity_provider_is_no_door(fake, admin, opts):
     install(admin, opts)
     fake.add_idp("old-partner", enabled=False)

@@ -13,8 +13,8 @@ off to this bridge (its configured issuer).
 
 Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
 password" is on), self-registration (or organizations' invitations), every client's flow
-overrides (OpenID Connect and SAML), direct access grants, CIBA and SAML ECP, and every enabled
-identity provider's post login flow.
+overrides (OpenID Connect and SAML), direct access grants, CIBA, SAML ECP, docker registry
+logins, and every enabled identity provider's post login flow.
 Then the grants that run no flow at all, where the server has their preview feature on and the
 realm lets a client use them: legacy token exchange (external tokens, impersonation), its
 experimental external-to-internal successor, and the JWT authorization grant.
@@ -122,6 +122,17 @@ def audit(steps: Steps) -> list[Finding]:
     clients = steps.clients()
     for client in clients:
         findings.extend(_client_findings(client, direct, by_id, verdict))
+    # Docker registry logins: a password over HTTP Basic through the realm's docker flow, for
+    # docker-v2 clients, while the server runs the docker feature.
+    docker = realm.get("dockerAuthenticationFlow")
+    registries = [c.get("clientId") for c in clients if c.get("protocol") == "docker-v2"
+                  and c.get("enabled", True)]
+    if registries and "DOCKER" in steps.features() and verdict(docker) is not Verdict.PASSES:
+        findings.append(Finding(
+            "docker", f"docker registry client(s) {', '.join(map(repr, registries))} sign users "
+            f"in with a password through {docker!r}, without the step-up",
+            "remove or disable those clients, or add Stepup Bridge MFA REQUIRED to that flow "
+            "(it refuses there, having no browser: that closes it)"))
     idps = [idp for idp in steps.identity_providers() if idp.get("enabled", True)]
     for idp in idps:
         if idp.get("providerId") in NO_BROKER_LOGIN:
