@@ -68,6 +68,8 @@ class FakeKeycloak(FakeAuthentication):
         self.clients_by_id: dict[str, dict[str, Any]] = {}
         #: Enabled server features (``/admin/serverinfo`` names); see :meth:`grant_permission`.
         self.features: set[str] = set()
+        #: Whether ``/admin/serverinfo`` leaves its features out (newer servers, realm admins).
+        self.hide_features = False
         #: Fine-grained v1 permissions: ``"users"`` or an IdP alias -> scope -> policy names.
         self.permissions: dict[str, dict[str, list[str]]] = {}
         self.management_id = self.add_client("realm-management", bearerOnly=True)["id"]
@@ -217,6 +219,8 @@ class FakeKeycloak(FakeAuthentication):
     # -- server features and fine-grained permissions (v1) ------------------------------------
 
     def server_info(self, _: Any) -> Reply:
+        if self.hide_features:
+            return reply(200, {"systemInfo": {}})
         enabled = sorted(self.features | {"TOKEN_EXCHANGE_STANDARD_V2"})  # on by default
         return reply(200, {"features": [{"name": n, "enabled": True} for n in enabled]
                            + [{"name": "DOCKER", "enabled": False}]})

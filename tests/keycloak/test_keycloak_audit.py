@@ -249,6 +249,16 @@ def test_docker_registry_logins_are_a_door_while_the_feature_is_on(fake, admin, 
     assert doors(findings) == ["docker"] and "'registry'" in str(findings[0])
 
 
+def test_a_server_that_hides_its_features_fails_the_audit(fake, admin, opts):
+    """Newer servers keep the server info from realm admins: the doors that need a feature
+    cannot be judged, and audit says so rather than passing the realm."""
+    install(admin, opts)
+    fake.hide_features = True
+    findings = audit(admin, opts)
+    assert doors(findings) == ["server features"]
+    assert "master realm" in str(findings[0])
+
+
 def test_a_disabled_identity_provider_is_no_door(fake, admin, opts):
     install(admin, opts)
     fake.add_idp("old-partner", enabled=False)

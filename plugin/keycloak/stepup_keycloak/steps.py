@@ -130,12 +130,15 @@ class Steps:
 
     # -- the server and its fine-grained permissions ------------------------------------------
 
-    def features(self) -> frozenset[str]:
+    def features(self) -> frozenset[str] | None:
         """The server's enabled features, by the names ``/admin/serverinfo`` gives them
-        (``TOKEN_EXCHANGE``, ``JWT_AUTHORIZATION_GRANT`` …)."""
+        (``TOKEN_EXCHANGE``, ``JWT_AUTHORIZATION_GRANT`` …); None when it does not list them
+        to this admin account (newer servers keep some of it from realm admins)."""
         info = self.read("read the server's features", self._get,
                          urls_patterns.URL_ADMIN_SERVER_INFO)
-        return frozenset(f["name"] for f in info.get("features") or [] if f.get("enabled"))
+        if not isinstance(info.get("features"), list):
+            return None
+        return frozenset(f["name"] for f in info["features"] if f.get("enabled"))
 
     def idp_permission_policies(self, alias: str, scope: str) -> list[str]:
         """The policies behind identity provider ``alias``'s fine-grained (v1) ``scope``
