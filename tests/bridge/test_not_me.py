@@ -173,18 +173,25 @@ def disown(act, path: str) -> None:
     assert act.client.post(path, data={"csrf_token": token}).status_code in (200, 409)
 
 
+def after_a_burst_of_failures(make, clock, subject: str):
+    """An app that mails a burst of two failures, and a user, enrolled with an address, who
+    just had one; the app's actions and the user's enrollment."""
+    act = make(not_me_ttl=3600, failure_burst=2)
+    first, _ = act.enroll(subject, email=f"{subject}@example.org")
+    clock.advance(30)
+    guessing = act.start(subject)
+    for _ in range(2):
+        act.post(guessing, "totp", otp=wrong_code(first.secret, clock()))
+    return act, first
+
+
 @pytest.mark.parametrize("order", [("recovery_code_used", "failure_burst"),
                                    ("failure_burst", "recovery_code_used")])
 def test_every_disowned_event_counts_not_only_the_last(notifying, smtp, clock,  # noqa: F811
                                                        order):
     """A user who follows every "this wasn't me" link in their inbox: the harmless one last
     must not make the lock over a used recovery code liftable by an unlock."""
-    act = notifying(not_me_ttl=3600, failure_burst=2)
-    first, _ = act.enroll("pia", email="pia@example.org")
-    clock.advance(30)
-    guessing = act.start("pia")
-    for _ in range(2):
-        act.post(guessing, "totp", otp=wrong_code(first.secret, clock()))
+    act, first = after_a_burst_of_failures(notifying, clock, "pia")
     clock.advance(30)
     act.post(act.start("pia"), "recovery", recovery_code=first.recovery_code)
     found = links(act, smtp)
@@ -218,16 +225,8 @@ def test_a_disowned_unlock_after_which_someone_enrolled_needs_a_reset(mailed, sm
 def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  # noqa: F811
     """Someone guessed: the factors are still the user's own, so after checking it is them
     the help desk may unlock, and the old authenticator works again."""
-    act = notifying(not_me_ttl=3600, failure_burst=2)
-    first, _ = act.enroll("oli", email="oli@example.org")
-    clock.advance(30)
-    guessing = act.start("oli")
-    for _ in range(2):
-        act.post(guessing, "totp", otp=wrong_code(first.secret, clock()))
-    act.bridge.sender.run_once()
-    path = re.search(r"https://bridge\.example(/not-me/\S+)",
-                     body_of(smtp.messages[-1])).group(1)
-    act.client.post(path, data={"csrf_token": csrf_of(act.client.get(path).get_data(as_text=True))})
+    act, first = after_a_burst_of_failures(notifying, clock, "oli")
+    disown(act, links(act, smtp)["failure_burst"])
     with act.bridge.store.begin() as tx:
         seen = helpdesk.show(tx, "oli")
         assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "failure_burst")
