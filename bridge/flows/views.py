@@ -242,7 +242,7 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         # with a 404. Ended: the message.
         if (fresh := _reload(flow)) is None:
             return _message(_("This sign-in cannot continue"), error_text(error), error.status)
-        return _show(fresh, error_text(MovedOn(STEP_DONE)), 409, moved_on=True)
+        return _show(fresh, _(STEP_DONE), 409, moved_on=True)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:
