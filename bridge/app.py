@@ -20,7 +20,7 @@ from .logs import loggable_path
 from .notify.notme import NotMe
 from .settings import Settings, load_settings
 from .store import Store, Tx, create_engine, migrate
-from .throttle import DatabaseIpLimiter, IpLimiter, RedisIpLimiter
+from .throttle import ClientAuthWindow, DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
 if TYPE_CHECKING:
     from .notify.sender import Sender
@@ -59,6 +59,7 @@ class Bridge:
     challenge: Challenge
     sender: Sender
     not_me: NotMe
+    client_auth: ClientAuthWindow
     clock: Callable[[], float] = time.time
     oauth: Any = None
     _swept_at: float = field(default=0.0)
@@ -109,6 +110,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         challenge=Challenge(store, secrets, policy, limiter, clock),
         sender=Sender(store, settings, clock, link=not_me.link),
         not_me=not_me,
+        client_auth=ClientAuthWindow(store, settings.ip_limit, settings.ip_window),
         clock=clock,
     )
 

@@ -5,6 +5,8 @@ database (see ``Tx.record_failure``); after a few free tries each further failur
 wait before the next attempt is even looked at, and the user is locked at the limit.
 Per client IP: a sliding window of failures, so one address cannot spray many users; it is
 shared by all workers and nodes (in the database, or in Redis when configured).
+Per caller IP at the back channel: a second window, of failed client authentications at /par
+and /token, so no address can guess a client's credentials (RFC 6749 §10.10).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .store import Tx
+    from .store import Store, Tx
 
 log = logging.getLogger("stepup")
 
@@ -100,3 +102,38 @@ class RedisIpLimiter:
             self._warned_at = now
             log.warning("redis unavailable (%s): the per-IP limit is counted in the database "
                         "until it returns", type(error).__name__)
+
+
+class ClientAuthWindow:
+    """Failed client authentications (unknown client, wrong secret, bad assertion) per caller
+    address, apart from the code window: users guessing codes behind the IdP's address never
+    close its back channel. At ``limit`` failures within ``window`` seconds the address is
+    refused before any credential is looked at, the right one too, so guesses past the limit
+    learn nothing; it is let in again as the failures age out.
+
+    Always in the database, Redis or not: :meth:`blocked` is one indexed count in the
+    transaction that looks the client up. The count and the failure are not serialized:
+    attempts from one address at the same moment may pass the limit by the number in flight,
+    as the Redis code window may."""
+
+    KIND = "client"
+
+    def __init__(self, store: Store, limit: int, window: float):
+        self.store, self.limit, self.window = store, limit, window
+
+    def blocked(self, tx: Tx, ip: str, now: float) -> bool:
+        return tx.count_ip_failures(ip, now - self.window, self.KIND) >= self.limit
+
+    def hit(self, ip: str, now: float) -> None:
+        """Count a failure, unless the address is refused already (one that sent no
+        credentials at all was never looked up): the window never holds more than the limit.
+        Not synced to disk: a failure lost to a power cut only gives one guess back."""
+        with self.store.begin(durable=False) as tx:
+            failures = tx.count_ip_failures(ip, now - self.window, self.KIND)
+            if failures >= self.limit:
+                return
+            tx.record_ip_failure(ip, now, self.KIND)
+        if failures + 1 == self.limit:  # once per closing, not once per refused attempt
+            log.warning("client authentication failed %d times from %s within %d s: /par and "
+                        "/token refuse that address until the failures age out", self.limit, ip,
+                        self.window)

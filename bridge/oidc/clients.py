@@ -140,7 +140,7 @@ class ClientKeys:
 
     def get(self, jwks_uri: str, kid: str | None = None) -> KeySet:
         """The keys at ``jwks_uri``, for an assertion signed with ``kid`` (None: not named);
-        raises InvalidClientError (401) when they cannot be had."""
+        raises :class:`KeysUnavailable` (401) when they cannot be had."""
         with self._lock:
             entry = self._entries.setdefault(jwks_uri, _Entry())
         with entry.lock:
@@ -149,14 +149,14 @@ class ClientKeys:
             if fresh and (kid is None or kid in entry.kids):
                 return entry.keys
             if now < entry.failed_until:  # failed lately: no network call
-                raise InvalidClientError(status_code=401)
+                raise KeysUnavailable(status_code=401)
             if fresh:  # an unknown kid
                 if now < entry.refetch_after:
                     return entry.keys  # refetched lately: the signature check refuses it
                 entry.refetch_after = now + self.interval
             try:
                 keys = self._fetch(jwks_uri)
-            except InvalidClientError:
+            except KeysUnavailable:
                 entry.failed_until = self._clock() + self.interval
                 raise
             entry.keys, entry.expires = keys, self._clock() + self.ttl
@@ -176,7 +176,7 @@ class ClientKeys:
             log.warning("cannot use the JWKS of a private_key_jwt client: %s",
                         f"no whole answer within {self.timeout:g} s" if late
                         else type(e).__name__)
-            raise InvalidClientError(status_code=401) from e
+            raise KeysUnavailable(status_code=401) from e
 
     def _download(self, session: Any, jwks_uri: str) -> bytes:
         with session.get(jwks_uri, timeout=self.timeout, allow_redirects=False,
@@ -188,6 +188,12 @@ class ClientKeys:
                 if len(body) > self.limit:
                     raise TooLarge(f"more than {self.limit} bytes")
             return bytes(body)
+
+
+class KeysUnavailable(InvalidClientError):
+    """A ``private_key_jwt`` client's keys could not be had: its assertion fails like any other
+    (one uniform ``invalid_client``), but no credential was tried, so it is no guess for the
+    caller's failure window (``throttle.ClientAuthWindow``)."""
 
 
 class TooLarge(ValueError):

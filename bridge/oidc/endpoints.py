@@ -30,7 +30,14 @@ from ..keyring import JWKS_MAX_AGE
 from ..security import csrf
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
-from .clients import ADMIN_SCOPE, AUTH_METHODS, ClientKeys, ClientModel, PrivateKeyJWT
+from .clients import (
+    ADMIN_SCOPE,
+    AUTH_METHODS,
+    ClientKeys,
+    ClientModel,
+    KeysUnavailable,
+    PrivateKeyJWT,
+)
 
 log = logging.getLogger("stepup")
 
@@ -42,10 +49,13 @@ def init_app(app: Flask) -> AuthorizationServer:
     settings, store = bridge.settings, bridge.store
 
     def query_client(client_id: str) -> ClientModel | None:
-        if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
-            return None
+        """authlib asks only while authenticating a client at /par or /token, before it looks
+        at any credential: a caller past its failure window is refused here, in the same
+        read as the client (``throttle.ClientAuthWindow``)."""
         with store.autocommit() as tx:
-            record = tx.find_client(client_id)
+            if bridge.client_auth.blocked(tx, _caller(), bridge.clock()):
+                raise _TooManyFailures(bridge.client_auth.window)
+            record = is_protocol_value(client_id, CLIENT_ID_LIMIT) and tx.find_client(client_id)
         return ClientModel(record, bridge.secrets.pepper) if record else None
 
     app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {
@@ -80,7 +90,8 @@ class _Server(AuthorizationServer):
         return super().create_oauth2_request(request)
 
     def authenticate_client(self, request, methods, endpoint="token") -> ClientModel:
-        """authlib's, and a ``client_id`` parameter must name the client that authenticated.
+        """authlib's, counting its failures in the caller's window (``query_client`` refuses a
+        caller past it), and a ``client_id`` parameter must name the client that authenticated.
 
         RFC 6749 §3.2.1 lets a client name itself with ``client_id``; authlib reads it only for
         ``client_secret_post``, so Basic or an assertion for one client with ``client_id`` of
@@ -88,7 +99,14 @@ class _Server(AuthorizationServer):
         tell the client its secret is wrong); the request contradicts itself: invalid_request,
         as /par answers it (RFC 9126 §2.1 checks client_id against the authenticated client).
         """
-        client = super().authenticate_client(request, methods, endpoint)
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except KeysUnavailable:
+            raise  # no credential was tried
+        except InvalidClientError:
+            bridge = current_app.extensions["stepup"]
+            bridge.client_auth.hit(_caller(), bridge.clock())
+            raise
         named = request.payload.client_id
         if named is not None and named != client.get_client_id():
             raise InvalidRequestError("'client_id' does not match the authenticated client.")
@@ -106,6 +124,24 @@ class _Server(AuthorizationServer):
 
     def handle_error_response(self, request, error: OAuth2Error):
         return super().handle_error_response(request, _uniform(error))
+
+
+class _TooManyFailures(OAuth2Error):
+    """The caller's address failed client authentication too often: 429 with Retry-After (RFC
+    6585 §4), and the code the bridge answers an outage with, since the failure window is not
+    the credentials' fault and §5.2 has no code of its own for it."""
+
+    error = "temporarily_unavailable"
+    status_code = 429
+    description = ("Too many failed client authentications from this address; try again "
+                   "later.")
+
+    def __init__(self, retry_after: float):
+        super().__init__()
+        self.retry_after = retry_after
+
+    def get_headers(self):
+        return [*super().get_headers(), ("Retry-After", str(int(self.retry_after)))]
 
 
 class _BackChannelRequest(FlaskOAuth2Request):
@@ -161,6 +197,11 @@ def _back_channel_request() -> _BackChannelRequest:
     if not _basic_auth_readable():
         raise InvalidClientError()
     return _BackChannelRequest(request, params)
+
+
+def _caller() -> str:
+    """The caller's address (after ``STEPUP_TRUSTED_PROXIES``), as the code window reads it."""
+    return request.remote_addr or "unknown"
 
 
 def _loopback_peer() -> bool:

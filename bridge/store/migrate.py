@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _SCRIPTS = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (tests/production/test_migrations.py holds
 #: it equal to alembic's head: change it with every new migration).
-HEAD = "0005"
+HEAD = "0006"
 
 
 class SchemaError(RuntimeError):

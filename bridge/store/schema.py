@@ -118,14 +118,17 @@ signing_keys = sa.Table(
     sa.Column("activates_at", sa.Float, nullable=False),  # published before, used from then
 )
 
-#: One row per failed code attempt, by client IP: the per-IP window (``throttle.py``) counts
-#: them, so every worker and node on this database shares one limit.
+#: One row per failure, by client IP: the per-IP windows (``throttle.py``) count them, so every
+#: worker and node on this database shares one limit. ``kind`` keeps the windows apart: a
+#: failed code attempt (``code``) or a failed client authentication at /par or /token
+#: (``client``), so users guessing codes behind the IdP's address never close its back channel.
 ip_failures = sa.Table(
     "ip_failures",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("ip", sa.String(64), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False, server_default="code"),
     sa.Index("ix_ip_failures_ip_at", "ip", "at"),
     sa.Index("ix_ip_failures_at", "at"),
 )

@@ -14,6 +14,7 @@ from joserfc.jwk import ECKey, OctKey
 
 from bridge.oidc.clients import new_client
 from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, callback_params, shown
+from tests.bridge.test_throttling import client_failures
 
 ISSUER = "https://bridge.example"
 JWT_ID = "jwt-idp"
@@ -267,3 +268,31 @@ class TestKeyFetch:
                                          jwks_uri=JWKS_URI, redirect_uris=[CALLBACK],
                                          redirect_uri_prefixes=[]))
             invalid_client(push(act, sign())[0])
+
+    def test_unavailable_keys_are_no_guess_for_the_callers_window(self, act, sign, bridge):
+        """No credential was tried, so the IdP's own address is not closed while its JWKS
+        endpoint is down; an assertion that is checked and refused counts."""
+        with responses.RequestsMock() as mock:
+            mock.get(JWKS_URI, status=503)
+            with bridge.store.begin() as tx:
+                tx.add_client(new_client(bridge.secrets.pepper, JWT_ID, secret=None,
+                                         jwks_uri=JWKS_URI, redirect_uris=[CALLBACK],
+                                         redirect_uri_prefixes=[]))
+            for _ in range(3):
+                invalid_client(push(act, sign())[0])
+            assert client_failures(bridge) == 0
+            hmac_key = OctKey.generate_key(256, auto_kid=True)
+            invalid_client(push(act, sign(key=hmac_key, alg="HS256"))[0])
+            assert client_failures(bridge) == 1
+
+    def test_a_caller_past_its_window_is_refused_before_any_key_is_fetched(
+            self, act, sign, bridge, jwt_client, idp_jwks):
+        """Requests with no credentials at all count too, up to the limit and no further; then
+        even a good assertion is refused before its client's keys are looked at."""
+        for _ in range(bridge.settings.ip_limit + 5):
+            act.client.post("/par", data={"login_hint": "alice"})
+        assert client_failures(bridge) == bridge.settings.ip_limit
+        refused = push(act, sign())[0]
+        assert refused.status_code == 429, refused.get_json()
+        assert refused.get_json()["error"] == "temporarily_unavailable"
+        assert len(idp_jwks.calls) == 0

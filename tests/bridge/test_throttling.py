@@ -1,12 +1,25 @@
 """Throttling short of the lock (DESIGN.md "Throttling"): the growing delay between a user's
-attempts and the per-client-IP limit across users. The lock itself: test_lockout.py."""
+attempts, the per-client-IP limit across users, and the caller's limit on failed client
+authentications at the back channel. The lock itself: test_lockout.py."""
 
 from __future__ import annotations
 
 import re
 
 from bridge.factors import recovery
-from tests.bridge.conftest import alert, events, flow_of, is_callback, returning, user, wrong_code
+from bridge.throttle import ClientAuthWindow
+from tests.bridge.conftest import (
+    IDP_ID,
+    IDP_SECRET,
+    alert,
+    callback_params,
+    events,
+    flow_of,
+    is_callback,
+    returning,
+    user,
+    wrong_code,
+)
 
 
 def test_growing_delay_refuses_early_attempts_without_counting_them(act, clock):
@@ -75,3 +88,67 @@ def test_per_ip_limit_also_refuses_a_correct_recovery_code(make_act, clock):
     login = act.start("u1")
     assert act.post(login, "recovery", recovery_code=first.recovery_code).status_code == 429
     assert flow_of(act, login).stage == "totp"
+
+
+def client_failures(bridge) -> int:
+    with bridge.store.autocommit() as tx:
+        return tx.count_ip_failures("127.0.0.1", float("-inf"), ClientAuthWindow.KIND)
+
+
+def test_failed_client_authentication_closes_the_callers_back_channel(make_act, clock, caplog):
+    """RFC 6749 §10.10: past the limit an address is refused before any credential is looked
+    at, the right one too, so further guesses learn nothing; another address is not affected,
+    and the failures age out."""
+    act = make_act(ip_limit=3)
+    login, callback = act.enroll("alice")
+    code = callback_params(callback)["code"]
+    guesses = [act.push("alice", auth=(IDP_ID, "wrong-secret-guess-1"))[0],
+               act.push("alice", auth=("no-such-client", IDP_SECRET))[0],
+               act.redeem(code, login, auth=(IDP_ID, "wrong-secret-guess-2"))]
+    assert [r.status_code for r in guesses] == [401, 401, 401]
+    assert client_failures(act.bridge) == 3
+    [closed] = [r for r in caplog.records if "client authentication failed" in r.getMessage()]
+    assert "127.0.0.1" in closed.getMessage()
+    assert "wrong-secret-guess" not in caplog.text
+
+    for refused in (act.push("alice")[0], act.redeem(code, login),
+                    act.push("alice", auth=(IDP_ID, "wrong-secret-guess-3"))[0]):
+        assert refused.status_code == 429
+        assert refused.get_json()["error"] == "temporarily_unavailable"
+        assert "failed client authentications" in refused.get_json()["error_description"]
+        assert refused.headers["Retry-After"] == str(act.bridge.settings.ip_window)
+        assert refused.headers["Cache-Control"] == "no-store"
+    assert client_failures(act.bridge) == 3  # refused attempts are not counted
+
+    elsewhere = act.client.post("/par", data={}, auth=(IDP_ID, IDP_SECRET),
+                                environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
+    assert elsewhere.status_code == 400  # authenticated; the empty request is what is wrong
+
+    clock.advance(act.bridge.settings.ip_window)
+    assert act.push("alice")[0].status_code == 201
+
+
+def test_client_failures_and_code_guesses_count_apart(make_act, clock):
+    """An IdP's bad secret never blocks its users' codes, and users guessing codes behind the
+    IdP's address never close its back channel: the test client is one address for both."""
+    act = make_act(ip_limit=2)
+    first, _ = act.enroll("alice")
+    clock.advance(30)
+    login = returning(act, "alice", first.secret)
+    for _ in range(2):
+        assert act.push("alice", auth=(IDP_ID, "not-the-secret-at-all"))[0].status_code == 401
+    assert act.push("bob")[0].status_code == 429
+    assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 400
+
+    clock.advance(act.bridge.settings.ip_window)  # both windows empty again
+    login = returning(act, "alice", first.secret)
+    for _ in range(2):
+        assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 400
+    assert act.post(login, "totp", otp=act.code_now(login)).status_code == 429
+    assert act.push("bob")[0].status_code == 201
+
+
+def test_successful_client_authentications_are_not_counted(make_act):
+    act = make_act(ip_limit=2)
+    assert [act.push(f"user-{i}")[0].status_code for i in range(5)] == [201] * 5
+    assert client_failures(act.bridge) == 0

@@ -88,6 +88,21 @@ def test_previous_revision_upgrades_keeping_data(empty_database):
     engine.dispose()
 
 
+def test_ip_failures_from_before_0006_stay_in_the_code_window(empty_database):
+    """0006 splits the per-IP failures into two windows; the rows already there were failed
+    code attempts, and still count as such after the upgrade."""
+    engine = create_engine(empty_database)
+    migrate.upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO ip_failures (ip, at) VALUES ('192.0.2.1', :t)"),
+                     {"t": time.time()})
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT ip, kind FROM ip_failures")).one() == (
+            "192.0.2.1", "code")
+    engine.dispose()
+
+
 def test_serve_refuses_unmigrated_and_newer_schemas(empty_database, tmp_path):
     env = {"STEPUP_DATABASE_URL": empty_database, "STEPUP_DATA_DIR": str(tmp_path)}
     refused = stepup(env, "serve", "--port", "1", check=False)
