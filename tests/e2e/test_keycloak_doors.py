@@ -448,3 +448,39 @@ def test_install_re_runs_with_changed_options_keep_every_clients_scope(world):
     assert len(prefixes()) == len(CALLBACK_PATHS)  # one per callback path, none twice
     status, lines = audit_lines(world, "rerun")
     assert (status, lines) == (0, []), lines
+
+
+def test_sessions_from_before_install_pass_until_install_signs_everyone_out(world):
+    """A refresh token and an offline token issued before the step existed never meet it:
+    they still work after install. ``--sign-out-everyone`` ends every session and refuses
+    every token issued before (Keycloak's logout-all and the realm's not-before)."""
+    realm = world.open_realm("signout")
+    user_id = world.add_user("so-sam", admin=realm.admin)
+    token_url = f"{world.keycloak}/realms/signout/protocol/openid-connect/token"
+
+    def grant(**form: str) -> requests.Response:
+        return requests.post(token_url, data={"client_id": "admin-cli", **form}, timeout=30)
+
+    def refreshed(token: str) -> requests.Response:
+        return grant(grant_type="refresh_token", refresh_token=token)
+
+    issued = {scope: grant(grant_type="password", username="so-sam", password="so-sam-pw",
+                           scope=scope).json()["refresh_token"]
+              for scope in ("openid", "openid offline_access")}
+    assert realm.admin.get_sessions(user_id)
+
+    args = world.keycloak_args("signout")
+    installed = world.stepup("keycloak", "install", *args)
+    assert "run again with --sign-out-everyone" in installed.stdout
+    for token in issued.values():  # the door: no flow runs for a refresh
+        assert refreshed(token).status_code == 200
+
+    signed_out = world.stepup("keycloak", "install", *args, "--sign-out-everyone")
+    assert "every session signed out" in signed_out.stdout
+    for scope, token in issued.items():
+        answer = refreshed(token)
+        assert answer.status_code == 400, (scope, answer.text)
+        assert answer.json()["error"] == "invalid_grant", (scope, answer.text)
+    assert realm.admin.get_sessions(user_id) == []
+    status, lines = audit_lines(world, "signout")
+    assert (status, lines) == (0, []), lines

@@ -3,7 +3,8 @@
 Only the endpoints provisioning uses, with the Keycloak 26 behaviour that matters to it: the
 ``/authentication`` part is in :mod:`fake_flows`; here are the token endpoint (password and
 client-credentials grants, checked against ``users``/``clients``), the realm (a PUT replaces
-``attributes`` wholesale, as ``DefaultExportImportManager.updateRealm`` does), client scopes
+``attributes`` wholesale, as ``DefaultExportImportManager.updateRealm`` does; ``logout-all``
+moves its not-before), client scopes
 with their mappers, the realm's default client scopes, the server's features and the
 fine-grained (v1) permissions of identity providers and users, read-only. Admin calls need a
 bearer token the token endpoint issued.
@@ -79,6 +80,7 @@ class FakeKeycloak(FakeAuthentication):
             ("POST", r"/realms/([^/]+)/protocol/openid-connect/token", self.token),
             ("GET", prefix, self.get_realm),
             ("PUT", prefix, self.put_realm),
+            ("POST", prefix + r"/logout-all", self.logout_all),
             *self.authentication_routes(prefix + "/authentication"),
             ("GET", prefix + r"/client-scopes", self.list_scopes),
             ("POST", prefix + r"/client-scopes", self.create_scope),
@@ -192,6 +194,11 @@ class FakeKeycloak(FakeAuthentication):
                 found = self.flow_by_alias(rep[binding])
                 self.realm[binding] = found["alias"] if found else None
         return reply(204)
+
+    def logout_all(self, _: Any) -> Reply:
+        """Sessions are not modelled: the realm's not-before is what ending them leaves."""
+        self.realm["notBefore"] = self.realm.get("notBefore", 0) + 1
+        return reply(200, {"successRequests": [], "failedRequests": []})
 
     # -- identity providers and clients ----------------------------------------------------------
 

@@ -41,3 +41,31 @@ def test_install_on_a_fresh_realm_exits_0(fake, tmp_path):
     done = install(tmp_path)
     assert done.exit_code == 0, done.output
     assert "Realm acme: every way in passes the step-up." in done.stdout
+
+
+def test_install_signs_everyone_out_only_when_asked(fake, tmp_path):
+    """Sessions from before install never meet the step: a run that changed the realm says
+    how to end them; --sign-out-everyone ends them (and moves the realm's not-before)."""
+    first = install(tmp_path)
+    assert first.exit_code == 0, first.output
+    assert "run again with --sign-out-everyone" in first.stdout
+    assert "notBefore" not in fake.realm
+
+    unchanged = install(tmp_path)
+    assert "--sign-out-everyone" not in unchanged.stdout  # nothing new to sign out for
+
+    signed_out = install(tmp_path, "--sign-out-everyone")
+    assert signed_out.exit_code == 0, signed_out.output
+    assert ("Realm acme: every session signed out; tokens issued before now are refused."
+            in signed_out.stdout)
+    assert fake.realm["notBefore"] == 1
+
+
+def test_a_refused_sign_out_fails_install_with_one_line(fake, tmp_path):
+    fake.fail("POST", r"/admin/realms/acme/logout-all", 403, {"error": "unknown_error"})
+    failed = install(tmp_path, "--sign-out-everyone")
+    assert failed.exit_code == 2, failed.output
+    assert "Realm acme: every way in passes the step-up." in failed.stdout
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith("stepup: error: installed, but signing everyone out failed: ")
+    assert "sign out every session of realm 'acme'" in line

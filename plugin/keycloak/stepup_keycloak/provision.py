@@ -5,7 +5,8 @@ and takes it off the doors left out, so a re-run with other options moves the re
 earlier layout to the requested one; a second identical run writes nothing. It checks that the
 authenticator is deployed before it writes anything; if Keycloak refuses a write half-way, the
 error names every change already made. :func:`uninstall` undoes all of it. :func:`audit`
-(:mod:`stepup_keycloak.audit`) lists the doors that remain open.
+(:mod:`stepup_keycloak.audit`) lists the doors that remain open. :func:`sign_out_everyone` ends
+what no door can see: the sessions and tokens from before install.
 """
 
 from __future__ import annotations
@@ -140,6 +141,12 @@ def uninstall(admin: KeycloakAdmin, opts: InstallOptions) -> bool:
     except ProvisioningError as exc:
         raise _with_journal(exc, steps, "uninstall") from exc
     return steps.changed
+
+
+def sign_out_everyone(admin: KeycloakAdmin, opts: InstallOptions) -> None:
+    """End every session of the realm and refuse every token issued before now, so nothing
+    from before install skips the step: an SSO cookie, a refresh or an offline token."""
+    Steps(_admin_for(admin, opts), opts).sign_out_everyone()
 
 
 def audit(admin: KeycloakAdmin, opts: InstallOptions) -> list[Finding]:

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from keycloak import KeycloakAdmin, urls_patterns
-from keycloak.exceptions import KeycloakGetError, raise_error_from_response
+from keycloak.exceptions import KeycloakGetError, KeycloakPostError, raise_error_from_response
 
 from .errors import ProvisioningError, refused
 from .flows import Step, read_steps
@@ -29,6 +29,9 @@ from .options import InstallOptions
 
 #: Items asked for per page of an admin listing.
 PAGE = 100
+
+#: Not in python-keycloak's URL patterns.
+URL_LOGOUT_ALL = "admin/realms/{realm-name}/logout-all"
 
 
 class Steps:
@@ -127,6 +130,19 @@ class Steps:
     def _get(self, path: str, **query: Any) -> Any:
         return raise_error_from_response(self.admin.connection.raw_get(path, **query),
                                          KeycloakGetError)
+
+    # -- the realm's sessions --------------------------------------------------------------------
+
+    def sign_out_everyone(self) -> None:
+        """Keycloak's *Sign out all active sessions*: every user session of the realm ends,
+        and the realm's *not before* becomes now, so every token issued before is refused —
+        refresh and offline tokens too (``ResourceAdminManager.logoutAll``)."""
+        path = URL_LOGOUT_ALL.format(**{"realm-name": self.opts.realm})
+        self.write(f"sign out every session of realm {self.opts.realm!r}", self._post, path)
+
+    def _post(self, path: str) -> Any:
+        return raise_error_from_response(self.admin.connection.raw_post(path, data=""),
+                                         KeycloakPostError)
 
     # -- the server and its fine-grained permissions ------------------------------------------
 
