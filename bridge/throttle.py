@@ -105,35 +105,33 @@ class RedisIpLimiter:
 
 
 class ClientAuthWindow:
-    """Failed client authentications (unknown client, wrong secret, bad assertion) per caller
-    address, apart from the code window: users guessing codes behind the IdP's address never
-    close its back channel. At ``limit`` failures within ``window`` seconds the address is
-    refused before any credential is looked at, the right one too, so guesses past the limit
-    learn nothing; it is let in again as the failures age out.
+    """Failed client authentications per caller address and claimed client: a registered
+    client's id, or '' for every unknown one. Apart from the code window, so users guessing
+    codes behind an IdP's address never close its back channel, and apart per client, so one
+    realm's wrong secret never closes another's. Only a tried credential counts (a secret or
+    an assertion's signature checked against a client looked up): a request with none, or
+    with an assertion refused unread, guesses nothing. At ``limit`` failures within
+    ``window`` seconds the pair is refused before any credential is looked at, the right one
+    too, so guesses past the limit learn nothing; it is let in again as the failures age out.
 
-    Always in the database, Redis or not: :meth:`blocked` is one indexed count in the
-    transaction that looks the client up. The count and the failure are not serialized:
-    attempts from one address at the same moment may pass the limit by the number in flight,
-    as the Redis code window may."""
-
-    KIND = "client"
+    Always in the database, Redis or not: :meth:`blocked` is one indexed count in the read
+    that looks the client up. The count and the failure are not serialized: attempts at the
+    same moment may pass the limit by the number in flight, as the Redis code window may."""
 
     def __init__(self, store: Store, limit: int, window: float):
         self.store, self.limit, self.window = store, limit, window
 
-    def blocked(self, tx: Tx, ip: str, now: float) -> bool:
-        return tx.count_ip_failures(ip, now - self.window, self.KIND) >= self.limit
+    def blocked(self, tx: Tx, ip: str, client_id: str, now: float) -> bool:
+        return tx.count_ip_failures(ip, now - self.window, client_id) >= self.limit
 
-    def hit(self, ip: str, now: float) -> None:
-        """Count a failure, unless the address is refused already (one that sent no
-        credentials at all was never looked up): the window never holds more than the limit.
-        Not synced to disk: a failure lost to a power cut only gives one guess back."""
-        with self.store.begin(durable=False) as tx:
-            failures = tx.count_ip_failures(ip, now - self.window, self.KIND)
-            if failures >= self.limit:
-                return
-            tx.record_ip_failure(ip, now, self.KIND)
-        if failures + 1 == self.limit:  # once per closing, not once per refused attempt
-            log.warning("client authentication failed %d times from %s within %d s: /par and "
-                        "/token refuse that address until the failures age out", self.limit, ip,
-                        self.window)
+    def hit(self, ip: str, client_id: str, now: float) -> bool:
+        """Count a failure; True when it closes the window. Not synced to disk: a failure lost
+        to a power cut only gives one guess back."""
+        with self.store.autocommit(durable=False) as tx:
+            tx.record_ip_failure(ip, now, client_id)
+            closed = tx.count_ip_failures(ip, now - self.window, client_id) == self.limit
+        if closed:  # once per closing: refused attempts are not counted
+            log.warning("client authentication failed %d times from %s for client %r within "
+                        "%d s: /par and /token refuse that address for that client until the "
+                        "failures age out", self.limit, ip, client_id, self.window)
+        return closed

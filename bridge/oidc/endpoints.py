@@ -13,6 +13,7 @@ import secrets
 import time
 from urllib.parse import parse_qsl
 
+import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
@@ -22,7 +23,8 @@ from authlib.oauth2.rfc6749 import (
     InvalidRequestError,
 )
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from prometheus_client import Counter
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import grant as admin_grant
@@ -43,19 +45,25 @@ log = logging.getLogger("stepup")
 
 bp = Blueprint("oidc", __name__)
 
+CLIENT_AUTH_CLOSED = Counter(
+    "stepup_client_auth_windows_closed_total",
+    "Times an address reached the limit of failed authentications for a client.")
+
 
 def init_app(app: Flask) -> AuthorizationServer:
     bridge = app.extensions["stepup"]
     settings, store = bridge.settings, bridge.store
 
     def query_client(client_id: str) -> ClientModel | None:
-        """authlib asks only while authenticating a client at /par or /token, before it looks
-        at any credential: a caller past its failure window is refused here, in the same
-        read as the client (``throttle.ClientAuthWindow``)."""
+        """authlib asks only while authenticating a client at /par or /token, just before it
+        checks a credential: a caller past its failure window for the client is refused here,
+        in the same read as the client (``throttle.ClientAuthWindow``)."""
         with store.autocommit() as tx:
-            if bridge.client_auth.blocked(tx, _caller(), bridge.clock()):
-                raise _TooManyFailures(bridge.client_auth.window)
             record = is_protocol_value(client_id, CLIENT_ID_LIMIT) and tx.find_client(client_id)
+            claimed = client_id if record else ""
+            if bridge.client_auth.blocked(tx, _caller(), claimed, bridge.clock()):
+                raise _TooManyFailures(bridge.client_auth.window)
+        g.claimed_client = claimed  # a credential is tried: a failure counts
         return ClientModel(record, bridge.secrets.pepper) if record else None
 
     app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {
@@ -104,8 +112,8 @@ class _Server(AuthorizationServer):
         except KeysUnavailable:
             raise  # no credential was tried
         except InvalidClientError:
-            bridge = current_app.extensions["stepup"]
-            bridge.client_auth.hit(_caller(), bridge.clock())
+            if (claimed := g.pop("claimed_client", None)) is not None:
+                _count_failure(claimed)
             raise
         named = request.payload.client_id
         if named is not None and named != client.get_client_id():
@@ -124,6 +132,19 @@ class _Server(AuthorizationServer):
 
     def handle_error_response(self, request, error: OAuth2Error):
         return super().handle_error_response(request, _uniform(error))
+
+
+def _count_failure(claimed: str) -> None:
+    """One failed client authentication in the caller's window. If the database cannot take
+    it, the caller still gets the same ``invalid_client`` (a 503 only for wrong credentials
+    would tell them the guess was wrong); the error is logged."""
+    bridge = current_app.extensions["stepup"]
+    try:
+        if bridge.client_auth.hit(_caller(), claimed, bridge.clock()):
+            CLIENT_AUTH_CLOSED.inc()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+        log.error("database unavailable: a failed client authentication was not counted (%s)",
+                  type(e).__name__)
 
 
 class _TooManyFailures(OAuth2Error):

@@ -330,13 +330,17 @@ class Tx:
         if self._db.dialect.name == "postgresql":
             self._db.execute(_LOCK_IP, {"ip": ip[:64]})
 
-    def record_ip_failure(self, ip: str, now: float, kind: str = "code") -> None:
-        """``kind``: the window it counts in (``code`` or ``client``, ``schema.ip_failures``)."""
-        self._db.execute(_INSERT_IP_FAILURE, {"ip": ip[:64], "at": now, "kind": kind})
+    def record_ip_failure(self, ip: str, now: float, client_id: str | None = None) -> None:
+        """A failed code attempt, or with ``client_id`` a failed authentication of that client
+        ('' for an unknown one): ``schema.ip_failures``."""
+        self._db.execute(_INSERT_IP_FAILURE, {"ip": ip[:64], "at": now, "client_id": client_id})
 
-    def count_ip_failures(self, ip: str, since: float, kind: str = "code") -> int:
-        return self._db.execute(_COUNT_IP_FAILURES,
-                                {"b_ip": ip[:64], "b_since": since, "b_kind": kind}).scalar()
+    def count_ip_failures(self, ip: str, since: float, client_id: str | None = None) -> int:
+        if client_id is None:
+            return self._db.execute(_COUNT_IP_FAILURES, {"b_ip": ip[:64], "b_since": since}
+                                    ).scalar()
+        return self._db.execute(_COUNT_CLIENT_FAILURES, {"b_ip": ip[:64], "b_since": since,
+                                                         "b_client_id": client_id}).scalar()
 
     # -- authorization codes ------------------------------------------------------------
     def save_code(self, code: Code) -> None:
@@ -551,7 +555,11 @@ _INSERT_IP_FAILURE = Statement(sa.insert(ip_failures))
 _COUNT_IP_FAILURES = Statement(
     sa.select(sa.func.count()).select_from(ip_failures)
     .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since"),
-           ip_failures.c.kind == _b("b_kind")))
+           ip_failures.c.client_id.is_(None)))
+_COUNT_CLIENT_FAILURES = Statement(
+    sa.select(sa.func.count()).select_from(ip_failures)
+    .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since"),
+           ip_failures.c.client_id == _b("b_client_id")))
 _INSERT_CODE = Statement(sa.insert(codes))
 _CONSUME_CODE = Statement(sa.delete(codes).where(codes.c.code_digest == _b("b_digest"),
                                                  codes.c.client_id == _b("b_client_id"))

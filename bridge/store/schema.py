@@ -119,16 +119,17 @@ signing_keys = sa.Table(
 )
 
 #: One row per failure, by client IP: the per-IP windows (``throttle.py``) count them, so every
-#: worker and node on this database shares one limit. ``kind`` keeps the windows apart: a
-#: failed code attempt (``code``) or a failed client authentication at /par or /token
-#: (``client``), so users guessing codes behind the IdP's address never close its back channel.
+#: worker and node on this database shares one limit. ``client_id`` keeps the windows apart:
+#: NULL for a failed code attempt; for a failed client authentication at /par or /token, the
+#: registered client it claimed to be ('' for an unknown one), so users guessing codes behind
+#: an IdP's address never close its back channel, and one client's failures never another's.
 ip_failures = sa.Table(
     "ip_failures",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("ip", sa.String(64), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
-    sa.Column("kind", sa.String(8), nullable=False, server_default="code"),
+    sa.Column("client_id", sa.String(255)),
     sa.Index("ix_ip_failures_ip_at", "ip", "at"),
     sa.Index("ix_ip_failures_at", "at"),
 )

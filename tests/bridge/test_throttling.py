@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
+
 from bridge.factors import recovery
-from bridge.throttle import ClientAuthWindow
+from bridge.oidc.clients import new_client
 from tests.bridge.conftest import (
+    CALLBACK,
     IDP_ID,
     IDP_SECRET,
     alert,
@@ -90,21 +93,32 @@ def test_per_ip_limit_also_refuses_a_correct_recovery_code(make_act, clock):
     assert flow_of(act, login).stage == "totp"
 
 
-def client_failures(bridge) -> int:
+def client_failures(bridge, client_id: str = IDP_ID, ip: str = "127.0.0.1") -> int:
     with bridge.store.autocommit() as tx:
-        return tx.count_ip_failures("127.0.0.1", float("-inf"), ClientAuthWindow.KIND)
+        return tx.count_ip_failures(ip, float("-inf"), client_id)
+
+
+def push_from(act, address: str, subject: str = "alice"):
+    """A push with the right secret from another address, over https (only this machine may
+    use plain http)."""
+    form = {"response_type": "code", "scope": "openid", "client_id": IDP_ID,
+            "redirect_uri": CALLBACK, "nonce": "n", "login_hint": subject,
+            "code_challenge": "a" * 43, "code_challenge_method": "S256"}
+    return act.client.post("/par", data=form, auth=(IDP_ID, IDP_SECRET),
+                           base_url="https://bridge.example",
+                           environ_overrides={"REMOTE_ADDR": address})
 
 
 def test_failed_client_authentication_closes_the_callers_back_channel(make_act, clock, caplog):
-    """RFC 6749 §10.10: past the limit an address is refused before any credential is looked
-    at, the right one too, so further guesses learn nothing; another address is not affected,
-    and the failures age out."""
+    """RFC 6749 §10.10: past the limit an address is refused for that client before any
+    credential is looked at, the right one too, so further guesses learn nothing; another
+    address is not affected, and the failures age out."""
     act = make_act(ip_limit=3)
     login, callback = act.enroll("alice")
     code = callback_params(callback)["code"]
     guesses = [act.push("alice", auth=(IDP_ID, "wrong-secret-guess-1"))[0],
-               act.push("alice", auth=("no-such-client", IDP_SECRET))[0],
-               act.redeem(code, login, auth=(IDP_ID, "wrong-secret-guess-2"))]
+               act.push("alice", auth=None, client_secret="wrong-secret-guess-2")[0],
+               act.redeem(code, login, auth=(IDP_ID, "wrong-secret-guess-3"))]
     assert [r.status_code for r in guesses] == [401, 401, 401]
     assert client_failures(act.bridge) == 3
     [closed] = [r for r in caplog.records if "client authentication failed" in r.getMessage()]
@@ -112,7 +126,7 @@ def test_failed_client_authentication_closes_the_callers_back_channel(make_act, 
     assert "wrong-secret-guess" not in caplog.text
 
     for refused in (act.push("alice")[0], act.redeem(code, login),
-                    act.push("alice", auth=(IDP_ID, "wrong-secret-guess-3"))[0]):
+                    act.push("alice", auth=(IDP_ID, "wrong-secret-guess-4"))[0]):
         assert refused.status_code == 429
         assert refused.get_json()["error"] == "temporarily_unavailable"
         assert "failed client authentications" in refused.get_json()["error_description"]
@@ -120,12 +134,58 @@ def test_failed_client_authentication_closes_the_callers_back_channel(make_act, 
         assert refused.headers["Cache-Control"] == "no-store"
     assert client_failures(act.bridge) == 3  # refused attempts are not counted
 
-    elsewhere = act.client.post("/par", data={}, auth=(IDP_ID, IDP_SECRET),
-                                environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
-    assert elsewhere.status_code == 400  # authenticated; the empty request is what is wrong
+    assert push_from(act, "192.0.2.7").status_code == 201
 
     clock.advance(act.bridge.settings.ip_window)
     assert act.push("alice")[0].status_code == 201
+
+
+def test_each_client_has_its_own_window_and_unknown_ids_share_one(make_act):
+    """One Keycloak serves several realms from one address, a client each: one realm's wrong
+    secret must not close another's back channel. Made-up client ids all count together."""
+    act = make_act(ip_limit=2)
+    with act.bridge.store.begin() as tx:
+        tx.add_client(new_client(act.bridge.secrets.pepper, "keycloak-other",
+                                 secret="other-secret-0123456789", jwks_uri=None,
+                                 redirect_uris=[CALLBACK], redirect_uri_prefixes=[]))
+    for _ in range(2):
+        assert act.push("alice", auth=(IDP_ID, "not-the-secret-at-all"))[0].status_code == 401
+    assert act.push("alice")[0].status_code == 429
+    other = act.push("alice", auth=("keycloak-other", "other-secret-0123456789"),
+                     client_id="keycloak-other")[0]
+    assert other.status_code == 201, other.get_json()
+
+    for made_up in ("nobody-1", "nobody-2"):
+        assert act.push("alice", auth=(made_up, "x" * 20), client_id=made_up)[0].status_code \
+            == 401
+    assert client_failures(act.bridge, "") == 2
+    assert act.push("alice", auth=("nobody-3", "x" * 20),
+                    client_id="nobody-3")[0].status_code == 429
+
+
+def test_a_request_that_tries_no_credential_is_not_counted(make_act):
+    """No credentials, or Basic credentials without a secret: nothing was guessed, and anyone
+    sharing the IdP's address must not be able to close its back channel that way."""
+    act = make_act(ip_limit=2)
+    for auth in [None, (IDP_ID, ""), ("", "some-secret")] * 2:
+        assert act.push("alice", auth=auth)[0].status_code == 401
+    assert client_failures(act.bridge) == client_failures(act.bridge, "") == 0
+    assert act.push("alice")[0].status_code == 201
+
+
+def test_a_failure_the_database_cannot_count_still_answers_invalid_client(make_act,
+                                                                         monkeypatch, caplog):
+    """A 503 only for wrong credentials would tell the caller the guess was wrong."""
+    act = make_act()
+
+    def down(*_args):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(act.bridge.client_auth, "hit", down)
+    refused = act.push("alice", auth=(IDP_ID, "not-the-secret-at-all"))[0]
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == "invalid_client"
+    assert "a failed client authentication was not counted" in caplog.text
 
 
 def test_client_failures_and_code_guesses_count_apart(make_act, clock):

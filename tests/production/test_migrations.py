@@ -89,8 +89,8 @@ def test_previous_revision_upgrades_keeping_data(empty_database):
 
 
 def test_ip_failures_from_before_0006_stay_in_the_code_window(empty_database):
-    """0006 splits the per-IP failures into two windows; the rows already there were failed
-    code attempts, and still count as such after the upgrade."""
+    """0006 adds failed client authentications to the per-IP failures (with a ``client_id``);
+    the rows already there were failed code attempts, and still count as such."""
     engine = create_engine(empty_database)
     migrate.upgrade(engine, "0005")
     with engine.begin() as conn:
@@ -98,8 +98,8 @@ def test_ip_failures_from_before_0006_stay_in_the_code_window(empty_database):
                      {"t": time.time()})
     migrate.upgrade(engine)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT ip, kind FROM ip_failures")).one() == (
-            "192.0.2.1", "code")
+        assert conn.execute(sa.text("SELECT ip, client_id FROM ip_failures")).one() == (
+            "192.0.2.1", None)
     engine.dispose()
 
 

@@ -1,5 +1,5 @@
-"""The per-IP failure table keeps two windows apart: failed code attempts (``code``, every row
-so far) and failed client authentications at /par and /token (``client``).
+"""The per-IP failure table also holds failed client authentications at /par and /token, one
+window per claimed client (``client_id``); the rows so far, with none, are failed code attempts.
 
 Revision ID: 0006
 Revises: 0005
@@ -15,10 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("ip_failures", sa.Column("kind", sa.String(8), nullable=False,
-                                           server_default="code"))
+    op.add_column("ip_failures", sa.Column("client_id", sa.String(255)))
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM ip_failures WHERE client_id IS NOT NULL")  # not code attempts
     with op.batch_alter_table("ip_failures") as batch:  # SQLite: copy-and-move
-        batch.drop_column("kind")
+        batch.drop_column("client_id")
