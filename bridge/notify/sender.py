@@ -78,19 +78,16 @@ class Sender:
 
     def _deliver(self, event: dict[str, Any], claim: str) -> None:
         sent = list(event["sent"] or [])
-        errors, failed = [], []
-        # Never tried and already past the give-up time (notifications were off, or no
-        # sender ran): a notice that late, its "this wasn't me" link maybe expired, is not
-        # sent; it is a dead letter like one that kept failing.
-        stale = not event["attempts"] and (
-            self.clock() - event["at"] >= self.settings.notify_give_up)
+        errors, failed, late = [], [], []
+        age = self.clock() - event["at"]
         for key, send in self.channels(event):
             if key in sent:
                 continue
             channel = key.split(":")[0]
-            if stale:
-                errors.append(f"{channel}: not sent, older than STEPUP_NOTIFY_GIVE_UP")
+            if too_late := self._too_late(channel, age, tried=event["attempts"] > 0):
+                errors.append(f"{channel}: not sent, {too_late}")
                 failed.append(channel)
+                late.append(channel)
                 continue
             try:
                 send()
@@ -111,7 +108,8 @@ class Sender:
         now = self.clock()
         attempts, delay, done_at = event["attempts"] + 1, 0, now
         error = "; ".join(errors) or None
-        given_up = bool(error) and now - event["at"] >= self.settings.notify_give_up
+        given_up = bool(error) and (now - event["at"] >= self.settings.notify_give_up
+                                    or len(late) == len(failed))
         if error and not given_up:
             delay = min(self.settings.notify_retry_base * 2 ** (attempts - 1),
                         self.settings.notify_retry_max)
@@ -131,6 +129,19 @@ class Sender:
                       event["id"], event["event"], attempts, error)
             for channel in failed:
                 DELIVERIES.labels(channel, "abandoned").inc()
+
+    def _too_late(self, channel: str, age: float, tried: bool) -> str | None:
+        """Why a channel does not send an event ``age`` seconds old at all: never tried and
+        already past the give-up time (notifications were off, or no sender ran), a notice
+        helps nobody; an e-mail, on any attempt, once its "this wasn't me" link has expired
+        (``STEPUP_NOT_ME_TTL`` may be shorter than the give-up time): it would offer the user a
+        link that only says it does not work. Such a channel is given up at once, a dead
+        letter like one that kept failing."""
+        if not tried and age >= self.settings.notify_give_up:
+            return "older than STEPUP_NOTIFY_GIVE_UP"
+        if channel == "email" and self.link and age >= self.settings.not_me_ttl:
+            return "its \"this wasn't me\" link has expired (STEPUP_NOT_ME_TTL)"
+        return None
 
     # -- the thread ---------------------------------------------------------------------
     def start(self) -> threading.Thread:

@@ -265,6 +265,27 @@ def test_a_notice_first_due_after_the_give_up_time_is_never_sent(notifying, smtp
     assert dead["sent"] in (None, []) and dead["attempts"] == 1
 
 
+def test_a_mail_whose_not_me_link_has_expired_is_not_sent_on_a_retry(notifying, smtp,
+                                                                      receiver, clock):
+    """STEPUP_NOT_ME_TTL shorter than the give-up time: a retry after the link expired would
+    mail the user a link that only says it does not work. The mail is given up instead; the
+    webhook, which carries no link, went on the first attempt."""
+    act = notifying(not_me_ttl=600)
+    smtp.stop()  # refused: the mail waits for a retry
+    act.enroll("lea", email="lea@example.org")
+    act.bridge.sender.run_once()
+    [event] = pending(act)
+    assert [key.split(":")[0] for key in event["sent"]] == ["webhook"]
+    smtp.start()
+    clock.advance(600)
+    assert act.bridge.sender.run_once() == 1
+    assert smtp.messages == [] and pending(act) == []
+    with act.bridge.store.engine.begin() as conn:
+        [dead] = conn.execute(sa.select(schema.events)).mappings()
+    assert dead["last_error"] == ("gave up: email: not sent, its \"this wasn't me\" link has "
+                                  "expired (STEPUP_NOT_ME_TTL)")
+
+
 def test_a_hanging_receiver_times_out_and_a_deduplicating_one_keeps_it_once(
         notifying, receiver, clock):
     act = notifying()
