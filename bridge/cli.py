@@ -381,22 +381,16 @@ def _install_options(settings, kw: dict, **extra):
 @click.option("--existing-clients", is_flag=True,
               help="Also add the client scope to the clients that exist already.")
 @click.option("--sign-out-everyone", "sign_out", is_flag=True,
-              help="Then end every session of the realm and refuse every token issued before "
-                   "(they never met the step-up).")
+              help="Once every covered door passes the audit, end the realm's sessions and "
+                   "refuse the refresh and offline tokens issued before (they never met the "
+                   "step-up).")
 def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_loa,
                      loa_max_age, existing_clients, sign_out, **kw) -> None:
     """Put the step-up on every door into the realm (browser, password reset, registration,
     identity providers, direct grant), add the claims, register the realm at the bridge,
     then audit.
     Safe to run again, with other options too."""
-    from stepup_keycloak import (
-        DOORS,
-        ProvisioningError,
-        audit,
-        connect,
-        install,
-        sign_out_everyone,
-    )
+    from stepup_keycloak import DOORS, ProvisioningError, audit, connect, install
 
     bridge = _bridge()
     doors = DOORS if cover == "all" else tuple(d.strip() for d in cover.split(",") if d.strip())
@@ -429,23 +423,36 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
     except ProvisioningError as e:
         _fail(f"installed, but the audit failed: {e}")
     _print_audit(findings, opts.realm)
-    # Sessions and tokens from before install never meet the step; ending them signs every
-    # user of the realm out, so it is asked for, not done on every re-run.
-    if sign_out:
-        try:
-            sign_out_everyone(admin, opts)
-        except ProvisioningError as e:
-            _fail(f"installed, but signing everyone out failed: {e}")
-        click.echo(f"Realm {opts.realm}: every session signed out; tokens issued before now "
-                   "are refused.")
-    elif result.changed:
-        click.echo("Sessions and tokens from before this run do not meet the step-up until "
-                   "they end: run again with --sign-out-everyone to end them now.")
     # A door it was asked to cover still open (a Kerberos alternative beside the password form,
     # say) fails the command, so automation that runs install notices; doors left out do not.
     if left := sorted({f.door for f in findings if f.door.replace(" ", "-") in opts.cover}):
         _fail(f"installed, but the audit still finds {', '.join(left)} open or with the "
-              "step-up out of place (the OPEN lines above say what to change)")
+              "step-up out of place (the OPEN lines above say what to change)"
+              + ("; nobody was signed out: users would sign in again through the open door"
+                 if sign_out else ""))
+    # Sessions and tokens from before install never meet the step; ending them signs every
+    # user of the realm out, so it is asked for, not done on every re-run, and only once every
+    # covered door has the step.
+    if sign_out:
+        _sign_out_everyone(admin, opts)
+    elif result.changed:
+        click.echo("Sessions and tokens from before this run do not meet the step-up until "
+                   "they end: run again with --sign-out-everyone to end them now.")
+
+
+def _sign_out_everyone(admin, opts) -> None:
+    from stepup_keycloak import ProvisioningError, sign_out_everyone
+
+    try:
+        unreached = sign_out_everyone(admin, opts)
+    except ProvisioningError as e:
+        _fail(f"installed, but signing everyone out failed: {e} (it may have happened in "
+              "part; running install with --sign-out-everyone again is safe)")
+    click.echo(f"Realm {opts.realm}: every session signed out; refresh and offline tokens "
+               "issued before now are refused (access tokens live out their lifespan).")
+    if unreached:
+        click.echo(f"Keycloak could not tell {len(unreached)} application(s) to end their own "
+                   f"sessions: {', '.join(unreached)}.")
 
 
 def _kept_prefixes(bridge: Bridge, result) -> list[str]:

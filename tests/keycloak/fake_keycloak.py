@@ -42,6 +42,8 @@ class FakeKeycloak(FakeAuthentication):
         self.token_requests: list[dict[str, str]] = []
         self.calls: list[tuple[str, str, Any]] = []
         self.failures: list[tuple[str, str, int, dict[str, Any]]] = []
+        #: Clients' admin URLs that logout-all reports it could not reach.
+        self.unreached_admin_urls: list[str] = []
         self.realm: dict[str, Any] = {
             "id": "realm-id",
             "realm": realm,
@@ -198,7 +200,7 @@ class FakeKeycloak(FakeAuthentication):
     def logout_all(self, _: Any) -> Reply:
         """Sessions are not modelled: the realm's not-before is what ending them leaves."""
         self.realm["notBefore"] = self.realm.get("notBefore", 0) + 1
-        return reply(200, {"successRequests": [], "failedRequests": []})
+        return reply(200, {"successRequests": [], "failedRequests": self.unreached_admin_urls})
 
     # -- identity providers and clients ----------------------------------------------------------
 

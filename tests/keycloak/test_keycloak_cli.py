@@ -17,13 +17,18 @@ def install(tmp_path, *extra: str):
                                      ADMIN_PASSWORD, *extra], env=env)
 
 
-def test_install_fails_when_a_covered_door_stays_open(fake, tmp_path):
-    """A Kerberos alternative beside the password form in the flow install copies keeps the
-    browser door open: install says so and exits 2; left out with --cover, it passes."""
+def open_kerberos_door(fake) -> None:
+    """A Kerberos alternative beside the password form of the browser flow install copies."""
     browser = fake.flow_by_alias("browser")
     (kerberos,) = [e for e in fake.executions.values()
                    if e["authenticator"] == "auth-spnego" and e["parent"] == browser["id"]]
     kerberos["requirement"] = "ALTERNATIVE"
+
+
+def test_install_fails_when_a_covered_door_stays_open(fake, tmp_path):
+    """A Kerberos alternative beside the password form in the flow install copies keeps the
+    browser door open: install says so and exits 2; left out with --cover, it passes."""
+    open_kerberos_door(fake)
 
     failed = install(tmp_path)
     assert failed.exit_code == 2, failed.output
@@ -54,11 +59,24 @@ def test_install_signs_everyone_out_only_when_asked(fake, tmp_path):
     unchanged = install(tmp_path)
     assert "--sign-out-everyone" not in unchanged.stdout  # nothing new to sign out for
 
+    fake.unreached_admin_urls = ["https://app.example/admin"]
     signed_out = install(tmp_path, "--sign-out-everyone")
     assert signed_out.exit_code == 0, signed_out.output
-    assert ("Realm acme: every session signed out; tokens issued before now are refused."
-            in signed_out.stdout)
+    assert ("Realm acme: every session signed out; refresh and offline tokens issued before "
+            "now are refused (access tokens live out their lifespan)." in signed_out.stdout)
+    assert ("Keycloak could not tell 1 application(s) to end their own sessions: "
+            "https://app.example/admin." in signed_out.stdout)
     assert fake.realm["notBefore"] == 1
+
+
+def test_nobody_is_signed_out_while_a_covered_door_stays_open(fake, tmp_path):
+    """Signed out then, users would sign in again through the open door, and the sign-out
+    would be spent."""
+    open_kerberos_door(fake)
+    failed = install(tmp_path, "--sign-out-everyone")
+    assert failed.exit_code == 2, failed.output
+    assert "nobody was signed out" in failed.stderr
+    assert "notBefore" not in fake.realm
 
 
 def test_a_refused_sign_out_fails_install_with_one_line(fake, tmp_path):
@@ -69,3 +87,5 @@ def test_a_refused_sign_out_fails_install_with_one_line(fake, tmp_path):
     [line] = failed.stderr.strip().splitlines()
     assert line.startswith("stepup: error: installed, but signing everyone out failed: ")
     assert "sign out every session of realm 'acme'" in line
+    assert line.endswith("(it may have happened in part; running install with "
+                         "--sign-out-everyone again is safe)")

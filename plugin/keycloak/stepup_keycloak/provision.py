@@ -143,10 +143,12 @@ def uninstall(admin: KeycloakAdmin, opts: InstallOptions) -> bool:
     return steps.changed
 
 
-def sign_out_everyone(admin: KeycloakAdmin, opts: InstallOptions) -> None:
-    """End every session of the realm and refuse every token issued before now, so nothing
-    from before install skips the step: an SSO cookie, a refresh or an offline token."""
-    Steps(_admin_for(admin, opts), opts).sign_out_everyone()
+def sign_out_everyone(admin: KeycloakAdmin, opts: InstallOptions) -> list[str]:
+    """End the realm's sessions and refuse the refresh and offline tokens issued before now,
+    so nothing from before install skips the step: an SSO cookie, a refresh or an offline
+    token. Returns the admin URLs of clients Keycloak could not tell (those applications keep
+    their own sessions); access tokens already issued live out their lifespan."""
+    return Steps(_admin_for(admin, opts), opts).sign_out_everyone()
 
 
 def audit(admin: KeycloakAdmin, opts: InstallOptions) -> list[Finding]:

@@ -133,12 +133,17 @@ class Steps:
 
     # -- the realm's sessions --------------------------------------------------------------------
 
-    def sign_out_everyone(self) -> None:
-        """Keycloak's *Sign out all active sessions*: every user session of the realm ends,
-        and the realm's *not before* becomes now, so every token issued before is refused —
-        refresh and offline tokens too (``ResourceAdminManager.logoutAll``)."""
-        path = URL_LOGOUT_ALL.format(**{"realm-name": self.opts.realm})
-        self.write(f"sign out every session of realm {self.opts.realm!r}", self._post, path)
+    def sign_out_everyone(self) -> list[str]:
+        """Keycloak's *Sign out all active sessions*: the realm's online user sessions end,
+        and its *not before* becomes now, so refresh and offline tokens issued before are
+        refused (``RealmAdminResource.logoutAll``, ``ResourceAdminManager.logoutAll``). Keycloak
+        also tells each client that has an admin URL; the URLs it could not reach are
+        returned."""
+        path = URL_LOGOUT_ALL.format(**{"realm-name": quote(self.opts.realm, safe="")})
+        answer = self.write(f"sign out every session of realm {self.opts.realm!r}",
+                            self._post, path)
+        failed = answer.get("failedRequests") if isinstance(answer, dict) else None
+        return [str(url) for url in failed or []]
 
     def _post(self, path: str) -> Any:
         return raise_error_from_response(self.admin.connection.raw_post(path, data=""),
