@@ -14,9 +14,10 @@ from .store import Tx
 USES = ("success", "recovery_code_used", "enrollment", "reenrollment")
 #: Events after which someone holds factors that work: new ones, or a recovery code seen.
 FACTOR_CHANGES = ("enrollment", "reenrollment", "rotation", "recovery_code_used")
-#: Events whose "this wasn't me" leaves the factors the user's own (someone guessed, or the
-#: help desk was talked into an unlock), unless factors changed after the event.
-FACTORS_UNTOUCHED = frozenset({"lockout", "failure_burst", "helpdesk_unlock"})
+#: Events whose "this wasn't me" leaves the factors the user's own (someone guessed, the help
+#: desk was talked into an unlock, or the lock at the user's request is disowned too), unless
+#: factors changed after the event.
+FACTORS_UNTOUCHED = frozenset({"lockout", "failure_burst", "helpdesk_unlock", "not_me"})
 #: Help-desk actions after which the account starts clean.
 CLEARED = ("helpdesk_unlock", "helpdesk_reset")
 #: Events read to judge a lock (their kinds are rare: no failures among them).

@@ -13,6 +13,8 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.errors import MessageError
+from email.headerregistry import Address
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -107,7 +109,7 @@ class Settings:
 
     @property
     def smtp_sender(self) -> str:
-        return self.smtp_from or f"stepup@{urlsplit(self.issuer).hostname}"
+        return self.smtp_from or f"stepup@{mail_domain(self.issuer)}"
 
     @property
     def webhook_url_list(self) -> list[str]:
@@ -270,6 +272,16 @@ def _check_issuer(issuer: str) -> None:
         raise ConfigError(f"STEPUP_ISSUER must be an http(s) URL, got {issuer!r}")
     if parts.query or parts.fragment or issuer.endswith("/"):
         raise ConfigError("STEPUP_ISSUER must have no query, fragment or trailing slash")
+    try:
+        mail_domain(issuer)
+    except UnicodeError:
+        raise ConfigError("STEPUP_ISSUER's host is not a valid domain name") from None
+
+
+def mail_domain(issuer: str) -> str:
+    """The issuer's host as mail headers take it (the default sender, Message-IDs): ASCII, an
+    internationalised name as IDNA, which a mail server without SMTPUTF8 accepts too."""
+    return (urlsplit(issuer).hostname or "localhost").encode("idna").decode("ascii")
 
 
 def _check_help_url(url: str) -> None:
@@ -315,12 +327,19 @@ def _check_notifications(settings: Settings) -> None:
             # me" links the mails carry, would cross the network in clear.
             raise ConfigError("STEPUP_SMTP_URL: a user and password need smtp+starttls:// or "
                               "smtps:// (plain smtp:// only to a server on this host)")
-    if settings.smtp_from and not _EMAIL.fullmatch(settings.smtp_from):
+    if settings.smtp_from and not is_email(settings.smtp_from):
         raise ConfigError("STEPUP_SMTP_FROM must be an e-mail address")
     for url in settings.webhook_url_list:
         parts = urlsplit(url)
-        if any(c.isspace() or not c.isprintable() for c in url) or not parts.hostname:
+        # A backslash is no URL character (RFC 3986), and requests reads a host around it
+        # where urlsplit reads another: "http://hooks.example\\@localhost/" would pass the
+        # localhost check below and go to hooks.example in clear.
+        if (any(c.isspace() or not c.isprintable() or c == "\\" for c in url)
+                or not parts.hostname):
             raise ConfigError("STEPUP_WEBHOOK_URLS has an entry that is not a URL")
+        if "@" in parts.netloc:  # receivers check the signature; a password would be logged
+            raise ConfigError("STEPUP_WEBHOOK_URLS: no user or password in the URL (receivers "
+                              "check the webhook signature)")
         if parts.scheme != "https" and not (parts.scheme == "http"
                                             and parts.hostname in _LOCAL_HOSTS):
             raise ConfigError(f"STEPUP_WEBHOOK_URLS: {parts.scheme}://{parts.hostname} must use "
@@ -365,4 +384,13 @@ _EMAIL = re.compile(r"(?=.{3,254}\Z)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
 
 
 def is_email(value: str) -> bool:
-    return bool(_EMAIL.fullmatch(value))
+    """Also read back as the mail header will read it: the parser decodes an RFC 2047 encoded
+    word (``=?utf-8?q?…?=``) even in a local part, so such an address would be mailed to
+    another mailbox, shown as a list, or make every attempt fail; and it quotes a local part
+    that is no dot-atom (``a..b``)."""
+    if not _EMAIL.fullmatch(value):
+        return False
+    try:
+        return Address(addr_spec=value).addr_spec == value
+    except (ValueError, IndexError, MessageError):
+        return False

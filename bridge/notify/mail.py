@@ -52,7 +52,8 @@ def compose(event: dict[str, Any], sender: str, domain: str,
                            locale=lang) + " UTC"
     lines = [texts.gettext(WHAT[event["event"]]), "",
              texts.gettext(WHEN) % {"when": when}]
-    if event.get("client_id"):
+    # A help-desk action's client is the help desk's own tool, not a sign-in.
+    if event.get("client_id") and not event["event"].startswith("helpdesk_"):
         lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
     lines += ["", texts.gettext(IF_NOT_YOU)]
     if not_me_link:

@@ -13,13 +13,12 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
 from stepup_handoff.deadline import Overrun
 
-from ..settings import Settings, event_names, webhook_keys
+from ..settings import Settings, event_names, mail_domain, webhook_keys
 from ..store import Store
 from . import mail, webhooks
 
@@ -38,7 +37,7 @@ class Sender:
         self.keys = webhook_keys(settings.webhook_secret) if self.urls else []
         self.email_events = event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
         self.webhook_events = event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")
-        self.domain = urlsplit(settings.issuer).hostname or "localhost"
+        self.domain = mail_domain(settings.issuer)
         # Long enough for every channel to time out twice: a live sender never loses its
         # claim; a dead one's events are due again when it lapses.
         self.lease = 2 * (settings.smtp_timeout + settings.webhook_timeout * len(self.urls)) + 5

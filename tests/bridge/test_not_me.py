@@ -237,6 +237,18 @@ def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  
     assert act.post(again, "totp", otp=act.code_now(again)).status_code == 303
 
 
+def test_disowning_the_not_me_notice_itself_keeps_the_lock_liftable(notifying, smtp, clock):  # noqa: F811
+    """The "locked at your request" notice has a link too. Following it changes nothing about
+    the factors, so the help desk may still unlock (it used to need a reset)."""
+    act, _ = after_a_burst_of_failures(notifying, clock, "ola")
+    disown(act, links(act, smtp)["failure_burst"])
+    sent = len(smtp.messages)
+    disown(act, links(act, smtp, sent)["not_me"])
+    with act.bridge.store.begin() as tx:
+        assert helpdesk.why_locked(tx, "ola").factors_safe
+        helpdesk.unlock(tx, "ola", clock(), "helpdesk")
+
+
 def test_without_the_csrf_token_nothing_is_locked(mailed):
     act, path, _ = mailed
     assert act.client.post(path).status_code == 400

@@ -152,6 +152,29 @@ def test_an_address_with_a_final_newline_is_ignored(notifying, smtp, receiver, a
     assert smtp.messages == [] and len(receiver.by_id) == 1 and pending(act) == []
 
 
+@pytest.mark.parametrize("address", [
+    "=?utf-8?q?c?=@example.org",  # read as c@example.org
+    "=?utf-8?b?dmljdGltQHguY29tLCBi?=@example.org",  # shown as "victim@x.com, b@example.org"
+    "=?utf-8?b?YQ0KQmNjOiB4QGV2aWwuY29t?=@example.org",  # a CR LF: every attempt failed
+    "=?utf-8?q??=@example.org",  # the parser raised
+    "dee..dot@example.org",  # no dot-atom: the header would quote it
+], ids=["other-mailbox", "a-list", "crlf", "empty-word", "two-dots"])
+def test_an_address_the_mail_header_would_read_otherwise_is_ignored(notifying, smtp, receiver,
+                                                                    address):
+    """The mail parser decodes an RFC 2047 encoded word even in an address: the notice would
+    go to another mailbox than the one pushed, or never go."""
+    act = notifying()
+    act.enroll("dee", email=address)
+    act.bridge.sender.run_once()
+    assert smtp.messages == [] and len(receiver.by_id) == 1 and pending(act) == []
+
+
+def test_the_default_sender_of_an_internationalised_issuer_is_ascii():
+    """A mail server without SMTPUTF8 refused every notice from stepup@bücher.example."""
+    settings = load_settings({}, {"issuer": "https://bücher.example"})
+    assert settings.smtp_sender == "stepup@xn--bcher-kva.example"
+
+
 def test_only_the_configured_events_are_sent(notifying, smtp, receiver, clock):
     act = notifying(lockout_limit=3, failure_burst=2, email_events="lockout",
                     webhook_events="failure_burst,lockout")
@@ -334,6 +357,11 @@ def test_a_lapsed_claim_is_taken_by_another_sender(notifying, receiver, clock):
     ("smtp_from", "not an address", "STEPUP_SMTP_FROM must be an e-mail address"),
     ("smtp_from", "stepup@example.com, boss@evil.example", "must be an e-mail address"),
     ("smtp_from", "stepup@example.com\tx", "must be an e-mail address"),
+    ("smtp_from", "=?utf-8?q?boss?=@example.com", "must be an e-mail address"),
+    # requests would read the host as hooks.example, urlsplit as localhost
+    ("webhook_urls", "http://hooks.example\\@localhost/in", "an entry that is not a URL"),
+    ("webhook_urls", "https://user:pw@hooks.example/in", "no user or password in the URL"),
+    ("issuer", "https://" + "a" * 64 + ".example", "STEPUP_ISSUER's host is not a valid"),
     ("notify_give_up", "3000", "STEPUP_NOTIFY_GIVE_UP must be between 3600 and 7776000"),
 ])
 def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, message):
@@ -404,7 +432,8 @@ def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, cl
     assert WHAT[event] in " ".join(body_of(message).split())
     day = datetime.fromtimestamp(at, UTC)
     assert f"{day:%b} {day.day}, {day.year}" in body_of(message)  # "Nov 14, 2023"
-    assert "Sign-in for: idp" in body_of(message)
+    # A help-desk action's client is the help desk's tool, which no user signed in to.
+    assert ("Sign-in for: idp" in body_of(message)) == (not event.startswith("helpdesk_"))
     assert f"https://bridge.example/not-me/{event_id}." in body_of(message)
     [entry] = receiver.received
     assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
