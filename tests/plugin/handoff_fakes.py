@@ -86,6 +86,8 @@ class FakeBridge:
     header_changes: dict[str, Any] = field(default_factory=dict)
     amr: list[str] = field(default_factory=lambda: ["otp"])
     down: set[str] = field(default_factory=set)  # "discovery", "jwks": answer 503 (counted)
+    #: Raw JWKS entries published before the keys (ones a client cannot use, say).
+    extra_jwks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.discovery = self.discovery or discovery_document(self.issuer)
@@ -146,7 +148,8 @@ class FakeBridge:
         self.jwks_fetches += 1
         if "jwks" in self.down:
             return 503, {}, "down"
-        return 200, {}, json.dumps({"keys": [public_jwk(k) for k in self.published]})
+        keys = self.extra_jwks + [public_jwk(k) for k in self.published]
+        return 200, {}, json.dumps({"keys": keys})
 
     def _par(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.par_requests.append(request)

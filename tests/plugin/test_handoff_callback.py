@@ -9,7 +9,7 @@ from stepup_handoff import AccessDenied, HandoffClient, HandoffError, StateMisma
 
 
 class TestState:
-    @pytest.mark.parametrize("state", ["someone-elses-state", "", None])
+    @pytest.mark.parametrize("state", ["someone-elses-state", "", None, "\udcff", "état"])
     def test_mismatch_or_missing_refused_before_redeeming(self, client, bridge, handoff, state):
         pending, _ = handoff()
 
@@ -133,6 +133,17 @@ class TestErrorResponse:
 
         with pytest.raises(StateMismatch):
             client.finish(pending, params)
+
+    @pytest.mark.parametrize("code", ["\udcff", "co de\n", "código"])
+    def test_a_code_that_is_no_code_is_refused_before_redeeming(self, client, bridge, handoff,
+                                                                code):
+        """RFC 6749 App. A.11: a code is VSCHAR; other text would not even encode."""
+        pending, callback = handoff()
+
+        with pytest.raises(HandoffError) as caught:
+            client.finish(pending, {**callback, "code": code})
+        assert caught.value.error == "invalid_response"
+        assert bridge.token_requests == []
 
     def test_neither_code_nor_error(self, client, bridge, handoff):
         pending, _ = handoff()

@@ -179,7 +179,19 @@ class TestPendingHandoff:
         assert pending.code_verifier not in repr(pending)
 
     @pytest.mark.parametrize(
-        "damage", [{"state": None}, {"nonce": 7}, {"code_verifier": ""}, {"issuer": None}]
+        "damage",
+        [
+            {"state": None},
+            {"nonce": 7},
+            {"code_verifier": ""},
+            {"issuer": None},
+            {"max_age": 1e999},  # json.loads("1e999"): inf
+            {"max_age": True},
+            {"max_age": -5},
+            {"max_age": 3.9},
+            {"expires_at": float("nan")},
+            {"pushed_at": "soon"},
+        ],
     )
     def test_damaged_record_is_refused(self, handoff, damage):
         pending, _ = handoff()

@@ -105,6 +105,17 @@ class TestClaims:
 
         refused(client, handoff, match)
 
+    def test_a_huge_auth_time_is_refused_not_an_overflow(self, client, bridge, handoff):
+        bridge.claim_changes = {"auth_time": 10**400}
+
+        refused(client, handoff, "auth_time")
+
+    def test_auth_time_before_the_hand_off_began_is_refused(self, client, bridge, handoff, clock):
+        """The factor was used for another login: the assertion is not this hand-off's."""
+        bridge.claim_changes = {"auth_time": int(clock()) - 120}
+
+        refused(client, handoff, "before this hand-off began")
+
     def test_several_audiences_refused_even_with_azp(self, client, bridge, handoff):
         bridge.claim_changes = {"aud": [CLIENT_ID, "another"], "azp": CLIENT_ID}
 
@@ -236,6 +247,29 @@ class TestKeyRotation:
 
         refused(client, handoff, "kid")
         assert bridge.jwks_fetches == 1
+
+    @pytest.mark.parametrize("entry", [
+        {"kty": "EC", "crv": "P-192", "x": "AA", "y": "AA"},  # a curve joserfc cannot load
+        {"kty": "RSA", "use": "enc", "n": "!!", "e": "AQAB"},  # a broken modulus
+        "not a key",
+    ], ids=["p-192", "bad-rsa", "not-an-object"])
+    def test_a_key_this_client_cannot_use_is_skipped(self, client, bridge, handoff, entry):
+        """RFC 7517 §5: one unusable entry must not make every step-up fail."""
+        bridge.extra_jwks = [entry]
+        pending, callback = handoff()
+
+        assert client.finish(pending, callback).subject == "user-42"
+
+    def test_a_kid_shared_by_keys_of_two_types_finds_the_one_that_fits(
+        self, client, bridge, handoff, es_key, rs_key
+    ):
+        from joserfc.jwk import RSAKey
+
+        twin = RSAKey.generate_key(2048, parameters={"kid": es_key.kid})
+        bridge.extra_jwks = [twin.as_dict(private=False)]  # listed first, no alg
+        pending, callback = handoff()
+
+        assert client.finish(pending, callback).subject == "user-42"
 
     def test_empty_jwks_is_a_discovery_error(self, client, bridge, handoff):
         from stepup_handoff import DiscoveryError

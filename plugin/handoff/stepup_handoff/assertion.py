@@ -31,6 +31,8 @@ ALLOWED_ALGS = ("ES256", "RS256")
 LEEWAY = 30
 #: Longest life of the bridge's id_tokens (DESIGN.md: ``exp`` at most 5 minutes after ``iat``).
 MAX_LIFETIME = 300
+#: The key each accepted algorithm verifies with (RFC 7518 §3.1): type and, for EC, curve.
+KEY_FOR_ALG = {"ES256": ("EC", "P-256"), "RS256": ("RSA", None)}
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,26 @@ class JwksCache:
         keys = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(keys, list):
             raise DiscoveryError("the JWKS document has no 'keys' list", error="invalid_jwks")
-        try:
-            return KeySet.import_key_set({"keys": keys})
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise DiscoveryError("the JWKS holds no usable key", error="invalid_jwks") from exc
+        usable: list[Key] = []
+        for entry in keys:  # RFC 7517 §5: a key this client cannot use is ignored, not fatal
+            try:
+                usable += KeySet.import_key_set({"keys": [entry]}).keys
+            except (JoseError, ValueError, TypeError, KeyError, AttributeError):
+                continue
+        if not usable:
+            raise DiscoveryError("the JWKS holds no usable key", error="invalid_jwks")
+        return KeySet(usable)
 
 
 def _find(keys: KeySet, kid: str, alg: str) -> Key | None:
-    try:
-        return keys.get_by_kid(kid, {"alg": alg, "use": "sig"})
-    except JoseError:
-        return None
+    """The key with ``kid`` that can verify ``alg``: of its type and curve, and not marked for
+    another algorithm or for encryption."""
+    kty, crv = KEY_FOR_ALG[alg]
+    for key in keys.keys:
+        if (key.kid == kid and key.key_type == kty and (crv is None or key.get("crv") == crv)
+                and key.get("alg") in (None, alg) and key.get("use") in (None, "sig")):
+            return key
+    return None
 
 
 def verify_id_token(
@@ -116,6 +127,7 @@ def verify_id_token(
     subject: str,
     now: float,
     max_age: int | None = None,
+    pushed_at: float | None = None,
 ) -> StepupResult:
     """Verify signature and claims of an id_token (OpenID Connect Core §3.1.3.7, §2).
 
@@ -123,8 +135,9 @@ def verify_id_token(
     a ``kid`` found in the JWKS; the signature; ``iss``; ``aud`` is exactly ``client_id`` and
     an ``azp``, if any, names it; ``exp`` and ``iat`` (with :data:`LEEWAY`; ``iat`` no older
     and ``exp - iat`` no longer than :data:`MAX_LIFETIME`); ``nonce`` is the string sent;
-    ``sub`` equals ``subject``; ``acr``, ``amr`` and ``auth_time`` present and well-typed, and
-    ``auth_time`` within ``max_age`` when one was requested.
+    ``sub`` equals ``subject``; ``acr``, ``amr`` and ``auth_time`` present and well-typed,
+    ``auth_time`` not in the future, not before the request was pushed (``pushed_at``: the
+    factor was used for this hand-off) and within ``max_age`` when one was requested.
     """
     alg, kid = _read_header(id_token)
     key = keys.key_for(kid, alg)
@@ -139,6 +152,8 @@ def verify_id_token(
         raise InvalidAssertion("id_token auth_time lies in the future")
     if max_age is not None and result.auth_time + max_age < now - LEEWAY:
         raise InvalidAssertion("auth_time is older than the requested max_age")
+    if pushed_at is not None and result.auth_time < pushed_at - LEEWAY:
+        raise InvalidAssertion("id_token auth_time lies before this hand-off began")
     return result
 
 
@@ -221,7 +236,11 @@ def _step_up_facts(claims: dict[str, Any]) -> StepupResult:
         raise InvalidAssertion("id_token has no amr list")
     if isinstance(auth_time, bool) or not isinstance(auth_time, int | float):
         raise InvalidAssertion("id_token has no numeric auth_time")
-    if not math.isfinite(auth_time):
+    try:
+        finite = math.isfinite(auth_time)
+    except OverflowError:  # an int past any float: 10**400
+        finite = False
+    if not finite:
         raise InvalidAssertion("id_token has no numeric auth_time")
     return StepupResult(
         subject=claims["sub"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,6 +74,9 @@ class PendingHandoff:
     redirect_uri: str
     authorize_url: str
     expires_at: float = 0.0  # when the pushed request_uri stops working (RFC 9126 §2.2)
+    #: When the request was pushed: finish() refuses an auth_time before it (0: not known, a
+    #: record kept by an older version).
+    pushed_at: float = 0.0
     max_age: int | None = None  # checked against auth_time by finish()
     issuer: str = ""  # the bridge it was started with: finish() refuses another (RFC 9207 §2.4)
     client_id: str = ""
@@ -88,10 +92,15 @@ class PendingHandoff:
             values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
             if any(not isinstance(values[name], str) or not values[name] for name in _TEXT):
                 raise TypeError
-            values["expires_at"] = float(values.get("expires_at", 0.0))
-            if values.get("max_age") is not None:
-                values["max_age"] = int(values["max_age"])
-        except (KeyError, TypeError, ValueError) as exc:
+            for name in ("expires_at", "pushed_at"):
+                values[name] = float(values.get(name, 0.0))
+                if not math.isfinite(values[name]):
+                    raise ValueError(name)
+            max_age = values.get("max_age")
+            if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
+                                        or max_age < 0):
+                raise ValueError("max_age")  # as start() takes it
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise HandoffError("stored hand-off is malformed", error="invalid_pending") from exc
         return cls(**values)
 
@@ -173,6 +182,7 @@ class HandoffClient:
         ):
             raise ValueError("max_age must be a non-negative integer")
         meta = self.metadata()
+        pushed_at = self._clock()
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
         params = {
@@ -211,6 +221,7 @@ class HandoffClient:
             redirect_uri=redirect_uri,
             authorize_url=f"{meta.authorization_endpoint}{sep}{query}",
             expires_at=self._clock() + expires_in,
+            pushed_at=pushed_at,
             max_age=max_age,
             issuer=self.issuer,
             client_id=self.client_id,
@@ -227,6 +238,8 @@ class HandoffClient:
         code = callback_params.get("code")
         if not isinstance(code, str) or not code:
             raise HandoffError("callback carries neither code nor error", error="invalid_response")
+        if not (code.isascii() and code.isprintable()):  # RFC 6749 App. A.11: VSCHAR
+            raise HandoffError("callback code is not a code", error="invalid_response")
         id_token = self._redeem(pending, code)
         return verify_id_token(
             id_token,
@@ -237,6 +250,7 @@ class HandoffClient:
             subject=pending.login_hint,
             now=self._clock(),
             max_age=pending.max_age,
+            pushed_at=pending.pushed_at or None,
         )
 
     def _check_bridge(self, pending: PendingHandoff) -> None:
@@ -252,7 +266,9 @@ class HandoffClient:
     def _check_state(pending: PendingHandoff, params: Mapping[str, str]) -> None:
         """RFC 6749 §10.12: the callback belongs to this browser's hand-off."""
         received = params.get("state")
-        if not isinstance(received, str) or not hmac.compare_digest(
+        # The state is ASCII (token_urlsafe); other text, a lone surrogate say, cannot match
+        # and would not encode.
+        if not isinstance(received, str) or not received.isascii() or not hmac.compare_digest(
             received.encode("utf-8"), pending.state.encode("utf-8")
         ):
             raise StateMismatch("callback state does not match this hand-off")
