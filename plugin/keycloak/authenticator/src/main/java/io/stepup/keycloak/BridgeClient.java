@@ -100,7 +100,7 @@ public class BridgeClient {
                 ? config.issuer().substring(0, config.issuer().length() - 1) : config.issuer();
         URI uri = URI.create(base + "/.well-known/openid-configuration");
         Discovery discovery = remembered("discovery " + config.issuer(), () -> Discovery.parse(
-                expectOk("discovery", send(config, get(config, uri), "discovery", MAX_METADATA_BYTES)),
+                expectOk("discovery", send(config, get(config, uri), "discovery", MAX_METADATA_BYTES), 200),
                 config.issuer()));
         discoveries.put(config.issuer(), discovery);
         return discovery;
@@ -110,13 +110,18 @@ public class BridgeClient {
     public PushedRequest pushAuthorizationRequest(StepupConfig config, Discovery discovery, Map<String, String> params)
             throws BridgeUnavailableException, HandoffException {
         HttpRequest request = post(config, discovery.parEndpoint(), params);
+        // RFC 9126 §2.2: 201 Created, a request_uri and a positive expires_in.
         JsonNode body = expectOk("pushed authorization request",
-                send(config, request, "pushed authorization request", MAX_ANSWER_BYTES));
-        String requestUri = body.path("request_uri").asText(null);
-        if (requestUri == null || requestUri.isBlank()) {
+                send(config, request, "pushed authorization request", MAX_ANSWER_BYTES), 201);
+        JsonNode requestUri = body.path("request_uri");
+        if (!requestUri.isTextual() || requestUri.asText().isBlank()) {
             throw HandoffException.rejected("pushed authorization response has no request_uri");
         }
-        return new PushedRequest(requestUri, body.path("expires_in").asLong(0));
+        JsonNode expiresIn = body.path("expires_in");
+        if (!expiresIn.isIntegralNumber() || expiresIn.asLong() <= 0) {
+            throw HandoffException.rejected("pushed authorization response has no valid expires_in");
+        }
+        return new PushedRequest(requestUri.asText(), expiresIn.asLong());
     }
 
     /**
@@ -132,7 +137,7 @@ public class BridgeClient {
                 "redirect_uri", redirectUri,
                 "code_verifier", codeVerifier);
         HttpRequest request = post(config, discovery.tokenEndpoint(), form);
-        JsonNode body = expectOk("token request", send(config, request, "token request", MAX_ANSWER_BYTES));
+        JsonNode body = expectOk("token request", send(config, request, "token request", MAX_ANSWER_BYTES), 200);
         String idToken = body.path("id_token").asText(null);
         if (idToken == null || idToken.isBlank()) {
             throw HandoffException.rejected("token response has no id_token");
@@ -153,7 +158,7 @@ public class BridgeClient {
             return cached;
         }
         JSONWebKeySet keySet = remembered("JWKS " + jwksUri, () -> parseKeys(
-                expectOk("JWKS", send(config, get(config, jwksUri), "JWKS", MAX_METADATA_BYTES))));
+                expectOk("JWKS", send(config, get(config, jwksUri), "JWKS", MAX_METADATA_BYTES), 200)));
         keySets.put(jwksUri, keySet);
         return keySet;
     }
@@ -270,8 +275,12 @@ public class BridgeClient {
         return response;
     }
 
-    /** 2xx with a JSON object body, or a {@link HandoffException} naming the OAuth {@code error} code. */
-    private static JsonNode expectOk(String what, HttpResponse<byte[]> response) throws HandoffException {
+    /**
+     * The {@code expected} status (RFC 6749 §5.1: 200; RFC 9126 §2.2: 201) with a JSON object body, or a
+     * {@link HandoffException} naming the OAuth {@code error} code.
+     */
+    private static JsonNode expectOk(String what, HttpResponse<byte[]> response, int expected)
+            throws HandoffException {
         JsonNode body;
         try {
             body = JsonSerialization.mapper.readTree(response.body());
@@ -283,6 +292,9 @@ public class BridgeClient {
             JsonNode error = body == null ? null : body.path("error");
             throw HandoffException.rejected(what + " refused: HTTP " + status
                     + (error != null && error.isTextual() ? " " + Handoff.printable(error.asText()) : ""));
+        }
+        if (status != expected) {
+            throw HandoffException.rejected(what + " answered HTTP " + status + ", not " + expected);
         }
         if (body == null || !body.isObject()) {
             throw HandoffException.rejected(what + " answer is not a JSON object");

@@ -38,29 +38,53 @@ public final class Discovery {
             throw HandoffException.rejected("discovery issuer " + (issuer == null ? null : Handoff.printable(issuer))
                     + " does not match configured " + expectedIssuer);
         }
+        JsonNode methods = doc.path("token_endpoint_auth_methods_supported");
+        if (methods.isArray() && !containsText(methods, "client_secret_basic")) {
+            throw HandoffException.rejected("the bridge does not accept client_secret_basic");
+        }
+        // Plain http only when the configured issuer is itself plain http on this machine
+        // (local testing): an https bridge that names http://127.0.0.1 would have Keycloak send
+        // the secret, the code and the verifier in clear to whatever listens there.
+        boolean plainAllowed = !expectedIssuer.startsWith("https://");
         return new Discovery(issuer,
-                endpoint(doc, "authorization_endpoint"),
-                endpoint(doc, "token_endpoint"),
-                endpoint(doc, "pushed_authorization_request_endpoint"),
-                endpoint(doc, "jwks_uri"),
+                endpoint(doc, "authorization_endpoint", plainAllowed),
+                endpoint(doc, "token_endpoint", plainAllowed),
+                endpoint(doc, "pushed_authorization_request_endpoint", plainAllowed),
+                endpoint(doc, "jwks_uri", plainAllowed),
                 doc.path("authorization_response_iss_parameter_supported").asBoolean(false));
     }
 
-    private static URI endpoint(JsonNode doc, String name) throws HandoffException {
+    private static URI endpoint(JsonNode doc, String name, boolean plainAllowed) throws HandoffException {
         String value = doc.path(name).asText(null);
         if (value == null || value.isBlank()) {
             throw HandoffException.rejected("discovery document has no " + name);
         }
+        URI uri;
         try {
-            URI uri = URI.create(value);
-            if (uri.getHost() == null || !StepupConfig.secureOrLoopback(uri)) {
-                // The client secret, the code and the PKCE verifier travel to these endpoints.
-                throw HandoffException.rejected("discovery " + name + " is not https (http only on localhost)");
-            }
-            return uri;
+            uri = URI.create(value);
         } catch (IllegalArgumentException e) {
             throw HandoffException.rejected("discovery " + name + " is not a valid URL");
         }
+        boolean https = "https".equalsIgnoreCase(uri.getScheme());
+        if (uri.getHost() == null || !StepupConfig.secureOrLoopback(uri) || !(https || plainAllowed)) {
+            // The client secret, the code and the PKCE verifier travel to these endpoints.
+            throw HandoffException.rejected("discovery " + name
+                    + " is not https (http only on localhost, for a bridge on localhost)");
+        }
+        if (uri.getRawFragment() != null) {
+            // The query this client appends would end up inside the fragment.
+            throw HandoffException.rejected("discovery " + name + " has a fragment");
+        }
+        return uri;
+    }
+
+    private static boolean containsText(JsonNode array, String value) {
+        for (JsonNode item : array) {
+            if (item.isTextual() && item.asText().equals(value)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     public String issuer() {

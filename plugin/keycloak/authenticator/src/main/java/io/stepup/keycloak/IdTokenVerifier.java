@@ -109,7 +109,12 @@ public class IdTokenVerifier {
             throw HandoffException.rejected("id_token is not signed");
         }
         checkHeader(jws.getHeader());
-        KeyWrapper key = findKey(jws.getHeader().getKeyId(), alg, keys);
+        String kid = jws.getHeader().getKeyId();
+        if (kid == null || kid.isEmpty()) {
+            // The bridge always names its key (DESIGN.md); the Python client refuses it too.
+            throw HandoffException.rejected("id_token header has no kid");
+        }
+        KeyWrapper key = findKey(kid, alg, keys);
         checkSignature(jws, alg, key);
         IDToken token;
         JsonNode claims;
@@ -131,6 +136,9 @@ public class IdTokenVerifier {
         }
         if (token.getAuth_time() < expected.requestedAt - LEEWAY_SECONDS) {
             throw HandoffException.rejected("id_token auth_time is before this login's pushed request");
+        }
+        if (token.getAuth_time() > clock.instant().getEpochSecond() + LEEWAY_SECONDS) {
+            throw HandoffException.rejected("id_token auth_time lies in the future");
         }
         if (expected.acrValues != null && !List.of(expected.acrValues.trim().split("\\s+")).contains(token.getAcr())) {
             throw HandoffException.rejected("id_token acr is not one of the requested acr_values");
@@ -156,17 +164,17 @@ public class IdTokenVerifier {
             key = select(keys.keys(true), kid, alg);
         }
         if (key == null) {
-            throw HandoffException.rejected("no " + alg + " key in the bridge's JWKS for kid " + kid);
+            throw HandoffException.rejected("no " + alg + " key in the bridge's JWKS for kid "
+                    + Handoff.printable(kid));
         }
         return key;
     }
 
-    /** With a {@code kid}: that key, if its type fits {@code alg}. Without one: the only key that fits. */
+    /** The key named {@code kid}, if exactly one of that kid fits {@code alg}. */
     static KeyWrapper select(JSONWebKeySet keySet, String kid, Algorithm alg) {
         List<KeyWrapper> fitting = new ArrayList<>();
         for (KeyWrapper key : JWKSUtils.getKeyWrappersForUse(keySet, JWK.Use.SIG, true).getKeys()) {
-            boolean kidMatches = kid == null || kid.equals(key.getKid());
-            if (kidMatches && fits(key, alg)) {
+            if (kid.equals(key.getKid()) && fits(key, alg)) {
                 fitting.add(key);
             }
         }
@@ -241,19 +249,21 @@ public class IdTokenVerifier {
         }
     }
 
-    /** {@code amr} is a JSON array of strings (OpenID Connect Core §2); a lone string is tolerated. */
+    /** {@code amr} is a JSON array of strings (OpenID Connect Core §2), as the Python client requires. */
     private static List<String> amr(JsonNode claims) throws HandoffException {
         JsonNode claim = claims.path("amr");
         List<String> values = new ArrayList<>();
-        if (claim.isArray()) {
-            for (JsonNode value : claim) {
-                if (!value.isTextual()) {
-                    throw HandoffException.rejected("id_token amr is not an array of strings");
-                }
-                values.add(value.asText());
+        if (claim.isMissingNode()) {
+            return values;
+        }
+        if (!claim.isArray()) {
+            throw HandoffException.rejected("id_token amr is not an array of strings");
+        }
+        for (JsonNode value : claim) {
+            if (!value.isTextual()) {
+                throw HandoffException.rejected("id_token amr is not an array of strings");
             }
-        } else if (claim.isTextual()) {
-            values.add(claim.asText());
+            values.add(value.asText());
         }
         return values;
     }

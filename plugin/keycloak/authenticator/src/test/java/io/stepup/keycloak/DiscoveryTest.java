@@ -30,13 +30,43 @@ class DiscoveryTest {
     void plainHttpEndpointOnAnotherHostIsRefused() throws Exception {
         JsonNode doc = doc("http://mfa.example.com/token");
         HandoffException e = assertThrows(HandoffException.class, () -> Discovery.parse(doc, ISSUER));
-        assertEquals("discovery token_endpoint is not https (http only on localhost)", e.getMessage());
+        assertEquals("discovery token_endpoint is not https (http only on localhost, for a bridge on localhost)",
+                e.getMessage());
     }
 
     @Test
-    void plainHttpOnLoopbackIsAllowedForLocalTesting() throws Exception {
-        assertEquals("http://127.0.0.1:5000/token",
-                Discovery.parse(doc("http://127.0.0.1:5000/token"), ISSUER).tokenEndpoint().toString());
+    void plainHttpOnLoopbackIsRefusedForAnHttpsBridge() throws Exception {
+        // The secret, the code and the verifier would go in clear to whatever listens there.
+        JsonNode doc = doc("http://127.0.0.1:5000/token");
+        HandoffException e = assertThrows(HandoffException.class, () -> Discovery.parse(doc, ISSUER));
+        assertEquals("discovery token_endpoint is not https (http only on localhost, for a bridge on localhost)",
+                e.getMessage());
+    }
+
+    @Test
+    void plainHttpOnLoopbackIsAllowedForABridgeOnLoopback() throws Exception {
+        String local = "http://127.0.0.1:5000";
+        JsonNode doc = JsonSerialization.mapper.readTree("{\"issuer\":\"" + local + "\","
+                + "\"authorization_endpoint\":\"" + local + "/authorize\","
+                + "\"token_endpoint\":\"" + local + "/token\","
+                + "\"pushed_authorization_request_endpoint\":\"" + local + "/par\","
+                + "\"jwks_uri\":\"" + local + "/jwks\"}");
+        assertEquals(local + "/token", Discovery.parse(doc, local).tokenEndpoint().toString());
+    }
+
+    @Test
+    void anEndpointWithAFragmentIsRefused() throws Exception {
+        JsonNode doc = doc(ISSUER + "/token#x");
+        HandoffException e = assertThrows(HandoffException.class, () -> Discovery.parse(doc, ISSUER));
+        assertEquals("discovery token_endpoint has a fragment", e.getMessage());
+    }
+
+    @Test
+    void aBridgeThatDoesNotTakeClientSecretBasicIsRefused() throws Exception {
+        JsonNode doc = JsonSerialization.mapper.readTree("{\"issuer\":\"" + ISSUER + "\","
+                + "\"token_endpoint_auth_methods_supported\":[\"private_key_jwt\"]}");
+        HandoffException e = assertThrows(HandoffException.class, () -> Discovery.parse(doc, ISSUER));
+        assertEquals("the bridge does not accept client_secret_basic", e.getMessage());
     }
 
     @Test

@@ -184,6 +184,34 @@ class HandoffTest {
     }
 
     @Test
+    void aClosedClientWindowIsARefusalSoTheLoginFailsClosed() {
+        // 429 is no outage: onBridgeUnavailable=skip must never let it through.
+        bridge.parStatus = 429;
+        bridge.parBody = "{\"error\":\"temporarily_unavailable\"}";
+        HandoffException e = assertThrows(HandoffException.class, this::begin);
+        assertEquals("pushed authorization request refused: HTTP 429 temporarily_unavailable", e.getMessage());
+    }
+
+    @Test
+    void aPushedRequestAnswerIs201WithARequestUriAndExpiresIn() {
+        // RFC 9126 §2.2, as the Python client checks it.
+        bridge.parStatus = 200;
+        HandoffException e = assertThrows(HandoffException.class, this::begin);
+        assertEquals("pushed authorization request answered HTTP 200, not 201", e.getMessage());
+        bridge.parStatus = 201;
+        for (String body : new String[] {"{\"request_uri\":\"" + FakeBridge.REQUEST_URI + "\"}",
+                "{\"request_uri\":\"" + FakeBridge.REQUEST_URI + "\",\"expires_in\":0}",
+                "{\"request_uri\":\"" + FakeBridge.REQUEST_URI + "\",\"expires_in\":\"60\"}"}) {
+            bridge.parBody = body;
+            e = assertThrows(HandoffException.class, this::begin);
+            assertEquals("pushed authorization response has no valid expires_in", e.getMessage());
+        }
+        bridge.parBody = "{\"request_uri\":7,\"expires_in\":60}";
+        e = assertThrows(HandoffException.class, this::begin);
+        assertEquals("pushed authorization response has no request_uri", e.getMessage());
+    }
+
+    @Test
     void bridge5xxIsUnavailable() {
         bridge.parStatus = 503;
         BridgeUnavailableException e = assertThrows(BridgeUnavailableException.class, this::begin);
