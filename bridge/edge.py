@@ -97,14 +97,22 @@ def for_programs(path: str) -> bool:
     return oidc_endpoints.owns(path) or admin_views.owns(path)
 
 
+def server_error_json() -> Response:
+    """OAuth JSON for a failure of the server's own (RFC 6749 §5.2 has no code for it; authlib
+    and others answer ``server_error``)."""
+    response = Response('{"error": "server_error", "error_description": '
+                        '"The server could not answer this request."}',
+                        500, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _server_error(error: InternalServerError) -> Response:
     """A bug, not the user's fault: a generic page (or OAuth JSON), never a traceback. Flask
     has already logged the exception; the formatter keeps that to one line."""
     try:
         if for_programs(request.path):
-            response = Response('{"error": "server_error", "error_description": '
-                                '"The server could not answer this request."}',
-                                500, mimetype="application/json")
+            response = server_error_json()
         else:
             response = Response(render_template(
                 "message.html", title=_("Something went wrong"),

@@ -29,6 +29,7 @@ from prometheus_client import (
 
 from .edge import for_programs
 from .oidc import endpoints as oidc_endpoints
+from .secretbox import SecretBoxError
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("stepup")
@@ -145,6 +146,9 @@ def readyz():
         checks["signing_keys"] = "ok"
     except (LookupError, sa.exc.SQLAlchemyError):
         checks["signing_keys"] = "unavailable"
+    except SecretBoxError as e:  # sealed with an encryption key this node lacks
+        checks["signing_keys"] = f"unreadable ({e})"
+        log.error("signing keys cannot be opened: %s; see docs/operations.md, Key rotation", e)
     ready = all(v == "ok" for v in checks.values())
     response = jsonify(status="ready" if ready else "not ready", checks=checks)
     response.status_code = 200 if ready else 503

@@ -8,6 +8,7 @@ Automation contract (DESIGN.md): ``otp`` / ``recovery_code`` inputs, ``#use-reco
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import UTC, datetime
 
@@ -48,11 +49,13 @@ from ..challenge import (
     Locked,
     MovedOn,
 )
+from ..edge import for_programs, server_error_json
 from ..i18n import error_text, use_ui_locales
 from ..oidc import endpoints as oidc_endpoints
 from ..secretbox import SecretBoxError
 from ..store import Flow
 
+log = logging.getLogger("stepup")
 bp = Blueprint("flows", __name__)
 
 #: How many sign-ins one browser may have open at once (tabs); the oldest is forgotten.
@@ -304,7 +307,12 @@ def _message(title: str, text: str, status: int):
 
 
 def _unreadable(error: SecretBoxError):
-    """A sealed value this node cannot open (its encryption key was removed too early)."""
+    """A sealed value this node cannot open: its encryption key was removed too early, or the
+    signing keys were sealed with a key it lacks (docs/operations.md, "Key rotation"). The
+    operator must hear of it; a program gets JSON (the JWKS, the token endpoint)."""
+    log.error("a sealed value cannot be opened: %s; see docs/operations.md, Key rotation", error)
+    if for_programs(request.path):
+        return server_error_json()
     return _message(_("This sign-in cannot continue"),
                     _("Go back to your sign-in page and start again."), 400)
 

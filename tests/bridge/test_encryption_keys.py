@@ -54,3 +54,28 @@ def test_a_flow_sealed_with_a_removed_key_gets_a_400_page(tmp_path, clock):
     page = act.client.get(login.flow_url)
     assert page.status_code == 400
     assert b"start again" in page.data
+
+
+def test_signing_keys_sealed_with_a_key_this_node_lacks_fail_readiness_loudly(tmp_path, clock,
+                                                                              caplog):
+    """`stepup keys rotate` run with a new encryption key before every node has it: the node
+    that lacks it is not ready (503 with the reason), its program endpoints answer JSON, and
+    the log says what to look at, instead of an HTML 400 and silence."""
+    old, new = f"old:{new_key()}", f"new:{new_key()}"
+    lagging = create_app({"issuer": "https://b.example"},
+                         environ={"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ENCRYPTION_KEYS": old},
+                         clock=clock)
+    ahead = create_app({"issuer": "https://b.example"},
+                       environ={"STEPUP_DATA_DIR": str(tmp_path),
+                                "STEPUP_ENCRYPTION_KEYS": f"{new},{old}"}, clock=clock)
+    ahead.extensions["stepup"].signing_keys.rotate(clock(), 0)
+    lagging.extensions["stepup"].signing_keys.refresh = 0  # its next request reloads the ring
+    client = lagging.test_client()
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["signing_keys"] == (
+        "unreadable (no encryption key with id 'new')")
+    jwks = client.get("/jwks")
+    assert jwks.status_code == 500 and jwks.get_json()["error"] == "server_error"
+    assert "a sealed value cannot be opened: no encryption key with id 'new'" in caplog.text
