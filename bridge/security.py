@@ -9,9 +9,10 @@ bridge itself and all output is auto-escaped, so there is no injected form for i
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 
-from flask import Flask
+from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
 
 from .settings import Settings
@@ -52,3 +53,16 @@ def with_headers(wsgi_app: Callable, headers: dict[str, str]) -> Callable:
         return wsgi_app(environ, start)
 
     return app
+
+
+def secure_transport() -> bool:
+    """https, or plain http between two processes of this machine (RFC 6749 §2.3.1, §3.2;
+    RFC 6750 §5.3 for bearer tokens). The connection's peer must be loopback, after
+    ``STEPUP_TRUSTED_PROXIES`` the user's address the proxies name: authlib exempts a loopback
+    *URL*, whose host is the request's Host header, which anyone can name."""
+    if request.is_secure:
+        return True
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .. import helpdesk
 from ..oidc.clients import ADMIN_SCOPE
-from ..security import csrf
+from ..security import csrf, secure_transport
 from ..text import is_protocol_value
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
@@ -69,11 +69,16 @@ def _no_store(response):
 
 
 def authorized(view):
-    """A valid, unexpired bearer token with scope ``stepup:admin`` of a client that is still
-    registered with the admin flag: 401 without one (its client removed or no longer an admin
-    makes it invalid: RFC 6750 §3.1), 403 with the wrong scope."""
+    """Over https (RFC 6750 §5.3: a token that can reset anyone's factors never crosses the
+    network in clear; plain http only from this machine, as at /token), a valid, unexpired
+    bearer token with scope ``stepup:admin`` of a client that is still registered with the
+    admin flag: 401 without one (its client removed or no longer an admin makes it invalid:
+    RFC 6750 §3.1), 403 with the wrong scope."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        if not secure_transport():
+            raise ApiError(400, "invalid_request",
+                           "The help-desk API needs https (plain http only on this machine).")
         bridge = current_app.extensions["stepup"]
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not is_protocol_value(token.strip(), 512):

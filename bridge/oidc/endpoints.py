@@ -6,7 +6,6 @@ Errors here are OAuth JSON (RFC 6749 §5.2): ``{"error": ..., "error_description
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 import re
 import secrets
@@ -29,7 +28,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import grant as admin_grant
 from ..keyring import JWKS_MAX_AGE
-from ..security import csrf
+from ..security import csrf, secure_transport
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
 from .clients import (
@@ -204,7 +203,7 @@ def _back_channel_request() -> _BackChannelRequest:
       authlib exempts a loopback *URL*, whose host is the request's Host header: whoever
       names ``Host: localhost`` would pass. The connection's peer must be loopback too.
     """
-    if not request.is_secure and not _loopback_peer():
+    if not secure_transport():
         raise InsecureTransportError()
     if request.mimetype != "application/x-www-form-urlencoded":
         raise InvalidRequestError("The request must be form-encoded.")
@@ -223,15 +222,6 @@ def _back_channel_request() -> _BackChannelRequest:
 def _caller() -> str:
     """The caller's address (after ``STEPUP_TRUSTED_PROXIES``), as the code window reads it."""
     return request.remote_addr or "unknown"
-
-
-def _loopback_peer() -> bool:
-    """Whether the request came from this machine (after ``STEPUP_TRUSTED_PROXIES``: from the
-    user's address the proxies name)."""
-    try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
 
 
 def _form() -> dict[str, list[str]]:

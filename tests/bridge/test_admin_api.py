@@ -175,6 +175,24 @@ def test_missing_bad_and_expired_tokens_are_401(admin_act, clock):
     assert audited(act, "helpdesk_show") == []
 
 
+def test_a_token_over_plain_http_from_another_host_is_refused(admin_act):
+    """RFC 6750 §5.3: a token that can reset anyone's factors must not cross the network in
+    clear; /token refuses plain http from elsewhere, so the API does too, before the token."""
+    act = admin_act
+    act.enroll("ned")
+    headers = bearer(act)
+    refused = act.client.get("/admin/api/users/ned", headers=headers,
+                             environ_overrides={"REMOTE_ADDR": "203.0.113.5"})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "invalid_request"
+    assert "https" in refused.get_json()["error_description"]
+    assert audited(act, "helpdesk_show") == []
+    over_tls = act.client.get("/admin/api/users/ned", headers=headers,
+                              base_url="https://bridge.example",
+                              environ_overrides={"REMOTE_ADDR": "203.0.113.5"})
+    assert over_tls.status_code == 200
+
+
 def test_wrong_scope_or_client_is_refused(admin_act, clock):
     act = admin_act
     act.enroll("uma")
