@@ -51,8 +51,10 @@ def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock):
     assert act.client.get("/token").status_code == 405
     assert sample("stepup_protocol_errors_total", endpoint="unmatched",
                   error="invalid_request") == wrong_method + 1
-    text = act.client.get("/metrics").get_data(as_text=True)
-    assert "stepup_request_seconds_bucket" in text
+    scraped = act.client.get("/metrics")
+    assert "stepup_request_seconds_bucket" in scraped.get_data(as_text=True)
+    # Prometheus' own content type, once (werkzeug appended a second charset to a mimetype).
+    assert scraped.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
 
 
 def test_request_id_is_echoed_or_made(client):
