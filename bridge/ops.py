@@ -44,6 +44,9 @@ PROTOCOL_ERRORS = Counter("stepup_protocol_errors_total", "OAuth errors answered
 LATENCY = Histogram("stepup_request_seconds", "Request latency by endpoint.", ["endpoint"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 DB_ERRORS = Counter("stepup_database_errors_total", "Requests failed by the database.")
+CLIENT_AUTH_CLOSED = Counter(
+    "stepup_client_auth_windows_closed_total",
+    "Times an address reached the limit of failed authentications for a client.")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 

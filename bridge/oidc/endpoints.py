@@ -23,7 +23,6 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from prometheus_client import Counter
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import grant as admin_grant
@@ -43,10 +42,6 @@ from .clients import (
 log = logging.getLogger("stepup")
 
 bp = Blueprint("oidc", __name__)
-
-CLIENT_AUTH_CLOSED = Counter(
-    "stepup_client_auth_windows_closed_total",
-    "Times an address reached the limit of failed authentications for a client.")
 
 
 def init_app(app: Flask) -> AuthorizationServer:
@@ -137,6 +132,10 @@ def _count_failure(claimed: str) -> None:
     """One failed client authentication in the caller's window. If the database cannot take
     it, the caller still gets the same ``invalid_client`` (a 503 only for wrong credentials
     would tell them the guess was wrong); the error is logged."""
+    # Imported here: prometheus_client must not be imported before `stepup serve` sets
+    # PROMETHEUS_MULTIPROC_DIR (bridge.cli), and this module is imported before that.
+    from ..ops import CLIENT_AUTH_CLOSED
+
     bridge = current_app.extensions["stepup"]
     try:
         if bridge.client_auth.hit(_caller(), claimed, bridge.clock()):

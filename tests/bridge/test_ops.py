@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
@@ -116,3 +118,12 @@ def test_a_database_outage_is_try_again_in_each_callers_own_terms(act, monkeypat
                           headers={"Accept-Language": "de"})
     assert page.status_code == 503
     assert "Bitte versuchen Sie es gleich noch einmal" in page.get_data(as_text=True)
+
+
+def test_the_cli_does_not_load_prometheus_before_serve_names_its_folder():
+    """prometheus_client picks single- or multi-process counters when it is imported: loaded
+    before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR, every worker's /metrics was empty."""
+    probe = "import sys, bridge.cli; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
