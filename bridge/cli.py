@@ -71,6 +71,8 @@ def main() -> None:
 def serve(host: str, port: int) -> None:
     """Run the production server (gunicorn) on the configured settings."""
     settings = load_settings()
+    # Before the metrics folder in it: mkdir(parents=True) would make it with the default mode.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     metrics_dir = os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / f"metrics-{port}"))
     _clear_metric_files(Path(metrics_dir))
@@ -173,7 +175,9 @@ def _register(bridge: Bridge, record, replace: bool) -> None:
             return
         tx.remove_client(record.client_id)
         tx.add_client(record)
-        tx.audit("client_registered", time.time(), client_id=record.client_id)
+        # The most privileged registration, an admin one, shows as such in the trail.
+        tx.audit("client_registered", time.time(), client_id=record.client_id,
+                 admin=record.admin, auth="private_key_jwt" if record.jwks_uri else "client_secret")
 
 
 @client.command("list")
@@ -192,11 +196,18 @@ def client_list() -> None:
 @click.argument("client_id")
 def client_remove(client_id: str) -> None:
     """Remove a client registration."""
-    with _bridge().store.begin() as tx:
-        if not tx.remove_client(client_id):
-            _fail(f"no client {client_id!r}")
-        tx.audit("client_removed", time.time(), client_id=client_id)
+    if not _unregister(_bridge(), client_id):
+        _fail(f"no client {client_id!r}")
     click.echo(f"Removed client {client_id}")
+
+
+def _unregister(bridge: Bridge, client_id: str) -> bool:
+    """Remove a client, audited; False when there was none."""
+    with bridge.store.begin() as tx:
+        if not tx.remove_client(client_id):
+            return False
+        tx.audit("client_removed", time.time(), client_id=client_id)
+    return True
 
 
 # -- users (help desk) --------------------------------------------------------------------
@@ -210,8 +221,16 @@ _SUBJECT_HINT = ("users are known by the IdP's subject, its user id (in Keycloak
                  "a UUID), not by username")
 
 
+def _subject(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A subject the database can keep, checked before any audit row is written."""
+    if not helpdesk.is_subject(value):
+        _fail(f"not a subject: empty, unprintable or over {helpdesk.SUBJECT_LIMIT} characters "
+              f"({_SUBJECT_HINT})")
+    return value
+
+
 @user.command("show")
-@click.argument("subject")
+@click.argument("subject", callback=_subject)
 def user_show(subject: str) -> None:
     """Show a user's enrollment, lock state and recent audit events (no secrets)."""
     with _bridge().store.begin() as tx:
@@ -242,7 +261,7 @@ def user_show(subject: str) -> None:
 
 
 @user.command("unlock")
-@click.argument("subject")
+@click.argument("subject", callback=_subject)
 def user_unlock(subject: str) -> None:
     """Lift a lock after checking it's the user; their authenticator and code stay valid."""
     try:
@@ -261,7 +280,7 @@ def user_unlock(subject: str) -> None:
 
 
 @user.command("reset")
-@click.argument("subject")
+@click.argument("subject", callback=_subject)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def user_reset(subject: str, yes: bool) -> None:
     """Revoke a user's TOTP and recovery code (they enroll again at next sign-in)."""
@@ -502,8 +521,7 @@ def keycloak_uninstall(**kw) -> None:
         changed = uninstall(connect(opts), opts)
     except ProvisioningError as e:
         _fail(str(e))
-    with bridge.store.begin() as tx:
-        tx.remove_client(opts.bridge_client_id)
+    _unregister(bridge, opts.bridge_client_id)
     click.echo(f"Realm {opts.realm}: {'restored' if changed else 'nothing to undo'}.")
 
 

@@ -22,6 +22,14 @@ FACTORS_UNTOUCHED = frozenset({"lockout", "failure_burst", "helpdesk_unlock", "n
 CLEARED = ("helpdesk_unlock", "helpdesk_reset")
 #: Events read to judge a lock (their kinds are rare: no failures among them).
 TRAIL = 500
+#: Longest subject the database keeps (``users.subject``, ``audit_events.subject``).
+SUBJECT_LIMIT = 255
+
+
+def is_subject(value: str) -> bool:
+    """What a help desk may name a user by: the IdP's subject, printable, at most
+    :data:`SUBJECT_LIMIT` characters (the API and the CLI check it before any audit row)."""
+    return bool(value) and len(value) <= SUBJECT_LIMIT and value.isprintable()
 
 
 class NotEnrolled(LookupError):

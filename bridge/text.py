@@ -17,6 +17,8 @@ import unicodedata
 #: (``urn:ietf:params:oauth:request_uri:`` and 43 random characters, with room to spare).
 CLIENT_ID_LIMIT = 255
 REQUEST_URI_LIMIT = 200
+#: Longest redirect URI (and registered prefix or JWKS URI) taken.
+URI_LIMIT = 2000
 
 _VSCHAR = re.compile(r"[\x20-\x7e]+")
 #: What an OAuth ``error_description`` may hold (RFC 6749 §5.2: VSCHAR but ``"`` and ``\``);

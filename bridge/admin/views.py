@@ -17,7 +17,6 @@ from ..text import is_protocol_value
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 MAX_PAGE = 200
-SUBJECT_LIMIT = 255
 
 
 def init_app(app: Flask) -> None:
@@ -108,7 +107,7 @@ def _json_body() -> None:
 
 
 def _subject(subject: str) -> str:
-    if not subject or len(subject) > SUBJECT_LIMIT or not subject.isprintable():
+    if not helpdesk.is_subject(subject):
         raise ApiError(400, "invalid_request", "The subject is empty, too long or unprintable.")
     return subject
 

@@ -29,7 +29,7 @@ from stepup_handoff.deadline import Deadline, bounded_session
 
 from ..keyring import ALGORITHMS
 from ..store import Client, Store
-from ..text import CLIENT_ID_LIMIT, is_protocol_value
+from ..text import CLIENT_ID_LIMIT, URI_LIMIT, is_protocol_value
 
 log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
@@ -295,12 +295,12 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
     if secret is not None and len(secret) < 16:
         raise ValueError("the client secret must be at least 16 characters")
     if jwks_uri and not _is_http_url(jwks_uri):
-        raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri}")
+        raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri!r}")
     if not redirect_uris and not redirect_uri_prefixes and not admin:
         raise ValueError("give at least one --redirect-uri or --redirect-uri-prefix")
     for uri in [*redirect_uris, *redirect_uri_prefixes]:
         if not _is_http_url(uri) or urlsplit(uri).fragment:
-            raise ValueError(f"not an http(s) URL without fragment: {uri}")
+            raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
     if id_token_alg not in ("ES256", "RS256"):
         raise ValueError("the id_token algorithm must be ES256 or RS256")
     return Client(
@@ -317,5 +317,10 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
 
 
 def _is_http_url(uri: str) -> bool:
+    """An http(s) URL of printable ASCII without spaces (RFC 3986): a redirect URI is compared
+    as the IdP sends it, and /par takes only such text, so one with a control character could
+    never match (urlsplit drops tabs and newlines unseen), and would reach `client list`."""
+    if not is_protocol_value(uri, URI_LIMIT) or " " in uri:
+        return False
     parts = urlsplit(uri)
     return parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -21,7 +21,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError
 
 from ..settings import is_email
-from ..text import display_name, fits_error_text, is_protocol_value
+from ..text import URI_LIMIT, display_name, fits_error_text, is_protocol_value
 from .clients import ClientModel
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
@@ -89,7 +89,7 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel, acr: str) -
     if "openid" not in params.get("scope", "").split():
         raise InvalidScopeError("The scope must include 'openid'.")
     redirect_uri = _required(params, "redirect_uri")
-    if not is_protocol_value(redirect_uri, 2000):
+    if not is_protocol_value(redirect_uri, URI_LIMIT):
         raise InvalidRequestError("'redirect_uri' is too long or has invalid characters.")
     if not client.check_redirect_uri(redirect_uri):
         raise InvalidRequestError("'redirect_uri' is not registered for this client.")

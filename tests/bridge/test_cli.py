@@ -71,6 +71,25 @@ def login_with(act: Actions, client_id: str, secret: str, subject: str = "alice"
                       auth=(client_id, secret))
 
 
+def test_serve_makes_a_new_data_folder_private(tmp_path, monkeypatch):
+    """docs/configuration.md: created with mode 0700. The metrics folder inside it used to
+    come first, and mkdir(parents=True) made the data folder with the default mode."""
+    monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: None)
+    monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    # A copy: serve sets PROMETHEUS_MULTIPROC_DIR in the environment, which must not outlive
+    # the test.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if k != "PROMETHEUS_MULTIPROC_DIR"
+                                        and not k.startswith("STEPUP_")})
+    folder = tmp_path / "new" / "data"
+    old = os.umask(0o022)
+    try:
+        ok(CliRunner().invoke(main, ["serve"], env={"STEPUP_DATA_DIR": str(folder)}))
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
 def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, tmp_path,
                                                                          monkeypatch):
     """PROMETHEUS_MULTIPROC_DIR may name a folder that holds more than metrics: the data folder
@@ -148,7 +167,14 @@ class TestClientAdd:
         ["--redirect-uri", "https:///no-host"],
         ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix", "javascript:x"],
         [],
-    ], ids=["ftp", "fragment", "not-url", "no-host", "bad-prefix", "none"])
+        # Never matched at /par (VSCHAR only; urlsplit drops the newline unseen), and printed
+        # raw by `client list`.
+        ["--redirect-uri", "https://idp.example/c\nb"],
+        ["--redirect-uri", "https://idp.example/ x"],
+        ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix",
+         "https://idp.example/\x1b[2Jp"],
+    ], ids=["ftp", "fragment", "not-url", "no-host", "bad-prefix", "none", "newline", "space",
+            "escape-in-prefix"])
     def test_bad_redirect_uri(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
                               *args))
@@ -159,7 +185,8 @@ class TestClientAdd:
         [],
         ["--client-secret", "short"],
         ["--jwks-uri", "file:///etc/passwd"],
-    ], ids=["both", "neither", "short-secret", "jwks-not-http"])
+        ["--jwks-uri", "https://kc.example/cer\tts"],
+    ], ids=["both", "neither", "short-secret", "jwks-not-http", "jwks-tab"])
     def test_bad_authentication_option(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", *args,
                               "--redirect-uri", "https://idp.example/cb"))
@@ -194,6 +221,18 @@ class TestClientListRemove:
 
 
 class TestUser:
+    @pytest.mark.parametrize("command", [["show"], ["unlock"], ["reset", "--yes"]])
+    @pytest.mark.parametrize("subject", ["x" * 256, "a\x01b", ""], ids=["256", "control", "empty"])
+    def test_a_subject_no_user_can_have_is_refused_before_any_audit_row(
+            self, stepup, bridge, command, subject):
+        """The API's check: over 255 characters the audit row would not fit PostgreSQL's
+        column, and the error read "the database is not reachable"."""
+        error = one_line_error(stepup("user", command[0], subject, *command[1:]))
+        assert "not a subject" in error
+        with bridge.store.begin() as tx:
+            assert tx.audit_events(subject=None, event=None, before=None, since=None,
+                                   limit=10) == []
+
     def test_show_unknown(self, stepup, app):
         out = ok(stepup("user", "show", "nobody"))
         assert "nobody" in out and "not enrolled" in out

@@ -3,11 +3,13 @@ says whether every door it was asked to cover passes the step-up."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import ADMIN_PASSWORD, BRIDGE
 from fake_keycloak import BASE
 
 from bridge.cli import main
+from bridge.store.schema import audit_events
 
 
 def install(tmp_path, *extra: str):
@@ -89,3 +91,21 @@ def test_a_refused_sign_out_fails_install_with_one_line(fake, tmp_path):
     assert "sign out every session of realm 'acme'" in line
     assert line.endswith("(it may have happened in part; running install with "
                          "--sign-out-everyone again is safe)")
+
+
+def test_install_and_uninstall_register_and_remove_the_bridge_client_audited(fake, tmp_path):
+    assert install(tmp_path).exit_code == 0
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": BRIDGE}
+    undone = CliRunner().invoke(main, ["keycloak", "uninstall", "--server-url", BASE, "--realm",
+                                       "acme", "--admin-user", "admin", "--admin-password",
+                                       ADMIN_PASSWORD], env=env)
+    assert undone.exit_code == 0, undone.output
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stepup.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(audit_events.c.event, audit_events.c.client_id,
+                                      audit_events.c.detail)
+                            .order_by(audit_events.c.id)).all()
+    engine.dispose()
+    assert [(event, client) for event, client, _ in rows] == [
+        ("client_registered", "keycloak-acme"), ("client_removed", "keycloak-acme")]
+    assert rows[0].detail == {"admin": False, "auth": "client_secret"}
