@@ -58,7 +58,7 @@ def http_error(e: HTTPException) -> Response:
 
 
 def owns(path: str) -> bool:
-    return path.startswith(f"{bp.url_prefix}/")
+    return path == bp.url_prefix or path.startswith(f"{bp.url_prefix}/")
 
 
 @bp.after_request

@@ -139,7 +139,8 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
     ("GET", "/admin/api/nothing", 404), ("GET", "/admin/api/users/", 404),
     ("GET", "/admin/api/users/a%0Ab", 404), ("PUT", "/admin/api/users/ann", 405),
     ("DELETE", "/admin/api/users/ann", 405), ("GET", "/admin/api/users/ann/reset", 405),
-    ("GET", "/admin/api/users/ann/unlock", 405), ("POST", "/admin/api/events", 405)])
+    ("GET", "/admin/api/users/ann/unlock", 405), ("POST", "/admin/api/events", 405),
+    ("GET", "/admin/api", 404)])
 def test_every_refusal_under_the_api_is_json(admin_act, method, path, status):
     """docs/helpdesk.md: errors are JSON — also the routing's own (no such path, wrong
     method), and a GET of an action's URL is not a look-up of subject "ann/reset"."""

@@ -131,7 +131,7 @@ public class IdTokenVerifier {
         }
         // The bridge always asserts how and when the user was checked; without these the
         // session notes would keep describing an earlier assertion.
-        if (token.getAcr() == null || amr.isEmpty() || token.getAuth_time() == null) {
+        if (token.getAcr() == null || token.getAcr().isEmpty() || amr.isEmpty() || token.getAuth_time() == null) {
             throw HandoffException.rejected("id_token lacks acr, amr or auth_time");
         }
         if (token.getAuth_time() < expected.requestedAt - LEEWAY_SECONDS) {

@@ -125,6 +125,9 @@ class IdTokenVerifierTest {
         Map<String, Object> claims = claims();
         claims.put("amr", List.of());
         assertEquals("id_token lacks acr, amr or auth_time", rejection(claims));
+        claims = claims();
+        claims.put("acr", "");  // the Python client refuses it too
+        assertEquals("id_token lacks acr, amr or auth_time", rejection(claims));
     }
 
     @Test
