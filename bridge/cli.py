@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
-from .oidc.clients import new_client
+from .oidc.clients import check_names, new_client
 from .settings import ConfigError, load_settings
 from .store import create_engine, migrate
 from .store.migrate import SchemaError
@@ -419,14 +419,17 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
             allow_enrollment=not no_enrollment, conditional_loa=conditional_loa,
             loa_max_age=loa_max_age, cover=doors,
             existing_clients=existing_clients, bridge_acr=bridge.settings.acr)
+        # The registration the realm will need, checked before the realm changes: install
+        # half-done would leave every login needing a client the bridge does not have.
+        prefixes = _kept_prefixes(bridge, opts.bridge_client_id, opts.redirect_uri_prefixes)
+        check_names(opts.bridge_client_id, [], prefixes)
         admin = connect(opts)
         result = install(admin, opts)
-    except ProvisioningError as e:
+    except (ProvisioningError, ValueError) as e:
         _fail(str(e))
     record = new_client(bridge.secrets.pepper, result.bridge_client_id,
                         secret=result.bridge_client_secret, jwks_uri=None,
-                        redirect_uris=[],
-                        redirect_uri_prefixes=_kept_prefixes(bridge, result),
+                        redirect_uris=[], redirect_uri_prefixes=prefixes,
                         allow_enrollment=not no_enrollment)
     _register(bridge, record, replace=True)
     click.echo(f"Realm {opts.realm}: step-up on {', '.join(result.covered) or 'no door'} "
@@ -474,12 +477,12 @@ def _sign_out_everyone(admin, opts) -> None:
                    f"sessions: {', '.join(unreached)}.")
 
 
-def _kept_prefixes(bridge: Bridge, result) -> list[str]:
+def _kept_prefixes(bridge: Bridge, client_id: str, prefixes: list[str]) -> list[str]:
     """Install's callback prefixes plus any the client had (a re-run never drops one)."""
     with bridge.store.begin() as tx:
-        found = tx.find_client(result.bridge_client_id)
+        found = tx.find_client(client_id)
     kept = list(found.redirect_uri_prefixes) if found else []
-    return kept + [p for p in result.redirect_uri_prefixes if p not in kept]
+    return kept + [p for p in prefixes if p not in kept]
 
 
 def _print_audit(findings, realm: str) -> bool:

@@ -18,7 +18,7 @@ from prometheus_client import Counter
 
 from stepup_handoff.deadline import Overrun
 
-from ..settings import Settings, event_names, mail_domain, webhook_keys
+from ..settings import Settings, event_names, is_email, mail_domain, webhook_keys
 from ..store import Store
 from . import mail, webhooks
 
@@ -51,7 +51,8 @@ class Sender:
         """(key, send) for each channel this event goes to; the key is stable across restarts
         (a webhook is known by its URL's digest, so reordering the list sends nothing twice)."""
         found: list[tuple[str, Callable[[], None]]] = []
-        if self.settings.smtp_url and event["email"] and event["event"] in self.email_events:
+        if (self.settings.smtp_url and event["email"] and event["event"] in self.email_events
+                and self._mailable(event)):
             found.append(("email", lambda: mail.send(self.settings, mail.compose(
                 event, self.settings.smtp_sender, self.domain,
                 self.link(event) if self.link else None))))
@@ -128,6 +129,16 @@ class Sender:
                       event["id"], event["event"], attempts, error)
             for channel in failed:
                 DELIVERIES.labels(channel, "abandoned").inc()
+
+    @staticmethod
+    def _mailable(event: dict[str, Any]) -> bool:
+        """The address is checked when pushed; one stored before a check was added (an encoded
+        word, which the mail parser would read as another mailbox) is not mailed either."""
+        if is_email(event["email"]):
+            return True
+        log.warning("event %s: the stored address is not one the bridge mails; no e-mail",
+                    event["id"])
+        return False
 
     def _too_late(self, channel: str, age: float, tried: bool) -> str | None:
         """Why a channel does not send an event ``age`` seconds old at all: never tried and

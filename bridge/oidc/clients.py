@@ -286,9 +286,7 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
                id_token_alg: str = "ES256", allow_enrollment: bool = True,
                admin: bool = False) -> Client:
     """Check a registration and build its record; raises ValueError with a one-line reason."""
-    if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
-        raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
-                         "characters")
+    check_names(client_id, redirect_uris, redirect_uri_prefixes)
     if bool(secret) == bool(jwks_uri):
         raise ValueError("give exactly one of --client-secret (or STEPUP_CLIENT_SECRET) or "
                          "--jwks-uri")
@@ -298,9 +296,6 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri!r}")
     if not redirect_uris and not redirect_uri_prefixes and not admin:
         raise ValueError("give at least one --redirect-uri or --redirect-uri-prefix")
-    for uri in [*redirect_uris, *redirect_uri_prefixes]:
-        if not _is_http_url(uri) or urlsplit(uri).fragment:
-            raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
     if id_token_alg not in ("ES256", "RS256"):
         raise ValueError("the id_token algorithm must be ES256 or RS256")
     return Client(
@@ -314,6 +309,18 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         created_at=time.time(),
         admin=admin,
     )
+
+
+def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes: list[str]
+                ) -> None:
+    """The client id and the redirect URIs of a registration; `keycloak install` checks them
+    before it changes the realm."""
+    if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
+        raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
+                         "characters")
+    for uri in [*redirect_uris, *redirect_uri_prefixes]:
+        if not _is_http_url(uri) or urlsplit(uri).fragment:
+            raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
 
 
 def _is_http_url(uri: str) -> bool:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from bridge import create_app
 from bridge.cli import main
 from bridge.factors import totp
-from tests.bridge.conftest import Actions, register_idp, shown
+from tests.bridge.conftest import Actions, callback_params, register_idp, shown
 
 
 def new_key() -> str:
@@ -78,4 +78,9 @@ def test_signing_keys_sealed_with_a_key_this_node_lacks_fail_readiness_loudly(tm
         "unreadable (no encryption key with id 'new')")
     jwks = client.get("/jwks")
     assert jwks.status_code == 500 and jwks.get_json()["error"] == "server_error"
+    register_idp(lagging)
+    act = Actions(client, lagging.extensions["stepup"], clock)
+    login, callback = act.enroll("during-the-mistake")  # the pages need no signing key
+    token = act.redeem(callback_params(callback)["code"], login)
+    assert token.status_code == 500 and token.get_json()["error"] == "server_error"
     assert "a sealed value cannot be opened: no encryption key with id 'new'" in caplog.text

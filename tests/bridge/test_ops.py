@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import sqlalchemy as sa
-from prometheus_client import REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
 from bridge.logs import JsonFormatter
 from bridge.oidc.clients import new_client
@@ -56,7 +56,7 @@ def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock):
     scraped = act.client.get("/metrics")
     assert "stepup_request_seconds_bucket" in scraped.get_data(as_text=True)
     # Prometheus' own content type, once (werkzeug appended a second charset to a mimetype).
-    assert scraped.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
+    assert scraped.headers["Content-Type"] == CONTENT_TYPE_LATEST
 
 
 def test_request_id_is_echoed_or_made(client):

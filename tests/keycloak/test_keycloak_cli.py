@@ -3,12 +3,16 @@ says whether every door it was asked to cover passes the step-up."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import ADMIN_PASSWORD, BRIDGE
 from fake_keycloak import BASE
 
+from bridge import create_app
 from bridge.cli import main
+from bridge.oidc.clients import new_client
 from bridge.store.schema import audit_events
 
 
@@ -109,3 +113,20 @@ def test_install_and_uninstall_register_and_remove_the_bridge_client_audited(fak
     assert [(event, client) for event, client, _ in rows] == [
         ("client_registered", "keycloak-acme"), ("client_removed", "keycloak-acme")]
     assert rows[0].detail == {"admin": False, "auth": "client_secret"}
+
+
+def test_a_registration_the_bridge_would_refuse_stops_install_before_the_realm_changes(
+        fake, tmp_path):
+    """A prefix stored under older rules (a space in it): install used to bind the flows and
+    only then fail to register, leaving every login needing a client the bridge lacked."""
+    bridge = create_app({"data_dir": tmp_path, "issuer": BRIDGE}, environ={}).extensions["stepup"]
+    with bridge.store.begin() as tx:
+        tx.add_client(dataclasses.replace(
+            new_client(bridge.secrets.pepper, "keycloak-acme", secret="s" * 32, jwks_uri=None,
+                       redirect_uris=[], redirect_uri_prefixes=["https://sso.example/cb"]),
+            redirect_uri_prefixes=["https://sso.example/old path"]))
+    bridge.store.engine.dispose()
+    failed = install(tmp_path)
+    assert failed.exit_code == 2, failed.output
+    assert "not an http(s) URL without fragment: 'https://sso.example/old path'" in failed.stderr
+    assert fake.writes() == []

@@ -201,6 +201,25 @@ class TestPendingHandoff:
             PendingHandoff.from_dict(record)
         assert caught.value.error == "invalid_pending"
 
+    @pytest.mark.parametrize("stored", [120, 120.0, "120", "decimal"])
+    def test_a_whole_max_age_comes_back_however_the_store_keeps_it(self, handoff, stored):
+        from decimal import Decimal
+
+        pending, _ = handoff(max_age=120)
+        record = {**pending.to_dict(), "max_age": Decimal(120) if stored == "decimal" else stored}
+
+        assert PendingHandoff.from_dict(record).max_age == 120
+
+    def test_a_record_from_before_pushed_at_skips_that_check(self, client, bridge, handoff,
+                                                            clock):
+        """Stored by an older version: no push time to compare with, so an earlier auth_time
+        is not refused for it (a fresh record refuses it)."""
+        bridge.claim_changes["auth_time"] = int(clock()) - 120
+        pending, callback = handoff()
+        record = {k: v for k, v in pending.to_dict().items() if k != "pushed_at"}
+
+        assert client.finish(PendingHandoff.from_dict(record), callback).subject == "user-42"
+
     def test_record_without_its_bridge_is_refused(self, handoff):
         """One stored before the record named its bridge: it cannot be checked, so it fails."""
         pending, _ = handoff()

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import math
+import numbers
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,12 +75,12 @@ class PendingHandoff:
     redirect_uri: str
     authorize_url: str
     expires_at: float = 0.0  # when the pushed request_uri stops working (RFC 9126 §2.2)
-    #: When the request was pushed: finish() refuses an auth_time before it (0: not known, a
-    #: record kept by an older version).
-    pushed_at: float = 0.0
     max_age: int | None = None  # checked against auth_time by finish()
     issuer: str = ""  # the bridge it was started with: finish() refuses another (RFC 9207 §2.4)
     client_id: str = ""
+    #: When the request was pushed: finish() refuses an auth_time before it (0: not known, a
+    #: record kept by an older version). Last, so positional construction keeps its meaning.
+    pushed_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; keep it where the user cannot read it (it holds the verifier)."""
@@ -96,13 +97,23 @@ class PendingHandoff:
                 values[name] = float(values.get(name, 0.0))
                 if not math.isfinite(values[name]):
                     raise ValueError(name)
-            max_age = values.get("max_age")
-            if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
-                                        or max_age < 0):
-                raise ValueError("max_age")  # as start() takes it
+            if values.get("max_age") is not None:
+                values["max_age"] = _whole_seconds(values["max_age"])
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise HandoffError("stored hand-off is malformed", error="invalid_pending") from exc
         return cls(**values)
+
+
+def _whole_seconds(value: Any) -> int:
+    """A stored ``max_age``: a whole, non-negative number of seconds, however the store gives
+    it back (``300``, ``300.0``, ``Decimal("300")``, ``"300"``); not ``True``, ``3.9``,
+    ``inf``."""
+    if isinstance(value, bool):
+        raise ValueError("max_age")
+    number = int(value) if isinstance(value, str) else value
+    if not isinstance(number, numbers.Number) or number != int(number) or number < 0:
+        raise ValueError("max_age")
+    return int(number)
 
 
 class HandoffClient:

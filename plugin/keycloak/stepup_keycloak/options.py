@@ -9,7 +9,7 @@ option's default is defined and documented here, next to the names Keycloak and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .errors import ProvisioningError
 
@@ -224,7 +224,9 @@ class InstallOptions:
     def redirect_uri_prefixes(self) -> list[str]:
         """Where the bridge sends the browser back: the authenticator's refresh URL is one of
         these paths plus a per-login query, so the bridge registers them as prefixes."""
-        base = f"{self.server_url}/realms/{self.realm}/login-actions"
+        # Percent-encoded as Keycloak writes the realm in its own URLs (a raw space or é would
+        # never match the refresh URL the authenticator sends).
+        base = f"{self.server_url}/realms/{quote(self.realm, safe='')}/login-actions"
         return [f"{base}/{path}" for path in CALLBACK_PATHS]
 
     def secrets(self) -> tuple[str, ...]:

@@ -42,10 +42,10 @@ public final class Discovery {
         if (methods.isArray() && !containsText(methods, "client_secret_basic")) {
             throw HandoffException.rejected("the bridge does not accept client_secret_basic");
         }
-        // Plain http only when the configured issuer is itself plain http on this machine
-        // (local testing): an https bridge that names http://127.0.0.1 would have Keycloak send
-        // the secret, the code and the verifier in clear to whatever listens there.
-        boolean plainAllowed = !expectedIssuer.startsWith("https://");
+        // Plain http only when the configured issuer is itself on this machine (local testing),
+        // as the Python client rules: a bridge elsewhere that names http://127.0.0.1 would have
+        // Keycloak send the secret, the code and the verifier in clear to whatever listens there.
+        boolean plainAllowed = StepupConfig.loopback(URI.create(expectedIssuer));
         return new Discovery(issuer,
                 endpoint(doc, "authorization_endpoint", plainAllowed),
                 endpoint(doc, "token_endpoint", plainAllowed),

@@ -100,9 +100,12 @@ public final class StepupConfig {
     /** https, or plain http to this machine only (local testing). */
     static boolean secureOrLoopback(URI uri) {
         String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
-        boolean loopback = uri.getHost() != null
-                && LOOPBACK_HOSTS.contains(uri.getHost().toLowerCase(Locale.ROOT));
-        return scheme.equals("https") || (scheme.equals("http") && loopback);
+        return scheme.equals("https") || (scheme.equals("http") && loopback(uri));
+    }
+
+    /** Whether the URL's host is this machine. */
+    static boolean loopback(URI uri) {
+        return uri.getHost() != null && LOOPBACK_HOSTS.contains(uri.getHost().toLowerCase(Locale.ROOT));
     }
 
     private static String required(Map<String, String> map, String key) {
