@@ -14,11 +14,15 @@ class DiscoveryTest {
     static final String ISSUER = "https://mfa.example.com";
 
     static JsonNode doc(String tokenEndpoint) throws Exception {
-        return JsonSerialization.mapper.readTree("{\"issuer\":\"" + ISSUER + "\","
-                + "\"authorization_endpoint\":\"" + ISSUER + "/authorize\","
+        return doc(ISSUER, tokenEndpoint);
+    }
+
+    static JsonNode doc(String issuer, String tokenEndpoint) throws Exception {
+        return JsonSerialization.mapper.readTree("{\"issuer\":\"" + issuer + "\","
+                + "\"authorization_endpoint\":\"" + issuer + "/authorize\","
                 + "\"token_endpoint\":\"" + tokenEndpoint + "\","
-                + "\"pushed_authorization_request_endpoint\":\"" + ISSUER + "/par\","
-                + "\"jwks_uri\":\"" + ISSUER + "/jwks\"}");
+                + "\"pushed_authorization_request_endpoint\":\"" + issuer + "/par\","
+                + "\"jwks_uri\":\"" + issuer + "/jwks\"}");
     }
 
     @Test
@@ -46,12 +50,7 @@ class DiscoveryTest {
     @Test
     void plainHttpOnLoopbackIsAllowedForABridgeOnLoopback() throws Exception {
         String local = "http://127.0.0.1:5000";
-        JsonNode doc = JsonSerialization.mapper.readTree("{\"issuer\":\"" + local + "\","
-                + "\"authorization_endpoint\":\"" + local + "/authorize\","
-                + "\"token_endpoint\":\"" + local + "/token\","
-                + "\"pushed_authorization_request_endpoint\":\"" + local + "/par\","
-                + "\"jwks_uri\":\"" + local + "/jwks\"}");
-        assertEquals(local + "/token", Discovery.parse(doc, local).tokenEndpoint().toString());
+        assertEquals(local + "/token", Discovery.parse(doc(local, local + "/token"), local).tokenEndpoint().toString());
     }
 
     @Test
