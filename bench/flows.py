@@ -174,7 +174,10 @@ class Handoff:
                              "response_type": "code", "scope": "openid",
                              "client_id": CLIENT_ID, "redirect_uri": CALLBACK, "state": "s",
                              "nonce": secrets.token_urlsafe(8), "code_challenge": challenge,
-                             "code_challenge_method": "S256", "login_hint": self.subject})
+                             "code_challenge_method": "S256", "login_hint": self.subject,
+                             # what the Keycloak authenticator pushes for a user with an address
+                             "preferred_username": self.subject,
+                             "email": f"{self.subject}@example.org"})
         request_uri = par.body.split(b'"request_uri":', 1)[1].split(b'"')[1].decode()
         query = urlencode({"client_id": CLIENT_ID, "request_uri": request_uri})
         opened = self._send("GET /authorize", "GET", f"/authorize?{query}", (200, 303),
