@@ -183,11 +183,8 @@ class Tx:
 
     def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
         """Compare-and-set on the stage: a flow moves on once, even if a form is posted twice."""
-        return self._changed(
-            sa.update(flows)
-            .where(flows.c.flow_id == flow_id, flows.c.stage == from_stage)
-            .values(**changes)
-        )
+        return self._changed(_ADVANCE_FLOW, {"b_flow_id": flow_id, "b_stage": from_stage,
+                                             **changes})
 
     def count_flow_attempt(self, flow_id: str) -> int:
         self._db.execute(
@@ -222,7 +219,7 @@ class Tx:
         """Insert a newly enrolled user; False if the subject enrolled meanwhile."""
         try:
             with self._db.savepoint():
-                self._db.execute(sa.insert(users).values(**user.__dict__))
+                self._db.execute(_INSERT_USER, user.__dict__)
         except sa.exc.IntegrityError:
             return False
         return True
@@ -257,11 +254,9 @@ class Tx:
 
     def rotate_recovery(self, subject: str, from_version: int, new_digest: str) -> bool:
         """Swap in the staged recovery code if nobody rotated since it was staged."""
-        return self._changed(
-            sa.update(users)
-            .where(users.c.subject == subject, users.c.recovery_version == from_version)
-            .values(recovery_digest=new_digest, recovery_version=from_version + 1)
-        )
+        return self._changed(_ROTATE_RECOVERY, {"b_subject": subject, "b_version": from_version,
+                                                "recovery_digest": new_digest,
+                                                "recovery_version": from_version + 1})
 
     def record_failure(self, subject: str, now: float, limit: int) -> int:
         """Count one failed attempt; lock at ``limit``. Returns the new count."""
@@ -413,12 +408,11 @@ class Tx:
         event_id = None
         if event in NOTIFIED_EVENTS:
             event_id = str(uuid.uuid4())
-            contact = self._db.execute(sa.select(contacts.c.email, contacts.c.locale)
-                                       .where(contacts.c.subject == subject)).first() or {}
-            self._db.execute(sa.insert(events).values(
-                id=event_id, at=now, event=event, subject=subject, client_id=client_id,
-                detail=detail, next_attempt_at=now, email=contact.get("email"),
-                locale=contact.get("locale")))
+            contact = self._db.execute(_FIND_CONTACT, {"b_subject": subject}).first() or {}
+            self._db.execute(_INSERT_EVENT, {
+                "id": event_id, "at": now, "event": event, "subject": subject,
+                "client_id": client_id, "detail": detail, "next_attempt_at": now,
+                "email": contact.get("email"), "locale": contact.get("locale")})
         self.committed_audit.append({"event": event, "subject": subject, "client_id": client_id,
                                      "ip": ip, **detail,
                                      **({"event_id": event_id} if event_id else {})})
@@ -428,12 +422,11 @@ class Tx:
     def set_contact(self, subject: str, email: str, locale: str | None, now: float) -> None:
         """Remember the address (and language) the IdP just pushed for ``subject``."""
         values = {"email": email, "locale": locale, "updated_at": now}
-        if self._changed(sa.update(contacts).where(contacts.c.subject == subject)
-                         .values(**values)):
+        if self._changed(_UPDATE_CONTACT, {"b_subject": subject, **values}):
             return
         try:
             with self._db.savepoint():
-                self._db.execute(sa.insert(contacts).values(subject=subject, **values))
+                self._db.execute(_INSERT_CONTACT, {"subject": subject, **values})
         except sa.exc.IntegrityError:
             pass  # a concurrent sign-in stored one just now: as good as ours
 
@@ -524,8 +517,10 @@ class Tx:
         return self._db.execute(statement, params).rowcount == 1
 
 
-# The statements of the hot path, built once and compiled once per database (``sql.py``);
-# the others are built per call and compiled for that call. (Bind names must not repeat a
+# The statements of a step-up (TOTP or recovery code, with rotation) and of an enrollment,
+# built once and compiled once per database and parameter names (``sql.py``); the others,
+# rarer, are built per call and compiled for that call. An UPDATE's SET is the column names
+# it is given (``_ADVANCE_FLOW``'s changes). (Bind names must not repeat a
 # column name.)
 _b = sa.bindparam
 _FIND_CLIENT = Statement(sa.select(clients).where(clients.c.client_id == _b("b_client_id")))
@@ -537,6 +532,8 @@ _CONSUME_PUSHED = Statement(sa.delete(pushed_requests)
 _INSERT_FLOW = Statement(sa.insert(flows))
 _FIND_FLOW = Statement(sa.select(flows).where(flows.c.flow_id == _b("b_flow_id"),
                                               flows.c.expires_at > _b("b_now")))
+_ADVANCE_FLOW = Statement(sa.update(flows).where(flows.c.flow_id == _b("b_flow_id"),
+                                                 flows.c.stage == _b("b_stage")))
 _END_FLOW = Statement(sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
                                              flows.c.stage == _b("b_stage")))
 _FIND_USER = Statement(sa.select(users).where(users.c.subject == _b("b_subject")))
@@ -546,6 +543,9 @@ _ACCEPT_STEP = Statement(
     sa.update(users)
     .where(users.c.subject == _b("b_subject"), users.c.totp_last_step < _b("b_step"))
     .values(totp_last_step=_b("b_step"), totp_drift=_b("b_drift")))
+_ROTATE_RECOVERY = Statement(sa.update(users)
+                             .where(users.c.subject == _b("b_subject"),
+                                    users.c.recovery_version == _b("b_version")))
 _CLEAR_FAILURES = Statement(sa.update(users)
                             .where(users.c.subject == _b("b_subject"), users.c.failures != 0)
                             .values(failures=0, last_failure_at=None))
@@ -567,6 +567,11 @@ _CONSUME_CODE = Statement(sa.delete(codes).where(codes.c.code_digest == _b("b_di
 _SIGNING_KEYS = Statement(sa.select(signing_keys).order_by(signing_keys.c.activates_at,
                                                            signing_keys.c.created_at))
 _INSERT_AUDIT = Statement(sa.insert(audit_events))
+_INSERT_EVENT = Statement(sa.insert(events))
+_FIND_CONTACT = Statement(sa.select(contacts.c.email, contacts.c.locale)
+                          .where(contacts.c.subject == _b("b_subject")))
+_UPDATE_CONTACT = Statement(sa.update(contacts).where(contacts.c.subject == _b("b_subject")))
+_INSERT_CONTACT = Statement(sa.insert(contacts))
 
 #: Columns holding AES-GCM ciphertexts: column -> (table, key column).
 _SEALED = {
