@@ -12,7 +12,6 @@ import logging
 import secrets
 from datetime import UTC, datetime
 
-import segno
 from flask import (
     Blueprint,
     Flask,
@@ -50,6 +49,7 @@ from ..challenge import (
     MovedOn,
 )
 from ..edge import for_programs, server_error_json
+from ..factors import totp
 from ..i18n import error_text, use_ui_locales
 from ..oidc import endpoints as oidc_endpoints
 from ..secretbox import SecretBoxError
@@ -271,7 +271,7 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
         enrollment = challenge.enrollment(flow)
         # A viewBox and no fixed size (omitsize), so CSS scales the whole code instead of
         # cropping it; the standard 4-module quiet zone, so every scanner finds it.
-        qr = segno.make(enrollment.uri, error="m").svg_inline(
+        qr = totp.qr_code(enrollment.uri).svg_inline(
             scale=5, border=4, omitsize=True, title=_("QR code for your authenticator app")
         ).replace("<svg ", '<svg role="img" ', 1)  # named by its <title> (text alternative)
         return _page("enroll.html", flow, error=error, status=status, enrollment=enrollment,

@@ -40,3 +40,14 @@ def test_instruction_count_benchmark_measures_both_kinds():
     trivial, shape, stepup = (float(figures[k]) for k in (
         "trivial request", "bare-Flask shape (4 requests)", "TOTP step-up (4 requests)"))
     assert 0 < 4 * trivial < shape < stepup
+
+
+def test_qr_benchmark_compares_the_fixed_mask_with_all_eight():
+    run = subprocess.run([sys.executable, "-m", "bench.qr", "--codes", "5"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"masks scored .* [\d.]+ ms CPU a code", run.stdout), run.stdout
+    masks = re.findall(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+(\d+)%$", run.stdout, re.M)
+    assert [int(mask) for mask, *_ in masks] == list(range(8)), run.stdout
+    assert all(1 <= float(median) <= float(worst) for _, median, worst, _ in masks)
+    assert sum(int(best) for *_, best in masks) >= 99  # every code has a best mask (ties: more)
