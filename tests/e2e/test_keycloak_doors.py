@@ -207,6 +207,12 @@ def test_brokered_user_cannot_use_another_users_factor(world):
 
 # -- no browser: the password grant --------------------------------------------------------------
 
+def password_grant(world, username: str, password: str) -> requests.Response:
+    return requests.post(f"{world.keycloak}/realms/acme/protocol/openid-connect/token",
+                         data={"grant_type": "password", "client_id": "admin-cli",
+                               "username": username, "password": password}, timeout=30)
+
+
 def test_password_grant_is_refused_with_an_oauth_error_and_no_failed_login(world):
     """The right password through the grant is refused, but is no failed login: a script that
     still uses the grant must not get its user disabled by brute-force detection."""
@@ -215,10 +221,7 @@ def test_password_grant_is_refused_with_an_oauth_error_and_no_failed_login(world
                                        "failureFactor": 2})
     try:
         for _ in range(3):
-            answer = requests.post(
-                f"{world.keycloak}/realms/acme/protocol/openid-connect/token",
-                data={"grant_type": "password", "client_id": "admin-cli", "username": "dg-dan",
-                      "password": "dg-dan-pw"}, timeout=30)
+            answer = password_grant(world, "dg-dan", "dg-dan-pw")
             assert answer.status_code == 401
             assert answer.json()["error"] == "invalid_grant"
             assert "access_token" not in answer.json()
@@ -226,6 +229,21 @@ def test_password_grant_is_refused_with_an_oauth_error_and_no_failed_login(world
         world.master.update_realm("acme", {"bruteForceProtected": False,
                                            "permanentLockout": False})
     assert world.admin.get_user(world.users["dg-dan"])["enabled"]
+
+
+def test_password_grant_does_not_tell_a_right_password_from_a_wrong_one(world):
+    """The refusal after the right password is Keycloak's answer to a wrong one (and to an
+    unknown user): the grant is no oracle for guessed or leaked passwords, while the step-up
+    keeps the password from signing anyone in."""
+    world.add_user("dg-eve")
+    answers = [password_grant(world, username, password) for username, password in (
+        ("dg-eve", "dg-eve-pw"), ("dg-eve", "not-her-password"), ("dg-nobody", "dg-eve-pw"))]
+    seen = {(answer.status_code, answer.headers["content-type"], answer.text)
+            for answer in answers}
+    assert len(seen) == 1, seen
+    assert answers[0].status_code == 401
+    assert answers[0].json() == {"error": "invalid_grant",
+                                 "error_description": "Invalid user credentials"}
 
 
 # -- audit ----------------------------------------------------------------------------------------

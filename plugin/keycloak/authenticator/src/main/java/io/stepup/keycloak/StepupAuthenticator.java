@@ -197,7 +197,9 @@ public class StepupAuthenticator implements Authenticator {
     /**
      * No browser to send to the bridge (the direct grant flow): refuse with an OAuth error, never a 500, and
      * without counting a failed login: the password was right, and a script that still uses the grant must not
-     * get its user locked or disabled by brute-force detection.
+     * get its user locked or disabled by brute-force detection. The answer is Keycloak's own to a wrong password
+     * (as its OTP step answers a missing code), so the grant cannot tell anyone that a password is right; the
+     * administrator reads the reason in the event and the log.
      */
     private static void unsupportedFlow(AuthenticationFlowContext context) {
         AuthenticationFlowModel flow = context.getTopLevelFlow();
@@ -206,7 +208,7 @@ public class StepupAuthenticator implements Authenticator {
         Response refusal = Response.status(Response.Status.UNAUTHORIZED)
                 .type(MediaType.APPLICATION_JSON_TYPE)
                 .entity(new OAuth2ErrorRepresentation("invalid_grant",
-                        "A second factor is required; sign in through the browser."))
+                        "Invalid user credentials"))
                 .build();
         context.forceChallenge(refusal);
     }
