@@ -148,6 +148,23 @@ class TestClaims:
 
         assert client.finish(pending, callback).subject == "user-42"
 
+    def test_expired_at_the_leeway_s_edge(self, client, bridge, handoff, clock):
+        """RFC 7519 §4.1.4: now must be before exp (here, exp plus the leeway)."""
+        bridge.claim_changes = {"exp": int(clock()) - 30}
+
+        refused(client, handoff, "expired")
+
+    def test_not_yet_valid_beyond_leeway(self, client, bridge, handoff, clock):
+        bridge.claim_changes = {"nbf": int(clock()) + 31}
+
+        refused(client, handoff, "'nbf'")
+
+    def test_not_before_within_leeway_accepted(self, client, bridge, handoff, clock):
+        bridge.claim_changes = {"nbf": int(clock()) + 30}
+        pending, callback = handoff()
+
+        assert client.finish(pending, callback).subject == "user-42"
+
     def test_issued_in_the_future(self, client, bridge, handoff, clock):
         bridge.claim_changes = {"iat": int(clock()) + 120}
 

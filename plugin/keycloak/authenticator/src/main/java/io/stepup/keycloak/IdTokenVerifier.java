@@ -28,7 +28,8 @@ import org.keycloak.util.JsonSerialization;
  * Checks the bridge's id_token as OpenID Connect Core §3.1.3.7 asks: the JWS signature against the bridge's JWKS
  * (ES256 or RS256 only; {@code none} and HMAC are refused; RFC 8725 §3.1), the header ({@code typ} {@code JWT} or
  * absent, no {@code crit}: RFC 7515 §4.1.11), {@code iss}, {@code aud} (this client alone), {@code azp}, {@code exp}
- * and {@code iat} (with {@link #LEEWAY_SECONDS}, at most {@link #MAX_LIFETIME_SECONDS} apart), {@code nonce},
+ * and {@code iat} (with {@link #LEEWAY_SECONDS}, at most {@link #MAX_LIFETIME_SECONDS} apart), {@code nbf} where
+ * present, {@code nonce},
  * {@code sub} against the Keycloak user id sent as login_hint, {@code auth_time} not before the pushed request, and
  * {@code amr} values the bridge issues. Any other failure while checking is a rejection too.
  */
@@ -226,8 +227,12 @@ public class IdTokenVerifier {
         if (token.getIssuedFor() != null && !expected.clientId.equals(token.getIssuedFor())) {
             throw HandoffException.rejected("id_token azp does not name the client id");
         }
-        if (token.getExp() == null || now > token.getExp() + LEEWAY_SECONDS) {
+        // RFC 7519 §4.1.4: now must be before exp (plus the leeway), as the Python client has it.
+        if (token.getExp() == null || now >= token.getExp() + LEEWAY_SECONDS) {
             throw HandoffException.rejected("id_token is expired");
+        }
+        if (token.getNbf() != null && token.getNbf() > now + LEEWAY_SECONDS) {  // §4.1.5, optional
+            throw HandoffException.rejected("id_token is not valid yet (nbf)");
         }
         if (token.getIat() == null) {
             throw HandoffException.rejected("id_token has no iat");

@@ -164,7 +164,8 @@ class IdTokenVerifierTest {
         long oldest = NOW - IdTokenVerifier.MAX_LIFETIME_SECONDS - IdTokenVerifier.LEEWAY_SECONDS;
         Map<String, Object> claims = claims();
         claims.put("iat", oldest);
-        claims.put("exp", oldest + IdTokenVerifier.MAX_LIFETIME_SECONDS);
+        // The longest life allowed, so exp is still ahead of now (with the leeway).
+        claims.put("exp", oldest + IdTokenVerifier.MAX_LIFETIME_SECONDS + IdTokenVerifier.LEEWAY_SECONDS);
         claims.put("auth_time", PUSHED_AT);
         verify(EC.sign(claims), keys(EC));
         claims.put("iat", oldest - 1);
@@ -291,9 +292,30 @@ class IdTokenVerifierTest {
     }
 
     @Test
+    void expiredAtTheLeewaysEdge() {
+        Map<String, Object> claims = claims();
+        claims.put("exp", NOW - IdTokenVerifier.LEEWAY_SECONDS);  // now must be before exp + leeway
+        assertEquals("id_token is expired", rejection(claims));
+    }
+
+    @Test
     void expiredWithinTheLeewayIsAccepted() throws Exception {
         Map<String, Object> claims = claims();
-        claims.put("exp", NOW - IdTokenVerifier.LEEWAY_SECONDS);
+        claims.put("exp", NOW - IdTokenVerifier.LEEWAY_SECONDS + 1);
+        verify(EC.sign(claims), keys(EC));
+    }
+
+    @Test
+    void notValidYetBeyondTheLeeway() {
+        Map<String, Object> claims = claims();
+        claims.put("nbf", NOW + IdTokenVerifier.LEEWAY_SECONDS + 1);
+        assertEquals("id_token is not valid yet (nbf)", rejection(claims));
+    }
+
+    @Test
+    void notBeforeWithinTheLeewayIsAccepted() throws Exception {
+        Map<String, Object> claims = claims();
+        claims.put("nbf", NOW + IdTokenVerifier.LEEWAY_SECONDS);
         verify(EC.sign(claims), keys(EC));
     }
 
