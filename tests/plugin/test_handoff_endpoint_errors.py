@@ -160,11 +160,19 @@ class TestTransportSecurity:
         with pytest.raises(ValueError, match="issuer"):
             HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET)
 
-    @pytest.mark.parametrize(
-        "issuer", ["http://127.0.0.1:5000", "http://[::1]:5000", "http://localhost:5000"]
-    )
-    def test_loopback_issuer_accepted(self, issuer):
+    # The same hosts as the Java authenticator's StepupConfigTest: both clients judge alike.
+    @pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.1", "127.1.2.3",
+                                      "127.255.255.254", "[::1]", "[0:0:0:0:0:0:0:1]"])
+    def test_loopback_issuer_accepted(self, host):
+        issuer = f"http://{host}:5000"
         assert HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET).issuer == issuer
+
+    @pytest.mark.parametrize("host", ["128.0.0.1", "127.0.0.256", "127.000.0.1", "10.0.0.1",
+                                      "[::2]", "[::ffff:127.0.0.1]", "localhost.example.com",
+                                      "127.0.0.1.nip.io", "mfa.example.com"])
+    def test_plain_http_issuer_elsewhere_refused(self, host):
+        with pytest.raises(ValueError, match="issuer must be an https URL"):
+            HandoffClient(f"http://{host}:5000", CLIENT_ID, client_secret=CLIENT_SECRET)
 
     @pytest.mark.parametrize(
         "endpoint",

@@ -1,11 +1,13 @@
 package io.stepup.keycloak;
 
+import java.net.Inet6Address;
+import java.net.InetAddress;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.time.Duration;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
+import java.util.regex.Pattern;
 
 /**
  * The authenticator's settings, typed and checked once, built from the execution's
@@ -33,7 +35,9 @@ public final class StepupConfig {
     static final int DEFAULT_CONNECT_TIMEOUT_MS = 3000;
     static final int DEFAULT_READ_TIMEOUT_MS = 5000;
     static final int MAX_TIMEOUT_MS = 60_000;
-    private static final Set<String> LOOPBACK_HOSTS = Set.of("localhost", "127.0.0.1", "[::1]", "::1");
+    /** 127.0.0.0/8 written as four decimal octets (no leading zeros), as Python's ipaddress reads them. */
+    private static final Pattern LOOPBACK_IPV4 = Pattern.compile(
+            "127(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}");
 
     /** What to do when the bridge cannot be reached over the back channel. */
     public enum OnUnavailable {
@@ -92,7 +96,8 @@ public final class StepupConfig {
             throw new IllegalArgumentException(ISSUER + " must be an absolute URL without query or fragment: " + value);
         }
         if (!secureOrLoopback(uri)) {
-            throw new IllegalArgumentException(ISSUER + " must use https (http only for localhost): " + value);
+            throw new IllegalArgumentException(
+                    ISSUER + " must use https (http only for localhost, 127.0.0.0/8 or ::1): " + value);
         }
         return value;
     }
@@ -103,9 +108,24 @@ public final class StepupConfig {
         return scheme.equals("https") || (scheme.equals("http") && loopback(uri));
     }
 
-    /** Whether the URL's host is this machine. */
+    /**
+     * Whether the URL's host is this machine: localhost, 127.0.0.0/8 or ::1 (any spelling), as the Python client
+     * judges it. Only address literals are parsed, so no name is ever looked up.
+     */
     static boolean loopback(URI uri) {
-        return uri.getHost() != null && LOOPBACK_HOSTS.contains(uri.getHost().toLowerCase(Locale.ROOT));
+        String host = uri.getHost() == null ? "" : uri.getHost().toLowerCase(Locale.ROOT);
+        if (host.equals("localhost") || LOOPBACK_IPV4.matcher(host).matches()) {
+            return true;
+        }
+        if (!host.startsWith("[") || !host.endsWith("]")) {
+            return false;
+        }
+        try {  // an IPv4-mapped address parses to an Inet4Address: not ::1, as in Python 3.11
+            InetAddress address = InetAddress.getByName(host.substring(1, host.length() - 1));
+            return address instanceof Inet6Address && address.isLoopbackAddress();
+        } catch (java.net.UnknownHostException e) {
+            return false;
+        }
     }
 
     private static String required(Map<String, String> map, String key) {

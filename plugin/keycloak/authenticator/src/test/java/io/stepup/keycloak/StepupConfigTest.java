@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.net.URI;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
@@ -79,6 +80,19 @@ class StepupConfigTest {
         assertEquals("http://127.0.0.1:5000", StepupConfig.from(map).issuer());
         map.put(StepupConfig.ISSUER, "http://localhost:5000/");
         assertEquals("http://localhost:5000/", StepupConfig.from(map).issuer());
+    }
+
+    @Test
+    void loopbackIsWhatThePythonClientCallsLoopback() {
+        // stepup_handoff.discovery.is_loopback: localhost, 127.0.0.0/8, ::1; never a name looked up.
+        for (String host : new String[] {"localhost", "LocalHost", "127.0.0.1", "127.1.2.3", "127.255.255.254",
+                "[::1]", "[0:0:0:0:0:0:0:1]"}) {
+            assertTrue(StepupConfig.loopback(URI.create("http://" + host + ":5000/")), host);
+        }
+        for (String host : new String[] {"128.0.0.1", "127.0.0.256", "127.000.0.1", "10.0.0.1", "[::2]",
+                "[::ffff:127.0.0.1]", "localhost.example.com", "127.0.0.1.nip.io", "mfa.example.com"}) {
+            assertFalse(StepupConfig.loopback(URI.create("http://" + host + ":5000/")), host);
+        }
     }
 
     @Test
