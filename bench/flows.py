@@ -51,6 +51,11 @@ class FlowFailed(Exception):
 
 
 # -- users ----------------------------------------------------------------------------------
+def email(subject: str) -> str:
+    """The address the IdP pushes for ``subject``."""
+    return f"{subject}@example.org"
+
+
 class Users:
     """Subjects ``{prefix}{i}`` with secrets derived from ``i``; tracks the TOTP steps used."""
 
@@ -65,6 +70,9 @@ class Users:
 
     def subject(self, i: int) -> str:
         return f"{self.prefix}{i}"
+
+    def email(self, i: int) -> str:
+        return email(self.subject(i))
 
     def secret(self, i: int) -> str:
         raw = hashlib.sha256(f"totp:{self.prefix}{i}".encode()).digest()[: totp.SECRET_BYTES]
@@ -81,7 +89,8 @@ class Users:
 
     def seed(self, store: Store, vault: Vault, pepper: bytes, start: int, stop: int,
              batch: int = 5000) -> None:
-        """Enroll users ``start`` … ``stop - 1`` through the store, in bulk."""
+        """Enroll users ``start`` … ``stop - 1`` through the store, in bulk, each with the
+        address a past sign-in kept (a step-up then updates it, as a returning user's does)."""
         now = time.time()
         for lo in range(start, stop, batch):
             rows = [User(subject=self.subject(i), display_name=None,
@@ -90,8 +99,8 @@ class Users:
                          recovery_digest=recovery.keyed_digest(pepper, self.recovery_code(i)),
                          recovery_version=1, failures=0, last_failure_at=None, locked_at=None,
                          created_at=now) for i in range(lo, min(lo + batch, stop))]
-            with store.begin() as tx:
-                tx.add_users(rows)
+            with store.begin() as tx:  # returning users: their address is kept already
+                tx.add_users(rows, emails=[self.email(i) for i in range(lo, min(lo + batch, stop))])
 
     def take_totp(self) -> tuple[int, str]:
         """A user and a code whose time step this user has not used yet (no replay, no
@@ -177,7 +186,7 @@ class Handoff:
                              "code_challenge_method": "S256", "login_hint": self.subject,
                              # what the Keycloak authenticator pushes for a user with an address
                              "preferred_username": self.subject,
-                             "email": f"{self.subject}@example.org"})
+                             "email": email(self.subject)})
         request_uri = par.body.split(b'"request_uri":', 1)[1].split(b'"')[1].decode()
         query = urlencode({"client_id": CLIENT_ID, "request_uri": request_uri})
         opened = self._send("GET /authorize", "GET", f"/authorize?{query}", (200, 303),

@@ -183,6 +183,8 @@ class Tx:
 
     def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
         """Compare-and-set on the stage: a flow moves on once, even if a form is posted twice."""
+        if not changes or not changes.keys() <= _FLOW_COLUMNS:  # SET is what is named here
+            raise ValueError(f"advance_flow: not columns of flows: {sorted(changes)}")
         return self._changed(_ADVANCE_FLOW, {"b_flow_id": flow_id, "b_stage": from_stage,
                                              **changes})
 
@@ -224,9 +226,14 @@ class Tx:
             return False
         return True
 
-    def add_users(self, rows: list[User]) -> None:
-        """Bulk enrollment, one batched INSERT (the benchmark seeds its users this way)."""
+    def add_users(self, rows: list[User], emails: list[str] | None = None) -> None:
+        """Bulk enrollment, one batched INSERT (the benchmark seeds its users this way), with
+        the address each user's IdP pushes, if given, as a sign-in would have kept it."""
         self._db.execute(_INSERT_USER, many=[row.__dict__ for row in rows])
+        if emails:
+            self._db.execute(_INSERT_CONTACT, many=[
+                {"subject": row.subject, "email": email, "locale": None,
+                 "updated_at": row.created_at} for row, email in zip(rows, emails, strict=True)])
 
     def accept_totp_step(self, subject: str, step: int, drift: int = 0) -> bool:
         """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2).
@@ -534,6 +541,7 @@ _FIND_FLOW = Statement(sa.select(flows).where(flows.c.flow_id == _b("b_flow_id")
                                               flows.c.expires_at > _b("b_now")))
 _ADVANCE_FLOW = Statement(sa.update(flows).where(flows.c.flow_id == _b("b_flow_id"),
                                                  flows.c.stage == _b("b_stage")))
+_FLOW_COLUMNS = frozenset(flows.c.keys())
 _END_FLOW = Statement(sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
                                              flows.c.stage == _b("b_stage")))
 _FIND_USER = Statement(sa.select(users).where(users.c.subject == _b("b_subject")))

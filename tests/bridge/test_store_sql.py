@@ -93,6 +93,26 @@ def test_statements_built_per_call(app):
     assert sorted(claims, key=str) == [None, "me", "me"]
 
 
+def test_a_flow_moves_on_only_with_columns_it_has(app):
+    """advance_flow's SET is the names it is given: a misspelt one must not be dropped in
+    silence (the stage would move on without the change), nor an empty SET reach the driver."""
+    store = app.extensions["stepup"].store
+    with store.begin() as tx:
+        for changes in ({"stge": "locked"}, {"stage": "locked", "staged_cod": None}, {}):
+            with pytest.raises(ValueError, match="not columns of flows"):
+                tx.advance_flow("f1", "totp", **changes)
+
+
+def test_seeded_users_get_the_address_their_idp_pushes(app):
+    store = app.extensions["stepup"].store
+    with store.begin() as tx:
+        tx.add_users([_user("s1"), _user("s2")], emails=["s1@example.org", "s2@example.org"])
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.contacts.c.subject, schema.contacts.c.email)
+                            .order_by(schema.contacts.c.subject)).all()
+    assert [tuple(r) for r in rows] == [("s1", "s1@example.org"), ("s2", "s2@example.org")]
+
+
 def test_in_lists_of_converted_values_are_refused(app):
     """IN (...) is written out as separate parameters, which would skip the conversion a
     JSON or boolean column needs: such a statement is refused, not run unconverted."""

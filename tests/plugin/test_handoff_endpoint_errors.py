@@ -168,7 +168,8 @@ class TestTransportSecurity:
         assert HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET).issuer == issuer
 
     @pytest.mark.parametrize("host", ["128.0.0.1", "127.0.0.256", "127.000.0.1", "10.0.0.1",
-                                      "[::2]", "[::ffff:127.0.0.1]", "localhost.example.com",
+                                      "[::2]", "[::ffff:127.0.0.1]", "[::1%25lo]",
+                                      "localhost.example.com",
                                       "127.0.0.1.nip.io", "mfa.example.com"])
     def test_plain_http_issuer_elsewhere_refused(self, host):
         with pytest.raises(ValueError, match="issuer must be an https URL"):

@@ -47,6 +47,7 @@ def test_qr_benchmark_compares_the_fixed_mask_with_all_eight():
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert re.search(r"masks scored .* [\d.]+ ms CPU a code", run.stdout), run.stdout
+    assert re.search(r"not read back by zxing: \d of 5 scored, \d of 5 with mask 4", run.stdout)
     masks = re.findall(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+(\d+)%$", run.stdout, re.M)
     assert [int(mask) for mask, *_ in masks] == list(range(8)), run.stdout
     assert all(1 <= float(median) <= float(worst) for _, median, worst, _ in masks)

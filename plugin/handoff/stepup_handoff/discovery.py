@@ -46,6 +46,8 @@ def is_loopback(url: str) -> bool:
         return False
     if host.lower() in LOOPBACK_NAMES:
         return True
+    if "%" in host:  # a zone (fe80::1%eth0) names an interface: never this machine's issuer
+        return False
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

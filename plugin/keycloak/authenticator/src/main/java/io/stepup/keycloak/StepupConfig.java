@@ -117,8 +117,8 @@ public final class StepupConfig {
         if (host.equals("localhost") || LOOPBACK_IPV4.matcher(host).matches()) {
             return true;
         }
-        if (!host.startsWith("[") || !host.endsWith("]")) {
-            return false;
+        if (!host.startsWith("[") || !host.endsWith("]") || host.contains("%")) {
+            return false;  // a zone (fe80::1%eth0) names an interface: never this machine's issuer
         }
         try {  // an IPv4-mapped address parses to an Inet4Address: not ::1, as in Python 3.11
             InetAddress address = InetAddress.getByName(host.substring(1, host.length() - 1));

@@ -90,7 +90,8 @@ class StepupConfigTest {
             assertTrue(StepupConfig.loopback(URI.create("http://" + host + ":5000/")), host);
         }
         for (String host : new String[] {"128.0.0.1", "127.0.0.256", "127.000.0.1", "10.0.0.1", "[::2]",
-                "[::ffff:127.0.0.1]", "localhost.example.com", "127.0.0.1.nip.io", "mfa.example.com"}) {
+                "[::ffff:127.0.0.1]", "[::1%25lo]", "localhost.example.com", "127.0.0.1.nip.io",
+                "mfa.example.com"}) {
             assertFalse(StepupConfig.loopback(URI.create("http://" + host + ":5000/")), host);
         }
     }
