@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _SCRIPTS = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (tests/production/test_migrations.py holds
 #: it equal to alembic's head: change it with every new migration).
-HEAD = "0006"
+HEAD = "0007"
 
 
 class SchemaError(RuntimeError):
@@ -59,9 +59,13 @@ def _at_head(engine: Engine) -> bool:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to ``revision``; a database a newer bridge migrated is refused (SchemaError),
+    not taken apart: alembic knows no way back from a revision it has never seen."""
     if revision == "head" and _at_head(engine):
         return
     from alembic import command
+
+    _refuse_newer(engine, head())
 
     with engine.begin() as conn:
         config = _config()
@@ -69,19 +73,25 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def _refuse_newer(engine: Engine, wanted: str, found: str | None = None) -> None:
+    from alembic.script import ScriptDirectory
+
+    found = found or current(engine)
+    known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if found is not None and found not in known:
+        raise SchemaError(f"the database schema ({found}) is newer than this bridge ({wanted}): "
+                          "run the bridge version that migrated it, or restore a backup")
+
+
 def check(engine: Engine) -> None:
     """Refuse to serve on a schema that is missing, older or newer than this code's."""
     if _at_head(engine):
         return
-    from alembic.script import ScriptDirectory
-
     found, wanted = current(engine), head()
     if found == wanted:
         return
     if found is None:
         raise SchemaError("the database has no schema yet: run `stepup db upgrade`")
-    known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
-    if found not in known:
-        raise SchemaError(f"the database schema ({found}) is newer than this bridge ({wanted})")
+    _refuse_newer(engine, wanted, found)
     raise SchemaError(
         f"the database schema ({found}) is older than {wanted}: run `stepup db upgrade`")

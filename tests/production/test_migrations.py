@@ -119,3 +119,26 @@ def test_serve_refuses_unmigrated_and_newer_schemas(empty_database, tmp_path):
     assert newer.returncode == 2
     assert "is newer than this bridge" in newer.stderr
     assert "Traceback" not in newer.stderr
+
+
+def test_a_newer_embedded_database_is_refused_in_one_line(empty_database, tmp_path):
+    """The embedded SQLite file, and any database ``db upgrade`` is pointed at, migrated by a
+    newer bridge (a rollback): one line, nothing changed, never alembic's traceback."""
+    engine = create_engine(empty_database)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match=r"newer than this bridge"):
+        migrate.upgrade(engine)
+    engine.dispose()  # SQLite: the WAL is checkpointed into the file the copy below takes
+    env = {"STEPUP_DATABASE_URL": empty_database, "STEPUP_DATA_DIR": str(tmp_path)}
+    if empty_database.startswith("sqlite"):  # the embedded default: the data folder's stepup.db
+        shutil.copy(empty_database.removeprefix("sqlite:///"), tmp_path / "stepup.db")
+        env = {"STEPUP_DATA_DIR": str(tmp_path)}
+    for command in (["db", "upgrade"], ["client", "list"], ["serve", "--port", "1"]):
+        refused = stepup(env, *command, check=False)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert "is newer than this bridge" in refused.stderr and "Traceback" not in refused.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+    engine.dispose()
