@@ -19,7 +19,7 @@ from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
 from .oidc.clients import check_names, new_client
 from .settings import ConfigError, load_settings
-from .store import create_engine, migrate
+from .store import Store, create_engine, migrate
 from .store.migrate import SchemaError
 
 # Nothing imported here may import prometheus_client (bridge.ops does, inside create_app):
@@ -57,6 +57,12 @@ class _Group(click.Group):
         except SQLAlchemyError as e:
             _fail(f"the database is not reachable: {type(e).__name__}: "
                   f"{str(getattr(e, 'orig', e)).splitlines()[0]}")
+        except OSError as e:  # the data folder: a file in its place, read-only, no space
+            if e.filename is None:  # not a file's (a socket's, say): not ours to word
+                raise
+            why = ("a file is in the way of a folder"
+                   if isinstance(e, FileExistsError | NotADirectoryError) else e.strerror)
+            _fail(f"cannot use {e.filename}: {why}")
 
 
 @click.group(cls=_Group)
@@ -344,6 +350,18 @@ def db_upgrade() -> None:
     engine = create_engine(settings.database)
     migrate.upgrade(engine)
     click.echo(f"Database at revision {migrate.current(engine)}")
+
+
+@db.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(target: Path) -> None:
+    """Copy the embedded SQLite database to a new file TARGET, consistently, while nodes run
+    (back up keys/secrets.json too: without it the copy is useless)."""
+    settings = load_settings()
+    if target.exists():
+        _fail(f"{target} exists: name a new file")
+    Store(create_engine(settings.database)).backup(target)
+    click.echo(f"Backed up {settings.database.split(':///', 1)[-1]} to {target}")
 
 
 # -- Keycloak -----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ Both are loaded once, not per request.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -26,7 +28,7 @@ from pathlib import Path
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from .secretbox import SecretBox
-from .settings import Settings, decode_key, parse_encryption_keys
+from .settings import ConfigError, Settings, decode_key, parse_encryption_keys
 from .store import Store, Tx
 
 #: Signing algorithms, default first (DESIGN: ES256 by default, RS256 selectable per client).
@@ -118,12 +120,39 @@ def load_secrets(settings: Settings) -> ServerSecrets:
             "pepper": _b64(secrets.token_bytes(32)),
             "encryption_keys": [f"k{int(time.time())}:{_b64(secrets.token_bytes(32))}"],
         })
-    keys = parse_encryption_keys(settings.encryption_keys or ",".join(stored["encryption_keys"]))
+    def setting(name: str, value: str) -> str:
+        """The setting if given, else the file's value, which must be there."""
+        if value:
+            return value
+        kept = stored.get(name)
+        if not kept or not isinstance(kept, str | list):
+            raise ConfigError(f"{path} holds no {name!r} and STEPUP_{name.upper()} is not set: "
+                              "restore the file from your backup, or set the variable")
+        return kept if isinstance(kept, str) else ",".join(map(str, kept))
+
+    keys = parse_encryption_keys(setting("encryption_keys", settings.encryption_keys))
     return ServerSecrets(
-        secret_key=decode_key(settings.secret_key or stored["secret_key"], "STEPUP_SECRET_KEY"),
-        pepper=decode_key(settings.pepper or stored["pepper"], "STEPUP_PEPPER"),
+        secret_key=decode_key(setting("secret_key", settings.secret_key), "STEPUP_SECRET_KEY"),
+        pepper=decode_key(setting("pepper", settings.pepper), "STEPUP_PEPPER"),
         vault=Vault(SecretBox(keys, next(iter(keys)))),
     )
+
+
+def check_pepper(store: Store, pepper: bytes, now: float) -> None:
+    """Refuse a pepper other than the one this database's recovery codes and client secrets
+    were made with (a restore without it, a shell without ``STEPUP_PEPPER``): every one of them
+    would fail while the node looks healthy. The first pepper a database sees is kept, as an
+    HMAC of a fixed text that reveals nothing of it."""
+    fingerprint = hmac.new(pepper, b"stepup-bridge pepper check", hashlib.sha256).hexdigest()
+    with store.begin() as tx:
+        if tx.keep_secret_fingerprint("pepper", fingerprint, now):
+            return
+        kept = tx.secret_fingerprint("pepper") or ""
+    if not hmac.compare_digest(kept, fingerprint):
+        raise ConfigError(
+            "the pepper (STEPUP_PEPPER, else keys/secrets.json in the data folder) is not the "
+            "one this database's recovery codes and client secrets were made with: give this "
+            "node the pepper of the others, or restore keys/secrets.json with the database")
 
 
 class SigningKeys:
@@ -225,10 +254,20 @@ class SigningKeys:
 
 
 def _read_json(path: Path) -> dict | None:
+    """The secrets file's object; None if there is none yet."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError:  # not JSON, or not UTF-8; the message would quote the secrets
+        raise ConfigError(f"{path} is not the JSON object the bridge wrote: restore it from "
+                          "your backup") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not the JSON object the bridge wrote: restore it from "
+                          "your backup")
+    return data
 
 
 def _create_private(path: Path, data: dict) -> dict:

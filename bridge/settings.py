@@ -172,8 +172,11 @@ def load_settings(
             values[name] = _int(name, value, *_INTS[name])
         elif name == "data_dir":
             values[name] = Path(str(value)).expanduser().resolve()
-        else:
-            values[name] = str(value).strip()
+        elif isinstance(value, str):
+            values[name] = value.strip()
+        else:  # a TOML list or number where text goes (webhook_urls, encryption_keys: commas)
+            raise ConfigError(f"setting {name} must be a quoted string, not a "
+                              f"{type(value).__name__}")
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_issuer(settings.issuer)
     _check_database_url(settings.database_url)
@@ -200,9 +203,9 @@ def load_settings(
 def decode_key(value: str, name: str, size: int | None = None) -> bytes:
     """A base64 (standard or URL-safe) secret of at least ``MIN_SECRET_BYTES`` (or exactly
     ``size``) bytes; the error names the setting, never the value."""
-    text = value.strip()
-    try:
-        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    text = value.strip().translate(_URLSAFE)
+    try:  # validate: a stray character must not be dropped in silence (a different key)
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except ValueError:
         raise ConfigError(f"{name} is not valid base64") from None
     if size is not None and len(key) != size:
@@ -213,14 +216,19 @@ def decode_key(value: str, name: str, size: int | None = None) -> bytes:
     return key
 
 
+#: An encryption key's id: it prefixes each sealed value, up to the first dot.
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_URLSAFE = str.maketrans("-_", "+/")
+
+
 def parse_encryption_keys(value: str) -> dict[str, bytes]:
     """``id:base64key[,id:base64key…]`` → {id: key}, in order (the first is active)."""
     keys: dict[str, bytes] = {}
     for item in value.split(","):
         kid, sep, key = item.strip().partition(":")
-        if not sep or not kid or kid in keys:
+        if not sep or not KEY_ID.fullmatch(kid) or kid in keys:
             raise ConfigError("STEPUP_ENCRYPTION_KEYS must be id:base64key[,id:base64key...] "
-                              "with distinct ids")
+                              "with distinct ids of 1 to 64 letters, digits, '-' or '_'")
         keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS key {kid!r}", size=32)
     return keys
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ from .schema import (
     flows,
     ip_failures,
     pushed_requests,
+    secret_checks,
     signing_keys,
     users,
 )
@@ -405,6 +407,21 @@ class Tx:
         return self._changed(sa.update(table).where(
             table.c[key_column] == key, table.c[column] == old).values({column: new}))
 
+    # -- fingerprints of the secrets kept outside the database -------------------------------
+    def secret_fingerprint(self, name: str) -> str | None:
+        return self._db.execute(sa.select(secret_checks.c.fingerprint)
+                                .where(secret_checks.c.name == name)).scalar()
+
+    def keep_secret_fingerprint(self, name: str, fingerprint: str, now: float) -> bool:
+        """Record the first fingerprint of ``name``; False if one is kept already."""
+        try:
+            with self._db.savepoint():
+                self._db.execute(sa.insert(secret_checks).values(
+                    name=name, fingerprint=fingerprint, created_at=now))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,
               client_id: str | None = None, ip: str | None = None, **detail: Any) -> str | None:
@@ -638,6 +655,24 @@ class Store:
             tx = Tx(db)
             yield tx
         _log_committed(tx)
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the embedded SQLite database into the new file ``target``,
+        owner-only, while nodes run: ``VACUUM INTO`` reads one snapshot, commits still in the
+        WAL included, which copying the file would miss. PostgreSQL has ``pg_dump``."""
+        if self._postgres:
+            raise ValueError("stepup db backup copies the embedded SQLite database; back up "
+                             "PostgreSQL with pg_dump or your service's snapshots")
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # empty: allowed
+        try:
+            connection = checkout(self.engine)
+            try:
+                connection.driver_connection.execute("VACUUM INTO ?", (str(target),))
+            finally:
+                connection.close()
+        except BaseException:
+            target.unlink(missing_ok=True)  # never a half-written backup left to restore
+            raise
 
     @contextmanager
     def _session(self, autocommit: bool, durable: bool) -> Iterator[Session]:

@@ -182,3 +182,14 @@ access_tokens = sa.Table(
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
+
+#: Fingerprints of the secrets kept outside the database (an HMAC of a fixed text under each,
+#: which reveals nothing of it): a node started with another pepper is refused, before it
+#: would fail every recovery code and client secret while its health checks pass.
+secret_checks = sa.Table(
+    "secret_checks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -1,10 +1,15 @@
 """A bad database URL or an unreachable database stops the command with one line; the data
-folder's files (the SQLite database, the generated secrets) are owner-only."""
+folder's files (the SQLite database, the generated secrets) are owner-only; a node with
+another pepper than its database's, a damaged secrets file or an unusable data folder is
+refused in one line."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import shutil
 import stat
 
 import pytest
@@ -14,6 +19,7 @@ from bridge import create_app, keyring
 from bridge.cli import _safe_url, main
 from bridge.settings import ConfigError, load_settings
 from tests.bridge.conftest import IDP_ID
+from tests.bridge.test_store_sql import _user
 
 
 @pytest.mark.parametrize("url, message", [
@@ -98,3 +104,124 @@ def test_two_commands_starting_on_a_new_data_folder_get_the_same_secrets(tmp_pat
     first, second = keyring.load_secrets(settings), keyring.load_secrets(settings)
     assert second.pepper == first.pepper and second.secret_key == first.secret_key
     assert [p.name for p in (tmp_path / "keys").iterdir()] == ["secrets.json"]  # no leftovers
+
+
+def _cli(*args: str, **env: str):
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def _pepper(n: int) -> str:
+    return base64.b64encode(bytes([n]) * 32).decode()
+
+
+def test_a_node_with_another_pepper_than_its_database_s_is_refused(tmp_path):
+    """Every recovery code and client secret would fail while /readyz said ready: a shell or a
+    node without STEPUP_PEPPER (the data folder's file then has another), a restore without
+    keys/secrets.json."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_DATABASE_URL=url,
+                 STEPUP_PEPPER=_pepper(1))
+    assert first.exit_code == 2 and "no schema yet" in first.output
+    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"),
+                STEPUP_DATABASE_URL=url).exit_code == 0
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_DATABASE_URL=url,
+                STEPUP_PEPPER=_pepper(1)).exit_code == 0  # the first pepper is kept
+    for env in ({"STEPUP_PEPPER": _pepper(2)}, {}):  # another one; the folder's generated one
+        refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"),
+                       STEPUP_DATABASE_URL=url, **env)
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.startswith("stepup: error: the pepper (STEPUP_PEPPER")
+        assert _pepper(2) not in refused.output and "Traceback" not in refused.output
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_DATABASE_URL=url,
+                STEPUP_PEPPER=_pepper(1)).exit_code == 0  # nothing was changed by the refusals
+
+
+def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_path):
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(live)).exit_code == 0
+    restored.mkdir()
+    for part in live.glob("stepup.db*"):  # with its WAL: the live node may not have checkpointed
+        shutil.copy(part, restored / part.name)
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(restored))
+    assert refused.exit_code == 2 and "is not the one this database" in refused.output
+    (restored / "keys").mkdir(exist_ok=True)
+    shutil.copy(live / "keys" / "secrets.json", restored / "keys" / "secrets.json")
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(restored)).exit_code == 0
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.write_text(""), "is not the JSON object the bridge wrote"),
+    (lambda f: f.write_text("[1, 2]"), "is not the JSON object the bridge wrote"),
+    (lambda f: f.write_text(json.dumps({**json.loads(f.read_text()), "pepper": None})),
+     "holds no 'pepper' and STEPUP_PEPPER is not set"),
+    (lambda f: (f.unlink(), f.mkdir()), "cannot read"),
+])
+def test_a_damaged_secrets_file_is_one_line_naming_it(tmp_path, damage, message):
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
+    secrets_file = tmp_path / "keys" / "secrets.json"
+    kept = json.loads(secrets_file.read_text())
+    damage(secrets_file)
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path))
+    assert refused.exit_code == 2, refused.output
+    assert message in refused.output and str(secrets_file) in refused.output
+    assert kept["pepper"] not in refused.output and "Traceback" not in refused.output
+
+
+def test_a_data_folder_that_cannot_be_used_is_one_line(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for folder in (a_file, a_file / "sub"):
+        for command in (["db", "upgrade"], ["client", "list"]):
+            refused = _cli(*command, STEPUP_DATA_DIR=str(folder))
+            assert refused.exit_code == 2, (command, refused.output)
+            assert refused.output.startswith(f"stepup: error: cannot use {a_file}")
+            assert "Traceback" not in refused.output
+
+
+_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+@pytest.mark.parametrize("line, message", [
+    (f'encryption_keys = ["k1:{_KEY}"]',
+     "setting encryption_keys must be a quoted string, not a list"),
+    (f'pepper = "{_pepper(3)}!!!!"', "STEPUP_PEPPER is not valid base64"),
+    (f'encryption_keys = "k.1:{_KEY}"', "distinct ids of 1 to 64 letters, digits"),
+    ("issuer = 5", "setting issuer must be a quoted string, not a int"),
+])
+def test_a_config_file_value_of_the_wrong_kind_is_refused(tmp_path, line, message):
+    config = tmp_path / "stepup.toml"
+    config.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        load_settings({"STEPUP_CONFIG": str(config)})
+    assert _pepper(3) not in str(refused.value)
+
+
+def test_a_backup_of_the_embedded_database_holds_what_the_wal_holds(tmp_path):
+    """Copying stepup.db while a node runs misses the commits still in its WAL; `stepup db
+    backup` takes one consistent snapshot, owner-only, and restores as a data folder."""
+    live = tmp_path / "live"
+    app = create_app({"data_dir": live, "issuer": "https://bridge.example"}, environ={})
+    store = app.extensions["stepup"].store
+    with store.begin() as tx:  # the node's pool stays open: nothing is checkpointed
+        tx.add_users([_user("in-the-wal")])
+    target = tmp_path / "backup.db"
+    done = _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live))
+    assert done.exit_code == 0, done.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live)).output == (
+        f"stepup: error: {target} exists: name a new file\n")
+    restored = tmp_path / "restored"
+    (restored / "keys").mkdir(parents=True)
+    shutil.copy(target, restored / "stepup.db")
+    shutil.copy(live / "keys" / "secrets.json", restored / "keys" / "secrets.json")
+    shown = _cli("user", "show", "in-the-wal", STEPUP_DATA_DIR=str(restored))
+    assert shown.exit_code == 0 and "in-the-wal" in shown.output, shown.output
+    store.engine.dispose()
+
+
+def test_backup_of_postgresql_points_to_pg_dump(tmp_path):
+    refused = _cli("db", "backup", str(tmp_path / "b.db"), STEPUP_DATA_DIR=str(tmp_path),
+                   STEPUP_DATABASE_URL="postgresql://stepup@127.0.0.1:9/stepup")
+    assert refused.exit_code == 2 and "pg_dump" in refused.output
+    assert not (tmp_path / "b.db").exists()
+
