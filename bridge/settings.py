@@ -216,8 +216,8 @@ def decode_key(value: str, name: str, size: int | None = None) -> bytes:
     return key
 
 
-#: An encryption key's id: it prefixes each sealed value, up to the first dot.
-KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: An encryption key's id: it prefixes each sealed value, up to the first dot, so it has none.
+KEY_ID = re.compile(r"[!-~]{1,64}")  # printable ASCII, no space; the dot is refused below
 _URLSAFE = str.maketrans("-_", "+/")
 
 
@@ -226,9 +226,9 @@ def parse_encryption_keys(value: str) -> dict[str, bytes]:
     keys: dict[str, bytes] = {}
     for item in value.split(","):
         kid, sep, key = item.strip().partition(":")
-        if not sep or not KEY_ID.fullmatch(kid) or kid in keys:
+        if not sep or not KEY_ID.fullmatch(kid) or "." in kid or kid in keys:
             raise ConfigError("STEPUP_ENCRYPTION_KEYS must be id:base64key[,id:base64key...] "
-                              "with distinct ids of 1 to 64 letters, digits, '-' or '_'")
+                              "with distinct ids of 1 to 64 printable ASCII characters, no dot")
         keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS key {kid!r}", size=32)
     return keys
 

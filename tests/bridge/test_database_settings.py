@@ -185,7 +185,7 @@ _KEY = base64.b64encode(b"k" * 32).decode()
     (f'encryption_keys = ["k1:{_KEY}"]',
      "setting encryption_keys must be a quoted string, not a list"),
     (f'pepper = "{_pepper(3)}!!!!"', "STEPUP_PEPPER is not valid base64"),
-    (f'encryption_keys = "k.1:{_KEY}"', "distinct ids of 1 to 64 letters, digits"),
+    (f'encryption_keys = "k.1:{_KEY}"', "1 to 64 printable ASCII characters, no dot"),
     ("issuer = 5", "setting issuer must be a quoted string, not a int"),
 ])
 def test_a_config_file_value_of_the_wrong_kind_is_refused(tmp_path, line, message):
