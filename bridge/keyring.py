@@ -13,6 +13,7 @@ Both are loaded once, not per request.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -114,6 +115,9 @@ def load_secrets(settings: Settings) -> ServerSecrets:
     folder, generated on first use."""
     path = settings.data_dir / "keys" / "secrets.json"
     stored = _read_json(path)
+    if stored is not None and path.stat().st_mode & 0o077:
+        with contextlib.suppress(PermissionError):  # another owner's (a mounted secret): theirs
+            path.chmod(0o600)  # a restored copy with open rights, as for the SQLite file
     if stored is None:
         stored = _create_private(path, {
             "secret_key": _b64(secrets.token_bytes(32)),

@@ -8,6 +8,7 @@ environment. A bad value raises :class:`ConfigError` with a one-line reason, and
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import tomllib
@@ -260,13 +261,18 @@ def _check_database_url(url: str) -> None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
     except (ArgumentError, ValueError):  # the message would quote the URL's parts: not shown
         raise ConfigError("STEPUP_DATABASE_URL is not a database URL "
                           "(e.g. postgresql+psycopg://user@host/db)") from None
     if backend not in ("postgresql", "sqlite"):
         raise ConfigError(f"STEPUP_DATABASE_URL: {backend} is not supported "
                           "(PostgreSQL or SQLite)")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # Each process, each pooled connection even, would get its own empty database.
+        raise ConfigError("STEPUP_DATABASE_URL: an SQLite database in memory keeps nothing; "
+                          "name a file (sqlite:////path/stepup.db), or leave it unset")
 
 
 def _check_issuer(issuer: str) -> None:
@@ -290,6 +296,12 @@ def mail_domain(issuer: str) -> str:
     (Python's own codec is IDNA 2003: straße would become strasse, another domain), which a
     mail server without SMTPUTF8 accepts too."""
     host = urlsplit(issuer).hostname or "localhost"
+    try:  # an address: RFC 5321 §4.1.3's literal (a bare ::1 makes an empty From: <>)
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return f"[IPv6:{address.compressed}]" if address.version == 6 else f"[{address}]"
     if host.isascii():
         return host
     import idna  # only for such a host: its tables cost every worker 2 MiB

@@ -24,6 +24,8 @@ from tests.bridge.test_store_sql import _user
 
 @pytest.mark.parametrize("url, message", [
     ("foo", "is not a database URL"),
+    ("sqlite://", "an SQLite database in memory keeps nothing"),
+    ("sqlite:///:memory:", "an SQLite database in memory keeps nothing"),
     ("mysql://u@h/db", "mysql is not supported"),
     ("postgresql://stepup:hunter2pw/stepup", "is not a database URL"),  # no @: pw is the port
 ])
@@ -94,6 +96,14 @@ def test_the_secrets_file_is_owner_only_whatever_was_left_in_its_folder(tmp_path
     app.extensions["stepup"].store.engine.dispose()
     assert stat.S_IMODE((keys / "secrets.json").stat().st_mode) == 0o600
     assert [p.name for p in keys.iterdir() if p.name.endswith(".tmp")] == ["secrets.tmp"]
+
+
+def test_a_restored_secrets_file_with_open_rights_is_made_owner_only(tmp_path):
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
+    secrets_file = tmp_path / "keys" / "secrets.json"
+    secrets_file.chmod(0o644)
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
 
 
 def test_two_commands_starting_on_a_new_data_folder_get_the_same_secrets(tmp_path, monkeypatch):

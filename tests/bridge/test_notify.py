@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 import pytest
 import sqlalchemy as sa
@@ -198,6 +199,19 @@ def test_the_default_sender_of_an_internationalised_issuer_is_ascii(issuer, send
     """A mail server without SMTPUTF8 refused every notice from stepup@bücher.example; the
     domain is the one browsers reach, not Python's IDNA 2003 reading of it."""
     assert load_settings({}, {"issuer": issuer}).smtp_sender == sender
+
+
+@pytest.mark.parametrize(("issuer", "sender"), [
+    ("http://[::1]:5000", "stepup@[IPv6:::1]"),
+    ("http://[0:0:0:0:0:0:0:1]:5000", "stepup@[IPv6:::1]"),
+    ("http://127.0.0.1:5000", "stepup@[127.0.0.1]"),
+])
+def test_the_default_sender_of_an_issuer_at_an_address_is_an_address_literal(issuer, sender):
+    """stepup@::1 is no address: the From header came out empty (<>). RFC 5321 §4.1.3."""
+    assert load_settings({}, {"issuer": issuer}).smtp_sender == sender
+    message = EmailMessage()
+    message["From"] = sender
+    assert message["From"].addresses[0].domain == sender.split("@", 1)[1]
 
 
 def test_only_the_configured_events_are_sent(notifying, smtp, receiver, clock):
