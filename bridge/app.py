@@ -91,7 +91,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
     store = Store(engine)
     secrets = load_secrets(settings)
-    check_pepper(store, secrets.pepper, clock())
+    check_pepper(store, secrets, clock())
     not_me = NotMe(store, secrets.secret_key, settings.not_me_ttl, settings.issuer, clock)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,

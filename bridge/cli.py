@@ -353,12 +353,12 @@ def db_upgrade() -> None:
 
 
 @db.command("backup")
-@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
 def db_backup(target: Path) -> None:
     """Copy the embedded SQLite database to a new file TARGET, consistently, while nodes run
     (back up keys/secrets.json too: without it the copy is useless)."""
     settings = load_settings()
-    if target.exists():
+    if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
     Store(create_engine(settings.database)).backup(target)
     click.echo(f"Backed up {settings.database.split(':///', 1)[-1]} to {target}")

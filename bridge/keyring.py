@@ -107,6 +107,9 @@ class ServerSecrets:
     secret_key: bytes  # Flask session and CSRF signing
     pepper: bytes  # HMAC key of recovery codes and client secrets
     vault: Vault  # AES-GCM for the secrets the database holds
+    #: The secrets file this process generated, when its pepper is the one in use: a pepper
+    #: made up just now, which no stored recovery code or client secret can have been made with.
+    generated_file: Path | None = None
 
 
 def load_secrets(settings: Settings) -> ServerSecrets:
@@ -118,12 +121,15 @@ def load_secrets(settings: Settings) -> ServerSecrets:
     if stored is not None and path.stat().st_mode & 0o077:
         with contextlib.suppress(PermissionError):  # another owner's (a mounted secret): theirs
             path.chmod(0o600)  # a restored copy with open rights, as for the SQLite file
+    generated = None
     if stored is None:
-        stored = _create_private(path, {
+        fresh = {
             "secret_key": _b64(secrets.token_bytes(32)),
             "pepper": _b64(secrets.token_bytes(32)),
             "encryption_keys": [f"k{int(time.time())}:{_b64(secrets.token_bytes(32))}"],
-        })
+        }
+        stored = _create_private(path, fresh)
+        generated = path if stored == fresh and not settings.pepper else None
     def setting(name: str, value: str) -> str:
         """The setting if given, else the file's value, which must be there."""
         if value:
@@ -139,24 +145,39 @@ def load_secrets(settings: Settings) -> ServerSecrets:
         secret_key=decode_key(setting("secret_key", settings.secret_key), "STEPUP_SECRET_KEY"),
         pepper=decode_key(setting("pepper", settings.pepper), "STEPUP_PEPPER"),
         vault=Vault(SecretBox(keys, next(iter(keys)))),
+        generated_file=generated,
     )
 
 
-def check_pepper(store: Store, pepper: bytes, now: float) -> None:
+def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:
     """Refuse a pepper other than the one this database's recovery codes and client secrets
     were made with (a restore without it, a shell without ``STEPUP_PEPPER``): every one of them
     would fail while the node looks healthy. The first pepper a database sees is kept, as an
-    HMAC of a fixed text that reveals nothing of it."""
-    fingerprint = hmac.new(pepper, b"stepup-bridge pepper check", hashlib.sha256).hexdigest()
+    HMAC of a fixed text that reveals nothing of it; a pepper made up just now is never kept
+    for a database that holds users or clients already (one from before schema 0007), and a
+    refused process takes back the secrets file it generated."""
+    fingerprint = hmac.new(secrets.pepper, b"stepup-bridge pepper check",
+                           hashlib.sha256).hexdigest()
+    made_up = secrets.generated_file is not None
     with store.begin() as tx:
-        if tx.keep_secret_fingerprint("pepper", fingerprint, now):
-            return
-        kept = tx.secret_fingerprint("pepper") or ""
-    if not hmac.compare_digest(kept, fingerprint):
+        kept = tx.secret_fingerprint("pepper")
+        if kept is None and not (made_up and tx.holds_accounts()):
+            if tx.keep_secret_fingerprint("pepper", fingerprint, now):
+                return
+            kept = tx.secret_fingerprint("pepper")  # another node's, kept just now
+    if kept is not None and hmac.compare_digest(kept, fingerprint):
+        return
+    if secrets.generated_file is not None:
+        secrets.generated_file.unlink(missing_ok=True)  # nothing left of a refused start
+    if kept is None:
         raise ConfigError(
-            "the pepper (STEPUP_PEPPER, else keys/secrets.json in the data folder) is not the "
-            "one this database's recovery codes and client secrets were made with: give this "
-            "node the pepper of the others, or restore keys/secrets.json with the database")
+            "this database holds users or clients, and this node has no pepper (no "
+            "STEPUP_PEPPER, no keys/secrets.json in the data folder): give it the pepper of "
+            "the others, or restore keys/secrets.json with the database")
+    raise ConfigError(
+        "the pepper (STEPUP_PEPPER, else keys/secrets.json in the data folder) is not the "
+        "one this database's recovery codes and client secrets were made with: give this "
+        "node the pepper of the others, or restore keys/secrets.json with the database")
 
 
 class SigningKeys:

@@ -176,8 +176,8 @@ def load_settings(
         elif isinstance(value, str):
             values[name] = value.strip()
         else:  # a TOML list or number where text goes (webhook_urls, encryption_keys: commas)
-            raise ConfigError(f"setting {name} must be a quoted string, not a "
-                              f"{type(value).__name__}")
+            kind = _TOML_KINDS.get(type(value).__name__, type(value).__name__)
+            raise ConfigError(f"setting {name} must be a quoted string, not a TOML {kind}")
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_issuer(settings.issuer)
     _check_database_url(settings.database_url)
@@ -201,6 +201,10 @@ def load_settings(
     return settings
 
 
+_TOML_KINDS = {"list": "array", "int": "integer", "float": "float", "bool": "boolean",
+               "dict": "table"}
+
+
 def decode_key(value: str, name: str, size: int | None = None) -> bytes:
     """A base64 (standard or URL-safe) secret of at least ``MIN_SECRET_BYTES`` (or exactly
     ``size``) bytes; the error names the setting, never the value."""
@@ -217,8 +221,6 @@ def decode_key(value: str, name: str, size: int | None = None) -> bytes:
     return key
 
 
-#: An encryption key's id: it prefixes each sealed value, up to the first dot, so it has none.
-KEY_ID = re.compile(r"[!-~]{1,64}")  # printable ASCII, no space; the dot is refused below
 _URLSAFE = str.maketrans("-_", "+/")
 
 
@@ -227,9 +229,10 @@ def parse_encryption_keys(value: str) -> dict[str, bytes]:
     keys: dict[str, bytes] = {}
     for item in value.split(","):
         kid, sep, key = item.strip().partition(":")
-        if not sep or not KEY_ID.fullmatch(kid) or "." in kid or kid in keys:
+        # An id prefixes each sealed value, up to the first dot: one with a dot never opens.
+        if not sep or not kid.strip() or "." in kid or kid in keys:
             raise ConfigError("STEPUP_ENCRYPTION_KEYS must be id:base64key[,id:base64key...] "
-                              "with distinct ids of 1 to 64 printable ASCII characters, no dot")
+                              "with distinct ids, none with a dot")
         keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS key {kid!r}", size=32)
     return keys
 
@@ -269,7 +272,8 @@ def _check_database_url(url: str) -> None:
     if backend not in ("postgresql", "sqlite"):
         raise ConfigError(f"STEPUP_DATABASE_URL: {backend} is not supported "
                           "(PostgreSQL or SQLite)")
-    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+    if backend == "sqlite" and (parsed.database in (None, "", ":memory:")
+                                or parsed.query.get("mode") == "memory"):
         # Each process, each pooled connection even, would get its own empty database.
         raise ConfigError("STEPUP_DATABASE_URL: an SQLite database in memory keeps nothing; "
                           "name a file (sqlite:////path/stepup.db), or leave it unset")

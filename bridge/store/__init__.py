@@ -412,6 +412,11 @@ class Tx:
         return self._db.execute(sa.select(secret_checks.c.fingerprint)
                                 .where(secret_checks.c.name == name)).scalar()
 
+    def holds_accounts(self) -> bool:
+        """Whether any user or client is stored (made with some pepper already)."""
+        return any(self._db.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).rows
+                   for table in (users, clients))
+
     def keep_secret_fingerprint(self, name: str, fingerprint: str, now: float) -> bool:
         """Record the first fingerprint of ``name``; False if one is kept already."""
         try:
@@ -663,6 +668,9 @@ class Store:
         if self._postgres:
             raise ValueError("stepup db backup copies the embedded SQLite database; back up "
                              "PostgreSQL with pg_dump or your service's snapshots")
+        source = Path(self.engine.url.database or "")
+        if not source.is_file():  # connecting would create an empty one, and back that up
+            raise ValueError(f"no database at {source}")
         os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # empty: allowed
         try:
             connection = checkout(self.engine)

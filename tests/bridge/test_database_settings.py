@@ -13,11 +13,13 @@ import shutil
 import stat
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from bridge import create_app, keyring
 from bridge.cli import _safe_url, main
 from bridge.settings import ConfigError, load_settings
+from bridge.store import create_engine, schema
 from tests.bridge.conftest import IDP_ID
 from tests.bridge.test_store_sql import _user
 
@@ -26,6 +28,7 @@ from tests.bridge.test_store_sql import _user
     ("foo", "is not a database URL"),
     ("sqlite://", "an SQLite database in memory keeps nothing"),
     ("sqlite:///:memory:", "an SQLite database in memory keeps nothing"),
+    ("sqlite:///file:m?mode=memory&uri=true", "an SQLite database in memory keeps nothing"),
     ("mysql://u@h/db", "mysql is not supported"),
     ("postgresql://stepup:hunter2pw/stepup", "is not a database URL"),  # no @: pw is the port
 ])
@@ -120,6 +123,9 @@ def _cli(*args: str, **env: str):
     return CliRunner().invoke(main, list(args), env=env)
 
 
+_KEY = base64.b64encode(b"k" * 32).decode()
+
+
 def _pepper(n: int) -> str:
     return base64.b64encode(bytes([n]) * 32).decode()
 
@@ -154,9 +160,35 @@ def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_p
         shutil.copy(part, restored / part.name)
     refused = _cli("client", "list", STEPUP_DATA_DIR=str(restored))
     assert refused.exit_code == 2 and "is not the one this database" in refused.output
+    assert not (restored / "keys" / "secrets.json").exists()  # the made-up one is taken back
     (restored / "keys").mkdir(exist_ok=True)
     shutil.copy(live / "keys" / "secrets.json", restored / "keys" / "secrets.json")
     assert _cli("client", "list", STEPUP_DATA_DIR=str(restored)).exit_code == 0
+
+
+def test_a_made_up_pepper_is_never_kept_for_a_database_with_accounts(tmp_path):
+    """A database from before schema 0007 holds users and clients but no fingerprint: the first
+    node with a pepper keeps it. One that has none (it would generate one) must not be that
+    node, or every node with the right pepper would be refused from then on."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    right = {"STEPUP_DATABASE_URL": url, "STEPUP_PEPPER": _pepper(1),
+             "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
+    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"), **right).exit_code == 0
+    added = _cli("client", "add", "--client-id", "idp", "--redirect-uri", "https://idp/cb",
+                 STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_CLIENT_SECRET="s" * 24, **right)
+    assert added.exit_code == 0, added.output
+    with create_engine(url).begin() as conn:  # as a database from before 0007 would be
+        conn.execute(sa.delete(schema.secret_checks))
+    no_pepper = {k: v for k, v in right.items() if k != "STEPUP_PEPPER"}
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"), **no_pepper)
+    assert refused.exit_code == 2 and "this node has no pepper" in refused.output
+    assert not (tmp_path / "b" / "keys" / "secrets.json").exists()
+    with create_engine(url).connect() as conn:
+        assert conn.execute(sa.select(schema.secret_checks)).all() == []
+    listed = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"), **right)
+    assert listed.exit_code == 0 and "idp" in listed.output
+    with create_engine(url).connect() as conn:
+        assert len(conn.execute(sa.select(schema.secret_checks)).all()) == 1
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -188,15 +220,20 @@ def test_a_data_folder_that_cannot_be_used_is_one_line(tmp_path):
             assert "Traceback" not in refused.output
 
 
-_KEY = base64.b64encode(b"k" * 32).decode()
+
+@pytest.mark.parametrize("kid", ["prod 2026", "clé", "k" * 70, "prod@2026"])
+def test_encryption_key_ids_that_sealed_values_before_still_start(kid):
+    """A sealed value carries its key's id: an id that worked must keep working."""
+    assert list(load_settings({"STEPUP_ENCRYPTION_KEYS": f"{kid}:{_KEY}"}).encryption_keys
+                .partition(":")[::2]) == [kid, _KEY]
 
 
 @pytest.mark.parametrize("line, message", [
     (f'encryption_keys = ["k1:{_KEY}"]',
-     "setting encryption_keys must be a quoted string, not a list"),
+     "setting encryption_keys must be a quoted string, not a TOML array"),
     (f'pepper = "{_pepper(3)}!!!!"', "STEPUP_PEPPER is not valid base64"),
-    (f'encryption_keys = "k.1:{_KEY}"', "1 to 64 printable ASCII characters, no dot"),
-    ("issuer = 5", "setting issuer must be a quoted string, not a int"),
+    (f'encryption_keys = "k.1:{_KEY}"', "with distinct ids, none with a dot"),
+    ("issuer = 5", "setting issuer must be a quoted string, not a TOML integer"),
 ])
 def test_a_config_file_value_of_the_wrong_kind_is_refused(tmp_path, line, message):
     config = tmp_path / "stepup.toml"
@@ -227,6 +264,16 @@ def test_a_backup_of_the_embedded_database_holds_what_the_wal_holds(tmp_path):
     shown = _cli("user", "show", "in-the-wal", STEPUP_DATA_DIR=str(restored))
     assert shown.exit_code == 0 and "in-the-wal" in shown.output, shown.output
     store.engine.dispose()
+
+
+def test_a_backup_refuses_in_one_line_and_leaves_nothing(tmp_path):
+    missing = _cli("db", "backup", str(tmp_path / "b.db"), STEPUP_DATA_DIR=str(tmp_path / "new"))
+    assert missing.output == f"stepup: error: no database at {tmp_path / 'new' / 'stepup.db'}\n"
+    assert not (tmp_path / "b.db").exists() and not (tmp_path / "new" / "stepup.db").exists()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for taken in (tmp_path, tmp_path / "dangling"):
+        refused = _cli("db", "backup", str(taken), STEPUP_DATA_DIR=str(tmp_path / "new"))
+        assert refused.output == f"stepup: error: {taken} exists: name a new file\n"
 
 
 def test_backup_of_postgresql_points_to_pg_dump(tmp_path):
