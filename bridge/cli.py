@@ -360,8 +360,8 @@ def db_backup(target: Path) -> None:
     settings = load_settings()
     if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
-    Store(create_engine(settings.database)).backup(target)
-    click.echo(f"Backed up {settings.database.split(':///', 1)[-1]} to {target}")
+    source = Store(create_engine(settings.database)).backup(target)
+    click.echo(f"Backed up {source} to {target}")
 
 
 # -- Keycloak -----------------------------------------------------------------------------

@@ -130,6 +130,7 @@ def load_secrets(settings: Settings) -> ServerSecrets:
         }
         stored = _create_private(path, fresh)
         generated = path if stored == fresh and not settings.pepper else None
+
     def setting(name: str, value: str) -> str:
         """The setting if given, else the file's value, which must be there."""
         if value:

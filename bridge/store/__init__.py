@@ -661,10 +661,11 @@ class Store:
             yield tx
         _log_committed(tx)
 
-    def backup(self, target: Path) -> None:
+    def backup(self, target: Path) -> Path:
         """A consistent copy of the embedded SQLite database into the new file ``target``,
         owner-only, while nodes run: ``VACUUM INTO`` reads one snapshot, commits still in the
-        WAL included, which copying the file would miss. PostgreSQL has ``pg_dump``."""
+        WAL included, which copying the file would miss. PostgreSQL has ``pg_dump``. Returns
+        the database file copied."""
         if self._postgres:
             raise ValueError("stepup db backup copies the embedded SQLite database; back up "
                              "PostgreSQL with pg_dump or your service's snapshots")
@@ -681,6 +682,7 @@ class Store:
         except BaseException:
             target.unlink(missing_ok=True)  # never a half-written backup left to restore
             raise
+        return source
 
     @contextmanager
     def _session(self, autocommit: bool, durable: bool) -> Iterator[Session]:
