@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import edge, security
 from .challenge import Challenge, Policy
-from .keyring import ServerSecrets, SigningKeys, check_pepper, load_secrets
+from .keyring import ServerSecrets, SigningKeys, load_checked_secrets
 from .logs import loggable_path
 from .notify.notme import NotMe
 from .settings import Settings, load_settings
@@ -90,8 +90,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     else:
         migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
     store = Store(engine)
-    secrets = load_secrets(settings)
-    check_pepper(store, secrets, clock())
+    secrets = load_checked_secrets(settings, store, clock())
     not_me = NotMe(store, secrets.secret_key, settings.not_me_ttl, settings.issuer, clock)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,

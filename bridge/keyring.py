@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -148,6 +149,24 @@ def load_secrets(settings: Settings) -> ServerSecrets:
         vault=Vault(SecretBox(keys, next(iter(keys)))),
         generated_file=generated,
     )
+
+
+def load_checked_secrets(settings: Settings, store: Store, now: float) -> ServerSecrets:
+    """:func:`load_secrets`, then :func:`check_pepper`, holding a lock on the data folder's
+    ``keys/``: two processes starting at once on one folder must not both use a secrets file
+    that one of them made up and is about to take back as refused. The second waits, then
+    finds the file gone and makes up its own, which is refused in turn."""
+    folder = settings.data_dir / "keys"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The folder itself is locked: a mounted, read-only keys/ still works.
+    lock = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        secrets = load_secrets(settings)
+        check_pepper(store, secrets, now)
+        return secrets
+    finally:
+        os.close(lock)  # and the lock with it
 
 
 def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:

@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import stat
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +21,7 @@ from click.testing import CliRunner
 from bridge import create_app, keyring
 from bridge.cli import _safe_url, main
 from bridge.settings import ConfigError, load_settings
-from bridge.store import create_engine, schema
+from bridge.store import Store, create_engine, schema
 from tests.bridge.conftest import IDP_ID
 from tests.bridge.test_store_sql import _user
 
@@ -189,6 +191,55 @@ def test_a_made_up_pepper_is_never_kept_for_a_database_with_accounts(tmp_path):
     assert listed.exit_code == 0 and "idp" in listed.output
     with create_engine(url).connect() as conn:
         assert len(conn.execute(sa.select(schema.secret_checks)).all()) == 1
+
+
+def test_two_first_starts_on_one_folder_never_keep_a_made_up_pepper(tmp_path, monkeypatch):
+    """Two processes start at once on one data folder with no secrets file, before a database
+    from before 0007 that holds accounts. The first makes up a pepper, is refused and takes
+    its file back; the second must not read that file meanwhile and keep its pepper (every
+    node with the right one would be refused from then on): it waits, and is refused too."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    right = {"STEPUP_DATABASE_URL": url, "STEPUP_PEPPER": _pepper(1),
+             "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
+    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"), **right).exit_code == 0
+    assert _cli("client", "add", "--client-id", "idp", "--redirect-uri", "https://idp/cb",
+                STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_CLIENT_SECRET="s" * 24,
+                **right).exit_code == 0
+    engine = create_engine(url)
+    with engine.begin() as conn:  # as a database from before 0007 would be
+        conn.execute(sa.delete(schema.secret_checks))
+    settings = load_settings({"STEPUP_DATA_DIR": str(tmp_path / "b"), "STEPUP_DATABASE_URL": url,
+                              "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"})
+    store, first_checking, second_started = Store(engine), threading.Event(), threading.Event()
+    check = keyring.check_pepper
+
+    def slow_first_check(store, secrets, now):
+        if not first_checking.is_set():  # the first holds its made-up file while the second starts
+            first_checking.set()
+            second_started.wait(5)
+            time.sleep(0.3)
+        check(store, secrets, now)
+
+    monkeypatch.setattr(keyring, "check_pepper", slow_first_check)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            keyring.load_checked_secrets(settings, store, 0.0)
+            outcomes.append("started")
+        except Exception as error:  # the thread's outcome, asserted below
+            outcomes.append(repr(error))
+
+    first = threading.Thread(target=start)
+    first.start()
+    assert first_checking.wait(10)
+    second_started.set()
+    start()
+    first.join()
+    assert len(outcomes) == 2 and all("this node has no pepper" in o for o in outcomes), outcomes
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.secret_checks)).all() == []
+    assert not (tmp_path / "b" / "keys" / "secrets.json").exists()
 
 
 @pytest.mark.parametrize("damage, message", [
