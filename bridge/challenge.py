@@ -242,9 +242,9 @@ class Challenge:
         the user asked for a new recovery code, stages one (None: show it) without the old
         code having been used: regeneration needs no MFA reset, only a fresh TOTP check."""
         code = _six_digits(code)
-        now = self._precheck(flow, TOTP)
+        self._precheck(flow, TOTP)
         with self.store.begin() as tx:
-            user, refusal = self._admit(tx, flow, ip, now)
+            user, now, refusal = self._admit(tx, flow, ip)
             if refusal is None:
                 secret = self._totp_secret(user)
                 step = totp.match_step(secret, code, now, user.totp_drift)
@@ -289,9 +289,9 @@ class Challenge:
         if canonical is None:
             raise WrongCode(N_("Enter your recovery code: 25 letters and digits, like "
                                "ABCDE-FGHJK-MNPQR-STVWX-YZ234."))
-        now = self._precheck(flow, TOTP)
+        self._precheck(flow, TOTP)
         with self.store.begin() as tx:
-            user, refusal = self._admit(tx, flow, ip, now)
+            user, now, refusal = self._admit(tx, flow, ip)
             if refusal is None:
                 if secrets.compare_digest(recovery.keyed_digest(self.pepper, canonical),
                                           user.recovery_digest):
@@ -448,12 +448,11 @@ class Challenge:
         return self.vault.open("staged_code", flow.flow_id, flow.staged_code)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _precheck(self, flow: Flow, stage: str) -> float:
+    @staticmethod
+    def _precheck(flow: Flow, stage: str) -> None:
         """Refuse before any database work: a step already done."""
-        now = self.clock()
         if flow.stage != stage:
             raise MovedOn(STEP_DONE)
-        return now
 
     @staticmethod
     def _moved_on(tx: Tx, flow: Flow, now: float) -> bool:
@@ -466,26 +465,31 @@ class Challenge:
             return TooSoon(N_("Too many failed attempts from your network. Try again later."))
         return None
 
-    def _admit(self, tx: Tx, flow: Flow, ip: str, now: float
-               ) -> tuple[User, ChallengeError | None]:
-        """Lock the user's row; say why an attempt may not even be looked at (lock, IP
-        window, delay)."""
+    def _admit(self, tx: Tx, flow: Flow, ip: str
+               ) -> tuple[User, float, ChallengeError | None]:
+        """Lock the user's row, then read the clock: an attempt that waited for the lock
+        behind another one's failure is judged (and counted) at the time it got the row, not
+        before that failure. Say why it may not even be looked at (lock, IP window, delay)."""
         user = tx.find_user(flow.subject, for_update=True)
+        now = self.clock()
         if user is None:  # reset by the help desk mid-flow
             raise FlowGone(FACTOR_RESET)
         if user.locked_at is not None:
             # Locked from another tab or node: this flow shows the locked page from now on,
             # and its "Return to sign-in" tells the IdP the user is locked out.
             tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
-            return user, Locked(LOCKED_MESSAGE)
+            return user, now, Locked(LOCKED_MESSAGE)
         if refusal := self._ip_blocked(tx, ip, now):
-            return user, refusal
-        wait = delay_after(user.failures) - (now - (user.last_failure_at or 0))
+            return user, now, refusal
+        # Never more than the delay: another node's clock may run ahead of this one's.
+        delay = delay_after(user.failures)
+        wait = min(delay, delay - (now - (user.last_failure_at or 0)))
         if wait > 0:
-            return user, TooSoon(NP_("Too many wrong codes. Wait %(num)s second, then try again.",
-                                     "Too many wrong codes. Wait %(num)s seconds, then try again."),
-                                 count=math.ceil(wait))
-        return user, None
+            return user, now, TooSoon(
+                NP_("Too many wrong codes. Wait %(num)s second, then try again.",
+                    "Too many wrong codes. Wait %(num)s seconds, then try again."),
+                count=math.ceil(wait))
+        return user, now, None
 
     def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, wrong: WrongCode, event: str,
               **detail: str) -> ChallengeError:
@@ -508,7 +512,8 @@ class Challenge:
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
         code = _six_digits(code)
-        now = self._precheck(flow, stage)
+        self._precheck(flow, stage)
+        now = self.clock()
         secret = self._open_pending(flow)
         step = totp.match_step(secret, code, now)
         with self.store.begin() as tx:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sqlalchemy as sa
 
+from bridge.challenge import WrongCode
 from bridge.factors import recovery
 from bridge.oidc.clients import new_client
 from tests.bridge.conftest import (
@@ -55,6 +57,30 @@ def test_growing_delay_refuses_early_attempts_without_counting_them(act, clock):
     response = act.post(login, "totp", otp=act.code_now(login))
     assert is_callback(response)
     assert user(act, "gus").failures == 0
+
+
+def test_an_attempt_that_waited_for_the_lock_is_judged_when_it_got_it(act, clock, monkeypatch):
+    """Two tabs' wrong codes at once: the second waits for the user's row while the first is
+    counted. Judged with a clock read before that wait, it would find the first failure in its
+    future and be refused as "too soon" (uncounted) although no delay applies yet."""
+    first, _ = act.enroll("hal")
+    clock.advance(30)
+    one, two = returning(act, "hal", first.secret), returning(act, "hal", first.secret)
+    store, challenge = act.bridge.store, act.bridge.challenge
+    begin = store.begin
+
+    def the_other_tab_first(*args, **kwargs):
+        monkeypatch.setattr(store, "begin", begin)
+        clock.advance(1)  # while this attempt waits for the lock, the other tab's is counted
+        with pytest.raises(WrongCode):
+            challenge.verify_totp(flow_of(act, two), wrong_code(first.secret, clock()), "::1")
+        return begin(*args, **kwargs)
+
+    monkeypatch.setattr(store, "begin", the_other_tab_first)
+    assert act.post(one, "totp", otp=wrong_code(first.secret, clock())).status_code == 400
+    assert "work. Check your authenticator" in alert(one.last_page)
+    assert user(act, "hal").failures == 2
+    assert user(act, "hal").last_failure_at == clock()
 
 
 def test_per_ip_limit_spans_users(make_act, clock):
