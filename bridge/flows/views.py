@@ -245,6 +245,8 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         # with a 404. Ended: the message.
         if (fresh := _reload(flow)) is None:
             return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+        if fresh.stage == LOCKED:  # locked meanwhile: why it is locked, not "step done"
+            return _render_stage(fresh)
         return _show(fresh, _(STEP_DONE), 409, moved_on=True)
     except ChallengeError as error:
         fresh = _reload(flow)

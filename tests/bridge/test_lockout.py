@@ -86,6 +86,7 @@ def test_a_form_posted_to_a_locked_flow_gets_the_locked_page(make_act, clock, ac
     assert not is_callback(response)
     assert response.status_code == 403
     assert "Two-step sign-in is locked" in login.last_page
+    assert alert(login.last_page) == "There were too many wrong codes for this account."
     assert 'name="otp"' not in login.last_page
     assert 'name="recovery_code"' not in login.last_page
 
