@@ -29,6 +29,8 @@ REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
 #: Patterns are used with ``fullmatch``: ``$`` would also match before a final newline.
 _S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²"
+#: RFC 6749 §3.3: scope tokens of NQCHAR, separated by single spaces.
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 #: The parameters of the authorization response (RFC 6749 §4.1.2, §4.1.2.1; RFC 9207): a
 #: redirect_uri that already carries one would reach the IdP with two values for it.
 RESPONSE_PARAMETERS = frozenset({"code", "state", "iss", "error", "error_description",
@@ -83,11 +85,13 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel, acr: str) -
     if params.get("client_id") != client.get_client_id():
         raise InvalidRequestError("'client_id' is missing or does not match the authenticated "
                                   "client.")
-    if params.get("response_type") != "code":
+    if _required(params, "response_type") != "code":  # missing: §4.1.2.1's invalid_request
         raise UnsupportedResponseTypeError(
             None, description="Only response_type=code is supported.")
-    if "openid" not in params.get("scope", "").split():
-        raise InvalidScopeError("The scope must include 'openid'.")
+    scope = params.get("scope", "")
+    if not _SCOPE.fullmatch(scope) or "openid" not in scope.split(" "):
+        raise InvalidScopeError("The scope must include 'openid', in scope tokens separated by "
+                                "single spaces (RFC 6749 section 3.3).")
     redirect_uri = _required(params, "redirect_uri")
     if not is_protocol_value(redirect_uri, URI_LIMIT):
         raise InvalidRequestError("'redirect_uri' is too long or has invalid characters.")
@@ -128,8 +132,7 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel, acr: str) -
         "ui_locales": params.get("ui_locales"),
         "max_age": _max_age(params.get("max_age")),
         "prompt": _prompt(params.get("prompt")),
-        # An IdP may turn enrollment off for one request (never on, past its registration).
-        "allow_enrollment": params.get("stepup_allow_enrollment", "true") != "false",
+        "allow_enrollment": _allow_enrollment(params.get("stepup_allow_enrollment")),
         "email": _email(params.get("email"), client.get_client_id()),
     }
 
@@ -156,6 +159,15 @@ def _max_age(value: str | None) -> int | None:
     if not _MAX_AGE.fullmatch(value):
         raise InvalidRequestError("'max_age' must be a non-negative whole number of seconds.")
     return int(value)
+
+
+def _allow_enrollment(value: str | None) -> bool:
+    """An IdP may turn enrollment off for one request (never on, past its registration). Any
+    other value than ``true`` or ``false`` is refused: read as "on", a misspelt "off" would
+    offer a stranger at the browser to set up the user's second factor."""
+    if value not in (None, "true", "false"):
+        raise InvalidRequestError("'stepup_allow_enrollment' must be 'true' or 'false'.")
+    return value != "false"
 
 
 def _prompt(value: str | None) -> str | None:

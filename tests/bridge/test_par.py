@@ -33,7 +33,7 @@ def refused(bridge, response, error: str, status: int = 400) -> dict:
 
 #: One bad pushed request per case: what to change in a good one, and the OAuth error.
 BAD_REQUESTS = {
-    "no-response-type": ({"response_type": None}, "unsupported_response_type"),
+    "no-response-type": ({"response_type": None}, "invalid_request"),
     "response-type-token": ({"response_type": "token"}, "unsupported_response_type"),
     "response-type-hybrid": ({"response_type": "code id_token"}, "unsupported_response_type"),
     "no-scope": ({"scope": None}, "invalid_scope"),
@@ -59,7 +59,7 @@ BAD_REQUESTS = {
     "redirect-uri-with-state": ({"redirect_uri": KC_PREFIX + "?state=evil"}, "invalid_request"),
     "redirect-uri-with-iss": ({"redirect_uri": KC_PREFIX + "?iss=evil"}, "invalid_request"),
     "acr-values-not-met": ({"acr_values": "urn:acme:gold"}, "invalid_request"),
-    "empty-response-type": ({"response_type": ""}, "unsupported_response_type"),
+    "empty-response-type": ({"response_type": ""}, "invalid_request"),
     "empty-scope": ({"scope": ""}, "invalid_scope"),
     "empty-redirect-uri": ({"redirect_uri": ""}, "invalid_request"),
     "empty-code-challenge": ({"code_challenge": ""}, "invalid_request"),

@@ -112,12 +112,23 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
     authorization request rules of RFC 6749 §4.1.1, RFC 7636 and OpenID Connect Core §3.1.2.1
     as the bridge applies them (DESIGN.md "The hand-off protocol" rule 1)."""
 
-    @pytest.mark.parametrize("value", [None, "token", "code id_token", "id_token"])
+    @pytest.mark.parametrize("value", ["token", "code id_token", "id_token"])
     def test_response_type_is_code(self, value):
         refused("unsupported_response_type", response_type=value)
 
+    def test_a_missing_response_type_is_a_missing_parameter(self):
+        """RFC 6749 §4.1.2.1: invalid_request "is missing a required parameter";
+        unsupported_response_type is for a value the server does not support."""
+        assert "response_type" in refused("invalid_request", response_type=None)
+
     @pytest.mark.parametrize("value", [None, "", "profile email", "openidx"])
     def test_scope_includes_openid(self, value):
+        refused("invalid_scope", scope=value)
+
+    @pytest.mark.parametrize("value", ["openid\tprofile", "openid  profile", " openid",
+                                       "openid ", "openid \u00e9", 'openid "x"', "openid\\x"])
+    def test_scope_tokens_are_nqchar_separated_by_single_spaces(self, value):
+        """RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*NQCHAR."""
         refused("invalid_scope", scope=value)
 
     def test_scope_with_more_than_openid_is_kept_as_openid(self):
@@ -211,10 +222,16 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
     def test_a_display_name_with_control_characters_or_too_long_is_refused(self, name):
         assert "preferred_username" in refused("invalid_request", preferred_username=name)
 
-    @pytest.mark.parametrize("value, allowed", [("false", False), ("true", True),
-                                                ("anything", True)])
+    @pytest.mark.parametrize("value, allowed", [("false", False), ("true", True), (None, True)])
     def test_an_idp_may_only_turn_enrollment_off(self, value, allowed):
         assert accepted(stepup_allow_enrollment=value)["allow_enrollment"] is allowed
+
+    @pytest.mark.parametrize("value", ["FALSE", "False", "0", "no", "off", "anything"])
+    def test_an_unknown_enrollment_switch_is_refused_not_read_as_on(self, value):
+        """A misspelt "off" read as "on" would let whoever holds the browser set up the
+        user's second factor."""
+        assert "stepup_allow_enrollment" in refused("invalid_request",
+                                                    stepup_allow_enrollment=value)
 
 
 class TestRFC6749Section3_1Parameters:
