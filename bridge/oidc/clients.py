@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -45,16 +45,29 @@ def secret_digest(pepper: bytes, secret: str) -> str:
     return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
 
 
+#: The parameters of the authorization response (RFC 6749 §4.1.2, §4.1.2.1; RFC 9207): a
+#: redirect_uri that already carries one would reach the IdP with two values for it.
+RESPONSE_PARAMETERS = frozenset({"code", "state", "iss", "error", "error_description",
+                                 "error_uri"})
+
+
+def carries_response_parameters(uri: str) -> bool:
+    return bool(RESPONSE_PARAMETERS.intersection(
+        name for name, _ in parse_qsl(urlsplit(uri).query, keep_blank_values=True)))
+
+
 def redirect_uri_allowed(client: Client, uri: str) -> bool:
     """Exact match against a registered URI, or — for the query only — a registered prefix.
 
     DESIGN rule 2: a prefix matches a URI with the same scheme, host, port and path; only the
     query may differ (Keycloak puts a per-login ``client_data`` in its callback URL).
     """
+    if "#" in uri:  # RFC 6749 §3.1.2: no fragment, not even an empty one (urlsplit: "")
+        return False
     if uri in client.redirect_uris:
         return True
     parts = urlsplit(uri)
-    if parts.fragment or parts.username or parts.password:
+    if parts.username is not None or parts.password is not None:
         return False
     for prefix in client.redirect_uri_prefixes:
         base = urlsplit(prefix)
@@ -319,8 +332,14 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
         raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
                          "characters")
     for uri in [*redirect_uris, *redirect_uri_prefixes]:
-        if not _is_http_url(uri) or urlsplit(uri).fragment:
+        if not _is_http_url(uri) or "#" in uri:
             raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
+        if "@" in urlsplit(uri).netloc:  # no redirect_uri with user information is ever taken
+            raise ValueError(f"a redirect URI cannot carry user information: {uri!r}")
+    for uri in redirect_uris:  # /par refuses such a redirect_uri: it could never be used
+        if carries_response_parameters(uri):
+            raise ValueError("a redirect URI's query cannot hold the response's own parameters "
+                             f"(code, state, iss, error, error_description, error_uri): {uri!r}")
 
 
 def _is_http_url(uri: str) -> bool:

@@ -11,7 +11,6 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import (
     InvalidRequestError,
@@ -22,7 +21,7 @@ from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedErro
 
 from ..settings import is_email
 from ..text import URI_LIMIT, display_name, fits_error_text, is_protocol_value
-from .clients import ClientModel
+from .clients import ClientModel, carries_response_parameters
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"  # RFC 9126 §2.2
 #: RFC 7636 §4.2: an S256 challenge is BASE64URL(SHA-256(verifier)), unpadded: 43 characters.
@@ -31,10 +30,6 @@ _S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _MAX_AGE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²"
 #: RFC 6749 §3.3: scope tokens of NQCHAR, separated by single spaces.
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
-#: The parameters of the authorization response (RFC 6749 §4.1.2, §4.1.2.1; RFC 9207): a
-#: redirect_uri that already carries one would reach the IdP with two values for it.
-RESPONSE_PARAMETERS = frozenset({"code", "state", "iss", "error", "error_description",
-                                 "error_uri"})
 _LIMITS = {"state": 1024, "nonce": 512, "login_hint": 255, "acr_values": 1024,
            "ui_locales": 256}
 #: A display name fits the users table's column (Keycloak usernames are up to 255 too).
@@ -97,8 +92,7 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel, acr: str) -
         raise InvalidRequestError("'redirect_uri' is too long or has invalid characters.")
     if not client.check_redirect_uri(redirect_uri):
         raise InvalidRequestError("'redirect_uri' is not registered for this client.")
-    if RESPONSE_PARAMETERS.intersection(
-            name for name, _ in parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)):
+    if carries_response_parameters(redirect_uri):
         raise InvalidRequestError("'redirect_uri' must not carry the response's own parameters "
                                   "(code, state, iss, error, error_description, error_uri).")
     if params.get("response_mode", "query") != "query":

@@ -173,8 +173,18 @@ class TestClientAdd:
         ["--redirect-uri", "https://idp.example/ x"],
         ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix",
          "https://idp.example/\x1b[2Jp"],
+        # Registered, but never usable at /par (RFC 6749 §3.1.2; the response's parameters).
+        ["--redirect-uri", "https://idp.example/cb#"],
+        ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix",
+         "https://idp.example/p#"],
+        ["--redirect-uri", "https://user@idp.example/cb"],
+        ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix",
+         "https://user@idp.example/p"],
+        ["--redirect-uri", "https://idp.example/cb?code=1"],
+        ["--redirect-uri", "https://idp.example/cb?a=1&state="],
     ], ids=["ftp", "fragment", "not-url", "no-host", "bad-prefix", "none", "newline", "space",
-            "escape-in-prefix"])
+            "escape-in-prefix", "empty-fragment", "prefix-empty-fragment", "userinfo",
+            "prefix-userinfo", "code-in-query", "state-in-query"])
     def test_bad_redirect_uri(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
                               *args))

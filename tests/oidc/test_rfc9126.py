@@ -10,7 +10,7 @@ import re
 import pytest
 from authlib.oauth2 import OAuth2Error
 
-from bridge.oidc import par
+from bridge.oidc import clients, par
 from bridge.oidc.clients import ClientModel, new_client
 
 PEPPER = b"pepper-for-these-tests-0123456789"
@@ -190,7 +190,7 @@ class TestRFC9126Section2_1AuthorizationRequestChecks:
     def test_response_mode_query_is_accepted(self):
         assert accepted(response_mode="query")["redirect_uri"] == CALLBACK
 
-    @pytest.mark.parametrize("name", sorted(par.RESPONSE_PARAMETERS))
+    @pytest.mark.parametrize("name", sorted(clients.RESPONSE_PARAMETERS))
     def test_a_redirect_uri_carrying_a_response_parameter_is_refused(self, name):
         """RFC 6749 §4.1.2: the response adds code, state and iss (or error…) to the
         redirect_uri; one already there would reach the IdP twice, the first a stranger's."""
@@ -298,12 +298,15 @@ class TestRFC9126Section2_4:
         KC_PREFIX + "/more", KC_PREFIX + "/", KC_PREFIX + "/../../../evil",
         "https://kc.example:8443/realms/acme/login-actions/authenticate",
         "http://kc.example/realms/acme/login-actions/authenticate",
-        KC_PREFIX + "#fragment", KC_PREFIX + "?x=1#fragment",
+        KC_PREFIX + "#fragment", KC_PREFIX + "?x=1#fragment", KC_PREFIX + "?x=1#",
+        KC_PREFIX + "#", CALLBACK + "#",
         "https://user@kc.example/realms/acme/login-actions/authenticate",
+        "https://@kc.example/realms/acme/login-actions/authenticate",
         "https://kc.example.evil.example/realms/acme/login-actions/authenticate",
     ], ids=["exact-plus-query", "exact-plus-slash", "other-host", "longer-path",
             "trailing-slash", "dot-segments", "other-port", "http", "fragment",
-            "query-fragment", "userinfo", "suffix-host"])
+            "query-fragment", "query-empty-fragment", "prefix-empty-fragment",
+            "exact-empty-fragment", "userinfo", "empty-userinfo", "suffix-host"])
     def test_anything_else_is_refused(self, uri):
         assert "redirect_uri" in refused("invalid_request", redirect_uri=uri)
 
