@@ -100,6 +100,10 @@ def authorize():
     if not client_id or not request_uri:
         return _message(_("This sign-in link is incomplete"),
                         _("Go back to your sign-in page and start again."), 400)
+    if any(len(request.args.getlist(name)) > 1 for name in ("client_id", "request_uri")):
+        # RFC 6749 §3.1: no parameter twice; which copy counts would be a guess.
+        return _message(_("This sign-in link is not valid"),
+                        _("Go back to your sign-in page and start again."), 400)
     tag = hashlib.sha256(f"{client_id}\n{request_uri}".encode()).hexdigest()[:16]
     if flow_id := dict(session.get("opened", [])).get(tag):
         return _reopen(flow_id)

@@ -104,6 +104,19 @@ class TestRefused:
         assert_refused_page(client.get(f"/authorize?client_id=nobody&request_uri={uri}"))
         assert flow_subjects(bridge) == []
 
+    @pytest.mark.parametrize("query", ["client_id={client}&client_id={client}&request_uri={uri}",
+                                       "client_id={client}&client_id=other-idp&request_uri={uri}",
+                                       "client_id={client}&request_uri={uri}&request_uri=bogus"],
+                             ids=["client-id-twice", "two-client-ids", "two-request-uris"])
+    def test_a_repeated_parameter_spends_nothing(self, act, client, bridge, query):
+        """RFC 6749 §3.1: which copy would count is a guess; the link is refused as it is."""
+        uri = pushed_uri(act)
+        response = client.get("/authorize?" + query.format(client=IDP_ID, uri=uri))
+        assert_refused_page(response)
+        assert "This sign-in link is not valid" in response.get_data(as_text=True)
+        assert flow_subjects(bridge) == []
+        assert client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 200
+
     def test_overlong_client_id(self, act, client):
         uri = pushed_uri(act)
         assert_refused_page(client.get(f"/authorize?client_id={'x' * 300}&request_uri={uri}"))
