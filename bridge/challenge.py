@@ -128,6 +128,19 @@ class Locked(ChallengeError):
     status = 403
 
 
+class AuthenticateAgain(ChallengeError):
+    """The IdP's ``max_age`` ran out between the factor's check and the sign-in's end (the
+    user stayed on the new recovery code, or on a new authenticator's setup): what they
+    confirmed is kept, and the sign-in asks for a code once more (OpenID Connect Core
+    §3.1.2.1: the OP re-authenticates). Not an error of the user's."""
+
+    status = 200
+
+    def __init__(self) -> None:
+        super().__init__(N_("This sign-in took longer than your organization allows. To "
+                            "finish, enter a code from your authenticator app."))
+
+
 class ClockDrift(WrongCode):
     """A code from the wrong time: the device's clock is off by about ``offset`` seconds
     (positive: fast). Still a failed attempt; only the hint differs."""
@@ -331,6 +344,8 @@ class Challenge:
 
         Returns the redirect to the IdP, or None when the user goes on to set up a new
         authenticator first (``reenroll``, honoured where :meth:`offers_reenrollment`).
+        Raises :class:`AuthenticateAgain`, the code committed, when the IdP's ``max_age`` ran
+        out since the factor was checked.
         """
         if not saved:
             raise ChallengeError(N_("Tick the box to confirm you have saved your new recovery "
@@ -340,11 +355,14 @@ class Challenge:
         if flow.stage == ENROLL_SAVED:
             try:
                 with self.store.begin() as tx:
-                    return self._commit_enrollment(tx, flow, ip, now)
+                    target = self._commit_enrollment(tx, flow, ip, now)
             except EnrolledElsewhere:
                 with self.store.begin() as tx:  # the loser's flow ends too: no dead end
                     tx.end_flow(flow.flow_id, ENROLL_SAVED)
                 raise
+            if target is None:  # enrolled: now a code from the new authenticator
+                raise AuthenticateAgain()
+            return target
         with self.store.begin() as tx:
             if flow.stage != ROTATE or not tx.find_flow(flow.flow_id, now):
                 raise MovedOn(ALREADY_COMPLETE)
@@ -354,12 +372,14 @@ class Challenge:
                 tx.audit("rotation", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
                 if reenroll:
                     pending = self.vault.seal("pending_secret", flow.flow_id, totp.new_secret())
-                    if tx.advance_flow(flow.flow_id, ROTATE, stage=REENROLL, staged_code=None,
-                                       pending_secret=pending):
-                        return None
-                elif tx.end_flow(flow.flow_id, ROTATE):
+                    if not tx.advance_flow(flow.flow_id, ROTATE, stage=REENROLL,
+                                           staged_code=None, pending_secret=pending):
+                        raise MovedOn(ALREADY_COMPLETE)
+                    return None
+                if not self._leave(tx, flow, ROTATE, now):
                     return self._issue(tx, flow, [flow.factor], now)
-                raise MovedOn(ALREADY_COMPLETE)
+        if rotated:  # committed: the new code counts; a code is asked for once more
+            raise AuthenticateAgain()
         # Another flow rotated this user's code first: this staged code must never work.
         with self.store.begin() as tx:
             tx.end_flow(flow.flow_id, ROTATE)
@@ -376,13 +396,14 @@ class Challenge:
             # with a help-desk reset or a lock).
             if tx.find_user(flow.subject, for_update=True) is None:
                 raise FlowGone(FACTOR_RESET)
-            if not tx.end_flow(flow.flow_id, REENROLL):
-                raise MovedOn(ALREADY_COMPLETE)
+            again = self._leave(tx, flow, REENROLL, now)
             sealed = self.vault.seal("totp_secret", flow.subject, self._open_pending(flow))
             tx.replace_totp(flow.subject, sealed, step)
             tx.audit("reenrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-            # The factor that opened this flow, then the authenticator just set up (RFC 8176).
-            return self._issue(tx, flow, [flow.factor, OTP], now)
+            if not again:
+                # The factor that opened this flow, then the authenticator just set up (RFC 8176).
+                return self._issue(tx, flow, [flow.factor, OTP], now)
+        raise AuthenticateAgain()
 
     # -- 5. leave ---------------------------------------------------------------------------
     def cancel(self, flow: Flow, ip: str) -> str:
@@ -570,9 +591,9 @@ class Challenge:
         return tx.advance_flow(flow.flow_id, from_stage, stage=to_stage, staged_code=sealed,
                                replaces_version=version, **changes)
 
-    def _commit_enrollment(self, tx: Tx, flow: Flow, ip: str, now: float) -> str:
-        if not tx.end_flow(flow.flow_id, ENROLL_SAVED):
-            raise MovedOn(ALREADY_COMPLETE)
+    def _commit_enrollment(self, tx: Tx, flow: Flow, ip: str, now: float) -> str | None:
+        """The new user, and the redirect with their code (None: a code is asked for again)."""
+        again = self._leave(tx, flow, ENROLL_SAVED, now)
         user = User(subject=flow.subject, display_name=flow.params.get("preferred_username"),
                     totp_secret=self.vault.seal("totp_secret", flow.subject,
                                                 self._open_pending(flow)),
@@ -584,7 +605,25 @@ class Challenge:
             raise EnrolledElsewhere()
         self._remember_contact(tx, flow, now)
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        return self._issue(tx, flow, [OTP], now)
+        return None if again else self._issue(tx, flow, [OTP], now)
+
+    @staticmethod
+    def _leave(tx: Tx, flow: Flow, stage: str, now: float) -> bool:
+        """End the flow to issue its code (False), unless the IdP's ``max_age`` has run out
+        since the factor was checked: the code's ``auth_time`` would be too old for the IdP,
+        so the flow goes back to the code page instead (True; :class:`AuthenticateAgain`)."""
+        max_age = flow.params.get("max_age")
+        again = (max_age is not None and flow.auth_time is not None
+                 and now - flow.auth_time > max_age)
+        if again:
+            left = tx.advance_flow(flow.flow_id, stage, stage=TOTP, pending_secret=None,
+                                   pending_step=None, staged_code=None, replaces_version=None,
+                                   factor=None, auth_time=None)
+        else:
+            left = tx.end_flow(flow.flow_id, stage)
+        if not left:
+            raise MovedOn(ALREADY_COMPLETE)
+        return again
 
     @staticmethod
     def _remember_contact(tx: Tx, flow: Flow, now: float) -> None:

@@ -1,0 +1,95 @@
+"""``max_age`` (OpenID Connect Core §3.1.2.1): the code a sign-in ends with carries the
+``auth_time`` of the factor's check. A user who stays on the new recovery code's page, or on a
+new authenticator's setup, past the IdP's ``max_age`` would get an assertion the IdP must
+refuse, after the factor was spent; the sign-in asks for a code once more instead, keeping
+what the user confirmed."""
+
+from __future__ import annotations
+
+from html import unescape
+
+from bridge.factors import recovery, totp
+from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from tests.bridge.conftest import alert, flow_of, is_callback, returning, shown, user
+
+AGAIN = "This sign-in took longer than your organization allows"
+
+
+def asked_again(act, login, response) -> None:
+    assert response.status_code == 200 and not is_callback(response)
+    assert AGAIN in unescape(alert(login.last_page))
+    assert 'name="otp"' in login.last_page and 'id="use-recovery-code"' in login.last_page
+    assert flow_of(act, login).stage == "totp"
+
+
+def test_a_new_code_confirmed_after_max_age_keeps_the_code_and_asks_again(act, clock):
+    first, _ = act.enroll("ada")
+    login = act.start("ada", max_age="60")
+    assert act.post(login, "recovery", recovery_code=first.recovery_code).status_code == 303
+    new_code = shown(login.last_page, "recovery-code")
+    clock.advance(61)  # reading, copying, printing the new code
+
+    asked_again(act, login, act.post(login, "saved", saved="yes"))
+    digest = recovery.keyed_digest(act.bridge.secrets.pepper, new_code)
+    assert user(act, "ada").recovery_digest == digest  # the rotation the user confirmed holds
+
+    login.secret = first.secret
+    done = act.post(login, "totp", otp=act.code_now(login))
+    assert is_callback(done)
+    claims = act.finish(login, done.headers["Location"])
+    assert claims["amr"] == [AMR_TOTP] and claims["auth_time"] == int(clock())
+
+
+def test_within_max_age_the_code_keeps_the_recovery_codes_auth_time(act, clock):
+    first, _ = act.enroll("bea")
+    login = act.start("bea", max_age="60")
+    checked = clock()
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    clock.advance(60)
+    done = act.post(login, "saved", saved="yes")
+    assert is_callback(done)
+    claims = act.finish(login, done.headers["Location"])
+    assert claims["amr"] == [AMR_RECOVERY] and claims["auth_time"] == int(checked)
+
+
+def test_an_enrollment_confirmed_after_max_age_asks_for_the_new_authenticators_next_code(
+        act, clock):
+    login = act.start("cy", max_age="30")
+    login.secret = shown(login.last_page, "totp-secret")
+    assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
+    clock.advance(31)
+
+    asked_again(act, login, act.post(login, "saved", saved="yes"))
+    assert user(act, "cy") is not None  # enrolled
+    spent = act.post(login, "totp", otp=totp.code_at(login.secret, clock() - 31))
+    assert spent.status_code == 400  # the enrollment's code was spent
+    clock.advance(30)
+    done = act.post(login, "totp", otp=act.code_now(login))
+    claims = act.finish(login, done.headers["Location"])
+    assert claims["amr"] == [AMR_TOTP] and claims["auth_time"] == int(clock())
+
+
+def test_a_new_authenticator_set_up_after_max_age_is_kept_and_asked_for(act, clock):
+    first, _ = act.enroll("dee")
+    login = act.start("dee", max_age="120")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    assert act.post(login, "saved", saved="yes", next="reenroll").status_code == 303
+    new_secret = shown(login.last_page, "totp-secret")
+    clock.advance(121)  # finding the phone, installing an app
+
+    asked_again(act, login, act.post(login, "reenroll", otp=totp.code_at(new_secret, clock())))
+    clock.advance(30)
+    old = returning(act, "dee", first.secret)
+    assert act.post(old, "totp", otp=act.code_now(old)).status_code == 400  # replaced
+    login.secret = new_secret
+    done = act.post(login, "totp", otp=act.code_now(login))
+    claims = act.finish(login, done.headers["Location"])
+    assert claims["amr"] == [AMR_TOTP] and claims["auth_time"] == int(clock())
+
+
+def test_without_max_age_nothing_is_asked_again(act, clock):
+    first, _ = act.enroll("eve")
+    login = act.start("eve")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    clock.advance(600)
+    assert is_callback(act.post(login, "saved", saved="yes"))
