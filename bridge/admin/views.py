@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from .. import helpdesk
 from ..oidc.clients import ADMIN_SCOPE
@@ -19,8 +21,17 @@ OPENAPI = json.loads((Path(__file__).parent / "openapi.json").read_text())
 MAX_PAGE = 200
 
 
+class _Subject(PathConverter):
+    """A subject in a path, slashes and all, but never an action's URL (``…/reset``,
+    ``…/unlock``): a GET of one is not a look-up of subject "ann/reset", and a 405 there
+    offers only POST."""
+
+    regex = r"[^/].*?(?<!/reset)(?<!/unlock)"
+
+
 def init_app(app: Flask) -> None:
     csrf.exempt(bp)  # bearer tokens, no browser session
+    app.url_map.converters["subject"] = _Subject  # before the blueprint's rules are bound
     app.register_blueprint(bp)
 
 
@@ -122,12 +133,10 @@ def openapi():
     return jsonify(document)
 
 
-@bp.get("/users/<path:subject>")
+@bp.get("/users/<subject:subject>")
 @authorized
 def show_user(subject: str):
     bridge = current_app.extensions["stepup"]
-    if "/" in subject and subject.rsplit("/", 1)[1] in ("unlock", "reset"):  # an action's URL
-        raise MethodNotAllowed(valid_methods=["POST"], description="Use POST.")
     subject = _subject(subject)
     with bridge.store.begin() as tx:
         tx.audit("helpdesk_show", bridge.clock(), subject=subject, client_id=g.admin_client,
@@ -179,6 +188,11 @@ def _change(action, subject: str) -> None:
 def list_events():
     bridge = current_app.extensions["stepup"]
     args = request.args
+    try:  # werkzeug keeps an escape that is not UTF-8 as its text: "%FF", never sent as such
+        parse_qsl(request.query_string.decode(), errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_request", "The query string is not UTF-8 text after "
+                       "percent-decoding.") from None
     if any(len(values) > 1 for _, values in args.lists()):
         # Which copy counts would be a guess (werkzeug takes the first): /token refuses too.
         raise ApiError(400, "invalid_request", "A query parameter is given more than once.")

@@ -110,6 +110,7 @@ def test_events_page_back_with_filters(admin_act, clock):
     "before=0", "since=x", "limit=%D9%A3",  # Arabic-Indic three
     "subject=" + "x" * 300, "event=" + "e" * 100,
     "subject=alice&subject=bob", "limit=5&limit=6",  # which one? neither
+    "subject=%FF", "subject=a%FEb",  # not UTF-8: not a subject anyone sent
 ])
 def test_hostile_paging_is_a_clear_400(admin_act, query):
     response = admin_act.client.get(f"/admin/api/events?{query}", headers=bearer(admin_act))
@@ -120,6 +121,12 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
     act, headers = admin_act, bearer(admin_act)
     assert act.client.get("/admin/api/users/nobody", headers=headers).status_code == 404
     assert act.client.get("/admin/api/users/" + "x" * 300, headers=headers).status_code == 400
+    for raw in ("%FF", "a%FE", "%C3"):  # not UTF-8: refused, not looked up (and audited) as U+FFFD
+        refused = act.client.get(f"/admin/api/users/{raw}", headers=headers)
+        assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_request"
+        assert act.client.post(f"/admin/api/users/{raw}/reset",
+                               headers=headers).status_code == 400
+    assert not [e for e in audited(act, "helpdesk_show") if "\ufffd" in (e["subject"] or "")]
     assert act.client.post("/admin/api/users/nobody/reset", headers=headers).status_code == 404
     assert act.client.post("/admin/api/users/nobody/unlock", headers=headers).status_code == 404
     wrong = act.client.post("/admin/api/users/nobody/reset", headers=headers,
@@ -139,7 +146,8 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
     ("GET", "/admin/api/nothing", 404), ("GET", "/admin/api/users/", 404),
     ("GET", "/admin/api/users/a%0Ab", 404), ("PUT", "/admin/api/users/ann", 405),
     ("DELETE", "/admin/api/users/ann", 405), ("GET", "/admin/api/users/ann/reset", 405),
-    ("GET", "/admin/api/users/ann/unlock", 405), ("POST", "/admin/api/events", 405),
+    ("GET", "/admin/api/users/ann/unlock", 405), ("PUT", "/admin/api/users/ann/reset", 405),
+    ("DELETE", "/admin/api/users/a/b/unlock", 405), ("POST", "/admin/api/events", 405),
     ("GET", "/admin/api", 404)])
 def test_every_refusal_under_the_api_is_json(admin_act, method, path, status):
     """docs/helpdesk.md: errors are JSON — also the routing's own (no such path, wrong
@@ -149,8 +157,10 @@ def test_every_refusal_under_the_api_is_json(admin_act, method, path, status):
     assert response.status_code == status
     assert response.is_json and response.get_json()["error"] in ("not_found", "invalid_request")
     assert response.headers["Cache-Control"] == "no-store"
-    if status == 405:
-        assert response.headers["Allow"]
+    if status == 405:  # RFC 9110 §10.2.1: what the resource supports, and only that
+        allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+        assert allowed - {"OPTIONS", "HEAD"} == (
+            {"POST"} if path.endswith(("/reset", "/unlock")) else {"GET"}), allowed
     named_reset = act.client.get("/admin/api/users/reset", headers=bearer(act))
     assert named_reset.status_code == 404  # a subject called "reset" is looked up
     assert named_reset.get_json()["error"] == "not_enrolled"
