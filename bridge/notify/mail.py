@@ -52,8 +52,9 @@ def compose(event: dict[str, Any], sender: str, domain: str,
                            locale=lang) + " UTC"
     lines = [texts.gettext(WHAT[event["event"]]), "",
              texts.gettext(WHEN) % {"when": when}]
-    # A help-desk action's client is the help desk's own tool, not a sign-in.
-    if event.get("client_id") and not event["event"].startswith("helpdesk_"):
+    # A help-desk action's client is the help desk's own tool, and a "this wasn't me" lock
+    # carries the disowned event's: neither is a sign-in.
+    if event.get("client_id") and not event["event"].startswith(("helpdesk_", "not_me")):
         lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
     lines += ["", texts.gettext(IF_NOT_YOU)]
     if not_me_link:

@@ -62,7 +62,9 @@ class NotMe:
             event = tx.find_event(event_id)
         return dict(event) if event and event["subject"] is not None else None
 
-    def confirm(self, token: str) -> Outcome:
+    def confirm(self, token: str, ip: str | None = None) -> Outcome:
+        """Lock (or bar) the event's subject, once per link; ``ip`` is the confirming
+        browser's, for the help desk."""
         if (event_id := self.event_of(token)) is None:
             return Outcome.INVALID
         now = self.clock()
@@ -78,7 +80,7 @@ class NotMe:
             if tx.find_user(subject, for_update=True) is not None or not tx.bar_user(subject, now):
                 tx.lock_user(subject, now)
             tx.lock_sign_ins(subject, LOCKED)
-            tx.audit("not_me", now, subject=subject, client_id=event["client_id"],
+            tx.audit("not_me", now, subject=subject, client_id=event["client_id"], ip=ip,
                      disowned=event_id, disowned_event=event["event"],
                      disowned_event_at=event["at"])
         return Outcome.LOCKED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, current_app, render_template, request
 from flask_babel import gettext as _
 
 from ..i18n import use_ui_locales
@@ -39,7 +39,7 @@ def not_me(token: str):
 def confirm_not_me(token: str):
     event = _not_me().find(token)
     use_ui_locales(event and event["locale"])
-    outcome = _not_me().confirm(token)
+    outcome = _not_me().confirm(token, request.remote_addr)
     if outcome is Outcome.INVALID:
         return _invalid()
     if outcome is Outcome.USED:

@@ -56,6 +56,9 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     assert [e["event"] for e in events] == ["enrollment", "not_me"]
     assert events[1]["detail"] == {"disowned": events[0]["id"], "disowned_event": "enrollment",
                                    "disowned_event_at": events[0]["at"]}
+    with act.bridge.store.engine.connect() as conn:  # where the lock came from, for the help desk
+        assert conn.execute(sa.select(schema.audit_events.c.ip).where(
+            schema.audit_events.c.event == "not_me")).scalar_one() == "127.0.0.1"
     # The sign-in that was open shows the locked page now.
     assert "locked" in act.client.get(open_login.flow_url).get_data(as_text=True).lower()
     # A second use: nothing more happens.

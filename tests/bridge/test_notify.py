@@ -470,8 +470,10 @@ def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, cl
     assert WHAT[event] in " ".join(body_of(message).split())
     day = datetime.fromtimestamp(at, UTC)
     assert f"{day:%b} {day.day}, {day.year}" in body_of(message)  # "Nov 14, 2023"
-    # A help-desk action's client is the help desk's tool, which no user signed in to.
-    assert ("Sign-in for: idp" in body_of(message)) == (not event.startswith("helpdesk_"))
+    # A help-desk action's client is the help desk's tool, which no user signed in to; a
+    # "this wasn't me" lock was no sign-in either.
+    assert ("Sign-in for: idp" in body_of(message)) == (
+        not event.startswith("helpdesk_") and event != "not_me")
     assert f"https://bridge.example/not-me/{event_id}." in body_of(message)
     [entry] = receiver.received
     assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
