@@ -324,6 +324,10 @@ def _unreadable(error: SecretBoxError):
 
 
 def _csrf_error(error: CSRFError):
+    if request.content_length and not request.form and not request.files:
+        # A body with no form in it (not UTF-8, not a form, cut short): not an old page.
+        return _message(_("This form could not be read"),
+                        _("Go back to your sign-in page and start again."), 400)
     # Mostly a page left open past the sign-in's end, which a reload cannot bring back.
     return _message(_("This page expired"),
                     _("For your security the form timed out. Go back to your sign-in page and "

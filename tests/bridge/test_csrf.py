@@ -54,6 +54,25 @@ def test_missing_or_wrong_csrf_token_gets_the_400_page(act, stage, action, field
     assert_nothing_moved(act, login, stage, before_users, before_events)
 
 
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"csrf_token={token}&otp=1\xff2", "application/x-www-form-urlencoded"),
+    (b'{"csrf_token": "{token}", "otp": "123456"}', "application/json"),
+    (b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n--b',
+     "multipart/form-data; boundary=b"),
+], ids=["not-utf-8", "json", "cut-short-multipart"])
+def test_a_body_with_no_readable_form_says_so(act, body, content_type):
+    """Not "this page expired": the page is fine, what was sent is no form."""
+    login = at_stage(act, "totp")
+    before_users, before_events = user_rows(act), events(act)
+    token = act.csrf(login.last_page).encode()
+    response = act.client.post(f"{login.flow_url}/totp", data=body.replace(b"{token}", token),
+                               content_type=content_type)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "This form could not be read" in html and "expired" not in html
+    assert_nothing_moved(act, login, "totp", before_users, before_events)
+
+
 def test_another_sessions_csrf_token_is_refused(act, app, clock):
     login = at_stage(act, "totp")
     other = Actions(app.test_client(), act.bridge, clock)
