@@ -305,6 +305,8 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
                          "--jwks-uri")
     if secret is not None and len(secret) < 16:
         raise ValueError("the client secret must be at least 16 characters")
+    if secret is not None and not (is_protocol_value(secret, 1024) and _basic_safe(secret)):
+        raise ValueError("the client secret must be printable ASCII without spaces or '%'")
     if jwks_uri and not _is_http_url(jwks_uri):
         raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri!r}")
     if not redirect_uris and not redirect_uri_prefixes and not admin:
@@ -328,9 +330,9 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
                 ) -> None:
     """The client id and the redirect URIs of a registration; `keycloak install` checks them
     before it changes the realm."""
-    if not is_protocol_value(client_id, CLIENT_ID_LIMIT):
+    if not (is_protocol_value(client_id, CLIENT_ID_LIMIT) and _basic_safe(client_id)):
         raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
-                         "characters")
+                         "characters, without spaces or '%'")
     for uri in [*redirect_uris, *redirect_uri_prefixes]:
         if not _is_http_url(uri) or "#" in uri:
             raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
@@ -340,6 +342,13 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
         if carries_response_parameters(uri):
             raise ValueError("a redirect URI's query cannot hold the response's own parameters "
                              f"(code, state, iss, error, error_description, error_uri): {uri!r}")
+
+
+def _basic_safe(value: str) -> bool:
+    """Read alike in HTTP Basic from a client that form-encodes its credentials (RFC 6749
+    §2.3.1: a space becomes "+", "%" becomes "%25") and from one that sends them raw, as most
+    do: authlib percent-decodes them and keeps "+". Only a space or a "%" reads differently."""
+    return " " not in value and "%" not in value
 
 
 def _is_http_url(uri: str) -> bool:

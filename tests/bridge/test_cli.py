@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import time
 
+# Imported now, before a test's `serve` sets PROMETHEUS_MULTIPROC_DIR: imported then, it would
+# keep multiprocess values for this whole process, and the apps of later tests fail to count.
+import prometheus_client  # noqa: F401
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -196,11 +199,22 @@ class TestClientAdd:
         ["--client-secret", "short"],
         ["--jwks-uri", "file:///etc/passwd"],
         ["--jwks-uri", "https://kc.example/cer\tts"],
-    ], ids=["both", "neither", "short-secret", "jwks-not-http", "jwks-tab"])
+        # A form-encoding client (RFC 6749 §2.3.1) would send "+" or "%25" in HTTP Basic.
+        ["--client-secret", "abc def ghi jkl mno pqr"],
+        ["--client-secret", "abc%20def-ghi-jkl-mno"],
+        ["--client-secret", "abc\u00e9def-ghi-jkl-mno"],
+    ], ids=["both", "neither", "short-secret", "jwks-not-http", "jwks-tab", "secret-space",
+            "secret-percent", "secret-not-ascii"])
     def test_bad_authentication_option(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", *args,
                               "--redirect-uri", "https://idp.example/cb"))
         assert find_client(bridge, "kc") is None
+
+    @pytest.mark.parametrize("client_id", ["kc idp", "kc%20idp", "k\u00e9", "x" * 256])
+    def test_bad_client_id(self, stepup, bridge, client_id):
+        one_line_error(stepup("client", "add", "--client-id", client_id, "--client-secret",
+                              SECRET, "--redirect-uri", "https://idp.example/cb"))
+        assert find_client(bridge, client_id) is None
 
     def test_the_secret_may_come_from_the_environment_not_the_process_list(self, stepup, act):
         ok(stepup("client", "add", "--client-id", "kc-env",
