@@ -42,6 +42,7 @@ from ..challenge import (
     ROTATE,
     STEP_DONE,
     TOTP,
+    AuthenticateAgain,
     Challenge,
     ChallengeError,
     LinkExpired,
@@ -258,7 +259,9 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
             return _message(_("This sign-in cannot continue"), error_text(error), error.status)
         if error_page and fresh.stage == TOTP:
             return _page(error_page, fresh, error=error_text(error), status=error.status)
-        return _render_stage(fresh, error_text(error), error.status)
+        # Asked for a code again: no fault of the field's (as a step done elsewhere).
+        return _render_stage(fresh, error_text(error), error.status,
+                             moved_on=isinstance(error, AuthenticateAgain))
     return redirect(target or url_for(".page", flow_id=flow_id), 303)
 
 

@@ -19,6 +19,7 @@ def asked_again(act, login, response) -> None:
     assert response.status_code == 200 and not is_callback(response)
     assert AGAIN in unescape(alert(login.last_page))
     assert 'name="otp"' in login.last_page and 'id="use-recovery-code"' in login.last_page
+    assert 'aria-invalid' not in login.last_page  # nothing was wrong with what they entered
     assert flow_of(act, login).stage == "totp"
 
 
