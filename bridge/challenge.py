@@ -266,7 +266,7 @@ class Challenge:
                         user.subject, step, drift=totp.drift_after(step, now)):
                     if user.failures:  # the row is locked: the count is current
                         tx.clear_failures(user.subject)
-                    self._remember_contact(tx, flow, now)
+                    self._remember_contact(tx, flow, now, ip)
                     tx.audit("success", now, subject=user.subject, client_id=flow.client_id,
                              ip=ip, factor=OTP)
                     if new_recovery_code:
@@ -313,7 +313,7 @@ class Challenge:
                         raise MovedOn(ALREADY_COMPLETE)
                     if user.failures:  # the row is locked: the count is current
                         tx.clear_failures(user.subject)
-                    self._remember_contact(tx, flow, now)
+                    self._remember_contact(tx, flow, now, ip)
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
@@ -603,7 +603,7 @@ class Challenge:
                     created_at=now)
         if not tx.add_user(user):
             raise EnrolledElsewhere()
-        self._remember_contact(tx, flow, now)
+        self._remember_contact(tx, flow, now, ip)
         tx.audit("enrollment", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return None if again else self._issue(tx, flow, [OTP], now)
 
@@ -626,13 +626,18 @@ class Challenge:
         return again
 
     @staticmethod
-    def _remember_contact(tx: Tx, flow: Flow, now: float) -> None:
+    def _remember_contact(tx: Tx, flow: Flow, now: float, ip: str) -> None:
         """Keep the address (and language) the IdP pushed, once this sign-in passed a factor,
         before the event it passed with is written. Not before: any registered client may push
         any user, and a sign-in that only guesses must not send that user's notices (of the
-        lockout it causes, say) to an address of its choosing."""
+        lockout it causes, say) to an address of its choosing. Another address than the kept
+        one is told to the kept one (``contact_changed``): whoever passed a factor and can
+        change what the IdP pushes must not take the user's notices away unseen."""
         if email := flow.params.get("email"):
-            tx.set_contact(flow.subject, email, flow.params.get("ui_locales"), now)
+            previous = tx.set_contact(flow.subject, email, flow.params.get("ui_locales"), now)
+            if previous is not None:
+                tx.audit("contact_changed", now, subject=flow.subject, client_id=flow.client_id,
+                         ip=ip, recipient=previous)
 
     def _issue(self, tx: Tx, flow: Flow, amr: list[str], now: float) -> str:
         """Save a single-use authorization code and build the redirect (RFC 9207 ``iss``)."""

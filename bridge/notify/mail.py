@@ -35,6 +35,9 @@ WHAT = {
                          "will set it up again at your next sign-in."),
     "not_me": N_("Two-step sign-in was locked for your account from the link in a security "
                  "notice. Your help desk can unlock it."),
+    "contact_changed": N_("From now on, security notices for your account go to another "
+                          "e-mail address. Your sign-in provider sent it with a sign-in that "
+                          "passed two-step verification."),
 }
 WHEN = N_("When: %(when)s")
 APPLICATION = N_("Sign-in for: %(client)s")

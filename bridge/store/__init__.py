@@ -39,7 +39,7 @@ from .schema import (
     signing_keys,
     users,
 )
-from .sql import Session, Statement, checkout
+from .sql import Row, Session, Statement, checkout
 
 #: Audit events are also logged here (never with a code, secret or token in them), once their
 #: transaction has committed; the Prometheus metrics count these lines (``ops.AuditMetrics``).
@@ -48,7 +48,7 @@ audit_log = logging.getLogger("stepup.audit")
 #: Audit events that also go to the outbox (``events``) for e-mail and webhook delivery.
 NOTIFIED_EVENTS = frozenset({
     "enrollment", "recovery_code_used", "rotation", "reenrollment", "lockout",
-    "failure_burst", "helpdesk_unlock", "helpdesk_reset", "not_me",
+    "failure_burst", "helpdesk_unlock", "helpdesk_reset", "not_me", "contact_changed",
 })
 
 
@@ -429,15 +429,18 @@ class Tx:
 
     # -- audit and housekeeping -----------------------------------------------------------
     def audit(self, event: str, now: float, *, subject: str | None = None,
-              client_id: str | None = None, ip: str | None = None, **detail: Any) -> str | None:
+              client_id: str | None = None, ip: str | None = None,
+              recipient: Row | None = None, **detail: Any) -> str | None:
         """Record an audit event in this transaction; a notified one also enters the outbox
-        under a new stable id (returned). Nothing is logged until the transaction commits."""
+        under a new stable id (returned), for the subject's kept contact or ``recipient`` (an
+        ``email`` and ``locale``). Nothing is logged until the transaction commits."""
         self._db.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
                                           "client_id": client_id, "ip": ip, "detail": detail})
         event_id = None
         if event in NOTIFIED_EVENTS:
             event_id = str(uuid.uuid4())
-            contact = self._db.execute(_FIND_CONTACT, {"b_subject": subject}).first() or {}
+            contact = recipient or self._db.execute(
+                _FIND_CONTACT, {"b_subject": subject}).first() or {}
             self._db.execute(_INSERT_EVENT, {
                 "id": event_id, "at": now, "event": event, "subject": subject,
                 "client_id": client_id, "detail": detail, "next_attempt_at": now,
@@ -448,16 +451,24 @@ class Tx:
         return event_id
 
     # -- the outbox's sender --------------------------------------------------------------
-    def set_contact(self, subject: str, email: str, locale: str | None, now: float) -> None:
-        """Remember the address (and language) the IdP just pushed for ``subject``."""
+    def set_contact(self, subject: str, email: str, locale: str | None, now: float
+                    ) -> Row | None:
+        """Remember the address (and language) the IdP just pushed for ``subject``. Returns
+        the contact it replaces when that had another address (``email``, ``locale``); None
+        when the address is the same (in any case), or the first."""
         values = {"email": email, "locale": locale, "updated_at": now}
-        if self._changed(_UPDATE_CONTACT, {"b_subject": subject, **values}):
-            return
+        if self._changed(_UPDATE_SAME_CONTACT, {"b_subject": subject, "b_email": email,
+                                                **values}):
+            return None  # a returning user's address, as every sign-in pushes it: one statement
+        if (previous := self._db.execute(_FIND_CONTACT, {"b_subject": subject}).first()):
+            self._db.execute(_UPDATE_CONTACT, {"b_subject": subject, **values})
+            return previous
         try:
             with self._db.savepoint():
                 self._db.execute(_INSERT_CONTACT, {"subject": subject, **values})
         except sa.exc.IntegrityError:
             pass  # a concurrent sign-in stored one just now: as good as ours
+        return None
 
     def claim_events(self, now: float, lease: float, claim: str, limit: int) -> list[dict]:
         """Take up to ``limit`` due events for ``lease`` seconds. PostgreSQL skips rows another
@@ -601,6 +612,9 @@ _INSERT_EVENT = Statement(sa.insert(events))
 _FIND_CONTACT = Statement(sa.select(contacts.c.email, contacts.c.locale)
                           .where(contacts.c.subject == _b("b_subject")))
 _UPDATE_CONTACT = Statement(sa.update(contacts).where(contacts.c.subject == _b("b_subject")))
+_UPDATE_SAME_CONTACT = Statement(sa.update(contacts).where(
+    contacts.c.subject == _b("b_subject"),
+    sa.func.lower(contacts.c.email) == sa.func.lower(_b("b_email"))))
 _INSERT_CONTACT = Statement(sa.insert(contacts))
 
 #: Columns holding AES-GCM ciphertexts: column -> (table, key column).

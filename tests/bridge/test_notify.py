@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from bridge.notify.mail import WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
-from tests.bridge.conftest import returning, shown, wrong_code
+from tests.bridge.conftest import is_callback, returning, shown, wrong_code
 from tests.bridge.test_outbox import metric
 from tests.receivers import (
     WEBHOOK_SECRET,
@@ -121,6 +121,36 @@ def test_a_sign_in_that_only_guesses_cannot_move_the_users_notices(notifying, sm
     assert ("ivy@example.org", "en") in sent and len(sent) >= 4  # enrollment, lockout, ...
     assert all(to != "mallory@evil.example" and language == "en" for to, language in sent)
     assert sent[-1] == ("joe@new.example", "en")  # recovery_code_used, to the new address
+
+
+def test_a_new_address_is_told_to_the_kept_one(notifying, smtp, receiver, clock):
+    """Whoever passed a factor and can change the address the IdP pushes must not take the
+    user's notices away unseen: the kept address hears, in its language, that notices go to
+    another one from now on (never which); the sign-in's own notices go to the new one. The
+    same address in another case is no change."""
+    act = notifying()
+    first, _ = act.enroll("kai", email="kai@old.example", ui_locales="de")
+    clock.advance(30)
+    same = act.start("kai", email="KAI@Old.Example", ui_locales="de")  # kept as now spelt
+    same.secret = first.secret
+    assert is_callback(act.post(same, "totp", otp=act.code_now(same)))
+    moved = act.start("kai", email="kai@new.example", ui_locales="fr")
+    act.post(moved, "recovery", recovery_code=first.recovery_code)
+    act.bridge.sender.run_once()
+
+    with act.bridge.store.engine.begin() as conn:
+        rows = [dict(r) for r in conn.execute(sa.select(schema.events).where(
+            schema.events.c.subject == "kai").order_by(schema.events.c.at)).mappings()]
+    assert [r["event"] for r in rows] == ["enrollment", "contact_changed", "recovery_code_used"]
+    changed = rows[1]
+    [told] = [m for m in smtp.messages if m["Message-ID"].startswith(f"<{changed['id']}@")]
+    assert (told["X-Envelope-To"], told["Content-Language"]) == ("KAI@Old.Example", "de")
+    assert "new.example" not in body_of(told) and "/not-me/" in body_of(told)
+    [used] = [m for m in smtp.messages if m["Message-ID"].startswith(f"<{rows[2]['id']}@")]
+    assert (used["X-Envelope-To"], used["Content-Language"]) == ("kai@new.example", "fr")
+    [hook] = [json.loads(e["body"]) for e in receiver.received
+              if e["headers"]["Webhook-Id"] == changed["id"]]
+    assert hook["type"] == "stepup.contact_changed" and "@" not in json.dumps(hook)
 
 
 def test_no_address_means_webhooks_only(notifying, smtp, receiver):
