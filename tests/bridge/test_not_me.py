@@ -160,6 +160,27 @@ def test_a_disowned_use_of_the_factors_is_undone_only_by_a_reset(mailed, clock):
     assert "totp-secret" in act.start("nia").last_page
 
 
+def test_disowning_a_moved_address_locks_until_a_reset(notifying, smtp, clock):  # noqa: F811
+    """The kept address hears that notices go elsewhere now. "This wasn't me" there means
+    whoever signed in holds a factor that works: locked, and only a reset lifts it."""
+    act = notifying(not_me_ttl=3600)
+    first, _ = act.enroll("oda", email="oda@example.org")
+    clock.advance(30)
+    moved = act.start("oda", email="attacker@evil.example")
+    moved.secret = first.secret
+    act.post(moved, "totp", otp=act.code_now(moved))
+    told = links(act, smtp)
+    assert set(told) == {"enrollment", "contact_changed"}
+    [message] = [m for m in smtp.messages if told["contact_changed"] in body_of(m)]
+    assert message["X-Envelope-To"] == "oda@example.org"
+    disown(act, told["contact_changed"])
+    with act.bridge.store.begin() as tx:
+        seen = helpdesk.show(tx, "oda")
+    assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "contact_changed")
+    with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "oda", clock(), "helpdesk")
+
+
 def links(act, mailbox, sent_before: int = 0) -> dict[str, str]:
     """The not-me link of each notice mailed since ``sent_before``, by event kind."""
     act.bridge.sender.run_once()
