@@ -9,7 +9,8 @@ One login, in order (each step is one method below):
    :meth:`Challenge.verify_enrollment` — check the factor under the throttling rules.
 3. A recovery code (or a new enrollment) only *stages* a new recovery code in the flow;
    :meth:`Challenge.confirm_saved` makes it the user's code and issues the authorization code
-   in one transaction, once the user confirms they saved it.
+   in one transaction, once the user confirms they saved it (unless the IdP's ``max_age`` ran
+   out meanwhile: the code is kept, and a factor is asked for again first).
 4. Optionally, after a recovery-code login only, :meth:`Challenge.verify_reenrollment`
    replaces a lost authenticator first.
 5. The result is always a redirect back to the IdP: ``code``+``state``+``iss`` or an error.
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from stepup_handoff.assertion import LEEWAY
 
 from .factors import OTP, RECOVERY_CODE, recovery, totp
 from .helpdesk import why_locked
@@ -66,6 +69,11 @@ ALREADY_COMPLETE = N_("This sign-in is already complete.")
 FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
                 "and start again.")
 STEP_DONE = N_("This step of the sign-in is already done.")
+#: Seconds past ``max_age`` a sign-in may still end with the factor's ``auth_time``: reading a
+#: code and ticking a box is not what ``max_age`` is about. The hand-off client allows 30 s of
+#: clock leeway (its ``LEEWAY``); 10 of them are left for the way to the IdP and its token
+#: request, so no assertion this lets through is refused there.
+MAX_AGE_GRACE = LEEWAY - 10
 FACTOR_RESET = N_("Your second factor was reset. Go back to your sign-in page and start again.")
 
 
@@ -138,7 +146,8 @@ class AuthenticateAgain(ChallengeError):
 
     def __init__(self) -> None:
         super().__init__(N_("This sign-in took longer than your organization allows. To "
-                            "finish, enter a code from your authenticator app."))
+                            "finish, enter a code from your authenticator app, or the new "
+                            "recovery code you just saved."))
 
 
 class ClockDrift(WrongCode):
@@ -614,7 +623,7 @@ class Challenge:
         so the flow goes back to the code page instead (True; :class:`AuthenticateAgain`)."""
         max_age = flow.params.get("max_age")
         again = (max_age is not None and flow.auth_time is not None
-                 and now - flow.auth_time > max_age)
+                 and now - flow.auth_time > max_age + MAX_AGE_GRACE)
         if again:
             left = tx.advance_flow(flow.flow_id, stage, stage=TOTP, pending_secret=None,
                                    pending_step=None, staged_code=None, replaces_version=None,
