@@ -443,12 +443,13 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
         check_names(opts.bridge_client_id, [], prefixes)
         admin = connect(opts)
         result = install(admin, opts)
+        # A secret the realm kept from an earlier run (edited by hand, say) is checked here.
+        record = new_client(bridge.secrets.pepper, result.bridge_client_id,
+                            secret=result.bridge_client_secret, jwks_uri=None,
+                            redirect_uris=[], redirect_uri_prefixes=prefixes,
+                            allow_enrollment=not no_enrollment)
     except (ProvisioningError, ValueError) as e:
         _fail(str(e))
-    record = new_client(bridge.secrets.pepper, result.bridge_client_id,
-                        secret=result.bridge_client_secret, jwks_uri=None,
-                        redirect_uris=[], redirect_uri_prefixes=prefixes,
-                        allow_enrollment=not no_enrollment)
     _register(bridge, record, replace=True)
     click.echo(f"Realm {opts.realm}: step-up on {', '.join(result.covered) or 'no door'} "
                f"({'changed' if result.changed else 'already up to date'}); "

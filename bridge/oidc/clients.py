@@ -62,13 +62,13 @@ def redirect_uri_allowed(client: Client, uri: str) -> bool:
     DESIGN rule 2: a prefix matches a URI with the same scheme, host, port and path; only the
     query may differ (Keycloak puts a per-login ``client_data`` in its callback URL).
     """
-    if "#" in uri:  # RFC 6749 §3.1.2: no fragment, not even an empty one (urlsplit: "")
+    parts = urlsplit(uri)
+    # RFC 6749 §3.1.2: no fragment, not even an empty one (urlsplit: ""); no user information,
+    # even in a URI registered before `client add` refused it.
+    if "#" in uri or parts.username is not None or parts.password is not None:
         return False
     if uri in client.redirect_uris:
         return True
-    parts = urlsplit(uri)
-    if parts.username is not None or parts.password is not None:
-        return False
     for prefix in client.redirect_uri_prefixes:
         base = urlsplit(prefix)
         if (parts.scheme, parts.netloc.lower(), parts.path) == (
@@ -330,9 +330,10 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
                 ) -> None:
     """The client id and the redirect URIs of a registration; `keycloak install` checks them
     before it changes the realm."""
-    if not (is_protocol_value(client_id, CLIENT_ID_LIMIT) and _basic_safe(client_id)):
+    if not (is_protocol_value(client_id, CLIENT_ID_LIMIT) and _basic_safe(client_id)
+            and ":" not in client_id):  # HTTP Basic ends the user-id at its first ":"
         raise ValueError(f"the client id must be 1 to {CLIENT_ID_LIMIT} printable ASCII "
-                         "characters, without spaces or '%'")
+                         "characters, without spaces, '%' or ':'")
     for uri in [*redirect_uris, *redirect_uri_prefixes]:
         if not _is_http_url(uri) or "#" in uri:
             raise ValueError(f"not an http(s) URL without fragment: {uri!r}")

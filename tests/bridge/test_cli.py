@@ -210,7 +210,7 @@ class TestClientAdd:
                               "--redirect-uri", "https://idp.example/cb"))
         assert find_client(bridge, "kc") is None
 
-    @pytest.mark.parametrize("client_id", ["kc idp", "kc%20idp", "k\u00e9", "x" * 256])
+    @pytest.mark.parametrize("client_id", ["kc idp", "kc%20idp", "kc:idp", "k\u00e9", "x" * 256])
     def test_bad_client_id(self, stepup, bridge, client_id):
         one_line_error(stepup("client", "add", "--client-id", client_id, "--client-secret",
                               SECRET, "--redirect-uri", "https://idp.example/cb"))

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from bridge.challenge import WrongCode
 from bridge.factors import recovery
 from bridge.oidc.clients import new_client
+from bridge.store import schema
 from tests.bridge.conftest import (
     CALLBACK,
     IDP_ID,
@@ -81,6 +82,22 @@ def test_an_attempt_that_waited_for_the_lock_is_judged_when_it_got_it(act, clock
     assert "work. Check your authenticator" in alert(one.last_page)
     assert user(act, "hal").failures == 2
     assert user(act, "hal").last_failure_at == clock()
+
+
+def test_another_nodes_clock_ahead_never_makes_the_wait_longer_than_the_delay(act, clock):
+    """The failure was counted by a node whose clock runs 100 s ahead of this one's: the user
+    waits the delay their failures earn (2 s after the fourth), not 102 s."""
+    first, _ = act.enroll("ida")
+    clock.advance(30)
+    login = returning(act, "ida", first.secret)
+    for _ in range(4):
+        act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    with act.bridge.store.engine.begin() as conn:
+        conn.execute(sa.update(schema.users).where(schema.users.c.subject == "ida")
+                     .values(last_failure_at=clock() + 100))
+    early = act.post(login, "totp", otp=act.code_now(login))
+    assert early.status_code == 429
+    assert re.search(r"Wait (\d+) seconds", alert(login.last_page)).group(1) == "2"
 
 
 def test_per_ip_limit_spans_users(make_act, clock):

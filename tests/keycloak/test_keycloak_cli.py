@@ -130,3 +130,15 @@ def test_a_registration_the_bridge_would_refuse_stops_install_before_the_realm_c
     assert failed.exit_code == 2, failed.output
     assert "not an http(s) URL without fragment: 'https://sso.example/old path'" in failed.stderr
     assert fake.writes() == []
+
+
+def test_a_realm_secret_the_bridge_would_refuse_fails_install_in_one_line(fake, tmp_path):
+    """A bridge client secret kept in the realm from an earlier run, edited by hand since (a
+    space: HTTP Basic would carry it two ways), is refused in one line, not a traceback."""
+    assert install(tmp_path).exit_code == 0
+    for execution in fake.execution_of("stepup-bridge"):
+        fake.configs[execution["config"]]["config"]["stepup.clientSecret"] = "a secret " * 3
+    failed = install(tmp_path)
+    assert failed.exit_code == 2, failed.output
+    assert failed.stderr.strip() == ("stepup: error: the client secret must be printable "
+                                     "ASCII without spaces or '%'")
