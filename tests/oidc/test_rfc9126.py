@@ -5,6 +5,7 @@ on a refusal, 405 for GET) is tested through the app in ``tests/bridge/test_par.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -309,6 +310,12 @@ class TestRFC9126Section2_4:
             "exact-empty-fragment", "userinfo", "empty-userinfo", "suffix-host"])
     def test_anything_else_is_refused(self, uri):
         assert "redirect_uri" in refused("invalid_request", redirect_uri=uri)
+
+    @pytest.mark.parametrize("uri", ["https://u:p@idp.example/cb", "https://idp.example/cb#"])
+    def test_a_uri_registered_under_older_rules_is_refused_even_exactly(self, uri):
+        """`client add` refuses these now; one registered before still never passes."""
+        record = dataclasses.replace(registered_client().record, redirect_uris=[uri])
+        assert not clients.redirect_uri_allowed(record, uri)
 
     @pytest.mark.parametrize("uri", [None, "", KC_PREFIX + "?a=\x00", KC_PREFIX + "?q=\u00e9",
                                      KC_PREFIX + "?q=" + "x" * 2000])
