@@ -7,11 +7,13 @@ import time
 
 import jsonschema
 import pytest
+import sqlalchemy as sa
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from bridge.notify.notme import Outcome
 from bridge.oidc.clients import new_client
+from bridge.store import Store
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, returning, user, wrong_code
 from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
 from tests.bridge.test_outbox import outbox
@@ -325,6 +327,49 @@ def test_answers_match_the_openapi_description(admin_act, clock):
     act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
     barred = show("dot")
     assert barred["enrolled_at"] is None and barred["factors"] == []
+
+
+def test_every_error_answer_is_in_the_openapi_description(admin_act, clock, monkeypatch):
+    """Each refusal an operation can give is described there, with the headers that come
+    with it (WWW-Authenticate, Allow, Retry-After): a generated client knows every answer."""
+    act = admin_act
+    doc = act.client.get("/admin/api/openapi.json").get_json()
+    headers = bearer(act)
+    with act.bridge.store.begin() as tx:  # /token gives no other scope: only stored by hand
+        tx.save_access_token("other-scope-token", ADMIN_ID, "stepup:other", clock() + 60)
+    other_scope = {"Authorization": "Bearer other-scope-token"}
+    operations = {("get", "/admin/api/users/{subject}"): "/admin/api/users/ann",
+                  ("post", "/admin/api/users/{subject}/unlock"): "/admin/api/users/ann/unlock",
+                  ("post", "/admin/api/users/{subject}/reset"): "/admin/api/users/ann/reset",
+                  ("get", "/admin/api/events"): "/admin/api/events"}
+    assert {(m, p) for p, ops in doc["paths"].items() for m in ops
+            if p != "/admin/api/openapi.json"} == set(operations)
+
+    def described(method: str, template: str, answer) -> None:
+        declared = doc["paths"][template][method]["responses"][str(answer.status_code)]
+        if "$ref" in declared:
+            declared = doc["components"]["responses"][declared["$ref"].rsplit("/", 1)[1]]
+        valid(doc, "Error", answer.get_json())
+        assert set(declared.get("headers", {})) <= set(answer.headers.keys()), answer.headers
+
+    for (method, template), path in operations.items():
+        wrong_method = "DELETE" if method == "get" else "GET"
+        answers = [act.client.open(path, method=method),
+                   act.client.open(path, method=method, headers=other_scope),
+                   act.client.open(path, method=method, headers=headers, data="[]",
+                                   content_type="application/json"),  # not a JSON object
+                   act.client.open(path, method=wrong_method, headers=headers),
+                   act.client.open(path, method=method, headers=headers,
+                                   data="x" * (65 * 1024))]
+        assert [a.status_code for a in answers] == [401, 403, 400, 405, 413], path
+        for answer in answers:
+            described(method, template, answer)
+    monkeypatch.setattr(Store, "begin", lambda *_a, **_k: (_ for _ in ()).throw(
+        sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))))
+    for (method, template), path in operations.items():
+        down = act.client.open(path, method=method, headers=headers)
+        assert down.status_code == 503
+        described(method, template, down)
 
 
 def test_the_openapi_description_is_served(client):
