@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -60,3 +61,20 @@ def enrolled_user(world, username: str) -> tuple[str, str]:
         secret, code = enroll(page, world, username)
         rp_claims(page)
     return secret, code
+
+
+def rogue_assertion_is_refused(page, world, victim: str, secret: str,
+                               login: Callable[[], None]) -> None:
+    """A rogue bridge (the proxy rewrites the pushed login_hint) shows the victim's challenge
+    to whoever ``login`` signs in and asserts the victim for them: Keycloak refuses it."""
+    world.proxy.rewrite_login_hint = world.users[victim]
+    try:
+        login()
+        page.wait_for_selector("input[name=otp]")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 30))
+        page.click("button:has-text('Verify')")
+        page.wait_for_url(f"{world.keycloak}/**")
+        assert "could not be completed" in page.inner_text("body")
+        assert "/callback" not in page.url
+    finally:
+        world.proxy.rewrite_login_hint = None

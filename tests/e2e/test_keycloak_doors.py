@@ -25,6 +25,7 @@ from .keycloak_pages import (
     enroll_at_bridge,
     enrolled_user,
     password_step,
+    rogue_assertion_is_refused,
     rp_claims,
 )
 
@@ -191,18 +192,9 @@ def test_brokered_user_cannot_use_another_users_factor(world):
         assert "didn't work" in page.inner_text("[role=alert]")
     # A rogue bridge asserting kc-victor for another brokered user is refused by Keycloak.
     world.add_user("up-trudy", admin=world.upstream)
-    world.proxy.rewrite_login_hint = victim
-    try:
-        with chromium_page() as page:
-            upstream_login(page, world, "up-trudy")
-            page.wait_for_selector("input[name=otp]")  # victor's challenge, shown to trudy
-            page.fill("input[name=otp]", totp.code_at(victim_secret, time.time() + 30))
-            page.click("button:has-text('Verify')")
-            page.wait_for_url(f"{world.keycloak}/**")
-            assert "could not be completed" in page.inner_text("body")
-            assert "/callback" not in page.url
-    finally:
-        world.proxy.rewrite_login_hint = None
+    with chromium_page() as page:
+        rogue_assertion_is_refused(page, world, "kc-victor", victim_secret,
+                                   lambda: upstream_login(page, world, "up-trudy"))
 
 
 # -- no browser: the password grant --------------------------------------------------------------
