@@ -260,6 +260,14 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
                          "authenticationFlowBindingOverrides": {"browser": browser_id}})
     admin.create_client({"clientId": "saml-ecp", "protocol": "saml",
                          "attributes": {"saml.allow.ecp.flow": "true"}})
+    # A client policy whose flow selector sends every client's logins to the built-in flow.
+    policies = "admin/realms/doors/client-policies"
+    admin.connection.raw_put(f"{policies}/profiles", json.dumps({"profiles": [
+        {"name": "old-login", "executors": [{"executor": "auth-flow-enforcer",
+                                             "configuration": {"auth-flow-alias": "browser"}}]}]}))
+    admin.connection.raw_put(f"{policies}/policies", json.dumps({"policies": [
+        {"name": "everyone-old-login", "enabled": True, "profiles": ["old-login"],
+         "conditions": [{"condition": "any-client", "configuration": {}}]}]}))
 
     status, lines = audit_lines(world, "doors")
     text = "\n".join(lines)
@@ -272,10 +280,18 @@ def test_audit_reports_each_planted_door_and_none_after_install(world):
     assert ("OPEN  registration: user registration (or an organization's invitation) runs "
             "'registration'") in text
     assert "OPEN  saml ecp: SAML client 'saml-ecp' allows the ECP profile" in text
+    assert ("OPEN  client policy: client policy 'everyone-old-login' sends the logins of the "
+            "clients it matches to 'browser'") in text
 
-    # ECP cannot get the step (Keycloak's fixed flow): the administrator turns it off.
+    # ECP cannot get the step (Keycloak's fixed flow), nor does install rewrite a client
+    # policy: the administrator turns ECP off, and points the policy at the step-up flow.
     ecp = admin.get_client_id("saml-ecp")
     admin.update_client(ecp, {"attributes": {"saml.allow.ecp.flow": "false"}})
+    held = world.stepup("keycloak", "install", *world.keycloak_args("doors"), check=False)
+    assert held.returncode == 2 and "still finds client policy open" in held.stderr
+    admin.connection.raw_put(f"{policies}/profiles", json.dumps({"profiles": [
+        {"name": "old-login", "executors": [{"executor": "auth-flow-enforcer", "configuration": {
+            "auth-flow-alias": "browser-stepup"}}]}]}))
 
     installed = world.stepup("keycloak", "install", *world.keycloak_args("doors"))
     assert "Realm doors: every way in passes the step-up." in installed.stdout
@@ -434,6 +450,18 @@ def test_conditional_level_both_ways(world):
         page.goto(f"{realm.rp}/login?acr_values=mfa")  # max age 0: asked again
         page.wait_for_selector("input[name=otp]")
         assert page.url.startswith(world.bridge)
+
+    # A user can drop acr_values from the request; the client's Minimum ACR value (docs,
+    # section 5) makes Keycloak ask for the step all the same.
+    rp = realm.admin.get_client_id("rp")
+    realm.admin.update_client(rp, {"attributes": {"minimum.acr.value": "mfa"}})
+    with chromium_page() as page:
+        password_step(page, world, "lv-lena", rp=realm.rp)  # no acr_values
+        page.wait_for_selector("input[name=otp]")
+        page.fill("input[name=otp]", totp.code_at(secret, time.time() + 60))
+        page.click("button:has-text('Verify')")
+        claims = rp_claims(page)
+        assert (claims["acr"], claims["stepup_amr"]) == ("mfa", "otp")
 
 
 # -- install re-runs ------------------------------------------------------------------------------

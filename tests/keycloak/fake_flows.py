@@ -29,6 +29,7 @@ DISPLAY = {
     "deny-access-authenticator": "Deny access",
     "auth-otp-form": "OTP Form",
     "webauthn-authenticator": "WebAuthn Authenticator",
+    "webauthn-authenticator-passwordless": "WebAuthn Passwordless Authenticator",
     "auth-recovery-authn-code-form": "Recovery Authentication Code Form",
     "conditional-level-of-authentication": "Condition - Level of Authentication",
     "stepup-bridge": "Stepup Bridge",

@@ -75,6 +75,12 @@ class FakeKeycloak(FakeAuthentication):
         self.hide_features = False
         #: Fine-grained v1 permissions: ``"users"`` or an IdP alias -> scope -> policy names.
         self.permissions: dict[str, dict[str, list[str]]] = {}
+        #: Client policies and profiles, the realm's and the server's global ones (as the
+        #: admin API lists them: ``{"name", "enabled", "profiles"}``, ``{"name", "executors"}``).
+        self.client_policies: list[dict[str, Any]] = []
+        self.global_client_policies: list[dict[str, Any]] = []
+        self.client_profiles: list[dict[str, Any]] = []
+        self.global_client_profiles: list[dict[str, Any]] = []
         self.management_id = self.add_client("realm-management", bearerOnly=True)["id"]
         prefix = rf"/admin/realms/{re.escape(realm)}"
         scope = prefix + r"/client-scopes/([^/]+)"
@@ -100,6 +106,8 @@ class FakeKeycloak(FakeAuthentication):
             ("GET", prefix + r"/identity-provider/instances", self.list_idps),
             ("PUT", prefix + r"/identity-provider/instances/([^/]+)", self.put_idp),
             ("GET", prefix + r"/clients", self.list_clients),
+            ("GET", prefix + r"/client-policies/policies", self.list_client_policies),
+            ("GET", prefix + r"/client-policies/profiles", self.list_client_profiles),
             ("PUT", prefix + r"/clients/([^/]+)", self.put_client),
             ("PUT", prefix + r"/clients/([^/]+)/default-client-scopes/([^/]+)",
              self.add_client_scope),
@@ -224,6 +232,33 @@ class FakeKeycloak(FakeAuthentication):
         clients = [c for c in self.clients_by_id.values()
                    if self.query.get("clientId", c["clientId"]) == c["clientId"]]
         return reply(200, self._paged(clients))
+
+    def select_flow(self, policy: str, alias: str, enabled: bool = True,
+                    scope: str = "realm") -> None:
+        """A client policy (``scope`` "realm" or "global") whose profile's flow selector sends
+        every client's browser logins to flow ``alias``."""
+        profile = {"name": f"{policy}-profile", "executors": [
+            {"executor": "auth-flow-enforcer", "configuration": {"auth-flow-alias": alias}}]}
+        rep = {"name": policy, "enabled": enabled, "profiles": [profile["name"]],
+               "conditions": [{"condition": "any-client", "configuration": {}}]}
+        if scope == "global":
+            self.global_client_profiles.append(profile)
+            self.global_client_policies.append(rep)
+        else:
+            self.client_profiles.append(profile)
+            self.client_policies.append(rep)
+
+    def list_client_policies(self, _: Any) -> Reply:
+        answer: dict[str, Any] = {"policies": self.client_policies}
+        if self.query.get("include-global-policies") == "true":
+            answer["globalPolicies"] = self.global_client_policies
+        return reply(200, answer)
+
+    def list_client_profiles(self, _: Any) -> Reply:
+        answer: dict[str, Any] = {"profiles": self.client_profiles}
+        if self.query.get("include-global-profiles") == "true":
+            answer["globalProfiles"] = self.global_client_profiles
+        return reply(200, answer)
 
     # -- server features and fine-grained permissions (v1) ------------------------------------
 

@@ -122,6 +122,81 @@ def test_a_step_after_an_identity_first_password_form_passes(fake, admin, opts):
     assert doors(audit(admin, opts)) == ["browser"]
 
 
+def username_then_step(fake, alias: str, *between: str) -> str:
+    """A top-level flow (its id): Username Form, ``between``, then the step as install
+    configured it (this bridge), each REQUIRED."""
+    flow = fake._add_flow(alias, top_level=True, built_in=False)
+    for provider in ("auth-username-form", *between):
+        fake._add_execution(flow["id"], "REQUIRED", authenticator=provider)
+    (installed,) = [e for e in fake.execution_of("stepup-bridge")
+                    if e["parent"] == fake.flow_by_alias(FORMS)["id"]]
+    fake._add_execution(flow["id"], "REQUIRED", authenticator="stepup-bridge",
+                        config=installed["config"])
+    return flow["id"]
+
+
+@pytest.mark.parametrize("form", ["auth-otp-form", "webauthn-authenticator",
+                                  "webauthn-authenticator-passwordless",
+                                  "auth-recovery-authn-code-form"])
+def test_a_form_keycloak_skips_for_users_without_its_credential_proves_nobody(
+        fake, admin, opts, form):
+    """For a user with no OTP, passkey or recovery codes Keycloak skips that REQUIRED form and
+    only queues setting one up: after a username and such a form, the step is reached by
+    anyone who types a username."""
+    install(admin, opts)
+    username_then_step(fake, "otp-first", form)
+    fake.realm["browserFlow"] = "otp-first"
+
+    findings = audit(admin, opts)
+    assert doors(findings) == ["browser"]
+    assert "'otp-first'" in str(findings[0])
+    assert "before anything proves who the user is" in str(findings[0])
+
+
+def test_a_client_override_with_the_step_after_a_username_alone_is_repointed(fake, admin,
+                                                                                opts):
+    """The step comes after a first factor on a client's browser override too; install points
+    such an override at its own flow, as it does one without the step."""
+    install(admin, opts)
+    early = username_then_step(fake, "username-step")
+    client = fake.add_client("rp2", authenticationFlowBindingOverrides={"browser": early})
+
+    findings = audit(admin, opts)
+    assert doors(findings) == ["client flow override"]
+    assert ("client 'rp2' overrides its browser flow with 'username-step': Stepup Bridge MFA "
+            "in 'username-step'") in str(findings[0])
+    assert "before anything proves who the user is" in str(findings[0])
+
+    install(admin, opts)
+    assert client["authenticationFlowBindingOverrides"]["browser"] == fake.flow_by_alias(
+        "browser-stepup")["id"]
+    assert audit(admin, opts) == []
+
+
+def test_the_flow_a_client_policy_selects_is_judged_as_a_browser_door(fake, admin, opts):
+    """A client policy's Authentication flow selector sends the logins of the clients it
+    matches to its flow, ahead of their overrides and the realm's binding: each enabled one,
+    the realm's or a global one, is judged like the browser door."""
+    install(admin, opts)
+    username_then_step(fake, "username-step")
+    fake.select_flow("to-builtin", "browser")
+    fake.select_flow("to-early", "username-step", scope="global")
+    fake.select_flow("switched-off", "browser", enabled=False)
+    fake.select_flow("to-stepup", "browser-stepup")
+    fake.select_flow("to-nothing", "no-such-flow")  # Keycloak fails those logins
+
+    findings = [str(f) for f in audit(admin, opts)]
+    assert len(findings) == 2, findings
+    assert findings[0].startswith(
+        "client policy: client policy 'to-early' sends the logins of the clients it matches to "
+        "'username-step': Stepup Bridge MFA in 'username-step'")
+    assert findings[1].startswith(
+        "client policy: client policy 'to-builtin' sends the logins of the clients it matches "
+        "to 'browser', which lets users in without the step-up")
+    assert "Authentication flow selector" in findings[1]
+    assert fake.writes() == [c for c in fake.writes() if "client-policies" not in c[1]]
+
+
 def test_a_level_sub_flow_that_only_denies_is_no_step_up(fake, admin, opts):
     """Deny access closes the ways through it, but a level-2 sub-flow holding only that (no
     step) leaves every level-1 login without the step: the browser door is open."""

@@ -48,6 +48,20 @@ def test_install_fails_when_a_covered_door_stays_open(fake, tmp_path):
     assert "OPEN  browser:" in narrowed.stdout
 
 
+def test_install_fails_while_a_client_policy_selects_a_flow_without_the_step(fake, tmp_path):
+    """Install does not rewrite an administrator's client policy, but the browser door it was
+    asked to cover is open through it: exit 2, with the line saying what to change."""
+    fake.select_flow("legacy-login", "browser")
+
+    failed = install(tmp_path)
+    assert failed.exit_code == 2, failed.output
+    assert "OPEN  client policy: client policy 'legacy-login'" in failed.stdout
+    assert "installed, but the audit still finds client policy open" in failed.stderr
+
+    narrowed = install(tmp_path, "--cover", "reset-credentials,brokers,direct-grant")
+    assert narrowed.exit_code == 0, narrowed.output
+
+
 def test_install_on_a_fresh_realm_exits_0(fake, tmp_path):
     done = install(tmp_path)
     assert done.exit_code == 0, done.output

@@ -7,14 +7,16 @@ CONDITIONAL sub-flow may be skipped, so it only counts when its one condition is
 authentication (step-up only when a client asks for it is an administrator's choice), while a
 CONDITIONAL execution runs as REQUIRED. The cookie, the identity-provider redirector and
 organization steps lead to a session or a broker login that are judged on their own door, so
-they are neutral. On the browser, reset-credentials and registration doors the step must also
+they are neutral. Wherever a browser reaches the step (the browser, reset-credentials and
+registration doors, clients' browser overrides, flows a client policy selects) it must also
 come after a first factor (:func:`early_steps`), and every step that passes a door must hand
 off to this bridge (its configured issuer).
 
 Doors checked: the bound browser and reset-credentials flows (the latter only while "Forgot
 password" is on), self-registration (or organizations' invitations), every client's flow
-overrides (OpenID Connect and SAML), direct access grants, CIBA, SAML ECP, docker registry
-logins, and every enabled identity provider's post login flow.
+overrides (OpenID Connect and SAML), the flows client policies select (their *auth-flow-enforcer*
+executor), direct access grants, CIBA, SAML ECP, docker registry logins, and every enabled
+identity provider's post login flow.
 Then the grants that run no flow at all, where the server has their preview feature on and the
 realm lets a client use them: legacy token exchange (external tokens, impersonation), its
 experimental external-to-internal successor, and the JWT authorization grant.
@@ -37,11 +39,12 @@ DENY_ACCESS = "deny-access-authenticator"
 #: Executions that prove who the user is. The step-up must come after one of them: a step that
 #: anyone reaches by typing a username (after "Username Form" or "Choose User") would let them
 #: set up an authenticator on an account that has none, or fail codes until one is locked.
+#: Not the OTP, WebAuthn (passkey) or recovery-codes forms: for a user who has no such
+#: credential Keycloak skips them and only queues setting one up (their factories allow user
+#: set-up), so they prove nothing about that user.
 FIRST_FACTORS = frozenset({
     "auth-username-password-form", "auth-password-form", "auth-spnego", "auth-cookie",
-    "auth-x509-client-username-form", "auth-otp-form", "webauthn-authenticator",
-    "webauthn-authenticator-passwordless", "auth-recovery-authn-code-form",
-    "reset-credential-email", "registration-page-form",
+    "auth-x509-client-username-form", "reset-credential-email", "registration-page-form",
 })
 
 
@@ -63,6 +66,13 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.door}: {self.what} — {self.fix}"
+
+    @property
+    def covered_by(self) -> str:
+        """The door of ``install --cover`` that should have closed this one: a client policy
+        that selects a flow without the step opens the browser door, which install cannot
+        close for it (the policy is the administrator's)."""
+        return "browser" if self.door == "client policy" else self.door.replace(" ", "-")
 
 
 def audit(steps: Steps) -> list[Finding]:
@@ -89,17 +99,18 @@ def audit(steps: Steps) -> list[Finding]:
 
     findings: list[Finding] = []
 
-    def too_early(door: str, alias: str | None) -> None:
-        """A finding for each step-up in ``alias`` that nothing proving the user comes before."""
+    def too_early(door: str, alias: str | None, how: str = "") -> list[Finding]:
+        """A finding for each step-up in ``alias`` that nothing proving the user comes before
+        (``how``: how the door reaches that flow, when it is not the door's own binding)."""
         if verdict(alias) is not Verdict.PASSES:
-            return  # reported as open already
-        for step in early_steps(listing(str(alias))):
-            findings.append(Finding(
-                door, f"Stepup Bridge MFA in {alias!r} (in {step.parent!r}) runs before anything "
-                "proves who the user is: whoever types a username reaches the bridge, and can set "
-                "up an authenticator on an account that has none, or lock out one that has",
-                "move it after the password form (after Send Reset Email when resetting a "
-                "password), where `stepup keycloak install` puts it"))
+            return []  # reported as open already
+        return [Finding(
+            door, f"{how}Stepup Bridge MFA in {alias!r} (in {step.parent!r}) runs before "
+            "anything proves who the user is: whoever types a username reaches the bridge, and "
+            "can set up an authenticator on an account that has none, or lock out one that has",
+            "move it after the password form (after Send Reset Email when resetting a "
+            "password), where `stepup keycloak install` puts it")
+            for step in early_steps(listing(str(alias)))]
 
     browser = realm.get("browserFlow")
     if verdict(browser) is not Verdict.PASSES:
@@ -107,7 +118,7 @@ def audit(steps: Steps) -> list[Finding]:
             "browser", f"the bound browser flow {browser!r} lets users in without the step-up",
             "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
             "form and bind that flow)"))
-    too_early("browser", browser)
+    findings += too_early("browser", browser)
     for door, switches, binding, runs, setting in _SWITCHED_DOORS:
         flow = realm.get(binding)
         if not any(realm.get(switch) for switch in switches):
@@ -117,7 +128,7 @@ def audit(steps: Steps) -> list[Finding]:
                 door, runs.format(flow=flow) + " without the step-up",
                 f"run `stepup keycloak install` (covers {door}), or turn off {setting}"))
         else:
-            too_early(door, flow)
+            findings += too_early(door, flow)
     direct = realm.get("directGrantFlow")
     clients = steps.clients()
     features = steps.features()
@@ -129,7 +140,21 @@ def audit(steps: Steps) -> list[Finding]:
             "run audit as an admin of the master realm"))
         features = frozenset()
     for client in clients:
-        findings.extend(_client_findings(client, direct, by_id, verdict))
+        findings.extend(_client_findings(client, direct, by_id, verdict, too_early))
+    # A client policy's flow selector sends the logins of the clients it matches to its flow,
+    # ahead of their overrides and the realm's binding (a flow that does not exist fails them).
+    for policy, alias in steps.selected_flows():
+        if alias not in flows:
+            continue
+        how = f"client policy {policy!r} sends the logins of the clients it matches to {alias!r}"
+        if verdict(alias) is not Verdict.PASSES:
+            findings.append(Finding(
+                "client policy", f"{how}, which lets users in without the step-up",
+                "remove its Authentication flow selector (Realm settings → Client policies → "
+                f"Profiles), or add Stepup Bridge MFA REQUIRED after the password form of "
+                f"{alias!r}"))
+        else:
+            findings += too_early("client policy", alias, how=f"{how}: ")
     # Docker registry logins: a password over HTTP Basic through the realm's docker flow, for
     # docker-v2 clients, while the server runs the docker feature.
     docker = realm.get("dockerAuthenticationFlow")
@@ -253,7 +278,7 @@ _SWITCHED_DOORS = (
 
 
 def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str, str],
-                     verdict: Any) -> list[Finding]:
+                     verdict: Any, too_early: Any) -> list[Finding]:
     protocol = client.get("protocol", "openid-connect")
     if client.get("bearerOnly") or not client.get("enabled", True) \
             or protocol not in ("openid-connect", "saml"):
@@ -266,13 +291,14 @@ def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str
         if not flow_id:
             continue
         alias = by_id.get(flow_id, flow_id)
+        how = f"client {name!r} overrides its {binding} flow with {alias!r}"
         if verdict(alias) is not Verdict.PASSES:
             found.append(Finding(
-                "client flow override",
-                f"client {name!r} overrides its {binding} flow with {alias!r}, which lets users "
-                "in without the step-up",
+                "client flow override", f"{how}, which lets users in without the step-up",
                 f"remove the override (Clients → {name} → Advanced → Authentication flow "
                 "overrides) or add Stepup Bridge MFA REQUIRED to that flow"))
+        elif binding == "browser":  # the password grant's step refuses: no one set up there
+            found += too_early("client flow override", alias, how=f"{how}: ")
     if protocol == "saml":
         if attributes.get("saml.allow.ecp.flow") == "true":
             found.append(Finding(
@@ -339,6 +365,12 @@ def early_steps(listing: list[Step]) -> list[Step]:
 
     return [s for s in listing if not s.is_subflow and s.provider == AUTHENTICATOR_ID
             and _required(s) and not proven_before(s)]
+
+
+def passes(alias: str, listing: list[Step], browser: bool) -> bool:
+    """Whether the flow ``alias`` passes the step-up as a door of its kind: on every way
+    through it, and (where a browser reaches it) after a first factor."""
+    return judge(alias, listing) is Verdict.PASSES and not (browser and early_steps(listing))
 
 
 def judge(alias: str, listing: list[Step]) -> Verdict:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .audit import Verdict, judge
+from .audit import passes
 from .errors import ProvisioningError
 from .flows import Step, by_provider, by_subflow, find
 from .options import (
@@ -291,7 +291,7 @@ class Doors:
             if not current or current == ids[flow]:
                 continue
             alias = aliases.get(current)
-            if alias and judge(alias, self.steps.steps(alias)) is Verdict.PASSES:
+            if alias and passes(alias, self.steps.steps(alias), browser=binding == "browser"):
                 continue
             attributes = {**(client.get("attributes") or {}), _previous_override(binding): current}
             self._update_client(client, {**overrides, binding: ids[flow]}, attributes,

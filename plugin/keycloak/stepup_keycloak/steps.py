@@ -32,6 +32,9 @@ PAGE = 100
 
 #: Not in python-keycloak's URL patterns.
 URL_LOGOUT_ALL = "admin/realms/{realm-name}/logout-all"
+#: The client policy executor that sends a client's browser logins to a flow of its choosing
+#: (Keycloak's AuthenticationFlowSelectorExecutor, its flow in ``auth-flow-alias``).
+FLOW_SELECTOR = "auth-flow-enforcer"
 
 
 class Steps:
@@ -130,6 +133,29 @@ class Steps:
     def _get(self, path: str, **query: Any) -> Any:
         return raise_error_from_response(self.admin.connection.raw_get(path, **query),
                                          KeycloakGetError)
+
+    def selected_flows(self) -> list[tuple[str, str]]:
+        """(policy, flow alias) for each enabled client policy, the realm's or a global one,
+        with a profile whose *Authentication flow selector* (``auth-flow-enforcer``) sends the
+        browser logins of the clients it matches to a flow of its own."""
+        base = f"admin/realms/{quote(self.opts.realm, safe='')}/client-policies"
+        policies = self.read("read the client policies", self._get,
+                             f"{base}/policies?include-global-policies=true")
+        profiles = self.read("read the client profiles", self._get,
+                             f"{base}/profiles?include-global-profiles=true")
+        executors: dict[str, list[dict[str, Any]]] = {}
+        for profile in (profiles.get("globalProfiles") or []) + (profiles.get("profiles") or []):
+            executors[profile.get("name")] = profile.get("executors") or []
+        selected = []
+        for policy in (policies.get("globalPolicies") or []) + (policies.get("policies") or []):
+            if policy.get("enabled", True) is False:
+                continue
+            for profile in policy.get("profiles") or []:
+                for executor in executors.get(profile, []):
+                    alias = (executor.get("configuration") or {}).get("auth-flow-alias")
+                    if executor.get("executor") == FLOW_SELECTOR and alias:
+                        selected.append((policy.get("name", "?"), alias))
+        return selected
 
     # -- the realm's sessions --------------------------------------------------------------------
 
