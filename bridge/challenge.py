@@ -61,10 +61,10 @@ def NP_(singular: str, plural: str) -> tuple[str, str]:
 #: the user can still switch to the recovery code, or stop and ask the help desk).
 TRIES_WARNING = 3
 
-LOCKED_MESSAGE = N_("Second-factor sign-in is locked for your account. Contact your help desk "
-                    "to unlock it.")
-LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Second-factor sign-in is locked for your "
-                           "account. Contact your help desk to unlock it.")
+LOCKED_MESSAGE = N_("Two-step sign-in is locked for your account. Contact your help desk to "
+                    "unlock it.")
+LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Two-step sign-in is locked for your account. "
+                           "Contact your help desk to unlock it.")
 ALREADY_COMPLETE = N_("This sign-in is already complete.")
 FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
                 "and start again.")
@@ -393,8 +393,23 @@ class Challenge:
         with self.store.begin() as tx:
             tx.end_flow(flow.flow_id, ROTATE)
             tx.audit("rotation_lost", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        raise FlowGone(N_("Your recovery code was just used in another sign-in, so this one "
-                          "cannot finish. Go back to your sign-in page and start again."))
+        raise FlowGone(N_("Your recovery code was just replaced in another sign-in, so this "
+                          "one cannot finish, and the new code this page showed will never "
+                          "work: do not keep it. The code from the other sign-in is your "
+                          "recovery code now."))
+
+    def keep_current_code(self, flow: Flow) -> str:
+        """The user asked for a new recovery code after a TOTP check, then chose to keep the
+        one they have: the staged code is dropped (it never worked) and the sign-in ends as
+        the TOTP check alone would have. Not after a recovery-code sign-in: that code is
+        spent, and only saving its replacement goes on."""
+        if flow.stage != ROTATE or flow.factor != OTP:
+            raise MovedOn(STEP_DONE)
+        now = self.clock()
+        with self.store.begin() as tx:
+            if not self._leave(tx, flow, ROTATE, now):
+                return self._issue(tx, flow, [OTP], now)
+        raise AuthenticateAgain()
 
     # -- 4. replace a lost authenticator ----------------------------------------------------
     def verify_reenrollment(self, flow: Flow, code: str, ip: str) -> str:
@@ -427,6 +442,14 @@ class Challenge:
                        NOT_ENROLLED: "The user has no second factor."}.get(
             flow.stage, "The user cancelled.")
         return self._redirect(flow, error="access_denied", error_description=description)
+
+    def way_back(self, flow: Flow) -> str:
+        """The IdP's answer for a sign-in that ended without an assertion (too many wrong
+        setup codes, or another sign-in finished first): ``error=access_denied``, which
+        brings the user back to their sign-in page. A link for the user to follow, not a
+        step: it changes nothing here, and the flow is gone."""
+        return self._redirect(flow, error="access_denied",
+                              error_description="The sign-in ended without a second factor.")
 
     # -- what the pages show ----------------------------------------------------------------
     def setup_still_open(self, flow: Flow) -> None:

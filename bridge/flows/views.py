@@ -126,7 +126,7 @@ def _reopen(flow_id: str):
     try:
         flow = _bound(flow_id)
     except ChallengeError as error:
-        return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+        return _ended(error)
     return _show(flow)
 
 
@@ -141,7 +141,7 @@ def _show(flow: Flow, error: str | None = None, status: int = 200, **context):
     try:
         _challenge().setup_still_open(flow)
     except ChallengeError as ended:
-        return _message(_("This sign-in cannot continue"), error_text(ended), ended.status)
+        return _ended(ended, flow)
     return _render_stage(flow, error, status, **context)
 
 
@@ -185,6 +185,11 @@ def submit_saved(flow_id: str):
         reenroll=request.form.get("next") == "reenroll"))
 
 
+@bp.post("/flow/<flow_id>/keep-code")
+def keep_code(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().keep_current_code(flow))
+
+
 @bp.post("/flow/<flow_id>/extend")
 def extend(flow_id: str):
     """The warning's "More time": the flow, and this browser's session with it, live another
@@ -193,7 +198,7 @@ def extend(flow_id: str):
     try:
         _challenge().extend(flow)
     except ChallengeError as error:
-        return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+        return _ended(error, flow)
     session.modified = True  # the cookie is sent again, its lifetime counted from now
     back = request.form.get("back", "")
     target = url_for(".recovery_form", flow_id=flow_id) if back == "recovery" else None
@@ -214,7 +219,8 @@ def download_code(flow_id: str):
     bridge = current_app.extensions["stepup"]
     text = render_template("recovery-code.txt", code=code, issuer=bridge.settings.totp_issuer,
                            date=format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long"),
-                           rotation=flow.stage == ROTATE)
+                           rotation=flow.stage == ROTATE,
+                           account=flow.params.get("preferred_username"))
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
 
@@ -226,8 +232,7 @@ def _flow(flow_id: str) -> Flow:
     try:
         return _bound(flow_id)
     except ChallengeError as error:  # this browser's own sign-in, ended or expired (Back)
-        abort(make_response(_message(_("This sign-in cannot continue"), error_text(error),
-                                     error.status)))
+        abort(make_response(_ended(error)))
 
 
 def _bound(flow_id: str) -> Flow:
@@ -249,14 +254,14 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         # Still open: its current page, saying that step is done (409), not "already complete"
         # with a 404. Ended: the message.
         if (fresh := _reload(flow)) is None:
-            return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+            return _ended(error, flow)
         if fresh.stage == LOCKED:  # locked meanwhile: why it is locked, not "step done"
             return _render_stage(fresh)
         return _show(fresh, _(STEP_DONE), 409, moved_on=True)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:
-            return _message(_("This sign-in cannot continue"), error_text(error), error.status)
+            return _ended(error, flow)
         if error_page and fresh.stage == TOTP:
             return _page(error_page, fresh, error=error_text(error), status=error.status)
         # Asked for a code again: no fault of the field's (as a step done elsewhere).
@@ -311,8 +316,16 @@ def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 
     return render_template(template, flow=flow, error=error, account=name, **context), status
 
 
-def _message(title: str, text: str, status: int):
-    return render_template("message.html", title=title, text=text), status
+def _message(title: str, text: str, status: int, way_back: str | None = None):
+    return render_template("message.html", title=title, text=text, way_back=way_back), status
+
+
+def _ended(error: ChallengeError, flow: Flow | None = None):
+    """The sign-in cannot go on. When this request still knows it (it ended during this very
+    step: the last setup try, a setup or a recovery code another sign-in finished), a way
+    back to the IdP with ``error=access_denied``, so the user is not left on a dead end."""
+    return _message(_("This sign-in cannot continue"), error_text(error), error.status,
+                    way_back=_challenge().way_back(flow) if flow else None)
 
 
 def _unreadable(error: SecretBoxError):

@@ -20,12 +20,18 @@ document.addEventListener("DOMContentLoaded", () => {
   if (expiry) {
     // Two minutes before the end (at once if less is left): the warning, read out by screen
     // readers as its text appears, and the button for more time.
-    const left = Number(expiry.dataset.expiresIn) - WARN_BEFORE_SECONDS;
+    const end = Number(expiry.dataset.expiresIn);
+    const warning = expiry.querySelector("[aria-live]");
     setTimeout(() => {
       expiry.hidden = false;
-      const warning = expiry.querySelector("[aria-live]");
       warning.textContent = warning.dataset.text;
-    }, Math.max(0, left) * 1000);
+    }, Math.max(0, end - WARN_BEFORE_SECONDS) * 1000);
+    // At the end, say it has ended: "More time" can no longer help.
+    setTimeout(() => {
+      expiry.hidden = false;
+      expiry.querySelector("form").hidden = true;
+      warning.textContent = warning.dataset.expired;
+    }, Math.max(0, end) * 1000);
   }
   // A double click posts a form twice: the second post meets a sign-in the first one just
   // finished, and the browser shows that answer ("already complete") instead of following the

@@ -7,6 +7,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
+from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -234,6 +235,15 @@ def alert(html: str) -> str:
     match = re.search(r'role="alert"[^>]*>([^<]*)<', html)
     assert match, "no role=alert on the page"
     return match.group(1).strip()
+
+
+def way_back(html: str) -> dict[str, str]:
+    """The query of an ended sign-in's "Return to sign-in" link, back to the IdP."""
+    found = re.search(r'<a class="primary" href="([^"]+)"', html)
+    assert found, html
+    href = unescape(found.group(1))
+    assert href.startswith(CALLBACK), href
+    return callback_params(href)
 
 
 def is_callback(response) -> bool:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.bridge.conftest import ERROR_PAGES, HTML_PAGES
 from tests.bridge.html_reader import Page
 
@@ -31,3 +33,23 @@ def test_pages_have_a_language_and_a_title(pages):
         assert page.one("html").attrs.get("lang") == "en"
         assert page.all("title")[0].text.strip(), name
         assert page.one("h1").text.strip(), name
+
+
+def test_a_page_with_an_error_says_so_in_its_title(pages):
+    """The title is the first thing a screen reader reads of a new page (WCAG 2.4.2, 3.3.1)."""
+    for name in ("enroll error", "saved error", "totp error", "recovery error"):
+        title = Page(pages[name].get_data(as_text=True)).all("title")[0].text
+        assert title.startswith("Error: "), (name, title)
+    for name in ("enroll", "first code", "totp", "recovery"):
+        title = Page(pages[name].get_data(as_text=True)).all("title")[0].text
+        assert "Error" not in title, (name, title)
+
+
+def test_the_enrollment_error_sits_by_the_code_field(pages):
+    """Focus lands on the error; the next Tab must be the field it is about, not the QR
+    code's "Can't scan?" and "Copy key" above it."""
+    html = pages["enroll error"].get_data(as_text=True)
+    between = html[html.index('id="error"'):html.index('<input id="otp"')]
+    assert html.index('id="totp-secret"') < html.index('id="error"')
+    assert not re.search(r"<(a|button|summary|details|input(?![^>]*type=\"hidden\"))\b",
+                         between), between

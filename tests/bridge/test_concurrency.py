@@ -98,7 +98,7 @@ def test_two_flows_confirming_one_recovery_code_exactly_one_wins(app, act, round
     assert len(winners) == 1, [r.status_code for r in results]
     win, lose = winners[0], 1 - winners[0]
     assert 400 <= results[lose].status_code < 500
-    assert "used in another sign-in" in logins[lose].last_page
+    assert "replaced in another sign-in" in logins[lose].last_page
     assert 'role="alert"' in logins[lose].last_page
     assert user(act, subject).recovery_version == 2
     assert audit_count(act, subject, "rotation") == 1

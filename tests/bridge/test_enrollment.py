@@ -17,6 +17,7 @@ from tests.bridge.conftest import (
     is_callback,
     returning,
     shown,
+    way_back,
     wrong_code,
 )
 
@@ -68,6 +69,7 @@ def test_the_first_tabs_code_posted_in_the_second_ends_that_setup_without_a_fail
     assert refused.status_code == 404
     assert ELSEWHERE in unescape(second.last_page)
     assert "delete that entry" not in unescape(second.last_page)
+    assert way_back(second.last_page)["error"] == "access_denied"  # not a dead end
     assert "failure" not in events(act, "tabs2")
     assert flow_of(act, second) is None
 
@@ -162,3 +164,5 @@ def test_wrong_first_codes_count_down_to_the_end_of_the_setup(make_act, clock):
     assert ended.status_code == 404
     assert "start again" in unescape(ended.get_data(as_text=True))
     assert flow_of(act, login) is None
+    back = way_back(login.last_page)  # "start again" is one click: back to the IdP
+    assert (back["error"], back["state"]) == ("access_denied", login.state)

@@ -168,10 +168,10 @@ def test_a_wrong_recovery_code_counts_down_too_in_the_page_language(make_act, cl
     act.client.get(f"{login.flow_url}/recovery")
     act.post(login, "recovery", recovery_code=recovery.generate())
     assert alert(login.last_page).endswith(
-        "Noch 2 Versuche, dann wird die Anmeldung in zwei Schritten gesperrt.")
+        "Noch 2 Versuche, dann wird die Zwei-Schritt-Anmeldung gesperrt.")
     act.post(login, "recovery", recovery_code=recovery.generate())
     assert alert(login.last_page).endswith(
-        "Noch 1 Versuch, dann wird die Anmeldung in zwei Schritten gesperrt.")
+        "Noch 1 Versuch, dann wird die Zwei-Schritt-Anmeldung gesperrt.")
 
 
 def test_a_correct_code_resets_the_counter(make_act, clock):

@@ -4,7 +4,15 @@ from dataclasses import replace
 
 from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
 from bridge.settings import DEFAULT_ACR
-from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, KC_PREFIX, callback_params, shown
+from tests.bridge.conftest import (
+    CALLBACK,
+    IDP_ID,
+    IDP_SECRET,
+    KC_PREFIX,
+    callback_params,
+    is_callback,
+    shown,
+)
 from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
 
 
@@ -133,6 +141,36 @@ def test_a_new_recovery_code_after_a_totp_check(act, clock):
     assert act.post(old, "recovery", recovery_code=first.recovery_code).status_code == 400
     fresh = act.start("regen")
     assert act.post(fresh, "recovery", recovery_code=new_code).status_code == 303
+
+
+def test_a_user_who_asked_for_a_new_code_may_keep_the_current_one(act, clock):
+    """Ticked by mistake: "Keep my current code" ends the sign-in as the TOTP check alone
+    would have; the code shown never works, the current one still does."""
+    first, _ = act.enroll("keeper")
+    clock.advance(30)
+    login = act.start("keeper")
+    login.secret = first.secret
+    act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes")
+    staged = shown(login.last_page, "recovery-code")
+    assert "Keep my current code" in login.last_page
+    claims = act.finish(login, act.post(login, "keep-code").headers["Location"])
+    assert claims["amr"] == [AMR_TOTP]
+    assert act.post(act.start("keeper"), "recovery", recovery_code=staged).status_code == 400
+    assert act.post(act.start("keeper"), "recovery",
+                    recovery_code=first.recovery_code).status_code == 303
+
+
+def test_after_a_recovery_code_sign_in_its_replacement_cannot_be_declined(act, clock):
+    """The recovery code is spent: the sign-in goes on only by saving the new one."""
+    first, _ = act.enroll("spender")
+    login = act.start("spender")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    staged = shown(login.last_page, "recovery-code")
+    assert "Keep my current code" not in login.last_page
+    refused = act.post(login, "keep-code")
+    assert refused.status_code == 409
+    assert shown(login.last_page, "recovery-code") == staged  # still on its page
+    assert is_callback(act.post(login, "saved", saved="yes"))
 
 
 def test_asking_for_a_new_code_and_closing_the_tab_keeps_the_old_one(act, clock):

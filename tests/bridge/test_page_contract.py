@@ -119,9 +119,9 @@ def test_single_use_sentence_on_every_page_that_shows_a_code(pages):
         assert SINGLE_USE in pages[name].get_data(as_text=True), name
 
 
-@pytest.mark.parametrize(("download", "page"), [("download", "first code"),
-                                                 ("rotation download", "rotation")])
-def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page):
+@pytest.mark.parametrize(("download", "page", "account"), [
+    ("download", "first code", "Pat Smith"), ("rotation download", "rotation", "pat@example")])
+def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page, account):
     response = pages[download]
     code = shown(pages[page].get_data(as_text=True), "recovery-code")
     assert response.mimetype == "text/plain"
@@ -129,6 +129,7 @@ def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page
     assert ".txt" in response.headers["Content-Disposition"]
     assert "no-store" in response.headers["Cache-Control"]
     assert code in response.get_data(as_text=True)
+    assert f"For {account}" in response.get_data(as_text=True)  # whose code, as printed
 
 
 def test_the_file_never_says_the_old_code_is_dead_before_the_user_confirms(pages):
@@ -148,6 +149,7 @@ def test_locked_page_returns_to_sign_in(pages):
     form = page.one("form")
     assert form.attrs["action"].endswith("/cancel")
     assert "Return to sign-in" in form.text
+    assert page.one("button", type="submit").attrs["class"] == "primary"  # the way on
 
 
 def test_a_timed_out_form_sends_the_user_back_to_the_sign_in_page(pages):

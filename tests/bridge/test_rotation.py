@@ -7,7 +7,15 @@ import pytest
 
 from bridge.factors import recovery
 from bridge.oidc.assertion import AMR_RECOVERY
-from tests.bridge.conftest import alert, events, flow_of, is_callback, shown, user
+from tests.bridge.conftest import (
+    alert,
+    events,
+    flow_of,
+    is_callback,
+    shown,
+    user,
+    way_back,
+)
 
 
 def test_recovery_code_only_stages_and_a_closed_tab_leaves_the_old_code_valid(act, clock):
@@ -33,7 +41,10 @@ def test_recovery_code_only_stages_and_a_closed_tab_leaves_the_old_code_valid(ac
     assert act.post(probe, "recovery", recovery_code=staged).status_code == 400
     late = act.post(abandoned, "saved", saved="yes")
     assert not is_callback(late)
-    assert "used in another sign-in" in abandoned.last_page
+    assert "replaced in another sign-in" in abandoned.last_page
+    assert "will never work" in abandoned.last_page  # the code that tab showed: not kept
+    back = way_back(abandoned.last_page)  # not a dead end: back to the IdP's sign-in
+    assert (back["error"], back["state"]) == ("access_denied", abandoned.state)
     assert user(act, "hana").recovery_digest == recovery.keyed_digest(act.bridge.secrets.pepper,
                                                                 replacement)
     assert act.post(probe, "recovery", recovery_code=replacement).status_code == 303

@@ -191,10 +191,11 @@ def test_keyboard_only_enrollment_totp_and_recovery(bridge, browser, lang):
     page.wait_for_function("() => document.querySelector('.copied').textContent.length > 0")
     tab_to(page, lambda f: f["name"] == "otp")
     type_code(page, wrong_code(secret))
-    # The error is announced (role=alert) and has focus; Tab leads back to the field.
+    # The error is announced (role=alert) and has focus; the next Tab is the field (the error
+    # sits by it, below the QR code and its "Can't scan?").
     error = focused(page)
     assert error["role"] == "alert" and error["id"] == "error", error
-    tab_to(page, lambda f: f["name"] == "otp")
+    tab_to(page, lambda f: f["name"] == "otp", limit=1)
     type_code(page, totp.code_at(secret, time.time()))
     code = page.inner_text("#recovery-code").strip()
     tab_to(page, lambda f: f["name"] == "saved")
@@ -217,7 +218,13 @@ def test_keyboard_only_enrollment_totp_and_recovery(bridge, browser, lang):
     assert focused(page)["name"] == "recovery_code"
     type_code(page, "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
     assert focused(page)["role"] == "alert"
-    tab_to(page, lambda f: f["name"] == "recovery_code")
+    tab_to(page, lambda f: f["name"] == "recovery_code", limit=1)
+    # The whole code stays in view in the field, to be checked and corrected, down to 320 px.
+    for width in (900, 360, 320):
+        page.set_viewport_size({"width": width, "height": 1000})
+        assert page.evaluate("() => { const f = document.querySelector('#recovery_code');"
+                             " return f.scrollWidth <= f.clientWidth; }"), width
+    page.set_viewport_size({"width": 900, "height": 1000})
     type_code(page, code)
     new_code = page.inner_text("#recovery-code").strip()
     assert new_code != code
@@ -311,6 +318,12 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
     assert page.text_content("#totp-secret") == key
     assert int(page.get_attribute(".expiry", "data-expires-in")) > 890
     assert not page.is_visible(".expiry")
+    # Left to run out, the page says it has ended, and no longer offers more time.
+    page.clock.run_for(15 * 60 * 1000 + 1000)
+    assert page.inner_text(".expiry [aria-live]") == page.get_attribute(
+        ".expiry [aria-live]", "data-expired")
+    assert not page.is_visible(".expiry button")
+    assert page_problems(page, lang, "time ran out") == []
     page.context.close()
 
 

@@ -109,7 +109,7 @@ def test_concurrent_recovery_confirmations_on_a_and_b_one_wins(cluster):
     winners = [n for n, r in results.items() if r.status_code == 303]
     assert len(winners) == 1, {n: r.status_code for n, r in results.items()}
     loser = next(n for n in browsers if n not in winners)
-    assert "used in another sign-in" in results[loser].text
+    assert "replaced in another sign-in" in results[loser].text
     # Only the winner's staged code works now, on either node.
     for node, code in staged.items():
         browser = Browser()
