@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from . import helpdesk
 from .app import Bridge, build_bridge, create_app
@@ -55,8 +55,11 @@ class _Group(click.Group):
             _fail(f"{module} is not installed: install the bridge with its "
                   f"'{_EXTRAS[module]}' extra (from the clone: pip install '.[{_EXTRAS[module]}]')")
         except SQLAlchemyError as e:
-            _fail(f"the database is not reachable: {type(e).__name__}: "
-                  f"{str(getattr(e, 'orig', e)).splitlines()[0]}")
+            # Reached but refused (no privilege on the schema, a constraint) is not an outage.
+            reached = isinstance(e, DBAPIError) and not isinstance(
+                e, OperationalError | InterfaceError)
+            _fail(f"the database {'refused the command' if reached else 'is not reachable'}: "
+                  f"{type(e).__name__}: {str(getattr(e, 'orig', e)).splitlines()[0]}")
         except OSError as e:  # the data folder: a file in its place, read-only, no space
             if e.filename is None:  # not a file's (a socket's, say): not ours to word
                 raise

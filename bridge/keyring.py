@@ -266,8 +266,14 @@ class SigningKeys:
         return published
 
     def rotate(self, now: float, publish_ahead: float = 0.0) -> list[str]:
-        """Add new keys that sign from ``now + publish_ahead``; drop keys nobody can need."""
+        """Add new keys that sign from ``now + publish_ahead``; drop keys nobody can need.
+        The latest rotation wins: keys an earlier one published ahead, which have not signed
+        yet, go, or an emergency rotation (``publish_ahead`` 0) after a routine one would
+        hand signing back to those older keys when their time came."""
         with self.store.begin() as tx:
+            for row in tx.signing_keys():
+                if row["activates_at"] > now:
+                    tx.remove_signing_key(row["kid"])
             kids = self._add(tx, now, publish_ahead)
             rows = tx.signing_keys()
             keep = {r["kid"] for r in self._published(rows, now)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFProtect
 
 from .settings import Settings
@@ -55,6 +55,10 @@ def with_headers(wsgi_app: Callable, headers: dict[str, str]) -> Callable:
     return app
 
 
+#: Headers a forwarding proxy adds (RFC 7239 and the de-facto X-Forwarded-* ones).
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
+
 def secure_transport() -> bool:
     """https, or plain http between two processes of this machine (RFC 6749 §2.3.1, §3.2;
     RFC 6750 §5.3 for bearer tokens). The connection's peer must be loopback, after
@@ -62,6 +66,12 @@ def secure_transport() -> bool:
     *URL*, whose host is the request's Host header, which anyone can name."""
     if request.is_secure:
         return True
+    if not current_app.extensions["stepup"].settings.trusted_proxies and any(
+            name in request.headers for name in FORWARDING_HEADERS):
+        # Relayed by a proxy on this machine that the bridge was not told of (an nginx in
+        # front, STEPUP_TRUSTED_PROXIES left at 0): the caller is elsewhere, over who knows
+        # what, and every user would share the proxy's address for the per-IP limit.
+        return False
     try:
         return ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:

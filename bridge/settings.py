@@ -279,15 +279,31 @@ def _check_database_url(url: str) -> None:
                           "name a file (sqlite:////path/stepup.db), or leave it unset")
 
 
+#: A host name's label (RFC 1123 §2.1; "_" as container and service names have it).
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
+
+
 def _check_issuer(issuer: str) -> None:
     # OpenID Connect Discovery §3: https, no query or fragment (http allowed for local use).
     if any(c.isspace() or not c.isprintable() for c in issuer):
         raise ConfigError("STEPUP_ISSUER must not contain spaces or control characters")
-    parts = urlsplit(issuer)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
+    try:
+        parts = urlsplit(issuer)
+        port = parts.port  # out of range: ValueError
+    except ValueError:
+        raise ConfigError(f"STEPUP_ISSUER is not a valid URL: {issuer!r}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"STEPUP_ISSUER must be an http(s) URL, got {issuer!r}")
-    if parts.query or parts.fragment or issuer.endswith("/"):
+    # An empty query or fragment ("…#") is still one: every endpoint URL would carry it.
+    if "?" in issuer or "#" in issuer or issuer.endswith("/"):
         raise ConfigError("STEPUP_ISSUER must have no query, fragment or trailing slash")
+    if "@" in parts.netloc or port == 0:
+        raise ConfigError("STEPUP_ISSUER must be scheme://host[:port][/path], without user "
+                          f"information and with a port from 1 to 65535, got {issuer!r}")
+    host = parts.hostname
+    if not (":" in host or host.replace(".", "").isdigit()) and host.isascii() and not all(
+            _LABEL.fullmatch(label) for label in host.rstrip(".").split(".")):
+        raise ConfigError(f"STEPUP_ISSUER's host is not a valid domain name: {host!r}")
     try:
         mail_domain(issuer)
     except UnicodeError:

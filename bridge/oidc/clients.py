@@ -311,6 +311,11 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri!r}")
     if not redirect_uris and not redirect_uri_prefixes and not admin:
         raise ValueError("give at least one --redirect-uri or --redirect-uri-prefix")
+    if admin and (redirect_uris or redirect_uri_prefixes):
+        # Least privilege: a leaked help-desk secret must not also start sign-ins, nor an
+        # IdP's reset anyone's factors. Register the two as two clients.
+        raise ValueError("an --admin client is a help-desk tool, not an IdP: give it no "
+                         "--redirect-uri or --redirect-uri-prefix")
     if id_token_alg not in ("ES256", "RS256"):
         raise ValueError("the id_token algorithm must be ES256 or RS256")
     return Client(

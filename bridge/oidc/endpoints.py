@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import grant as admin_grant
 from ..keyring import JWKS_MAX_AGE
-from ..security import csrf, secure_transport
+from ..security import FORWARDING_HEADERS, csrf, secure_transport
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
 from .clients import (
@@ -376,7 +376,7 @@ def _hint_transport() -> None:
     if current_app.extensions["stepup"].settings.trusted_proxies:
         why = ("the trusted proxy in front did not send X-Forwarded-Proto: https; have it "
                "send X-Forwarded-Proto and X-Forwarded-For")
-    elif request.headers.get("X-Forwarded-Proto"):
+    elif any(name in request.headers for name in FORWARDING_HEADERS):
         why = ("it names a forwarding proxy but STEPUP_TRUSTED_PROXIES is 0; set it to the "
                "number of proxies in front of the bridge")
     else:

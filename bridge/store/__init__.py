@@ -754,15 +754,28 @@ def _owner_only(path: str) -> None:
             os.chmod(name, 0o600)
 
 
+#: libpq's waits on a PostgreSQL server that stops answering, unless the URL sets its own: a
+#: new connection gives up after 5 s, and one whose sent data goes unacknowledged for 15 s
+#: (a network partition, a host gone) is closed, keep-alives finding a silent one idle. Without
+#: them a request waited until the worker was killed, and /healthz with it: now the outage is
+#: a 503 that says "try again". A server that accepts but never answers (frozen, not gone) is
+#: bounded by gunicorn's worker timeout, after which new connections meet connect_timeout.
+PG_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
+               "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 15000}
+
+
 def create_engine(url: str) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
     transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and commits
     synced to disk (``synchronous=FULL``: in WAL mode NORMAL may lose the last commits to a
     power cut, which would bring back a spent time step or recovery code and drop a
     replacement code the user has already confirmed; only writes that may be lost opt out);
-    PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``)."""
+    PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``), and
+    bounded waits on a server that stops answering (:data:`PG_TIMEOUTS`)."""
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(url)
+        given = sa.engine.make_url(url).query
+        engine = sa.create_engine(url, connect_args={
+            k: v for k, v in PG_TIMEOUTS.items() if k not in given})
 
         @sa.event.listens_for(engine.pool, "checkout")
         def _ping_if_idle(dbapi_conn, record, _proxy):

@@ -20,6 +20,8 @@ _SCRIPTS = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (tests/production/test_migrations.py holds
 #: it equal to alembic's head: change it with every new migration).
 HEAD = "0007"
+#: PostgreSQL advisory lock key held while migrating ("STEPUP" in ASCII).
+MIGRATION_LOCK = 0x535445505550
 
 
 class SchemaError(RuntimeError):
@@ -68,6 +70,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     _refuse_newer(engine, head())
 
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Nodes that upgrade at once (each from its start script) take turns: creating
+            # the same tables side by side fails one of them. alembic reads the revision after
+            # the lock, so the later ones find the work done. SQLite's BEGIN IMMEDIATE already
+            # lets one writer in at a time.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config = _config()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)

@@ -379,6 +379,15 @@ def test_the_openapi_description_is_served(client):
             "/admin/api/users/{subject}/reset", "/admin/api/events"} <= set(doc["paths"])
 
 
+def test_an_admin_client_cannot_be_an_idp_too(stepup, make_act):  # noqa: F811
+    """Least privilege: one leaked secret must not both start sign-ins and reset factors."""
+    make_act()
+    refused = stepup("client", "add", "--client-id", "both", "--client-secret", ADMIN_SECRET,
+                     "--admin", "--redirect-uri", "https://idp.example/cb")
+    assert refused.exit_code == 2 and "not an IdP" in refused.output
+    assert "both" not in stepup("client", "list").output
+
+
 def test_the_cli_registers_an_admin_client_that_gets_a_token(stepup, make_act):  # noqa: F811
     act = make_act()
     ok(stepup("client", "add", "--client-id", "desk", "--client-secret", ADMIN_SECRET,

@@ -346,6 +346,24 @@ class TestKeysRotate:
         new_kid = kid_of(login_with(act, *idp, "dave"))
         assert new_kid != old_kid and new_kid in published(act.client)
 
+    def test_the_latest_rotation_wins(self, stepup, make_app, clock, idp):
+        """A routine rotation (published ahead), then an emergency one (now): when the first
+        one's keys would have started, the emergency keys keep signing; the keys published
+        ahead, which never signed, are withdrawn."""
+        original = published(make_app().test_client())
+        ok(stepup("keys", "rotate"))
+        ahead = published(make_app().test_client()) - original
+        assert len(ahead) == 2  # ES256 and RS256, not signing yet
+        ok(stepup("keys", "rotate", "--publish-ahead", "0"))
+        clock.now = time.time() + 5
+        app = make_app()
+        act = Actions(app.test_client(), app.extensions["stepup"], clock)
+        emergency = kid_of(login_with(act, *idp))
+        assert emergency not in ahead | original
+        assert not ahead & published(act.client)
+        clock.now = time.time() + PUBLISH_AHEAD + 60
+        assert kid_of(login_with(act, *idp, "bob")) == emergency
+
     def test_node_with_a_slower_clock_can_sign(self, stepup, make_app, clock):
         """Keys made by one process (here the CLI) sign at once on a node whose clock is a
         few seconds behind (clock skew between hosts)."""

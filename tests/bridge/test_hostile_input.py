@@ -115,6 +115,25 @@ def test_plain_http_tells_the_operator_why_once_a_minute(make_app, monkeypatch, 
     assert len([r for r in caplog.records if "plain http" in r.getMessage()]) == 2
 
 
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "X-Forwarded-Proto", "Forwarded"])
+def test_a_proxy_on_this_machine_that_is_not_trusted_is_refused(make_app, monkeypatch, caplog,
+                                                                 header):
+    """Plain http from 127.0.0.1 is for programs on this machine. Relayed by a local proxy the
+    bridge was not told of (STEPUP_TRUSTED_PROXIES 0, an nginx passing Host 127.0.0.1), the
+    caller is elsewhere: refused, as configuration.md says, and the log says what to set."""
+    from bridge.oidc import endpoints
+
+    monkeypatch.setattr(endpoints, "_last_transport_hint", float("-inf"))
+    client = make_app(trusted_proxies=0).test_client()
+    value = {"Forwarded": "for=203.0.113.9;proto=https"}.get(header, "https")
+    refused = client.post("/par", data={"client_id": "idp"}, headers={header: value},
+                          base_url="http://127.0.0.1:8080")
+    assert refused.get_json()["error"] == "insecure_transport"
+    assert any("STEPUP_TRUSTED_PROXIES is 0" in r.getMessage() for r in caplog.records)
+    local = client.post("/par", data={"client_id": "idp"}, base_url="http://127.0.0.1:8080")
+    assert local.status_code == 401  # a program on this machine: on to client authentication
+
+
 def test_a_trusted_proxy_that_ended_tls_is_believed(make_app):
     client = make_app(trusted_proxies=1).test_client()
     response = client.post("/par", data={"client_id": "idp"}, base_url="http://bridge.example",

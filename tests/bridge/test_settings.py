@@ -102,6 +102,14 @@ BAD_ENVIRONMENTS = [
     ({"STEPUP_ISSUER": "https://bridge.example/"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bridge.example?x=1"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bridge.example#x"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "http://127.0.0.1:6356#"}, "STEPUP_ISSUER"),  # an empty fragment
+    ({"STEPUP_ISSUER": "https://bridge.example?"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://u:p@bridge.example"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example:99999"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example:0"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://-bad-.example"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bad..example"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://[::1"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bridge.example\nhttps://evil.example"}, "STEPUP_ISSUER"),
     ({"STEPUP_ACR": "   "}, "STEPUP_ACR"),
     # acr_values separates acrs with spaces; an error_description may not quote " or \
@@ -124,6 +132,14 @@ def test_bad_value_is_a_one_line_config_error(environ, name):
     assert name in message
     assert "\n" not in message and "\r" not in message
     assert message.strip()
+
+
+@pytest.mark.parametrize("issuer", [
+    "http://127.0.0.1:5000", "https://[::1]:8443", "https://mfa.example.com/stepup",
+    "https://stepup_bridge:8080", "https://straße.example", "https://xn--strae-oqa.example",
+    "https://mfa.example.com.", "https://10.0.0.7"])
+def test_issuers_of_every_usual_shape_are_taken(issuer):
+    assert load_settings(environ={"STEPUP_ISSUER": issuer}).issuer == issuer
 
 
 @pytest.mark.parametrize(("text", "name"), [

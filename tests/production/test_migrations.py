@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from bridge.store import create_engine, migrate
 from bridge.store.migrate import SchemaError
-from tests.conftest import fresh_database
+from tests.conftest import _as_admin, fresh_database
 
 from .conftest import stepup
 
@@ -67,6 +68,54 @@ def test_empty_database_upgrades_to_head(empty_database):
     tables = set(sa.inspect(engine).get_table_names())
     assert {"users", "flows", "codes", "pushed_requests", "signing_keys"} <= tables
     engine.dispose()
+
+
+def test_nodes_that_upgrade_a_new_database_at_once_all_succeed(empty_database):
+    """Each node's start script runs `stepup db upgrade`: side by side on a new PostgreSQL
+    database, all but one failed on the tables the first was creating (pg_type's unique
+    index). They take turns, and the later ones find the work done."""
+    engines = [create_engine(empty_database) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+    failed: list[BaseException] = []
+
+    def upgrade(engine) -> None:
+        start.wait()
+        try:
+            migrate.upgrade(engine)
+        except BaseException as e:  # what it raised is the result
+            failed.append(e)
+
+    threads = [threading.Thread(target=upgrade, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads), "an upgrade never ended"
+    assert failed == []
+    assert migrate.current(engines[0]) == migrate.HEAD
+    for engine in engines:
+        engine.dispose()
+
+
+def test_a_role_without_privileges_is_told_the_database_refused(postgres_server, tmp_path):
+    """PostgreSQL 15 gives a new role no CREATE on schema public: the upgrade is refused, and
+    the one line says so (not "not reachable", which would send the operator to the network),
+    with nothing written."""
+    url = fresh_database(postgres_server, f"stepup_nopriv_{os.getpid()}")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP ROLE IF EXISTS stepup_nopriv")
+        conn.exec_driver_sql("CREATE ROLE stepup_nopriv LOGIN")
+    limited = sa.engine.make_url(url).set(username="stepup_nopriv", password=None)
+    done = stepup({"STEPUP_DATABASE_URL": limited.render_as_string(False),
+                   "STEPUP_DATA_DIR": str(tmp_path)}, "db", "upgrade", check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("stepup: error: the database refused the command: "
+                                  "ProgrammingError: permission denied"), done.stderr
+    assert sa.inspect(admin).get_table_names() == []
+    admin.dispose()
+    _as_admin(postgres_server, f"DROP DATABASE IF EXISTS {limited.database} WITH (FORCE)",
+              "DROP ROLE IF EXISTS stepup_nopriv")
 
 
 def test_previous_revision_upgrades_keeping_data(empty_database):

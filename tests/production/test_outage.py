@@ -3,7 +3,9 @@ the bridge recovers by itself when PostgreSQL is back (a real server stopped and
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 from contextlib import ExitStack
 
 import pytest
@@ -126,3 +128,28 @@ def _terminate(url: str, pid: int) -> None:
     with admin.connect() as conn:
         assert conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar() is True
     admin.dispose()
+
+
+def test_a_server_that_never_answers_is_an_outage_not_a_hang():
+    """A PostgreSQL address that accepts connections and then says nothing (a frozen server
+    behind a listening socket): connecting gives up (libpq's connect_timeout, PG_TIMEOUTS)
+    and is SQLAlchemy's OperationalError, the outage page, instead of a request that waits
+    until gunicorn kills its worker."""
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never accepts or answers
+    port = silent.getsockname()[1]
+    engine = create_engine(f"postgresql+psycopg://stepup@127.0.0.1:{port}/stepup")
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            engine.connect().close()
+        except BaseException as e:  # what it raised is the result
+            outcome.append(e)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(60)  # not a speed check: without a timeout this never ends
+    silent.close()
+    assert not worker.is_alive(), "connecting to a silent server never gave up"
+    assert len(outcome) == 1 and isinstance(outcome[0], sa.exc.OperationalError), outcome
+    assert "timeout" in str(outcome[0]).lower()
