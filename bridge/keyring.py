@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -32,6 +33,8 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from .secretbox import SecretBox
 from .settings import ConfigError, Settings, decode_key, parse_encryption_keys
 from .store import Store, Tx
+
+log = logging.getLogger("stepup")
 
 #: Signing algorithms, default first (DESIGN: ES256 by default, RS256 selectable per client).
 ALGORITHMS = ("ES256", "RS256")
@@ -122,6 +125,8 @@ def load_secrets(settings: Settings) -> ServerSecrets:
     if stored is not None and path.stat().st_mode & 0o077:
         with contextlib.suppress(PermissionError):  # another owner's (a mounted secret): theirs
             path.chmod(0o600)  # a restored copy with open rights, as for the SQLite file
+            log.warning("%s was readable by other users: it is owner-only now; if anyone else "
+                        "could read it, replace its secrets (docs/operations.md)", path)
     generated = None
     if stored is None:
         fresh = {
@@ -131,6 +136,10 @@ def load_secrets(settings: Settings) -> ServerSecrets:
         }
         stored = _create_private(path, fresh)
         generated = path if stored == fresh and not settings.pepper else None
+
+    def where(name: str, value: str) -> str:
+        """Whence a secret came, for an error about it: the variable, or the file."""
+        return f"STEPUP_{name.upper()}" if value else f"{name!r} in {path}"
 
     def setting(name: str, value: str) -> str:
         """The setting if given, else the file's value, which must be there."""
@@ -144,8 +153,9 @@ def load_secrets(settings: Settings) -> ServerSecrets:
 
     keys = parse_encryption_keys(setting("encryption_keys", settings.encryption_keys))
     return ServerSecrets(
-        secret_key=decode_key(setting("secret_key", settings.secret_key), "STEPUP_SECRET_KEY"),
-        pepper=decode_key(setting("pepper", settings.pepper), "STEPUP_PEPPER"),
+        secret_key=decode_key(setting("secret_key", settings.secret_key),
+                              where("secret_key", settings.secret_key)),
+        pepper=decode_key(setting("pepper", settings.pepper), where("pepper", settings.pepper)),
         vault=Vault(SecretBox(keys, next(iter(keys)))),
         generated_file=generated,
     )

@@ -243,6 +243,8 @@ def _read_file(path: Path) -> dict[str, object]:
             return tomllib.load(f)
     except OSError as e:
         raise ConfigError(f"STEPUP_CONFIG: cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError:
+        raise ConfigError(f"STEPUP_CONFIG: {path} is not UTF-8 text (TOML files are)") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"STEPUP_CONFIG: {path} is not valid TOML: {e}") from e
 

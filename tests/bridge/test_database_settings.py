@@ -103,12 +103,17 @@ def test_the_secrets_file_is_owner_only_whatever_was_left_in_its_folder(tmp_path
     assert [p.name for p in keys.iterdir() if p.name.endswith(".tmp")] == ["secrets.tmp"]
 
 
-def test_a_restored_secrets_file_with_open_rights_is_made_owner_only(tmp_path):
+def test_a_restored_secrets_file_with_open_rights_is_made_owner_only(tmp_path, caplog):
     assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
     secrets_file = tmp_path / "keys" / "secrets.json"
     secrets_file.chmod(0o644)
     assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    # Others may have read it: the operator hears of it, without a secret in the line.
+    [warning] = [r.getMessage() for r in caplog.records if "readable by other users" in
+                 r.getMessage()]
+    assert str(secrets_file) in warning
+    assert json.loads(secrets_file.read_text())["pepper"] not in warning
 
 
 def test_two_commands_starting_on_a_new_data_folder_get_the_same_secrets(tmp_path, monkeypatch):
@@ -248,6 +253,8 @@ def test_two_first_starts_on_one_folder_never_keep_a_made_up_pepper(tmp_path, mo
     (lambda f: f.write_text(json.dumps({**json.loads(f.read_text()), "pepper": None})),
      "holds no 'pepper' and STEPUP_PEPPER is not set"),
     (lambda f: (f.unlink(), f.mkdir()), "cannot read"),
+    (lambda f: f.write_text(json.dumps({**json.loads(f.read_text()), "pepper": "c2hvcnQ="})),
+     "'pepper' in"),  # a weak pepper in the file: named there, not as STEPUP_PEPPER
 ])
 def test_a_damaged_secrets_file_is_one_line_naming_it(tmp_path, damage, message):
     assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0

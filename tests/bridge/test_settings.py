@@ -162,6 +162,14 @@ def test_bad_config_file_is_a_one_line_config_error(tmp_path, text, name):
     assert "\n" not in message
 
 
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "stepup.toml"
+    path.write_bytes(b'issuer = "https://caf\xe9.example"\n')  # Latin-1
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"STEPUP_CONFIG": str(path)})
+    assert str(caught.value) == f"STEPUP_CONFIG: {path} is not UTF-8 text (TOML files are)"
+
+
 def test_missing_config_file_is_a_one_line_config_error(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={"STEPUP_CONFIG": str(tmp_path / "missing.toml")})
