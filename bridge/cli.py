@@ -18,7 +18,7 @@ from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
 from .oidc.clients import check_names, new_client
-from .settings import ConfigError, load_settings
+from .settings import ConfigError, Settings, load_settings
 from .store import Store, create_engine, migrate
 from .store.migrate import SchemaError
 
@@ -92,6 +92,11 @@ def serve(host: str, port: int) -> None:
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
     click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
+    if settings.issuer == Settings.issuer and port != 5000:
+        # Discovery, the assertions' iss and every page's links would name another address.
+        click.echo(f"stepup: warning: STEPUP_ISSUER is not set, so the bridge calls itself "
+                   f"{settings.issuer}, not the port it listens on: set it to the URL its users "
+                   "and IdPs reach", err=True)
     run_gunicorn(app, host, port, settings.workers, settings.timeout)
 
 

@@ -93,6 +93,23 @@ def test_serve_makes_a_new_data_folder_private(tmp_path, monkeypatch):
     assert folder.stat().st_mode & 0o777 == 0o700
 
 
+def test_serve_on_another_port_without_an_issuer_warns(tmp_path, monkeypatch):
+    """Without STEPUP_ISSUER the bridge calls itself http://127.0.0.1:5000 in discovery and
+    every link: serving elsewhere, the operator is told."""
+    monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: None)
+    monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if k != "PROMETHEUS_MULTIPROC_DIR"
+                                        and not k.startswith("STEPUP_")})
+    env = {"STEPUP_DATA_DIR": str(tmp_path)}
+    warned = CliRunner().invoke(main, ["serve", "--port", "8080"], env=env)
+    assert warned.exit_code == 0 and "STEPUP_ISSUER is not set" in warned.stderr
+    for args, extra in ((["serve", "--port", "5000"], {}),
+                        (["serve", "--port", "8080"], {"STEPUP_ISSUER": "https://b.example"})):
+        quiet = CliRunner().invoke(main, args, env={**env, **extra})
+        assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
 def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, tmp_path,
                                                                          monkeypatch):
     """PROMETHEUS_MULTIPROC_DIR may name a folder that holds more than metrics: the data folder
