@@ -344,10 +344,12 @@ def _csrf_error(error: CSRFError):
         # A body with no form in it (not UTF-8, not a form, cut short): not an old page.
         return _message(_("This form could not be read"),
                         _("Go back to your sign-in page and start again."), 400)
-    # Mostly a page left open past the sign-in's end, which a reload cannot bring back.
+    # Mostly a page left open past the sign-in's end, which a reload cannot bring back;
+    # every time: a browser that keeps no cookie for the bridge.
     return _message(_("This page expired"),
                     _("For your security the form timed out. Go back to your sign-in page and "
-                      "start again."), 400)
+                      "start again. If this keeps happening, allow cookies for this site."),
+                    400)
 
 
 def _http_error(error: HTTPException):

@@ -157,6 +157,7 @@ def test_a_timed_out_form_sends_the_user_back_to_the_sign_in_page(pages):
     text = pages["csrf"].get_data(as_text=True)
     assert "Go back to your sign-in page and start again." in text
     assert "reload" not in text
+    assert "allow cookies for this site" in text  # the same page every time: no cookie kept
 
 
 def test_cancel_says_what_it_throws_away_during_setup(pages):
