@@ -144,10 +144,13 @@ class AuthenticateAgain(ChallengeError):
 
     status = 200
 
-    def __init__(self) -> None:
-        super().__init__(N_("This sign-in took longer than your organization allows. To "
-                            "finish, enter a code from your authenticator app, or the new "
-                            "recovery code you just saved."))
+    def __init__(self, code_saved: bool = True) -> None:
+        super().__init__(
+            N_("This sign-in took longer than your organization allows. To finish, enter a "
+               "code from your authenticator app, or the new recovery code you just saved.")
+            if code_saved else
+            N_("This sign-in took longer than your organization allows. To finish, enter a "
+               "code from your authenticator app."))
 
 
 class ClockDrift(WrongCode):
@@ -407,9 +410,14 @@ class Challenge:
             raise MovedOn(STEP_DONE)
         now = self.clock()
         with self.store.begin() as tx:
+            # Read again inside the transaction: the flow must still be this TOTP check's
+            # (not one that went back to the code page and on with a recovery code).
+            flow = tx.find_flow(flow.flow_id, now)
+            if flow is None or flow.stage != ROTATE or flow.factor != OTP:
+                raise MovedOn(STEP_DONE)
             if not self._leave(tx, flow, ROTATE, now):
                 return self._issue(tx, flow, [OTP], now)
-        raise AuthenticateAgain()
+        raise AuthenticateAgain(code_saved=False)  # the shown code was dropped: it never works
 
     # -- 4. replace a lost authenticator ----------------------------------------------------
     def verify_reenrollment(self, flow: Flow, code: str, ip: str) -> str:

@@ -40,12 +40,14 @@ log = logging.getLogger("stepup")
 ALGORITHMS = ("ES256", "RS256")
 #: Seconds a node keeps the key ring before reading it again.
 RING_REFRESH = 30
+#: Seconds the nodes' clocks may differ.
+CLOCK_SKEW = 30
 #: Seconds relying parties and shared caches may keep the JWKS (its Cache-Control).
 JWKS_MAX_AGE = 300
 #: ``stepup keys rotate``'s default wait before a new key signs: a node may serve the old
 #: JWKS for RING_REFRESH seconds more, and whoever fetched it then keeps it JWKS_MAX_AGE
 #: seconds; the rest is a margin for the nodes' clocks.
-PUBLISH_AHEAD = RING_REFRESH + JWKS_MAX_AGE + 30
+PUBLISH_AHEAD = RING_REFRESH + JWKS_MAX_AGE + CLOCK_SKEW
 
 
 #: The associated data that binds each sealed column's ciphertext to its row (AES-GCM), so a
@@ -279,10 +281,12 @@ class SigningKeys:
         """Add new keys that sign from ``now + publish_ahead``; drop keys nobody can need.
         The latest rotation wins: keys an earlier one published ahead, which have not signed
         yet, go, or an emergency rotation (``publish_ahead`` 0) after a routine one would
-        hand signing back to those older keys when their time came."""
+        hand signing back to those older keys when their time came. Only those that start
+        later than a node's cached ring and clock skew could reach: a key about to start may
+        already sign on a node whose clock runs ahead, and must stay in the JWKS."""
         with self.store.begin() as tx:
             for row in tx.signing_keys():
-                if row["activates_at"] > now:
+                if row["activates_at"] > now + self.refresh + CLOCK_SKEW:
                     tx.remove_signing_key(row["kid"])
             kids = self._add(tx, now, publish_ahead)
             rows = tx.signing_keys()

@@ -299,12 +299,13 @@ def _check_issuer(issuer: str) -> None:
     # An empty query or fragment ("…#") is still one: every endpoint URL would carry it.
     if "?" in issuer or "#" in issuer or issuer.endswith("/"):
         raise ConfigError("STEPUP_ISSUER must have no query, fragment or trailing slash")
-    if "@" in parts.netloc or port == 0:
+    if "@" in parts.netloc or port == 0 or parts.netloc.endswith(":"):
         raise ConfigError("STEPUP_ISSUER must be scheme://host[:port][/path], without user "
                           f"information and with a port from 1 to 65535, got {issuer!r}")
     host = parts.hostname
+    labels = (host[:-1] if host.endswith(".") else host).split(".")  # one root dot at most
     if not (":" in host or host.replace(".", "").isdigit()) and host.isascii() and not all(
-            _LABEL.fullmatch(label) for label in host.rstrip(".").split(".")):
+            _LABEL.fullmatch(label) for label in labels):
         raise ConfigError(f"STEPUP_ISSUER's host is not a valid domain name: {host!r}")
     try:
         mail_domain(issuer)

@@ -381,6 +381,14 @@ class TestKeysRotate:
         clock.now = time.time() + PUBLISH_AHEAD + 60
         assert kid_of(login_with(act, *idp, "bob")) == emergency
 
+    def test_keys_about_to_sign_are_not_withdrawn(self, stepup, make_app, clock, idp):
+        """A key due within a node's cached ring and clock skew may already sign on a node
+        whose clock runs ahead: a later rotation leaves it published."""
+        ok(stepup("keys", "rotate", "--publish-ahead", "30"))
+        due = published(make_app().test_client())
+        ok(stepup("keys", "rotate", "--publish-ahead", "0"))
+        assert due <= published(make_app().test_client())
+
     def test_node_with_a_slower_clock_can_sign(self, stepup, make_app, clock):
         """Keys made by one process (here the CLI) sign at once on a node whose clock is a
         few seconds behind (clock skew between hosts)."""

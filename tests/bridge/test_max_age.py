@@ -120,3 +120,23 @@ def test_without_max_age_nothing_is_asked_again(act, clock):
     act.post(login, "recovery", recovery_code=first.recovery_code)
     clock.advance(600)
     assert is_callback(act.post(login, "saved", saved="yes"))
+
+
+def test_keeping_the_current_code_after_max_age_asks_for_the_authenticator_only(act, clock):
+    """The new code was shown but dropped ("Keep my current code"): the message must not
+    offer it, and it never works."""
+    first, _ = act.enroll("gus")
+    clock.advance(30)
+    login = act.start("gus", max_age="60")
+    login.secret = first.secret
+    act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes")
+    dropped = shown(login.last_page, "recovery-code")
+    clock.advance(61 + MAX_AGE_GRACE)
+
+    asked_again(act, login, act.post(login, "keep-code"))
+    assert "<title>Error" not in login.last_page  # asked again: not an error of theirs
+    text = unescape(alert(login.last_page))
+    assert "authenticator app." in text and "recovery code you just saved" not in text
+    assert user(act, "gus").recovery_digest == recovery.keyed_digest(
+        act.bridge.secrets.pepper, first.recovery_code)
+    assert act.post(login, "recovery", recovery_code=dropped).status_code == 400

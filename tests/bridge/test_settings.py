@@ -110,6 +110,8 @@ BAD_ENVIRONMENTS = [
     ({"STEPUP_ISSUER": "https://-bad-.example"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bad..example"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://[::1"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example.."}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example:"}, "STEPUP_ISSUER"),
     ({"STEPUP_ISSUER": "https://bridge.example\nhttps://evil.example"}, "STEPUP_ISSUER"),
     ({"STEPUP_ACR": "   "}, "STEPUP_ACR"),
     # acr_values separates acrs with spaces; an error_description may not quote " or \

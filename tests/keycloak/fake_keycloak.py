@@ -234,13 +234,14 @@ class FakeKeycloak(FakeAuthentication):
         return reply(200, self._paged(clients))
 
     def select_flow(self, policy: str, alias: str, enabled: bool = True,
-                    scope: str = "realm") -> None:
+                    scope: str = "realm", conditions: bool = True) -> None:
         """A client policy (``scope`` "realm" or "global") whose profile's flow selector sends
-        every client's browser logins to flow ``alias``."""
+        every client's browser logins to flow ``alias`` (none: without ``conditions``)."""
         profile = {"name": f"{policy}-profile", "executors": [
             {"executor": "auth-flow-enforcer", "configuration": {"auth-flow-alias": alias}}]}
         rep = {"name": policy, "enabled": enabled, "profiles": [profile["name"]],
-               "conditions": [{"condition": "any-client", "configuration": {}}]}
+               "conditions": [{"condition": "any-client", "configuration": {}}]
+               if conditions else []}
         if scope == "global":
             self.global_client_profiles.append(profile)
             self.global_client_policies.append(rep)

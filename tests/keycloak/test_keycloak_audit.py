@@ -153,6 +153,32 @@ def test_a_form_keycloak_skips_for_users_without_its_credential_proves_nobody(
     assert "before anything proves who the user is" in str(findings[0])
 
 
+def test_keycloaks_passwordless_layout_passes(fake, admin, opts):
+    """Username Form, then a passkey OR (password and OTP), then the step: as an ALTERNATIVE
+    a passkey form is no skip, a user without a passkey must pass the password."""
+    install(admin, opts)
+    flow = fake._add_flow("passwordless", top_level=True, built_in=False)
+    fake._add_execution(flow["id"], "REQUIRED", authenticator="auth-username-form")
+    options = fake._add_flow("passwordless options", top_level=False, built_in=False)
+    fake._add_execution(flow["id"], "REQUIRED", flow_id=options["id"])
+    fake._add_execution(options["id"], "ALTERNATIVE",
+                        authenticator="webauthn-authenticator-passwordless")
+    password = fake._add_flow("passwordless password", top_level=False, built_in=False)
+    fake._add_execution(options["id"], "ALTERNATIVE", flow_id=password["id"])
+    for provider in ("auth-password-form", "auth-otp-form"):
+        fake._add_execution(password["id"], "REQUIRED", authenticator=provider)
+    (installed,) = [e for e in fake.execution_of("stepup-bridge")
+                    if e["parent"] == fake.flow_by_alias(FORMS)["id"]]
+    fake._add_execution(flow["id"], "REQUIRED", authenticator="stepup-bridge",
+                        config=installed["config"])
+    client = fake.add_client("passkeys", authenticationFlowBindingOverrides={
+        "browser": flow["id"]})
+
+    assert audit(admin, opts) == []
+    install(admin, opts)  # the override is the administrator's and stays
+    assert client["authenticationFlowBindingOverrides"]["browser"] == flow["id"]
+
+
 def test_a_client_override_with_the_step_after_a_username_alone_is_repointed(fake, admin,
                                                                                 opts):
     """The step comes after a first factor on a client's browser override too; install points
@@ -184,6 +210,7 @@ def test_the_flow_a_client_policy_selects_is_judged_as_a_browser_door(fake, admi
     fake.select_flow("switched-off", "browser", enabled=False)
     fake.select_flow("to-stepup", "browser-stepup")
     fake.select_flow("to-nothing", "no-such-flow")  # Keycloak fails those logins
+    fake.select_flow("no-conditions", "browser", conditions=False)  # Keycloak applies none
 
     findings = [str(f) for f in audit(admin, opts)]
     assert len(findings) == 2, findings

@@ -39,12 +39,17 @@ DENY_ACCESS = "deny-access-authenticator"
 #: Executions that prove who the user is. The step-up must come after one of them: a step that
 #: anyone reaches by typing a username (after "Username Form" or "Choose User") would let them
 #: set up an authenticator on an account that has none, or fail codes until one is locked.
-#: Not the OTP, WebAuthn (passkey) or recovery-codes forms: for a user who has no such
-#: credential Keycloak skips them and only queues setting one up (their factories allow user
-#: set-up), so they prove nothing about that user.
 FIRST_FACTORS = frozenset({
     "auth-username-password-form", "auth-password-form", "auth-spnego", "auth-cookie",
     "auth-x509-client-username-form", "reset-credential-email", "registration-page-form",
+})
+#: Forms of a credential the user may not have (their factories allow user set-up): REQUIRED,
+#: Keycloak skips one for a user without that credential and only queues setting it up, so it
+#: proves nothing; ALTERNATIVE, a user without it must pass another alternative (Keycloak's
+#: passwordless layout: a passkey, or the password), so it proves like the others.
+CREDENTIAL_FORMS = frozenset({
+    "auth-otp-form", "webauthn-authenticator", "webauthn-authenticator-passwordless",
+    "auth-recovery-authn-code-form",
 })
 
 
@@ -340,6 +345,8 @@ def early_steps(listing: list[Step]) -> list[Step]:
     def proves(step: Step) -> bool:
         if step.provider in FIRST_FACTORS:
             return True
+        if step.provider in CREDENTIAL_FORMS:
+            return step.requirement == "ALTERNATIVE"
         if not step.is_subflow:
             return False
         kids = [s for s in children.get(str(step.alias), []) if s.requirement != "DISABLED"]

@@ -148,8 +148,8 @@ class Steps:
             executors[profile.get("name")] = profile.get("executors") or []
         selected = []
         for policy in (policies.get("globalPolicies") or []) + (policies.get("policies") or []):
-            if policy.get("enabled", True) is False:
-                continue
+            if policy.get("enabled", True) is False or not policy.get("conditions"):
+                continue  # Keycloak applies no policy that has no condition
             for profile in policy.get("profiles") or []:
                 for executor in executors.get(profile, []):
                     alias = (executor.get("configuration") or {}).get("auth-flow-alias")
