@@ -55,8 +55,10 @@ def with_headers(wsgi_app: Callable, headers: dict[str, str]) -> Callable:
     return app
 
 
-#: Headers a forwarding proxy adds (RFC 7239 and the de-facto X-Forwarded-* ones).
-FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+#: Headers a forwarding proxy adds (RFC 7239, the de-facto X-Forwarded-* ones, nginx's usual
+#: X-Real-IP, and Via, RFC 9110 §7.6.3).
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+                      "X-Real-IP", "Via")
 
 
 def secure_transport() -> bool:

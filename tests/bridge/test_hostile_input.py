@@ -115,7 +115,8 @@ def test_plain_http_tells_the_operator_why_once_a_minute(make_app, monkeypatch, 
     assert len([r for r in caplog.records if "plain http" in r.getMessage()]) == 2
 
 
-@pytest.mark.parametrize("header", ["X-Forwarded-For", "X-Forwarded-Proto", "Forwarded"])
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "X-Forwarded-Proto", "Forwarded",
+                                    "X-Real-IP", "Via"])
 def test_a_proxy_on_this_machine_that_is_not_trusted_is_refused(make_app, monkeypatch, caplog,
                                                                  header):
     """Plain http from 127.0.0.1 is for programs on this machine. Relayed by a local proxy the
@@ -125,7 +126,8 @@ def test_a_proxy_on_this_machine_that_is_not_trusted_is_refused(make_app, monkey
 
     monkeypatch.setattr(endpoints, "_last_transport_hint", float("-inf"))
     client = make_app(trusted_proxies=0).test_client()
-    value = {"Forwarded": "for=203.0.113.9;proto=https"}.get(header, "https")
+    value = {"Forwarded": "for=203.0.113.9;proto=https", "X-Real-IP": "203.0.113.9",
+             "Via": "1.1 nginx"}.get(header, "https")
     refused = client.post("/par", data={"client_id": "idp"}, headers={header: value},
                           base_url="http://127.0.0.1:8080")
     assert refused.get_json()["error"] == "insecure_transport"
