@@ -143,15 +143,21 @@ def test_a_new_recovery_code_after_a_totp_check(act, clock):
     assert act.post(fresh, "recovery", recovery_code=new_code).status_code == 303
 
 
+def new_code_asked_for(act, clock, subject: str):
+    """An enrolled user's TOTP sign-in that asked for a new recovery code: the enrollment,
+    the sign-in, and the new code it shows."""
+    first, _ = act.enroll(subject)
+    clock.advance(30)
+    login = act.start(subject)
+    login.secret = first.secret
+    act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes")
+    return first, login, shown(login.last_page, "recovery-code")
+
+
 def test_a_user_who_asked_for_a_new_code_may_keep_the_current_one(act, clock):
     """Ticked by mistake: "Keep my current code" ends the sign-in as the TOTP check alone
     would have; the code shown never works, the current one still does."""
-    first, _ = act.enroll("keeper")
-    clock.advance(30)
-    login = act.start("keeper")
-    login.secret = first.secret
-    act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes")
-    staged = shown(login.last_page, "recovery-code")
+    first, login, staged = new_code_asked_for(act, clock, "keeper")
     assert "Keep my current code" in login.last_page
     claims = act.finish(login, act.post(login, "keep-code").headers["Location"])
     assert claims["amr"] == [AMR_TOTP]
@@ -174,12 +180,7 @@ def test_after_a_recovery_code_sign_in_its_replacement_cannot_be_declined(act, c
 
 
 def test_asking_for_a_new_code_and_closing_the_tab_keeps_the_old_one(act, clock):
-    first, _ = act.enroll("regen-closed")
-    clock.advance(30)
-    login = act.start("regen-closed")
-    login.secret = first.secret
-    act.post(login, "totp", otp=act.code_now(login), new_recovery_code="yes")
-    staged = shown(login.last_page, "recovery-code")
+    first, _, staged = new_code_asked_for(act, clock, "regen-closed")
     again = act.start("regen-closed")  # the tab was closed; a new sign-in
     assert act.post(again, "recovery", recovery_code=first.recovery_code).status_code == 303
     other = act.start("regen-closed")
