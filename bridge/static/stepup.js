@@ -22,14 +22,14 @@ document.addEventListener("DOMContentLoaded", () => {
     // readers as its text appears, and the button for more time.
     const end = Number(expiry.dataset.expiresIn);
     const warning = expiry.querySelector("[aria-live]");
+    const more = expiry.querySelector("form");
     setTimeout(() => {
-      expiry.hidden = false;
       warning.textContent = warning.dataset.text;
+      more.hidden = false;
     }, Math.max(0, end - WARN_BEFORE_SECONDS) * 1000);
     // At the end, say it has ended: "More time" can no longer help.
     setTimeout(() => {
-      expiry.hidden = false;
-      expiry.querySelector("form").hidden = true;
+      more.hidden = true;
       warning.textContent = warning.dataset.expired;
     }, Math.max(0, end) * 1000);
   }
