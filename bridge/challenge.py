@@ -406,12 +406,10 @@ class Challenge:
         one they have: the staged code is dropped (it never worked) and the sign-in ends as
         the TOTP check alone would have. Not after a recovery-code sign-in: that code is
         spent, and only saving its replacement goes on."""
-        if flow.stage != ROTATE or flow.factor != OTP:
-            raise MovedOn(STEP_DONE)
         now = self.clock()
         with self.store.begin() as tx:
-            # Read again inside the transaction: the flow must still be this TOTP check's
-            # (not one that went back to the code page and on with a recovery code).
+            # Read inside the transaction: the flow must still be this TOTP check's (not one
+            # that went back to the code page and on with a recovery code).
             flow = tx.find_flow(flow.flow_id, now)
             if flow is None or flow.stage != ROTATE or flow.factor != OTP:
                 raise MovedOn(STEP_DONE)
