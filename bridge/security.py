@@ -59,6 +59,8 @@ def with_headers(wsgi_app: Callable, headers: dict[str, str]) -> Callable:
 #: X-Real-IP, and Via, RFC 9110 §7.6.3).
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
                       "X-Real-IP", "Via")
+#: The same as WSGI names them: looked up in the environ, on every /par and /token.
+_FORWARDING_ENVIRON = tuple(f"HTTP_{h.upper().replace('-', '_')}" for h in FORWARDING_HEADERS)
 
 
 def secure_transport() -> bool:
@@ -69,7 +71,7 @@ def secure_transport() -> bool:
     if request.is_secure:
         return True
     if not current_app.extensions["stepup"].settings.trusted_proxies and any(
-            name in request.headers for name in FORWARDING_HEADERS):
+            key in request.environ for key in _FORWARDING_ENVIRON):
         # Relayed by a proxy on this machine that the bridge was not told of (an nginx in
         # front, STEPUP_TRUSTED_PROXIES left at 0): the caller is elsewhere, over who knows
         # what, and every user would share the proxy's address for the per-IP limit.
