@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from babel.dates import format_datetime
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 
 from stepup_handoff.deadline import Deadline
 
@@ -51,15 +51,8 @@ def compose(event: dict[str, Any], sender: str, domain: str,
     "this wasn't me" link."""
     lang = negotiate(event.get("locale"), None)
     texts = Translations.load(str(TRANSLATIONS), [lang])
-    when = format_datetime(datetime.fromtimestamp(event["at"], UTC), "medium", tzinfo=UTC,
-                           locale=lang) + " UTC"
-    lines = [texts.gettext(WHAT[event["event"]]), "",
-             texts.gettext(WHEN) % {"when": when}]
-    # A help-desk action's client is the help desk's own tool, and a "this wasn't me" lock
-    # carries the disowned event's: neither is a sign-in.
-    if event.get("client_id") and not event["event"].startswith(("helpdesk_", "not_me")):
-        lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
-    lines += ["", texts.gettext(IF_NOT_YOU)]
+    what, *facts = describe(event, texts, lang)
+    lines = [what, "", *facts, "", texts.gettext(IF_NOT_YOU)]
     if not_me_link:
         lines.append(not_me_link)
     message = EmailMessage()
@@ -72,6 +65,19 @@ def compose(event: dict[str, Any], sender: str, domain: str,
     message.set_content("\n".join(lines) + "\n")
     message["Content-Language"] = lang  # after set_content, which clears Content-* headers
     return message
+
+
+def describe(event: dict[str, Any], texts: NullTranslations, lang: str) -> list[str]:
+    """What a notice says happened, in ``lang``: the event, when, and for a sign-in the
+    application. The "this wasn't me" page repeats it, so the user knows which notice it is."""
+    when = format_datetime(datetime.fromtimestamp(event["at"], UTC), "medium", tzinfo=UTC,
+                           locale=lang) + " UTC"
+    lines = [texts.gettext(WHAT[event["event"]]), texts.gettext(WHEN) % {"when": when}]
+    # A help-desk action's client is the help desk's own tool, and a "this wasn't me" lock
+    # carries the disowned event's: neither is a sign-in.
+    if event.get("client_id") and not event["event"].startswith(("helpdesk_", "not_me")):
+        lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
+    return lines
 
 
 def send(settings: Settings, message: EmailMessage) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, render_template, request
+from flask_babel import get_locale, get_translations
 from flask_babel import gettext as _
 
 from ..i18n import use_ui_locales
+from .mail import describe
 from .notme import NotMe, Outcome
 
 bp = Blueprint("notify", __name__)
@@ -32,7 +34,9 @@ def not_me(token: str):
         return _invalid()
     if event["disowned_at"] is not None:  # said once already: no second confirmation page
         return _used()
-    return render_template("not_me.html", token=token)
+    # What the notice said: the user may have had several, and locks only for this one.
+    facts = describe(event, get_translations(), get_locale().language)
+    return render_template("not_me.html", token=token, facts=facts)
 
 
 @bp.post("/not-me/<token>")

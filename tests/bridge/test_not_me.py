@@ -5,6 +5,7 @@ confirmation locks once; an expired, altered or reused link does nothing harmful
 from __future__ import annotations
 
 import re
+from html import unescape as html_unescape
 
 import pytest
 import sqlalchemy as sa
@@ -40,6 +41,19 @@ def test_get_shows_a_confirmation_and_changes_nothing(mailed):
     assert 'lang="fr"' in html and "Verrouiller la connexion en deux étapes" in html
     assert user(act, "nia").locked_at is None
     assert [e["event"] for e in outbox(act, "nia")] == ["enrollment"]
+
+
+def test_the_page_says_which_notice_it_is_about(mailed, smtp):  # noqa: F811
+    """A user with several notices locks for the one they did not do: the page repeats what
+    that notice said (event, time, application), in the same words as the mail."""
+    act, path, _ = mailed
+    html = act.client.get(path).get_data(as_text=True)
+    facts = re.findall(r"<p>([^<]+)</p>",
+                       re.search(r'<blockquote class="notice">(.*?)</blockquote>', html).group(1))
+    assert facts[0] == "La validation en deux étapes a été configurée pour votre compte."
+    assert facts[1].startswith("Quand") and facts[1].endswith(" UTC")
+    mailed_lines = body_of(smtp.messages[0]).splitlines()
+    assert all(html_unescape(fact) in mailed_lines for fact in facts)
 
 
 def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
