@@ -178,10 +178,13 @@ class _BackChannelRequest(FlaskOAuth2Request):
 
 def _uniform(error: OAuth2Error) -> OAuth2Error:
     """Every client-authentication failure looks the same: 401 and one message, so a caller
-    cannot tell an unknown client id from a wrong secret or a bad assertion (RFC 6749 §5.2)."""
+    cannot tell an unknown client id from a wrong secret or a bad assertion (RFC 6749 §5.2);
+    and every refusal says why."""
     if error.error == "invalid_client":
         error.status_code = 401
         error.description = "Client authentication failed."
+    elif error.error == "unsupported_grant_type":  # authlib's body has no description for it
+        error.description = "This grant_type is not supported."
     return error
 
 
@@ -330,7 +333,9 @@ def token():
 @bp.route("/token", methods=["OPTIONS"], provide_automatic_options=False)
 def options():
     """What the endpoint allows; Flask's own answer would list the refused methods below."""
-    return "", 204, {"Allow": "OPTIONS, POST"}
+    response = current_app.response_class(status=204, headers={"Allow": "OPTIONS, POST"})
+    del response.headers["Content-Type"]  # no body to type
+    return response
 
 
 #: Paths a machine calls: every refusal there is OAuth JSON, werkzeug's routing ones too (a

@@ -62,6 +62,13 @@ def test_every_refusal_at_a_back_channel_path_is_oauth_json(client, method, path
     assert response.headers.get("Allow") == allow
 
 
+@pytest.mark.parametrize("path", ["/par", "/token"])
+def test_options_names_the_methods_and_nothing_else(client, path):
+    response = client.options(path)
+    assert response.status_code == 204 and response.headers["Allow"] == "OPTIONS, POST"
+    assert response.data == b"" and "Content-Type" not in response.headers  # no body to type
+
+
 def test_an_unknown_page_is_still_a_page(client):
     response = client.get("/tokens")
     assert response.status_code == 404

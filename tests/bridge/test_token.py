@@ -37,6 +37,7 @@ def error_of(response, status: int = 400) -> str:
     body = response.get_json()
     assert response.status_code == status, (response.status_code, body)
     assert response.headers["Cache-Control"] == "no-store"
+    assert body.get("error_description"), body  # every refusal says why (docs/architecture.md)
     return body["error"]
 
 
