@@ -253,7 +253,7 @@ def user_show(subject: str) -> None:
             found = helpdesk.show(tx, subject)
         except helpdesk.NotEnrolled:
             found = None
-        trail = tx.audit_trail(subject)
+        trail = tx.audit_trail(subject, leave_out=helpdesk.LOOK_UPS)
     if found is None:
         click.echo(f"{subject}: not enrolled ({_SUBJECT_HINT})")
     elif not found["factors"]:
@@ -264,14 +264,27 @@ def user_show(subject: str) -> None:
         if found["locked"]:
             state = {"failures": "LOCKED after too many wrong codes",
                      "not_me": f"LOCKED by the user (\"this wasn't me\" on "
-                               f"{found['disowned_event'] or 'an event no longer kept'})"
+                               f"{_disowned(found)})"
                      }.get(found["lock_reason"], "LOCKED")
         click.echo(f"{subject}: enrolled {_when(found['enrolled_at'])}, {state}, "
                    f"{found['failures']} consecutive failure(s), "
                    f"recovery code #{found['recovery_code_version']}")
-    for event in trail:
+    for event in trail:  # what happened to the user; the help desk's look-ups are left out
         click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or ''} "
                    f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")
+    if found is None:
+        sys.exit(1)  # as grep: a script can tell "no such user" from a user shown
+
+
+def _disowned(found: dict) -> str:
+    """The event a "this wasn't me" lock disowned, and when: one from before the current
+    factors were set up was about factors a reset revoked since (the lock stands: whoever did
+    it may have set up these too)."""
+    kind, at = found["disowned_event"], found["disowned_event_at"]
+    if kind is None or at is None:
+        return "an event no longer kept"
+    before = ", before these factors were set up" if at < found["enrolled_at"] else ""
+    return f"{kind} of {_when(at)}{before}"
 
 
 @user.command("unlock")

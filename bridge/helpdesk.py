@@ -20,6 +20,8 @@ FACTOR_CHANGES = ("enrollment", "reenrollment", "rotation", "recovery_code_used"
 FACTORS_UNTOUCHED = frozenset({"lockout", "failure_burst", "helpdesk_unlock", "not_me"})
 #: Help-desk actions after which the account starts clean.
 CLEARED = ("helpdesk_unlock", "helpdesk_reset")
+#: The help desk's own reads: audited, but no part of what happened to the user.
+LOOK_UPS = ("helpdesk_show", "helpdesk_events")
 #: Events read to judge a lock (their kinds are rare: no failures among them).
 TRAIL = 500
 #: Longest subject the database keeps (``users.subject``, ``audit_events.subject``).
@@ -51,11 +53,12 @@ class FactorsDisowned(ValueError):
 @dataclass(frozen=True)
 class Lock:
     """Why a user is locked: ``reason`` ``"failures"`` or ``"not_me"`` (None: not recorded);
-    for ``"not_me"`` the event the user disowned (the one that decides, if several); and
-    whether an unlock gives the factors back to the user alone."""
+    for ``"not_me"`` the event the user disowned (the one that decides, if several) and when
+    it happened; and whether an unlock gives the factors back to the user alone."""
 
     reason: str | None
     disowned: str | None
+    disowned_at: float | None
     factors_safe: bool
 
 
@@ -76,11 +79,11 @@ def why_locked(tx: Tx, subject: str) -> Lock:
     # changed after a disowned event.
     for kind, at in disowned:
         if kind not in FACTORS_UNTOUCHED or at is None:
-            return Lock(reason, kind, False)
+            return Lock(reason, kind, at, False)
     for kind, at in disowned:
         if any(change >= at for change in changes):
-            return Lock(reason, kind, False)
-    return Lock(reason, disowned[0][0] if disowned else None, True)
+            return Lock(reason, kind, at, False)
+    return Lock(reason, *(disowned[0] if disowned else (None, None)), True)
 
 
 def _disowned(tx: Tx, detail: dict) -> tuple[str | None, float | None]:
@@ -99,7 +102,8 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
         raise NotEnrolled(subject)
     last_use = next(iter(tx.audit_events(subject=subject, event=None, before=None, since=None,
                                          limit=1, events=USES)), None)
-    lock = why_locked(tx, subject) if user.locked_at is not None else Lock(None, None, True)
+    lock = (why_locked(tx, subject) if user.locked_at is not None else
+            Lock(None, None, None, True))
     return {
         "subject": user.subject,
         "display_name": user.display_name,
@@ -110,6 +114,7 @@ def show(tx: Tx, subject: str) -> dict[str, Any]:
         "locked_at": user.locked_at,
         "lock_reason": lock.reason,
         "disowned_event": lock.disowned,
+        "disowned_event_at": lock.disowned_at,
         "failures": user.failures,
         "last_used_at": last_use["at"] if last_use else None,
     }

@@ -22,16 +22,23 @@ MAX_PAGE = 200
 
 
 class _Subject(PathConverter):
-    """A subject in a path, slashes and all, but never an action's URL (``…/reset``,
-    ``…/unlock``): a GET of one is not a look-up of subject "ann/reset", and a 405 there
-    offers only POST."""
+    """A subject in a path, slashes and line breaks and all: one the help desk may not name
+    reaches :func:`_subject` (400), rather than matching no route (404)."""
 
-    regex = r"[^/].*?(?<!/reset)(?<!/unlock)"
+    regex = r"(?s:[^/].*?)"
+
+
+class _LookedUp(_Subject):
+    """A subject looked up, never an action's URL (``…/reset``, ``…/unlock``): a GET of one is
+    not a look-up of subject "ann/reset", and a 405 there offers only POST."""
+
+    regex = _Subject.regex + r"(?<!/reset)(?<!/unlock)"
 
 
 def init_app(app: Flask) -> None:
     csrf.exempt(bp)  # bearer tokens, no browser session
-    app.url_map.converters["subject"] = _Subject  # before the blueprint's rules are bound
+    # Before the blueprint's rules are bound.
+    app.url_map.converters.update(subject=_Subject, looked_up=_LookedUp)
     app.register_blueprint(bp)
 
 
@@ -45,10 +52,12 @@ def _api_error(e: ApiError):
     response = jsonify(error=e.error, error_description=e.description)
     response.status_code = e.status
     if e.status == 401 and e.error == "invalid_token":
-        # RFC 6750 §3.1: the error code for a token that was sent, none when there was none.
+        # RFC 6750 §3.1: the error code for a bearer token that was sent; none when there was
+        # none, nor for another scheme ("attempted using an unsupported authentication method").
+        scheme = request.headers.get("Authorization", "").partition(" ")[0]
         response.headers["WWW-Authenticate"] = (
             'Bearer realm="stepup-admin", error="invalid_token"'
-            if request.headers.get("Authorization") else 'Bearer realm="stepup-admin"')
+            if scheme.lower() == "bearer" else 'Bearer realm="stepup-admin"')
     elif e.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="stepup-admin"'
     elif e.status == 403:
@@ -133,7 +142,7 @@ def openapi():
     return jsonify(document)
 
 
-@bp.get("/users/<subject:subject>")
+@bp.get("/users/<looked_up:subject>")
 @authorized
 def show_user(subject: str):
     bridge = current_app.extensions["stepup"]
@@ -150,7 +159,7 @@ def show_user(subject: str):
     return jsonify(user)
 
 
-@bp.post("/users/<path:subject>/unlock")
+@bp.post("/users/<subject:subject>/unlock")
 @authorized
 def unlock_user(subject: str):
     try:
@@ -164,7 +173,7 @@ def unlock_user(subject: str):
     return jsonify(subject=subject, unlocked=True)
 
 
-@bp.post("/users/<path:subject>/reset")
+@bp.post("/users/<subject:subject>/reset")
 @authorized
 def reset_user(subject: str):
     _change(helpdesk.reset, subject)

@@ -536,9 +536,11 @@ class Tx:
             query = query.where(audit_events.c.at >= since)
         return self._db.execute(query).rows
 
-    def audit_trail(self, subject: str, limit: int = 20) -> list[dict]:
+    def audit_trail(self, subject: str, limit: int = 20,
+                    leave_out: tuple[str, ...] = ()) -> list[dict]:
         return self._db.execute(
-            sa.select(audit_events).where(audit_events.c.subject == subject)
+            sa.select(audit_events).where(audit_events.c.subject == subject,
+                                          audit_events.c.event.not_in(leave_out))
             .order_by(audit_events.c.id.desc()).limit(limit)
         ).rows
 

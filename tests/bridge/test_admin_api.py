@@ -3,7 +3,9 @@ refusals (401/403), hostile input (4xx, never 500), audit of every accepted call
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 
 import jsonschema
 import pytest
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from bridge import helpdesk
 from bridge.notify.notme import Outcome
 from bridge.oidc.clients import new_client
 from bridge.store import Store
@@ -123,11 +126,15 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
     act, headers = admin_act, bearer(admin_act)
     assert act.client.get("/admin/api/users/nobody", headers=headers).status_code == 404
     assert act.client.get("/admin/api/users/" + "x" * 300, headers=headers).status_code == 400
-    for raw in ("%FF", "a%FE", "%C3"):  # not UTF-8: refused, not looked up (and audited) as U+FFFD
+    # Not UTF-8: refused, not looked up (and audited) as U+FFFD; unprintable: refused at every
+    # path that names a subject, not left to the routing (404).
+    for raw in ("%FF", "a%FE", "%C3", "a%0Ab", "%0A", "a%09"):
         refused = act.client.get(f"/admin/api/users/{raw}", headers=headers)
         assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_request"
-        assert act.client.post(f"/admin/api/users/{raw}/reset",
-                               headers=headers).status_code == 400
+        for action in ("reset", "unlock"):
+            refused = act.client.post(f"/admin/api/users/{raw}/{action}", headers=headers)
+            assert refused.status_code == 400, (raw, action)
+            assert refused.get_json()["error"] == "invalid_request"
     assert not [e for e in audited(act, "helpdesk_show") if "\ufffd" in (e["subject"] or "")]
     assert act.client.post("/admin/api/users/nobody/reset", headers=headers).status_code == 404
     assert act.client.post("/admin/api/users/nobody/unlock", headers=headers).status_code == 404
@@ -146,7 +153,7 @@ def test_hostile_subjects_and_bodies_are_4xx(admin_act):
 
 @pytest.mark.parametrize("method, path, status", [
     ("GET", "/admin/api/nothing", 404), ("GET", "/admin/api/users/", 404),
-    ("GET", "/admin/api/users/a%0Ab", 404), ("PUT", "/admin/api/users/ann", 405),
+    ("PUT", "/admin/api/users/ann", 405), ("GET", "/admin/api/users/a%0A/reset", 405),
     ("DELETE", "/admin/api/users/ann", 405), ("GET", "/admin/api/users/ann/reset", 405),
     ("GET", "/admin/api/users/ann/unlock", 405), ("PUT", "/admin/api/users/ann/reset", 405),
     ("DELETE", "/admin/api/users/a/b/unlock", 405), ("POST", "/admin/api/events", 405),
@@ -177,11 +184,16 @@ def test_missing_bad_and_expired_tokens_are_401(admin_act, clock):
     assert unauthenticated.status_code == 401
     # RFC 6750 §3.1: no error code when no token was sent; invalid_token for a bad one.
     assert unauthenticated.headers["WWW-Authenticate"] == 'Bearer realm="stepup-admin"'
-    for header in ("Bearer", "Bearer nope", "Basic abc", "Bearer " + "x" * 600, "Bearer \x01"):
+    for header in ("Bearer", "Bearer nope", "Bearer " + "x" * 600, "Bearer \x01"):
         response = act.client.get("/admin/api/users/tia", headers={"Authorization": header})
         assert response.status_code == 401, header
         assert response.headers["WWW-Authenticate"] == (
             'Bearer realm="stepup-admin", error="invalid_token"'), header
+    # Another scheme is no token at all: no error code either.
+    for header in ("Basic abc", "Token x", "bearer-ish x"):
+        response = act.client.get("/admin/api/users/tia", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="stepup-admin"', header
     headers = bearer(act)
     clock.advance(61)
     assert act.client.get("/admin/api/users/tia", headers=headers).status_code == 401
@@ -398,3 +410,17 @@ def test_the_cli_registers_an_admin_client_that_gets_a_token(stepup, make_act): 
     # Without --admin a client still needs a redirect URI.
     assert stepup("client", "add", "--client-id", "x", "--client-secret",
                   ADMIN_SECRET).exit_code != 0
+
+
+def test_the_described_subject_is_the_one_the_server_takes(client):
+    """The OpenAPI pattern refuses exactly what the server refuses (``helpdesk.is_subject``)
+    for every assigned character of the Basic Multilingual Plane, so a generated client
+    never sends a subject the description allows and the server answers 400 to."""
+    schema = client.get("/admin/api/openapi.json").get_json()["components"]["schemas"]["Subject"]
+    pattern = re.compile(schema["pattern"].removesuffix("$") + r"\Z")  # JSON Schema's "$"
+    for point in range(0x10000):
+        char = chr(point)
+        if unicodedata.category(char) in ("Cn", "Cs"):  # unassigned, surrogates
+            continue
+        assert bool(pattern.match("a" + char)) == helpdesk.is_subject("a" + char), hex(point)
+    assert schema["maxLength"] == helpdesk.SUBJECT_LIMIT

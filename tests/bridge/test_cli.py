@@ -275,8 +275,10 @@ class TestUser:
                                    limit=10) == []
 
     def test_show_unknown(self, stepup, app):
-        out = ok(stepup("user", "show", "nobody"))
-        assert "nobody" in out and "not enrolled" in out
+        """Exit 1, as grep: a script tells "no such user" from a user shown (0)."""
+        shown = stepup("user", "show", "nobody")
+        assert shown.exit_code == 1, shown.output
+        assert "nobody" in shown.stdout and "not enrolled" in shown.stdout
 
     def test_show_enrolled(self, stepup, act):
         login, _ = act.enroll("alice")
@@ -294,8 +296,11 @@ class TestUser:
             assert tx.find_user("alice") is None
             events = [e["event"] for e in tx.audit_trail("alice")]
         assert events[0] == "helpdesk_reset"
-        shown = ok(stepup("user", "show", "alice"))
-        assert "not enrolled" in shown and "the IdP's subject" in shown  # not a username
+        shown = stepup("user", "show", "alice")
+        assert shown.exit_code == 1
+        assert "not enrolled" in shown.stdout
+        assert "the IdP's subject" in shown.stdout  # not a username
+        assert "helpdesk_reset" in shown.stdout  # what happened to them is still shown
         # At the next sign-in the user enrolls again.
         clock.advance(30)
         assert 'id="totp-secret"' in act.start("alice").last_page

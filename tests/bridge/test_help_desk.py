@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from bridge.cli import main
+from bridge import helpdesk
+from bridge.cli import _when, main
 from bridge.factors import recovery, totp
 from tests.bridge.conftest import Actions, events, is_callback, shown, user, wrong_code
 from tests.bridge.test_outbox import outbox
@@ -88,5 +89,35 @@ def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
     disowned = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
     assert disowned.exit_code == 2 and "stepup user reset unlock-me" in disowned.output
     shown = CliRunner().invoke(main, ["user", "show", "unlock-me"], env=env)
-    assert "LOCKED by the user (\"this wasn't me\" on enrollment)" in shown.output
+    assert f"LOCKED by the user (\"this wasn't me\" on enrollment of {_when(notice['at'])})" \
+        in shown.output
     assert user(act, "unlock-me").locked_at is not None
+
+
+def test_a_lock_over_factors_a_reset_revoked_says_so(make_app, clock, tmp_path):
+    """Reset by the help desk and enrolled again, the user follows the link of a notice from
+    before the reset. The lock stands — whoever set up the old factors may have set up these
+    too — and the help desk sees that the event came before the factors it is looking at."""
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    act.enroll("rae")
+    [notice] = [e for e in outbox(act, "rae") if e["event"] == "enrollment"]
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": "https://bridge.example",
+           "STEPUP_DATABASE_URL": act.bridge.settings.database_url}
+    assert CliRunner().invoke(main, ["user", "reset", "rae", "--yes"], env=env).exit_code == 0
+    clock.advance(60)
+    act.enroll("rae")
+    act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
+    with act.bridge.store.begin() as tx:
+        seen = helpdesk.show(tx, "rae")
+    assert (seen["disowned_event"], seen["disowned_event_at"]) == ("enrollment", notice["at"])
+    assert seen["disowned_event_at"] < seen["enrolled_at"]
+    for _ in range(25):  # the help desk's own look-ups do not push the history off the list
+        shown = CliRunner().invoke(main, ["user", "show", "rae"], env=env)
+    assert (f"\"this wasn't me\" on enrollment of {_when(notice['at'])}, before these factors "
+            "were set up" in shown.output)
+    history = [line.split()[2] for line in shown.output.splitlines()[1:]]
+    assert history == ["not_me", "enrollment", "helpdesk_reset", "enrollment"]
+    assert "helpdesk_show" in events(act, "rae")  # audited all the same
+    refused = CliRunner().invoke(main, ["user", "unlock", "rae"], env=env)
+    assert refused.exit_code == 2 and "reset instead" in refused.output
