@@ -314,10 +314,8 @@ def _check_issuer(issuer: str) -> None:
 
 
 def mail_domain(issuer: str) -> str:
-    """The issuer's host as mail headers take it (the default sender, Message-IDs): ASCII, an
-    internationalised name as IDNA 2008 with UTS 46 mapping, as browsers and requests write it
-    (Python's own codec is IDNA 2003: straße would become strasse, another domain), which a
-    mail server without SMTPUTF8 accepts too."""
+    """The issuer's host as mail headers take it (the default sender, Message-IDs): ASCII
+    (:func:`_ascii_domain`), which a mail server without SMTPUTF8 accepts too."""
     host = urlsplit(issuer).hostname or "localhost"
     try:  # an address: RFC 5321 §4.1.3's literal (a bare ::1 makes an empty From: <>)
         address = ipaddress.ip_address(host)
@@ -325,6 +323,13 @@ def mail_domain(issuer: str) -> str:
         pass
     else:
         return f"[IPv6:{address.compressed}]" if address.version == 6 else f"[{address}]"
+    return _ascii_domain(host)
+
+
+def _ascii_domain(host: str) -> str:
+    """A domain name as mail takes it without SMTPUTF8: an internationalised one as IDNA 2008
+    with UTS 46 mapping, as browsers and requests write it (Python's own codec is IDNA 2003:
+    straße would become strasse, another domain). UnicodeError if it is not one."""
     if host.isascii():
         return host
     import idna  # only for such a host: its tables cost every worker 2 MiB
@@ -426,6 +431,20 @@ def webhook_keys(value: str) -> list[bytes]:
 _EMAIL = re.compile(r"(?=.{3,254}\Z)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
                     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+
+
+def mail_address(value: str) -> str | None:
+    """``value`` as the bridge mails it, None if it mails no such address (:func:`is_email`).
+    A domain in Unicode ("müller.example", as Keycloak keeps it) goes out in its ASCII form
+    ("xn--mller-kva.example"), which every mail server routes; the part before the "@" must
+    be ASCII (mail servers without SMTPUTF8 refuse anything else)."""
+    local, at, domain = value.rpartition("@")
+    if at and not domain.isascii() and len(value) <= 254:
+        try:
+            value = f"{local}@{_ascii_domain(domain)}"
+        except UnicodeError:  # idna's IDNAError is one
+            return None
+    return value if is_email(value) else None
 
 
 def is_email(value: str) -> bool:

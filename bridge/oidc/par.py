@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError
 
-from ..settings import is_email
+from ..settings import mail_address
 from ..text import URI_LIMIT, display_name, fits_error_text, is_protocol_value
 from .clients import ClientModel, carries_response_parameters
 
@@ -139,9 +139,10 @@ def _required(params: Mapping[str, str], name: str) -> str:
 
 
 def _email(value: str | None, client_id: str) -> str | None:
-    """The user's address for notifications (only ever from this back channel). One that is
-    not an address is dropped — the sign-in goes on without e-mail — and logged without it."""
-    if value is None or is_email(value):
+    """The user's address for notifications (only ever from this back channel), as it is
+    mailed (:func:`mail_address`). One that is not an address is dropped — the sign-in goes
+    on without e-mail — and logged without it."""
+    if value is None or (value := mail_address(value)) is not None:
         return value
     log.warning("pushed request from %s: ignored an 'email' that is not an address", client_id)
     return None

@@ -208,6 +208,32 @@ def test_dots_in_a_row_are_mailed_as_given(notifying, smtp):
     assert message["To"] == message["X-Envelope-To"] == "taro..yamada@docomo.example"
 
 
+@pytest.mark.parametrize(("address", "mailed"), [
+    ("joerg@müller.example", "joerg@xn--mller-kva.example"),
+    ("ann@straße.example", "ann@xn--strae-oqa.example"),  # IDNA 2003 would say strasse
+    ("bo@ÉCOLE.example", "bo@xn--cole-9oa.example"),  # UTS 46 maps case, as browsers do
+], ids=["umlaut", "sharp-s", "upper-case"])
+def test_an_internationalised_domain_is_mailed_in_its_ascii_form(notifying, smtp, address,
+                                                                 mailed):
+    """Keycloak keeps such an address as the user typed it; every mail server routes the
+    domain's A-labels, and none without SMTPUTF8 takes the Unicode."""
+    act = notifying()
+    act.enroll("ida", email=address)
+    act.bridge.sender.run_once()
+    [message] = smtp.messages
+    assert message["To"] == message["X-Envelope-To"] == mailed
+
+
+@pytest.mark.parametrize("address", ["jörg@example.org", "a@☃.example", "a@ex ample.de",
+                                     "a@bad\u200d.example", "a@" + "ü" * 250 + ".de"],
+                         ids=["unicode-local-part", "symbol", "space", "joiner", "long"])
+def test_an_address_no_mail_server_takes_is_ignored(notifying, smtp, receiver, address):
+    act = notifying()
+    act.enroll("dee", email=address)
+    act.bridge.sender.run_once()
+    assert smtp.messages == [] and len(receiver.by_id) == 1 and pending(act) == []
+
+
 def test_an_address_stored_before_the_check_is_not_mailed(notifying, smtp, receiver, clock,
                                                           caplog):
     act = notifying()
