@@ -159,7 +159,8 @@ class ClockDrift(WrongCode):
 
     def __init__(self, offset: int, step: int):
         self.offset, self.step = offset, step
-        self.minutes = max(1, round(abs(offset) / 60))
+        # Half up: round() goes to even, and 90 s and 150 s both said "about 2 minutes".
+        self.minutes = max(1, int(abs(offset) / 60 + 0.5))
         self.fast = offset > 0
         # English only here: bridge.i18n words the hint (with plurals) for the pages.
         super().__init__(f"That code didn't work: your device's clock looks about "

@@ -8,6 +8,7 @@ import html
 
 import pytest
 
+from bridge.challenge import ClockDrift
 from bridge.factors import totp
 from tests.bridge.conftest import Actions, events, is_callback, returning, shown, user
 from tests.bridge.conftest import alert as raw_alert
@@ -45,6 +46,15 @@ def test_a_code_from_a_wrong_clock_is_refused_counted_and_explained(act, clock, 
     assert "iPhone" in text
     assert user(act, "dora").failures == 1
     assert events(act, "dora")[-1] == "failure"
+
+
+@pytest.mark.parametrize(("offset", "minutes"), [(60, 1), (90, 2), (-120, 2), (150, 3),
+                                                 (210, 4), (-270, 5), (570, 10)])
+def test_the_hint_rounds_half_a_minute_up(offset, minutes):
+    """Whole steps are 30 s apart: each half minute goes up, so two offsets a minute apart
+    never say the same (round() went to even: 90 s and 150 s both said "about 2")."""
+    drift = ClockDrift(offset, 0)
+    assert (drift.minutes, drift.fast) == (minutes, offset > 0)
 
 
 def test_beyond_the_search_window_the_message_is_the_plain_one(act, clock):
