@@ -99,7 +99,7 @@ public class BridgeClient {
         String base = config.issuer().endsWith("/")
                 ? config.issuer().substring(0, config.issuer().length() - 1) : config.issuer();
         URI uri = URI.create(base + "/.well-known/openid-configuration");
-        Discovery discovery = remembered("discovery " + config.issuer(), () -> Discovery.parse(
+        Discovery discovery = remembered(config, "discovery " + config.issuer(), () -> Discovery.parse(
                 expectOk("discovery", send(config, get(config, uri), "discovery", MAX_METADATA_BYTES), 200),
                 config.issuer()));
         discoveries.put(config.issuer(), discovery);
@@ -157,7 +157,7 @@ public class BridgeClient {
         if (cached != null && (!refresh || !keyRefreshes.putIfAbsent(jwksUri, Boolean.TRUE))) {
             return cached;
         }
-        JSONWebKeySet keySet = remembered("JWKS " + jwksUri, () -> parseKeys(
+        JSONWebKeySet keySet = remembered(config, "JWKS " + jwksUri, () -> parseKeys(
                 expectOk("JWKS", send(config, get(config, jwksUri), "JWKS", MAX_METADATA_BYTES), 200)));
         keySets.put(jwksUri, keySet);
         return keySet;
@@ -183,17 +183,22 @@ public class BridgeClient {
 
     /**
      * Runs {@code fetch}, unless it timed out less than {@link #FAILURE_TTL} ago: then the bridge is unavailable at
-     * once. Only timeouts are remembered: other failures are quick, and a bridge back up is used at once.
+     * once. Only timeouts are remembered: other failures are quick, and a bridge back up is used at once. A timeout
+     * is remembered for the timeouts it ran under: a step configured with shorter ones (another flow's, another
+     * realm's) must not make every login with longer ones fail without asking the bridge.
      */
-    private <T> T remembered(String what, Fetch<T> fetch) throws BridgeUnavailableException, HandoffException {
-        String timedOut = timeouts.get(what);
+    private <T> T remembered(StepupConfig config, String what, Fetch<T> fetch)
+            throws BridgeUnavailableException, HandoffException {
+        String key = what + " within " + config.connectTimeout().toMillis() + "/" + config.readTimeout().toMillis()
+                + " ms";
+        String timedOut = timeouts.get(key);
         if (timedOut != null) {
             throw new BridgeUnavailableException("recently timed out: " + timedOut);
         }
         try {
             return fetch.get();
         } catch (TimedOutException e) {
-            timeouts.put(what, e.getMessage());
+            timeouts.put(key, e.getMessage());
             throw e;
         }
     }

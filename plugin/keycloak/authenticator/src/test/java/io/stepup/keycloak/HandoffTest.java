@@ -392,6 +392,21 @@ class HandoffTest {
     }
 
     @Test
+    void aTimeoutIsRememberedOnlyForTheTimeoutsItRanUnder() throws Exception {
+        // Another step (another flow's copy, another realm's) on the same bridge with a short read timeout: its
+        // timeout must not fail this step's logins, which wait longer, without asking the bridge.
+        StepupConfig patient = config;
+        config = config(Map.of(StepupConfig.READ_TIMEOUT_MS, "200"));
+        bridge.discoveryStallMs = 600;
+        assertThrows(BridgeUnavailableException.class, this::begin);
+        assertThrows(BridgeUnavailableException.class, this::begin);
+        assertEquals(1, bridge.discoveryHits.get(), "remembered for the short timeout");
+        config = patient;
+        begin();
+        assertEquals(2, bridge.discoveryHits.get(), "asked again, and waited for");
+    }
+
+    @Test
     void quickFailuresAreNotRemembered() throws Exception {
         // A refused connection or a 5xx costs no wait; a bridge back up is used at once.
         bridge.discoveryStatus = 503;
