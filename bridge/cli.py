@@ -269,7 +269,7 @@ def user_show(subject: str) -> None:
         click.echo(f"{subject}: enrolled {_when(found['enrolled_at'])}, {state}, "
                    f"{found['failures']} consecutive failure(s), "
                    f"recovery code #{found['recovery_code_version']}")
-    for event in trail:  # what happened to the user; the help desk's look-ups are left out
+    for event in trail:
         click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or ''} "
                    f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")
     if found is None:

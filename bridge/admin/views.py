@@ -22,8 +22,8 @@ MAX_PAGE = 200
 
 
 class _Subject(PathConverter):
-    """A subject in a path, slashes and line breaks and all: one the help desk may not name
-    reaches :func:`_subject` (400), rather than matching no route (404)."""
+    """A subject in a path, slashes and line breaks and all: one with a line break reaches
+    :func:`_subject` (400) rather than matching no route (404)."""
 
     regex = r"(?s:[^/].*?)"
 

@@ -416,8 +416,10 @@ def test_the_described_subject_is_the_one_the_server_takes(client):
     """The OpenAPI pattern refuses exactly what the server refuses (``helpdesk.is_subject``)
     for every assigned character of the Basic Multilingual Plane, so a generated client
     never sends a subject the description allows and the server answers 400 to."""
-    schema = client.get("/admin/api/openapi.json").get_json()["components"]["schemas"]["Subject"]
-    pattern = re.compile(schema["pattern"].removesuffix("$") + r"\Z")  # JSON Schema's "$"
+    schemas = client.get("/admin/api/openapi.json").get_json()["components"]["schemas"]
+    schema = schemas["Subject"]
+    assert schema["$ref"] == "#/components/schemas/Printable"
+    pattern = re.compile(schemas["Printable"]["pattern"].removesuffix("$") + r"\Z")  # JSON's "$"
     for point in range(0x10000):
         char = chr(point)
         if unicodedata.category(char) in ("Cn", "Cs"):  # unassigned, surrogates
