@@ -43,6 +43,10 @@ public class IdTokenVerifier {
     static final Set<String> BRIDGE_AMR = Set.of("otp", "rc");
 
     private static final Set<Algorithm> ACCEPTED = Set.of(Algorithm.ES256, Algorithm.RS256);
+    /** Claims that are JSON numbers (OpenID Connect Core §2: seconds since the epoch). */
+    private static final List<String> NUMERIC_CLAIMS = List.of("exp", "iat", "nbf", "auth_time");
+    /** Claims that are JSON strings. */
+    private static final List<String> TEXT_CLAIMS = List.of("iss", "sub", "nonce", "acr", "azp");
 
     private final Clock clock;
 
@@ -125,6 +129,7 @@ public class IdTokenVerifier {
         } catch (JWSInputException | IOException e) {
             throw HandoffException.rejected("id_token claims are not valid JSON");
         }
+        checkTypes(claims);
         checkClaims(token, expected);
         List<String> amr = amr(claims);
         if (!BRIDGE_AMR.containsAll(amr)) {
@@ -145,6 +150,42 @@ public class IdTokenVerifier {
             throw HandoffException.rejected("id_token acr is not one of the requested acr_values");
         }
         return new Assertion(token.getSubject(), token.getAcr(), amr, token.getAuth_time());
+    }
+
+    /**
+     * Each claim of the JSON type OpenID Connect Core §2 gives it, as the bridge signs it: Jackson would read
+     * {@code "exp": "1800000300"} as a number and {@code "acr": 2} as text, and so accept what no conforming issuer
+     * sends.
+     */
+    private static void checkTypes(JsonNode claims) throws HandoffException {
+        if (!claims.isObject()) {
+            throw HandoffException.rejected("id_token claims are not a JSON object");
+        }
+        for (String name : NUMERIC_CLAIMS) {
+            JsonNode value = claims.get(name);
+            if (value != null && !value.isNumber()) {
+                throw HandoffException.rejected("id_token " + name + " is not a number");
+            }
+        }
+        for (String name : TEXT_CLAIMS) {
+            JsonNode value = claims.get(name);
+            if (value != null && !value.isTextual()) {
+                throw HandoffException.rejected("id_token " + name + " is not a string");
+            }
+        }
+        JsonNode aud = claims.get("aud");
+        if (aud != null && !aud.isTextual() && !(aud.isArray() && allText(aud))) {
+            throw HandoffException.rejected("id_token aud is not a string or an array of strings");
+        }
+    }
+
+    private static boolean allText(JsonNode array) {
+        for (JsonNode item : array) {
+            if (!item.isTextual()) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** {@code typ} absent or {@code JWT} (what the bridge sets), and no {@code crit} extension we would ignore. */

@@ -143,6 +143,30 @@ class IdTokenVerifierTest {
     }
 
     @Test
+    void eachClaimHasItsJsonType() {
+        // Jackson would read these as the right type; the bridge never signs them so.
+        Map<String, Object> wrong = new LinkedHashMap<>();
+        wrong.put("exp", String.valueOf(NOW + 300));
+        wrong.put("iat", String.valueOf(NOW));
+        wrong.put("auth_time", String.valueOf(NOW - 5));
+        wrong.put("nbf", String.valueOf(NOW));
+        wrong.put("acr", 2);
+        wrong.put("nonce", 12345);
+        wrong.put("sub", 42);
+        wrong.put("azp", true);
+        wrong.put("iss", 1.5);
+        wrong.forEach((name, value) -> {
+            Map<String, Object> claims = claims();
+            claims.put(name, value);
+            String kind = value instanceof String ? "a number" : "a string";
+            assertEquals("id_token " + name + " is not " + kind, rejection(claims), name);
+        });
+        Map<String, Object> claims = claims();
+        claims.put("aud", List.of(CLIENT_ID, 7));
+        assertEquals("id_token aud is not a string or an array of strings", rejection(claims));
+    }
+
+    @Test
     void audienceIsThisClientAlone() {
         // The bridge issues one audience; another one is a token meant for someone else too (RFC 8725 §3.9).
         Map<String, Object> claims = claims();
