@@ -32,6 +32,8 @@ def metadata(issuer: str, acr: str) -> dict:
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
+        # Request objects by reference (OpenID Connect Core §6.2, RFC 9101) are not taken: the
+        # only request_uri /authorize takes is one this bridge issued at /par (RFC 9126 §4).
         "request_uri_parameter_supported": False,
         "ui_locales_supported": list(LANGUAGES),
     }
