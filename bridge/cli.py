@@ -201,9 +201,14 @@ def client_list() -> None:
         for c in tx.list_clients():
             auth = "private_key_jwt" if c.jwks_uri else "client_secret"
             uris = " ".join([*c.redirect_uris, *(f"{p}?*" for p in c.redirect_uri_prefixes)])
+            role = ""
+            if c.admin:
+                # Registered before an --admin client had to be a help-desk tool alone.
+                role = ("\tadmin AND IdP: one leaked secret starts sign-ins and resets factors; "
+                        "register the help-desk tool as a client of its own and add this one "
+                        "again without --admin" if uris else "\tadmin")
             click.echo(f"{c.client_id}\t{auth}\t{c.id_token_alg}\t"
-                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}"
-                       f"{chr(9) + 'admin' if c.admin else ''}")
+                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}{role}")
 
 
 @client.command("remove")

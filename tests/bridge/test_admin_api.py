@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -398,6 +399,20 @@ def test_an_admin_client_cannot_be_an_idp_too(stepup, make_act):  # noqa: F811
                      "--admin", "--redirect-uri", "https://idp.example/cb")
     assert refused.exit_code == 2 and "not an IdP" in refused.output
     assert "both" not in stepup("client", "list").output
+
+
+def test_an_older_client_with_both_powers_is_pointed_out(stepup, make_act):  # noqa: F811
+    """One registered before the rule (an --admin client takes no redirect URI) keeps working,
+    and `client list` says what to do about it."""
+    act = make_act()
+    with act.bridge.store.begin() as tx:
+        tx.add_client(replace(new_client(
+            act.bridge.secrets.pepper, "both", secret=ADMIN_SECRET, jwks_uri=None,
+            redirect_uris=["https://idp.example/cb"], redirect_uri_prefixes=[]), admin=True))
+    [line] = [x for x in ok(stepup("client", "list")).splitlines() if x.startswith("both\t")]
+    assert line.endswith("add this one again without --admin") and "admin AND IdP" in line
+    [plain] = [x for x in ok(stepup("client", "list")).splitlines() if x.startswith(IDP_ID)]
+    assert "admin" not in plain
 
 
 def test_the_cli_registers_an_admin_client_that_gets_a_token(stepup, make_act):  # noqa: F811
