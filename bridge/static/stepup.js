@@ -1,5 +1,4 @@
 // Progressive enhancement only: every page works without this file.
-const WARN_BEFORE_SECONDS = 120;
 document.addEventListener("DOMContentLoaded", () => {
   const status = document.querySelector(".copied");
   const say = (key) => { if (status) status.textContent = status.dataset[key] || ""; };
@@ -18,15 +17,19 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   const expiry = document.querySelector(".expiry[data-expires-in]");
   if (expiry) {
-    // Two minutes before the end (at once if less is left): the warning, read out by screen
-    // readers as its text appears, and the button for more time.
+    // Shortly before the end (at once if less is left): the warning, read out by screen
+    // readers as its text appears, and the button for more time. It says how long is left
+    // unless less is left than it says: the page came late, or a background tab's timer did.
     const end = Number(expiry.dataset.expiresIn);
+    const before = Number(expiry.dataset.warnBefore);
+    const loaded = performance.now();
     const warning = expiry.querySelector("[aria-live]");
     const more = expiry.querySelector("form");
     setTimeout(() => {
-      warning.textContent = warning.dataset.text;
+      const left = end - (performance.now() - loaded) / 1000;
+      warning.textContent = left > before - 10 ? warning.dataset.text : warning.dataset.soon;
       more.hidden = false;
-    }, Math.max(0, end - WARN_BEFORE_SECONDS) * 1000);
+    }, Math.max(0, end - before) * 1000);
     // At the end, say it has ended: "More time" can no longer help.
     setTimeout(() => {
       more.hidden = true;

@@ -21,7 +21,9 @@ def expiry(html: str) -> int:
     # read out by every screen reader); the button comes with the warning (stepup.js).
     warning = page.one("p", class_="warning")
     assert warning.attrs["aria-live"] == "assertive" and not warning.text.strip()
-    assert warning.attrs["data-text"] == "This page will expire soon."
+    assert warning.attrs["data-text"] == "This page will expire in 2 minutes."
+    assert box.attrs["data-warn-before"] == "120"  # what the text says, for stepup.js
+    assert warning.attrs["data-soon"] == "This page will expire soon."  # less left at load
     [form] = [f for f in page.all("form") if f.attrs["action"].endswith("/extend")]
     assert "More time" in form.text and "hidden" in form.attrs
     return int(box.attrs["data-expires-in"])

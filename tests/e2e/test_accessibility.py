@@ -327,6 +327,24 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
     page.context.close()
 
 
+def test_a_warning_that_comes_late_does_not_promise_two_minutes(bridge, browser):
+    """A background tab's timers run late (or a laptop slept): the warning that fires with
+    half a minute left says "soon", not "in 2 minutes"; on time, it says how long is left."""
+    page = new_page(browser, "en")
+    page.clock.install()
+    page.goto(bridge.authorize_url(f"slept-{int(time.time() * 1000)}", "en"))
+    page.clock.fast_forward(14 * 60 * 1000 + 30 * 1000)  # the 13-minute timer fires once, now
+    assert page.inner_text(".expiry [aria-live]") == "This page will expire soon."
+    assert page.is_visible(".expiry button")
+    page.context.close()
+    page = new_page(browser, "en")
+    page.clock.install()
+    page.goto(bridge.authorize_url(f"awake-{int(time.time() * 1000)}", "en"))
+    page.clock.run_for(13 * 60 * 1000 + 1000)
+    assert page.inner_text(".expiry [aria-live]") == "This page will expire in 2 minutes."
+    page.context.close()
+
+
 def test_an_empty_code_gets_the_pages_own_message_not_the_browsers(bridge, browser):
     """The forms are ``novalidate``: Chromium's own bubble for a ``required`` field would be in
     the browser's language (English here) and fade; the bridge's alert is in the language the
