@@ -79,6 +79,8 @@ def main() -> None:
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run the production server (gunicorn) on the configured settings."""
+    from .server import cannot_listen, run_gunicorn
+
     settings = load_settings()
     # Before the metrics folder in it: mkdir(parents=True) would make it with the default mode.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -86,10 +88,12 @@ def serve(host: str, port: int) -> None:
         "PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / f"metrics-{port}"))
     _clear_metric_files(Path(metrics_dir))
     from . import logs
-    from .server import run_gunicorn
 
     logs.configure()
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
+    if why := cannot_listen(host, port):
+        _fail(f"cannot listen on {host}:{port}: {why} (another server there? choose a port "
+              "with --port)")
     click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
     if settings.issuer == Settings.issuer and port != 5000:

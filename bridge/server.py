@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import socket
 from typing import Any
 
 from flask import Flask
@@ -107,6 +108,24 @@ def _child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why gunicorn could not listen on ``host:port`` (taken, not this machine's, a privileged
+    port), None if it can: gunicorn would retry a taken port for five seconds and end in its
+    own log lines. Bound as gunicorn binds (SO_REUSEADDR), then let go."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        return f"no such host ({getattr(e, 'strerror', None) or e})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
 
 
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -> None:

@@ -4,6 +4,7 @@ CliRunner on the same data folder and database as an app built by the test."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 # Imported now, before a test's `serve` sets PROMETHEUS_MULTIPROC_DIR: imported then, it would
@@ -79,6 +80,7 @@ def test_serve_makes_a_new_data_folder_private(tmp_path, monkeypatch):
     come first, and mkdir(parents=True) made the data folder with the default mode."""
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: None)
     monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    monkeypatch.setattr("bridge.server.cannot_listen", lambda *args: None)  # any port
     # A copy: serve sets PROMETHEUS_MULTIPROC_DIR in the environment, which must not outlive
     # the test.
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
@@ -98,6 +100,7 @@ def test_serve_on_another_port_without_an_issuer_warns(tmp_path, monkeypatch):
     every link: serving elsewhere, the operator is told."""
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: None)
     monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    monkeypatch.setattr("bridge.server.cannot_listen", lambda *args: None)  # any port
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
                                         if k != "PROMETHEUS_MULTIPROC_DIR"
                                         and not k.startswith("STEPUP_")})
@@ -108,6 +111,25 @@ def test_serve_on_another_port_without_an_issuer_warns(tmp_path, monkeypatch):
                         (["serve", "--port", "8080"], {"STEPUP_ISSUER": "https://b.example"})):
         quiet = CliRunner().invoke(main, args, env={**env, **extra})
         assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepup,
+                                                                           monkeypatch):
+    """gunicorn said nothing useful: the banner claimed the port, then five seconds of
+    retries ended in gunicorn's own log lines."""
+    monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    started = []
+    monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: started.append(args))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        refused = stepup("serve", "--port", str(port))
+    assert refused.exit_code == 2 and "listening" not in refused.stdout
+    assert refused.stderr == (f"stepup: error: cannot listen on 127.0.0.1:{port}: Address "
+                              "already in use (another server there? choose a port with "
+                              "--port)\n")
+    unknown = stepup("serve", "--host", "no-such-host.invalid", "--port", str(port))
+    assert unknown.exit_code == 2 and "no such host" in unknown.stderr
+    assert not started
 
 
 def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, tmp_path,
@@ -125,6 +147,7 @@ def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, 
     started = []
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: started.append(args))
     monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    monkeypatch.setattr("bridge.server.cannot_listen", lambda *args: None)  # any port
 
     error = one_line_error(stepup("serve", PROMETHEUS_MULTIPROC_DIR=str(metrics)))
     assert "counter_notes.db" in error and not started
