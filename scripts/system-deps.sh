@@ -14,6 +14,7 @@ command -v npm >/dev/null || want+=(npm)  # axe-core for the accessibility tests
 command -v curl >/dev/null || want+=(curl)  # the help-desk docs' commands, run as written
 command -v valgrind >/dev/null || want+=(valgrind)  # bench.instructions counts instructions
 command -v systemd-analyze >/dev/null || want+=(systemd)  # deploy/systemd: the unit checked offline
+command -v strace >/dev/null || want+=(strace)  # deploy/systemd: the calls a served sign-in makes
 if [ ${#want[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-
+from bench.flows import CALLBACK, CLIENT_ID, CLIENT_SECRET, Recorder, enrollment
+from bench.http import Connection
 from bridge.settings import load_settings
 from tests.e2e.browser import free_port, wait_for
 
@@ -67,9 +67,11 @@ def test_the_environment_file_filled_in_is_a_configuration_the_bridge_takes():
     assert settings.issuer == values["STEPUP_ISSUER"] and settings.workers == 4
 
 
-def test_the_units_commands_start_a_node_and_its_stop_signal_ends_it_in_time(tmp_path):
+def test_the_units_commands_serve_a_sign_in_within_its_system_calls_and_stop_in_time(tmp_path):
     """ExecStartPre, then ExecStart in the foreground (Type=exec), with the unit's environment
-    (the data folder here a temporary one, the issuer this port, SQLite: no database server)."""
+    (the data folder here a temporary one, the issuer this port, SQLite: no database server),
+    traced: a whole enrollment and its assertion use no system call outside the unit's
+    SystemCallFilter, and the unit's stop signal ends the node, cleanly, within its time."""
     unit = directives()
     assert unit["Type"] == ["exec"] and unit["KillSignal"] == ["SIGTERM"]
     port = free_port()
@@ -85,17 +87,55 @@ def test_the_units_commands_start_a_node_and_its_stop_signal_ends_it_in_time(tmp
 
     [pre] = unit["ExecStartPre"]
     subprocess.run(command(pre), env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([STEPUP, "client", "add", "--client-id", CLIENT_ID, "--redirect-uri", CALLBACK],
+                   env={**env, "STEPUP_CLIENT_SECRET": CLIENT_SECRET}, check=True,
+                   capture_output=True, timeout=120)
     [start] = unit["ExecStart"]
-    node = subprocess.Popen(command(start), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    calls = tmp_path / "syscalls"
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-c", "-o", str(calls), *command(start)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     try:
-        wait_for(f"http://127.0.0.1:{port}/readyz", timeout=60, process=node)
-        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
-        node.send_signal(getattr(signal, unit["KillSignal"][0]))
-        stop_within = int(unit["TimeoutStopSec"][0])
-        # A clean stop: exit 0, so Restart=on-failure does not start it again.
-        assert node.wait(timeout=stop_within) == 0
+        wait_for(f"http://127.0.0.1:{port}/readyz", timeout=90, process=tracer)
+        browser = Connection("127.0.0.1", port)
+        enrollment(browser, browser, Recorder(), "systemd-")
+        [master] = (Path("/proc") / str(tracer.pid) / "task" / str(tracer.pid) /
+                    "children").read_text().split()
+        os.kill(int(master), getattr(signal, unit["KillSignal"][0]))
+        # A clean stop: exit 0 (strace passes the node's on), so Restart=on-failure does not
+        # start it again.
+        assert tracer.wait(timeout=int(unit["TimeoutStopSec"][0])) == 0
     finally:
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
+        if tracer.poll() is None:
+            os.killpg(tracer.pid, signal.SIGKILL)
+            tracer.wait()
+    used = {line.split()[-1] for line in calls.read_text().splitlines()
+            if line.strip() and not line.startswith(("%", "-")) and line.split()[-1] != "total"}
+    assert len(used) > 30, used  # the trace saw the node's calls, not strace's summary alone
+    allowed: set[str] = set()
+    for group in unit["SystemCallFilter"]:
+        assert not group.startswith("~"), "an allow-list, expanded below"
+        for item in group.split():
+            allowed |= syscall_group(item)
+    assert used <= allowed, f"blocked by SystemCallFilter: {sorted(used - allowed)}"
+
+
+def syscall_group(name: str) -> set[str]:
+    """The system calls systemd's ``@group`` (or a single call) allows, nested groups
+    expanded, as this systemd lists them; ``@default`` is always allowed."""
+    listing = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True,
+                             text=True, check=True).stdout
+    groups: dict[str, list[str]] = {}
+    current = None
+    for line in listing.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.strip() and not line.strip().startswith("#") and current is not None:
+            current.append(line.strip())
+
+    def expand(item: str) -> set[str]:
+        if not item.startswith("@"):
+            return {item}
+        return set().union(*(expand(entry) for entry in groups[item]))
+
+    return expand(name) | expand("@default")
