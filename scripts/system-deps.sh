@@ -15,6 +15,7 @@ command -v curl >/dev/null || want+=(curl)  # the help-desk docs' commands, run 
 command -v valgrind >/dev/null || want+=(valgrind)  # bench.instructions counts instructions
 command -v systemd-analyze >/dev/null || want+=(systemd)  # deploy/systemd: the unit checked offline
 command -v strace >/dev/null || want+=(strace)  # deploy/systemd: the calls a served sign-in makes
+[ -x /usr/sbin/nginx ] || want+=(nginx-light)  # deploy/nginx: the documented proxy, for real
 if [ ${#want[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive
