@@ -5,9 +5,7 @@ node sees https and the browser's own address; /metrics stays internal."""
 
 from __future__ import annotations
 
-import datetime
 import http.client
-import ipaddress
 import os
 import re
 import shutil
@@ -19,14 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bench.flows import CALLBACK, CLIENT_ID, CLIENT_SECRET, Recorder, enrollment
 from bench.http import Response
 from tests.e2e.browser import free_port, wait_for
+from tests.receivers import tls_files
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "deploy" / "nginx" / "stepup-bridge.conf"
@@ -45,7 +40,7 @@ class Https:
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes = b"") -> Response:
-        connection = http.client.HTTPSConnection("localhost", self.port, context=self.context,
+        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context,
                                                  source_address=(self.source, 0), timeout=30)
         started = time.perf_counter()
         try:
@@ -62,41 +57,19 @@ class Https:
         return answer
 
 
-def certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture
 def proxied(tmp_path):
-    """nginx on https://localhost:PORT with deploy/nginx's site, in front of one node."""
+    """nginx on https://127.0.0.1:PORT with deploy/nginx's site, in front of one node."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     https_port, node_port = free_port(), free_port()
-    cert, key = certificate(tmp_path)
+    cert, key = tls_files(tmp_path)
     site = SITE.read_text()
     site = re.sub(r"upstream stepup_nodes \{.*?\}",
                   f"upstream stepup_nodes {{\n    server 127.0.0.1:{node_port};\n}}", site,
                   flags=re.DOTALL)
     site = (site.replace("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
             .replace("    listen [::]:443 ssl;\n", "")
-            .replace("server_name mfa.example.com;", "server_name localhost;")
+            .replace("server_name mfa.example.com;", "server_name 127.0.0.1;")
             .replace("/etc/ssl/certs/mfa.example.com.pem", str(cert))
             .replace("/etc/ssl/private/mfa.example.com.key", str(key)))
     (tmp_path / "site.conf").write_text(site)
@@ -121,7 +94,7 @@ http {{
     checked = subprocess.run([nginx, "-t", "-c", str(tmp_path / "nginx.conf")],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    issuer = f"https://localhost:{https_port}"
+    issuer = f"https://127.0.0.1:{https_port}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("STEPUP_")},
            "STEPUP_DATA_DIR": str(tmp_path / "data"), "STEPUP_ISSUER": issuer,
            "STEPUP_TRUSTED_PROXIES": "1"}
@@ -157,7 +130,7 @@ def test_a_whole_sign_in_through_nginx_as_documented(proxied):
     # would refuse plain http), and the issuer is the proxy's.
     enrollment(idp, browser, Recorder(), "nginx-")
     discovery = idp.request("GET", "/.well-known/openid-configuration")
-    assert discovery.status == 200 and f'"issuer":"https://localhost:{https_port}"' in (
+    assert discovery.status == 200 and f'"issuer":"https://127.0.0.1:{https_port}"' in (
         discovery.text.replace(" ", ""))
     page = browser.answers[0]
     assert "Secure" in page.headers["set-cookie"]
