@@ -113,11 +113,14 @@ def test_serve_on_another_port_without_an_issuer_warns(tmp_path, monkeypatch):
         assert quiet.exit_code == 0 and "warning" not in quiet.stderr
 
 
-def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepup,
+def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepup, tmp_path,
                                                                            monkeypatch):
     """gunicorn said nothing useful: the banner claimed the port, then five seconds of
     retries ended in gunicorn's own log lines."""
     monkeypatch.setattr("bridge.logs.configure", lambda: None)
+    # serve sets PROMETHEUS_MULTIPROC_DIR, which must not outlive the test (the metrics of the
+    # tests after it would be read from files).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     started = []
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: started.append(args))
     with socket.create_server(("127.0.0.1", 0)) as taken:
