@@ -98,7 +98,7 @@ def test_python_keycloak_is_an_extra_not_a_requirement():
 def test_the_tests_and_the_benchmark_are_covered_by_the_dev_extra():
     local = {p.stem for p in (REPO / "tests").rglob("*.py")} | {"tests"}
     modules = imported(REPO / "tests", REPO / "bench")
-    own = {"bridge", "stepup_keycloak", "stepup_handoff"} | local
+    own = {"bridge", "bench", "stepup_keycloak", "stepup_handoff"} | local  # bench: this repo's
     declared = requirements(BRIDGE, "dev", "keycloak", "postgres", "redis")
     assert undeclared(modules, declared, own) == []
 
