@@ -42,7 +42,12 @@ class JsonFormatter(logging.Formatter):
             entry["audit"] = audit
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        entry.update(self.fields(record))
         return json.dumps(entry, default=str)
+
+    def fields(self, record: logging.LogRecord) -> dict:
+        """More of the record's parts as fields of their own."""
+        return {}
 
 
 def configure(level: str = "INFO") -> None:

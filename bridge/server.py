@@ -6,6 +6,8 @@ import gc
 import logging
 import re
 import socket
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -35,9 +37,13 @@ class JsonLogger(glogging.Logger):
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
-        for log in (self.error_log, self.access_log):
-            for handler in log.handlers:
-                handler.setFormatter(JsonFormatter())
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+        for handler in self.access_log.handlers:
+            handler.setFormatter(_AccessFormatter())
+            # With the bridge's lines, on stderr: stdout has the start-up banner, no JSON.
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
         self.error_log.addFilter(_no_request_targets)
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any
@@ -45,6 +51,27 @@ class JsonLogger(glogging.Logger):
         atoms = super().atoms(resp, req, environ, request_time)
         atoms["U"] = loggable_path(atoms["U"])
         return atoms
+
+
+class _AccessFormatter(JsonFormatter):
+    """The access line's parts as fields, and the request id the bridge answered with: gunicorn
+    writes the line after the request's context has gone, so this is what joins it to the
+    bridge's own lines of the same request."""
+
+    def fields(self, record: logging.LogRecord) -> dict:
+        atoms = record.args if isinstance(record.args, Mapping) else {}
+        found = {"method": atoms.get("m"), "path": atoms.get("U"),
+                 "status": _number(atoms.get("s"), int), "bytes": _number(atoms.get("B"), int),
+                 "seconds": _number(atoms.get("L"), float),
+                 "request_id": atoms.get("{x-request-id}o")}
+        return {name: value for name, value in found.items() if value not in (None, "-")}
+
+
+def _number(value: Any, kind: type) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _no_request_targets(record: logging.LogRecord) -> bool:

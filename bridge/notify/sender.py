@@ -42,6 +42,10 @@ class Sender:
         # claim; a dead one's events are due again when it lapses.
         self.lease = 2 * (settings.smtp_timeout + settings.webhook_timeout * len(self.urls)) + 5
         self._stop = threading.Event()
+        # The series of each channel in use, at 0 from the start (bridge.ops says why).
+        for channel in ["email"] * bool(settings.smtp_url) + ["webhook"] * bool(self.urls):
+            for outcome in ("delivered", "failed", "abandoned"):
+                DELIVERIES.labels(channel, outcome)
 
     @property
     def configured(self) -> bool:

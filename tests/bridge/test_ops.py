@@ -97,8 +97,9 @@ def test_json_log_lines_carry_the_request_id_and_audit_fields(app):
     assert line["level"] == "info"
 
 
-def test_a_database_outage_is_try_again_in_each_callers_own_terms(act, monkeypatch):
-    """JSON for the back channel and the help-desk API, a page in the browser's language."""
+def test_a_database_outage_is_try_again_in_each_callers_own_terms(act, monkeypatch, caplog):
+    """JSON for the back channel and the help-desk API, a page in the browser's language; the
+    log says what the driver said (never the statement or its parameters)."""
     with act.bridge.store.begin() as tx:
         tx.add_client(new_client(act.bridge.secrets.pepper, ADMIN_ID, secret=ADMIN_SECRET,
                                  jwks_uri=None, redirect_uris=[], redirect_uri_prefixes=[],
@@ -106,14 +107,19 @@ def test_a_database_outage_is_try_again_in_each_callers_own_terms(act, monkeypat
     headers = bearer(act)
 
     def gone(*_args, **_kwargs):
-        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+        raise sa.exc.OperationalError("SELECT secret_digest FROM clients", {"b_id": "SECRET-7"},
+                                      Exception("connection refused\nDETAIL: more"))
 
     monkeypatch.setattr(Store, "begin", gone)
     monkeypatch.setattr(Store, "autocommit", gone)
-    for response in (act.push("ola")[0], act.client.get("/admin/api/users/ola", headers=headers)):
-        assert response.status_code == 503
-        assert response.get_json()["error"] == "temporarily_unavailable"
-        assert response.headers["Retry-After"] == "5"
+    with caplog.at_level(logging.ERROR, "stepup"):
+        for response in (act.push("ola")[0],
+                         act.client.get("/admin/api/users/ola", headers=headers)):
+            assert response.status_code == 503
+            assert response.get_json()["error"] == "temporarily_unavailable"
+            assert response.headers["Retry-After"] == "5"
+    assert "database unavailable: OperationalError: connection refused" in caplog.messages
+    assert "SECRET-7" not in caplog.text and "clients" not in caplog.text
     page = act.client.get(f"/authorize?client_id={IDP_ID}&request_uri=urn:x",
                           headers={"Accept-Language": "de"})
     assert page.status_code == 503
@@ -127,3 +133,26 @@ def test_the_cli_does_not_load_prometheus_before_serve_names_its_folder():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_known_series_is_there_from_the_start_at_zero(tmp_path):
+    """An alert on increase() misses a series whose first sample is already 1: the first
+    replay, the first abandoned notice after a start would go unseen. A fresh process (this
+    one's registry has seen other tests) builds the app and is scraped at once."""
+    probe = ("import pathlib, sys\n"
+             "from prometheus_client import generate_latest\n"
+             "from bridge import create_app\n"
+             "create_app({'data_dir': pathlib.Path(sys.argv[1]), 'issuer': 'http://127.0.0.1:9',"
+             " 'smtp_url': 'smtp://127.0.0.1:1', 'webhook_urls': 'http://127.0.0.1:1/h',"
+             " 'webhook_secret': 'whsec_' + 'A' * 32}, environ={})\n"
+             "sys.stdout.write(generate_latest().decode())\n")
+    scraped = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True,
+                             text=True, check=True).stdout
+    wanted = [f'stepup_challenges_total{{factor="{f}",outcome="{o}"}} 0.0'
+              for f in ("otp", "rc") for o in ("success", "failure", "replay")]
+    wanted += [f'stepup_enrollments_total{{kind="{k}"}} 0.0' for k in ("enrollment",
+                                                                       "reenrollment")]
+    wanted += [f'stepup_notifications_total{{channel="{c}",outcome="{o}"}} 0.0'
+               for c in ("email", "webhook") for o in ("delivered", "failed", "abandoned")]
+    lines = scraped.splitlines()
+    assert [line for line in wanted if line not in lines] == []

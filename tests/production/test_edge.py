@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +18,7 @@ import pytest
 from bridge.factors import totp
 from stepup_handoff import HandoffClient
 from tests.conftest import fresh_database
+from tests.e2e.browser import free_port, wait_for
 
 from .conftest import (
     CALLBACK,
@@ -27,6 +30,7 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
 
 CLIENT_ID, CLIENT_SECRET = "edge-idp", "edge-secret-0123456789"
 IP_LIMIT = 8
@@ -202,6 +206,34 @@ def test_every_log_line_is_one_json_object(node):
     for line in lines:
         assert isinstance(json.loads(line), dict), line
     assert any(json.loads(line)["logger"] == "gunicorn.access" for line in lines)
+
+
+def test_the_access_log_is_json_on_stderr_and_joins_the_bridges_lines(tmp_path):
+    """docs/operations.md: JSON lines on stderr, stdout only the start-up banner. The access
+    line (written by gunicorn after the request's context is gone) carries its parts as fields
+    and the request id the bridge answered with."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items()
+              if not k.startswith("STEPUP_") and k != "PROMETHEUS_MULTIPROC_DIR"},
+           "STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": f"http://127.0.0.1:{port}"}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        server = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port",
+                                   str(port)], cwd=REPO, env=env, stdout=stdout, stderr=stderr)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/healthz", process=server)
+            base = f"http://127.0.0.1:{port}"
+            raw(base, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: probe-42\r\n"
+                      b"Connection: close\r\n\r\n")
+        finally:
+            server.terminate()
+            server.wait(30)
+    assert all(not line.startswith("{") for line in out.read_text().splitlines())
+    entries = [json.loads(line) for line in err.read_text().splitlines()]
+    [access] = [e for e in entries if e["logger"] == "gunicorn.access"
+                and e.get("request_id") == "probe-42"]
+    assert (access["method"], access["path"], access["status"]) == ("GET", "/healthz", 200)
+    assert 0 < access["seconds"] < 5 and access["bytes"] > 0
 
 
 # -- the per-IP limit ----------------------------------------------------------------------
