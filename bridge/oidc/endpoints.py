@@ -107,6 +107,10 @@ class _Server(AuthorizationServer):
             raise  # no credential was tried
         except InvalidClientError:
             if (claimed := g.pop("claimed_client", None)) is not None:
+                # Which client and address, for whoever answers the invalid_client alert: a
+                # registered id or none (an unknown one is the caller's text, not logged).
+                log.warning("client authentication refused at /%s from %s for %s", endpoint,
+                            _caller(), f"client {claimed!r}" if claimed else "an unknown client")
                 _count_failure(claimed)
             raise
         named = request.payload.client_id

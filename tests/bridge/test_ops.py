@@ -29,7 +29,7 @@ def test_health_and_readiness(client):
     assert ready.get_json()["checks"] == {"database": "ok", "signing_keys": "ok"}
 
 
-def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock):
+def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock, caplog):
     ok_before = sample("stepup_challenges_total", factor="otp", outcome="success")
     fail_before = sample("stepup_challenges_total", factor="otp", outcome="failure")
     enrollments = sample("stepup_enrollments_total", kind="enrollment")
@@ -44,9 +44,19 @@ def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock):
     assert sample("stepup_enrollments_total", kind="enrollment") == enrollments + 1
 
     errors = sample("stepup_protocol_errors_total", endpoint="/par", error="invalid_client")
-    act.push("metrics-user", auth=("idp", "wrong-secret-0000000"))
+    with caplog.at_level(logging.WARNING, "stepup"):
+        act.push("metrics-user", auth=("idp", "wrong-secret-0000000"))
+        act.push("metrics-user", auth=("nobody\x1b[31m", "wrong-secret-0000000"))
     assert sample("stepup_protocol_errors_total", endpoint="/par",
-                  error="invalid_client") == errors + 1
+                  error="invalid_client") == errors + 2
+    # The alert's answer is in the log: which client, from where; never the secret, nor the
+    # text of an id no client has.
+    assert ("client authentication refused at /par from 127.0.0.1 for client 'idp'"
+            in caplog.messages)
+    assert ("client authentication refused at /par from 127.0.0.1 for an unknown client"
+            in caplog.messages)
+    failed = [m for m in caplog.messages if m.startswith("client authentication refused")]
+    assert len(failed) == 2 and not any("wrong-secret" in m or "nobody" in m for m in failed)
     # A refusal werkzeug's routing makes at a back-channel path is counted too.
     wrong_method = sample("stepup_protocol_errors_total", endpoint="unmatched",
                           error="invalid_request")
@@ -118,8 +128,8 @@ def test_a_database_outage_is_try_again_in_each_callers_own_terms(act, monkeypat
             assert response.status_code == 503
             assert response.get_json()["error"] == "temporarily_unavailable"
             assert response.headers["Retry-After"] == "5"
-    assert "database unavailable: OperationalError: connection refused" in caplog.messages
-    assert "SECRET-7" not in caplog.text and "clients" not in caplog.text
+    outage = [m for m in caplog.messages if m.startswith("database unavailable")]
+    assert outage == ["database unavailable: OperationalError: connection refused"] * 2
     page = act.client.get(f"/authorize?client_id={IDP_ID}&request_uri=urn:x",
                           headers={"Accept-Language": "de"})
     assert page.status_code == 503
