@@ -13,6 +13,7 @@ import os
 import re
 import time
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
@@ -26,6 +27,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from .edge import for_programs
 from .oidc import endpoints as oidc_endpoints
@@ -51,6 +53,10 @@ CLIENT_AUTH_CLOSED = Counter(
     "Times an address reached the limit of failed authentications for a client.")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+try:
+    VERSION = version("stepup-bridge")
+except PackageNotFoundError:  # a checkout run without installing it
+    VERSION = "unknown"
 
 
 class AuditMetrics(logging.Handler):
@@ -178,4 +184,29 @@ def metrics():
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    state = CollectorRegistry()
+    state.register(_State(current_app.extensions["stepup"]))
+    return Response(generate_latest(registry) + generate_latest(state),
+                    content_type=CONTENT_TYPE_LATEST)
+
+
+class _State:
+    """What a scrape reads when it is made, not from counters: the version, and the outbox's
+    backlog (a notice channel down shows as a growing number, while the node is fine)."""
+
+    def __init__(self, bridge):
+        self.bridge = bridge
+
+    def collect(self):
+        build = GaugeMetricFamily("stepup_build_info", "The running version.",
+                                  labels=["version"])
+        build.add_metric([VERSION], 1)
+        yield build
+        if self.bridge.sender.configured:
+            try:
+                with self.bridge.store.autocommit() as tx:
+                    pending = tx.count_pending_events()
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
+                return  # the database's own metric and /readyz say so; the counters still go
+            yield GaugeMetricFamily("stepup_outbox_pending_events",
+                                    "Events not yet delivered or given up.", value=pending)

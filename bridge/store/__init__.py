@@ -470,6 +470,11 @@ class Tx:
             pass  # a concurrent sign-in stored one just now: as good as ours
         return None
 
+    def count_pending_events(self) -> int:
+        """Events not yet delivered or given up (``ix_events_pending``)."""
+        return self._db.execute(sa.select(sa.func.count()).select_from(events)
+                                .where(events.c.done_at.is_(None))).scalar()
+
     def claim_events(self, now: float, lease: float, claim: str, limit: int) -> list[dict]:
         """Take up to ``limit`` due events for ``lease`` seconds. PostgreSQL skips rows another
         node holds (FOR UPDATE SKIP LOCKED); SQLite's one writer needs nothing more. A sender

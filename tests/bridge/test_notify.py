@@ -153,6 +153,24 @@ def test_a_new_address_is_told_to_the_kept_one(notifying, smtp, receiver, clock)
     assert hook["type"] == "stepup.contact_changed" and "@" not in json.dumps(hook)
 
 
+def test_the_outbox_backlog_and_the_version_are_scraped(notifying, smtp, receiver):
+    """A channel down shows as a growing backlog on /metrics while the node itself is fine;
+    the running version is there to tell nodes apart during an upgrade."""
+    act = notifying()
+
+    def scraped(name: str) -> str:
+        text = act.client.get("/metrics").get_data(as_text=True)
+        return next(line for line in text.splitlines() if line.startswith(name))
+
+    assert scraped("stepup_outbox_pending_events") == "stepup_outbox_pending_events 0.0"
+    assert scraped("stepup_build_info").startswith('stepup_build_info{version="')
+    act.enroll("bea", email="bea@example.org")
+    assert scraped("stepup_outbox_pending_events") == "stepup_outbox_pending_events 1.0"
+    act.bridge.sender.run_once()
+    assert smtp.messages and receiver.by_id
+    assert scraped("stepup_outbox_pending_events") == "stepup_outbox_pending_events 0.0"
+
+
 def test_no_address_means_webhooks_only(notifying, smtp, receiver):
     act = notifying()
     act.enroll("bo")
