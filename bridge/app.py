@@ -164,4 +164,5 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     views.init_app(app)
     notify_views.init_app(app)
     admin_views.init_app(app)
+    ops.start_at_zero(app)
     return app

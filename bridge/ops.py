@@ -47,6 +47,8 @@ PROTOCOL_ERRORS = Counter("stepup_protocol_errors_total", "OAuth errors answered
 LATENCY = Histogram("stepup_request_seconds", "Request latency by endpoint.", ["endpoint"],
                     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                              1, 2.5, 5))
+RESPONSES = Counter("stepup_responses_total", "Answers by endpoint and status class.",
+                    ["endpoint", "status"])
 DB_ERRORS = Counter("stepup_database_errors_total", "Requests failed by the database.")
 CLIENT_AUTH_CLOSED = Counter(
     "stepup_client_auth_windows_closed_total",
@@ -85,13 +87,6 @@ def init_app(app: Flask) -> None:
     if _audit_metrics not in audit_log.handlers:
         audit_log.addHandler(_audit_metrics)
     audit_log.setLevel(logging.INFO)
-    # Every known series from the start, at 0 (in the master, before the fork): one that first
-    # appears at 1 has no increase() to alert on, and the first replay would go unseen.
-    for factor in ("otp", "rc"):
-        for outcome in ("success", "failure", "replay"):
-            CHALLENGES.labels(factor, outcome)
-    for kind in ("enrollment", "reenrollment"):
-        ENROLLMENTS.labels(kind)
     app.register_blueprint(bp)
     app.register_error_handler(sa.exc.OperationalError, _database_down)
     app.register_error_handler(sa.exc.InterfaceError, _database_down)
@@ -108,6 +103,7 @@ def init_app(app: Flask) -> None:
         endpoint = rule.rule if rule else "unmatched"
         if "started" in g:
             _latency(endpoint).observe(time.perf_counter() - g.started)
+        _responses(endpoint, response.status_code // 100).inc()
         if response.status_code >= 400 and oidc_endpoints.owns(request.path) and \
                 response.is_json:
             error = (response.get_json(silent=True) or {}).get("error", "unknown")
@@ -117,11 +113,30 @@ def init_app(app: Flask) -> None:
         return response
 
 
+def start_at_zero(app: Flask) -> None:
+    """Every known series from the start, at 0 (in the master, before the fork): one that
+    first appears at 1 has no increase() to alert on, and the first replay, or the first 5xx
+    of an endpoint after a start, would go unseen. Called once every route is registered."""
+    for factor in ("otp", "rc"):
+        for outcome in ("success", "failure", "replay"):
+            CHALLENGES.labels(factor, outcome)
+    for kind in ("enrollment", "reenrollment"):
+        ENROLLMENTS.labels(kind)
+    for endpoint in sorted({rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}):
+        for status_class in (4, 5):
+            _responses(endpoint, status_class)
+
+
 @functools.cache
 def _latency(endpoint: str) -> Histogram:
     """The histogram of one endpoint (bounded: the app's rules and "unmatched"); prometheus'
     ``labels`` validates and locks on every call."""
     return LATENCY.labels(endpoint)
+
+
+@functools.cache
+def _responses(endpoint: str, status_class: int) -> Counter:
+    return RESPONSES.labels(endpoint, f"{status_class}xx")
 
 
 def _database_down(error: Exception):

@@ -44,6 +44,7 @@ def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock, caplog)
     assert sample("stepup_enrollments_total", kind="enrollment") == enrollments + 1
 
     errors = sample("stepup_protocol_errors_total", endpoint="/par", error="invalid_client")
+    refused = sample("stepup_responses_total", endpoint="/par", status="4xx")
     with caplog.at_level(logging.WARNING, "stepup"):
         act.push("metrics-user", auth=("idp", "wrong-secret-0000000"))
         act.push("metrics-user", auth=("nobody\x1b[31m", "wrong-secret-0000000"))
@@ -63,6 +64,8 @@ def test_challenges_lockouts_and_protocol_errors_are_counted(act, clock, caplog)
     assert act.client.get("/token").status_code == 405
     assert sample("stepup_protocol_errors_total", endpoint="unmatched",
                   error="invalid_request") == wrong_method + 1
+    # Answers by endpoint and status class: the error rate of each.
+    assert sample("stepup_responses_total", endpoint="/par", status="4xx") == refused + 2
     scraped = act.client.get("/metrics")
     assert "stepup_request_seconds_bucket" in scraped.get_data(as_text=True)
     # Prometheus' own content type, once (werkzeug appended a second charset to a mimetype).
@@ -164,5 +167,7 @@ def test_every_known_series_is_there_from_the_start_at_zero(tmp_path):
                                                                        "reenrollment")]
     wanted += [f'stepup_notifications_total{{channel="{c}",outcome="{o}"}} 0.0'
                for c in ("email", "webhook") for o in ("delivered", "failed", "abandoned")]
+    wanted += [f'stepup_responses_total{{endpoint="{e}",status="{c}"}} 0.0'
+               for e in ("/par", "/token", "/authorize", "unmatched") for c in ("4xx", "5xx")]
     lines = scraped.splitlines()
     assert [line for line in wanted if line not in lines] == []
