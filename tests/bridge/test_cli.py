@@ -75,17 +75,21 @@ def login_with(act: Actions, client_id: str, secret: str, subject: str = "alice"
                       auth=(client_id, secret))
 
 
-def test_serve_makes_a_new_data_folder_private(tmp_path, monkeypatch):
-    """docs/configuration.md: created with mode 0700. The metrics folder inside it used to
-    come first, and mkdir(parents=True) made the data folder with the default mode."""
+@pytest.fixture
+def serve_idle(monkeypatch):
+    """`stepup serve` up to gunicorn and no further, on any port. The environment is a copy:
+    serve sets PROMETHEUS_MULTIPROC_DIR in it, which must not outlive the test."""
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: None)
     monkeypatch.setattr("bridge.logs.configure", lambda: None)
     monkeypatch.setattr("bridge.server.cannot_listen", lambda *args: None)  # any port
-    # A copy: serve sets PROMETHEUS_MULTIPROC_DIR in the environment, which must not outlive
-    # the test.
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
                                         if k != "PROMETHEUS_MULTIPROC_DIR"
                                         and not k.startswith("STEPUP_")})
+
+
+def test_serve_makes_a_new_data_folder_private(tmp_path, serve_idle):
+    """docs/configuration.md: created with mode 0700. The metrics folder inside it used to
+    come first, and mkdir(parents=True) made the data folder with the default mode."""
     folder = tmp_path / "new" / "data"
     old = os.umask(0o022)
     try:
@@ -95,15 +99,9 @@ def test_serve_makes_a_new_data_folder_private(tmp_path, monkeypatch):
     assert folder.stat().st_mode & 0o777 == 0o700
 
 
-def test_serve_on_another_port_without_an_issuer_warns(tmp_path, monkeypatch):
+def test_serve_on_another_port_without_an_issuer_warns(tmp_path, serve_idle):
     """Without STEPUP_ISSUER the bridge calls itself http://127.0.0.1:5000 in discovery and
     every link: serving elsewhere, the operator is told."""
-    monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: None)
-    monkeypatch.setattr("bridge.logs.configure", lambda: None)
-    monkeypatch.setattr("bridge.server.cannot_listen", lambda *args: None)  # any port
-    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
-                                        if k != "PROMETHEUS_MULTIPROC_DIR"
-                                        and not k.startswith("STEPUP_")})
     env = {"STEPUP_DATA_DIR": str(tmp_path)}
     warned = CliRunner().invoke(main, ["serve", "--port", "8080"], env=env)
     assert warned.exit_code == 0 and "STEPUP_ISSUER is not set" in warned.stderr
