@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, Response, render_template, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
@@ -89,6 +92,15 @@ def init_app(app: Flask) -> None:
         # Not url_for: a Host header werkzeug refuses leaves no URL adapter, and the error
         # page for that request must still render.
         return f"{request.script_root}{app.static_url_path}/{filename}"
+
+    @app.template_global()
+    def form_keys() -> Markup:
+        """The hidden fields of every form: its CSRF token, and the language of the page, so
+        that a post the sign-in no longer knows (the page expired, the sign-in ended) is
+        answered in the language the user was reading, not the browser's."""
+        return Markup('<input type="hidden" name="csrf_token" value="%s">'
+                      '<input type="hidden" name="lang" value="%s">') % (
+            generate_csrf(), get_locale().language)
 
 
 def for_programs(path: str) -> bool:

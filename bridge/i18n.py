@@ -2,6 +2,8 @@
 
 The language is the first supported one in the pushed request's ``ui_locales`` (the IdP knows
 the user's choice: Keycloak sends it), else the best match of ``Accept-Language``, else English.
+A form posted from one of our pages says the language it was shown in (``lang``): a post whose
+sign-in is gone is answered in it.
 Anything unknown, malformed or oversized falls back to English — never an error.
 
 Catalogues live in ``bridge/translations/<lang>/LC_MESSAGES/messages.po`` and are compiled to
@@ -59,16 +61,28 @@ def use_ui_locales(ui_locales: str | None) -> None:
 
 
 def select_locale() -> str:
-    return negotiate(g.get("stepup_ui_locales"), request.headers.get("Accept-Language"))
+    return negotiate(g.get("stepup_ui_locales"), request.headers.get("Accept-Language"),
+                     shown=_posted_from())
 
 
-def negotiate(ui_locales: str | None, accept_language: str | None) -> str:
+def _posted_from() -> str | None:
+    """The ``lang`` of a posted form, if the form has been read already (CSRF reads every
+    post's): reading a body here, for an error page, could fail again."""
+    form = request.__dict__.get("form")
+    return form.get("lang") if form else None
+
+
+def negotiate(ui_locales: str | None, accept_language: str | None,
+              shown: str | None = None) -> str:
     """OpenID Connect Core §3.1.2.1 ``ui_locales`` (space-separated, preferred first), then
-    RFC 9110 §12.5.4 ``Accept-Language`` (quality values), then English."""
+    the language of the page a form was posted from, then RFC 9110 §12.5.4 ``Accept-Language``
+    (quality values), then English."""
     if ui_locales and len(ui_locales) <= MAX_HEADER:
         for tag in ui_locales.split()[:20]:
             if (lang := _language_of(tag)) is not None:
                 return lang
+    if shown and len(shown) <= 35 and (lang := _language_of(shown)) is not None:
+        return lang
     if accept_language and len(accept_language) <= MAX_HEADER:
         return _best_accepted(accept_language) or LANGUAGES[0]
     return LANGUAGES[0]

@@ -244,6 +244,51 @@ def test_a_pushed_request_with_odd_ui_locales_still_works(make_app, clock):
         assert Page(flow.get_data(as_text=True)).one("html").attrs["lang"] == "en"
 
 
+def test_every_form_says_the_language_of_its_page(pages, lang):
+    for name in HTML_PAGES:
+        page = Page(pages[name].get_data(as_text=True))
+        for index, _form in enumerate(page.all("form")):
+            said = [e for e in page.all("input", name="lang") if e.form == index]
+            assert [(e.attrs["type"], e.attrs["value"]) for e in said] == [("hidden", lang)], name
+
+
+@pytest.mark.parametrize("ui_locales", ["ar", None])
+def test_a_post_its_sign_in_no_longer_knows_is_answered_in_the_pages_language(
+        make_app, clock, ui_locales):
+    """The page was in Arabic (the IdP's ``ui_locales``, or the browser's first choice); the
+    browser's list also has German. The sign-in is gone when the code is sent, so only the
+    form can say the language the user was reading."""
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    act.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de;q=0.5" if ui_locales else "ar, de;q=0.5"
+    secret = act.enroll("lou")[0].secret
+    login = act.start("lou", ui_locales=ui_locales)
+    login.secret = secret
+    assert Page(login.last_page).one("html").attrs["lang"] == "ar"
+    said = {"lang": re.search(r'name="lang" value="([^"]+)"', login.last_page).group(1),
+            "csrf_token": act.csrf(login.last_page)}  # what a browser sends with the code
+    clock.advance(app.extensions["stepup"].settings.flow_ttl + 1)
+    post = {"otp": act.code_now(login), **said}
+    ended = act.client.post(f"{login.flow_url}/totp", data=post)  # the sign-in has expired
+    assert ended.status_code >= 400
+    root_element = Page(ended.get_data(as_text=True)).one("html")
+    assert (root_element.attrs["lang"], root_element.attrs["dir"]) == ("ar", "rtl")
+    act.client.delete_cookie("stepup_session")  # a browser that lost its cookie: no CSRF match
+    expired = act.client.post(f"{login.flow_url}/totp", data=post)
+    assert expired.status_code == 400
+    assert Page(expired.get_data(as_text=True)).one("html").attrs["lang"] == "ar"
+    assert "انتهت صلاحية هذه الصفحة" in expired.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("value", ["", "xx", "<b>", "de" + "-x" * 40, "ar\x00", "%(num)s"])
+def test_an_odd_posted_language_is_passed_over(app, value):
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "fr"
+    response = client.post("/flow/abc/totp", data={"otp": "123456", "lang": value})
+    assert response.status_code == 400
+    assert Page(response.get_data(as_text=True)).one("html").attrs["lang"] == "fr"
+
+
 def untranslated_words(source: str) -> list[str]:
     """Words a template writes out as they are, outside ``_()``: in text between tags and in
     the attributes people see or hear (aria-label, title, alt, placeholder)."""
