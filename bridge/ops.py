@@ -120,6 +120,7 @@ def start_at_zero(app: Flask) -> None:
     for factor in ("otp", "rc"):
         for outcome in ("success", "failure", "replay"):
             CHALLENGES.labels(factor, outcome)
+    CHALLENGES.labels("enrollment", "failure")  # a wrong setup code (a setup done: ENROLLMENTS)
     for kind in ("enrollment", "reenrollment"):
         ENROLLMENTS.labels(kind)
     for endpoint in sorted({rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}):

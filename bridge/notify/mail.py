@@ -43,6 +43,14 @@ WHEN = N_("When: %(when)s")
 APPLICATION = N_("Sign-in for: %(client)s")
 IF_NOT_YOU = N_("If this wasn't you, lock two-step sign-in for your account at once, then "
                 "contact your help desk:")
+#: Where two-step sign-in is locked already, locking it is no way out. After wrong codes the
+#: link still says the tries were not the user's (someone may know their password); after the
+#: link itself was used, another link would say nothing.
+CLOSING = {
+    "lockout": N_("If these codes weren't yours, someone may know your password: say so here, "
+                  "then contact your help desk:"),
+    "not_me": N_("If you need help, contact your help desk."),
+}
 
 
 def compose(event: dict[str, Any], sender: str, domain: str,
@@ -52,8 +60,8 @@ def compose(event: dict[str, Any], sender: str, domain: str,
     lang = negotiate(event.get("locale"), None)
     texts = Translations.load(str(TRANSLATIONS), [lang])
     what, *facts = describe(event, texts, lang)
-    lines = [what, "", *facts, "", texts.gettext(IF_NOT_YOU)]
-    if not_me_link:
+    lines = [what, "", *facts, "", texts.gettext(CLOSING.get(event["event"], IF_NOT_YOU))]
+    if not_me_link and event["event"] != "not_me":
         lines.append(not_me_link)
     message = EmailMessage()
     message["From"] = sender

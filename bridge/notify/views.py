@@ -48,9 +48,15 @@ def confirm_not_me(token: str):
         return _invalid()
     if outcome is Outcome.USED:
         return _used()
-    return render_template("message.html", title=_("Two-step sign-in is locked"), text=_(
-        "Your open sign-ins have ended and your help desk has been told. They can unlock it "
-        "after checking it's you."), done=True)
+    sender = current_app.extensions["stepup"].sender
+    if sender.urls and "not_me" in sender.webhook_events:  # the help desk's receivers hear it
+        text = _("Your open sign-ins have ended and your help desk has been told. They can "
+                 "unlock it after checking it's you.")
+    else:
+        text = _("Your open sign-ins have ended. Contact your help desk: they can unlock it "
+                 "after checking it's you.")
+    return render_template("message.html", title=_("Two-step sign-in is locked"), text=text,
+                           done=True)
 
 
 def _used():

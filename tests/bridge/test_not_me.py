@@ -85,6 +85,22 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     assert 'name="csrf_token"' not in opened.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(("webhook_events", "told"), [(None, True), ("enrollment", False)])
+def test_the_done_page_says_the_help_desk_was_told_only_when_it_was(notifying, smtp, clock,  # noqa: F811
+                                                                    webhook_events, told):
+    """Told: the "not_me" event goes to the help desk's webhook receivers. Mail alone (or
+    receivers that do not take it) tells nobody but the user."""
+    act = notifying(not_me_ttl=3600, **({"webhook_events": webhook_events}
+                                        if webhook_events else {}))
+    act.enroll("noa", email="noa@example.org")
+    path = links(act, smtp)["enrollment"]
+    token = csrf_of(act.client.get(path).get_data(as_text=True))
+    done = " ".join(act.client.post(path, data={"csrf_token": token}).get_data(
+        as_text=True).split())
+    assert ("your help desk has been told" in done) == told
+    assert ("Contact your help desk: they can unlock it" in done) == (not told)
+
+
 def test_the_lock_is_lifted_only_by_the_help_desk(mailed, clock):
     act, path, _ = mailed
     token = csrf_of(act.client.get(path).get_data(as_text=True))
@@ -200,7 +216,10 @@ def links(act, mailbox, sent_before: int = 0) -> dict[str, str]:
     act.bridge.sender.run_once()
     found = {}
     for message in mailbox.messages[sent_before:]:
-        path = re.search(r"https://bridge\.example(/not-me/\S+)", body_of(message)).group(1)
+        if not (found_link := re.search(r"https://bridge\.example(/not-me/\S+)",
+                                        body_of(message))):
+            continue  # the "locked at your request" notice: nothing left to lock
+        path = found_link.group(1)
         event = act.bridge.not_me.event_of(path.rsplit("/", 1)[1])
         found[next(e["event"] for e in outbox(act) if e["id"] == event)] = path
     return found
@@ -276,12 +295,17 @@ def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  
 
 
 def test_disowning_the_not_me_notice_itself_keeps_the_lock_liftable(notifying, smtp, clock):  # noqa: F811
-    """The "locked at your request" notice has a link too. Following it changes nothing about
-    the factors, so the help desk may still unlock (it used to need a reset)."""
+    """The "locked at your request" notice is mailed without a link (locking again is no way
+    out: it says to contact the help desk). One mailed with a link by an earlier release
+    changes nothing about the factors when followed, so the help desk may still unlock."""
     act, _ = after_a_burst_of_failures(notifying, clock, "ola")
     disown(act, links(act, smtp)["failure_burst"])
     sent = len(smtp.messages)
-    disown(act, links(act, smtp, sent)["not_me"])
+    assert links(act, smtp, sent) == {}
+    notice = body_of(smtp.messages[sent])
+    assert "/not-me/" not in notice and "If you need help, contact your help desk." in notice
+    [locked] = [e for e in outbox(act, "ola") if e["event"] == "not_me"]
+    disown(act, act.bridge.not_me.link(locked).removeprefix("https://bridge.example"))
     with act.bridge.store.begin() as tx:
         assert helpdesk.why_locked(tx, "ola").factors_safe
         helpdesk.unlock(tx, "ola", clock(), "helpdesk")

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
-from bridge.notify.mail import WHAT
+from bridge.notify.mail import CLOSING, IF_NOT_YOU, WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import is_callback, returning, shown, wrong_code
@@ -548,7 +548,10 @@ def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, cl
     # "this wasn't me" lock was no sign-in either.
     assert ("Sign-in for: idp" in body_of(message)) == (
         not event.startswith("helpdesk_") and event != "not_me")
-    assert f"https://bridge.example/not-me/{event_id}." in body_of(message)
+    # A link to lock, but where the notice says it is locked at the user's own request.
+    assert (f"https://bridge.example/not-me/{event_id}." in body_of(message)) == (
+        event != "not_me")
+    assert " ".join(CLOSING.get(event, IF_NOT_YOU).split()) in " ".join(body_of(message).split())
     [entry] = receiver.received
     assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
     assert json.loads(entry["body"])["type"] == f"stepup.{event}"

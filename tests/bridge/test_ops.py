@@ -163,6 +163,7 @@ def test_every_known_series_is_there_from_the_start_at_zero(tmp_path):
                              text=True, check=True).stdout
     wanted = [f'stepup_challenges_total{{factor="{f}",outcome="{o}"}} 0.0'
               for f in ("otp", "rc") for o in ("success", "failure", "replay")]
+    wanted += ['stepup_challenges_total{factor="enrollment",outcome="failure"} 0.0']
     wanted += [f'stepup_enrollments_total{{kind="{k}"}} 0.0' for k in ("enrollment",
                                                                        "reenrollment")]
     wanted += [f'stepup_notifications_total{{channel="{c}",outcome="{o}"}} 0.0'
