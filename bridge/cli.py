@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -69,6 +70,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(package_name="stepup-bridge", prog_name="stepup")
 def main() -> None:
     """Stepup Bridge: TOTP and recovery-code step-up for identity providers."""
 
@@ -98,13 +100,13 @@ def serve(host: str, port: int) -> None:
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
     if settings.issuer == Settings.issuer and port != 5000:
         # Discovery, the assertions' iss and every page's links would name another address.
-        click.echo(f"stepup: warning: STEPUP_ISSUER is not set, so the bridge calls itself "
-                   f"{settings.issuer}, not the port it listens on: set it to the URL its users "
-                   "and IdPs reach", err=True)
+        logging.getLogger("stepup").warning(  # a JSON line on stderr, as every other one
+            "STEPUP_ISSUER is not set, so the bridge calls itself %s, not the port it listens "
+            "on: set it to the URL its users and IdPs reach", settings.issuer)
     run_gunicorn(app, host, port, settings.workers, settings.timeout)
 
 
-@main.command()
+@main.command(short_help="Run the bridge and a demo IdP, to click through.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--idp-port", default=5001, show_default=True, type=click.IntRange(1, 65535))
 def demo(port: int, idp_port: int) -> None:
@@ -156,12 +158,14 @@ def client() -> None:
 
 
 @client.command("add")
-@click.option("--client-id", required=True)
+@click.option("--client-id", required=True,
+              help="The id the IdP authenticates with at /par and /token.")
 @click.option("--client-secret", envvar="STEPUP_CLIENT_SECRET",
               help="Shared secret (client_secret_basic / _post); better from "
                    "STEPUP_CLIENT_SECRET, which process listings do not show.")
 @click.option("--jwks-uri", help="The client's public keys (private_key_jwt).")
-@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Where the bridge may send users back, matched exactly (repeatable).")
 @click.option("--redirect-uri-prefix", "prefixes", multiple=True,
               help="Same scheme, host, port and path; any query (e.g. Keycloak's callback).")
 @click.option("--id-token-alg", type=click.Choice(["ES256", "RS256"]), default="ES256",
@@ -255,7 +259,8 @@ def _subject(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @user.command("show")
 @click.argument("subject", callback=_subject)
 def user_show(subject: str) -> None:
-    """Show a user's enrollment, lock state and recent audit events (no secrets)."""
+    """Show a user's enrollment, lock state and recent audit events (no secrets); exit
+    status 1 for a subject not enrolled."""
     with _bridge().store.begin() as tx:
         tx.audit("helpdesk_show", time.time(), subject=subject)  # as the API's look-ups are
         try:
@@ -299,7 +304,9 @@ def _disowned(found: dict) -> str:
 @user.command("unlock")
 @click.argument("subject", callback=_subject)
 def user_unlock(subject: str) -> None:
-    """Lift a lock after checking it's the user; their authenticator and code stay valid."""
+    """Lift a lock after checking it's the user; their authenticator and code stay valid.
+    Refused (exit 1) after a "this wasn't me" that disowned a use or change of the factors:
+    reset instead."""
     try:
         with _bridge().store.begin() as tx:
             barred = helpdesk.unlock(tx, subject, time.time(), actor=None)
@@ -333,7 +340,7 @@ def user_reset(subject: str, yes: bool) -> None:
 # -- keys and database --------------------------------------------------------------------
 @main.group()
 def keys() -> None:
-    """Signing keys."""
+    """Signing keys, and the encryption key of stored secrets."""
 
 
 @keys.command("rotate")
@@ -364,12 +371,16 @@ def keys_rotate_encryption(batch: int) -> None:
     changed = vault.reseal_all(bridge.store, batch)
     with bridge.store.begin() as tx:
         tx.audit("encryption_key_rotation", time.time(), key=vault.box.active, resealed=changed)
-    click.echo(f"Re-encrypted {changed} secret(s) under key {vault.box.active!r}.")
+    if changed:
+        click.echo(f"Re-encrypted {changed} secret(s) under key {vault.box.active!r}.")
+    else:
+        click.echo(f"Nothing to re-encrypt: every secret is under key {vault.box.active!r} "
+                   "already.")
 
 
 @main.group()
 def db() -> None:
-    """Database schema."""
+    """Database schema and backups."""
 
 
 @db.command("upgrade")
@@ -383,9 +394,9 @@ def db_upgrade() -> None:
 
 
 @db.command("backup")
-@click.argument("target", type=click.Path(path_type=Path))
+@click.argument("target", metavar="FILE", type=click.Path(path_type=Path))
 def db_backup(target: Path) -> None:
-    """Copy the embedded SQLite database to a new file TARGET, consistently, while nodes run
+    """Copy the embedded SQLite database to a new file FILE, consistently, while nodes run
     (back up keys/secrets.json too: without it the copy is useless)."""
     settings = load_settings()
     if target.exists() or target.is_symlink():
@@ -395,7 +406,7 @@ def db_backup(target: Path) -> None:
 
 
 # -- Keycloak -----------------------------------------------------------------------------
-@main.group()
+@main.group(short_help="Plug a Keycloak realm into the bridge.")
 def keycloak() -> None:
     """Plug a Keycloak realm into the bridge (needs the authenticator jar in providers/)."""
 
@@ -403,17 +414,25 @@ def keycloak() -> None:
 def _keycloak_options(f):
     options = [
         click.option("--server-url", required=True, help="Keycloak base URL."),
-        click.option("--realm", required=True),
-        click.option("--admin-user", envvar="KEYCLOAK_ADMIN_USER"),
-        click.option("--admin-password", envvar="KEYCLOAK_ADMIN_PASSWORD"),
-        click.option("--admin-client-id", envvar="KEYCLOAK_ADMIN_CLIENT_ID",
+        click.option("--realm", required=True, help="The realm to work on."),
+        click.option("--admin-user", envvar="KEYCLOAK_ADMIN_USER", show_envvar=True,
+                     help="An admin user of --admin-realm (with --admin-password)."),
+        click.option("--admin-password", envvar="KEYCLOAK_ADMIN_PASSWORD", show_envvar=True,
+                     help="Its password: prefer the environment variable (a command line "
+                          "shows in ps)."),
+        click.option("--admin-client-id", envvar="KEYCLOAK_ADMIN_CLIENT_ID", show_envvar=True,
                      help="Service-account client with realm-admin (instead of a user)."),
-        click.option("--admin-client-secret", envvar="KEYCLOAK_ADMIN_CLIENT_SECRET"),
-        click.option("--admin-realm", default="master", show_default=True),
+        click.option("--admin-client-secret", envvar="KEYCLOAK_ADMIN_CLIENT_SECRET",
+                     show_envvar=True, help="Its secret: prefer the environment variable."),
+        click.option("--admin-realm", default="master", show_default=True,
+                     help="The realm the admin user or client belongs to."),
         click.option("--bridge-issuer", help="The bridge's public URL (default STEPUP_ISSUER)."),
-        click.option("--flow", default="browser-stepup", show_default=True),
-        click.option("--client-scope", default="stepup", show_default=True),
-        click.option("--no-verify-tls", is_flag=True),
+        click.option("--flow", default="browser-stepup", show_default=True,
+                     help="Name of the browser flow install makes."),
+        click.option("--client-scope", default="stepup", show_default=True,
+                     help="Name of the client scope that carries the bridge's claims."),
+        click.option("--no-verify-tls", is_flag=True,
+                     help="Do not verify Keycloak's TLS certificate (tests only)."),
     ]
     for option in reversed(options):
         f = option(f)

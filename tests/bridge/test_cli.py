@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from importlib.metadata import version
 
 # Imported now, before a test's `serve` sets PROMETHEUS_MULTIPROC_DIR: imported then, it would
 # keep multiprocess values for this whole process, and the apps of later tests fail to count.
@@ -99,16 +100,20 @@ def test_serve_makes_a_new_data_folder_private(tmp_path, serve_idle):
     assert folder.stat().st_mode & 0o777 == 0o700
 
 
-def test_serve_on_another_port_without_an_issuer_warns(tmp_path, serve_idle):
+def test_serve_on_another_port_without_an_issuer_warns(tmp_path, serve_idle, caplog):
     """Without STEPUP_ISSUER the bridge calls itself http://127.0.0.1:5000 in discovery and
-    every link: serving elsewhere, the operator is told."""
+    every link: serving elsewhere, the operator is told, in a log line like every other."""
     env = {"STEPUP_DATA_DIR": str(tmp_path)}
     warned = CliRunner().invoke(main, ["serve", "--port", "8080"], env=env)
-    assert warned.exit_code == 0 and "STEPUP_ISSUER is not set" in warned.stderr
+    assert warned.exit_code == 0 and warned.stderr == ""
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage().startswith("STEPUP_ISSUER is not set")
     for args, extra in ((["serve", "--port", "5000"], {}),
                         (["serve", "--port", "8080"], {"STEPUP_ISSUER": "https://b.example"})):
+        caplog.clear()
         quiet = CliRunner().invoke(main, args, env={**env, **extra})
-        assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+        assert quiet.exit_code == 0 and quiet.stderr == ""
+        assert [r for r in caplog.records if r.levelname == "WARNING"] == []
 
 
 def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepup, tmp_path,
@@ -516,3 +521,15 @@ def test_a_demo_on_an_issuer_the_handoff_client_refuses_says_why(stepup):
     assert result.exit_code == 2
     assert "STEPUP_ISSUER=http://demo.example:5000" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_version_is_the_installed_package_s():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"stepup, version {version('stepup-bridge')}\n"
+
+
+def test_no_command_summary_is_cut_short():
+    """Click cuts a docstring's first sentence at 45 characters with "..." in the list."""
+    listing = CliRunner().invoke(main, ["--help"]).output.split("Commands:")[1]
+    assert len(listing.splitlines()) >= 7 and "..." not in listing

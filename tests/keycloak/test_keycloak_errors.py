@@ -205,8 +205,8 @@ class TestOptions:
     @pytest.mark.parametrize(
         ("changes", "reason"),
         [
-            ({"admin_password": None}, "either admin_username and admin_password"),
-            ({"admin_client_id": "c", "admin_client_secret": "s"}, "either admin_username"),
+            ({"admin_password": None}, "either an admin user and its password"),
+            ({"admin_client_id": "c", "admin_client_secret": "s"}, "not both"),
             ({"server_url": "kc.example.test"}, "server_url must be an http"),
             ({"bridge_issuer": "ftp://mfa"}, "bridge_issuer must be an http"),
             ({"flow": "mine", "source_flow": "mine"}, "flow must differ from source_flow"),

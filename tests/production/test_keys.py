@@ -52,4 +52,4 @@ def test_rotate_encryption_reseals_everything_and_logins_still_work(tmp_path, cl
         assert act.finish(again, done.headers["Location"])["sub"] == f"rot-{i}"
     # Running it again changes nothing.
     again = CliRunner().invoke(main, ["keys", "rotate-encryption"], env=env)
-    assert "Re-encrypted 0 secret(s)" in again.output
+    assert "Nothing to re-encrypt: every secret is under key 'new' already." in again.output

@@ -146,8 +146,8 @@ class InstallOptions:
             object.__setattr__(self, "bridge_client_id", f"keycloak-{self.realm}")
         if self.uses_password == self.uses_client_credentials:
             raise ProvisioningError(
-                "give either admin_username and admin_password, "
-                "or admin_client_id and admin_client_secret"
+                "give either an admin user and its password, or an admin client id and its "
+                "secret (not both)"
             )
         if self.flow == DEFAULT_BROWSER_FLOW:
             raise ProvisioningError("flow must not be Keycloak's built-in 'browser' flow")
