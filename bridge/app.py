@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +19,8 @@ from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_checked_secrets
 from .logs import loggable_path
 from .notify.notme import NotMe
-from .settings import Settings, load_settings
+from .secretbox import SecretBoxError
+from .settings import ConfigError, Settings, load_settings, stray_variables
 from .store import Store, Tx, create_engine, migrate
 from .throttle import ClientAuthWindow, DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
@@ -78,6 +80,20 @@ class _Flask(Flask):
                           exc_info=exc_info)
 
 
+def _signing_keys(store: Store, secrets: ServerSecrets, settings: Settings,
+                  clock: Callable[[], float]) -> SigningKeys:
+    """The key ring, opened now: keys sealed with an encryption key this node lacks (a restore
+    without ``keys/``, a key removed too early) stop the start with what to do."""
+    try:
+        return SigningKeys(store, secrets.vault, settings.id_token_ttl, clock)
+    except SecretBoxError as e:
+        secrets.take_back()
+        raise ConfigError(
+            f"this database's signing keys do not open ({e}) with this node's encryption keys "
+            "(STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder): give it the "
+            "keys of the others, or restore keys/secrets.json with the database") from None
+
+
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
     # Imported here: it counts deliveries with prometheus_client, which must not be imported
     # before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR (see bridge.cli).
@@ -106,7 +122,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         settings=settings,
         store=store,
         secrets=secrets,
-        signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
+        signing_keys=_signing_keys(store, secrets, settings, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
         sender=Sender(store, settings, clock, link=not_me.link),
         not_me=not_me,
@@ -127,6 +143,8 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
 
     environ = os.environ if environ is None else environ
     settings = load_settings(environ, test_config)
+    for stray in stray_variables(environ):
+        logging.getLogger("stepup").warning("%s", stray)
     app = _Flask(__name__)
     app.session_interface = CookieSessions()
     bridge = build_bridge(settings, clock)

@@ -368,14 +368,21 @@ def keys_rotate_encryption(batch: int) -> None:
     """
     bridge = _bridge()
     vault = bridge.secrets.vault
-    changed = vault.reseal_all(bridge.store, batch)
+    changed, lost = vault.reseal_all(bridge.store, batch)
     with bridge.store.begin() as tx:
         tx.audit("encryption_key_rotation", time.time(), key=vault.box.active, resealed=changed)
     if changed:
         click.echo(f"Re-encrypted {changed} secret(s) under key {vault.box.active!r}.")
-    else:
+    elif not lost:
         click.echo(f"Nothing to re-encrypt: every secret is under key {vault.box.active!r} "
                    "already.")
+    if lost:
+        # The key that sealed them was taken out of STEPUP_ENCRYPTION_KEYS too early.
+        for what in lost:
+            click.echo(f"cannot open: {what}", err=True)
+        _fail(f"{len(lost)} secret(s) no listed key opens: put the key back in "
+              "STEPUP_ENCRYPTION_KEYS and run this again; without it, reset those users "
+              "(stepup user reset) — a sign-in in progress just starts again")
 
 
 @main.group()

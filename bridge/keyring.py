@@ -30,7 +30,7 @@ from pathlib import Path
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from .secretbox import SecretBox
+from .secretbox import SecretBox, SecretBoxError
 from .settings import ConfigError, Settings, decode_key, parse_encryption_keys
 from .store import Store, Tx
 
@@ -80,30 +80,42 @@ class Vault:
         return int(tx.reseal(column, key, sealed,
                              self.seal(column, key, self.open(column, key, sealed))))
 
-    def reseal_all(self, store: Store, batch: int) -> int:
+    def reseal_all(self, store: Store, batch: int) -> tuple[int, list[str]]:
         """Re-seal signing keys, every user's TOTP secret (in batches of ``batch`` users, each
-        its own short transaction, so it is safe while serving) and the open sign-ins."""
-        changed = 0
+        its own short transaction, so it is safe while serving) and the open sign-ins. Returns
+        how many were re-sealed, and the values no listed key opens (a key removed before they
+        were re-sealed), each named by its row; the others are re-sealed all the same."""
+        changed, lost = 0, []
+
+        def reseal(tx: Tx, column: str, key: str, sealed: str | None) -> None:
+            nonlocal changed
+            try:
+                changed += self.reseal(tx, column, key, sealed)
+            except SecretBoxError as e:
+                lost.append(_LOST[column].format(key) + f" ({e})")
+
         with store.begin() as tx:
             for row in tx.signing_keys():
-                changed += self.reseal(tx, "sealed_jwk", row["kid"], row["sealed_jwk"])
+                reseal(tx, "sealed_jwk", row["kid"], row["sealed_jwk"])
         after = ""
         while True:
             with store.begin() as tx:
                 rows = tx.totp_secrets_after(after, batch)
                 for subject, sealed in rows:
-                    changed += self.reseal(tx, "totp_secret", subject, sealed)
+                    reseal(tx, "totp_secret", subject, sealed)
             if not rows:
-                return changed + self._reseal_flows(store)
+                break
             after = rows[-1][0]
-
-    def _reseal_flows(self, store: Store) -> int:
-        changed = 0
         with store.begin() as tx:  # sign-ins in progress: few and short-lived
             for flow_id, pending, staged in tx.flow_secrets():
-                changed += self.reseal(tx, "pending_secret", flow_id, pending)
-                changed += self.reseal(tx, "staged_code", flow_id, staged)
-        return changed
+                reseal(tx, "pending_secret", flow_id, pending)
+                reseal(tx, "staged_code", flow_id, staged)
+        return changed, lost
+
+
+#: A value no key opens, for the operator (never the value).
+_LOST = {"sealed_jwk": "signing key {}", "totp_secret": "TOTP secret of user {!r}",
+         "pending_secret": "setup in sign-in {}", "staged_code": "new recovery code in sign-in {}"}
 
 
 @dataclass(frozen=True)
@@ -113,9 +125,16 @@ class ServerSecrets:
     secret_key: bytes  # Flask session and CSRF signing
     pepper: bytes  # HMAC key of recovery codes and client secrets
     vault: Vault  # AES-GCM for the secrets the database holds
-    #: The secrets file this process generated, when its pepper is the one in use: a pepper
-    #: made up just now, which no stored recovery code or client secret can have been made with.
-    generated_file: Path | None = None
+    #: The secrets file this process created: a refused start takes it back.
+    created_file: Path | None = None
+    #: Whether the pepper in use is that file's: made up just now, so no stored recovery code
+    #: or client secret can have been made with it.
+    pepper_made_up: bool = False
+
+    def take_back(self) -> None:
+        """Nothing left of a refused start: the secrets file it made up goes."""
+        if self.created_file is not None:
+            self.created_file.unlink(missing_ok=True)
 
 
 def load_secrets(settings: Settings) -> ServerSecrets:
@@ -129,7 +148,7 @@ def load_secrets(settings: Settings) -> ServerSecrets:
             path.chmod(0o600)  # a restored copy with open rights, as for the SQLite file
             log.warning("%s was readable by other users: it is owner-only now; if anyone else "
                         "could read it, replace its secrets (docs/operations.md)", path)
-    generated = None
+    created = None
     if stored is None:
         fresh = {
             "secret_key": _b64(secrets.token_bytes(32)),
@@ -137,7 +156,7 @@ def load_secrets(settings: Settings) -> ServerSecrets:
             "encryption_keys": [f"k{int(time.time())}:{_b64(secrets.token_bytes(32))}"],
         }
         stored = _create_private(path, fresh)
-        generated = path if stored == fresh and not settings.pepper else None
+        created = path if stored == fresh else None
 
     def where(name: str, value: str) -> str:
         """Whence a secret came, for an error about it: the variable, or the file."""
@@ -159,7 +178,8 @@ def load_secrets(settings: Settings) -> ServerSecrets:
                               where("secret_key", settings.secret_key)),
         pepper=decode_key(setting("pepper", settings.pepper), where("pepper", settings.pepper)),
         vault=Vault(SecretBox(keys, next(iter(keys)))),
-        generated_file=generated,
+        created_file=created,
+        pepper_made_up=created is not None and not settings.pepper,
     )
 
 
@@ -190,7 +210,7 @@ def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:
     refused process takes back the secrets file it generated."""
     fingerprint = hmac.new(secrets.pepper, b"stepup-bridge pepper check",
                            hashlib.sha256).hexdigest()
-    made_up = secrets.generated_file is not None
+    made_up = secrets.pepper_made_up
     with store.begin() as tx:
         kept = tx.secret_fingerprint("pepper")
         if kept is None and not (made_up and tx.holds_accounts()):
@@ -199,8 +219,7 @@ def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:
             kept = tx.secret_fingerprint("pepper")  # another node's, kept just now
     if kept is not None and hmac.compare_digest(kept, fingerprint):
         return
-    if secrets.generated_file is not None:
-        secrets.generated_file.unlink(missing_ok=True)  # nothing left of a refused start
+    secrets.take_back()
     if kept is None:
         raise ConfigError(
             "this database holds users or clients, and this node has no pepper (no "

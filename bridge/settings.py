@@ -8,6 +8,7 @@ environment. A bad value raises :class:`ConfigError` with a one-line reason, and
 from __future__ import annotations
 
 import base64
+import difflib
 import ipaddress
 import os
 import re
@@ -148,6 +149,10 @@ _INTS = {
 _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "help_url", "redis_url", "secret_key",
             "pepper", "encryption_keys", "smtp_url", "smtp_from", "webhook_urls",
             "webhook_secret", "email_events", "webhook_events")
+#: What redis-py's from_url takes.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Settings that are secrets: unset, they come from keys/secrets.json (bridge.keyring).
+_SECRETS = ("secret_key", "pepper", "encryption_keys")
 #: Fewest bytes of the session key and the pepper: 256 bits, like the keys they protect.
 MIN_SECRET_BYTES = 32
 
@@ -167,6 +172,11 @@ def load_settings(
     unknown = set(raw) - {*_INTS, *_STRINGS, "data_dir"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    for name in _SECRETS:
+        # A secret store's empty answer must not become this node's own made-up secret.
+        if name in raw and isinstance(raw[name], str) and not raw[name].strip():
+            raise ConfigError(f"STEPUP_{name.upper()} is set but empty: give its value, or "
+                              "unset it to use keys/secrets.json in the data folder")
     values: dict[str, object] = {}
     for name, value in raw.items():
         if name in _INTS:
@@ -197,8 +207,29 @@ def load_settings(
             decode_key(value, f"STEPUP_{name.upper()}")
     if settings.encryption_keys:
         parse_encryption_keys(settings.encryption_keys)
+    if settings.redis_url and urlsplit(settings.redis_url).scheme not in REDIS_SCHEMES:
+        raise ConfigError("STEPUP_REDIS_URL must start with redis://, rediss:// or unix://")
     _check_notifications(settings)
     return settings
+
+
+#: STEPUP_ variables that are no setting but are read elsewhere (the config file's path, the
+#: CLI's client secret, the test suite's databases).
+_NOT_SETTINGS = frozenset({"STEPUP_CONFIG", "STEPUP_CLIENT_SECRET", "STEPUP_TEST_DATABASES"})
+
+
+def stray_variables(environ: Mapping[str, str]) -> list[str]:
+    """What to say about each ``STEPUP_`` variable that is no setting (a typo leaves the setting
+    it meant at its default, silently), with the setting it looks like."""
+    known = [name.upper() for name in (*_INTS, *_STRINGS, "data_dir")]
+    said = []
+    for variable in sorted(environ):
+        name = variable.removeprefix("STEPUP_")
+        if name != variable and name not in known and variable not in _NOT_SETTINGS:
+            like = difflib.get_close_matches(name, known, n=1)  # without the common prefix
+            said.append(f"{variable} is not a setting and is ignored"
+                        + (f" (did you mean STEPUP_{like[0]}?)" if like else ""))
+    return said
 
 
 _TOML_KINDS = {"list": "array", "int": "integer", "float": "float", "bool": "boolean",
@@ -357,6 +388,8 @@ def event_names(value: str, name: str) -> frozenset[str]:
     from .store import NOTIFIED_EVENTS
 
     names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    if value.strip() and not names:  # " , ": meant as a list, and "all" would be a surprise
+        raise ConfigError(f"{name} lists no event (leave it empty for all of them)")
     if unknown := names - NOTIFIED_EVENTS:
         raise ConfigError(f"{name}: unknown event {sorted(unknown)[0]!r} (known: "
                           f"{', '.join(sorted(NOTIFIED_EVENTS))})")
@@ -394,7 +427,7 @@ def _check_notifications(settings: Settings) -> None:
                                             and parts.hostname in _LOCAL_HOSTS):
             raise ConfigError(f"STEPUP_WEBHOOK_URLS: {parts.scheme}://{parts.hostname} must use "
                               "https (http only on localhost)")
-    if settings.webhook_url_list:
+    if settings.webhook_url_list or settings.webhook_secret:  # a bad one, found before use
         webhook_keys(settings.webhook_secret)
     event_names(settings.email_events, "STEPUP_EMAIL_EVENTS")
     event_names(settings.webhook_events, "STEPUP_WEBHOOK_EVENTS")

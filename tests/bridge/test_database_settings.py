@@ -173,6 +173,39 @@ def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_p
     assert _cli("client", "list", STEPUP_DATA_DIR=str(restored)).exit_code == 0
 
 
+@pytest.mark.parametrize("name", ["SECRET_KEY", "PEPPER", "ENCRYPTION_KEYS"])
+def test_a_secret_set_but_empty_is_refused_not_made_up(tmp_path, name):
+    """A node whose secret store answered nothing would otherwise make up its own session key
+    (sign-ins hopping between nodes fail) or pepper."""
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path), **{f"STEPUP_{name}": " "})
+    assert refused.exit_code == 2
+    assert refused.output == (f"stepup: error: STEPUP_{name} is set but empty: give its value, "
+                              "or unset it to use keys/secrets.json in the data folder\n")
+    assert not (tmp_path / "keys").exists()
+
+
+def test_a_restore_with_the_pepper_but_not_the_encryption_keys_says_which_keys(tmp_path):
+    """The pepper given (STEPUP_PEPPER), keys/ not restored: the signing keys in the database
+    were sealed with an encryption key this node lacks. One line that names the setting and the
+    file, and nothing generated left behind for the next try to pick up."""
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(live), STEPUP_PEPPER=_pepper(1),
+                STEPUP_ISSUER="https://b.example").exit_code == 0
+    restored.mkdir()
+    for part in live.glob("stepup.db*"):
+        shutil.copy(part, restored / part.name)
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(restored), STEPUP_PEPPER=_pepper(1),
+                   STEPUP_ISSUER="https://b.example")
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("stepup: error: this database's signing keys do not open")
+    assert "STEPUP_ENCRYPTION_KEYS, else keys/secrets.json" in refused.output
+    assert not (restored / "keys" / "secrets.json").exists()
+    (restored / "keys").mkdir(exist_ok=True)
+    shutil.copy(live / "keys" / "secrets.json", restored / "keys" / "secrets.json")
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(restored), STEPUP_PEPPER=_pepper(1),
+                STEPUP_ISSUER="https://b.example").exit_code == 0
+
+
 def test_a_made_up_pepper_is_never_kept_for_a_database_with_accounts(tmp_path):
     """A database from before schema 0007 holds users and clients but no fingerprint: the first
     node with a pepper keeps it. One that has none (it would generate one) must not be that

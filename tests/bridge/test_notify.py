@@ -475,6 +475,10 @@ def test_a_lapsed_claim_is_taken_by_another_sender(notifying, receiver, clock):
     ("webhook_urls", "http://hooks.example\\@localhost/in", "an entry that is not a URL"),
     ("issuer", "https://" + "ü" * 64 + ".example", "STEPUP_ISSUER's host is not a valid"),
     ("notify_give_up", "3000", "STEPUP_NOTIFY_GIVE_UP must be between 3600 and 7776000"),
+    ("webhook_events", " , ", "STEPUP_WEBHOOK_EVENTS lists no event"),
+    # checked when set, not first when receivers are added months later
+    ("webhook_secret", "whsec_short", "STEPUP_WEBHOOK_SECRET is not valid base64"),
+    ("redis_url", "http://cache.example", "STEPUP_REDIS_URL must start with redis://"),
 ])
 def test_bad_notification_settings_stop_start_up_with_one_line(setting, value, message):
     config = {setting: value}
