@@ -8,7 +8,7 @@ from conftest import options
 from fake_keycloak import BASE, FakeKeycloak
 from keycloak import KeycloakAdmin
 
-from stepup_keycloak import InstallOptions, install
+from stepup_keycloak import InstallOptions, ProvisioningError, audit, install
 
 FORMS = "browser-stepup forms"
 
@@ -266,3 +266,77 @@ def test_copies_the_flow_the_realm_has_bound_not_the_stock_one(fake, admin, opts
     ]
     assert posts_to(fake, "/authentication/flows/browser/copy") == []
     assert fake.realm["attributes"]["stepup.previousBrowserFlow"] == "my-browser"
+
+
+def browser_findings(admin, opts) -> list[str]:
+    return [str(f) for f in audit(admin, opts) if f.door == "browser"]
+
+
+def source_flow(fake, alias: str, forms: list) -> None:
+    """A browser flow of the administrator's: Cookie, then ``forms`` (as fake_flows' specs),
+    ALTERNATIVE, and bound."""
+    flow = fake._add_flow(alias, top_level=True, built_in=False)
+    fake._seed(flow, [("auth-cookie", "ALTERNATIVE", None),
+                      (f"{alias} forms", "ALTERNATIVE", forms)])
+    fake.realm["browserFlow"] = alias
+
+
+class TestPasswordAmongAlternatives:
+    """In a (sub-)flow with a REQUIRED execution Keycloak skips the ALTERNATIVE ones: a step-up
+    put REQUIRED beside a password form that is one of several ways in would skip the password
+    (and the passkey) and let a username alone through to the bridge."""
+
+    def test_the_step_follows_the_sub_flow_that_holds_the_password_and_a_passkey(
+            self, fake, admin, opts):
+        source_flow(fake, "passkeys", [
+            ("auth-username-form", "REQUIRED", None),
+            ("passkeys auth", "REQUIRED", [
+                ("webauthn-authenticator-passwordless", "ALTERNATIVE", None),
+                ("auth-password-form", "ALTERNATIVE", None),
+            ]),
+        ])
+        install(admin, opts)
+
+        assert fake.layout("browser-stepup passkeys forms") == [
+            ("auth-username-form", "REQUIRED"), ("browser-stepup passkeys auth", "REQUIRED"),
+            ("stepup-bridge", "REQUIRED")]
+        assert fake.layout("browser-stepup passkeys auth") == [
+            ("webauthn-authenticator-passwordless", "ALTERNATIVE"),
+            ("auth-password-form", "ALTERNATIVE")]
+        assert fake.realm["browserFlow"] == "browser-stepup"
+        assert browser_findings(admin, opts) == []
+        install(admin, opts)  # again: nothing moves
+        assert [name for name, _ in fake.layout("browser-stepup passkeys forms")][-1] == (
+            "stepup-bridge")
+
+    def test_a_step_an_earlier_install_put_among_the_alternatives_is_moved_out(
+            self, fake, admin, opts):
+        source_flow(fake, "passkeys", [
+            ("auth-username-form", "REQUIRED", None),
+            ("passkeys auth", "REQUIRED", [
+                ("webauthn-authenticator-passwordless", "ALTERNATIVE", None),
+                ("auth-password-form", "ALTERNATIVE", None),
+            ]),
+        ])
+        install(admin, opts)
+        inner = fake.flow_by_alias("browser-stepup passkeys auth")
+        fake._add_execution(inner["id"], "REQUIRED", authenticator="stepup-bridge")
+        assert "before anything proves who the user is" in str(browser_findings(admin, opts))
+
+        install(admin, opts)
+        assert [n for n, _ in fake.layout("browser-stepup passkeys auth")] == [
+            "webauthn-authenticator-passwordless", "auth-password-form"]
+        assert browser_findings(admin, opts) == []
+
+    @pytest.mark.parametrize("forms", [
+        [("auth-username-password-form", "ALTERNATIVE", None),
+         ("auth-spnego", "ALTERNATIVE", None)],
+    ], ids=["password-or-kerberos"])
+    def test_no_sub_flow_holding_the_alternatives_stops_install_before_binding(
+            self, fake, admin, opts, forms):
+        source_flow(fake, "kerberos", forms)
+        with pytest.raises(ProvisioningError) as error:
+            install(admin, opts)
+        assert "the password form is one of several ALTERNATIVE ways in" in str(error.value)
+        assert fake.realm["browserFlow"] == "kerberos"  # the realm logs in as before
+        assert fake.execution_of("stepup-bridge") == []

@@ -23,9 +23,10 @@ Every door is reconciled to the requested state, from whatever layout an earlier
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from .audit import passes
+from .audit import early_steps, passes
 from .errors import ProvisioningError
 from .flows import Step, by_provider, by_subflow, find
 from .options import (
@@ -105,6 +106,12 @@ class Doors:
         self.steps.copy_flow(source, self.opts.flow)
         step = self._place_browser_step()
         self._configure(self.opts.flow, step, secret)
+        # Never bind a layout in which the step runs before anything proves who the user is:
+        # its REQUIRED would make Keycloak skip the password form beside it.
+        if early_steps(self.steps.steps(self.opts.flow)):
+            raise ProvisioningError(
+                f"flow {self.opts.flow!r} would run the step-up before the password form; "
+                "it was not bound (see docs/keycloak.md, 'Where the step sits')")
         self.steps.bind("browserFlow", self.opts.flow, PREVIOUS_FLOW_ATTRIBUTE)
         self._map_acr()
         self._point_overrides("browser", self.opts.flow)
@@ -134,14 +141,39 @@ class Doors:
             parent, slot = wrapper.parent, wrapper.position
         else:
             parent, slot = password.parent, password.position
-        if o.conditional_loa is None:
+        if o.conditional_loa is not None:
+            return self._loa_layout(flow, parent, slot, provider, wrapped)
+        if wrapped:
             return self._plain_layout(flow, parent, slot, provider, wrapped)
-        return self._loa_layout(flow, parent, slot, provider, wrapped)
+        anchor = self._anchor(flow, password)
+        after = by_provider(provider) if anchor is password else by_subflow(str(anchor.alias))
+        return self._plain_layout(flow, anchor.parent, anchor.position, provider, False, after)
+
+    def _anchor(self, flow: str, password: Step) -> Step:
+        """What the step-up goes right after: the password form, or else the nearest sub-flow
+        around it that runs as one step. In a (sub-)flow with a REQUIRED execution Keycloak
+        skips every ALTERNATIVE one, so the step-up must not join the password form where it
+        is one of several ways in (beside a passkey, Kerberos, a certificate): it follows the
+        sub-flow that holds them all."""
+        listing = self.steps.steps(flow)
+        holders = {str(s.alias): s for s in listing if s.is_subflow}
+        anchor = password
+        while anchor.requirement != "REQUIRED" or any(
+                s.parent == anchor.parent and s.requirement == "ALTERNATIVE" for s in listing):
+            if anchor.parent not in holders:
+                raise ProvisioningError(
+                    f"flow {flow!r}: the password form is one of several ALTERNATIVE ways in, "
+                    "and no REQUIRED sub-flow holds them all for the step-up to follow: put "
+                    "them in a sub-flow of their own, REQUIRED, and run install again")
+            anchor = holders[anchor.parent]
+        return anchor
 
     def _plain_layout(
-        self, flow: str, parent: str, slot: int, provider: str, wrapped: bool
+        self, flow: str, parent: str, slot: int, provider: str, wrapped: bool,
+        after: Callable[[Step], bool] | None = None,
     ) -> Step:
-        """The password form, then the step-up REQUIRED, both directly in ``parent``."""
+        """The password form (or ``after``: the sub-flow holding it and its alternatives),
+        then the step-up REQUIRED, both directly in ``parent``."""
         o, steps = self.opts, self.steps
         if wrapped:  # from the level layout: the password form back out of its sub-flow
             steps.ensure(flow, parent, by_provider(provider),
@@ -151,10 +183,10 @@ class Doors:
         if level is not None:
             steps.delete_execution(level)
         self._drop_stray_steps(flow, parent)
-        password = self._must_child(flow, by_provider(provider))
+        anchor = self._must_child(flow, after or by_provider(provider))
         return steps.ensure(flow, parent, is_stepup,
                             lambda: steps.add_execution(parent, AUTHENTICATOR_ID),
-                            "REQUIRED", password.position + 1)
+                            "REQUIRED", anchor.position + 1)
 
     def _loa_layout(
         self, flow: str, parent: str, slot: int, provider: str, wrapped: bool
