@@ -156,7 +156,8 @@ class FakeKeycloak(FakeAuthentication):
         return [c for c in self.calls if c[0] != "GET" and not c[1].endswith("/token")]
 
     def __call__(self, request: Any) -> Reply:
-        path = unquote(urlsplit(request.url).path)
+        raw_path = urlsplit(request.url).path  # routed as sent; each part decoded, as JAX-RS does
+        path = unquote(raw_path)
         raw = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
         body: Any = _parse(raw, request.headers.get("Content-Type", ""))
         self.calls.append((request.method, path, body))
@@ -169,9 +170,9 @@ class FakeKeycloak(FakeAuthentication):
             return reply(401, {"error": "HTTP 401 Unauthorized"})
         self.query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
         for method, pattern, handler in self.routes:
-            match = re.fullmatch(pattern, path)
+            match = re.fullmatch(pattern, raw_path)
             if method == request.method and match:
-                return handler(body, *match.groups())
+                return handler(body, *(unquote(part) for part in match.groups()))
         return reply(404, {"error": f"fake: no route for {request.method} {path}"})
 
     # -- token endpoint ------------------------------------------------------------------------

@@ -340,3 +340,13 @@ class TestPasswordAmongAlternatives:
         assert "the password form is one of several ALTERNATIVE ways in" in str(error.value)
         assert fake.realm["browserFlow"] == "kerberos"  # the realm logs in as before
         assert fake.execution_of("stepup-bridge") == []
+
+
+def test_a_flow_alias_with_url_characters_is_read_and_copied(fake, admin, opts):
+    """The admin console takes "/", "?" and "#" in an alias; python-keycloak puts aliases in
+    URL paths as they are, which asked Keycloak for another path (404)."""
+    source_flow(fake, "team/browser?v=2#1", [("auth-username-password-form", "REQUIRED", None)])
+    install(admin, opts)
+    assert fake.layout("browser-stepup team/browser?v=2#1 forms") == [
+        ("auth-username-password-form", "REQUIRED"), ("stepup-bridge", "REQUIRED")]
+    assert browser_findings(admin, opts) == []

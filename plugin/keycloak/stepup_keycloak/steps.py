@@ -230,7 +230,7 @@ class Steps:
             f"copy flow {source!r} to {target!r}",
             self.admin.copy_authentication_flow,
             {"newName": target},
-            source,
+            _in_path(source),
         )
 
     def create_flow(self, alias: str, description: str) -> None:
@@ -262,7 +262,7 @@ class Steps:
         listing = self.read(
             f"list the executions of flow {flow!r}",
             self.admin.get_authentication_flow_executions,
-            flow,
+            _in_path(flow),
         )
         return read_steps(flow, listing)
 
@@ -277,7 +277,7 @@ class Steps:
             f"add {provider!r} to flow {parent!r}",
             self.admin.create_authentication_flow_execution,
             {"provider": provider},
-            parent,
+            _in_path(parent),
         )
 
     def add_subflow(self, parent: str, alias: str, description: str) -> None:
@@ -285,7 +285,7 @@ class Steps:
             f"add sub-flow {alias!r} to flow {parent!r}",
             self.admin.create_authentication_flow_subflow,
             {"alias": alias, "type": "basic-flow", "description": description},
-            parent,
+            _in_path(parent),
         )
 
     def delete_execution(self, step: Step) -> None:
@@ -316,7 +316,7 @@ class Steps:
                 f"set {label!r} to {requirement}",
                 self.admin.update_authentication_flow_executions,
                 {**step.info, "requirement": requirement},
-                flow,
+                _in_path(flow),
             )
         if step.position != index:
             self.write(
@@ -373,3 +373,9 @@ class Steps:
                 existing["id"],
             )
         return str(existing["id"])
+
+
+def _in_path(alias: str) -> str:
+    """A flow alias as python-keycloak puts it in a URL path: it does not escape it, and the
+    admin console takes aliases with "/", "?" or "#" in them."""
+    return quote(alias, safe="")
