@@ -453,3 +453,21 @@ def test_jwt_authorization_grant_is_a_door_for_clients_that_trust_an_issuing_pro
     assert "client 'agent' takes JWTs signed by identity provider 'partner', 'signer'" in \
         finding.what
     assert "turn off JWT Authorization Grant for 'agent'" in finding.fix
+
+
+def test_a_second_step_added_by_hand_to_another_bridge_goes_on_the_next_install(fake, admin,
+                                                                               opts):
+    """The line says install again rewrites the step's config: for a second step beside the
+    first (another bridge's), install keeps one, with this bridge's config."""
+    install(admin, opts)
+    forms = fake.flow_by_alias(FORMS)["id"]
+    (ours,) = [e for e in fake.execution_of("stepup-bridge") if e["parent"] == forms]
+    other = dict(fake.configs[ours["config"]], id="other-config", alias="other bridge")
+    other["config"] = {**other["config"], "stepup.issuer": "https://test-bridge.example"}
+    fake.configs["other-config"] = other
+    fake._add_execution(forms, "REQUIRED", authenticator="stepup-bridge", config="other-config")
+    assert doors(audit(admin, opts)) == ["step config"]
+
+    install(admin, opts)
+    assert len([e for e in fake.execution_of("stepup-bridge") if e["parent"] == forms]) == 1
+    assert audit(admin, opts) == []

@@ -62,6 +62,21 @@ def test_install_fails_while_a_client_policy_selects_a_flow_without_the_step(fak
     assert narrowed.exit_code == 0, narrowed.output
 
 
+def test_install_fails_while_a_step_it_does_not_own_hands_off_elsewhere(fake, tmp_path):
+    """A client's own browser flow with a step to another bridge: install leaves the
+    administrator's flow as it is, and exits 2 with the line saying what to change."""
+    flow = fake._add_flow("deep", top_level=True, built_in=False)
+    fake._add_execution(flow["id"], "REQUIRED", authenticator="auth-username-password-form")
+    fake._add_execution(flow["id"], "REQUIRED", authenticator="stepup-bridge")  # no config
+    fake.add_client("rp-deep", authenticationFlowBindingOverrides={"browser": flow["id"]})
+
+    failed = install(tmp_path)
+    assert failed.exit_code == 2, failed.output
+    assert "OPEN  step config: Stepup Bridge MFA in 'deep' hands off to no bridge" in (
+        failed.stdout)
+    assert "installed, but the audit still finds step config open" in failed.stderr
+
+
 def test_install_on_a_fresh_realm_exits_0(fake, tmp_path):
     done = install(tmp_path)
     assert done.exit_code == 0, done.output

@@ -394,9 +394,14 @@ class Doors:
     # -- shared ------------------------------------------------------------------------------------
 
     def _drop_stray_steps(self, flow: str, keep_in: str) -> None:
-        """Delete step-up executions anywhere but directly in ``keep_in`` (a layout change)."""
+        """Delete step-up executions anywhere but directly in ``keep_in`` (a layout change),
+        and all but the first there (one added by hand, say to another bridge: the one kept
+        gets this bridge's config)."""
+        kept = False
         for step in find(self.steps.steps(flow), is_stepup):
-            if step.parent != keep_in:
+            if step.parent == keep_in and not kept:
+                kept = True
+            else:
                 self.steps.delete_execution(step)
 
     def _must_child(self, flow: str, match: Any) -> Step:
