@@ -361,8 +361,8 @@ class Challenge:
         out since the factor was checked.
         """
         if not saved:
-            raise ChallengeError(N_("Tick the box to confirm you have saved your new recovery "
-                                    "code. You cannot continue without it."))
+            raise ChallengeError(N_("Tick the box to confirm you have saved this recovery code. "
+                                    "You cannot continue without it."))
         reenroll = reenroll and self.offers_reenrollment(flow)
         now = self.clock()
         if flow.stage == ENROLL_SAVED:
