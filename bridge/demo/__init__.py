@@ -21,6 +21,9 @@ DEMO_USERS = {
     "u-1003": ("carol", "carol-demo"),
 }
 
+#: Sign-ins started and not yet back that the demo remembers.
+MAX_PENDING = 1000
+
 
 def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
                     public_url: str) -> Flask:
@@ -30,6 +33,9 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
     CSRFProtect(app)
     handoff = HandoffClient(bridge_issuer, client_id, client_secret=client_secret)
     callback = f"{public_url}/callback"
+    # Pending hand-offs stay on the server, as docs/handoff-client.md asks of an IdP: the
+    # cookie holds only a random key, and popping it here makes each one single use.
+    pending_handoffs: dict[str, dict] = {}
 
     @app.get("/")
     def home():
@@ -52,12 +58,15 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
                                    error=f"The step-up service refused the hand-off ({e.error})."
                                    ), 502
         session.clear()
-        session["pending"] = pending.to_dict()
+        session["pending"] = key = secrets.token_urlsafe(16)
+        pending_handoffs[key] = pending.to_dict()
+        while len(pending_handoffs) > MAX_PENDING:  # the oldest, abandoned sign-ins go first
+            pending_handoffs.pop(next(iter(pending_handoffs)))
         return redirect(pending.authorize_url, 303)
 
     @app.get("/callback")
     def finish():
-        data = session.pop("pending", None)
+        data = pending_handoffs.pop(session.pop("pending", ""), None)
         if data is None:
             return redirect(url_for("home"))
         try:

@@ -6,7 +6,10 @@ secret shown on the enrollment page. Screenshots of every page land in docs/scre
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import zlib
 
 import pytest
 
@@ -68,11 +71,24 @@ def click_twice_on_a_slow_network(page, button: str, posts_to: str) -> None:
     page.unroute(posts_to)
 
 
+def cookie_session(page, name: str) -> dict:
+    """What a Flask session cookie says (signed, not encrypted: anyone holding it reads it)."""
+    (value,) = [c["value"] for c in page.context.cookies() if c["name"] == name]
+    compressed, payload = value.startswith("."), value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return json.loads(zlib.decompress(raw) if compressed else raw)
+
+
 def test_enroll_totp_and_recovery_with_rotation(demo):
     demo, _ = demo
     with chromium_page() as page:
         sign_in(page, demo, "alice")
         page.wait_for_selector("#totp-secret", state="attached")
+        # The demo keeps the pending hand-off as docs/handoff-client.md asks: on the server,
+        # the cookie holding a key only (no state, nonce or PKCE verifier to read).
+        kept = cookie_session(page, "demo_idp")
+        assert list(kept) == ["pending"] and isinstance(kept["pending"], str), kept
+        assert "verifier" not in json.dumps(kept) and len(kept["pending"]) < 30
         assert page.locator("figure.qr svg").count() == 1
         page.click("summary")  # "Can't scan?" reveals the key
         screenshot(page, "01-enroll")
