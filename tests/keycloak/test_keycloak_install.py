@@ -340,6 +340,7 @@ class TestPasswordAmongAlternatives:
         assert "the password form is one of several ALTERNATIVE ways in" in str(error.value)
         assert fake.realm["browserFlow"] == "kerberos"  # the realm logs in as before
         assert fake.execution_of("stepup-bridge") == []
+        assert fake.flow_by_alias("browser-stepup") is None  # and has no unusable copy
 
 
 def test_a_flow_alias_with_url_characters_is_read_and_copied(fake, admin, opts):

@@ -103,15 +103,21 @@ class Doors:
     def install_browser(self, secret: str) -> Step:
         realm = self.steps.realm()
         source = self.opts.source_flow or realm.get("browserFlow") or DEFAULT_BROWSER_FLOW
+        new = self.steps.flow(self.opts.flow) is None
         self.steps.copy_flow(source, self.opts.flow)
-        step = self._place_browser_step()
-        self._configure(self.opts.flow, step, secret)
-        # Never bind a layout in which the step runs before anything proves who the user is:
-        # its REQUIRED would make Keycloak skip the password form beside it.
-        if early_steps(self.steps.steps(self.opts.flow)):
-            raise ProvisioningError(
-                f"flow {self.opts.flow!r} would run the step-up before the password form; "
-                "it was not bound (see docs/keycloak.md, 'Where the step sits')")
+        try:
+            step = self._place_browser_step()
+            self._configure(self.opts.flow, step, secret)
+            # Never bind a layout in which the step runs before anything proves who the user
+            # is: its REQUIRED would make Keycloak skip the password form beside it.
+            if early_steps(self.steps.steps(self.opts.flow)):
+                raise ProvisioningError(
+                    f"flow {self.opts.flow!r} would run the step-up before the password form; "
+                    "it was not bound (see docs/keycloak.md, 'Where the step sits')")
+        except ProvisioningError:
+            if new:  # a copy this run made and cannot use: nothing left behind
+                self.steps.delete_flow(self.opts.flow)
+            raise
         self.steps.bind("browserFlow", self.opts.flow, PREVIOUS_FLOW_ATTRIBUTE)
         self._map_acr()
         self._point_overrides("browser", self.opts.flow)
