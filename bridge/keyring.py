@@ -71,7 +71,12 @@ class Vault:
         return self.box.seal(plaintext, _CONTEXTS[column].format(key))
 
     def open(self, column: str, key: str, sealed: str) -> str:
-        return self.box.open(sealed, _CONTEXTS[column].format(key))
+        """The value, or a :class:`SecretBoxError` that names its row (whose TOTP secret, which
+        signing key: what the operator and the help desk must know), never the value."""
+        try:
+            return self.box.open(sealed, _CONTEXTS[column].format(key))
+        except SecretBoxError as e:
+            raise SecretBoxError(f"{_ROWS[column].format(key)}: {e}") from None
 
     def reseal(self, tx: Tx, column: str, key: str, sealed: str | None) -> int:
         """Re-seal one value under the active encryption key (compare-and-set); 1 if done."""
@@ -92,7 +97,7 @@ class Vault:
             try:
                 changed += self.reseal(tx, column, key, sealed)
             except SecretBoxError as e:
-                lost.append(_LOST[column].format(key) + f" ({e})")
+                lost.append(str(e))
 
         with store.begin() as tx:
             for row in tx.signing_keys():
@@ -113,8 +118,8 @@ class Vault:
         return changed, lost
 
 
-#: A value no key opens, for the operator (never the value).
-_LOST = {"sealed_jwk": "signing key {}", "totp_secret": "TOTP secret of user {!r}",
+#: Each sealed value's row in words, for the operator (never the value).
+_ROWS = {"sealed_jwk": "signing key {}", "totp_secret": "TOTP secret of user {!r}",
          "pending_secret": "setup in sign-in {}", "staged_code": "new recovery code in sign-in {}"}
 
 

@@ -335,8 +335,11 @@ def _unreadable(error: SecretBoxError):
     log.error("a sealed value cannot be opened: %s; see docs/operations.md, Key rotation", error)
     if for_programs(request.path):
         return server_error_json()
+    # A sign-in's own value is gone with it; a user's stored secret is not: their recovery
+    # code still works, so the page says so rather than "start again" for ever.
     return _message(_("This sign-in cannot continue"),
-                    _("Go back to your sign-in page and start again."), 400)
+                    _("Go back to your sign-in page and start again. If this happens again, "
+                      "use your recovery code instead, or contact your help desk."), 400)
 
 
 def _csrf_error(error: CSRFError):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import secrets
 
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from bridge import create_app
 from bridge.cli import main
 from bridge.factors import totp
+from bridge.secretbox import SecretBox
+from bridge.store import schema
 from tests.bridge.conftest import Actions, callback_params, register_idp, shown
 
 
@@ -56,6 +59,37 @@ def test_a_flow_sealed_with_a_removed_key_gets_a_400_page(tmp_path, clock):
     assert b"start again" in page.data
 
 
+def test_a_users_secret_sealed_with_a_removed_key_names_the_user_and_points_to_the_code(
+        tmp_path, clock, caplog):
+    """A key removed before one user's secret was re-sealed: their code can never be checked.
+    "Start again" alone would loop for ever; the page points to the recovery code, which still
+    works, and the log names whose secret it is (never the secret)."""
+    old, new = f"old:{new_key()}", f"new:{new_key()}"
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ENCRYPTION_KEYS": f"{new},{old}"}
+    app = create_app({"issuer": "https://b.example"}, environ=env, clock=clock)
+    register_idp(app)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    first, _ = act.enroll("stale")
+    box = SecretBox({"old": base64.urlsafe_b64decode(old.split(":")[1])}, "old")
+    with app.extensions["stepup"].store.engine.begin() as conn:  # left under the old key
+        conn.execute(sa.update(schema.users).where(schema.users.c.subject == "stale").values(
+            totp_secret=box.seal(first.secret, "totp:stale")))
+    env["STEPUP_ENCRYPTION_KEYS"] = new
+    act.client.application = create_app({"issuer": "https://b.example"}, environ=env,
+                                         clock=clock)
+    clock.advance(30)
+    again = act.start("stale")
+    again.secret = first.secret
+    page = act.post(again, "totp", otp=act.code_now(again))
+    assert page.status_code == 400
+    assert b"use your recovery code instead" in page.data
+    assert ("a sealed value cannot be opened: TOTP secret of user 'stale': no encryption key "
+            "with id 'old'") in caplog.text
+    assert first.secret not in caplog.text
+    again.last_page = act.client.get(f"{again.flow_url}/recovery").get_data(as_text=True)
+    assert act.post(again, "recovery", recovery_code=first.recovery_code).status_code == 303
+
+
 def test_signing_keys_sealed_with_a_key_this_node_lacks_fail_readiness_loudly(tmp_path, clock,
                                                                               caplog):
     """`stepup keys rotate` run with a new encryption key before every node has it: the node
@@ -74,8 +108,9 @@ def test_signing_keys_sealed_with_a_key_this_node_lacks_fail_readiness_loudly(tm
 
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.get_json()["checks"]["signing_keys"] == (
-        "unreadable (no encryption key with id 'new')")
+    checked = ready.get_json()["checks"]["signing_keys"]
+    assert checked.startswith("unreadable (signing key ")
+    assert checked.endswith(": no encryption key with id 'new')")
     jwks = client.get("/jwks")
     assert jwks.status_code == 500 and jwks.get_json()["error"] == "server_error"
     register_idp(lagging)
@@ -83,4 +118,5 @@ def test_signing_keys_sealed_with_a_key_this_node_lacks_fail_readiness_loudly(tm
     login, callback = act.enroll("during-the-mistake")  # the pages need no signing key
     token = act.redeem(callback_params(callback)["code"], login)
     assert token.status_code == 500 and token.get_json()["error"] == "server_error"
-    assert "a sealed value cannot be opened: no encryption key with id 'new'" in caplog.text
+    assert "a sealed value cannot be opened: signing key " in caplog.text
+    assert ": no encryption key with id 'new'; see docs/operations.md" in caplog.text

@@ -77,7 +77,7 @@ def test_a_secret_no_listed_key_opens_is_named_and_the_others_are_resealed(tmp_p
     result = CliRunner().invoke(main, ["keys", "rotate-encryption"], env=env)
     assert result.exit_code == 2
     assert "Re-encrypted 4 secret(s) under key 'new'" in result.stdout  # 2 users, 2 keys
-    assert "cannot open: TOTP secret of user 'lost-1' (no encryption key with id 'gone')" in (
+    assert "cannot open: TOTP secret of user 'lost-1': no encryption key with id 'gone'" in (
         result.stderr)
     assert "1 secret(s) no listed key opens" in result.stderr and "JBSWY3" not in result.output
     with app.extensions["stepup"].store.engine.connect() as conn:
