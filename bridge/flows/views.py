@@ -87,6 +87,15 @@ def _ip() -> str:
     return request.remote_addr or "unknown"
 
 
+@bp.get("/")
+def home():
+    """Whoever opens the bridge's own address (a shared link, the demo's banner) learns what it
+    is and where a sign-in starts, rather than "Page not found"."""
+    return render_template("message.html", title=_("Two-step verification"), text=_(
+        "This service checks the second step of your organisation's sign-in. There is nothing "
+        "to do here: a sign-in starts at your sign-in page."), done=True)
+
+
 @bp.get("/authorize")
 def authorize():
     """RFC 9126 §4: only a pushed request, by its ``request_uri``, can start a sign-in. The

@@ -306,3 +306,17 @@ def test_no_template_writes_text_outside_the_catalogue():
         assert not words, f"{path.name}: {words} not wrapped in _()"
     assert untranslated_words('<p>Hello {{ _("x") }}</p><b aria-label="Progress">'
                               ) == ["Hello", "Progress"]
+
+
+@pytest.mark.parametrize(("lang", "title"), [("en", "Two-step verification"),
+                                             ("ar", "التحقق بخطوتين")])
+def test_the_bridges_own_address_says_what_it_is_and_where_to_start(app, lang, title):
+    """Not "Page not found": a user who opens the bare address (the demo prints it) learns
+    what the service is, in their language, as news rather than an error."""
+    browser = app.test_client()
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = lang
+    page = browser.get("/")
+    assert page.status_code == 200
+    html_page = Page(page.get_data(as_text=True))
+    assert html_page.one("h1").text.strip() == title
+    assert html_page.all(role="status") and not html_page.all(role="alert")
