@@ -87,7 +87,7 @@ def _ip() -> str:
     return request.remote_addr or "unknown"
 
 
-@bp.get("/")
+@bp.get("/", strict_slashes=False)  # mounted under a path, its bare prefix: no redirect
 def home():
     """Whoever opens the bridge's own address (a shared link, the demo's banner) learns what it
     is and where a sign-in starts, rather than "Page not found"."""

@@ -62,8 +62,11 @@ def test_a_doubled_slash_is_no_redirect_to_the_hosts_name(client, path):
     """werkzeug would answer 308 to the merged path on the request's own Host (a browser
     re-sends a posted form, its code, there): no redirect, whatever the Host."""
     for method in (client.get, client.post):
-        response = method(path, headers={"Host": "evil.example"})
-        assert response.status_code == 404, (path, response.status_code)
+        # As a server passes it on: the test client would read "//authorize" as a host.
+        response = method(path, headers={"Host": "evil.example"},
+                          environ_overrides={"PATH_INFO": path})
+        # Refused where it is (404; "//authorize": the route, 400 for want of a request_uri).
+        assert response.status_code in (400, 404, 405), (path, response.status_code)
         assert "Location" not in response.headers
 
 

@@ -320,3 +320,11 @@ def test_the_bridges_own_address_says_what_it_is_and_where_to_start(app, lang, t
     html_page = Page(page.get_data(as_text=True))
     assert html_page.one("h1").text.strip() == title
     assert html_page.all(role="status") and not html_page.all(role="alert")
+
+
+def test_the_bare_prefix_of_a_mounted_bridge_is_the_same_page_not_a_redirect(app):
+    """Mounted under a path, its bare prefix reaches the app with an empty path: werkzeug would
+    answer 308 to the request's own Host; the page is shown instead."""
+    page = app.test_client().get("/", environ_overrides={"PATH_INFO": ""},
+                                  headers={"Host": "evil.example"})
+    assert page.status_code == 200 and "Location" not in page.headers
