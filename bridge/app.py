@@ -19,8 +19,7 @@ from .challenge import Challenge, Policy
 from .keyring import ServerSecrets, SigningKeys, load_checked_secrets
 from .logs import loggable_path
 from .notify.notme import NotMe
-from .secretbox import SecretBoxError
-from .settings import ConfigError, Settings, load_settings, stray_variables
+from .settings import Settings, load_settings, stray_variables
 from .store import Store, Tx, create_engine, migrate
 from .throttle import ClientAuthWindow, DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
@@ -80,20 +79,6 @@ class _Flask(Flask):
                           exc_info=exc_info)
 
 
-def _signing_keys(store: Store, secrets: ServerSecrets, settings: Settings,
-                  clock: Callable[[], float]) -> SigningKeys:
-    """The key ring, opened now: keys sealed with an encryption key this node lacks (a restore
-    without ``keys/``, a key removed too early) stop the start with what to do."""
-    try:
-        return SigningKeys(store, secrets.vault, settings.id_token_ttl, clock)
-    except SecretBoxError as e:
-        secrets.take_back()
-        raise ConfigError(
-            f"this database's signing keys do not open ({e}) with this node's encryption keys "
-            "(STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder): give it the "
-            "keys of the others, or restore keys/secrets.json with the database") from None
-
-
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
     # Imported here: it counts deliveries with prometheus_client, which must not be imported
     # before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR (see bridge.cli).
@@ -122,7 +107,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
         settings=settings,
         store=store,
         secrets=secrets,
-        signing_keys=_signing_keys(store, secrets, settings, clock),
+        signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
         challenge=Challenge(store, secrets, policy, limiter, clock),
         sender=Sender(store, settings, clock, link=not_me.link),
         not_me=not_me,

@@ -206,24 +206,42 @@ def load_checked_secrets(settings: Settings, store: Store, now: float) -> Server
         os.close(lock)  # and the lock with it
 
 
+def _check_sealed_keys(tx: Tx, secrets: ServerSecrets) -> None:
+    """Refuse encryption keys that do not open this database's signing keys (a restore
+    without ``keys/``, a key removed too early), taking back a secrets file made up just now:
+    nothing is kept of a start that cannot work, not even its pepper's fingerprint."""
+    try:
+        for row in tx.signing_keys():
+            secrets.vault.open("sealed_jwk", row["kid"], row["sealed_jwk"])
+    except SecretBoxError as e:
+        secrets.take_back()
+        raise ConfigError(
+            f"this database's signing keys do not open ({e}) with this node's encryption keys "
+            "(STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder): give it the "
+            "keys of the others, or restore keys/secrets.json with the database") from None
+
+
 def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:
     """Refuse a pepper other than the one this database's recovery codes and client secrets
     were made with (a restore without it, a shell without ``STEPUP_PEPPER``): every one of them
     would fail while the node looks healthy. The first pepper a database sees is kept, as an
     HMAC of a fixed text that reveals nothing of it; a pepper made up just now is never kept
-    for a database that holds users or clients already (one from before schema 0007), and a
-    refused process takes back the secrets file it generated."""
+    for a database that holds users or clients already (one from before schema 0007), nor by
+    a node whose encryption keys do not open the signing keys (checked first), and a refused
+    process takes back the secrets file it generated."""
     fingerprint = hmac.new(secrets.pepper, b"stepup-bridge pepper check",
                            hashlib.sha256).hexdigest()
     made_up = secrets.pepper_made_up
     with store.begin() as tx:
         kept = tx.secret_fingerprint("pepper")
         if kept is None and not (made_up and tx.holds_accounts()):
+            _check_sealed_keys(tx, secrets)  # a start that cannot work keeps no pepper
             if tx.keep_secret_fingerprint("pepper", fingerprint, now):
                 return
             kept = tx.secret_fingerprint("pepper")  # another node's, kept just now
-    if kept is not None and hmac.compare_digest(kept, fingerprint):
-        return
+        if kept is not None and hmac.compare_digest(kept, fingerprint):
+            _check_sealed_keys(tx, secrets)
+            return
     secrets.take_back()
     if kept is None:
         raise ConfigError(

@@ -214,8 +214,9 @@ def load_settings(
 
 
 #: STEPUP_ variables that are no setting but are read elsewhere (the config file's path, the
-#: CLI's client secret, the test suite's databases).
-_NOT_SETTINGS = frozenset({"STEPUP_CONFIG", "STEPUP_CLIENT_SECRET", "STEPUP_TEST_DATABASES"})
+#: CLI's client secret, the test suite's databases and browser).
+_NOT_SETTINGS = frozenset({"STEPUP_CONFIG", "STEPUP_CLIENT_SECRET", "STEPUP_TEST_DATABASES",
+                           "STEPUP_TEST_POSTGRES_URL", "STEPUP_CHROMIUM"})
 
 
 def stray_variables(environ: Mapping[str, str]) -> list[str]:
@@ -444,8 +445,8 @@ def webhook_keys(value: str) -> list[bytes]:
     name = "STEPUP_WEBHOOK_SECRET"
     given = value.replace(",", " ").split()
     if not given or not all(secret.startswith("whsec_") for secret in given):
-        raise ConfigError(f"{name} must be set to whsec_ + base64 of 24 to 64 random bytes "
-                          "when STEPUP_WEBHOOK_URLS is")
+        raise ConfigError(f"{name} must be whsec_ + base64 of 24 to 64 random bytes (it is "
+                          "needed once STEPUP_WEBHOOK_URLS is set)")
     keys = []
     for secret in given:
         try:

@@ -206,6 +206,26 @@ def test_a_restore_with_the_pepper_but_not_the_encryption_keys_says_which_keys(t
                 STEPUP_ISSUER="https://b.example").exit_code == 0
 
 
+def test_a_refused_start_keeps_no_pepper_of_its_own(tmp_path):
+    """A database with no pepper kept yet and no accounts (from before schema 0007, or after
+    the documented DELETE), restored without keys/: the start is refused for the signing keys
+    before its made-up pepper is kept, so restoring keys/ then works."""
+    live, restored = tmp_path / "live", tmp_path / "restored"
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(live)).exit_code == 0
+    restored.mkdir()
+    for part in live.glob("stepup.db*"):
+        shutil.copy(part, restored / part.name)
+    with create_engine(f"sqlite:///{restored / 'stepup.db'}").begin() as conn:
+        conn.execute(sa.delete(schema.secret_checks))
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(restored))
+    assert refused.exit_code == 2 and "signing keys do not open" in refused.output
+    with create_engine(f"sqlite:///{restored / 'stepup.db'}").connect() as conn:
+        assert conn.execute(sa.select(schema.secret_checks)).all() == []
+    (restored / "keys").mkdir(exist_ok=True)
+    shutil.copy(live / "keys" / "secrets.json", restored / "keys" / "secrets.json")
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(restored)).exit_code == 0
+
+
 def test_a_made_up_pepper_is_never_kept_for_a_database_with_accounts(tmp_path):
     """A database from before schema 0007 holds users and clients but no fingerprint: the first
     node with a pepper keeps it. One that has none (it would generate one) must not be that

@@ -503,7 +503,7 @@ def test_giving_up_before_the_longest_retry_wait_stops_start_up():
 
 
 def test_a_webhook_needs_a_whsec_secret_and_the_error_never_shows_it():
-    with pytest.raises(ConfigError, match="STEPUP_WEBHOOK_SECRET must be set"):
+    with pytest.raises(ConfigError, match="STEPUP_WEBHOOK_SECRET must be whsec_"):
         load_settings({}, {"webhook_urls": "https://hooks.example/in"})
     with pytest.raises(ConfigError, match="24 to 64 bytes") as error:
         load_settings({}, {"webhook_urls": "https://hooks.example/in",

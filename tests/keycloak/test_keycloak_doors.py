@@ -198,3 +198,19 @@ def test_client_overrides_without_the_step_are_pointed_at_ours_and_back(fake, ad
     assert app["authenticationFlowBindingOverrides"] == {
         "browser": browser_id, "direct_grant": grant_id}
     assert "stepup.previousOverride.browser" not in app["attributes"]
+
+
+def test_a_second_step_added_by_hand_to_the_post_broker_flow_goes(fake, admin, opts):
+    """As in the browser copy: install keeps one step in its own flow, with this bridge's
+    config, so the step config line it printed goes away."""
+    install(admin, opts)
+    broker = fake.flow_by_alias(BROKER)["id"]
+    (ours,) = [e for e in fake.execution_of("stepup-bridge") if e["parent"] == broker]
+    fake.configs["stray"] = dict(fake.configs[ours["config"]], id="stray", alias="stray", config={
+        **fake.configs[ours["config"]]["config"], "stepup.issuer": "https://old.example"})
+    fake._add_execution(broker, "REQUIRED", authenticator="stepup-bridge", config="stray")
+
+    install(admin, opts)
+    steps = [e for e in fake.execution_of("stepup-bridge") if e["parent"] == broker]
+    assert len(steps) == 1
+    assert fake.configs[steps[0]["config"]]["config"]["stepup.issuer"] == opts.bridge_issuer

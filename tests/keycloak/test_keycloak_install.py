@@ -328,6 +328,56 @@ class TestPasswordAmongAlternatives:
             "webauthn-authenticator-passwordless", "auth-password-form"]
         assert browser_findings(admin, opts) == []
 
+    def test_an_alternative_keycloak_skips_beside_a_required_password_changes_nothing(
+            self, fake, admin, opts):
+        """Beside a REQUIRED password form Keycloak skips an ALTERNATIVE OTP form: the step
+        goes after the password as always (not refused)."""
+        source_flow(fake, "otp-alt", [("auth-username-password-form", "REQUIRED", None),
+                                      ("auth-otp-form", "ALTERNATIVE", None)])
+        install(admin, opts)
+        assert fake.layout("browser-stepup otp-alt forms") == [
+            ("auth-username-password-form", "REQUIRED"), ("stepup-bridge", "REQUIRED"),
+            ("auth-otp-form", "ALTERNATIVE")]
+        assert browser_findings(admin, opts) == []
+
+    def test_a_disabled_password_form_is_passed_over_for_the_one_in_use(self, fake, admin,
+                                                                        opts):
+        """Identity-first: the combined form switched off, a Username Form and a Password
+        Form in its place."""
+        source_flow(fake, "identity-first", [
+            ("auth-username-password-form", "DISABLED", None),
+            ("auth-username-form", "REQUIRED", None),
+            ("auth-password-form", "REQUIRED", None)])
+        install(admin, opts)
+        assert [n for n, _ in fake.layout("browser-stepup identity-first forms")] == [
+            "auth-username-password-form", "auth-username-form", "auth-password-form",
+            "stepup-bridge"]
+        assert browser_findings(admin, opts) == []
+
+    def test_a_layout_whose_step_would_come_before_a_first_factor_is_never_bound(
+            self, fake, admin, opts):
+        """A username alone as one of the ways in beside the password: after their sub-flow
+        the step would follow a way that proves nobody. Refused; the realm as it was."""
+        source_flow(fake, "username-or-password", [
+            ("username-or-password choice", "REQUIRED", [
+                ("auth-username-form", "ALTERNATIVE", None),
+                ("auth-password-form", "ALTERNATIVE", None)])])
+        with pytest.raises(ProvisioningError) as error:
+            install(admin, opts)
+        assert "would run the step-up before the password form; it was not bound" in str(
+            error.value)
+        assert "(nothing was changed)" in str(error.value)
+        assert fake.realm["browserFlow"] == "username-or-password"
+        assert fake.flow_by_alias("browser-stepup") is None
+
+    def test_a_flow_without_a_password_form_is_refused_naming_it(self, fake, admin, opts):
+        source_flow(fake, "certificates", [("auth-username-form", "REQUIRED", None)])
+        with pytest.raises(ProvisioningError) as error:
+            install(admin, opts)
+        assert str(error.value).startswith("flow 'certificates' has no password form")
+        assert "(nothing was changed)" in str(error.value)
+        assert fake.flow_by_alias("browser-stepup") is None
+
     @pytest.mark.parametrize("forms", [
         [("auth-username-password-form", "ALTERNATIVE", None),
          ("auth-spnego", "ALTERNATIVE", None)],
@@ -347,6 +397,7 @@ def test_a_flow_alias_with_url_characters_is_read_and_copied(fake, admin, opts):
     """The admin console takes "/", "?" and "#" in an alias; python-keycloak puts aliases in
     URL paths as they are, which asked Keycloak for another path (404)."""
     source_flow(fake, "team/browser?v=2#1", [("auth-username-password-form", "REQUIRED", None)])
+    assert browser_findings(admin, opts) != []  # audited before install too
     install(admin, opts)
     assert fake.layout("browser-stepup team/browser?v=2#1 forms") == [
         ("auth-username-password-form", "REQUIRED"), ("stepup-bridge", "REQUIRED")]

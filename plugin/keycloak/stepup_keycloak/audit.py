@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .flows import Step, read_steps
+from .flows import Step
 from .options import AUTHENTICATOR_ID, CONFIG_ISSUER, LOA_CONDITION_ID
 from .steps import Steps
 
@@ -90,9 +90,7 @@ def audit(steps: Steps) -> list[Finding]:
 
     def listing(alias: str) -> list[Step]:
         if alias not in listings:
-            listings[alias] = read_steps(alias, steps.read(
-                f"list the executions of flow {alias!r}",
-                steps.admin.get_authentication_flow_executions, alias))
+            listings[alias] = steps.steps(alias)
         return listings[alias]
 
     def verdict(alias: str | None) -> Verdict:

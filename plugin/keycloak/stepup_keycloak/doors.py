@@ -104,19 +104,23 @@ class Doors:
         realm = self.steps.realm()
         source = self.opts.source_flow or realm.get("browserFlow") or DEFAULT_BROWSER_FLOW
         new = self.steps.flow(self.opts.flow) is None
+        journal = len(self.steps.done)
         self.steps.copy_flow(source, self.opts.flow)
         try:
-            step = self._place_browser_step()
+            step = self._place_browser_step(source if new else self.opts.flow)
             self._configure(self.opts.flow, step, secret)
             # Never bind a layout in which the step runs before anything proves who the user
             # is: its REQUIRED would make Keycloak skip the password form beside it.
             if early_steps(self.steps.steps(self.opts.flow)):
                 raise ProvisioningError(
-                    f"flow {self.opts.flow!r} would run the step-up before the password form; "
-                    "it was not bound (see docs/keycloak.md, 'Where the step sits')")
+                    f"flow {self.opts.flow!r} would run the step-up before the password form"
+                    + ("; it was not bound" if new else ", and it is bound already: move the "
+                       "step after the password form, or run `stepup keycloak uninstall`")
+                    + " (see docs/keycloak.md, 'Where the step sits')")
         except ProvisioningError:
-            if new:  # a copy this run made and cannot use: nothing left behind
+            if new:  # a copy this run made and cannot use: gone again, nothing changed here
                 self.steps.delete_flow(self.opts.flow)
+                del self.steps.done[journal:]
             raise
         self.steps.bind("browserFlow", self.opts.flow, PREVIOUS_FLOW_ATTRIBUTE)
         self._map_acr()
@@ -131,13 +135,16 @@ class Doors:
         self.steps.delete_flow(self.opts.flow)
         self._unmap_acr()
 
-    def _place_browser_step(self) -> Step:
-        """Reconcile the browser copy to the requested layout; return the step-up execution."""
+    def _place_browser_step(self, shape: str) -> Step:
+        """Reconcile the browser copy to the requested layout; return the step-up execution.
+        ``shape``: the flow an administrator would change when the layout is refused (the
+        source of a new copy, or the copy itself)."""
         flow, o = self.opts.flow, self.opts
-        password = next((s for s in self.steps.steps(flow) if s.provider in PASSWORD_FORMS), None)
+        password = next((s for s in self.steps.steps(flow) if s.provider in PASSWORD_FORMS
+                         and s.requirement != "DISABLED"), None)
         if password is None:
             raise ProvisioningError(
-                f"flow {flow!r} has no password form ({', '.join(PASSWORD_FORMS)}) "
+                f"flow {shape!r} has no password form ({', '.join(PASSWORD_FORMS)}) "
                 "to put the step-up after"
             )
         provider = str(password.provider)
@@ -151,24 +158,22 @@ class Doors:
             return self._loa_layout(flow, parent, slot, provider, wrapped)
         if wrapped:
             return self._plain_layout(flow, parent, slot, provider, wrapped)
-        anchor = self._anchor(flow, password)
+        anchor = self._anchor(flow, password, shape)
         after = by_provider(provider) if anchor is password else by_subflow(str(anchor.alias))
         return self._plain_layout(flow, anchor.parent, anchor.position, provider, False, after)
 
-    def _anchor(self, flow: str, password: Step) -> Step:
-        """What the step-up goes right after: the password form, or else the nearest sub-flow
-        around it that runs as one step. In a (sub-)flow with a REQUIRED execution Keycloak
-        skips every ALTERNATIVE one, so the step-up must not join the password form where it
-        is one of several ways in (beside a passkey, Kerberos, a certificate): it follows the
-        sub-flow that holds them all."""
-        listing = self.steps.steps(flow)
-        holders = {str(s.alias): s for s in listing if s.is_subflow}
+    def _anchor(self, flow: str, password: Step, shape: str) -> Step:
+        """What the step-up goes right after: the password form when it is REQUIRED, or else
+        the nearest REQUIRED sub-flow around it. In a (sub-)flow with a REQUIRED execution
+        Keycloak skips every ALTERNATIVE one, so the step-up must not join a password form
+        that is one of several ways in (beside a passkey, Kerberos, a certificate): it would
+        skip them all. It follows the sub-flow that holds them."""
+        holders = {str(s.alias): s for s in self.steps.steps(flow) if s.is_subflow}
         anchor = password
-        while anchor.requirement != "REQUIRED" or any(
-                s.parent == anchor.parent and s.requirement == "ALTERNATIVE" for s in listing):
+        while anchor.requirement != "REQUIRED":
             if anchor.parent not in holders:
                 raise ProvisioningError(
-                    f"flow {flow!r}: the password form is one of several ALTERNATIVE ways in, "
+                    f"flow {shape!r}: the password form is one of several ALTERNATIVE ways in, "
                     "and no REQUIRED sub-flow holds them all for the step-up to follow: put "
                     "them in a sub-flow of their own, REQUIRED, and run install again")
             anchor = holders[anchor.parent]
@@ -363,6 +368,7 @@ class Doors:
         """The step-up as post login flow of every identity provider; their aliases."""
         steps, flow = self.steps, self.opts.broker_flow
         steps.create_flow(flow, "Stepup Bridge after an external identity provider")
+        self._drop_stray_steps(flow, flow)
         step = steps.ensure(flow, flow, is_stepup,
                             lambda: steps.add_execution(flow, AUTHENTICATOR_ID), "REQUIRED", 0)
         self._configure(flow, step, secret)
