@@ -12,7 +12,7 @@ import pytest
 from handoff_fakes import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, discovery_document
 from local_servers import DripServer
 
-from stepup_handoff import DiscoveryError, HandoffClient
+from stepup_handoff import DiscoveryError, HandoffClient, deadline
 
 DISCOVERY = "/.well-known/openid-configuration"
 
@@ -166,3 +166,37 @@ class TestSlowResolver:
         assert slow_localhost.wait(10)
         time.sleep(0.5)  # what the left-behind exchange would send, it would send by now
         assert local_bridge.requests == []
+
+
+class TestLeftBehind:
+    """Only exchanges whose callers gave up (a resolver that never answers, say) count
+    towards the limit; any number in time run at once, as a busy IdP's threads need."""
+
+    def test_many_exchanges_in_time_run_at_once(self):
+        many = deadline.LEFT_BEHIND + 8
+        with ThreadPoolExecutor(many) as pool:
+            results = list(pool.map(
+                lambda n: deadline.Deadline(5).run(lambda: time.sleep(0.3) or n), range(many)))
+        assert results == list(range(many))
+
+    def test_only_exchanges_left_behind_stop_new_ones_and_only_while_they_wait(self):
+        release = threading.Event()
+        with ThreadPoolExecutor(deadline.LEFT_BEHIND) as pool:
+            given_up = list(pool.map(lambda _: _overrun(release), range(deadline.LEFT_BEHIND)))
+        assert all(given_up)
+        with pytest.raises(deadline.Overrun, match="earlier exchanges still wait"):
+            deadline.Deadline(5).run(lambda: "unstarted")
+        release.set()
+        for _ in range(100):  # the left-behind threads end now
+            if deadline._Behind.count == 0:
+                break
+            time.sleep(0.02)
+        assert deadline.Deadline(5).run(lambda: "started") == "started"
+
+
+def _overrun(release: threading.Event) -> bool:
+    try:
+        deadline.Deadline(0.05).run(lambda: release.wait(30))
+    except deadline.Overrun:
+        return True
+    return False

@@ -109,6 +109,12 @@ class TestPushRefused:
         assert caught.value.error == "http_307"
 
 
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e10, True, "5"])
+def test_a_timeout_that_is_no_bound_is_refused_at_once(timeout):
+    with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
+        HandoffClient(ISSUER, CLIENT_ID, client_secret=CLIENT_SECRET, timeout=timeout)
+
+
 class TestTokenRefused:
     def test_oauth_error_code_surfaced(self, client, bridge, handoff):
         pending, callback = handoff()
@@ -121,6 +127,21 @@ class TestTokenRefused:
             client.finish(pending, callback)
         assert caught.value.error == "invalid_grant"
         assert "already used" in caught.value.description
+
+    def test_what_the_request_sent_is_cut_out_of_a_quoted_description(self, client, bridge,
+                                                                       handoff):
+        """The message goes to the IdP's logs: a server that quotes the code, the verifier or
+        the client secret back does not get them there."""
+        pending, callback = handoff()
+        code = callback["code"]
+        bridge.token_reply = (400, {"error": "invalid_grant", "error_description": (
+            f"code {code} with verifier {pending.code_verifier} for {CLIENT_SECRET}")})
+
+        with pytest.raises(TokenError) as caught:
+            client.finish(pending, callback)
+        said = str(caught.value)
+        assert code not in said and pending.code_verifier not in said
+        assert CLIENT_SECRET not in said and said.count("[…]") == 3
 
     def test_response_without_id_token(self, client, bridge, handoff):
         pending, callback = handoff()

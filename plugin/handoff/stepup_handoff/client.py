@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NoReturn
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import requests
 from joserfc.jwk import Key
+from requests.auth import HTTPBasicAuth
 
 from .assertion import JwksCache, StepupResult, verify_id_token
 from .cached import Cached
@@ -38,6 +39,8 @@ from .errors import (
 )
 from .http_json import exchange
 
+#: The longest ``timeout``: a user at a login screen waits no longer for one answer.
+MAX_TIMEOUT = 600
 #: Seconds the discovery document is trusted before it is fetched again.
 METADATA_MAX_AGE = 3600.0
 #: Largest answer read from the PAR and token endpoints, and the largest JWKS, in bytes.
@@ -135,8 +138,9 @@ class HandoffClient:
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_issuer(issuer)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError("timeout must be a positive number of seconds")
+        if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                or not 0 < timeout <= MAX_TIMEOUT):  # NaN fails too; inf would overflow timers
+            raise ValueError(f"timeout must be a number of seconds above 0, at most {MAX_TIMEOUT}")
         self.issuer = issuer
         self.client_id = client_id
         self._auth = ClientAuth(
@@ -333,7 +337,10 @@ class HandoffClient:
             auth=auth,
         )
         if status != expect:
-            _raise_endpoint_error(status, body, failure)
+            sent = [*params.values(), *extra.values()]
+            if isinstance(auth, HTTPBasicAuth):
+                sent += [auth.password, unquote(auth.password)]
+            _raise_endpoint_error(status, body, failure, sent)
         if body is None:
             raise failure("response is not a JSON object", error="invalid_response")
         return body
@@ -347,13 +354,19 @@ def _space_list(value: str | Sequence[str] | None) -> str | None:
 
 
 def _raise_endpoint_error(
-    status: int, body: Mapping[str, Any] | None, failure: type[HandoffError]
+    status: int, body: Mapping[str, Any] | None, failure: type[HandoffError], sent: list[str]
 ) -> NoReturn:
-    """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``; no request data echoed."""
+    """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``. What the request sent
+    (the code, the verifier, a client secret or assertion) is cut out of the description, should
+    the server quote it: the message goes to the IdP's logs."""
     body = body or {}
     code = error_code(body.get("error"), f"http_{status}")
-    description = clip(body.get("error_description")) or f"HTTP {status}"
-    raise failure(description, error=code)
+    description = body.get("error_description")
+    if isinstance(description, str):
+        for value in sorted((v for v in sent if isinstance(v, str) and len(v) >= 6),
+                            key=len, reverse=True):
+            description = description.replace(value, "[…]")
+    raise failure(clip(description) or f"HTTP {status}", error=code)
 
 
 def _raise_error_response(params: Mapping[str, str]) -> None:

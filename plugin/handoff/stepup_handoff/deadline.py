@@ -37,8 +37,15 @@ T = TypeVar("T")
 GRACE = 1.0
 #: Exchanges left behind in a process and still waiting (for a resolver that never answers,
 #: say) before :meth:`Deadline.run` starts no more: threads must not pile up for ever.
+#: Exchanges in time do not count: a busy server runs as many at once as it has threads.
 LEFT_BEHIND = 16
-_running = threading.BoundedSemaphore(LEFT_BEHIND)
+
+
+class _Behind:
+    """How many exchanges their callers gave up on are still running, process-wide."""
+
+    lock = threading.Lock()
+    count = 0
 
 
 class Overrun(TimeoutError):
@@ -86,9 +93,11 @@ class Deadline:
         for the resolver is left behind, and the connection it opens afterwards is shut down
         at once (:meth:`watch`), so nothing is sent late. At most :data:`LEFT_BEHIND` wait at
         once; beyond them an exchange fails at once, unstarted."""
-        if not _running.acquire(blocking=False):
-            raise Overrun(f"not started: {LEFT_BEHIND} earlier exchanges still wait")
+        with _Behind.lock:
+            if _Behind.count >= LEFT_BEHIND:
+                raise Overrun(f"not started: {LEFT_BEHIND} earlier exchanges still wait")
         done: Future[T] = Future()
+        state = {"over": False, "left": False}  # ended; given up on by its caller
 
         def target() -> None:
             _current.deadline = self  # the bounded session's connections find it here
@@ -97,11 +106,17 @@ class Deadline:
             except BaseException as error:  # handed to the caller, whatever it is
                 done.set_exception(error)
             finally:
-                _running.release()
+                with _Behind.lock:
+                    state["over"] = True
+                    _Behind.count -= state["left"]
 
         threading.Thread(target=target, name="stepup-exchange", daemon=True).start()
         if not wait([done], timeout=self.left(float("inf")) + GRACE).done:
             self._expire()
+            with _Behind.lock:
+                if not state["over"]:
+                    state["left"] = True
+                    _Behind.count += 1
             raise Overrun(f"not done within {self.seconds:g} s")
         return done.result()
 
