@@ -160,6 +160,20 @@ class TestTokenRefused:
         assert caught.value.error == "http_401"
 
 
+@pytest.mark.parametrize("callback", [None, "code=x&state=y", {"code": ["x"], "state": ["y"]}])
+def test_a_callback_that_is_no_string_mapping_is_a_callers_mistake(client, handoff, callback):
+    """parse_qs' lists once read as a state mismatch (an attack), None as an AttributeError."""
+    pending, _ = handoff()
+    with pytest.raises(TypeError, match="callback_params must map each name to one string"):
+        client.finish(pending, callback)
+
+
+def test_dir_and_help_list_the_public_names():
+    import stepup_handoff
+
+    assert {"HandoffClient", "PendingHandoff", "HandoffError"} <= set(dir(stepup_handoff))
+
+
 class TestTransportSecurity:
     """RFC 6749 §2.3.1, §3.1, §3.2 and RFC 8414 §2: credentials, codes and verifiers only
     over TLS; plain http only to this machine, for tests and demos."""
@@ -174,6 +188,9 @@ class TestTransportSecurity:
             "bridge.example",
             "https://bridge.example?tenant=1",
             "https://bridge.example#top",
+            "https://bridge.example#",
+            "https://bridge.example?",
+            "https://user:pw@bridge.example",
             "https://",
         ],
     )

@@ -49,3 +49,8 @@ def __getattr__(name: str) -> Any:
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(_HOMES[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    """The public names too, for ``dir()`` and ``help()`` (they load on first use)."""
+    return sorted({*globals(), *__all__})

@@ -245,7 +245,13 @@ class HandoffClient:
     # -- finish: callback, code redemption, id_token ------------------------------------------
 
     def finish(self, pending: PendingHandoff, callback_params: Mapping[str, str]) -> StepupResult:
-        """Check the callback, redeem the code and return the verified step-up."""
+        """Check the callback, redeem the code and return the verified step-up.
+        ``callback_params``: the callback's query as one string per name (Flask's
+        ``request.args``, ``dict(parse_qsl(query))``), not ``parse_qs``' lists."""
+        if not isinstance(callback_params, Mapping) or not all(
+                isinstance(v, str) for v in callback_params.values()):
+            raise TypeError("callback_params must map each name to one string "
+                            "(request.args, or dict(parse_qsl(query)))")
         self._check_bridge(pending)
         self._check_state(pending, callback_params)
         self._check_iss(callback_params)

@@ -75,8 +75,11 @@ def check_issuer(issuer: object) -> None:
     only to this machine, for tests and demos. Raises ``ValueError``."""
     if not isinstance(issuer, str) or not secure_url(issuer, loopback_http=True):
         raise ValueError("issuer must be an https URL (http only for 127.0.0.1, ::1, localhost)")
-    if urlsplit(issuer).query:
+    parts = urlsplit(issuer)
+    if parts.query or "#" in issuer or "?" in issuer:  # an empty one too: "https://b.example#"
         raise ValueError("issuer must have no query or fragment")
+    if "@" in parts.netloc:
+        raise ValueError("issuer must have no user name or password")
 
 
 def discover(
