@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flask import Flask, Response, render_template, request
+from flask import Flask, Response, g, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
@@ -97,10 +97,14 @@ def init_app(app: Flask) -> None:
     def form_keys() -> Markup:
         """The hidden fields of every form: its CSRF token, and the language of the page, so
         that a post the sign-in no longer knows (the page expired, the sign-in ended) is
-        answered in the language the user was reading, not the browser's."""
-        return Markup('<input type="hidden" name="csrf_token" value="%s">'
-                      '<input type="hidden" name="lang" value="%s">') % (
-            generate_csrf(), get_locale().language)
+        answered in the language the user was reading, not the browser's. The same for every
+        form of a page: made once."""
+        if (keys := g.get("stepup_form_keys")) is None:
+            keys = g.stepup_form_keys = Markup(
+                '<input type="hidden" name="csrf_token" value="%s">'
+                '<input type="hidden" name="lang" value="%s">') % (
+                generate_csrf(), get_locale().language)
+        return keys
 
 
 def for_programs(path: str) -> bool:
