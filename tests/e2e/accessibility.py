@@ -170,6 +170,8 @@ def walk(bridge: Bridge, page, lang: str, visit: Callable[[str], None]) -> None:
     visit("expired-link")
     page.goto(f"{bridge.url}/flow/no-such-flow")
     visit("not-found")
+    page.goto(f"{bridge.url}/")
+    visit("home")
 
 
 # -- what "visible" means for the checks -------------------------------------------------------

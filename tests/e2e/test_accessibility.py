@@ -36,10 +36,10 @@ pytestmark = pytest.mark.e2e
 #: Pages photographed for docs/screenshots (language -> states), light and dark.
 SCREENSHOTS = {"en": ("enroll", "totp-wrong-clock", "new-recovery-code", "locked"),
                "de": ("enroll", "totp-wrong-clock", "new-recovery-code"),
-               "ar": ("enroll", "totp-wrong-clock", "new-recovery-code", "locked")}
+               "ar": ("enroll", "totp-wrong-clock", "new-recovery-code", "locked", "home")}
 DARK_SCREENSHOTS = {"en": ("enroll", "totp-wrong-code", "new-recovery-code"),
                     "ar": ("totp-wrong-clock",)}
-STATES = 15
+STATES = 16
 
 
 @pytest.fixture(scope="module")
