@@ -281,6 +281,16 @@ def source_flow(fake, alias: str, forms: list) -> None:
     fake.realm["browserFlow"] = alias
 
 
+#: Username, then a passkey or the password, in a REQUIRED sub-flow of their own.
+PASSKEY_OR_PASSWORD = [
+    ("auth-username-form", "REQUIRED", None),
+    ("passkeys auth", "REQUIRED", [
+        ("webauthn-authenticator-passwordless", "ALTERNATIVE", None),
+        ("auth-password-form", "ALTERNATIVE", None),
+    ]),
+]
+
+
 class TestPasswordAmongAlternatives:
     """In a (sub-)flow with a REQUIRED execution Keycloak skips the ALTERNATIVE ones: a step-up
     put REQUIRED beside a password form that is one of several ways in would skip the password
@@ -288,13 +298,7 @@ class TestPasswordAmongAlternatives:
 
     def test_the_step_follows_the_sub_flow_that_holds_the_password_and_a_passkey(
             self, fake, admin, opts):
-        source_flow(fake, "passkeys", [
-            ("auth-username-form", "REQUIRED", None),
-            ("passkeys auth", "REQUIRED", [
-                ("webauthn-authenticator-passwordless", "ALTERNATIVE", None),
-                ("auth-password-form", "ALTERNATIVE", None),
-            ]),
-        ])
+        source_flow(fake, "passkeys", PASSKEY_OR_PASSWORD)
         install(admin, opts)
 
         assert fake.layout("browser-stepup passkeys forms") == [
@@ -311,13 +315,7 @@ class TestPasswordAmongAlternatives:
 
     def test_a_step_an_earlier_install_put_among_the_alternatives_is_moved_out(
             self, fake, admin, opts):
-        source_flow(fake, "passkeys", [
-            ("auth-username-form", "REQUIRED", None),
-            ("passkeys auth", "REQUIRED", [
-                ("webauthn-authenticator-passwordless", "ALTERNATIVE", None),
-                ("auth-password-form", "ALTERNATIVE", None),
-            ]),
-        ])
+        source_flow(fake, "passkeys", PASSKEY_OR_PASSWORD)
         install(admin, opts)
         inner = fake.flow_by_alias("browser-stepup passkeys auth")
         fake._add_execution(inner["id"], "REQUIRED", authenticator="stepup-bridge")
