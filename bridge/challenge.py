@@ -103,6 +103,9 @@ class WrongCode(ChallengeError):
     #: in a new authenticator's setup, before the setup ends (``ends_setup``).
     tries_left: int | None = None
     ends_setup: bool = False
+    #: Seconds before the next try is looked at (the growing delay), when there is one: said
+    #: now, so the next try is not refused unannounced.
+    wait: int = 0
 
 
 class TooSoon(ChallengeError):
@@ -564,6 +567,7 @@ class Challenge:
             tx.audit("failure_burst", now, subject=flow.subject, client_id=flow.client_id,
                      ip=ip, failures=failures)
         if failures < self.policy.lockout_limit:
+            wrong.wait = delay_after(failures)
             return self._counted_down(wrong, failures)
         tx.lock_sign_ins(flow.subject, LOCKED)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)

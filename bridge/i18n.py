@@ -138,6 +138,9 @@ def error_text(error: ChallengeError) -> str:
             parts = [plural_text(error.msgid, error.plural, error.count, **params)]
         else:
             parts = [gettext(error.msgid, **params)]
+    if isinstance(error, WrongCode) and error.wait:
+        parts.append(plural_text("Wait %(num)s second before the next try.",
+                                 "Wait %(num)s seconds before the next try.", error.wait))
     if isinstance(error, WrongCode) and error.tries_left:
         if error.ends_setup:
             parts.append(plural_text(

@@ -152,10 +152,13 @@ def test_the_last_tries_before_the_lock_are_counted_down(make_act, clock):
         assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 400
         said.append(unescape(alert(login.last_page)))
     assert said[:2] == ["That code didn't work. Check your authenticator app and try again."] * 2
+    # From the fourth failure on the next try waits (throttle.delay_after): said at once.
     assert said[2:] == [
-        "That code didn't work. Check your authenticator app and try again. "
+        f"That code didn't work. Check your authenticator app and try again. {wait}"
         f"You have {left} before two-step sign-in is locked."
-        for left in ("3 more tries", "2 more tries", "1 more try")]
+        for wait, left in (("", "3 more tries"),
+                           ("Wait 2 seconds before the next try. ", "2 more tries"),
+                           ("Wait 4 seconds before the next try. ", "1 more try"))]
     clock.advance(60)
     assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 403
     assert user(act, "fay").locked_at is not None

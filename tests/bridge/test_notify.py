@@ -752,35 +752,6 @@ def test_a_resolver_slower_than_the_timeout_does_not_hold_the_sender(make_act, m
     assert smtp.messages == [] and receiver.received == []
 
 
-def test_exchanges_left_behind_are_capped(monkeypatch):
-    """Threads left waiting on a resolver that never answers must not pile up: past
-    LEFT_BEHIND of them, an exchange fails at once and is not started."""
-    from stepup_handoff import deadline as module
-
-    monkeypatch.setattr(module, "GRACE", 0.0)
-    monkeypatch.setattr(module, "LEFT_BEHIND", 2)
-    monkeypatch.setattr(module, "_running", threading.BoundedSemaphore(2))
-    hung, started = threading.Event(), []
-
-    def exchange():
-        started.append(1)
-        hung.wait(10)
-        return "sent"
-
-    try:
-        for _ in range(2):
-            with module.Deadline(0.05) as d, pytest.raises(module.Overrun, match="not done"):
-                d.run(exchange)
-        with module.Deadline(0.05) as d, pytest.raises(module.Overrun, match="not started"):
-            d.run(exchange)
-        assert len(started) == 2
-    finally:
-        hung.set()
-    time.sleep(0.2)  # the two left behind have ended and given their places back
-    with module.Deadline(1) as d:
-        assert d.run(lambda: "sent") == "sent"
-
-
 _NOW = str(int(time.time()))
 
 
