@@ -352,6 +352,18 @@ class TestPasswordAmongAlternatives:
             "stepup-bridge"]
         assert browser_findings(admin, opts) == []
 
+    def test_a_password_form_in_a_disabled_sub_flow_is_passed_over_too(self, fake, admin,
+                                                                      opts):
+        source_flow(fake, "identity-first", [
+            ("identity-first old", "DISABLED", [
+                ("auth-username-password-form", "REQUIRED", None)]),
+            ("auth-username-form", "REQUIRED", None),
+            ("auth-password-form", "REQUIRED", None)])
+        install(admin, opts)
+        assert [n for n, _ in fake.layout("browser-stepup identity-first forms")][-1] == (
+            "stepup-bridge")
+        assert browser_findings(admin, opts) == []
+
     def test_a_layout_whose_step_would_come_before_a_first_factor_is_never_bound(
             self, fake, admin, opts):
         """A username alone as one of the ways in beside the password: after their sub-flow

@@ -181,17 +181,44 @@ class TestLeftBehind:
 
     def test_only_exchanges_left_behind_stop_new_ones_and_only_while_they_wait(self):
         release = threading.Event()
-        with ThreadPoolExecutor(deadline.LEFT_BEHIND) as pool:
-            given_up = list(pool.map(lambda _: _overrun(release), range(deadline.LEFT_BEHIND)))
-        assert all(given_up)
-        with pytest.raises(deadline.Overrun, match="earlier exchanges still wait"):
-            deadline.Deadline(5).run(lambda: "unstarted")
-        release.set()
-        for _ in range(100):  # the left-behind threads end now
-            if deadline._Behind.count == 0:
-                break
-            time.sleep(0.02)
+        try:
+            with ThreadPoolExecutor(deadline.LEFT_BEHIND) as pool:
+                given_up = list(pool.map(lambda _: _overrun(release),
+                                         range(deadline.LEFT_BEHIND)))
+            assert all(given_up)
+            with pytest.raises(deadline.Overrun, match="earlier exchanges still wait"):
+                deadline.Deadline(5).run(lambda: "unstarted")
+        finally:
+            release.set()  # whatever failed, no later test meets these threads
+        _settled()
         assert deadline.Deadline(5).run(lambda: "started") == "started"
+
+    def test_no_more_than_max_running_run_at_once(self, monkeypatch):
+        """A server with a thread per request could start any number of exchanges while the
+        first ones are still within their time: past MAX_RUNNING none starts."""
+        monkeypatch.setattr(deadline, "_running", threading.BoundedSemaphore(3))
+        release = threading.Event()
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                running = [pool.submit(deadline.Deadline(10).run, lambda: release.wait(10))
+                           for _ in range(3)]
+                time.sleep(0.2)
+                with pytest.raises(deadline.Overrun, match="exchanges run already"):
+                    deadline.Deadline(10).run(lambda: "unstarted")
+                release.set()
+                assert [f.result() for f in running] == [True] * 3
+        finally:
+            release.set()
+        assert deadline.Deadline(5).run(lambda: "started") == "started"
+
+
+def _settled() -> None:
+    """Wait until no exchange is left behind any more (their threads end once released)."""
+    for _ in range(250):
+        if deadline._Behind.count == 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{deadline._Behind.count} exchanges still left behind")
 
 
 def _overrun(release: threading.Event) -> bool:

@@ -143,6 +143,16 @@ class TestTokenRefused:
         assert code not in said and pending.code_verifier not in said
         assert CLIENT_SECRET not in said and said.count("[…]") == 3
 
+    def test_a_quoted_redirect_uri_stays_readable(self, client, bridge, handoff):
+        """The commonest refusal names what does not match: that is no secret."""
+        pending, callback = handoff()
+        bridge.token_reply = (400, {"error": "invalid_grant", "error_description": (
+            f"redirect_uri {REDIRECT_URI} does not match; grant_type authorization_code")})
+
+        with pytest.raises(TokenError) as caught:
+            client.finish(pending, callback)
+        assert REDIRECT_URI in str(caught.value) and "authorization_code" in str(caught.value)
+
     def test_response_without_id_token(self, client, bridge, handoff):
         pending, callback = handoff()
         bridge.token_reply = (200, {"access_token": "x", "token_type": "Bearer"})
@@ -158,6 +168,12 @@ class TestTokenRefused:
         with pytest.raises(TokenError) as caught:
             client.finish(pending, callback)
         assert caught.value.error == "http_401"
+
+
+def test_a_callback_name_given_as_none_is_absent(client, handoff):
+    """A dict built with .get() carries None for what the callback lacks."""
+    pending, callback = handoff()
+    assert client.finish(pending, {**callback, "error": None}).subject == "user-42"
 
 
 @pytest.mark.parametrize("callback", [None, "code=x&state=y", {"code": ["x"], "state": ["y"]}])

@@ -249,9 +249,10 @@ class HandoffClient:
         ``callback_params``: the callback's query as one string per name (Flask's
         ``request.args``, ``dict(parse_qsl(query))``), not ``parse_qs``' lists."""
         if not isinstance(callback_params, Mapping) or not all(
-                isinstance(v, str) for v in callback_params.values()):
+                v is None or isinstance(v, str) for v in callback_params.values()):
             raise TypeError("callback_params must map each name to one string "
                             "(request.args, or dict(parse_qsl(query)))")
+        callback_params = {k: v for k, v in callback_params.items() if v is not None}
         self._check_bridge(pending)
         self._check_state(pending, callback_params)
         self._check_iss(callback_params)
@@ -343,7 +344,7 @@ class HandoffClient:
             auth=auth,
         )
         if status != expect:
-            sent = [*params.values(), *extra.values()]
+            sent = [v for k, v in {**params, **extra}.items() if k in _NOT_QUOTED]
             if isinstance(auth, HTTPBasicAuth):
                 sent += [auth.password, unquote(auth.password)]
             _raise_endpoint_error(status, body, failure, sent)
@@ -359,12 +360,18 @@ def _space_list(value: str | Sequence[str] | None) -> str | None:
     return " ".join(value)
 
 
+#: Request fields never repeated in a message (a redirect_uri or grant_type quoted back is what
+#: makes a refusal readable, and stays).
+_NOT_QUOTED = frozenset({"code", "code_verifier", "client_secret", "client_assertion",
+                         "login_hint", "email", "preferred_username"})
+
+
 def _raise_endpoint_error(
     status: int, body: Mapping[str, Any] | None, failure: type[HandoffError], sent: list[str]
 ) -> NoReturn:
-    """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``. What the request sent
-    (the code, the verifier, a client secret or assertion) is cut out of the description, should
-    the server quote it: the message goes to the IdP's logs."""
+    """An error response (RFC 6749 §5.2, RFC 9126 §2.3) as ``failure``. The credentials and
+    personal data the request sent (:data:`_NOT_QUOTED`) are cut out of the description, should
+    the server quote them: the message goes to the IdP's logs."""
     body = body or {}
     code = error_code(body.get("error"), f"http_{status}")
     description = body.get("error_description")

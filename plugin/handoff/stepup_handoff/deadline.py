@@ -37,8 +37,12 @@ T = TypeVar("T")
 GRACE = 1.0
 #: Exchanges left behind in a process and still waiting (for a resolver that never answers,
 #: say) before :meth:`Deadline.run` starts no more: threads must not pile up for ever.
-#: Exchanges in time do not count: a busy server runs as many at once as it has threads.
+#: Exchanges in time do not count: a busy server runs as many at once as it has threads, up
+#: to :data:`MAX_RUNNING`, beyond which none starts either (a thread per request could else
+#: start any number while the first ones are still within their time).
 LEFT_BEHIND = 16
+MAX_RUNNING = 256
+_running = threading.BoundedSemaphore(MAX_RUNNING)
 
 
 class _Behind:
@@ -91,11 +95,13 @@ class Deadline:
         here, or :class:`Overrun` if it has not ended by the deadline (and :data:`GRACE`).
         What only the deadline's shutdown ends has ended by then; an exchange still waiting
         for the resolver is left behind, and the connection it opens afterwards is shut down
-        at once (:meth:`watch`), so nothing is sent late. At most :data:`LEFT_BEHIND` wait at
-        once; beyond them an exchange fails at once, unstarted."""
+        at once (:meth:`watch`), so nothing is sent late. While :data:`LEFT_BEHIND` such
+        exchanges wait, or :data:`MAX_RUNNING` run, an exchange fails at once, unstarted."""
         with _Behind.lock:
             if _Behind.count >= LEFT_BEHIND:
                 raise Overrun(f"not started: {LEFT_BEHIND} earlier exchanges still wait")
+        if not _running.acquire(blocking=False):
+            raise Overrun(f"not started: {MAX_RUNNING} exchanges run already")
         done: Future[T] = Future()
         state = {"over": False, "left": False}  # ended; given up on by its caller
 
@@ -109,8 +115,13 @@ class Deadline:
                 with _Behind.lock:
                     state["over"] = True
                     _Behind.count -= state["left"]
+                _running.release()
 
-        threading.Thread(target=target, name="stepup-exchange", daemon=True).start()
+        try:
+            threading.Thread(target=target, name="stepup-exchange", daemon=True).start()
+        except BaseException:
+            _running.release()
+            raise
         if not wait([done], timeout=self.left(float("inf")) + GRACE).done:
             self._expire()
             with _Behind.lock:

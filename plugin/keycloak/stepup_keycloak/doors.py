@@ -140,8 +140,14 @@ class Doors:
         ``shape``: the flow an administrator would change when the layout is refused (the
         source of a new copy, or the copy itself)."""
         flow, o = self.opts.flow, self.opts
-        password = next((s for s in self.steps.steps(flow) if s.provider in PASSWORD_FORMS
-                         and s.requirement != "DISABLED"), None)
+        listing = self.steps.steps(flow)
+        holders = {str(s.alias): s for s in listing if s.is_subflow}
+
+        def runs(step: Step | None) -> bool:  # neither it nor a sub-flow around it is off
+            return step is None or (step.requirement != "DISABLED" and runs(
+                holders.get(step.parent)))
+
+        password = next((s for s in listing if s.provider in PASSWORD_FORMS and runs(s)), None)
         if password is None:
             raise ProvisioningError(
                 f"flow {shape!r} has no password form ({', '.join(PASSWORD_FORMS)}) "
