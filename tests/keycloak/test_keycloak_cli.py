@@ -39,6 +39,8 @@ def test_install_fails_when_a_covered_door_stays_open(fake, tmp_path):
     failed = install(tmp_path)
     assert failed.exit_code == 2, failed.output
     assert "OPEN  browser:" in failed.stdout
+    # Not "run install": it was just run, and would lay the step out the same way again.
+    assert "switch off the way in beside the step (Kerberos, a passkey" in failed.stdout
     assert failed.stderr.strip() == (
         "stepup: error: installed, but the audit still finds browser open or with the step-up "
         "out of place (the OPEN lines above say what to change)")

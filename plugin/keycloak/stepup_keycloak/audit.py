@@ -119,6 +119,10 @@ def audit(steps: Steps) -> list[Finding]:
     if verdict(browser) is not Verdict.PASSES:
         findings.append(Finding(
             "browser", f"the bound browser flow {browser!r} lets users in without the step-up",
+            # Install's own flow: running it again lays the step out the same way.
+            "switch off the way in beside the step (Kerberos, a passkey, a certificate as an "
+            "ALTERNATIVE), or move Stepup Bridge MFA after the sub-flow that holds every way "
+            "in (docs/keycloak.md, 'Where the step sits')" if browser == steps.opts.flow else
             "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
             "form and bind that flow)"))
     findings += too_early("browser", browser)
