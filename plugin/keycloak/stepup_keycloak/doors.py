@@ -164,26 +164,9 @@ class Doors:
             return self._loa_layout(flow, parent, slot, provider, wrapped)
         if wrapped:
             return self._plain_layout(flow, parent, slot, provider, wrapped)
-        anchor = self._anchor(flow, password, shape)
+        anchor = _anchor(password, holders, shape)
         after = by_provider(provider) if anchor is password else by_subflow(str(anchor.alias))
         return self._plain_layout(flow, anchor.parent, anchor.position, provider, False, after)
-
-    def _anchor(self, flow: str, password: Step, shape: str) -> Step:
-        """What the step-up goes right after: the password form when it is REQUIRED, or else
-        the nearest REQUIRED sub-flow around it. In a (sub-)flow with a REQUIRED execution
-        Keycloak skips every ALTERNATIVE one, so the step-up must not join a password form
-        that is one of several ways in (beside a passkey, Kerberos, a certificate): it would
-        skip them all. It follows the sub-flow that holds them."""
-        holders = {str(s.alias): s for s in self.steps.steps(flow) if s.is_subflow}
-        anchor = password
-        while anchor.requirement != "REQUIRED":
-            if anchor.parent not in holders:
-                raise ProvisioningError(
-                    f"flow {shape!r}: the password form is one of several ALTERNATIVE ways in, "
-                    "and no REQUIRED sub-flow holds them all for the step-up to follow: put "
-                    "them in a sub-flow of their own, REQUIRED, and run install again")
-            anchor = holders[anchor.parent]
-        return anchor
 
     def _plain_layout(
         self, flow: str, parent: str, slot: int, provider: str, wrapped: bool,
@@ -427,6 +410,23 @@ class Doors:
         if found is None:
             raise ProvisioningError(f"Keycloak did not list the expected step in flow {flow!r}")
         return found
+
+
+def _anchor(password: Step, holders: dict[str, Step], shape: str) -> Step:
+    """What the step-up goes right after: the password form when it is REQUIRED, or else the
+    nearest REQUIRED sub-flow around it (``holders``: the flow's sub-flows by alias). In a
+    (sub-)flow with a REQUIRED execution Keycloak skips every ALTERNATIVE one, so the step-up
+    must not join a password form that is one of several ways in (beside a passkey, Kerberos,
+    a certificate): it would skip them all. It follows the sub-flow that holds them."""
+    anchor = password
+    while anchor.requirement != "REQUIRED":
+        if anchor.parent not in holders:
+            raise ProvisioningError(
+                f"flow {shape!r}: the password form is one of several ALTERNATIVE ways in, and "
+                "no REQUIRED sub-flow holds them all for the step-up to follow: put them in a "
+                "sub-flow of their own, REQUIRED, and run install again")
+        anchor = holders[anchor.parent]
+    return anchor
 
 
 def _previous_override(binding: str) -> str:
