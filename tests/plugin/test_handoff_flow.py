@@ -151,6 +151,20 @@ class TestFinish:
         with pytest.raises(HandoffError, match="max_age"):
             client.finish(pending, callback)
 
+    def test_an_acr_other_than_those_asked_for_is_refused(self, client, handoff):
+        """acr_values are voluntary (OIDC Core §3.1.2.1): the client holds the bridge to them."""
+        pending, callback = handoff(acr_values=["urn:other:level", "urn:another"])
+
+        assert pending.acr_values == ("urn:other:level", "urn:another")
+        with pytest.raises(HandoffError, match="acr_values"):
+            client.finish(pending, callback)
+
+    @pytest.mark.parametrize("asked", [ACR, ["urn:other:level", ACR], f"urn:other:level {ACR}"])
+    def test_the_acr_asked_for_passes(self, client, handoff, asked):
+        pending, callback = handoff(acr_values=asked)
+
+        assert client.finish(pending, callback).acr == ACR
+
 
 class TestPendingHandoff:
     def test_round_trip_through_to_dict(self, client, handoff):
@@ -162,6 +176,26 @@ class TestPendingHandoff:
         assert restored == pending
         assert (stored["issuer"], stored["client_id"]) == (ISSUER, CLIENT_ID)
         assert restored.max_age == 120
+        assert restored.acr_values == ()
+        assert client.finish(restored, callback).subject == "user-42"
+
+    def test_acr_values_survive_json(self, client, handoff):
+        import json
+
+        pending, callback = handoff(acr_values=["urn:other:level"])
+        restored = PendingHandoff.from_dict(json.loads(json.dumps(pending.to_dict())))
+
+        assert restored.acr_values == ("urn:other:level",)
+        with pytest.raises(HandoffError, match="acr_values"):
+            client.finish(restored, callback)
+
+    def test_a_record_from_before_acr_values_checks_no_acr(self, client, handoff):
+        pending, callback = handoff()
+        record = pending.to_dict()
+        del record["acr_values"]
+
+        restored = PendingHandoff.from_dict(record)
+        assert restored.acr_values == ()
         assert client.finish(restored, callback).subject == "user-42"
 
     def test_to_dict_is_json_safe(self, handoff):
@@ -191,6 +225,9 @@ class TestPendingHandoff:
             {"max_age": 3.9},
             {"expires_at": float("nan")},
             {"pushed_at": "soon"},
+            {"acr_values": "urn:a"},  # one string, not a list: would match its letters
+            {"acr_values": ["urn:a", 7]},
+            {"acr_values": [""]},
         ],
     )
     def test_damaged_record_is_refused(self, handoff, damage):

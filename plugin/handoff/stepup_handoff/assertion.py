@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,7 @@ def verify_id_token(
     now: float,
     max_age: int | None = None,
     pushed_at: float | None = None,
+    acr_values: Sequence[str] = (),
 ) -> StepupResult:
     """Verify signature and claims of an id_token (OpenID Connect Core §3.1.3.7, §2).
 
@@ -137,7 +138,8 @@ def verify_id_token(
     and ``exp - iat`` no longer than :data:`MAX_LIFETIME`); ``nonce`` is the string sent;
     ``sub`` equals ``subject``; ``acr``, ``amr`` and ``auth_time`` present and well-typed,
     ``auth_time`` not in the future, not before the request was pushed (``pushed_at``: the
-    factor was used for this hand-off) and within ``max_age`` when one was requested.
+    factor was used for this hand-off) and within ``max_age`` when one was requested; ``acr``
+    one of ``acr_values`` when any were requested.
     """
     alg, kid = _read_header(id_token)
     key = keys.key_for(kid, alg)
@@ -154,6 +156,8 @@ def verify_id_token(
         raise InvalidAssertion("auth_time is older than the requested max_age")
     if pushed_at is not None and result.auth_time < pushed_at - LEEWAY:
         raise InvalidAssertion("id_token auth_time lies before this hand-off began")
+    if acr_values and result.acr not in acr_values:
+        raise InvalidAssertion("id_token acr is not one of the acr_values asked for")
     return result
 
 

@@ -84,6 +84,9 @@ class PendingHandoff:
     #: When the request was pushed: finish() refuses an auth_time before it (0: not known, a
     #: record kept by an older version). Last, so positional construction keeps its meaning.
     pushed_at: float = 0.0
+    #: The ``acr_values`` asked for: finish() refuses an assertion of any other ``acr`` (OIDC
+    #: Core §3.1.2.1 makes them voluntary, so the client checks). Empty: none asked for.
+    acr_values: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; keep it where the user cannot read it (it holds the verifier)."""
@@ -102,9 +105,19 @@ class PendingHandoff:
                     raise ValueError(name)
             if values.get("max_age") is not None:
                 values["max_age"] = _whole_seconds(values["max_age"])
+            values["acr_values"] = _words(values.get("acr_values", ()))
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise HandoffError("stored hand-off is malformed", error="invalid_pending") from exc
         return cls(**values)
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    """Stored ``acr_values``: a list of non-empty strings (JSON has no tuple)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError("acr_values")
+    if not all(isinstance(word, str) and word for word in value):
+        raise TypeError("acr_values")
+    return tuple(value)
 
 
 def _whole_seconds(value: Any) -> int:
@@ -196,6 +209,7 @@ class HandoffClient:
             isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0
         ):
             raise ValueError("max_age must be a non-negative integer")
+        acr_list = _space_list(acr_values)
         meta = self.metadata()
         pushed_at = self._clock()
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -214,7 +228,7 @@ class HandoffClient:
         optional = {
             "preferred_username": preferred_username,
             "email": email,
-            "acr_values": _space_list(acr_values),
+            "acr_values": acr_list,
             "ui_locales": _space_list(ui_locales),
             "max_age": None if max_age is None else str(max_age),
             "prompt": prompt,
@@ -240,6 +254,7 @@ class HandoffClient:
             max_age=max_age,
             issuer=self.issuer,
             client_id=self.client_id,
+            acr_values=tuple(acr_list.split()) if acr_list else (),
         )
 
     # -- finish: callback, code redemption, id_token ------------------------------------------
@@ -273,6 +288,7 @@ class HandoffClient:
             now=self._clock(),
             max_age=pending.max_age,
             pushed_at=pending.pushed_at or None,
+            acr_values=pending.acr_values,
         )
 
     def _check_bridge(self, pending: PendingHandoff) -> None:
