@@ -16,9 +16,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import edge, security
 from .challenge import Challenge, Policy
-from .keyring import ServerSecrets, SigningKeys, load_checked_secrets
+from .keyring import ServerSecrets, SigningKeys, load_checked_secrets, refuse_sealed_keys
 from .logs import loggable_path
 from .notify.notme import NotMe
+from .secretbox import SecretBoxError
 from .settings import Settings, load_settings, stray_variables
 from .store import Store, Tx, create_engine, migrate
 from .throttle import ClientAuthWindow, DatabaseIpLimiter, IpLimiter, RedisIpLimiter
@@ -103,11 +104,15 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     if settings.redis_url:
         limiter = RedisIpLimiter(settings.redis_url, settings.ip_limit, settings.ip_window,
                                  fallback=in_database)
+    try:
+        signing_keys = SigningKeys(store, secrets.vault, settings.id_token_ttl, clock)
+    except SecretBoxError as e:
+        raise refuse_sealed_keys(e, secrets) from None
     return Bridge(
         settings=settings,
         store=store,
         secrets=secrets,
-        signing_keys=SigningKeys(store, secrets.vault, settings.id_token_ttl, clock),
+        signing_keys=signing_keys,
         challenge=Challenge(store, secrets, policy, limiter, clock),
         sender=Sender(store, settings, clock, link=not_me.link),
         not_me=not_me,

@@ -214,11 +214,18 @@ def _check_sealed_keys(tx: Tx, secrets: ServerSecrets) -> None:
         for row in tx.signing_keys():
             secrets.vault.open("sealed_jwk", row["kid"], row["sealed_jwk"])
     except SecretBoxError as e:
-        secrets.take_back()
-        raise ConfigError(
-            f"this database's signing keys do not open ({e}) with this node's encryption keys "
-            "(STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder): give it the "
-            "keys of the others, or restore keys/secrets.json with the database") from None
+        raise refuse_sealed_keys(e, secrets) from None
+
+
+def refuse_sealed_keys(error: SecretBoxError, secrets: ServerSecrets) -> ConfigError:
+    """The start's one line when a signing key does not open, the secrets file it made up
+    taken back: found by the check, or by the ring's first read when another node rotated a
+    key in, sealed with a key this node lacks, in the instant between the two."""
+    secrets.take_back()
+    return ConfigError(
+        f"this database's signing keys do not open ({error}) with this node's encryption keys "
+        "(STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder): give it the "
+        "keys of the others, or restore keys/secrets.json with the database")
 
 
 def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:

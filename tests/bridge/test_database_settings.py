@@ -206,6 +206,32 @@ def test_a_restore_with_the_pepper_but_not_the_encryption_keys_says_which_keys(t
                 STEPUP_ISSUER="https://b.example").exit_code == 0
 
 
+def test_a_key_rotated_in_during_the_start_s_check_is_one_line(tmp_path, monkeypatch):
+    """Another node, holding an encryption key this one lacks, rotates a signing key in between
+    this start's key check and its key ring's first read: the same one line as the check's,
+    not a traceback, and the secrets file this start made up is taken back."""
+    import bridge.app
+    from bridge.secretbox import SecretBox
+
+    checked = bridge.app.load_checked_secrets
+    other_node = keyring.Vault(SecretBox({"k9": b"9" * 32}, "k9"))
+
+    def check_then_rotate(settings, store, now):
+        secrets = checked(settings, store, now)
+        with store.begin() as tx:
+            tx.add_signing_key("other", "ES256", other_node.seal("sealed_jwk", "other", "{}"),
+                               now + 1, now)
+        return secrets
+
+    monkeypatch.setattr(bridge.app, "load_checked_secrets", check_then_rotate)
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path))
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("stepup: error: this database's signing keys do not open "
+                                     "(signing key other: ")
+    assert refused.output.count("\n") == 1 and "Traceback" not in refused.output
+    assert not (tmp_path / "keys" / "secrets.json").exists()
+
+
 def test_a_refused_start_keeps_no_pepper_of_its_own(tmp_path):
     """A database with no pepper kept yet and no accounts (from before schema 0007, or after
     the documented DELETE), restored without keys/: the start is refused for the signing keys
