@@ -61,6 +61,19 @@ _CONTEXTS = {
 }
 
 
+class UnreadableValue(SecretBoxError):
+    """A sealed value this node cannot open, and which column it was in: a sign-in's own
+    (``pending_secret``, ``staged_code``) goes with that sign-in, a user's stays."""
+
+    def __init__(self, column: str, message: str):
+        super().__init__(message)
+        self.column = column
+
+    @property
+    def sign_ins_own(self) -> bool:
+        return self.column in ("pending_secret", "staged_code")
+
+
 class Vault:
     """Seals and opens the secrets the database holds, each bound to its column and row."""
 
@@ -76,7 +89,7 @@ class Vault:
         try:
             return self.box.open(sealed, _CONTEXTS[column].format(key))
         except SecretBoxError as e:
-            raise SecretBoxError(f"{_ROWS[column].format(key)}: {e}") from None
+            raise UnreadableValue(column, f"{_ROWS[column].format(key)}: {e}") from None
 
     def reseal(self, tx: Tx, column: str, key: str, sealed: str | None) -> int:
         """Re-seal one value under the active encryption key (compare-and-set); 1 if done."""

@@ -52,6 +52,7 @@ from ..challenge import (
 from ..edge import for_programs, server_error_json
 from ..factors import totp
 from ..i18n import error_text, use_ui_locales
+from ..keyring import UnreadableValue
 from ..oidc import endpoints as oidc_endpoints
 from ..secretbox import SecretBoxError
 from ..store import Flow
@@ -344,8 +345,12 @@ def _unreadable(error: SecretBoxError):
     log.error("a sealed value cannot be opened: %s; see docs/operations.md, Key rotation", error)
     if for_programs(request.path):
         return server_error_json()
-    # A sign-in's own value is gone with it; a user's stored secret is not: their recovery
-    # code still works, so the page says so rather than "start again" for ever.
+    # A sign-in's own value (a first setup's secret: no recovery code yet) is gone with it and
+    # a new sign-in makes a new one; a user's stored secret is not: their recovery code still
+    # works, so the page says so rather than "start again" for ever.
+    if isinstance(error, UnreadableValue) and error.sign_ins_own:
+        return _message(_("This sign-in cannot continue"),
+                        _("Go back to your sign-in page and start again."), 400)
     return _message(_("This sign-in cannot continue"),
                     _("Go back to your sign-in page and start again. If this happens again, "
                       "use your recovery code instead, or contact your help desk."), 400)

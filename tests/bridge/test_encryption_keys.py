@@ -57,6 +57,8 @@ def test_a_flow_sealed_with_a_removed_key_gets_a_400_page(tmp_path, clock):
     page = act.client.get(login.flow_url)
     assert page.status_code == 400
     assert b"start again" in page.data
+    # A first setup's own secret: the user has no recovery code yet, and a new sign-in works.
+    assert b"recovery code" not in page.data
 
 
 def test_a_users_secret_sealed_with_a_removed_key_names_the_user_and_points_to_the_code(
