@@ -1,9 +1,11 @@
 """The pages in the user's language (Flask-Babel).
 
-The language is the first supported one in the pushed request's ``ui_locales`` (the IdP knows
-the user's choice: Keycloak sends it), else the best match of ``Accept-Language``, else English.
-A form posted from one of our pages says the language it was shown in (``lang``): a post whose
-sign-in is gone is answered in it.
+The language is the one the user picked on our pages (the switcher at the foot of every page:
+``?lang=`` on a page's address, then remembered in this browser's session), else the first
+supported one in the pushed request's ``ui_locales`` (the IdP knows the user's choice: Keycloak
+sends it), else the best match of ``Accept-Language``, else English. A form posted from one of
+our pages says the language it was shown in (``lang``): a post whose sign-in is gone is
+answered in it.
 Anything unknown, malformed or oversized falls back to English — never an error.
 
 Catalogues live in ``bridge/translations/<lang>/LC_MESSAGES/messages.po`` and are compiled to
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
-from flask import Flask, g, request
+from flask import Flask, g, request, session
 from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext
 
 from .challenge import ChallengeError, ClockDrift, WrongCode
@@ -26,6 +29,8 @@ from .challenge import ChallengeError, ClockDrift, WrongCode
 LANGUAGES = ("en", "de", "fr", "es", "ar")
 #: Written right to left.
 RTL = frozenset({"ar"})
+#: Each language by its own name: the switcher's words, whatever the page's language.
+NAMES = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español", "ar": "العربية"}
 TRANSLATIONS = Path(__file__).parent / "translations"
 #: Longer language lists are ignored rather than parsed (a hostile header costs nothing).
 MAX_HEADER = 512
@@ -42,6 +47,7 @@ def init_app(app: Flask) -> None:
         gettext=lambda s: _catalogue().ugettext(s),
         ngettext=lambda s, p, n: _catalogue().ungettext(s, p, n), newstyle=True)
     app.jinja_env.filters["number"] = number
+    app.jinja_env.globals["language_links"] = language_links
 
     @app.context_processor
     def _language() -> dict[str, str]:
@@ -61,8 +67,40 @@ def use_ui_locales(ui_locales: str | None) -> None:
 
 
 def select_locale() -> str:
+    if chosen := _chosen():
+        return chosen
     return negotiate(g.get("stepup_ui_locales"), request.headers.get("Accept-Language"),
                      shown=_posted_from())
+
+
+def _chosen() -> str | None:
+    """The language picked with the switcher: ``?lang=`` on this page's address, kept in the
+    session for the pages after it (a post, its redirect, the next sign-in in this browser);
+    else the one picked before. It outranks the IdP's ``ui_locales``: the user asked here."""
+    asked = request.args.get("lang") if request.method == "GET" else None
+    if asked and len(asked) <= 35 and (lang := _language_of(asked)) is not None:
+        if session.get("lang") != lang:
+            session["lang"] = lang
+        return lang
+    kept = session.get("lang")
+    return kept if kept in LANGUAGES else None
+
+
+def language_links(here: str | None) -> list[tuple[str, str, str | None]]:
+    """The switcher's entries: each language, its own name, and the address that shows this
+    page in it (None for the page's own language). ``here`` is the page's address to switch
+    on (a sign-in's page); without one, a page got by GET switches on its own address and
+    query, and a page that answers a post has no switcher (its address would post nothing)."""
+    if here is None:
+        if request.method != "GET":
+            return []
+        here = request.script_root + request.path  # a mounted bridge's prefix too
+        query = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    else:
+        query = []
+    current = get_locale().language if get_locale() else "en"
+    return [(code, name, None if code == current else
+             f"{here}?{urlencode([*query, ('lang', code)])}") for code, name in NAMES.items()]
 
 
 def _posted_from() -> str | None:

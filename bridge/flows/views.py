@@ -320,6 +320,9 @@ TIMED = {"enroll.html", "totp.html", "recovery.html", "new_code.html"}
 
 def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 200, **context):
     name = flow.params.get("preferred_username")
+    # The language switcher shows this page again, also when it answers a post.
+    context["here"] = url_for(".recovery_form" if template == "recovery.html" else ".page",
+                              flow_id=flow.flow_id)
     if template in TIMED:
         context["expires_in"] = _challenge().seconds_left(flow)
         context["page_name"] = template.removesuffix(".html")

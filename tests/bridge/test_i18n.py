@@ -289,6 +289,87 @@ def test_an_odd_posted_language_is_passed_over(app, value):
     assert Page(response.get_data(as_text=True)).one("html").attrs["lang"] == "fr"
 
 
+# -- the language switcher --------------------------------------------------------------------
+def switcher(html_text: str) -> dict[str, str | None]:
+    """The switcher's entries: language → its link (None for the page's own, marked current)."""
+    page = Page(html_text)
+    nav = page.one("nav", class_="languages")
+    entries = {}
+    for item in (e for e in page.all("li") if e.attrs.get("lang") in i18n.NAMES):
+        assert item.text.strip() == i18n.NAMES[item.attrs["lang"]]
+        links = [a for a in page.all("a") if a.text == item.text]
+        entries[item.attrs["lang"]] = links[0].attrs["href"] if links else None
+    assert nav.attrs["aria-label"] and list(entries) == list(i18n.NAMES)
+    return entries
+
+
+def test_the_switcher_outranks_the_idps_language_and_is_kept(make_app, clock):
+    """Keycloak sent Arabic; the user reads German. One click shows the same page (the same
+    key to scan) in German, and the posts, the pages after them and the next sign-in in this
+    browser stay German, though the IdP still asks for Arabic."""
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    login = act.start("lou", ui_locales="ar")
+    secret = re.search(r'id="totp-secret"[^>]*>(.*?)</', login.last_page, re.S).group(1)
+    links = switcher(login.last_page)
+    current = Page(login.last_page).one(**{"aria-current": "true"})
+    assert links["ar"] is None and current.text == "العربية"
+    assert links["de"] == f"{login.flow_url}?lang=de"
+
+    german = act.client.get(links["de"])
+    assert Page(german.get_data(as_text=True)).one("html").attrs["lang"] == "de"
+    assert secret in german.get_data(as_text=True)  # the same setup, not a new one
+    login.last_page = german.get_data(as_text=True)
+    wrong = act.post(login, "enroll", otp="000000")
+    assert wrong.status_code == 400
+    assert Page(login.last_page).one("html").attrs["lang"] == "de"
+    assert switcher(login.last_page)["fr"] == f"{login.flow_url}?lang=fr"  # the page, not the post
+    assert Page(act.client.get(login.flow_url).get_data(as_text=True)).one(
+        "html").attrs["lang"] == "de"
+    later = act.start("kim", ui_locales="ar")
+    assert Page(later.last_page).one("html").attrs["lang"] == "de"
+
+
+def test_the_recovery_form_switches_to_itself(make_app, clock):
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    act.enroll("lou")
+    login = act.start("lou")
+    form = act.client.get(f"{login.flow_url}/recovery").get_data(as_text=True)
+    assert switcher(form)["es"] == f"{login.flow_url}/recovery?lang=es"
+    spanish = act.client.get(f"{login.flow_url}/recovery?lang=es").get_data(as_text=True)
+    assert Page(spanish).one("html").attrs["lang"] == "es"
+    assert Page(spanish).all("input", name="recovery_code")
+
+
+def test_a_page_without_a_sign_in_switches_on_its_own_address(app):
+    browser = app.test_client()
+    assert switcher(browser.get("/").get_data(as_text=True))["fr"] == "/?lang=fr"
+    expired = browser.get("/authorize?client_id=idp&request_uri=urn%3Ax&lang=de")
+    page = expired.get_data(as_text=True)
+    assert Page(page).one("html").attrs["lang"] == "de"
+    assert switcher(page)["ar"] == "/authorize?client_id=idp&request_uri=urn%3Ax&lang=ar"
+    mounted = browser.get("/", environ_overrides={"SCRIPT_NAME": "/mfa"})
+    assert switcher(mounted.get_data(as_text=True))["es"] == "/mfa/?lang=es"
+
+
+def test_a_page_answering_a_post_without_a_sign_in_has_no_switcher(app):
+    """Its address would only post nothing again."""
+    answer = app.test_client().post("/flow/abc/totp", data={"otp": "123456"})
+    assert answer.status_code == 400
+    assert not Page(answer.get_data(as_text=True)).all("nav", class_="languages")
+
+
+@pytest.mark.parametrize("value", ["", "xx", "<b>", "de" + "-x" * 40, "ar\x00", "%(num)s"])
+def test_an_odd_language_asked_for_is_passed_over_and_not_kept(app, value):
+    browser = app.test_client()
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "fr"
+    page = browser.get("/", query_string={"lang": value})
+    assert page.status_code == 200
+    assert Page(page.get_data(as_text=True)).one("html").attrs["lang"] == "fr"
+    assert "Set-Cookie" not in page.headers
+
+
 def untranslated_words(source: str) -> list[str]:
     """Words a template writes out as they are, outside ``_()``: in text between tags and in
     the attributes people see or hear (aria-label, title, alt, placeholder)."""

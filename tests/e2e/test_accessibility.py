@@ -237,6 +237,28 @@ def test_keyboard_only_enrollment_totp_and_recovery(bridge, browser, lang):
     page.context.close()
 
 
+def test_the_language_switcher_by_keyboard_keeps_the_step(bridge, browser):
+    """The IdP asked for Arabic; the user reads German. Tab to "Deutsch", Enter: the same setup
+    (the same key) in German, focus in the code field, and the sign-in finishes in German."""
+    page = new_page(browser, "ar")
+    page.goto(bridge.authorize_url(f"switch-{int(time.time() * 1000)}", "ar"))
+    secret = page.text_content("#totp-secret").strip()
+    link = tab_to(page, lambda f: f["tag"] == "a" and f["text"] == "Deutsch", limit=20)
+    assert link["ring"]
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.evaluate("[document.documentElement.lang, document.documentElement.dir]") == [
+        "de", "ltr"]
+    assert page.text_content("#totp-secret").strip() == secret
+    assert focused(page)["name"] == "otp"
+    assert page.get_attribute("nav.languages [aria-current]", "lang") is None  # on its <li>
+    assert page.inner_text("nav.languages [aria-current]") == "Deutsch"
+    type_code(page, totp.code_at(secret.replace(" ", ""), time.time()))
+    assert page.evaluate("document.documentElement.lang") == "de"
+    assert page.inner_text("h1").strip().endswith("code speichern")  # the first recovery code
+    page.context.close()
+
+
 def test_shift_tab_walks_back_the_same_way(bridge, browser):
     page = new_page(browser, "en")
     page.goto(bridge.authorize_url(f"back-{int(time.time() * 1000)}", "en"))
