@@ -251,9 +251,12 @@ def _form() -> dict[str, list[str]]:
 
 
 def _basic_auth_readable() -> bool:
-    """False for HTTP Basic credentials that authlib would crash on (a 500): its parser
-    (``rfc6749.util.extract_basic_authorization``) splits the header on any whitespace and
-    decodes lenient base64 as UTF-8 without catching the error. Mirrors its reading."""
+    """False for HTTP Basic credentials that are not one strict token68 (RFC 7617 §2) of
+    UTF-8: authlib's parser (``rfc6749.util.extract_basic_authorization``) splits the header on
+    any whitespace and decodes lenient base64, which skips characters outside the alphabet and
+    whatever follows the padding. So junk after the credentials, or a second Authorization
+    header (joined to the first with a comma, RFC 9110 §5.3), would pass unseen behind a good
+    credential; and text that is not UTF-8 would crash it (a 500)."""
     header = request.headers.get("Authorization", "")
     if " " not in header:
         return True  # authlib ignores it
@@ -263,7 +266,7 @@ def _basic_auth_readable() -> bool:
     if parts[0].lower() != "basic":
         return True
     try:
-        base64.b64decode(parts[1]).decode("utf-8")
+        base64.b64decode(parts[1], validate=True).decode("utf-8")
     except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
         return False
     return True

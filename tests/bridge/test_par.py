@@ -3,6 +3,7 @@ on the pushed parameters, and that a refused request leaves nothing behind."""
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import urlencode
 
 import pytest
@@ -215,6 +216,23 @@ class TestClientAuthentication:
         response = act.push("alice", auth=None)[0]
         refused(bridge, response, "invalid_client", 401)
         assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+    @pytest.mark.parametrize("tamper", [
+        lambda good: good + "!!!junk",  # after the padding: lenient base64 ignores it
+        lambda good: good[:4] + "*" + good[4:],  # outside the alphabet: lenient base64 skips it
+        lambda good: good + ", Basic Zm9v",  # a second header, joined to the first (RFC 9110)
+        lambda good: good + ", Bearer x",
+    ], ids=["junk-after", "junk-inside", "second-basic", "second-bearer"])
+    def test_basic_credentials_are_one_strict_token(self, bridge, client, tamper):
+        """RFC 7617 §2: one token68. Junk around a good credential, or a second Authorization
+        header behind it, is not overlooked: a failed authentication."""
+        good = base64.b64encode(f"{IDP_ID}:{IDP_SECRET}".encode()).decode()
+        assert good.endswith("=")  # the padding a lenient decoder stops at
+        assert push_raw(client, urlencode(GOOD)).status_code == 201
+        response = client.post("/par", data=urlencode(GOOD),
+                               content_type="application/x-www-form-urlencoded",
+                               headers={"Authorization": f"Basic {tamper(good)}"})
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
 
     def test_wrong_secret(self, bridge, act):
         refused(bridge, act.push("alice", auth=(IDP_ID, "wrong-secret-0123456789"))[0],

@@ -135,10 +135,22 @@ class TestRefused:
         assert error_of(act.redeem(code, login, code_verifier="x" * 64)) == "invalid_grant"
 
     def test_missing_code_verifier(self, act, issued):
-        _, code = issued
+        login, code = issued
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK}
         response = act.client.post("/token", data=form, auth=(IDP_ID, IDP_SECRET))
-        assert error_of(response) in ("invalid_request", "invalid_grant")
+        assert error_of(response) == "invalid_request"
+        assert act.redeem(code, login).status_code == 200  # the IdP's slip spent nothing
+
+    @pytest.mark.parametrize("verifier", ["", "a" * 42, "a" * 129, "a/" * 30, "B" * 43 + "\n"])
+    def test_a_malformed_verifier_is_refused_before_the_code_is_taken(self, act, issued,
+                                                                       verifier):
+        """RFC 7636 §4.1's syntax, checked with the request's shape: an IdP that formats the
+        verifier wrong gets invalid_request, and the user's step-up (perhaps just made with
+        their recovery code) is still there when the IdP sends the right one."""
+        login, code = issued
+        response = act.redeem(code, login, code_verifier=verifier)
+        assert error_of(response) == "invalid_request"
+        assert act.redeem(code, login).status_code == 200
 
     def test_challenge_as_verifier(self, act, issued):
         """The "plain" method is never applied: sending the challenge itself fails."""
