@@ -20,8 +20,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, g, request, session
+from flask import Flask, g, render_template, request, session
 from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext
+from markupsafe import Markup
 
 from .challenge import ChallengeError, ClockDrift, WrongCode
 
@@ -47,7 +48,7 @@ def init_app(app: Flask) -> None:
         gettext=lambda s: _catalogue().ugettext(s),
         ngettext=lambda s, p, n: _catalogue().ungettext(s, p, n), newstyle=True)
     app.jinja_env.filters["number"] = number
-    app.jinja_env.globals["language_links"] = language_links
+    app.jinja_env.globals["language_switcher"] = language_switcher
 
     @app.context_processor
     def _language() -> dict[str, str]:
@@ -86,21 +87,30 @@ def _chosen() -> str | None:
     return kept if kept in LANGUAGES else None
 
 
-def language_links(here: str | None) -> list[tuple[str, str, str | None]]:
-    """The switcher's entries: each language, its own name, and the address that shows this
-    page in it (None for the page's own language). ``here`` is the page's address to switch
-    on (a sign-in's page); without one, a page got by GET switches on its own address and
-    query, and a page that answers a post has no switcher (its address would post nothing)."""
+#: Stands for the page's address in a switcher rendered once per language (a page's render
+#: pays a string replace, not a loop over the languages).
+_HERE = "stepup-switch-here"
+_switchers: dict[str, Markup] = {}
+
+
+def language_switcher(here: str | None) -> Markup:
+    """The switcher (``_languages.html``): each language by its own name, linking to this page
+    in it, the page's own marked current. ``here`` is the page's address to switch on (a
+    sign-in's page); without one, a page got by GET switches on its own address and query,
+    and a page that answers a post has none (its address would post nothing)."""
     if here is None:
         if request.method != "GET":
-            return []
+            return Markup("")
         here = request.script_root + request.path  # a mounted bridge's prefix too
-        query = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+        query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "lang"])
+        prefix = f"{here}?{query}&" if query else f"{here}?"
     else:
-        query = []
+        prefix = f"{here}?"
     current = get_locale().language if get_locale() else "en"
-    return [(code, name, None if code == current else
-             f"{here}?{urlencode([*query, ('lang', code)])}") for code, name in NAMES.items()]
+    if (shown := _switchers.get(current)) is None:
+        shown = _switchers[current] = Markup(render_template(  # noqa: S704 our own template's
+            "_languages.html", here=_HERE, current=current, names=NAMES))
+    return shown.replace(_HERE, prefix)  # Markup.replace escapes the address
 
 
 def _posted_from() -> str | None:

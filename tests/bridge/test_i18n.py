@@ -349,6 +349,9 @@ def test_a_page_without_a_sign_in_switches_on_its_own_address(app):
     page = expired.get_data(as_text=True)
     assert Page(page).one("html").attrs["lang"] == "de"
     assert switcher(page)["ar"] == "/authorize?client_id=idp&request_uri=urn%3Ax&lang=ar"
+    hostile = browser.get('/?q="><b>x</b>&lang=de').get_data(as_text=True)
+    assert not Page(hostile).all("b")
+    assert switcher(hostile)["en"] == "/?q=%22%3E%3Cb%3Ex%3C%2Fb%3E&lang=en"
     mounted = browser.get("/", environ_overrides={"SCRIPT_NAME": "/mfa"})
     assert switcher(mounted.get_data(as_text=True))["es"] == "/mfa/?lang=es"
 
