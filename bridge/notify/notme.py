@@ -4,7 +4,8 @@ The link names one event and when it stops working, under an HMAC with a key der
 server secret; it is the same on every retry of the mail. Following it shows a confirmation
 page; only the confirmation (a POST with a CSRF token) locks second-factor sign-in for the
 event's user, ends their open sign-ins and records a ``not_me`` event — once per link: the
-event's ``disowned_at`` is set by a compare-and-set.
+event's ``disowned_at`` is set by a compare-and-set. Disowning a ``contact_changed`` notice
+also gives the user's notices back to the address it reached.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ class NotMe:
             if tx.find_user(subject, for_update=True) is not None or not tx.bar_user(subject, now):
                 tx.lock_user(subject, now)
             tx.lock_sign_ins(subject, LOCKED)
+            restored = {}
+            if event["event"] == "contact_changed" and event["email"]:
+                # The address it moved to is disowned: the notices (this lock's, the help
+                # desk's reset, their links) go back to the one this notice reached.
+                tx.set_contact(subject, event["email"], event["locale"], now)
+                restored = {"contact_restored": True}
             tx.audit("not_me", now, subject=subject, client_id=event["client_id"], ip=ip,
                      disowned=event_id, disowned_event=event["event"],
-                     disowned_event_at=event["at"])
+                     disowned_event_at=event["at"], **restored)
         return Outcome.LOCKED

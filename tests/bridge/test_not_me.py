@@ -203,12 +203,21 @@ def test_disowning_a_moved_address_locks_until_a_reset(notifying, smtp, clock): 
     assert set(told) == {"enrollment", "contact_changed"}
     [message] = [m for m in smtp.messages if told["contact_changed"] in body_of(m)]
     assert message["X-Envelope-To"] == "oda@example.org"
+    sent = len(smtp.messages)
     disown(act, told["contact_changed"])
     with act.bridge.store.begin() as tx:
         seen = helpdesk.show(tx, "oda")
     assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "contact_changed")
     with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
         helpdesk.unlock(tx, "oda", clock(), "helpdesk")
+    # The notices are Oda's again: the lock's, and the reset's with its link, which whoever
+    # holds the disowned address must not get (they could bar Oda with it).
+    with act.bridge.store.begin() as tx:
+        helpdesk.reset(tx, "oda", clock(), "helpdesk")
+    after = links(act, smtp, sent)
+    assert set(after) == {"helpdesk_reset"}
+    assert [m["X-Envelope-To"] for m in smtp.messages[sent:]] == ["oda@example.org"] * 2
+    assert not any("attacker@evil.example" in str(m) for m in smtp.messages[sent:])
 
 
 def links(act, mailbox, sent_before: int = 0) -> dict[str, str]:
