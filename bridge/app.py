@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
@@ -78,6 +79,23 @@ class _Flask(Flask):
         # Flask's own line names request.path: a "this wasn't me" link's token would be logged.
         self.logger.error("Exception on %s [%s]", loggable_path(request.path), request.method,
                           exc_info=exc_info)
+
+
+def _address_checked(wsgi_app: Callable) -> Callable:
+    """Behind ProxyFix: a forwarded client address that is no IP address (a proxy that passes
+    on what it was sent: a name, a port, junk, a long string) gives way to the proxy's own,
+    so it never becomes the address the per-IP limit counts and the audit log records (nor
+    overflows the audit's column on PostgreSQL)."""
+    def checked(environ: dict, start_response: Callable):
+        address = environ.get("REMOTE_ADDR", "")
+        try:
+            valid = len(address) <= 64 and ipaddress.ip_address(address) is not None
+        except ValueError:
+            valid = False
+        if not valid:
+            environ["REMOTE_ADDR"] = environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]
+        return wsgi_app(environ, start_response)
+    return checked
 
 
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
@@ -163,7 +181,8 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     if settings.trusted_proxies:
         # The per-IP limit must see the user's address, not the load balancer's.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore
+        app.wsgi_app = ProxyFix(_address_checked(app.wsgi_app),  # type: ignore[method-assign]
+                                x_for=n, x_proto=n, x_host=0)
     edge.init_app(app)
     ops.init_app(app)  # before CSRF's hook: a refused post still gets a request id, a latency
     security.init_app(app, settings)

@@ -146,6 +146,28 @@ def test_a_trusted_proxy_that_ended_tls_is_believed(make_app):
     assert response.status_code == 401  # past the transport check, to client authentication
 
 
+@pytest.mark.parametrize(("forwarded", "seen"), [
+    ("192.0.2.7", "192.0.2.7"), ("2001:db8::1", "2001:db8::1"),
+    ("not-an-ip", "10.9.8.7"), ("1.2.3.4\u00e9", "10.9.8.7"), ("A" * 3000, "10.9.8.7"),
+    ("[2001:db8::1]:443", "10.9.8.7"), ("1.2.3.4 5.6.7.8", "10.9.8.7"), ("", "10.9.8.7"),
+])
+def test_a_forwarded_address_that_is_no_address_gives_way_to_the_proxys(make_app, forwarded,
+                                                                         seen):
+    """A trusted proxy that passes on whatever it was sent: the per-IP limit and the audit log
+    get an IP address, the proxy's own when the forwarded one is none."""
+    from flask import request
+
+    app = make_app(trusted_proxies=1)
+
+    @app.get("/whose-address")
+    def whose_address():
+        return request.remote_addr or ""
+
+    answer = app.test_client().get("/whose-address", headers={"X-Forwarded-For": forwarded},
+                                   environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert answer.get_data(as_text=True) == seen
+
+
 # -- the last-resort answer -----------------------------------------------------------------
 def test_an_unexpected_error_is_a_page_with_headers_and_no_traceback(app, client, caplog):
     @app.get("/boom")
