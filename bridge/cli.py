@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -28,7 +29,22 @@ from .store.migrate import SchemaError
 
 
 def _bridge() -> Bridge:
-    return build_bridge(load_settings())
+    """The bridge a command works on: its audit events name the operator and go to stderr as
+    JSON lines too."""
+    from . import logs
+
+    bridge = build_bridge(load_settings())
+    bridge.store.operator = _operator()
+    logs.audit_to_stderr()
+    return bridge
+
+
+def _operator() -> str:
+    """Who ran the command: the user behind sudo, else this process's user."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except OSError:  # a uid with no name (a container's)
+        return f"uid {os.getuid()}"
 
 
 def _fail(message: str) -> None:

@@ -50,6 +50,32 @@ class JsonFormatter(logging.Formatter):
         return {}
 
 
+class StderrHandler(logging.StreamHandler):
+    """JSON lines to whatever ``sys.stderr`` is when a record comes (a redirected shell, a
+    test's capture), not the one there when the handler was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def audit_to_stderr() -> None:
+    """A command's audit events as JSON lines on stderr, as the server logs them: a log
+    pipeline sees the help desk's reset from the shell as it sees one from the API."""
+    audit = logging.getLogger("stepup.audit")
+    if not any(isinstance(h, StderrHandler) for h in audit.handlers):
+        audit.addHandler(StderrHandler())
+    audit.setLevel(logging.INFO)
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -135,8 +135,9 @@ class Tx:
     two transactions on one user never wait on each other in a cycle (PostgreSQL deadlock).
     """
 
-    def __init__(self, db: Session):
+    def __init__(self, db: Session, operator: str | None = None):
         self._db = db
+        self._operator = operator
         #: Audit records to log once the transaction commits (``Store.begin``).
         self.committed_audit: list[dict[str, Any]] = []
 
@@ -434,6 +435,8 @@ class Tx:
         """Record an audit event in this transaction; a notified one also enters the outbox
         under a new stable id (returned), for the subject's kept contact or ``recipient`` (an
         ``email`` and ``locale``). Nothing is logged until the transaction commits."""
+        if self._operator:
+            detail["operator"] = self._operator
         self._db.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
                                           "client_id": client_id, "ip": ip, "detail": detail})
         event_id = None
@@ -640,6 +643,8 @@ class Store:
         #: Told ``"statement"`` after each statement and ``"transaction"`` at each
         #: :meth:`begin` (the benchmark counts them per request); None in service.
         self.trace: Callable[[str], None] | None = None
+        #: Who runs this process's commands (the command line sets it): in every audit event.
+        self.operator: str | None = None
 
     @contextmanager
     def begin(self, durable: bool = True) -> Iterator[Tx]:
@@ -660,7 +665,7 @@ class Store:
                 db.run("BEGIN IMMEDIATE")
             if self.trace:
                 self.trace("transaction")
-            tx = Tx(db)
+            tx = Tx(db, self.operator)
             try:
                 yield tx
             except BaseException:
@@ -678,7 +683,7 @@ class Store:
         BEGIN/COMMIT round trips. Statements that must hold together use :meth:`begin`.
         ``durable`` as for :meth:`begin`."""
         with self._session(autocommit=True, durable=durable) as db:
-            tx = Tx(db)
+            tx = Tx(db, self.operator)
             yield tx
         _log_committed(tx)
 

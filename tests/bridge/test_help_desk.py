@@ -3,11 +3,13 @@ reset lets a locked user enroll again and ends sign-ins already under way."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from bridge import helpdesk
 from bridge.cli import _when, main
 from bridge.factors import recovery, totp
+from bridge.store import schema
 from tests.bridge.conftest import Actions, events, is_callback, shown, user, wrong_code
 from tests.bridge.test_outbox import outbox
 
@@ -116,8 +118,32 @@ def test_a_lock_over_factors_a_reset_revoked_says_so(make_app, clock, tmp_path):
         shown = CliRunner().invoke(main, ["user", "show", "rae"], env=env)
     assert (f"\"this wasn't me\" on enrollment of {_when(notice['at'])}, before these factors "
             "were set up" in shown.output)
-    history = [line.split()[2] for line in shown.output.splitlines()[1:]]
+    history = [line.split()[2] for line in shown.stdout.splitlines()[1:]]
     assert history == ["not_me", "enrollment", "helpdesk_reset", "enrollment"]
     assert "helpdesk_show" in events(act, "rae")  # audited all the same
     refused = CliRunner().invoke(main, ["user", "unlock", "rae"], env=env)
     assert refused.exit_code == 2 and "reset instead" in refused.output
+
+
+def test_the_command_line_audits_the_operator_as_a_json_line(make_app, clock, tmp_path):
+    """A reset from the shell reaches a log pipeline as one from the API does: a JSON audit line
+    on stderr, and the audit trail names who ran it (the user behind sudo)."""
+    import json
+
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    act.enroll("ula")
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": "https://bridge.example",
+           "STEPUP_DATABASE_URL": act.bridge.settings.database_url, "SUDO_USER": "hd-anna"}
+    reset = CliRunner().invoke(main, ["user", "reset", "ula", "--yes"], env=env)
+    assert reset.exit_code == 0
+    assert reset.stdout == "Reset ula: TOTP and recovery code revoked; they will enroll again.\n"
+    [line] = [json.loads(text) for text in reset.stderr.splitlines()]
+    assert line["logger"] == "stepup.audit" and line["message"] == "helpdesk_reset"
+    assert {k: v for k, v in line["audit"].items() if k != "event_id"} == {
+        "event": "helpdesk_reset", "subject": "ula", "client_id": None, "ip": None,
+        "operator": "hd-anna"}
+    with act.bridge.store.engine.begin() as conn:
+        detail = conn.execute(sa.select(schema.audit_events.c.detail).where(
+            schema.audit_events.c.event == "helpdesk_reset")).scalar_one()
+    assert detail == {"operator": "hd-anna"}
