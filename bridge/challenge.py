@@ -528,6 +528,13 @@ class Challenge:
             return TooSoon(N_("Too many failed attempts from your network. Try again later."))
         return None
 
+    def _count_ip_failure(self, tx: Tx, flow: Flow, ip: str, now: float) -> None:
+        """Count a wrong code against the caller's address. The one that closes its window is
+        audited (``ip_window_closed``, with the client whose sign-in it was): codes sprayed
+        over many users from one address reach the operator as a lockout of one user does."""
+        if self.limiter.hit(tx, ip, now):
+            tx.audit("ip_window_closed", now, client_id=flow.client_id, ip=ip)
+
     def _admit(self, tx: Tx, flow: Flow, ip: str
                ) -> tuple[User, float, ChallengeError | None]:
         """Lock the user's row, then read the clock: an attempt that waited for the lock
@@ -559,7 +566,7 @@ class Challenge:
         """Count a failed attempt (user and IP); lock at the limit and say so. A lock ends
         every open sign-in of the user and voids their unredeemed codes. Short of the limit
         the refusal is ``wrong``, telling the user how many tries remain when few do."""
-        self.limiter.hit(tx, ip, now)
+        self._count_ip_failure(tx, flow, ip, now)
         failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
         tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                  failures=failures, **detail)
@@ -589,7 +596,7 @@ class Challenge:
             if step is not None and not elsewhere:
                 return step
             if not elsewhere:
-                self.limiter.hit(tx, ip, now)
+                self._count_ip_failure(tx, flow, ip, now)
                 attempts = tx.count_flow_attempt(flow.flow_id)
                 tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                          factor="enrollment", attempts=attempts)

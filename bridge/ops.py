@@ -50,6 +50,9 @@ LATENCY = Histogram("stepup_request_seconds", "Request latency by endpoint.", ["
 RESPONSES = Counter("stepup_responses_total", "Answers by endpoint and status class.",
                     ["endpoint", "status"])
 DB_ERRORS = Counter("stepup_database_errors_total", "Requests failed by the database.")
+IP_WINDOWS_CLOSED = Counter(
+    "stepup_ip_windows_closed_total",
+    "Times an address reached the limit of wrong codes (STEPUP_IP_LIMIT).")
 CLIENT_AUTH_CLOSED = Counter(
     "stepup_client_auth_windows_closed_total",
     "Times an address reached the limit of failed authentications for a client.")
@@ -77,6 +80,8 @@ class AuditMetrics(logging.Handler):
             ROTATIONS.inc()
         elif name in ("enrollment", "reenrollment"):
             ENROLLMENTS.labels(name).inc()
+        elif name == "ip_window_closed":
+            IP_WINDOWS_CLOSED.inc()
 
 
 _audit_metrics = AuditMetrics()

@@ -37,7 +37,9 @@ class IpLimiter(Protocol):
     database-backed window commits (or rolls back) with the attempt it counts."""
 
     def blocked(self, tx: Tx, ip: str, now: float) -> bool: ...
-    def hit(self, tx: Tx, ip: str, now: float) -> None: ...
+    def hit(self, tx: Tx, ip: str, now: float) -> bool:
+        """Count a failure; True when it is the one that closes the window."""
+        ...
 
 
 class DatabaseIpLimiter:
@@ -51,8 +53,9 @@ class DatabaseIpLimiter:
         tx.lock_ip_window(ip)  # held until this attempt's failure, if any, is counted
         return tx.count_ip_failures(ip, now - self.window) >= self.limit
 
-    def hit(self, tx: Tx, ip: str, now: float) -> None:
+    def hit(self, tx: Tx, ip: str, now: float) -> bool:
         tx.record_ip_failure(ip, now)
+        return tx.count_ip_failures(ip, now - self.window) == self.limit
 
 
 class RedisIpLimiter:
@@ -87,15 +90,17 @@ class RedisIpLimiter:
             self._degraded(e, now)
             return self.fallback.blocked(tx, ip, now)
 
-    def hit(self, tx: Tx, ip: str, now: float) -> None:
+    def hit(self, tx: Tx, ip: str, now: float) -> bool:
+        closed = self.fallback.hit(tx, ip, now)
         try:
             pipe = self._redis.pipeline()
             pipe.zadd(self._key(ip), {f"{now}:{uuid.uuid4().hex}": now})  # one member per hit
             pipe.expire(self._key(ip), int(self.window) + 1)
-            pipe.execute()
+            pipe.zcard(self._key(ip))
+            return pipe.execute()[2] == self.limit
         except self._errors as e:
             self._degraded(e, now)
-        self.fallback.hit(tx, ip, now)
+            return closed
 
     def _degraded(self, error: Exception, now: float) -> None:
         if now - self._warned_at >= 60:

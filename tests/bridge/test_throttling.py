@@ -114,6 +114,15 @@ def test_per_ip_limit_spans_users(make_act, clock):
     assert "network" in alert(login.last_page)
     assert user(act, "u4").failures == 0  # not the user's fault
     assert flow_of(act, login).stage == "totp"
+    # The operator hears of it once, when the window closed (codes sprayed over users from
+    # one address), not per refused attempt.
+    assert events(act).count("ip_window_closed") == 1
+    act.post(login, "totp", otp=act.code_now(login))
+    assert events(act).count("ip_window_closed") == 1
+    with act.bridge.store.engine.begin() as conn:
+        closed = conn.execute(sa.select(schema.audit_events).where(
+            schema.audit_events.c.event == "ip_window_closed")).one()
+    assert (closed.subject, closed.client_id, closed.ip) == (None, IDP_ID, "127.0.0.1")
 
     # Another address is not affected.
     token = act.csrf(login.last_page)

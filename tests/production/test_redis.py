@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tests.bridge.conftest import Actions
+from tests.bridge.conftest import Actions, events
 from tests.production.conftest import start_redis
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +39,7 @@ def test_ip_failures_add_up_across_nodes(make_app, clock, private_redis):
     refused = b.post(login, "totp", otp=b.code_now(login))
     assert refused.status_code == 429
     assert "Too many failed attempts from your network" in refused.get_data(as_text=True)
+    assert events(a).count("ip_window_closed") == 1  # the third failure, on node a, closed it
 
 
 def test_redis_down_keeps_serving(make_app, clock, private_redis, caplog):
