@@ -85,6 +85,9 @@ class SmtpSink:
         self.controller: Controller | None = None
         self.tls, self.certs, self.login = tls, certs, login
         self.logins: list[str] = []
+        #: An SMTP reply to refuse every recipient with ("550 5.1.1 <addr>: no such user"),
+        #: as a mail server does; None takes them.
+        self.refuse_rcpt: str | None = None
 
     @property
     def url(self) -> str:
@@ -97,6 +100,12 @@ class SmtpSink:
     def _check_login(self, mechanism: str, login: bytes, password: bytes) -> bool:
         self.logins.append(login.decode())
         return self.login is not None and (login.decode(), password.decode()) == self.login
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse_rcpt:
+            return self.refuse_rcpt.replace("<addr>", f"<{address}>")  # echoes it, as servers do
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)

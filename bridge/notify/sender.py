@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import smtplib
 import threading
 import time
 import uuid
@@ -82,7 +83,7 @@ class Sender:
 
     def _deliver(self, event: dict[str, Any], claim: str) -> None:
         sent = list(event["sent"] or [])
-        errors, failed, late = [], [], []
+        errors, failed, hopeless = [], [], []
         age = self.clock() - event["at"]
         for key, send in self.channels(event):
             if key in sent:
@@ -91,18 +92,18 @@ class Sender:
             if too_late := self._too_late(channel, age, tried=event["attempts"] > 0):
                 errors.append(f"{channel}: not sent, {too_late}")
                 failed.append(channel)
-                late.append(channel)
+                hopeless.append(channel)
                 continue
             try:
                 send()
             except Exception as e:
                 # Any failure is this channel's: retried, then given up, while the other
-                # channels go (one left to escape would stall the event for ever). Type and
-                # status only: an SMTP refusal would echo the address back.
-                detail = (str(e) if isinstance(e, webhooks.DeliveryError | Overrun)
-                          else type(e).__name__)
-                errors.append(f"{channel}: {detail}")
+                # channels go (one left to escape would stall the event for ever).
+                detail, final = _failure(e)
+                errors.append(f"{channel}: {detail}" + (", for good" if final else ""))
                 failed.append(channel)
+                if final:
+                    hopeless.append(channel)
                 DELIVERIES.labels(channel, "failed").inc()
                 continue
             DELIVERIES.labels(channel, "delivered").inc()
@@ -113,7 +114,7 @@ class Sender:
         attempts, delay, done_at = event["attempts"] + 1, 0, now
         error = "; ".join(errors) or None
         given_up = bool(error) and (now - event["at"] >= self.settings.notify_give_up
-                                    or len(late) == len(failed))
+                                    or len(hopeless) == len(failed))
         if error and not given_up:
             delay = min(self.settings.notify_retry_base * 2 ** (attempts - 1),
                         self.settings.notify_retry_max)
@@ -173,3 +174,20 @@ class Sender:
             except Exception:  # the database is away: try again at the next poll
                 log.exception("sender: cannot read the outbox")
             self._stop.wait(self.settings.notify_poll)
+
+
+def _failure(error: Exception) -> tuple[str, bool]:
+    """What the log and the event keep of a failed delivery, and whether it is final: a
+    receiver names itself (host and port), an SMTP refusal its reply codes, never its text
+    (it echoes the address back). A recipient refused for good (every reply 5xx, RFC 5321
+    §4.2.1: "no such user") ends the event unless another channel is still to be retried:
+    a week of retries would not make the mailbox exist."""
+    if isinstance(error, webhooks.DeliveryError | Overrun):
+        return str(error), False
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _ in error.recipients.values()})
+        final = bool(codes) and all(500 <= code < 600 for code in codes)
+        return f"SMTPRecipientsRefused {'/'.join(map(str, codes))}", final
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{type(error).__name__} {error.smtp_code}", False
+    return type(error).__name__, False

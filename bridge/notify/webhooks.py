@@ -14,6 +14,7 @@ import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from stepup_handoff.deadline import Deadline, Overrun, bounded_session
 
@@ -55,8 +56,15 @@ def post(url: str, keys: list[bytes], event: dict[str, Any], now: float, timeout
                 url, data=payload, headers=headers, timeout=timeout, allow_redirects=False))
         except (requests.RequestException, Overrun) as e:
             late = deadline.expired or isinstance(e, requests.Timeout)
-            raise DeliveryError(f"no whole answer within {timeout} s" if late
-                                else type(e).__name__) from None
+            raise DeliveryError(f"{receiver(url)}: " + (f"no whole answer within {timeout} s"
+                                                       if late else type(e).__name__)) from None
     if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"HTTP {response.status_code}")
+        raise DeliveryError(f"{receiver(url)}: HTTP {response.status_code}")
+
+
+def receiver(url: str) -> str:
+    """Which receiver, for the log: its host and port (a URL's path or query may hold a
+    token)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 

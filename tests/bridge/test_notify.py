@@ -315,7 +315,7 @@ def test_a_failing_receiver_gets_it_later_and_the_mail_goes_once(notifying, smtp
     assert len(smtp.messages) == 1  # the mail went; only the webhook waits
     [event] = pending(act)
     assert event["attempts"] == 1 and event["sent"] == ["email"]
-    assert event["last_error"] == "webhook: HTTP 500"
+    assert event["last_error"] == f"webhook: 127.0.0.1:{receiver.port}: HTTP 500"
     assert event["next_attempt_at"] == clock() + 10
     assert "ed@example.org" not in caplog.text and "HTTP 500" in caplog.text
     clock.advance(5)
@@ -364,7 +364,8 @@ def test_a_channel_failing_past_the_give_up_time_is_a_dead_letter(notifying, smt
     clock.advance(3590)
     act.bridge.sender.run_once()
     [event] = pending(act)  # still retried just before the give-up time
-    assert event["attempts"] == 2 and event["last_error"] == "webhook: HTTP 500"
+    assert event["attempts"] == 2
+    assert event["last_error"] == f"webhook: 127.0.0.1:{receiver.port}: HTTP 500"
     clock.advance(40)
     with caplog.at_level(logging.ERROR, "stepup.notify"):
         assert act.bridge.sender.run_once() == 1
@@ -373,7 +374,8 @@ def test_a_channel_failing_past_the_give_up_time_is_a_dead_letter(notifying, smt
         [dead] = conn.execute(sa.select(schema.events).where(
             schema.events.c.done_at.is_not(None),
             schema.events.c.last_error.is_not(None))).mappings()
-    assert dead["last_error"] == "gave up: webhook: HTTP 500" and dead["attempts"] == 3
+    assert dead["last_error"] == f"gave up: webhook: 127.0.0.1:{receiver.port}: HTTP 500"
+    assert dead["attempts"] == 3
     assert dead["sent"] == ["email"] and len(smtp.messages) == 1
     [line] = [r.getMessage() for r in caplog.records
               if r.name == "stepup.notify" and r.levelno == logging.ERROR]
@@ -399,6 +401,32 @@ def test_a_notice_first_due_after_the_give_up_time_is_never_sent(notifying, smtp
         [dead] = conn.execute(sa.select(schema.events)).mappings()
     assert dead["last_error"].startswith("gave up: email: not sent, older than")
     assert dead["sent"] in (None, []) and dead["attempts"] == 1
+
+
+@pytest.mark.parametrize(("reply", "final"), [
+    ("550 5.1.1 <addr>: no such user", True), ("451 4.3.0 <addr>: try again later", False)])
+def test_a_refused_recipient_is_named_by_its_reply_code_and_a_5xx_is_not_retried(
+        make_act, smtp, clock, caplog, reply, final):
+    """The mail server refused the address: the log and the event say with which reply code
+    (a 550 from a 451), never the reply's text, which echoes the address back; a refusal for
+    good (5xx) ends the event, a temporary one (4xx) is retried."""
+    act = make_act(smtp_url=smtp.url, smtp_from="stepup@bridge.example", smtp_timeout=2,
+                   notify_retry_base=10)
+    smtp.refuse_rcpt = reply
+    act.enroll("ivo", email="ivo@example.org")
+    with caplog.at_level(logging.WARNING, "stepup.notify"):
+        act.bridge.sender.run_once()
+    with act.bridge.store.engine.begin() as conn:
+        [event] = conn.execute(sa.select(schema.events)).mappings()
+    code = reply.split()[0]
+    if final:
+        assert event["done_at"] is not None
+        assert event["last_error"] == f"gave up: email: SMTPRecipientsRefused {code}, for good"
+    else:
+        assert event["done_at"] is None and event["next_attempt_at"] == clock() + 10
+        assert event["last_error"] == f"email: SMTPRecipientsRefused {code}"
+    assert f"SMTPRecipientsRefused {code}" in caplog.text
+    assert "ivo@example.org" not in caplog.text and smtp.messages == []
 
 
 def test_a_mail_whose_not_me_link_has_expired_is_not_sent_on_a_retry(notifying, smtp,
@@ -428,7 +456,8 @@ def test_a_hanging_receiver_times_out_and_a_deduplicating_one_keeps_it_once(
     receiver.mode, receiver.hang_s = "hang", 3  # past STEPUP_WEBHOOK_TIMEOUT=1
     act.enroll("gus")
     act.bridge.sender.run_once()
-    assert "webhook: no whole answer within 1 s" in pending(act)[0]["last_error"]
+    assert (f"webhook: 127.0.0.1:{receiver.port}: no whole answer within 1 s"
+            in pending(act)[0]["last_error"])
     receiver.mode = "ok"
     clock.advance(10)
     act.bridge.sender.run_once()
@@ -682,7 +711,7 @@ def test_a_receiver_answering_byte_by_byte_is_cut_off_at_the_webhook_timeout(
     drip = DripServer(SLOW_ANSWER, certs=certs)
     act = webhook_to(make_act, f"{scheme}://127.0.0.1:{drip.port}/hook")
     event = cut_off(act, drip, "dora")
-    assert event["last_error"] == "webhook: no whole answer within 1 s"
+    assert event["last_error"] == f"webhook: 127.0.0.1:{drip.port}: no whole answer within 1 s"
 
 
 def test_a_mail_server_greeting_byte_by_byte_is_cut_off_at_the_smtp_timeout(make_act,
@@ -726,7 +755,7 @@ def test_a_deadline_spent_before_the_connection_exists_still_cuts_it(make_act, m
     slow_resolver(monkeypatch, 1.2)  # past STEPUP_WEBHOOK_TIMEOUT=1, within its grace
     drip = DripServer(SLOW_ANSWER)
     event = cut_off(webhook_to(make_act, f"http://localhost:{drip.port}/hook"), drip, "lena")
-    assert event["last_error"] == "webhook: no whole answer within 1 s"
+    assert event["last_error"] == f"webhook: localhost:{drip.port}: no whole answer within 1 s"
 
 
 def test_a_resolver_slower_than_the_timeout_does_not_hold_the_sender(make_act, monkeypatch,
@@ -744,8 +773,8 @@ def test_a_resolver_slower_than_the_timeout_does_not_hold_the_sender(make_act, m
     act.bridge.sender.run_once()
     assert time.monotonic() - started < 6.5  # 2 x (1 s + grace), against 9 s for the resolver
     [event] = pending(act)
-    assert event["last_error"] == ("email: not done within 1 s; "
-                                   "webhook: no whole answer within 1 s")
+    assert event["last_error"] == ("email: not done within 1 s; webhook: "
+                                   f"localhost:{receiver.port}: no whole answer within 1 s")
     for _ in range(3):  # the reverse look-up, then both exchanges' forward ones
         assert answered.acquire(timeout=15)
     time.sleep(1)  # what the left-behind exchanges would send, they would send by now
