@@ -11,9 +11,16 @@ from conftest import ADMIN_PASSWORD, BRIDGE
 from fake_keycloak import BASE
 
 from bridge import create_app
-from bridge.cli import main
+from bridge.cli import _operator, main
 from bridge.oidc.clients import new_client
 from bridge.store.schema import audit_events
+
+
+def said(result) -> str:
+    """What a command said on stderr to the person running it: its audit events are JSON lines
+    there too (docs/operations.md), for the log pipeline."""
+    return "\n".join(line for line in result.stderr.splitlines()
+                     if not line.startswith('{"ts": ')).strip()
 
 
 def install(tmp_path, *extra: str):
@@ -41,7 +48,7 @@ def test_install_fails_when_a_covered_door_stays_open(fake, tmp_path):
     assert "OPEN  browser:" in failed.stdout
     # Not "run install": it was just run, and would lay the step out the same way again.
     assert "switch off the way in beside the step (Kerberos, a passkey" in failed.stdout
-    assert failed.stderr.strip() == (
+    assert said(failed) == (
         "stepup: error: installed, but the audit still finds browser open or with the step-up "
         "out of place (the OPEN lines above say what to change)")
 
@@ -121,7 +128,7 @@ def test_a_refused_sign_out_fails_install_with_one_line(fake, tmp_path):
     failed = install(tmp_path, "--sign-out-everyone")
     assert failed.exit_code == 2, failed.output
     assert "Realm acme: every way in passes the step-up." in failed.stdout
-    [line] = failed.stderr.strip().splitlines()
+    [line] = said(failed).splitlines()
     assert line.startswith("stepup: error: installed, but signing everyone out failed: ")
     assert "sign out every session of realm 'acme'" in line
     assert line.endswith("(it may have happened in part; running install with "
@@ -143,7 +150,7 @@ def test_install_and_uninstall_register_and_remove_the_bridge_client_audited(fak
     engine.dispose()
     assert [(event, client) for event, client, _ in rows] == [
         ("client_registered", "keycloak-acme"), ("client_removed", "keycloak-acme")]
-    assert rows[0].detail == {"admin": False, "auth": "client_secret"}
+    assert rows[0].detail == {"admin": False, "auth": "client_secret", "operator": _operator()}
 
 
 def test_a_registration_the_bridge_would_refuse_stops_install_before_the_realm_changes(
@@ -171,5 +178,5 @@ def test_a_realm_secret_the_bridge_would_refuse_fails_install_in_one_line(fake, 
         fake.configs[execution["config"]]["config"]["stepup.clientSecret"] = "a secret " * 3
     failed = install(tmp_path)
     assert failed.exit_code == 2, failed.output
-    assert failed.stderr.strip() == ("stepup: error: the client secret must be printable "
+    assert said(failed) == ("stepup: error: the client secret must be printable "
                                      "ASCII without spaces or '%'")
