@@ -308,8 +308,11 @@ class Challenge:
                     if off.step < live_from or tx.hint_totp_step(user.subject, off.step,
                                                                  live_from):
                         wrong = off
+                # A wrong clock is audited as one (the device's offset, in seconds): the help
+                # desk tells an app to fix from someone guessing.
+                drift = {"clock_offset": wrong.offset} if isinstance(wrong, ClockDrift) else {}
                 refusal = self._fail(tx, flow, ip, now, wrong,
-                                     "replay" if replay else "failure", factor=OTP)
+                                     "replay" if replay else "failure", factor=OTP, **drift)
         raise refusal
 
     def verify_recovery(self, flow: Flow, text: str, ip: str) -> None:
@@ -562,7 +565,7 @@ class Challenge:
         return user, now, None
 
     def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, wrong: WrongCode, event: str,
-              **detail: str) -> ChallengeError:
+              **detail: str | int) -> ChallengeError:
         """Count a failed attempt (user and IP); lock at the limit and say so. A lock ends
         every open sign-in of the user and voids their unredeemed codes. Short of the limit
         the refusal is ``wrong``, telling the user how many tries remain when few do."""

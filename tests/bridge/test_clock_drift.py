@@ -7,9 +7,11 @@ from __future__ import annotations
 import html
 
 import pytest
+import sqlalchemy as sa
 
 from bridge.challenge import ClockDrift
 from bridge.factors import totp
+from bridge.store import schema
 from tests.bridge.conftest import Actions, events, is_callback, returning, shown, user
 from tests.bridge.conftest import alert as raw_alert
 
@@ -46,6 +48,14 @@ def test_a_code_from_a_wrong_clock_is_refused_counted_and_explained(act, clock, 
     assert "iPhone" in text
     assert user(act, "dora").failures == 1
     assert events(act, "dora")[-1] == "failure"
+    # Audited as a wrong clock, by how much: the help desk tells it from guessing.
+    assert abs(last_detail(act)["clock_offset"] - offset) < totp.PERIOD
+
+
+def last_detail(act: Actions) -> dict:
+    with act.bridge.store.engine.begin() as conn:
+        return conn.execute(sa.select(schema.audit_events.c.detail)
+                            .order_by(schema.audit_events.c.id.desc()).limit(1)).scalar_one()
 
 
 @pytest.mark.parametrize(("offset", "minutes"), [(60, 1), (90, 2), (-120, 2), (150, 3),
@@ -63,6 +73,7 @@ def test_beyond_the_search_window_the_message_is_the_plain_one(act, clock):
     act.post(login, "totp", otp=phone(secret, clock, 11 * MINUTE))
     assert "clock looks" not in alert(login.last_page)
     assert "didn't work" in alert(login.last_page)
+    assert "clock_offset" not in last_detail(act)
 
 
 def test_the_search_window_is_configurable_and_can_be_off(make_app, clock):
