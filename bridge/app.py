@@ -82,20 +82,36 @@ class _Flask(Flask):
 
 
 def _address_checked(wsgi_app: Callable) -> Callable:
-    """Behind ProxyFix: a forwarded client address that is no IP address (a proxy that passes
-    on what it was sent: a name, a port, junk, a long string) gives way to the proxy's own,
-    so it never becomes the address the per-IP limit counts and the audit log records (nor
-    overflows the audit's column on PostgreSQL)."""
+    """Behind ProxyFix: the forwarded client address as an IP address. A port some proxies add
+    (``198.51.100.7:50123``, ``[2001:db8::1]:443``) is taken off; anything else (a name, junk,
+    a long string) becomes ``unknown``: never the address the per-IP limit counts or the audit
+    records as sent (nor past its column on PostgreSQL), and never the proxy's own, which on
+    this machine is loopback and would pass for a local program (``secure_transport``)."""
     def checked(environ: dict, start_response: Callable):
-        address = environ.get("REMOTE_ADDR", "")
-        try:
-            valid = len(address) <= 64 and ipaddress.ip_address(address) is not None
-        except ValueError:
-            valid = False
-        if not valid:
-            environ["REMOTE_ADDR"] = environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]
+        forwarded = environ.get("REMOTE_ADDR", "")
+        if forwarded != environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]:
+            environ["REMOTE_ADDR"] = _ip_address(forwarded)
         return wsgi_app(environ, start_response)
     return checked
+
+
+def _ip_address(forwarded: str) -> str:
+    host, port = forwarded, ""
+    if forwarded.startswith("[") and "]" in forwarded:  # [v6] or [v6]:port
+        host, _, rest = forwarded[1:].partition("]")
+        port = rest.removeprefix(":") if rest else ""
+        if rest and (not rest.startswith(":") or not port):
+            return "unknown"
+    elif forwarded.count(":") == 1:  # v4:port
+        host, port = forwarded.split(":")
+        if not port:
+            return "unknown"
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
+        return "unknown"
+    try:
+        return str(ipaddress.ip_address(host)) if len(host) <= 64 else "unknown"
+    except ValueError:
+        return "unknown"
 
 
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:

@@ -40,10 +40,11 @@ def _bridge() -> Bridge:
 
 
 def _operator() -> str:
-    """Who ran the command: the user behind sudo, else this process's user."""
+    """Who ran the command, as the shell says (not verified): the user behind sudo, else this
+    process's user, else its uid."""
     try:
         return os.environ.get("SUDO_USER") or getpass.getuser()
-    except OSError:  # a uid with no name (a container's)
+    except (OSError, KeyError):  # a uid with no name (a container's); KeyError before 3.13
         return f"uid {os.getuid()}"
 
 

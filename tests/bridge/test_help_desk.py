@@ -147,3 +147,14 @@ def test_the_command_line_audits_the_operator_as_a_json_line(make_app, clock, tm
         detail = conn.execute(sa.select(schema.audit_events.c.detail).where(
             schema.audit_events.c.event == "helpdesk_reset")).scalar_one()
     assert detail == {"operator": "hd-anna"}
+
+
+def test_a_uid_with_no_name_is_audited_by_its_number(monkeypatch):
+    """A container's random uid has no passwd entry: getpass raised (KeyError before Python
+    3.13) and every command that writes an audit event ended in a traceback."""
+    from bridge.cli import _operator
+
+    for name in ("SUDO_USER", "LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("os.getuid", lambda: 54321)
+    assert _operator() == "uid 54321"

@@ -148,13 +148,13 @@ def test_a_trusted_proxy_that_ended_tls_is_believed(make_app):
 
 @pytest.mark.parametrize(("forwarded", "seen"), [
     ("192.0.2.7", "192.0.2.7"), ("2001:db8::1", "2001:db8::1"),
-    ("not-an-ip", "10.9.8.7"), ("1.2.3.4\u00e9", "10.9.8.7"), ("A" * 3000, "10.9.8.7"),
-    ("[2001:db8::1]:443", "10.9.8.7"), ("1.2.3.4 5.6.7.8", "10.9.8.7"), ("", "10.9.8.7"),
+    ("198.51.100.7:50123", "198.51.100.7"), ("[2001:db8::1]:443", "2001:db8::1"),
+    ("not-an-ip", "unknown"), ("1.2.3.4\u00e9", "unknown"), ("A" * 3000, "unknown"),
+    ("1.2.3.4 5.6.7.8", "unknown"), ("127.0.0.1:x", "unknown"), ("", "10.9.8.7"),
 ])
-def test_a_forwarded_address_that_is_no_address_gives_way_to_the_proxys(make_app, forwarded,
-                                                                         seen):
-    """A trusted proxy that passes on whatever it was sent: the per-IP limit and the audit log
-    get an IP address, the proxy's own when the forwarded one is none."""
+def test_a_forwarded_address_is_an_ip_address_or_unknown(make_app, forwarded, seen):
+    """A trusted proxy that passes on whatever it was sent, or adds a port: the per-IP limit
+    and the audit log get an IP address, or "unknown" (not the proxy's own: see below)."""
     from flask import request
 
     app = make_app(trusted_proxies=1)
@@ -166,6 +166,19 @@ def test_a_forwarded_address_that_is_no_address_gives_way_to_the_proxys(make_app
     answer = app.test_client().get("/whose-address", headers={"X-Forwarded-For": forwarded},
                                    environ_base={"REMOTE_ADDR": "10.9.8.7"})
     assert answer.get_data(as_text=True) == seen
+
+
+def test_junk_forwarded_by_a_proxy_on_this_machine_is_no_local_program(make_app):
+    """The trusted proxy runs on this machine (peer 127.0.0.1, nginx's default Host): a
+    forwarded value that is no address must not leave the caller looking like a local program,
+    which plain http is allowed for."""
+    client = make_app(trusted_proxies=1).test_client()
+    for forwarded in ("unknown", "198.51.100.7:x", "A" * 100):
+        refused = client.post("/par", data={"client_id": "idp"},
+                              base_url="http://127.0.0.1:8000",
+                              headers={"X-Forwarded-For": forwarded,
+                                       "X-Forwarded-Proto": "http"})
+        assert refused.get_json()["error"] == "insecure_transport", forwarded
 
 
 # -- the last-resort answer -----------------------------------------------------------------
