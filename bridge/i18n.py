@@ -96,14 +96,15 @@ _switchers: dict[str, Markup] = {}
 def language_switcher(here: str | None) -> Markup:
     """The switcher (``_languages.html``): each language by its own name, linking to this page
     in it, the page's own marked current. ``here`` is the page's address to switch on (a
-    sign-in's page); without one, a page got by GET switches on its own address and query,
-    and a page that answers a post has none (its address would post nothing)."""
+    sign-in's page); without one, a page got by GET links to its own address with the query
+    changed, and a page that answers a post has none (its address would post nothing)."""
     if here is None:
         if request.method != "GET":
             return Markup("")
-        here = request.script_root + request.path  # a mounted bridge's prefix too
+        # A link of its query alone keeps the page's own address as the browser has it: the
+        # path is never written back (``/%5Cevil.example`` decoded would read as another host).
         query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "lang"])
-        prefix = f"{here}?{query}&" if query else f"{here}?"
+        prefix = f"?{query}&" if query else "?"
     else:
         prefix = f"{here}?"
     current = get_locale().language if get_locale() else "en"
