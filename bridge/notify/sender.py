@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import smtplib
 import threading
 import time
@@ -178,16 +179,24 @@ class Sender:
 
 def _failure(error: Exception) -> tuple[str, bool]:
     """What the log and the event keep of a failed delivery, and whether it is final: a
-    receiver names itself (host and port), an SMTP refusal its reply codes, never its text
-    (it echoes the address back). A recipient refused for good (every reply 5xx, RFC 5321
-    §4.2.1: "no such user") ends the event unless another channel is still to be retried:
-    a week of retries would not make the mailbox exist."""
+    receiver names itself (host and port), an SMTP refusal its reply and enhanced status codes,
+    never its text (it echoes the address back). Only a mailbox that does not exist (5.1.x,
+    RFC 3463: bad address, no such user) is refused for good; a policy, relay or quota refusal
+    (5.7.x, 552) is the set-up's, and is retried."""
     if isinstance(error, webhooks.DeliveryError | Overrun):
         return str(error), False
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = sorted({code for code, _ in error.recipients.values()})
-        final = bool(codes) and all(500 <= code < 600 for code in codes)
-        return f"SMTPRecipientsRefused {'/'.join(map(str, codes))}", final
+        replies = sorted({(code, _enhanced(text)) for code, text in error.recipients.values()})
+        said = "/".join(f"{code} {status}".strip() for code, status in replies)
+        final = bool(replies) and all(
+            code // 100 == 5 and status.startswith("5.1.") for code, status in replies)
+        return f"SMTPRecipientsRefused {said}", final
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{type(error).__name__} {error.smtp_code}", False
     return type(error).__name__, False
+
+
+def _enhanced(text: bytes | str) -> str:
+    """A reply's enhanced status code (RFC 3463, ``5.1.1``), or ""."""
+    first = (text.decode("ascii", "replace") if isinstance(text, bytes) else text).split()[:1]
+    return first[0] if first and re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", first[0]) else ""
