@@ -54,8 +54,12 @@ class DatabaseIpLimiter:
         return tx.count_ip_failures(ip, now - self.window) >= self.limit
 
     def hit(self, tx: Tx, ip: str, now: float) -> bool:
-        tx.record_ip_failure(ip, now)
+        self.record(tx, ip, now)
         return tx.count_ip_failures(ip, now - self.window) == self.limit
+
+    def record(self, tx: Tx, ip: str, now: float) -> None:
+        """Count a failure without asking whether it closed the window (Redis answers that)."""
+        tx.record_ip_failure(ip, now)
 
 
 class RedisIpLimiter:
@@ -91,16 +95,17 @@ class RedisIpLimiter:
             return self.fallback.blocked(tx, ip, now)
 
     def hit(self, tx: Tx, ip: str, now: float) -> bool:
-        closed = self.fallback.hit(tx, ip, now)
         try:
             pipe = self._redis.pipeline()
             pipe.zadd(self._key(ip), {f"{now}:{uuid.uuid4().hex}": now})  # one member per hit
             pipe.expire(self._key(ip), int(self.window) + 1)
             pipe.zcard(self._key(ip))
-            return pipe.execute()[2] == self.limit
+            closed = pipe.execute()[2] == self.limit
         except self._errors as e:
             self._degraded(e, now)
-            return closed
+            return self.fallback.hit(tx, ip, now)
+        self.fallback.record(tx, ip, now)
+        return closed
 
     def _degraded(self, error: Exception, now: float) -> None:
         if now - self._warned_at >= 60:

@@ -88,3 +88,17 @@ def test_trusted_proxy_gives_each_user_their_own_ip_window(make_app, clock):
         data={"otp": act.code_now(login), "csrf_token": act.csrf(login.last_page)},
     )
     assert other.status_code == 303
+
+
+def test_with_redis_down_the_database_window_still_tells_of_its_closing(make_app, clock,
+                                                                         private_redis):
+    url, process = private_redis
+    actions = node(make_app, clock, url)
+    actions.enroll("down-user")
+    process.terminate()
+    process.wait(10)
+    for _ in range(3):  # ip_limit=3: the third closes the window, counted in the database
+        clock.advance(30)
+        login = actions.start("down-user")
+        assert actions.post(login, "totp", otp="000004").status_code == 400
+    assert events(actions).count("ip_window_closed") == 1
