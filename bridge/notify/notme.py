@@ -5,7 +5,7 @@ server secret; it is the same on every retry of the mail. Following it shows a c
 page; only the confirmation (a POST with a CSRF token) locks second-factor sign-in for the
 event's user, ends their open sign-ins and records a ``not_me`` event — once per link: the
 event's ``disowned_at`` is set by a compare-and-set. Disowning a ``contact_changed`` notice
-also gives the user's notices back to the address it reached.
+also forgets the user's address: which of the two is theirs, the bridge cannot tell.
 """
 
 from __future__ import annotations
@@ -81,13 +81,15 @@ class NotMe:
             if tx.find_user(subject, for_update=True) is not None or not tx.bar_user(subject, now):
                 tx.lock_user(subject, now)
             tx.lock_sign_ins(subject, LOCKED)
-            restored = {}
-            if event["event"] == "contact_changed" and event["email"]:
-                # The address it moved to is disowned: the notices (this lock's, the help
-                # desk's reset, their links) go back to the one this notice reached.
-                tx.set_contact(subject, event["email"], event["locale"], now)
-                restored = {"contact_restored": True}
+            forgotten = {}
+            if event["event"] == "contact_changed":
+                # One of the two addresses is not the user's, and the bridge cannot tell which
+                # (someone moved the notices to theirs, or the user moved off a mailbox someone
+                # holds): neither gets the notices, this lock's and the help desk's reset with
+                # its link, until a sign-in after the help desk's check pushes one.
+                tx.forget_contact(subject)
+                forgotten = {"contact_forgotten": True}
             tx.audit("not_me", now, subject=subject, client_id=event["client_id"], ip=ip,
                      disowned=event_id, disowned_event=event["event"],
-                     disowned_event_at=event["at"], **restored)
+                     disowned_event_at=event["at"], **forgotten)
         return Outcome.LOCKED

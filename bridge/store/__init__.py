@@ -473,6 +473,10 @@ class Tx:
             pass  # a concurrent sign-in stored one just now: as good as ours
         return None
 
+    def forget_contact(self, subject: str) -> None:
+        """No address for ``subject`` until a sign-in that passes pushes one."""
+        self._db.execute(sa.delete(contacts).where(contacts.c.subject == subject))
+
     def count_pending_events(self) -> int:
         """Events not yet delivered or given up (``ix_events_pending``)."""
         return self._db.execute(sa.select(sa.func.count()).select_from(events)

@@ -156,6 +156,8 @@ def verify_id_token(
         raise InvalidAssertion("auth_time is older than the requested max_age")
     if pushed_at is not None and result.auth_time < pushed_at - LEEWAY:
         raise InvalidAssertion("id_token auth_time lies before this hand-off began")
+    if isinstance(acr_values, str):  # one space-separated string, not its letters
+        acr_values = acr_values.split()
     if acr_values and result.acr not in acr_values:
         raise InvalidAssertion("id_token acr is not one of the acr_values asked for")
     return result
