@@ -80,7 +80,11 @@ def _chosen() -> str | None:
     else the one picked before. It outranks the IdP's ``ui_locales``: the user asked here."""
     asked = request.args.get("lang") if request.method == "GET" else None
     if asked and len(asked) <= 35 and (lang := _language_of(asked)) is not None:
-        if session.get("lang") != lang:
+        # Kept only when picked on our own page: a link from another site shows that page in
+        # its language, but does not choose the language of this browser's later sign-ins.
+        # (Browsers that send no Sec-Fetch-Site are taken at their word.)
+        own = request.headers.get("Sec-Fetch-Site", "same-origin") == "same-origin"
+        if own and session.get("lang") != lang:
             session["lang"] = lang
         return lang
     kept = session.get("lang")

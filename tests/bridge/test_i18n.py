@@ -330,6 +330,20 @@ def test_the_switcher_outranks_the_idps_language_and_is_kept(make_app, clock):
     assert Page(later.last_page).one("html").attrs["lang"] == "de"
 
 
+def test_a_language_link_from_another_site_is_shown_but_not_kept(app):
+    """Sec-Fetch-Site: a link elsewhere may show a page in some language; it does not choose
+    the language of this browser's later sign-ins."""
+    browser = app.test_client()
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "fr"
+    shown = browser.get("/?lang=ar", headers={"Sec-Fetch-Site": "cross-site"})
+    assert Page(shown.get_data(as_text=True)).one("html").attrs["lang"] == "ar"
+    assert "Set-Cookie" not in shown.headers
+    assert Page(browser.get("/").get_data(as_text=True)).one("html").attrs["lang"] == "fr"
+    picked = browser.get("/?lang=ar", headers={"Sec-Fetch-Site": "same-origin"})
+    assert "Set-Cookie" in picked.headers
+    assert Page(browser.get("/").get_data(as_text=True)).one("html").attrs["lang"] == "ar"
+
+
 def test_the_recovery_form_switches_to_itself(make_app, clock):
     app = make_app()
     act = Actions(app.test_client(), app.extensions["stepup"], clock)
