@@ -383,8 +383,16 @@ class Challenge:
                 raise AuthenticateAgain()
             return target
         with self.store.begin() as tx:
-            if flow.stage != ROTATE or not tx.find_flow(flow.flow_id, now):
+            # The user's row first (the order every writer keeps), then this flow read again
+            # under it: a second post of this very page (a double click, a retry) waits here
+            # for the first and finds its flow finished, not a rotation by another sign-in;
+            # a help-desk reset that came first is said as one.
+            if tx.find_user(flow.subject, for_update=True) is None:
+                raise FlowGone(FACTOR_RESET)
+            current = tx.find_flow(flow.flow_id, now)
+            if flow.stage != ROTATE or current is None or current.stage != ROTATE:
                 raise MovedOn(ALREADY_COMPLETE)
+            flow = current
             new_digest = recovery.keyed_digest(self.pepper, self.staged_code(flow))
             rotated = tx.rotate_recovery(flow.subject, flow.replaces_version or 0, new_digest)
             if rotated:

@@ -5,6 +5,7 @@ releases them together, and the database decides the winner."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -253,6 +254,43 @@ def test_double_posting_the_confirmation_rotates_once(app, act, round_):
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
     assert amrs.count([AMR_RECOVERY]) == 1
     probe = act.start(subject)
+    assert act.post(probe, "recovery", recovery_code=staged).status_code == 303
+
+
+def test_a_double_post_of_the_save_page_never_says_the_other_sign_in_won(app, act):
+    """One browser posts "I have saved it" twice (a double click) while the user's row is
+    busy: both posts are in before either can rotate. The second must learn that its own sign-in
+    finished, not that "another sign-in" replaced the code and the one shown "will never work"
+    (it is the user's code now), and nothing records a lost rotation."""
+    first, _ = act.enroll("gus")
+    login = act.start("gus")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    staged = shown(login.last_page, "recovery-code")
+    twin = same_browser(app, act)
+    form = {"saved": "yes", "csrf_token": act.csrf(login.last_page)}
+    holder = act.bridge.store.engine.connect()
+    busy = holder.begin()
+    if act.bridge.store.engine.dialect.name == "postgresql":  # another writer holds the row
+        holder.execute(sa.select(schema.users).where(schema.users.c.subject == "gus")
+                       .with_for_update())
+    else:  # SQLite: another writer holds the database
+        holder.exec_driver_sql("UPDATE users SET failures = failures WHERE subject = 'gus'")
+    results: list = []
+    posts = [threading.Thread(target=lambda c=c: results.append(
+        c.post(f"{login.flow_url}/saved", data=form))) for c in (act.client, twin.client)]
+    for post in posts:
+        post.start()
+    time.sleep(0.5)  # both are waiting on the row
+    busy.commit()
+    holder.close()
+    for post in posts:
+        post.join(30)
+    assert sum(is_callback(r) for r in results) == 1, [r.status_code for r in results]
+    [loser] = [r for r in results if not is_callback(r)]
+    assert 400 <= loser.status_code < 500
+    assert "will never work" not in loser.get_data(as_text=True)
+    assert audit_count(act, "gus", "rotation_lost") == 0
+    probe = act.start("gus")
     assert act.post(probe, "recovery", recovery_code=staged).status_code == 303
 
 
