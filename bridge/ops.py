@@ -50,6 +50,11 @@ LATENCY = Histogram("stepup_request_seconds", "Request latency by endpoint.", ["
 RESPONSES = Counter("stepup_responses_total", "Answers by endpoint and status class.",
                     ["endpoint", "status"])
 DB_ERRORS = Counter("stepup_database_errors_total", "Requests failed by the database.")
+#: The notified events no other metric counts: each one a thing to alert on.
+USER_EVENTS = ("failure_burst", "not_me", "contact_changed", "helpdesk_unlock", "helpdesk_reset")
+USER_EVENTS_TOTAL = Counter("stepup_user_events_total",
+                            "Security events told to users, by kind (those counted nowhere else).",
+                            ["event"])
 IP_WINDOWS_CLOSED = Counter(
     "stepup_ip_windows_closed_total",
     "Times an address reached the limit of wrong codes (STEPUP_IP_LIMIT).")
@@ -82,6 +87,8 @@ class AuditMetrics(logging.Handler):
             ENROLLMENTS.labels(name).inc()
         elif name == "ip_window_closed":
             IP_WINDOWS_CLOSED.inc()
+        elif name in USER_EVENTS:
+            USER_EVENTS_TOTAL.labels(name).inc()
 
 
 _audit_metrics = AuditMetrics()
@@ -128,6 +135,8 @@ def start_at_zero(app: Flask) -> None:
     CHALLENGES.labels("enrollment", "failure")  # a wrong setup code (a setup done: ENROLLMENTS)
     for kind in ("enrollment", "reenrollment"):
         ENROLLMENTS.labels(kind)
+    for event in USER_EVENTS:
+        USER_EVENTS_TOTAL.labels(event)
     for endpoint in sorted({rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}):
         for status_class in (4, 5):
             _responses(endpoint, status_class)

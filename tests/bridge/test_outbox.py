@@ -106,6 +106,18 @@ def test_help_desk_unlock_and_reset_enter_the_outbox(make_act, clock, stepup):  
         "enrollment", "lockout", "helpdesk_unlock", "helpdesk_reset"]
 
 
+@pytest.mark.parametrize("event", ["failure_burst", "not_me", "contact_changed",
+                                   "helpdesk_unlock", "helpdesk_reset"])
+def test_the_events_no_other_metric_counts_are_counted_by_kind(act, event):
+    """Something to alert on (a run of "this wasn't me", moved notices): counted once
+    committed, from 0 after a start."""
+    before = metric("stepup_user_events_total", event=event)
+    with act.bridge.store.begin() as tx:
+        tx.audit(event, 1.0, subject="ivy", client_id="idp")
+    assert metric("stepup_user_events_total", event=event) == before + 1
+    assert REGISTRY.get_sample_value("stepup_user_events_total", {"event": event}) is not None
+
+
 def test_a_rolled_back_change_emits_nothing(act, audit_lines):
     """Store level: an event recorded in a transaction that then fails leaves no row, no log
     line and no metric."""
