@@ -180,13 +180,20 @@ class _BackChannelRequest(FlaskOAuth2Request):
         return self.payload.data
 
 
+class _ClientAuthFailed(InvalidClientError):
+    """RFC 6749 §5.2's 401, its Basic challenge with the realm RFC 7617 §2 requires."""
+
+    def get_headers(self):
+        return [(name, value.replace("Basic ", 'Basic realm="stepup", ', 1)
+                 if name == "WWW-Authenticate" else value) for name, value in super().get_headers()]
+
+
 def _uniform(error: OAuth2Error) -> OAuth2Error:
     """Every client-authentication failure looks the same: 401 and one message, so a caller
     cannot tell an unknown client id from a wrong secret or a bad assertion (RFC 6749 §5.2);
     and every refusal says why."""
     if error.error == "invalid_client":
-        error.status_code = 401
-        error.description = "Client authentication failed."
+        return _ClientAuthFailed(description="Client authentication failed.", status_code=401)
     elif error.error == "unsupported_grant_type":  # authlib's body has no description for it
         error.description = "This grant_type is not supported."
     return error

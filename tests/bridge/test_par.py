@@ -215,7 +215,9 @@ class TestClientAuthentication:
     def test_no_authentication(self, bridge, act):
         response = act.push("alice", auth=None)[0]
         refused(bridge, response, "invalid_client", 401)
-        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert response.headers["WWW-Authenticate"] == (  # RFC 7617 §2: the realm is required
+            'Basic realm="stepup", error="invalid_client", '
+            'error_description="Client authentication failed."')
 
     @pytest.mark.parametrize("tamper", [
         lambda good: good + "!!!junk",  # after the padding: lenient base64 ignores it
