@@ -48,9 +48,15 @@ def _operator() -> str:
         return f"uid {os.getuid()}"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     click.echo(f"stepup: error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
+
+
+#: Exit codes of ``stepup user unlock|reset`` beside 0 and 2 (a usage or set-up error), so a
+#: ticketing script tells the cases apart: not enrolled (1, as ``user show`` and ``grep``), and
+#: refused (3: not locked, or a lock the user set over their factors: reset instead).
+NOT_ENROLLED, REFUSED = 1, 3
 
 
 #: The extra that installs each optional module (pyproject.toml [project.optional-dependencies]).
@@ -322,19 +328,19 @@ def _disowned(found: dict) -> str:
 @click.argument("subject", callback=_subject)
 def user_unlock(subject: str) -> None:
     """Lift a lock after checking it's the user; their authenticator and code stay valid.
-    Refused (exit 1) after a "this wasn't me" that disowned a use or change of the factors:
-    reset instead."""
+    Exit 1: not enrolled; exit 3: refused (not locked, or locked by a "this wasn't me" that
+    disowned a use or change of the factors: reset instead)."""
     try:
         with _bridge().store.begin() as tx:
             barred = helpdesk.unlock(tx, subject, time.time(), actor=None)
     except helpdesk.NotEnrolled:
-        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})")
+        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_ENROLLED)
     except helpdesk.NotLocked:
-        _fail(f"{subject} is not locked")
+        _fail(f"{subject} is not locked", REFUSED)
     except helpdesk.FactorsDisowned:
         _fail(f"{subject} locked this from a security notice (a use or change of their factors "
               f"was not them): reset instead, so they set up new factors "
-              f"(stepup user reset {subject})")
+              f"(stepup user reset {subject})", REFUSED)
     click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
                else "the failure count starts again from zero."))
 
@@ -343,14 +349,16 @@ def user_unlock(subject: str) -> None:
 @click.argument("subject", callback=_subject)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def user_reset(subject: str, yes: bool) -> None:
-    """Revoke a user's TOTP and recovery code (they enroll again at next sign-in)."""
+    """Revoke a user's TOTP and recovery code (they enroll again at next sign-in).
+
+    Exit 1: not enrolled."""
     if not yes:
         click.confirm(f"Revoke the second factor of {subject}?", abort=True)
     try:
         with _bridge().store.begin() as tx:
             helpdesk.reset(tx, subject, time.time(), actor=None)
     except helpdesk.NotEnrolled:
-        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})")
+        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_ENROLLED)
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
 
 

@@ -343,7 +343,7 @@ class TestUser:
             assert "helpdesk_reset" not in [e["event"] for e in tx.audit_trail("alice")]
 
     def test_reset_unknown(self, stepup, bridge):
-        assert "nobody" in one_line_error(stepup("user", "reset", "nobody", "--yes"))
+        assert "nobody" in one_line_error(stepup("user", "reset", "nobody", "--yes"), code=1)
         with bridge.store.begin() as tx:
             assert tx.audit_trail("nobody") == []
 

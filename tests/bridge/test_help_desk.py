@@ -79,17 +79,18 @@ def test_help_desk_unlock_keeps_the_factors(make_app, clock, tmp_path):
     again.secret = enrolled.secret
     assert is_callback(act.post(again, "totp", otp=act.code_now(again)))
     refused = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
-    assert refused.exit_code == 2
+    assert refused.exit_code == 3  # refused; 1 is "not enrolled", 2 a usage error
     assert "is not locked" in refused.output
     unknown = CliRunner().invoke(main, ["user", "unlock", "nobody"], env=env)
-    assert unknown.exit_code == 2 and "nobody is not enrolled" in unknown.output
+    assert unknown.exit_code == 1 and "nobody is not enrolled" in unknown.output
+    assert CliRunner().invoke(main, ["user", "reset", "nobody", "--yes"], env=env).exit_code == 1
     shown = CliRunner().invoke(main, ["user", "show", "unlock-me"], env=env)
     assert shown.exit_code == 0 and "helpdesk_show" in events(act, "unlock-me")
     # Locked by the user over their enrollment ("this wasn't me"): the CLI says to reset.
     [notice] = [e for e in outbox(act, "unlock-me") if e["event"] == "enrollment"]
     act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
     disowned = CliRunner().invoke(main, ["user", "unlock", "unlock-me"], env=env)
-    assert disowned.exit_code == 2 and "stepup user reset unlock-me" in disowned.output
+    assert disowned.exit_code == 3 and "stepup user reset unlock-me" in disowned.output
     shown = CliRunner().invoke(main, ["user", "show", "unlock-me"], env=env)
     assert f"LOCKED by the user (\"this wasn't me\" on enrollment of {_when(notice['at'])})" \
         in shown.output
@@ -122,7 +123,7 @@ def test_a_lock_over_factors_a_reset_revoked_says_so(make_app, clock, tmp_path):
     assert history == ["not_me", "enrollment", "helpdesk_reset", "enrollment"]
     assert "helpdesk_show" in events(act, "rae")  # audited all the same
     refused = CliRunner().invoke(main, ["user", "unlock", "rae"], env=env)
-    assert refused.exit_code == 2 and "reset instead" in refused.output
+    assert refused.exit_code == 3 and "reset instead" in refused.output
 
 
 def test_the_command_line_audits_the_operator_as_a_json_line(make_app, clock, tmp_path):
