@@ -89,7 +89,9 @@ class NotMe:
                 # its link, until a sign-in after the help desk's check pushes one.
                 tx.forget_contact(subject)
                 forgotten = {"contact_forgotten": True}
-            tx.audit("not_me", now, subject=subject, client_id=event["client_id"], ip=ip,
-                     disowned=event_id, disowned_event=event["event"],
-                     disowned_event_at=event["at"], **forgotten)
+            # No client acted (the user did, from a link): the disowned event's client is a
+            # detail, so no trail shows it, say the help desk's tool, as the one that locked.
+            tx.audit("not_me", now, subject=subject, ip=ip, disowned=event_id,
+                     disowned_event=event["event"], disowned_event_at=event["at"],
+                     disowned_client=event["client_id"], **forgotten)
         return Outcome.LOCKED

@@ -69,7 +69,11 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     events = outbox(act, "nia")
     assert [e["event"] for e in events] == ["enrollment", "not_me"]
     assert events[1]["detail"] == {"disowned": events[0]["id"], "disowned_event": "enrollment",
-                                   "disowned_event_at": events[0]["at"]}
+                                   "disowned_event_at": events[0]["at"],
+                                   "disowned_client": events[0]["client_id"]}
+    # The user acted, from a link: no client did (the trail must not show the IdP's, or the
+    # help desk's tool for a disowned reset, as the one that locked).
+    assert events[0]["client_id"] == "idp" and events[1]["client_id"] is None
     with act.bridge.store.engine.connect() as conn:  # where the lock came from, for the help desk
         assert conn.execute(sa.select(schema.audit_events.c.ip).where(
             schema.audit_events.c.event == "not_me")).scalar_one() == "127.0.0.1"
