@@ -437,11 +437,13 @@ class Tx:
         ``email`` and ``locale``). Nothing is logged until the transaction commits."""
         if self._operator:
             detail["operator"] = self._operator
-        self._db.execute(_INSERT_AUDIT, {"at": now, "event": event, "subject": subject,
-                                          "client_id": client_id, "ip": ip, "detail": detail})
-        event_id = None
-        if event in NOTIFIED_EVENTS:
-            event_id = str(uuid.uuid4())
+        event_id = str(uuid.uuid4()) if event in NOTIFIED_EVENTS else None
+        # The audit row keeps the outbox's id too: the help-desk API's trail then matches the
+        # webhooks' ``webhook-id`` and a ``not_me``'s ``disowned``.
+        self._db.execute(_INSERT_AUDIT, {
+            "at": now, "event": event, "subject": subject, "client_id": client_id, "ip": ip,
+            "detail": {**detail, "event_id": event_id} if event_id else detail})
+        if event_id:
             contact = recipient or self._db.execute(
                 _FIND_CONTACT, {"b_subject": subject}).first() or {}
             self._db.execute(_INSERT_EVENT, {

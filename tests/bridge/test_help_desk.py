@@ -147,7 +147,7 @@ def test_the_command_line_audits_the_operator_as_a_json_line(make_app, clock, tm
     with act.bridge.store.engine.begin() as conn:
         detail = conn.execute(sa.select(schema.audit_events.c.detail).where(
             schema.audit_events.c.event == "helpdesk_reset")).scalar_one()
-    assert detail == {"operator": "hd-anna"}
+    assert detail == {"operator": "hd-anna", "event_id": line["audit"]["event_id"]}
 
 
 def test_a_uid_with_no_name_is_audited_by_its_number(monkeypatch):

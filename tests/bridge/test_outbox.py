@@ -95,6 +95,19 @@ def test_failure_burst_zero_means_never(make_act, clock):
     assert [r["event"] for r in outbox(act, "gil")] == ["enrollment"]
 
 
+def test_the_audit_trail_names_each_notified_event_by_its_outbox_id(act):
+    """The help-desk API lists the audit trail; webhooks carry the outbox's id (webhook-id,
+    and a not_me's ``disowned``): the trail keeps it, so the two can be matched."""
+    act.enroll("ida")
+    [event] = outbox(act, "ida")
+    with act.bridge.store.engine.begin() as conn:
+        details = dict(conn.execute(sa.select(schema.audit_events.c.event,
+                                              schema.audit_events.c.detail)
+                                    .where(schema.audit_events.c.subject == "ida")).all())
+    assert details["enrollment"]["event_id"] == event["id"]
+    assert "event_id" not in (event["detail"] or {})  # the webhook's data.id says it already
+
+
 def test_help_desk_unlock_and_reset_enter_the_outbox(make_act, clock, stepup):  # noqa: F811
     act = make_act(lockout_limit=1, failure_burst=0)
     first, _ = act.enroll("hal")
