@@ -534,10 +534,12 @@ class Tx:
             access_tokens.c.expires_at > now)).first()
 
     def audit_events(self, *, subject: str | None, event: str | None, before: int | None,
-                     since: float | None, limit: int,
-                     events: tuple[str, ...] = ()) -> list[dict]:
+                     since: float | None, limit: int, events: tuple[str, ...] = (),
+                     leave_out: tuple[str, ...] = ()) -> list[dict]:
         """Audit events, newest first, filtered; ``before`` is the id to page back from."""
         query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if leave_out:
+            query = query.where(audit_events.c.event.not_in(leave_out))
         if subject is not None:
             query = query.where(audit_events.c.subject == subject)
         if event is not None:
