@@ -30,11 +30,14 @@ SUBJECT_LIMIT = 255
 
 def is_subject(value: str) -> bool:
     """What a help desk may name a user by: the IdP's subject, printable, at most
-    :data:`SUBJECT_LIMIT` characters (the API and the CLI check it before any audit row).
-    Never U+FFFD: werkzeug decodes bytes that are not UTF-8 to it, a subject nobody sent
-    (``%FE`` and ``%FF`` would name the same one)."""
-    return (bool(value) and len(value) <= SUBJECT_LIMIT and value.isprintable()
-            and "\ufffd" not in value)
+    :data:`SUBJECT_LIMIT` characters (the API and the CLI check it before any audit row)."""
+    return bool(value) and len(value) <= SUBJECT_LIMIT and is_printable(value)
+
+
+def is_printable(value: str) -> bool:
+    """Printable, and never U+FFFD: werkzeug decodes bytes that are not UTF-8 to it, a value
+    nobody sent (``%FE`` and ``%FF`` would name the same one)."""
+    return value.isprintable() and "\ufffd" not in value
 
 
 class NotEnrolled(LookupError):

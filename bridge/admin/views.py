@@ -207,7 +207,7 @@ def list_events():
         raise ApiError(400, "invalid_request", "A query parameter is given more than once.")
     subject = _subject(args["subject"]) if "subject" in args else None
     event = args.get("event")
-    if event is not None and (len(event) > 40 or not event.isprintable()):
+    if event is not None and (len(event) > 40 or not helpdesk.is_printable(event)):
         raise ApiError(400, "invalid_request", "'event' is not an event name.")
     limit = _integer("limit", 50, 1, MAX_PAGE)
     before = _integer("before", None, 1, 2**62)

@@ -133,7 +133,7 @@ def test_a_polling_tool_can_leave_out_its_own_look_ups(admin_act, clock):
     "subject=" + "x" * 300, "event=" + "e" * 100,
     "subject=alice&subject=bob", "limit=5&limit=6",  # which one? neither
     "subject=%FF", "subject=a%FEb",  # not UTF-8: not a subject anyone sent
-    "lookups=no", "lookups=",
+    "lookups=no", "lookups=", "event=%EF%BF%BD", "event=%FF",  # U+FFFD: as for subject
 ])
 def test_hostile_paging_is_a_clear_400(admin_act, query):
     response = admin_act.client.get(f"/admin/api/events?{query}", headers=bearer(admin_act))
