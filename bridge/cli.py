@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -48,7 +49,7 @@ def _operator() -> str:
         return f"uid {os.getuid()}"
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"stepup: error: {message}", err=True)
     sys.exit(code)
 
@@ -330,19 +331,26 @@ def user_unlock(subject: str) -> None:
     """Lift a lock after checking it's the user; their authenticator and code stay valid.
     Exit 1: not enrolled; exit 3: refused (not locked, or locked by a "this wasn't me" that
     disowned a use or change of the factors: reset instead)."""
+    bridge = _bridge()
     try:
-        with _bridge().store.begin() as tx:
+        with bridge.store.begin() as tx:
             barred = helpdesk.unlock(tx, subject, time.time(), actor=None)
-    except helpdesk.NotEnrolled:
-        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_ENROLLED)
-    except helpdesk.NotLocked:
-        _fail(f"{subject} is not locked", REFUSED)
-    except helpdesk.FactorsDisowned:
-        _fail(f"{subject} locked this from a security notice (a use or change of their factors "
-              f"was not them): reset instead, so they set up new factors "
-              f"(stepup user reset {subject})", REFUSED)
+    except helpdesk.Refused as refusal:
+        helpdesk.audit_refusal(bridge.store, "unlock", subject, refusal, time.time(), None)
+        _refused(subject, refusal)
     click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
                else "the failure count starts again from zero."))
+
+
+def _refused(subject: str, refusal: helpdesk.Refused) -> NoReturn:
+    """The one line of a refused unlock or reset, and its exit code."""
+    if isinstance(refusal, helpdesk.NotEnrolled):
+        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_ENROLLED)
+    if isinstance(refusal, helpdesk.NotLocked):
+        _fail(f"{subject} is not locked", REFUSED)
+    _fail(f"{subject} locked this from a security notice (a use or change of their factors "
+          f"was not them): reset instead, so they set up new factors "
+          f"(stepup user reset {subject})", REFUSED)
 
 
 @user.command("reset")
@@ -354,11 +362,13 @@ def user_reset(subject: str, yes: bool) -> None:
     Exit 1: not enrolled."""
     if not yes:
         click.confirm(f"Revoke the second factor of {subject}?", abort=True)
+    bridge = _bridge()
     try:
-        with _bridge().store.begin() as tx:
+        with bridge.store.begin() as tx:
             helpdesk.reset(tx, subject, time.time(), actor=None)
-    except helpdesk.NotEnrolled:
-        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_ENROLLED)
+    except helpdesk.Refused as refusal:
+        helpdesk.audit_refusal(bridge.store, "reset", subject, refusal, time.time(), None)
+        _refused(subject, refusal)
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
-from .store import Tx
+from .store import Store, Tx
 
 #: Audit events that count as a use of the second factor.
 USES = ("success", "recovery_code_used", "enrollment", "reenrollment")
@@ -40,17 +40,39 @@ def is_printable(value: str) -> bool:
     return value.isprintable() and "\ufffd" not in value
 
 
-class NotEnrolled(LookupError):
+class Refused(Exception):
+    """A help-desk change that cannot be made; ``reason`` is its code (the API's error)."""
+
+    reason = "refused"
+
+
+class NotEnrolled(Refused, LookupError):
     """The subject has no second factor."""
 
+    reason = "not_enrolled"
 
-class NotLocked(ValueError):
+
+class NotLocked(Refused, ValueError):
     """Unlock asked for a user who is not locked."""
 
+    reason = "not_locked"
 
-class FactorsDisowned(ValueError):
+
+class FactorsDisowned(Refused, ValueError):
     """Unlock asked for a user locked because they said a use or change of their factors was
     not them: only a reset (new factors) gives the account back to them alone."""
+
+    reason = "factors_disowned"
+
+
+def audit_refusal(store: Store, action: str, subject: str, refusal: Refused, now: float,
+                  actor: str | None, ip: str | None = None) -> None:
+    """A refused unlock or reset is audited all the same (``helpdesk_refused``), in its own
+    transaction, the change's having rolled back: someone who talks a help desk into unlocking
+    a user who disowned their factors leaves the attempt in the trail."""
+    with store.begin() as tx:
+        tx.audit("helpdesk_refused", now, subject=subject, client_id=actor, ip=ip,
+                 action=action, reason=refusal.reason)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,9 @@ def test_a_help_desk_shows_unlocks_and_resets_a_user(admin_act, clock):
     assert act.client.post("/admin/api/users/lou/reset", headers=headers).status_code == 200
     assert user(act, "lou") is None
     assert act.client.get("/admin/api/users/lou", headers=headers).status_code == 404
+    assert act.client.post("/admin/api/users/lou/reset", headers=headers).status_code == 404
+    assert [(e["detail"]["action"], e["detail"]["reason"]) for e in audited(
+        act, "helpdesk_refused")] == [("reset", "not_enrolled"), ("unlock", "not_locked")]
     # Every accepted call is audited with the caller's client id and address.
     act.client.get("/admin/api/events", headers=headers)
     for event in ("helpdesk_show", "helpdesk_unlock", "helpdesk_reset", "helpdesk_events"):
@@ -351,6 +354,12 @@ def test_answers_match_the_openapi_description(admin_act, clock):
     assert refused.status_code == 409 and refused.get_json()["error"] == "factors_disowned"
     assert "Reset" in refused.get_json()["error_description"]
     assert user(act, "dot").locked_at is not None
+    # The refused attempt is in the trail: who tried to unlock a user who disowned their
+    # factors (a help desk being talked into it), from where.
+    [attempt] = audited(act, "helpdesk_refused")
+    assert (attempt["subject"], attempt["client_id"], attempt["ip"]) == ("dot", ADMIN_ID,
+                                                                         "127.0.0.1")
+    assert attempt["detail"] == {"action": "unlock", "reason": "factors_disowned"}
     reset = act.client.post("/admin/api/users/dot/reset", headers=headers)
     assert reset.status_code == 200
     [notice] = [e for e in outbox(act, "dot") if e["event"] == "helpdesk_reset"]

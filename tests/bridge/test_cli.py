@@ -50,7 +50,9 @@ def ok(result) -> str:
 def one_line_error(result, *, code: int = 2) -> str:
     """Exit ``code`` with exactly one ``stepup: error: ...`` line and no traceback."""
     assert result.exit_code == code, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
+    # (audit events are JSON lines on stderr too, for the log pipeline: not the person's)
+    lines = [line for line in result.stderr.strip().splitlines()
+             if not line.startswith('{"ts": ')]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("stepup: error: "), lines[0]
     assert "Traceback" not in result.output
@@ -344,8 +346,11 @@ class TestUser:
 
     def test_reset_unknown(self, stepup, bridge):
         assert "nobody" in one_line_error(stepup("user", "reset", "nobody", "--yes"), code=1)
-        with bridge.store.begin() as tx:
-            assert tx.audit_trail("nobody") == []
+        with bridge.store.begin() as tx:  # the attempt, refused, is in the trail
+            [refused] = tx.audit_trail("nobody")
+        assert refused["event"] == "helpdesk_refused"
+        assert {k: refused["detail"][k] for k in ("action", "reason")} == {
+            "action": "reset", "reason": "not_enrolled"}
 
 
 def kid_of(token_response) -> str:
