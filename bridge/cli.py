@@ -331,12 +331,9 @@ def user_unlock(subject: str) -> None:
     """Lift a lock after checking it's the user; their authenticator and code stay valid.
     Exit 1: not enrolled; exit 3: refused (not locked, or locked by a "this wasn't me" that
     disowned a use or change of the factors: reset instead)."""
-    bridge = _bridge()
     try:
-        with bridge.store.begin() as tx:
-            barred = helpdesk.unlock(tx, subject, time.time(), actor=None)
+        barred = helpdesk.change(_bridge().store, helpdesk.unlock, subject, time.time(), None)
     except helpdesk.Refused as refusal:
-        helpdesk.audit_refusal(bridge.store, "unlock", subject, refusal, time.time(), None)
         _refused(subject, refusal)
     click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
                else "the failure count starts again from zero."))
@@ -362,12 +359,9 @@ def user_reset(subject: str, yes: bool) -> None:
     Exit 1: not enrolled."""
     if not yes:
         click.confirm(f"Revoke the second factor of {subject}?", abort=True)
-    bridge = _bridge()
     try:
-        with bridge.store.begin() as tx:
-            helpdesk.reset(tx, subject, time.time(), actor=None)
+        helpdesk.change(_bridge().store, helpdesk.reset, subject, time.time(), None)
     except helpdesk.Refused as refusal:
-        helpdesk.audit_refusal(bridge.store, "reset", subject, refusal, time.time(), None)
         _refused(subject, refusal)
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
 

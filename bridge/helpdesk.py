@@ -4,6 +4,7 @@ actor: the API client's id, or none for the command line on the bridge's host.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
@@ -65,14 +66,21 @@ class FactorsDisowned(Refused, ValueError):
     reason = "factors_disowned"
 
 
-def audit_refusal(store: Store, action: str, subject: str, refusal: Refused, now: float,
-                  actor: str | None, ip: str | None = None) -> None:
-    """A refused unlock or reset is audited all the same (``helpdesk_refused``), in its own
-    transaction, the change's having rolled back: someone who talks a help desk into unlocking
-    a user who disowned their factors leaves the attempt in the trail."""
-    with store.begin() as tx:
-        tx.audit("helpdesk_refused", now, subject=subject, client_id=actor, ip=ip,
-                 action=action, reason=refusal.reason)
+def change(store: Store, action: Callable[..., Any], subject: str, now: float,
+           actor: str | None, ip: str | None = None) -> Any:
+    """One help-desk change (:func:`unlock`, :func:`reset`) in its own transaction, for the API
+    and the command line alike. A refusal is audited all the same (``helpdesk_refused``), in a
+    transaction of its own, the change's having rolled back, then raised: someone who talks a
+    help desk into unlocking a user who disowned their factors leaves the attempt in the
+    trail."""
+    try:
+        with store.begin() as tx:
+            return action(tx, subject, now, actor=actor, ip=ip)
+    except Refused as refusal:
+        with store.begin() as tx:
+            tx.audit("helpdesk_refused", now, subject=subject, client_id=actor, ip=ip,
+                     action=action.__name__, reason=refusal.reason)
+        raise
 
 
 @dataclass(frozen=True)

@@ -181,19 +181,14 @@ def reset_user(subject: str):
 
 
 def _change(action, subject: str) -> None:
-    """One help-desk change (``helpdesk.unlock``, ``helpdesk.reset``) in its own transaction,
-    recorded as this admin client's, from its address; a refusal is recorded too."""
+    """One help-desk change (``helpdesk.unlock``, ``helpdesk.reset``), recorded as this admin
+    client's, from its address (:func:`helpdesk.change`)."""
     bridge = current_app.extensions["stepup"]
-    subject = _subject(subject)
     try:
-        with bridge.store.begin() as tx:
-            action(tx, subject, bridge.clock(), actor=g.admin_client, ip=request.remote_addr)
-    except helpdesk.Refused as refusal:
-        helpdesk.audit_refusal(bridge.store, action.__name__, subject, refusal, bridge.clock(),
-                               actor=g.admin_client, ip=request.remote_addr)
-        if isinstance(refusal, helpdesk.NotEnrolled):
-            raise _not_enrolled(subject) from None
-        raise
+        helpdesk.change(bridge.store, action, _subject(subject), bridge.clock(),
+                        actor=g.admin_client, ip=request.remote_addr)
+    except helpdesk.NotEnrolled:
+        raise _not_enrolled(subject) from None
 
 
 @bp.get("/events")
