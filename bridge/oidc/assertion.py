@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import (
+    AuthorizationCodeMixin,
+    InvalidRequestError,
+    UnauthorizedClientError,
+    grants,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
@@ -77,6 +82,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         missing or malformed, every code having a challenge) does not cost the user their
         step-up. authlib finds these only after taking the code."""
         client = super().authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):  # authlib's check, before ours
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'")
         if not self.request.form.get("redirect_uri"):
             raise InvalidRequestError("Missing 'redirect_uri'.")
         verifier = self.request.form.get("code_verifier")

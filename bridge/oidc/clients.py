@@ -117,8 +117,11 @@ class ClientModel(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "authorization_code" or (
-            grant_type == "client_credentials" and self.record.admin)
+        # A client with no redirect URI (a help-desk tool) can never receive a code: RFC 6749
+        # §5.2's unauthorized_client says so, where a missing URI would blame the request.
+        if grant_type == "authorization_code":
+            return bool(self.record.redirect_uris or self.record.redirect_uri_prefixes)
+        return grant_type == "client_credentials" and self.record.admin
 
 
 class ClientKeys:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from authlib.oauth2.rfc6749 import (
     InvalidRequestError,
     InvalidScopeError,
+    UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
 from authlib.oidc.core.errors import LoginRequiredError, RequestNotSupportedError
@@ -72,6 +73,9 @@ def validate(form: Mapping[str, Sequence[str]], client: ClientModel, acr: str) -
     Raises an authlib ``OAuth2Error`` naming the problem.
     """
     params = single_values(form)
+    if not client.check_grant_type("authorization_code"):
+        raise UnauthorizedClientError("This client has no redirect URI: it may call the "
+                                      "help-desk API, not start sign-ins.")
     if "request_uri" in params:
         raise InvalidRequestError("'request_uri' must not be pushed (RFC 9126 section 2.1).")
     if "request" in params:

@@ -418,6 +418,23 @@ def test_the_openapi_description_is_served(client):
             "/admin/api/users/{subject}/reset", "/admin/api/events"} <= set(doc["paths"])
 
 
+def test_a_help_desk_client_is_not_authorized_to_start_sign_ins(admin_act):
+    """A client with no redirect URI can never hold a code: RFC 6749 §5.2's
+    unauthorized_client at /par and /token, not an error that blames the request's
+    parameters (a redirect_uri or verifier it could never get right)."""
+    act = admin_act
+    pushed, login = act.push("uma", auth=(ADMIN_ID, ADMIN_SECRET), client_id=ADMIN_ID)
+    assert pushed.status_code == 400 and pushed.get_json()["error"] == "unauthorized_client"
+    assert "help-desk API" in pushed.get_json()["error_description"]
+    for form in ({}, {"code_verifier": None, "redirect_uri": None}):
+        redeemed = act.client.post("/token", auth=(ADMIN_ID, ADMIN_SECRET), data={
+            k: v for k, v in {"grant_type": "authorization_code", "code": "x" * 43,
+                              "redirect_uri": login.redirect_uri,
+                              "code_verifier": login.verifier, **form}.items() if v})
+        assert redeemed.status_code == 400
+        assert redeemed.get_json()["error"] == "unauthorized_client"
+
+
 def test_an_admin_client_cannot_be_an_idp_too(stepup, make_act):  # noqa: F811
     """Least privilege: one leaked secret must not both start sign-ins and reset factors."""
     make_act()
