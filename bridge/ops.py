@@ -58,6 +58,10 @@ USER_EVENTS_TOTAL = Counter("stepup_user_events_total",
 IP_WINDOWS_CLOSED = Counter(
     "stepup_ip_windows_closed_total",
     "Times an address reached the limit of wrong codes (STEPUP_IP_LIMIT).")
+CODES_REUSED = Counter(
+    "stepup_codes_reused_total",
+    "Authorization codes presented again after they were redeemed (a stolen code, or an IdP "
+    "that retries).")
 CLIENT_AUTH_CLOSED = Counter(
     "stepup_client_auth_windows_closed_total",
     "Times an address reached the limit of failed authentications for a client.")
@@ -87,6 +91,8 @@ class AuditMetrics(logging.Handler):
             ENROLLMENTS.labels(name).inc()
         elif name == "ip_window_closed":
             IP_WINDOWS_CLOSED.inc()
+        elif name == "code_reused":
+            CODES_REUSED.inc()
         elif name in USER_EVENTS:
             USER_EVENTS_TOTAL.labels(name).inc()
 

@@ -95,8 +95,16 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return client
 
     def query_authorization_code(self, code: str, client: ClientModel) -> CodeModel | None:
-        with self.server.store.autocommit() as tx:  # one DELETE … RETURNING
-            found = tx.consume_code(code, client.get_client_id(), self.server.clock())
+        client_id, now = client.get_client_id(), self.server.clock()
+        with self.server.store.autocommit() as tx:  # one UPDATE … RETURNING
+            found = tx.consume_code(code, client_id, now)
+            # RFC 6749 §4.1.2, §10.5: a code presented twice was seen by someone else (or
+            # the IdP retries): audited for the alert, answered as any unknown code.
+            if found is None and (spent := tx.redeemed_code(code, now)):
+                other = {"issued_to": spent["client_id"]} if spent["client_id"] != client_id \
+                    else {}
+                tx.audit("code_reused", now, subject=spent["subject"], client_id=client_id,
+                         ip=self.request.caller, **other)
         return CodeModel(found) if found else None
 
     def delete_authorization_code(self, authorization_code: CodeModel) -> None:

@@ -179,6 +179,10 @@ class _BackChannelRequest(FlaskOAuth2Request):
     def form(self) -> dict[str, str]:
         return self.payload.data
 
+    @property
+    def caller(self) -> str:
+        return _caller()
+
 
 class _ClientAuthFailed(InvalidClientError):
     """RFC 6749 §5.2's 401, its Basic challenge with the realm RFC 7617 §2 requires."""

@@ -352,15 +352,26 @@ class Tx:
         self._db.execute(_INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})
 
     def consume_code(self, code: str, client_id: str, now: float) -> Code | None:
-        """Take an authorization code once (DELETE ... RETURNING): of two concurrent
-        redemptions exactly one gets the row. Expired codes give None (and are gone); another
-        client's code gives None and stays, so a client that saw it cannot spend it for the
-        one it was issued to (RFC 6749 §4.1.3)."""
-        row = self._db.execute(_CONSUME_CODE, {"b_digest": token_digest(code),
-                                               "b_client_id": client_id}).first()
-        if row is None or row["expires_at"] <= now:
-            return None
-        return Code(**row)
+        """Redeem an authorization code once (UPDATE ... RETURNING): of two concurrent
+        redemptions exactly one gets the row. An expired code gives None; another client's
+        code gives None and stays, so a client that saw it cannot spend it for the one it was
+        issued to (RFC 6749 §4.1.3).
+
+        The redeemed row is not deleted: it stays until it expires, keyed by the digest of its
+        digest, which no code hashes to. So a code presented again is found by
+        :meth:`redeemed_code` and can be told from a guess (RFC 6749 §4.1.2: a reused code is
+        a stolen one), while no node, one still on the release that deleted codes included,
+        can redeem it again."""
+        digest = token_digest(code)
+        row = self._db.execute(_REDEEM_CODE, {
+            "b_digest": digest, "b_spent": token_digest(digest), "b_client_id": client_id,
+            "b_now": now}).first()
+        return Code(**row) if row else None
+
+    def redeemed_code(self, code: str, now: float) -> Row | None:
+        """The subject and client of ``code`` if it was redeemed and has not expired yet."""
+        return self._db.execute(_REDEEMED_CODE, {
+            "b_spent": token_digest(token_digest(code)), "b_now": now}).first()
 
     def use_assertion_id(self, client_id: str, jti: str, expires_at: float) -> bool:
         """Record a client assertion's ``jti`` (RFC 7523 §3 item 7); False on reuse."""
@@ -620,9 +631,12 @@ _COUNT_CLIENT_FAILURES = Statement(
     .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since"),
            ip_failures.c.client_id == _b("b_client_id")))
 _INSERT_CODE = Statement(sa.insert(codes))
-_CONSUME_CODE = Statement(sa.delete(codes).where(codes.c.code_digest == _b("b_digest"),
-                                                 codes.c.client_id == _b("b_client_id"))
-                          .returning(*codes.c))
+_REDEEM_CODE = Statement(sa.update(codes).where(codes.c.code_digest == _b("b_digest"),
+                                                codes.c.client_id == _b("b_client_id"),
+                                                codes.c.expires_at > _b("b_now"))
+                         .values(code_digest=_b("b_spent")).returning(*codes.c))
+_REDEEMED_CODE = Statement(sa.select(codes.c.subject, codes.c.client_id).where(
+    codes.c.code_digest == _b("b_spent"), codes.c.expires_at > _b("b_now")))
 _SIGNING_KEYS = Statement(sa.select(signing_keys).order_by(signing_keys.c.activates_at,
                                                            signing_keys.c.created_at))
 _INSERT_AUDIT = Statement(sa.insert(audit_events))

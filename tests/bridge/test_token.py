@@ -9,12 +9,16 @@ import hashlib
 import threading
 
 import pytest
+import sqlalchemy as sa
 from joserfc import jws
 
 from bridge.oidc.assertion import AMR_TOTP
 from bridge.oidc.clients import new_client
 from bridge.settings import DEFAULT_ACR
+from bridge.store import token_digest
+from bridge.store.schema import codes
 from tests.bridge.conftest import CALLBACK, IDP_ID, IDP_SECRET, callback_params, shown
+from tests.bridge.test_outbox import metric
 
 OTHER_ID, OTHER_SECRET = "other-idp", "other-secret-0123456789"
 
@@ -31,6 +35,11 @@ def register_other(bridge) -> None:
         tx.add_client(new_client(bridge.secrets.pepper, OTHER_ID, secret=OTHER_SECRET,
                                  jwks_uri=None, redirect_uris=[CALLBACK],
                                  redirect_uri_prefixes=[]))
+
+
+def audited(act, event: str) -> list[dict]:
+    with act.bridge.store.begin() as tx:
+        return tx.audit_events(subject=None, event=event, before=None, since=None, limit=50)
 
 
 def error_of(response, status: int = 400) -> str:
@@ -108,6 +117,45 @@ class TestRefused:
         login, code = issued
         assert act.redeem(code, login).status_code == 200
         assert error_of(act.redeem(code, login)) == "invalid_grant"
+
+    def test_a_code_presented_again_is_audited_as_reused(self, act, issued, clock, caplog):
+        """RFC 6749 §4.1.2, §10.5: a second redemption means someone else saw the code (or
+        the IdP retries). It is refused as any unknown code, and audited so an operator can
+        tell it from a guess, with the client that presented it (and the one it was issued
+        to, if another). The code itself is never written down."""
+        login, code = issued
+        register_other(act.bridge)
+        before = metric("stepup_codes_reused_total")
+        assert act.redeem(code, login).status_code == 200
+        assert error_of(act.redeem(code, login)) == "invalid_grant"
+        assert error_of(act.redeem(code, login, auth=(OTHER_ID, OTHER_SECRET))) == "invalid_grant"
+        reused = audited(act, "code_reused")
+        assert [(e["subject"], e["client_id"], e["ip"], e["detail"]) for e in reused] == [
+            ("alice", OTHER_ID, "127.0.0.1", {"issued_to": IDP_ID}),
+            ("alice", IDP_ID, "127.0.0.1", {})]
+        assert code not in caplog.text and code not in str(reused)
+        assert metric("stepup_codes_reused_total") == before + 2
+        # Never audited: an unknown code, and one that expired unredeemed or was redeemed
+        # and has expired since (its row is gone with the next sweep either way).
+        act.redeem("not-a-code", login)
+        clock.advance(61)
+        act.redeem(code, login)
+        late, late_callback = act.enroll("bob")
+        clock.advance(61)
+        act.redeem(callback_params(late_callback)["code"], late)
+        assert len(audited(act, "code_reused")) == 2
+
+    def test_a_redeemed_code_cannot_be_taken_by_a_node_of_the_release_before(self, act, issued):
+        """Redeemed codes are kept (for the audit above) under another key, so a node still
+        on the release that took codes by deleting their row finds nothing: a rolling upgrade
+        never lets a code work twice."""
+        login, code = issued
+        assert act.redeem(code, login).status_code == 200
+        with act.bridge.store.begin() as tx:
+            taken = tx._db.execute(sa.delete(codes).where(
+                codes.c.code_digest == token_digest(code), codes.c.client_id == IDP_ID
+            ).returning(codes.c.subject)).rows
+        assert taken == []
 
     def test_expired_code(self, act, issued, clock):
         login, code = issued
