@@ -1,5 +1,10 @@
 // Progressive enhancement only: every page works without this file.
 document.addEventListener("DOMContentLoaded", () => {
+  // The answer to a post (a wrong code, say) is kept in history as the page's own address:
+  // Reload or Back shows the page afresh instead of the browser's "Confirm Form Resubmission",
+  // which would post the same code once more.
+  const here = document.querySelector("main[data-here]");
+  if (here) history.replaceState(null, "", here.dataset.here);
   const status = document.querySelector(".copied");
   const say = (key) => { if (status) status.textContent = status.dataset[key] || ""; };
   document.querySelectorAll("[data-copy]").forEach((button) => {

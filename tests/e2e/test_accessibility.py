@@ -26,6 +26,7 @@ from .accessibility import (
     SMALL_TEXT,
     axe_violations,
     serve_bridge,
+    submit_code,
     walk,
     wrong_code,
 )
@@ -378,6 +379,47 @@ def test_an_empty_code_gets_the_pages_own_message_not_the_browsers(bridge, brows
     assert focused(page)["role"] == "alert"
     assert page.inner_text("[role=alert]") == (
         "Geben Sie den 6-stelligen Code aus Ihrer Authenticator-App ein.")
+    page.context.close()
+
+
+def test_reload_and_back_after_a_refused_code_show_the_page_again_not_post_it(bridge, browser):
+    """A refused code's page answers a post. Reload or Back would have offered to post the
+    form again (Chromium: "Confirm Form Resubmission"; Back a dead end, ERR_CACHE_MISS), and
+    the same wrong code would count once more against the lockout. The history entry is the
+    page's own address instead: both fetch it afresh, without the old error."""
+    page = new_page(browser, "en")
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url.partition('/flow/')[2]}")
+            if "/flow/" in r.url else None)
+    user = f"reload-{int(time.time() * 1000)}"
+    page.goto(bridge.authorize_url(user, "en"))
+    page.click("details.manual summary")
+    secret = page.inner_text("#totp-secret").strip()
+    for _ in range(2):
+        submit_code(page, "otp", wrong_code(secret))
+    assert page.locator("[role=alert]").count() == 1
+    flow = page.url.partition("/flow/")[2]
+    assert "/" not in flow  # the page's address, not the form's /enroll
+    sent.clear()
+    page.reload()
+    assert sent == [f"GET {flow}"] and page.locator("[role=alert]").count() == 0
+    submit_code(page, "otp", wrong_code(secret))
+    sent.clear()
+    page.go_back()  # to the second refusal's entry
+    assert sent == [f"GET {flow}"] and page.locator("input[name=otp]").count() == 1
+    submit_code(page, "otp", totp.code_at(secret, time.time()))
+    page.check("input[name=saved]")
+    page.click("button[name=next][value=continue]")
+    page.wait_for_selector("#back-at-idp")
+
+    page.goto(bridge.authorize_url(user, "en"))  # the recovery form has an address of its own
+    page.click("#use-recovery-code")
+    page.wait_for_selector("input[name=recovery_code]")
+    submit_code(page, "recovery_code", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+    sent.clear()
+    page.reload()
+    assert [line.split("/", 1)[-1] for line in sent] == ["recovery"]
+    assert sent[0].startswith("GET ") and page.locator("input[name=recovery_code]").count() == 1
     page.context.close()
 
 
