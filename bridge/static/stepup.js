@@ -35,10 +35,12 @@ document.addEventListener("DOMContentLoaded", () => {
       warning.textContent = left > before - 10 ? warning.dataset.text : warning.dataset.soon;
       more.hidden = false;
     }, Math.max(0, end - before) * 1000);
-    // At the end, say it has ended: "More time" can no longer help.
+    // At the end, say it has ended: "More time" can no longer help, and no form can be sent
+    // (the session ended with the sign-in). The way on is back to the IdP.
     setTimeout(() => {
-      more.hidden = true;
+      document.querySelectorAll("main form").forEach((form) => { form.hidden = true; });
       warning.textContent = warning.dataset.expired;
+      expiry.querySelector("[data-way-back]").hidden = false;
     }, Math.max(0, end) * 1000);
   }
   // A double click posts a form twice: the second post meets a sign-in the first one just

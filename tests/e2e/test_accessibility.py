@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from pathlib import Path
 
 import pytest
+from babel.support import Translations
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
+import bridge as bridge_package
 from bridge.factors import totp
 from bridge.i18n import LANGUAGES, RTL
 
@@ -341,11 +344,19 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
     assert page.text_content("#totp-secret") == key
     assert int(page.get_attribute(".expiry", "data-expires-in")) > 890
     assert not page.is_visible(".expiry")
-    # Left to run out, the page says it has ended, and no longer offers more time.
+    # Left to run out, the page says it has ended, and no longer offers more time nor a form
+    # to send (each would meet a session that ended with the sign-in: a dead end). Its one
+    # way on goes back to the IdP, which hears that the sign-in ended without a factor.
     page.clock.run_for(15 * 60 * 1000 + 1000)
     assert page.inner_text(".expiry [aria-live]") == page.get_attribute(
         ".expiry [aria-live]", "data-expired")
     assert not page.is_visible(".expiry button")
+    assert page.locator("main form:visible").count() == 0
+    back = page.locator("[data-way-back] a")
+    catalogue = Translations.load(Path(bridge_package.__file__).parent / "translations", [lang])
+    assert back.is_visible() and back.inner_text() == catalogue.gettext("Return to sign-in")
+    assert back.get_attribute("href").startswith(f"{bridge.callback}?") and (
+        "error=access_denied" in back.get_attribute("href"))
     assert page_problems(page, lang, "time ran out") == []
     page.context.close()
 
