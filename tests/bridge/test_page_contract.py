@@ -98,6 +98,21 @@ def test_new_code_page_contract(pages, name):
     assert page.one("a", download=True).attrs["href"].endswith("/recovery-code.txt")
 
 
+def test_the_saved_box_error_sits_by_the_box_and_names_it(pages):
+    """The error is about the box: it comes just before it in the same form (Tab goes from the
+    error to the box; on a phone it is not a screen above it), and the box points to it."""
+    page = Page(pages["saved error"].get_data(as_text=True))
+    error = page.one(role="alert")
+    box = page.one("input", name="saved")
+    assert error.form == box.form is not None
+    order = page.elements.index
+    assert order(error) < order(box) and not [
+        e for e in page.elements[order(error) + 1:order(box)] if e.tag in ("input", "button")]
+    assert box.attrs.get("aria-describedby") == "error" and box.attrs.get("aria-invalid") == "true"
+    unticked = Page(pages["first code"].get_data(as_text=True)).one("input", name="saved")
+    assert "aria-invalid" not in unticked.attrs
+
+
 def test_rotation_page_says_when_the_old_code_goes_and_offers_a_new_authenticator(pages):
     """The old code works until the user confirms (rotation loses nothing): the page says it
     stops working then, not that it already has."""
@@ -105,7 +120,7 @@ def test_rotation_page_says_when_the_old_code_goes_and_offers_a_new_authenticato
     assert "Your previous code no longer works once you continue." in html
     assert "the code below replaces it once you continue" in html
     assert "has been replaced" not in html
-    assert "Successful!" in html
+    assert "Save your new recovery code" in html
     page = Page(html)
     assert page.one("button", name="next", value="reenroll")
 
