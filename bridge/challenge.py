@@ -132,7 +132,9 @@ class EnrolledElsewhere(FlowGone):
 
     def __init__(self) -> None:
         super().__init__(N_("This account finished setting up in another sign-in. Go back to "
-                            "your sign-in page and start again."))
+                            "your sign-in page and start again. If this sign-in gave you an "
+                            "entry in your authenticator app or a recovery code, delete them: "
+                            "they will not work."))
 
 
 class Locked(ChallengeError):
@@ -607,6 +609,9 @@ class Challenge:
             if step is not None and not elsewhere:
                 return step
             if not elsewhere:
+                # A new entry in the same app under the same name: its old code is the likely
+                # slip. Said as such (still counted: the page cannot tell it from a guess).
+                old = stage == REENROLL and self._from_replaced_app(tx, flow, code, now)
                 self._count_ip_failure(tx, flow, ip, now)
                 attempts = tx.count_flow_attempt(flow.flow_id)
                 tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
@@ -618,11 +623,20 @@ class Challenge:
         if attempts >= self.policy.lockout_limit:
             raise FlowGone(N_("Too many wrong codes. Go back to your sign-in page and start "
                               "again."))
-        wrong = self._off_clock(secret, code, now) or WrongCode(N_(
-            "That code didn't match. Check that your app's clock is right and enter the code "
-            "it shows now. If you scanned a QR code on an earlier visit, delete that entry in "
-            "your app and scan this one."))
+        if old:
+            wrong = WrongCode(N_("That code is from the authenticator you are replacing. Enter "
+                                 "the code from the new entry you just added."))
+        else:
+            wrong = self._off_clock(secret, code, now) or WrongCode(N_(
+                "That code didn't match. Check that your app's clock is right and enter the "
+                "code it shows now. If you scanned a QR code on an earlier visit, delete that "
+                "entry in your app and scan this one."))
         raise self._counted_down(wrong, attempts, ends_setup=True)
+
+    def _from_replaced_app(self, tx: Tx, flow: Flow, code: str, now: float) -> bool:
+        """Whether ``code`` is one the user's current authenticator shows now (±1 step)."""
+        user = tx.find_user(flow.subject)
+        return user is not None and totp.match_step(self._totp_secret(user), code, now) is not None
 
     def _counted_down(self, wrong: WrongCode, used: int, *, ends_setup: bool = False
                       ) -> WrongCode:

@@ -53,6 +53,7 @@ def test_a_second_tab_stops_showing_a_setup_once_the_first_finished(act, clock):
         page = act.client.get(login.flow_url)
         text = unescape(page.get_data(as_text=True))
         assert page.status_code == 404 and ELSEWHERE in text
+        assert "recovery code, delete them: they will not work." in text
         assert 'id="totp-secret"' not in text and 'id="recovery-code"' not in text
         assert flow_of(act, login) is None
 
@@ -105,9 +106,16 @@ def test_reenrollment_replaces_the_authenticator(act, clock):
     assert re.fullmatch(r"[A-Z2-7]{32}", new_secret)
     assert "<svg" in login.last_page
 
-    # A code from the old authenticator does not verify the new one.
+    # A code from the old authenticator does not verify the new one, and the page says where
+    # it came from: the likely slip with two entries of one name in the app. Another wrong
+    # code gets the usual message.
     wrong = act.post(login, "reenroll", otp=totp.code_at(first.secret, clock()))
     assert wrong.status_code == 400
+    assert alert(login.last_page).startswith("That code is from the authenticator you are "
+                                             "replacing.")
+    act.post(login, "reenroll", otp=wrong_code(new_secret, clock()))
+    assert "you are replacing" not in alert(login.last_page)
+    assert "match. Check that your app" in alert(login.last_page)
 
     done = act.post(login, "reenroll", otp=totp.code_at(new_secret, clock()))
     assert is_callback(done)
