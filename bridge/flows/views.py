@@ -48,6 +48,8 @@ from ..challenge import (
     LinkExpired,
     Locked,
     MovedOn,
+    TooSoon,
+    WrongCode,
 )
 from ..edge import for_programs, server_error_json
 from ..factors import totp
@@ -276,8 +278,17 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
             return _page(error_page, fresh, error=error_text(error), status=error.status)
         # Asked for a code again: no fault of the field's (as a step done elsewhere).
         return _render_stage(fresh, error_text(error), error.status,
-                             moved_on=isinstance(error, AuthenticateAgain))
+                             moved_on=isinstance(error, AuthenticateAgain), wait=_wait(error))
     return redirect(target or url_for(".page", flow_id=flow_id), 303)
+
+
+def _wait(error: ChallengeError) -> int:
+    """Seconds before the next code is looked at (the growing delay), for the page's button."""
+    if isinstance(error, WrongCode):
+        return error.wait
+    if isinstance(error, TooSoon):
+        return error.count or 0  # none: the address's window, which lasts longer
+    return 0
 
 
 def _reload(flow: Flow) -> Flow | None:

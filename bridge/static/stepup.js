@@ -43,6 +43,19 @@ document.addEventListener("DOMContentLoaded", () => {
       expiry.querySelector("[data-way-back]").hidden = false;
     }, Math.max(0, end) * 1000);
   }
+  // After a few wrong codes the next one is looked at only after a wait, which the error
+  // names: until it has passed the code's button is dimmed and a post is held back, rather
+  // than refused with "Too many wrong codes" and the typed code lost.
+  const error = document.querySelector("#error[data-wait]");
+  const field = document.querySelector("input[name=otp], input[name=recovery_code]");
+  const held = error && field ? field.form : null;
+  if (held) {
+    const button = held.querySelector("button.primary");
+    button.setAttribute("aria-disabled", "true");
+    setTimeout(() => {
+      button.removeAttribute("aria-disabled");
+    }, Number(error.dataset.wait) * 1000);
+  }
   // A double click posts a form twice: the second post meets a sign-in the first one just
   // finished, and the browser shows that answer ("already complete") instead of following the
   // first back to the sign-in page. So a page sends one form, once; Back (pageshow) re-arms it.
@@ -51,7 +64,8 @@ document.addEventListener("DOMContentLoaded", () => {
   let sent = false;
   document.querySelectorAll("form").forEach((form) => {
     form.addEventListener("submit", (event) => {
-      if (sent) {
+      const waiting = form === held && form.querySelector("[aria-disabled=true]");
+      if (sent || waiting) {
         event.preventDefault();
         return;
       }

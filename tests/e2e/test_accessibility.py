@@ -434,6 +434,49 @@ def test_reload_and_back_after_a_refused_code_show_the_page_again_not_post_it(br
     page.context.close()
 
 
+def test_after_wrong_codes_the_button_waits_as_long_as_the_page_says(bridge, browser):
+    """From the fourth wrong code in a row the next one is looked at only after a wait (2 s,
+    then 4 …), which the error names. Until it has passed the button is dimmed
+    (``aria-disabled``) and Enter sends nothing, rather than a refusal that says "Too many
+    wrong codes" and drops the typed code; then the code goes."""
+    page = new_page(browser, "en")
+    user = f"wait-{int(time.time() * 1000)}"
+    secret, spent = enroll_by_page(page, bridge, user)
+    page.goto(bridge.authorize_url(user, "en"))
+    for _ in range(3):
+        submit_code(page, "otp", wrong_code(secret))
+        assert page.get_attribute("form button.primary", "aria-disabled") is None
+    submit_code(page, "otp", wrong_code(secret))
+    assert "Wait 2 seconds before the next try." in page.inner_text("[role=alert]")
+    button = "form:has(input[name=otp]) button.primary"
+    assert page.get_attribute(button, "aria-disabled") == "true"
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.fill("input[name=otp]", "123456")
+    page.press("input[name=otp]", "Enter")
+    page.wait_for_timeout(300)
+    assert posts == [] and page.input_value("input[name=otp]") == "123456"
+    page.wait_for_selector(f"{button}:not([aria-disabled])", timeout=3000)
+    page.fill("input[name=otp]", totp.code_at(secret, max(time.time(), spent + 30)))
+    with page.expect_navigation():
+        page.press("input[name=otp]", "Enter")
+    assert len(posts) == 1 and page.url.startswith(bridge.callback)
+    page.context.close()
+
+
+def enroll_by_page(page, bridge, user: str) -> tuple[str, float]:
+    """A first setup through the pages: the new authenticator's key, and a time in the step
+    its first code spent."""
+    page.goto(bridge.authorize_url(user, "en"))
+    page.click("details.manual summary")
+    secret, now = page.inner_text("#totp-secret").strip(), time.time()
+    submit_code(page, "otp", totp.code_at(secret, now))
+    page.check("input[name=saved]")
+    page.click("button[name=next][value=continue]")
+    page.wait_for_selector("#back-at-idp")
+    return secret, now
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_not_me_pages_meet_wcag_22_aa(bridge, browser, lang):
     """The "this wasn't me" confirmation and its answer, in the user's language (the one
