@@ -22,6 +22,7 @@ at 1,000,000 enrolled users (bulk-seeded through the store).
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shutil
 import statistics
@@ -157,6 +158,10 @@ class InProcess:
         pass
 
 
+def _random_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
 class SqlCounter(Recorder):
     """Counts SQL statements, transactions and pool checkouts per request of one thread
     (a single-statement read outside a transaction counts as a checkout, not a transaction)."""
@@ -234,8 +239,12 @@ class Bridge:
             engine.dispose()
         self.port = free_port()
         issuer = f"http://127.0.0.1:{self.port}"
+        # The deployment's secrets, as every node and command of a shared database needs them
+        # (none is made up for one: docs/configuration.md).
+        secrets = {"secret_key": _random_key(), "pepper": _random_key(),
+                   "encryption_keys": f"k1:{_random_key()}"}
         self.app = create_app({"data_dir": self.data, "database_url": self.url,
-                               "issuer": issuer, "ip_limit": 100_000}, environ={})
+                               "issuer": issuer, "ip_limit": 100_000, **secrets}, environ={})
         bridge = self.app.extensions["stepup"]
         with bridge.store.begin() as tx:
             tx.add_client(new_client(bridge.secrets.pepper, CLIENT_ID, secret=CLIENT_SECRET,
@@ -254,7 +263,8 @@ class Bridge:
                 conn.exec_driver_sql("VACUUM ANALYZE")
         env = {**os.environ, "STEPUP_DATA_DIR": str(self.data), "STEPUP_ISSUER": issuer,
                "STEPUP_DATABASE_URL": self.url, "STEPUP_IP_LIMIT": "100000",
-               "STEPUP_WORKERS": str(args.workers)}
+               "STEPUP_WORKERS": str(args.workers),
+               **{f"STEPUP_{name.upper()}": value for name, value in secrets.items()}}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.server = Server(f"bridge ({database})", ["-m", "bridge.cli", "serve", "--port",
                              str(self.port)], env, self.port, args.server_core,

@@ -155,13 +155,30 @@ class ServerSecrets:
             self.created_file.unlink(missing_ok=True)
 
 
+#: The secrets of ``keys/secrets.json``, each also a setting (``STEPUP_<NAME>``).
+SECRET_NAMES = ("secret_key", "pepper", "encryption_keys")
+
+
 def load_secrets(settings: Settings) -> ServerSecrets:
     """Secrets from the settings (``STEPUP_SECRET_KEY`` / ``STEPUP_PEPPER`` /
     ``STEPUP_ENCRYPTION_KEYS``, checked there), else from ``keys/secrets.json`` in the data
-    folder, generated on first use."""
+    folder, generated on first use of the embedded database only.
+
+    With ``STEPUP_DATABASE_URL`` the database is one that nodes and commands share: secrets
+    made up in one node's (or one shell's) folder would differ from the others'. A made-up
+    pepper would become the database's and lock the real nodes out, a made-up session key
+    would fail the sign-ins that reach that node at random. So none is made up there."""
     path = settings.data_dir / "keys" / "secrets.json"
-    stored = _read_json(path)
-    if stored is not None and path.stat().st_mode & 0o077:
+    missing = [name for name in SECRET_NAMES if not getattr(settings, name)]
+    stored = _read_json(path) if missing else {}  # all three set: the file is not used
+    if stored is None and settings.database_url:
+        raise ConfigError(
+            f"{', '.join(f'STEPUP_{n.upper()}' for n in missing)} not set: with "
+            "STEPUP_DATABASE_URL every node and command needs the same STEPUP_SECRET_KEY, "
+            "STEPUP_PEPPER and STEPUP_ENCRYPTION_KEYS (or the deployment's keys/secrets.json in "
+            f"{settings.data_dir}); none is made up for a database that others share "
+            "(docs/configuration.md, Secrets and keys)")
+    if missing and stored is not None and path.stat().st_mode & 0o077:
         with contextlib.suppress(PermissionError):  # another owner's (a mounted secret): theirs
             path.chmod(0o600)  # a restored copy with open rights, as for the SQLite file
             log.warning("%s was readable by other users: it is owner-only now; if anyone else "

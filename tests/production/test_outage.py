@@ -17,7 +17,7 @@ from tests.bridge.conftest import IDP_ID, IDP_SECRET, Actions, register_idp
 from tests.conftest import fresh_database
 from tests.e2e.browser import free_port
 
-from .conftest import REPO
+from .conftest import REPO, shared_env
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +45,9 @@ def _bridge_on(url: str, folder, clock):
     engine = create_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
-    app = create_app({"data_dir": folder, "issuer": "https://bridge.example",
-                      "database_url": url}, environ={}, clock=clock)
+    shared = {k.removeprefix("STEPUP_").lower(): v for k, v in shared_env(url).items()}
+    app = create_app({"data_dir": folder, "issuer": "https://bridge.example", **shared},
+                     environ={}, clock=clock)
     register_idp(app)
     return app
 
