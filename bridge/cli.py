@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
 from .oidc.clients import check_names, new_client
-from .settings import ConfigError, Settings, load_settings
+from .settings import ConfigError, Settings, load_settings, stray_variables
 from .store import Store, create_engine, migrate
 from .store.migrate import SchemaError
 
@@ -29,12 +30,20 @@ from .store.migrate import SchemaError
 # `serve` must set PROMETHEUS_MULTIPROC_DIR first.
 
 
+def _settings() -> Settings:
+    """The settings, saying on stderr which STEPUP_ variables are no setting: a typo
+    (STEPUP_DATABSE_URL) would have the command act on the embedded database, silently."""
+    for stray in stray_variables(os.environ):
+        click.echo(f"stepup: warning: {stray}", err=True)
+    return load_settings()
+
+
 def _bridge() -> Bridge:
     """The bridge a command works on: its audit events name the operator and go to stderr as
     JSON lines too."""
     from . import logs
 
-    bridge = build_bridge(load_settings())
+    bridge = build_bridge(_settings())
     bridge.store.operator = _operator()
     logs.audit_to_stderr()
     return bridge
@@ -61,7 +70,7 @@ NOT_ENROLLED, REFUSED = 1, 3
 
 
 #: The extra that installs each optional module (pyproject.toml [project.optional-dependencies]).
-_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "redis": "redis",
+_EXTRAS = {"psycopg": "postgres", "redis": "redis",
            "keycloak": "keycloak"}
 
 
@@ -339,6 +348,14 @@ def user_unlock(subject: str) -> None:
                else "the failure count starts again from zero."))
 
 
+def _confirmed(question: str) -> bool:
+    """The operator's yes; no, Ctrl-C or no terminal to ask on (end of input) is a no."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        return False
+
+
 def _refused(subject: str, refusal: helpdesk.Refused) -> NoReturn:
     """The one line of a refused unlock or reset, and its exit code."""
     if isinstance(refusal, helpdesk.NotEnrolled):
@@ -357,8 +374,9 @@ def user_reset(subject: str, yes: bool) -> None:
     """Revoke a user's TOTP and recovery code (they enroll again at next sign-in).
 
     Exit 1: not enrolled."""
-    if not yes:
-        click.confirm(f"Revoke the second factor of {subject}?", abort=True)
+    if not yes and not _confirmed(f"Revoke the second factor of {subject}?"):
+        # 2, as any usage error (1 is "not enrolled"): nothing was asked of the bridge.
+        _fail("not confirmed: nothing was reset (--yes to skip the question)")
     try:
         helpdesk.change(_bridge().store, helpdesk.reset, subject, time.time(), None)
     except helpdesk.Refused as refusal:
@@ -367,6 +385,39 @@ def user_reset(subject: str, yes: bool) -> None:
 
 
 # -- keys and database --------------------------------------------------------------------
+@main.group()
+def ip() -> None:
+    """Reopen an address closed by failed tries."""
+
+
+@ip.command("unblock")
+@click.argument("address")
+@click.option("--client", "client_id", metavar="CLIENT_ID",
+              help="Reopen this client's authentication window for the address instead "
+                   "(after fixing an IdP's wrong secret).")
+def ip_unblock(address: str, client_id: str | None) -> None:
+    """Forget the failed codes from ADDRESS (STEPUP_IP_LIMIT), so its users are let in again
+    now rather than when the failures age out: an office behind one address that a few users'
+    mistakes, or a guesser among them, closed. Audited."""
+    from .throttle import RedisUnreachable
+
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        _fail(f"{address!r} is not an IP address")
+    bridge = _bridge()
+    with bridge.store.begin() as tx:
+        try:
+            cleared = (tx.clear_ip_failures(address, client_id) if client_id is not None
+                       else bridge.challenge.limiter.clear(tx, address))
+        except RedisUnreachable as e:
+            _fail(str(e))
+        tx.audit("ip_unblocked", time.time(), client_id=client_id, ip=address, failures=cleared)
+    window = f"client {client_id}'s authentication window" if client_id else "code window"
+    click.echo(f"Unblocked {address} ({window}): {cleared} recent failure"
+               f"{'' if cleared == 1 else 's'} forgotten.")
+
+
 @main.group()
 def keys() -> None:
     """Signing keys, and the encryption key of stored secrets."""
@@ -422,7 +473,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to this version (alembic)."""
-    settings = load_settings()
+    settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the SQLite file's
     engine = create_engine(settings.database)
     migrate.upgrade(engine)
@@ -434,7 +485,7 @@ def db_upgrade() -> None:
 def db_backup(target: Path) -> None:
     """Copy the embedded SQLite database to a new file FILE, consistently, while nodes run
     (back up keys/secrets.json too: without it the copy is useless)."""
-    settings = load_settings()
+    settings = _settings()
     if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
     source = Store(create_engine(settings.database)).backup(target)
@@ -608,7 +659,7 @@ def keycloak_audit(**kw) -> None:
     change; exit status 0 only when there is none."""
     from stepup_keycloak import ProvisioningError, audit, connect
 
-    settings = load_settings()
+    settings = _settings()
     try:
         opts = _install_options(settings, kw)
         findings = audit(connect(opts), opts)

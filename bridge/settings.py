@@ -303,6 +303,15 @@ def _check_database_url(url: str) -> None:
     except (ArgumentError, ValueError):  # the message would quote the URL's parts: not shown
         raise ConfigError("STEPUP_DATABASE_URL is not a database URL "
                           "(e.g. postgresql+psycopg://user@host/db)") from None
+    if "@" in (parsed.host or ""):
+        # A password with an unencoded "@": the rest of it would be taken for the host, and
+        # the driver's "cannot resolve host" would print it.
+        raise ConfigError("STEPUP_DATABASE_URL: an '@' in the user or password must be written "
+                          "%40 (percent-encoded)")
+    if backend == "postgres" or parsed.drivername in ("postgresql", "postgresql+psycopg2"):
+        # libpq's spelling, and SQLAlchemy's default driver: the bridge installs psycopg 3.
+        raise ConfigError("STEPUP_DATABASE_URL: write it postgresql+psycopg://… (psycopg 3, "
+                          "which the bridge's 'postgres' extra installs)")
     if backend not in ("postgresql", "sqlite"):
         raise ConfigError(f"STEPUP_DATABASE_URL: {backend} is not supported "
                           "(PostgreSQL or SQLite)")

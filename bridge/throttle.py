@@ -40,6 +40,9 @@ class IpLimiter(Protocol):
     def hit(self, tx: Tx, ip: str, now: float) -> bool:
         """Count a failure; True when it is the one that closes the window."""
         ...
+    def clear(self, tx: Tx, ip: str) -> int:
+        """Forget the address's failures (``stepup ip unblock``): how many there were."""
+        ...
 
 
 class DatabaseIpLimiter:
@@ -60,6 +63,13 @@ class DatabaseIpLimiter:
     def record(self, tx: Tx, ip: str, now: float) -> None:
         """Count a failure without asking whether it closed the window (Redis answers that)."""
         tx.record_ip_failure(ip, now)
+
+    def clear(self, tx: Tx, ip: str) -> int:
+        return tx.clear_ip_failures(ip)
+
+
+class RedisUnreachable(Exception):
+    """Redis did not answer a change only it can make."""
 
 
 class RedisIpLimiter:
@@ -106,6 +116,19 @@ class RedisIpLimiter:
             return self.fallback.hit(tx, ip, now)
         self.fallback.record(tx, ip, now)
         return closed
+
+    def clear(self, tx: Tx, ip: str) -> int:
+        """Both windows: the one counted here and the database's (the fallback, which holds
+        every failure too). Redis unreachable: an error, the database's left as it was."""
+        try:
+            pipe = self._redis.pipeline()
+            pipe.zcard(self._key(ip))
+            pipe.delete(self._key(ip))
+            counted = pipe.execute()[0]
+        except self._errors as e:
+            raise RedisUnreachable(f"redis unreachable ({type(e).__name__}): nothing was "
+                                   "cleared; try again once it answers") from None
+        return max(counted, self.fallback.clear(tx, ip))
 
     def _degraded(self, error: Exception, now: float) -> None:
         if now - self._warned_at >= 60:

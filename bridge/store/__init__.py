@@ -347,6 +347,14 @@ class Tx:
         return self._db.execute(_COUNT_CLIENT_FAILURES, {"b_ip": ip[:64], "b_since": since,
                                                          "b_client_id": client_id}).scalar()
 
+    def clear_ip_failures(self, ip: str, client_id: str | None = None) -> int:
+        """Forget an address's failed codes, or with ``client_id`` its failed authentications
+        of that client (the help desk reopens a window): how many there were."""
+        match = (ip_failures.c.client_id.is_(None) if client_id is None
+                 else ip_failures.c.client_id == client_id)
+        return self._db.execute(sa.delete(ip_failures).where(ip_failures.c.ip == ip[:64],
+                                                             match)).rowcount
+
     # -- authorization codes ------------------------------------------------------------
     def save_code(self, code: Code) -> None:
         self._db.execute(_INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})

@@ -33,11 +33,25 @@ from tests.bridge.test_store_sql import _user
     ("sqlite:///file:m?mode=memory&uri=true", "an SQLite database in memory keeps nothing"),
     ("mysql://u@h/db", "mysql is not supported"),
     ("postgresql://stepup:hunter2pw/stepup", "is not a database URL"),  # no @: pw is the port
+    # An unencoded "@" in the password: the driver would print the rest of it as the host.
+    ("postgresql+psycopg://stepup:x@hunter2pw@127.0.0.1/stepup", "must be written %40"),
+    ("postgres://u@h/db", "write it postgresql[+]psycopg://"),
+    ("postgresql+psycopg2://u@h/db", "write it postgresql[+]psycopg://"),
 ])
 def test_a_bad_database_url_is_one_line(url, message):
     with pytest.raises(ConfigError, match=message) as refused:
         load_settings({"STEPUP_DATABASE_URL": url})
     assert "hunter2pw" not in str(refused.value)
+
+
+def test_a_command_warns_of_a_misspelt_setting(tmp_path):
+    """STEPUP_DATABSE_URL would leave the command on the embedded database, silently: every
+    command says so on stderr, as `stepup serve` does in its log."""
+    listed = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path),
+                  STEPUP_DATABSE_URL="postgresql+psycopg://u@h/db")
+    assert listed.exit_code == 0
+    assert listed.stderr == ("stepup: warning: STEPUP_DATABSE_URL is not a setting and is "
+                             "ignored (did you mean STEPUP_DATABASE_URL?)\n")
 
 
 def test_the_start_up_line_hides_every_database_password():
@@ -139,24 +153,60 @@ def _pepper(n: int) -> str:
 
 def test_a_node_with_another_pepper_than_its_database_s_is_refused(tmp_path):
     """Every recovery code and client secret would fail while /readyz said ready: a shell or a
-    node without STEPUP_PEPPER (the data folder's file then has another), a restore without
-    keys/secrets.json."""
+    node with another STEPUP_PEPPER, a restore without the pepper."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_DATABASE_URL=url,
-                 STEPUP_PEPPER=_pepper(1))
+    node = {"STEPUP_DATABASE_URL": url, "STEPUP_SECRET_KEY": _KEY,
+            "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
+    first = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_PEPPER=_pepper(1),
+                 **node)
     assert first.exit_code == 2 and "no schema yet" in first.output
     assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"),
                 STEPUP_DATABASE_URL=url).exit_code == 0
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_DATABASE_URL=url,
-                STEPUP_PEPPER=_pepper(1)).exit_code == 0  # the first pepper is kept
-    for env in ({"STEPUP_PEPPER": _pepper(2)}, {}):  # another one; the folder's generated one
-        refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"),
-                       STEPUP_DATABASE_URL=url, **env)
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_PEPPER=_pepper(1),
+                **node).exit_code == 0  # the first pepper is kept
+    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"),
+                   STEPUP_PEPPER=_pepper(2), **node)
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("stepup: error: the pepper (STEPUP_PEPPER")
+    assert _pepper(2) not in refused.output and "Traceback" not in refused.output
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_PEPPER=_pepper(1),
+                **node).exit_code == 0  # nothing was changed by the refusal
+
+
+@pytest.mark.parametrize("accounts", [False, True], ids=["day-one", "from-before-0007"])
+def test_no_secret_is_made_up_for_a_database_nodes_share(tmp_path, accounts):
+    """With STEPUP_DATABASE_URL, a command or node without the deployment's secrets (another
+    shell, another folder, a variable left out) is refused in one line naming what is missing,
+    before anything is written: no keys/secrets.json, no pepper kept. A made-up pepper would
+    have become the database's on day one and locked every real node out; a made-up session
+    key would fail the sign-ins that reach that node, at random. A database from before 0007
+    holds accounts but no fingerprint: the same. The deployment's nodes then work."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    right = {"STEPUP_DATABASE_URL": url, "STEPUP_SECRET_KEY": _KEY, "STEPUP_PEPPER": _pepper(1),
+             "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
+    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"), **right).exit_code == 0
+    if accounts:
+        assert _cli("client", "add", "--client-id", "idp", "--redirect-uri", "https://idp/cb",
+                    STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_CLIENT_SECRET="s" * 24,
+                    **right).exit_code == 0
+        with create_engine(url).begin() as conn:  # as a database from before 0007 would be
+            conn.execute(sa.delete(schema.secret_checks))
+    for left_out in (["STEPUP_SECRET_KEY", "STEPUP_PEPPER", "STEPUP_ENCRYPTION_KEYS"],
+                     ["STEPUP_SECRET_KEY"], ["STEPUP_PEPPER"]):
+        env = {k: v for k, v in right.items() if k not in left_out}
+        refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"), **env)
         assert refused.exit_code == 2, refused.output
-        assert refused.output.startswith("stepup: error: the pepper (STEPUP_PEPPER")
-        assert _pepper(2) not in refused.output and "Traceback" not in refused.output
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_DATABASE_URL=url,
-                STEPUP_PEPPER=_pepper(1)).exit_code == 0  # nothing was changed by the refusals
+        assert refused.output.startswith(f"stepup: error: {', '.join(left_out)} not set: with "
+                                         "STEPUP_DATABASE_URL every node and command needs")
+        assert refused.output.count("\n") == 1 and _KEY not in refused.output
+        assert not (tmp_path / "b" / "keys" / "secrets.json").exists()
+        with create_engine(url).connect() as conn:
+            assert conn.execute(sa.select(schema.secret_checks)).all() == []
+    listed = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"), **right)
+    assert listed.exit_code == 0 and ("idp" in listed.output) == accounts
+    with create_engine(url).connect() as conn:
+        assert len(conn.execute(sa.select(schema.secret_checks)).all()) == 1
+    assert not (tmp_path / "b" / "keys" / "secrets.json").exists()  # all three set: no file
 
 
 def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_path):
@@ -252,48 +302,22 @@ def test_a_refused_start_keeps_no_pepper_of_its_own(tmp_path):
     assert _cli("client", "list", STEPUP_DATA_DIR=str(restored)).exit_code == 0
 
 
-def test_a_made_up_pepper_is_never_kept_for_a_database_with_accounts(tmp_path):
-    """A database from before schema 0007 holds users and clients but no fingerprint: the first
-    node with a pepper keeps it. One that has none (it would generate one) must not be that
-    node, or every node with the right pepper would be refused from then on."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    right = {"STEPUP_DATABASE_URL": url, "STEPUP_PEPPER": _pepper(1),
-             "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
-    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"), **right).exit_code == 0
-    added = _cli("client", "add", "--client-id", "idp", "--redirect-uri", "https://idp/cb",
-                 STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_CLIENT_SECRET="s" * 24, **right)
-    assert added.exit_code == 0, added.output
-    with create_engine(url).begin() as conn:  # as a database from before 0007 would be
-        conn.execute(sa.delete(schema.secret_checks))
-    no_pepper = {k: v for k, v in right.items() if k != "STEPUP_PEPPER"}
-    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"), **no_pepper)
-    assert refused.exit_code == 2 and "this node has no pepper" in refused.output
-    assert not (tmp_path / "b" / "keys" / "secrets.json").exists()
-    with create_engine(url).connect() as conn:
-        assert conn.execute(sa.select(schema.secret_checks)).all() == []
-    listed = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "b"), **right)
-    assert listed.exit_code == 0 and "idp" in listed.output
-    with create_engine(url).connect() as conn:
-        assert len(conn.execute(sa.select(schema.secret_checks)).all()) == 1
-
-
 def test_two_first_starts_on_one_folder_never_keep_a_made_up_pepper(tmp_path, monkeypatch):
-    """Two processes start at once on one data folder with no secrets file, before a database
-    from before 0007 that holds accounts. The first makes up a pepper, is refused and takes
-    its file back; the second must not read that file meanwhile and keep its pepper (every
-    node with the right one would be refused from then on): it waits, and is refused too."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    right = {"STEPUP_DATABASE_URL": url, "STEPUP_PEPPER": _pepper(1),
-             "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
-    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"), **right).exit_code == 0
+    """Two processes start at once on one data folder with no secrets file, before an embedded
+    database from before 0007 that holds accounts (restored without keys/). The first makes up
+    a pepper, is refused and takes its file back; the second must not read that file meanwhile
+    and keep its pepper (the right one would be refused from then on): it waits, and is
+    refused too."""
+    live, restored = tmp_path / "a", tmp_path / "b"
     assert _cli("client", "add", "--client-id", "idp", "--redirect-uri", "https://idp/cb",
-                STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_CLIENT_SECRET="s" * 24,
-                **right).exit_code == 0
-    engine = create_engine(url)
+                STEPUP_DATA_DIR=str(live), STEPUP_CLIENT_SECRET="s" * 24).exit_code == 0
+    restored.mkdir()
+    for part in live.glob("stepup.db*"):
+        shutil.copy(part, restored / part.name)
+    engine = create_engine(f"sqlite:///{restored / 'stepup.db'}")
     with engine.begin() as conn:  # as a database from before 0007 would be
         conn.execute(sa.delete(schema.secret_checks))
-    settings = load_settings({"STEPUP_DATA_DIR": str(tmp_path / "b"), "STEPUP_DATABASE_URL": url,
-                              "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"})
+    settings = load_settings({"STEPUP_DATA_DIR": str(restored)})
     store, first_checking, second_started = Store(engine), threading.Event(), threading.Event()
     check = keyring.check_pepper
 
@@ -415,7 +439,7 @@ def test_a_backup_refuses_in_one_line_and_leaves_nothing(tmp_path):
 
 def test_backup_of_postgresql_points_to_pg_dump(tmp_path):
     refused = _cli("db", "backup", str(tmp_path / "b.db"), STEPUP_DATA_DIR=str(tmp_path),
-                   STEPUP_DATABASE_URL="postgresql://stepup@127.0.0.1:9/stepup")
+                   STEPUP_DATABASE_URL="postgresql+psycopg://stepup@127.0.0.1:9/stepup")
     assert refused.exit_code == 2 and "pg_dump" in refused.output
     assert not (tmp_path / "b.db").exists()
 

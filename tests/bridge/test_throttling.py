@@ -26,6 +26,7 @@ from tests.bridge.conftest import (
     user,
     wrong_code,
 )
+from tests.bridge.test_cli import ok, one_line_error, stepup  # noqa: F401  (fixture)
 
 
 def test_growing_delay_refuses_early_attempts_without_counting_them(act, clock):
@@ -130,6 +131,39 @@ def test_per_ip_limit_spans_users(make_act, clock):
                             data={"otp": act.code_now(login), "csrf_token": token},
                             environ_overrides={"REMOTE_ADDR": "192.0.2.7"})
     assert is_callback(other)
+
+
+def test_the_help_desk_reopens_an_addresss_windows(make_act, clock, stepup):  # noqa: F811
+    """An office behind one address that a few mistakes (or a guesser) closed: `stepup ip
+    unblock` lets its users in now rather than when the failures age out; with --client, an
+    IdP's authentication window after its secret is fixed. Audited, with the operator."""
+    act = make_act(ip_limit=2)
+    secrets = {name: act.enroll(name)[0].secret for name in ("o1", "o2")}
+    clock.advance(30)
+    for _ in range(2):
+        login = returning(act, "o1", secrets["o1"])
+        act.post(login, "totp", otp=wrong_code(secrets["o1"], clock()))
+    login = returning(act, "o2", secrets["o2"])
+    assert act.post(login, "totp", otp=act.code_now(login)).status_code == 429
+    act.push("o2", auth=(IDP_ID, "wrong-secret-guess-1"))
+    act.push("o2", auth=(IDP_ID, "wrong-secret-guess-2"))
+    assert act.push("o2")[0].status_code == 429
+
+    said = ok(stepup("ip", "unblock", "127.0.0.1"))
+    assert said == "Unblocked 127.0.0.1 (code window): 2 recent failures forgotten.\n"
+    assert is_callback(act.post(login, "totp", otp=act.code_now(login)))
+    assert act.push("o2")[0].status_code == 429  # the client's window is apart
+    said = ok(stepup("ip", "unblock", "127.0.0.1", "--client", IDP_ID))
+    assert "client idp's authentication window): 2 recent failures" in said
+    assert act.push("o2")[0].status_code == 201
+    with act.bridge.store.begin() as tx:
+        trail = tx.audit_events(subject=None, event="ip_unblocked", before=None, since=None,
+                                limit=5)
+    assert [(e["ip"], e["client_id"], e["detail"]["failures"]) for e in trail] == [
+        ("127.0.0.1", IDP_ID, 2), ("127.0.0.1", None, 2)]
+    assert all(e["detail"]["operator"] for e in trail)
+    assert one_line_error(stepup("ip", "unblock", "office")) == (
+        "stepup: error: 'office' is not an IP address")
 
 
 def test_per_ip_limit_also_refuses_a_correct_recovery_code(make_act, clock):

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from bridge.throttle import RedisUnreachable
 from tests.bridge.conftest import Actions, events
 from tests.production.conftest import start_redis
 
@@ -40,6 +41,30 @@ def test_ip_failures_add_up_across_nodes(make_app, clock, private_redis):
     assert refused.status_code == 429
     assert "Too many failed attempts from your network" in refused.get_data(as_text=True)
     assert events(a).count("ip_window_closed") == 1  # the third failure, on node a, closed it
+
+
+def test_unblocking_an_address_clears_redis_and_the_database(make_app, clock, private_redis):
+    """`stepup ip unblock` (the limiter's clear): the window counted in Redis and the
+    database's copy both go, on every node; with Redis down it says so and clears nothing."""
+    url, process = private_redis
+    a, b = node(make_app, clock, url), node(make_app, clock, url)
+    enrolled, _ = a.enroll("office-user")
+    clock.advance(30)
+    for actions in (a, b, a):
+        login = actions.start("office-user")
+        assert actions.post(login, "totp", otp="000001").status_code == 400
+        clock.advance(30)
+    login = b.start("office-user")
+    login.secret = enrolled.secret
+    assert b.post(login, "totp", otp=b.code_now(login)).status_code == 429
+    with a.bridge.store.begin() as tx:
+        assert a.bridge.challenge.limiter.clear(tx, "127.0.0.1") == 3
+    assert b.post(login, "totp", otp=b.code_now(login)).status_code == 303
+    process.terminate()
+    process.wait(10)
+    with pytest.raises(RedisUnreachable, match="nothing was cleared"), \
+            a.bridge.store.begin() as tx:
+        a.bridge.challenge.limiter.clear(tx, "127.0.0.1")
 
 
 def test_redis_down_keeps_serving(make_app, clock, private_redis, caplog):
