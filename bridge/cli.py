@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -22,7 +23,7 @@ from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
 from .oidc.clients import check_names, new_client
-from .settings import ConfigError, Settings, load_settings, stray_variables
+from .settings import ConfigError, Settings, is_local_host, load_settings, stray_variables
 from .store import Store, create_engine, migrate
 from .store.migrate import SchemaError
 
@@ -136,6 +137,11 @@ def serve(host: str, port: int) -> None:
         logging.getLogger("stepup").warning(  # a JSON line on stderr, as every other one
             "STEPUP_ISSUER is not set, so the bridge calls itself %s, not the port it listens "
             "on: set it to the URL its users and IdPs reach", settings.issuer)
+    if not settings.behind_tls and not is_local_host(urlsplit(settings.issuer).hostname):
+        logging.getLogger("stepup").warning(
+            "STEPUP_ISSUER is plain http on a host that is not this machine: cookies go "
+            "without Secure and there is no HSTS, and IdPs refuse http back channels; use "
+            "https:// (a TLS proxy in front, docs/operations.md)")
     run_gunicorn(app, host, port, settings.workers, settings.timeout)
 
 

@@ -390,7 +390,18 @@ def _check_help_url(url: str) -> None:
 
 #: Schemes of ``STEPUP_SMTP_URL``: how the connection is protected, and the default port.
 SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_local_host(host: str | None) -> bool:
+    """This machine, by name or loopback address: a local program, not the network."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def event_names(value: str, name: str) -> frozenset[str]:
@@ -418,7 +429,7 @@ def _check_notifications(settings: Settings) -> None:
             raise ConfigError("STEPUP_SMTP_URL has a bad port") from None
         if not parts.hostname:
             raise ConfigError("STEPUP_SMTP_URL has no host")
-        if parts.scheme == "smtp" and parts.username and parts.hostname not in _LOCAL_HOSTS:
+        if parts.scheme == "smtp" and parts.username and not is_local_host(parts.hostname):
             # The login (the bridge logs in whenever a user is named), and the "this wasn't
             # me" links the mails carry, would cross the network in clear.
             raise ConfigError("STEPUP_SMTP_URL: a user and password need smtp+starttls:// or "
@@ -434,7 +445,7 @@ def _check_notifications(settings: Settings) -> None:
                 or not parts.hostname):
             raise ConfigError("STEPUP_WEBHOOK_URLS has an entry that is not a URL")
         if parts.scheme != "https" and not (parts.scheme == "http"
-                                            and parts.hostname in _LOCAL_HOSTS):
+                                            and is_local_host(parts.hostname)):
             raise ConfigError(f"STEPUP_WEBHOOK_URLS: {parts.scheme}://{parts.hostname} must use "
                               "https (http only on localhost)")
     if settings.webhook_url_list or settings.webhook_secret:  # a bad one, found before use

@@ -28,6 +28,7 @@ from joserfc.jwk import KeySet
 from stepup_handoff.deadline import Deadline, bounded_session
 
 from ..keyring import ALGORITHMS
+from ..settings import is_local_host
 from ..store import Client, Store
 from ..text import CLIENT_ID_LIMIT, URI_LIMIT, is_protocol_value
 
@@ -347,6 +348,11 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
             raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
         if "@" in urlsplit(uri).netloc:  # no redirect_uri with user information is ever taken
             raise ValueError(f"a redirect URI cannot carry user information: {uri!r}")
+        if not uri.startswith("https://") and not is_local_host(urlsplit(uri).hostname):
+            # The authorization code would cross the network in clear (RFC 9700 §2.6, RFC 6749
+            # §3.1.2.1); the bridge's own back channel is https for the same reason.
+            raise ValueError("a redirect URI must use https (plain http only to this machine: "
+                             f"127.0.0.1, ::1 or localhost): {uri!r}")
     for uri in redirect_uris:  # /par refuses such a redirect_uri: it could never be used
         if carries_response_parameters(uri):
             raise ValueError("a redirect URI's query cannot hold the response's own parameters "

@@ -118,6 +118,20 @@ def test_serve_on_another_port_without_an_issuer_warns(tmp_path, serve_idle, cap
         assert [r for r in caplog.records if r.levelname == "WARNING"] == []
 
 
+def test_serve_with_a_plain_http_issuer_off_this_machine_warns(tmp_path, serve_idle, caplog):
+    """http://mfa.example.com: no Secure cookies, no HSTS, and IdPs refuse the back channel.
+    Said at start; an http issuer on this machine (the demo, a local test) is fine."""
+    for issuer, warns in (("http://mfa.example.com", True), ("http://127.0.0.1:5000", False),
+                          ("http://localhost:5000", False), ("https://mfa.example.com", False)):
+        caplog.clear()
+        started = CliRunner().invoke(main, ["serve"], env={"STEPUP_DATA_DIR": str(tmp_path),
+                                                          "STEPUP_ISSUER": issuer})
+        assert started.exit_code == 0
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert bool(said) == warns and all(m.startswith("STEPUP_ISSUER is plain http on a host")
+                                           for m in said)
+
+
 def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepup, tmp_path,
                                                                            monkeypatch):
     """gunicorn said nothing useful: the banner claimed the port, then five seconds of
@@ -233,13 +247,26 @@ class TestClientAdd:
          "https://user@idp.example/p"],
         ["--redirect-uri", "https://idp.example/cb?code=1"],
         ["--redirect-uri", "https://idp.example/cb?a=1&state="],
+        # The code would cross the network in clear (RFC 9700 §2.6): https, but for this machine.
+        ["--redirect-uri", "http://idp.example/cb"],
+        ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix",
+         "http://10.0.0.5:8080/realms/acme/login-actions/authenticate"],
     ], ids=["ftp", "fragment", "not-url", "no-host", "bad-prefix", "none", "newline", "space",
             "escape-in-prefix", "empty-fragment", "prefix-empty-fragment", "userinfo",
-            "prefix-userinfo", "code-in-query", "state-in-query"])
+            "prefix-userinfo", "code-in-query", "state-in-query", "plain-http",
+            "prefix-plain-http"])
     def test_bad_redirect_uri(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
                               *args))
         assert find_client(bridge, "kc") is None
+
+    @pytest.mark.parametrize("uri", ["http://127.0.0.1:8080/cb", "http://localhost/cb",
+                                     "http://[::1]:8080/cb"])
+    def test_plain_http_to_this_machine_is_a_redirect_uri(self, stepup, bridge, uri):
+        """The demo, a Keycloak in start-dev on this machine: nothing crosses a network."""
+        ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
+                  "--redirect-uri", uri))
+        assert find_client(bridge, "kc").redirect_uris == [uri]
 
     @pytest.mark.parametrize("args", [
         ["--client-secret", SECRET, "--jwks-uri", "https://kc.example/certs"],

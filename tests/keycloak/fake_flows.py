@@ -16,7 +16,7 @@ import itertools
 import json
 from typing import Any
 
-BASE = "http://kc.test"
+BASE = "https://kc.test"
 DISPLAY = {
     "auth-cookie": "Cookie",
     "auth-spnego": "Kerberos",
