@@ -71,7 +71,8 @@ def proxied(tmp_path):
             .replace("    listen [::]:443 ssl;\n", "")
             .replace("server_name mfa.example.com;", "server_name 127.0.0.1;")
             .replace("/etc/ssl/certs/mfa.example.com.pem", str(cert))
-            .replace("/etc/ssl/private/mfa.example.com.key", str(key)))
+            .replace("/etc/ssl/private/mfa.example.com.key", str(key))
+            .replace("/var/log/nginx/stepup-bridge.access.log", str(tmp_path / "access.log")))
     (tmp_path / "site.conf").write_text(site)
     temp = tmp_path / "nginx-temp"
     temp.mkdir()
@@ -116,7 +117,7 @@ http {{
             process.wait(30)
 
 
-def test_a_whole_sign_in_through_nginx_as_documented(proxied):
+def test_a_whole_sign_in_through_nginx_as_documented(proxied, tmp_path):
     https_port, node_port, cert, env = proxied
     idp = Https(https_port, cert, "127.0.0.1")
     browser = Https(https_port, cert, BROWSER_ADDRESS)
@@ -144,6 +145,10 @@ def test_a_whole_sign_in_through_nginx_as_documented(proxied):
     assert shown.returncode == 0, shown.stderr
     [enrolled] = [line for line in shown.stdout.splitlines() if " enrollment " in line]
     assert BROWSER_ADDRESS in enrolled.split(), enrolled
+    # nginx's access log has the sign-in's requests, never a query (the request_uri).
+    logged = (tmp_path / "access.log").read_text()
+    assert "GET /authorize HTTP/1.1" in logged and "POST /par " in logged
+    assert "request_uri" not in logged and "?" not in logged
     # /metrics only from the node itself, however the path is spelt.
     for path in ("/metrics", "/%6detrics", "/metrics?x=1"):
         assert idp.request("GET", path).status == 403, path
