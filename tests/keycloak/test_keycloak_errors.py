@@ -205,7 +205,13 @@ class TestOptions:
     @pytest.mark.parametrize(
         ("changes", "reason"),
         [
-            ({"admin_password": None}, "either an admin user and its password"),
+            ({"admin_password": None}, "its password [(]--admin-password, or "
+                                       "KEYCLOAK_ADMIN_PASSWORD[)] is missing"),
+            ({"admin_password": None, "admin_username": None, "admin_client_id": "c"},
+             "its secret [(]--admin-client-secret, or KEYCLOAK_ADMIN_CLIENT_SECRET[)] is "
+             "missing"),
+            ({"admin_password": None, "admin_username": None}, "an admin user or an admin "
+                                                               "client id is missing"),
             ({"admin_client_id": "c", "admin_client_secret": "s"}, "not both"),
             ({"server_url": "kc.example.test"}, "server_url must be an http"),
             ({"bridge_issuer": "ftp://mfa"}, "bridge_issuer must be an http"),

@@ -144,10 +144,19 @@ class InstallOptions:
                 raise ProvisioningError(f"{name} must not be empty")
         if not self.bridge_client_id:
             object.__setattr__(self, "bridge_client_id", f"keycloak-{self.realm}")
-        if self.uses_password == self.uses_client_credentials:
+        if self.uses_password and self.uses_client_credentials:
             raise ProvisioningError(
                 "give either an admin user and its password, or an admin client id and its "
-                "secret (not both)"
+                "secret, not both"
+            )
+        if not (self.uses_password or self.uses_client_credentials):
+            missing = ("its password (--admin-password, or KEYCLOAK_ADMIN_PASSWORD)"
+                       if self.admin_username else
+                       "its secret (--admin-client-secret, or KEYCLOAK_ADMIN_CLIENT_SECRET)"
+                       if self.admin_client_id else "an admin user or an admin client id")
+            raise ProvisioningError(
+                "give either an admin user and its password, or an admin client id and its "
+                f"secret: {missing} is missing"
             )
         if self.flow == DEFAULT_BROWSER_FLOW:
             raise ProvisioningError("flow must not be Keycloak's built-in 'browser' flow")
