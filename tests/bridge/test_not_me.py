@@ -119,7 +119,7 @@ def test_the_locked_page_gives_the_lock_its_own_reason(mailed):
     token = csrf_of(act.client.get(path).get_data(as_text=True))
     act.client.post(path, data={"csrf_token": token})
     page = act.client.get(act.start("nia", ui_locales="en").flow_url).get_data(as_text=True)
-    assert alert(page) == "It was locked from the link in a security notice."
+    assert alert(page) == "Two-step sign-in was locked from the link in a security notice."
 
 
 def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it(
