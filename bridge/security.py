@@ -1,6 +1,7 @@
 """Browser-facing protections applied to every response (OWASP ASVS 5.0 V3, V14).
 
-CSP allows no inline script (copy-to-clipboard is a static file) and no framing. It sets no
+CSP allows no inline script (copy-to-clipboard is a static file) and no framing; scripts may
+fetch from the bridge itself ("More time" without leaving the page). It sets no
 ``form-action``: Chromium applies that directive to the whole redirect chain after a post —
 bridge → IdP → *its* relying party — whose last hop the bridge cannot know, so any value
 would break the return to the relying party (seen with Keycloak). Every form posts to the
@@ -20,6 +21,7 @@ from .settings import Settings
 csrf = CSRFProtect()
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 #: On every answer (the benchmark's bare-Flask shape sends them too).
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",

@@ -22,26 +22,61 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   const expiry = document.querySelector(".expiry[data-expires-in]");
   if (expiry) {
-    // Shortly before the end (at once if less is left): the warning, read out by screen
-    // readers as its text appears, and the button for more time. It says how long is left
-    // unless less is left than it says: the page came late, or a background tab's timer did.
-    const end = Number(expiry.dataset.expiresIn);
     const before = Number(expiry.dataset.warnBefore);
-    const loaded = performance.now();
     const warning = expiry.querySelector("[aria-live]");
     const more = expiry.querySelector("form");
-    setTimeout(() => {
-      const left = end - (performance.now() - loaded) / 1000;
-      warning.textContent = left > before - 10 ? warning.dataset.text : warning.dataset.soon;
-      more.hidden = false;
-    }, Math.max(0, end - before) * 1000);
-    // At the end, say it has ended: "More time" can no longer help, and no form can be sent
-    // (the session ended with the sign-in). The way on is back to the IdP.
-    setTimeout(() => {
-      document.querySelectorAll("main form").forEach((form) => { form.hidden = true; });
-      warning.textContent = warning.dataset.expired;
-      expiry.querySelector("[data-way-back]").hidden = false;
-    }, Math.max(0, end) * 1000);
+    let timers = [];
+    const schedule = (end) => {
+      timers.forEach(clearTimeout);
+      const loaded = performance.now();
+      timers = [
+        // Shortly before the end (at once if less is left): the warning, read out by screen
+        // readers as its text appears, and the button for more time. It says how long is
+        // left unless less is left than it says: the page came late, or a background tab's
+        // timer did.
+        setTimeout(() => {
+          const left = end - (performance.now() - loaded) / 1000;
+          warning.textContent = left > before - 10 ? warning.dataset.text : warning.dataset.soon;
+          more.hidden = false;
+        }, Math.max(0, end - before) * 1000),
+        // At the end, say it has ended: "More time" can no longer help, and no form can be
+        // sent (the session ended with the sign-in). The way on is back to the IdP.
+        setTimeout(() => {
+          document.querySelectorAll("main form").forEach((form) => { form.hidden = true; });
+          warning.textContent = warning.dataset.expired;
+          expiry.querySelector("[data-way-back]").hidden = false;
+        }, Math.max(0, end) * 1000),
+      ];
+    };
+    schedule(Number(expiry.dataset.expiresIn));
+    // "More time" without leaving the page, so what the user typed stays. The answer is this
+    // page again: its countdown, and its form tokens (they last as long as the sign-in), take
+    // the place of ours. Anything else (the sign-in ended): the plain post shows it.
+    more.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      let fresh = null;
+      try {
+        const answer = await fetch(more.action, { method: "POST", body: new FormData(more) });
+        const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+        fresh = answer.ok ? page.querySelector(".expiry[data-expires-in]") : null;
+        if (fresh) {
+          const token = page.querySelector("input[name=csrf_token]").value;
+          document.querySelectorAll("input[name=csrf_token]").forEach((i) => { i.value = token; });
+        }
+      } catch (e) {
+        fresh = null;
+      }
+      if (!fresh) {
+        more.submit();
+        return;
+      }
+      expiry.dataset.expiresIn = fresh.dataset.expiresIn;
+      schedule(Number(fresh.dataset.expiresIn));
+      warning.textContent = "";
+      more.hidden = true;
+      const field = document.querySelector("input[name=otp], input[name=recovery_code]");
+      if (field) field.focus();  // the button is gone: back where the user was typing
+    });
   }
   // After a few wrong codes the next one is looked at only after a wait, which the error
   // names: until it has passed the code's button is dimmed and a post is held back, rather
@@ -64,6 +99,7 @@ document.addEventListener("DOMContentLoaded", () => {
   let sent = false;
   document.querySelectorAll("form").forEach((form) => {
     form.addEventListener("submit", (event) => {
+      if (event.defaultPrevented) return;  // sent another way ("More time"), or not at all
       const waiting = form === held && form.querySelector("[aria-disabled=true]");
       if (sent || waiting) {
         event.preventDefault();

@@ -339,15 +339,25 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
         ".expiry [aria-live]", "data-text")
     assert page.locator("[role=alert]").count() == 0  # role=alert stays the errors' alone
     assert page_problems(page, lang, "time warning") == []
-    with page.expect_navigation():
-        page.click(".expiry button")
+    page.fill("input[name=otp]", "123")  # half typed when the warning came
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.click(".expiry button")
+    page.wait_for_selector(".expiry form", state="hidden")
+    # The page stays (nothing typed is lost), the focus back in the field; its countdown and
+    # form tokens are the server's new ones.
+    assert [url.rsplit("/", 1)[1] for url in posts] == ["extend"]
     assert page.text_content("#totp-secret") == key
+    assert page.input_value("input[name=otp]") == "123"
+    assert focused(page)["name"] == "otp"
     assert int(page.get_attribute(".expiry", "data-expires-in")) > 890
     assert not page.is_visible(".expiry")
+    page.clock.run_for(12 * 60 * 1000)
+    assert not page.is_visible(".expiry")  # the warning comes anew, from the new end
     # Left to run out, the page says it has ended, and no longer offers more time nor a form
     # to send (each would meet a session that ended with the sign-in: a dead end). Its one
     # way on goes back to the IdP, which hears that the sign-in ended without a factor.
-    page.clock.run_for(15 * 60 * 1000 + 1000)
+    page.clock.run_for(3 * 60 * 1000 + 1000)
     assert page.inner_text(".expiry [aria-live]") == page.get_attribute(
         ".expiry [aria-live]", "data-expired")
     assert not page.is_visible(".expiry button")
