@@ -87,10 +87,22 @@ def _address_checked(wsgi_app: Callable) -> Callable:
     a long string) becomes ``unknown``: never the address the per-IP limit counts or the audit
     records as sent (nor past its column on PostgreSQL), and never the proxy's own, which on
     this machine is loopback and would pass for a local program (``secure_transport``)."""
+    warned = False
+
     def checked(environ: dict, start_response: Callable):
+        nonlocal warned
         forwarded = environ.get("REMOTE_ADDR", "")
         if forwarded != environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]:
             environ["REMOTE_ADDR"] = _ip_address(forwarded)
+        elif not warned and "HTTP_X_FORWARDED_PROTO" in environ and (
+                "HTTP_X_FORWARDED_FOR" not in environ):
+            # A proxy that says the scheme but not the client: every user would share its
+            # address in the per-IP limit and the audit, silently. Said once per worker.
+            warned = True
+            logging.getLogger("stepup").warning(
+                "a request came through the proxy (X-Forwarded-Proto) without "
+                "X-Forwarded-For: every user counts as the proxy's address in the per-IP "
+                "limit and the audit; have the proxy send X-Forwarded-For")
         return wsgi_app(environ, start_response)
     return checked
 

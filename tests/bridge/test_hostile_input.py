@@ -168,6 +168,21 @@ def test_a_forwarded_address_is_an_ip_address_or_unknown(make_app, forwarded, se
     assert answer.get_data(as_text=True) == seen
 
 
+def test_a_proxy_that_sends_no_client_address_is_said_once(make_app, caplog):
+    """X-Forwarded-Proto without X-Forwarded-For: every user would count as the proxy in the
+    per-IP limit and the audit, silently. One warning per worker, not one per request."""
+    client = make_app(trusted_proxies=1).test_client()
+    for _ in range(3):
+        client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    client.get("/healthz", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"})
+    said = [r.getMessage() for r in caplog.records if "without X-Forwarded-For" in r.getMessage()]
+    assert len(said) == 1 and "have the proxy send X-Forwarded-For" in said[0]
+    caplog.clear()
+    fine = make_app(trusted_proxies=1).test_client()
+    fine.get("/healthz", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"})
+    assert "without X-Forwarded-For" not in caplog.text
+
+
 def test_junk_forwarded_by_a_proxy_on_this_machine_is_no_local_program(make_app):
     """The trusted proxy runs on this machine (peer 127.0.0.1, nginx's default Host): a
     forwarded value that is no address must not leave the caller looking like a local program,
