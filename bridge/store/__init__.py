@@ -59,6 +59,13 @@ def token_digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def spent_key(digest: str) -> str:
+    """The key of a redeemed code's row: its digest hashed again, its first character a "~".
+    No :func:`token_digest` (hex) is ever that, so no code, not even the digest of one sent as
+    a code, finds the row to redeem it, on this release or the one that deleted rows."""
+    return "~" + hashlib.sha256(f"spent\0{digest}".encode()).hexdigest()[1:]
+
+
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -365,21 +372,21 @@ class Tx:
         code gives None and stays, so a client that saw it cannot spend it for the one it was
         issued to (RFC 6749 §4.1.3).
 
-        The redeemed row is not deleted: it stays until it expires, keyed by the digest of its
-        digest, which no code hashes to. So a code presented again is found by
+        The redeemed row is not deleted: it stays until it expires, under a key no lookup can
+        produce (:func:`spent_key`). So a code presented again is found by
         :meth:`redeemed_code` and can be told from a guess (RFC 6749 §4.1.2: a reused code is
         a stolen one), while no node, one still on the release that deleted codes included,
         can redeem it again."""
         digest = token_digest(code)
         row = self._db.execute(_REDEEM_CODE, {
-            "b_digest": digest, "b_spent": token_digest(digest), "b_client_id": client_id,
+            "b_digest": digest, "b_spent": spent_key(digest), "b_client_id": client_id,
             "b_now": now}).first()
         return Code(**row) if row else None
 
     def redeemed_code(self, code: str, now: float) -> Row | None:
         """The subject and client of ``code`` if it was redeemed and has not expired yet."""
         return self._db.execute(_REDEEMED_CODE, {
-            "b_spent": token_digest(token_digest(code)), "b_now": now}).first()
+            "b_spent": spent_key(token_digest(code)), "b_now": now}).first()
 
     def use_assertion_id(self, client_id: str, jti: str, expires_at: float) -> bool:
         """Record a client assertion's ``jti`` (RFC 7523 §3 item 7); False on reuse."""

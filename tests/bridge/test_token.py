@@ -145,17 +145,23 @@ class TestRefused:
         act.redeem(callback_params(late_callback)["code"], late)
         assert len(audited(act, "code_reused")) == 2
 
-    def test_a_redeemed_code_cannot_be_taken_by_a_node_of_the_release_before(self, act, issued):
-        """Redeemed codes are kept (for the audit above) under another key, so a node still
-        on the release that took codes by deleting their row finds nothing: a rolling upgrade
-        never lets a code work twice."""
+    def test_a_redeemed_code_cannot_be_redeemed_by_any_key_derived_from_it(self, act, issued):
+        """The redeemed row is kept (for the audit above) under a key no lookup produces: not
+        the code, not the digest of the code sent as a code (the digest is plain SHA-256,
+        anyone can make it), not the digest of that; nor by a node still on the release that
+        took codes by deleting the row of the presented code's digest (a rolling upgrade)."""
         login, code = issued
         assert act.redeem(code, login).status_code == 200
+        once, twice = token_digest(code), token_digest(token_digest(code))
+        for presented in (code, once, twice):
+            assert error_of(act.redeem(presented, login)) == "invalid_grant", presented
         with act.bridge.store.begin() as tx:
-            taken = tx._db.execute(sa.delete(codes).where(
-                codes.c.code_digest == token_digest(code), codes.c.client_id == IDP_ID
-            ).returning(codes.c.subject)).rows
-        assert taken == []
+            for presented in (code, once, twice):
+                taken = tx._db.execute(sa.delete(codes).where(
+                    codes.c.code_digest == token_digest(presented), codes.c.client_id == IDP_ID
+                ).returning(codes.c.subject)).rows
+                assert taken == [], presented
+        assert len(audited(act, "code_reused")) == 1  # the code itself, not its derivatives
 
     def test_expired_code(self, act, issued, clock):
         login, code = issued
