@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 from stepup_handoff.assertion import LEEWAY
 
@@ -731,10 +731,11 @@ class Challenge:
             params["state"] = flow.params["state"]
         params["iss"] = self.policy.issuer
         # The registered query is kept as it was sent (RFC 6749 §3.1.2), ours appended;
-        # PAR refused a redirect_uri that already carries one of ours.
-        parts = urlsplit(flow.params["redirect_uri"])
-        query = "&".join(filter(None, [parts.query, urlencode(params)]))
-        return urlunsplit(parts._replace(query=query))
+        # PAR refused a redirect_uri that already carries one of ours, or a fragment. A
+        # string join, not urlsplit and urlunsplit: every sign-in's page and code build one.
+        uri = flow.params["redirect_uri"]
+        separator = "" if uri.endswith(("?", "&")) else "&" if "?" in uri else "?"
+        return f"{uri}{separator}{urlencode(params)}"
 
     def _totp_secret(self, user: User) -> str:
         return self.vault.open("totp_secret", user.subject, user.totp_secret)
