@@ -145,10 +145,14 @@ def test_a_whole_sign_in_through_nginx_as_documented(proxied, tmp_path):
     assert shown.returncode == 0, shown.stderr
     [enrolled] = [line for line in shown.stdout.splitlines() if " enrollment " in line]
     assert BROWSER_ADDRESS in enrolled.split(), enrolled
-    # nginx's access log has the sign-in's requests, never a query (the request_uri).
+    # nginx's access log has the sign-in's requests, never a query (the request_uri) nor a
+    # "this wasn't me" token (a made-up one: the path is what counts).
+    token = "e" * 20 + ".1900000000.mac"
+    assert idp.request("GET", f"/not-me/{token}").status == 400  # "this link doesn't work"
     logged = (tmp_path / "access.log").read_text()
     assert "GET /authorize HTTP/1.1" in logged and "POST /par " in logged
     assert "request_uri" not in logged and "?" not in logged
+    assert "GET /not-me/<token> HTTP/1.1" in logged and token not in logged
     # /metrics only from the node itself, however the path is spelt.
     for path in ("/metrics", "/%6detrics", "/metrics?x=1"):
         assert idp.request("GET", path).status == 403, path
