@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
-from .oidc.clients import check_names, new_client
+from .oidc.clients import check_names, in_clear, new_client
 from .settings import ConfigError, Settings, is_local_host, load_settings, stray_variables
 from .store import Store, create_engine, migrate
 from .store.migrate import SchemaError
@@ -249,9 +249,12 @@ def client_list() -> None:
             auth = "private_key_jwt" if c.jwks_uri else "client_secret"
             uris = " ".join([*c.redirect_uris, *(f"{p}?*" for p in c.redirect_uri_prefixes)])
             role = ""
+            if any(in_clear(uri) for uri in [*c.redirect_uris, *c.redirect_uri_prefixes]):
+                # Registered before plain http to another machine was refused.
+                role = "\tPLAIN HTTP: codes cross the network in clear; add it again with https"
             if c.admin:
                 # Registered before an --admin client had to be a help-desk tool alone.
-                role = ("\tadmin AND IdP: one leaked secret starts sign-ins and resets factors; "
+                role += ("\tadmin AND IdP: one leaked secret starts sign-ins and resets factors; "
                         "register the help-desk tool as a client of its own and add this one "
                         "again without --admin" if uris else "\tadmin")
             click.echo(f"{c.client_id}\t{auth}\t{c.id_token_alg}\t"
@@ -641,10 +644,17 @@ def _sign_out_everyone(admin, opts) -> None:
 
 
 def _kept_prefixes(bridge: Bridge, client_id: str, prefixes: list[str]) -> list[str]:
-    """Install's callback prefixes plus any the client had (a re-run never drops one)."""
+    """Install's callback prefixes plus any the client had (a re-run drops none but one in
+    plain http to another machine, registered before such were refused: said so)."""
     with bridge.store.begin() as tx:
         found = tx.find_client(client_id)
-    kept = list(found.redirect_uri_prefixes) if found else []
+    kept = []
+    for prefix in found.redirect_uri_prefixes if found else []:
+        if in_clear(prefix):
+            click.echo(f"Dropped the callback prefix {prefix}: plain http to another machine "
+                       "(the code would cross the network in clear).", err=True)
+        else:
+            kept.append(prefix)
     return kept + [p for p in prefixes if p not in kept]
 
 

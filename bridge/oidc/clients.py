@@ -348,7 +348,7 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
             raise ValueError(f"not an http(s) URL without fragment: {uri!r}")
         if "@" in urlsplit(uri).netloc:  # no redirect_uri with user information is ever taken
             raise ValueError(f"a redirect URI cannot carry user information: {uri!r}")
-        if not uri.startswith("https://") and not is_local_host(urlsplit(uri).hostname):
+        if in_clear(uri):
             # The authorization code would cross the network in clear (RFC 9700 §2.6, RFC 6749
             # §3.1.2.1); the bridge's own back channel is https for the same reason.
             raise ValueError("a redirect URI must use https (plain http only to this machine: "
@@ -357,6 +357,12 @@ def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes:
         if carries_response_parameters(uri):
             raise ValueError("a redirect URI's query cannot hold the response's own parameters "
                              f"(code, state, iss, error, error_description, error_uri): {uri!r}")
+
+
+def in_clear(uri: str) -> bool:
+    """Plain http to another machine: a code sent there crosses the network in clear."""
+    parts = urlsplit(uri)
+    return parts.scheme != "https" and not is_local_host(parts.hostname)
 
 
 def _basic_safe(value: str) -> bool:

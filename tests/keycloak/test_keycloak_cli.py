@@ -170,6 +170,30 @@ def test_a_registration_the_bridge_would_refuse_stops_install_before_the_realm_c
     assert fake.writes() == []
 
 
+def test_a_rerun_drops_a_plain_http_prefix_registered_before_such_were_refused(fake, tmp_path):
+    """A realm first installed when Keycloak answered on plain http (now refused: the code
+    would cross the network in clear). Run again, install keeps its other prefixes and drops
+    that one, saying so, instead of refusing the whole re-run; `client list` points it out
+    until then."""
+    bridge = create_app({"data_dir": tmp_path, "issuer": BRIDGE}, environ={}).extensions["stepup"]
+    old = "http://kc.internal:8080/realms/acme/login-actions/authenticate"
+    with bridge.store.begin() as tx:
+        tx.add_client(dataclasses.replace(
+            new_client(bridge.secrets.pepper, "keycloak-acme", secret="s" * 32, jwks_uri=None,
+                       redirect_uris=[], redirect_uri_prefixes=["https://sso.example/cb"]),
+            redirect_uri_prefixes=["https://sso.example/cb", old]))
+    bridge.store.engine.dispose()
+    env = {"STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": BRIDGE}
+    listed = CliRunner().invoke(main, ["client", "list"], env=env)
+    assert "PLAIN HTTP: codes cross the network in clear" in listed.stdout
+    done = install(tmp_path)
+    assert done.exit_code == 0, done.output
+    assert f"Dropped the callback prefix {old}: plain http" in done.stderr
+    listed = CliRunner().invoke(main, ["client", "list"], env=env)
+    assert old not in listed.stdout and "https://sso.example/cb?*" in listed.stdout
+    assert "PLAIN HTTP" not in listed.stdout
+
+
 def test_a_realm_secret_the_bridge_would_refuse_fails_install_in_one_line(fake, tmp_path):
     """A bridge client secret kept in the realm from an earlier run, edited by hand since (a
     space: HTTP Basic would carry it two ways), is refused in one line, not a traceback."""
