@@ -416,13 +416,24 @@ def ip_unblock(address: str, client_id: str | None) -> None:
         _fail(f"{address!r} is not an IP address")
     bridge = _bridge()
     with bridge.store.begin() as tx:
+        if client_id and tx.find_client(client_id) is None:  # '' is every unknown id's window
+            _fail(f"no client {client_id!r} is registered (stepup client list)", 1)
         try:
             cleared = (tx.clear_ip_failures(address, client_id) if client_id is not None
                        else bridge.challenge.limiter.clear(tx, address))
         except RedisUnreachable as e:
             _fail(str(e))
-        tx.audit("ip_unblocked", time.time(), client_id=client_id, ip=address, failures=cleared)
+        if cleared:
+            tx.audit("ip_unblocked", time.time(), client_id=client_id, ip=address,
+                     failures=cleared)
     window = f"client {client_id}'s authentication window" if client_id else "code window"
+    if not cleared:
+        # Nothing to forget here: the users may see another address's window, or the nodes
+        # count in a Redis this command was not told of.
+        redis = "" if client_id is not None or bridge.settings.redis_url else (
+            "; the nodes count in Redis? give this command their STEPUP_REDIS_URL")
+        click.echo(f"{address} has no recent failures in the {window}{redis}.")
+        return
     click.echo(f"Unblocked {address} ({window}): {cleared} recent failure"
                f"{'' if cleared == 1 else 's'} forgotten.")
 

@@ -51,7 +51,9 @@ document.addEventListener("DOMContentLoaded", () => {
     schedule(Number(expiry.dataset.expiresIn));
     // "More time" without leaving the page, so what the user typed stays. The answer is this
     // page again: its countdown, and its form tokens (they last as long as the sign-in), take
-    // the place of ours. Anything else (the sign-in ended): the plain post shows it.
+    // the place of ours. Anything else (the sign-in ended, or moved on in another tab): this
+    // page's address is fetched afresh and shows it.
+    const stage = (form) => form.querySelector("input[name=back]").value;
     more.addEventListener("submit", async (event) => {
       event.preventDefault();
       let fresh = null;
@@ -59,15 +61,17 @@ document.addEventListener("DOMContentLoaded", () => {
         const answer = await fetch(more.action, { method: "POST", body: new FormData(more) });
         const page = new DOMParser().parseFromString(await answer.text(), "text/html");
         fresh = answer.ok ? page.querySelector(".expiry[data-expires-in]") : null;
-        if (fresh) {
+        if (fresh && stage(fresh.querySelector("form")) === stage(more)) {
           const token = page.querySelector("input[name=csrf_token]").value;
           document.querySelectorAll("input[name=csrf_token]").forEach((i) => { i.value = token; });
+        } else {
+          fresh = null;
         }
       } catch (e) {
         fresh = null;
       }
       if (!fresh) {
-        more.submit();
+        window.location.replace(window.location.href);
         return;
       }
       expiry.dataset.expiresIn = fresh.dataset.expiresIn;
@@ -103,6 +107,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const waiting = form === held && form.querySelector("[aria-disabled=true]");
       if (sent || waiting) {
         event.preventDefault();
+        if (waiting) error.focus();  // the error says how long to wait: read it out again
         return;
       }
       sent = true;

@@ -164,6 +164,16 @@ def test_the_help_desk_reopens_an_addresss_windows(make_act, clock, stepup):  # 
     assert all(e["detail"]["operator"] for e in trail)
     assert one_line_error(stepup("ip", "unblock", "office")) == (
         "stepup: error: 'office' is not an IP address")
+    # Nothing to forget (a typo, another address): said, not audited; an unknown client: 1.
+    said = ok(stepup("ip", "unblock", "192.0.2.99"))
+    assert said == ("192.0.2.99 has no recent failures in the code window; the nodes count in "
+                    "Redis? give this command their STEPUP_REDIS_URL.\n")
+    assert one_line_error(stepup("ip", "unblock", "127.0.0.1", "--client", "nobody"),
+                          code=1) == ("stepup: error: no client 'nobody' is registered "
+                                      "(stepup client list)")
+    with act.bridge.store.begin() as tx:
+        assert len(tx.audit_events(subject=None, event="ip_unblocked", before=None, since=None,
+                                   limit=5)) == 2
 
 
 def test_per_ip_limit_also_refuses_a_correct_recovery_code(make_act, clock):
