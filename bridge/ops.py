@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from .edge import for_programs
 from .oidc import endpoints as oidc_endpoints
 from .secretbox import SecretBoxError
+from .throttle import RedisIpLimiter
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("stepup")
@@ -190,7 +191,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready to serve: the database answers and signing keys are loaded."""
+    """Ready to serve: the database answers and signing keys are loaded (and how Redis is,
+    when one is set: not a condition)."""
     bridge = current_app.extensions["stepup"]
     checks = {}
     try:
@@ -208,6 +210,10 @@ def readyz():
         # requests that need the keys log it (probes come too often for a line each)
         checks["signing_keys"] = f"unreadable ({e})"
     ready = all(v == "ok" for v in checks.values())
+    # Redis only holds the per-IP window, which falls back to the database: shown, so a wrong
+    # STEPUP_REDIS_URL is seen, but the node stays ready.
+    if isinstance(limiter := bridge.challenge.limiter, RedisIpLimiter):
+        checks["redis"] = limiter.health()
     response = jsonify(status="ready" if ready else "not ready", checks=checks)
     response.status_code = 200 if ready else 503
     return response

@@ -130,6 +130,14 @@ class RedisIpLimiter:
                                    "cleared; try again once it answers") from None
         return max(counted, self.fallback.clear(tx, ip))
 
+    def health(self) -> str:
+        """For /readyz: "ok", or why not (the node still serves: it counts in the database)."""
+        try:
+            self._redis.ping()
+        except self._errors as e:
+            return f"unavailable ({type(e).__name__}): counting in the database"
+        return "ok"
+
     def _degraded(self, error: Exception, now: float) -> None:
         if now - self._warned_at >= 60:
             self._warned_at = now

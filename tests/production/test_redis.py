@@ -67,6 +67,21 @@ def test_unblocking_an_address_clears_redis_and_the_database(make_app, clock, pr
         a.bridge.challenge.limiter.clear(tx, "127.0.0.1")
 
 
+def test_readyz_shows_redis_without_depending_on_it(make_app, clock, private_redis):
+    """A wrong or dead STEPUP_REDIS_URL is seen in /readyz; the node stays ready (the window
+    falls back to the database)."""
+    url, process = private_redis
+    client = node(make_app, clock, url).client
+    up = client.get("/readyz")
+    assert up.status_code == 200 and up.get_json()["checks"]["redis"] == "ok"
+    process.terminate()
+    process.wait(10)
+    down = client.get("/readyz")
+    assert down.status_code == 200 and down.get_json()["status"] == "ready"
+    assert down.get_json()["checks"]["redis"].startswith("unavailable (")
+    assert "redis" not in make_app().test_client().get("/readyz").get_json()["checks"]
+
+
 def test_redis_down_keeps_serving(make_app, clock, private_redis, caplog):
     url, process = private_redis
     actions = node(make_app, clock, url)
