@@ -13,11 +13,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from bridge import create_app
 from bridge.store import create_engine, migrate
 from bridge.store.migrate import SchemaError
+from tests.bridge.conftest import Actions, is_callback, register_idp, returning, wrong_code
 from tests.conftest import _as_admin, fresh_database
 
-from .conftest import stepup
+from .conftest import shared_env, stepup
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -116,6 +118,48 @@ def test_a_role_without_privileges_is_told_the_database_refused(postgres_server,
     admin.dispose()
     _as_admin(postgres_server, f"DROP DATABASE IF EXISTS {limited.database} WITH (FORCE)",
               "DROP ROLE IF EXISTS stepup_nopriv")
+
+
+def test_nodes_run_with_a_role_that_only_reads_and_writes_rows(postgres_server, tmp_path,
+                                                              clock):
+    """Least privilege (docs/operations.md): the owner migrates (`stepup db upgrade`); the
+    nodes' own role has SELECT, INSERT, UPDATE, DELETE on the tables and USAGE on the
+    sequences, nothing more, and every step works: first start (signing keys, the pepper's
+    fingerprint), enrollment, TOTP, recovery with rotation, the per-IP window, housekeeping.
+    It cannot change the schema."""
+    name = f"stepup_dml_{os.getpid()}"
+    url = fresh_database(postgres_server, name)
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    _as_admin(url, "DROP ROLE IF EXISTS stepup_dml", "CREATE ROLE stepup_dml LOGIN",
+              f"GRANT CONNECT ON DATABASE {name} TO stepup_dml",
+              "GRANT USAGE ON SCHEMA public TO stepup_dml",
+              "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO stepup_dml",
+              "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO stepup_dml")
+    runtime = sa.engine.make_url(url).set(username="stepup_dml", password=None)
+    shared = {k.removeprefix("STEPUP_").lower(): v for k, v in shared_env(
+        runtime.render_as_string(False), ip_limit="3").items()}
+    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example", **shared},
+                     environ={}, clock=clock)
+    register_idp(app)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll("dml-user")
+    clock.advance(30)
+    login = returning(act, "dml-user", enrolled.secret)
+    assert act.post(login, "totp", otp=wrong_code(enrolled.secret, clock())).status_code == 400
+    assert is_callback(act.post(login, "totp", otp=act.code_now(login)))
+    login = act.start("dml-user")
+    assert act.post(login, "recovery", recovery_code=enrolled.recovery_code).status_code == 303
+    assert is_callback(act.post(login, "saved", saved="yes"))
+    with act.bridge.store.begin() as tx:
+        act.bridge.housekeeping(tx, clock() + 10_000)
+    with pytest.raises(sa.exc.ProgrammingError, match=r"must be owner"), \
+            act.bridge.store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE users ADD COLUMN x integer")
+    act.bridge.store.engine.dispose()
+    _as_admin(postgres_server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+              "DROP ROLE IF EXISTS stepup_dml")
 
 
 def test_previous_revision_upgrades_keeping_data(empty_database):
