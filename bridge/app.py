@@ -120,10 +120,14 @@ def _ip_address(forwarded: str) -> str:
             return "unknown"
     if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
         return "unknown"
+    if len(host) > 64:
+        return "unknown"
     try:
-        return str(ipaddress.ip_address(host)) if len(host) <= 64 else "unknown"
+        address = ipaddress.ip_address(host)
     except ValueError:
         return "unknown"
+    # An IPv4 client in IPv6 spelling is the IPv4 one, as a direct one is (bridge/edge.py).
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:

@@ -411,9 +411,11 @@ def ip_unblock(address: str, client_id: str | None) -> None:
     from .throttle import RedisUnreachable
 
     try:
-        address = str(ipaddress.ip_address(address))
+        parsed = ipaddress.ip_address(address)
     except ValueError:
         _fail(f"{address!r} is not an IP address")
+    # As the bridge counts it: an IPv4 address given in its IPv6 spelling is the IPv4 one.
+    address = str(getattr(parsed, "ipv4_mapped", None) or parsed)
     bridge = _bridge()
     with bridge.store.begin() as tx:
         if client_id and tx.find_client(client_id) is None:  # '' is every unknown id's window

@@ -70,8 +70,13 @@ class GuardedInput:
             raise BadRequest("The request body is malformed.") from error
 
 
-def _guard_input(wsgi_app: Callable, limit: int | None) -> Callable:
+def _guard_request(wsgi_app: Callable, limit: int | None) -> Callable:
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        address = environ.get("REMOTE_ADDR", "")
+        if address.startswith("::ffff:") and "." in address:
+            # An IPv4 client of a dual-stack socket (or proxy): one spelling of its address,
+            # so its per-IP window, its audit lines and `stepup ip unblock` agree.
+            environ["REMOTE_ADDR"] = address[7:]
         if "wsgi.input" in environ:
             # A declared length werkzeug checks against the limit before reading.
             unknown = not environ.get("CONTENT_LENGTH")
@@ -83,7 +88,7 @@ def _guard_input(wsgi_app: Callable, limit: int | None) -> Callable:
 
 
 def init_app(app: Flask) -> None:
-    app.wsgi_app = _guard_input(  # type: ignore[method-assign]
+    app.wsgi_app = _guard_request(  # type: ignore[method-assign]
         app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.register_error_handler(InternalServerError, _server_error)
 

@@ -168,6 +168,26 @@ def test_a_forwarded_address_is_an_ip_address_or_unknown(make_app, forwarded, se
     assert answer.get_data(as_text=True) == seen
 
 
+@pytest.mark.parametrize("proxies, environ, headers", [
+    (0, {"REMOTE_ADDR": "::ffff:198.51.100.7"}, {}),
+    (1, {"REMOTE_ADDR": "10.9.8.7"}, {"X-Forwarded-For": "::ffff:198.51.100.7"}),
+], ids=["dual-stack-socket", "forwarded"])
+def test_an_ipv4_address_in_its_ipv6_spelling_is_the_ipv4_one(make_app, proxies, environ,
+                                                               headers):
+    """A dual-stack listener (or a proxy) gives an IPv4 client as ::ffff:a.b.c.d: one
+    spelling, so its per-IP window, its audit lines and `stepup ip unblock a.b.c.d` agree."""
+    from flask import request
+
+    app = make_app(trusted_proxies=proxies)
+
+    @app.get("/whose-address")
+    def whose_address():
+        return request.remote_addr or ""
+
+    answer = app.test_client().get("/whose-address", headers=headers, environ_base=environ)
+    assert answer.get_data(as_text=True) == "198.51.100.7"
+
+
 def test_a_proxy_that_sends_no_client_address_is_said_once(make_app, caplog):
     """X-Forwarded-Proto without X-Forwarded-For: every user would count as the proxy in the
     per-IP limit and the audit, silently. One warning per worker, not one per request."""
