@@ -21,7 +21,7 @@ from .keyring import ServerSecrets, SigningKeys, load_checked_secrets, refuse_se
 from .logs import loggable_path
 from .notify.notme import NotMe
 from .secretbox import SecretBoxError
-from .settings import Settings, load_settings, stray_variables
+from .settings import Settings, load_settings, settings_warnings
 from .store import Store, Tx, create_engine, migrate
 from .throttle import ClientAuthWindow, DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
@@ -183,8 +183,8 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
 
     environ = os.environ if environ is None else environ
     settings = load_settings(environ, test_config)
-    for stray in stray_variables(environ):
-        logging.getLogger("stepup").warning("%s", stray)
+    for warning in settings_warnings(environ):
+        logging.getLogger("stepup").warning("%s", warning)
     app = _Flask(__name__)
     app.session_interface = CookieSessions()
     bridge = build_bridge(settings, clock)

@@ -23,7 +23,7 @@ from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
 from .oidc.clients import check_names, in_clear, new_client
-from .settings import ConfigError, Settings, is_local_host, load_settings, stray_variables
+from .settings import ConfigError, Settings, is_local_host, load_settings, settings_warnings
 from .store import Store, create_engine, migrate
 from .store.migrate import SchemaError
 
@@ -32,10 +32,11 @@ from .store.migrate import SchemaError
 
 
 def _settings() -> Settings:
-    """The settings, saying on stderr which STEPUP_ variables are no setting: a typo
-    (STEPUP_DATABSE_URL) would have the command act on the embedded database, silently."""
-    for stray in stray_variables(os.environ):
-        click.echo(f"stepup: warning: {stray}", err=True)
+    """The settings, saying on stderr which STEPUP_ variables are no setting (a typo,
+    STEPUP_DATABSE_URL, would have the command act on the embedded database, silently) and
+    whether the config file shows its secrets to every user."""
+    for warning in settings_warnings(os.environ):
+        click.echo(f"stepup: warning: {warning}", err=True)
     return load_settings()
 
 

@@ -219,11 +219,12 @@ _NOT_SETTINGS = frozenset({"STEPUP_CONFIG", "STEPUP_CLIENT_SECRET", "STEPUP_TEST
                            "STEPUP_TEST_POSTGRES_URL", "STEPUP_CHROMIUM"})
 
 
-def stray_variables(environ: Mapping[str, str]) -> list[str]:
-    """What to say about each ``STEPUP_`` variable that is no setting (a typo leaves the setting
-    it meant at its default, silently), with the setting it looks like."""
+def settings_warnings(environ: Mapping[str, str]) -> list[str]:
+    """What to say at start about settings that work but should not stay as they are: each
+    ``STEPUP_`` variable that is no setting (a typo leaves the setting it meant at its default,
+    silently), with the setting it looks like; a config file with secrets that others may read."""
     known = [name.upper() for name in (*_INTS, *_STRINGS, "data_dir")]
-    said = []
+    said = _open_config_file(environ.get("STEPUP_CONFIG"))
     for variable in sorted(environ):
         name = variable.removeprefix("STEPUP_")
         if name != variable and name not in known and variable not in _NOT_SETTINGS:
@@ -231,6 +232,42 @@ def stray_variables(environ: Mapping[str, str]) -> list[str]:
             said.append(f"{variable} is not a setting and is ignored"
                         + (f" (did you mean STEPUP_{like[0]}?)" if like else ""))
     return said
+
+
+#: Settings whose value is a secret, or is a URL that may hold a password.
+_SECRET_SETTINGS = (*_SECRETS, "webhook_secret")
+_URL_SETTINGS = ("database_url", "smtp_url", "redis_url")
+
+
+def _open_config_file(config_path: str | None) -> list[str]:
+    """A warning for a config file that holds a secret and that users other than its owner and
+    group may read (a default umask's 0644): ssh refuses such a key file; the bridge, started
+    by a service manager, says so instead of stopping."""
+    if not config_path:
+        return []
+    path = Path(config_path)
+    try:
+        if not path.stat().st_mode & 0o004:
+            return []
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # load_settings says what is wrong with it
+    held = [name for name in _SECRET_SETTINGS if raw.get(name)]
+    held += [name for name in _URL_SETTINGS
+             if isinstance(raw.get(name), str) and _password(raw[name])]
+    if not held:
+        return []
+    return [f"STEPUP_CONFIG {path} holds {', '.join(held)} and every user of this machine may "
+            f"read it: chmod o-r {path} (or keep the secrets in the environment)"]
+
+
+def _password(url: str) -> bool:
+    """Whether a URL holds a password."""
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:  # load_settings says what is wrong with it
+        return False
 
 
 _TOML_KINDS = {"list": "array", "int": "integer", "float": "float", "bool": "boolean",

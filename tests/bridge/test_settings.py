@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from bridge import create_app
-from bridge.settings import DEFAULT_ACR, MAX_LOCKOUT_LIMIT, ConfigError, Settings, load_settings
+from bridge.settings import (
+    DEFAULT_ACR,
+    MAX_LOCKOUT_LIMIT,
+    ConfigError,
+    Settings,
+    load_settings,
+    settings_warnings,
+)
 
 
 def test_defaults():
@@ -255,3 +262,33 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_looks_like(tmp_path, c
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert said == ["STEPUP_LOCKOUTLIMIT is not a setting and is ignored (did you mean "
                     "STEPUP_LOCKOUT_LIMIT?)", "STEPUP_XYZZY is not a setting and is ignored"]
+
+
+@pytest.mark.parametrize(("body", "held"), [
+    ('pepper = "x"\n', "pepper"),
+    ('database_url = "postgresql+psycopg://bridge:hunter2@db/stepup"\n', "database_url"),
+    ('smtp_url = "smtp+starttls://relay:pw@mail.example:587"\nwebhook_secret = "whsec_x"\n',
+     "webhook_secret, smtp_url"),
+])
+def test_a_config_file_every_user_may_read_is_named_when_it_holds_a_secret(tmp_path, body, held):
+    """ssh refuses a key file others can read; a service started by systemd says so instead."""
+    path = tmp_path / "stepup.toml"
+    path.write_text(body)
+    path.chmod(0o644)
+    said = settings_warnings({"STEPUP_CONFIG": str(path)})
+    assert said == [f"STEPUP_CONFIG {path} holds {held} and every user of this machine may "
+                    f"read it: chmod o-r {path} (or keep the secrets in the environment)"]
+    assert "hunter2" not in said[0] and "pw@" not in said[0]
+    path.chmod(0o640)
+    assert settings_warnings({"STEPUP_CONFIG": str(path)}) == []
+
+
+@pytest.mark.parametrize("body", ['issuer = "https://bridge.example"\n',
+                                  'database_url = "postgresql+psycopg://db/stepup"\n',
+                                  'database_url = "http://[::1"\n', "not toml ["])
+def test_a_config_file_without_secrets_may_be_read_by_all(tmp_path, body):
+    path = tmp_path / "stepup.toml"
+    path.write_text(body)
+    path.chmod(0o644)
+    assert settings_warnings({"STEPUP_CONFIG": str(path)}) == []
+    assert settings_warnings({"STEPUP_CONFIG": str(tmp_path / "missing.toml")}) == []
