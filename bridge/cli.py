@@ -264,10 +264,24 @@ def client_list() -> None:
 
 @client.command("remove")
 @click.argument("client_id")
-def client_remove(client_id: str) -> None:
-    """Remove a client registration."""
-    if not _unregister(_bridge(), client_id):
-        _fail(f"no client {client_id!r}")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def client_remove(client_id: str, yes: bool) -> None:
+    """Remove a client registration: its sign-ins are refused from then on.
+
+    Exit 1: no such client; 2: not confirmed."""
+    bridge = _bridge()
+    with bridge.store.begin() as tx:
+        found = tx.find_client(client_id)
+    if found is None:
+        _fail(f"no client {client_id!r}", NOT_ENROLLED)
+    # All of an IdP's users sign in through it: a slip on the id stops every sign-in there.
+    hands_off = found.redirect_uris or found.redirect_uri_prefixes
+    role = "sign-ins it hands off are" if hands_off else "help-desk calls it makes are"
+    if not yes and not _confirmed(f"Remove client {client_id}? All {role} refused from then "
+                                  "on"):
+        _fail("not confirmed: nothing was removed (--yes to skip the question)")
+    if not _unregister(bridge, client_id):
+        _fail(f"no client {client_id!r}", NOT_ENROLLED)  # removed by another, meanwhile
     click.echo(f"Removed client {client_id}")
 
 

@@ -275,7 +275,7 @@ def test_a_new_secret_or_a_removal_revokes_the_clients_tokens(admin_act, stepup)
     assert act.client.get("/admin/api/users/una", headers=other).status_code == 401
     assert act.client.get("/admin/api/users/una", headers=kept).status_code == 200  # not its
     fresh = bearer(act, auth=(ADMIN_ID, "new-" + ADMIN_SECRET))
-    ok(stepup("client", "remove", "desk2"))
+    ok(stepup("client", "remove", "desk2", "--yes"))
     ok(stepup("client", "add", "--client-id", "desk2", "--client-secret", ADMIN_SECRET,
               "--admin"))
     assert act.client.get("/admin/api/users/una", headers=kept).status_code == 401

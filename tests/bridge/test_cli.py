@@ -309,14 +309,21 @@ class TestClientListRemove:
     def test_remove(self, stepup, bridge, act):
         ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
                   "--redirect-uri", "https://idp.example/cb"))
-        ok(stepup("client", "remove", "kc"))
+        for answer in ("n\n", ""):  # no, or no terminal to ask on
+            result = stepup("client", "remove", "kc", input=answer)
+            assert "Remove client kc? All sign-ins it hands off are refused" in result.output
+            assert one_line_error(result) == ("stepup: error: not confirmed: nothing was removed "
+                                              "(--yes to skip the question)")
+            assert find_client(bridge, "kc") is not None
+        ok(stepup("client", "remove", "kc", input="y\n"))
         assert find_client(bridge, "kc") is None
         assert "kc\t" not in ok(stepup("client", "list"))
         assert act.push("alice", auth=("kc", SECRET), client_id="kc",
                         redirect_uri="https://idp.example/cb")[0].status_code == 401
 
     def test_remove_unknown(self, stepup, app):
-        assert "nobody" in one_line_error(stepup("client", "remove", "nobody"))
+        assert "nobody" in one_line_error(stepup("client", "remove", "nobody", "--yes"), code=1)
+        assert "nobody" in one_line_error(stepup("client", "remove", "nobody"), code=1)  # asks not
 
 
 class TestUser:
