@@ -227,17 +227,22 @@ def download_code(flow_id: str):
     flow = _flow(flow_id)
     if flow.stage not in (ENROLL_SAVED, ROTATE):
         abort(404)
-    code = _challenge().staged_code(flow)
-    bridge = current_app.extensions["stepup"]
-    text = render_template("recovery-code.txt", code=code, issuer=bridge.settings.totp_issuer,
-                           date=format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long"),
+    text = render_template("recovery-code.txt", code=_challenge().staged_code(flow),
                            rotation=flow.stage == ROTATE,
-                           account=flow.params.get("preferred_username"))
+                           account=flow.params.get("preferred_username"), **_code_label())
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
 
 
 # -- helpers ------------------------------------------------------------------------------
+def _code_label() -> dict[str, str]:
+    """What a saved code says beside it, in the file and on paper: for which service, made
+    when (a user with a drawer of them tells the current one by its date)."""
+    bridge = current_app.extensions["stepup"]
+    return {"issuer": bridge.settings.totp_issuer,
+            "date": format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long")}
+
+
 def _flow(flow_id: str) -> Flow:
     if len(flow_id) > 64 or flow_id not in session.get("flows", []):
         abort(404)
@@ -314,7 +319,7 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
     if flow.stage in (ENROLL_SAVED, ROTATE):
         return _page("new_code.html", flow, error=error, status=status,
                      code=challenge.staged_code(flow), rotation=flow.stage == ROTATE,
-                     after_recovery=challenge.offers_reenrollment(flow))
+                     after_recovery=challenge.offers_reenrollment(flow), **_code_label())
     if flow.stage == TOTP:
         return _page("totp.html", flow, error=error, status=status, **context)
     if flow.stage == LOCKED:

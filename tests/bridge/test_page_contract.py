@@ -147,6 +147,18 @@ def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page
     assert f"For {account}" in response.get_data(as_text=True)  # whose code, as printed
 
 
+@pytest.mark.parametrize(("download", "page"), [("download", "first code"),
+                                               ("rotation download", "rotation")])
+def test_the_printed_page_says_for_what_and_from_when_as_the_file_does(pages, download, page):
+    """Printed, the page has no address bar: the service and the date are on it, as in the
+    file (the account is the page's own line)."""
+    label = Page(pages[page].get_data(as_text=True)).one("p", class_="print-only").text
+    service, date = (part.strip() for part in label.split("·"))
+    text = pages[download].get_data(as_text=True)
+    assert service.endswith(" recovery code") and text.startswith(service + "\n")
+    assert date.startswith("Created on ") and date in text
+
+
 def test_the_file_never_says_the_old_code_is_dead_before_the_user_confirms(pages):
     """DESIGN.md "Rotation loses nothing": the old code works until the user confirms they
     saved the new one. The file is saved before that, and may outlive an expired sign-in, so
