@@ -86,7 +86,12 @@ def _address_checked(wsgi_app: Callable) -> Callable:
     (``198.51.100.7:50123``, ``[2001:db8::1]:443``) is taken off; anything else (a name, junk,
     a long string) becomes ``unknown``: never the address the per-IP limit counts or the audit
     records as sent (nor past its column on PostgreSQL), and never the proxy's own, which on
-    this machine is loopback and would pass for a local program (``secure_transport``)."""
+    this machine is loopback and would pass for a local program (``secure_transport``).
+
+    The same holds for a request that came through a proxy (it carries a forwarding header)
+    whose X-Forwarded-For names nobody: missing, empty, or fewer hops than the trusted
+    proxies. Only a request with no forwarding header at all keeps its peer's address: a
+    program that called this node directly."""
     warned = False
 
     def checked(environ: dict, start_response: Callable):
@@ -94,15 +99,17 @@ def _address_checked(wsgi_app: Callable) -> Callable:
         forwarded = environ.get("REMOTE_ADDR", "")
         if forwarded != environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]:
             environ["REMOTE_ADDR"] = _ip_address(forwarded)
-        elif not warned and "HTTP_X_FORWARDED_PROTO" in environ and (
-                "HTTP_X_FORWARDED_FOR" not in environ):
-            # A proxy that says the scheme but not the client: every user would share its
-            # address in the per-IP limit and the audit, silently. Said once per worker.
-            warned = True
-            logging.getLogger("stepup").warning(
-                "a request came through the proxy (X-Forwarded-Proto) without "
-                "X-Forwarded-For: every user counts as the proxy's address in the per-IP "
-                "limit and the audit; have the proxy send X-Forwarded-For")
+        elif any(key in environ for key in security.FORWARDING_ENVIRON):
+            environ["REMOTE_ADDR"] = "unknown"
+            if not warned:
+                # Every user would share one address in the per-IP limit and the audit, and
+                # plain http would be refused to all: said once per worker.
+                warned = True
+                logging.getLogger("stepup").warning(
+                    "a request came through the proxy without the client's address in "
+                    "X-Forwarded-For (none, empty, or fewer than STEPUP_TRUSTED_PROXIES "
+                    "entries): every such user counts as one unknown address in the per-IP "
+                    "limit and the audit; have the proxy send X-Forwarded-For")
         return wsgi_app(environ, start_response)
     return checked
 

@@ -61,8 +61,9 @@ def with_headers(wsgi_app: Callable, headers: dict[str, str]) -> Callable:
 #: X-Real-IP, and Via, RFC 9110 §7.6.3).
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
                       "X-Real-IP", "Via")
-#: The same as WSGI names them: looked up in the environ, on every /par and /token.
-_FORWARDING_ENVIRON = tuple(f"HTTP_{h.upper().replace('-', '_')}" for h in FORWARDING_HEADERS)
+#: The same as WSGI names them: looked up in the environ, on every /par and /token, and by
+#: the proxy check on requests that name no client (bridge.app).
+FORWARDING_ENVIRON = tuple(f"HTTP_{h.upper().replace('-', '_')}" for h in FORWARDING_HEADERS)
 
 
 def secure_transport() -> bool:
@@ -73,7 +74,7 @@ def secure_transport() -> bool:
     if request.is_secure:
         return True
     if not current_app.extensions["stepup"].settings.trusted_proxies and any(
-            key in request.environ for key in _FORWARDING_ENVIRON):
+            key in request.environ for key in FORWARDING_ENVIRON):
         # Relayed by a proxy on this machine that the bridge was not told of (an nginx in
         # front, STEPUP_TRUSTED_PROXIES left at 0): the caller is elsewhere, over who knows
         # what, and every user would share the proxy's address for the per-IP limit.

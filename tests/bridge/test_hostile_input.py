@@ -150,7 +150,8 @@ def test_a_trusted_proxy_that_ended_tls_is_believed(make_app):
     ("192.0.2.7", "192.0.2.7"), ("2001:db8::1", "2001:db8::1"),
     ("198.51.100.7:50123", "198.51.100.7"), ("[2001:db8::1]:443", "2001:db8::1"),
     ("not-an-ip", "unknown"), ("1.2.3.4\u00e9", "unknown"), ("A" * 3000, "unknown"),
-    ("1.2.3.4 5.6.7.8", "unknown"), ("127.0.0.1:x", "unknown"), ("", "10.9.8.7"),
+    ("1.2.3.4 5.6.7.8", "unknown"), ("127.0.0.1:x", "unknown"), ("", "unknown"),
+    (",", "unknown"), (" , ", "unknown"),
 ])
 def test_a_forwarded_address_is_an_ip_address_or_unknown(make_app, forwarded, seen):
     """A trusted proxy that passes on whatever it was sent, or adds a port: the per-IP limit
@@ -188,19 +189,45 @@ def test_an_ipv4_address_in_its_ipv6_spelling_is_the_ipv4_one(make_app, proxies,
     assert answer.get_data(as_text=True) == "198.51.100.7"
 
 
+NAMES_NO_CLIENT = "without the client's address in X-Forwarded-For"
+
+
 def test_a_proxy_that_sends_no_client_address_is_said_once(make_app, caplog):
-    """X-Forwarded-Proto without X-Forwarded-For: every user would count as the proxy in the
+    """X-Forwarded-Proto without X-Forwarded-For: every user would count as one address in the
     per-IP limit and the audit, silently. One warning per worker, not one per request."""
     client = make_app(trusted_proxies=1).test_client()
     for _ in range(3):
         client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
     client.get("/healthz", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"})
-    said = [r.getMessage() for r in caplog.records if "without X-Forwarded-For" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if NAMES_NO_CLIENT in r.getMessage()]
     assert len(said) == 1 and "have the proxy send X-Forwarded-For" in said[0]
     caplog.clear()
     fine = make_app(trusted_proxies=1).test_client()
     fine.get("/healthz", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"})
-    assert "without X-Forwarded-For" not in caplog.text
+    fine.get("/healthz")  # a direct call: no proxy in the way
+    assert NAMES_NO_CLIENT not in caplog.text
+
+
+@pytest.mark.parametrize(("proxies", "headers"), [
+    (1, {"X-Forwarded-Proto": "http"}),
+    (1, {"X-Forwarded-For": ","}),
+    (1, {"X-Forwarded-For": ""}),
+    (1, {"Forwarded": "for=203.0.113.9;proto=http"}),
+    (1, {"X-Real-IP": "203.0.113.9"}),
+    (1, {"Via": "1.1 nginx"}),
+    (2, {"X-Forwarded-For": "203.0.113.9"}),
+], ids=["proto-only", "commas", "empty", "rfc7239-only", "x-real-ip", "via", "one-of-two-hops"])
+def test_a_proxied_request_that_names_no_client_is_no_local_program(make_app, proxies, headers):
+    """Through a proxy on this machine (peer 127.0.0.1) with no client named: the caller is
+    somewhere else, so plain http is refused on the back channel (found by a hostile-input
+    probe: these passed as a program on this machine, and a help-desk token went over http)."""
+    client = make_app(trusted_proxies=proxies).test_client()
+    for path in ("/par", "/token"):
+        refused = client.post(path, data={"grant_type": "client_credentials"}, headers=headers,
+                              base_url="http://127.0.0.1:8000")
+        assert refused.get_json()["error"] == "insecure_transport", path
+    direct = client.post("/par", data={"client_id": "idp"}, base_url="http://127.0.0.1:8000")
+    assert direct.status_code == 401  # no forwarding header: a local program, on to client auth
 
 
 def test_junk_forwarded_by_a_proxy_on_this_machine_is_no_local_program(make_app):
