@@ -253,6 +253,9 @@ def client_list() -> None:
             if any(in_clear(uri) for uri in [*c.redirect_uris, *c.redirect_uri_prefixes]):
                 # Registered before plain http to another machine was refused.
                 role = "\tPLAIN HTTP: codes cross the network in clear; add it again with https"
+            if c.jwks_uri and in_clear(c.jwks_uri):
+                role += ("\tPLAIN HTTP JWKS: whoever is on the way can be this client; add it "
+                         "again with an https --jwks-uri")
             if c.admin:
                 # Registered before an --admin client had to be a help-desk tool alone.
                 role += ("\tadmin AND IdP: one leaked secret starts sign-ins and resets factors; "

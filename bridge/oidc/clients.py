@@ -313,6 +313,11 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         raise ValueError("the client secret must be printable ASCII without spaces or '%'")
     if jwks_uri and not _is_http_url(jwks_uri):
         raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri!r}")
+    if jwks_uri and in_clear(jwks_uri):
+        # Whoever is on the way could hand over keys of their own and be this client
+        # (RFC 8414 §2 and OpenID Connect Discovery ask https of a jwks_uri).
+        raise ValueError("the JWKS URI must use https (plain http only to this machine: "
+                         f"127.0.0.1, ::1 or localhost): {jwks_uri!r}")
     if not redirect_uris and not redirect_uri_prefixes and not admin:
         raise ValueError("give at least one --redirect-uri or --redirect-uri-prefix")
     if admin and (redirect_uris or redirect_uri_prefixes):

@@ -3,6 +3,7 @@ CliRunner on the same data folder and database as an app built by the test."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from joserfc import jws
 
 from bridge.cli import main
 from bridge.keyring import PUBLISH_AHEAD
+from bridge.oidc.clients import new_client
 from bridge.store import migrate
 from tests.bridge.conftest import Actions, callback_params, shown
 
@@ -273,13 +275,14 @@ class TestClientAdd:
         [],
         ["--client-secret", "short"],
         ["--jwks-uri", "file:///etc/passwd"],
+        ["--jwks-uri", "http://kc.example/certs"],
         ["--jwks-uri", "https://kc.example/cer\tts"],
         # A form-encoding client (RFC 6749 §2.3.1) would send "+" or "%25" in HTTP Basic.
         ["--client-secret", "abc def ghi jkl mno pqr"],
         ["--client-secret", "abc%20def-ghi-jkl-mno"],
         ["--client-secret", "abc\u00e9def-ghi-jkl-mno"],
-    ], ids=["both", "neither", "short-secret", "jwks-not-http", "jwks-tab", "secret-space",
-            "secret-percent", "secret-not-ascii"])
+    ], ids=["both", "neither", "short-secret", "jwks-not-http", "jwks-plain-http", "jwks-tab",
+            "secret-space", "secret-percent", "secret-not-ascii"])
     def test_bad_authentication_option(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", *args,
                               "--redirect-uri", "https://idp.example/cb"))
@@ -305,6 +308,19 @@ class TestClientListRemove:
         assert "kc" in out and "https://idp.example/cb" in out and PREFIX in out
         assert SECRET not in out
         assert find_client(bridge, "kc").secret_digest not in out
+
+    def test_list_flags_a_jwks_uri_in_clear_registered_before_such_were_refused(self, stepup,
+                                                                               bridge):
+        """Found by a hostile-input probe: its keys came over plain http, so whoever was on
+        the way could be the client. Refused since; one registered before is pointed out."""
+        record = new_client(bridge.secrets.pepper, "portal", secret=None,
+                            jwks_uri="https://keys.example/jwks.json",
+                            redirect_uris=["https://idp.example/cb"], redirect_uri_prefixes=[])
+        with bridge.store.begin() as tx:
+            tx.add_client(dataclasses.replace(record, jwks_uri="http://keys.example/jwks.json"))
+        listed = ok(stepup("client", "list"))
+        assert "PLAIN HTTP JWKS: whoever is on the way can be this client" in listed
+        assert "codes cross the network" not in listed  # its redirect URI is fine
 
     def test_remove(self, stepup, bridge, act):
         ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
