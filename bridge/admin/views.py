@@ -110,9 +110,23 @@ def authorized(view):
         if ADMIN_SCOPE not in found["scope"].split():
             raise ApiError(403, "insufficient_scope", "The token does not allow this.")
         g.admin_client = found["client_id"]
+        _query()
         _json_body()
         return view(*args, **kwargs)
     return wrapper
+
+
+def _query() -> None:
+    """Any call's query, read or not, as the OpenAPI description says: UTF-8, each parameter
+    once (a tool that sends junk learns it, on every call alike)."""
+    try:  # werkzeug keeps an escape that is not UTF-8 as its text: "%FF", never sent as such
+        parse_qsl(request.query_string.decode(), errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_request", "The query string is not UTF-8 text after "
+                       "percent-decoding.") from None
+    if any(len(values) > 1 for _, values in request.args.lists()):
+        # Which copy counts would be a guess (werkzeug takes the first): /token refuses too.
+        raise ApiError(400, "invalid_request", "A query parameter is given more than once.")
 
 
 def _json_body() -> None:
@@ -196,14 +210,6 @@ def _change(action, subject: str) -> None:
 def list_events():
     bridge = current_app.extensions["stepup"]
     args = request.args
-    try:  # werkzeug keeps an escape that is not UTF-8 as its text: "%FF", never sent as such
-        parse_qsl(request.query_string.decode(), errors="strict")
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_request", "The query string is not UTF-8 text after "
-                       "percent-decoding.") from None
-    if any(len(values) > 1 for _, values in args.lists()):
-        # Which copy counts would be a guess (werkzeug takes the first): /token refuses too.
-        raise ApiError(400, "invalid_request", "A query parameter is given more than once.")
     subject = _subject(args["subject"]) if "subject" in args else None
     event = args.get("event")
     if event is not None and (len(event) > 40 or not helpdesk.is_printable(event)):
