@@ -2,9 +2,10 @@
 
 125 bits from :mod:`secrets` (NIST SP 800-63B §5.1.2 asks for at least 112), written in
 Crockford's Base32 alphabet (no I, L, O, U) as five groups of five. Users may type it in any
-case, with spaces or dashes, and with O/I/L for 0/1/1. It is stored only as
-HMAC-SHA-256 under a server pepper: at this entropy a fast keyed hash is enough
-(SP 800-63B §5.1.2.2), and a slow password hash would only cost time on the hot path.
+case, with spaces or dashes, with O/I/L for 0/1/1, in full-width forms or other scripts'
+digits. It is stored only as HMAC-SHA-256 under a server pepper: at this entropy a fast keyed
+hash is enough (SP 800-63B §5.1.2.2), and a slow password hash would only cost time on the
+hot path.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 
-from . import without_separators
+from . import as_typed
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 GROUPS = 5
@@ -34,7 +35,7 @@ def display(code: str) -> str:
 
 def normalize(text: str) -> str | None:
     """Canonical form of what a user typed, or None if it cannot be a recovery code."""
-    cleaned = without_separators(text).upper().translate(_TYPOS)
+    cleaned = as_typed(text).upper().translate(_TYPOS)
     if len(cleaned) != LENGTH or any(c not in ALPHABET for c in cleaned):
         return None
     return cleaned
