@@ -423,16 +423,28 @@ class Challenge:
         one they have: the staged code is dropped (it never worked) and the sign-in ends as
         the TOTP check alone would have. Not after a recovery-code sign-in: that code is
         spent, and only saving its replacement goes on."""
+        # The shown code was dropped: if asked again, it is no way in.
+        return self._finish_as_checked(flow, ROTATE, OTP, code_saved=False)
+
+    def skip_reenrollment(self, flow: Flow) -> str:
+        """After a recovery-code sign-in and its saved replacement, the user chose not to set
+        up a new authenticator now: the sign-in ends on the recovery code, as if they had not
+        asked (their authenticator stays as it was; the saved code is theirs)."""
+        return self._finish_as_checked(flow, REENROLL, RECOVERY_CODE, code_saved=True)
+
+    def _finish_as_checked(self, flow: Flow, stage: str, factor: str, *,
+                           code_saved: bool) -> str:
+        """End the sign-in on the factor checked already, leaving an optional step out."""
         now = self.clock()
         with self.store.begin() as tx:
-            # Read inside the transaction: the flow must still be this TOTP check's (not one
-            # that went back to the code page and on with a recovery code).
+            # Read inside the transaction: the flow must still be at that step, after that
+            # factor (not one that went back to the code page and on with another).
             flow = tx.find_flow(flow.flow_id, now)
-            if flow is None or flow.stage != ROTATE or flow.factor != OTP:
+            if flow is None or flow.stage != stage or flow.factor != factor:
                 raise MovedOn(STEP_DONE)
-            if not self._leave(tx, flow, ROTATE, now):
-                return self._issue(tx, flow, [OTP], now)
-        raise AuthenticateAgain(code_saved=False)  # the shown code was dropped: it never works
+            if not self._leave(tx, flow, stage, now):
+                return self._issue(tx, flow, [factor], now)
+        raise AuthenticateAgain(code_saved=code_saved)
 
     # -- 4. replace a lost authenticator ----------------------------------------------------
     def verify_reenrollment(self, flow: Flow, code: str, ip: str) -> str:

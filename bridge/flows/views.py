@@ -202,6 +202,11 @@ def keep_code(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().keep_current_code(flow))
 
 
+@bp.post("/flow/<flow_id>/skip-reenroll")
+def skip_reenrollment(flow_id: str):
+    return _attempt(flow_id, lambda flow: _challenge().skip_reenrollment(flow))
+
+
 @bp.post("/flow/<flow_id>/extend")
 def extend(flow_id: str):
     """The warning's "More time": the flow, and this browser's session with it, live another

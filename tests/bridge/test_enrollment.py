@@ -154,6 +154,38 @@ def test_leaving_the_new_authenticator_setup_keeps_the_code_the_user_saved(act, 
     assert is_callback(act.post(totp_login, "totp", otp=act.code_now(totp_login)))
 
 
+def test_skipping_the_new_authenticator_finishes_the_sign_in_on_the_recovery_code(act, clock):
+    """Found by a user probe: the only way out of the new authenticator's setup was "Cancel",
+    which threw the finished sign-in away (access_denied): the user signed in again with the
+    code just saved, and got yet another one. "Skip for now" ends it as the recovery code
+    did; nothing else changes."""
+    first, _ = act.enroll("noa")
+    login = act.start("noa")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    new_code = shown(login.last_page, "recovery-code")
+    act.post(login, "saved", saved="yes", next="reenroll")
+    page = login.last_page
+    assert "Skip for now and continue" in page and "Cancel and go back" not in page
+    done = act.post(login, "skip-reenroll")
+    assert is_callback(done)
+    assert act.finish(login, done.headers["Location"])["amr"] == [AMR_RECOVERY]
+    assert "reenrollment" not in events(act, "noa")
+    assert act.post(login, "skip-reenroll").status_code == 404  # once: the sign-in is over
+    clock.advance(30)
+    totp_login = returning(act, "noa", first.secret)  # the authenticator stays as it was
+    assert is_callback(act.post(totp_login, "totp", otp=act.code_now(totp_login)))
+    rc = act.start("noa")
+    assert act.post(rc, "recovery", recovery_code=new_code).status_code == 303
+
+
+def test_skipping_is_only_for_the_new_authenticator_after_a_recovery_code(act, clock):
+    first, _ = act.enroll("ora")
+    clock.advance(30)  # past the time step the setup spent
+    login = returning(act, "ora", first.secret)
+    assert act.post(login, "skip-reenroll").status_code == 409  # the code page: nothing ends
+    assert is_callback(act.post(login, "totp", otp=act.code_now(login)))  # and it goes on
+
+
 def test_wrong_first_codes_count_down_to_the_end_of_the_setup(make_act, clock):
     """A new authenticator's setup ends after STEPUP_LOCKOUT_LIMIT wrong first codes (the user
     starts again; nothing is locked): the last tries say so."""
