@@ -40,9 +40,11 @@ document.addEventListener("DOMContentLoaded", () => {
           more.hidden = false;
         }, Math.max(0, end - before) * 1000),
         // At the end, say it has ended: "More time" can no longer help, and no form can be
-        // sent (the session ended with the sign-in). The way on is back to the IdP.
+        // sent (the session ended with the sign-in), nor what they were for read or followed
+        // (instructions, the other factor's link). The way on is back to the IdP.
         setTimeout(() => {
-          document.querySelectorAll("main form").forEach((form) => { form.hidden = true; });
+          document.querySelectorAll("main form, main > :not(.brand, h1, .account, .expiry)")
+            .forEach((element) => { element.hidden = true; });
           warning.textContent = warning.dataset.expired;
           expiry.querySelector("[data-way-back]").hidden = false;
         }, Math.max(0, end) * 1000),

@@ -365,6 +365,10 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
         ".expiry [aria-live]", "data-expired")
     assert not page.is_visible(".expiry button")
     assert page.locator("main form:visible").count() == 0
+    # Nor what the forms were for (found by a user probe: the instructions stayed, and the
+    # other factor's link, which led to a dead end).
+    assert not page.is_visible("ol.howto") and not page.is_visible("details.manual")
+    assert page.is_visible("h1")
     back = page.locator("[data-way-back] a")
     catalogue = Translations.load(Path(bridge_package.__file__).parent / "translations", [lang])
     assert back.is_visible() and back.inner_text() == catalogue.gettext("Return to sign-in")
