@@ -66,6 +66,8 @@ LOCKED_MESSAGE = N_("Two-step sign-in is locked for your account. Contact your h
 LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Two-step sign-in is locked for your account. "
                            "Contact your help desk to unlock it.")
 ALREADY_COMPLETE = N_("This sign-in is already complete.")
+WAIT_MESSAGE = NP_("Too many wrong codes. Wait %(num)s second, then try again.",
+                   "Too many wrong codes. Wait %(num)s seconds, then try again.")
 FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
                 "and start again.")
 STEP_DONE = N_("This step of the sign-in is already done.")
@@ -580,10 +582,7 @@ class Challenge:
         delay = delay_after(user.failures)
         wait = min(delay, delay - (now - (user.last_failure_at or 0)))
         if wait > 0:
-            return user, now, TooSoon(
-                NP_("Too many wrong codes. Wait %(num)s second, then try again.",
-                    "Too many wrong codes. Wait %(num)s seconds, then try again."),
-                count=math.ceil(wait))
+            return user, now, TooSoon(WAIT_MESSAGE, count=math.ceil(wait))
         return user, now, None
 
     def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, wrong: WrongCode, event: str,

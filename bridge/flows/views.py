@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 from datetime import UTC, datetime
 
@@ -42,6 +43,7 @@ from ..challenge import (
     ROTATE,
     STEP_DONE,
     TOTP,
+    WAIT_MESSAGE,
     AuthenticateAgain,
     Challenge,
     ChallengeError,
@@ -284,11 +286,17 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         fresh = _reload(flow)
         if fresh is None:
             return _ended(error, flow)
+        if wait := _wait(error):  # kept for this page's Reload and the other factor's page
+            session["wait"] = [flow_id, _challenge().clock() + wait]
+        # A code refused for the wait alone is no wrong code: it stays, to be sent once it
+        # has passed.
+        context = {"wait": wait, "keep_typed": isinstance(error, TooSoon)}
         if error_page and fresh.stage == TOTP:
-            return _page(error_page, fresh, error=error_text(error), status=error.status)
+            return _page(error_page, fresh, error=error_text(error), status=error.status,
+                         **context)
         # Asked for a code again: no fault of the field's (as a step done elsewhere).
         return _render_stage(fresh, error_text(error), error.status,
-                             moved_on=isinstance(error, AuthenticateAgain), wait=_wait(error))
+                             moved_on=isinstance(error, AuthenticateAgain), **context)
     return redirect(target or url_for(".page", flow_id=flow_id), 303)
 
 
@@ -299,6 +307,15 @@ def _wait(error: ChallengeError) -> int:
     if isinstance(error, TooSoon):
         return error.count or 0  # none: the address's window, which lasts longer
     return 0
+
+
+def _still_waiting(flow: Flow) -> int:
+    """Seconds left of the wait a refusal in this browser named for this sign-in, if any: the
+    refusal's page knew it; a page shown afresh knows it from the session."""
+    held = session.get("wait")
+    if not held or held[0] != flow.flow_id:
+        return 0
+    return max(0, math.ceil(held[1] - _challenge().clock()))
 
 
 def _reload(flow: Flow) -> Flow | None:
@@ -344,6 +361,11 @@ def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 
     # The language switcher shows this page again, also when it answers a post.
     context["here"] = url_for(".recovery_form" if template == "recovery.html" else ".page",
                               flow_id=flow.flow_id)
+    if error is None and template in ("totp.html", "recovery.html") and (
+            wait := _still_waiting(flow)):
+        # Shown afresh (Reload, the other factor's page) while a wait runs: said, and the
+        # button held, rather than a code refused and wiped when sent.
+        error, context["wait"] = error_text(TooSoon(WAIT_MESSAGE, count=wait)), wait
     if template in TIMED:
         context["expires_in"] = _challenge().seconds_left(flow)
         context["page_name"] = template.removesuffix(".html")

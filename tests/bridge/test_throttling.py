@@ -26,6 +26,7 @@ from tests.bridge.conftest import (
     user,
     wrong_code,
 )
+from tests.bridge.html_reader import Page
 from tests.bridge.test_cli import ok, one_line_error, stepup  # noqa: F401  (fixture)
 
 
@@ -59,6 +60,40 @@ def test_growing_delay_refuses_early_attempts_without_counting_them(act, clock):
     response = act.post(login, "totp", otp=act.code_now(login))
     assert is_callback(response)
     assert user(act, "gus").failures == 0
+
+
+def test_a_page_shown_afresh_during_the_wait_says_it_and_a_code_refused_for_it_stays(act,
+                                                                                      clock):
+    """Found by a user probe: Reload, or the recovery page the countdown points to, forgot the
+    wait, so the next code (even the right one) was refused and the field emptied."""
+    first, _ = act.enroll("hal")
+    clock.advance(30)
+    login = returning(act, "hal", first.secret)
+    for _ in range(4):
+        act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    for path in ("", "/recovery"):  # Reload; the other factor's page
+        page = Page(act.client.get(login.flow_url + path).get_data(as_text=True))
+        error = page.one(role="alert")
+        assert error.attrs["data-wait"] == "2"
+        assert error.text.strip() == "Too many wrong codes. Wait 2 seconds, then try again."
+    clock.advance(1)
+    early = act.post(login, "totp", otp=act.code_now(login))
+    assert early.status_code == 429
+    assert Page(login.last_page).one("input", name="otp").attrs["value"] == act.code_now(login)
+    page = Page(act.client.get(login.flow_url).get_data(as_text=True))
+    assert page.one(role="alert").attrs["data-wait"] == "1"
+    clock.advance(1)  # over: the page is as ever, and the code goes
+    assert not Page(act.client.get(login.flow_url).get_data(as_text=True)).all(role="alert")
+    login.last_page = None
+    assert is_callback(act.post(login, "totp", otp=act.code_now(login)))
+
+
+def test_a_wrong_code_is_not_kept_in_the_field(act, clock):
+    first, _ = act.enroll("ivy")
+    clock.advance(30)
+    login = returning(act, "ivy", first.secret)
+    act.post(login, "totp", otp=wrong_code(first.secret, clock()))
+    assert "value" not in Page(login.last_page).one("input", name="otp").attrs
 
 
 def test_an_attempt_that_waited_for_the_lock_is_judged_when_it_got_it(act, clock, monkeypatch):
