@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
+#: Seconds a sign-in that ran out is kept, without its secrets, for its way back to the IdP:
+#: a night's sleep of the laptop it was open on.
+ENDED_FLOWS_KEPT = 24 * 3600
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -71,7 +74,8 @@ class Bridge:
         if now - self._swept_at >= HOUSEKEEPING_INTERVAL:
             self._swept_at = now
             tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window,
-                             events_before=now - self.settings.not_me_ttl)
+                             events_before=now - self.settings.not_me_ttl,
+                             flows_before=now - ENDED_FLOWS_KEPT)
 
 
 class _Flask(Flask):

@@ -71,6 +71,7 @@ WAIT_MESSAGE = NP_("Too many wrong codes. Wait %(num)s second, then try again.",
 FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
                 "and start again.")
 STEP_DONE = N_("This step of the sign-in is already done.")
+FLOW_EXPIRED = N_("This sign-in has expired. Use Return to sign-in to start again.")
 #: Seconds past ``max_age`` a sign-in may still end with the factor's ``auth_time``: reading a
 #: code and ticking a box is not what ``max_age`` is about. The hand-off client allows 30 s of
 #: clock leeway (its ``LEEWAY``); 10 of them are left for the way to the IdP and its token
@@ -261,6 +262,14 @@ class Challenge:
             flow = tx.find_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
             raise FlowGone(FLOW_ENDED)
+        return flow
+
+    def find_ended(self, flow_id: str, binding: str) -> Flow | None:
+        """This browser's sign-in that ran out, while it is kept: for its way back only."""
+        with self.store.autocommit() as tx:
+            flow = tx.find_ended_flow(flow_id, self.clock())
+        if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
+            return None
         return flow
 
     # -- 2. verify a factor ---------------------------------------------------------------

@@ -36,6 +36,7 @@ from ..admin import views as admin_views
 from ..challenge import (
     ENROLL,
     ENROLL_SAVED,
+    FLOW_EXPIRED,
     LOCKED,
     N_,
     NOT_ENROLLED,
@@ -47,6 +48,7 @@ from ..challenge import (
     AuthenticateAgain,
     Challenge,
     ChallengeError,
+    FlowGone,
     LinkExpired,
     Locked,
     MovedOn,
@@ -256,7 +258,13 @@ def _flow(flow_id: str) -> Flow:
     try:
         return _bound(flow_id)
     except ChallengeError as error:  # this browser's own sign-in, ended or expired (Back)
-        abort(make_response(_ended(error)))
+        if (ran_out := _challenge().find_ended(flow_id, _binding())) is None:
+            abort(make_response(_ended(error)))
+        # Left open too long (a tab in the background, a laptop that slept): said in its
+        # language, with its way back to the IdP rather than "your sign-in page", which a
+        # user who came from an app may not know how to find.
+        use_ui_locales(ran_out.params.get("ui_locales"))
+        abort(make_response(_ended(FlowGone(FLOW_EXPIRED), ran_out)))
 
 
 def _bound(flow_id: str) -> Flow:

@@ -191,6 +191,12 @@ class Tx:
         row = self._db.execute(_FIND_FLOW, {"b_flow_id": flow_id, "b_now": now}).first()
         return Flow(**row) if row else None
 
+    def find_ended_flow(self, flow_id: str, now: float) -> Flow | None:
+        """A flow that ran out, while it is kept (``purge_expired``): for its way back only."""
+        row = self._db.execute(sa.select(flows).where(flows.c.flow_id == flow_id,
+                                                      flows.c.expires_at <= now)).first()
+        return Flow(**row) if row else None
+
     def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
         """Compare-and-set on the stage: a flow moves on once, even if a form is posted twice."""
         if not changes or not changes.keys() <= _FLOW_COLUMNS:  # SET is what is named here
@@ -587,13 +593,22 @@ class Tx:
         ).rows
 
     def purge_expired(self, now: float, ip_failures_before: float,
-                      events_before: float) -> None:
+                      events_before: float, flows_before: float) -> None:
         """Expired rows; and outbox events done (delivered or given up) before
         ``events_before``, so the user's address is not kept for ever (the audit trail keeps
         the event itself). An event is done after it happened, so its "this wasn't me" link
-        has expired by then; one given up stays that long for the operator to look into."""
-        for table in (pushed_requests, flows, codes, client_assertions, access_tokens):
+        has expired by then; one given up stays that long for the operator to look into.
+
+        A flow that ran out loses its secrets at once but stays until ``flows_before``: a
+        user back at its page (a laptop that slept) still gets its way back to the IdP."""
+        for table in (pushed_requests, codes, client_assertions, access_tokens):
             self._db.execute(sa.delete(table).where(table.c.expires_at <= now))
+        self._db.execute(
+            sa.update(flows)
+            .where(flows.c.expires_at <= now, sa.or_(flows.c.pending_secret.is_not(None),
+                                                      flows.c.staged_code.is_not(None)))
+            .values(pending_secret=None, staged_code=None))
+        self._db.execute(sa.delete(flows).where(flows.c.expires_at <= flows_before))
         self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
         self._db.execute(sa.delete(events).where(events.c.done_at < events_before))
 

@@ -4,9 +4,18 @@ page and changes nothing, the download needs a code to show, a finished flow is 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from bridge.factors import recovery
-from tests.bridge.conftest import assert_nothing_moved, at_stage, callback_params, events, user_rows
+from bridge.store import schema
+from tests.bridge.conftest import (
+    assert_nothing_moved,
+    at_stage,
+    callback_params,
+    events,
+    user_rows,
+    way_back,
+)
 from tests.bridge.html_reader import Page
 
 WRONG_STAGE = [  # (stage, action, form)
@@ -81,3 +90,39 @@ def test_a_finished_flow_is_gone(act, clock):
     again = act.post(login, "totp", otp=act.code_now(login))
     assert again.status_code in (400, 404)
     assert Page(again.get_data(as_text=True)).all(role="alert")
+
+
+def test_a_sign_in_that_ran_out_still_shows_its_way_back(act, clock, app):
+    """Found by a user probe: a page left open past the flow's end (a laptop that slept) said
+    "go back to your sign-in page" with no link, in no known language. Its way back to the IdP
+    stays (error=access_denied, its state), in its language, for a day; its secrets go at once,
+    and nobody else's browser gets it."""
+    login = act.start("dora", ui_locales="de")
+    act.post(login, "enroll", otp="000000")  # a setup under way: its secret is in the row
+    clock.advance(act.bridge.settings.flow_ttl + 1)
+    for response in (act.client.get(login.flow_url),
+                     act.client.post(f"{login.flow_url}/enroll",
+                                     data={"otp": "123456", "csrf_token": act.csrf(
+                                         login.last_page)})):
+        html = response.get_data(as_text=True)
+        assert response.status_code == 404
+        assert Page(html).one("html").attrs["lang"] == "de"
+        assert "Diese Anmeldung ist abgelaufen." in html
+        back = way_back(html)
+        assert back["error"] == "access_denied" and back["state"] == login.state
+    act.bridge._swept_at = 0  # housekeeping runs on the next pushed request
+    act.push("anyone")
+    with act.bridge.store.engine.begin() as conn:
+        row = conn.execute(sa.select(schema.flows).where(
+            schema.flows.c.subject == "dora")).mappings().one()
+    assert row["pending_secret"] is None and row["staged_code"] is None
+    stranger = app.test_client()  # another browser: the flow is not its own
+    with stranger.session_transaction() as session:
+        session["flows"] = [login.flow_url.rsplit("/", 1)[1]]
+    assert "Return to sign-in" not in stranger.get(login.flow_url).get_data(as_text=True)
+    clock.advance(24 * 3600)
+    act.bridge._swept_at = 0
+    act.push("anyone")
+    gone = act.client.get(login.flow_url).get_data(as_text=True)
+    assert "abgelaufen oder bereits abgeschlossen" in gone or "expired or is" in gone
+    assert "Return to sign-in" not in gone and "Zurück zur Anmeldung" not in gone
