@@ -26,7 +26,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_date
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from markupsafe import Markup
@@ -246,10 +246,12 @@ def download_code(flow_id: str):
 # -- helpers ------------------------------------------------------------------------------
 def _code_label() -> dict[str, str]:
     """What a saved code says beside it, in the file and on paper: for which service, made
-    when (a user with a drawer of them tells the current one by its date)."""
+    when (a user with a drawer of them tells the current one by its date, and two of one day
+    by their time)."""
     bridge = current_app.extensions["stepup"]
-    return {"issuer": bridge.settings.totp_issuer,
-            "date": format_date(datetime.fromtimestamp(bridge.clock(), UTC), "long")}
+    made = datetime.fromtimestamp(bridge.clock(), UTC)
+    # "long": with its time zone (UTC), in the page's language's words.
+    return {"issuer": bridge.settings.totp_issuer, "date": format_datetime(made, "long")}
 
 
 def _flow(flow_id: str) -> Flow:

@@ -39,6 +39,9 @@ def test_get_shows_a_confirmation_and_changes_nothing(mailed):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert 'lang="fr"' in html and "Verrouiller la connexion en deux étapes" in html
+    # A user who recognises the event is told there is nothing to do (found by a user probe:
+    # the only thing offered was the lock).
+    assert "vous n\u2019avez rien à faire" in html
     assert user(act, "nia").locked_at is None
     assert [e["event"] for e in outbox(act, "nia")] == ["enrollment"]
 
