@@ -95,6 +95,9 @@ document.addEventListener("DOMContentLoaded", () => {
     button.setAttribute("aria-disabled", "true");
     setTimeout(() => {
       button.removeAttribute("aria-disabled");
+      // Said in the alert, so a screen reader hears that the wait is over, not only sees
+      // the button come back.
+      error.append(` ${error.dataset.waited}`);
     }, Number(error.dataset.wait) * 1000);
   }
   // A double click posts a form twice: the second post meets a sign-in the first one just

@@ -475,6 +475,7 @@ def test_after_wrong_codes_the_button_waits_as_long_as_the_page_says(bridge, bro
     assert posts == [] and page.input_value("input[name=otp]") == "123456"
     assert focused(page)["id"] == "error"  # its "Wait 2 seconds" read out again
     page.wait_for_selector(f"{button}:not([aria-disabled])", timeout=3000)
+    assert page.inner_text("[role=alert]").endswith("You can try again now.")  # read out
     page.fill("input[name=otp]", totp.code_at(secret, max(time.time(), spent + 30)))
     with page.expect_navigation():
         page.press("input[name=otp]", "Enter")
