@@ -61,10 +61,10 @@ def NP_(singular: str, plural: str) -> tuple[str, str]:
 #: the user can still switch to the recovery code, or stop and ask the help desk).
 TRIES_WARNING = 3
 
-LOCKED_MESSAGE = N_("Two-step sign-in is locked for your account. Contact your help desk to "
+LOCKED_MESSAGE = N_("Two-step verification is locked for your account. Contact your help desk to "
                     "unlock it.")
-LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Two-step sign-in is locked for your account. "
-                           "Contact your help desk to unlock it.")
+LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Two-step verification is locked for your "
+                           "account. Contact your help desk to unlock it.")
 ALREADY_COMPLETE = N_("This sign-in is already complete.")
 WAIT_MESSAGE = NP_("Too many wrong codes. Wait %(num)s second, then try again.",
                    "Too many wrong codes. Wait %(num)s seconds, then try again.")

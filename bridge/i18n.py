@@ -202,8 +202,8 @@ def error_text(error: ChallengeError) -> str:
                 error.tries_left))
         else:
             parts.append(plural_text(
-                "You have %(num)s more try before two-step sign-in is locked.",
-                "You have %(num)s more tries before two-step sign-in is locked.",
+                "You have %(num)s more try before two-step verification is locked.",
+                "You have %(num)s more tries before two-step verification is locked.",
                 error.tries_left))
     return " ".join(parts)
 

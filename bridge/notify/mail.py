@@ -29,11 +29,11 @@ WHAT = {
     "reenrollment": N_("A new authenticator app was set up for your account. The old one no "
                        "longer works."),
     "failure_burst": N_("Several wrong codes were entered for your account."),
-    "lockout": N_("Two-step sign-in was locked for your account after too many wrong codes."),
-    "helpdesk_unlock": N_("Your help desk unlocked two-step sign-in for your account."),
+    "lockout": N_("Two-step verification was locked for your account after too many wrong codes."),
+    "helpdesk_unlock": N_("Your help desk unlocked two-step verification for your account."),
     "helpdesk_reset": N_("Your help desk reset two-step verification for your account. You "
                          "will set it up again at your next sign-in."),
-    "not_me": N_("Two-step sign-in was locked for your account from the link in a security "
+    "not_me": N_("Two-step verification was locked for your account from the link in a security "
                  "notice. Your help desk can unlock it."),
     "contact_changed": N_("From now on, security notices for your account go to another "
                           "e-mail address. Your sign-in provider sent it with a sign-in that "
@@ -41,9 +41,9 @@ WHAT = {
 }
 WHEN = N_("When: %(when)s")
 APPLICATION = N_("Sign-in for: %(client)s")
-IF_NOT_YOU = N_("If this wasn't you, lock two-step sign-in for your account at once, then "
+IF_NOT_YOU = N_("If this wasn't you, lock two-step verification for your account at once, then "
                 "contact your help desk:")
-#: Where two-step sign-in is locked already, locking it is no way out. After wrong codes the
+#: Where two-step verification is locked already, locking it is no way out. After wrong codes the
 #: link still says the tries were not the user's (someone may know their password); after the
 #: link itself was used, another link would say nothing.
 CLOSING = {

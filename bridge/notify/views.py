@@ -55,7 +55,7 @@ def confirm_not_me(token: str):
     else:
         text = _("Your open sign-ins have ended. Contact your help desk: they can unlock it "
                  "after checking it's you.")
-    return render_template("message.html", title=_("Two-step sign-in is locked"), text=text,
+    return render_template("message.html", title=_("Two-step verification is locked"), text=text,
                            done=True)
 
 

@@ -39,7 +39,7 @@ def test_wrong_totp_and_recovery_codes_share_one_counter_and_lock(make_act, cloc
     locked = act.post(login, "totp", otp=wrong_code(first.secret, clock()))
     assert locked.status_code == 403
     page = login.last_page
-    assert "Two-step sign-in is locked" in page
+    assert "Two-step verification is locked" in page
     assert alert(page)
     assert 'name="otp"' not in page and 'name="recovery_code"' not in page
     assert "Return to sign-in" in page
@@ -63,7 +63,7 @@ def test_three_wrong_recovery_codes_lock_too(make_act, clock):
     statuses = [act.post(login, "recovery", recovery_code=recovery.generate()).status_code
                 for _ in range(3)]
     assert statuses == [400, 400, 403]
-    assert "Two-step sign-in is locked" in login.last_page
+    assert "Two-step verification is locked" in login.last_page
     # The right recovery code no longer helps.
     response = act.post(login, "recovery", recovery_code=first.recovery_code)
     assert not is_callback(response) and response.status_code in (403, 404)
@@ -79,13 +79,13 @@ def test_a_form_posted_to_a_locked_flow_gets_the_locked_page(make_act, clock, ac
     login = act.start("carol")
     for _ in range(3):
         act.post(login, "recovery", recovery_code=recovery.generate())
-    assert "Two-step sign-in is locked" in login.last_page
+    assert "Two-step verification is locked" in login.last_page
     clock.advance(30)
     right = {"otp": totp.code_at(first.secret, clock()), "recovery_code": first.recovery_code}
     response = act.post(login, action, **{field: right[field]})
     assert not is_callback(response)
     assert response.status_code == 403
-    assert "Two-step sign-in is locked" in login.last_page
+    assert "Two-step verification is locked" in login.last_page
     assert alert(login.last_page) == "There were too many wrong codes for this account."
     assert 'name="otp"' not in login.last_page
     assert 'name="recovery_code"' not in login.last_page
@@ -104,7 +104,7 @@ def test_a_new_hand_off_for_a_locked_user_shows_the_locked_page(make_act, clock)
     page = act.client.get(again.flow_url)
     assert page.status_code == 403
     html = page.get_data(as_text=True)
-    assert "Two-step sign-in is locked" in html
+    assert "Two-step verification is locked" in html
     assert alert(html) == "There were too many wrong codes for this account."  # why
     assert 'name="otp"' not in html
     # Posting the right codes anyway changes nothing.
@@ -133,7 +133,7 @@ def test_a_tab_opened_before_the_lock_cannot_finish_and_shows_the_locked_page(ma
     assert alert(other_tab.last_page)
     assert user(act, "dora").totp_last_step < int(clock()) // 30  # the step was not taken
     # The design asks for the clear locked page and access_denied, not the code form again.
-    assert "Two-step sign-in is locked" in other_tab.last_page
+    assert "Two-step verification is locked" in other_tab.last_page
     assert 'name="otp"' not in other_tab.last_page
     back = act.post(other_tab, "cancel")
     assert callback_params(back.headers["Location"])["error_description"] == (
@@ -155,7 +155,7 @@ def test_the_last_tries_before_the_lock_are_counted_down(make_act, clock):
     # From the fourth failure on the next try waits (throttle.delay_after): said at once.
     assert said[2:] == [
         f"That code didn't work. Check your authenticator app and try again. {wait}"
-        f"You have {left} before two-step sign-in is locked."
+        f"You have {left} before two-step verification is locked."
         for wait, left in (("", "3 more tries"),
                            ("Wait 2 seconds before the next try. ", "2 more tries"),
                            ("Wait 4 seconds before the next try. ", "1 more try"))]
@@ -171,10 +171,10 @@ def test_a_wrong_recovery_code_counts_down_too_in_the_page_language(make_act, cl
     act.client.get(f"{login.flow_url}/recovery")
     act.post(login, "recovery", recovery_code=recovery.generate())
     assert alert(login.last_page).endswith(
-        "Noch 2 Versuche, dann wird die Zwei-Schritt-Anmeldung gesperrt.")
+        "Noch 2 Versuche, dann wird die Bestätigung in zwei Schritten gesperrt.")
     act.post(login, "recovery", recovery_code=recovery.generate())
     assert alert(login.last_page).endswith(
-        "Noch 1 Versuch, dann wird die Zwei-Schritt-Anmeldung gesperrt.")
+        "Noch 1 Versuch, dann wird die Bestätigung in zwei Schritten gesperrt.")
 
 
 def test_a_correct_code_resets_the_counter(make_act, clock):

@@ -38,7 +38,7 @@ def test_get_shows_a_confirmation_and_changes_nothing(mailed):
     page = act.client.get(path)
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert 'lang="fr"' in html and "Verrouiller la connexion en deux étapes" in html
+    assert 'lang="fr"' in html and "Verrouiller la validation en deux étapes" in html
     # A user who recognises the event is told there is nothing to do (found by a user probe:
     # the only thing offered was the lock).
     assert "vous n\u2019avez rien à faire" in html
@@ -64,7 +64,7 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     token = csrf_of(act.client.get(path).get_data(as_text=True))
     done = act.client.post(path, data={"csrf_token": token})
     assert done.status_code == 200
-    assert "Two-step sign-in is locked" not in done.get_data(as_text=True)  # it is in French
+    assert "Two-step verification is locked" not in done.get_data(as_text=True)  # it is in French
     # Done as asked: told as news (role=status), not as an error.
     assert 'role="status"' in done.get_data(as_text=True)
     assert 'role="alert"' not in done.get_data(as_text=True)
@@ -122,7 +122,7 @@ def test_the_locked_page_gives_the_lock_its_own_reason(mailed):
     token = csrf_of(act.client.get(path).get_data(as_text=True))
     act.client.post(path, data={"csrf_token": token})
     page = act.client.get(act.start("nia", ui_locales="en").flow_url).get_data(as_text=True)
-    assert alert(page) == "Two-step sign-in was locked from the link in a security notice."
+    assert alert(page) == "Two-step verification was locked from the link in a security notice."
 
 
 def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it(

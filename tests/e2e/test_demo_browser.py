@@ -167,7 +167,7 @@ def test_lockout_and_expired_link(demo):
         assert "Second factor not completed" in page.inner_text("[role=alert]")
         # A new sign-in for a locked user shows the locked page at once.
         sign_in(page, idp, "bob")
-        assert page.locator("h1").inner_text() == "Two-step sign-in is locked"
+        assert page.locator("h1").inner_text() == "Two-step verification is locked"
 
         page.goto(f"{bridge}/authorize?client_id=demo-idp&request_uri=urn:x")
         assert "expired" in page.inner_text("h1")

@@ -96,7 +96,7 @@ def test_locked_user(world):
         screenshot(page, "keycloak-05-locked-back-at-keycloak")
     with chromium_page() as page:  # the next sign-in is refused at once
         password_step(page, world, "kc-dave")
-        assert page.inner_text("h1") == "Two-step sign-in is locked"
+        assert page.inner_text("h1") == "Two-step verification is locked"
 
 
 def test_user_cancels_at_the_bridge(world):

@@ -109,7 +109,7 @@ def test_locked_user_cannot_reset_out_of_the_lock(world):
         assert "locked" in page.inner_text("[role=alert]")
     with chromium_page() as page:
         reset_until_the_bridge(page, world, "rs-carol")
-        assert page.inner_text("h1") == "Two-step sign-in is locked"
+        assert page.inner_text("h1") == "Two-step verification is locked"
         screenshot(page, "keycloak-11-reset-locked")
         page.click("text=Return to sign-in")
         page.wait_for_url(f"{world.keycloak}/**")
@@ -117,7 +117,7 @@ def test_locked_user_cannot_reset_out_of_the_lock(world):
         assert not page.is_visible("#password-new")
     with chromium_page() as page:  # the old password still is the password
         password_step(page, world, "rs-carol")
-        assert page.inner_text("h1") == "Two-step sign-in is locked"
+        assert page.inner_text("h1") == "Two-step verification is locked"
 
 
 # -- self-registration ----------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def test_failure_counter_and_lock_are_shared(cluster):
     assert "locked" in browser.page
     fresh = Browser()
     fresh.open(b, path_of(idp(cluster).start("node-user-4", CALLBACK).authorize_url))
-    assert "Two-step sign-in is locked" in fresh.page
+    assert "Two-step verification is locked" in fresh.page
 
 
 def test_metrics_and_health_on_each_node(cluster):
