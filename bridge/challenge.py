@@ -641,8 +641,10 @@ class Challenge:
         if elsewhere:
             raise EnrolledElsewhere()
         if attempts >= self.policy.lockout_limit:
-            raise FlowGone(N_("Too many wrong codes. Go back to your sign-in page and start "
-                              "again."))
+            # The next setup shows a new key: an entry added for this one would never work.
+            raise FlowGone(N_("Too many wrong codes. Delete the entry you added to your "
+                              "authenticator app for this setup, then start again from your "
+                              "sign-in page: you will get a new key."))
         if old:
             wrong = WrongCode(N_("That code is from the authenticator you are replacing. Enter "
                                  "the code from the new entry you just added."))

@@ -203,6 +203,9 @@ def test_wrong_first_codes_count_down_to_the_end_of_the_setup(make_act, clock):
     ended = act.post(login, "enroll", otp=wrong_code(secret, clock()))
     assert ended.status_code == 404
     assert "start again" in unescape(ended.get_data(as_text=True))
+    # Found by a user probe: the next setup's key is new, and the app kept this one's entry.
+    assert "Delete the entry you added to your authenticator app for this setup" in unescape(
+        ended.get_data(as_text=True))
     assert flow_of(act, login) is None
     back = way_back(login.last_page)  # "start again" is one click: back to the IdP
     assert (back["error"], back["state"]) == ("access_denied", login.state)
