@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import secrets
+import unicodedata
 from datetime import UTC, datetime
 
 from flask import (
@@ -240,7 +242,18 @@ def download_code(flow_id: str):
                            rotation=flow.stage == ROTATE,
                            account=flow.params.get("preferred_username"), **_code_label())
     return Response(text, mimetype="text/plain", headers={
-        "Content-Disposition": 'attachment; filename="recovery-code.txt"'})
+        "Content-Disposition": f'attachment; filename="{_file_name()}"'})
+
+
+def _file_name() -> str:
+    """The saved file's name: for which service and from which day, so a second one does not
+    become "recovery-code (1).txt" beside the first. ASCII letters, digits and dashes only:
+    any name is safe in a header and on any file system."""
+    bridge = current_app.extensions["stepup"]
+    plain = unicodedata.normalize("NFKD", bridge.settings.totp_issuer).encode("ascii", "ignore")
+    service = re.sub(r"[^A-Za-z0-9]+", "-", plain.decode()).strip("-")  # "Société" → "Societe"
+    day = datetime.fromtimestamp(bridge.clock(), UTC).strftime("%Y-%m-%d")
+    return "-".join(filter(None, [service, "recovery-code", day])) + ".txt"
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -141,7 +141,9 @@ def test_download_is_a_plain_text_attachment_with_the_code(pages, download, page
     code = shown(pages[page].get_data(as_text=True), "recovery-code")
     assert response.mimetype == "text/plain"
     assert response.headers["Content-Disposition"].startswith("attachment")
-    assert ".txt" in response.headers["Content-Disposition"]
+    # Which service and day (found by a user probe: every file was "recovery-code.txt").
+    assert re.fullmatch(r'attachment; filename="Stepup-recovery-code-\d{4}-\d\d-\d\d\.txt"',
+                        response.headers["Content-Disposition"])
     assert "no-store" in response.headers["Cache-Control"]
     assert code in response.get_data(as_text=True)
     assert f"For {account}" in response.get_data(as_text=True)  # whose code, as printed
@@ -211,3 +213,16 @@ def test_help_is_linked_in_the_same_place_on_every_page_when_configured(make_act
         assert "Get help" in footer.text  # in the footer, where it is on every page
     plain = make_act().start("ivo").last_page
     assert "Get help" not in plain and "mailto:" not in plain
+
+
+@pytest.mark.parametrize(("issuer", "name"), [
+    ("Société Générale", "Societe-Generale-recovery-code-"), ("東京", "recovery-code-")])
+def test_the_file_name_is_plain_ascii_whatever_the_service_is_called(make_act, issuer, name):
+    act = make_act(totp_issuer=issuer)
+    login = act.start("zoe")
+    login.secret = shown(login.last_page, "totp-secret")
+    act.post(login, "enroll", otp=act.code_now(login))
+    saved = act.client.get(f"{login.flow_url}/recovery-code.txt")
+    disposition = saved.headers["Content-Disposition"]
+    assert disposition.startswith(f'attachment; filename="{name}') and disposition.isascii()
+    assert saved.get_data(as_text=True).startswith(f"{issuer} recovery code")
