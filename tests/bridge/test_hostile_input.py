@@ -230,6 +230,15 @@ def test_a_proxied_request_that_names_no_client_is_no_local_program(make_app, pr
     assert direct.status_code == 401  # no forwarding header: a local program, on to client auth
 
 
+def test_a_local_program_through_a_local_proxy_is_still_one(make_app):
+    """A Keycloak on this machine calling through the nginx on it: X-Forwarded-For names
+    127.0.0.1, the proxy's own address too (found by review: taken for "no client named")."""
+    client = make_app(trusted_proxies=1).test_client()
+    response = client.post("/par", data={"client_id": "idp"}, base_url="http://127.0.0.1:8000",
+                           headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"})
+    assert response.status_code == 401  # past the transport check, to client authentication
+
+
 def test_junk_forwarded_by_a_proxy_on_this_machine_is_no_local_program(make_app):
     """The trusted proxy runs on this machine (peer 127.0.0.1, nginx's default Host): a
     forwarded value that is no address must not leave the caller looking like a local program,
