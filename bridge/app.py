@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
 #: Expired pushed requests, flows and codes are swept at most this often per process.
 HOUSEKEEPING_INTERVAL = 60
-#: Seconds a sign-in that ran out is kept, without its secrets, for its way back to the IdP:
-#: a night's sleep of the laptop it was open on.
-ENDED_FLOWS_KEPT = 24 * 3600
+#: Seconds a sign-in that ran out is kept, without its secrets, for its way back to the IdP
+#: (a page used or reloaded after it ran out; with JavaScript the page itself shows the way
+#: back when it runs out). The browser's session cookie lasts as long, or the page could not
+#: be told from another browser's.
+ENDED_FLOWS_KEPT = 3600
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -72,10 +74,12 @@ class Bridge:
 
     def housekeeping(self, tx: Tx, now: float) -> None:
         if now - self._swept_at >= HOUSEKEEPING_INTERVAL:
-            self._swept_at = now
+            # Flows that ran out since this process's last sweep (a margin before it) lose
+            # their secrets: not every row kept, each time.
+            ran_out_since, self._swept_at = self._swept_at - HOUSEKEEPING_INTERVAL, now
             tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window,
                              events_before=now - self.settings.not_me_ttl,
-                             flows_before=now - ENDED_FLOWS_KEPT)
+                             flows_before=now - ENDED_FLOWS_KEPT, ran_out_since=ran_out_since)
 
 
 class _Flask(Flask):
@@ -207,7 +211,9 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=settings.behind_tls,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=settings.flow_ttl,
+        # It holds this browser's binding and flow ids, no flow's state: it outlives its
+        # flows by ENDED_FLOWS_KEPT, so a page that ran out still shows its way back.
+        PERMANENT_SESSION_LIFETIME=settings.flow_ttl + ENDED_FLOWS_KEPT,
         # The cookie is signed again only when the session changes (a new flow), not on every
         # page: flows expire on their own clock in the database.
         SESSION_REFRESH_EACH_REQUEST=False,

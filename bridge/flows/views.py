@@ -144,7 +144,7 @@ def _reopen(flow_id: str):
     try:
         flow = _bound(flow_id)
     except ChallengeError as error:
-        return _ended(error)
+        return _not_open(flow_id, error)
     return _show(flow)
 
 
@@ -273,13 +273,26 @@ def _flow(flow_id: str) -> Flow:
     try:
         return _bound(flow_id)
     except ChallengeError as error:  # this browser's own sign-in, ended or expired (Back)
-        if (ran_out := _challenge().find_ended(flow_id, _binding())) is None:
-            abort(make_response(_ended(error)))
-        # Left open too long (a tab in the background, a laptop that slept): said in its
-        # language, with its way back to the IdP rather than "your sign-in page", which a
-        # user who came from an app may not know how to find.
-        use_ui_locales(ran_out.params.get("ui_locales"))
-        abort(make_response(_ended(FlowGone(FLOW_EXPIRED), ran_out)))
+        abort(make_response(_not_open(flow_id, error)))
+
+
+def _not_open(flow_id: str, error: ChallengeError):
+    """This browser's own sign-in that is no longer open: its way back if it ran out, else
+    why it cannot go on."""
+    return _ran_out(flow_id) or _ended(error)
+
+
+def _ran_out(flow_id: str):
+    """The page of this browser's sign-in that ran out (a tab in the background, a laptop
+    that slept), while it is kept: said in its language, with its way back to the IdP rather
+    than "your sign-in page", which a user who came from an app may not know how to find.
+    None for any other."""
+    binding = session.get("binding")
+    ran_out = _challenge().find_ended(flow_id, binding) if binding else None
+    if ran_out is None:
+        return None
+    use_ui_locales(ran_out.params.get("ui_locales"))
+    return _ended(FlowGone(FLOW_EXPIRED), ran_out)
 
 
 def _bound(flow_id: str) -> Flow:
@@ -431,8 +444,12 @@ def _csrf_error(error: CSRFError):
         # A body with no form in it (not UTF-8, not a form, cut short): not an old page.
         return _message(_("This form could not be read"),
                         _("Go back to your sign-in page and start again."), 400)
-    # Mostly a page left open past the sign-in's end, which a reload cannot bring back;
-    # every time: a browser that keeps no cookie for the bridge.
+    # Mostly a page left open past the sign-in's end (its form's token lasts as long): its way
+    # back to the IdP while it is kept; every time: a browser that keeps no cookie for the
+    # bridge.
+    flow_id = request.view_args.get("flow_id") if request.view_args else None
+    if flow_id in session.get("flows", []) and (way_back := _ran_out(flow_id)):
+        return way_back
     return _message(_("This page expired"),
                     _("For your security the form timed out. Go back to your sign-in page and "
                       "start again. If this keeps happening, allow cookies for this site."),

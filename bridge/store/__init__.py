@@ -427,9 +427,11 @@ class Tx:
         return [(row["subject"], row["totp_secret"]) for row in rows]
 
     def flow_secrets(self) -> list[tuple[str, str | None, str | None]]:
-        """(flow id, sealed pending TOTP secret, sealed staged code) of every open flow."""
+        """(flow id, sealed pending TOTP secret, sealed staged code) of every flow holding
+        either (those that ran out lose them at the next sweep)."""
         rows = self._db.execute(sa.select(flows.c.flow_id, flows.c.pending_secret,
-                                          flows.c.staged_code)).rows
+                                          flows.c.staged_code).where(
+            sa.or_(flows.c.pending_secret.is_not(None), flows.c.staged_code.is_not(None)))).rows
         return [(row["flow_id"], row["pending_secret"], row["staged_code"]) for row in rows]
 
     def reseal(self, column: str, key: str, old: str, new: str) -> bool:
@@ -592,21 +594,22 @@ class Tx:
             .order_by(audit_events.c.id.desc()).limit(limit)
         ).rows
 
-    def purge_expired(self, now: float, ip_failures_before: float,
-                      events_before: float, flows_before: float) -> None:
+    def purge_expired(self, now: float, ip_failures_before: float, events_before: float,
+                      flows_before: float, ran_out_since: float) -> None:
         """Expired rows; and outbox events done (delivered or given up) before
         ``events_before``, so the user's address is not kept for ever (the audit trail keeps
         the event itself). An event is done after it happened, so its "this wasn't me" link
         has expired by then; one given up stays that long for the operator to look into.
 
-        A flow that ran out loses its secrets at once but stays until ``flows_before``: a
-        user back at its page (a laptop that slept) still gets its way back to the IdP."""
+        A flow that ran out (after ``ran_out_since``: the sweeps before took the rest) loses
+        its sealed secrets now, but stays until ``flows_before``: a user back at its page
+        still gets its way back to the IdP."""
         for table in (pushed_requests, codes, client_assertions, access_tokens):
             self._db.execute(sa.delete(table).where(table.c.expires_at <= now))
         self._db.execute(
             sa.update(flows)
-            .where(flows.c.expires_at <= now, sa.or_(flows.c.pending_secret.is_not(None),
-                                                      flows.c.staged_code.is_not(None)))
+            .where(flows.c.expires_at <= now, flows.c.expires_at > ran_out_since,
+                   sa.or_(flows.c.pending_secret.is_not(None), flows.c.staged_code.is_not(None)))
             .values(pending_secret=None, staged_code=None))
         self._db.execute(sa.delete(flows).where(flows.c.expires_at <= flows_before))
         self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
