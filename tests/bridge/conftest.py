@@ -359,15 +359,17 @@ def at_stage(act: Actions, stage: str) -> Login:
     return login
 
 
-def user_rows(act: Actions) -> list:
+def factor_rows(act: Actions) -> list:
+    """The users and the authorization codes: what a step that went through would add."""
     with act.bridge.store.engine.begin() as conn:
-        return list(conn.execute(sa.select(schema.users.c.subject)).scalars())
+        return [*conn.execute(sa.select(schema.users.c.subject)).scalars(),
+                *conn.execute(sa.select(schema.codes.c.code_digest)).scalars()]
 
 
-def assert_nothing_moved(act: Actions, login: Login, stage: str, before_users: list,
+def assert_nothing_moved(act: Actions, login: Login, stage: str, before_rows: list,
                          before_events: list[str]) -> None:
     flow = flow_of(act, login)
     assert flow is not None and flow.stage == stage
-    assert user_rows(act) == before_users  # in particular no new user row
+    assert factor_rows(act) == before_rows  # in particular no new user, no code issued
     new_events = events(act)[len(before_events):]
     assert not {"success", "enrollment", "rotation", "reenrollment"} & set(new_events)

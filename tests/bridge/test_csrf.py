@@ -14,10 +14,10 @@ from tests.bridge.conftest import (
     assert_nothing_moved,
     at_stage,
     events,
+    factor_rows,
     flow_of,
     flow_url,
     shown,
-    user_rows,
 )
 from tests.bridge.html_reader import Page
 
@@ -41,7 +41,7 @@ CSRF_CASES = [(*form, token) for form in ALL_ACTIONS for token in (None, "wrong"
 @pytest.mark.parametrize(("stage", "action", "field_", "token"), CSRF_CASES)
 def test_missing_or_wrong_csrf_token_gets_the_400_page(act, stage, action, field_, token):
     login = at_stage(act, stage)
-    before_users, before_events = user_rows(act), events(act)
+    before_rows, before_events = factor_rows(act), events(act)
     right = {"otp": act.code_now(login) if login.secret else "123456",
              "recovery_code": login.recovery_code, "saved": "yes", "x": ""}[field_]
     form = {field_: right}
@@ -51,7 +51,7 @@ def test_missing_or_wrong_csrf_token_gets_the_400_page(act, stage, action, field
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert "This page expired" in html and Page(html).all(role="alert")
-    assert_nothing_moved(act, login, stage, before_users, before_events)
+    assert_nothing_moved(act, login, stage, before_rows, before_events)
 
 
 @pytest.mark.parametrize(("body", "content_type"), [
@@ -63,14 +63,14 @@ def test_missing_or_wrong_csrf_token_gets_the_400_page(act, stage, action, field
 def test_a_body_with_no_readable_form_says_so(act, body, content_type):
     """Not "this page expired": the page is fine, what was sent is no form."""
     login = at_stage(act, "totp")
-    before_users, before_events = user_rows(act), events(act)
+    before_rows, before_events = factor_rows(act), events(act)
     token = act.csrf(login.last_page).encode()
     response = act.client.post(f"{login.flow_url}/totp", data=body.replace(b"{token}", token),
                                content_type=content_type)
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert "This form could not be read" in html and "expired" not in html
-    assert_nothing_moved(act, login, "totp", before_users, before_events)
+    assert_nothing_moved(act, login, "totp", before_rows, before_events)
 
 
 def test_another_sessions_csrf_token_is_refused(act, app, clock):

@@ -11,8 +11,8 @@ from tests.bridge.conftest import (
     assert_nothing_moved,
     at_stage,
     events,
+    factor_rows,
     flow_of,
-    user_rows,
 )
 from tests.bridge.html_reader import Page
 
@@ -38,7 +38,7 @@ def test_unknown_flow_id_get_is_404(act, path):
 @pytest.mark.parametrize(("stage", "action", "field_"), ALL_ACTIONS)
 def test_another_browsers_flow_id_gets_a_404(act, app, clock, stage, action, field_):
     login = at_stage(act, stage)
-    before_users, before_events = user_rows(act), events(act)
+    before_rows, before_events = factor_rows(act), events(act)
     other = Actions(app.test_client(), act.bridge, clock)
     stranger = other.start("stranger")  # the other browser has a session and a CSRF token
     right = {"otp": act.code_now(login) if login.secret else "123456",
@@ -49,7 +49,7 @@ def test_another_browsers_flow_id_gets_a_404(act, app, clock, stage, action, fie
     html = response.get_data(as_text=True)
     assert Page(html).all(role="alert")
     assert 'id="totp-secret"' not in html and 'id="recovery-code"' not in html
-    assert_nothing_moved(act, login, stage, before_users, before_events)
+    assert_nothing_moved(act, login, stage, before_rows, before_events)
 
 
 @pytest.mark.parametrize("stage", ["enroll", "enroll_saved", "totp", "rotate", "reenroll"])

@@ -10,9 +10,9 @@ from tests.bridge.conftest import (
     assert_nothing_moved,
     at_stage,
     events,
+    factor_rows,
     flow_of,
     returning,
-    user_rows,
 )
 from tests.bridge.html_reader import Page
 
@@ -32,25 +32,25 @@ BAD_VALUES = {
 def test_bad_values_get_a_clear_4xx_page_and_change_nothing(act, stage, action, field_,
                                                             value):
     login = at_stage(act, stage)
-    before_users, before_events = user_rows(act), events(act)
+    before_rows, before_events = factor_rows(act), events(act)
     response = act.post(login, action, **{field_: value})
     assert 400 <= response.status_code < 500
     html = response.get_data(as_text=True)
     assert Page(html).all(role="alert"), "no role=alert on the error page"
     assert "Traceback" not in html
-    assert_nothing_moved(act, login, stage, before_users, before_events)
+    assert_nothing_moved(act, login, stage, before_rows, before_events)
 
 
 @pytest.mark.parametrize(("stage", "action", "field_"), FORMS)
 def test_invalid_utf8_gets_a_4xx_page(act, stage, action, field_):
     login = at_stage(act, stage)
-    before_users, before_events = user_rows(act), events(act)
+    before_rows, before_events = factor_rows(act), events(act)
     token = act.csrf(login.last_page)
     body = f"{field_}=%FF%FE%00%C3&csrf_token={token}".encode()
     response = act.client.post(f"{login.flow_url}/{action}", data=body,
                                content_type="application/x-www-form-urlencoded")
     assert 400 <= response.status_code < 500
-    assert_nothing_moved(act, login, stage, before_users, before_events)
+    assert_nothing_moved(act, login, stage, before_rows, before_events)
 
 
 def test_a_request_body_over_the_limit_gets_a_413_page(act):
