@@ -240,7 +240,7 @@ def download_code(flow_id: str):
         abort(404)
     text = render_template("recovery-code.txt", code=_challenge().staged_code(flow),
                            rotation=flow.stage == ROTATE,
-                           account=flow.params.get("preferred_username"), **_code_label())
+                           account=flow.params.get("preferred_username"), **_code_label(flow))
     return Response(text, mimetype="text/plain", headers={
         "Content-Disposition": f'attachment; filename="{_file_name()}"'})
 
@@ -257,12 +257,12 @@ def _file_name() -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _code_label() -> dict[str, str]:
+def _code_label(flow: Flow) -> dict[str, str]:
     """What a saved code says beside it, in the file and on paper: for which service, made
     when (a user with a drawer of them tells the current one by its date, and two of one day
-    by their time)."""
+    by their time). Made when the factor before it was checked: the same on every showing."""
     bridge = current_app.extensions["stepup"]
-    made = datetime.fromtimestamp(bridge.clock(), UTC)
+    made = datetime.fromtimestamp(flow.auth_time or bridge.clock(), UTC)
     # "long": with its time zone (UTC), in the page's language's words.
     return {"issuer": bridge.settings.totp_issuer, "date": format_datetime(made, "long")}
 
@@ -377,7 +377,7 @@ def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200
     if flow.stage in (ENROLL_SAVED, ROTATE):
         return _page("new_code.html", flow, error=error, status=status,
                      code=challenge.staged_code(flow), rotation=flow.stage == ROTATE,
-                     after_recovery=challenge.offers_reenrollment(flow), **_code_label())
+                     after_recovery=challenge.offers_reenrollment(flow), **_code_label(flow))
     if flow.stage == TOTP:
         return _page("totp.html", flow, error=error, status=status, **context)
     if flow.stage == LOCKED:

@@ -226,3 +226,15 @@ def test_the_file_name_is_plain_ascii_whatever_the_service_is_called(make_act, i
     disposition = saved.headers["Content-Disposition"]
     assert disposition.startswith(f'attachment; filename="{name}') and disposition.isascii()
     assert saved.get_data(as_text=True).startswith(f"{issuer} recovery code")
+
+
+def test_the_code_is_dated_when_it_was_made_not_when_it_is_shown(act, clock):
+    """Found by review: a reload, the file or a print a minute later each gave another time."""
+    login = act.start("yan")
+    login.secret = shown(login.last_page, "totp-secret")
+    act.post(login, "enroll", otp=act.code_now(login))
+    made = Page(login.last_page).one("p", class_="print-only").text.split("·")[1].strip()
+    clock.advance(125)
+    again = Page(act.client.get(login.flow_url).get_data(as_text=True))
+    assert again.one("p", class_="print-only").text.split("·")[1].strip() == made
+    assert made in act.client.get(f"{login.flow_url}/recovery-code.txt").get_data(as_text=True)
