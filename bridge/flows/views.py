@@ -242,17 +242,17 @@ def download_code(flow_id: str):
                            rotation=flow.stage == ROTATE,
                            account=flow.params.get("preferred_username"), **_code_label(flow))
     return Response(text, mimetype="text/plain", headers={
-        "Content-Disposition": f'attachment; filename="{_file_name()}"'})
+        "Content-Disposition": f'attachment; filename="{_file_name(flow)}"'})
 
 
-def _file_name() -> str:
+def _file_name(flow: Flow) -> str:
     """The saved file's name: for which service and from which day, so a second one does not
     become "recovery-code (1).txt" beside the first. ASCII letters, digits and dashes only:
     any name is safe in a header and on any file system."""
     bridge = current_app.extensions["stepup"]
     plain = unicodedata.normalize("NFKD", bridge.settings.totp_issuer).encode("ascii", "ignore")
     service = re.sub(r"[^A-Za-z0-9]+", "-", plain.decode()).strip("-")  # "Société" → "Societe"
-    day = datetime.fromtimestamp(bridge.clock(), UTC).strftime("%Y-%m-%d")
+    day = _made(flow).strftime("%Y-%m-%d")
     return "-".join(filter(None, [service, "recovery-code", day])) + ".txt"
 
 
@@ -260,11 +260,15 @@ def _file_name() -> str:
 def _code_label(flow: Flow) -> dict[str, str]:
     """What a saved code says beside it, in the file and on paper: for which service, made
     when (a user with a drawer of them tells the current one by its date, and two of one day
-    by their time). Made when the factor before it was checked: the same on every showing."""
-    bridge = current_app.extensions["stepup"]
-    made = datetime.fromtimestamp(flow.auth_time or bridge.clock(), UTC)
+    by their time), the same on every showing."""
     # "long": with its time zone (UTC), in the page's language's words.
-    return {"issuer": bridge.settings.totp_issuer, "date": format_datetime(made, "long")}
+    return {"issuer": current_app.extensions["stepup"].settings.totp_issuer,
+            "date": format_datetime(_made(flow), "long")}
+
+
+def _made(flow: Flow) -> datetime:
+    """When the code a page shows was made: as the factor before it was checked."""
+    return datetime.fromtimestamp(flow.auth_time or _challenge().clock(), UTC)
 
 
 def _flow(flow_id: str) -> Flow:
