@@ -328,9 +328,9 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
             return _ended(error, flow)
         if wait := _wait(error):  # kept for this page's Reload and the other factor's page
             session["wait"] = [flow_id, _challenge().clock() + wait]
-        # A code refused for the wait alone is no wrong code: it stays, to be sent once it
-        # has passed.
-        context = {"wait": wait, "keep_typed": isinstance(error, TooSoon)}
+        # A code refused for the wait alone is no wrong code (nor the field's fault): it
+        # stays, to be sent once the wait has passed.
+        context = {"wait": wait, "waiting": isinstance(error, TooSoon)}
         if error_page and fresh.stage == TOTP:
             return _page(error_page, fresh, error=error_text(error), status=error.status,
                          **context)
@@ -406,6 +406,7 @@ def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 
         # Shown afresh (Reload, the other factor's page) while a wait runs: said, and the
         # button held, rather than a code refused and wiped when sent.
         error, context["wait"] = error_text(TooSoon(WAIT_MESSAGE, count=wait)), wait
+        context["waiting"] = True
     if template in TIMED:
         context["expires_in"] = _challenge().seconds_left(flow)
         context["page_name"] = template.removesuffix(".html")
