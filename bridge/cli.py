@@ -65,10 +65,10 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-#: Exit codes of ``stepup user unlock|reset`` beside 0 and 2 (a usage or set-up error), so a
-#: ticketing script tells the cases apart: not enrolled (1, as ``user show`` and ``grep``), and
-#: refused (3: not locked, or a lock the user set over their factors: reset instead).
-NOT_ENROLLED, REFUSED = 1, 3
+#: Exit codes beside 0 and 2 (a usage or set-up error), so a ticketing script tells the cases
+#: apart: nothing of that name (1, as ``grep``: a user not enrolled, a client not registered),
+#: and refused (3: not locked, or a lock the user set over their factors: reset instead).
+NOT_FOUND, REFUSED = 1, 3
 
 
 #: The extra that installs each optional module (pyproject.toml [project.optional-dependencies]).
@@ -276,7 +276,7 @@ def client_remove(client_id: str, yes: bool) -> None:
     with bridge.store.begin() as tx:
         found = tx.find_client(client_id)
     if found is None:
-        _fail(f"no client {client_id!r}", NOT_ENROLLED)
+        _fail(f"no client {client_id!r}", NOT_FOUND)
     # All of an IdP's users sign in through it: a slip on the id stops every sign-in there.
     hands_off = found.redirect_uris or found.redirect_uri_prefixes
     role = "sign-ins it hands off are" if hands_off else "help-desk calls it makes are"
@@ -284,7 +284,7 @@ def client_remove(client_id: str, yes: bool) -> None:
                                   "on"):
         _fail("not confirmed: nothing was removed (--yes to skip the question)")
     if not _unregister(bridge, client_id):
-        _fail(f"no client {client_id!r}", NOT_ENROLLED)  # removed by another, meanwhile
+        _fail(f"no client {client_id!r}", NOT_FOUND)  # removed by another, meanwhile
     click.echo(f"Removed client {client_id}")
 
 
@@ -386,7 +386,7 @@ def _confirmed(question: str) -> bool:
 def _refused(subject: str, refusal: helpdesk.Refused) -> NoReturn:
     """The one line of a refused unlock or reset, and its exit code."""
     if isinstance(refusal, helpdesk.NotEnrolled):
-        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_ENROLLED)
+        _fail(f"{subject} is not enrolled ({_SUBJECT_HINT})", NOT_FOUND)
     if isinstance(refusal, helpdesk.NotLocked):
         _fail(f"{subject} is not locked", REFUSED)
     _fail(f"{subject} locked this from a security notice (a use or change of their factors "
@@ -437,7 +437,7 @@ def ip_unblock(address: str, client_id: str | None) -> None:
     bridge = _bridge()
     with bridge.store.begin() as tx:
         if client_id and tx.find_client(client_id) is None:  # '' is every unknown id's window
-            _fail(f"no client {client_id!r} is registered (stepup client list)", 1)
+            _fail(f"no client {client_id!r} is registered (stepup client list)", NOT_FOUND)
         try:
             cleared = (tx.clear_ip_failures(address, client_id) if client_id is not None
                        else bridge.challenge.limiter.clear(tx, address))

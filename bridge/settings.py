@@ -241,25 +241,29 @@ _URL_SETTINGS = ("database_url", "smtp_url", "redis_url")
 
 def _open_config_file(config_path: str | None) -> list[str]:
     """A warning for a config file that holds a secret and that users other than its owner and
-    group may read (a default umask's 0644): ssh refuses such a key file; the bridge, started
-    by a service manager, says so instead of stopping."""
+    group may read (a default umask's 0644), or one that any of them may change (its settings
+    are the bridge's): ssh refuses such a key file; the bridge, started by a service manager,
+    says so instead of stopping."""
     if not config_path:
         return []
     path = Path(config_path)
     try:
-        if not path.stat().st_mode & 0o004:
-            return []
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        mode = path.stat().st_mode
+        raw = _read_file(path) if mode & 0o006 else {}
+    except (OSError, ConfigError):
         return []  # load_settings says what is wrong with it
+    said = []
+    if mode & 0o002:
+        said.append(f"STEPUP_CONFIG {path} may be changed by every user of this machine: "
+                    f"chmod o-w {path}")
     held = [name for name in _SECRET_SETTINGS if raw.get(name)]
     held += [name for name in _URL_SETTINGS
              if isinstance(raw.get(name), str) and _password(raw[name])]
-    if not held:
-        return []
-    return [f"STEPUP_CONFIG {path} holds {', '.join(held)} and every user of this machine may "
-            f"read it: chmod o-r {path} (or keep the secrets in the environment)"]
+    if held and mode & 0o004:
+        said.append(f"STEPUP_CONFIG {path} holds {', '.join(held)} and every user of this "
+                    f"machine may read it: chmod o-r {path} (or keep the secrets in the "
+                    "environment)")
+    return said
 
 
 def _password(url: str) -> bool:

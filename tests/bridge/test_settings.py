@@ -292,3 +292,11 @@ def test_a_config_file_without_secrets_may_be_read_by_all(tmp_path, body):
     path.chmod(0o644)
     assert settings_warnings({"STEPUP_CONFIG": str(path)}) == []
     assert settings_warnings({"STEPUP_CONFIG": str(tmp_path / "missing.toml")}) == []
+
+
+def test_a_config_file_every_user_may_change_is_named(tmp_path):
+    path = tmp_path / "stepup.toml"
+    path.write_text('issuer = "https://bridge.example"\n')
+    path.chmod(0o666)
+    assert settings_warnings({"STEPUP_CONFIG": str(path)}) == [
+        f"STEPUP_CONFIG {path} may be changed by every user of this machine: chmod o-w {path}"]
