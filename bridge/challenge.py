@@ -45,6 +45,7 @@ ROTATE = "rotate"  # recovery code accepted: save the replacement
 REENROLL = "reenroll"  # after a recovery login: set up a new authenticator
 LOCKED = "locked"
 NOT_ENROLLED = "not_enrolled"  # unknown user, client does not allow enrollment
+DONE = "done"  # its code issued: ended, kept a while so its page can say it is complete
 
 
 def N_(message: str) -> str:
@@ -260,12 +261,15 @@ class Challenge:
     def find(self, flow_id: str, binding: str) -> Flow:
         with self.store.autocommit() as tx:
             flow = tx.find_flow(flow_id, self.clock())
-        if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
+        # DONE: ended as it was finished; another node's clock may be behind this one's.
+        if flow is None or flow.stage == DONE or not secrets.compare_digest(
+                flow.binding, token_digest(binding)):
             raise FlowGone(FLOW_ENDED)
         return flow
 
     def find_ended(self, flow_id: str, binding: str) -> Flow | None:
-        """This browser's sign-in that ran out, while it is kept: for its way back only."""
+        """This browser's sign-in that ran out or was finished (DONE), while it is kept: for
+        what its page says of it only."""
         with self.store.autocommit() as tx:
             flow = tx.find_ended_flow(flow_id, self.clock())
         if flow is None or not secrets.compare_digest(flow.binding, token_digest(binding)):
@@ -303,7 +307,7 @@ class Challenge:
                                                     factor=OTP, auth_time=now):
                             raise MovedOn(ALREADY_COMPLETE)
                         return None
-                    if not tx.end_flow(flow.flow_id, TOTP):
+                    if not tx.finish_flow(flow.flow_id, TOTP, DONE, now):
                         raise MovedOn(ALREADY_COMPLETE)
                     return self._issue(tx, flow, [OTP], now)
                 replay = step is not None
@@ -706,7 +710,7 @@ class Challenge:
 
     @staticmethod
     def _leave(tx: Tx, flow: Flow, stage: str, now: float) -> bool:
-        """End the flow to issue its code (False), unless the IdP's ``max_age`` has run out
+        """Finish the flow to issue its code (False), unless the IdP's ``max_age`` has run out
         since the factor was checked: the code's ``auth_time`` would be too old for the IdP,
         so the flow goes back to the code page instead (True; :class:`AuthenticateAgain`)."""
         max_age = flow.params.get("max_age")
@@ -717,7 +721,7 @@ class Challenge:
                                    pending_step=None, staged_code=None, replaces_version=None,
                                    factor=None, auth_time=None)
         else:
-            left = tx.end_flow(flow.flow_id, stage)
+            left = tx.finish_flow(flow.flow_id, stage, DONE, now)
         if not left:
             raise MovedOn(ALREADY_COMPLETE)
         return again

@@ -36,6 +36,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..admin import views as admin_views
 from ..challenge import (
+    DONE,
     ENROLL,
     ENROLL_SAVED,
     FLOW_EXPIRED,
@@ -280,23 +281,29 @@ def _flow(flow_id: str) -> Flow:
         abort(make_response(_not_open(flow_id, error)))
 
 
-def _not_open(flow_id: str, error: ChallengeError):
-    """This browser's own sign-in that is no longer open: its way back if it ran out, else
-    why it cannot go on."""
-    return _ran_out(flow_id) or _ended(error)
+def _not_open(flow_id: str, error: ChallengeError, flow: Flow | None = None):
+    """This browser's own sign-in that is no longer open: what became of it while it is kept,
+    else why it cannot go on (with the way back when this request still knows it)."""
+    return _ran_out(flow_id) or _ended(error, flow)
 
 
 def _ran_out(flow_id: str):
-    """The page of this browser's sign-in that ran out (a tab in the background, a laptop
-    that slept), while it is kept: said in its language, with its way back to the IdP rather
-    than "your sign-in page", which a user who came from an app may not know how to find.
-    None for any other."""
+    """The page of this browser's sign-in that is over, while it is kept, in its language.
+    Finished (Back from the IdP, or a form sent twice without JavaScript): said, rather than
+    "start again". Ran out (a tab in the background, a laptop that slept): with its way back
+    to the IdP rather than "your sign-in page", which a user who came from an app may not
+    know how to find. None for any other."""
     binding = session.get("binding")
-    ran_out = _challenge().find_ended(flow_id, binding) if binding else None
-    if ran_out is None:
+    over = _challenge().find_ended(flow_id, binding) if binding else None
+    if over is None:
         return None
-    use_ui_locales(ran_out.params.get("ui_locales"))
-    return _ended(FlowGone(FLOW_EXPIRED), ran_out)
+    use_ui_locales(over.params.get("ui_locales"))
+    if over.stage == DONE:  # a post to it is refused all the same (409): nothing was done
+        return render_template("message.html", title=_("This sign-in is complete"), text=_(
+            "You can close this page. If you did not get where you were going, go back to "
+            "your sign-in page and start again."), done=True), (
+            409 if request.method == "POST" else 200)
+    return _ended(FlowGone(FLOW_EXPIRED), over)
 
 
 def _bound(flow_id: str) -> Flow:
@@ -318,14 +325,14 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         # Still open: its current page, saying that step is done (409), not "already complete"
         # with a 404. Ended: the message.
         if (fresh := _reload(flow)) is None:
-            return _ended(error, flow)
+            return _not_open(flow.flow_id, error, flow)
         if fresh.stage == LOCKED:  # locked meanwhile: why it is locked, not "step done"
             return _render_stage(fresh)
         return _show(fresh, _(STEP_DONE), 409, moved_on=True)
     except ChallengeError as error:
         fresh = _reload(flow)
         if fresh is None:
-            return _ended(error, flow)
+            return _not_open(flow.flow_id, error, flow)
         if wait := _wait(error):  # kept for this page's Reload and the other factor's page
             session["wait"] = [flow_id, _challenge().clock() + wait]
         # A code refused for the wait alone is no wrong code (nor the field's fault): it

@@ -192,7 +192,8 @@ class Tx:
         return Flow(**row) if row else None
 
     def find_ended_flow(self, flow_id: str, now: float) -> Flow | None:
-        """A flow that ran out, while it is kept (``purge_expired``): for its way back only."""
+        """A flow that ran out or was finished, while it is kept (``purge_expired``): for what
+        its page says of it only."""
         row = self._db.execute(sa.select(flows).where(flows.c.flow_id == flow_id,
                                                       flows.c.expires_at <= now)).first()
         return Flow(**row) if row else None
@@ -222,8 +223,15 @@ class Tx:
         )
 
     def end_flow(self, flow_id: str, stage: str) -> bool:
-        """Delete a flow that is still at ``stage``: the step that wins this, finishes it."""
+        """Delete a flow that is still at ``stage``: the step that wins this, ends it."""
         return self._changed(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})
+
+    def finish_flow(self, flow_id: str, stage: str, done: str, now: float) -> bool:
+        """Finish a flow that is still at ``stage`` (its code is issued): as :meth:`end_flow`,
+        but the row stays, at stage ``done``, ended now and without its secrets, as a flow that
+        ran out does (``find_ended_flow``), so its page can say the sign-in is complete."""
+        return self._changed(_FINISH_FLOW, {"b_flow_id": flow_id, "b_stage": stage,
+                                            "b_done": done, "b_now": now})
 
     # -- users ----------------------------------------------------------------------------
     def find_user(self, subject: str, for_update: bool = False) -> User | None:
@@ -639,6 +647,9 @@ _ADVANCE_FLOW = Statement(sa.update(flows).where(flows.c.flow_id == _b("b_flow_i
 _FLOW_COLUMNS = frozenset(flows.c.keys())
 _END_FLOW = Statement(sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
                                              flows.c.stage == _b("b_stage")))
+_FINISH_FLOW = Statement(
+    sa.update(flows).where(flows.c.flow_id == _b("b_flow_id"), flows.c.stage == _b("b_stage"))
+    .values(stage=_b("b_done"), expires_at=_b("b_now"), pending_secret=None, staged_code=None))
 _FIND_USER = Statement(sa.select(users).where(users.c.subject == _b("b_subject")))
 _FIND_USER_FOR_UPDATE = Statement(_FIND_USER.clause.with_for_update())
 _INSERT_USER = Statement(sa.insert(users))

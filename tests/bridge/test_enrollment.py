@@ -170,7 +170,8 @@ def test_skipping_the_new_authenticator_finishes_the_sign_in_on_the_recovery_cod
     assert is_callback(done)
     assert act.finish(login, done.headers["Location"])["amr"] == [AMR_RECOVERY]
     assert "reenrollment" not in events(act, "noa")
-    assert act.post(login, "skip-reenroll").status_code == 404  # once: the sign-in is over
+    assert act.post(login, "skip-reenroll").status_code == 409  # once: the sign-in is over
+    assert "This sign-in is complete" in login.last_page
     clock.advance(30)
     totp_login = returning(act, "noa", first.secret)  # the authenticator stays as it was
     assert is_callback(act.post(totp_login, "totp", otp=act.code_now(totp_login)))

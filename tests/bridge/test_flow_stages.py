@@ -92,15 +92,30 @@ def test_the_download_needs_a_code_to_show(act):
     assert act.client.get(f"{login.flow_url}/recovery-code.txt").status_code == 404
 
 
-def test_a_finished_flow_is_gone(act, clock):
+def test_a_finished_flow_says_it_is_complete_and_takes_nothing_more(act, clock):
+    """Back from the IdP, or a form sent twice without JavaScript: the page says the sign-in
+    is complete (found by a user probe: it said "expired or already complete, start again"
+    to a user who was signed in). For an hour; then it is gone."""
     login = at_stage(act, "totp")
     clock.advance(30)
+    before = factor_rows(act)
     done = act.post(login, "totp", otp=act.code_now(login))
     assert "code" in callback_params(done.headers["Location"])
-    assert act.client.get(login.flow_url).status_code == 404
+    back = act.client.get(login.flow_url)
+    page = Page(back.get_data(as_text=True))
+    assert back.status_code == 200 and page.one("h1").text.strip() == "This sign-in is complete"
+    assert not page.all("form")  # nothing to send: no cancel, no code
     again = act.post(login, "totp", otp=act.code_now(login))
-    assert again.status_code in (400, 404)
-    assert Page(again.get_data(as_text=True)).all(role="alert")
+    assert again.status_code == 409 and "This sign-in is complete" in login.last_page
+    assert len(factor_rows(act)) == len(before) + 1  # the one code, no second
+    with act.bridge.store.engine.begin() as conn:
+        row = conn.execute(sa.select(schema.flows).where(
+            schema.flows.c.flow_id == login.flow_url.rsplit("/", 1)[1])).mappings().one()
+    assert row["stage"] == "done" and row["pending_secret"] is None
+    clock.advance(ENDED_FLOWS_KEPT + 1)
+    act.bridge._swept_at = 0
+    act.push("anyone")
+    assert act.client.get(login.flow_url).status_code == 404
 
 
 def test_a_sign_in_that_ran_out_still_shows_its_way_back(act, clock, app, monkeypatch):
