@@ -613,7 +613,7 @@ class Challenge:
         if failures < self.policy.lockout_limit:
             wrong.wait = delay_after(failures)
             return self._counted_down(wrong, failures)
-        tx.lock_sign_ins(flow.subject, LOCKED)
+        tx.lock_sign_ins(flow.subject, LOCKED, now)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return Locked(LOCKED_AFTER_FAILURES)
 

@@ -80,7 +80,7 @@ class NotMe:
             # subject, so nobody enrolls meanwhile. An enrollment that committed first is locked.
             if tx.find_user(subject, for_update=True) is not None or not tx.bar_user(subject, now):
                 tx.lock_user(subject, now)
-            tx.lock_sign_ins(subject, LOCKED)
+            tx.lock_sign_ins(subject, LOCKED, now)
             forgotten = {}
             if event["event"] == "contact_changed":
                 # One of the two addresses is not the user's, and the bridge cannot tell which

@@ -338,12 +338,13 @@ class Tx:
         self._db.execute(sa.delete(codes).where(codes.c.subject == subject))
         return removed
 
-    def lock_sign_ins(self, subject: str, locked_stage: str) -> None:
+    def lock_sign_ins(self, subject: str, locked_stage: str, now: float) -> None:
         """A lock ends every open sign-in of the subject (each shows ``locked_stage`` from
         now on, with nothing staged left in it) and voids its unredeemed codes. Called with
-        the user's row held (``find_user(for_update=True)``)."""
+        the user's row held (``find_user(for_update=True)``). Sign-ins that are over (kept
+        a while for what their page says) stay as they ended."""
         self._db.execute(
-            sa.update(flows).where(flows.c.subject == subject)
+            sa.update(flows).where(flows.c.subject == subject, flows.c.expires_at > now)
             .values(stage=locked_stage, staged_code=None, pending_secret=None))
         self._db.execute(sa.delete(codes).where(codes.c.subject == subject))
 

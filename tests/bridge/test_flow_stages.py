@@ -18,7 +18,10 @@ from tests.bridge.conftest import (
     callback_params,
     events,
     factor_rows,
+    is_callback,
+    returning,
     way_back,
+    wrong_code,
 )
 from tests.bridge.html_reader import Page
 
@@ -164,3 +167,19 @@ def test_a_sign_in_that_ran_out_still_shows_its_way_back(act, clock, app, monkey
     gone = act.client.get(login.flow_url).get_data(as_text=True)  # its language gone too
     assert "This sign-in has expired or is already complete." in gone
     assert "Return to sign-in" not in gone
+
+
+def test_a_lock_leaves_a_finished_sign_in_as_it_ended(make_act, clock):
+    """A lock ends the open sign-ins; one that is over stays as it ended (its page says it is
+    complete, not that it is locked or ran out)."""
+    act = make_act(lockout_limit=3)
+    login = at_stage(act, "totp")
+    clock.advance(30)
+    assert is_callback(act.post(login, "totp", otp=act.code_now(login)))
+    other = returning(act, "known", login.secret)
+    for _ in range(3):
+        clock.advance(64)  # past the growing delay
+        act.post(other, "totp", otp=wrong_code(login.secret, clock()))
+    assert "Two-step verification is locked" in other.last_page
+    page = act.client.get(login.flow_url).get_data(as_text=True)
+    assert "This sign-in is complete" in page
