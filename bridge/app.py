@@ -17,7 +17,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import edge, security
 from .challenge import Challenge, Policy
-from .keyring import ServerSecrets, SigningKeys, load_checked_secrets, refuse_sealed_keys
+from .keyring import (
+    CLOCK_SKEW,
+    ServerSecrets,
+    SigningKeys,
+    load_checked_secrets,
+    refuse_sealed_keys,
+)
 from .logs import loggable_path
 from .notify.notme import NotMe
 from .secretbox import SecretBoxError
@@ -74,12 +80,13 @@ class Bridge:
 
     def housekeeping(self, tx: Tx, now: float) -> None:
         if now - self._swept_at >= HOUSEKEEPING_INTERVAL:
-            # Flows that ran out since this process's last sweep (a margin before it) lose
-            # their secrets: not every row kept, each time.
-            ran_out_since, self._swept_at = self._swept_at - HOUSEKEEPING_INTERVAL, now
+            # Flows that ran out since this process's last sweep lose their secrets (not every
+            # row kept, each time), once no node's clock can be behind enough to still use them.
+            last, self._swept_at = self._swept_at, now
             tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window,
                              events_before=now - self.settings.not_me_ttl,
-                             flows_before=now - ENDED_FLOWS_KEPT, ran_out_since=ran_out_since)
+                             flows_before=now - ENDED_FLOWS_KEPT,
+                             ran_out=(last - CLOCK_SKEW, now - CLOCK_SKEW))
 
 
 class _Flask(Flask):

@@ -48,6 +48,14 @@ NOT_ENROLLED = "not_enrolled"  # unknown user, client does not allow enrollment
 DONE = "done"  # its code issued: ended, kept a while so its page can say it is complete
 
 
+#: What a finished flow keeps of what the IdP pushed: its page's language, and the way back.
+_KEPT_PARAMS = ("ui_locales", "redirect_uri", "state")
+
+
+def _kept(flow: Flow) -> dict:
+    return {k: flow.params[k] for k in _KEPT_PARAMS if k in flow.params}
+
+
 def N_(message: str) -> str:
     """Mark a text for extraction (babel.cfg); the pages translate it (bridge.i18n)."""
     return message
@@ -307,7 +315,7 @@ class Challenge:
                                                     factor=OTP, auth_time=now):
                             raise MovedOn(ALREADY_COMPLETE)
                         return None
-                    if not tx.finish_flow(flow.flow_id, TOTP, DONE, now):
+                    if not tx.finish_flow(flow.flow_id, TOTP, DONE, now, _kept(flow)):
                         raise MovedOn(ALREADY_COMPLETE)
                     return self._issue(tx, flow, [OTP], now)
                 replay = step is not None
@@ -528,7 +536,7 @@ class Challenge:
         means the user starts again."""
         now = self.clock()
         with self.store.autocommit(durable=False) as tx:
-            extended = tx.extend_flow(flow.flow_id, now, now + self.policy.flow_ttl)
+            extended = tx.extend_flow(flow.flow_id, flow.stage, now, now + self.policy.flow_ttl)
         if not extended:
             raise FlowGone(FLOW_ENDED)
 
@@ -613,7 +621,7 @@ class Challenge:
         if failures < self.policy.lockout_limit:
             wrong.wait = delay_after(failures)
             return self._counted_down(wrong, failures)
-        tx.lock_sign_ins(flow.subject, LOCKED, now)
+        tx.lock_sign_ins(flow.subject, LOCKED, DONE)
         tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
         return Locked(LOCKED_AFTER_FAILURES)
 
@@ -721,7 +729,7 @@ class Challenge:
                                    pending_step=None, staged_code=None, replaces_version=None,
                                    factor=None, auth_time=None)
         else:
-            left = tx.finish_flow(flow.flow_id, stage, DONE, now)
+            left = tx.finish_flow(flow.flow_id, stage, DONE, now, _kept(flow))
         if not left:
             raise MovedOn(ALREADY_COMPLETE)
         return again

@@ -239,7 +239,11 @@ def download_code(flow_id: str):
     flow = _flow(flow_id)
     if flow.stage not in (ENROLL_SAVED, ROTATE):
         abort(404)
-    text = render_template("recovery-code.txt", code=_challenge().staged_code(flow),
+    try:
+        code = _challenge().staged_code(flow)
+    except ChallengeError as gone:
+        return _ended(gone, flow)
+    text = render_template("recovery-code.txt", code=code,
                            rotation=flow.stage == ROTATE,
                            account=flow.params.get("preferred_username"), **_code_label(flow))
     return Response(text, mimetype="text/plain", headers={
@@ -298,11 +302,16 @@ def _ran_out(flow_id: str):
     if over is None:
         return None
     use_ui_locales(over.params.get("ui_locales"))
-    if over.stage == DONE:  # a post to it is refused all the same (409): nothing was done
-        return render_template("message.html", title=_("This sign-in is complete"), text=_(
-            "You can close this page. If you did not get where you were going, go back to "
-            "your sign-in page and start again."), done=True), (
-            409 if request.method == "POST" else 200)
+    if over.stage == DONE:
+        # A post to it is refused all the same (409): nothing was done. Sent twice without
+        # JavaScript, the browser dropped the first answer and the IdP never got the code:
+        # the way back, which brings the user to their sign-in page (access_denied).
+        posted = request.method == "POST"
+        return render_template(
+            "message.html", title=_("This sign-in is complete"), text=_(
+                "You can close this page. If you did not get where you were going, go back to "
+                "your sign-in page and start again."), done=True,
+            way_back=_challenge().way_back(over) if posted else None), 409 if posted else 200
     return _ended(FlowGone(FLOW_EXPIRED), over)
 
 
@@ -375,6 +384,13 @@ def _reload(flow: Flow) -> Flow | None:
 def _render_stage(flow: Flow | None, error: str | None = None, status: int = 200, **context):
     if flow is None:
         return _message(_("This sign-in cannot continue"), error or "", status)
+    try:
+        return _stage_page(flow, error, status, **context)
+    except ChallengeError as gone:  # what the page shows is gone from the flow: no 500
+        return _ended(gone, flow)
+
+
+def _stage_page(flow: Flow, error: str | None, status: int, **context):
     challenge = _challenge()
     if flow.stage in (ENROLL, REENROLL):
         enrollment = challenge.enrollment(flow)

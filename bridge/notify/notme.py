@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from ..challenge import LOCKED
+from ..challenge import DONE, LOCKED
 from ..store import Store
 
 _TOKEN = re.compile(r"([0-9a-f-]{36})\.([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{43})")  # one spelling
@@ -80,7 +80,7 @@ class NotMe:
             # subject, so nobody enrolls meanwhile. An enrollment that committed first is locked.
             if tx.find_user(subject, for_update=True) is not None or not tx.bar_user(subject, now):
                 tx.lock_user(subject, now)
-            tx.lock_sign_ins(subject, LOCKED, now)
+            tx.lock_sign_ins(subject, LOCKED, DONE)
             forgotten = {}
             if event["event"] == "contact_changed":
                 # One of the two addresses is not the user's, and the bridge cannot tell which

@@ -214,11 +214,12 @@ class Tx:
             sa.select(flows.c.attempts).where(flows.c.flow_id == flow_id)
         ).scalar() or 0
 
-    def extend_flow(self, flow_id: str, now: float, expires_at: float) -> bool:
-        """Give a flow that has not expired a later end; False if it has ended."""
+    def extend_flow(self, flow_id: str, stage: str, now: float, expires_at: float) -> bool:
+        """Give a flow that has not expired, still at ``stage``, a later end; False if it has
+        ended (or moved on: a finish that came between must stay as it ended)."""
         return self._changed(
             sa.update(flows)
-            .where(flows.c.flow_id == flow_id, flows.c.expires_at > now)
+            .where(flows.c.flow_id == flow_id, flows.c.stage == stage, flows.c.expires_at > now)
             .values(expires_at=expires_at)
         )
 
@@ -226,12 +227,14 @@ class Tx:
         """Delete a flow that is still at ``stage``: the step that wins this, ends it."""
         return self._changed(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})
 
-    def finish_flow(self, flow_id: str, stage: str, done: str, now: float) -> bool:
+    def finish_flow(self, flow_id: str, stage: str, done: str, now: float,
+                    kept: dict[str, Any]) -> bool:
         """Finish a flow that is still at ``stage`` (its code is issued): as :meth:`end_flow`,
-        but the row stays, at stage ``done``, ended now and without its secrets, as a flow that
-        ran out does (``find_ended_flow``), so its page can say the sign-in is complete."""
+        but the row stays, at stage ``done``, ended now, without its secrets and with only the
+        ``kept`` params, as a flow that ran out does (``find_ended_flow``), so its page can
+        say the sign-in is complete."""
         return self._changed(_FINISH_FLOW, {"b_flow_id": flow_id, "b_stage": stage,
-                                            "b_done": done, "b_now": now})
+                                            "b_done": done, "b_now": now, "b_params": kept})
 
     # -- users ----------------------------------------------------------------------------
     def find_user(self, subject: str, for_update: bool = False) -> User | None:
@@ -338,13 +341,14 @@ class Tx:
         self._db.execute(sa.delete(codes).where(codes.c.subject == subject))
         return removed
 
-    def lock_sign_ins(self, subject: str, locked_stage: str, now: float) -> None:
-        """A lock ends every open sign-in of the subject (each shows ``locked_stage`` from
-        now on, with nothing staged left in it) and voids its unredeemed codes. Called with
-        the user's row held (``find_user(for_update=True)``). Sign-ins that are over (kept
-        a while for what their page says) stay as they ended."""
+    def lock_sign_ins(self, subject: str, locked_stage: str, done_stage: str) -> None:
+        """A lock ends every sign-in of the subject (each shows ``locked_stage`` from now on,
+        with nothing staged left in it) and voids its unredeemed codes. Called with the
+        user's row held (``find_user(for_update=True)``). Chosen by stage, not by the clock
+        (another node's may be behind this one's, its flows still open): only a finished one
+        (``done_stage``) stays as it ended, so its page still says it is complete."""
         self._db.execute(
-            sa.update(flows).where(flows.c.subject == subject, flows.c.expires_at > now)
+            sa.update(flows).where(flows.c.subject == subject, flows.c.stage != done_stage)
             .values(stage=locked_stage, staged_code=None, pending_secret=None))
         self._db.execute(sa.delete(codes).where(codes.c.subject == subject))
 
@@ -604,20 +608,21 @@ class Tx:
         ).rows
 
     def purge_expired(self, now: float, ip_failures_before: float, events_before: float,
-                      flows_before: float, ran_out_since: float) -> None:
+                      flows_before: float, ran_out: tuple[float, float]) -> None:
         """Expired rows; and outbox events done (delivered or given up) before
         ``events_before``, so the user's address is not kept for ever (the audit trail keeps
         the event itself). An event is done after it happened, so its "this wasn't me" link
         has expired by then; one given up stays that long for the operator to look into.
 
-        A flow that ran out (after ``ran_out_since``: the sweeps before took the rest) loses
-        its sealed secrets now, but stays until ``flows_before``: a user back at its page
-        still gets its way back to the IdP."""
+        A flow that ran out within ``ran_out`` (since the sweeps before, which took the rest;
+        until the nodes' clock skew ago, so none whose clock is behind still uses it) loses its
+        sealed secrets now, but stays until ``flows_before``: a user back at its page still
+        gets its way back to the IdP."""
         for table in (pushed_requests, codes, client_assertions, access_tokens):
             self._db.execute(sa.delete(table).where(table.c.expires_at <= now))
         self._db.execute(
             sa.update(flows)
-            .where(flows.c.expires_at <= now, flows.c.expires_at > ran_out_since,
+            .where(flows.c.expires_at > ran_out[0], flows.c.expires_at <= ran_out[1],
                    sa.or_(flows.c.pending_secret.is_not(None), flows.c.staged_code.is_not(None)))
             .values(pending_secret=None, staged_code=None))
         self._db.execute(sa.delete(flows).where(flows.c.expires_at <= flows_before))
@@ -650,7 +655,8 @@ _END_FLOW = Statement(sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
                                              flows.c.stage == _b("b_stage")))
 _FINISH_FLOW = Statement(
     sa.update(flows).where(flows.c.flow_id == _b("b_flow_id"), flows.c.stage == _b("b_stage"))
-    .values(stage=_b("b_done"), expires_at=_b("b_now"), pending_secret=None, staged_code=None))
+    .values(stage=_b("b_done"), expires_at=_b("b_now"), pending_secret=None, staged_code=None,
+            params=_b("b_params", type_=flows.c.params.type)))
 _FIND_USER = Statement(sa.select(users).where(users.c.subject == _b("b_subject")))
 _FIND_USER_FOR_UPDATE = Statement(_FIND_USER.clause.with_for_update())
 _INSERT_USER = Statement(sa.insert(users))
