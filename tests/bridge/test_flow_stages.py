@@ -244,3 +244,18 @@ def test_a_sweep_takes_the_secrets_of_flows_that_ran_out_since_the_last_one(act,
     clock.advance(200)  # long after it ran out
     act.push("anyone")
     assert _flow_row(act, login)["pending_secret"] is None
+
+
+@pytest.mark.parametrize("stage", ["rotate", "enroll"])
+def test_a_flow_whose_secret_is_gone_is_a_clear_page_not_a_500(act, stage):
+    """Found by review: a flow stripped by a sweep on a node ahead, then given More time on a
+    node behind, is live without what its page shows (DESIGN.md: never a 500)."""
+    login = at_stage(act, stage)
+    with act.bridge.store.engine.begin() as conn:
+        conn.execute(sa.update(schema.flows).where(
+            schema.flows.c.flow_id == login.flow_url.rsplit("/", 1)[1]).values(
+            staged_code=None, pending_secret=None))
+    page = act.client.get(login.flow_url)  # what it was to show is gone: it cannot go on
+    assert page.status_code == 404
+    assert "This sign-in cannot continue" in page.get_data(as_text=True)
+    assert 400 <= act.client.get(f"{login.flow_url}/recovery-code.txt").status_code < 500
