@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -518,6 +519,44 @@ def db_upgrade() -> None:
     engine = create_engine(settings.database)
     migrate.upgrade(engine)
     click.echo(f"Database at revision {migrate.current(engine)}")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Which schema the database has, and what `stepup db upgrade` would change (reads only).
+    Exits 0 when there is nothing to do, 1 when there is, 2 on a newer schema."""
+    settings = _settings()
+    engine = create_engine(settings.database) if _exists(settings.database) else None
+    click.echo(f"Database: {_safe_url(settings.database)}")
+    found, todo = migrate.pending(engine) if engine else (None, [])
+    if engine is None or found is None:
+        click.echo(f"No schema yet: `stepup db upgrade` creates schema {migrate.HEAD}.")
+        sys.exit(NOT_FOUND)
+    if not todo:
+        click.echo(f"Schema {found}: the one this bridge runs on. Nothing to upgrade.")
+        return
+    click.echo(f"Schema {found}; this bridge runs on {migrate.HEAD}. `stepup db upgrade` "
+               "applies:")
+    for step in todo:
+        click.echo(textwrap.fill(step.summary, 100, initial_indent=f"  {step.revision}  ",
+                                 subsequent_indent=" " * 8))
+    if all(step.rolling for step in todo):
+        click.echo(f"Each only adds: nodes on {found} keep working, so upgrade, then restart "
+                   "the nodes one by one.")
+    else:
+        click.echo("Not only additions ("
+                   + ", ".join(step.revision for step in todo if not step.rolling)
+                   + "): stop every node, upgrade, then start the new version.")
+    sys.exit(NOT_FOUND)
+
+
+def _exists(database: str) -> bool:
+    """A database URL names something to read: a SQLite file that is not there yet is not
+    created by looking at it (PostgreSQL: the server says)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database)
+    return url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
 
 
 @db.command("backup")

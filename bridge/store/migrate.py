@@ -7,6 +7,7 @@ alembic is imported only when there is something to do or to explain.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,29 @@ def _at_head(engine: Engine) -> bool:
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
     except sa.exc.DBAPIError:  # no table yet, or no database: alembic says which
         return False
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One revision ``upgrade`` would apply: what it changes (its docstring's first paragraph)
+    and whether nodes still on the revision before keep working on it (its ``rolling``)."""
+
+    revision: str
+    summary: str
+    rolling: bool
+
+
+def pending(engine: Engine) -> tuple[str | None, list[Migration]]:
+    """The database's revision and the migrations ``upgrade`` would apply to it, oldest first;
+    a newer schema is refused (SchemaError), as by ``upgrade``. Reads only."""
+    from alembic.script import ScriptDirectory
+
+    found = current(engine)
+    _refuse_newer(engine, HEAD, found)
+    scripts = ScriptDirectory.from_config(_config())
+    todo = [] if found == HEAD else reversed(list(scripts.iterate_revisions("head", found)))
+    return found, [Migration(s.revision, " ".join(s.doc.replace("``", "`").split()),
+                             getattr(s.module, "rolling", False)) for s in todo]
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -541,6 +541,57 @@ class TestDbUpgrade:
         assert "db upgrade" in line
 
 
+class TestDbStatus:
+    """`stepup db status`: which schema, what an upgrade would apply and whether the nodes can
+    be restarted one by one; it reads only."""
+
+    def test_no_database_yet_is_not_made_by_looking(self, stepup, tmp_path):
+        folder = tmp_path / "not-yet"
+        result = stepup("db", "status", STEPUP_DATA_DIR=str(folder), STEPUP_DATABASE_URL="")
+        assert result.exit_code == 1, result.output
+        assert f"creates schema {migrate.HEAD}" in result.stdout
+        assert not (folder / "stepup.db").exists()
+
+    def test_an_older_schema_lists_what_the_upgrade_applies(self, stepup, tmp_path):
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        engine = sa.create_engine(url)
+        migrate.upgrade(engine, "0005")
+        result = stepup("db", "status", STEPUP_DATABASE_URL=url)
+        assert result.exit_code == 1, result.output
+        listed = [line.split()[0] for line in result.stdout.splitlines()
+                  if line.startswith("  0")]
+        assert listed == ["0006", "0007"]
+        assert "restart the nodes one by one" in result.stdout
+        assert migrate.current(engine) == "0005"  # read, not migrated
+        engine.dispose()
+
+    def test_a_rename_says_stop_every_node(self, stepup, tmp_path):
+        """0003 renames a column the nodes before it read: not a rolling upgrade."""
+        url = f"sqlite:///{tmp_path / 'older.db'}"
+        migrate.upgrade(sa.create_engine(url), "0002")
+        result = stepup("db", "status", STEPUP_DATABASE_URL=url)
+        assert result.exit_code == 1
+        assert "Not only additions (0003): stop every node" in result.stdout
+
+    def test_the_url_it_names_shows_no_password(self, stepup):
+        url = "postgresql+psycopg://stepup:s3cret-pw@127.0.0.1:9/stepup?sslpassword=k3y-pw"
+        result = stepup("db", "status", STEPUP_DATABASE_URL=url)
+        assert result.exit_code == 2  # nothing listens on port 9
+        assert result.stdout.startswith("Database: postgresql+psycopg://stepup:***@127.0.0.1:9/")
+        assert "s3cret-pw" not in result.output and "k3y-pw" not in result.output
+
+    def test_current_and_newer(self, stepup, tmp_path):
+        url = f"sqlite:///{tmp_path / 'current.db'}"
+        ok(stepup("db", "upgrade", STEPUP_DATABASE_URL=url))
+        assert "Nothing to upgrade" in ok(stepup("db", "status", STEPUP_DATABASE_URL=url))
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+        engine.dispose()
+        assert "newer than this bridge" in one_line_error(
+            stepup("db", "status", STEPUP_DATABASE_URL=url))
+
+
 def test_a_missing_extra_names_the_extra_in_one_line(stepup, monkeypatch):
     """`stepup keycloak …` without python-keycloak: which extra to install, not a traceback."""
     import sys

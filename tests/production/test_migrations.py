@@ -214,6 +214,23 @@ def test_serve_refuses_unmigrated_and_newer_schemas(empty_database, tmp_path):
     assert "Traceback" not in newer.stderr
 
 
+def test_db_status_reads_the_schema_and_what_an_upgrade_applies(empty_database, tmp_path):
+    """`stepup db status` on both engines: nothing made by looking, the pending revisions of an
+    older schema (left as it is), nothing to do at the head."""
+    env = {"STEPUP_DATABASE_URL": empty_database, "STEPUP_DATA_DIR": str(tmp_path)}
+    empty = stepup(env, "db", "status", check=False)
+    assert empty.returncode == 1 and "No schema yet" in empty.stdout, empty.stderr
+    engine = create_engine(empty_database)
+    assert migrate.current(engine) is None
+    migrate.upgrade(engine, "0006")
+    older = stepup(env, "db", "status", check=False)
+    assert older.returncode == 1 and "\n  0007  A fingerprint of the pepper" in older.stdout
+    assert migrate.current(engine) == "0006"
+    engine.dispose()
+    stepup(env, "db", "upgrade")
+    assert "Nothing to upgrade" in stepup(env, "db", "status").stdout
+
+
 def test_a_newer_embedded_database_is_refused_in_one_line(empty_database, tmp_path):
     """The embedded SQLite file, and any database ``db upgrade`` is pointed at, migrated by a
     newer bridge (a rollback): one line, nothing changed, never alembic's traceback."""

@@ -11,6 +11,8 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+#: It only adds: nodes still on the revision before keep working on it (`stepup db status`).
+rolling = True
 
 
 def upgrade() -> None:

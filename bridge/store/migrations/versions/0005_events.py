@@ -1,4 +1,4 @@
-"""The events outbox (security events written with the change they record, then delivered)
+"""The events outbox (security events written with the change they record, then delivered),
 the contact address the IdP pushes for each user, and the help-desk API's clients and tokens.
 
 Revision ID: 0005
@@ -12,6 +12,8 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+#: It only adds: nodes still on the revision before keep working on it (`stepup db status`).
+rolling = True
 
 
 def upgrade() -> None:

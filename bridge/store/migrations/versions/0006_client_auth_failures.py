@@ -12,6 +12,8 @@ revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
+#: It only adds: nodes still on the revision before keep working on it (`stepup db status`).
+rolling = True
 
 
 def upgrade() -> None:

@@ -13,6 +13,8 @@ revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+#: It only adds: nodes still on the revision before keep working on it (`stepup db status`).
+rolling = True
 
 
 def upgrade() -> None:
