@@ -23,10 +23,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from . import helpdesk
 from .app import Bridge, build_bridge, create_app
 from .keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
-from .oidc.clients import check_names, in_clear, new_client
+from .oidc.clients import CLIENT_NAME_LIMIT, check_names, client_name, in_clear, new_client
 from .settings import ConfigError, Settings, is_local_host, load_settings, settings_warnings
-from .store import Store, create_engine, migrate
+from .store import Client, Store, create_engine, migrate
 from .store.migrate import SchemaError
+from .text import display_name
 
 # Nothing imported here may import prometheus_client (bridge.ops does, inside create_app):
 # `serve` must set PROMETHEUS_MULTIPROC_DIR first.
@@ -178,7 +179,8 @@ def demo(port: int, idp_port: int) -> None:
         tx.remove_client("demo-idp")
         tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
                                  secret=client_secret, jwks_uri=None,
-                                 redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[]))
+                                 redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[],
+                                 name="Demo IdP"))
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     users = ", ".join(f"{name} / {pw}" for name, pw in DEMO_USERS.values())
@@ -214,15 +216,18 @@ def client() -> None:
 @click.option("--no-enrollment", is_flag=True, help="Unknown users may not enroll.")
 @click.option("--admin", is_flag=True,
               help="May call the help-desk API (client credentials, scope stepup:admin).")
+@click.option("--client-name", "name",
+              help="What users' security notices call its sign-ins, e.g. \"Acme staff "
+                   "portal\" (default: the client id).")
 @click.option("--replace", is_flag=True, help="Overwrite an existing registration.")
 def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_token_alg,
-               no_enrollment, admin, replace) -> None:
+               no_enrollment, admin, name, replace) -> None:
     """Register an IdP (or a help-desk tool, --admin) as a client."""
     bridge = _bridge()
     record = new_client(bridge.secrets.pepper, client_id, secret=client_secret,
                         jwks_uri=jwks_uri, redirect_uris=list(redirect_uris),
                         redirect_uri_prefixes=list(prefixes), id_token_alg=id_token_alg,
-                        allow_enrollment=not no_enrollment, admin=admin)
+                        allow_enrollment=not no_enrollment, admin=admin, name=name)
     _register(bridge, record, replace)
     click.echo(f"Registered client {client_id}")
 
@@ -232,15 +237,24 @@ def _register(bridge: Bridge, record, replace: bool) -> None:
         found = tx.find_client(record.client_id)
         if found and not replace:
             _fail(f"client {record.client_id!r} is already registered (use --replace)")
-        if found and {**found.__dict__, "created_at": 0} == {**record.__dict__, "created_at": 0}:
-            # The same registration again (`keycloak install` run again, a script re-applied):
-            # nothing changed, so the sign-ins in progress and their codes go on.
+        if found and _same(found, record, "created_at", "client_name"):
+            # The same registration again (`keycloak install` run again, a script re-applied),
+            # perhaps under another name: the sign-ins in progress and their codes go on.
+            if found.client_name != record.client_name:
+                tx.name_client(record.client_id, record.client_name)
+                tx.audit("client_renamed", time.time(), client_id=record.client_id)
             return
         tx.remove_client(record.client_id)
         tx.add_client(record)
         # The most privileged registration, an admin one, shows as such in the trail.
         tx.audit("client_registered", time.time(), client_id=record.client_id,
                  admin=record.admin, auth="private_key_jwt" if record.jwks_uri else "client_secret")
+
+
+def _same(a: Client, b: Client, *besides: str) -> bool:
+    """Two registrations agree on everything but ``besides``."""
+    return ({**a.__dict__, **dict.fromkeys(besides)}
+            == {**b.__dict__, **dict.fromkeys(besides)})
 
 
 @client.command("list")
@@ -262,8 +276,10 @@ def client_list() -> None:
                 role += ("\tadmin AND IdP: one leaked secret starts sign-ins and resets factors; "
                         "register the help-desk tool as a client of its own and add this one "
                         "again without --admin" if uris else "\tadmin")
+            named = f"\tname={c.client_name}" if c.client_name else ""
             click.echo(f"{c.client_id}\t{auth}\t{c.id_token_alg}\t"
-                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}{role}")
+                       f"enrollment={'on' if c.allow_enrollment else 'off'}\t{uris}{role}"
+                       f"{named}")
 
 
 @client.command("remove")
@@ -632,12 +648,15 @@ def _install_options(settings, kw: dict, **extra):
               help="Seconds a reached level counts in the SSO session (0: ask every time).")
 @click.option("--existing-clients", is_flag=True,
               help="Also add the client scope to the clients that exist already.")
+@click.option("--client-name", "name",
+              help="What users' security notices call the realm's sign-ins (default: the "
+                   "realm's display name, else its name).")
 @click.option("--sign-out-everyone", "sign_out", is_flag=True,
               help="Once every covered door passes the audit, end the realm's sessions and "
                    "refuse the refresh and offline tokens issued before (they never met the "
                    "step-up).")
 def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_loa,
-                     loa_max_age, existing_clients, sign_out, **kw) -> None:
+                     loa_max_age, existing_clients, name, sign_out, **kw) -> None:
     """Put the step-up on every door into the realm (browser, password reset, registration,
     identity providers, direct grant), add the claims, register the realm at the bridge,
     then audit.
@@ -656,13 +675,15 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
         # half-done would leave every login needing a client the bridge does not have.
         prefixes = _kept_prefixes(bridge, opts.bridge_client_id, opts.redirect_uri_prefixes)
         check_names(opts.bridge_client_id, [], prefixes)
+        name = name and client_name(name)
         admin = connect(opts)
         result = install(admin, opts)
         # A secret the realm kept from an earlier run (edited by hand, say) is checked here.
         record = new_client(bridge.secrets.pepper, result.bridge_client_id,
                             secret=result.bridge_client_secret, jwks_uri=None,
                             redirect_uris=[], redirect_uri_prefixes=prefixes,
-                            allow_enrollment=not no_enrollment)
+                            allow_enrollment=not no_enrollment,
+                            name=name or _realm_name(result.realm_display_name, opts.realm))
     except (ProvisioningError, ValueError) as e:
         _fail(str(e))
     _register(bridge, record, replace=True)
@@ -696,6 +717,12 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
     elif result.changed:
         click.echo("Sessions and tokens from before this run do not meet the step-up until "
                    "they end: run again with --sign-out-everyone to end them now.")
+
+
+def _realm_name(display: str | None, realm: str) -> str:
+    """The name users see on the realm's login page (its display name, when one that fits a
+    notice is set), else the realm's own."""
+    return display_name(display or "", CLIENT_NAME_LIMIT) or realm
 
 
 def _sign_out_everyone(admin, opts) -> None:

@@ -40,6 +40,7 @@ WHAT = {
                           "passed two-step verification."),
 }
 WHEN = N_("When: %(when)s")
+ACCOUNT = N_("Account: %(account)s")
 APPLICATION = N_("Sign-in for: %(client)s")
 IF_NOT_YOU = N_("If this wasn't you, lock two-step verification for your account at once, then "
                 "contact your help desk:")
@@ -76,15 +77,20 @@ def compose(event: dict[str, Any], sender: str, domain: str,
 
 
 def describe(event: dict[str, Any], texts: NullTranslations, lang: str) -> list[str]:
-    """What a notice says happened, in ``lang``: the event, when, and for a sign-in the
-    application. The "this wasn't me" page repeats it, so the user knows which notice it is."""
+    """What a notice says happened, in ``lang``: the event, when, the account (the name the
+    IdP gave the user, for whoever has several) and for a sign-in the application (by its
+    registered name, else its id). The "this wasn't me" page repeats it, so the user knows
+    which notice it is."""
     when = format_datetime(datetime.fromtimestamp(event["at"], UTC), "medium", tzinfo=UTC,
                            locale=lang) + " UTC"
     lines = [texts.gettext(WHAT[event["event"]]), texts.gettext(WHEN) % {"when": when}]
+    if event.get("account"):
+        lines.append(texts.gettext(ACCOUNT) % {"account": event["account"]})
     # A help-desk action's client is the help desk's own tool, and a "this wasn't me" lock
     # carries the disowned event's: neither is a sign-in.
     if event.get("client_id") and not event["event"].startswith(("helpdesk_", "not_me")):
-        lines.append(texts.gettext(APPLICATION) % {"client": event["client_id"]})
+        client = event.get("client_name") or event["client_id"]
+        lines.append(texts.gettext(APPLICATION) % {"client": client})
     return lines
 
 

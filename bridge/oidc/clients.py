@@ -30,7 +30,7 @@ from stepup_handoff.deadline import Deadline, bounded_session
 from ..keyring import ALGORITHMS
 from ..settings import is_local_host
 from ..store import Client, Store
-from ..text import CLIENT_ID_LIMIT, URI_LIMIT, is_protocol_value
+from ..text import CLIENT_ID_LIMIT, URI_LIMIT, display_name, is_protocol_value
 
 log = logging.getLogger("stepup")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
@@ -298,12 +298,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return keys
 
 
+#: Longest client name: what a notice calls the client's sign-ins, a name to recognise.
+CLIENT_NAME_LIMIT = 100
+
+
 def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: str | None,
                redirect_uris: list[str], redirect_uri_prefixes: list[str],
                id_token_alg: str = "ES256", allow_enrollment: bool = True,
-               admin: bool = False) -> Client:
+               admin: bool = False, name: str | None = None) -> Client:
     """Check a registration and build its record; raises ValueError with a one-line reason."""
     check_names(client_id, redirect_uris, redirect_uri_prefixes)
+    name = None if name is None else client_name(name)
     if bool(secret) == bool(jwks_uri):
         raise ValueError("give exactly one of --client-secret (or STEPUP_CLIENT_SECRET) or "
                          "--jwks-uri")
@@ -337,7 +342,16 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         allow_enrollment=allow_enrollment,
         created_at=time.time(),
         admin=admin,
+        client_name=name,
     )
+
+
+def client_name(value: str) -> str:
+    """``value`` as a client's name (a display name); raises ValueError with the rule."""
+    if (name := display_name(value, CLIENT_NAME_LIMIT)) is None:
+        raise ValueError(f"the client name must be 1 to {CLIENT_NAME_LIMIT} printable "
+                         "characters")
+    return name
 
 
 def check_names(client_id: str, redirect_uris: list[str], redirect_uri_prefixes: list[str]

@@ -77,6 +77,7 @@ class Client:
     allow_enrollment: bool
     created_at: float
     admin: bool = False
+    client_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ class Tx:
     def find_client(self, client_id: str) -> Client | None:
         row = self._db.execute(_FIND_CLIENT, {"b_client_id": client_id}).first()
         return Client(**row) if row else None
+
+    def name_client(self, client_id: str, name: str | None) -> bool:
+        return self._changed(sa.update(clients).where(clients.c.client_id == client_id)
+                             .values(client_name=name))
 
     def list_clients(self) -> list[Client]:
         rows = self._db.execute(sa.select(clients).order_by(clients.c.client_id)).rows
@@ -536,17 +541,16 @@ class Tx:
         node holds (FOR UPDATE SKIP LOCKED); SQLite's one writer needs nothing more. A sender
         that dies leaves its claim to lapse: the events are due again at ``now + lease``."""
         rows = self._db.execute(
-            sa.select(events).where(events.c.done_at.is_(None),
-                                    events.c.next_attempt_at <= now)
+            _NAMED_EVENTS.where(events.c.done_at.is_(None), events.c.next_attempt_at <= now)
             .order_by(events.c.next_attempt_at).limit(limit)
-            .with_for_update(skip_locked=True)).rows
+            .with_for_update(of=events, skip_locked=True)).rows
         if rows:
             self._db.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
                               .values(claim=claim, next_attempt_at=now + lease))
         return rows
 
     def find_event(self, event_id: str) -> dict | None:
-        return self._db.execute(sa.select(events).where(events.c.id == event_id)).first()
+        return self._db.execute(_NAMED_EVENTS.where(events.c.id == event_id)).first()
 
     def disown_event(self, event_id: str, now: float) -> bool:
         """The user says an event was not them: true once per event (compare-and-set)."""
@@ -632,6 +636,13 @@ class Tx:
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
         return self._db.execute(statement, params).rowcount == 1
 
+
+#: An event with what its notice calls the client's sign-ins and the account, as they are now
+#: (NULL for a client that has no name or is gone, and for a user reset since).
+_NAMED_EVENTS = (
+    sa.select(events, clients.c.client_name, users.c.display_name.label("account"))
+    .outerjoin(clients, clients.c.client_id == events.c.client_id)
+    .outerjoin(users, users.c.subject == events.c.subject))
 
 # The statements of a step-up (TOTP or recovery code, with rotation) and of an enrollment,
 # built once and compiled once per database and parameter names (``sql.py``); the others,

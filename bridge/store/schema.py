@@ -21,6 +21,8 @@ clients = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     # May use the help-desk API (client credentials, scope ``stepup:admin``).
     sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    # What the notices call its sign-ins (RFC 7591 ``client_name``); NULL: the client id.
+    sa.Column("client_name", sa.String(255)),
 )
 
 users = sa.Table(

@@ -322,6 +322,30 @@ class TestClientListRemove:
         assert "PLAIN HTTP JWKS: whoever is on the way can be this client" in listed
         assert "codes cross the network" not in listed  # its redirect URI is fine
 
+    def test_a_name_for_the_notices_listed_and_changed_without_ending_sign_ins(
+            self, stepup, bridge, act):
+        add = ["client", "add", "--client-id", "kc", "--client-secret", SECRET,
+               "--redirect-uri", "https://idp.example/cb"]
+        ok(stepup(*add, "--client-name", "Acme\u00a0staff  portal "))  # spaces made plain
+        assert find_client(bridge, "kc").client_name == "Acme staff portal"
+        assert "\tname=Acme staff portal" in ok(stepup("client", "list"))
+        pushed, _ = act.push("alice", auth=("kc", SECRET), client_id="kc",
+                             redirect_uri="https://idp.example/cb")
+        ok(stepup(*add, "--client-name", "Acme Portal", "--replace"))
+        assert find_client(bridge, "kc").client_name == "Acme Portal"
+        # Only the name changed: the request pushed before still starts its sign-in.
+        page = act.client.get("/authorize", query_string={
+            "client_id": "kc", "request_uri": pushed.get_json()["request_uri"]})
+        assert page.status_code == 200, page.get_data(as_text=True)
+        with bridge.store.begin() as tx:
+            [renamed] = tx.audit_events(subject=None, event="client_renamed", before=None,
+                                        since=None, limit=5)
+        assert renamed["client_id"] == "kc"
+        for bad in ("", "   ", "a\u202eb", "x" * 101):
+            assert "client name" in one_line_error(stepup(*add, "--client-name", bad,
+                                                          "--replace"))
+        assert find_client(bridge, "kc").client_name == "Acme Portal"
+
     def test_remove(self, stepup, bridge, act):
         ok(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
                   "--redirect-uri", "https://idp.example/cb"))
@@ -560,7 +584,7 @@ class TestDbStatus:
         assert result.exit_code == 1, result.output
         listed = [line.split()[0] for line in result.stdout.splitlines()
                   if line.startswith("  0")]
-        assert listed == ["0006", "0007"]
+        assert listed == [f"{n:04d}" for n in range(6, int(migrate.HEAD) + 1)]
         assert "restart the nodes one by one" in result.stdout
         assert migrate.current(engine) == "0005"  # read, not migrated
         engine.dispose()

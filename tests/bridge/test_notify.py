@@ -584,6 +584,7 @@ def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, cl
     # "this wasn't me" lock was no sign-in either.
     assert ("Sign-in for: idp" in body_of(message)) == (
         not event.startswith("helpdesk_") and event != "not_me")
+    assert "Account:" not in body_of(message)  # kim has no factor, so no name from an IdP
     # A link to lock, but where the notice says it is locked at the user's own request.
     assert (f"https://bridge.example/not-me/{event_id}." in body_of(message)) == (
         event != "not_me")
@@ -591,6 +592,20 @@ def test_every_event_kind_has_its_mail_and_webhook(notifying, smtp, receiver, cl
     [entry] = receiver.received
     assert entry["valid"] and entry["headers"]["Webhook-Id"] == event_id
     assert json.loads(entry["body"])["type"] == f"stepup.{event}"
+
+
+def test_a_notice_names_the_account_and_the_client_by_its_registered_name(notifying, smtp):
+    """Found by a user probe: "Sign-in for: keycloak-acme" named the client by its id, and
+    nothing said which account, for whoever has several. The client's registered name and the
+    name the IdP gave the user (``preferred_username``) are what people recognise."""
+    act = notifying()
+    with act.bridge.store.begin() as tx:
+        tx.name_client("idp", "Acme staff portal")
+    act.enroll("ann", email="ann@example.org", preferred_username="Ann Lee")
+    assert act.bridge.sender.run_once() == 1
+    lines = body_of(smtp.messages[0]).splitlines()
+    assert "Account: Ann Lee" in lines and "Sign-in for: Acme staff portal" in lines
+    assert "idp" not in " ".join(lines)
 
 
 # aiosmtpd cannot tell that an smtps socket is TLS, and warns about AUTH on it.

@@ -153,6 +153,27 @@ def test_install_and_uninstall_register_and_remove_the_bridge_client_audited(fak
     assert rows[0].detail == {"admin": False, "auth": "client_secret", "operator": _operator()}
 
 
+def test_install_names_the_client_as_the_realms_login_page_does(fake, tmp_path):
+    """The notices name a sign-in by its client's name: the realm's display name (what its
+    login page shows), else the realm's own; --client-name chooses another."""
+    def registered_name() -> str | None:
+        bridge = create_app({"data_dir": tmp_path, "issuer": BRIDGE},
+                            environ={}).extensions["stepup"]
+        with bridge.store.begin() as tx:
+            return tx.find_client("keycloak-acme").client_name
+
+    assert install(tmp_path).exit_code == 0
+    assert registered_name() == "acme"
+    fake.realm["displayName"] = "Acme\u00a0Corp"
+    assert install(tmp_path).exit_code == 0
+    assert registered_name() == "Acme Corp"
+    assert install(tmp_path, "--client-name", "Acme staff portal").exit_code == 0
+    assert registered_name() == "Acme staff portal"
+    refused = install(tmp_path, "--client-name", "\u202eevil")
+    assert refused.exit_code == 2 and "client name" in said(refused)
+    assert registered_name() == "Acme staff portal"
+
+
 def test_a_registration_the_bridge_would_refuse_stops_install_before_the_realm_changes(
         fake, tmp_path):
     """A prefix stored under older rules (a space in it): install used to bind the flows and

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge import create_app
-from bridge.store import create_engine, migrate
+from bridge.store import Store, create_engine, migrate
 from bridge.store.migrate import SchemaError
 from tests.bridge.conftest import Actions, is_callback, register_idp, returning, wrong_code
 from tests.conftest import _as_admin, fresh_database
@@ -196,6 +196,24 @@ def test_ip_failures_from_before_0006_stay_in_the_code_window(empty_database):
     engine.dispose()
 
 
+def test_clients_from_before_0008_are_named_by_their_id(empty_database):
+    """0008 adds ``clients.client_name``: a client registered before has none, and the
+    store reads it as such (the notices then name its sign-ins by the client id)."""
+    engine = create_engine(empty_database)
+    migrate.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO clients (client_id, secret_digest, redirect_uris, redirect_uri_prefixes,"
+            " id_token_alg, allow_enrollment, created_at) VALUES ('kc', 'd', '[]', "
+            "'[\"https://kc.example/cb\"]', 'ES256', true, :t)"), {"t": time.time()})
+    migrate.upgrade(engine)
+    with Store(engine).begin() as tx:
+        found = tx.find_client("kc")
+    assert found is not None and found.client_name is None
+    assert found.redirect_uri_prefixes == ["https://kc.example/cb"]
+    engine.dispose()
+
+
 def test_serve_refuses_unmigrated_and_newer_schemas(empty_database, tmp_path):
     env = {"STEPUP_DATABASE_URL": empty_database, "STEPUP_DATA_DIR": str(tmp_path)}
     refused = stepup(env, "serve", "--port", "1", check=False)
@@ -225,6 +243,7 @@ def test_db_status_reads_the_schema_and_what_an_upgrade_applies(empty_database, 
     migrate.upgrade(engine, "0006")
     older = stepup(env, "db", "status", check=False)
     assert older.returncode == 1 and "\n  0007  A fingerprint of the pepper" in older.stdout
+    assert "\n  0008  A name for each client" in older.stdout
     assert migrate.current(engine) == "0006"
     engine.dispose()
     stepup(env, "db", "upgrade")

@@ -47,6 +47,8 @@ class InstallResult:
     clients_scoped: list[str]
     #: False when the realm already looked exactly like this (nothing was written).
     changed: bool
+    #: What the realm's login page calls it (its ``displayName``), if it has a name for that.
+    realm_display_name: str | None = None
 
 
 def connect(opts: InstallOptions) -> KeycloakAdmin:
@@ -109,6 +111,7 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
             else:
                 undo()
         scope_id = ensure_client_scope(steps)
+        realm_display_name = steps.realm().get("displayName")
         scoped = add_to_existing_clients(steps, scope_id) if opts.existing_clients else []
     except ProvisioningError as exc:
         raise _with_journal(exc, steps, "install") from exc
@@ -122,6 +125,7 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
         identity_providers=idps,
         clients_scoped=scoped,
         changed=steps.changed,
+        realm_display_name=realm_display_name,
     )
 
 
