@@ -78,19 +78,26 @@ def off_clock_step(secret: str, code: str, now: float, search: int) -> int | Non
     current, reach = int(now // PERIOD), search // PERIOD
     offsets = sorted((d for d in range(-reach, reach + 1) if abs(d) > WINDOW),
                      key=lambda d: (abs(d), d))
-    return _find(secret, code, [current + d for d in offsets])
+    # Every step is looked at, found or not: a wrong code that is some nearby step's would
+    # otherwise be answered sooner than one that is none, telling a guesser a code that may
+    # still come (a review measured 30 µs against 310 µs).
+    return _find(secret, code, [current + d for d in offsets], every=True)
 
 
 def _well_formed(code: str) -> bool:
     return len(code) == DIGITS and code.isascii() and code.isdigit()  # not "١٢٣٤٥٦"
 
 
-def _find(secret: str, code: str, steps: list[int]) -> int | None:
+def _find(secret: str, code: str, steps: list[int], every: bool = False) -> int | None:
+    """The first of ``steps`` whose code is ``code``; ``every``: all of them computed."""
     otp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD)
+    found = None
     for step in steps:
-        if hmac.compare_digest(otp.generate_otp(step), code):
-            return step
-    return None
+        if hmac.compare_digest(otp.generate_otp(step), code) and found is None:
+            found = step
+            if not every:
+                break
+    return found
 
 
 def code_at(secret: str, now: float) -> str:

@@ -3,6 +3,7 @@ which are only recognised for the hint, and how far a remembered offset may go."
 
 from __future__ import annotations
 
+import pyotp
 import pytest
 
 from bridge.factors import totp
@@ -63,6 +64,25 @@ def test_the_hint_search_reaches_only_as_far_as_configured():
     assert totp.off_clock_step(SECRET, code(21), NOW, 600) is None
     assert totp.off_clock_step(SECRET, code(21), NOW, 900) == STEP + 21
     assert totp.off_clock_step(SECRET, code(5), NOW, 0) is None
+
+
+def test_the_hint_search_computes_as_much_for_a_near_code_as_for_none(monkeypatch):
+    """Found by a review: the search stopped at the first match, so a wrong code that was
+    some nearby step's was answered in a tenth of the time of one that was none, telling a
+    guesser a code still to come. The work is counted, not timed."""
+    computed = []
+    generate = pyotp.TOTP.generate_otp
+    monkeypatch.setattr(pyotp.TOTP, "generate_otp",
+                        lambda self, step: computed.append(step) or generate(self, step))
+    nowhere = next(c for c in (f"{n:06d}" for n in range(1_000_000))
+                   if totp.off_clock_step(SECRET, c, NOW, 600) is None
+                   and totp.match_step(SECRET, c, NOW) is None)
+    counts = []
+    for guess in (code(2), code(-20), nowhere):
+        computed.clear()
+        totp.off_clock_step(SECRET, guess, NOW, 600)
+        counts.append(len(computed))
+    assert counts[0] == counts[1] == counts[2] > 0
 
 
 @pytest.mark.parametrize("bad", ["", "12345", "1234567", "١٢٣٤٥٦", "12 456", "abcdef"])
