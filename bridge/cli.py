@@ -339,11 +339,7 @@ def user_show(subject: str) -> None:
     """Show a user's enrollment, lock state and recent audit events (no secrets); exit
     status 1 for a subject not enrolled."""
     with _bridge().store.begin() as tx:
-        tx.audit("helpdesk_show", time.time(), subject=subject)  # as the API's look-ups are
-        try:
-            found = helpdesk.show(tx, subject)
-        except helpdesk.NotEnrolled:
-            found = None
+        found = helpdesk.show(tx, subject, time.time(), None)
         trail = tx.audit_trail(subject, leave_out=helpdesk.LOOK_UPS)
     if found is None:
         click.echo(f"{subject}: not enrolled ({_SUBJECT_HINT})")
@@ -428,7 +424,7 @@ def user_reset(subject: str, yes: bool) -> None:
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
 
 
-# -- keys and database --------------------------------------------------------------------
+# -- addresses ----------------------------------------------------------------------------
 @main.group()
 def ip() -> None:
     """Reopen an address closed by failed tries."""
@@ -475,6 +471,7 @@ def ip_unblock(address: str, client_id: str | None) -> None:
                f"{'' if cleared == 1 else 's'} forgotten.")
 
 
+# -- keys and database --------------------------------------------------------------------
 @main.group()
 def keys() -> None:
     """Signing keys, and the encryption key of stored secrets."""

@@ -121,11 +121,9 @@ def for_programs(path: str) -> bool:
 def server_error_json() -> Response:
     """OAuth JSON for a failure of the server's own (RFC 6749 §5.2 has no code for it; authlib
     and others answer ``server_error``)."""
-    response = Response('{"error": "server_error", "error_description": '
-                        '"The server could not answer this request."}',
-                        500, mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return Response('{"error": "server_error", "error_description": '
+                    '"The server could not answer this request."}',
+                    500, mimetype="application/json")
 
 
 def _server_error(error: InternalServerError) -> Response:
@@ -142,5 +140,4 @@ def _server_error(error: InternalServerError) -> Response:
         log.exception("error page failed")
         response = Response("Something went wrong. Go back to your sign-in page and start "
                             "again.\n", 500, mimetype="text/plain")
-    response.headers["Cache-Control"] = "no-store"
     return response

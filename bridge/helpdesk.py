@@ -128,11 +128,14 @@ def _disowned(tx: Tx, detail: dict) -> tuple[str | None, float | None]:
     return (event["event"], event["at"]) if event else (None, None)
 
 
-def show(tx: Tx, subject: str) -> dict[str, Any]:
-    """Enrolled factors, lock and last use — never a secret, code or digest."""
+def show(tx: Tx, subject: str, now: float, actor: str | None,
+         ip: str | None = None) -> dict[str, Any] | None:
+    """Enrolled factors, lock and last use — never a secret, code or digest; None for a
+    subject not enrolled. The look-up is audited either way (who looked at whom)."""
+    tx.audit("helpdesk_show", now, subject=subject, client_id=actor, ip=ip)
     user = tx.find_user(subject)
     if user is None:
-        raise NotEnrolled(subject)
+        return None
     last_use = next(iter(tx.audit_events(subject=subject, event=None, before=None, since=None,
                                          limit=1, events=USES)), None)
     lock = (why_locked(tx, subject) if user.locked_at is not None else

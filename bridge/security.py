@@ -66,6 +66,12 @@ FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Fo
 FORWARDING_ENVIRON = tuple(f"HTTP_{h.upper().replace('-', '_')}" for h in FORWARDING_HEADERS)
 
 
+def client_ip() -> str:
+    """The caller's address, after ``STEPUP_TRUSTED_PROXIES`` (``bridge.app`` names it
+    "unknown" where proxies named nobody): what the per-IP windows count and the audit keeps."""
+    return request.remote_addr or "unknown"
+
+
 def secure_transport() -> bool:
     """https, or plain http between two processes of this machine (RFC 6749 §2.3.1, §3.2;
     RFC 6750 §5.3 for bearer tokens). The connection's peer must be loopback, after

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import ClassVar
 
 from authlib.oauth2.rfc6749 import InvalidScopeError, grants
@@ -34,6 +33,3 @@ class AdminCredentialsGrant(grants.ClientCredentialsGrant):
 def register(server, store: Store, clock) -> None:
     server.store, server.clock = store, clock
     server.register_grant(AdminCredentialsGrant)
-    # authlib logs the issued token at DEBUG.
-    logging.getLogger("authlib.oauth2.rfc6749.grants.client_credentials").addFilter(
-        lambda record: not str(record.msg).startswith("Issue token"))

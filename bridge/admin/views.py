@@ -13,7 +13,7 @@ from werkzeug.routing import PathConverter
 
 from .. import helpdesk
 from ..oidc.clients import ADMIN_SCOPE
-from ..security import csrf, secure_transport
+from ..security import client_ip, csrf, secure_transport
 from ..text import is_protocol_value
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
@@ -74,17 +74,11 @@ def http_error(e: HTTPException) -> Response:
                                    "invalid_request", e.description or e.name))
     if e.code == 405 and getattr(e, "valid_methods", None):
         response.headers["Allow"] = ", ".join(sorted(e.valid_methods))
-    return _no_store(response)
+    return response
 
 
 def owns(path: str) -> bool:
     return path == bp.url_prefix or path.startswith(f"{bp.url_prefix}/")
-
-
-@bp.after_request
-def _no_store(response):
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def authorized(view):
@@ -146,7 +140,7 @@ def _subject(subject: str) -> str:
     return subject
 
 
-def _not_enrolled(subject: str) -> ApiError:
+def _not_enrolled() -> ApiError:
     return ApiError(404, "not_enrolled", "This subject has no second factor.")
 
 
@@ -162,14 +156,9 @@ def show_user(subject: str):
     bridge = current_app.extensions["stepup"]
     subject = _subject(subject)
     with bridge.store.begin() as tx:
-        tx.audit("helpdesk_show", bridge.clock(), subject=subject, client_id=g.admin_client,
-                 ip=request.remote_addr)
-        try:
-            user = helpdesk.show(tx, subject)
-        except helpdesk.NotEnrolled:
-            user = None
+        user = helpdesk.show(tx, subject, bridge.clock(), g.admin_client, client_ip())
     if user is None:
-        raise _not_enrolled(subject)
+        raise _not_enrolled()
     return jsonify(user)
 
 
@@ -200,9 +189,9 @@ def _change(action, subject: str) -> None:
     bridge = current_app.extensions["stepup"]
     try:
         helpdesk.change(bridge.store, action, _subject(subject), bridge.clock(),
-                        actor=g.admin_client, ip=request.remote_addr)
+                        actor=g.admin_client, ip=client_ip())
     except helpdesk.NotEnrolled:
-        raise _not_enrolled(subject) from None
+        raise _not_enrolled() from None
 
 
 @bp.get("/events")
@@ -226,7 +215,7 @@ def list_events():
                                limit=limit,
                                leave_out=helpdesk.LOOK_UPS if lookups == "false" else ())
         tx.audit("helpdesk_events", bridge.clock(), subject=subject,
-                 client_id=g.admin_client, ip=request.remote_addr)
+                 client_id=g.admin_client, ip=client_ip())
     events = [{"id": r["id"], "at": r["at"], "event": r["event"], "subject": r["subject"],
                "client_id": r["client_id"], "ip": r["ip"], "detail": r["detail"]} for r in rows]
     return jsonify(events=events,

@@ -64,6 +64,7 @@ from ..i18n import error_text, use_ui_locales
 from ..keyring import UnreadableValue
 from ..oidc import endpoints as oidc_endpoints
 from ..secretbox import SecretBoxError
+from ..security import client_ip
 from ..store import Flow
 
 log = logging.getLogger("stepup")
@@ -91,10 +92,6 @@ def _binding() -> str:
         session.permanent = True
         generate_csrf()  # its session half now too: the flow's page need not set the cookie again
     return session["binding"]
-
-
-def _ip() -> str:
-    return request.remote_addr or "unknown"
 
 
 @bp.get("/", strict_slashes=False)  # mounted under a path, its bare prefix: no redirect
@@ -175,32 +172,32 @@ def recovery_form(flow_id: str):
 @bp.post("/flow/<flow_id>/totp")
 def submit_totp(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().verify_totp(
-        flow, request.form.get("otp", ""), _ip(),
+        flow, request.form.get("otp", ""), client_ip(),
         new_recovery_code=request.form.get("new_recovery_code") == "yes"))
 
 
 @bp.post("/flow/<flow_id>/recovery")
 def submit_recovery(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().verify_recovery(
-        flow, request.form.get("recovery_code", ""), _ip()), error_page="recovery.html")
+        flow, request.form.get("recovery_code", ""), client_ip()), error_page="recovery.html")
 
 
 @bp.post("/flow/<flow_id>/enroll")
 def submit_enrollment(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().verify_enrollment(
-        flow, request.form.get("otp", ""), _ip()))
+        flow, request.form.get("otp", ""), client_ip()))
 
 
 @bp.post("/flow/<flow_id>/reenroll")
 def submit_reenrollment(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().verify_reenrollment(
-        flow, request.form.get("otp", ""), _ip()))
+        flow, request.form.get("otp", ""), client_ip()))
 
 
 @bp.post("/flow/<flow_id>/saved")
 def submit_saved(flow_id: str):
     return _attempt(flow_id, lambda flow: _challenge().confirm_saved(
-        flow, _ip(), saved=request.form.get("saved") == "yes",
+        flow, client_ip(), saved=request.form.get("saved") == "yes",
         reenroll=request.form.get("next") == "reenroll"))
 
 
@@ -231,7 +228,7 @@ def extend(flow_id: str):
 
 @bp.post("/flow/<flow_id>/cancel")
 def cancel(flow_id: str):
-    return _attempt(flow_id, lambda flow: _challenge().cancel(flow, _ip()))
+    return _attempt(flow_id, lambda flow: _challenge().cancel(flow, client_ip()))
 
 
 @bp.get("/flow/<flow_id>/recovery-code.txt")

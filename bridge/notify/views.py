@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, render_template, request
+from flask import Blueprint, Flask, current_app, render_template
 from flask_babel import get_locale, get_translations
 from flask_babel import gettext as _
 
 from ..i18n import use_ui_locales
+from ..security import client_ip
 from .mail import describe
 from .notme import NotMe, Outcome
 
@@ -43,7 +44,7 @@ def not_me(token: str):
 def confirm_not_me(token: str):
     event = _not_me().find(token)
     use_ui_locales(event and event["locale"])
-    outcome = _not_me().confirm(token, request.remote_addr)
+    outcome = _not_me().confirm(token, client_ip())
     if outcome is Outcome.INVALID:
         return _invalid()
     if outcome is Outcome.USED:

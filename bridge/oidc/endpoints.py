@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import grant as admin_grant
 from ..keyring import JWKS_MAX_AGE
-from ..security import FORWARDING_HEADERS, csrf, secure_transport
+from ..security import FORWARDING_HEADERS, client_ip, csrf, secure_transport
 from ..text import CLIENT_ID_LIMIT, is_protocol_value
 from . import assertion, discovery, par
 from .clients import (
@@ -55,7 +55,7 @@ def init_app(app: Flask) -> AuthorizationServer:
         with store.autocommit() as tx:
             record = is_protocol_value(client_id, CLIENT_ID_LIMIT) and tx.find_client(client_id)
             claimed = client_id if record else ""
-            if bridge.client_auth.blocked(tx, _caller(), claimed, bridge.clock()):
+            if bridge.client_auth.blocked(tx, client_ip(), claimed, bridge.clock()):
                 raise _TooManyFailures(bridge.client_auth.window)
         g.claimed_client = claimed  # a credential is tried: a failure counts
         return ClientModel(record, bridge.secrets.pepper) if record else None
@@ -75,10 +75,11 @@ def init_app(app: Flask) -> AuthorizationServer:
                        bridge.clock)
     admin_grant.register(server, store, bridge.clock)
     bridge.oauth = server
-    # authlib logs the issued token response (access and id token) at DEBUG; a filter, not a
-    # level, because someone debugging will turn the level up.
-    logging.getLogger("authlib.oauth2.rfc6749.grants.authorization_code").addFilter(
-        _no_token_logs)
+    # authlib logs the issued token response (access and id token) at DEBUG, for both grants;
+    # a filter, not a level, because someone debugging will turn the level up (and a filter on
+    # the parent logger would not see its children's records).
+    for grant in ("authorization_code", "client_credentials"):
+        logging.getLogger(f"authlib.oauth2.rfc6749.grants.{grant}").addFilter(_no_token_logs)
     csrf.exempt(bp)  # back channel: clients authenticate; there is no browser session
     app.register_blueprint(bp)
     return server
@@ -110,7 +111,7 @@ class _Server(AuthorizationServer):
                 # Which client and address, for whoever answers the invalid_client alert: a
                 # registered id or none (an unknown one is the caller's text, not logged).
                 log.warning("client authentication refused at /%s from %s for %s", endpoint,
-                            _caller(), f"client {claimed!r}" if claimed else "an unknown client")
+                            client_ip(), f"client {claimed!r}" if claimed else "an unknown client")
                 _count_failure(claimed)
             raise
         named = request.payload.client_id
@@ -142,7 +143,7 @@ def _count_failure(claimed: str) -> None:
 
     bridge = current_app.extensions["stepup"]
     try:
-        if bridge.client_auth.hit(_caller(), claimed, bridge.clock()):
+        if bridge.client_auth.hit(client_ip(), claimed, bridge.clock()):
             CLIENT_AUTH_CLOSED.inc()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
         log.error("database unavailable: a failed client authentication was not counted (%s)",
@@ -181,7 +182,7 @@ class _BackChannelRequest(FlaskOAuth2Request):
 
     @property
     def caller(self) -> str:
-        return _caller()
+        return client_ip()
 
 
 class _ClientAuthFailed(InvalidClientError):
@@ -234,11 +235,6 @@ def _back_channel_request() -> _BackChannelRequest:
     if not _basic_auth_readable():
         raise InvalidClientError()
     return _BackChannelRequest(request, params)
-
-
-def _caller() -> str:
-    """The caller's address (after ``STEPUP_TRUSTED_PROXIES``), as the code window reads it."""
-    return request.remote_addr or "unknown"
 
 
 def _form() -> dict[str, list[str]]:
@@ -298,7 +294,7 @@ def _no_resource(token: dict, request) -> None:
 @bp.get("/.well-known/openid-configuration")
 def openid_configuration():
     bridge = current_app.extensions["stepup"]
-    return _json(discovery.metadata(bridge.settings.issuer, bridge.settings.acr))
+    return jsonify(discovery.metadata(bridge.settings.issuer, bridge.settings.acr))
 
 
 @bp.get("/jwks")
@@ -329,7 +325,7 @@ def pushed_authorization_request():
         tx.save_pushed(request_uri, client.get_client_id(), params,
                        now + bridge.settings.request_uri_ttl)
         bridge.housekeeping(tx, now)
-    response = _json({"request_uri": request_uri, "expires_in": bridge.settings.request_uri_ttl})
+    response = jsonify({"request_uri": request_uri, "expires_in": bridge.settings.request_uri_ttl})
     response.status_code = 201
     return response
 
@@ -416,11 +412,4 @@ def _oauth_error(error: OAuth2Error):
     for name, value in headers:
         if name.lower() != "content-type":
             response.headers[name] = value
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _json(data: dict):
-    response = jsonify(data)
-    response.headers["Cache-Control"] = "no-store"
     return response

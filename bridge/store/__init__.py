@@ -771,6 +771,11 @@ class Store:
             yield tx
         _log_committed(tx)
 
+    def ping(self) -> None:
+        """A round trip to the database (readiness); raises SQLAlchemyError if none."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def backup(self, target: Path) -> Path:
         """A consistent copy of the embedded SQLite database into the new file ``target``,
         owner-only, while nodes run: ``VACUUM INTO`` reads one snapshot, commits still in the

@@ -496,3 +496,12 @@ def test_the_described_subject_is_the_one_the_server_takes(client):
             continue
         assert bool(pattern.match("a" + char)) == helpdesk.is_subject("a" + char), hex(point)
     assert schema["maxLength"] == helpdesk.SUBJECT_LIMIT
+
+
+def test_the_help_desk_token_reaches_no_log(admin_act, caplog):
+    """authlib logs every issued token at DEBUG; someone debugging turns the level up."""
+    from tests.bridge.test_logs import _log_everything, _record_text
+
+    _log_everything(caplog)
+    token = get_token(admin_act).get_json()["access_token"]
+    assert caplog.records and not [r for r in caplog.records if token in _record_text(r)]

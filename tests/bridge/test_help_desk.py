@@ -112,7 +112,7 @@ def test_a_lock_over_factors_a_reset_revoked_says_so(make_app, clock, tmp_path):
     act.enroll("rae")
     act.bridge.not_me.confirm(act.bridge.not_me.link(notice).rsplit("/", 1)[1])
     with act.bridge.store.begin() as tx:
-        seen = helpdesk.show(tx, "rae")
+        seen = helpdesk.show(tx, "rae", clock(), None)
     assert (seen["disowned_event"], seen["disowned_event_at"]) == ("enrollment", notice["at"])
     assert seen["disowned_event_at"] < seen["enrolled_at"]
     for _ in range(25):  # the help desk's own look-ups do not push the history off the list

@@ -147,7 +147,7 @@ def test_disowning_a_help_desk_reset_bars_enrollment_until_the_help_desk_lets_it
     assert refused.status_code != 303 and "locked" in attacker.last_page.lower()
     assert "locked" in act.start("nia").last_page.lower()  # no enrollment offered
     with act.bridge.store.begin() as tx:
-        shown_to_help_desk = helpdesk.show(tx, "nia")
+        shown_to_help_desk = helpdesk.show(tx, "nia", clock(), None)
     assert shown_to_help_desk["factors"] == [] and shown_to_help_desk["locked"]
     assert shown_to_help_desk["enrolled_at"] is None
     # The help desk checks it is Nia and unlocks: she enrolls afresh.
@@ -189,7 +189,7 @@ def test_a_disowned_use_of_the_factors_is_undone_only_by_a_reset(mailed, clock):
     act, path, _ = mailed  # the notice of Nia's enrollment
     act.client.post(path, data={"csrf_token": csrf_of(act.client.get(path).get_data(as_text=True))})
     with act.bridge.store.begin() as tx:
-        seen = helpdesk.show(tx, "nia")
+        seen = helpdesk.show(tx, "nia", clock(), None)
     assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "enrollment")
     with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
         helpdesk.unlock(tx, "nia", clock(), "helpdesk")
@@ -215,7 +215,7 @@ def test_disowning_a_moved_address_locks_until_a_reset(notifying, smtp, clock): 
     sent = len(smtp.messages)
     disown(act, told["contact_changed"])
     with act.bridge.store.begin() as tx:
-        seen = helpdesk.show(tx, "oda")
+        seen = helpdesk.show(tx, "oda", clock(), None)
     assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "contact_changed")
     with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
         helpdesk.unlock(tx, "oda", clock(), "helpdesk")
@@ -281,7 +281,7 @@ def test_every_disowned_event_counts_not_only_the_last(notifying, smtp, clock,  
     for kind in order:
         disown(act, found[kind])
     with act.bridge.store.begin() as tx:
-        seen = helpdesk.show(tx, "pia")
+        seen = helpdesk.show(tx, "pia", clock(), None)
     assert seen["disowned_event"] == "recovery_code_used"
     with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
         helpdesk.unlock(tx, "pia", clock(), "helpdesk")
@@ -311,7 +311,7 @@ def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  
     act, first = after_a_burst_of_failures(notifying, clock, "oli")
     disown(act, links(act, smtp)["failure_burst"])
     with act.bridge.store.begin() as tx:
-        seen = helpdesk.show(tx, "oli")
+        seen = helpdesk.show(tx, "oli", clock(), None)
         assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "failure_burst")
         helpdesk.unlock(tx, "oli", clock(), "helpdesk")
     clock.advance(30)
