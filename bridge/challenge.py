@@ -193,9 +193,9 @@ class Policy:
     code_ttl: int
     totp_issuer: str
     #: Seconds either side of now in which a refused code is recognised as a wrong clock.
-    totp_search_window: int = totp.SEARCH_WINDOW
+    totp_search_window: int
     #: Consecutive failures that make a ``failure_burst`` event (0: none).
-    failure_burst: int = 0
+    failure_burst: int
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def _six_digits(code: str) -> str:
     """The typed code as its digits, or a :class:`WrongCode` asking for them: an empty or
     malformed code could never match, so it is no attempt and counts for nothing."""
     code = totp.normalize(code)
-    if not (len(code) == totp.DIGITS and code.isascii() and code.isdigit()):
+    if not totp.well_formed(code):
         raise WrongCode(N_("Enter the %(digits)s-digit code from your authenticator app."),
                         digits=totp.DIGITS)
     return code

@@ -31,7 +31,7 @@ from pathlib import Path
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from .secretbox import SecretBox, SecretBoxError
-from .settings import ConfigError, Settings, decode_key, parse_encryption_keys
+from .settings import SECRET_NAMES, ConfigError, Settings, decode_key, parse_encryption_keys
 from .store import Store, Tx
 
 log = logging.getLogger("stepup")
@@ -153,10 +153,6 @@ class ServerSecrets:
         """Nothing left of a refused start: the secrets file it made up goes."""
         if self.created_file is not None:
             self.created_file.unlink(missing_ok=True)
-
-
-#: The secrets of ``keys/secrets.json``, each also a setting (``STEPUP_<NAME>``).
-SECRET_NAMES = ("secret_key", "pepper", "encryption_keys")
 
 
 def load_secrets(settings: Settings) -> ServerSecrets:

@@ -76,10 +76,10 @@ def audit_to_stderr() -> None:
     audit.setLevel(logging.INFO)
 
 
-def configure(level: str = "INFO") -> None:
+def configure() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl …" on every start

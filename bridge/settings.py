@@ -152,7 +152,7 @@ _STRINGS = ("issuer", "database_url", "acr", "totp_issuer", "help_url", "redis_u
 #: What redis-py's from_url takes.
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: Settings that are secrets: unset, they come from keys/secrets.json (bridge.keyring).
-_SECRETS = ("secret_key", "pepper", "encryption_keys")
+SECRET_NAMES = ("secret_key", "pepper", "encryption_keys")
 #: Fewest bytes of the session key and the pepper: 256 bits, like the keys they protect.
 MIN_SECRET_BYTES = 32
 
@@ -172,7 +172,7 @@ def load_settings(
     unknown = set(raw) - {*_INTS, *_STRINGS, "data_dir"}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    for name in _SECRETS:
+    for name in SECRET_NAMES:
         # A secret store's empty answer must not become this node's own made-up secret.
         if name in raw and isinstance(raw[name], str) and not raw[name].strip():
             raise ConfigError(f"STEPUP_{name.upper()} is set but empty: give its value, or "
@@ -235,7 +235,7 @@ def settings_warnings(environ: Mapping[str, str]) -> list[str]:
 
 
 #: Settings whose value is a secret, or is a URL that may hold a password.
-_SECRET_SETTINGS = (*_SECRETS, "webhook_secret")
+_SECRET_SETTINGS = (*SECRET_NAMES, "webhook_secret")
 _URL_SETTINGS = ("database_url", "smtp_url", "redis_url")
 
 

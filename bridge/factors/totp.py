@@ -25,8 +25,6 @@ WINDOW = 1
 #: A user's remembered clock offset is at most this many steps either way (RFC 6238 §6), so
 #: no step more than MAX_DRIFT + WINDOW from now is ever accepted for anyone.
 MAX_DRIFT = 2
-#: Default reach, in seconds, of the search that recognises a wrong clock (never accepted).
-SEARCH_WINDOW = 600
 #: 160-bit secrets, as RFC 4226 §4 recommends.
 SECRET_BYTES = 20
 
@@ -47,7 +45,7 @@ def match_step(secret: str, code: str, now: float, drift: int = 0) -> int | None
 
     Callers must still check the step against the last accepted one (replay).
     """
-    if not _well_formed(code):
+    if not well_formed(code):
         return None
     current = int(now // PERIOD)
     centre = current + max(-MAX_DRIFT, min(MAX_DRIFT, drift))
@@ -73,7 +71,7 @@ def off_clock_step(secret: str, code: str, now: float, search: int) -> int | Non
 
     Only for telling the user; such a code is never accepted.
     """
-    if not _well_formed(code):
+    if not well_formed(code):
         return None
     current, reach = int(now // PERIOD), search // PERIOD
     offsets = sorted((d for d in range(-reach, reach + 1) if abs(d) > WINDOW),
@@ -84,7 +82,8 @@ def off_clock_step(secret: str, code: str, now: float, search: int) -> int | Non
     return _find(secret, code, [current + d for d in offsets], every=True)
 
 
-def _well_formed(code: str) -> bool:
+def well_formed(code: str) -> bool:
+    """``DIGITS`` ASCII digits: the only codes that can match."""
     return len(code) == DIGITS and code.isascii() and code.isdigit()  # not "١٢٣٤٥٦"
 
 
@@ -101,7 +100,7 @@ def _find(secret: str, code: str, steps: list[int], every: bool = False) -> int 
 
 
 def code_at(secret: str, now: float) -> str:
-    """The code an authenticator app shows at ``now`` (tests and the demo use it)."""
+    """The code an authenticator app shows at ``now`` (the tests and the benchmark use it)."""
     return pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD).at(now)
 
 

@@ -22,13 +22,9 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 
-from ..factors import OTP, RECOVERY_CODE
 from ..keyring import SigningKeys
 from ..store import Code, Store
 from .clients import AUTH_METHODS, ClientModel
-
-#: RFC 8176 ``amr`` values: the factors' own names (``bridge/factors/__init__.py``).
-AMR_TOTP, AMR_RECOVERY = OTP, RECOVERY_CODE
 
 
 @dataclass(frozen=True)

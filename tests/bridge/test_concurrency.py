@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.challenge import ChallengeError, FlowGone
-from bridge.factors import recovery
-from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from bridge.factors import OTP, RECOVERY_CODE, recovery
 from bridge.store import schema
 from tests.bridge.conftest import CALLBACK, Actions, callback_params, shown
 
@@ -104,7 +103,7 @@ def test_two_flows_confirming_one_recovery_code_exactly_one_wins(app, act, round
     assert user(act, subject).recovery_version == 2
     assert audit_count(act, subject, "rotation") == 1
     claims = browsers[win].finish(logins[win], results[win].headers["Location"])
-    assert claims["amr"] == [AMR_RECOVERY]
+    assert claims["amr"] == [RECOVERY_CODE]
 
     # Only the winner's new code works afterwards.
     probe = act.start(subject)
@@ -137,7 +136,7 @@ def test_two_flows_verifying_and_confirming_at_once(app, act, round_):
     with act.bridge.store.engine.begin() as conn:
         amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
-    assert amrs.count([AMR_RECOVERY]) == 1
+    assert amrs.count([RECOVERY_CODE]) == 1
 
 
 # -- one TOTP step, several sign-ins -----------------------------------------------------------
@@ -162,7 +161,7 @@ def test_the_same_totp_code_at_once_succeeds_exactly_once(app, act, clock, round
     assert user(act, subject).totp_last_step == int(clock()) // 30
     win = winners[0]
     claims = browsers[win].finish(logins[win], results[win].headers["Location"])
-    assert claims["amr"] == [AMR_TOTP]
+    assert claims["amr"] == [OTP]
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
@@ -210,7 +209,7 @@ def test_double_posting_the_totp_form_moves_the_flow_once(app, act, clock, round
     with act.bridge.store.engine.begin() as conn:
         amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
-    assert amrs.count([AMR_TOTP]) == 2  # the enrollment's and this login's, no third
+    assert amrs.count([OTP]) == 2  # the enrollment's and this login's, no third
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
@@ -252,7 +251,7 @@ def test_double_posting_the_confirmation_rotates_once(app, act, round_):
     with act.bridge.store.engine.begin() as conn:
         amrs = [row.amr for row in conn.execute(
             sa.select(schema.codes.c.amr).where(schema.codes.c.subject == subject))]
-    assert amrs.count([AMR_RECOVERY]) == 1
+    assert amrs.count([RECOVERY_CODE]) == 1
     probe = act.start(subject)
     assert act.post(probe, "recovery", recovery_code=staged).status_code == 303
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from html import unescape
 
-from bridge.factors import totp
-from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from bridge.factors import OTP, RECOVERY_CODE, totp
 from tests.bridge.conftest import (
     alert,
     callback_params,
@@ -120,7 +119,7 @@ def test_reenrollment_replaces_the_authenticator(act, clock):
     done = act.post(login, "reenroll", otp=totp.code_at(new_secret, clock()))
     assert is_callback(done)
     claims = act.finish(login, done.headers["Location"])
-    assert set(claims["amr"]) == {AMR_RECOVERY, AMR_TOTP}
+    assert set(claims["amr"]) == {RECOVERY_CODE, OTP}
     trail = events(act, "lou")
     assert "reenrollment" in trail and "rotation" in trail
 
@@ -168,7 +167,7 @@ def test_skipping_the_new_authenticator_finishes_the_sign_in_on_the_recovery_cod
     assert "Skip for now and continue" in page and "Cancel and go back" not in page
     done = act.post(login, "skip-reenroll")
     assert is_callback(done)
-    assert act.finish(login, done.headers["Location"])["amr"] == [AMR_RECOVERY]
+    assert act.finish(login, done.headers["Location"])["amr"] == [RECOVERY_CODE]
     assert "reenrollment" not in events(act, "noa")
     assert act.post(login, "skip-reenroll").status_code == 409  # once: the sign-in is over
     assert "This sign-in is complete" in login.last_page

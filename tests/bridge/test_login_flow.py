@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from bridge.factors import OTP, RECOVERY_CODE
 from bridge.settings import DEFAULT_ACR
 from tests.bridge.conftest import (
     CALLBACK,
@@ -24,7 +24,7 @@ def test_enrollment_then_assertion(act, clock):
     assert claims["aud"] == IDP_ID
     assert claims["iss"] == "https://bridge.example"
     assert claims["nonce"] == login.nonce
-    assert claims["amr"] == [AMR_TOTP]
+    assert claims["amr"] == [OTP]
     assert claims["acr"] == DEFAULT_ACR
     assert claims["auth_time"] <= claims["iat"] <= clock() + 1
     assert 0 < claims["exp"] - claims["iat"] <= 300
@@ -39,7 +39,7 @@ def test_totp_login(act, clock):
     response = act.post(again, "totp", otp=act.code_now(again))
     assert response.status_code == 303
     claims = act.finish(again, response.headers["Location"])
-    assert claims["amr"] == [AMR_TOTP]
+    assert claims["amr"] == [OTP]
 
 
 def test_recovery_login_rotates_the_code(act, clock):
@@ -51,7 +51,7 @@ def test_recovery_login_rotates_the_code(act, clock):
     assert "This code works only once" in login.last_page
     response = act.post(login, "saved", saved="yes")
     claims = act.finish(login, response.headers["Location"])
-    assert claims["amr"] == [AMR_RECOVERY]
+    assert claims["amr"] == [RECOVERY_CODE]
     # The old code is spent, the new one works.
     again = act.start("carol")
     act.post(again, "recovery", recovery_code=first.recovery_code)
@@ -136,7 +136,7 @@ def test_a_new_recovery_code_after_a_totp_check(act, clock):
     assert "As you asked, here is a new recovery code" in login.last_page
     assert "Set up a new authenticator" not in login.last_page
     claims = act.finish(login, act.post(login, "saved", saved="yes").headers["Location"])
-    assert claims["amr"] == [AMR_TOTP]
+    assert claims["amr"] == [OTP]
     old = act.start("regen")
     assert act.post(old, "recovery", recovery_code=first.recovery_code).status_code == 400
     fresh = act.start("regen")
@@ -160,7 +160,7 @@ def test_a_user_who_asked_for_a_new_code_may_keep_the_current_one(act, clock):
     first, login, staged = new_code_asked_for(act, clock, "keeper")
     assert "Keep my current code" in login.last_page
     claims = act.finish(login, act.post(login, "keep-code").headers["Location"])
-    assert claims["amr"] == [AMR_TOTP]
+    assert claims["amr"] == [OTP]
     assert act.post(act.start("keeper"), "recovery", recovery_code=staged).status_code == 400
     assert act.post(act.start("keeper"), "recovery",
                     recovery_code=first.recovery_code).status_code == 303

@@ -9,8 +9,7 @@ from __future__ import annotations
 from html import unescape
 
 from bridge.challenge import MAX_AGE_GRACE
-from bridge.factors import recovery, totp
-from bridge.oidc.assertion import AMR_RECOVERY, AMR_TOTP
+from bridge.factors import OTP, RECOVERY_CODE, recovery, totp
 from tests.bridge.conftest import alert, flow_of, is_callback, returning, shown, user
 
 AGAIN = "This sign-in took longer than your organization allows"
@@ -39,7 +38,7 @@ def test_a_new_code_confirmed_after_max_age_keeps_the_code_and_asks_again(act, c
     done = act.post(login, "totp", otp=act.code_now(login))
     assert is_callback(done)
     claims = act.finish(login, done.headers["Location"])
-    assert claims["amr"] == [AMR_TOTP] and claims["auth_time"] == int(clock())
+    assert claims["amr"] == [OTP] and claims["auth_time"] == int(clock())
 
 
 def test_within_max_age_the_code_keeps_the_recovery_codes_auth_time(act, clock):
@@ -51,7 +50,7 @@ def test_within_max_age_the_code_keeps_the_recovery_codes_auth_time(act, clock):
     done = act.post(login, "saved", saved="yes")
     assert is_callback(done)
     claims = act.finish(login, done.headers["Location"])
-    assert claims["amr"] == [AMR_RECOVERY] and claims["auth_time"] == int(checked)
+    assert claims["amr"] == [RECOVERY_CODE] and claims["auth_time"] == int(checked)
 
 
 def test_an_enrollment_confirmed_after_max_age_asks_for_the_new_authenticators_next_code(
@@ -69,7 +68,7 @@ def test_an_enrollment_confirmed_after_max_age_asks_for_the_new_authenticators_n
     clock.advance(30)
     done = act.post(login, "totp", otp=act.code_now(login))
     claims = act.finish(login, done.headers["Location"])
-    assert claims["amr"] == [AMR_TOTP] and claims["auth_time"] == int(clock())
+    assert claims["amr"] == [OTP] and claims["auth_time"] == int(clock())
 
 
 def test_a_new_authenticator_set_up_after_max_age_is_kept_and_asked_for(act, clock):
@@ -87,7 +86,7 @@ def test_a_new_authenticator_set_up_after_max_age_is_kept_and_asked_for(act, clo
     login.secret = new_secret
     done = act.post(login, "totp", otp=act.code_now(login))
     claims = act.finish(login, done.headers["Location"])
-    assert claims["amr"] == [AMR_TOTP] and claims["auth_time"] == int(clock())
+    assert claims["amr"] == [OTP] and claims["auth_time"] == int(clock())
 
 
 def test_max_age_0_leaves_the_grace_and_then_the_new_recovery_code(act, clock):
@@ -111,7 +110,7 @@ def test_max_age_0_leaves_the_grace_and_then_the_new_recovery_code(act, clock):
     assert act.post(slow, "recovery", recovery_code=third).status_code == 303
     done = act.post(slow, "saved", saved="yes")
     claims = act.finish(slow, done.headers["Location"])
-    assert claims["amr"] == [AMR_RECOVERY] and claims["auth_time"] == int(clock())
+    assert claims["amr"] == [RECOVERY_CODE] and claims["auth_time"] == int(clock())
 
 
 def test_without_max_age_nothing_is_asked_again(act, clock):

@@ -3,8 +3,7 @@ enrollment code's step included; an older code in the window is refused after a 
 
 from __future__ import annotations
 
-from bridge.factors import totp
-from bridge.oidc.assertion import AMR_TOTP
+from bridge.factors import OTP, totp
 from tests.bridge.conftest import alert, events, flow_of, is_callback, returning, user
 
 
@@ -26,7 +25,7 @@ def test_totp_code_is_accepted_once_then_refused_as_replay(act, clock):
     clock.advance(30)  # the next step's code works
     response = act.post(b, "totp", otp=act.code_now(b))
     assert is_callback(response)
-    assert act.finish(b, response.headers["Location"])["amr"] == [AMR_TOTP]
+    assert act.finish(b, response.headers["Location"])["amr"] == [OTP]
     assert user(act, "alice").failures == 0
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.factors import recovery
-from bridge.oidc.assertion import AMR_RECOVERY
+from bridge.factors import RECOVERY_CODE, recovery
 from tests.bridge.conftest import (
     alert,
     events,
@@ -34,7 +33,7 @@ def test_recovery_code_only_stages_and_a_closed_tab_leaves_the_old_code_valid(ac
     replacement = shown(login.last_page, "recovery-code")
     assert replacement != staged
     response = act.post(login, "saved", saved="yes")
-    assert act.finish(login, response.headers["Location"])["amr"] == [AMR_RECOVERY]
+    assert act.finish(login, response.headers["Location"])["amr"] == [RECOVERY_CODE]
 
     # The abandoned flow's code never works, and the abandoned flow cannot finish.
     probe = act.start("hana")

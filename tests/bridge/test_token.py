@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from joserfc import jws
 
-from bridge.oidc.assertion import AMR_TOTP
+from bridge.factors import OTP
 from bridge.oidc.clients import new_client
 from bridge.settings import DEFAULT_ACR
 from bridge.store import token_digest
@@ -85,7 +85,7 @@ class TestIdToken:
         assert claims["aud"] in (IDP_ID, [IDP_ID])
         assert claims["nonce"] == login.nonce
         assert claims["acr"] == DEFAULT_ACR
-        assert claims["amr"] == [AMR_TOTP]
+        assert claims["amr"] == [OTP]
         assert abs(claims["iat"] - clock()) <= 1
         assert 0 < claims["exp"] - claims["iat"] <= 300
         assert isinstance(claims["auth_time"], int)
