@@ -131,6 +131,13 @@ def _post_worker_init(worker) -> None:
         bridge.sender.start()
 
 
+def _worker_exit(server, worker) -> None:
+    # A worker stopping (a restart, a deploy) starts no new delivery: one cut off half-way
+    # would be sent again by another sender once its claim lapses.
+    if bridge := worker.app.application.extensions.get("stepup"):
+        bridge.sender.stop()
+
+
 def _child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
@@ -166,6 +173,7 @@ def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -
         "pre_fork": _pre_fork,
         "post_fork": _post_fork,
         "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         # Forwarding headers (X-Forwarded-Proto, SCRIPT_NAME …) count only through the app's
         # ProxyFix, for STEPUP_TRUSTED_PROXIES hops; gunicorn would trust any local peer.

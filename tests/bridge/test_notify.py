@@ -813,3 +813,17 @@ _NOW = str(int(time.time()))
 ])
 def test_the_documented_receiver_says_false_to_hostile_headers_never_raises(headers):
     assert verify(WEBHOOK_SECRET, headers, b"{}", time.time()) is False
+
+
+def test_a_stopping_worker_starts_no_new_delivery(notifying):
+    """gunicorn's worker_exit stops the worker's sender thread (a delivery cut off half-way
+    would go out twice)."""
+    from types import SimpleNamespace
+
+    from bridge.server import _worker_exit
+
+    act = notifying()
+    thread = act.bridge.sender.start()
+    _worker_exit(None, SimpleNamespace(app=SimpleNamespace(application=act.client.application)))
+    thread.join(timeout=10)
+    assert not thread.is_alive()
