@@ -7,6 +7,8 @@ scripts/system-deps.sh
 scripts/bootstrap.sh
 scripts/axe.sh
 if [ $# -eq 0 ]; then
+  # Lint first: the style rules (pyproject.toml [tool.ruff]) hold for every change.
+  .venv/bin/ruff check --no-cache .
   # The hand-off client installed alone (no Flask, no SQLAlchemy) passes its tests.
   scripts/test-handoff-alone.sh
   # The Keycloak authenticator's JUnit tests (Maven Surefire prints each class's outcome).
