@@ -474,9 +474,12 @@ def test_install_re_runs_with_changed_options_keep_every_clients_scope(world):
     def scopes() -> list[str]:
         return [s["name"] for s in realm.admin.get_client_default_client_scopes(client_uuid)]
 
+    def listed() -> list[str]:
+        lines = world.stepup("client", "list").stdout.splitlines()
+        return next(line for line in lines if line.startswith("keycloak-rerun\t")).split("\t")
+
     def prefixes() -> list[str]:
-        listed = world.stepup("client", "list").stdout.splitlines()
-        return next(line for line in listed if line.startswith("keycloak-rerun\t")).split()[4:]
+        return listed()[4].split()
 
     world.stepup("keycloak", "install", *args, "--existing-clients")
     assert "stepup" in scopes()
@@ -484,6 +487,11 @@ def test_install_re_runs_with_changed_options_keep_every_clients_scope(world):
         world.stepup("keycloak", "install", *args, *extra)
         assert "stepup" in scopes(), extra
     assert len(prefixes()) == len(CALLBACK_PATHS)  # one per callback path, none twice
+    # The notices name the realm's sign-ins as its login page does (no display name: its name).
+    assert listed()[-1] == "name=rerun"
+    realm.admin.update_realm("rerun", {"displayName": "Rerun\u00a0Corp"})
+    world.stepup("keycloak", "install", *args)
+    assert listed()[-1] == "name=Rerun Corp" and len(prefixes()) == len(CALLBACK_PATHS)
     status, lines = audit_lines(world, "rerun")
     assert (status, lines) == (0, []), lines
 
