@@ -85,13 +85,21 @@ def describe(event: dict[str, Any], texts: NullTranslations, lang: str) -> list[
                            locale=lang) + " UTC"
     lines = [texts.gettext(WHAT[event["event"]]), texts.gettext(WHEN) % {"when": when}]
     if event.get("account"):
-        lines.append(texts.gettext(ACCOUNT) % {"account": event["account"]})
+        lines.append(texts.gettext(ACCOUNT) % {"account": _isolated(event["account"])})
     # A help-desk action's client is the help desk's own tool, and a "this wasn't me" lock
     # carries the disowned event's: neither is a sign-in.
     if event.get("client_id") and not event["event"].startswith(("helpdesk_", "not_me")):
         client = event.get("client_name") or event["client_id"]
-        lines.append(texts.gettext(APPLICATION) % {"client": client})
+        lines.append(texts.gettext(APPLICATION) % {"client": _isolated(client)})
     return lines
+
+
+def _isolated(name: str) -> str:
+    """A name set apart from the sentence around it (Unicode bidi isolates, UAX #9): in an
+    Arabic notice "Acme Inc." showed in Chromium as ".Acme Inc", its full stop taken by the
+    right-to-left sentence. Names never hold isolates of their own (``text.display_name``
+    refuses format characters)."""
+    return f"\u2068{name}\u2069"
 
 
 def send(settings: Settings, message: EmailMessage) -> None:

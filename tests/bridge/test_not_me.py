@@ -55,8 +55,8 @@ def test_the_page_says_which_notice_it_is_about(mailed, smtp):  # noqa: F811
                        re.search(r'<blockquote class="notice">(.*?)</blockquote>', html).group(1))
     assert facts[0] == "La validation en deux étapes a été configurée pour votre compte."
     assert facts[1].startswith("Quand") and facts[1].endswith(" UTC")
-    assert facts[2] == "Compte\u00a0: nia@example"  # the name the IdP gave the user
-    assert facts[3] == "Connexion pour\u00a0: idp"
+    assert facts[2] == "Compte\u00a0: \u2068nia@example\u2069"  # the name the IdP gave
+    assert facts[3] == "Connexion pour\u00a0: \u2068idp\u2069"
     mailed_lines = body_of(smtp.messages[0]).splitlines()
     assert all(html_unescape(fact) in mailed_lines for fact in facts)
 
