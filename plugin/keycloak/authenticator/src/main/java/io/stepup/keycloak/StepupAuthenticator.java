@@ -93,7 +93,7 @@ public class StepupAuthenticator implements Authenticator {
         try {
             pending = handoff.begin(config, handoffUser, redirectUri);
         } catch (BridgeUnavailableException e) {
-            unavailable(context, config, e);
+            unavailable(context, config.onUnavailable() == StepupConfig.OnUnavailable.SKIP, e);
             return;
         } catch (HandoffException e) {
             rejected(context, e);
@@ -135,7 +135,9 @@ public class StepupAuthenticator implements Authenticator {
         try {
             assertion = handoff.complete(config, pending, callback, context.getUser().getId());
         } catch (BridgeUnavailableException e) {
-            unavailable(context, config, e);
+            // Never skipped on the way back: the user has been to the bridge, and a cancel, a lock or a
+            // made-up code met by an outage (a discovery or /token that fails just then) must not pass.
+            unavailable(context, false, e);
             return;
         } catch (HandoffException e) {
             rejected(context, e);
@@ -170,10 +172,9 @@ public class StepupAuthenticator implements Authenticator {
         return locale == null ? null : locale.toLanguageTag();
     }
 
-    /** The back channel failed: fail closed, or let the flow go on when configured {@code skip}. */
-    private static void unavailable(AuthenticationFlowContext context, StepupConfig config,
-                                    BridgeUnavailableException e) {
-        if (config.onUnavailable() == StepupConfig.OnUnavailable.SKIP) {
+    /** The back channel failed: fail closed, or let the flow go on when {@code skip} (the first trip only). */
+    private static void unavailable(AuthenticationFlowContext context, boolean skip, BridgeUnavailableException e) {
+        if (skip) {
             LOG.warnf("Stepup Bridge unavailable, step skipped by configuration (user %s): %s",
                     context.getUser().getId(), e.getMessage());
             context.attempted();
