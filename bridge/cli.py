@@ -554,12 +554,12 @@ def db_status() -> None:
         click.echo(textwrap.fill(step.summary, 100, initial_indent=f"  {step.revision}  ",
                                  subsequent_indent=" " * 8))
     if all(step.rolling for step in todo):
-        click.echo(f"Each only adds: nodes on {found} keep working, so upgrade, then restart "
-                   "the nodes one by one.")
+        click.echo(f"Nodes on {found} keep working beside each: upgrade, then restart the "
+                   "nodes one by one.")
     else:
-        click.echo("Not only additions ("
+        click.echo(f"Nodes on {found} cannot run beside "
                    + ", ".join(step.revision for step in todo if not step.rolling)
-                   + "): stop every node, upgrade, then start the new version.")
+                   + ": stop every node, upgrade, then start the new version.")
     sys.exit(NOT_FOUND)
 
 
@@ -672,7 +672,7 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
         # half-done would leave every login needing a client the bridge does not have.
         prefixes = _kept_prefixes(bridge, opts.bridge_client_id, opts.redirect_uri_prefixes)
         check_names(opts.bridge_client_id, [], prefixes)
-        name = name and client_name(name)
+        name = None if name is None else client_name(name)
         admin = connect(opts)
         result = install(admin, opts)
         # A secret the realm kept from an earlier run (edited by hand, say) is checked here.
@@ -716,10 +716,11 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
                    "they end: run again with --sign-out-everyone to end them now.")
 
 
-def _realm_name(display: str | None, realm: str) -> str:
+def _realm_name(display: str | None, realm: str) -> str | None:
     """The name users see on the realm's login page (its display name, when one that fits a
-    notice is set), else the realm's own."""
-    return display_name(display or "", CLIENT_NAME_LIMIT) or realm
+    notice is set), else the realm's own (if it fits: else none, and the client id shows)."""
+    return (display_name(display or "", CLIENT_NAME_LIMIT)
+            or display_name(realm, CLIENT_NAME_LIMIT))
 
 
 def _sign_out_everyone(admin, opts) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
 import socket
 import sys
@@ -132,10 +133,19 @@ def _post_worker_init(worker) -> None:
 
 
 def _worker_exit(server, worker) -> None:
-    # A worker stopping (a restart, a deploy) starts no new delivery: one cut off half-way
-    # would be sent again by another sender once its claim lapses.
+    # A worker stopping (a restart, a deploy) starts no new delivery and lets the one under
+    # way finish (bounded): one cut off half-way would be sent again by another sender once
+    # its claim lapses. gunicorn also calls this in the master for a worker already gone: a
+    # stop there would be inherited by every worker forked after it.
+    if worker.pid != os.getpid():
+        return
     if bridge := worker.app.application.extensions.get("stepup"):
-        bridge.sender.stop()
+        bridge.sender.stop(wait=SENDER_GRACE)
+
+
+#: Seconds a stopping worker waits for its sender's delivery under way (gunicorn's graceful
+#: timeout, 30 s, bounds the whole exit).
+SENDER_GRACE = 10
 
 
 def _child_exit(server, worker) -> None:

@@ -44,6 +44,7 @@ class Sender:
         # claim; a dead one's events are due again when it lapses.
         self.lease = 2 * (settings.smtp_timeout + settings.webhook_timeout * len(self.urls)) + 5
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         # The series of each channel in use, at 0 from the start (bridge.ops says why).
         for channel in ["email"] * bool(settings.smtp_url) + ["webhook"] * bool(self.urls):
             for outcome in ("delivered", "failed", "abandoned"):
@@ -161,12 +162,15 @@ class Sender:
 
     # -- the thread ---------------------------------------------------------------------
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._loop, name="stepup-sender", daemon=True)
-        thread.start()
-        return thread
+        self._thread = threading.Thread(target=self._loop, name="stepup-sender", daemon=True)
+        self._thread.start()
+        return self._thread
 
-    def stop(self) -> None:
+    def stop(self, wait: float) -> None:
+        """Start no new delivery, and give the one under way up to ``wait`` seconds to end."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(wait)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -637,12 +637,15 @@ class Tx:
         return self._db.execute(statement, params).rowcount == 1
 
 
-#: An event with what its notice calls the client's sign-ins and the account, as they are now
-#: (NULL for a client that has no name or is gone, and for a user reset since).
+#: An event with what its notice calls the client's sign-ins (its name now; NULL for a client
+#: with none or gone) and the account: the name of the user's enrollment the event belongs to,
+#: none once reset. Whoever enrolls after a reset (say, after talking the help desk into it)
+#: must not put their words on the older notices' "this wasn't me" page.
 _NAMED_EVENTS = (
     sa.select(events, clients.c.client_name, users.c.display_name.label("account"))
     .outerjoin(clients, clients.c.client_id == events.c.client_id)
-    .outerjoin(users, users.c.subject == events.c.subject))
+    .outerjoin(users, sa.and_(users.c.subject == events.c.subject,
+                              users.c.created_at <= events.c.at)))
 
 # The statements of a step-up (TOTP or recovery code, with rotation) and of an enrollment,
 # built once and compiled once per database and parameter names (``sql.py``); the others,

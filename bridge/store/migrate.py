@@ -64,7 +64,8 @@ def _at_head(engine: Engine) -> bool:
 @dataclass(frozen=True)
 class Migration:
     """One revision ``upgrade`` would apply: what it changes (its docstring's first paragraph)
-    and whether nodes still on the revision before keep working on it (its ``rolling``)."""
+    and whether nodes still on the revision before keep working right on it (its ``rolling``;
+    absent: no)."""
 
     revision: str
     summary: str

@@ -590,12 +590,13 @@ class TestDbStatus:
         engine.dispose()
 
     def test_a_rename_says_stop_every_node(self, stepup, tmp_path):
-        """0003 renames a column the nodes before it read: not a rolling upgrade."""
+        """0003 renames a column the nodes before it read, and nodes before 0004 would accept
+        a step its wrong-clock hints burn: not a rolling upgrade."""
         url = f"sqlite:///{tmp_path / 'older.db'}"
         migrate.upgrade(sa.create_engine(url), "0002")
         result = stepup("db", "status", STEPUP_DATABASE_URL=url)
         assert result.exit_code == 1
-        assert "Not only additions (0003): stop every node" in result.stdout
+        assert "Nodes on 0002 cannot run beside 0003, 0004: stop every node" in result.stdout
 
     def test_the_url_it_names_shows_no_password(self, stepup):
         url = "postgresql+psycopg://stepup:s3cret-pw@127.0.0.1:9/stepup?sslpassword=k3y-pw"

@@ -19,7 +19,7 @@ from bridge.notify.mail import CLOSING, IF_NOT_YOU, WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import is_callback, returning, shown, wrong_code
-from tests.bridge.test_outbox import metric
+from tests.bridge.test_outbox import metric, outbox
 from tests.receivers import (
     WEBHOOK_SECRET,
     DripServer,
@@ -610,6 +610,26 @@ def test_a_notice_names_the_account_and_the_client_by_its_registered_name(notify
     assert "idp" not in " ".join(lines)
 
 
+def test_a_notice_names_only_the_enrollment_it_was_about(notifying, clock):
+    """Found by a review: the account was read from the user's row as it is now, so after a
+    help-desk reset whoever enrolled next (the one who talked the help desk into it) put their
+    own words on the older notices' "this wasn't me" page, the victim's way to decide."""
+    from bridge import helpdesk
+
+    act = notifying()
+    act.enroll("zed", email="zed@example.org", preferred_username="Zed Victim")
+    clock.advance(60)
+    with act.bridge.store.begin() as tx:
+        helpdesk.reset(tx, "zed", clock(), None)
+    clock.advance(60)
+    act.enroll("zed", preferred_username="IT test, no action needed, do not lock")
+    notices = outbox(act, "zed")
+    with act.bridge.store.begin() as tx:
+        seen = [(e["event"], tx.find_event(e["id"])["account"]) for e in notices]
+    assert seen == [("enrollment", None), ("helpdesk_reset", None),
+                    ("enrollment", "IT test, no action needed, do not lock")]  # only its own
+
+
 # aiosmtpd cannot tell that an smtps socket is TLS, and warns about AUTH on it.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 @pytest.mark.parametrize("tls", ["starttls", "smtps"])
@@ -819,13 +839,17 @@ def test_the_documented_receiver_says_false_to_hostile_headers_never_raises(head
 
 def test_a_stopping_worker_starts_no_new_delivery(notifying):
     """gunicorn's worker_exit stops the worker's sender thread (a delivery cut off half-way
-    would go out twice)."""
+    would go out twice); the same hook run in the master, for a worker already gone, stops
+    nothing there (the workers forked after it would inherit the stop)."""
+    import os
     from types import SimpleNamespace
 
     from bridge.server import _worker_exit
 
     act = notifying()
     thread = act.bridge.sender.start()
-    _worker_exit(None, SimpleNamespace(app=SimpleNamespace(application=act.client.application)))
-    thread.join(timeout=10)
+    app = SimpleNamespace(application=act.client.application)
+    _worker_exit(None, SimpleNamespace(app=app, pid=os.getpid() + 1))  # in the master
+    assert thread.is_alive()
+    _worker_exit(None, SimpleNamespace(app=app, pid=os.getpid()))
     assert not thread.is_alive()

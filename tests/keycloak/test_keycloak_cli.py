@@ -169,8 +169,9 @@ def test_install_names_the_client_as_the_realms_login_page_does(fake, tmp_path):
     assert registered_name() == "Acme Corp"
     assert install(tmp_path, "--client-name", "Acme staff portal").exit_code == 0
     assert registered_name() == "Acme staff portal"
-    refused = install(tmp_path, "--client-name", "\u202eevil")
-    assert refused.exit_code == 2 and "client name" in said(refused)
+    for bad in ("\u202eevil", ""):
+        refused = install(tmp_path, "--client-name", bad)
+        assert refused.exit_code == 2 and "client name" in said(refused)
     assert registered_name() == "Acme staff portal"
 
 

@@ -11,8 +11,9 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
-#: It only adds: nodes still on the revision before keep working on it (`stepup db status`).
-rolling = True
+#: It only adds, but nodes on the revision before ignore ``totp_hinted_step``: one of them
+#: could accept the future step a new node's wrong-clock hint revealed. Stop them all first.
+rolling = False
 
 
 def upgrade() -> None:

@@ -12,7 +12,9 @@ revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
-#: It only adds: nodes still on the revision before keep working on it (`stepup db status`).
+#: It only adds: nodes still on the revision before keep working on it (`stepup db status`),
+#: counting the new nodes' failed client authentications in an address's code window too
+#: (more refusals for that while, never fewer).
 rolling = True
 
 
