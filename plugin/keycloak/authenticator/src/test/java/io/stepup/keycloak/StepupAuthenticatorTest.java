@@ -74,8 +74,18 @@ class StepupAuthenticatorTest {
             Map<String, String> kept = new HashMap<>(notes);
             assertThrows(Refused.class, () -> authenticator.authenticate(context()), answer[0]);
             assertEquals(List.of(), outcomes, answer[0]);
-            notes.putAll(kept); // the callback spent them
+            assertEquals(Map.of(), notes, "the callback spends the login's notes, whatever its outcome");
+            notes.putAll(kept);
         }
+    }
+
+    @Test
+    void aCallbackThisLoginNeverStartedIsAFirstTrip() {
+        // A state in the query but none saved: nothing to finish, so a hand-off starts (here, skipped).
+        query.putSingle("state", "state-1");
+        query.putSingle("code", "made-up");
+        authenticator.authenticate(context());
+        assertEquals(List.of("attempted"), outcomes);
     }
 
     private AuthenticationFlowContext context() {
