@@ -149,7 +149,11 @@ def test_a_whole_sign_in_through_nginx_as_documented(proxied, tmp_path):
     # "this wasn't me" token (a made-up one: the path is what counts).
     token = "e" * 20 + ".1900000000.mac"
     assert idp.request("GET", f"/not-me/{token}").status == 400  # "this link doesn't work"
-    logged = (tmp_path / "access.log").read_text()
+    # nginx writes a request's line once the answer is sent: the client may read the log first.
+    deadline = time.monotonic() + 10
+    while "/not-me/" not in (logged := (tmp_path / "access.log").read_text()):
+        assert time.monotonic() < deadline, logged
+        time.sleep(0.05)
     assert "GET /authorize HTTP/1.1" in logged and "POST /par " in logged
     assert "request_uri" not in logged and "?" not in logged
     assert "GET /not-me/<token> HTTP/1.1" in logged and token not in logged
