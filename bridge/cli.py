@@ -539,10 +539,10 @@ def db_status() -> None:
     """Which schema the database has, and what `stepup db upgrade` would change (reads only).
     Exits 0 when there is nothing to do, 1 when there is, 2 on a newer schema."""
     settings = _settings()
-    engine = create_engine(settings.database) if _exists(settings.database) else None
     click.echo(f"Database: {_safe_url(settings.database)}")
-    found, todo = migrate.pending(engine) if engine else (None, [])
-    if engine is None or found is None:
+    found, todo = (migrate.pending(create_engine(settings.database))
+                   if _exists(settings.database) else (None, []))
+    if found is None:
         click.echo(f"No schema yet: `stepup db upgrade` creates schema {migrate.HEAD}.")
         sys.exit(NOT_FOUND)
     if not todo:

@@ -132,6 +132,11 @@ def _post_worker_init(worker) -> None:
         bridge.sender.start()
 
 
+#: Seconds a stopping worker waits for its sender's delivery under way (gunicorn's graceful
+#: timeout, 30 s, bounds the whole exit).
+SENDER_GRACE = 10
+
+
 def _worker_exit(server, worker) -> None:
     # A worker stopping (a restart, a deploy) starts no new delivery and lets the one under
     # way finish (bounded): one cut off half-way would be sent again by another sender once
@@ -141,11 +146,6 @@ def _worker_exit(server, worker) -> None:
         return
     if bridge := worker.app.application.extensions.get("stepup"):
         bridge.sender.stop(wait=SENDER_GRACE)
-
-
-#: Seconds a stopping worker waits for its sender's delivery under way (gunicorn's graceful
-#: timeout, 30 s, bounds the whole exit).
-SENDER_GRACE = 10
 
 
 def _child_exit(server, worker) -> None:
