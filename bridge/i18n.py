@@ -24,7 +24,7 @@ from flask import Flask, g, render_template, request, session
 from flask_babel import Babel, format_decimal, get_locale, get_translations, gettext
 from markupsafe import Markup
 
-from .challenge import ChallengeError, ClockDrift, WrongCode
+from .challenge.errors import ChallengeError, ClockDrift, WrongCode
 
 #: Supported languages, English first (the fallback).
 LANGUAGES = ("en", "de", "fr", "es", "ar")

@@ -35,21 +35,13 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from ..admin import views as admin_views
-from ..challenge import (
-    DONE,
-    ENROLL,
-    ENROLL_SAVED,
+from ..challenge import Challenge
+from ..challenge.errors import (
     FLOW_EXPIRED,
-    LOCKED,
     N_,
-    NOT_ENROLLED,
-    REENROLL,
-    ROTATE,
     STEP_DONE,
-    TOTP,
     WAIT_MESSAGE,
     AuthenticateAgain,
-    Challenge,
     ChallengeError,
     FlowGone,
     LinkExpired,
@@ -57,6 +49,16 @@ from ..challenge import (
     MovedOn,
     TooSoon,
     WrongCode,
+)
+from ..challenge.stages import (
+    DONE,
+    ENROLL,
+    ENROLL_SAVED,
+    LOCKED,
+    NOT_ENROLLED,
+    REENROLL,
+    ROTATE,
+    TOTP,
 )
 from ..edge import for_programs, server_error_json
 from ..factors import totp

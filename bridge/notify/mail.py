@@ -16,7 +16,7 @@ from babel.support import NullTranslations, Translations
 
 from stepup_handoff.deadline import Deadline
 
-from ..challenge import N_
+from ..challenge.errors import N_
 from ..i18n import TRANSLATIONS, negotiate
 from ..settings import SMTP_SCHEMES, Settings
 

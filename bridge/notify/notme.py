@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from ..challenge import DONE, LOCKED
+from ..challenge.stages import DONE, LOCKED
 from ..store import Store
 
 _TOKEN = re.compile(r"([0-9a-f-]{36})\.([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{43})")  # one spelling

@@ -9,7 +9,7 @@ import html
 import pytest
 import sqlalchemy as sa
 
-from bridge.challenge import ClockDrift
+from bridge.challenge.errors import ClockDrift
 from bridge.factors import totp
 from bridge.store import schema
 from tests.bridge.conftest import Actions, events, is_callback, returning, shown, user

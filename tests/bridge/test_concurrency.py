@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from bridge.challenge import ChallengeError, FlowGone
+from bridge.challenge.errors import ChallengeError, FlowGone
 from bridge.factors import OTP, RECOVERY_CODE, recovery
 from bridge.store import schema
 from tests.bridge.conftest import CALLBACK, Actions, callback_params, shown

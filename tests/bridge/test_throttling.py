@@ -9,7 +9,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from bridge.challenge import WrongCode
+from bridge.challenge.errors import WrongCode
 from bridge.factors import recovery
 from bridge.oidc.clients import new_client
 from bridge.store import schema

@@ -17,11 +17,12 @@ One login, in order (each step is one method below):
 
 Every stage change is a compare-and-set on the flow's stage, so a double-posted form or two
 tabs cannot run a step twice; every factor rule is enforced by the store's atomic verbs.
+Each attempt is admitted and counted by :mod:`.attempts`; what the user is told is in
+:mod:`.errors`; a flow's stages are :mod:`.stages`.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 import time
 from collections.abc import Callable
@@ -30,23 +31,29 @@ from urllib.parse import urlencode
 
 from stepup_handoff.assertion import LEEWAY
 
-from .factors import OTP, RECOVERY_CODE, recovery, totp
-from .helpdesk import why_locked
-from .keyring import ServerSecrets
-from .store import Code, Flow, Store, Tx, User, token_digest
-from .text import CLIENT_ID_LIMIT, REQUEST_URI_LIMIT, is_protocol_value
-from .throttle import IpLimiter, delay_after
-
-# Flow stages.
-ENROLL = "enroll"  # new user: scan the QR code, enter the first code
-ENROLL_SAVED = "enroll_saved"  # new user: save the first recovery code
-TOTP = "totp"  # known user: TOTP, or the recovery code instead
-ROTATE = "rotate"  # recovery code accepted: save the replacement
-REENROLL = "reenroll"  # after a recovery login: set up a new authenticator
-LOCKED = "locked"
-NOT_ENROLLED = "not_enrolled"  # unknown user, client does not allow enrollment
-DONE = "done"  # its code issued: ended, kept a while so its page can say it is complete
-
+from ..factors import OTP, RECOVERY_CODE, recovery, totp
+from ..helpdesk import why_locked
+from ..keyring import ServerSecrets
+from ..store import Code, Flow, Store, Tx, User, token_digest
+from ..text import CLIENT_ID_LIMIT, REQUEST_URI_LIMIT, is_protocol_value
+from ..throttle import IpLimiter
+from .attempts import Attempts
+from .errors import (
+    ALREADY_COMPLETE,
+    FACTOR_RESET,
+    FLOW_ENDED,
+    N_,
+    STEP_DONE,
+    AuthenticateAgain,
+    ChallengeError,
+    ClockDrift,
+    EnrolledElsewhere,
+    FlowGone,
+    LinkExpired,
+    MovedOn,
+    WrongCode,
+)
+from .stages import DONE, ENROLL, ENROLL_SAVED, LOCKED, NOT_ENROLLED, REENROLL, ROTATE, TOTP
 
 #: What a finished flow keeps of what the IdP pushed: its page's language, and the way back.
 _KEPT_PARAMS = ("ui_locales", "redirect_uri", "state")
@@ -56,132 +63,11 @@ def _kept(flow: Flow) -> dict:
     return {k: flow.params[k] for k in _KEPT_PARAMS if k in flow.params}
 
 
-def N_(message: str) -> str:
-    """Mark a text for extraction (babel.cfg); the pages translate it (bridge.i18n)."""
-    return message
-
-
-def NP_(singular: str, plural: str) -> tuple[str, str]:
-    """Mark a text with a plural form (``%(num)s`` is the count) for extraction."""
-    return singular, plural
-
-
-#: From how many remaining tries a wrong code's message warns of the coming lock (WCAG 3.3.4:
-#: the user can still switch to the recovery code, or stop and ask the help desk).
-TRIES_WARNING = 3
-
-LOCKED_MESSAGE = N_("Two-step verification is locked for your account. Contact your help desk to "
-                    "unlock it.")
-LOCKED_AFTER_FAILURES = N_("Too many wrong codes. Two-step verification is locked for your "
-                           "account. Contact your help desk to unlock it.")
-ALREADY_COMPLETE = N_("This sign-in is already complete.")
-WAIT_MESSAGE = NP_("Too many wrong codes. Wait %(num)s second, then try again.",
-                   "Too many wrong codes. Wait %(num)s seconds, then try again.")
-FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
-                "and start again.")
-STEP_DONE = N_("This step of the sign-in is already done.")
-FLOW_EXPIRED = N_("This sign-in has expired. Use Return to sign-in to start again.")
 #: Seconds past ``max_age`` a sign-in may still end with the factor's ``auth_time``: reading a
 #: code and ticking a box is not what ``max_age`` is about. The hand-off client allows 30 s of
 #: clock leeway (its ``LEEWAY``); 10 of them are left for the way to the IdP and its token
 #: request, so no assertion this lets through is refused there.
 MAX_AGE_GRACE = LEEWAY - 10
-FACTOR_RESET = N_("Your second factor was reset. Go back to your sign-in page and start again.")
-
-
-class ChallengeError(Exception):
-    """Something the user must be told; ``message`` is safe to show (generic by design).
-
-    ``message`` is English; ``msgid`` (and ``plural`` with ``count``) and ``params`` let the
-    pages show it in the user's language with their number format.
-    """
-
-    status = 400
-
-    def __init__(self, message: str | tuple[str, str], count: int | None = None,
-                 **params: object):
-        self.msgid, self.plural = message if isinstance(message, tuple) else (message, None)
-        self.count = count
-        self.params = params
-        english = self.msgid if self.plural is None or count == 1 else self.plural
-        variables = {**params, "num": count} if count is not None else params
-        self.message = english % variables if variables else english
-        super().__init__(self.message)
-
-
-class WrongCode(ChallengeError):
-    status = 400
-    #: Wrong codes the user may still enter before the lock, when few are left (else None);
-    #: in a new authenticator's setup, before the setup ends (``ends_setup``).
-    tries_left: int | None = None
-    ends_setup: bool = False
-    #: Seconds before the next try is looked at (the growing delay), when there is one: said
-    #: now, so the next try is not refused unannounced.
-    wait: int = 0
-
-
-class TooSoon(ChallengeError):
-    status = 429
-
-
-class FlowGone(ChallengeError):
-    """Unknown, expired, finished, or another browser's flow."""
-
-    status = 404
-
-
-class MovedOn(FlowGone):
-    """The step asked for is not this sign-in's current one: another tab, a double click, or
-    Back and a re-post took it further (or to its end)."""
-
-
-class LinkExpired(ChallengeError):
-    """``/authorize`` with an unknown, used or expired ``request_uri`` (or client)."""
-
-
-class EnrolledElsewhere(FlowGone):
-    """Another flow enrolled this user first; this flow's factor and code must never work."""
-
-    def __init__(self) -> None:
-        super().__init__(N_("This account finished setting up in another sign-in. Go back to "
-                            "your sign-in page and start again. If this sign-in gave you an "
-                            "entry in your authenticator app or a recovery code, delete them: "
-                            "they will not work."))
-
-
-class Locked(ChallengeError):
-    status = 403
-
-
-class AuthenticateAgain(ChallengeError):
-    """The IdP's ``max_age`` ran out between the factor's check and the sign-in's end (the
-    user stayed on the new recovery code, or on a new authenticator's setup): what they
-    confirmed is kept, and the sign-in asks for a code once more (OpenID Connect Core
-    §3.1.2.1: the OP re-authenticates). Not an error of the user's."""
-
-    status = 200
-
-    def __init__(self, code_saved: bool = True) -> None:
-        super().__init__(
-            N_("This sign-in took longer than your organization allows. To finish, enter a "
-               "code from your authenticator app, or the new recovery code you just saved.")
-            if code_saved else
-            N_("This sign-in took longer than your organization allows. To finish, enter a "
-               "code from your authenticator app."))
-
-
-class ClockDrift(WrongCode):
-    """A code from the wrong time: the device's clock is off by about ``offset`` seconds
-    (positive: fast). Still a failed attempt; only the hint differs."""
-
-    def __init__(self, offset: int, step: int):
-        self.offset, self.step = offset, step
-        # Half up: round() goes to even, and 90 s and 150 s both said "about 2 minutes".
-        self.minutes = max(1, int(abs(offset) / 60 + 0.5))
-        self.fast = offset > 0
-        # English only here: bridge.i18n words the hint (with plurals) for the pages.
-        super().__init__(f"That code didn't work: your device's clock looks about "
-                         f"{self.minutes} min {'fast' if self.fast else 'slow'}.")
 
 
 @dataclass(frozen=True)
@@ -222,6 +108,7 @@ class Challenge:
                  limiter: IpLimiter, clock: Callable[[], float] = time.time):
         self.store, self.policy, self.limiter, self.clock = store, policy, limiter, clock
         self.pepper, self.vault = server_secrets.pepper, server_secrets.vault
+        self.attempts = Attempts(policy, limiter, clock)
 
     # -- 1. begin ---------------------------------------------------------------------------
     def begin(self, client_id: str, request_uri: str, binding: str) -> Flow:
@@ -298,7 +185,7 @@ class Challenge:
         code = _six_digits(code)
         self._precheck(flow, TOTP)
         with self.store.begin() as tx:
-            user, now, refusal = self._admit(tx, flow, ip)
+            user, now, refusal = self.attempts.admit(tx, flow, ip)
             if refusal is None:
                 secret = self._totp_secret(user)
                 step = totp.match_step(secret, code, now, user.totp_drift)
@@ -336,8 +223,9 @@ class Challenge:
                 # A wrong clock is audited as one (the device's offset, in seconds): the help
                 # desk tells an app to fix from someone guessing.
                 drift = {"clock_offset": wrong.offset} if isinstance(wrong, ClockDrift) else {}
-                refusal = self._fail(tx, flow, ip, now, wrong,
-                                     "replay" if replay else "failure", factor=OTP, **drift)
+                refusal = self.attempts.fail(tx, flow, ip, now, wrong,
+                                             "replay" if replay else "failure", factor=OTP,
+                                             **drift)
         raise refusal
 
     def verify_recovery(self, flow: Flow, text: str, ip: str) -> None:
@@ -348,7 +236,7 @@ class Challenge:
                                "ABCDE-FGHJK-MNPQR-STVWX-YZ234."))
         self._precheck(flow, TOTP)
         with self.store.begin() as tx:
-            user, now, refusal = self._admit(tx, flow, ip)
+            user, now, refusal = self.attempts.admit(tx, flow, ip)
             if refusal is None:
                 if secrets.compare_digest(recovery.keyed_digest(self.pepper, canonical),
                                           user.recovery_digest):
@@ -361,7 +249,7 @@ class Challenge:
                     tx.audit("recovery_code_used", now, subject=user.subject,
                              client_id=flow.client_id, ip=ip)
                     return
-                refusal = self._fail(
+                refusal = self.attempts.fail(
                     tx, flow, ip, now,
                     WrongCode(N_("That recovery code didn't work. Check it and try again.")),
                     "failure", factor=RECOVERY_CODE)
@@ -571,60 +459,6 @@ class Challenge:
         current = tx.find_flow(flow.flow_id, now)
         return current is None or current.stage != flow.stage
 
-    def _ip_blocked(self, tx: Tx, ip: str, now: float) -> TooSoon | None:
-        if self.limiter.blocked(tx, ip, now):
-            return TooSoon(N_("Too many failed attempts from your network. Try again later."))
-        return None
-
-    def _count_ip_failure(self, tx: Tx, flow: Flow, ip: str, now: float) -> None:
-        """Count a wrong code against the caller's address. The one that closes its window is
-        audited (``ip_window_closed``, with the client whose sign-in it was): codes sprayed
-        over many users from one address reach the operator as a lockout of one user does."""
-        if self.limiter.hit(tx, ip, now):
-            tx.audit("ip_window_closed", now, client_id=flow.client_id, ip=ip)
-
-    def _admit(self, tx: Tx, flow: Flow, ip: str
-               ) -> tuple[User, float, ChallengeError | None]:
-        """Lock the user's row, then read the clock: an attempt that waited for the lock
-        behind another one's failure is judged (and counted) at the time it got the row, not
-        before that failure. Say why it may not even be looked at (lock, IP window, delay)."""
-        user = tx.find_user(flow.subject, for_update=True)
-        now = self.clock()
-        if user is None:  # reset by the help desk mid-flow
-            raise FlowGone(FACTOR_RESET)
-        if user.locked_at is not None:
-            # Locked from another tab or node: this flow shows the locked page from now on,
-            # and its "Return to sign-in" tells the IdP the user is locked out.
-            tx.advance_flow(flow.flow_id, flow.stage, stage=LOCKED)
-            return user, now, Locked(LOCKED_MESSAGE)
-        if refusal := self._ip_blocked(tx, ip, now):
-            return user, now, refusal
-        # Never more than the delay: another node's clock may run ahead of this one's.
-        delay = delay_after(user.failures)
-        wait = min(delay, delay - (now - (user.last_failure_at or 0)))
-        if wait > 0:
-            return user, now, TooSoon(WAIT_MESSAGE, count=math.ceil(wait))
-        return user, now, None
-
-    def _fail(self, tx: Tx, flow: Flow, ip: str, now: float, wrong: WrongCode, event: str,
-              **detail: str | int) -> ChallengeError:
-        """Count a failed attempt (user and IP); lock at the limit and say so. A lock ends
-        every open sign-in of the user and voids their unredeemed codes. Short of the limit
-        the refusal is ``wrong``, telling the user how many tries remain when few do."""
-        self._count_ip_failure(tx, flow, ip, now)
-        failures = tx.record_failure(flow.subject, now, self.policy.lockout_limit)
-        tx.audit(event, now, subject=flow.subject, client_id=flow.client_id, ip=ip,
-                 failures=failures, **detail)
-        if failures == self.policy.failure_burst < self.policy.lockout_limit:
-            tx.audit("failure_burst", now, subject=flow.subject, client_id=flow.client_id,
-                     ip=ip, failures=failures)
-        if failures < self.policy.lockout_limit:
-            wrong.wait = delay_after(failures)
-            return self._counted_down(wrong, failures)
-        tx.lock_sign_ins(flow.subject, LOCKED, DONE)
-        tx.audit("lockout", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
-        return Locked(LOCKED_AFTER_FAILURES)
-
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
         code = _six_digits(code)
@@ -633,7 +467,7 @@ class Challenge:
         secret = self._open_pending(flow)
         step = totp.match_step(secret, code, now)
         with self.store.begin() as tx:
-            if refusal := self._ip_blocked(tx, ip, now):
+            if refusal := self.attempts.blocked(tx, ip, now):
                 raise refusal
             # Right code or wrong, a setup another sign-in finished first can never finish:
             # it ends, and nothing is counted (not a guess).
@@ -644,7 +478,7 @@ class Challenge:
                 # A new entry in the same app under the same name: its old code is the likely
                 # slip. Said as such (still counted: the page cannot tell it from a guess).
                 old = stage == REENROLL and self._from_replaced_app(tx, flow, code, now)
-                self._count_ip_failure(tx, flow, ip, now)
+                self.attempts.count_ip_failure(tx, flow, ip, now)
                 attempts = tx.count_flow_attempt(flow.flow_id)
                 tx.audit("failure", now, subject=flow.subject, client_id=flow.client_id, ip=ip,
                          factor="enrollment", attempts=attempts)
@@ -665,19 +499,12 @@ class Challenge:
                 "That code didn't match. Check that your app's clock is right and enter the "
                 "code it shows now. If you scanned a QR code on an earlier visit, delete that "
                 "entry in your app and scan this one."))
-        raise self._counted_down(wrong, attempts, ends_setup=True)
+        raise self.attempts.counted_down(wrong, attempts, ends_setup=True)
 
     def _from_replaced_app(self, tx: Tx, flow: Flow, code: str, now: float) -> bool:
         """Whether ``code`` is one the user's current authenticator shows now (±1 step)."""
         user = tx.find_user(flow.subject)
         return user is not None and totp.match_step(self._totp_secret(user), code, now) is not None
-
-    def _counted_down(self, wrong: WrongCode, used: int, *, ends_setup: bool = False
-                      ) -> WrongCode:
-        """``wrong``, telling how many tries remain once few do (of ``lockout_limit``)."""
-        if (left := self.policy.lockout_limit - used) <= TRIES_WARNING:
-            wrong.tries_left, wrong.ends_setup = left, ends_setup
-        return wrong
 
     def _off_clock(self, secret: str, code: str, now: float) -> ClockDrift | None:
         """A code that matches a step minutes away: the device's clock is wrong (RFC 6238 §6)."""
