@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from bridge import create_app, keyring
-from bridge.cli import _safe_url, main
+from bridge.cli import main
+from bridge.cli.base import _safe_url
 from bridge.settings import ConfigError, load_settings
 from bridge.store import Store, create_engine, schema
 from tests.bridge.conftest import IDP_ID

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from bridge import helpdesk
-from bridge.cli import _when, main
+from bridge.cli import main
+from bridge.cli.users import _when
 from bridge.factors import recovery, totp
 from bridge.store import schema
 from tests.bridge.conftest import Actions, events, is_callback, shown, user, wrong_code
@@ -153,7 +154,7 @@ def test_the_command_line_audits_the_operator_as_a_json_line(make_app, clock, tm
 def test_a_uid_with_no_name_is_audited_by_its_number(monkeypatch):
     """A container's random uid has no passwd entry: getpass raised (KeyError before Python
     3.13) and every command that writes an audit event ended in a traceback."""
-    from bridge.cli import _operator
+    from bridge.cli.base import _operator
 
     for name in ("SUDO_USER", "LOGNAME", "USER", "LNAME", "USERNAME"):
         monkeypatch.delenv(name, raising=False)

@@ -11,7 +11,8 @@ from conftest import ADMIN_PASSWORD, BRIDGE
 from fake_keycloak import BASE
 
 from bridge import create_app
-from bridge.cli import _operator, main
+from bridge.cli import main
+from bridge.cli.base import _operator
 from bridge.oidc.clients import new_client
 from bridge.store.schema import audit_events
 

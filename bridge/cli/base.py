@@ -1,0 +1,222 @@
+"""The ``stepup`` group, the helpers every command shares, and the commands that run servers."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import click
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+
+from ..app import Bridge, build_bridge, create_app
+from ..oidc.clients import new_client
+from ..settings import ConfigError, Settings, is_local_host, load_settings, settings_warnings
+from ..store.migrate import SchemaError
+
+# Nothing imported in bridge.cli may import prometheus_client (bridge.ops does, inside
+# create_app): `serve` must set PROMETHEUS_MULTIPROC_DIR first.
+
+
+def _settings() -> Settings:
+    """The settings, saying on stderr which STEPUP_ variables are no setting (a typo,
+    STEPUP_DATABSE_URL, would have the command act on the embedded database, silently) and
+    whether the config file shows its secrets to every user."""
+    for warning in settings_warnings(os.environ):
+        click.echo(f"stepup: warning: {warning}", err=True)
+    return load_settings()
+
+
+def _bridge() -> Bridge:
+    """The bridge a command works on: its audit events name the operator and go to stderr as
+    JSON lines too."""
+    from .. import logs
+
+    bridge = build_bridge(_settings())
+    bridge.store.operator = _operator()
+    logs.audit_to_stderr()
+    return bridge
+
+
+def _operator() -> str:
+    """Who ran the command, as the shell says (not verified): the user behind sudo, else this
+    process's user, else its uid."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (OSError, KeyError):  # a uid with no name (a container's); KeyError before 3.13
+        return f"uid {os.getuid()}"
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"stepup: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _confirmed(question: str) -> bool:
+    """The operator's yes; no, Ctrl-C or no terminal to ask on (end of input) is a no."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        return False
+
+
+#: Exit codes beside 0 and 2 (a usage or set-up error), so a ticketing script tells the cases
+#: apart: nothing of that name (1, as ``grep``: a user not enrolled, a client not registered),
+#: and refused (3: not locked, or a lock the user set over their factors: reset instead).
+NOT_FOUND, REFUSED = 1, 3
+
+
+#: The extra that installs each optional module (pyproject.toml [project.optional-dependencies]).
+_EXTRAS = {"psycopg": "postgres", "redis": "redis",
+           "keycloak": "keycloak"}
+
+
+class _Group(click.Group):
+    """Turn configuration and schema problems into one line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, SchemaError, ValueError) as e:
+            _fail(str(e))
+        except ImportError as e:  # an optional part used without the extra that installs it
+            module = (e.name or "").partition(".")[0]
+            if module not in _EXTRAS:
+                raise
+            _fail(f"{module} is not installed: install the bridge with its "
+                  f"'{_EXTRAS[module]}' extra (from the clone: pip install '.[{_EXTRAS[module]}]')")
+        except SQLAlchemyError as e:
+            # Reached but refused (no privilege on the schema, a constraint) is not an outage.
+            reached = isinstance(e, DBAPIError) and not isinstance(
+                e, OperationalError | InterfaceError)
+            _fail(f"the database {'refused the command' if reached else 'is not reachable'}: "
+                  f"{type(e).__name__}: {str(getattr(e, 'orig', e)).splitlines()[0]}")
+        except OSError as e:  # the data folder: a file in its place, read-only, no space
+            if e.filename is None:  # not a file's (a socket's, say): not ours to word
+                raise
+            why = ("a file is in the way of a folder"
+                   if isinstance(e, FileExistsError | NotADirectoryError) else e.strerror)
+            _fail(f"cannot use {e.filename}: {why}")
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="stepup-bridge", prog_name="stepup")
+def main() -> None:
+    """Stepup Bridge: TOTP and recovery-code step-up for identity providers."""
+
+
+# -- serve / demo -------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the production server (gunicorn) on the configured settings."""
+    from ..server import cannot_listen, run_gunicorn
+
+    settings = load_settings()
+    # Before the metrics folder in it: mkdir(parents=True) would make it with the default mode.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    metrics_dir = os.environ.setdefault(
+        "PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / f"metrics-{port}"))
+    _clear_metric_files(Path(metrics_dir))
+    from .. import logs
+
+    logs.configure()
+    app = create_app()  # fail fast, in the master, on bad settings or an old schema
+    if why := cannot_listen(host, port):
+        _fail(f"cannot listen on {host}:{port}: {why} (another server there? choose a port "
+              "with --port)")
+    click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
+               f"({settings.workers} workers, database {_safe_url(settings.database)})")
+    if settings.issuer == Settings.issuer and port != 5000:
+        # Discovery, the assertions' iss and every page's links would name another address.
+        logging.getLogger("stepup").warning(  # a JSON line on stderr, as every other one
+            "STEPUP_ISSUER is not set, so the bridge calls itself %s, not the port it listens "
+            "on: set it to the URL its users and IdPs reach", settings.issuer)
+    if not settings.behind_tls and not is_local_host(urlsplit(settings.issuer).hostname):
+        logging.getLogger("stepup").warning(
+            "STEPUP_ISSUER is plain http on a host that is not this machine: cookies go "
+            "without Secure and there is no HSTS, and IdPs refuse http back channels; use "
+            "https:// (a TLS proxy in front, docs/operations.md)")
+    run_gunicorn(app, host, port, settings.workers, settings.timeout)
+
+
+@main.command(short_help="Run the bridge and a demo IdP, to click through.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--idp-port", default=5001, show_default=True, type=click.IntRange(1, 65535))
+def demo(port: int, idp_port: int) -> None:
+    """Run the bridge plus a small demo IdP that hands off to it (all on 127.0.0.1)."""
+    from werkzeug.serving import make_server
+
+    from ..demo import DEMO_USERS, create_demo_idp
+    from ..server import quiet_dev_server_log
+
+    issuer = f"http://127.0.0.1:{port}"
+    idp_url = f"http://127.0.0.1:{idp_port}"
+    os.environ.setdefault("STEPUP_ISSUER", issuer)
+    bridge_app = create_app()
+    issuer = bridge_app.extensions["stepup"].settings.issuer
+    client_secret = secrets.token_urlsafe(32)
+    quiet_dev_server_log()
+    try:
+        idp_app = create_demo_idp(issuer, "demo-idp", client_secret, idp_url)
+    except ValueError as error:  # the hand-off client refuses the issuer (http off loopback)
+        _fail(f"the demo IdP cannot use STEPUP_ISSUER={issuer}: {error}")
+    try:  # both ports first: a demo already running keeps its registration if one is taken
+        servers = [make_server("127.0.0.1", port, bridge_app, threaded=True),
+                   make_server("127.0.0.1", idp_port, idp_app, threaded=True)]
+    except SystemExit:  # werkzeug has said which port is taken
+        _fail("choose free ports with --port and --idp-port, e.g. "
+              "scripts/demo.sh --port 5010 --idp-port 5011")
+    with bridge_app.extensions["stepup"].store.begin() as tx:
+        tx.remove_client("demo-idp")
+        tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
+                                 secret=client_secret, jwks_uri=None,
+                                 redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[],
+                                 name="Demo IdP"))
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    users = ", ".join(f"{name} / {pw}" for name, pw in DEMO_USERS.values())
+    click.echo(f"Stepup Bridge:  {issuer}\nDemo IdP:       {idp_url}   <- open this\n"
+               f"Demo users:     {users}\nPress Ctrl+C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        for server in servers:
+            server.shutdown()
+
+
+#: prometheus_client's per-process files (``counter_<pid>.db``, ``gauge_livesum_<pid>.db``, ...).
+_METRIC_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_\d+\.db")
+
+
+def _clear_metric_files(folder: Path) -> None:
+    """Metric files of a previous run would be counted again: remove them, and only them. Any
+    other ``*.db`` there (the SQLite database, when the folder is the data folder) is refused:
+    /metrics reads every one."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if others := sorted(item.name for item in folder.glob("*.db")
+                        if not _METRIC_FILE.fullmatch(item.name)):
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={folder} holds {', '.join(others[:3])}: "
+                          "give the metrics a folder of their own")
+    for item in folder.glob("*.db"):
+        item.unlink()
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its passwords (libpq also takes them as query parameters:
+    ``password``, ``sslpassword``), for the start-up line."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    query = {k: "hidden" if "password" in k.lower() else v for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)

@@ -1,0 +1,77 @@
+"""``stepup db``: the database schema and backups."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from ..store import Store, create_engine, migrate
+from .base import NOT_FOUND, _fail, _safe_url, _settings, main
+
+
+@main.group()
+def db() -> None:
+    """Database schema and backups."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to this version (alembic)."""
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the SQLite file's
+    engine = create_engine(settings.database)
+    migrate.upgrade(engine)
+    click.echo(f"Database at revision {migrate.current(engine)}")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Which schema the database has, and what `stepup db upgrade` would change (reads only).
+    Exits 0 when there is nothing to do, 1 when there is, 2 on a newer schema."""
+    settings = _settings()
+    click.echo(f"Database: {_safe_url(settings.database)}")
+    found, todo = (migrate.pending(create_engine(settings.database))
+                   if _exists(settings.database) else (None, []))
+    if found is None:
+        click.echo(f"No schema yet: `stepup db upgrade` creates schema {migrate.HEAD}.")
+        sys.exit(NOT_FOUND)
+    if not todo:
+        click.echo(f"Schema {found}: the one this bridge runs on. Nothing to upgrade.")
+        return
+    click.echo(f"Schema {found}; this bridge runs on {migrate.HEAD}. `stepup db upgrade` "
+               "applies:")
+    for step in todo:
+        click.echo(textwrap.fill(step.summary, 100, initial_indent=f"  {step.revision}  ",
+                                 subsequent_indent=" " * 8))
+    if all(step.rolling for step in todo):
+        click.echo(f"Nodes on {found} keep working beside each: upgrade, then restart the "
+                   "nodes one by one.")
+    else:
+        click.echo(f"Nodes on {found} cannot run beside "
+                   + ", ".join(step.revision for step in todo if not step.rolling)
+                   + ": stop every node, upgrade, then start the new version.")
+    sys.exit(NOT_FOUND)
+
+
+def _exists(database: str) -> bool:
+    """A database URL names something to read: a SQLite file that is not there yet is not
+    created by looking at it (PostgreSQL: the server says)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database)
+    return url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
+
+
+@db.command("backup")
+@click.argument("target", metavar="FILE", type=click.Path(path_type=Path))
+def db_backup(target: Path) -> None:
+    """Copy the embedded SQLite database to a new file FILE, consistently, while nodes run
+    (back up keys/secrets.json too: without it the copy is useless)."""
+    settings = _settings()
+    if target.exists() or target.is_symlink():
+        _fail(f"{target} exists: name a new file")
+    source = Store(create_engine(settings.database)).backup(target)
+    click.echo(f"Backed up {source} to {target}")

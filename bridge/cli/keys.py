@@ -1,0 +1,57 @@
+"""``stepup keys``: signing keys and the encryption key of stored secrets."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
+from .base import _bridge, _fail, main
+
+
+@main.group()
+def keys() -> None:
+    """Signing keys, and the encryption key of stored secrets."""
+
+
+@keys.command("rotate")
+@click.option("--publish-ahead", default=PUBLISH_AHEAD, show_default=True,
+              type=click.IntRange(0, 86400),
+              help="Seconds the new keys are published before they sign: the JWKS may be "
+                   f"cached {JWKS_MAX_AGE} s, after a node's {RING_REFRESH} s to notice them.")
+def keys_rotate(publish_ahead: int) -> None:
+    """New signing keys; the previous ones stay published until their tokens expire."""
+    bridge = _bridge()
+    kids = bridge.signing_keys.rotate(time.time(), publish_ahead)
+    with bridge.store.begin() as tx:
+        tx.audit("signing_key_rotation", time.time(), kids=kids)
+    click.echo(f"New signing keys {', '.join(kids)}: published now, signing in "
+               f"{publish_ahead} s; every node picks them up within {RING_REFRESH} s.")
+
+
+@keys.command("rotate-encryption")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 100_000))
+def keys_rotate_encryption(batch: int) -> None:
+    """Re-encrypt TOTP secrets, signing keys and open sign-ins under the first key of
+    STEPUP_ENCRYPTION_KEYS.
+
+    Safe while serving: each row is re-sealed with a compare-and-set, in small transactions.
+    """
+    bridge = _bridge()
+    vault = bridge.secrets.vault
+    changed, lost = vault.reseal_all(bridge.store, batch)
+    with bridge.store.begin() as tx:
+        tx.audit("encryption_key_rotation", time.time(), key=vault.box.active, resealed=changed)
+    if changed:
+        click.echo(f"Re-encrypted {changed} secret(s) under key {vault.box.active!r}.")
+    elif not lost:
+        click.echo(f"Nothing to re-encrypt: every secret is under key {vault.box.active!r} "
+                   "already.")
+    if lost:
+        # The key that sealed them was taken out of STEPUP_ENCRYPTION_KEYS too early.
+        for what in lost:
+            click.echo(f"cannot open: {what}", err=True)
+        _fail(f"{len(lost)} secret(s) no listed key opens: put the key back in "
+              "STEPUP_ENCRYPTION_KEYS and run this again; without it, reset those users "
+              "(stepup user reset) — a sign-in in progress just starts again")
