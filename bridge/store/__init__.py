@@ -8,15 +8,11 @@ process memory, decides the winner of a race; this holds across processes and no
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import schema
+from .engine import create_engine
+from .records import NOTIFIED_EVENTS, Client, Code, Flow, User, spent_key, token_digest
 from .schema import (
     access_tokens,
     audit_events,
@@ -40,100 +38,43 @@ from .schema import (
     users,
 )
 from .sql import Row, Session, Statement, checkout
+from .statements import (
+    ACCEPT_STEP,
+    ADVANCE_FLOW,
+    CLEAR_FAILURES,
+    CONSUME_PUSHED,
+    COUNT_CLIENT_FAILURES,
+    COUNT_IP_FAILURES,
+    END_FLOW,
+    FIND_CLIENT,
+    FIND_CONTACT,
+    FIND_FLOW,
+    FIND_USER,
+    FIND_USER_FOR_UPDATE,
+    FINISH_FLOW,
+    FLOW_COLUMNS,
+    INSERT_AUDIT,
+    INSERT_CODE,
+    INSERT_CONTACT,
+    INSERT_EVENT,
+    INSERT_FLOW,
+    INSERT_IP_FAILURE,
+    INSERT_PUSHED,
+    INSERT_USER,
+    LOCK_IP,
+    NAMED_EVENTS,
+    REDEEM_CODE,
+    REDEEMED_CODE,
+    ROTATE_RECOVERY,
+    SEALED,
+    SIGNING_KEYS,
+    UPDATE_CONTACT,
+    UPDATE_SAME_CONTACT,
+)
 
 #: Audit events are also logged here (never with a code, secret or token in them), once their
 #: transaction has committed; the Prometheus metrics count these lines (``ops.AuditMetrics``).
 audit_log = logging.getLogger("stepup.audit")
-
-#: Audit events that also go to the outbox (``events``) for e-mail and webhook delivery.
-NOTIFIED_EVENTS = frozenset({
-    "enrollment", "recovery_code_used", "rotation", "reenrollment", "lockout",
-    "failure_burst", "helpdesk_unlock", "helpdesk_reset", "not_me", "contact_changed",
-})
-
-
-def token_digest(value: str) -> str:
-    """Plain SHA-256 hex of a high-entropy random token (≥ 128 bits): rows are keyed by it,
-    never by the token itself. Unkeyed on purpose — only for values nobody can guess; codes a
-    person holds use an HMAC under the pepper (``recovery.keyed_digest``)."""
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def spent_key(digest: str) -> str:
-    """The key of a redeemed code's row: its digest hashed again, its first character a "~".
-    No :func:`token_digest` (hex) is ever that, so no code, not even the digest of one sent as
-    a code, finds the row to redeem it, on this release or the one that deleted rows."""
-    return "~" + hashlib.sha256(f"spent\0{digest}".encode()).hexdigest()[1:]
-
-
-@dataclass(frozen=True)
-class Client:
-    client_id: str
-    secret_digest: str | None
-    jwks_uri: str | None
-    redirect_uris: list[str]
-    redirect_uri_prefixes: list[str]
-    id_token_alg: str
-    allow_enrollment: bool
-    created_at: float
-    admin: bool = False
-    client_name: str | None = None
-
-
-@dataclass(frozen=True)
-class User:
-    """An enrolled user; a barred subject (:meth:`Tx.bar_user`) has a locked row with no
-    factor: ``totp_secret`` empty."""
-
-    subject: str
-    display_name: str | None
-    totp_secret: str
-    totp_last_step: int
-    recovery_digest: str
-    recovery_version: int
-    failures: int
-    last_failure_at: float | None
-    locked_at: float | None
-    created_at: float
-    totp_drift: int = 0
-    totp_hinted_step: int | None = None
-
-    @property
-    def barred(self) -> bool:
-        return not self.totp_secret
-
-
-@dataclass(frozen=True)
-class Flow:
-    flow_id: str
-    binding: str
-    client_id: str
-    subject: str
-    params: dict[str, Any]
-    stage: str
-    attempts: int
-    pending_secret: str | None
-    pending_step: int | None
-    staged_code: str | None
-    replaces_version: int | None
-    factor: str | None
-    auth_time: float | None
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class Code:
-    code_digest: str
-    client_id: str
-    subject: str
-    redirect_uri: str
-    scope: str
-    nonce: str
-    code_challenge: str
-    auth_time: float
-    acr: str
-    amr: list[str]
-    expires_at: float
 
 
 class Tx:
@@ -154,7 +95,7 @@ class Tx:
         self._db.execute(sa.insert(clients).values(**client.__dict__))
 
     def find_client(self, client_id: str) -> Client | None:
-        row = self._db.execute(_FIND_CLIENT, {"b_client_id": client_id}).first()
+        row = self._db.execute(FIND_CLIENT, {"b_client_id": client_id}).first()
         return Client(**row) if row else None
 
     def name_client(self, client_id: str, name: str | None) -> bool:
@@ -177,23 +118,23 @@ class Tx:
 
     # -- pushed authorization requests (RFC 9126) ---------------------------------------
     def save_pushed(self, request_uri: str, client_id: str, params: dict, expires_at: float):
-        self._db.execute(_INSERT_PUSHED, {"uri_digest": token_digest(request_uri),
-                                           "client_id": client_id, "params": params,
-                                           "expires_at": expires_at})
+        self._db.execute(INSERT_PUSHED, {"uri_digest": token_digest(request_uri),
+                                          "client_id": client_id, "params": params,
+                                          "expires_at": expires_at})
 
     def consume_pushed(self, request_uri: str, client_id: str, now: float) -> dict | None:
         """Take a pushed request once; None if unknown, used, expired or another client's."""
-        row = self._db.execute(_CONSUME_PUSHED, {"b_digest": token_digest(request_uri)}).first()
+        row = self._db.execute(CONSUME_PUSHED, {"b_digest": token_digest(request_uri)}).first()
         if row is None or row["client_id"] != client_id or row["expires_at"] <= now:
             return None
         return row["params"]
 
     # -- login flows ----------------------------------------------------------------------
     def save_flow(self, flow: Flow) -> None:
-        self._db.execute(_INSERT_FLOW, flow.__dict__)
+        self._db.execute(INSERT_FLOW, flow.__dict__)
 
     def find_flow(self, flow_id: str, now: float) -> Flow | None:
-        row = self._db.execute(_FIND_FLOW, {"b_flow_id": flow_id, "b_now": now}).first()
+        row = self._db.execute(FIND_FLOW, {"b_flow_id": flow_id, "b_now": now}).first()
         return Flow(**row) if row else None
 
     def find_ended_flow(self, flow_id: str, now: float) -> Flow | None:
@@ -205,10 +146,10 @@ class Tx:
 
     def advance_flow(self, flow_id: str, from_stage: str, **changes: Any) -> bool:
         """Compare-and-set on the stage: a flow moves on once, even if a form is posted twice."""
-        if not changes or not changes.keys() <= _FLOW_COLUMNS:  # SET is what is named here
+        if not changes or not changes.keys() <= FLOW_COLUMNS:  # SET is what is named here
             raise ValueError(f"advance_flow: not columns of flows: {sorted(changes)}")
-        return self._changed(_ADVANCE_FLOW, {"b_flow_id": flow_id, "b_stage": from_stage,
-                                             **changes})
+        return self._changed(ADVANCE_FLOW, {"b_flow_id": flow_id, "b_stage": from_stage,
+                                            **changes})
 
     def count_flow_attempt(self, flow_id: str) -> int:
         self._db.execute(
@@ -230,7 +171,7 @@ class Tx:
 
     def end_flow(self, flow_id: str, stage: str) -> bool:
         """Delete a flow that is still at ``stage``: the step that wins this, ends it."""
-        return self._changed(_END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})
+        return self._changed(END_FLOW, {"b_flow_id": flow_id, "b_stage": stage})
 
     def finish_flow(self, flow_id: str, stage: str, done: str, now: float,
                     kept: dict[str, Any]) -> bool:
@@ -238,14 +179,14 @@ class Tx:
         but the row stays, at stage ``done``, ended now, without its secrets and with only the
         ``kept`` params, as a flow that ran out does (``find_ended_flow``), so its page can
         say the sign-in is complete."""
-        return self._changed(_FINISH_FLOW, {"b_flow_id": flow_id, "b_stage": stage,
-                                            "b_done": done, "b_now": now, "b_params": kept})
+        return self._changed(FINISH_FLOW, {"b_flow_id": flow_id, "b_stage": stage,
+                                           "b_done": done, "b_now": now, "b_params": kept})
 
     # -- users ----------------------------------------------------------------------------
     def find_user(self, subject: str, for_update: bool = False) -> User | None:
         """``for_update`` holds the row until the transaction ends (PostgreSQL); SQLite's
         write-locking transactions already serialize writers."""
-        query = _FIND_USER_FOR_UPDATE if for_update else _FIND_USER
+        query = FIND_USER_FOR_UPDATE if for_update else FIND_USER
         row = self._db.execute(query, {"b_subject": subject}).first()
         return User(**row) if row else None
 
@@ -253,7 +194,7 @@ class Tx:
         """Insert a newly enrolled user; False if the subject enrolled meanwhile."""
         try:
             with self._db.savepoint():
-                self._db.execute(_INSERT_USER, user.__dict__)
+                self._db.execute(INSERT_USER, user.__dict__)
         except sa.exc.IntegrityError:
             return False
         return True
@@ -261,17 +202,17 @@ class Tx:
     def add_users(self, rows: list[User], emails: list[str] | None = None) -> None:
         """Bulk enrollment, one batched INSERT (the benchmark seeds its users this way), with
         the address each user's IdP pushes, if given, as a sign-in would have kept it."""
-        self._db.execute(_INSERT_USER, many=[row.__dict__ for row in rows])
+        self._db.execute(INSERT_USER, many=[row.__dict__ for row in rows])
         if emails:
-            self._db.execute(_INSERT_CONTACT, many=[
+            self._db.execute(INSERT_CONTACT, many=[
                 {"subject": row.subject, "email": email, "locale": None,
                  "updated_at": row.created_at} for row, email in zip(rows, emails, strict=True)])
 
     def accept_totp_step(self, subject: str, step: int, drift: int = 0) -> bool:
         """Compare-and-set of the last accepted step: each step is accepted once (RFC 6238 §5.2).
         ``drift`` is the device's clock offset to centre the next check on (§6)."""
-        return self._changed(_ACCEPT_STEP, {"b_subject": subject, "b_step": step,
-                                            "b_drift": drift})
+        return self._changed(ACCEPT_STEP, {"b_subject": subject, "b_step": step,
+                                           "b_drift": drift})
 
     def hint_totp_step(self, subject: str, step: int, live_from: int) -> bool:
         """Remember a step whose code a wrong-clock hint just confirmed: it never works. There
@@ -293,9 +234,9 @@ class Tx:
 
     def rotate_recovery(self, subject: str, from_version: int, new_digest: str) -> bool:
         """Swap in the staged recovery code if nobody rotated since it was staged."""
-        return self._changed(_ROTATE_RECOVERY, {"b_subject": subject, "b_version": from_version,
-                                                "recovery_digest": new_digest,
-                                                "recovery_version": from_version + 1})
+        return self._changed(ROTATE_RECOVERY, {"b_subject": subject, "b_version": from_version,
+                                               "recovery_digest": new_digest,
+                                               "recovery_version": from_version + 1})
 
     def record_failure(self, subject: str, now: float, limit: int) -> int:
         """Count one failed attempt; lock at ``limit``. Returns the new count."""
@@ -314,7 +255,7 @@ class Tx:
         ).scalar() or 0
 
     def clear_failures(self, subject: str) -> None:
-        self._db.execute(_CLEAR_FAILURES, {"b_subject": subject})
+        self._db.execute(CLEAR_FAILURES, {"b_subject": subject})
 
     def unlock_user(self, subject: str) -> bool:
         return self._changed(
@@ -364,19 +305,19 @@ class Tx:
         PostgreSQL: a transaction-scoped advisory lock (taken after the user's row); SQLite's
         write-locking transactions already run one at a time."""
         if self._db.dialect.name == "postgresql":
-            self._db.execute(_LOCK_IP, {"ip": ip[:64]})
+            self._db.execute(LOCK_IP, {"ip": ip[:64]})
 
     def record_ip_failure(self, ip: str, now: float, client_id: str | None = None) -> None:
         """A failed code attempt, or with ``client_id`` a failed authentication of that client
         ('' for an unknown one): ``schema.ip_failures``."""
-        self._db.execute(_INSERT_IP_FAILURE, {"ip": ip[:64], "at": now, "client_id": client_id})
+        self._db.execute(INSERT_IP_FAILURE, {"ip": ip[:64], "at": now, "client_id": client_id})
 
     def count_ip_failures(self, ip: str, since: float, client_id: str | None = None) -> int:
         if client_id is None:
-            return self._db.execute(_COUNT_IP_FAILURES, {"b_ip": ip[:64], "b_since": since}
+            return self._db.execute(COUNT_IP_FAILURES, {"b_ip": ip[:64], "b_since": since}
                                     ).scalar()
-        return self._db.execute(_COUNT_CLIENT_FAILURES, {"b_ip": ip[:64], "b_since": since,
-                                                         "b_client_id": client_id}).scalar()
+        return self._db.execute(COUNT_CLIENT_FAILURES, {"b_ip": ip[:64], "b_since": since,
+                                                        "b_client_id": client_id}).scalar()
 
     def clear_ip_failures(self, ip: str, client_id: str | None = None) -> int:
         """Forget an address's failed codes, or with ``client_id`` its failed authentications
@@ -388,7 +329,7 @@ class Tx:
 
     # -- authorization codes ------------------------------------------------------------
     def save_code(self, code: Code) -> None:
-        self._db.execute(_INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})
+        self._db.execute(INSERT_CODE, code.__dict__ | {"amr": list(code.amr)})
 
     def consume_code(self, code: str, client_id: str, now: float) -> Code | None:
         """Redeem an authorization code once (UPDATE ... RETURNING): of two concurrent
@@ -402,14 +343,14 @@ class Tx:
         a stolen one), while no node, one still on the release that deleted codes included,
         can redeem it again."""
         digest = token_digest(code)
-        row = self._db.execute(_REDEEM_CODE, {
+        row = self._db.execute(REDEEM_CODE, {
             "b_digest": digest, "b_spent": spent_key(digest), "b_client_id": client_id,
             "b_now": now}).first()
         return Code(**row) if row else None
 
     def redeemed_code(self, code: str, now: float) -> Row | None:
         """The subject and client of ``code`` if it was redeemed and has not expired yet."""
-        return self._db.execute(_REDEEMED_CODE, {
+        return self._db.execute(REDEEMED_CODE, {
             "b_spent": spent_key(token_digest(code)), "b_now": now}).first()
 
     def use_assertion_id(self, client_id: str, jti: str, expires_at: float) -> bool:
@@ -427,7 +368,7 @@ class Tx:
 
     # -- signing keys and secrets at rest ------------------------------------------------
     def signing_keys(self) -> list[dict]:
-        return self._db.execute(_SIGNING_KEYS).rows
+        return self._db.execute(SIGNING_KEYS).rows
 
     def add_signing_key(self, kid: str, alg: str, sealed_jwk: str, now: float,
                         activates_at: float) -> None:
@@ -455,8 +396,8 @@ class Tx:
     def reseal(self, column: str, key: str, old: str, new: str) -> bool:
         """Replace a ciphertext only if nobody changed it meanwhile (compare-and-set).
 
-        ``column`` is one of the sealed columns listed in ``_SEALED``."""
-        table, key_column = _SEALED[column]
+        ``column`` is one of the sealed columns listed in ``SEALED``."""
+        table, key_column = SEALED[column]
         return self._changed(sa.update(table).where(
             table.c[key_column] == key, table.c[column] == old).values({column: new}))
 
@@ -492,13 +433,13 @@ class Tx:
         event_id = str(uuid.uuid4()) if event in NOTIFIED_EVENTS else None
         # The audit row keeps the outbox's id too: the help-desk API's trail then matches the
         # webhooks' ``webhook-id`` and a ``not_me``'s ``disowned``.
-        self._db.execute(_INSERT_AUDIT, {
+        self._db.execute(INSERT_AUDIT, {
             "at": now, "event": event, "subject": subject, "client_id": client_id, "ip": ip,
             "detail": {**detail, "event_id": event_id} if event_id else detail})
         if event_id:
             contact = recipient or self._db.execute(
-                _FIND_CONTACT, {"b_subject": subject}).first() or {}
-            self._db.execute(_INSERT_EVENT, {
+                FIND_CONTACT, {"b_subject": subject}).first() or {}
+            self._db.execute(INSERT_EVENT, {
                 "id": event_id, "at": now, "event": event, "subject": subject,
                 "client_id": client_id, "detail": detail, "next_attempt_at": now,
                 "email": contact.get("email"), "locale": contact.get("locale")})
@@ -514,15 +455,15 @@ class Tx:
         the contact it replaces when that had another address (``email``, ``locale``); None
         when the address is the same (in any case), or the first."""
         values = {"email": email, "locale": locale, "updated_at": now}
-        if self._changed(_UPDATE_SAME_CONTACT, {"b_subject": subject, "b_email": email,
-                                                **values}):
+        if self._changed(UPDATE_SAME_CONTACT, {"b_subject": subject, "b_email": email,
+                                               **values}):
             return None  # a returning user's address, as every sign-in pushes it: one statement
-        if (previous := self._db.execute(_FIND_CONTACT, {"b_subject": subject}).first()):
-            self._db.execute(_UPDATE_CONTACT, {"b_subject": subject, **values})
+        if (previous := self._db.execute(FIND_CONTACT, {"b_subject": subject}).first()):
+            self._db.execute(UPDATE_CONTACT, {"b_subject": subject, **values})
             return previous
         try:
             with self._db.savepoint():
-                self._db.execute(_INSERT_CONTACT, {"subject": subject, **values})
+                self._db.execute(INSERT_CONTACT, {"subject": subject, **values})
         except sa.exc.IntegrityError:
             pass  # a concurrent sign-in stored one just now: as good as ours
         return None
@@ -541,7 +482,7 @@ class Tx:
         node holds (FOR UPDATE SKIP LOCKED); SQLite's one writer needs nothing more. A sender
         that dies leaves its claim to lapse: the events are due again at ``now + lease``."""
         rows = self._db.execute(
-            _NAMED_EVENTS.where(events.c.done_at.is_(None), events.c.next_attempt_at <= now)
+            NAMED_EVENTS.where(events.c.done_at.is_(None), events.c.next_attempt_at <= now)
             .order_by(events.c.next_attempt_at).limit(limit)
             .with_for_update(of=events, skip_locked=True)).rows
         if rows:
@@ -550,7 +491,7 @@ class Tx:
         return rows
 
     def find_event(self, event_id: str) -> dict | None:
-        return self._db.execute(_NAMED_EVENTS.where(events.c.id == event_id)).first()
+        return self._db.execute(NAMED_EVENTS.where(events.c.id == event_id)).first()
 
     def disown_event(self, event_id: str, now: float) -> bool:
         """The user says an event was not them: true once per event (compare-and-set)."""
@@ -635,92 +576,6 @@ class Tx:
 
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
         return self._db.execute(statement, params).rowcount == 1
-
-
-#: An event with what its notice calls the client's sign-ins (its name now; NULL for a client
-#: with none or gone) and the account: the name of the user's enrollment the event belongs to,
-#: none once reset. Whoever enrolls after a reset (say, after talking the help desk into it)
-#: must not put their words on the older notices' "this wasn't me" page.
-_NAMED_EVENTS = (
-    sa.select(events, clients.c.client_name, users.c.display_name.label("account"))
-    .outerjoin(clients, clients.c.client_id == events.c.client_id)
-    .outerjoin(users, sa.and_(users.c.subject == events.c.subject,
-                              users.c.created_at <= events.c.at)))
-
-# The statements of a step-up (TOTP or recovery code, with rotation) and of an enrollment,
-# built once and compiled once per database and parameter names (``sql.py``); the others,
-# rarer, are built per call and compiled for that call. An UPDATE's SET is the column names
-# it is given (``_ADVANCE_FLOW``'s changes). (Bind names must not repeat a
-# column name.)
-_b = sa.bindparam
-_FIND_CLIENT = Statement(sa.select(clients).where(clients.c.client_id == _b("b_client_id")))
-_INSERT_PUSHED = Statement(sa.insert(pushed_requests))
-_CONSUME_PUSHED = Statement(sa.delete(pushed_requests)
-                            .where(pushed_requests.c.uri_digest == _b("b_digest"))
-                            .returning(pushed_requests.c.client_id, pushed_requests.c.params,
-                                       pushed_requests.c.expires_at))
-_INSERT_FLOW = Statement(sa.insert(flows))
-_FIND_FLOW = Statement(sa.select(flows).where(flows.c.flow_id == _b("b_flow_id"),
-                                              flows.c.expires_at > _b("b_now")))
-_ADVANCE_FLOW = Statement(sa.update(flows).where(flows.c.flow_id == _b("b_flow_id"),
-                                                 flows.c.stage == _b("b_stage")))
-_FLOW_COLUMNS = frozenset(flows.c.keys())
-_END_FLOW = Statement(sa.delete(flows).where(flows.c.flow_id == _b("b_flow_id"),
-                                             flows.c.stage == _b("b_stage")))
-_FINISH_FLOW = Statement(
-    sa.update(flows).where(flows.c.flow_id == _b("b_flow_id"), flows.c.stage == _b("b_stage"))
-    .values(stage=_b("b_done"), expires_at=_b("b_now"), pending_secret=None, staged_code=None,
-            params=_b("b_params", type_=flows.c.params.type)))
-_FIND_USER = Statement(sa.select(users).where(users.c.subject == _b("b_subject")))
-_FIND_USER_FOR_UPDATE = Statement(_FIND_USER.clause.with_for_update())
-_INSERT_USER = Statement(sa.insert(users))
-_ACCEPT_STEP = Statement(
-    sa.update(users)
-    .where(users.c.subject == _b("b_subject"), users.c.totp_last_step < _b("b_step"))
-    .values(totp_last_step=_b("b_step"), totp_drift=_b("b_drift")))
-_ROTATE_RECOVERY = Statement(sa.update(users)
-                             .where(users.c.subject == _b("b_subject"),
-                                    users.c.recovery_version == _b("b_version")))
-_CLEAR_FAILURES = Statement(sa.update(users)
-                            .where(users.c.subject == _b("b_subject"), users.c.failures != 0)
-                            .values(failures=0, last_failure_at=None))
-_LOCK_IP = Statement(sa.select(sa.func.pg_advisory_xact_lock(
-    sa.func.hashtextextended(_b("ip", type_=sa.String), 0))))
-_INSERT_IP_FAILURE = Statement(sa.insert(ip_failures))
-_COUNT_IP_FAILURES = Statement(
-    sa.select(sa.func.count()).select_from(ip_failures)
-    .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since"),
-           ip_failures.c.client_id.is_(None)))
-_COUNT_CLIENT_FAILURES = Statement(
-    sa.select(sa.func.count()).select_from(ip_failures)
-    .where(ip_failures.c.ip == _b("b_ip"), ip_failures.c.at > _b("b_since"),
-           ip_failures.c.client_id == _b("b_client_id")))
-_INSERT_CODE = Statement(sa.insert(codes))
-_REDEEM_CODE = Statement(sa.update(codes).where(codes.c.code_digest == _b("b_digest"),
-                                                codes.c.client_id == _b("b_client_id"),
-                                                codes.c.expires_at > _b("b_now"))
-                         .values(code_digest=_b("b_spent")).returning(*codes.c))
-_REDEEMED_CODE = Statement(sa.select(codes.c.subject, codes.c.client_id).where(
-    codes.c.code_digest == _b("b_spent"), codes.c.expires_at > _b("b_now")))
-_SIGNING_KEYS = Statement(sa.select(signing_keys).order_by(signing_keys.c.activates_at,
-                                                           signing_keys.c.created_at))
-_INSERT_AUDIT = Statement(sa.insert(audit_events))
-_INSERT_EVENT = Statement(sa.insert(events))
-_FIND_CONTACT = Statement(sa.select(contacts.c.email, contacts.c.locale)
-                          .where(contacts.c.subject == _b("b_subject")))
-_UPDATE_CONTACT = Statement(sa.update(contacts).where(contacts.c.subject == _b("b_subject")))
-_UPDATE_SAME_CONTACT = Statement(sa.update(contacts).where(
-    contacts.c.subject == _b("b_subject"),
-    sa.func.lower(contacts.c.email) == sa.func.lower(_b("b_email"))))
-_INSERT_CONTACT = Statement(sa.insert(contacts))
-
-#: Columns holding AES-GCM ciphertexts: column -> (table, key column).
-_SEALED = {
-    "totp_secret": (users, "subject"),
-    "sealed_jwk": (signing_keys, "kid"),
-    "pending_secret": (flows, "flow_id"),
-    "staged_code": (flows, "flow_id"),
-}
 
 
 class Store:
@@ -837,83 +692,6 @@ def _log_committed(tx: Tx) -> None:
     """Audit lines (and the metrics counted from them) only for what was committed."""
     for record in tx.committed_audit:
         audit_log.info("%s", record["event"], extra={"audit": record})
-
-
-#: A pooled PostgreSQL connection idle longer than this is pinged before use (a database
-#: restart or fail-over while idle); a busy connection is not, which saves a round trip
-#: per transaction. A connection that breaks mid-use is answered by the outage handler.
-PING_AFTER_IDLE = 5.0
-
-
-def _owner_only(path: str) -> None:
-    """The SQLite file, created if need be, and its -wal and -shm files, readable by the
-    owner only, whatever the folder's rights or an earlier version left: it holds e-mail and
-    IP addresses. A folder that is missing is left to SQLite's own error."""
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError:
-        return
-    for name in (path, f"{path}-wal", f"{path}-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(name, 0o600)
-
-
-#: libpq's waits on a PostgreSQL server that stops answering, unless the URL sets its own: a
-#: new connection gives up after 5 s, and one whose sent data goes unacknowledged for 15 s
-#: (a network partition, a host gone) is closed, keep-alives finding a silent one idle. Without
-#: them a request waited until the worker was killed, and /healthz with it: now the outage is
-#: a 503 that says "try again". A server that accepts but never answers (frozen, not gone) is
-#: bounded by gunicorn's worker timeout, after which new connections meet connect_timeout.
-PG_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
-               "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 15000}
-
-
-def create_engine(url: str) -> Engine:
-    """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
-    transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and commits
-    synced to disk (``synchronous=FULL``: in WAL mode NORMAL may lose the last commits to a
-    power cut, which would bring back a spent time step or recovery code and drop a
-    replacement code the user has already confirmed; only writes that may be lost opt out);
-    PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``), and
-    bounded waits on a server that stops answering (:data:`PG_TIMEOUTS`)."""
-    if not url.startswith("sqlite"):
-        given = sa.engine.make_url(url).query
-        engine = sa.create_engine(url, connect_args={
-            k: v for k, v in PG_TIMEOUTS.items() if k not in given})
-
-        @sa.event.listens_for(engine.pool, "checkout")
-        def _ping_if_idle(dbapi_conn, record, _proxy):
-            if time.monotonic() - record.info.get("used_at", 0.0) > PING_AFTER_IDLE:
-                try:
-                    engine.dialect.do_ping(dbapi_conn)
-                except engine.dialect.loaded_dbapi.Error as e:
-                    raise sa.exc.DisconnectionError() from e  # the pool retries afresh
-            record.info["used_at"] = time.monotonic()
-
-        @sa.event.listens_for(engine.pool, "checkin")
-        def _used(_dbapi_conn, record):
-            record.info["used_at"] = time.monotonic()
-
-        return engine
-    parsed = sa.engine.make_url(url)
-    if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
-        _owner_only(parsed.database)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn):  # pragma: no cover - trivial
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLAlchemy's own transactions (migrations)
-
-    return engine
 
 
 __all__ = ["NOTIFIED_EVENTS", "Client", "Code", "Flow", "Store", "Tx", "User", "create_engine",
