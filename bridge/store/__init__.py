@@ -21,7 +21,16 @@ from sqlalchemy.engine import Engine
 
 from . import schema
 from .engine import create_engine
-from .records import NOTIFIED_EVENTS, Client, Code, Flow, User, spent_key, token_digest
+from .records import (
+    AUDIT_EVENTS,
+    NOTIFIED_EVENTS,
+    Client,
+    Code,
+    Flow,
+    User,
+    spent_key,
+    token_digest,
+)
 from .schema import (
     access_tokens,
     audit_events,
@@ -428,6 +437,8 @@ class Tx:
         """Record an audit event in this transaction; a notified one also enters the outbox
         under a new stable id (returned), for the subject's kept contact or ``recipient`` (an
         ``email`` and ``locale``). Nothing is logged until the transaction commits."""
+        if event not in AUDIT_EVENTS:
+            raise ValueError(f"not an audit event: {event!r}")
         if self._operator:
             detail["operator"] = self._operator
         event_id = str(uuid.uuid4()) if event in NOTIFIED_EVENTS else None
@@ -694,5 +705,5 @@ def _log_committed(tx: Tx) -> None:
         audit_log.info("%s", record["event"], extra={"audit": record})
 
 
-__all__ = ["NOTIFIED_EVENTS", "Client", "Code", "Flow", "Store", "Tx", "User", "create_engine",
-           "schema", "token_digest"]
+__all__ = ["AUDIT_EVENTS", "NOTIFIED_EVENTS", "Client", "Code", "Flow", "Store", "Tx", "User",
+           "create_engine", "schema", "token_digest"]

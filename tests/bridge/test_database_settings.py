@@ -82,7 +82,7 @@ def test_the_sqlite_file_is_owner_only_in_a_folder_that_was_not(tmp_path, earlie
     try:
         app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example"}, environ={})
         with app.extensions["stepup"].store.begin() as tx:  # a write: the WAL files exist
-            tx.audit("probe", 0.0)
+            tx.audit("client_removed", 0.0)
     finally:
         os.umask(old)
     files = sorted(tmp_path.glob("stepup.db*"))
