@@ -210,7 +210,7 @@ def readyz():
     ready = all(v == "ok" for v in checks.values())
     # Redis only holds the per-IP window, which falls back to the database: shown, so a wrong
     # STEPUP_REDIS_URL is seen, but the node stays ready.
-    if isinstance(limiter := bridge.challenge.limiter, RedisIpLimiter):
+    if isinstance(limiter := bridge.challenge.attempts.limiter, RedisIpLimiter):
         checks["redis"] = limiter.health()
     response = jsonify(status="ready" if ready else "not ready", checks=checks)
     response.status_code = 200 if ready else 503

@@ -106,7 +106,7 @@ def _six_digits(code: str) -> str:
 class Challenge:
     def __init__(self, store: Store, server_secrets: ServerSecrets, policy: Policy,
                  limiter: IpLimiter, clock: Callable[[], float] = time.time):
-        self.store, self.policy, self.limiter, self.clock = store, policy, limiter, clock
+        self.store, self.policy, self.clock = store, policy, clock
         self.pepper, self.vault = server_secrets.pepper, server_secrets.vault
         self.attempts = Attempts(policy, limiter, clock)
 

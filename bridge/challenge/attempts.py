@@ -33,10 +33,14 @@ TRIES_WARNING = 3
 
 
 class Attempts:
+    """The attempt rules of one :class:`~bridge.challenge.Challenge`, which hands over its
+    policy, per-address limiter and clock (the only copies of them it reads)."""
+
     def __init__(self, policy: Policy, limiter: IpLimiter, clock: Callable[[], float]):
         self.policy, self.limiter, self.clock = policy, limiter, clock
 
     def blocked(self, tx: Tx, ip: str, now: float) -> TooSoon | None:
+        """The refusal when the caller's address is over its window of wrong codes."""
         if self.limiter.blocked(tx, ip, now):
             return TooSoon(N_("Too many failed attempts from your network. Try again later."))
         return None
@@ -49,7 +53,7 @@ class Attempts:
             tx.audit("ip_window_closed", now, client_id=flow.client_id, ip=ip)
 
     def admit(self, tx: Tx, flow: Flow, ip: str
-               ) -> tuple[User, float, ChallengeError | None]:
+              ) -> tuple[User, float, ChallengeError | None]:
         """Lock the user's row, then read the clock: an attempt that waited for the lock
         behind another one's failure is judged (and counted) at the time it got the row, not
         before that failure. Say why it may not even be looked at (lock, IP window, delay)."""
@@ -72,7 +76,7 @@ class Attempts:
         return user, now, None
 
     def fail(self, tx: Tx, flow: Flow, ip: str, now: float, wrong: WrongCode, event: str,
-              **detail: str | int) -> ChallengeError:
+             **detail: str | int) -> ChallengeError:
         """Count a failed attempt (user and IP); lock at the limit and say so. A lock ends
         every open sign-in of the user and voids their unredeemed codes. Short of the limit
         the refusal is ``wrong``, telling the user how many tries remain when few do."""
@@ -91,7 +95,7 @@ class Attempts:
         return Locked(LOCKED_AFTER_FAILURES)
 
     def counted_down(self, wrong: WrongCode, used: int, *, ends_setup: bool = False
-                      ) -> WrongCode:
+                     ) -> WrongCode:
         """``wrong``, telling how many tries remain once few do (of ``lockout_limit``)."""
         if (left := self.policy.lockout_limit - used) <= TRIES_WARNING:
             wrong.tries_left, wrong.ends_setup = left, ends_setup

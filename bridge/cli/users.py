@@ -149,7 +149,7 @@ def ip_unblock(address: str, client_id: str | None) -> None:
             _fail(f"no client {client_id!r} is registered (stepup client list)", NOT_FOUND)
         try:
             cleared = (tx.clear_ip_failures(address, client_id) if client_id is not None
-                       else bridge.challenge.limiter.clear(tx, address))
+                       else bridge.challenge.attempts.limiter.clear(tx, address))
         except RedisUnreachable as e:
             _fail(str(e))
         if cleared:

@@ -58,13 +58,13 @@ def test_unblocking_an_address_clears_redis_and_the_database(make_app, clock, pr
     login.secret = enrolled.secret
     assert b.post(login, "totp", otp=b.code_now(login)).status_code == 429
     with a.bridge.store.begin() as tx:
-        assert a.bridge.challenge.limiter.clear(tx, "127.0.0.1") == 3
+        assert a.bridge.challenge.attempts.limiter.clear(tx, "127.0.0.1") == 3
     assert b.post(login, "totp", otp=b.code_now(login)).status_code == 303
     process.terminate()
     process.wait(10)
     with pytest.raises(RedisUnreachable, match="nothing was cleared"), \
             a.bridge.store.begin() as tx:
-        a.bridge.challenge.limiter.clear(tx, "127.0.0.1")
+        a.bridge.challenge.attempts.limiter.clear(tx, "127.0.0.1")
 
 
 def test_readyz_shows_redis_without_depending_on_it(make_app, clock, private_redis):
