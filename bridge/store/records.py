@@ -1,4 +1,5 @@
-"""The records the store hands out, and the digests its rows are keyed by."""
+"""The records the store hands out, the digests its rows are keyed by, and the names of
+the audit events it records."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-#: Every audit event's name (docs/audit.md describes each). ``Tx.audit`` records no other: a
-#: misspelt name fails the first test that reaches it instead of slipping past the metrics,
-#: the notices and the help desk's filters.
+#: Every audit event's name (docs/audit.md describes each). tests/bridge/test_audit_events.py
+#: holds the code to it: a misspelt or new name fails there, not in the metrics, the notices
+#: or the help desk's filters that name events.
 AUDIT_EVENTS = frozenset({
     "success", "failure", "replay", "failure_burst", "lockout", "ip_window_closed",
     "recovery_code_used", "rotation", "rotation_lost", "reenrollment", "enrollment", "cancel",
