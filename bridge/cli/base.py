@@ -35,15 +35,33 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _bridge() -> Bridge:
+def _bridge(existing: bool = False) -> Bridge:
     """The bridge a command works on: its audit events name the operator and go to stderr as
-    JSON lines too."""
+    JSON lines too. A command about what the bridge holds (``existing``: a user, an address,
+    a client to remove, the keys) needs the embedded database to be there: in another folder
+    it would get a new, empty one, and a help desk would be told a locked user is "not
+    enrolled"."""
     from .. import logs
 
-    bridge = build_bridge(_settings())
+    settings = _settings()
+    if existing and not _exists(settings.database):
+        _fail(f"no bridge database at {_safe_url(settings.database)}: run this command with "
+              f"the bridge's data folder (STEPUP_DATA_DIR; now {settings.data_dir}, relative "
+              "to where you are), or set the bridge up first (`stepup serve`, `stepup client "
+              "add`)")
+    bridge = build_bridge(settings)
     bridge.store.operator = _operator()
     logs.audit_to_stderr()
     return bridge
+
+
+def _exists(database: str) -> bool:
+    """A database URL names something to read: a SQLite file that is not there yet is not
+    created by looking at it (PostgreSQL: the server says)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database)
+    return url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
 
 
 def _operator() -> str:

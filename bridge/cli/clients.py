@@ -106,7 +106,7 @@ def client_remove(client_id: str, yes: bool) -> None:
     """Remove a client registration: its sign-ins are refused from then on.
 
     Exit 1: no such client; 2: not confirmed."""
-    bridge = _bridge()
+    bridge = _bridge(existing=True)
     with bridge.store.begin() as tx:
         found = tx.find_client(client_id)
     if found is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..store import Store, create_engine, migrate
-from .base import NOT_FOUND, _fail, _safe_url, _settings, main
+from .base import NOT_FOUND, _exists, _fail, _safe_url, _settings, main
 
 
 @main.group()
@@ -54,15 +54,6 @@ def db_status() -> None:
                    + ", ".join(step.revision for step in todo if not step.rolling)
                    + ": stop every node, upgrade, then start the new version.")
     sys.exit(NOT_FOUND)
-
-
-def _exists(database: str) -> bool:
-    """A database URL names something to read: a SQLite file that is not there yet is not
-    created by looking at it (PostgreSQL: the server says)."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database)
-    return url.get_backend_name() != "sqlite" or Path(url.database or "").is_file()
 
 
 @db.command("backup")

@@ -22,7 +22,7 @@ def keys() -> None:
                    f"cached {JWKS_MAX_AGE} s, after a node's {RING_REFRESH} s to notice them.")
 def keys_rotate(publish_ahead: int) -> None:
     """New signing keys; the previous ones stay published until their tokens expire."""
-    bridge = _bridge()
+    bridge = _bridge(existing=True)
     kids = bridge.signing_keys.rotate(time.time(), publish_ahead)
     with bridge.store.begin() as tx:
         tx.audit("signing_key_rotation", time.time(), kids=kids)
@@ -38,7 +38,7 @@ def keys_rotate_encryption(batch: int) -> None:
 
     Safe while serving: each row is re-sealed with a compare-and-set, in small transactions.
     """
-    bridge = _bridge()
+    bridge = _bridge(existing=True)
     vault = bridge.secrets.vault
     changed, lost = vault.reseal_all(bridge.store, batch)
     with bridge.store.begin() as tx:

@@ -38,7 +38,7 @@ def _subject(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def user_show(subject: str) -> None:
     """Show a user's enrollment, lock state and recent audit events (no secrets); exit
     status 1 for a subject not enrolled."""
-    with _bridge().store.begin() as tx:
+    with _bridge(existing=True).store.begin() as tx:
         found = helpdesk.show(tx, subject, time.time(), None)
         trail = tx.audit_trail(subject, leave_out=helpdesk.LOOK_UPS)
     if found is None:
@@ -85,7 +85,8 @@ def user_unlock(subject: str) -> None:
     Exit 1: not enrolled; exit 3: refused (not locked, or locked by a "this wasn't me" that
     disowned a use or change of the factors: reset instead)."""
     try:
-        barred = helpdesk.change(_bridge().store, helpdesk.unlock, subject, time.time(), None)
+        barred = helpdesk.change(_bridge(existing=True).store, helpdesk.unlock, subject,
+                                 time.time(), None)
     except helpdesk.Refused as refusal:
         _refused(subject, refusal)
     click.echo(f"Unlocked {subject}: " + ("they enroll again at their next sign-in." if barred
@@ -114,7 +115,7 @@ def user_reset(subject: str, yes: bool) -> None:
         # 2, as any usage error (1 is "not enrolled"): nothing was asked of the bridge.
         _fail("not confirmed: nothing was reset (--yes to skip the question)")
     try:
-        helpdesk.change(_bridge().store, helpdesk.reset, subject, time.time(), None)
+        helpdesk.change(_bridge(existing=True).store, helpdesk.reset, subject, time.time(), None)
     except helpdesk.Refused as refusal:
         _refused(subject, refusal)
     click.echo(f"Reset {subject}: TOTP and recovery code revoked; they will enroll again.")
@@ -143,7 +144,7 @@ def ip_unblock(address: str, client_id: str | None) -> None:
         _fail(f"{address!r} is not an IP address")
     # As the bridge counts it: an IPv4 address given in its IPv6 spelling is the IPv4 one.
     address = str(getattr(parsed, "ipv4_mapped", None) or parsed)
-    bridge = _bridge()
+    bridge = _bridge(existing=True)
     with bridge.store.begin() as tx:
         if client_id and tx.find_client(client_id) is None:  # '' is every unknown id's window
             _fail(f"no client {client_id!r} is registered (stepup client list)", NOT_FOUND)

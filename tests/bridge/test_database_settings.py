@@ -444,3 +444,19 @@ def test_backup_of_postgresql_points_to_pg_dump(tmp_path):
     assert refused.exit_code == 2 and "pg_dump" in refused.output
     assert not (tmp_path / "b.db").exists()
 
+
+
+@pytest.mark.parametrize("command", [
+    ("user", "show", "ann"), ("user", "unlock", "ann"), ("user", "reset", "--yes", "ann"),
+    ("ip", "unblock", "192.0.2.1"), ("client", "remove", "--yes", "idp"), ("keys", "rotate"),
+    ("keys", "rotate-encryption")])
+def test_a_command_about_what_the_bridge_holds_needs_its_database(tmp_path, command):
+    """Run in another folder than the bridge's, a help-desk command got a new, empty database
+    and said a locked user was "not enrolled": it names the database it looked for, and
+    leaves nothing behind."""
+    elsewhere = tmp_path / "instance"
+    result = _cli(*command, STEPUP_DATA_DIR=str(elsewhere))
+    assert result.exit_code == 2
+    assert result.output.startswith(f"stepup: error: no bridge database at sqlite:///{elsewhere}"
+                                    f"/stepup.db: run this command with the bridge's data folder")
+    assert not elsewhere.exists()
