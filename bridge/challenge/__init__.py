@@ -494,6 +494,13 @@ class Challenge:
         if old:
             wrong = WrongCode(N_("That code is from the authenticator you are replacing. Enter "
                                  "the code from the new entry you just added."))
+        elif stage == REENROLL:
+            # Not "delete the entry you scanned before": the old authenticator's entry, under
+            # the same name, still works until this setup ends.
+            wrong = self._off_clock(secret, code, now) or WrongCode(N_(
+                "That code didn't match. Enter the code your app shows now for the entry you "
+                "just added (usually the last one in its list), and check that your device's "
+                "clock is right. Keep your old entry until this setup is finished."))
         else:
             wrong = self._off_clock(secret, code, now) or WrongCode(N_(
                 "That code didn't match. Check that your app's clock is right and enter the "

@@ -107,14 +107,17 @@ def test_reenrollment_replaces_the_authenticator(act, clock):
 
     # A code from the old authenticator does not verify the new one, and the page says where
     # it came from: the likely slip with two entries of one name in the app. Another wrong
-    # code gets the usual message.
+    # code is told to use the new entry, and never to delete one: the old entry, under the
+    # same name, is the user's working factor until this setup ends.
     wrong = act.post(login, "reenroll", otp=totp.code_at(first.secret, clock()))
     assert wrong.status_code == 400
     assert alert(login.last_page).startswith("That code is from the authenticator you are "
                                              "replacing.")
     act.post(login, "reenroll", otp=wrong_code(new_secret, clock()))
     assert "you are replacing" not in alert(login.last_page)
-    assert "match. Check that your app" in alert(login.last_page)
+    assert "the entry you just added" in alert(login.last_page)
+    assert "Keep your old entry" in alert(login.last_page)
+    assert "delete" not in alert(login.last_page).lower()
 
     done = act.post(login, "reenroll", otp=totp.code_at(new_secret, clock()))
     assert is_callback(done)
