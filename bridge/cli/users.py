@@ -42,7 +42,7 @@ def user_show(subject: str) -> None:
         found = helpdesk.show(tx, subject, time.time(), None)
         trail = tx.audit_trail(subject, leave_out=helpdesk.LOOK_UPS)
     if found is None:
-        click.echo(f"{subject}: not enrolled ({_SUBJECT_HINT})")
+        click.echo(f"{subject}: not enrolled ({_not_enrolled(trail)})")
     elif not found["factors"]:
         click.echo(f"{subject}: no factor, LOCKED after a disowned reset (unlock lets them "
                    "enroll again)")
@@ -57,10 +57,23 @@ def user_show(subject: str) -> None:
                    f"{found['failures']} consecutive failure(s), "
                    f"recovery code #{found['recovery_code_version']}")
     for event in trail:
-        click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or ''} "
-                   f"{event['ip'] or ''} {json.dumps(event['detail']) if event['detail'] else ''}")
+        # "-" for what a command's event has no value for (the shell's: no client, no
+        # address), so the columns stay where a reader expects them.
+        click.echo(f"  {_when(event['at'])}  {event['event']:<20} {event['client_id'] or '-'} "
+                   f"{event['ip'] or '-'} {json.dumps(event['detail']) if event['detail'] else ''}")
     if found is None:
         sys.exit(1)  # as grep: a script can tell "no such user" from a user shown
+
+
+def _not_enrolled(trail: list[dict]) -> str:
+    """Why a subject has no factor, as far as its events tell: a reset's "not enrolled" is no
+    mistyped subject (the username hint is for a subject with no history at all)."""
+    if reset := next((e for e in trail if e["event"] == "helpdesk_reset"), None):
+        return (f"the help desk reset their factors on {_when(reset['at'])}: they set up new "
+                "ones at their next sign-in")
+    if trail:
+        return "no factor; their events are below"
+    return _SUBJECT_HINT
 
 
 def _disowned(found: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import time
 from importlib.metadata import version
@@ -384,6 +385,7 @@ class TestUser:
         shown = stepup("user", "show", "nobody")
         assert shown.exit_code == 1, shown.output
         assert "nobody" in shown.stdout and "not enrolled" in shown.stdout
+        assert "the IdP's subject" in shown.stdout  # no history at all: maybe a username
 
     def test_show_enrolled(self, stepup, act):
         login, _ = act.enroll("alice")
@@ -403,9 +405,12 @@ class TestUser:
         assert events[0] == "helpdesk_reset"
         shown = stepup("user", "show", "alice")
         assert shown.exit_code == 1
-        assert "not enrolled" in shown.stdout
-        assert "the IdP's subject" in shown.stdout  # not a username
-        assert "helpdesk_reset" in shown.stdout  # what happened to them is still shown
+        # Said as a reset, not with the "subject, not username" hint of a subject never seen.
+        assert shown.stdout.startswith("alice: not enrolled (the help desk reset their factors on")
+        assert "the IdP's subject" not in shown.stdout
+        # What happened to them is still shown; the shell's event has no client and no
+        # address, and says so in their columns.
+        assert re.search(r'  helpdesk_reset +- - \{"operator": ', shown.stdout)
         # At the next sign-in the user enrolls again.
         clock.advance(30)
         assert 'id="totp-secret"' in act.start("alice").last_page
