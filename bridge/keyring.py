@@ -393,6 +393,27 @@ class SigningKeys:
         return ECKey.import_key(data) if row["alg"] == "ES256" else RSAKey.import_key(data)
 
 
+def file_lacks_active_key(settings: Settings, active: str) -> Path | None:
+    """The secrets file, when ``STEPUP_ENCRYPTION_KEYS`` makes ``active`` the key to seal
+    under and the file, which nodes and commands started without the variable read, holds
+    the variable's other keys but not that one: what is re-sealed under ``active`` would no
+    longer open there. None otherwise (no variable, or a file whose keys are none of the
+    variable's: nothing reads them for this database)."""
+    path = settings.data_dir / "keys" / "secrets.json"
+    if not settings.encryption_keys or not (stored := _read_json(path)):
+        return None
+    kept = stored.get("encryption_keys")
+    if not kept or not isinstance(kept, str | list):
+        return None
+    try:
+        listed = parse_encryption_keys(kept if isinstance(kept, str) else ",".join(map(str, kept)))
+    except ConfigError:
+        return None  # a damaged file starts no node: the start says so
+    given = parse_encryption_keys(settings.encryption_keys)
+    shared = any(listed.get(kid) == key for kid, key in given.items() if kid != active)
+    return path if shared and listed.get(active) != given[active] else None
+
+
 def _read_json(path: Path) -> dict | None:
     """The secrets file's object; None if there is none yet."""
     try:

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ..keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH
+from ..keyring import JWKS_MAX_AGE, PUBLISH_AHEAD, RING_REFRESH, file_lacks_active_key
 from .base import _bridge, _fail, main
 
 
@@ -40,6 +40,13 @@ def keys_rotate_encryption(batch: int) -> None:
     """
     bridge = _bridge(existing=True)
     vault = bridge.secrets.vault
+    if unshared := file_lacks_active_key(bridge.settings, vault.box.active):
+        _fail(f"STEPUP_ENCRYPTION_KEYS puts key {vault.box.active!r} first, but {unshared}, "
+              "which every node and command without that variable reads, does not hold it: "
+              "re-sealed under it, their secrets would not open there. Put the new key first in "
+              "that file's encryption_keys (keep the old ones after it), or set "
+              "STEPUP_ENCRYPTION_KEYS for every node and command, then run this again "
+              "(docs/operations.md, Key rotation)")
     changed, lost = vault.reseal_all(bridge.store, batch)
     with bridge.store.begin() as tx:
         tx.audit("encryption_key_rotation", time.time(), key=vault.box.active, resealed=changed)

@@ -4,6 +4,7 @@ survives the re-seal; one sealed with a key since removed gets a 400 page."""
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 
 import sqlalchemy as sa
@@ -39,6 +40,41 @@ def test_a_sign_in_survives_encryption_key_rotation(tmp_path, clock):
     act.client.application = app  # same browser session, a node that knows only the new key
     act.bridge = app.extensions["stepup"]
     assert act.post(login, "enroll", otp=totp.code_at(secret, clock())).status_code == 303
+
+
+def test_a_new_key_given_only_to_the_command_is_refused_before_anything_is_re_sealed(
+        tmp_path, clock):
+    """The embedded default keeps its keys in keys/secrets.json. A new key given to
+    `rotate-encryption` alone in STEPUP_ENCRYPTION_KEYS re-sealed everything under it, and
+    every node and command that reads the file could open nothing after: it is refused, naming
+    the file; put first in the file, the same rotation goes through."""
+    env = {"STEPUP_DATA_DIR": str(tmp_path)}
+    app = create_app({"issuer": "https://b.example"}, environ=env, clock=clock)
+    register_idp(app)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    act.enroll("kept")
+    secrets_file = tmp_path / "keys" / "secrets.json"
+    stored = json.loads(secrets_file.read_text())
+    [old] = stored["encryption_keys"]
+    new = f"new:{new_key()}"
+
+    def sealed_under() -> str:
+        with app.extensions["stepup"].store.begin() as tx:
+            return tx.find_user("kept").totp_secret.split(".")[0]
+
+    before = sealed_under()
+    refused = CliRunner().invoke(main, ["keys", "rotate-encryption"],
+                                 env={**env, "STEPUP_ENCRYPTION_KEYS": f"{new},{old}"})
+    assert refused.exit_code == 2
+    assert refused.output.startswith(f"stepup: error: STEPUP_ENCRYPTION_KEYS puts key 'new' "
+                                     f"first, but {secrets_file}, which every node and command "
+                                     "without that variable reads, does not hold it")
+    assert sealed_under() == before
+    stored["encryption_keys"] = [new, old]
+    secrets_file.write_text(json.dumps(stored))
+    rotated = CliRunner().invoke(main, ["keys", "rotate-encryption"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    assert sealed_under() == "new"
 
 
 def test_a_flow_sealed_with_a_removed_key_gets_a_400_page(tmp_path, clock):
