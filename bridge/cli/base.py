@@ -174,6 +174,7 @@ def demo(port: int, idp_port: int) -> None:
     """Run the bridge plus a small demo IdP that hands off to it (all on 127.0.0.1)."""
     from werkzeug.serving import make_server
 
+    from .. import logs
     from ..demo import DEMO_USERS, create_demo_idp
     from ..server import quiet_dev_server_log
 
@@ -184,6 +185,7 @@ def demo(port: int, idp_port: int) -> None:
     issuer = bridge_app.extensions["stepup"].settings.issuer
     client_secret = secrets.token_urlsafe(32)
     quiet_dev_server_log()
+    logs.audit_to_stderr()  # what a sign-in records, as a server logs it (docs/audit.md)
     try:
         idp_app = create_demo_idp(issuer, "demo-idp", client_secret, idp_url)
     except ValueError as error:  # the hand-off client refuses the issuer (http off loopback)
@@ -204,7 +206,8 @@ def demo(port: int, idp_port: int) -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     users = ", ".join(f"{name} / {pw}" for name, pw in DEMO_USERS.values())
     click.echo(f"Stepup Bridge:  {issuer}\nDemo IdP:       {idp_url}   <- open this\n"
-               f"Demo users:     {users}\nPress Ctrl+C to stop.")
+               f"Demo users:     {users}\nAudit events:   on stderr, one JSON line each "
+               "(docs/audit.md)\nPress Ctrl+C to stop.")
     try:
         while True:
             time.sleep(3600)

@@ -22,8 +22,13 @@ ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    data = tmp_path_factory.mktemp("demo")
+def demo_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def demo(demo_folder):
+    data = demo_folder
     port, idp_port = free_port(), free_port()
     env = {"STEPUP_DATA_DIR": str(data), "STEPUP_ISSUER": f"http://127.0.0.1:{port}",
            "STEPUP_LOCKOUT_LIMIT": "3"}
@@ -151,7 +156,7 @@ def test_enroll_totp_and_recovery_with_rotation(demo):
         screenshot(page, "08-recovery-wrong")
 
 
-def test_lockout_and_expired_link(demo):
+def test_lockout_and_expired_link(demo, demo_folder):
     idp, bridge = demo
     with chromium_page() as page:
         secret = enroll(page, idp, "bob")
@@ -163,6 +168,11 @@ def test_lockout_and_expired_link(demo):
             page.click("button:has-text('Verify')")
         assert "locked" in page.inner_text("[role=alert]")
         screenshot(page, "09-locked")
+        # The demo's terminal shows what the sign-in recorded, as a server's log would.
+        logged = [json.loads(line)["audit"] for line in
+                  (demo_folder / "demo.log").read_text().splitlines()
+                  if line.startswith("{") and '"stepup.audit"' in line]
+        assert {"event": "lockout", "subject": "u-1002"}.items() <= logged[-1].items()
         page.click("text=Return to sign-in")
         assert "Second factor not completed" in page.inner_text("[role=alert]")
         # A new sign-in for a locked user shows the locked page at once.
