@@ -45,11 +45,14 @@ def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_t
                         jwks_uri=jwks_uri, redirect_uris=list(redirect_uris),
                         redirect_uri_prefixes=list(prefixes), id_token_alg=id_token_alg,
                         allow_enrollment=not no_enrollment, admin=admin, name=name)
-    _register(bridge, record, replace)
-    click.echo(f"Registered client {client_id}")
+    click.echo({"registered": f"Registered client {client_id}",
+                "renamed": f"Renamed client {client_id} (its sign-ins in progress go on)",
+                "unchanged": f"Client {client_id} is registered so already: nothing changed",
+                }[_register(bridge, record, replace)])
 
 
-def _register(bridge: Bridge, record, replace: bool) -> None:
+def _register(bridge: Bridge, record, replace: bool) -> str:
+    """Register ``record``; what that did: ``registered``, ``renamed`` or ``unchanged``."""
     with bridge.store.begin() as tx:
         found = tx.find_client(record.client_id)
         if found and not replace:
@@ -57,15 +60,17 @@ def _register(bridge: Bridge, record, replace: bool) -> None:
         if found and _same(found, record, "created_at", "client_name"):
             # The same registration again (`keycloak install` run again, a script re-applied),
             # perhaps under another name: the sign-ins in progress and their codes go on.
-            if found.client_name != record.client_name:
-                tx.name_client(record.client_id, record.client_name)
-                tx.audit("client_renamed", time.time(), client_id=record.client_id)
-            return
+            if found.client_name == record.client_name:
+                return "unchanged"
+            tx.name_client(record.client_id, record.client_name)
+            tx.audit("client_renamed", time.time(), client_id=record.client_id)
+            return "renamed"
         tx.remove_client(record.client_id)
         tx.add_client(record)
         # The most privileged registration, an admin one, shows as such in the trail.
         tx.audit("client_registered", time.time(), client_id=record.client_id,
                  admin=record.admin, auth="private_key_jwt" if record.jwks_uri else "client_secret")
+    return "registered"
 
 
 def _same(a: Client, b: Client, *besides: str) -> bool:

@@ -65,4 +65,5 @@ def db_backup(target: Path) -> None:
     if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
     source = Store(create_engine(settings.database)).backup(target)
-    click.echo(f"Backed up {source} to {target}")
+    click.echo(f"Backed up {source} to {target}. Back up {settings.data_dir / 'keys'} too: "
+               "without its secrets the copy opens nothing.")

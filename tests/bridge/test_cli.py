@@ -332,8 +332,11 @@ class TestClientListRemove:
         assert "\tname=Acme staff portal" in ok(stepup("client", "list"))
         pushed, _ = act.push("alice", auth=("kc", SECRET), client_id="kc",
                              redirect_uri="https://idp.example/cb")
-        ok(stepup(*add, "--client-name", "Acme Portal", "--replace"))
+        assert ok(stepup(*add, "--client-name", "Acme Portal", "--replace")) == (
+            "Renamed client kc (its sign-ins in progress go on)\n")
         assert find_client(bridge, "kc").client_name == "Acme Portal"
+        assert ok(stepup(*add, "--client-name", "Acme Portal", "--replace")) == (
+            "Client kc is registered so already: nothing changed\n")
         # Only the name changed: the request pushed before still starts its sign-in.
         page = act.client.get("/authorize", query_string={
             "client_id": "kc", "request_uri": pushed.get_json()["request_uri"]})

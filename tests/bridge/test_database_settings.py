@@ -416,6 +416,8 @@ def test_a_backup_of_the_embedded_database_holds_what_the_wal_holds(tmp_path):
     target = tmp_path / "backup.db"
     done = _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live))
     assert done.exit_code == 0, done.output
+    assert done.output.endswith(f"Back up {live / 'keys'} too: without its secrets the copy "
+                                "opens nothing.\n")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live)).output == (
         f"stepup: error: {target} exists: name a new file\n")
