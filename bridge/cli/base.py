@@ -178,18 +178,25 @@ def demo(port: int, idp_port: int) -> None:
     from ..demo import DEMO_USERS, create_demo_idp
     from ..server import quiet_dev_server_log
 
+    if port == idp_port:
+        _fail("--port and --idp-port must differ: the bridge and the demo IdP each need one")
     issuer = f"http://127.0.0.1:{port}"
     idp_url = f"http://127.0.0.1:{idp_port}"
-    os.environ.setdefault("STEPUP_ISSUER", issuer)
+    # The demo serves the bridge here: an issuer exported for a real deployment (README,
+    # "Running it for real") would send the demo IdP elsewhere.
+    given = urlsplit(os.environ.get("STEPUP_ISSUER") or issuer)
+    if given.scheme == "http" and given.hostname in ("127.0.0.1", "localhost") \
+            and given.port == port and given.path in ("", "/"):
+        os.environ["STEPUP_ISSUER"] = os.environ.get("STEPUP_ISSUER") or issuer
+    else:
+        _fail(f"the demo serves the bridge at {issuer}, not at STEPUP_ISSUER="
+              f"{os.environ['STEPUP_ISSUER']}: unset STEPUP_ISSUER to run the demo")
     bridge_app = create_app()
     issuer = bridge_app.extensions["stepup"].settings.issuer
     client_secret = secrets.token_urlsafe(32)
     quiet_dev_server_log()
     logs.audit_to_stderr()  # what a sign-in records, as a server logs it (docs/audit.md)
-    try:
-        idp_app = create_demo_idp(issuer, "demo-idp", client_secret, idp_url)
-    except ValueError as error:  # the hand-off client refuses the issuer (http off loopback)
-        _fail(f"the demo IdP cannot use STEPUP_ISSUER={issuer}: {error}")
+    idp_app = create_demo_idp(issuer, "demo-idp", client_secret, idp_url)
     try:  # both ports first: a demo already running keeps its registration if one is taken
         servers = [make_server("127.0.0.1", port, bridge_app, threaded=True),
                    make_server("127.0.0.1", idp_port, idp_app, threaded=True)]

@@ -648,22 +648,36 @@ def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alo
     ok(stepup("client", "add", "--client-id", "demo-idp", "--client-secret", SECRET,
               "--redirect-uri", "http://127.0.0.1:5001/callback"))
     before = ok(stepup("client", "list"))
-    with socket.socket() as taken:
+    with socket.socket() as taken, socket.socket() as free:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        result = stepup("demo", "--port", str(port), "--idp-port", str(port))
+        free.bind(("127.0.0.1", 0))
+        port, idp_port = taken.getsockname()[1], free.getsockname()[1]
+        free.close()
+        result = stepup("demo", "--port", str(port), "--idp-port", str(idp_port),
+                        STEPUP_ISSUER="")
     assert result.exit_code == 2
-    assert "--port and --idp-port" in result.output
+    assert "choose free ports with --port and --idp-port" in result.output
     assert ok(stepup("client", "list")) == before
 
 
-def test_a_demo_on_an_issuer_the_handoff_client_refuses_says_why(stepup):
-    """The hand-off client wants https off loopback: one line, not a traceback."""
-    result = stepup("demo", STEPUP_ISSUER="http://demo.example:5000")  # before any port
+def test_a_demo_on_one_port_for_both_says_so(stepup):
+    """Not "port in use by another program": the demo itself would be the other one."""
+    result = stepup("demo", "--port", "5650", "--idp-port", "5650")
+    assert result.output == ("stepup: error: --port and --idp-port must differ: the bridge and "
+                             "the demo IdP each need one\n")
+
+
+@pytest.mark.parametrize("issuer", ["http://demo.example:5000", "https://mfa.example.com",
+                                    "http://127.0.0.1:5002"])
+def test_a_demo_given_another_issuer_says_to_unset_it(stepup, issuer):
+    """An issuer exported for a real deployment (README) would send the demo IdP elsewhere:
+    one line naming both, before any port is taken, not a demo that cannot work."""
+    result = stepup("demo", "--port", "5000", STEPUP_ISSUER=issuer)
     assert result.exit_code == 2
-    assert "STEPUP_ISSUER=http://demo.example:5000" in result.output
-    assert "Traceback" not in result.output
+    assert result.output == (f"stepup: error: the demo serves the bridge at "
+                             f"http://127.0.0.1:5000, not at STEPUP_ISSUER={issuer}: unset "
+                             "STEPUP_ISSUER to run the demo\n")
 
 
 def test_the_version_is_the_installed_package_s():
