@@ -172,8 +172,9 @@ def ip_unblock(address: str, client_id: str | None) -> None:
     window = f"client {client_id}'s authentication window" if client_id else "code window"
     if not cleared:
         # Nothing to forget here: the users may see another address's window, or the nodes
-        # count in a Redis this command was not told of.
-        redis = "" if client_id is not None or bridge.settings.redis_url else (
+        # (several, so on a shared database) count in a Redis this command was not told of.
+        redis = "" if client_id is not None or bridge.settings.redis_url or not \
+            bridge.settings.database_url else (
             "; the nodes count in Redis? give this command their STEPUP_REDIS_URL")
         click.echo(f"{address} has no recent failures in the {window}{redis}.")
         return
