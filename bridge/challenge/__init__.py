@@ -251,7 +251,9 @@ class Challenge:
                     return
                 refusal = self.attempts.fail(
                     tx, flow, ip, now,
-                    WrongCode(N_("That recovery code didn't work. Check it and try again.")),
+                    WrongCode(N_("That recovery code didn't work. Check it and try again. "
+                                 "Each code works once: if you saved a newer one since, use "
+                                 "that one.")),
                     "failure", factor=RECOVERY_CODE)
         raise refusal
 

@@ -91,6 +91,9 @@ def test_after_confirmation_the_old_code_fails_and_the_new_one_works(act):
 
     old = act.start("kim")
     assert act.post(old, "recovery", recovery_code=first.recovery_code).status_code == 400
+    # Nothing says this code was right once (a guesser learns nothing), but the user holding
+    # an old printout is told to look for the newer one.
+    assert "if you saved a newer one since, use that one" in alert(old.last_page)
     new = act.start("kim")
     assert act.post(new, "recovery", recovery_code=new_code.lower()).status_code == 303
     assert [e for e in events(act, "kim") if e in ("recovery_code_used", "rotation")] == [
