@@ -160,6 +160,8 @@ def walk(bridge: Bridge, page, lang: str, visit: Callable[[str], None]) -> None:
     page.click("button[name=next][value=reenroll]")
     page.wait_for_selector("#totp-secret", state="attached")
     visit("reenroll")
+    submit_code(page, "otp", wrong_code(page.text_content("#totp-secret").strip()))
+    visit("reenroll-wrong-code")
 
     bridge.lock(user)
     page.goto(bridge.authorize_url(user, lang))

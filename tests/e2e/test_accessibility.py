@@ -43,7 +43,7 @@ SCREENSHOTS = {"en": ("enroll", "totp-wrong-clock", "new-recovery-code", "locked
                "ar": ("enroll", "totp-wrong-clock", "new-recovery-code", "locked", "home")}
 DARK_SCREENSHOTS = {"en": ("enroll", "totp-wrong-code", "new-recovery-code"),
                     "ar": ("totp-wrong-clock",)}
-STATES = 16
+STATES = 17
 
 
 @pytest.fixture(scope="module")
