@@ -20,6 +20,23 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   });
+  // "Can't scan?" stays open across a wrong code for whoever typed the key by hand: the
+  // answer is a new page, and the key would fold away just when it is to be checked.
+  const manual = document.querySelector("details.manual");
+  if (manual) {
+    // Keyed by where the code goes (the page's own address is /authorize at first).
+    const form = manual.nextElementSibling;
+    const key = `manual-open:${form ? form.getAttribute("action") : location.pathname}`;
+    try {
+      if (sessionStorage.getItem(key)) manual.open = true;
+      manual.addEventListener("toggle", () => {
+        if (manual.open) sessionStorage.setItem(key, "1");
+        else sessionStorage.removeItem(key);
+      });
+    } catch (e) {
+      // No storage (a locked-down browser): the section folds as before.
+    }
+  }
   const expiry = document.querySelector(".expiry[data-expires-in]");
   if (expiry) {
     const before = Number(expiry.dataset.warnBefore);
