@@ -398,7 +398,8 @@ def file_lacks_active_key(settings: Settings, active: str) -> Path | None:
     under and the file, which nodes and commands started without the variable read, holds
     the variable's other keys but not that one: what is re-sealed under ``active`` would no
     longer open there. None otherwise (no variable, or a file whose keys are none of the
-    variable's: nothing reads them for this database)."""
+    variable's: nothing reads them for this database). The same id with other bytes counts
+    as lacking it: the file's key of that name would not open what the variable's sealed."""
     path = settings.data_dir / "keys" / "secrets.json"
     if not settings.encryption_keys or not (stored := _read_json(path)):
         return None

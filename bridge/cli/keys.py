@@ -43,10 +43,11 @@ def keys_rotate_encryption(batch: int) -> None:
     if unshared := file_lacks_active_key(bridge.settings, vault.box.active):
         _fail(f"STEPUP_ENCRYPTION_KEYS puts key {vault.box.active!r} first, but {unshared}, "
               "which every node and command without that variable reads, does not hold it: "
-              "re-sealed under it, their secrets would not open there. Put the new key first in "
-              "that file's encryption_keys (keep the old ones after it), or set "
-              "STEPUP_ENCRYPTION_KEYS for every node and command, then run this again "
-              "(docs/operations.md, Key rotation)")
+              "re-sealed under it, their secrets would not open there. Where they read the "
+              "file, give it the new key as docs/operations.md (Key rotation) says: at the end "
+              "of its encryption_keys, restart them, then first, restart again, then run this "
+              "without the variable. Where none reads it any more (all three secrets are "
+              "variables), take encryption_keys out of the file")
     changed, lost = vault.reseal_all(bridge.store, batch)
     with bridge.store.begin() as tx:
         tx.audit("encryption_key_rotation", time.time(), key=vault.box.active, resealed=changed)
