@@ -45,10 +45,12 @@ def _bridge(existing: bool = False) -> Bridge:
 
     settings = _settings()
     if existing and not _exists(settings.database):
+        setting = "STEPUP_DATABASE_URL" if settings.database_url else "STEPUP_DATA_DIR"
+        default = "" if settings.database_url or settings.data_dir != Path("instance").resolve() \
+            else " (none given: ./instance, where you are)"
         _fail(f"no bridge database at {_safe_url(settings.database)}: run this command with "
-              f"the bridge's data folder (STEPUP_DATA_DIR; now {settings.data_dir}, relative "
-              "to where you are), or set the bridge up first (`stepup serve`, `stepup client "
-              "add`)")
+              f"the bridge's {setting}{default}, or set the bridge up first (`stepup serve`, "
+              "`stepup client add`)")
     bridge = build_bridge(settings)
     bridge.store.operator = _operator()
     logs.audit_to_stderr()
@@ -185,8 +187,12 @@ def demo(port: int, idp_port: int) -> None:
     # The demo serves the bridge here: an issuer exported for a real deployment (README,
     # "Running it for real") would send the demo IdP elsewhere.
     given = urlsplit(os.environ.get("STEPUP_ISSUER") or issuer)
+    try:
+        given_port = given.port
+    except ValueError:  # out of range, or not a number
+        given_port = None
     if given.scheme == "http" and given.hostname in ("127.0.0.1", "localhost") \
-            and given.port == port and given.path in ("", "/"):
+            and given_port == port and given.path in ("", "/"):
         os.environ["STEPUP_ISSUER"] = os.environ.get("STEPUP_ISSUER") or issuer
     else:
         _fail(f"the demo serves the bridge at {issuer}, not at STEPUP_ISSUER="

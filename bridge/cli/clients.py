@@ -47,7 +47,8 @@ def client_add(client_id, client_secret, jwks_uri, redirect_uris, prefixes, id_t
                         allow_enrollment=not no_enrollment, admin=admin, name=name)
     click.echo({"registered": f"Registered client {client_id}",
                 "renamed": f"Renamed client {client_id} (its sign-ins in progress go on)",
-                "unchanged": f"Client {client_id} is registered so already: nothing changed",
+                "unchanged": f"Client {client_id} is already registered with these settings: "
+                             "nothing changed",
                 }[_register(bridge, record, replace)])
 
 

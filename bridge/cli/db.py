@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..settings import SECRET_NAMES
 from ..store import Store, create_engine, migrate
 from .base import NOT_FOUND, _exists, _fail, _safe_url, _settings, main
 
@@ -65,5 +66,9 @@ def db_backup(target: Path) -> None:
     if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
     source = Store(create_engine(settings.database)).backup(target)
-    click.echo(f"Backed up {source} to {target}. Back up {settings.data_dir / 'keys'} too: "
-               "without its secrets the copy opens nothing.")
+    keys = settings.data_dir / "keys" / "secrets.json"
+    # The copy opens only with the secrets this deployment keeps apart from it.
+    kept = (f"{keys} (back it up too)" if keys.is_file()
+            and not all(getattr(settings, name) for name in SECRET_NAMES)
+            else "STEPUP_PEPPER and STEPUP_ENCRYPTION_KEYS")
+    click.echo(f"Backed up {source} to {target}. It opens only with the secrets in {kept}.")

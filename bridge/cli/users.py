@@ -65,12 +65,17 @@ def user_show(subject: str) -> None:
         sys.exit(1)  # as grep: a script can tell "no such user" from a user shown
 
 
+_FACTOR_EVENTS = frozenset({"enrollment", "reenrollment", "helpdesk_reset", "helpdesk_unlock",
+                            "not_me"})
+
+
 def _not_enrolled(trail: list[dict]) -> str:
     """Why a subject has no factor, as far as its events tell: a reset's "not enrolled" is no
     mistyped subject (the username hint is for a subject with no history at all)."""
-    if reset := next((e for e in trail if e["event"] == "helpdesk_reset"), None):
-        return (f"the help desk reset their factors on {_when(reset['at'])}: they set up new "
-                "ones at their next sign-in")
+    # The newest event that set factors up or took them away says what happened last.
+    last = next((e for e in trail if e["event"] in _FACTOR_EVENTS), None)
+    if last is not None and last["event"] == "helpdesk_reset":
+        return f"the help desk reset their factors on {_when(last['at'])}"
     if trail:
         return "no factor; their events are below"
     return _SUBJECT_HINT
@@ -170,14 +175,12 @@ def ip_unblock(address: str, client_id: str | None) -> None:
             tx.audit("ip_unblocked", time.time(), client_id=client_id, ip=address,
                      failures=cleared)
     window = f"client {client_id}'s authentication window" if client_id else "code window"
+    # Nodes that count in Redis also write each failure to the database: a command not given
+    # their STEPUP_REDIS_URL clears only that copy, and Redis still holds the window.
+    redis = "" if client_id is not None or bridge.settings.redis_url else (
+        "; if the nodes count in Redis, give this command their STEPUP_REDIS_URL")
     if not cleared:
-        # Nothing to forget here: the users may see another address's window, or the nodes
-        # (several, so on a shared database) count in a Redis this command was not told of.
-        redis = "" if client_id is not None or bridge.settings.redis_url or not \
-            bridge.settings.database_url else (
-            "; the nodes count in Redis? give this command their STEPUP_REDIS_URL")
         click.echo(f"{address} has no recent failures in the {window}{redis}.")
         return
     click.echo(f"Unblocked {address} ({window}): {cleared} recent failure"
-               f"{'' if cleared == 1 else 's'} forgotten.")
-
+               f"{'' if cleared == 1 else 's'} forgotten{redis}.")

@@ -336,7 +336,7 @@ class TestClientListRemove:
             "Renamed client kc (its sign-ins in progress go on)\n")
         assert find_client(bridge, "kc").client_name == "Acme Portal"
         assert ok(stepup(*add, "--client-name", "Acme Portal", "--replace")) == (
-            "Client kc is registered so already: nothing changed\n")
+            "Client kc is already registered with these settings: nothing changed\n")
         # Only the name changed: the request pushed before still starts its sign-in.
         page = act.client.get("/authorize", query_string={
             "client_id": "kc", "request_uri": pushed.get_json()["request_uri"]})
@@ -409,7 +409,8 @@ class TestUser:
         shown = stepup("user", "show", "alice")
         assert shown.exit_code == 1
         # Said as a reset, not with the "subject, not username" hint of a subject never seen.
-        assert shown.stdout.startswith("alice: not enrolled (the help desk reset their factors on")
+        assert shown.stdout.startswith("alice: not enrolled (the help desk reset their "
+                                       "factors on ")
         assert "the IdP's subject" not in shown.stdout
         # What happened to them is still shown; the shell's event has no client and no
         # address, and says so in their columns.
@@ -669,7 +670,7 @@ def test_a_demo_on_one_port_for_both_says_so(stepup):
 
 
 @pytest.mark.parametrize("issuer", ["http://demo.example:5000", "https://mfa.example.com",
-                                    "http://127.0.0.1:5002"])
+                                    "http://127.0.0.1:5002", "http://127.0.0.1:99999"])
 def test_a_demo_given_another_issuer_says_to_unset_it(stepup, issuer):
     """An issuer exported for a real deployment (README) would send the demo IdP elsewhere:
     one line naming both, before any port is taken, not a demo that cannot work."""

@@ -416,8 +416,16 @@ def test_a_backup_of_the_embedded_database_holds_what_the_wal_holds(tmp_path):
     target = tmp_path / "backup.db"
     done = _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live))
     assert done.exit_code == 0, done.output
-    assert done.output.endswith(f"Back up {live / 'keys'} too: without its secrets the copy "
-                                "opens nothing.\n")
+    secrets_file = live / "keys" / "secrets.json"
+    assert done.output.endswith(f"It opens only with the secrets in {secrets_file} (back it "
+                                "up too).\n")
+    # Secrets all given as variables: the file, if any, is not what the copy needs.
+    stored = json.loads(secrets_file.read_text())
+    as_variables = _cli("db", "backup", str(tmp_path / "again.db"), STEPUP_DATA_DIR=str(live),
+                        STEPUP_SECRET_KEY=stored["secret_key"], STEPUP_PEPPER=stored["pepper"],
+                        STEPUP_ENCRYPTION_KEYS=",".join(stored["encryption_keys"]))
+    assert as_variables.output.endswith("It opens only with the secrets in STEPUP_PEPPER and "
+                                        "STEPUP_ENCRYPTION_KEYS.\n"), as_variables.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live)).output == (
         f"stepup: error: {target} exists: name a new file\n")
@@ -459,6 +467,20 @@ def test_a_command_about_what_the_bridge_holds_needs_its_database(tmp_path, comm
     elsewhere = tmp_path / "instance"
     result = _cli(*command, STEPUP_DATA_DIR=str(elsewhere))
     assert result.exit_code == 2
-    assert result.output.startswith(f"stepup: error: no bridge database at sqlite:///{elsewhere}"
-                                    f"/stepup.db: run this command with the bridge's data folder")
+    assert result.output == (f"stepup: error: no bridge database at sqlite:///{elsewhere}"
+                             "/stepup.db: run this command with the bridge's STEPUP_DATA_DIR, "
+                             "or set the bridge up first (`stepup serve`, `stepup client add`)\n")
     assert not elsewhere.exists()
+
+
+def test_a_help_desk_command_in_a_folder_without_the_bridge_says_where_it_looked(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _cli("user", "show", "ann")
+    assert result.exit_code == 2
+    assert "the bridge's STEPUP_DATA_DIR (none given: ./instance, where you are)" in result.output
+    assert not (tmp_path / "instance").exists()
+    url = f"sqlite:///{tmp_path}/moved.db"
+    result = _cli("user", "show", "ann", STEPUP_DATABASE_URL=url)
+    assert f"no bridge database at {url}: run this command with the bridge's " \
+           "STEPUP_DATABASE_URL, or set" in result.output

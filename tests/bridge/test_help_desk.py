@@ -160,3 +160,17 @@ def test_a_uid_with_no_name_is_audited_by_its_number(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr("os.getuid", lambda: 54321)
     assert _operator() == "uid 54321"
+
+
+def test_a_subject_without_factors_is_told_as_its_newest_factor_event_says():
+    """A reset is named only while it is the last thing that happened to the factors: after
+    a new enrollment and a lock that took them away again, an old reset date would mislead."""
+    from bridge.cli.users import _SUBJECT_HINT, _not_enrolled
+
+    reset = {"event": "helpdesk_reset", "at": 0.0}
+    assert _not_enrolled([{"event": "helpdesk_show", "at": 9.0}, reset]) == (
+        "the help desk reset their factors on 1970-01-01 00:00:00Z")
+    later = [{"event": "helpdesk_unlock", "at": 3.0}, {"event": "not_me", "at": 2.0},
+             {"event": "enrollment", "at": 1.0}, reset]
+    assert _not_enrolled(later) == "no factor; their events are below"
+    assert _not_enrolled([]) == _SUBJECT_HINT
