@@ -25,7 +25,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const manual = document.querySelector("details.manual");
   if (manual) {
     // Keyed by where the code goes (the page's own address is /authorize at first).
-    const form = manual.nextElementSibling;
+    const form = document.querySelector("details.manual ~ form");
     const key = `manual-open:${form ? form.getAttribute("action") : location.pathname}`;
     try {
       if (sessionStorage.getItem(key)) manual.open = true;

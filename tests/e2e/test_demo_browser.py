@@ -103,7 +103,7 @@ def test_enroll_totp_and_recovery_with_rotation(demo):
         page.click("text=Verify and continue")
         assert page.locator("[role=alert]").is_visible()
         # The key typed by hand stays in view to be checked against the app's entry.
-        assert page.locator("#totp-secret").is_visible()
+        page.wait_for_selector("#totp-secret", state="visible", timeout=5_000)
         screenshot(page, "02-enroll-wrong-code")
         page.fill("input[name=otp]", totp.code_at(secret, time.time()))
         page.click("text=Verify and continue")
