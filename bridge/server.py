@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import re
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -118,13 +120,36 @@ def _pre_fork(server, worker) -> None:
     gc.freeze()
 
 
+#: What the master sends a worker to stop it.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
 def _post_fork(server, worker) -> None:
+    # A stop sent between the fork and the worker's own signal handlers (gunicorn installs
+    # them in init_process) met the master's handler, copied into this process, which only
+    # queues it: the worker served on until the graceful timeout's SIGKILL, 30 s (a
+    # `systemctl stop` just as a worker was booting). Kept until the worker can act on it.
+    def stop_early(signum, frame) -> None:
+        worker.stop_early = True
+
+    worker.stop_early = False
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, stop_early)
+    while True:  # what already came: the master's queue, as copied into this process
+        try:
+            if server.SIG_QUEUE.get_nowait() in _STOP_SIGNALS:
+                worker.stop_early = True
+        except queue.Empty:
+            break
     # Database connections must not be shared across fork: each worker opens its own.
     if bridge := worker.app.application.extensions.get("stepup"):
         bridge.store.engine.dispose(close=False)
 
 
 def _post_worker_init(worker) -> None:
+    if getattr(worker, "stop_early", False):
+        worker.alive = False  # its run loop ends at once; worker_exit runs as on any stop
+        return
     # One sender thread per worker (threads do not survive the fork, so not in the master);
     # the database hands each event to one of them (bridge.notify).
     bridge = worker.app.application.extensions.get("stepup")  # absent: bench's trivial app

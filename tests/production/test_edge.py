@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -234,6 +237,35 @@ def test_the_access_log_is_json_on_stderr_and_joins_the_bridges_lines(tmp_path):
                 and e.get("request_id") == "probe-42"]
     assert (access["method"], access["path"], access["status"]) == ("GET", "/healthz", 200)
     assert 0 < access["seconds"] < 5 and access["bytes"] > 0
+
+
+@pytest.mark.parametrize(("queued", "sent", "runs"), [
+    (signal.SIGTERM, None, False),  # came before the hook: in the copied master's queue
+    (None, signal.SIGTERM, False),  # came after it, before gunicorn's own handlers
+    (signal.SIGHUP, None, True),  # the master's own business (a reload): not a stop
+])
+def test_a_worker_told_to_stop_while_it_boots_stops(queued, sent, runs):
+    """Seen in CI: `serve` stopped just as its second worker booted, and that worker served on
+    until gunicorn's SIGKILL 30 s later. Between the fork and the worker's own handlers a
+    SIGTERM meets the master's handler, copied into the worker, which only queues it; the
+    hooks keep it (from that queue, or by a handler of their own) and end the run loop."""
+    from bridge.server import _STOP_SIGNALS, _post_fork, _post_worker_init
+
+    server = SimpleNamespace(SIG_QUEUE=queue.SimpleQueue())
+    worker = SimpleNamespace(app=SimpleNamespace(application=SimpleNamespace(extensions={})),
+                             alive=True)
+    kept = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    try:
+        if queued:
+            server.SIG_QUEUE.put_nowait(queued)
+        _post_fork(server, worker)
+        if sent:
+            os.kill(os.getpid(), sent)
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+    _post_worker_init(worker)
+    assert worker.alive is runs
 
 
 # -- the per-IP limit ----------------------------------------------------------------------
