@@ -155,6 +155,17 @@ class ServerSecrets:
             self.created_file.unlink(missing_ok=True)
 
 
+def secrets_file(settings: Settings) -> Path:
+    """Where the secrets not given as settings are kept: ``keys/secrets.json`` in the data
+    folder."""
+    return settings.data_dir / "keys" / "secrets.json"
+
+
+def _listed(kept: str | list) -> str:
+    """A kept key list as the setting spells it (the file holds a JSON list, or text)."""
+    return kept if isinstance(kept, str) else ",".join(map(str, kept))
+
+
 def load_secrets(settings: Settings) -> ServerSecrets:
     """Secrets from the settings (``STEPUP_SECRET_KEY`` / ``STEPUP_PEPPER`` /
     ``STEPUP_ENCRYPTION_KEYS``, checked there), else from ``keys/secrets.json`` in the data
@@ -164,7 +175,7 @@ def load_secrets(settings: Settings) -> ServerSecrets:
     made up in one node's (or one shell's) folder would differ from the others'. A made-up
     pepper would become the database's and lock the real nodes out, a made-up session key
     would fail the sign-ins that reach that node at random. So none is made up there."""
-    path = settings.data_dir / "keys" / "secrets.json"
+    path = secrets_file(settings)
     missing = [name for name in SECRET_NAMES if not getattr(settings, name)]
     stored = _read_json(path) if missing else {}  # all three set: the file is not used
     if stored is None and settings.database_url:
@@ -201,7 +212,7 @@ def load_secrets(settings: Settings) -> ServerSecrets:
         if not kept or not isinstance(kept, str | list):
             raise ConfigError(f"{path} holds no {name!r} and STEPUP_{name.upper()} is not set: "
                               "restore the file from your backup, or set the variable")
-        return kept if isinstance(kept, str) else ",".join(map(str, kept))
+        return _listed(kept)
 
     keys = parse_encryption_keys(setting("encryption_keys", settings.encryption_keys))
     return ServerSecrets(
@@ -400,14 +411,14 @@ def file_lacks_active_key(settings: Settings, active: str) -> Path | None:
     longer open there. None otherwise (no variable, or a file whose keys are none of the
     variable's: nothing reads them for this database). The same id with other bytes counts
     as lacking it: the file's key of that name would not open what the variable's sealed."""
-    path = settings.data_dir / "keys" / "secrets.json"
+    path = secrets_file(settings)
     if not settings.encryption_keys or not (stored := _read_json(path)):
         return None
     kept = stored.get("encryption_keys")
     if not kept or not isinstance(kept, str | list):
         return None
     try:
-        listed = parse_encryption_keys(kept if isinstance(kept, str) else ",".join(map(str, kept)))
+        listed = parse_encryption_keys(_listed(kept))
     except ConfigError:
         return None  # a damaged file starts no node: the start says so
     given = parse_encryption_keys(settings.encryption_keys)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..keyring import secrets_file
 from ..settings import SECRET_NAMES
 from ..store import Store, create_engine, migrate
 from .base import NOT_FOUND, _exists, _fail, _safe_url, _settings, main
@@ -66,7 +67,7 @@ def db_backup(target: Path) -> None:
     if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
     source = Store(create_engine(settings.database)).backup(target)
-    keys = settings.data_dir / "keys" / "secrets.json"
+    keys = secrets_file(settings)
     # The copy opens only with the secrets this deployment keeps apart from it.
     kept = (f"{keys} (back it up too)" if keys.is_file()
             and not all(getattr(settings, name) for name in SECRET_NAMES)
