@@ -1,7 +1,11 @@
 """Security headers on every page (CSP without inline script or style, frame-ancestors,
-no-store, no-referrer, HSTS) and the session cookie's attributes."""
+no-store, no-referrer, HSTS), the session cookie's attributes, and what the browser may keep
+(static files named by their digest, the icon in the page)."""
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 from tests.bridge.conftest import HTML_PAGES, Actions
 from tests.bridge.html_reader import Page
@@ -74,3 +78,37 @@ def test_session_cookie_is_not_secure_for_a_local_http_issuer(make_app, clock):
     assert "httponly" in cookie and "samesite=lax" in cookie
     assert "secure" not in cookie
     assert "Strict-Transport-Security" not in page.headers
+
+
+def test_static_files_are_kept_by_the_browser_only_under_their_contents_digest(pages, client):
+    """Each page names its stylesheet and script with the digest of what they hold: the
+    browser keeps that URL for a year and asks no more (else two conditional requests per
+    page). Another version (a page from a node of another release) or none is revalidated
+    every time: a browser never keeps a file under a URL naming other content."""
+    page = Page(pages["totp"].get_data(as_text=True))
+    named = [e.attrs["href"] for e in page.all("link") if e.attrs.get("rel") == "stylesheet"]
+    named += [e.attrs["src"] for e in page.all("script")]
+    static = Path(client.application.static_folder)
+    assert len(named) == 2, named
+    for url in named:
+        path, _, version = url.partition("?v=")
+        body = (static / path.removeprefix("/static/")).read_bytes()
+        assert version == hashlib.sha256(body).hexdigest()[:16], url
+        kept = client.get(url)
+        assert kept.status_code == 200 and kept.data == body
+        assert kept.headers.getlist("Cache-Control") == [
+            "public, max-age=31536000, immutable"], url
+        for other in (path, f"{path}?v={version[::-1]}", f"{path}?v="):
+            assert client.get(other).headers.getlist("Cache-Control") == ["no-cache"], other
+        assert all(len(kept.headers.getlist(header)) == 1 for header in SECURITY)
+    # The file's own answers are not changed by the digest: unknown files are still 404s.
+    assert client.get("/static/nothing.css?v=x").status_code == 404
+
+
+def test_every_page_names_its_icon_so_no_browser_asks_for_favicon_ico(pages):
+    csp = pages["totp"].headers["Content-Security-Policy"]
+    assert "img-src 'self' data:" in csp  # what the icon needs
+    for name in HTML_PAGES:
+        icons = [e.attrs["href"] for e in Page(pages[name].get_data(as_text=True)).all("link")
+                 if e.attrs.get("rel") == "icon"]
+        assert len(icons) == 1 and icons[0].startswith("data:image/svg+xml,"), name
