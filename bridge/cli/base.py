@@ -37,10 +37,10 @@ def _settings() -> Settings:
 
 def _bridge(existing: bool = False) -> Bridge:
     """The bridge a command works on: its audit events name the operator and go to stderr as
-    JSON lines too. A command about what the bridge holds (``existing``: a user, an address,
-    a client to remove, the keys) needs the embedded database to be there: in another folder
-    it would get a new, empty one, and a help desk would be told a locked user is "not
-    enrolled"."""
+    JSON lines too. A command about what the bridge holds (``existing``: the clients, a user,
+    an address, the keys) needs the embedded database to be there: in another folder it would
+    get a new, empty one (and a secrets file), and a help desk would be told a locked user is
+    "not enrolled", an operator that no client is registered."""
     from .. import logs
 
     settings = _settings()
@@ -48,9 +48,11 @@ def _bridge(existing: bool = False) -> Bridge:
         setting = "STEPUP_DATABASE_URL" if settings.database_url else "STEPUP_DATA_DIR"
         default = "" if settings.database_url or settings.data_dir != Path("instance").resolve() \
             else " (none given: ./instance, where you are)"
+        # A database URL's schema is made by `db upgrade` alone; the embedded one by a start.
+        first = "create it first (`stepup db upgrade`)" if settings.database_url else \
+            "set the bridge up first (`stepup serve`, `stepup client add`)"
         _fail(f"no bridge database at {_safe_url(settings.database)}: run this command with "
-              f"the bridge's {setting}{default}, or set the bridge up first (`stepup serve`, "
-              "`stepup client add`)")
+              f"the bridge's {setting}{default}, or {first}")
     bridge = build_bridge(settings)
     bridge.store.operator = _operator()
     logs.audit_to_stderr()

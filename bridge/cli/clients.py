@@ -83,7 +83,7 @@ def _same(a: Client, b: Client, *besides: str) -> bool:
 @client.command("list")
 def client_list() -> None:
     """List registered clients (never their secrets)."""
-    with _bridge().store.begin() as tx:
+    with _bridge(existing=True).store.begin() as tx:
         for c in tx.list_clients():
             auth = "private_key_jwt" if c.jwks_uri else "client_secret"
             uris = " ".join([*c.redirect_uris, *(f"{p}?*" for p in c.redirect_uri_prefixes)])

@@ -48,6 +48,7 @@ def test_a_bad_database_url_is_one_line(url, message):
 def test_a_command_warns_of_a_misspelt_setting(tmp_path):
     """STEPUP_DATABSE_URL would leave the command on the embedded database, silently: every
     command says so on stderr, as `stepup serve` does in its log."""
+    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
     listed = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path),
                   STEPUP_DATABSE_URL="postgresql+psycopg://u@h/db")
     assert listed.exit_code == 0
@@ -63,7 +64,7 @@ def test_the_start_up_line_hides_every_database_password():
 
 
 def test_an_sqlite_file_in_a_missing_folder_is_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["client", "list"], env={
+    result = CliRunner().invoke(main, list(START), env={
         "STEPUP_DATA_DIR": str(tmp_path),
         "STEPUP_DATABASE_URL": f"sqlite:///{tmp_path}/missing/stepup.db"})
     assert result.exit_code == 2
@@ -119,7 +120,7 @@ def test_the_secrets_file_is_owner_only_whatever_was_left_in_its_folder(tmp_path
 
 
 def test_a_restored_secrets_file_with_open_rights_is_made_owner_only(tmp_path, caplog):
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
+    assert _start(STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
     secrets_file = tmp_path / "keys" / "secrets.json"
     secrets_file.chmod(0o644)
     assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
@@ -145,6 +146,15 @@ def _cli(*args: str, **env: str):
     return CliRunner().invoke(main, list(args), env=env)
 
 
+#: A command that sets the bridge up where it is not yet (`client list` refuses to): the start
+#: these tests are about, the secrets made or checked, with a client registered.
+START = ("client", "add", "--client-id", "probe", "--redirect-uri", "https://idp.example/cb")
+
+
+def _start(**env: str):
+    return _cli(*START, STEPUP_CLIENT_SECRET="probe-secret-0123456789", **env)
+
+
 _KEY = base64.b64encode(b"k" * 32).decode()
 
 
@@ -158,7 +168,7 @@ def test_a_node_with_another_pepper_than_its_database_s_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     node = {"STEPUP_DATABASE_URL": url, "STEPUP_SECRET_KEY": _KEY,
             "STEPUP_ENCRYPTION_KEYS": f"k1:{_KEY}"}
-    first = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_PEPPER=_pepper(1),
+    first = _start(STEPUP_DATA_DIR=str(tmp_path / "a"), STEPUP_PEPPER=_pepper(1),
                  **node)
     assert first.exit_code == 2 and "no schema yet" in first.output
     assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(tmp_path / "a"),
@@ -212,7 +222,7 @@ def test_no_secret_is_made_up_for_a_database_nodes_share(tmp_path, accounts):
 
 def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_path):
     live, restored = tmp_path / "live", tmp_path / "restored"
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(live)).exit_code == 0
+    assert _start(STEPUP_DATA_DIR=str(live)).exit_code == 0
     restored.mkdir()
     for part in live.glob("stepup.db*"):  # with its WAL: the live node may not have checkpointed
         shutil.copy(part, restored / part.name)
@@ -228,7 +238,7 @@ def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_p
 def test_a_secret_set_but_empty_is_refused_not_made_up(tmp_path, name):
     """A node whose secret store answered nothing would otherwise make up its own session key
     (sign-ins hopping between nodes fail) or pepper."""
-    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path), **{f"STEPUP_{name}": " "})
+    refused = _start(STEPUP_DATA_DIR=str(tmp_path), **{f"STEPUP_{name}": " "})
     assert refused.exit_code == 2
     assert refused.output == (f"stepup: error: STEPUP_{name} is set but empty: give its value, "
                               "or unset it to use keys/secrets.json in the data folder\n")
@@ -240,7 +250,7 @@ def test_a_restore_with_the_pepper_but_not_the_encryption_keys_says_which_keys(t
     were sealed with an encryption key this node lacks. One line that names the setting and the
     file, and nothing generated left behind for the next try to pick up."""
     live, restored = tmp_path / "live", tmp_path / "restored"
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(live), STEPUP_PEPPER=_pepper(1),
+    assert _start(STEPUP_DATA_DIR=str(live), STEPUP_PEPPER=_pepper(1),
                 STEPUP_ISSUER="https://b.example").exit_code == 0
     restored.mkdir()
     for part in live.glob("stepup.db*"):
@@ -275,7 +285,7 @@ def test_a_key_rotated_in_during_the_start_s_check_is_one_line(tmp_path, monkeyp
         return secrets
 
     monkeypatch.setattr(bridge.app, "load_checked_secrets", check_then_rotate)
-    refused = _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path))
+    refused = _start(STEPUP_DATA_DIR=str(tmp_path))
     assert refused.exit_code == 2, refused.output
     assert refused.output.startswith("stepup: error: this database's signing keys do not open "
                                      "(signing key other: ")
@@ -288,7 +298,8 @@ def test_a_refused_start_keeps_no_pepper_of_its_own(tmp_path):
     the documented DELETE), restored without keys/: the start is refused for the signing keys
     before its made-up pepper is kept, so restoring keys/ then works."""
     live, restored = tmp_path / "live", tmp_path / "restored"
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(live)).exit_code == 0
+    assert _cli("db", "upgrade", STEPUP_DATA_DIR=str(live)).exit_code == 0
+    assert _cli("client", "list", STEPUP_DATA_DIR=str(live)).exit_code == 0  # no account
     restored.mkdir()
     for part in live.glob("stepup.db*"):
         shutil.copy(part, restored / part.name)
@@ -361,7 +372,7 @@ def test_two_first_starts_on_one_folder_never_keep_a_made_up_pepper(tmp_path, mo
      "'pepper' in"),  # a weak pepper in the file: named there, not as STEPUP_PEPPER
 ])
 def test_a_damaged_secrets_file_is_one_line_naming_it(tmp_path, damage, message):
-    assert _cli("client", "list", STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
+    assert _start(STEPUP_DATA_DIR=str(tmp_path)).exit_code == 0
     secrets_file = tmp_path / "keys" / "secrets.json"
     kept = json.loads(secrets_file.read_text())
     damage(secrets_file)
@@ -375,7 +386,7 @@ def test_a_data_folder_that_cannot_be_used_is_one_line(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     for folder in (a_file, a_file / "sub"):
-        for command in (["db", "upgrade"], ["client", "list"]):
+        for command in (["db", "upgrade"], START):
             refused = _cli(*command, STEPUP_DATA_DIR=str(folder))
             assert refused.exit_code == 2, (command, refused.output)
             assert refused.output.startswith(f"stepup: error: cannot use {a_file}")
@@ -457,9 +468,9 @@ def test_backup_of_postgresql_points_to_pg_dump(tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    ("user", "show", "ann"), ("user", "unlock", "ann"), ("user", "reset", "--yes", "ann"),
-    ("ip", "unblock", "192.0.2.1"), ("client", "remove", "--yes", "idp"), ("keys", "rotate"),
-    ("keys", "rotate-encryption")])
+    ("client", "list"), ("user", "show", "ann"), ("user", "unlock", "ann"),
+    ("user", "reset", "--yes", "ann"), ("ip", "unblock", "192.0.2.1"),
+    ("client", "remove", "--yes", "idp"), ("keys", "rotate"), ("keys", "rotate-encryption")])
 def test_a_command_about_what_the_bridge_holds_needs_its_database(tmp_path, command):
     """Run in another folder than the bridge's, a help-desk command got a new, empty database
     and said a locked user was "not enrolled": it names the database it looked for, and
@@ -482,5 +493,6 @@ def test_a_help_desk_command_in_a_folder_without_the_bridge_says_where_it_looked
     assert not (tmp_path / "instance").exists()
     url = f"sqlite:///{tmp_path}/moved.db"
     result = _cli("user", "show", "ann", STEPUP_DATABASE_URL=url)
-    assert f"no bridge database at {url}: run this command with the bridge's " \
-           "STEPUP_DATABASE_URL, or set" in result.output
+    assert result.output == (f"stepup: error: no bridge database at {url}: run this command "
+                             "with the bridge's STEPUP_DATABASE_URL, or create it first "
+                             "(`stepup db upgrade`)\n")
