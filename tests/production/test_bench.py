@@ -52,3 +52,13 @@ def test_qr_benchmark_compares_the_fixed_mask_with_all_eight():
     assert [int(mask) for mask, *_ in masks] == list(range(8)), run.stdout
     assert all(1 <= float(median) <= float(worst) for _, median, worst, _ in masks)
     assert sum(int(best) for *_, best in masks) >= 99  # every code has a best mask (ties: more)
+
+
+def test_browser_extras_benchmark_prices_what_a_browser_sent_beside_a_step_up():
+    run = subprocess.run([sys.executable, "-m", "bench.browser_extras", "--rounds", "1",
+                          "--calls", "5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    extras, stepup, ratio = (float(x) for x in re.findall(
+        r"^(?:two revalidations and a favicon 404|TOTP step-up \(4 requests\)|ratio)\s+([\d.]+)",
+        run.stdout, re.M))
+    assert 0 < extras < stepup and ratio > 0, run.stdout
