@@ -6,12 +6,14 @@ line (``logs.py``); the security headers go on every answer below Flask (``secur
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, g, render_template, request, send_file
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import generate_csrf
@@ -20,8 +22,10 @@ from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
     InternalServerError,
+    NotFound,
     RequestEntityTooLarge,
 )
+from werkzeug.security import safe_join
 
 from .admin import views as admin_views
 from .oidc import endpoints as oidc_endpoints
@@ -94,14 +98,15 @@ def init_app(app: Flask) -> None:
         app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.register_error_handler(InternalServerError, _server_error)
 
-    versions = _static_versions(app)
-    app.view_functions["static"] = _cached_when_versioned(app.view_functions["static"], versions)
+    static = StaticFiles(app.static_folder or "")
+    app.view_functions["static"] = static.answer
 
     @app.template_global()
     def static_url(filename: str) -> str:
         # Not url_for: a Host header werkzeug refuses leaves no URL adapter, and the error
         # page for that request must still render.
-        return f"{request.script_root}{app.static_url_path}/{filename}?v={versions[filename]}"
+        return (f"{request.script_root}{app.static_url_path}/{filename}"
+                f"?v={static.version(filename)}")
 
     @app.template_global()
     def form_keys() -> Markup:
@@ -117,37 +122,48 @@ def init_app(app: Flask) -> None:
         return keys
 
 
-#: How long a browser keeps a static file named with its content's digest: a year, RFC 9111's
-#: usual "never expires", and ``immutable`` (RFC 8246) so that a reload does not ask again.
-STATIC_MAX_AGE = 365 * 24 * 3600
+class StaticFiles:
+    """The stylesheet and script, named in pages by their content's digest (``?v=``) and then
+    kept by the browser: answered with ``no-cache`` (Flask's default), every page cost two
+    conditional requests, doubling a step-up's browser requests. Only the URL naming what is
+    served now is kept, for a year (RFC 9111's usual "never expires") and ``immutable``
+    (RFC 8246: a reload does not ask again). Any other version or none is revalidated each
+    time: a page from a node of another release during a rolling upgrade, or files replaced
+    under a running node, never leave a browser keeping a file under a URL naming other
+    content. The digest is the ETag too, so a revalidation never confirms other content
+    (werkzeug's ETag is the file's time and size)."""
 
+    MAX_AGE = 365 * 24 * 3600
 
-def _static_versions(app: Flask) -> dict[str, str]:
-    """The digest of each static file's content, read once: pages name the file with it."""
-    folder = Path(app.static_folder or "")
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-            for path in folder.iterdir() if path.is_file()}
+    def __init__(self, folder: str):
+        self.folder = folder
+        self._versions: dict[str, str] = {}  # what pages name, from each file's first read
 
+    def version(self, filename: str) -> str:
+        if (found := self._versions.get(filename)) is None:
+            found = self._versions[filename] = _digest(self._read(filename))
+        return found
 
-def _cached_when_versioned(view: Callable[..., Response],
-                           versions: dict[str, str]) -> Callable[..., Response]:
-    """Flask's static view, with the file kept by the browser when the URL names this
-    content's digest. Without it every page's stylesheet and script came back with
-    ``no-cache``: two conditional requests per page, a step-up's browser requests doubled.
-    Any other version (a page from a node of another release, during a rolling upgrade)
-    or none is answered as before, revalidated each time, so no browser keeps a file under a
-    URL that names other content."""
-
-    def static(filename: str) -> Response:
-        response = view(filename=filename)
-        if request.args.get("v") == versions.get(filename):
-            response.cache_control.no_cache = None
-            response.cache_control.public = True
-            response.cache_control.max_age = STATIC_MAX_AGE
+    def answer(self, filename: str) -> Response:
+        """The static route's view: the bytes whose digest is checked are the bytes sent."""
+        body = self._read(filename)
+        digest = _digest(body)
+        kept = request.args.get("v") == digest
+        response = send_file(io.BytesIO(body), download_name=filename, etag=digest,
+                             max_age=self.MAX_AGE if kept else None, conditional=True)
+        if kept:
             response.cache_control.immutable = True
         return response
 
-    return static
+    def _read(self, filename: str) -> bytes:
+        path = safe_join(self.folder, filename)
+        if path is None or not os.path.isfile(path):
+            raise NotFound()
+        return Path(path).read_bytes()
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
 
 
 def for_programs(path: str) -> bool:

@@ -569,9 +569,10 @@ class TestDbUpgrade:
         assert migrate.head() in out and (folder / "stepup.db").is_file()
 
     def test_unmigrated_database_is_refused(self, stepup, tmp_path):
+        (tmp_path / "empty.db").touch()
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         line = one_line_error(stepup("client", "list", STEPUP_DATABASE_URL=url))
-        assert "db upgrade" in line
+        assert "no schema yet" in line and "`stepup db upgrade`" in line
 
 
 class TestDbStatus:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from flask import Flask
+
+from bridge.edge import StaticFiles
 from tests.bridge.conftest import HTML_PAGES, Actions
 from tests.bridge.html_reader import Page
 
@@ -95,14 +98,40 @@ def test_static_files_are_kept_by_the_browser_only_under_their_contents_digest(p
         body = (static / path.removeprefix("/static/")).read_bytes()
         assert version == hashlib.sha256(body).hexdigest()[:16], url
         kept = client.get(url)
-        assert kept.status_code == 200 and kept.data == body
+        assert kept.status_code == 200 and kept.data == body and kept.content_type
         assert kept.headers.getlist("Cache-Control") == [
             "public, max-age=31536000, immutable"], url
-        for other in (path, f"{path}?v={version[::-1]}", f"{path}?v="):
+        assert kept.headers["ETag"] == f'"{version}"'  # the content's, not its time and size
+        again = client.get(url, headers={"If-None-Match": f'"{version}"'})
+        assert again.status_code == 304 and again.headers["Cache-Control"] == \
+            kept.headers["Cache-Control"]
+        for other in (path, f"{path}?v={version[::-1]}", f"{path}?v=", f"{path}?v=%20"):
             assert client.get(other).headers.getlist("Cache-Control") == ["no-cache"], other
         assert all(len(kept.headers.getlist(header)) == 1 for header in SECURITY)
-    # The file's own answers are not changed by the digest: unknown files are still 404s.
-    assert client.get("/static/nothing.css?v=x").status_code == 404
+    for missing in ("/static/nothing.css", "/static/nothing.css?v=x", "/static/../app.py"):
+        assert client.get(missing).status_code == 404, missing
+
+
+def test_static_files_changed_under_a_running_node_are_never_kept_under_the_old_name(tmp_path):
+    """An upgrade installed before the restart, or a page from a node of another release:
+    the URL a page names is kept only while it names what is served, and a revalidation of
+    other content is never confirmed (the ETag is the content's digest)."""
+    files = StaticFiles(str(tmp_path))
+    (tmp_path / "img").mkdir()
+    for name in ("a.css", "img/b.svg"):
+        (tmp_path / name).write_text("one")
+        named = files.version(name)  # what the running node's pages say
+        (tmp_path / name).write_text("two")
+        new = hashlib.sha256(b"two").hexdigest()[:16]
+        for query, kept in ((f"v={named}", False), ("", False), (f"v={new}", True)):
+            with Flask(__name__).test_request_context(f"/static/{name}?{query}", headers={
+                    "If-None-Match": f'"{named}"'}):
+                answer = files.answer(name)
+            assert answer.status_code == 200 and answer.get_etag() == (new, False)
+            assert answer.cache_control.immutable is kept, (name, query)
+            assert (answer.cache_control.max_age == 365 * 24 * 3600) is kept
+            assert answer.cache_control.no_cache is not kept
+        assert files.version(name) == named  # pages go on naming what they named
 
 
 def test_every_page_names_its_icon_so_no_browser_asks_for_favicon_ico(pages):
