@@ -110,12 +110,28 @@ document.addEventListener("DOMContentLoaded", () => {
   if (held) {
     const button = held.querySelector("button.primary");
     button.setAttribute("aria-disabled", "true");
-    setTimeout(() => {
+    // The seconds left, counted down on the button: seen, not read out every second (the
+    // alert said how long once), in the digits of the page's language as the alert's are.
+    const left = document.createElement("span");
+    left.setAttribute("aria-hidden", "true");
+    left.className = "seconds-left";
+    button.append(left);
+    const digits = new Intl.NumberFormat(document.documentElement.lang);
+    const until = Date.now() + Number(error.dataset.wait) * 1000;
+    const tick = () => {
+      const seconds = Math.ceil((until - Date.now()) / 1000);
+      if (seconds > 0) {
+        left.textContent = digits.format(seconds);
+        setTimeout(tick, Math.min(1000, until - Date.now() - (seconds - 1) * 1000));
+        return;
+      }
+      left.remove();
       button.removeAttribute("aria-disabled");
       // Said in the alert, so a screen reader hears that the wait is over, not only sees
       // the button come back.
       error.append(` ${error.dataset.waited}`);
-    }, Number(error.dataset.wait) * 1000);
+    };
+    tick();
   }
   // A double click posts a form twice: the second post meets a sign-in the first one just
   // finished, and the browser shows that answer ("already complete") instead of following the

@@ -467,6 +467,9 @@ def test_after_wrong_codes_the_button_waits_as_long_as_the_page_says(bridge, bro
     assert "Wait 2 seconds before the next try." in page.inner_text("[role=alert]")
     button = "form:has(input[name=otp]) button.primary"
     assert page.get_attribute(button, "aria-disabled") == "true"
+    # The seconds left are counted down on the button, seen but not read out: its name stays.
+    assert page.inner_text(f"{button} .seconds-left") in ("2", "1")
+    assert page.get_by_role("button", name="Verify", exact=True).count() == 1
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     page.fill("input[name=otp]", "123456")
@@ -475,6 +478,7 @@ def test_after_wrong_codes_the_button_waits_as_long_as_the_page_says(bridge, bro
     assert posts == [] and page.input_value("input[name=otp]") == "123456"
     assert focused(page)["id"] == "error"  # its "Wait 2 seconds" read out again
     page.wait_for_selector(f"{button}:not([aria-disabled])", timeout=3000)
+    assert page.locator(f"{button} .seconds-left").count() == 0
     assert page.inner_text("[role=alert]").endswith("You can try again now.")  # read out
     page.fill("input[name=otp]", totp.code_at(secret, max(time.time(), spent + 30)))
     with page.expect_navigation():
