@@ -157,4 +157,12 @@ document.addEventListener("DOMContentLoaded", () => {
     button.hidden = false;
     button.addEventListener("click", () => window.print());
   });
+  // A page with no way on that the bridge knows (an expired link, an unknown sign-in): the
+  // page the user came from is their sign-in page, one step back. Not offered to a tab that
+  // opened here (nothing to go back to).
+  const back = document.querySelector("[data-history-back]");
+  if (back && window.history.length > 1) {
+    back.hidden = false;
+    back.querySelector("button").addEventListener("click", () => window.history.back());
+  }
 });

@@ -190,13 +190,37 @@ def test_a_timed_out_form_sends_the_user_back_to_the_sign_in_page(pages):
 
 
 def test_cancel_says_what_it_throws_away_during_setup(pages):
-    """During a first enrollment "cancel" discards the authenticator just added."""
-    def cancel_label(name: str) -> str:
-        page = Page(pages[name].get_data(as_text=True))
-        return page.one("form", class_="cancel").text.strip()
+    """During a first enrollment "cancel" discards the authenticator just added; once it was
+    checked (the first recovery code's page) the user is told their app's new entry goes too."""
+    def cancel(name: str) -> tuple[str, str]:
+        form = Page(pages[name].get_data(as_text=True)).one("form", class_="cancel")
+        notes = [p.text.strip() for p in Page(pages[name].get_data(as_text=True)).all(
+            "p", id="cancel-note")]
+        return form.text.strip(), " ".join(notes)
 
-    assert cancel_label("enroll") == cancel_label("first code") == "Cancel setup"
-    assert cancel_label("totp") == cancel_label("rotation") == "Cancel and go back"
+    label, note = cancel("first code")
+    assert label.endswith("Cancel setup") and note.startswith(
+        "If you cancel now, the entry you just added to your authenticator app won't work")
+    assert label.startswith(note)  # said in the cancel area, before the button
+    assert cancel("enroll") == ("Cancel setup", "")  # nothing was added yet that would break
+    assert cancel("totp") == cancel("rotation") == ("Cancel and go back", "")
+
+
+def test_a_page_with_no_way_on_offers_to_go_back(pages):
+    """An expired link or an unknown sign-in: the bridge knows no way back, so the page offers
+    the browser's (stepup.js shows it where there is a page to go back to)."""
+    for name in ("expired link", "unknown flow", "csrf", "incomplete link"):
+        page = Page(pages[name].get_data(as_text=True))
+        [offer] = page.all("p", **{"data-history-back": True})
+        assert "hidden" in offer.attrs and offer.text.strip() == "Go back", name
+    assert not Page(pages["locked"].get_data(as_text=True)).all(
+        "p", **{"data-history-back": True})  # it has a way on: Return to sign-in
+
+
+def test_the_locked_page_names_the_lock_alike_in_the_tab_and_the_heading(pages):
+    page = Page(pages["locked"].get_data(as_text=True))
+    assert page.one("title").text.startswith("Two-step verification is locked")
+    assert page.one("h1").text == "Two-step verification is locked"
 
 
 def test_help_is_linked_in_the_same_place_on_every_page_when_configured(make_act):

@@ -181,9 +181,13 @@ def test_lockout_and_expired_link(demo, demo_folder):
         sign_in(page, idp, "bob")
         assert page.locator("h1").inner_text() == "Two-step verification is locked"
 
+        came_from = page.url
         page.goto(f"{bridge}/authorize?client_id=demo-idp&request_uri=urn:x")
         assert "expired" in page.inner_text("h1")
         screenshot(page, "10-expired-link")
+        # No way on that the bridge knows: the page offers the one the browser knows.
+        page.click("button:has-text('Go back')")
+        page.wait_for_url(came_from)
 
 
 def test_lost_authenticator_is_replaced_after_a_recovery_login(demo):
