@@ -311,13 +311,18 @@ def test_the_qr_code_has_a_text_alternative_and_the_key_can_be_copied(bridge, br
 @pytest.mark.parametrize("touch", [True, False], ids=["phone", "desktop"])
 def test_on_a_phone_the_key_goes_straight_to_the_app(bridge, browser, touch):
     """A user setting up on the phone that holds the authenticator cannot scan its own screen:
-    a touch screen offers the QR code's otpauth:// URI as a link; a desktop does not."""
+    a touch screen offers the QR code's otpauth:// URI as a link, above the QR code, and the
+    steps say to use it; a desktop sees neither."""
     context = browser.new_context(locale="en", viewport={"width": 390, "height": 844},
                                   has_touch=touch, is_mobile=touch)
     page = context.new_page()
     page.goto(bridge.authorize_url(f"phone-{touch}-{int(time.time() * 1000)}", "en"))
     link = page.locator(".on-this-device a")
     assert link.is_visible() is touch
+    steps = page.inner_text("ol.howto")
+    assert ("use the link below" in steps) is touch and ("Scan this QR code" in steps) is not touch
+    if touch:
+        assert link.bounding_box()["y"] < page.locator("figure.qr").bounding_box()["y"]
     href = link.get_attribute("href")
     key = page.text_content("#totp-secret")
     assert href.startswith("otpauth://totp/") and f"secret={key}" in href
