@@ -168,6 +168,10 @@ def serve(host: str, port: int) -> None:
             "STEPUP_ISSUER is plain http on a host that is not this machine: cookies go "
             "without Secure and there is no HSTS, and IdPs refuse http back channels; use "
             "https:// (a TLS proxy in front, docs/operations.md)")
+    if not settings.help_url and not is_local_host(urlsplit(settings.issuer).hostname):
+        logging.getLogger("stepup").warning(
+            "STEPUP_HELP_URL is not set: a locked user is told to ask the help desk and is "
+            "given no way to reach it; set it to your help page or a mailto: address")
     run_gunicorn(app, host, port, settings.workers, settings.timeout)
 
 

@@ -114,7 +114,8 @@ def test_serve_on_another_port_without_an_issuer_warns(tmp_path, serve_idle, cap
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert warning.getMessage().startswith("STEPUP_ISSUER is not set")
     for args, extra in ((["serve", "--port", "5000"], {}),
-                        (["serve", "--port", "8080"], {"STEPUP_ISSUER": "https://b.example"})):
+                        (["serve", "--port", "8080"], {"STEPUP_ISSUER": "https://b.example",
+                                                       "STEPUP_HELP_URL": "mailto:h@b.example"})):
         caplog.clear()
         quiet = CliRunner().invoke(main, args, env={**env, **extra})
         assert quiet.exit_code == 0 and quiet.stderr == ""
@@ -127,12 +128,30 @@ def test_serve_with_a_plain_http_issuer_off_this_machine_warns(tmp_path, serve_i
     for issuer, warns in (("http://mfa.example.com", True), ("http://127.0.0.1:5000", False),
                           ("http://localhost:5000", False), ("https://mfa.example.com", False)):
         caplog.clear()
-        started = CliRunner().invoke(main, ["serve"], env={"STEPUP_DATA_DIR": str(tmp_path),
-                                                          "STEPUP_ISSUER": issuer})
+        started = CliRunner().invoke(main, ["serve"], env={
+            "STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": issuer,
+            "STEPUP_HELP_URL": "https://help.example.com"})
         assert started.exit_code == 0
         said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert bool(said) == warns and all(m.startswith("STEPUP_ISSUER is plain http on a host")
                                            for m in said)
+
+
+def test_serve_for_real_users_without_a_help_address_warns(tmp_path, serve_idle, caplog):
+    """The locked and "not set up" pages send users to their help desk; with no
+    STEPUP_HELP_URL they link nothing. Said at start where users come from elsewhere."""
+    for issuer, help_url, warns in (("https://mfa.example.com", "", True),
+                                    ("https://mfa.example.com", "mailto:h@example.com", False),
+                                    ("http://127.0.0.1:5000", "", False)):
+        caplog.clear()
+        started = CliRunner().invoke(main, ["serve"], env={
+            "STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": issuer,
+            "STEPUP_HELP_URL": help_url})
+        assert started.exit_code == 0
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert said == (["STEPUP_HELP_URL is not set: a locked user is told to ask the help "
+                         "desk and is given no way to reach it; set it to your help page or a "
+                         "mailto: address"] if warns else []), issuer
 
 
 def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepup, tmp_path,
