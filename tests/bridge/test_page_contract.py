@@ -217,6 +217,12 @@ def test_a_page_with_no_way_on_offers_to_go_back(pages):
         "p", **{"data-history-back": True})  # it has a way on: Return to sign-in
 
 
+def test_the_bridge_s_own_address_is_no_dead_end_to_go_back_from(client):
+    page = Page(client.get("/").get_data(as_text=True))
+    assert "nothing to do here" in page.one("p", role="status").text
+    assert not page.all("p", **{"data-history-back": True})
+
+
 def test_the_locked_page_names_the_lock_alike_in_the_tab_and_the_heading(pages):
     page = Page(pages["locked"].get_data(as_text=True))
     assert page.one("title").text.startswith("Two-step verification is locked")
