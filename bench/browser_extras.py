@@ -20,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge import create_app
-from bridge.oidc.clients import new_client
 
-from .flows import CALLBACK, CLIENT_ID, CLIENT_SECRET, Recorder, Users, totp_stepup
+from .flows import Recorder, Users, register_client, totp_stepup
 from .ratio import InProcess
 
 
@@ -41,10 +40,7 @@ def main() -> None:
     app = create_app({"data_dir": Path(tempfile.mkdtemp(prefix="stepup-extras-")),
                       "issuer": "http://127.0.0.1:9", "ip_limit": 100_000}, environ={})
     bridge = app.extensions["stepup"]
-    with bridge.store.begin() as tx:
-        tx.add_client(new_client(bridge.secrets.pepper, CLIENT_ID, secret=CLIENT_SECRET,
-                                 jwks_uri=None, redirect_uris=[CALLBACK],
-                                 redirect_uri_prefixes=[]))
+    register_client(app)
     users = Users("u", 5000)
     users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, users.count)
     flows, browser = InProcess(app), app.test_client(use_cookies=False)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from bridge.factors import recovery, totp
 from bridge.keyring import Vault
+from bridge.oidc.clients import new_client
 from bridge.store import Store, User
 
 from .http import Response
@@ -31,6 +32,16 @@ from .http import Response
 CLIENT_ID = "bench-idp"
 CLIENT_SECRET = "bench-secret-0123456789"  # noqa: S105 - a throw-away benchmark client
 CALLBACK = "http://127.0.0.1:9/callback"
+
+
+def register_client(app) -> None:
+    """The benchmark's IdP (``CLIENT_ID``, ``CLIENT_SECRET``, ``CALLBACK``) registered at the
+    bridge ``app``."""
+    bridge = app.extensions["stepup"]
+    with bridge.store.begin() as tx:
+        tx.add_client(new_client(bridge.secrets.pepper, CLIENT_ID, secret=CLIENT_SECRET,
+                                 jwks_uri=None, redirect_uris=[CALLBACK],
+                                 redirect_uri_prefixes=[]))
 _BASIC = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 #: The key as the page shows it: in groups (``<span>``s) inside ``#totp-secret``.

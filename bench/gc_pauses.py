@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .flows import CALLBACK, CLIENT_ID, CLIENT_SECRET, Recorder, Users, totp_stepup
+from .flows import Recorder, Users, register_client, totp_stepup
 from .ratio import InProcess
 
 
@@ -37,7 +37,6 @@ def full_collection_ms(times: int = 5) -> float:
 
 def measure(flows: int, frozen: bool) -> str:
     from bridge import create_app
-    from bridge.oidc.clients import new_client
 
     app = create_app({"data_dir": Path(tempfile.mkdtemp(prefix="stepup-gc-")),
                       "issuer": "http://127.0.0.1:9", "ip_limit": 100_000}, environ={})
@@ -45,10 +44,7 @@ def measure(flows: int, frozen: bool) -> str:
         gc.collect()
         gc.freeze()
     bridge = app.extensions["stepup"]
-    with bridge.store.begin() as tx:
-        tx.add_client(new_client(bridge.secrets.pepper, CLIENT_ID, secret=CLIENT_SECRET,
-                                 jwks_uri=None, redirect_uris=[CALLBACK],
-                                 redirect_uri_prefixes=[]))
+    register_client(app)
     users = Users("u", 2 * flows + 100)
     users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, users.count)
     client, recorder = InProcess(app), Recorder()

@@ -38,14 +38,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .flows import (
-    CALLBACK,
-    CLIENT_ID,
-    CLIENT_SECRET,
     FlowFailed,
     Recorder,
     Users,
     enrollment,
     recovery_stepup,
+    register_client,
     totp_stepup,
 )
 from .http import Connection, Response
@@ -226,7 +224,6 @@ class Bridge:
     def __init__(self, database: str, args, out: Callable[[str], None],
                  users: int | None = None, wrapper: Sequence[str] = ()):
         from bridge import create_app
-        from bridge.oidc.clients import new_client
         from bridge.store import create_engine, migrate
 
         self.name, self.out = database, out
@@ -246,10 +243,7 @@ class Bridge:
         self.app = create_app({"data_dir": self.data, "database_url": self.url,
                                "issuer": issuer, "ip_limit": 100_000, **secrets}, environ={})
         bridge = self.app.extensions["stepup"]
-        with bridge.store.begin() as tx:
-            tx.add_client(new_client(bridge.secrets.pepper, CLIENT_ID, secret=CLIENT_SECRET,
-                                     jwks_uri=None, redirect_uris=[CALLBACK],
-                                     redirect_uri_prefixes=[]))
+        register_client(self.app)
         count = users or args.users
         self.users = Users("u", count)
         started = time.perf_counter()
