@@ -117,12 +117,14 @@ document.addEventListener("DOMContentLoaded", () => {
     left.className = "seconds-left";
     button.append(left);
     const digits = new Intl.NumberFormat(document.documentElement.lang);
-    const until = Date.now() + Number(error.dataset.wait) * 1000;
+    // The page's own clock (performance.now), not the device's: a clock set back (the user
+    // fixing it, as a wrong-clock error asks) must not hold the button any longer.
+    const until = performance.now() + Number(error.dataset.wait) * 1000;
     const tick = () => {
-      const seconds = Math.ceil((until - Date.now()) / 1000);
+      const seconds = Math.ceil((until - performance.now()) / 1000);
       if (seconds > 0) {
         left.textContent = digits.format(seconds);
-        setTimeout(tick, Math.min(1000, until - Date.now() - (seconds - 1) * 1000));
+        setTimeout(tick, Math.min(1000, until - performance.now() - (seconds - 1) * 1000));
         return;
       }
       left.remove();
@@ -163,6 +165,18 @@ document.addEventListener("DOMContentLoaded", () => {
   const back = document.querySelector("[data-history-back]");
   if (back && window.history.length > 1) {
     back.hidden = false;
-    back.querySelector("button").addEventListener("click", () => window.history.back());
+    back.querySelector("button").addEventListener("click", () => {
+      window.history.back();
+      // history.length counts forward entries too: where Back led nowhere, the page is still
+      // here a moment later, and the button goes (the text says where to go).
+      setTimeout(() => { back.hidden = true; }, 1500);
+    });
+    // Another language of this page is this page: Go back must not lead to it.
+    document.querySelectorAll(".languages a").forEach((link) => {
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        window.location.replace(link.href);
+      });
+    });
   }
 });

@@ -109,6 +109,8 @@ def test_a_finished_flow_says_it_is_complete_and_takes_nothing_more(act, clock):
     page = Page(back.get_data(as_text=True))
     assert back.status_code == 200 and page.one("h1").text.strip() == "This sign-in is complete"
     assert not page.all("form")  # nothing to send: no cancel, no code
+    # Nor a Go back: Back from here leads to this sign-in's spent addresses.
+    assert not page.all("p", **{"data-history-back": True})
     again = act.post(login, "totp", otp=act.code_now(login))
     assert again.status_code == 409 and "This sign-in is complete" in login.last_page
     assert len(factor_rows(act)) == len(before) + 1  # the one code, no second
