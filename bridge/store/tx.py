@@ -3,6 +3,9 @@ them; each single-use thing is taken by one conditional DELETE or UPDATE."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -421,7 +424,7 @@ class Tx:
         ``email`` and ``locale``). Nothing is logged until the transaction commits."""
         if self._operator:
             detail["operator"] = self._operator
-        event_id = str(uuid.uuid4()) if event in NOTIFIED_EVENTS else None
+        event_id = ordered_id() if event in NOTIFIED_EVENTS else None
         # The audit row keeps the outbox's id too: the help-desk API's trail then matches the
         # webhooks' ``webhook-id`` and a ``not_me``'s ``disowned``.
         self._db.execute(INSERT_AUDIT, {
@@ -474,7 +477,7 @@ class Tx:
         that dies leaves its claim to lapse: the events are due again at ``now + lease``."""
         rows = self._db.execute(
             NAMED_EVENTS.where(events.c.done_at.is_(None), events.c.next_attempt_at <= now)
-            .order_by(events.c.next_attempt_at).limit(limit)
+            .order_by(events.c.next_attempt_at, events.c.id).limit(limit)
             .with_for_update(of=events, skip_locked=True)).rows
         if rows:
             self._db.execute(sa.update(events).where(events.c.id.in_([r["id"] for r in rows]))
@@ -567,3 +570,25 @@ class Tx:
 
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
         return self._db.execute(statement, params).rowcount == 1
+
+
+_ordered = threading.Lock()
+_last_id = (0, 0)  # the millisecond and counter of this process's latest ordered_id()
+
+
+def ordered_id() -> str:
+    """A UUIDv7 (RFC 9562 §5.7, the counter of §6.2 method 1 in ``rand_a``): ids this process
+    makes later sort after earlier ones, within one millisecond too. The outbox sends events
+    due at the same time in id order, so one transaction's (a recovery code used, then its
+    rotation) go out in the order they happened; random ids let PostgreSQL return them in
+    whatever order its pages held them."""
+    global _last_id
+    with _ordered:
+        ms, counter = time.time_ns() // 1_000_000, 0
+        if ms <= _last_id[0]:  # the same millisecond, or a clock set back: count on from it
+            ms, counter = _last_id[0], _last_id[1] + 1
+            if counter > 0xFFF:
+                ms, counter = ms + 1, 0
+        _last_id = (ms, counter)
+    random_bits = int.from_bytes(os.urandom(8), "big") >> 2
+    return str(uuid.UUID(int=ms << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | random_bits))

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from bridge.store import schema
+from bridge.store.tx import ordered_id
 from tests.bridge.conftest import is_callback, returning, shown, wrong_code
 from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
 
@@ -58,8 +59,9 @@ def test_each_notified_event_enters_the_outbox_with_a_stable_id(act, clock, audi
     rows = outbox(act, "erin")
     assert [r["event"] for r in rows] == ["enrollment", "recovery_code_used", "rotation",
                                           "reenrollment"]
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)  # made in this order
     for row in rows:
-        assert uuid.UUID(row["id"]).version == 4
+        assert uuid.UUID(row["id"]).version == 7
         assert row["client_id"] == "idp" and row["done_at"] is None and row["attempts"] == 0
         assert row["next_attempt_at"] == row["at"]
     # The log line of a notified event names its outbox id; others (success) have none.
@@ -70,6 +72,29 @@ def test_each_notified_event_enters_the_outbox_with_a_stable_id(act, clock, audi
     text = repr(rows)
     for secret in (first.secret, new_secret, first.recovery_code):
         assert secret not in text
+
+
+def test_events_due_together_are_sent_in_the_order_they_happened(act, clock):
+    """One transaction's events share their time (a recovery code used, then its rotation):
+    the outbox takes them in the order they were made, whatever order the database holds them
+    in (here the first is stored again, after the others)."""
+    with act.bridge.store.begin() as tx:
+        made = [tx.audit(kind, clock(), subject="ord", client_id="idp")
+                for kind in ("enrollment", "recovery_code_used", "rotation", "reenrollment")]
+    with act.bridge.store.engine.begin() as conn:  # the first one written again: stored last
+        first = conn.execute(sa.select(schema.events).where(schema.events.c.id == made[0])
+                             ).mappings().one()
+        conn.execute(sa.delete(schema.events).where(schema.events.c.id == made[0]))
+        conn.execute(sa.insert(schema.events).values(**first))
+    with act.bridge.store.begin() as tx:
+        taken = tx.claim_events(clock(), 60, "test", 10)
+    assert [row["id"] for row in taken] == made
+
+
+def test_event_ids_sort_in_the_order_they_were_made():
+    ids = [ordered_id() for _ in range(10_000)]  # many within one millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert {uuid.UUID(i).version for i in ids} == {7}
 
 
 def test_a_burst_of_failures_then_a_lockout(make_act, clock):
