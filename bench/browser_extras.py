@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from bridge import create_app
-
-from .flows import Recorder, Users, register_client, totp_stepup
+from .flows import Recorder, Users, seeded_bridge, totp_stepup
 from .ratio import InProcess
 
 
@@ -37,12 +33,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
-    app = create_app({"data_dir": Path(tempfile.mkdtemp(prefix="stepup-extras-")),
-                      "issuer": "http://127.0.0.1:9", "ip_limit": 100_000}, environ={})
-    bridge = app.extensions["stepup"]
-    register_client(app)
     users = Users("u", 5000)
-    users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, users.count)
+    app = seeded_bridge("stepup-extras-", users)
     flows, browser = InProcess(app), app.test_client(use_cookies=False)
     tags = {path: browser.get(path).headers["ETag"]
             for path in ("/static/style.css", "/static/stepup.js")}

@@ -14,11 +14,13 @@ import itertools
 import random
 import re
 import secrets
+import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -32,6 +34,19 @@ from .http import Response
 CLIENT_ID = "bench-idp"
 CLIENT_SECRET = "bench-secret-0123456789"  # noqa: S105 - a throw-away benchmark client
 CALLBACK = "http://127.0.0.1:9/callback"
+
+
+def seeded_bridge(prefix: str, users: Users):
+    """The bridge in this process on a new embedded database (a temporary folder named
+    ``prefix``…), the benchmark's IdP registered and ``users`` seeded through its store."""
+    from bridge import create_app
+
+    app = create_app({"data_dir": Path(tempfile.mkdtemp(prefix=prefix)),
+                      "issuer": "http://127.0.0.1:9", "ip_limit": 100_000}, environ={})
+    register_client(app)
+    bridge = app.extensions["stepup"]
+    users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, users.count)
+    return app
 
 
 def register_client(app) -> None:

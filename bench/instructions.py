@@ -39,7 +39,7 @@ def _child(kind: str, flows: int, tree: Path) -> None:
     """Runs under callgrind: warm up, then measure ``flows`` step-ups (or 5 x trivial); print
     how many requests each made."""
     sys.path.insert(0, str(tree))  # the tree's bridge; this harness (bench/) stays ours
-    from .flows import Recorder, Users, register_client, totp_stepup
+    from .flows import Recorder, Users, seeded_bridge, totp_stepup
     from .ratio import InProcess
 
     if kind == "trivial":
@@ -58,15 +58,8 @@ def _child(kind: str, flows: int, tree: Path) -> None:
         def once() -> None:
             totp_stepup(client, client, Recorder(), users)
     else:
-        from bridge import create_app
-
-        app = create_app({"data_dir": Path(tempfile.mkdtemp(prefix="stepup-ir-")),
-                          "issuer": "http://127.0.0.1:9", "ip_limit": 100_000}, environ={})
-        bridge = app.extensions["stepup"]
-        register_client(app)
         users = Users("u", 1000)
-        users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, users.count)
-        client = InProcess(app)
+        client = InProcess(seeded_bridge("stepup-ir-", users))
 
         def once() -> None:
             totp_stepup(client, client, Recorder(), users)
