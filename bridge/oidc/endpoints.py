@@ -75,11 +75,14 @@ def init_app(app: Flask) -> AuthorizationServer:
                        bridge.clock)
     admin_grant.register(server, store, bridge.clock)
     bridge.oauth = server
-    # authlib logs the issued token response (access and id token) at DEBUG, for both grants;
-    # a filter, not a level, because someone debugging will turn the level up (and a filter on
-    # the parent logger would not see its children's records).
+    # authlib logs at DEBUG the issued token response (access and id token), for both grants,
+    # and each client authentication with the client id as sent: the secret itself when a
+    # client sends it without its id (Basic credentials without a colon). Filters, not a
+    # level, because someone debugging will turn the level up (and a filter on the parent
+    # logger would not see its children's records).
     for grant in ("authorization_code", "client_credentials"):
         logging.getLogger(f"authlib.oauth2.rfc6749.grants.{grant}").addFilter(_no_token_logs)
+    logging.getLogger("authlib.oauth2.rfc6749.authenticate_client").addFilter(_no_client_id)
     csrf.exempt(bp)  # back channel: clients authenticate; there is no browser session
     app.register_blueprint(bp)
     return server
@@ -281,6 +284,17 @@ def _basic_auth_readable() -> bool:
 
 def _no_token_logs(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Issue token")
+
+
+#: Up to the last ' via "': the id as sent may hold those words too.
+_AUTHENTICATED_AS = re.compile(r'^Authenticate .* via "', re.DOTALL)
+
+
+def _no_client_id(record: logging.LogRecord) -> bool:
+    """Keeps authlib's "Authenticate <id> via <method> failed" (the method and the outcome
+    help whoever debugs a client), without the id."""
+    record.msg = _AUTHENTICATED_AS.sub('Authenticate a client via "', str(record.msg))
+    return True
 
 
 def _access_token(**_context) -> str:

@@ -3,16 +3,18 @@ table searched for codes, secrets, tokens and request URIs in every spelling."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import secrets
 
+import pytest
 import sqlalchemy as sa
 
 from bridge.factors import recovery, totp
 from bridge.notify.notme import NotMe
 from bridge.store import schema
-from tests.bridge.conftest import IDP_SECRET, callback_params, returning, shown, wrong_code
+from tests.bridge.conftest import IDP_ID, IDP_SECRET, callback_params, returning, shown, wrong_code
 
 
 def _log_everything(caplog) -> None:
@@ -115,6 +117,31 @@ def test_no_secrets_in_logs(act, clock, caplog):
     logged = {row["event"] for row in rows}
     assert {"enrollment", "success", "failure", "recovery_code_used", "rotation"} <= logged
 
+
+
+def _basic(credentials: str) -> dict:
+    encoded = base64.b64encode(credentials.encode()).decode()
+    return {"headers": {"Authorization": f"Basic {encoded}"}}
+
+
+@pytest.mark.parametrize("endpoint", ["/par", "/token"])
+@pytest.mark.parametrize("sent", [
+    _basic(IDP_SECRET),  # authlib reads it all as the client id
+    _basic(f"{IDP_SECRET}:"),
+    _basic(f"{IDP_ID} {IDP_SECRET}"),
+    _basic(f'{IDP_ID} via "{IDP_SECRET}'),
+    {"data": {"client_id": IDP_SECRET, "client_secret": "x"}},
+])
+def test_a_secret_sent_in_place_of_the_client_id_is_not_logged(client, caplog, endpoint, sent):
+    """authlib logs each client authentication with the client id as sent, at DEBUG."""
+    _log_everything(caplog)
+    data = {"grant_type": "authorization_code", **sent.get("data", {})}
+    response = client.post(endpoint, data=data, headers=sent.get("headers", {}))
+    assert response.status_code == 401
+    texts = [_record_text(record) for record in caplog.records]
+    assert any('Authenticate a client via "client_secret_basic" failed' in text
+               for text in texts), texts  # the line is kept, without the id
+    assert not [text for text in texts if IDP_SECRET in text]
 
 class _Kept(logging.Handler):
     def __init__(self) -> None:
