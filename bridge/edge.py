@@ -83,6 +83,15 @@ def _guard_request(wsgi_app: Callable, limit: int | None) -> Callable:
             # An IPv4 client of a dual-stack socket (or proxy): one spelling of its address,
             # so its per-IP window, its audit lines and `stepup ip unblock` agree.
             environ["REMOTE_ADDR"] = address[7:]
+        query = environ.get("QUERY_STRING", "")
+        if not query.isascii():
+            # Raw bytes a request line should have percent-encoded (RFC 3986 §2.1; gunicorn
+            # refuses them, other servers pass them on): werkzeug's query parser, which every
+            # page reads for its language, fails on one that is not UTF-8, and the error page
+            # with it. Read as if encoded, as a browser sends them; a bad value is then refused
+            # as any other. (WSGI strings are bytes decoded as latin-1: one char, one byte.)
+            environ["QUERY_STRING"] = "".join(
+                c if c.isascii() else f"%{ord(c):02X}" for c in query)
         if "wsgi.input" in environ:
             # A declared length werkzeug checks against the limit before reading.
             unknown = not environ.get("CONTENT_LENGTH")

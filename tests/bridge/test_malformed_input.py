@@ -73,3 +73,26 @@ def test_an_unknown_page_is_still_a_page(client):
     response = client.get("/tokens")
     assert response.status_code == 404
     assert response.content_type.startswith("text/html")
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/", 200),
+    ("GET", "/static/style.css", 200),
+    ("GET", "/authorize", 400),
+    ("GET", "/flow/unknown", 404),
+    ("GET", "/tokens", 404),
+    ("POST", "/par", 400),
+    ("POST", "/token", 400),
+])
+def test_raw_bytes_in_the_query_are_read_as_percent_encoded(client, method, path, status):
+    """A query string with bytes a request line must percent-encode, one of them not UTF-8
+    (WSGI hands them over as latin-1 characters): werkzeug's parser failed on it in every
+    page's language choice, then in the error page (a 500). It reads as the encoded bytes."""
+    response = client.open(path, method=method,
+                            environ_overrides={"QUERY_STRING": "v=\xff&lang=d\xc3\xa9"})
+    assert response.status_code == status
+    if path in ("/par", "/token"):
+        assert response.get_json()["error"] == "invalid_request"  # no query at the back channel
+    elif path != "/static/style.css":
+        assert response.content_type.startswith("text/html")
+        assert b'lang="en"' in response.data
