@@ -12,6 +12,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Clock;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
@@ -27,6 +28,8 @@ import java.util.concurrent.TimeoutException;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import org.keycloak.jose.jwk.JSONWebKeySet;
+import org.keycloak.jose.jwk.JWK;
+import org.keycloak.util.JWKSUtils;
 import org.keycloak.util.JsonSerialization;
 
 /**
@@ -163,21 +166,44 @@ public class BridgeClient {
         return keySet;
     }
 
-    /** A key set whose every entry is a JSON object (keycloak-core's JWKSUtils fails on others); else refused. */
+    /**
+     * The bridge's signature keys that this client can read. An entry it cannot (not a JSON object, a member of the
+     * wrong JSON type, a key that does not convert, one for encryption) is skipped, as RFC 7517 §5 asks and the Python client does: one odd entry
+     * must not fail every login while the bridge's own key is there. Refused when none is left.
+     */
     static JSONWebKeySet parseKeys(JsonNode body) throws HandoffException {
-        JsonNode keys = body.path("keys");
-        if (!keys.isArray()) {
+        JsonNode entries = body.path("keys");
+        if (!entries.isArray()) {
             throw HandoffException.rejected("JWKS has no keys");
         }
-        for (JsonNode key : keys) {
-            if (!key.isObject()) {
-                throw HandoffException.rejected("JWKS has an entry that is not a JSON object");
+        List<JWK> usable = new ArrayList<>();
+        for (JsonNode entry : entries) {
+            JWK key = readable(entry);
+            if (key != null) {
+                usable.add(key);
             }
         }
+        if (usable.isEmpty()) {
+            throw HandoffException.rejected("JWKS holds no usable key");
+        }
+        JSONWebKeySet keySet = new JSONWebKeySet();
+        keySet.setKeys(usable.toArray(JWK[]::new));
+        return keySet;
+    }
+
+    /** {@code entry} as a signature key keycloak-core can convert, or {@code null}. */
+    private static JWK readable(JsonNode entry) {
+        if (!entry.isObject()) {
+            return null;
+        }
         try {
-            return JsonSerialization.mapper.treeToValue(body, JSONWebKeySet.class);
-        } catch (IOException | IllegalArgumentException e) {
-            throw HandoffException.rejected("JWKS is not a valid key set");
+            JWK key = JsonSerialization.mapper.treeToValue(entry, JWK.class);
+            JSONWebKeySet alone = new JSONWebKeySet();
+            alone.setKeys(new JWK[] {key});
+            // Throws on some keys it cannot convert, leaves others out (a point off the curve, use "enc").
+            return JWKSUtils.getKeyWrappersForUse(alone, JWK.Use.SIG, true).getKeys().isEmpty() ? null : key;
+        } catch (IOException | RuntimeException e) {
+            return null;
         }
     }
 

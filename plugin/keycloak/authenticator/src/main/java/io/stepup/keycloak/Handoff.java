@@ -60,15 +60,17 @@ public class Handoff {
         private final String codeVerifier;
         private final String redirectUri;
         private final Long pushedAt;
+        private final String binding;
         private final URI browserRedirect;
 
         public Pending(String state, String nonce, String codeVerifier, String redirectUri, Long pushedAt,
-                       URI browserRedirect) {
+                       String binding, URI browserRedirect) {
             this.state = state;
             this.nonce = nonce;
             this.codeVerifier = codeVerifier;
             this.redirectUri = redirectUri;
             this.pushedAt = pushedAt;
+            this.binding = binding;
             this.browserRedirect = browserRedirect;
         }
 
@@ -92,6 +94,11 @@ public class Handoff {
         /** When the pushed request was sent, epoch seconds: the id_token's {@code auth_time} cannot be earlier. */
         public Long pushedAt() {
             return pushedAt;
+        }
+
+        /** {@link StepupConfig#binding()} of the configuration that pushed the request. */
+        public String binding() {
+            return binding;
         }
 
         /** {@code {authorization_endpoint}?client_id=…&request_uri=…}; {@code null} once restored from notes. */
@@ -126,7 +133,7 @@ public class Handoff {
         long pushedAt = clock.instant().getEpochSecond();
         BridgeClient.PushedRequest pushed = bridge.pushAuthorizationRequest(config, discovery, params);
         URI browser = authorizationRedirect(discovery.authorizationEndpoint(), config.clientId(), pushed.requestUri());
-        return new Pending(state, nonce, verifier, redirectUri, pushedAt, browser);
+        return new Pending(state, nonce, verifier, redirectUri, pushedAt, config.binding(), browser);
     }
 
     /** The pushed authorization request's form fields, in a stable order. */
@@ -174,6 +181,9 @@ public class Handoff {
             throws BridgeUnavailableException, HandoffException {
         if (!constantTimeEquals(pending.state(), callback.state)) {
             throw HandoffException.rejected("state does not match this login");
+        }
+        if (!config.binding().equals(pending.binding())) {
+            throw HandoffException.rejected("the step's bridge, client id or acr values changed during this login");
         }
         Discovery discovery = bridge.discovery(config);
         if (callback.iss != null ? !discovery.issuer().equals(callback.iss) : discovery.issParameterSupported()) {

@@ -268,7 +268,8 @@ public class IdTokenVerifier {
         if (token.getIssuedFor() != null && !expected.clientId.equals(token.getIssuedFor())) {
             throw HandoffException.rejected("id_token azp does not name the client id");
         }
-        // RFC 7519 §4.1.4: now must be before exp (plus the leeway), as the Python client has it.
+        // RFC 7519 §4.1.4: now must be before exp (plus the leeway). The Python client (joserfc) still
+        // accepts at exactly exp + leeway: one second apart, the stricter reading here.
         if (token.getExp() == null || now >= token.getExp() + LEEWAY_SECONDS) {
             throw HandoffException.rejected("id_token is expired");
         }

@@ -35,6 +35,8 @@ public class StepupAuthenticator implements Authenticator {
     public static final String NOTE_REDIRECT_URI = "stepup.redirect_uri";
     /** When the pushed request was sent (epoch seconds); the assertion's {@code auth_time} cannot be earlier. */
     public static final String NOTE_PUSHED_AT = "stepup.pushed_at";
+    /** {@link StepupConfig#binding()} of the configuration that pushed the request. */
+    public static final String NOTE_BINDING = "stepup.binding";
 
     /** User-session notes, for "User Session Note" protocol mappers. */
     public static final String SESSION_NOTE_ACR = "stepup.acr";
@@ -104,6 +106,7 @@ public class StepupAuthenticator implements Authenticator {
         authSession.setAuthNote(NOTE_CODE_VERIFIER, pending.codeVerifier());
         authSession.setAuthNote(NOTE_REDIRECT_URI, pending.redirectUri());
         authSession.setAuthNote(NOTE_PUSHED_AT, pending.pushedAt().toString());
+        authSession.setAuthNote(NOTE_BINDING, pending.binding());
         context.challenge(Response.seeOther(pending.browserRedirect())
                 .header("Cache-Control", "no-store")
                 .build());
@@ -127,7 +130,7 @@ public class StepupAuthenticator implements Authenticator {
         Handoff.Pending pending = new Handoff.Pending(authSession.getAuthNote(NOTE_STATE),
                 authSession.getAuthNote(NOTE_NONCE), authSession.getAuthNote(NOTE_CODE_VERIFIER),
                 authSession.getAuthNote(NOTE_REDIRECT_URI), epochSeconds(authSession.getAuthNote(NOTE_PUSHED_AT)),
-                null);
+                authSession.getAuthNote(NOTE_BINDING), null);
         clearNotes(authSession);
         Handoff.Callback callback = new Handoff.Callback(query.getFirst("state"), query.getFirst("iss"),
                 query.getFirst("code"), query.getFirst("error"));
@@ -156,6 +159,7 @@ public class StepupAuthenticator implements Authenticator {
         authSession.removeAuthNote(NOTE_CODE_VERIFIER);
         authSession.removeAuthNote(NOTE_REDIRECT_URI);
         authSession.removeAuthNote(NOTE_PUSHED_AT);
+        authSession.removeAuthNote(NOTE_BINDING);
     }
 
     /** A note written by {@link #start}; {@code null} (the hand-off then refuses) if missing or not a number. */

@@ -86,20 +86,31 @@ public final class StepupConfig {
         if (value == null) {
             throw new IllegalArgumentException(ISSUER + " is required (the bridge's issuer URL)");
         }
+        String shown = withoutUserInfo(value);
         URI uri;
         try {
             uri = new URI(value);
         } catch (URISyntaxException e) {
-            throw new IllegalArgumentException(ISSUER + " is not a valid URL: " + value);
+            throw new IllegalArgumentException(ISSUER + " is not a valid URL: " + shown);
+        }
+        if (uri.getRawUserInfo() != null) {
+            // The bridge's issuer never holds one, so every login would fail, each logging
+            // the configured issuer, password and all (as the Python client, refused first).
+            throw new IllegalArgumentException(ISSUER + " must have no user name or password: " + shown);
         }
         if (uri.getHost() == null || uri.getRawQuery() != null || uri.getRawFragment() != null) {
-            throw new IllegalArgumentException(ISSUER + " must be an absolute URL without query or fragment: " + value);
+            throw new IllegalArgumentException(ISSUER + " must be an absolute URL without query or fragment: " + shown);
         }
         if (!secureOrLoopback(uri)) {
             throw new IllegalArgumentException(
-                    ISSUER + " must use https (http only for localhost, 127.0.0.0/8 or ::1): " + value);
+                    ISSUER + " must use https (http only for localhost, 127.0.0.0/8 or ::1): " + shown);
         }
         return value;
+    }
+
+    /** A URL as an error message may show it: a user name and password in it left out. */
+    static String withoutUserInfo(String url) {
+        return url.replaceFirst("^([^:/?#]*://)[^/?#]*@", "$1…@");
     }
 
     /** https, or plain http to this machine only (local testing). */
@@ -205,6 +216,16 @@ public final class StepupConfig {
     /** @return the configured {@code acr_values}, or {@code null} when none */
     public String acrValues() {
         return acrValues;
+    }
+
+    /**
+     * What a hand-off in progress is bound to: the bridge, this client at it and the levels asked for. A callback
+     * checked under other values (the step's configuration edited, or another step's, mid-login) is refused before
+     * its code goes anywhere: sent with this secret to another bridge than the one that issued it, it would be the
+     * mix-up RFC 9207 guards against. The Python client keeps the same three in its pending hand-off.
+     */
+    public String binding() {
+        return String.join("\n", issuer, clientId, acrValues == null ? "" : acrValues);
     }
 
     public boolean allowEnrollment() {

@@ -315,11 +315,41 @@ class HandoffTest {
     }
 
     @Test
+    void aCallbackUnderAnotherConfigurationIsRefusedBeforeItsCodeIsSent() throws Exception {
+        for (Map<String, String> changed : List.of(Map.of(StepupConfig.CLIENT_ID, "another-client"),
+                Map.of(StepupConfig.ACR_VALUES, "mfa"),
+                Map.of(StepupConfig.ISSUER, bridge.issuer() + "/other"))) {
+            Handoff.Pending pending = begin();
+            bridgeIssuesTokenFor(pending);
+            StepupConfig now = config(changed);
+            HandoffException e = assertThrows(HandoffException.class,
+                    () -> handoff.complete(now, pending, codeCallback(pending), USER_ID), changed.toString());
+            assertEquals("the step's bridge, client id or acr values changed during this login", e.getMessage());
+        }
+        assertTrue(bridge.received.stream().noneMatch(r -> r.path.equals("/token")));
+        // The same configuration still completes: the binding is what was refused.
+        Handoff.Pending pending = begin();
+        bridgeIssuesTokenFor(pending);
+        assertEquals(USER_ID, handoff.complete(config(Map.of()), pending, codeCallback(pending), USER_ID).subject());
+    }
+
+    @Test
+    void aLoginWithoutItsBindingIsRefused() throws Exception {
+        Handoff.Pending pushed = begin();
+        bridgeIssuesTokenFor(pushed);
+        Handoff.Pending restored = new Handoff.Pending(pushed.state(), pushed.nonce(), pushed.codeVerifier(),
+                pushed.redirectUri(), pushed.pushedAt(), null, null);
+        HandoffException e = assertThrows(HandoffException.class,
+                () -> handoff.complete(config, restored, codeCallback(pushed), USER_ID));
+        assertEquals("the step's bridge, client id or acr values changed during this login", e.getMessage());
+    }
+
+    @Test
     void loginWithoutThePushTimeIsRejected() throws Exception {
         Handoff.Pending pushed = begin();
         bridgeIssuesTokenFor(pushed);
         Handoff.Pending restored = new Handoff.Pending(pushed.state(), pushed.nonce(), pushed.codeVerifier(),
-                pushed.redirectUri(), null, null);
+                pushed.redirectUri(), null, pushed.binding(), null);
         HandoffException e = assertThrows(HandoffException.class,
                 () -> handoff.complete(config, restored, codeCallback(pushed), USER_ID));
         assertEquals("this login has no time of its pushed request", e.getMessage());
@@ -349,12 +379,24 @@ class HandoffTest {
         assertEquals("pushed authorization request answered HTTP 502", e.getMessage());
     }
 
+    /** Entries keycloak-core cannot read: not an object, members of the wrong JSON type, a point off the curve. */
+    static final String UNREADABLE_KEYS = "null,\"ec\",{\"kid\":{}},{\"kty\":\"EC\",\"use\":[\"sig\"]},"
+            + "{\"kty\":\"RSA\",\"kid\":\"r\",\"x5c\":\"abc\"},"
+            + "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec-1\",\"x\":\"AA\",\"y\":\"AA\"}";
+
     @Test
-    void keySetWithANullEntryIsRejectedAndNotCached() throws Exception {
-        bridge.jwks = () -> "{\"keys\":[null]}";
+    void keysThisClientCannotReadAreSkipped() throws Exception {
+        String good = TestKeys.jwksJson(EC);
+        bridge.jwks = () -> "{\"keys\":[" + UNREADABLE_KEYS + "," + good.substring(good.indexOf('[') + 1);
+        assertEquals("otp", logIn().amrJoined());
+    }
+
+    @Test
+    void keySetWithNoReadableKeyIsRejectedAndNotCached() throws Exception {
+        bridge.jwks = () -> "{\"keys\":[" + UNREADABLE_KEYS + "]}";
         HandoffException e = assertThrows(HandoffException.class, this::logIn);
         assertEquals(HandoffException.Reason.REJECTED, e.reason());
-        assertEquals("JWKS has an entry that is not a JSON object", e.getMessage());
+        assertEquals("JWKS holds no usable key", e.getMessage());
 
         bridge.jwks = () -> TestKeys.jwksJson(EC);
         clock.advance(BridgeClient.FAILURE_TTL.plusSeconds(1));

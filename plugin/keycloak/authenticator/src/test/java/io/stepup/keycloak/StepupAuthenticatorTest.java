@@ -67,6 +67,7 @@ class StepupAuthenticatorTest {
         notes.put(StepupAuthenticator.NOTE_CODE_VERIFIER, "verifier-1");
         notes.put(StepupAuthenticator.NOTE_REDIRECT_URI, HandoffTest.REDIRECT_URI);
         notes.put(StepupAuthenticator.NOTE_PUSHED_AT, Long.toString(Instant.now().getEpochSecond()));
+        notes.put(StepupAuthenticator.NOTE_BINDING, StepupConfig.from(model.getConfig()).binding());
         for (String[] answer : new String[][] {{"error", "access_denied"}, {"code", "made-up"}}) {
             query.clear();
             query.putSingle("state", "state-1");

@@ -107,6 +107,19 @@ class StepupConfigTest {
     }
 
     @Test
+    void issuerWithAUserNameOrPasswordIsRefusedWithoutShowingThem() {
+        Map<String, String> map = minimal();
+        for (String bad : new String[] {"https://kc:s3cret@mfa.example.com", "https://s3cret@mfa.example.com/",
+                "http://kc:s3cret@127.0.0.1:5000", "https://kc:s3cret@mfa.example.com/?x=1",
+                "https://kc:s3cret@exa mple.com"}) {
+            map.put(StepupConfig.ISSUER, bad);
+            String message = rejection(map);
+            assertTrue(message.startsWith(StepupConfig.ISSUER), bad);
+            assertFalse(message.contains("s3cret"), message);
+        }
+    }
+
+    @Test
     void booleansAreTrueOrFalseOnly() {
         Map<String, String> map = minimal();
         map.put(StepupConfig.ALLOW_ENROLLMENT, "yes");
