@@ -88,6 +88,7 @@ class SmtpSink:
         #: An SMTP reply to refuse every recipient with ("550 5.1.1 <addr>: no such user"),
         #: as a mail server does; None takes them.
         self.refuse_rcpt: str | None = None
+        self.refused = 0  # recipients refused so far
 
     @property
     def url(self) -> str:
@@ -103,6 +104,7 @@ class SmtpSink:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse_rcpt:
+            self.refused += 1
             return self.refuse_rcpt.replace("<addr>", f"<{address}>")  # echoes it, as servers do
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -54,6 +54,12 @@ CLOSING = {
 }
 
 
+def carries_link(event: dict[str, Any]) -> bool:
+    """Whether the notice of ``event`` ends with its "this wasn't me" link: all but the notice
+    of a "this wasn't me" lock itself, whose link would only disown the lock."""
+    return event["event"] != "not_me"
+
+
 def compose(event: dict[str, Any], sender: str, domain: str,
             not_me_link: str | None) -> EmailMessage:
     """The message for ``event`` (its ``email`` is the recipient), ending with the event's
@@ -62,7 +68,7 @@ def compose(event: dict[str, Any], sender: str, domain: str,
     texts = Translations.load(str(TRANSLATIONS), [lang])
     what, *facts = describe(event, texts, lang)
     lines = [what, "", *facts, "", texts.gettext(CLOSING.get(event["event"], IF_NOT_YOU))]
-    if not_me_link and event["event"] != "not_me":
+    if not_me_link and carries_link(event):
         lines.append(not_me_link)
     message = EmailMessage()
     message["From"] = sender

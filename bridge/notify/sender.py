@@ -27,6 +27,9 @@ from . import mail, webhooks
 log = logging.getLogger("stepup.notify")
 DELIVERIES = Counter("stepup_notifications_total", "Delivery attempts by channel and outcome.",
                      ["channel", "outcome"])
+#: Marks a channel in an event's ``sent`` that was refused for good (a mailbox that does not
+#: exist): not tried again on the retries the other channels need.
+GAVE_UP = "!"
 
 
 class Sender:
@@ -91,7 +94,12 @@ class Sender:
             if key in sent:
                 continue
             channel = key.split(":")[0]
-            if too_late := self._too_late(channel, age, tried=event["attempts"] > 0):
+            if GAVE_UP + key in sent:
+                errors.append(f"{channel}: refused for good on an earlier attempt")
+                failed.append(channel)
+                hopeless.append(channel)
+                continue
+            if too_late := self._too_late(channel, event, age, tried=event["attempts"] > 0):
                 errors.append(f"{channel}: not sent, {too_late}")
                 failed.append(channel)
                 hopeless.append(channel)
@@ -106,12 +114,16 @@ class Sender:
                 failed.append(channel)
                 if final:
                     hopeless.append(channel)
+                    sent.append(GAVE_UP + key)  # kept with the event: never tried again
                 DELIVERIES.labels(channel, "failed").inc()
                 continue
             DELIVERIES.labels(channel, "delivered").inc()
             sent.append(key)
             with self.store.begin() as tx:
-                tx.mark_sent(event["id"], claim, sent)
+                if not tx.mark_sent(event["id"], claim, sent):
+                    # Another sender holds the event now (this one's claim lapsed): it sends
+                    # the channels left; going on would send them twice.
+                    break
         now = self.clock()
         attempts, delay, done_at = event["attempts"] + 1, 0, now
         error = "; ".join(errors) or None
@@ -147,7 +159,8 @@ class Sender:
                     event["id"])
         return False
 
-    def _too_late(self, channel: str, age: float, tried: bool) -> str | None:
+    def _too_late(self, channel: str, event: dict[str, Any], age: float,
+                  tried: bool) -> str | None:
         """Why a channel does not send an event ``age`` seconds old at all: never tried and
         already past the give-up time (notifications were off, or no sender ran), a notice
         helps nobody; an e-mail, on any attempt, once its "this wasn't me" link has expired
@@ -156,7 +169,8 @@ class Sender:
         letter like one that kept failing."""
         if not tried and age >= self.settings.notify_give_up:
             return "older than STEPUP_NOTIFY_GIVE_UP"
-        if channel == "email" and self.link and age >= self.settings.not_me_ttl:
+        if (channel == "email" and self.link and mail.carries_link(event)
+                and age >= self.settings.not_me_ttl):
             return "its \"this wasn't me\" link has expired (STEPUP_NOT_ME_TTL)"
         return None
 

@@ -155,7 +155,8 @@ events = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("done_at", sa.Float),
-    # Channels that took the event already (never sent again), the sender holding it (its
+    # Channels that took the event already (never sent again; a "!" before one refused for
+    # good, never tried again), the sender holding it (its
     # claim ends at ``next_attempt_at``), why the last attempt failed (no address in it), and
     # when the user followed the event's "this wasn't me" link (once).
     sa.Column("sent", sa.JSON),

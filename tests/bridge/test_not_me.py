@@ -94,6 +94,22 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
     assert 'name="csrf_token"' not in opened.get_data(as_text=True)
 
 
+def test_the_lock_notice_goes_out_after_the_link_ttl_it_does_not_carry(mailed, smtp, clock):  # noqa: F811
+    """The notice of the lock has no "this wasn't me" link, so STEPUP_NOT_ME_TTL (shorter here
+    than the give-up time) does not end its retries: the user still learns they are locked
+    and should call the help desk."""
+    act, path, _ = mailed
+    smtp.stop()
+    disown(act, path)
+    act.bridge.sender.run_once()  # the mail server is down: retried
+    clock.advance(3600 + 60)
+    smtp.start()
+    act.bridge.sender.run_once()
+    [*_, notice] = smtp.messages
+    assert notice["To"] == "nia@example.org" and "/not-me/" not in body_of(notice)
+    assert len(smtp.messages) == 2  # the enrollment's and the lock's
+
+
 @pytest.mark.parametrize(("webhook_events", "told"), [(None, True), ("enrollment", False)])
 def test_the_done_page_says_the_help_desk_was_told_only_when_it_was(notifying, smtp, clock,  # noqa: F811
                                                                     webhook_events, told):

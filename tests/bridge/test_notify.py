@@ -15,6 +15,7 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
+from bridge.notify import webhooks
 from bridge.notify.mail import CLOSING, IF_NOT_YOU, WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
@@ -48,10 +49,10 @@ def receiver():
 def notifying(make_act, smtp, receiver):
     """Actions on an app that mails ``smtp`` and posts to ``receiver``, retrying after 10 s."""
     def make(**config):
-        return make_act(smtp_url=smtp.url, smtp_from="stepup@bridge.example",
-                        webhook_urls=receiver.url, webhook_secret=WEBHOOK_SECRET,
-                        smtp_timeout=2, webhook_timeout=1, notify_retry_base=10,
-                        notify_retry_max=40, **config)
+        return make_act(**{"smtp_url": smtp.url, "smtp_from": "stepup@bridge.example",
+                           "webhook_urls": receiver.url, "webhook_secret": WEBHOOK_SECRET,
+                           "smtp_timeout": 2, "webhook_timeout": 1, "notify_retry_base": 10,
+                           "notify_retry_max": 40, **config})
     return make
 
 
@@ -430,6 +431,60 @@ def test_a_refused_recipient_is_named_by_its_reply_code_and_a_missing_one_is_not
         assert event["last_error"] == f"email: SMTPRecipientsRefused {code}"
     assert f"SMTPRecipientsRefused {code}" in caplog.text
     assert "ivo@example.org" not in caplog.text and smtp.messages == []
+
+
+def test_a_mailbox_refused_for_good_is_not_asked_again_while_a_webhook_retries(
+        notifying, smtp, receiver, clock):
+    """The mailbox does not exist (550 5.1.1) and the webhook fails: the event is retried
+    for the webhook, and the mail server is not asked about that mailbox again each time."""
+    act = notifying()
+    smtp.refuse_rcpt, receiver.mode = "550 5.1.1 <addr>: no such user", "fail"
+    act.enroll("ivo", email="ivo@example.org")
+    for _ in range(3):
+        act.bridge.sender.run_once()
+        clock.advance(40)
+    assert smtp.refused == 1 and len(receiver.received) == 3
+    [event] = pending(act)
+    assert "email: refused for good on an earlier attempt" in event["last_error"]
+    receiver.mode = "ok"
+    act.bridge.sender.run_once()
+    assert smtp.refused == 1 and pending(act) == []
+    with act.bridge.store.engine.begin() as conn:
+        [dead] = conn.execute(sa.select(schema.events)).mappings()
+    assert dead["last_error"] == "gave up: email: refused for good on an earlier attempt"
+
+
+def test_a_sender_whose_claim_was_taken_sends_no_further_channel(
+        notifying, receiver, clock, monkeypatch):
+    """The sender's claim lapsed while it posted to the first receiver (a clock step, a long
+    stall), and another sender took the event: the first one stops there, and the second
+    sends what is left, so the receivers after the first do not get it twice."""
+    second = WebhookReceiver().start()
+    try:
+        act = notifying(webhook_urls=f"{receiver.url},{second.url}")
+        act.enroll("ann")
+        post = webhooks.post
+        taken: list[str] = []
+
+        def post_then_lapse(url, *args, **kwargs):
+            post(url, *args, **kwargs)
+            if not taken:  # after the first receiver took it, the claim lapses and is taken
+                clock.advance(act.bridge.sender.lease + 1)
+                with act.bridge.store.begin() as tx:
+                    taken.extend(e["id"] for e in tx.claim_events(
+                        clock(), act.bridge.sender.lease, "other-sender", 1))
+
+        monkeypatch.setattr(webhooks, "post", post_then_lapse)
+        act.bridge.sender.run_once()
+        assert taken and len(receiver.received) == 1 and second.received == []
+        monkeypatch.setattr(webhooks, "post", post)
+        clock.advance(act.bridge.sender.lease + 1)  # the other sender died too: its claim lapses
+        act.bridge.sender.run_once()
+        # The first receiver's delivery was not recorded under the lost claim: it comes again
+        # (at least once, de-duplicated by id); the second gets it once.
+        assert len(receiver.by_id) == 1 and len(second.received) == 1 and pending(act) == []
+    finally:
+        second.stop()
 
 
 def test_a_mail_whose_not_me_link_has_expired_is_not_sent_on_a_retry(notifying, smtp,
