@@ -96,17 +96,21 @@ class Lock:
 
 
 def why_locked(tx: Tx, subject: str) -> Lock:
-    """Judged on the audit trail since the help desk last unlocked or reset the user. Every
-    "this wasn't me" in it counts, not only the last (a user may follow several links): one
-    over a use or change of the factors, or over any event after which factors changed (a
-    help-desk unlock, then someone enrolled), makes them unsafe; so does one whose event is no
-    longer known."""
+    """Judged on the "this wasn't me"s since the help desk last unlocked or reset the user.
+    Every one counts, not only the last (a user may follow several links): one over a use or
+    change of the factors, or over any event after which factors changed (a help-desk unlock,
+    then someone enrolled), makes them unsafe; so does one whose event is no longer known.
+    Changes are looked for from the disowned event on, however far back that is: a link in an
+    older notice disowns an event from before the latest unlock, and what changed between the
+    two counts as much as what changed since."""
     trail = tx.audit_events(subject=subject, event=None, before=None, since=None, limit=TRAIL,
                             events=("lockout", "not_me", *CLEARED, *FACTOR_CHANGES))
     window = list(takewhile(lambda e: e["event"] not in CLEARED, trail))
     [last] = [e for e in window if e["event"] in ("lockout", "not_me")][:1] or [None]
     reason = None if last is None else "failures" if last["event"] == "lockout" else "not_me"
-    changes = [e["at"] for e in window if e["event"] in FACTOR_CHANGES]
+    changes = [e["at"] for e in trail if e["event"] in FACTOR_CHANGES]
+    # The trail read is the newest TRAIL events: before its oldest, changes are not known.
+    known_from = trail[-1]["at"] if len(trail) == TRAIL else float("-inf")
     disowned = [_disowned(tx, e["detail"] or {}) for e in window if e["event"] == "not_me"]
     # The plainest reason first: a disowned use or change of the factors, then factors that
     # changed after a disowned event.
@@ -114,7 +118,7 @@ def why_locked(tx: Tx, subject: str) -> Lock:
         if kind not in FACTORS_UNTOUCHED or at is None:
             return Lock(reason, kind, at, False)
     for kind, at in disowned:
-        if any(change >= at for change in changes):
+        if at < known_from or any(change >= at for change in changes):
             return Lock(reason, kind, at, False)
     return Lock(reason, *(disowned[0] if disowned else (None, None)), True)
 

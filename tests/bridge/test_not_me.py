@@ -322,6 +322,59 @@ def test_a_disowned_unlock_after_which_someone_enrolled_needs_a_reset(mailed, sm
         helpdesk.unlock(tx, "nia", clock(), "helpdesk")
 
 
+def test_a_disowned_unlock_from_before_the_last_one_still_sees_the_changes_after_it(
+        notifying, smtp, clock):  # noqa: F811
+    """Unlocked (U1), someone spends the recovery code and saves the new one, locked again,
+    unlocked again (U2); then the user follows U1's link. The change came between U1 and U2,
+    before the latest unlock: an unlock must still be refused, or the new code stays theirs."""
+    act = notifying(not_me_ttl=3600, lockout_limit=2)
+    victim, _ = act.enroll("uma", email="uma@example.org")
+
+    def lock_and_unlock() -> None:
+        guessing = act.start("uma")
+        for _ in range(2):
+            clock.advance(60)
+            act.post(guessing, "totp", otp=wrong_code(victim.secret, clock()))
+        assert user(act, "uma").locked_at is not None
+        with act.bridge.store.begin() as tx:
+            helpdesk.unlock(tx, "uma", clock(), "helpdesk")
+
+    lock_and_unlock()  # U1
+    first_unlock = links(act, smtp)["helpdesk_unlock"]
+    clock.advance(60)
+    thief = act.start("uma")
+    assert act.post(thief, "recovery", recovery_code=victim.recovery_code).status_code == 303
+    assert act.post(thief, "saved", saved="yes").status_code == 303
+    clock.advance(60)
+    lock_and_unlock()  # U2
+    clock.advance(60)
+    disown(act, first_unlock)
+    with pytest.raises(helpdesk.FactorsDisowned), act.bridge.store.begin() as tx:
+        helpdesk.unlock(tx, "uma", clock(), "helpdesk")
+    with act.bridge.store.begin() as tx:
+        seen = helpdesk.show(tx, "uma", clock(), None)
+    assert (seen["lock_reason"], seen["disowned_event"]) == ("not_me", "helpdesk_unlock")
+
+
+@pytest.mark.parametrize(("lockouts", "safe"), [(helpdesk.TRAIL - 2, True),
+                                                 (helpdesk.TRAIL, False)])
+def test_a_disowned_event_older_than_the_trail_read_counts_as_changed(act, clock, lockouts,
+                                                                      safe):
+    """Changes are looked for in the newest helpdesk.TRAIL events: a disowned event older than
+    all of them may have been followed by changes nobody read, so the factors count as
+    unsafe (a reset), never as the user's."""
+    act.enroll("ivy")
+    clock.advance(1)
+    with act.bridge.store.begin() as tx:
+        disowned_at = clock()
+        for _ in range(lockouts):
+            clock.advance(1)
+            tx.audit("lockout", clock(), subject="ivy")
+        tx.audit("not_me", clock(), subject="ivy", disowned="x",
+                 disowned_event="helpdesk_unlock", disowned_event_at=disowned_at)
+        assert helpdesk.why_locked(tx, "ivy").factors_safe is safe
+
+
 def test_a_disowned_burst_of_failures_can_be_unlocked(notifying, smtp, clock):  # noqa: F811
     """Someone guessed: the factors are still the user's own, so after checking it is them
     the help desk may unlock, and the old authenticator works again."""
