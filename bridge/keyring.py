@@ -369,7 +369,9 @@ class SigningKeys:
         yet, go, or an emergency rotation (``publish_ahead`` 0) after a routine one would
         hand signing back to those older keys when their time came. Only those that start
         later than a node's cached ring and clock skew could reach: a key about to start may
-        already sign on a node whose clock runs ahead, and must stay in the JWKS."""
+        already sign on a node whose clock runs ahead, and must stay in the JWKS. Audited in
+        the same transaction: a rotation that fails to be recorded did not happen, so an
+        operator who retries after an error rotates once."""
         with self.store.begin() as tx:
             for row in tx.signing_keys():
                 if row["activates_at"] > now + self.refresh + CLOCK_SKEW:
@@ -380,6 +382,7 @@ class SigningKeys:
             for row in rows:
                 if row["kid"] not in keep:
                     tx.remove_signing_key(row["kid"])
+            tx.audit("signing_key_rotation", now, kids=kids)
         self._load()
         return kids
 

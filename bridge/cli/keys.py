@@ -24,8 +24,6 @@ def keys_rotate(publish_ahead: int) -> None:
     """New signing keys; the previous ones stay published until their tokens expire."""
     bridge = _bridge(existing=True)
     kids = bridge.signing_keys.rotate(time.time(), publish_ahead)
-    with bridge.store.begin() as tx:
-        tx.audit("signing_key_rotation", time.time(), kids=kids)
     click.echo(f"New signing keys {', '.join(kids)}: published now, signing in "
                f"{publish_ahead} s; every node picks them up within {RING_REFRESH} s.")
 

@@ -21,7 +21,7 @@ from joserfc import jws
 from bridge.cli import main
 from bridge.keyring import PUBLISH_AHEAD
 from bridge.oidc.clients import new_client
-from bridge.store import migrate
+from bridge.store import Tx, migrate
 from tests.bridge.conftest import Actions, callback_params, shown
 
 ISSUER = "https://bridge.example"
@@ -525,6 +525,30 @@ class TestKeysRotate:
         assert not ahead & published(act.client)
         clock.now = time.time() + PUBLISH_AHEAD + 60
         assert kid_of(login_with(act, *idp, "bob")) == emergency
+
+    def test_a_rotation_is_recorded_with_its_keys_or_not_made(self, stepup, make_app, idp,
+                                                               monkeypatch):
+        """The audit event is written in the rotation's transaction: when writing it fails,
+        the command's error is true (no keys changed), and a retry rotates once."""
+        before = published(make_app().test_client())
+        audit = Tx.audit
+
+        def failing(tx, event, *args, **kwargs):
+            if event == "signing_key_rotation":
+                raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+            return audit(tx, event, *args, **kwargs)
+
+        monkeypatch.setattr(Tx, "audit", failing)
+        assert stepup("keys", "rotate").exit_code != 0
+        assert published(make_app().test_client()) == before
+        monkeypatch.setattr(Tx, "audit", audit)
+        ok(stepup("keys", "rotate"))
+        after = published(make_app().test_client())
+        with make_app().extensions["stepup"].store.begin() as tx:
+            [event] = tx.audit_events(subject=None, event="signing_key_rotation", before=None,
+                                      since=None, limit=10)
+        assert set(event["detail"]["kids"]) == after - before and len(after - before) == 2
+        assert event["detail"]["operator"]
 
     def test_keys_about_to_sign_are_not_withdrawn(self, stepup, make_app, clock, idp):
         """A key due within a node's cached ring and clock skew may already sign on a node
