@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from authlib.oauth2.rfc6749 import InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, grants
 
 from ..oidc.clients import ADMIN_SCOPE, AUTH_METHODS
 from ..store import Store
@@ -25,8 +25,16 @@ class AdminCredentialsGrant(grants.ClientCredentialsGrant):
             raise InvalidScopeError("Only the scope 'stepup:admin' can be requested.")
 
     def save_token(self, token: dict) -> None:
+        """Saved only under the registration the request authenticated with, held meanwhile:
+        one replaced (``client add --replace``, a new secret after a leak) or taken away
+        since would leave a token the old secret got, valid for its whole life."""
+        authenticated = self.request.client.record
         with self.store.begin() as tx:
-            tx.save_access_token(token["access_token"], self.request.client.get_client_id(),
+            current = tx.find_client(authenticated.client_id, for_update=True)
+            if (current is None or current.created_at != authenticated.created_at
+                    or not current.admin):
+                raise InvalidClientError(description="The client's registration changed.")
+            tx.save_access_token(token["access_token"], authenticated.client_id,
                                  token.get("scope", ""), self.clock() + token["expires_in"])
 
 

@@ -35,6 +35,7 @@ NAMED_EVENTS = (
 # column name.)
 _b = sa.bindparam
 FIND_CLIENT = Statement(sa.select(clients).where(clients.c.client_id == _b("b_client_id")))
+FIND_CLIENT_FOR_UPDATE = Statement(FIND_CLIENT.clause.with_for_update())
 INSERT_PUSHED = Statement(sa.insert(pushed_requests))
 CONSUME_PUSHED = Statement(sa.delete(pushed_requests)
                            .where(pushed_requests.c.uri_digest == _b("b_digest"))

@@ -45,6 +45,7 @@ from .statements import (
     COUNT_IP_FAILURES,
     END_FLOW,
     FIND_CLIENT,
+    FIND_CLIENT_FOR_UPDATE,
     FIND_CONTACT,
     FIND_FLOW,
     FIND_USER,
@@ -88,8 +89,12 @@ class Tx:
     def add_client(self, client: Client) -> None:
         self._db.execute(sa.insert(clients).values(**client.__dict__))
 
-    def find_client(self, client_id: str) -> Client | None:
-        row = self._db.execute(FIND_CLIENT, {"b_client_id": client_id}).first()
+    def find_client(self, client_id: str, for_update: bool = False) -> Client | None:
+        """``for_update`` holds the row until the transaction ends (PostgreSQL): a removal or
+        a new registration waits for what this transaction saves under the old one, and then
+        removes it too (:meth:`remove_client`)."""
+        query = FIND_CLIENT_FOR_UPDATE if for_update else FIND_CLIENT
+        row = self._db.execute(query, {"b_client_id": client_id}).first()
         return Client(**row) if row else None
 
     def name_client(self, client_id: str, name: str | None) -> bool:
@@ -105,10 +110,14 @@ class Tx:
         requests, open sign-ins and unredeemed codes. A client registered again (a new secret
         after a leak, a redirect URI taken away) starts with none, so nothing taken under the
         old registration still works or still reaches an old redirect URI. A recovery code
-        staged in a dropped sign-in never worked; the user's code stays the one they have."""
+        staged in a dropped sign-in never worked; the user's code stays the one they have.
+        The registration's row goes first: on PostgreSQL that waits for a transaction holding
+        it (``find_client(for_update=True)``), and the deletes after it then see what that
+        one saved."""
+        removed = self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
         for table in (access_tokens, pushed_requests, flows, codes):
             self._db.execute(sa.delete(table).where(table.c.client_id == client_id))
-        return self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
+        return removed
 
     # -- pushed authorization requests (RFC 9126) ---------------------------------------
     def save_pushed(self, request_uri: str, client_id: str, params: dict, expires_at: float):

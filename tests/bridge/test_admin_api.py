@@ -4,6 +4,7 @@ refusals (401/403), hostile input (4xx, never 500), audit of every accepted call
 from __future__ import annotations
 
 import re
+import threading
 import time
 import unicodedata
 from dataclasses import replace
@@ -15,9 +16,10 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from bridge import helpdesk
+from bridge.admin.grant import AdminCredentialsGrant
 from bridge.notify.notme import Outcome
 from bridge.oidc.clients import new_client
-from bridge.store import Store
+from bridge.store import Store, Tx
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, returning, user, wrong_code
 from tests.bridge.test_cli import ok, stepup  # noqa: F401  (fixture)
 from tests.bridge.test_outbox import outbox
@@ -33,6 +35,16 @@ def admin_act(make_act):
                                  jwks_uri=None, redirect_uris=[], redirect_uri_prefixes=[],
                                  admin=True))
     return act
+
+
+def register_admin_again(act, secret: str) -> None:
+    """``stepup client add --replace`` with a new secret: the old registration goes, with it
+    everything it was given."""
+    with act.bridge.store.begin() as tx:
+        tx.remove_client(ADMIN_ID)
+        tx.add_client(new_client(act.bridge.secrets.pepper, ADMIN_ID, secret=secret,
+                                 jwks_uri=None, redirect_uris=[], redirect_uri_prefixes=[],
+                                 admin=True))
 
 
 def get_token(act, scope="stepup:admin", auth=(ADMIN_ID, ADMIN_SECRET), **form):
@@ -333,6 +345,50 @@ def test_a_private_key_jwt_admin_client_gets_a_token(make_act, clock, monkeypatc
     assert response.status_code == 200, response.get_json()
     headers = {"Authorization": f"Bearer {response.get_json()['access_token']}"}
     assert act.client.get("/admin/api/events", headers=headers).status_code == 200
+
+
+def test_a_token_asked_for_with_the_old_secret_is_not_saved_after_a_new_registration(
+        admin_act, monkeypatch):
+    """The request authenticated with the old secret; the operator registered the tool again
+    (a new secret after a leak) before its token was saved: no token, invalid_client."""
+    save = AdminCredentialsGrant.save_token
+
+    def replaced_first(grant, token):
+        register_admin_again(admin_act, "helpdesk-secret-new-0123456")
+        return save(grant, token)
+
+    monkeypatch.setattr(AdminCredentialsGrant, "save_token", replaced_first)
+    response = get_token(admin_act)
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    with admin_act.bridge.store.engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(
+            sa.table("access_tokens"))).scalar() == 0
+
+
+def test_a_new_registration_while_a_token_is_being_saved_ends_that_token(admin_act,
+                                                                            monkeypatch):
+    """The token is saved under the row lock of the registration it was asked for with; a
+    new registration meanwhile waits for it (PostgreSQL: the row; SQLite: the one writer),
+    then removes it with everything else the old registration was given."""
+    save_access_token = Tx.save_access_token
+    replacing: list[threading.Thread] = []
+
+    def save_while_replaced(tx, *args, **kwargs):
+        replacing.append(threading.Thread(target=register_admin_again,
+                                          args=(admin_act, "helpdesk-secret-new-0123456")))
+        replacing[0].start()
+        replacing[0].join(0.5)  # it waits for this transaction
+        assert replacing[0].is_alive()
+        return save_access_token(tx, *args, **kwargs)
+
+    monkeypatch.setattr(Tx, "save_access_token", save_while_replaced)
+    response = get_token(admin_act)
+    replacing[0].join(30)
+    assert response.status_code == 200  # saved before the new registration committed...
+    headers = {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+    answer = admin_act.client.get("/admin/api/events", headers=headers)
+    assert answer.status_code == 401  # ...and removed with the old registration
+    assert answer.get_json()["error"] == "invalid_token"
 
 
 def valid(doc: dict, schema: str, answer: dict) -> None:
