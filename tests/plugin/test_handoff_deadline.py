@@ -4,6 +4,7 @@ other logins need: real servers on 127.0.0.1, real threads."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -227,3 +228,24 @@ def _overrun(release: threading.Event) -> bool:
     except deadline.Overrun:
         return True
     return False
+
+
+def test_a_proxy_from_the_environment_never_sees_plain_http(local_client, local_bridge,
+                                                             monkeypatch):
+    """Plain http goes only to this machine; requests would send it through HTTP_PROXY (it
+    does not skip 127.0.0.1), carrying the client secret, the code and the verifier in clear.
+    The proxy here takes connections and records them."""
+    proxy = socket.create_server(("127.0.0.1", 0))
+    proxy.settimeout(0.2)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        pending = local_client.start("user-42", REDIRECT_URI)
+        callback = local_bridge.fake.callback(pending)
+        assert local_client.finish(pending, callback).subject == "user-42"
+        with pytest.raises(TimeoutError):
+            proxy.accept()
+    finally:
+        proxy.close()

@@ -71,6 +71,14 @@ class TestPushRefused:
         assert caught.value.description == "redirect_uri not registered"
         assert CLIENT_SECRET not in str(caught.value)
 
+    def test_a_short_user_id_quoted_back_is_cut_out_where_it_stands_alone(self, client, bridge):
+        bridge.par_reply = (400, {"error": "invalid_request",
+                                  "error_description": "no such user 4711 (request 47110)"})
+
+        with pytest.raises(PushError) as caught:
+            client.start("4711", REDIRECT_URI)
+        assert caught.value.description == "no such user […] (request 47110)"
+
     def test_non_json_refusal_gets_the_http_status(self, client, rsps):
         rsps.replace("POST", f"{ISSUER}/par", status=503, body="<html>down</html>")
 
@@ -244,6 +252,13 @@ class TestTransportSecurity:
         with pytest.raises(DiscoveryError, match=f"{endpoint} without https"):
             client.start("user-42", REDIRECT_URI)
         assert bridge.par_requests == []
+
+    def test_an_endpoint_with_an_empty_fragment_is_refused(self, client, bridge):
+        """``…/authorize#``: the query the client appends would sit in the fragment."""
+        bridge.discovery["authorization_endpoint"] += "#"
+
+        with pytest.raises(DiscoveryError, match="authorization_endpoint"):
+            client.start("user-42", REDIRECT_URI)
 
     def test_loopback_endpoint_refused_for_a_public_issuer(self, client, bridge):
         bridge.discovery["token_endpoint"] = "http://127.0.0.1:5000/token"

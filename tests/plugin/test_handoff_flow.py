@@ -225,6 +225,8 @@ class TestPendingHandoff:
             {"max_age": 3.9},
             {"expires_at": float("nan")},
             {"pushed_at": "soon"},
+            {"pushed_at": True},  # float(True) is 1.0: the check would pass anything
+            {"redirect_uri": "https://idp.example/cb\ud800"},  # cannot be sent as UTF-8
             {"acr_values": "urn:a"},  # one string, not a list: would match its letters
             {"acr_values": ["urn:a", 7]},
             {"acr_values": [""]},

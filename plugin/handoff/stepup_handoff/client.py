@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import math
 import numbers
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -99,7 +100,11 @@ class PendingHandoff:
             values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
             if any(not isinstance(values[name], str) or not values[name] for name in _TEXT):
                 raise TypeError
+            for name in _TEXT:
+                values[name].encode()  # a lone surrogate cannot be sent: UnicodeEncodeError
             for name in ("expires_at", "pushed_at"):
+                if isinstance(values.get(name), bool):  # float(True) is 1.0: no time at all
+                    raise TypeError(name)
                 values[name] = float(values.get(name, 0.0))
                 if not math.isfinite(values[name]):
                     raise ValueError(name)
@@ -392,9 +397,12 @@ def _raise_endpoint_error(
     code = error_code(body.get("error"), f"http_{status}")
     description = body.get("error_description")
     if isinstance(description, str):
-        for value in sorted((v for v in sent if isinstance(v, str) and len(v) >= 6),
-                            key=len, reverse=True):
-            description = description.replace(value, "[…]")
+        for value in sorted((v for v in sent if isinstance(v, str) and v), key=len,
+                            reverse=True):
+            # A short value (a user id "4711", a name) only where it stands alone: cut out
+            # inside other words it would leave the description unreadable.
+            description = (description.replace(value, "[…]") if len(value) >= 6 else
+                           re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "[…]", description))
     raise failure(clip(description) or f"HTTP {status}", error=code)
 
 

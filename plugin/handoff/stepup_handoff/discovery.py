@@ -63,7 +63,7 @@ def secure_url(url: object, *, loopback_http: bool) -> bool:
         parts = urlsplit(url)
     except ValueError:
         return False
-    if not parts.hostname or parts.fragment:
+    if not parts.hostname or "#" in url:  # an empty fragment too: a query appended ends in it
         return False
     if parts.scheme == "https":
         return True

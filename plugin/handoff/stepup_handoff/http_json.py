@@ -88,6 +88,11 @@ def _fetch(
 ) -> tuple[int, bytes] | _Refusal:
     headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     timeout = deadline.seconds
+    if url.startswith("http://"):
+        # Plain http is allowed only to this machine (discovery.secure_url): an HTTP_PROXY from
+        # the environment, which requests does not skip for 127.0.0.1, would carry the
+        # secret, the code and the verifier to the proxy in clear. None drops it.
+        kwargs["proxies"] = {"http": None, "all": None}
     try:
         response = session.request(
             method,
