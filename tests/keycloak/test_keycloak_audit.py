@@ -83,6 +83,22 @@ def test_the_level_layout_counts_as_the_administrators_choice(fake, admin, opts)
     assert audit(admin, opts) == []
 
 
+def test_a_level_sub_flow_counts_only_where_a_browser_asks_for_a_level(fake, admin, opts):
+    """The password grant asks for no level: once the level-1 password sub-flow has set one,
+    the level-2 step's condition does not match, and the password alone gets tokens. The same
+    flow passes as a browser override, where a client asks for the level."""
+    install(admin, options(conditional_loa=2))
+    stepped = fake.flow_by_alias("browser-stepup")["id"]
+    fake.add_client("legacy", directAccessGrantsEnabled=True,
+                    authenticationFlowBindingOverrides={"browser": stepped,
+                                                        "direct_grant": stepped})
+
+    findings = audit(admin, opts)
+    assert doors(findings) == ["client flow override", "direct grant"]
+    assert "overrides its direct_grant flow with 'browser-stepup'" in str(findings[0])
+    assert "client 'legacy' accepts the password grant" in str(findings[1])
+
+
 def move_before(fake, flow: str, provider: str, anchor: str) -> None:
     """The step moved up, in ``flow``, to just before ``anchor`` (priority as the console sets)."""
     parent = fake.flow_by_alias(flow)

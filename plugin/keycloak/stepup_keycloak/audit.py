@@ -86,26 +86,29 @@ def audit(steps: Steps) -> list[Finding]:
     flows = {f["alias"]: f for f in steps.flows()}
     by_id = {f["id"]: f["alias"] for f in flows.values()}
     listings: dict[str, list[Step]] = {}
-    cache: dict[str, Verdict] = {}
+    cache: dict[tuple[str, bool], Verdict] = {}
 
     def listing(alias: str) -> list[Step]:
         if alias not in listings:
             listings[alias] = steps.steps(alias)
         return listings[alias]
 
-    def verdict(alias: str | None) -> Verdict:
+    def verdict(alias: str | None, levels: bool = False) -> Verdict:
+        """``levels``: a browser login's door, where a step behind a level condition is the
+        documented step-up on request (docs/keycloak.md, section 5)."""
         if not alias or alias not in flows:
             return Verdict.OPEN
-        if alias not in cache:
-            cache[alias] = judge(alias, listing(alias))
-        return cache[alias]
+        if (alias, levels) not in cache:
+            cache[alias, levels] = judge(alias, listing(alias), levels)
+        return cache[alias, levels]
 
     findings: list[Finding] = []
 
-    def too_early(door: str, alias: str | None, how: str = "") -> list[Finding]:
+    def too_early(door: str, alias: str | None, how: str = "",
+                  levels: bool = False) -> list[Finding]:
         """A finding for each step-up in ``alias`` that nothing proving the user comes before
         (``how``: how the door reaches that flow, when it is not the door's own binding)."""
-        if verdict(alias) is not Verdict.PASSES:
+        if verdict(alias, levels) is not Verdict.PASSES:
             return []  # reported as open already
         return [Finding(
             door, f"{how}Stepup Bridge MFA in {alias!r} (in {step.parent!r}) runs before "
@@ -116,7 +119,7 @@ def audit(steps: Steps) -> list[Finding]:
             for step in early_steps(listing(str(alias)))]
 
     browser = realm.get("browserFlow")
-    if verdict(browser) is not Verdict.PASSES:
+    if verdict(browser, levels=True) is not Verdict.PASSES:
         findings.append(Finding(
             "browser", f"the bound browser flow {browser!r} lets users in without the step-up",
             # Install's own flow: running it again lays the step out the same way.
@@ -125,7 +128,7 @@ def audit(steps: Steps) -> list[Finding]:
             "in (docs/keycloak.md, 'Where the step sits')" if browser == steps.opts.flow else
             "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
             "form and bind that flow)"))
-    findings += too_early("browser", browser)
+    findings += too_early("browser", browser, levels=True)
     for door, switches, binding, runs, setting in _SWITCHED_DOORS:
         flow = realm.get(binding)
         if not any(realm.get(switch) for switch in switches):
@@ -154,14 +157,14 @@ def audit(steps: Steps) -> list[Finding]:
         if alias not in flows:
             continue
         how = f"client policy {policy!r} sends the logins of the clients it matches to {alias!r}"
-        if verdict(alias) is not Verdict.PASSES:
+        if verdict(alias, levels=True) is not Verdict.PASSES:
             findings.append(Finding(
                 "client policy", f"{how}, which lets users in without the step-up",
                 "remove its Authentication flow selector (Realm settings → Client policies → "
                 f"Profiles), or add Stepup Bridge MFA REQUIRED after the password form of "
                 f"{alias!r}"))
         else:
-            findings += too_early("client policy", alias, how=f"{how}: ")
+            findings += too_early("client policy", alias, how=f"{how}: ", levels=True)
     # Docker registry logins: a password over HTTP Basic through the realm's docker flow, for
     # docker-v2 clients, while the server runs the docker feature.
     docker = realm.get("dockerAuthenticationFlow")
@@ -187,7 +190,7 @@ def audit(steps: Steps) -> list[Finding]:
     findings.extend(_flowless_grants(steps, features, clients, idps))
     # A step that passes a door but hands off to another bridge (a test one, an old address)
     # lets users in on that bridge's say, not this one's.
-    for alias in sorted(a for a, v in cache.items() if v is Verdict.PASSES):
+    for alias in sorted({a for (a, _), v in cache.items() if v is Verdict.PASSES}):
         for step in listing(alias):
             if step.is_subflow or step.provider != AUTHENTICATOR_ID \
                     or step.requirement == "DISABLED":
@@ -299,13 +302,13 @@ def _client_findings(client: dict[str, Any], direct: str | None, by_id: dict[str
             continue
         alias = by_id.get(flow_id, flow_id)
         how = f"client {name!r} overrides its {binding} flow with {alias!r}"
-        if verdict(alias) is not Verdict.PASSES:
+        if verdict(alias, binding == "browser") is not Verdict.PASSES:
             found.append(Finding(
                 "client flow override", f"{how}, which lets users in without the step-up",
                 f"remove the override (Clients → {name} → Advanced → Authentication flow "
                 "overrides) or add Stepup Bridge MFA REQUIRED to that flow"))
         elif binding == "browser":  # the password grant's step refuses: no one set up there
-            found += too_early("client flow override", alias, how=f"{how}: ")
+            found += too_early("client flow override", alias, how=f"{how}: ", levels=True)
     if protocol == "saml":
         if attributes.get("saml.allow.ecp.flow") == "true":
             found.append(Finding(
@@ -379,11 +382,17 @@ def early_steps(listing: list[Step]) -> list[Step]:
 def passes(alias: str, listing: list[Step], browser: bool) -> bool:
     """Whether the flow ``alias`` passes the step-up as a door of its kind: on every way
     through it, and (where a browser reaches it) after a first factor."""
-    return judge(alias, listing) is Verdict.PASSES and not (browser and early_steps(listing))
+    return (judge(alias, listing, levels=browser) is Verdict.PASSES
+            and not (browser and early_steps(listing)))
 
 
-def judge(alias: str, listing: list[Step]) -> Verdict:
-    """Whether every way through the flow ``alias`` runs the step-up."""
+def judge(alias: str, listing: list[Step], levels: bool = False) -> Verdict:
+    """Whether every way through the flow ``alias`` runs the step-up. ``levels``: a step in
+    a sub-flow behind "Condition - Level of Authentication" counts, as the step-up a browser
+    login runs when its client asks for that level. Nowhere else: the password grant asks
+    for no level, so once a level-1 password sub-flow has set one the step's condition does
+    not match, and a reset, a broker or a docker login would pass on a level the client asks
+    for or not (Keycloak's ConditionalLoaAuthenticator.matchCondition)."""
     children: dict[str, list[Step]] = {}
     for step in listing:
         children.setdefault(step.parent, []).append(step)
@@ -406,7 +415,8 @@ def judge(alias: str, listing: list[Step]) -> Verdict:
         conditional = [s for s in kids if s.requirement == "CONDITIONAL" and s.is_subflow]
         if required or conditional:
             verdicts = [of(s) for s in required]
-            if Verdict.PASSES in verdicts or any(_level_step_up(s) for s in conditional):
+            if Verdict.PASSES in verdicts or (levels and any(_level_step_up(s)
+                                                             for s in conditional)):
                 return Verdict.PASSES
             if Verdict.CLOSED in verdicts:
                 return Verdict.CLOSED
