@@ -8,7 +8,7 @@ from conftest import options
 from fake_keycloak import BASE, FakeKeycloak
 from keycloak import KeycloakAdmin
 
-from stepup_keycloak import InstallOptions, ProvisioningError, audit, install
+from stepup_keycloak import InstallOptions, ProvisioningError, audit, install, uninstall
 
 FORMS = "browser-stepup forms"
 
@@ -266,6 +266,37 @@ def test_copies_the_flow_the_realm_has_bound_not_the_stock_one(fake, admin, opts
     ]
     assert posts_to(fake, "/authentication/flows/browser/copy") == []
     assert fake.realm["attributes"]["stepup.previousBrowserFlow"] == "my-browser"
+
+
+@pytest.mark.parametrize(("binding", "source", "door"), [
+    ("browserFlow", "browser", "browser"),
+    ("resetCredentialsFlow", "reset credentials", "reset-credentials"),
+])
+def test_a_flow_bound_after_install_is_not_dropped_by_a_re_run(fake, admin, binding, source,
+                                                               door):
+    """The administrator bound a new flow of theirs (without the step) after install: a re-run
+    would bind the old copy again and lose what theirs adds. It refuses, saying how to put
+    the step into a copy of the new one, and changes nothing."""
+    opts = options()  # every door
+    install(admin, opts)
+    fake.copy_flow({"newName": "theirs v2"}, source)
+    fake.realm[binding] = "theirs v2"
+    fake.calls.clear()
+
+    with pytest.raises(ProvisioningError) as error:
+        install(admin, opts)
+    assert f"run `stepup keycloak uninstall --cover {door}`, then install again" in str(
+        error.value)
+    assert fake.realm[binding] == "theirs v2" and fake.writes() == []
+    if door == "browser":  # audit's advice is the same
+        assert any(f"uninstall --cover {door}`, then" in str(f) for f in audit(admin, opts))
+
+    uninstall(admin, options(cover=(door,)))
+    install(admin, opts)
+    assert posts_to(fake, "/authentication/flows/theirs v2/copy")
+    assert fake.realm["attributes"][{"browserFlow": "stepup.previousBrowserFlow",
+                                     "resetCredentialsFlow": "stepup.previousResetCredentialsFlow"}
+                                    [binding]] == "theirs v2"
 
 
 def browser_findings(admin, opts) -> list[str]:

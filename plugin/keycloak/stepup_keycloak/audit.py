@@ -127,7 +127,10 @@ def audit(steps: Steps) -> list[Finding]:
             "ALTERNATIVE), or move Stepup Bridge MFA after the sub-flow that holds every way "
             "in (docs/keycloak.md, 'Where the step sits')" if browser == steps.opts.flow else
             "run `stepup keycloak install` (or put Stepup Bridge MFA REQUIRED after the password "
-            "form and bind that flow)"))
+            "form and bind that flow)" if steps.opts.flow not in flows else
+            # Install copied another flow before this one was bound: it would bind that copy.
+            f"run `stepup keycloak uninstall --cover browser`, then `stepup keycloak install`, "
+            f"to put the step-up into a copy of {browser!r}"))
     findings += too_early("browser", browser, levels=True)
     for door, switches, binding, runs, setting in _SWITCHED_DOORS:
         flow = realm.get(binding)

@@ -101,6 +101,7 @@ class Doors:
     # -- browser -----------------------------------------------------------------------------------
 
     def install_browser(self, secret: str) -> Step:
+        self._not_rebound("browserFlow", self.opts.flow, PREVIOUS_FLOW_ATTRIBUTE, "browser")
         realm = self.steps.realm()
         source = self.opts.source_flow or realm.get("browserFlow") or DEFAULT_BROWSER_FLOW
         new = self.steps.flow(self.opts.flow) is None
@@ -258,7 +259,7 @@ class Doors:
     def install_reset(self, secret: str) -> Step:
         return self._install_copy(
             "resetCredentialsFlow", DEFAULT_RESET_FLOW, self.opts.reset_flow,
-            PREVIOUS_RESET_ATTRIBUTE, (RESET_EMAIL_STEP,), secret)
+            PREVIOUS_RESET_ATTRIBUTE, (RESET_EMAIL_STEP,), secret, "reset-credentials")
 
     def uninstall_reset(self) -> None:
         self.steps.unbind("resetCredentialsFlow", self.opts.reset_flow, PREVIOUS_RESET_ATTRIBUTE,
@@ -268,7 +269,7 @@ class Doors:
     def install_registration(self, secret: str) -> Step:
         return self._install_copy(
             "registrationFlow", DEFAULT_REGISTRATION_FLOW, self.opts.registration_flow,
-            PREVIOUS_REGISTRATION_ATTRIBUTE, (REGISTRATION_FORM,), secret)
+            PREVIOUS_REGISTRATION_ATTRIBUTE, (REGISTRATION_FORM,), secret, "registration")
 
     def uninstall_registration(self) -> None:
         self.steps.unbind("registrationFlow", self.opts.registration_flow,
@@ -278,7 +279,7 @@ class Doors:
     def install_direct_grant(self, secret: str) -> Step:
         step = self._install_copy(
             "directGrantFlow", DEFAULT_DIRECT_GRANT_FLOW, self.opts.direct_grant_flow,
-            PREVIOUS_DIRECT_GRANT_ATTRIBUTE, DIRECT_GRANT_ANCHORS, secret)
+            PREVIOUS_DIRECT_GRANT_ATTRIBUTE, DIRECT_GRANT_ANCHORS, secret, "direct-grant")
         self._point_overrides("direct_grant", self.opts.direct_grant_flow)
         return step
 
@@ -289,7 +290,8 @@ class Doors:
         self.steps.delete_flow(self.opts.direct_grant_flow)
 
     def _install_copy(self, binding: str, default: str, flow: str, remember: str,
-                      anchors: tuple[str, ...], secret: str) -> Step:
+                      anchors: tuple[str, ...], secret: str, door: str) -> Step:
+        self._not_rebound(binding, flow, remember, door)
         steps = self.steps
         steps.copy_flow(steps.realm().get(binding) or default, flow)
         listed = steps.steps(flow)
@@ -308,6 +310,27 @@ class Doors:
         self._configure(flow, step, secret)
         steps.bind(binding, flow, remember)
         return step
+
+    def _not_rebound(self, binding: str, flow: str, remember: str, door: str) -> None:
+        """Refuses when install bound our copy ``flow`` once, and the realm now binds another
+        flow, without the step, that it was not copied from: the administrator bound a new one
+        since. Re-running would bind the old copy again, dropping whatever the new flow adds
+        (a WebAuthn step, a condition), and uninstall would bring back the flow from before
+        it. (A flow bound since that has the step, a copy of ours, is replaced as before.)"""
+        if self.steps.flow(flow) is None:
+            return
+        realm = self.steps.realm()
+        bound = realm.get(binding)
+        copied_from = (realm.get("attributes") or {}).get(remember)
+        if copied_from is None or bound in (None, flow, copied_from):
+            return
+        if self.steps.flow(bound) is not None and passes(
+                bound, self.steps.steps(bound), browser=binding == "browserFlow"):
+            return
+        raise ProvisioningError(
+            f"the realm's {binding} is {bound!r}, bound after {flow!r} was copied from "
+            f"{copied_from!r}: run `stepup keycloak uninstall --cover {door}`, then install "
+            f"again, to put the step-up into a copy of {bound!r}")
 
     # -- clients' flow overrides -------------------------------------------------------------------
 
