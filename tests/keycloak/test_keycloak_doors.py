@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conftest import options
 
-from stepup_keycloak import install, uninstall
+from stepup_keycloak import audit, install, uninstall
 
 RESET = "reset-credentials-stepup"
 REGISTRATION = "registration-stepup"
@@ -112,6 +112,23 @@ def test_every_step_shares_one_secret_and_the_bridge_settings(fake, admin, opts)
     assert len(configs) == 5
     assert {c["stepup.clientSecret"] for c in configs} == {result.bridge_client_secret}
     assert {c["stepup.issuer"] for c in configs} == {"https://mfa.example.test"}
+
+
+def test_a_post_login_flow_of_the_administrators_with_the_step_stays(fake, admin, opts):
+    """Keycloak runs one post login flow per provider: replacing one that has the step would
+    drop whatever else it checks."""
+    fake.add_idp("google")
+    install(admin, opts)
+    fake.copy_flow({"newName": "partners gated"}, BROKER)  # the step, and (say) a group check
+    fake.add_idp("partner", postBrokerLoginFlowAlias="partners gated")
+
+    install(admin, opts)
+    assert fake.idps["partner"]["postBrokerLoginFlowAlias"] == "partners gated"
+    assert fake.idps["google"]["postBrokerLoginFlowAlias"] == BROKER
+    assert "brokers" not in [f.door for f in audit(admin, opts)]
+
+    uninstall(admin, opts)
+    assert fake.idps["partner"]["postBrokerLoginFlowAlias"] == "partners gated"
 
 
 def test_narrowing_cover_undoes_the_doors_left_out_and_widening_restores_them(fake, admin, opts):

@@ -377,7 +377,10 @@ class Doors:
     # -- identity providers ------------------------------------------------------------------------
 
     def install_brokers(self, secret: str) -> list[str]:
-        """The step-up as post login flow of every identity provider; their aliases."""
+        """The step-up as post login flow of every identity provider; their aliases. A post
+        login flow of the administrator's that has the step already stays, as client
+        overrides do: replaced, whatever else it checks (a group, a condition that denies)
+        would stop running, since Keycloak runs one post login flow per provider."""
         steps, flow = self.steps, self.opts.broker_flow
         steps.create_flow(flow, "Stepup Bridge after an external identity provider")
         self._drop_stray_steps(flow, flow)
@@ -388,7 +391,8 @@ class Doors:
         for idp in self.steps.identity_providers():
             aliases.append(str(idp["alias"]))
             previous = idp.get("postBrokerLoginFlowAlias") or ""
-            if previous == flow:
+            if previous == flow or (previous and self.steps.flow(previous) is not None and passes(
+                    previous, self.steps.steps(previous), browser=False)):
                 continue
             config = dict(idp.get("config") or {})
             if previous:
