@@ -83,6 +83,21 @@ def test_the_level_layout_counts_as_the_administrators_choice(fake, admin, opts)
     assert audit(admin, opts) == []
 
 
+@pytest.mark.parametrize(("password_level", "open_doors"), [("1", []), ("2", ["browser"]),
+                                                            ("3", ["browser"])])
+def test_a_level_step_up_must_ask_for_more_than_the_level_before_it(fake, admin, opts,
+                                                                    password_level, open_doors):
+    """The password's level sub-flow at the step's level (or above) reaches that level
+    itself: the step's condition never matches again, and no login meets the bridge."""
+    install(admin, options(conditional_loa=2))
+    password = fake.flow_by_alias("browser-stepup password")["id"]
+    (condition,) = [e for e in fake.execution_of("conditional-level-of-authentication")
+                    if e["parent"] == password]
+    fake.configs[condition["config"]]["config"]["loa-condition-level"] = password_level
+
+    assert doors(audit(admin, opts)) == open_doors
+
+
 def test_a_level_sub_flow_counts_only_where_a_browser_asks_for_a_level(fake, admin, opts):
     """The password grant asks for no level: once the level-1 password sub-flow has set one,
     the level-2 step's condition does not match, and the password alone gets tokens. The same

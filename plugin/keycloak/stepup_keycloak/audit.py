@@ -24,6 +24,7 @@ experimental external-to-internal successor, and the JWT authorization grant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -99,7 +100,7 @@ def audit(steps: Steps) -> list[Finding]:
         if not alias or alias not in flows:
             return Verdict.OPEN
         if (alias, levels) not in cache:
-            cache[alias, levels] = judge(alias, listing(alias), levels)
+            cache[alias, levels] = judge(alias, listing(alias), levels, steps.loa_level)
         return cache[alias, levels]
 
     findings: list[Finding] = []
@@ -382,20 +383,25 @@ def early_steps(listing: list[Step]) -> list[Step]:
             and _required(s) and not proven_before(s)]
 
 
-def passes(alias: str, listing: list[Step], browser: bool) -> bool:
+def passes(alias: str, listing: list[Step], browser: bool,
+           level_of: Callable[[Step], int | None] | None = None) -> bool:
     """Whether the flow ``alias`` passes the step-up as a door of its kind: on every way
     through it, and (where a browser reaches it) after a first factor."""
-    return (judge(alias, listing, levels=browser) is Verdict.PASSES
+    return (judge(alias, listing, levels=browser, level_of=level_of) is Verdict.PASSES
             and not (browser and early_steps(listing)))
 
 
-def judge(alias: str, listing: list[Step], levels: bool = False) -> Verdict:
+def judge(alias: str, listing: list[Step], levels: bool = False,
+          level_of: Callable[[Step], int | None] | None = None) -> Verdict:
     """Whether every way through the flow ``alias`` runs the step-up. ``levels``: a step in
     a sub-flow behind "Condition - Level of Authentication" counts, as the step-up a browser
     login runs when its client asks for that level. Nowhere else: the password grant asks
     for no level, so once a level-1 password sub-flow has set one the step's condition does
     not match, and a reset, a broker or a docker login would pass on a level the client asks
-    for or not (Keycloak's ConditionalLoaAuthenticator.matchCondition)."""
+    for or not (Keycloak's ConditionalLoaAuthenticator.matchCondition). ``level_of`` reads a
+    level condition's level: the step's sub-flow must ask for a higher one than every level
+    sub-flow before it, which would otherwise have reached its level already, so that the
+    step's never runs. A level that cannot be read is not compared."""
     children: dict[str, list[Step]] = {}
     for step in listing:
         children.setdefault(step.parent, []).append(step)
@@ -418,8 +424,8 @@ def judge(alias: str, listing: list[Step], levels: bool = False) -> Verdict:
         conditional = [s for s in kids if s.requirement == "CONDITIONAL" and s.is_subflow]
         if required or conditional:
             verdicts = [of(s) for s in required]
-            if Verdict.PASSES in verdicts or (levels and any(_level_step_up(s)
-                                                             for s in conditional)):
+            if Verdict.PASSES in verdicts or (levels and any(
+                    _level_step_up(s, conditional[:n]) for n, s in enumerate(conditional))):
                 return Verdict.PASSES
             if Verdict.CLOSED in verdicts:
                 return Verdict.CLOSED
@@ -431,11 +437,23 @@ def judge(alias: str, listing: list[Step], levels: bool = False) -> Verdict:
                 return verdict
         return Verdict.NEUTRAL
 
-    def _level_step_up(step: Step) -> bool:
+    def _level_step_up(step: Step, before: list[Step]) -> bool:
         """A CONDITIONAL sub-flow whose only condition is the level, with the step REQUIRED
-        (not merely Deny access: the levels below it would then pass without the step)."""
-        return (_conditions(children, step) == {LOA_CONDITION_ID}
-                and of_flow(str(step.alias)) is Verdict.PASSES)
+        (not merely Deny access: the levels below it would then pass without the step), at a
+        level above those of the level sub-flows ``before`` it."""
+        if not (_conditions(children, step) == {LOA_CONDITION_ID}
+                and of_flow(str(step.alias)) is Verdict.PASSES):
+            return False
+        mine = _level(step)
+        return mine is None or all(
+            level is None or level < mine for level in
+            (_level(s) for s in before if _conditions(children, s) == {LOA_CONDITION_ID}))
+
+    def _level(sub_flow: Step) -> int | None:
+        condition = next((s for s in children.get(str(sub_flow.alias), [])
+                          if s.provider == LOA_CONDITION_ID and s.requirement != "DISABLED"),
+                         None)
+        return level_of(condition) if condition is not None and level_of else None
 
     verdict = of_flow(alias)
     return Verdict.PASSES if verdict is Verdict.CLOSED else verdict  # nobody gets through

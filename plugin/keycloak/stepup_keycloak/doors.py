@@ -325,7 +325,8 @@ class Doors:
         if copied_from is None or bound in (None, flow, copied_from):
             return
         if self.steps.flow(bound) is not None and passes(
-                bound, self.steps.steps(bound), browser=binding == "browserFlow"):
+                bound, self.steps.steps(bound), browser=binding == "browserFlow",
+                level_of=self.steps.loa_level):
             return
         raise ProvisioningError(
             f"the realm's {binding} is {bound!r}, bound after {flow!r} was copied from "
@@ -346,7 +347,8 @@ class Doors:
             if not current or current == ids[flow]:
                 continue
             alias = aliases.get(current)
-            if alias and passes(alias, self.steps.steps(alias), browser=binding == "browser"):
+            if alias and passes(alias, self.steps.steps(alias), browser=binding == "browser",
+                                level_of=self.steps.loa_level):
                 continue
             attributes = {**(client.get("attributes") or {}), _previous_override(binding): current}
             self._update_client(client, {**overrides, binding: ids[flow]}, attributes,

@@ -25,7 +25,7 @@ from keycloak.exceptions import KeycloakGetError, KeycloakPostError, raise_error
 
 from .errors import ProvisioningError, refused
 from .flows import Step, read_steps
-from .options import InstallOptions
+from .options import LOA_LEVEL_KEY, InstallOptions
 
 #: Items asked for per page of an admin listing.
 PAGE = 100
@@ -348,6 +348,14 @@ class Steps:
             self.admin.get_authenticator_config,
             step.config_id,
         )
+
+    def loa_level(self, condition: Step) -> int | None:
+        """The level a "Condition - Level of Authentication" asks for; None if not set."""
+        value = ((self.read_config(condition) or {}).get("config") or {}).get(LOA_LEVEL_KEY)
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
 
     def save_config(self, flow: str, step: Step, alias: str, values: dict[str, str | None]) -> str:
         """Create or update the step's config; keys set to None are removed, others kept."""
