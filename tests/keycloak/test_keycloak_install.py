@@ -344,6 +344,18 @@ class TestPasswordAmongAlternatives:
         assert [name for name, _ in fake.layout("browser-stepup passkeys forms")][-1] == (
             "stepup-bridge")
 
+    def test_levels_are_refused_where_they_would_turn_the_passkey_off(self, fake, admin):
+        """With --conditional-loa the password's level sub-flow would stand CONDITIONAL among
+        the ALTERNATIVE ways in, and Keycloak would skip the passkey: refused, nothing bound."""
+        source_flow(fake, "passkeys", PASSKEY_OR_PASSWORD)
+
+        with pytest.raises(ProvisioningError) as error:
+            install(admin, options(conditional_loa=2, cover=("browser",)))
+        assert "with --conditional-loa its level sub-flow would turn the others off" in str(
+            error.value)
+        assert fake.realm["browserFlow"] == "passkeys"
+        assert fake.flow_by_alias("browser-stepup") is None
+
     def test_a_step_an_earlier_install_put_among_the_alternatives_is_moved_out(
             self, fake, admin, opts):
         source_flow(fake, "passkeys", PASSKEY_OR_PASSWORD)

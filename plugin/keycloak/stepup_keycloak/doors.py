@@ -162,6 +162,15 @@ class Doors:
         else:
             parent, slot = password.parent, password.position
         if o.conditional_loa is not None:
+            if not wrapped and password.requirement != "REQUIRED":
+                # The level-1 sub-flow would take the password form's place as CONDITIONAL,
+                # and beside a CONDITIONAL step Keycloak skips the ALTERNATIVE ones: a passkey
+                # or Kerberos would no longer sign anyone in.
+                raise ProvisioningError(
+                    f"flow {shape!r}: the password form is one of several ALTERNATIVE ways in; "
+                    "with --conditional-loa its level sub-flow would turn the others off. "
+                    "Install without --conditional-loa (the step then follows the sub-flow "
+                    "that holds them all), or give the password form a sub-flow of its own")
             return self._loa_layout(flow, parent, slot, provider, wrapped)
         if wrapped:
             return self._plain_layout(flow, parent, slot, provider, wrapped)
