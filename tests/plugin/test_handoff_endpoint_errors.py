@@ -229,6 +229,12 @@ class TestTransportSecurity:
         issuer = f"http://{host}:5000"
         assert HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET).issuer == issuer
 
+    @pytest.mark.parametrize("issuer", ["https://b.example#", "https://b.example#x",
+                                        "https://b.example?", "https://b.example/?a=1"])
+    def test_issuer_with_a_query_or_fragment_is_refused_by_name(self, issuer):
+        with pytest.raises(ValueError, match="issuer must have no query or fragment"):
+            HandoffClient(issuer, CLIENT_ID, client_secret=CLIENT_SECRET)
+
     @pytest.mark.parametrize("host", ["128.0.0.1", "127.0.0.256", "127.000.0.1", "10.0.0.1",
                                       "[::2]", "[::ffff:127.0.0.1]", "[::1%25lo]",
                                       "localhost.example.com",

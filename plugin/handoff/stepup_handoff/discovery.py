@@ -73,11 +73,12 @@ def secure_url(url: object, *, loopback_http: bool) -> bool:
 def check_issuer(issuer: object) -> None:
     """OIDC Discovery §3 / RFC 8414 §2: an https URL without query or fragment; plain http
     only to this machine, for tests and demos. Raises ``ValueError``."""
+    # Before secure_url, which refuses a fragment too, so the message names what is wrong.
+    if isinstance(issuer, str) and ("#" in issuer or "?" in issuer):  # "https://b.example#"
+        raise ValueError("issuer must have no query or fragment")
     if not isinstance(issuer, str) or not secure_url(issuer, loopback_http=True):
         raise ValueError("issuer must be an https URL (http only for 127.0.0.1, ::1, localhost)")
     parts = urlsplit(issuer)
-    if parts.query or "#" in issuer or "?" in issuer:  # an empty one too: "https://b.example#"
-        raise ValueError("issuer must have no query or fragment")
     if "@" in parts.netloc:
         raise ValueError("issuer must have no user name or password")
 

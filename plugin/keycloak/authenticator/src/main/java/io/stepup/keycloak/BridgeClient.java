@@ -168,8 +168,9 @@ public class BridgeClient {
 
     /**
      * The bridge's signature keys that this client can read. An entry it cannot (not a JSON object, a member of the
-     * wrong JSON type, a key that does not convert, one for encryption) is skipped, as RFC 7517 §5 asks and the Python client does: one odd entry
-     * must not fail every login while the bridge's own key is there. Refused when none is left.
+     * wrong JSON type, a key that does not convert, one for encryption) is skipped, as RFC 7517 §5 asks and the
+     * Python client does: one odd entry must not fail every login while the bridge's own key is there. Refused when
+     * none is left.
      */
     static JSONWebKeySet parseKeys(JsonNode body) throws HandoffException {
         JsonNode entries = body.path("keys");
