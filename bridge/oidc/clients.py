@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -52,9 +52,19 @@ RESPONSE_PARAMETERS = frozenset({"code", "state", "iss", "error", "error_descrip
                                  "error_uri"})
 
 
+def _split(uri: str) -> SplitResult | None:
+    """The URI's parts, or None where urlsplit cannot take it apart (an unclosed "[" of an
+    IPv6 host): such text is no URL, never a 500."""
+    try:
+        return urlsplit(uri)
+    except ValueError:
+        return None
+
+
 def carries_response_parameters(uri: str) -> bool:
-    return bool(RESPONSE_PARAMETERS.intersection(
-        name for name, _ in parse_qsl(urlsplit(uri).query, keep_blank_values=True)))
+    parts = _split(uri)
+    return parts is not None and bool(RESPONSE_PARAMETERS.intersection(
+        name for name, _ in parse_qsl(parts.query, keep_blank_values=True)))
 
 
 def redirect_uri_allowed(client: Client, uri: str) -> bool:
@@ -63,10 +73,12 @@ def redirect_uri_allowed(client: Client, uri: str) -> bool:
     DESIGN rule 2: a prefix matches a URI with the same scheme, host, port and path; only the
     query may differ (Keycloak puts a per-login ``client_data`` in its callback URL).
     """
-    parts = urlsplit(uri)
+    parts = _split(uri)
     # RFC 6749 §3.1.2: no fragment, not even an empty one (urlsplit: ""); no user information,
-    # even in a URI registered before `client add` refused it.
-    if "#" in uri or parts.username is not None or parts.password is not None:
+    # even in a URI registered before `client add` refused it. No space either (RFC 3986 has
+    # none; urlsplit would strip a leading one, and the callback would start with it).
+    if (parts is None or "#" in uri or " " in uri
+            or parts.username is not None or parts.password is not None):
         return False
     if uri in client.redirect_uris:
         return True
@@ -397,5 +409,5 @@ def _is_http_url(uri: str) -> bool:
     never match (urlsplit drops tabs and newlines unseen), and would reach `client list`."""
     if not is_protocol_value(uri, URI_LIMIT) or " " in uri:
         return False
-    parts = urlsplit(uri)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    parts = _split(uri)
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)

@@ -273,10 +273,11 @@ class TestClientAdd:
         ["--redirect-uri", "http://idp.example/cb"],
         ["--redirect-uri", "https://idp.example/cb", "--redirect-uri-prefix",
          "http://10.0.0.5:8080/realms/acme/login-actions/authenticate"],
+        ["--redirect-uri", "https://[idp.example/cb"],  # urlsplit: "Invalid IPv6 URL"
     ], ids=["ftp", "fragment", "not-url", "no-host", "bad-prefix", "none", "newline", "space",
             "escape-in-prefix", "empty-fragment", "prefix-empty-fragment", "userinfo",
             "prefix-userinfo", "code-in-query", "state-in-query", "plain-http",
-            "prefix-plain-http"])
+            "prefix-plain-http", "unclosed-bracket"])
     def test_bad_redirect_uri(self, stepup, bridge, args):
         one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret", SECRET,
                               *args))

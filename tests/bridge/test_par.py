@@ -299,9 +299,15 @@ class TestRefusedParameters:
         "https://user:pw@kc.example/realms/acme/login-actions/authenticate",
         "https://kc.example.evil.example/realms/acme/login-actions/authenticate",
         "https://evil.example/realms/acme/login-actions/authenticate",
+        # urlsplit cannot take these apart ("Invalid IPv6 URL"): no URL, never a 500
+        "https://[kc.example/realms/acme/login-actions/authenticate",
+        "https://kc.example]/realms/acme/login-actions/authenticate",
+        # urlsplit strips a leading space; the callback would start with it
+        " " + KC_PREFIX + "?x=1",
     ], ids=["longer-path", "trailing-slash", "dot-segments", "other-path", "other-port",
             "http", "fragment", "query-fragment", "userinfo", "user-password",
-            "suffix-host", "other-host"])
+            "suffix-host", "other-host", "unclosed-bracket", "closing-bracket",
+            "leading-space"])
     def test_redirect_uri_prefix_rules(self, bridge, act, uri):
         refused(bridge, act.push("alice", redirect_uri=uri)[0], "invalid_request")
 
