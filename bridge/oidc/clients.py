@@ -219,10 +219,15 @@ class ClientKeys:
             return bytes(body)
 
 
-class KeysUnavailable(InvalidClientError):
-    """A ``private_key_jwt`` client's keys could not be had: its assertion fails like any other
-    (one uniform ``invalid_client``), but no credential was tried, so it is no guess for the
-    caller's failure window (``throttle.ClientAuthWindow``)."""
+class NothingTried(InvalidClientError):
+    """An assertion refused before any key checked its signature (an algorithm discovery does
+    not name, a client without keys): it fails like any other (one uniform ``invalid_client``),
+    but no credential was tried, so it is no guess for the caller's failure window
+    (``throttle.ClientAuthWindow``); unsigned junk must not close an IdP's back channel."""
+
+
+class KeysUnavailable(NothingTried):
+    """A ``private_key_jwt`` client's keys could not be had."""
 
 
 class TooLarge(ValueError):
@@ -274,10 +279,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
     def process_assertion_claims(self, assertion: str, resolve_key):
         # authlib's, which has no way to pass the algorithms, and keeps joserfc's text.
+        tried = False
+
+        def keys(token: Any) -> KeySet:  # joserfc asks only once the header passed
+            nonlocal tried
+            tried = True
+            return resolve_key(token)
         try:
-            token = jwt.decode(assertion, resolve_key, algorithms=list(ALGORITHMS))
+            token = jwt.decode(assertion, keys, algorithms=list(ALGORITHMS))
         except JoseError:
-            raise InvalidClientError(status_code=401) from None
+            raise (InvalidClientError if tried else NothingTried)(status_code=401) from None
         self.verify_claims(token.claims)
         return token.claims
 
@@ -302,7 +313,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         cached set is refetched."""
         jwks_uri = client.record.jwks_uri
         if not jwks_uri:  # a client_secret client sent an assertion
-            raise InvalidClientError(status_code=401)
+            raise NothingTried(status_code=401)
 
         def keys(token: Any) -> KeySet:
             kid = token.headers().get("kid")

@@ -35,7 +35,7 @@ from .clients import (
     AUTH_METHODS,
     ClientKeys,
     ClientModel,
-    KeysUnavailable,
+    NothingTried,
     PrivateKeyJWT,
 )
 
@@ -107,7 +107,7 @@ class _Server(AuthorizationServer):
         """
         try:
             client = super().authenticate_client(request, methods, endpoint)
-        except KeysUnavailable:
+        except NothingTried:
             raise  # no credential was tried
         except InvalidClientError:
             if (claimed := g.pop("claimed_client", None)) is not None:

@@ -4,6 +4,7 @@ the PAR and token endpoints, against the client's keys fetched from its ``jwks_u
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 
 import pytest
@@ -281,6 +282,25 @@ class TestKeyFetch:
             for _ in range(3):
                 invalid_client(push(act, sign())[0])
             assert client_failures(bridge, JWT_ID) == 0
+
+    def test_assertions_refused_unread_are_no_guess_for_the_callers_window(
+            self, act, sign, bridge, jwt_client, idp_key, clock):
+        """An unsigned assertion, one with an algorithm discovery does not name, or one naming
+        a client that has no keys tries no credential: as many as the window holds, and the
+        IdP's own signed assertion still passes."""
+        def part(value: dict) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+        claims = {"iss": JWT_ID, "sub": JWT_ID, "aud": ISSUER, "exp": int(clock()) + 60}
+        unsigned = {"client_assertion_type": ASSERTION_TYPE,
+                    "client_assertion": f"{part({'alg': 'none'})}.{part(claims)}."}
+        symmetric = sign(key=OctKey.generate_key(256, parameters={"kid": "k"}), alg="HS256")
+        for _ in range(bridge.settings.ip_limit):
+            invalid_client(push(act, unsigned)[0])
+            invalid_client(push(act, symmetric)[0])
+            invalid_client(act.push("alice", auth=None,
+                                    **Assertions(idp_key, clock)(iss=IDP_ID, sub=IDP_ID))[0])
+        assert client_failures(bridge, JWT_ID) == client_failures(bridge, IDP_ID) == 0
+        assert push(act, sign())[0].status_code == 201
 
     def test_a_caller_past_its_window_is_refused_before_any_key_is_fetched(
             self, act, sign, bridge, jwt_client, idp_jwks):
