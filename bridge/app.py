@@ -97,12 +97,14 @@ class _Flask(Flask):
 
 
 def _address_checked(wsgi_app: Callable, hops: int) -> Callable:
-    """Behind ProxyFix (``hops`` trusted proxies): the forwarded client address as an IP
-    address. A port some proxies add (``198.51.100.7:50123``, ``[2001:db8::1]:443``) is taken
-    off; anything else (a name, junk, a long string) becomes ``unknown``: never the address
-    the per-IP limit counts or the audit records as sent (nor past its column on PostgreSQL),
-    and never the proxy's own, which on this machine is loopback and would pass for a local
-    program (``secure_transport``).
+    """Behind ``hops`` trusted proxies: the client address X-Forwarded-For names at the
+    trusted hop, as an IP address (read here, not by ProxyFix: its parser drops a whole header
+    over an unclosed quote a client sent first, which nginx passes on, and left the proxy's own
+    address in place of the client's). A port some proxies add (``198.51.100.7:50123``,
+    ``[2001:db8::1]:443``) is taken off; anything else (a name, junk, a long string) becomes
+    ``unknown``: never the address the per-IP limit counts or the audit records as sent (nor
+    past its column on PostgreSQL), and never the proxy's own, which on this machine is
+    loopback and would pass for a local program (``secure_transport``).
 
     The same holds for a request that came through a proxy (it carries a forwarding header)
     whose X-Forwarded-For names nobody at the trusted hop: missing, empty, or fewer entries
@@ -113,8 +115,8 @@ def _address_checked(wsgi_app: Callable, hops: int) -> Callable:
     def checked(environ: dict, start_response: Callable):
         nonlocal warned
         named = environ.get("HTTP_X_FORWARDED_FOR", "").split(",")
-        if len(named) >= hops and named[-hops].strip():  # what ProxyFix took: checked
-            environ["REMOTE_ADDR"] = _ip_address(environ.get("REMOTE_ADDR", ""))
+        if len(named) >= hops and named[-hops].strip():
+            environ["REMOTE_ADDR"] = _ip_address(named[-hops].strip())
         elif any(key in environ for key in security.FORWARDING_ENVIRON):
             environ["REMOTE_ADDR"] = "unknown"
             if not warned:
@@ -239,7 +241,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
         # The per-IP limit must see the user's address, not the load balancer's.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(_address_checked(app.wsgi_app, n),  # type: ignore[method-assign]
-                                x_for=n, x_proto=n, x_host=0)
+                                x_for=0, x_proto=n, x_host=0)
     edge.init_app(app)
     ops.init_app(app)  # before CSRF's hook: a refused post still gets a request id, a latency
     security.init_app(app, settings)

@@ -152,6 +152,10 @@ def test_a_trusted_proxy_that_ended_tls_is_believed(make_app):
     ("not-an-ip", "unknown"), ("1.2.3.4\u00e9", "unknown"), ("A" * 3000, "unknown"),
     ("1.2.3.4 5.6.7.8", "unknown"), ("127.0.0.1:x", "unknown"), ("", "unknown"),
     (",", "unknown"), (" , ", "unknown"),
+    # What nginx makes of a client's own X-Forwarded-For (an unclosed quote, a quoted value):
+    # the entry the proxy appended counts (ProxyFix's parser dropped the whole header).
+    ('", 203.0.113.9', "203.0.113.9"), ('a"b, 203.0.113.9', "203.0.113.9"),
+    ('"198.51.100.7", 203.0.113.9', "203.0.113.9"), ('"203.0.113.9"', "unknown"),
 ])
 def test_a_forwarded_address_is_an_ip_address_or_unknown(make_app, forwarded, seen):
     """A trusted proxy that passes on whatever it was sent, or adds a port: the per-IP limit
@@ -244,7 +248,7 @@ def test_junk_forwarded_by_a_proxy_on_this_machine_is_no_local_program(make_app)
     forwarded value that is no address must not leave the caller looking like a local program,
     which plain http is allowed for."""
     client = make_app(trusted_proxies=1).test_client()
-    for forwarded in ("unknown", "198.51.100.7:x", "A" * 100):
+    for forwarded in ("unknown", "198.51.100.7:x", "A" * 100, '"', '", 203.0.113.9'):
         refused = client.post("/par", data={"client_id": "idp"},
                               base_url="http://127.0.0.1:8000",
                               headers={"X-Forwarded-For": forwarded,
