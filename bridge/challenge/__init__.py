@@ -27,6 +27,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NoReturn
 from urllib.parse import urlencode
 
 from stepup_handoff.assertion import LEEWAY
@@ -182,8 +183,8 @@ class Challenge:
         """TOTP for a known user; on success returns the redirect back to the IdP — or, when
         the user asked for a new recovery code, stages one (None: show it) without the old
         code having been used: regeneration needs no MFA reset, only a fresh TOTP check."""
+        self._precheck(flow, TOTP)  # first: a form from a step done says so, not "6 digits"
         code = _six_digits(code)
-        self._precheck(flow, TOTP)
         with self.store.begin() as tx:
             user, now, refusal = self.attempts.admit(tx, flow, ip)
             if refusal is None:
@@ -230,11 +231,11 @@ class Challenge:
 
     def verify_recovery(self, flow: Flow, text: str, ip: str) -> None:
         """A correct recovery code stages a replacement; nothing changes for the user yet."""
+        self._precheck(flow, TOTP)
         canonical = recovery.normalize(text)
         if canonical is None:
             raise WrongCode(N_("Enter your recovery code: 25 letters and digits, like "
                                "ABCDE-FGHJK-MNPQR-STVWX-YZ234."))
-        self._precheck(flow, TOTP)
         with self.store.begin() as tx:
             user, now, refusal = self.attempts.admit(tx, flow, ip)
             if refusal is None:
@@ -281,6 +282,8 @@ class Challenge:
         Raises :class:`AuthenticateAgain`, the code committed, when the IdP's ``max_age`` ran
         out since the factor was checked.
         """
+        if flow.stage not in (ENROLL_SAVED, ROTATE):
+            raise MovedOn(STEP_DONE)
         if not saved:
             raise ChallengeError(N_("Tick the box to confirm you have saved this recovery code. "
                                     "You cannot continue without it."))
@@ -322,10 +325,14 @@ class Challenge:
                     return self._issue(tx, flow, [flow.factor], now)
         if rotated:  # committed: the new code counts; a code is asked for once more
             raise AuthenticateAgain()
-        # Another flow rotated this user's code first: this staged code must never work.
+        self._lose_rotation(flow, ip, now)
+
+    def _lose_rotation(self, flow: Flow, ip: str, now: float) -> NoReturn:
+        """Another flow rotated this user's code first: this staged code must never work."""
         with self.store.begin() as tx:
-            tx.end_flow(flow.flow_id, ROTATE)
-            tx.audit("rotation_lost", now, subject=flow.subject, client_id=flow.client_id, ip=ip)
+            if tx.end_flow(flow.flow_id, ROTATE):  # once, whichever request saw it first
+                tx.audit("rotation_lost", now, subject=flow.subject, client_id=flow.client_id,
+                         ip=ip)
         raise FlowGone(N_("Your recovery code was just replaced in another sign-in, so this "
                           "one cannot finish, and the new code this page showed will never "
                           "work: do not keep it. The code from the other sign-in is your "
@@ -400,16 +407,22 @@ class Challenge:
                               error_description="The sign-in ended without a second factor.")
 
     # -- what the pages show ----------------------------------------------------------------
-    def setup_still_open(self, flow: Flow) -> None:
-        """A new user's setup (its QR code, or its first recovery code) is shown only while no
-        other sign-in has finished one: once one has, this setup's secret and code could never
-        work, so it ends here, saying why (EnrolledElsewhere), rather than asking the user to
-        scan a code or save one. Other stages need no look."""
-        if flow.stage not in (ENROLL, ENROLL_SAVED):
+    def setup_still_open(self, flow: Flow, ip: str) -> None:
+        """A new secret or code is shown (or downloaded) only while it can still work: a new
+        user's setup until another sign-in finished one (EnrolledElsewhere), a replacement
+        recovery code until another sign-in replaced the code it replaces (the rotation is
+        lost). Then this flow ends here, saying why, rather than asking the user to scan a code
+        or keep one that never works. Other stages need no look."""
+        if flow.stage not in (ENROLL, ENROLL_SAVED, ROTATE):
             return
         with self.store.autocommit() as tx:  # a read; the write only when it has to end
-            if tx.find_user(flow.subject) is None:
-                return
+            user = tx.find_user(flow.subject)
+        if flow.stage == ROTATE:
+            if user is not None and user.recovery_version != flow.replaces_version:
+                self._lose_rotation(flow, ip, self.clock())
+            return
+        if user is None:
+            return
         with self.store.begin() as tx:
             self._end_if_enrolled_elsewhere(tx, flow)
         raise EnrolledElsewhere()
@@ -463,8 +476,8 @@ class Challenge:
 
     def _check_new_authenticator(self, flow: Flow, stage: str, code: str, ip: str) -> int:
         """Verify the first code of a newly scanned secret (enrollment or re-enrollment)."""
-        code = _six_digits(code)
         self._precheck(flow, stage)
+        code = _six_digits(code)
         now = self.clock()
         secret = self._open_pending(flow)
         step = totp.match_step(secret, code, now)

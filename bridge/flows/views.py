@@ -154,10 +154,11 @@ def page(flow_id: str):
 
 
 def _show(flow: Flow, error: str | None = None, status: int = 200, **context):
-    """The flow's current page, on a reload or after a step; a new user's setup that another
-    tab finished first ends here, saying so (Challenge.setup_still_open)."""
+    """The flow's current page, on a reload or after a step; a new user's setup, or a new
+    recovery code, that another tab made useless ends here, saying so
+    (Challenge.setup_still_open)."""
     try:
-        _challenge().setup_still_open(flow)
+        _challenge().setup_still_open(flow, client_ip())
     except ChallengeError as ended:
         return _ended(ended, flow)
     return _render_stage(flow, error, status, **context)
@@ -239,6 +240,7 @@ def download_code(flow_id: str):
     if flow.stage not in (ENROLL_SAVED, ROTATE):
         abort(404)
     try:
+        _challenge().setup_still_open(flow, client_ip())
         code = _challenge().staged_code(flow)
     except ChallengeError as gone:
         return _ended(gone, flow)
@@ -403,7 +405,8 @@ def _stage_page(flow: Flow, error: str | None, status: int, **context):
     if flow.stage in (ENROLL_SAVED, ROTATE):
         return _page("new_code.html", flow, error=error, status=status,
                      code=challenge.staged_code(flow), rotation=flow.stage == ROTATE,
-                     after_recovery=challenge.offers_reenrollment(flow), **_code_label(flow))
+                     after_recovery=challenge.offers_reenrollment(flow), **_code_label(flow),
+                     **context)
     if flow.stage == TOTP:
         return _page("totp.html", flow, error=error, status=status, **context)
     if flow.stage == LOCKED:

@@ -57,6 +57,21 @@ def test_a_second_tab_stops_showing_a_setup_once_the_first_finished(act, clock):
         assert flow_of(act, login) is None
 
 
+def test_a_second_tabs_first_recovery_code_is_no_longer_downloaded(act, clock):
+    """The download, like the page: a setup another tab finished hands out no code."""
+    first, second = act.start("tabs3"), act.start("tabs3")
+    second.secret = shown(second.last_page, "totp-secret")
+    act.post(second, "enroll", otp=act.code_now(second))
+    dead = shown(second.last_page, "recovery-code")
+    first.secret = shown(first.last_page, "totp-secret")
+    clock.advance(30)
+    act.post(first, "enroll", otp=act.code_now(first))
+    assert is_callback(act.post(first, "saved", saved="yes"))
+    download = act.client.get(f"{second.flow_url}/recovery-code.txt")
+    assert download.status_code == 404 and ELSEWHERE in unescape(download.get_data(as_text=True))
+    assert dead not in download.get_data(as_text=True)
+
+
 def test_the_first_tabs_code_posted_in_the_second_ends_that_setup_without_a_failure(act,
                                                                                    clock):
     """Not "delete that entry in your app and scan this one": the entry the user has works."""

@@ -84,6 +84,47 @@ def test_a_step_another_tab_took_further_shows_where_the_sign_in_stands(act):
     assert 'aria-invalid' not in html  # nothing wrong with the code field: it is empty
 
 
+STALE_FORMS = [  # (stage, action, form): a form left from a step done, sent blank or garbled
+    ("rotate", "totp", {"otp": ""}),
+    ("rotate", "recovery", {"recovery_code": "x"}),
+    ("rotate", "recovery", {"recovery_code": recovery.generate()}),  # a double post
+    ("enroll_saved", "enroll", {"otp": ""}),
+    ("totp", "saved", {}),
+    ("reenroll", "totp", {"otp": "12"}),
+]
+
+
+@pytest.mark.parametrize(("stage", "action", "form"), STALE_FORMS,
+                         ids=[f"{s}-{a}-{i}" for i, (s, a, _) in enumerate(STALE_FORMS)])
+def test_a_stale_form_is_told_its_step_is_done_whatever_it_holds(act, stage, action, form):
+    """The stage is looked at before the input: a form from a step done (Back, a double
+    click; the forms are novalidate, so blank ones come) gets "already done" on the current
+    page, with no field marked wrong and no "Error:" title (found by review: "Enter the
+    6-digit code" on the save-code page, its box marked invalid)."""
+    login = at_stage(act, stage)
+    before_rows, before_events = factor_rows(act), events(act)
+    response = act.post(login, action, **form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409, html
+    assert "This step of the sign-in is already done." in html
+    assert "aria-invalid" not in html and "<title>Error:" not in html
+    assert_nothing_moved(act, login, stage, before_rows, before_events)
+
+
+def test_a_blank_form_on_a_locked_sign_in_shows_why_it_is_locked(make_act, clock):
+    act = make_act(lockout_limit=1)
+    first, _ = act.enroll("known")
+    clock.advance(30)
+    login = returning(act, "known", first.secret)
+    assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 403
+    for action, form in (("totp", {"otp": ""}), ("saved", {}), ("recovery",
+                                                                  {"recovery_code": ""})):
+        response = act.post(login, action, **form)
+        html = response.get_data(as_text=True)
+        assert response.status_code == 403 and "Two-step verification is locked" in html
+        assert "6-digit" not in html and "Tick the box" not in html and "25 letters" not in html
+
+
 def test_a_wrong_stage_get_of_the_recovery_form_goes_back_to_the_flow(act):
     login = at_stage(act, "enroll")
     response = act.client.get(f"{login.flow_url}/recovery")

@@ -49,6 +49,28 @@ def test_recovery_code_only_stages_and_a_closed_tab_leaves_the_old_code_valid(ac
     assert act.post(probe, "recovery", recovery_code=replacement).status_code == 303
 
 
+@pytest.mark.parametrize("path", ["", "/recovery-code.txt"], ids=["page", "download"])
+def test_a_tab_whose_rotation_another_sign_in_won_no_longer_offers_its_code(act, path):
+    """Two tabs used one recovery code; one saved its replacement. The other's code will never
+    work: a reload or a download says so and hands it out no more (found by review: both still
+    offered it, and a user who kept it would have replaced the working code with a dead one)."""
+    first, _ = act.enroll("lea")
+    won, lost = act.start("lea"), act.start("lea")
+    for login in (won, lost):
+        assert act.post(login, "recovery", recovery_code=first.recovery_code).status_code == 303
+    dead = shown(lost.last_page, "recovery-code")
+    assert is_callback(act.post(won, "saved", saved="yes"))
+
+    answer = act.client.get(lost.flow_url + path)
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 404, answer.status_code
+    assert "replaced in another sign-in" in text and "will never work" in text
+    assert dead not in text and 'id="recovery-code"' not in text
+    assert flow_of(act, lost) is None
+    assert events(act, "lea").count("rotation_lost") == 1
+    assert act.client.get(lost.flow_url + "/recovery-code.txt").status_code == 404
+
+
 def test_an_expired_flow_leaves_the_old_code_valid(act, clock):
     first, _ = act.enroll("ian")
     abandoned = act.start("ian")
