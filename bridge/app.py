@@ -27,7 +27,7 @@ from .keyring import (
 from .logs import loggable_path
 from .notify.notme import NotMe
 from .secretbox import SecretBoxError
-from .settings import Settings, load_settings, settings_warnings
+from .settings import ConfigError, Settings, load_settings, settings_warnings
 from .store import Store, Tx, create_engine, migrate
 from .throttle import ClientAuthWindow, DatabaseIpLimiter, IpLimiter, RedisIpLimiter
 
@@ -177,8 +177,12 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     in_database = DatabaseIpLimiter(settings.ip_limit, settings.ip_window)
     limiter: IpLimiter = in_database
     if settings.redis_url:
-        limiter = RedisIpLimiter(settings.redis_url, settings.ip_limit, settings.ip_window,
-                                 fallback=in_database)
+        try:
+            limiter = RedisIpLimiter(settings.redis_url, settings.ip_limit, settings.ip_window,
+                                     fallback=in_database)
+        except ValueError:  # redis-py's text may quote the URL, password and all
+            raise ConfigError("STEPUP_REDIS_URL: redis cannot use it (check its options in "
+                              "the query)") from None
     try:
         signing_keys = SigningKeys(store, secrets.vault, settings.id_token_ttl, clock)
     except SecretBoxError as e:

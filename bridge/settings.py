@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from .text import fits_error_text
 
@@ -182,7 +182,7 @@ def load_settings(
         if name in _INTS:
             values[name] = _int(name, value, *_INTS[name])
         elif name == "data_dir":
-            values[name] = Path(str(value)).expanduser().resolve()
+            values[name] = _data_dir(value)
         elif isinstance(value, str):
             values[name] = value.strip()
         else:  # a TOML list or number where text goes (webhook_urls, encryption_keys: commas)
@@ -207,8 +207,8 @@ def load_settings(
             decode_key(value, f"STEPUP_{name.upper()}")
     if settings.encryption_keys:
         parse_encryption_keys(settings.encryption_keys)
-    if settings.redis_url and urlsplit(settings.redis_url).scheme not in REDIS_SCHEMES:
-        raise ConfigError("STEPUP_REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.redis_url:
+        _check_redis_url(settings.redis_url)
     _check_notifications(settings)
     return settings
 
@@ -267,11 +267,50 @@ def _open_config_file(config_path: str | None) -> list[str]:
 
 
 def _password(url: str) -> bool:
-    """Whether a URL holds a password."""
+    """Whether a URL holds a password: in its user information, or (libpq) in its query."""
     try:
-        return bool(urlsplit(url).password)
+        parts = urlsplit(url)
     except ValueError:  # load_settings says what is wrong with it
         return False
+    return bool(parts.password) or any(
+        "password" in key.lower() for key, _ in parse_qsl(parts.query))
+
+
+def _data_dir(value: object) -> Path:
+    if isinstance(value, Path):  # given by the caller (create_app's overrides)
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():  # "" would be the current folder
+        raise ConfigError("STEPUP_DATA_DIR must be a folder's path (unset it for the default)")
+    try:
+        return Path(value.strip()).expanduser().resolve()
+    except RuntimeError:  # "~nobody/x": no such user's home
+        raise ConfigError("STEPUP_DATA_DIR starts with ~ but names no user's home "
+                          "folder") from None
+
+
+def _url_parts(url: str, name: str) -> SplitResult:
+    """The URL's parts with its port read, or a one-line reason naming the setting, not the
+    value: a password may be in it, and an unencoded "/", "#" or "?" in one ends the host
+    part early, so what urlsplit calls the port is the start of the password."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - out of range, or not a number: ValueError
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL: check its host and port, and "
+                          "percent-encode any '/', '#', '?' or '@' in a user or "
+                          "password") from None
+    return parts
+
+
+def _check_redis_url(url: str) -> None:
+    parts = _url_parts(url, "STEPUP_REDIS_URL")
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError("STEPUP_REDIS_URL must start with redis://, rediss:// or unix://")
+    if not (parts.path if parts.scheme == "unix" else parts.hostname) or "@" in (
+            parts.path + parts.query + parts.fragment):
+        raise ConfigError(f"STEPUP_REDIS_URL is not a valid {parts.scheme}:// URL: check its "
+                          "host, and percent-encode any '/', '#', '?' or '@' in a user or "
+                          "password")
 
 
 _TOML_KINDS = {"list": "array", "int": "integer", "float": "float", "bool": "boolean",
@@ -386,7 +425,13 @@ def _check_issuer(issuer: str) -> None:
                           f"information and with a port from 1 to 65535, got {issuer!r}")
     host = parts.hostname
     labels = (host[:-1] if host.endswith(".") else host).split(".")  # one root dot at most
-    if not (":" in host or host.replace(".", "").isdigit()) and host.isascii() and not all(
+    if host.replace(".", "").isdigit():  # digits and dots: an IPv4 address or nothing
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ConfigError(f"STEPUP_ISSUER's host is not a valid IPv4 address: {host!r}"
+                              ) from None
+    elif ":" not in host and host.isascii() and not all(
             _LABEL.fullmatch(label) for label in labels):
         raise ConfigError(f"STEPUP_ISSUER's host is not a valid domain name: {host!r}")
     try:
@@ -421,7 +466,7 @@ def _ascii_domain(host: str) -> str:
 
 def _check_help_url(url: str) -> None:
     # A link every user may follow from a sign-in page: https, or an e-mail address.
-    parts = urlsplit(url)
+    parts = _url_parts(url, "STEPUP_HELP_URL")
     web = parts.scheme == "https" and parts.netloc
     mail = parts.scheme == "mailto" and "@" in parts.path
     if (not (web or mail) or len(url) > 500
@@ -460,14 +505,10 @@ def event_names(value: str, name: str) -> frozenset[str]:
 
 def _check_notifications(settings: Settings) -> None:
     if settings.smtp_url:
-        parts = urlsplit(settings.smtp_url)
+        parts = _url_parts(settings.smtp_url, "STEPUP_SMTP_URL")
         if parts.scheme not in SMTP_SCHEMES:
             raise ConfigError("STEPUP_SMTP_URL must start with smtp://, smtp+starttls:// or "
                               "smtps://")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ConfigError("STEPUP_SMTP_URL has a bad port") from None
         if not parts.hostname:
             raise ConfigError("STEPUP_SMTP_URL has no host")
         if parts.scheme == "smtp" and parts.username and not is_local_host(parts.hostname):
@@ -478,7 +519,7 @@ def _check_notifications(settings: Settings) -> None:
     if settings.smtp_from and not is_email(settings.smtp_from):
         raise ConfigError("STEPUP_SMTP_FROM must be an e-mail address")
     for url in settings.webhook_url_list:
-        parts = urlsplit(url)
+        parts = _url_parts(url, "STEPUP_WEBHOOK_URLS has an entry that")
         # A backslash is no URL character (RFC 3986), and requests reads a host around it
         # where urlsplit reads another: "http://hooks.example\\@localhost/" would pass the
         # localhost check below and go to hooks.example in clear.

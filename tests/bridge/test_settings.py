@@ -130,6 +130,20 @@ BAD_ENVIRONMENTS = [
     ({"STEPUP_TOTP_ISSUER": ""}, "STEPUP_TOTP_ISSUER"),
     ({"STEPUP_TOTP_ISSUER": "I" * 41}, "STEPUP_TOTP_ISSUER"),
     ({"STEPUP_TOTP_ISSUER": "Acme\x07IT"}, "STEPUP_TOTP_ISSUER"),
+    # Found by review: accepted, a traceback, or urlsplit's words without the setting's name.
+    ({"STEPUP_ISSUER": "http://1.2.3.4.5"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://999.999.999.999"}, "STEPUP_ISSUER"),
+    ({"STEPUP_HELP_URL": "https://[help.example/"}, "STEPUP_HELP_URL"),
+    ({"STEPUP_HELP_URL": "https://help.example:99999/"}, "STEPUP_HELP_URL"),
+    ({"STEPUP_SMTP_URL": "smtps://[mail.example"}, "STEPUP_SMTP_URL"),
+    ({"STEPUP_WEBHOOK_URLS": "https://[hooks.example/x"}, "STEPUP_WEBHOOK_URLS"),
+    ({"STEPUP_WEBHOOK_URLS": "https://hooks.example:99999/x"}, "STEPUP_WEBHOOK_URLS"),
+    ({"STEPUP_WEBHOOK_URLS": "https://hooks.example:abc/x"}, "STEPUP_WEBHOOK_URLS"),
+    ({"STEPUP_REDIS_URL": "redis://[redis.example"}, "STEPUP_REDIS_URL"),
+    ({"STEPUP_REDIS_URL": "redis://redis.example:99999/0"}, "STEPUP_REDIS_URL"),
+    ({"STEPUP_REDIS_URL": "redis:///0"}, "STEPUP_REDIS_URL"),
+    ({"STEPUP_DATA_DIR": "~no-such-user-of-stepup/data"}, "STEPUP_DATA_DIR"),
+    ({"STEPUP_DATA_DIR": " "}, "STEPUP_DATA_DIR"),
 ]
 
 
@@ -141,6 +155,30 @@ def test_bad_value_is_a_one_line_config_error(environ, name):
     assert name in message
     assert "\n" not in message and "\r" not in message
     assert message.strip()
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:s3cr/etpw@redis.example:6379/0", "redis://:s3cr#etpw@redis.example:6379/0",
+    "redis://:s3cr?etpw@redis.example:6379/0", "redis://:1234/etpw@redis.example/0"])
+def test_a_redis_url_with_an_unencoded_password_is_refused_without_it(url):
+    """A "/", "#", "?" or "@" in the password ends the host part early: redis-py's error
+    quoted the start of the password as a port (found by review)."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"STEPUP_REDIS_URL": url})
+    message = str(caught.value)
+    assert "STEPUP_REDIS_URL" in message and "percent-encode" in message
+    assert "s3cr" not in message and "etpw" not in message and "1234" not in message
+
+
+def test_a_redis_url_redis_cannot_use_is_refused_without_it(tmp_path):
+    from bridge.app import build_bridge
+
+    settings = load_settings(environ={"STEPUP_DATA_DIR": str(tmp_path),
+                                      "STEPUP_REDIS_URL": "redis://:s3cret@redis.example/0"
+                                                          "?socket_timeout=soon"})
+    with pytest.raises(ConfigError) as caught:
+        build_bridge(settings)
+    assert "STEPUP_REDIS_URL" in str(caught.value) and "s3cret" not in str(caught.value)
 
 
 @pytest.mark.parametrize("issuer", [
@@ -158,6 +196,8 @@ def test_issuers_of_every_usual_shape_are_taken(issuer):
     ('lockout_limit = "many"\n', "STEPUP_LOCKOUT_LIMIT"),
     ('issuer = "https://bridge.example/"\n', "STEPUP_ISSUER"),
     ("lockout_limit = [1, 2]\n", "STEPUP_LOCKOUT_LIMIT"),
+    ("data_dir = 5\n", "STEPUP_DATA_DIR"),
+    ('data_dir = ["a"]\n', "STEPUP_DATA_DIR"),
     ('lockout_limt = 5\n', "lockout_limt"),
     ("[server]\nport = 1\n", "server"),
     ("lockout_limit = \n", "STEPUP_CONFIG"),
@@ -269,6 +309,9 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_looks_like(tmp_path, c
     ('database_url = "postgresql+psycopg://bridge:hunter2@db/stepup"\n', "database_url"),
     ('smtp_url = "smtp+starttls://relay:pw@mail.example:587"\nwebhook_secret = "whsec_x"\n',
      "webhook_secret, smtp_url"),
+    # libpq's own spelling (found by review: not named)
+    ('database_url = "postgresql+psycopg://stepup@db/stepup?password=hunter2"\n',
+     "database_url"),
 ])
 def test_a_config_file_every_user_may_read_is_named_when_it_holds_a_secret(tmp_path, body, held):
     """ssh refuses a key file others can read; a service started by systemd says so instead."""
