@@ -8,6 +8,11 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+#: Ids of tables that only grow: 64 bits (a 32-bit sequence runs out, and then every insert
+#: fails: audit_events in months at full load, ip_failures as fast as anyone fails); SQLite's
+#: INTEGER PRIMARY KEY is its 64-bit rowid already.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 clients = sa.Table(
     "clients",
     metadata,
@@ -100,7 +105,7 @@ client_assertions = sa.Table(
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
     sa.Column("at", sa.Float, nullable=False, index=True),
     sa.Column("event", sa.String(40), nullable=False),
     sa.Column("subject", sa.String(255)),
@@ -128,7 +133,7 @@ signing_keys = sa.Table(
 ip_failures = sa.Table(
     "ip_failures",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
     sa.Column("ip", sa.String(64), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("client_id", sa.String(255)),

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.challenge.errors import WrongCode
-from bridge.factors import recovery
+from bridge.factors import recovery, totp
 from bridge.oidc.clients import new_client
 from bridge.store import schema
 from tests.bridge.conftest import (
@@ -215,6 +215,34 @@ def test_the_help_desk_reopens_an_addresss_windows(make_act, clock, stepup):  # 
     with act.bridge.store.begin() as tx:
         assert len(tx.audit_events(subject=None, event="ip_unblocked", before=None, since=None,
                                    limit=5)) == 2
+
+
+def test_ids_past_32_bits_still_count_failures_and_audit_sign_ins(make_act, clock):
+    """The failure and audit tables only grow: past 2**31 ids a 32-bit sequence (PostgreSQL
+    before 0009) failed every insert, so wrong codes went uncounted (a 500, no lock) and
+    every sign-in failed (found by review)."""
+    act = make_act(lockout_limit=2)
+    first, _ = act.enroll("alice")
+    with act.bridge.store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            for table in (schema.ip_failures, schema.audit_events):
+                conn.execute(sa.select(sa.func.setval(f"{table.name}_id_seq", 2**31 - 1)))
+        else:  # the next rowid follows the largest
+            conn.execute(schema.ip_failures.insert().values(id=2**31 - 1, ip="192.0.2.1",
+                                                            at=0.0))
+            conn.execute(schema.audit_events.insert().values(id=2**31 - 1, at=0.0,
+                                                             event="test", detail={}))
+    clock.advance(30)
+    login = returning(act, "alice", first.secret)
+    assert act.post(login, "totp", otp=wrong_code(first.secret, clock())).status_code == 400
+    assert user(act, "alice").failures == 1
+    clock.advance(30)
+    login = returning(act, "alice", first.secret)
+    assert is_callback(act.post(login, "totp", otp=totp.code_at(first.secret, clock())))
+    with act.bridge.store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.min(schema.ip_failures.c.id)).where(
+            schema.ip_failures.c.ip == "127.0.0.1")).scalar_one() >= 2**31
+        assert conn.execute(sa.select(sa.func.max(schema.audit_events.c.id))).scalar_one() >= 2**31
 
 
 def test_per_ip_limit_also_refuses_a_correct_recovery_code(make_act, clock):

@@ -72,6 +72,23 @@ def test_empty_database_upgrades_to_head(empty_database):
     engine.dispose()
 
 
+def test_the_migrated_schema_is_the_one_the_code_reads(empty_database):
+    """Every column's type, nullability and default as ``schema.py`` declares it (found by
+    review: 32-bit ids on PostgreSQL, whose sequences run out)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bridge.store import schema
+
+    engine = create_engine(empty_database)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "compare_server_default": True})
+        assert compare_metadata(context, schema.metadata) == []
+    engine.dispose()
+
+
 def test_nodes_that_upgrade_a_new_database_at_once_all_succeed(empty_database):
     """Each node's start script runs `stepup db upgrade`: side by side on a new PostgreSQL
     database, all but one failed on the tables the first was creating (pg_type's unique
