@@ -4,13 +4,15 @@ Per user: one consecutive-failure counter shared by TOTP and the recovery code, 
 database (see ``Tx.record_failure``); after a few free tries each further failure doubles the
 wait before the next attempt is even looked at, and the user is locked at the limit.
 Per client IP: a sliding window of failures, so one address cannot spray many users; it is
-shared by all workers and nodes (in the database, or in Redis when configured).
+shared by all workers and nodes (in the database, or in Redis when configured). An IPv6
+client's window is its /64 (:func:`window_source`).
 Per caller IP at the back channel: a second window, of failed client authentications at /par
 and /token, so no address can guess a client's credentials (RFC 6749 §10.10).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from typing import TYPE_CHECKING, Protocol
@@ -23,6 +25,23 @@ log = logging.getLogger("stepup")
 #: Failures allowed before any delay; a typo or two should cost nothing.
 FREE_FAILURES = 3
 MAX_DELAY = 300
+
+
+#: The IPv6 prefix one subscriber gets at least (RFC 6177, RFC 7421): each address in it is
+#: theirs to use, so a window per address would give a guesser 2**64 fresh ones.
+IPV6_PREFIX = 64
+
+
+def window_source(ip: str) -> str:
+    """What a per-IP window counts for a client address: an IPv4 address itself, an IPv6
+    address its /64 ("2001:db8:1:2::/64"); anything else ("unknown") as it is."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 4:
+        return ip
+    return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
 
 
 def delay_after(failures: int) -> int:
@@ -53,19 +72,20 @@ class DatabaseIpLimiter:
         self.limit, self.window = limit, window
 
     def blocked(self, tx: Tx, ip: str, now: float) -> bool:
-        tx.lock_ip_window(ip)  # held until this attempt's failure, if any, is counted
-        return tx.count_ip_failures(ip, now - self.window) >= self.limit
+        source = window_source(ip)
+        tx.lock_ip_window(source)  # held until this attempt's failure, if any, is counted
+        return tx.count_ip_failures(source, now - self.window) >= self.limit
 
     def hit(self, tx: Tx, ip: str, now: float) -> bool:
         self.record(tx, ip, now)
-        return tx.count_ip_failures(ip, now - self.window) == self.limit
+        return tx.count_ip_failures(window_source(ip), now - self.window) == self.limit
 
     def record(self, tx: Tx, ip: str, now: float) -> None:
         """Count a failure without asking whether it closed the window (Redis answers that)."""
-        tx.record_ip_failure(ip, now)
+        tx.record_ip_failure(window_source(ip), now)
 
     def clear(self, tx: Tx, ip: str) -> int:
-        return tx.clear_ip_failures(ip)
+        return tx.clear_ip_failures(window_source(ip))
 
 
 class RedisUnreachable(Exception):
@@ -92,7 +112,7 @@ class RedisIpLimiter:
         self._warned_at = float("-inf")
 
     def _key(self, ip: str) -> str:
-        return f"stepup:ipfail:{ip}"
+        return f"stepup:ipfail:{window_source(ip)}"
 
     def blocked(self, tx: Tx, ip: str, now: float) -> bool:
         try:
@@ -163,16 +183,18 @@ class ClientAuthWindow:
         self.store, self.limit, self.window = store, limit, window
 
     def blocked(self, tx: Tx, ip: str, client_id: str, now: float) -> bool:
-        return tx.count_ip_failures(ip, now - self.window, client_id) >= self.limit
+        return tx.count_ip_failures(window_source(ip), now - self.window, client_id
+                                    ) >= self.limit
 
     def hit(self, ip: str, client_id: str, now: float) -> bool:
         """Count a failure; True when it closes the window. Not synced to disk: a failure lost
         to a power cut only gives one guess back."""
+        source = window_source(ip)
         with self.store.autocommit(durable=False) as tx:
-            tx.record_ip_failure(ip, now, client_id)
-            closed = tx.count_ip_failures(ip, now - self.window, client_id) == self.limit
+            tx.record_ip_failure(source, now, client_id)
+            closed = tx.count_ip_failures(source, now - self.window, client_id) == self.limit
         if closed:  # once per closing: refused attempts are not counted
             log.warning("client authentication failed %d times from %s for client %r within "
                         "%d s: /par and /token refuse that address for that client until the "
-                        "failures age out", self.limit, ip, client_id, self.window)
+                        "failures age out", self.limit, source, client_id, self.window)
         return closed

@@ -154,14 +154,15 @@ def ip_unblock(address: str, client_id: str | None) -> None:
     """Forget the failed codes from ADDRESS (STEPUP_IP_LIMIT), so its users are let in again
     now rather than when the failures age out: an office behind one address that a few users'
     mistakes, or a guesser among them, closed. Audited."""
-    from ..throttle import RedisUnreachable
+    from ..throttle import RedisUnreachable, window_source
 
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         _fail(f"{address!r} is not an IP address")
-    # As the bridge counts it: an IPv4 address given in its IPv6 spelling is the IPv4 one.
-    address = str(getattr(parsed, "ipv4_mapped", None) or parsed)
+    # As the bridge counts it: an IPv4 address given in its IPv6 spelling is the IPv4 one, an
+    # IPv6 one the /64 it is in.
+    address = window_source(str(getattr(parsed, "ipv4_mapped", None) or parsed))
     bridge = _bridge(existing=True)
     with bridge.store.begin() as tx:
         if client_id and tx.find_client(client_id) is None:  # '' is every unknown id's window

@@ -217,6 +217,42 @@ def test_the_help_desk_reopens_an_addresss_windows(make_act, clock, stepup):  # 
                                    limit=5)) == 2
 
 
+def test_an_ipv6_clients_windows_are_its_64(make_act, clock, stepup):  # noqa: F811
+    """Each address of a /64 is one subscriber's to use (RFC 6177): a window per address
+    would give a guesser 2**64 fresh ones (found by review). The /64 shares one window; the
+    next /64 is apart; the audit keeps each whole address; `ip unblock` takes any of them."""
+    act = make_act(ip_limit=2)
+    secrets = {name: act.enroll(name)[0].secret for name in ("v1", "v2", "v3")}
+    clock.advance(30)
+
+    def post_from(login, address: str, otp: str):
+        return act.client.post(f"{login.flow_url}/totp",
+                               data={"otp": otp, "csrf_token": act.csrf(login.last_page)},
+                               environ_overrides={"REMOTE_ADDR": address})
+    for name, address in (("v1", "2001:db8:1:2::1"), ("v2", "2001:db8:1:2:ffff::9")):
+        login = returning(act, name, secrets[name])
+        assert post_from(login, address, wrong_code(secrets[name], clock())).status_code == 400
+    login = returning(act, "v3", secrets["v3"])
+    assert post_from(login, "2001:db8:1:2::abcd", act.code_now(login)).status_code == 429
+    limiter = act.bridge.challenge.attempts.limiter
+    with act.bridge.store.begin() as tx:
+        assert not limiter.blocked(tx, "2001:db8:1:3::1", clock())
+        failed = tx.audit_events(subject="v2", event="failure", before=None, since=None,
+                                 limit=1)
+    assert failed[0]["ip"] == "2001:db8:1:2:ffff::9"
+
+    said = ok(stepup("ip", "unblock", "2001:db8:1:2::77"))
+    assert said.startswith("Unblocked 2001:db8:1:2::/64 (code window): 2 recent failures")
+    assert is_callback(post_from(login, "2001:db8:1:2::abcd", act.code_now(login)))
+
+    for address in ("2001:db8:1:2::1", "2001:db8:1:2::2"):
+        act.bridge.client_auth.hit(address, IDP_ID, clock())
+    assert client_failures(act.bridge, IDP_ID, "2001:db8:1:2::/64") == 2
+    with act.bridge.store.begin() as tx:
+        assert act.bridge.client_auth.blocked(tx, "2001:db8:1:2::3", IDP_ID, clock())
+        assert not act.bridge.client_auth.blocked(tx, "2001:db8:1:3::3", IDP_ID, clock())
+
+
 def test_ids_past_32_bits_still_count_failures_and_audit_sign_ins(make_act, clock):
     """The failure and audit tables only grow: past 2**31 ids a 32-bit sequence (PostgreSQL
     before 0009) failed every insert, so wrong codes went uncounted (a 500, no lock) and
