@@ -161,7 +161,9 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     from .notify.sender import Sender
 
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    engine = create_engine(settings.database)
+    # A request waits for SQLite's lock half its worker's time at most: then a 503 that says
+    # try again, not a worker killed mid-request.
+    engine = create_engine(settings.database, lock_wait=settings.timeout / 2)
     if settings.database_url:
         migrate.check(engine)  # a shared database is migrated deliberately: `stepup db upgrade`
     else:

@@ -96,7 +96,7 @@ def authorized(view):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not is_protocol_value(token.strip(), 512):
             raise ApiError(401, "invalid_token", "A bearer token is required.")
-        with bridge.store.begin() as tx:
+        with bridge.store.autocommit() as tx:  # reads: no write lock
             found = tx.find_access_token(token.strip(), bridge.clock())
             client = tx.find_client(found["client_id"]) if found else None
         if found is None or client is None or not client.admin:

@@ -59,7 +59,7 @@ class NotMe:
         user it was mailed to, and whether it was disowned already. None for anything else."""
         if (event_id := self.event_of(token)) is None:
             return None
-        with self.store.begin() as tx:
+        with self.store.autocommit() as tx:  # a read: no write lock
             event = tx.find_event(event_id)
         return dict(event) if event and event["subject"] is not None else None
 

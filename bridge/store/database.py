@@ -70,9 +70,10 @@ class Store:
         _log_committed(tx)
 
     def ping(self) -> None:
-        """A round trip to the database (readiness); raises SQLAlchemyError if none."""
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
+        """A round trip to the database (readiness), taking no lock; raises SQLAlchemyError if
+        none."""
+        with self._session(autocommit=True, durable=True) as db:
+            db.run("SELECT 1")
 
     def backup(self, target: Path) -> Path:
         """A consistent copy of the embedded SQLite database into the new file ``target``,

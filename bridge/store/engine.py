@@ -38,14 +38,23 @@ PG_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
                "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 15000}
 
 
-def create_engine(url: str) -> Engine:
+#: execution_options flag of a connection that only reads (migrate's look at the schema): on
+#: SQLite its transaction takes no write lock.
+READS_ONLY = "stepup_reads_only"
+
+
+def create_engine(url: str, lock_wait: float = 30) -> Engine:
     """An engine tuned per backend: SQLite gets WAL, a busy timeout and write-locking
     transactions (BEGIN IMMEDIATE) so concurrent writers queue instead of failing, and commits
     synced to disk (``synchronous=FULL``: in WAL mode NORMAL may lose the last commits to a
     power cut, which would bring back a spent time step or recovery code and drop a
     replacement code the user has already confirmed; only writes that may be lost opt out);
     PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``), and
-    bounded waits on a server that stops answering (:data:`PG_TIMEOUTS`)."""
+    bounded waits on a server that stops answering (:data:`PG_TIMEOUTS`).
+
+    ``lock_wait``: seconds a SQLite writer waits for the lock before "database is locked" (a
+    503 that says try again); a server passes less than its worker timeout, or the worker
+    would be killed first."""
     if not url.startswith("sqlite"):
         given = sa.engine.make_url(url).query
         engine = sa.create_engine(url, connect_args={
@@ -68,19 +77,22 @@ def create_engine(url: str) -> Engine:
     parsed = sa.engine.make_url(url)
     if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
         _owner_only(parsed.database)
-    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = sa.create_engine(url, connect_args={"timeout": lock_wait,
+                                                  "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_wait * 1000)}")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - trivial
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLAlchemy's own transactions (migrations)
+        # SQLAlchemy's own transactions (migrations); a read of the schema takes no write lock
+        reads = conn.get_execution_options().get(READS_ONLY)
+        conn.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
 
     return engine

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .engine import READS_ONLY
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -49,6 +51,7 @@ def current(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
+        conn.execution_options(**{READS_ONLY: True})
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -56,6 +59,7 @@ def _at_head(engine: Engine) -> bool:
     """The stored revision is :data:`HEAD` (False when unknown: alembic then looks closer)."""
     try:
         with engine.connect() as conn:
+            conn.execution_options(**{READS_ONLY: True})
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == HEAD
     except sa.exc.DBAPIError:  # no table yet, or no database: alembic says which
         return False

@@ -216,3 +216,31 @@ def test_only_writes_whose_loss_is_harmless_skip_the_disk_sync(act, monkeypatch)
     assert {path for path, durable in asked if not durable} == {"/par", "/authorize"}
     assert ("/authorize", True) not in asked  # a sign-in opens its flow in one commit
     assert {path for path, durable in asked if durable} >= {"/token", f"{again.flow_url}/totp"}
+
+
+def test_reads_take_no_write_lock_on_the_embedded_database(tmp_path):
+    """While another process holds SQLite's write lock (a long write, a migration), what only
+    reads still answers: readiness, the schema check, a help-desk token check (found by
+    review: each began BEGIN IMMEDIATE, waited out the lock and answered 503)."""
+    import sqlite3
+
+    from bridge import create_app
+    from bridge.store import migrate
+
+    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example", "timeout": 5},
+                     environ={})
+    engine = app.extensions["stepup"].store.engine
+    holder = sqlite3.connect(tmp_path / "stepup.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # held through every read below
+        client = app.test_client()
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.get_json()
+        assert migrate.current(engine) == migrate.HEAD
+        refused = client.get("/admin/api/users/alice",
+                             headers={"Authorization": "Bearer not-a-token"})
+        assert refused.status_code == 401, refused.get_json()
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        engine.dispose()
