@@ -126,7 +126,8 @@ class Challenge:
                       if is_protocol_value(client_id, CLIENT_ID_LIMIT) else None)
             params = (tx.consume_pushed(request_uri, client_id, now)
                       if client and is_protocol_value(request_uri, REQUEST_URI_LIMIT) else None)
-            if client is None or params is None:
+            if client is None or params is None or params.get(
+                    "registered_at", client.created_at) != client.created_at:
                 raise LinkExpired(N_("It was already used or is too old. Go back to your "
                                      "sign-in page and start again."))
             subject = params["login_hint"]

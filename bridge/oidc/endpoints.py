@@ -335,6 +335,9 @@ def pushed_authorization_request():
     request_uri = par.new_request_uri()
     # One INSERT (and, once a minute, independent sweeps). Not synced to disk: a request lost
     # to a power cut is only unknown at /authorize, and the IdP starts again.
+    # With the registration that authenticated it: one replaced meanwhile (`client add
+    # --replace` between the check above and this save) opens no sign-in (Challenge.begin).
+    params["registered_at"] = client.record.created_at
     with bridge.store.autocommit(durable=False) as tx:
         tx.save_pushed(request_uri, client.get_client_id(), params,
                        now + bridge.settings.request_uri_ttl)

@@ -113,7 +113,8 @@ class Tx:
         staged in a dropped sign-in never worked; the user's code stays the one they have.
         The registration's row goes first: on PostgreSQL that waits for a transaction holding
         it (``find_client(for_update=True)``), and the deletes after it then see what that
-        one saved."""
+        one saved. A request pushed under the old registration but saved after this (its
+        client checked just before) names that registration, and opens no sign-in."""
         removed = self._changed(sa.delete(clients).where(clients.c.client_id == client_id))
         for table in (access_tokens, pushed_requests, flows, codes):
             self._db.execute(sa.delete(table).where(table.c.client_id == client_id))

@@ -99,6 +99,30 @@ class TestRefused:
         assert_refused_page(response)
         assert flow_subjects(bridge) == []
 
+    def test_a_request_pushed_under_a_registration_replaced_meanwhile(self, act, client, bridge,
+                                                                       monkeypatch):
+        """`client add --replace` between /par's client check and its save (found by review):
+        the request was pushed under the old registration, which is gone; it opens no sign-in
+        that would end at a redirect URI the new one no longer has."""
+        from bridge.oidc import par
+
+        validate = par.validate
+
+        def replaced_meanwhile(*args, **kwargs):
+            params = validate(*args, **kwargs)
+            with bridge.store.begin() as tx:
+                tx.remove_client(IDP_ID)
+                tx.add_client(new_client(bridge.secrets.pepper, IDP_ID, secret="s" * 40,
+                                         jwks_uri=None,
+                                         redirect_uris=["https://idp-new.example/callback"],
+                                         redirect_uri_prefixes=[]))
+            return params
+
+        monkeypatch.setattr(par, "validate", replaced_meanwhile)
+        uri = pushed_uri(act)
+        assert_refused_page(client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
+        assert flow_subjects(bridge) == []
+
     def test_unknown_client_id(self, act, client, bridge):
         uri = pushed_uri(act)
         assert_refused_page(client.get(f"/authorize?client_id=nobody&request_uri={uri}"))
