@@ -351,9 +351,10 @@ def _attempt(flow_id: str, step, error_page: str | None = None):
         if error_page and fresh.stage == TOTP:
             return _page(error_page, fresh, error=error_text(error), status=error.status,
                          **context)
-        # Asked for a code again: no fault of the field's (as a step done elsewhere).
-        return _render_stage(fresh, error_text(error), error.status,
-                             moved_on=isinstance(error, AuthenticateAgain), **context)
+        # Asked for a code again: no fault of the field's (as a step done elsewhere). Through
+        # _show: a code another tab made useless is not shown again with the error.
+        return _show(fresh, error_text(error), error.status,
+                     moved_on=isinstance(error, AuthenticateAgain), **context)
     return redirect(target or url_for(".page", flow_id=flow_id), 303)
 
 

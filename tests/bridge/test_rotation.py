@@ -71,6 +71,20 @@ def test_a_tab_whose_rotation_another_sign_in_won_no_longer_offers_its_code(act,
     assert act.client.get(lost.flow_url + "/recovery-code.txt").status_code == 404
 
 
+def test_a_tab_whose_rotation_was_lost_does_not_show_its_code_with_a_refusal(act):
+    """The losing tab posts "Continue" without ticking the box: not its dead code again with
+    "tick the box", but that it will never work (found by review)."""
+    first, _ = act.enroll("lou")
+    won, lost = act.start("lou"), act.start("lou")
+    for login in (won, lost):
+        assert act.post(login, "recovery", recovery_code=first.recovery_code).status_code == 303
+    dead = shown(lost.last_page, "recovery-code")
+    assert is_callback(act.post(won, "saved", saved="yes"))
+    refused = act.post(lost, "saved")
+    assert refused.status_code == 404
+    assert "replaced in another sign-in" in lost.last_page and dead not in lost.last_page
+
+
 def test_an_expired_flow_leaves_the_old_code_valid(act, clock):
     first, _ = act.enroll("ian")
     abandoned = act.start("ian")
