@@ -288,17 +288,23 @@ def _data_dir(value: object) -> Path:
                           "folder") from None
 
 
-def _url_parts(url: str, name: str) -> SplitResult:
+def _url_parts(url: str, name: str, *, at_after_host: bool = False) -> SplitResult:
     """The URL's parts with its port read, or a one-line reason naming the setting, not the
     value: a password may be in it, and an unencoded "/", "#" or "?" in one ends the host
-    part early, so what urlsplit calls the port is the start of the password."""
+    part early, so that urlsplit reads the user as the host and the start of the password as
+    the port (or fails on it). An "@" after the host is such a split unless ``at_after_host``
+    (a mailto: address); one in a path is written %40."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - out of range, or not a number: ValueError
+        port = parts.port  # out of range, or not a number: ValueError
     except ValueError:
+        port = None
+        parts = None
+    if parts is None or port == 0 or (not at_after_host and "@" in (
+            parts.path + parts.query + parts.fragment)):
         raise ConfigError(f"{name} is not a valid URL: check its host and port, and "
                           "percent-encode any '/', '#', '?' or '@' in a user or "
-                          "password") from None
+                          "password")
     return parts
 
 
@@ -306,11 +312,9 @@ def _check_redis_url(url: str) -> None:
     parts = _url_parts(url, "STEPUP_REDIS_URL")
     if parts.scheme not in REDIS_SCHEMES:
         raise ConfigError("STEPUP_REDIS_URL must start with redis://, rediss:// or unix://")
-    if not (parts.path if parts.scheme == "unix" else parts.hostname) or "@" in (
-            parts.path + parts.query + parts.fragment):
-        raise ConfigError(f"STEPUP_REDIS_URL is not a valid {parts.scheme}:// URL: check its "
-                          "host, and percent-encode any '/', '#', '?' or '@' in a user or "
-                          "password")
+    if not (parts.path if parts.scheme == "unix" else parts.hostname):
+        raise ConfigError(f"STEPUP_REDIS_URL is not a valid {parts.scheme}:// URL: it names "
+                          "no host")
 
 
 _TOML_KINDS = {"list": "array", "int": "integer", "float": "float", "bool": "boolean",
@@ -425,7 +429,10 @@ def _check_issuer(issuer: str) -> None:
                           f"information and with a port from 1 to 65535, got {issuer!r}")
     host = parts.hostname
     labels = (host[:-1] if host.endswith(".") else host).split(".")  # one root dot at most
-    if host.replace(".", "").isdigit():  # digits and dots: an IPv4 address or nothing
+    last = labels[-1]
+    if last.isdigit() or re.fullmatch(r"0[xX][0-9a-fA-F]*", last):
+        # A host ending in a number is an IPv4 address to a browser (WHATWG URL: "ends in a
+        # number"), in any spelling: only the plain dotted one, or nothing.
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
@@ -466,7 +473,7 @@ def _ascii_domain(host: str) -> str:
 
 def _check_help_url(url: str) -> None:
     # A link every user may follow from a sign-in page: https, or an e-mail address.
-    parts = _url_parts(url, "STEPUP_HELP_URL")
+    parts = _url_parts(url, "STEPUP_HELP_URL", at_after_host=True)
     web = parts.scheme == "https" and parts.netloc
     mail = parts.scheme == "mailto" and "@" in parts.path
     if (not (web or mail) or len(url) > 500

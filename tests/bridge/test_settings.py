@@ -142,6 +142,13 @@ BAD_ENVIRONMENTS = [
     ({"STEPUP_REDIS_URL": "redis://[redis.example"}, "STEPUP_REDIS_URL"),
     ({"STEPUP_REDIS_URL": "redis://redis.example:99999/0"}, "STEPUP_REDIS_URL"),
     ({"STEPUP_REDIS_URL": "redis:///0"}, "STEPUP_REDIS_URL"),
+    ({"STEPUP_ISSUER": "https://0x7f.1"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://1.2.3.0x4"}, "STEPUP_ISSUER"),
+    ({"STEPUP_ISSUER": "https://bridge.example.123"}, "STEPUP_ISSUER"),
+    ({"STEPUP_REDIS_URL": "redis://redis.example:0/0"}, "STEPUP_REDIS_URL"),
+    ({"STEPUP_SMTP_URL": "smtps://mail.example:0"}, "STEPUP_SMTP_URL"),
+    ({"STEPUP_HELP_URL": "https://help.example:0/"}, "STEPUP_HELP_URL"),
+    ({"STEPUP_WEBHOOK_URLS": "https://hooks.example:0/x"}, "STEPUP_WEBHOOK_URLS"),
     ({"STEPUP_DATA_DIR": "~no-such-user-of-stepup/data"}, "STEPUP_DATA_DIR"),
     ({"STEPUP_DATA_DIR": " "}, "STEPUP_DATA_DIR"),
 ]
@@ -168,6 +175,20 @@ def test_a_redis_url_with_an_unencoded_password_is_refused_without_it(url):
     message = str(caught.value)
     assert "STEPUP_REDIS_URL" in message and "percent-encode" in message
     assert "s3cr" not in message and "etpw" not in message and "1234" not in message
+
+
+@pytest.mark.parametrize(("name", "url"), [
+    ("STEPUP_SMTP_URL", "smtps://mailer:1234/etpw@mail.example"),
+    ("STEPUP_SMTP_URL", "smtp+starttls://mailer:4321#etpw@mail.example:587"),
+    ("STEPUP_WEBHOOK_URLS", "https://hook:1234/etpw@hooks.example/x"),
+])
+def test_a_password_cut_into_host_and_port_is_refused(name, url):
+    """A password starting with digits before an unencoded "/" or "#": the user read as the
+    host, the digits as the port, and the host:port logged with each delivery (found by
+    review). Refused, naming the setting and not the value."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={name: url, "STEPUP_WEBHOOK_SECRET": "whsec_" + "A" * 44})
+    assert name in str(caught.value) and "etpw" not in str(caught.value)
 
 
 def test_a_redis_url_redis_cannot_use_is_refused_without_it(tmp_path):
