@@ -154,12 +154,18 @@ def ip_unblock(address: str, client_id: str | None) -> None:
     """Forget the failed codes from ADDRESS (STEPUP_IP_LIMIT), so its users are let in again
     now rather than when the failures age out: an office behind one address that a few users'
     mistakes, or a guesser among them, closed. Audited."""
-    from ..throttle import RedisUnreachable, window_source
+    from ..throttle import IPV6_PREFIX, RedisUnreachable, window_source
 
     try:
-        parsed = ipaddress.ip_address(address)
+        if "/" in address:  # an IPv6 /64 as the bridge prints it (its log, this command)
+            network = ipaddress.ip_network(address, strict=False)
+            if network.prefixlen < IPV6_PREFIX:
+                raise ValueError(address)
+            parsed = network.network_address
+        else:
+            parsed = ipaddress.ip_address(address)
     except ValueError:
-        _fail(f"{address!r} is not an IP address")
+        _fail(f"{address!r} is not an IP address (nor an IPv6 /{IPV6_PREFIX})")
     # As the bridge counts it: an IPv4 address given in its IPv6 spelling is the IPv4 one, an
     # IPv6 one the /64 it is in.
     address = window_source(str(getattr(parsed, "ipv4_mapped", None) or parsed))

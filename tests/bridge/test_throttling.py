@@ -203,7 +203,7 @@ def test_the_help_desk_reopens_an_addresss_windows(make_act, clock, stepup):  # 
         ("127.0.0.1", IDP_ID, 2), ("127.0.0.1", None, 2)]
     assert all(e["detail"]["operator"] for e in trail)
     assert one_line_error(stepup("ip", "unblock", "office")) == (
-        "stepup: error: 'office' is not an IP address")
+        "stepup: error: 'office' is not an IP address (nor an IPv6 /64)")
     # Nothing to forget (a typo, another address): said, not audited; an unknown client: 1.
     # Either way, a Redis this command was not given may still hold the window.
     said = ok(stepup("ip", "unblock", "192.0.2.99"))
@@ -243,6 +243,10 @@ def test_an_ipv6_clients_windows_are_its_64(make_act, clock, stepup):  # noqa: F
 
     said = ok(stepup("ip", "unblock", "2001:db8:1:2::77"))
     assert said.startswith("Unblocked 2001:db8:1:2::/64 (code window): 2 recent failures")
+    # What it printed (and the log names) is taken as well; a wider network is not.
+    assert ok(stepup("ip", "unblock", "2001:db8:1:2::/64")).startswith(
+        "2001:db8:1:2::/64 has no recent failures")
+    one_line_error(stepup("ip", "unblock", "2001:db8:1::/48"))
     assert is_callback(post_from(login, "2001:db8:1:2::abcd", act.code_now(login)))
 
     for address in ("2001:db8:1:2::1", "2001:db8:1:2::2"):
