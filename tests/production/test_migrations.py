@@ -288,3 +288,20 @@ def test_a_newer_embedded_database_is_refused_in_one_line(empty_database, tmp_pa
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "9999"
     engine.dispose()
+
+
+def test_a_downgrade_below_0009_with_ids_past_32_bits_says_why(postgres_server):
+    """Refused in one sentence, not PostgreSQL's bare "integer out of range" halfway."""
+    from alembic import command
+
+    engine = create_engine(fresh_database(postgres_server, f"stepup_down_{os.getpid()}"))
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO ip_failures (id, ip, at) VALUES (3000000000, "
+                             "'192.0.2.1', 0)"))
+        config = migrate._config()
+        config.attributes["connection"] = conn
+        with pytest.raises(RuntimeError, match="ip_failures holds ids past 32 bits"):
+            command.downgrade(config, "0008")
+    assert migrate.current(engine) == migrate.HEAD
+    engine.dispose()

@@ -5,6 +5,7 @@ Revision ID: 0009
 Revises: 0008
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
@@ -24,6 +25,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table in TABLES:
+            ids = sa.table(table, sa.column("id"))
+            if (op.get_bind().execute(sa.select(sa.func.max(ids.c.id))).scalar() or 0) >= 2**31:
+                raise RuntimeError(f"cannot downgrade below 0009: {table} holds ids past 32 "
+                                   "bits, which the older schema cannot keep")
     _retype("INTEGER")
 
 
