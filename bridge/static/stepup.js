@@ -55,6 +55,10 @@ document.addEventListener("DOMContentLoaded", () => {
           const left = end - (performance.now() - loaded) / 1000;
           warning.textContent = left > before - 10 ? warning.dataset.text : warning.dataset.soon;
           more.hidden = false;
+          // Shown at the window's foot: what the user is typing in stays in view above it.
+          if (document.activeElement && document.activeElement !== document.body) {
+            document.activeElement.scrollIntoView({ block: "nearest" });
+          }
         }, Math.max(0, end - before) * 1000),
         // At the end, say it has ended: "More time" can no longer help, and no form can be
         // sent (the session ended with the sign-in), nor what they were for read or followed
@@ -63,7 +67,14 @@ document.addEventListener("DOMContentLoaded", () => {
           document.querySelectorAll("main form, main > :not(.brand, h1, .account, .expiry)")
             .forEach((element) => { element.hidden = true; });
           warning.textContent = warning.dataset.expired;
-          expiry.querySelector("[data-way-back]").hidden = false;
+          const back = expiry.querySelector("[data-way-back]");
+          back.hidden = false;
+          // The focus was in a form now hidden (More time, the code field): on the way on,
+          // not lost to the page.
+          if (!document.activeElement || document.activeElement.closest("[hidden]")
+              || document.activeElement === document.body) {
+            back.querySelector("a").focus();
+          }
         }, Math.max(0, end) * 1000),
       ];
     };

@@ -370,6 +370,8 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
         ".expiry [aria-live]", "data-expired")
     assert not page.is_visible(".expiry button")
     assert page.locator("main form:visible").count() == 0
+    # The focus was in the code field, now hidden: on the way on, not lost to the page.
+    assert page.evaluate("document.activeElement.closest('[data-way-back]') !== null")
     # Nor what the forms were for (found by a user probe: the instructions stayed, and the
     # other factor's link, which led to a dead end).
     assert not page.is_visible("ol.howto") and not page.is_visible("details.manual")
@@ -381,6 +383,31 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
         "error=access_denied" in back.get_attribute("href"))
     assert page_problems(page, lang, "time ran out") == []
     page.context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (320, 568)])
+def test_the_warning_comes_into_view_without_moving_the_field(bridge, browser, width, height,
+                                                              tmp_path):
+    """Found by review: put above the page, the warning pushed the code field out of a
+    1280 x 720 window while the user typed in it, and at 320 px it came above the screen.
+    Now at the window's foot, with the field the user is in kept in view above it."""
+    context = browser.new_context(locale="en", viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.clock.install()
+    page.goto(bridge.authorize_url(f"inview-{width}-{int(time.time() * 1000)}", "en"))
+    field = page.locator("input[name=otp]")
+    field.scroll_into_view_if_needed()
+    field.focus()
+    page.clock.run_for(13 * 60 * 1000 + 1000)
+    assert page.is_visible(".expiry button")
+    box, bar = field.bounding_box(), page.locator(".expiry").bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= bar["y"], (box, bar)
+    for part in (".expiry [aria-live]", ".expiry button"):
+        box = page.locator(part).bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= height, (part, box)
+    page.screenshot(path=str(tmp_path / "warning.png"))  # to look at
+    context.close()
 
 
 def test_a_warning_that_comes_late_does_not_promise_two_minutes(bridge, browser):
