@@ -23,8 +23,9 @@ WAIT_MESSAGE = NP_("Too many wrong codes. Wait %(num)s second, then try again.",
                    "Too many wrong codes. Wait %(num)s seconds, then try again.")
 FLOW_ENDED = N_("This sign-in has expired or is already complete. Go back to your sign-in page "
                 "and start again.")
-STEP_DONE = N_("This step of the sign-in is already done.")
-FLOW_EXPIRED = N_("This sign-in has expired. Use Return to sign-in to start again.")
+STEP_DONE = N_("That step was already done, in another tab or by sending the form twice. This "
+               "page shows where your sign-in is now.")
+FLOW_EXPIRED = N_("This sign-in has expired. Use “Return to sign-in” to start again.")
 FACTOR_RESET = N_("Your second factor was reset. Go back to your sign-in page and start again.")
 
 

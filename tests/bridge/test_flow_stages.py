@@ -78,7 +78,7 @@ def test_a_step_another_tab_took_further_shows_where_the_sign_in_stands(act):
     response = act.post(login, "saved", saved="yes")
     html = response.get_data(as_text=True)
     assert response.status_code == 409
-    assert "This step of the sign-in is already done." in html
+    assert "That step was already done, in another tab or by sending the form twice." in html
     assert "already complete" not in html
     assert "Set up your new authenticator" in html
     assert 'aria-invalid' not in html  # nothing wrong with the code field: it is empty
@@ -106,7 +106,7 @@ def test_a_stale_form_is_told_its_step_is_done_whatever_it_holds(act, stage, act
     response = act.post(login, action, **form)
     html = response.get_data(as_text=True)
     assert response.status_code == 409, html
-    assert "This step of the sign-in is already done." in html
+    assert "That step was already done, in another tab or by sending the form twice." in html
     assert "aria-invalid" not in html and "<title>Error:" not in html
     assert_nothing_moved(act, login, stage, before_rows, before_events)
 
