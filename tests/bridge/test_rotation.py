@@ -49,18 +49,24 @@ def test_recovery_code_only_stages_and_a_closed_tab_leaves_the_old_code_valid(ac
     assert act.post(probe, "recovery", recovery_code=replacement).status_code == 303
 
 
-@pytest.mark.parametrize("path", ["", "/recovery-code.txt"], ids=["page", "download"])
-def test_a_tab_whose_rotation_another_sign_in_won_no_longer_offers_its_code(act, path):
-    """Two tabs used one recovery code; one saved its replacement. The other's code will never
-    work: a reload or a download says so and hands it out no more (found by review: both still
-    offered it, and a user who kept it would have replaced the working code with a dead one)."""
-    first, _ = act.enroll("lea")
-    won, lost = act.start("lea"), act.start("lea")
+def lost_rotation(act, subject: str):
+    """Two tabs used one recovery code and the first saved its replacement: the second tab's
+    sign-in, and the code it showed, which will never work."""
+    first, _ = act.enroll(subject)
+    won, lost = act.start(subject), act.start(subject)
     for login in (won, lost):
         assert act.post(login, "recovery", recovery_code=first.recovery_code).status_code == 303
     dead = shown(lost.last_page, "recovery-code")
     assert is_callback(act.post(won, "saved", saved="yes"))
+    return lost, dead
 
+
+@pytest.mark.parametrize("path", ["", "/recovery-code.txt"], ids=["page", "download"])
+def test_a_tab_whose_rotation_another_sign_in_won_no_longer_offers_its_code(act, path):
+    """A reload or a download of the losing tab says its code will never work and hands it out
+    no more (found by review: both still offered it, and a user who kept it would have
+    replaced the working code with a dead one)."""
+    lost, dead = lost_rotation(act, "lea")
     answer = act.client.get(lost.flow_url + path)
     text = answer.get_data(as_text=True)
     assert answer.status_code == 404, answer.status_code
@@ -74,12 +80,7 @@ def test_a_tab_whose_rotation_another_sign_in_won_no_longer_offers_its_code(act,
 def test_a_tab_whose_rotation_was_lost_does_not_show_its_code_with_a_refusal(act):
     """The losing tab posts "Continue" without ticking the box: not its dead code again with
     "tick the box", but that it will never work (found by review)."""
-    first, _ = act.enroll("lou")
-    won, lost = act.start("lou"), act.start("lou")
-    for login in (won, lost):
-        assert act.post(login, "recovery", recovery_code=first.recovery_code).status_code == 303
-    dead = shown(lost.last_page, "recovery-code")
-    assert is_callback(act.post(won, "saved", saved="yes"))
+    lost, dead = lost_rotation(act, "lou")
     refused = act.post(lost, "saved")
     assert refused.status_code == 404
     assert "replaced in another sign-in" in lost.last_page and dead not in lost.last_page
