@@ -407,6 +407,8 @@ def test_the_warning_comes_into_view_without_moving_the_field(bridge, browser, w
         box = page.locator(part).bounding_box()
         assert box["y"] >= 0 and box["y"] + box["height"] <= height, (part, box)
     page.screenshot(path=str(tmp_path / "warning.png"))  # to look at
+    page.emulate_media(media="print")  # a printout of the page has no bar over its foot
+    assert not page.is_visible(".expiry [aria-live]")
     context.close()
 
 
