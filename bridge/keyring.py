@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
@@ -140,8 +140,8 @@ _ROWS = {"sealed_jwk": "signing key {}", "totp_secret": "TOTP secret of user {!r
 class ServerSecrets:
     """Keys from configuration, never from the database."""
 
-    secret_key: bytes  # Flask session and CSRF signing
-    pepper: bytes  # HMAC key of recovery codes and client secrets
+    secret_key: bytes = field(repr=False)  # Flask session and CSRF signing
+    pepper: bytes = field(repr=False)  # HMAC key of recovery codes and client secrets
     vault: Vault  # AES-GCM for the secrets the database holds
     #: The secrets file this process created: a refused start takes it back.
     created_file: Path | None = None
@@ -353,7 +353,9 @@ class SigningKeys:
                          for r in self._published(self._fresh_rows(), now)]}
 
     def _published(self, rows: list[dict], now: float) -> list[dict]:
-        horizon = now - self.token_lifetime - 60
+        # Past the last assertion a replaced key signed: on a node whose ring is a refresh
+        # old, with that node's clock and the publishing node's each off by the skew.
+        horizon = now - self.token_lifetime - self.refresh - 2 * CLOCK_SKEW
         published = []
         for alg in ALGORITHMS:
             mine = [r for r in rows if r["alg"] == alg]
@@ -372,10 +374,15 @@ class SigningKeys:
         already sign on a node whose clock runs ahead, and must stay in the JWKS. Audited in
         the same transaction: a rotation that fails to be recorded did not happen, so an
         operator who retries after an error rotates once."""
+        starts = now + publish_ahead
         with self.store.begin() as tx:
             for row in tx.signing_keys():
                 if row["activates_at"] > now + self.refresh + CLOCK_SKEW:
                     tx.remove_signing_key(row["kid"])
+                elif row["activates_at"] > starts:
+                    # Kept (a node may sign with it soon), but replaced from the start by the
+                    # keys made below, later: at the same instant the newest key signs.
+                    tx.bring_forward_signing_key(row["kid"], starts)
             kids = self._add(tx, now, publish_ahead)
             rows = tx.signing_keys()
             keep = {r["kid"] for r in self._published(rows, now)}

@@ -379,6 +379,10 @@ class Tx:
         self._db.execute(sa.insert(signing_keys).values(
             kid=kid, alg=alg, sealed_jwk=sealed_jwk, created_at=now, activates_at=activates_at))
 
+    def bring_forward_signing_key(self, kid: str, activates_at: float) -> None:
+        self._db.execute(sa.update(signing_keys).where(signing_keys.c.kid == kid)
+                         .values(activates_at=activates_at))
+
     def remove_signing_key(self, kid: str) -> None:
         self._db.execute(sa.delete(signing_keys).where(signing_keys.c.kid == kid))
 

@@ -533,6 +533,18 @@ class TestKeysRotate:
         clock.now = time.time() + PUBLISH_AHEAD + 60
         assert kid_of(login_with(act, *idp, "bob")) == emergency
 
+    def test_an_emergency_rotation_keeps_signing_after_a_kept_key_was_due(self, bridge):
+        """The routine rotation's keys were due within the minute, so they stay published (a
+        node whose clock runs ahead may sign with them); the emergency keys, made later, still
+        sign from then on (found by review: the kept keys took over when their time came)."""
+        keys, start = bridge.signing_keys, bridge.clock() + 1000
+        keys.rotate(start, PUBLISH_AHEAD)
+        emergency = set(keys.rotate(start + PUBLISH_AHEAD - 50, 0))
+        for later in (51, 60, 1000):
+            keys.clock = lambda later=later: start + PUBLISH_AHEAD + later
+            keys._loaded_at = float("-inf")  # a node that reads the ring afresh
+            assert {keys.active("ES256").kid, keys.active("RS256").kid} == emergency
+
     def test_a_rotation_is_recorded_with_its_keys_or_not_made(self, stepup, make_app, idp,
                                                                monkeypatch):
         """The audit event is written in the rotation's transaction: when writing it fails,

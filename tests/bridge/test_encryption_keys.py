@@ -187,3 +187,10 @@ def test_signing_keys_sealed_with_a_key_this_node_lacks_fail_readiness_loudly(tm
     assert token.status_code == 500 and token.get_json()["error"] == "server_error"
     assert "a sealed value cannot be opened: signing key " in caplog.text
     assert ": no encryption key with id 'new'; see docs/operations.md" in caplog.text
+
+
+def test_the_server_secrets_never_print(bridge):
+    """A repr in a traceback, a debugger or a log line shows no session key and no pepper."""
+    shown = repr(bridge) + repr(bridge.secrets)
+    assert repr(bridge.secrets.pepper) not in shown
+    assert repr(bridge.secrets.secret_key) not in shown
