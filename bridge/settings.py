@@ -340,6 +340,11 @@ def decode_key(value: str, name: str, size: int | None = None) -> bytes:
 _URLSAFE = str.maketrans("-_", "+/")
 
 
+#: Longest encryption key id: shorter than any 32-byte key in base64 (43 or 44 characters), so
+#: an error that names an id never shows a key written in its place.
+KEY_ID_LIMIT = 40
+
+
 def parse_encryption_keys(value: str) -> dict[str, bytes]:
     """``id:base64key[,id:base64key…]`` → {id: key}, in order (the first is active)."""
     keys: dict[str, bytes] = {}
@@ -349,6 +354,9 @@ def parse_encryption_keys(value: str) -> dict[str, bytes]:
         if not sep or not kid.strip() or "." in kid or kid in keys:
             raise ConfigError("STEPUP_ENCRYPTION_KEYS must be id:base64key[,id:base64key...] "
                               "with distinct ids, none with a dot")
+        if len(kid) > KEY_ID_LIMIT:  # a key before its id, likely: never quoted
+            raise ConfigError(f"STEPUP_ENCRYPTION_KEYS: an id is longer than {KEY_ID_LIMIT} "
+                              "characters (is a key written before its id? id:base64key)")
         keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS key {kid!r}", size=32)
     return keys
 

@@ -285,6 +285,14 @@ def test_bad_encryption_keys_stop_start_up_with_one_line(value):
         load_settings({"STEPUP_ENCRYPTION_KEYS": value})
 
 
+@pytest.mark.parametrize("key", [b64(b"k" * 32), b64(b"k" * 32).rstrip("=").replace("+", "-")])
+def test_a_key_written_before_its_id_is_not_quoted(key):
+    """"base64key:id" takes the key for the id; the error named it (found by review)."""
+    with pytest.raises(ConfigError, match="STEPUP_ENCRYPTION_KEYS") as caught:
+        load_settings({"STEPUP_ENCRYPTION_KEYS": f"{key}:k2"})
+    assert key not in str(caught.value) and key[:20] not in str(caught.value)
+
+
 def test_the_config_file_can_set_the_secrets(tmp_path):
     pepper, secret_key = b"p" * 32, b"s" * 48
     config = tmp_path / "stepup.toml"
