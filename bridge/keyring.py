@@ -316,6 +316,7 @@ class SigningKeys:
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         with store.begin() as tx:
+            tx.lock_signing_keys()  # a node starting beside this one may be making them
             if not tx.signing_keys():
                 # Active from the epoch: a node whose clock is behind the creator's still signs.
                 self._add(tx, clock(), -clock())

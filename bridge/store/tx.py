@@ -71,6 +71,9 @@ from .statements import (
     UPDATE_SAME_CONTACT,
 )
 
+#: PostgreSQL advisory lock key held while a node makes the first signing keys ("STEPUK").
+SIGNING_KEYS_LOCK = 0x53544550554B
+
 
 class Tx:
     """One database transaction and the verbs the bridge uses inside it.
@@ -371,6 +374,13 @@ class Tx:
         return True
 
     # -- signing keys and secrets at rest ------------------------------------------------
+    def lock_signing_keys(self) -> None:
+        """Hold the key ring until the transaction ends: nodes starting at once on a new
+        database make its first keys once. PostgreSQL: an advisory lock; SQLite's write-locking
+        transactions already run one at a time."""
+        if self._db.dialect.name == "postgresql":
+            self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(SIGNING_KEYS_LOCK)))
+
     def signing_keys(self) -> list[dict]:
         return self._db.execute(SIGNING_KEYS).rows
 

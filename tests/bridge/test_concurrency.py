@@ -362,3 +362,27 @@ def test_enrolling_twice_on_one_flow_creates_one_user(act):
     assert count(act, schema.users, subject="kai") == 1
     assert audit_count(act, "kai", "enrollment") == 1
     assert recovery.normalize(challenge.staged_code(saved)) is not None
+
+
+# -- nodes starting at once -------------------------------------------------------------------
+def test_nodes_starting_at_once_on_a_new_database_make_its_first_keys_once(bridge, monkeypatch):
+    """Each checked for an empty key ring and made its own (found by review, on PostgreSQL):
+    the first keys made were then "replaced at the epoch" and left the JWKS while their
+    node still signed with them. Key making is slowed so both would find the ring empty."""
+    from bridge.keyring import SigningKeys
+
+    with bridge.store.begin() as tx:
+        for row in tx.signing_keys():
+            tx.remove_signing_key(row["kid"])
+    add = SigningKeys._add
+
+    def slow_add(self, *args):
+        time.sleep(0.5)  # an RSA key takes its time; the other node checks meanwhile
+        return add(self, *args)
+
+    monkeypatch.setattr(SigningKeys, "_add", slow_add)
+    rings = race(*[lambda: SigningKeys(bridge.store, bridge.secrets.vault, 300,
+                                       bridge.clock)] * 2)
+    with bridge.store.begin() as tx:
+        assert len(tx.signing_keys()) == 2  # one ES256 and one RS256, for both nodes
+    assert rings[0].active("ES256").kid == rings[1].active("ES256").kid
