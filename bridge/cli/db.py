@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..keyring import secrets_file
-from ..settings import SECRET_NAMES
 from ..store import Store, create_engine, migrate
 from .base import NOT_FOUND, _exists, _fail, _safe_url, _settings, main
 
@@ -67,9 +66,11 @@ def db_backup(target: Path) -> None:
     if target.exists() or target.is_symlink():
         _fail(f"{target} exists: name a new file")
     source = Store(create_engine(settings.database)).backup(target)
+    # The copy opens only with the pepper and the encryption keys, each where this deployment
+    # keeps it apart from the copy: a variable, or else the secrets file.
     keys = secrets_file(settings)
-    # The copy opens only with the secrets this deployment keeps apart from it.
-    kept = (f"{keys} (back it up too)" if keys.is_file()
-            and not all(getattr(settings, name) for name in SECRET_NAMES)
-            else "STEPUP_PEPPER and STEPUP_ENCRYPTION_KEYS")
+    given = [f"STEPUP_{name.upper()}" for name in ("pepper", "encryption_keys")
+             if getattr(settings, name)]
+    kept = " and ".join([*given, *([f"{keys} (back it up too)"] if len(given) < 2
+                                   and keys.is_file() else [])])
     click.echo(f"Backed up {source} to {target}. It opens only with the secrets in {kept}.")

@@ -437,6 +437,12 @@ def test_a_backup_of_the_embedded_database_holds_what_the_wal_holds(tmp_path):
                         STEPUP_ENCRYPTION_KEYS=",".join(stored["encryption_keys"]))
     assert as_variables.output.endswith("It opens only with the secrets in STEPUP_PEPPER and "
                                         "STEPUP_ENCRYPTION_KEYS.\n"), as_variables.output
+    # Some as variables: each named where it is (found by review: the file alone was named,
+    # which holds another encryption key than the variable that sealed the database).
+    mixed = _cli("db", "backup", str(tmp_path / "mixed.db"), STEPUP_DATA_DIR=str(live),
+                 STEPUP_ENCRYPTION_KEYS=",".join(stored["encryption_keys"]))
+    assert mixed.output.endswith("It opens only with the secrets in STEPUP_ENCRYPTION_KEYS and "
+                                 f"{secrets_file} (back it up too).\n"), mixed.output
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live)).output == (
         f"stepup: error: {target} exists: name a new file\n")
