@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -187,14 +188,21 @@ def cannot_listen(host: str, port: int) -> str | None:
         family, kind, proto, _, address = socket.getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as e:
-        return f"no such host ({getattr(e, 'strerror', None) or e})"
+        return f"no such host ({getattr(e, 'strerror', None) or e}; choose one with --host)"
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as e:
-            return e.strerror or str(e)
+            hint = _LISTEN_HINTS.get(e.errno, "choose another with --host or --port")
+            return f"{e.strerror or e} ({hint})"
     return None
+
+
+#: What to do about each reason a port cannot be listened on.
+_LISTEN_HINTS = {errno.EADDRINUSE: "another server there? choose a port with --port",
+                 errno.EADDRNOTAVAIL: "not an address of this host: choose one with --host",
+                 errno.EACCES: "a port below 1024 needs privileges: choose another with --port"}
 
 
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -> None:

@@ -154,8 +154,7 @@ def serve(host: str, port: int) -> None:
     logs.configure()
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
     if why := cannot_listen(host, port):
-        _fail(f"cannot listen on {host}:{port}: {why} (another server there? choose a port "
-              "with --port)")
+        _fail(f"cannot listen on {host}:{port}: {why}")
     click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
     if settings.issuer == Settings.issuer and port != 5000:

@@ -31,7 +31,8 @@ def db_upgrade() -> None:
 @db.command("status")
 def db_status() -> None:
     """Which schema the database has, and what `stepup db upgrade` would change (reads only).
-    Exits 0 when there is nothing to do, 1 when there is, 2 on a newer schema."""
+    Exits 0 when there is nothing to do, 1 when there is, 2 on a newer schema or when the
+    database or the settings could not be read."""
     settings = _settings()
     click.echo(f"Database: {_safe_url(settings.database)}")
     found, todo = (migrate.pending(create_engine(settings.database))

@@ -128,7 +128,7 @@ def _refused(subject: str, refusal: helpdesk.Refused) -> NoReturn:
 def user_reset(subject: str, yes: bool) -> None:
     """Revoke a user's TOTP and recovery code (they enroll again at next sign-in).
 
-    Exit 1: not enrolled."""
+    Exit 1: not enrolled; exit 2: not confirmed."""
     if not yes and not _confirmed(f"Revoke the second factor of {subject}?"):
         # 2, as any usage error (1 is "not enrolled"): nothing was asked of the bridge.
         _fail("not confirmed: nothing was reset (--yes to skip the question)")

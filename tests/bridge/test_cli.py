@@ -173,6 +173,10 @@ def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepu
                               "--port)\n")
     unknown = stepup("serve", "--host", "no-such-host.invalid", "--port", str(port))
     assert unknown.exit_code == 2 and "no such host" in unknown.stderr
+    # Not this host's address: the host to change, not the port (found by a newcomer).
+    elsewhere = stepup("serve", "--host", "192.0.2.1", "--port", str(port))
+    assert elsewhere.exit_code == 2
+    assert elsewhere.stderr.endswith("(not an address of this host: choose one with --host)\n")
     assert not started
 
 
