@@ -340,8 +340,8 @@ def decode_key(value: str, name: str, size: int | None = None) -> bytes:
 _URLSAFE = str.maketrans("-_", "+/")
 
 
-#: Longest encryption key id: shorter than any 32-byte key in base64 (43 or 44 characters), so
-#: an error that names an id never shows a key written in its place.
+#: Longest encryption key id an error quotes: shorter than any 32-byte key in base64 (43 or 44
+#: characters), so an error that names an id never shows a key written in its place.
 KEY_ID_LIMIT = 40
 
 
@@ -354,10 +354,10 @@ def parse_encryption_keys(value: str) -> dict[str, bytes]:
         if not sep or not kid.strip() or "." in kid or kid in keys:
             raise ConfigError("STEPUP_ENCRYPTION_KEYS must be id:base64key[,id:base64key...] "
                               "with distinct ids, none with a dot")
-        if len(kid) > KEY_ID_LIMIT:  # a key before its id, likely: never quoted
-            raise ConfigError(f"STEPUP_ENCRYPTION_KEYS: an id is longer than {KEY_ID_LIMIT} "
-                              "characters (is a key written before its id? id:base64key)")
-        keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS key {kid!r}", size=32)
+        # A long "id" may be a key written before its id ("base64key:id"): never quoted.
+        named = (f"key {kid!r}" if len(kid) <= KEY_ID_LIMIT else
+                 f"key with an id of {len(kid)} characters (is a key written before its id?)")
+        keys[kid] = decode_key(key, f"STEPUP_ENCRYPTION_KEYS {named}", size=32)
     return keys
 
 
