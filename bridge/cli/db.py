@@ -70,8 +70,10 @@ def db_backup(target: Path) -> None:
     # The copy opens only with the pepper and the encryption keys, each where this deployment
     # keeps it apart from the copy: a variable, or else the secrets file.
     keys = secrets_file(settings)
-    given = [f"STEPUP_{name.upper()}" for name in ("pepper", "encryption_keys")
-             if getattr(settings, name)]
-    kept = " and ".join([*given, *([f"{keys} (back it up too)"] if len(given) < 2
-                                   and keys.is_file() else [])])
+    needed = ("pepper", "encryption_keys")
+    given = [f"STEPUP_{name.upper()}" for name in needed if getattr(settings, name)]
+    rest = [f"STEPUP_{name.upper()}" for name in needed if not getattr(settings, name)]
+    if rest and keys.is_file():
+        rest = [f"{keys} (back it up too)"]
+    kept = " and ".join(given + rest)
     click.echo(f"Backed up {source} to {target}. It opens only with the secrets in {kept}.")

@@ -443,6 +443,13 @@ def test_a_backup_of_the_embedded_database_holds_what_the_wal_holds(tmp_path):
                  STEPUP_ENCRYPTION_KEYS=",".join(stored["encryption_keys"]))
     assert mixed.output.endswith("It opens only with the secrets in STEPUP_ENCRYPTION_KEYS and "
                                  f"{secrets_file} (back it up too).\n"), mixed.output
+    # The file kept elsewhere: still named, by the variables that would hold them.
+    moved = secrets_file.rename(tmp_path / "secrets-elsewhere.json")
+    apart = _cli("db", "backup", str(tmp_path / "apart.db"), STEPUP_DATA_DIR=str(live),
+                 STEPUP_PEPPER=stored["pepper"])
+    assert apart.output.endswith("It opens only with the secrets in STEPUP_PEPPER and "
+                                 "STEPUP_ENCRYPTION_KEYS.\n"), apart.output
+    moved.rename(secrets_file)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert _cli("db", "backup", str(target), STEPUP_DATA_DIR=str(live)).output == (
         f"stepup: error: {target} exists: name a new file\n")
