@@ -354,9 +354,10 @@ class SigningKeys:
                          for r in self._published(self._fresh_rows(), now)]}
 
     def _published(self, rows: list[dict], now: float) -> list[dict]:
-        # Past the last assertion a replaced key signed: on a node whose ring is a refresh
-        # old, with that node's clock and the publishing node's each off by the skew.
-        horizon = now - self.token_lifetime - self.refresh - 2 * CLOCK_SKEW
+        # Past the last assertion a replaced key signed, and its relying party's check: on a
+        # node whose ring is a refresh old, with four clocks each off by the skew (the host
+        # that rotated, the signing node, this one, and the relying party's, or its leeway).
+        horizon = now - self.token_lifetime - self.refresh - 4 * CLOCK_SKEW
         published = []
         for alg in ALGORITHMS:
             mine = [r for r in rows if r["alg"] == alg]

@@ -291,6 +291,12 @@ def test_a_key_written_before_its_id_is_not_quoted(key):
     with pytest.raises(ConfigError, match="STEPUP_ENCRYPTION_KEYS") as caught:
         load_settings({"STEPUP_ENCRYPTION_KEYS": f"{key}:k2"})
     assert key not in str(caught.value) and key[:20] not in str(caught.value)
+    # A long id that is one still starts, and is not quoted when its key is wrong either.
+    kid = "k" * 41
+    assert load_settings({"STEPUP_ENCRYPTION_KEYS": f"{kid}:{key}"}).encryption_keys
+    with pytest.raises(ConfigError, match="id of 41 characters") as caught:
+        load_settings({"STEPUP_ENCRYPTION_KEYS": f"{kid}:{b64(b'x' * 8)}"})
+    assert kid not in str(caught.value)
 
 
 def test_the_config_file_can_set_the_secrets(tmp_path):
