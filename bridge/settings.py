@@ -296,12 +296,11 @@ def _url_parts(url: str, name: str, *, at_after_host: bool = False) -> SplitResu
     (a mailto: address); one in a path is written %40."""
     try:
         parts = urlsplit(url)
-        port = parts.port  # out of range, or not a number: ValueError
-    except ValueError:
-        port = None
-        parts = None
-    if parts is None or port == 0 or (not at_after_host and "@" in (
-            parts.path + parts.query + parts.fragment)):
+        valid = parts.port != 0 and (at_after_host or "@" not in (
+            parts.path + parts.query + parts.fragment))
+    except ValueError:  # a port out of range, or not a number
+        valid = False
+    if not valid:
         raise ConfigError(f"{name} is not a valid URL: check its host and port, and "
                           "percent-encode any '/', '#', '?' or '@' in a user or "
                           "password")
