@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.oidc.clients import new_client
-from bridge.store.schema import flows
+from bridge.store.schema import flows, pushed_requests
 from tests.bridge.conftest import CALLBACK, IDP_ID, flow_url, shown
 
 OTHER_ID, OTHER_SECRET = "other-idp", "other-secret-0123456789"
@@ -93,8 +93,16 @@ class TestRefused:
         clock.advance(59)
         assert client.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}").status_code == 200
 
-    def test_other_clients_request_uri(self, act, client, bridge, other_client):
+    @pytest.mark.parametrize("kept", ["registered_at", "no registered_at"])
+    def test_other_clients_request_uri(self, act, client, bridge, other_client, kept):
         uri = pushed_uri(act)  # pushed by IDP_ID
+        if kept == "no registered_at":
+            # As the previous release pushed it: the store's own client check must refuse it,
+            # not only the check of the registration's time in Challenge.begin.
+            with bridge.store.engine.begin() as conn:
+                params = conn.execute(sa.select(pushed_requests.c.params)).scalar_one()
+                params.pop("registered_at")
+                conn.execute(sa.update(pushed_requests).values(params=params))
         response = client.get(f"/authorize?client_id={OTHER_ID}&request_uri={uri}")
         assert_refused_page(response)
         assert flow_subjects(bridge) == []

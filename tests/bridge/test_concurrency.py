@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from bridge.challenge.errors import ChallengeError, FlowGone
 from bridge.factors import OTP, RECOVERY_CODE, recovery
 from bridge.store import schema
-from tests.bridge.conftest import CALLBACK, Actions, callback_params, shown
+from tests.bridge.conftest import CALLBACK, Actions, callback_params, returning, shown, wrong_code
 
 ROUNDS = 3  # each race is run a few times, on fresh users, to vary the interleaving
 
@@ -147,6 +147,10 @@ def test_the_same_totp_code_at_once_succeeds_exactly_once(app, act, clock, round
     clock.advance(30)
     browsers = [browser(app, act) for _ in range(4)]
     logins = [b.start(subject) for b in browsers]
+    for i, b in enumerate(browsers):
+        # Each on its own address, as browsers behind different nodes are: one address would
+        # let the per-address lock serialise the race, and hide a lost compare-and-set.
+        b.client.environ_base["REMOTE_ADDR"] = f"192.0.2.{10 + i}"
     code = act.code_now(first)
     results = race(*(lambda b=b, login=login: b.post(login, "totp", otp=code)
                      for b, login in zip(browsers, logins, strict=True)))
@@ -160,8 +164,26 @@ def test_the_same_totp_code_at_once_succeeds_exactly_once(app, act, clock, round
     assert audit_count(act, subject, "replay") == 3
     assert user(act, subject).totp_last_step == int(clock()) // 30
     win = winners[0]
+    browsers[win].client.environ_base["REMOTE_ADDR"] = "127.0.0.1"  # the IdP's back channel
     claims = browsers[win].finish(logins[win], results[win].headers["Location"])
     assert claims["amr"] == [OTP]
+
+
+def test_parallel_guesses_for_many_users_from_one_address_stop_at_its_limit(make_app, clock):
+    """The per-address limit holds when wrong codes for different users arrive at once: each
+    failure is counted against the limit before the next is judged."""
+    app = make_app(ip_limit=3)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    names = [f"ip{i}" for i in range(6)]
+    secrets = {name: act.enroll(name)[0].secret for name in names}
+    clock.advance(30)
+    browsers = [browser(app, act) for _ in names]
+    logins = [returning(b, name, secrets[name]) for b, name in zip(browsers, names, strict=True)]
+    results = race(*(lambda b=b, login=login, name=name:
+                     b.post(login, "totp", otp=wrong_code(secrets[name], clock()))
+                     for b, login, name in zip(browsers, logins, names, strict=True)))
+    assert sorted(r.status_code for r in results) == [400, 400, 400, 429, 429, 429]
+    assert count(act, schema.ip_failures, client_id=None) == 3
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))

@@ -149,6 +149,16 @@ class TestRotation:
         assert kid_of(after) in new_kids
         assert act.verify_id_token(after).claims["sub"] == "bob"
 
+    def test_every_assertion_names_the_active_key(self, act, bridge, clock):
+        """With a retired key and one published ahead beside the active one, each assertion
+        is signed by the active key and says so: joserfc, handed a whole key set without a
+        ``kid``, signs with any key of the algorithm (found by mutating the header)."""
+        bridge.signing_keys.rotate(clock())
+        bridge.signing_keys.rotate(clock(), publish_ahead=3600)
+        active = bridge.signing_keys.active("ES256")
+        for name in ("amy", "ben", "cat", "dan", "eve", "fay"):
+            assert kid_of(login_id_token(act, clock, name)) == active.kid
+
     def test_retired_keys_leave_once_their_assertions_expired(self, client, bridge, clock, jwks):
         """Not before the last assertion they signed expired and was checked, even on a node
         whose ring is 30 s old, with the rotating host's, the signing node's, the publishing

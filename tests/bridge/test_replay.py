@@ -4,7 +4,7 @@ enrollment code's step included; an older code in the window is refused after a 
 from __future__ import annotations
 
 from bridge.factors import OTP, totp
-from tests.bridge.conftest import alert, events, flow_of, is_callback, returning, user
+from tests.bridge.conftest import alert, events, flow_of, is_callback, returning, shown, user
 
 
 def test_totp_code_is_accepted_once_then_refused_as_replay(act, clock):
@@ -49,3 +49,20 @@ def test_the_enrollment_codes_step_is_spent(act, clock):
     assert response.status_code == 400
     assert "already been used" in alert(again.last_page)
     assert "replay" in events(act, "bob")
+
+
+def test_the_reenrollment_codes_step_is_spent(act, clock):
+    """A new authenticator set up after a recovery-code sign-in spends its first code's step,
+    as the first enrollment does."""
+    first, _ = act.enroll("lou")
+    clock.advance(30)
+    login = act.start("lou")
+    act.post(login, "recovery", recovery_code=first.recovery_code)
+    act.post(login, "saved", saved="yes", next="reenroll")
+    new_secret = shown(login.last_page, "totp-secret")
+    code = totp.code_at(new_secret, clock())
+    assert is_callback(act.post(login, "reenroll", otp=code))
+    assert user(act, "lou").totp_last_step == int(clock()) // 30
+    again = returning(act, "lou", new_secret)
+    assert act.post(again, "totp", otp=code).status_code == 400
+    assert "already been used" in alert(again.last_page)
