@@ -24,7 +24,7 @@ from .keyring import (
     load_checked_secrets,
     refuse_sealed_keys,
 )
-from .logs import loggable_path
+from .logs import hide_outbound_targets, loggable_path
 from .notify.notme import NotMe
 from .secretbox import SecretBoxError
 from .settings import ConfigError, Settings, load_settings, settings_warnings
@@ -216,6 +216,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     settings = load_settings(environ, test_config)
     for warning in settings_warnings(environ):
         logging.getLogger("stepup").warning("%s", warning)
+    hide_outbound_targets()
     app = _Flask(__name__)
     app.session_interface = CookieSessions()
     bridge = build_bridge(settings, clock)

@@ -27,6 +27,22 @@ def loggable_path(path: str | None) -> str | None:
     return path
 
 
+def hide_outbound_targets() -> None:
+    """urllib3 logs the target of each request the bridge makes (a webhook, a client's
+    ``jwks_uri``) at DEBUG, and a retried one at WARNING: a path or query that may be the
+    token itself (hooks of the Slack kind). A filter, not a level, as for authlib's logs: it
+    holds when someone debugging turns the level up. Host and port stay."""
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        logging.getLogger(name).addFilter(_no_target)
+
+
+def _no_target(record: logging.LogRecord) -> bool:
+    if isinstance(record.args, tuple):
+        record.args = tuple("<target>" if isinstance(arg, str) and ("/" in arg or "?" in arg)
+                            else arg for arg in record.args)
+    return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {

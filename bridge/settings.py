@@ -421,6 +421,11 @@ def _check_issuer(issuer: str) -> None:
     # OpenID Connect Discovery §3: https, no query or fragment (http allowed for local use).
     if any(c.isspace() or not c.isprintable() for c in issuer):
         raise ConfigError("STEPUP_ISSUER must not contain spaces or control characters")
+    if "@" in issuer:
+        # Before anything quotes the value: user information may hold a password, and an
+        # unencoded "/" in one splits the URL elsewhere. One in a path is written %40.
+        raise ConfigError("STEPUP_ISSUER must not contain '@': no user information (an '@' "
+                          "in a path is written %40)")
     try:
         parts = urlsplit(issuer)
         port = parts.port  # out of range: ValueError
@@ -431,9 +436,9 @@ def _check_issuer(issuer: str) -> None:
     # An empty query or fragment ("…#") is still one: every endpoint URL would carry it.
     if "?" in issuer or "#" in issuer or issuer.endswith("/"):
         raise ConfigError("STEPUP_ISSUER must have no query, fragment or trailing slash")
-    if "@" in parts.netloc or port == 0 or parts.netloc.endswith(":"):
-        raise ConfigError("STEPUP_ISSUER must be scheme://host[:port][/path], without user "
-                          f"information and with a port from 1 to 65535, got {issuer!r}")
+    if port == 0 or parts.netloc.endswith(":"):
+        raise ConfigError("STEPUP_ISSUER must be scheme://host[:port][/path], with a port "
+                          f"from 1 to 65535, got {issuer!r}")
     host = parts.hostname
     labels = (host[:-1] if host.endswith(".") else host).split(".")  # one root dot at most
     last = labels[-1]

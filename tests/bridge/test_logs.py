@@ -233,3 +233,25 @@ def test_a_failing_not_me_link_leaves_its_token_out_of_the_error_line(act, caplo
     [line] = [r for r in caplog.records if "Exception on" in r.getMessage()]
     assert line.getMessage() == "Exception on /not-me/<token> [GET]"
     assert not [r for r in caplog.records if token in _record_text(r)]
+
+
+def test_a_webhooks_path_and_query_stay_out_of_the_logs(make_app, caplog):
+    """urllib3 logs each request's target at DEBUG; a hook's path or query may be its token
+    (found by review). The receiver's host and port still show which one it was."""
+    from bridge.notify import webhooks
+    from tests.receivers import WebhookReceiver
+
+    make_app()  # the bridge's filters are in place once an app is built
+    _log_everything(caplog)
+    hook = WebhookReceiver().start()
+    try:
+        webhooks.post(f"{hook.url}/T0KEN-IN-PATH?token=T0KEN-IN-QUERY", [b"k" * 32],
+                      {"id": "msg_1", "event": "reset", "subject": "ann", "client_id": None,
+                       "at": 0, "detail": None}, 0, timeout=5)
+    finally:
+        hook.stop()
+    pool = [r for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert any(f"127.0.0.1:{hook.port}" in r.getMessage() for r in pool)
+    # werkzeug's lines are the test receiver's own access log.
+    assert not any("T0KEN" in _record_text(r) for r in caplog.records if r.name != "werkzeug")
+

@@ -191,6 +191,17 @@ def test_a_password_cut_into_host_and_port_is_refused(name, url):
     assert name in str(caught.value) and "etpw" not in str(caught.value)
 
 
+@pytest.mark.parametrize("issuer", [
+    "https://ops:s3cretpw@bridge.example", "https://ops:s3cretpw@bridge.example:70000",
+    "ftp://ops:s3cretpw@bridge.example", "https://ops:12/s3cretpw@bridge.example"])
+def test_an_issuer_with_user_information_is_refused_without_it(issuer):
+    """The issuer was quoted whole, password and all, in the very error that refuses user
+    information (found by review)."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"STEPUP_ISSUER": issuer})
+    assert "STEPUP_ISSUER" in str(caught.value) and "s3cretpw" not in str(caught.value)
+
+
 def test_a_redis_url_redis_cannot_use_is_refused_without_it(tmp_path):
     from bridge.app import build_bridge
 
