@@ -114,7 +114,7 @@ def language_switcher(here: str | None) -> Markup:
     current = get_locale().language if get_locale() else "en"
     if (shown := _switchers.get(current)) is None:
         shown = _switchers[current] = Markup(render_template(  # noqa: S704 our own template's
-            "_languages.html", here=_HERE, current=current, names=NAMES))
+            "_languages.html", here=_HERE, current=current, names=NAMES, rtl=RTL))
     return shown.replace(_HERE, prefix)  # Markup.replace escapes the address
 
 
@@ -149,21 +149,41 @@ def _language_of(tag: str) -> str | None:
 
 
 def _best_accepted(header: str) -> str | None:
-    ranked: list[tuple[float, int, str]] = []
-    for index, item in enumerate(header.split(",")[:20]):
-        tag, _, params = item.strip().partition(";")
-        quality = 1.0
-        if params:
-            name, _, value = params.strip().partition("=")
+    """The supported language the header weighs highest (ties: the one listed first). A
+    range counts for the language of its primary subtag; ``*`` weighs every language no
+    range names, so a language refused with ``q=0`` stays refused. The header's length is
+    bounded (:data:`MAX_HEADER`), so every item is read."""
+    named: dict[str, tuple[float, int]] = {}  # language: (best quality, where it was named)
+    wildcard: tuple[float, int] | None = None
+    for index, item in enumerate(header.split(",")):
+        tag, *params = item.strip().split(";")
+        quality = _quality(params)
+        if quality is None:
+            continue
+        if tag.strip() == "*":
+            wildcard = wildcard or (quality, index)
+        elif (lang := _language_of(tag.strip())) is not None and quality > named.get(
+                lang, (-1.0, 0))[0]:
+            named[lang] = (quality, index)
+    ranked = [(-q, index, LANGUAGES.index(lang), lang)
+              for lang, (q, index) in named.items() if q > 0]
+    if wildcard is not None and wildcard[0] > 0:
+        ranked += [(-wildcard[0], wildcard[1], LANGUAGES.index(lang), lang)
+                   for lang in LANGUAGES if lang not in named]
+    return min(ranked)[3] if ranked else None
+
+
+def _quality(params: list[str]) -> float | None:
+    """RFC 9110 §12.4.2's weight, ``q`` in either case; 1 without one; None if malformed."""
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
             try:
-                quality = float(value) if name.strip() == "q" else 1.0
+                quality = float(value)
             except ValueError:
-                continue
-            if not 0 < quality <= 1:
-                continue
-        if (lang := _language_of(tag.strip())) is not None:
-            ranked.append((-quality, index, lang))
-    return min(ranked)[2] if ranked else None
+                return None
+            return quality if 0 <= quality <= 1 else None
+    return 1.0
 
 
 def number(value: float) -> str:

@@ -164,6 +164,15 @@ def _show(flow: Flow, error: str | None = None, status: int = 200, **context):
     return _render_stage(flow, error, status, **context)
 
 
+@bp.get("/flow/<flow_id>/<any(totp, enroll, reenroll, saved, 'keep-code', 'skip-reenroll',"
+        " extend, cancel):_action>")
+def posted_address(flow_id: str, _action: str):
+    """A form's address opened again (after a refused code without JavaScript, the address
+    bar keeps it; Enter sends a GET): the sign-in's current page, in its language, not a
+    405 that would tell a user whose sign-in is still open to start again."""
+    return redirect(url_for(".page", flow_id=flow_id), 303)
+
+
 @bp.get("/flow/<flow_id>/recovery")
 def recovery_form(flow_id: str):
     flow = _flow(flow_id)

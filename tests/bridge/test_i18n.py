@@ -5,10 +5,12 @@ huge language values fall back to English — never a 500."""
 
 from __future__ import annotations
 
+import gettext
 import html
 import re
 import shutil
 import subprocess
+from collections import Counter
 
 import pytest
 from babel.messages.mofile import read_mo
@@ -46,16 +48,26 @@ def catalogue(lang: str):
         return read_po(f, locale=lang)
 
 
-def placeholder_problems(msgid: str | tuple, msgstr: str | tuple) -> list[str]:
+def single_count_forms(lang: str) -> frozenset[int]:
+    """The plural forms the language uses for one count only (Arabic's 0, 1 and 2; the
+    "one" form of German and Spanish; none in French, whose first form is 0 and 1)."""
+    rule = gettext.c2py(catalogue(lang).plural_expr)
+    used = Counter(rule(n) for n in range(1001))
+    return frozenset(form for form, times in used.items() if times == 1)
+
+
+def placeholder_problems(msgid: str | tuple, msgstr: str | tuple,
+                         single: frozenset[int] = frozenset()) -> list[str]:
     """What could break or garble a page: an unknown placeholder (KeyError at render), a
     stray ``%`` (ValueError), or one the original has that the translation dropped.
-    Plural forms other than the last may leave out ``%(num)s`` ("one minute")."""
+    Only a plural form used for one count (``single``) may leave out ``%(num)s`` ("one
+    minute", "two minutes"): any other would show several counts without the number."""
     wanted = set(PLACEHOLDER.findall(msgid[-1] if isinstance(msgid, tuple) else msgid))
     forms = list(msgstr) if isinstance(msgstr, tuple) else [msgstr]
     problems = []
     for index, form in enumerate(forms):
         found = set(PLACEHOLDER.findall(form))
-        optional = {"num"} if isinstance(msgid, tuple) and index < len(forms) - 1 else set()
+        optional = {"num"} if isinstance(msgid, tuple) and index in single else set()
         if found - wanted:
             problems.append(f"unknown placeholder {sorted(found - wanted)} in {form!r}")
         if wanted - found - optional:
@@ -70,10 +82,17 @@ def test_the_placeholder_check_catches_what_would_break_a_page():
     assert placeholder_problems("Hi %(name)s", "Hallo %(nom)s")  # renamed: KeyError
     assert placeholder_problems("Hi %(name)s", "Hallo")  # dropped
     assert placeholder_problems("100 percent", "100 %")  # stray %: ValueError
-    assert placeholder_problems(("%(num)s minute", "%(num)s minutes"),
-                                ("دقيقة واحدة", "%(num)s دقائق")) == []
-    assert placeholder_problems(("%(num)s minute", "%(num)s minutes"),
-                                ("%(num)s دقيقة", "دقائق"))
+    tries = ("%(num)s try", "%(num)s tries")
+    arabic = single_count_forms("ar")
+    assert arabic == {0, 1, 2}
+    assert placeholder_problems(tries, ("%(num)s", "محاولة واحدة", "محاولتان", "%(num)s",
+                                        "%(num)s", "%(num)s"), arabic) == []
+    # Arabic's "few" form (3 to 10) without the number: "you have tries" (found by review).
+    assert placeholder_problems(tries, ("%(num)s", "محاولة واحدة", "محاولتان", "محاولات",
+                                        "%(num)s", "%(num)s"), arabic)
+    assert single_count_forms("fr") == set()  # "un essai" is also said for 0
+    assert placeholder_problems(tries, ("un essai", "%(num)s essais", "%(num)s essais"),
+                                single_count_forms("fr"))
 
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)
@@ -83,11 +102,12 @@ def test_every_catalogue_translates_every_marked_text(extracted, lang):
     assert not missing, f"{lang}: not in the catalogue (run scripts/translations.sh update)"
     stale = [k for k in messages if k not in extracted]
     assert not stale, f"{lang}: no longer in the code: {stale}"
+    single = single_count_forms(lang)
     for key, message in messages.items():
         forms = message.string if isinstance(message.string, tuple) else (message.string,)
         assert all(forms), f"{lang}: untranslated {key!r}"
         assert not message.fuzzy, f"{lang}: fuzzy {key!r}"
-        assert not placeholder_problems(key, message.string), (lang, key)
+        assert not placeholder_problems(key, message.string, single), (lang, key)
 
 
 @pytest.mark.parametrize("lang", i18n.LANGUAGES)
@@ -209,6 +229,22 @@ def test_the_language_comes_from_ui_locales_then_accept_language(make_app, clock
     assert Page(login.last_page).one("html").attrs["lang"] == expected
 
 
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("de;Q=0.1, fr", "fr"),  # the weight's name in either case (RFC 5234 §2.3)
+    ("en;q=0, *", "de"),  # "*": any language not named; English was refused
+    ("*;q=0.5, de;q=0.1", "en"),  # the wildcard outweighs German
+    ("de;q=0, *;q=0.9", "en"),  # German stays refused under the wildcard
+    ("*;q=0", "en"),
+    (",".join(f"x{i}" for i in range(30)) + ",ar", "ar"),  # every item of a short header
+    ("de-AT;q=0.2, de;q=0.8, fr;q=0.5", "de"),  # a language's best range counts
+    ("es;level=1;q=0.4, ar;q=0.3", "es"),
+])
+def test_accept_language_is_weighed_as_rfc_9110_says(accept, expected):
+    """Found by review: "Q=" was read as no weight, "*" was passed over, and only the first
+    20 items were read."""
+    assert i18n.negotiate(None, accept) == expected
+
+
 BAD_ACCEPT = ["", "*", "xx", "klingon", "de;q=abc", "de;q=2", "de;q=-1", ";;;,,,", "\x00de",
               "ünïcødé", "a" * 100_000, "de," * 5_000, "en-" + "x" * 5_000, "q=0.5",
               "de-DE-x-" + "toolongsubtag" * 3]
@@ -280,6 +316,27 @@ def test_a_post_its_sign_in_no_longer_knows_is_answered_in_the_pages_language(
     assert "انتهت صلاحية هذه الصفحة" in expired.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("action", ["totp", "enroll", "saved", "keep-code", "extend", "cancel"])
+def test_a_forms_address_opened_again_shows_the_sign_ins_page_in_its_language(
+        make_app, clock, action):
+    """Without JavaScript a refused code leaves the form's address in the address bar, and
+    Enter sends a GET: it was a 405 in the browser's language, telling a user whose sign-in
+    was still open to start again (found by review)."""
+    app = make_app()
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    act.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    secret = act.enroll("lou")[0].secret
+    login = act.start("lou", ui_locales="ar")
+    login.secret = secret
+    again = act.client.get(f"{login.flow_url}/{action}")
+    assert again.status_code == 303
+    assert again.headers["Location"].endswith(login.flow_url)
+    page = act.client.get(again.headers["Location"])
+    assert page.status_code == 200
+    assert Page(page.get_data(as_text=True)).one("html").attrs["lang"] == "ar"
+    assert 'autocomplete="one-time-code"' in page.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("value", ["", "xx", "<b>", "de" + "-x" * 40, "ar\x00", "%(num)s"])
 def test_an_odd_posted_language_is_passed_over(app, value):
     client = app.test_client()
@@ -297,9 +354,11 @@ def switcher(html_text: str) -> dict[str, str | None]:
     entries = {}
     for item in (e for e in page.all("li") if e.attrs.get("lang") in i18n.NAMES):
         assert item.text.strip() == i18n.NAMES[item.attrs["lang"]]
+        assert item.attrs["dir"] == ("rtl" if item.attrs["lang"] in i18n.RTL else "ltr")
         links = [a for a in page.all("a") if a.text == item.text]
         entries[item.attrs["lang"]] = links[0].attrs["href"] if links else None
     assert nav.attrs["aria-label"] and list(entries) == list(i18n.NAMES)
+    assert list(i18n.NAMES) == list(i18n.LANGUAGES)  # a language added without its name
     return entries
 
 
