@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import math
 import os
 import shutil
 import statistics
@@ -130,8 +131,10 @@ def run_phase(port: int, step: Step, threads: int, seconds: float, server_pids: 
 
 
 def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile in ms, by nearest rank: the smallest value with at least
+    ``q`` of all values at or below it (p50 of [1, 2] is 1, p99 of 1 … 100 is 99)."""
     ordered = sorted(values)
-    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return 1000 * ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # -- the in-process instrumented run ----------------------------------------------------------
