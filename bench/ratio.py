@@ -100,7 +100,9 @@ def run_phase(port: int, step: Step, threads: int, seconds: float, server_pids: 
                 i = next(issued, None)
             if i is None:
                 return
-            due = start + i / rate if rate else time.perf_counter()
+            # Closed-loop workers wait for ``start`` too: a flow begun before it would be
+            # counted over time that ``seconds`` leaves out (an inflated rate).
+            due = start + i / rate if rate else max(start, time.perf_counter())
             if due >= stop:
                 return
             if (wait := due - time.perf_counter()) > 0:
