@@ -241,49 +241,61 @@ class Bridge:
         from bridge.store import create_engine, migrate
 
         self.name, self.out = database, out
+        self.pg: Postgres | None = None
+        self.app = self.server = None
         self.data = Path(tempfile.mkdtemp(prefix=f"stepup-bench-{database}-"))
-        self.pg = Postgres(args.server_core) if database == "postgresql" else None
-        self.url = self.pg.url if self.pg else ""
-        if self.pg:
-            engine = create_engine(self.url)
-            migrate.upgrade(engine)
-            engine.dispose()
-        self.port = free_port()
-        issuer = f"http://127.0.0.1:{self.port}"
-        # The deployment's secrets, as every node and command of a shared database needs them
-        # (none is made up for one: docs/configuration.md).
-        secrets = {"secret_key": _random_key(), "pepper": _random_key(),
-                   "encryption_keys": f"k1:{_random_key()}"}
-        self.app = create_app({"data_dir": self.data, "database_url": self.url,
-                               "issuer": issuer, "ip_limit": 100_000, **secrets}, environ={})
-        bridge = self.app.extensions["stepup"]
-        register_client(self.app)
-        count = users or args.users
-        self.users = Users("u", count)
-        started = time.perf_counter()
-        self.users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, count)
-        out(f"  seeded {count:,} users through the store in "
-            f"{time.perf_counter() - started:.1f} s")
-        if self.pg:  # as a long-running database would be: autovacuum's work after a bulk
-            # load done now, not on the server core in the middle of a measurement
-            with bridge.store.engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-        env = {**os.environ, "STEPUP_DATA_DIR": str(self.data), "STEPUP_ISSUER": issuer,
-               "STEPUP_DATABASE_URL": self.url, "STEPUP_IP_LIMIT": "100000",
-               "STEPUP_WORKERS": str(args.workers),
-               **{f"STEPUP_{name.upper()}": value for name, value in secrets.items()}}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.server = Server(f"bridge ({database})", ["-m", "bridge.cli", "serve", "--port",
-                             str(self.port)], env, self.port, args.server_core,
-                             self.data / "server.log", "/readyz", wrapper)
+        try:
+            self.pg = Postgres(args.server_core) if database == "postgresql" else None
+            self.url = self.pg.url if self.pg else ""
+            if self.pg:
+                engine = create_engine(self.url)
+                migrate.upgrade(engine)
+                engine.dispose()
+            self.port = free_port()
+            issuer = f"http://127.0.0.1:{self.port}"
+            # The deployment's secrets, as every node and command of a shared database needs them
+            # (none is made up for one: docs/configuration.md).
+            secrets = {"secret_key": _random_key(), "pepper": _random_key(),
+                       "encryption_keys": f"k1:{_random_key()}"}
+            self.app = create_app({"data_dir": self.data, "database_url": self.url,
+                                   "issuer": issuer, "ip_limit": 100_000, **secrets}, environ={})
+            bridge = self.app.extensions["stepup"]
+            register_client(self.app)
+            count = users or args.users
+            self.users = Users("u", count)
+            started = time.perf_counter()
+            self.users.seed(bridge.store, bridge.secrets.vault, bridge.secrets.pepper, 0, count)
+            out(f"  seeded {count:,} users through the store in "
+                f"{time.perf_counter() - started:.1f} s")
+            if self.pg:  # as a long-running database would be: autovacuum's work after a bulk
+                # load done now, not on the server core in the middle of a measurement
+                with bridge.store.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql("VACUUM ANALYZE")
+            env = {**os.environ, "STEPUP_DATA_DIR": str(self.data), "STEPUP_ISSUER": issuer,
+                   "STEPUP_DATABASE_URL": self.url, "STEPUP_IP_LIMIT": "100000",
+                   "STEPUP_WORKERS": str(args.workers),
+                   **{f"STEPUP_{name.upper()}": value for name, value in secrets.items()}}
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            self.server = Server(f"bridge ({database})", ["-m", "bridge.cli", "serve", "--port",
+                                 str(self.port)], env, self.port, args.server_core,
+                                 self.data / "server.log", "/readyz", wrapper)
+        except BaseException:  # Ctrl-C too: pg_ctl runs the cluster in a session of its
+            # own, which the terminal's interrupt never reaches
+            if (log := self.data / "server.log").exists():  # about to go with its folder
+                out(f"  the bridge's server log ended:\n{log.read_text(errors='replace')[-2000:]}")
+            self.stop()
+            raise
 
     def pids(self) -> list[int]:
         return self.server.pids() + (self.pg.pids() if self.pg else [])
 
     def stop(self) -> None:
-        self.server.stop()
-        self.app.extensions["stepup"].store.engine.dispose()
+        """Stop what was started (all of it, or as far as a failed start got)."""
+        if self.server:
+            self.server.stop()
+        if self.app:
+            self.app.extensions["stepup"].store.engine.dispose()
         if self.pg:
             self.pg.stop()
         shutil.rmtree(self.data, ignore_errors=True)
@@ -397,9 +409,10 @@ def million(database: str, args, out: Callable[[str], None]) -> None:
     Two bridges on the same core, measured in alternating slices from a closed loop of two
     client threads (service time, little queueing), so that the machine's other load hits
     both alike; users are picked at random."""
-    bridges = [Bridge(database, args, out, users=1000),
-               Bridge(database, args, out, users=args.million_users)]
-    try:
+    bridges: list[Bridge] = []
+    try:  # each started inside: the first is stopped if the second fails to start
+        for users in (1000, args.million_users):
+            bridges.append(Bridge(database, args, out, users=users))
         phases: list[list[Recorder]] = [[], []]
         steps = []
         for bridge in bridges:

@@ -94,11 +94,15 @@ class Postgres:
     def __init__(self, core: int):
         self.port = free_port()
         self.folder = Path(f"/tmp/stepup-pg-{self.port}")  # noqa: S108 - postgres.sh's folder
-        self.url = subprocess.run([REPO / "scripts" / "postgres.sh", "start", str(self.port)],
-                                  check=True, capture_output=True, text=True).stdout.strip()
-        self.postmaster = int((self.folder / "postmaster.pid").read_text().split()[0])
-        for pid in [self.postmaster, *children(self.postmaster)]:
-            os.sched_setaffinity(pid, {core})  # new backends inherit it from the postmaster
+        try:
+            self.url = subprocess.run([REPO / "scripts" / "postgres.sh", "start", str(self.port)],
+                                      check=True, capture_output=True, text=True).stdout.strip()
+            self.postmaster = int((self.folder / "postmaster.pid").read_text().split()[0])
+            for pid in [self.postmaster, *children(self.postmaster)]:
+                os.sched_setaffinity(pid, {core})  # new backends inherit it from the postmaster
+        except BaseException:  # Ctrl-C too: pg_ctl runs the cluster in a session of its own,
+            self.stop()  # which the terminal's interrupt never reaches
+            raise
 
     def pids(self) -> list[int]:
         return [self.postmaster, *children(self.postmaster)]
