@@ -128,11 +128,20 @@ class Users:
             with store.begin() as tx:  # returning users: their address is kept already
                 tx.add_users(rows, emails=[self.email(i) for i in range(lo, min(lo + batch, stop))])
 
+    def totp_flows(self, seconds: float) -> int:
+        """TOTP step-ups this pool of fresh users gives at least over ``seconds``: each user
+        the steps now and next at once, then one more per time step."""
+        return self.count * (2 + int(seconds // totp.PERIOD))
+
     def take_totp(self) -> tuple[int, str]:
         """A user and a code whose time step this user has not used yet (no replay, no
         waiting for the next step): the steps now and next, each once per user, and never a
         user whose other step-up is still in flight (its older code, arriving after the newer
-        one, would rightly be refused as a replay). ``done(i)`` when the step-up ends."""
+        one, would rightly be refused as a replay). ``done(i)`` when the step-up ends.
+
+        An empty pool raises rather than waits for the next step: a wait would idle the
+        server and understate a closed loop's rate; a phase sizes its pool (``totp_flows``)
+        or caps its flows instead."""
         for _ in range(self.count):
             i = random.randrange(self.count) if self.random_order else next(self._next) % self.count
             step = int(time.time() // totp.PERIOD)
@@ -143,7 +152,8 @@ class Users:
                     self._last_step[i] = use
                     self._busy.add(i)
                     return i, totp.code_at(self.secret(i), use * totp.PERIOD)
-        raise RuntimeError("every user has used this TOTP time step: seed more users")
+        raise RuntimeError(f"all {self.count:,} users have used this TOTP time step and the "
+                           "next: seed more users")
 
     def done(self, i: int) -> None:
         with self._lock:

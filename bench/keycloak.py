@@ -26,6 +26,7 @@ import argparse
 import base64
 import hashlib
 import html
+import math
 import os
 import re
 import secrets
@@ -352,12 +353,30 @@ def run_phase(world: World, login: Callable, users: KeycloakUsers, threads: int,
     return phase
 
 
+WARM_UP = 20  # seconds per realm
+
+
+def _check_pool(realm: str, warm: LoginPhase, users: KeycloakUsers, args) -> None:
+    """Stop before measuring if ``realm``'s users would run out of TOTP steps: each signs in
+    twice at once, then once per time step, and an empty pool caps the rate measured."""
+    active = WARM_UP + args.rounds * args.seconds  # this realm's load; as long again the other's
+    needed = 1.25 * warm.rate * active  # a margin for a faster slice than the warm-up
+    capacity = users.totp_flows(2 * active)
+    dry = any("TOTP time step" in e for e in warm.errors)  # the warm-up's rate is capped, then
+    if dry or needed > capacity:
+        more = 2 * users.count if dry else math.ceil(users.count * needed / capacity)
+        raise SystemExit(f"{realm}: {warm.rate:.1f} logins/s over {active:g} s need more than "
+                         f"{users.count:,} users (each signs in twice, then once per time "
+                         f"step): rerun with --users {more}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15, help="per measured slice")
     parser.add_argument("--rounds", type=int, default=3, help="slices per realm, alternating")
     parser.add_argument("--threads", type=int, default=4, help="browsers signing in at once")
-    parser.add_argument("--users", type=int, default=300, help="users in each realm")
+    parser.add_argument("--users", type=int, default=300,
+                        help="users in each realm (each signs in twice, then once per 30 s)")
     parser.add_argument("--workers", type=int, default=2, help="STEPUP_WORKERS")
     args, out = begin(parser, "Keycloak benchmark")
     out(f"Keycloak and the bridge ({args.workers} workers, SQLite) pinned to core "
@@ -369,8 +388,9 @@ def main() -> None:
     try:
         drive = {"stepped": (stepped_login, users["stepped"]),
                  "builtin": (builtin_login, users["builtin"])}
-        for login, users in drive.values():  # warm up the JIT and both caches
-            run_phase(world, login, users, args.threads, 20)
+        for realm, (login, users) in drive.items():  # warm up the JIT and both caches
+            _check_pool(realm, run_phase(world, login, users, args.threads, WARM_UP), users,
+                        args)
         slices: dict[str, list[LoginPhase]] = {realm: [] for realm in REALMS}
         for round_ in range(args.rounds):  # ABBA…: neither realm always goes first
             for realm in REALMS if round_ % 2 == 0 else reversed(REALMS):
