@@ -394,6 +394,9 @@ def _other_flow(ceiling: Ceiling, target: Bridge, step: Step, args,
                 out: Callable[[str], None], label: str, what: str):
     """A flow other than the TOTP step-up, paired with the ceiling: its rate and its cost in
     trivial requests."""
+    # A few flows first, as the TOTP phase has its warm-up: each worker's first flow of a
+    # kind costs about three times a later one (its pages, statements and code paths new).
+    run_phase(target.port, step, args.threads, 1, target.pids, limit=4 * args.threads)
     pair = paired(ceiling, target.port, step, target.pids, args, args.seconds / 2)
     _check(pair.bridge, label, out)
     out(f"  {label:<27}{pair.bridge.rate:8.1f}   ({what})   costs "
