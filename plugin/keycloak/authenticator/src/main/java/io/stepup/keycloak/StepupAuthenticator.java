@@ -12,6 +12,7 @@ import org.keycloak.authentication.AuthenticationFlowContext;
 import org.keycloak.authentication.AuthenticationFlowError;
 import org.keycloak.authentication.Authenticator;
 import org.keycloak.events.Details;
+import org.keycloak.events.Errors;
 import org.keycloak.models.AuthenticationFlowModel;
 import org.keycloak.models.AuthenticatorConfigModel;
 import org.keycloak.models.KeycloakSession;
@@ -218,10 +219,15 @@ public class StepupAuthenticator implements Authenticator {
         context.forceChallenge(refusal);
     }
 
-    /** The user's second factor was refused: a failed login, as brute-force detection counts them. */
+    /**
+     * The user's second factor was refused: a failed login, as brute-force detection counts them. failureChallenge
+     * sends no event, so the error is sent here, as Keycloak's OTP form does: a lock or cancel at the bridge shows
+     * as a LOGIN_ERROR with the error of a wrong credential, the reason in the detail.
+     */
     private static void fail(AuthenticationFlowContext context, AuthenticationFlowError error, String messageKey,
                              Response.Status status, String reason) {
-        context.getEvent().detail(Details.REASON, "stepup_" + reason);
+        context.getEvent().user(context.getUser()).detail(Details.REASON, "stepup_" + reason)
+                .error(Errors.INVALID_USER_CREDENTIALS);
         context.failureChallenge(error, context.form().setError(messageKey).createErrorPage(status));
     }
 
