@@ -41,8 +41,11 @@ public class BridgeClient {
 
     /** How long a discovery document is reused. */
     static final Duration DISCOVERY_TTL = Duration.ofMinutes(5);
-    /** How long a key set is reused (an unknown {@code kid} refetches it earlier). */
-    static final Duration JWKS_TTL = Duration.ofMinutes(10);
+    /**
+     * How long a key set is reused (an unknown {@code kid} refetches it earlier): no longer than the bridge's JWKS
+     * max-age (300 s), for which it publishes a new key before signing with it.
+     */
+    static final Duration JWKS_TTL = Duration.ofMinutes(5);
     /** An unknown {@code kid} refetches a key set at most this often: forged kids cannot make every login a fetch. */
     static final Duration JWKS_REFRESH_INTERVAL = Duration.ofSeconds(30);
     /** How long a timed-out discovery or JWKS fetch is remembered: logins meanwhile fail at once, not after a wait. */
@@ -59,6 +62,8 @@ public class BridgeClient {
     private final TtlCache<String, Discovery> discoveries;
     private final TtlCache<URI, JSONWebKeySet> keySets;
     private final TtlCache<URI, Boolean> keyRefreshes;
+    /** The key set fetch in flight per URL, which concurrent logins join. */
+    private final ConcurrentMap<URI, CompletableFuture<JSONWebKeySet>> keyFetches = new ConcurrentHashMap<>();
     private final TtlCache<String, String> timeouts;
 
     public BridgeClient(Clock clock) {
@@ -149,7 +154,9 @@ public class BridgeClient {
     }
 
     /**
-     * The bridge's signing keys, cached per URL.
+     * The bridge's signing keys, cached per URL. One fetch per URL at a time: a login that needs the keys while
+     * another's fetch is in flight waits for that fetch, so logins that meet a rotated key together all get the new
+     * set, not the cached one the first login's refetch is replacing.
      *
      * @param refresh fetch again (an id_token names an unknown {@code kid}), unless that was done less than
      *                {@link #JWKS_REFRESH_INTERVAL} ago
@@ -157,13 +164,56 @@ public class BridgeClient {
     public JSONWebKeySet keys(StepupConfig config, URI jwksUri, boolean refresh)
             throws BridgeUnavailableException, HandoffException {
         JSONWebKeySet cached = keySets.get(jwksUri);
-        if (cached != null && (!refresh || !keyRefreshes.putIfAbsent(jwksUri, Boolean.TRUE))) {
+        if (cached != null && !refresh) {
             return cached;
         }
-        JSONWebKeySet keySet = remembered(config, "JWKS " + jwksUri, () -> parseKeys(
-                expectOk("JWKS", send(config, get(config, jwksUri), "JWKS", MAX_METADATA_BYTES), 200)));
-        keySets.put(jwksUri, keySet);
-        return keySet;
+        CompletableFuture<JSONWebKeySet> mine = new CompletableFuture<>();
+        CompletableFuture<JSONWebKeySet> running = keyFetches.putIfAbsent(jwksUri, mine);
+        if (running != null) {
+            return joined(config, running);
+        }
+        try {
+            // Read again now that no fetch is in flight: one that just ended has stored its set.
+            JSONWebKeySet current = keySets.get(jwksUri);
+            JSONWebKeySet keySet;
+            if (current != null && (!refresh || !keyRefreshes.putIfAbsent(jwksUri, Boolean.TRUE))) {
+                keySet = current;
+            } else {
+                keySet = remembered(config, "JWKS " + jwksUri, () -> parseKeys(
+                        expectOk("JWKS", send(config, get(config, jwksUri), "JWKS", MAX_METADATA_BYTES), 200)));
+                keySets.put(jwksUri, keySet);
+            }
+            mine.complete(keySet);
+            return keySet;
+        } catch (BridgeUnavailableException | HandoffException | RuntimeException e) {
+            mine.completeExceptionally(e);
+            throw e;
+        } finally {
+            keyFetches.remove(jwksUri, mine);
+        }
+    }
+
+    /** The outcome of another login's key set fetch, waited for at most this step's read timeout. */
+    private static JSONWebKeySet joined(StepupConfig config, CompletableFuture<JSONWebKeySet> fetch)
+            throws BridgeUnavailableException, HandoffException {
+        try {
+            return fetch.get(config.readTimeout().toMillis(), TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new BridgeUnavailableException("JWKS interrupted", e);
+        } catch (TimeoutException e) {
+            throw new BridgeUnavailableException("JWKS timed out after " + config.readTimeout().toMillis() + " ms",
+                    e);
+        } catch (ExecutionException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof BridgeUnavailableException unavailable) {
+                throw unavailable;
+            }
+            if (cause instanceof HandoffException rejected) {
+                throw rejected;
+            }
+            throw (RuntimeException) cause;
+        }
     }
 
     /**

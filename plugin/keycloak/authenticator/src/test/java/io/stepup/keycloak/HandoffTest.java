@@ -2,22 +2,27 @@ package io.stepup.keycloak;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.net.ServerSocket;
 import java.net.URI;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.Base64;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.keycloak.common.crypto.CryptoIntegration;
+import org.keycloak.jose.jwk.JSONWebKeySet;
+import org.keycloak.jose.jws.Algorithm;
 
 /**
  * Both passes of the hand-off against a fake bridge on 127.0.0.1: the pushed authorization request (RFC 9126),
@@ -487,5 +492,40 @@ class HandoffTest {
         clock.advance(BridgeClient.JWKS_REFRESH_INTERVAL);
         assertEquals("otp", logInSignedBy(rotated).amrJoined());
         assertEquals(3, bridge.jwksHits.get());
+    }
+
+    @Test
+    void keySetIsReusedNoLongerThanTheBridgesJwksMaxAge() throws Exception {
+        logIn();
+        // The bridge publishes a new key its JWKS max-age (300 s) before signing with it.
+        clock.advance(Duration.ofSeconds(300));
+        logIn();
+        assertEquals(2, bridge.jwksHits.get());
+    }
+
+    @Test
+    void loginsMeetingARotatedKeyTogetherShareOneRefetchAndAllGetTheNewKey() throws Exception {
+        // Found by a review: the refetch was marked done as it started, so a second login with the new kid got
+        // the cached set, without it, while the first login's refetch was still on its way.
+        BridgeClient client = new BridgeClient(clock);
+        URI jwksUri = URI.create(bridge.issuer() + "/jwks");
+        client.keys(config, jwksUri, false);
+        TestKeys rotated = TestKeys.es256("ec-2");
+        bridge.jwks = () -> TestKeys.jwksJson(EC, rotated);
+        bridge.jwksStallMs = 800;
+        CompletableFuture<JSONWebKeySet> first = CompletableFuture.supplyAsync(() -> {
+            try {
+                return client.keys(config, jwksUri, true);
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        for (int waited = 0; bridge.jwksHits.get() < 2 && waited < 500; waited++) {
+            Thread.sleep(10);  // until the first login's refetch has reached the bridge
+        }
+        JSONWebKeySet second = client.keys(config, jwksUri, true);
+        assertNotNull(IdTokenVerifier.select(second, "ec-2", Algorithm.ES256), "the second login got the old set");
+        assertNotNull(IdTokenVerifier.select(first.get(), "ec-2", Algorithm.ES256));
+        assertEquals(2, bridge.jwksHits.get(), "one refetch for both");
     }
 }
