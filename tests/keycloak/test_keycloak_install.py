@@ -244,6 +244,20 @@ def test_result_tells_the_bridge_how_to_register_keycloak(fake, admin: KeycloakA
     assert result.covered == ("browser",)
 
 
+@pytest.mark.parametrize(("realm", "segment"), [
+    ("o'brien", "o'brien"),
+    ("my realm", "my%20realm"),
+    ("zürich", "z%C3%BCrich"),
+    ("a:b@c!$&()*+,;=~", "a:b@c!$&()*+,;=~"),
+    ("a/b?c#d", "a%2Fb%3Fc%23d"),
+])
+def test_redirect_uri_prefixes_write_the_realm_as_keycloak_does(realm, segment):
+    """Keycloak's own URLs keep sub-delims, ':' and '@' in a path segment (found by a review:
+    a realm o'brien was registered as o%27brien and no callback ever matched)."""
+    assert options(realm=realm).redirect_uri_prefixes[0] == (
+        f"{BASE}/realms/{segment}/login-actions/authenticate")
+
+
 def test_flow_with_separate_password_form_gets_stepup_after_it(fake, admin, opts: InstallOptions):
     forms = fake.flow_by_alias("forms")
     (password,) = [e for e in fake.children(forms["id"]) if e["authenticator"]]

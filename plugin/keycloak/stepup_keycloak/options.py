@@ -53,6 +53,9 @@ DOORS = ("browser", "reset-credentials", "registration", "brokers", "direct-gran
 #: redirect-URI prefix each at the bridge.
 CALLBACK_PATHS = ("authenticate", "reset-credentials", "registration", "post-broker-login",
                   "first-broker-login")
+#: What Keycloak leaves unencoded in a path segment besides letters, digits and ``-._``
+#: (RFC 3986 sub-delims, ':', '@', '~'), as ``quote``'s ``safe``.
+PATH_SEGMENT_SAFE = "!$&'()*+,;=:@~"
 #: Authenticator config keys read by the Java authenticator (typed Configuration there).
 CONFIG_ISSUER = "stepup.issuer"
 CONFIG_CLIENT_ID = "stepup.clientId"
@@ -233,9 +236,10 @@ class InstallOptions:
     def redirect_uri_prefixes(self) -> list[str]:
         """Where the bridge sends the browser back: the authenticator's refresh URL is one of
         these paths plus a per-login query, so the bridge registers them as prefixes."""
-        # Percent-encoded as Keycloak writes the realm in its own URLs (a raw space or é would
-        # never match the refresh URL the authenticator sends).
-        base = f"{self.server_url}/realms/{quote(self.realm, safe='')}/login-actions"
+        # Percent-encoded as Keycloak writes the realm in its own URLs, a path segment whose
+        # sub-delims, ':' and '@' stay as they are (its Encode.encodePathSegmentAsIs): the
+        # refresh URL the authenticator sends has o'brien, zürich as z%C3%BCrich.
+        base = f"{self.server_url}/realms/{quote(self.realm, safe=PATH_SEGMENT_SAFE)}/login-actions"
         return [f"{base}/{path}" for path in CALLBACK_PATHS]
 
     def secrets(self) -> tuple[str, ...]:
