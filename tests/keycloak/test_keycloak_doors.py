@@ -3,9 +3,10 @@ identity providers' post login flow and the direct grant; narrowing and widening
 
 from __future__ import annotations
 
+import pytest
 from conftest import options
 
-from stepup_keycloak import audit, install, uninstall
+from stepup_keycloak import ProvisioningError, audit, connect, install, uninstall
 
 RESET = "reset-credentials-stepup"
 REGISTRATION = "registration-stepup"
@@ -102,6 +103,23 @@ def test_direct_grant_copy_gets_the_step_after_the_password(fake, admin, opts):
     assert [name for name, _ in fake.layout(DIRECT)][:3] == [
         "direct-grant-validate-username", "direct-grant-validate-password", "stepup-bridge"]
     assert fake.realm["directGrantFlow"] == DIRECT
+
+
+def test_install_refuses_to_close_the_password_grant_of_its_own_admin_login(fake):
+    """Found by a review: an admin of the realm itself logs in by password through admin-cli,
+    that is through the realm's direct grant flow, which the door makes refuse every grant:
+    the next run (audit, uninstall) could not log in."""
+    opts = options(admin_realm="acme")
+    fake.users[("acme", "admin")] = opts.admin_password
+    admin = connect(opts)
+
+    with pytest.raises(ProvisioningError, match=r"--admin-client-id.*--cover browser,"
+                       r"reset-credentials,registration,brokers\); nothing was changed"):
+        install(admin, opts)
+    assert fake.writes() == []
+
+    install(admin, options(admin_realm="acme", cover=("browser", "brokers")))
+    assert fake.realm.get("directGrantFlow") != DIRECT
 
 
 def test_every_step_shares_one_secret_and_the_bridge_settings(fake, admin, opts):

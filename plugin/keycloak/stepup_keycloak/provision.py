@@ -97,6 +97,7 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
     4. create the client scope mapping the step-up session notes to claims (a realm default),
        and with ``existing_clients`` add it to every client there is.
     """
+    _check_admin_login_kept(opts)
     steps = Steps(_admin_for(admin, opts), opts)
     doors = Doors(steps)
     try:
@@ -168,6 +169,20 @@ def _door_actions(doors: Doors) -> list[tuple[str, Any, Any]]:
         ("brokers", doors.install_brokers, doors.uninstall_brokers),
         ("direct-grant", doors.install_direct_grant, doors.uninstall_direct_grant),
     ]
+
+
+def _check_admin_login_kept(opts: InstallOptions) -> None:
+    """Refuse to cover the direct-grant door of the realm the admin logs in to by password:
+    admin-cli's password grant runs that realm's direct grant flow, which the door makes
+    refuse every grant, so audit, uninstall and kcadm could never log in again."""
+    if opts.uses_password and opts.admin_realm == opts.realm and "direct-grant" in opts.cover:
+        others = ",".join(d for d in opts.cover if d != "direct-grant")
+        raise ProvisioningError(
+            f"the direct-grant door would refuse the password login of the {opts.admin_account} "
+            "that this and every later run use; log in with a service-account client "
+            f"(--admin-client-id) or leave the door out (--cover {others or 'browser'}); "
+            "nothing was changed"
+        )
 
 
 def _check_deployed(steps: Steps) -> None:
