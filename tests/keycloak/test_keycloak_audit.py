@@ -255,6 +255,32 @@ def test_the_flow_a_client_policy_selects_is_judged_as_a_browser_door(fake, admi
     assert fake.writes() == [c for c in fake.writes() if "client-policies" not in c[1]]
 
 
+def test_a_flow_selector_that_gives_the_step_ups_level_without_it_is_reported(fake, admin):
+    """Found by a review: the selector's auth-flow-loa becomes the login's level when its flow
+    ends (Keycloak's AcrStore), so a password-only login through the conditional layout got the
+    step-up's acr. Below that level, or with the step run unconditionally, it gives nothing."""
+    loa_opts = options(conditional_loa=2, cover=("browser",))
+    install(admin, loa_opts)
+    fake.copy_flow({"newName": "always"}, "browser-stepup")
+    forms = fake.flow_by_alias("always browser-stepup forms")
+    step_up = fake.flow_by_alias("always browser-stepup step-up")
+    (execution,) = [e for e in fake.children(forms["id"]) if e["flow_id"] == step_up["id"]]
+    execution["requirement"] = "REQUIRED"  # Keycloak runs it without asking its condition
+    fake.select_flow("claims-mfa", "browser-stepup")
+    fake.select_flow("claims-password", "browser-stepup")
+    fake.select_flow("runs-the-step", "always")
+    for profile, level in zip(fake.client_profiles, ("2", "1", "2"), strict=True):
+        profile["executors"][0]["configuration"]["auth-flow-loa"] = level
+
+    findings = [str(f) for f in audit(admin, loa_opts) if f.door == "client policy"]
+    assert len(findings) == 1, findings
+    assert findings[0].startswith(
+        "client policy: client policy 'claims-mfa' sends the logins of the clients it matches "
+        "to 'browser-stepup' and gives its logins level 2 when that flow ends (auth-flow-loa), "
+        "the level at which 'browser-stepup' runs the step-up only when asked: a password "
+        "alone gets the step-up's acr")
+
+
 def test_a_level_sub_flow_that_only_denies_is_no_step_up(fake, admin, opts):
     """Deny access closes the ways through it, but a level-2 sub-flow holding only that (no
     step) leaves every level-1 login without the step: the browser door is open."""

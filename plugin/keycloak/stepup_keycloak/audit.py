@@ -157,7 +157,7 @@ def audit(steps: Steps) -> list[Finding]:
         findings.extend(_client_findings(client, direct, by_id, verdict, too_early))
     # A client policy's flow selector sends the logins of the clients it matches to its flow,
     # ahead of their overrides and the realm's binding (a flow that does not exist fails them).
-    for policy, alias in steps.selected_flows():
+    for policy, alias, claimed in steps.selected_flows():
         if alias not in flows:
             continue
         how = f"client policy {policy!r} sends the logins of the clients it matches to {alias!r}"
@@ -169,6 +169,17 @@ def audit(steps: Steps) -> list[Finding]:
                 f"{alias!r}"))
         else:
             findings += too_early("client policy", alias, how=f"{how}: ", levels=True)
+            # The selector's level is the login's once the flow ends, whatever ran: at the
+            # step-up's level, a password alone gets its acr, unless the step always runs.
+            if claimed is not None and verdict(alias) is not Verdict.PASSES and any(
+                    level is not None and claimed >= level
+                    for level in step_levels(listing(alias), steps.loa_level)):
+                findings.append(Finding(
+                    "client policy", f"{how} and gives its logins level {claimed} when that "
+                    f"flow ends (auth-flow-loa), the level at which {alias!r} runs the step-up "
+                    "only when asked: a password alone gets the step-up's acr",
+                    "clear the selector's Authentication flow LoA, or set it below the "
+                    "step-up's level"))
     # Docker registry logins: a password over HTTP Basic through the realm's docker flow, for
     # docker-v2 clients, while the server runs the docker feature.
     docker = realm.get("dockerAuthenticationFlow")
@@ -381,6 +392,29 @@ def early_steps(listing: list[Step]) -> list[Step]:
 
     return [s for s in listing if not s.is_subflow and s.provider == AUTHENTICATOR_ID
             and _required(s) and not proven_before(s)]
+
+
+def step_levels(listing: list[Step], level_of: Callable[[Step], int | None]) -> list[int | None]:
+    """The levels of the "Condition - Level of Authentication" sub-flows that hold the
+    step-up in a flow (None where a level cannot be read)."""
+    children: dict[str, list[Step]] = {}
+    for step in listing:
+        children.setdefault(step.parent, []).append(step)
+
+    def holds(parent: str) -> bool:
+        return any(s.requirement != "DISABLED" and (
+            s.provider == AUTHENTICATOR_ID or (s.is_subflow and holds(str(s.alias))))
+            for s in children.get(parent, []))
+
+    levels = []
+    for step in listing:
+        if step.is_subflow and step.requirement != "DISABLED" and holds(str(step.alias)):
+            condition = next((s for s in children.get(str(step.alias), [])
+                              if s.provider == LOA_CONDITION_ID and s.requirement != "DISABLED"),
+                             None)
+            if condition is not None:
+                levels.append(level_of(condition))
+    return levels
 
 
 def passes(alias: str, listing: list[Step], browser: bool,

@@ -134,10 +134,13 @@ class Steps:
         return raise_error_from_response(self.admin.connection.raw_get(path, **query),
                                          KeycloakGetError)
 
-    def selected_flows(self) -> list[tuple[str, str]]:
-        """(policy, flow alias) for each enabled client policy, the realm's or a global one,
-        with a profile whose *Authentication flow selector* (``auth-flow-enforcer``) sends the
-        browser logins of the clients it matches to a flow of its own."""
+    def selected_flows(self) -> list[tuple[str, str, int | None]]:
+        """(policy, flow alias, level) for each enabled client policy, the realm's or a global
+        one, with a profile whose *Authentication flow selector* (``auth-flow-enforcer``) sends
+        the browser logins of the clients it matches to a flow of its own. The level is the
+        selector's ``auth-flow-loa``, which Keycloak gives the login when that flow ends
+        (AcrStore.setAuthFlowLevelAuthenticatedToCurrentRequest); None if not set or not a
+        number."""
         base = f"admin/realms/{quote(self.opts.realm, safe='')}/client-policies"
         policies = self.read("read the client policies", self._get,
                              f"{base}/policies?include-global-policies=true")
@@ -152,9 +155,11 @@ class Steps:
                 continue  # Keycloak applies no policy that has no condition
             for profile in policy.get("profiles") or []:
                 for executor in executors.get(profile, []):
-                    alias = (executor.get("configuration") or {}).get("auth-flow-alias")
+                    configuration = executor.get("configuration") or {}
+                    alias = configuration.get("auth-flow-alias")
                     if executor.get("executor") == FLOW_SELECTOR and alias:
-                        selected.append((policy.get("name", "?"), alias))
+                        selected.append((policy.get("name", "?"), alias,
+                                         _level(configuration.get("auth-flow-loa"))))
         return selected
 
     # -- the realm's sessions --------------------------------------------------------------------
@@ -351,11 +356,7 @@ class Steps:
 
     def loa_level(self, condition: Step) -> int | None:
         """The level a "Condition - Level of Authentication" asks for; None if not set."""
-        value = ((self.read_config(condition) or {}).get("config") or {}).get(LOA_LEVEL_KEY)
-        try:
-            return int(value) if value is not None else None
-        except ValueError:
-            return None
+        return _level(((self.read_config(condition) or {}).get("config") or {}).get(LOA_LEVEL_KEY))
 
     def save_config(self, flow: str, step: Step, alias: str, values: dict[str, str | None]) -> str:
         """Create or update the step's config; keys set to None are removed, others kept."""
@@ -387,3 +388,12 @@ def _in_path(alias: str) -> str:
     """A flow alias as python-keycloak puts it in a URL path: it does not escape it, and the
     admin console takes aliases with "/", "?" or "#" in them."""
     return quote(alias, safe="")
+
+
+def _level(value: Any) -> int | None:
+    """A level of authentication as a config holds it (a string, or a number in a client
+    policy's); None if not set or not a whole number."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
