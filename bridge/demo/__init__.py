@@ -8,6 +8,7 @@ hand-off through :mod:`stepup_handoff`, the same client any Python IdP would use
 from __future__ import annotations
 
 import secrets
+import threading
 
 from flask import Flask, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
@@ -23,6 +24,11 @@ DEMO_USERS = {
 
 #: Sign-ins started and not yet back that the demo remembers.
 MAX_PENDING = 1000
+#: Of those, the ones one browser may have open at once (a sign-in per tab); older ones go.
+MAX_PENDING_PER_BROWSER = 5
+
+#: Shown for a callback no open sign-in of this browser is waiting for.
+GONE = "This sign-in was finished, replaced or has expired; sign in again."
 
 
 def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
@@ -34,8 +40,15 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
     handoff = HandoffClient(bridge_issuer, client_id, client_secret=client_secret)
     callback = f"{public_url}/callback"
     # Pending hand-offs stay on the server, as docs/handoff-client.md asks of an IdP: the
-    # cookie holds only a random key, and popping it here makes each one single use.
+    # cookie holds only random keys (one per open sign-in: tabs), and popping one here makes
+    # each single use.
     pending_handoffs: dict[str, dict] = {}
+    lock = threading.Lock()  # the server is threaded
+
+    def open_keys() -> list[str]:
+        """This browser's open sign-ins, oldest first: those the server still holds."""
+        keys = session.get("pending")
+        return [k for k in keys if k in pending_handoffs] if isinstance(keys, list) else []
 
     @app.get("/")
     def home():
@@ -57,18 +70,36 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
             return render_template("demo_home.html", users=DEMO_USERS.values(),
                                    error=f"The step-up service refused the hand-off ({e.error})."
                                    ), 502
-        session.clear()
-        session["pending"] = key = secrets.token_urlsafe(16)
-        pending_handoffs[key] = pending.to_dict()
-        while len(pending_handoffs) > MAX_PENDING:  # the oldest, abandoned sign-ins go first
-            pending_handoffs.pop(next(iter(pending_handoffs)))
+        # A new sign-in signs the user out here, but leaves the sign-ins of other tabs open:
+        # each callback finds its own by its state.
+        session.pop("user", None)
+        session.pop("result", None)
+        key = secrets.token_urlsafe(16)
+        with lock:
+            pending_handoffs[key] = pending.to_dict()
+            keys = [*open_keys(), key]
+            for old in keys[:-MAX_PENDING_PER_BROWSER]:
+                pending_handoffs.pop(old, None)
+            while len(pending_handoffs) > MAX_PENDING:  # the oldest, abandoned sign-ins first
+                pending_handoffs.pop(next(iter(pending_handoffs)))
+            session["pending"] = keys[-MAX_PENDING_PER_BROWSER:]
         return redirect(pending.authorize_url, 303)
 
     @app.get("/callback")
     def finish():
-        data = pending_handoffs.pop(session.pop("pending", ""), None)
+        # Only the sign-in this callback's state belongs to is used up: a forged or stale
+        # callback leaves the others open. Compared in constant time, as the client does.
+        state = request.args.get("state", "").encode()
+        with lock:
+            keys = open_keys()
+            key = next((k for k in keys if secrets.compare_digest(
+                pending_handoffs[k]["state"].encode(), state)), None)
+            data = pending_handoffs.pop(key) if key else None
+            session["pending"] = [k for k in keys if k != key]
         if data is None:
-            return redirect(url_for("home"))
+            if session.get("user"):  # back to a callback already used: still signed in
+                return redirect(url_for("home"))
+            return render_template("demo_home.html", users=DEMO_USERS.values(), error=GONE), 400
         try:
             result = handoff.finish(PendingHandoff.from_dict(data), request.args)
         except HandoffError as e:
