@@ -187,6 +187,13 @@ def demo(port: int, idp_port: int) -> None:
 
     if port == idp_port:
         _fail("--port and --idp-port must differ: the bridge and the demo IdP each need one")
+    # The demo registers its IdP and serves the database as a throwaway http://127.0.0.1
+    # bridge: a deployment's config file or database must never become that. With these two
+    # unset, the settings come from STEPUP_ variables alone, and the issuer is checked below.
+    for name in ("STEPUP_CONFIG", "STEPUP_DATABASE_URL"):
+        if os.environ.get(name):
+            _fail(f"the demo runs on the embedded database of its own data folder only, not "
+                  f"on {name}: unset it to run the demo")
     issuer = f"http://127.0.0.1:{port}"
     idp_url = f"http://127.0.0.1:{idp_port}"
     # The demo serves the bridge here: an issuer exported for a real deployment (README,
@@ -202,8 +209,14 @@ def demo(port: int, idp_port: int) -> None:
     else:
         _fail(f"the demo serves the bridge at {issuer}, not at STEPUP_ISSUER="
               f"{os.environ['STEPUP_ISSUER']}: unset STEPUP_ISSUER to run the demo")
+    # Before create_app migrates anything: should load_settings learn another source, what it
+    # loads must still be the demo's own database and issuer.
+    settings = load_settings()
+    if settings.database_url or settings.issuer != os.environ["STEPUP_ISSUER"].strip():
+        _fail(f"the demo serves the bridge at {issuer} on its own data folder's database, but "
+              "the settings name another: unset them to run the demo")
     bridge_app = create_app()
-    issuer = bridge_app.extensions["stepup"].settings.issuer
+    issuer = settings.issuer
     client_secret = secrets.token_urlsafe(32)
     quiet_dev_server_log()
     logs.audit_to_stderr()  # what a sign-in records, as a server logs it (docs/audit.md)

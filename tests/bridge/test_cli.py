@@ -4,6 +4,7 @@ CliRunner on the same data folder and database as an app built by the test."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import socket
@@ -708,11 +709,71 @@ def test_a_missing_extra_names_the_extra_in_one_line(stepup, monkeypatch):
         "extra (from the clone: pip install '.[keycloak]')")
 
 
+#: The demo runs on the embedded database only (a PostgreSQL run's URL is dropped).
+DEMO = {"STEPUP_ISSUER": None, "STEPUP_DATABASE_URL": None}
+
+
+@pytest.fixture
+def demo_stops(monkeypatch):
+    """A demo that starts returns at once (as after Ctrl+C) instead of serving forever."""
+    from types import SimpleNamespace
+
+    from bridge.cli import base
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "time", SimpleNamespace(sleep=interrupt))
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.parametrize("variable", ["STEPUP_CONFIG", "STEPUP_DATABASE_URL"])
+def test_a_demo_refuses_a_deployment_s_config_file_or_database(stepup, demo_stops, tmp_path,
+                                                               variable):
+    """A config file (its issuer, data folder, database) or a database URL exported for a real
+    deployment: the demo would serve that database as a plain-http bridge and register its
+    IdP there. One line, and nothing touched."""
+    production = tmp_path / "production"
+    production.mkdir()
+    config = tmp_path / "stepup.toml"
+    config.write_text(f'issuer = "https://mfa.example.com"\ndata_dir = "{production}"\n')
+    value = str(config) if variable == "STEPUP_CONFIG" else f"sqlite:///{production}/bridge.db"
+    port, idp_port = free_ports(2)
+    result = stepup("demo", "--port", str(port), "--idp-port", str(idp_port),
+                    **{**DEMO, variable: value})
+    assert one_line_error(result) == (
+        "stepup: error: the demo runs on the embedded database of its own data folder only, "
+        f"not on {variable}: unset it to run the demo")
+    assert list(production.iterdir()) == []
+
+
+def test_a_demo_checks_the_settings_it_loads_not_only_the_variables(stepup, demo_stops,
+                                                                   monkeypatch):
+    """Should the settings come from somewhere else one day (another file, a secret store)."""
+    from bridge.cli import base
+    from bridge.settings import Settings
+
+    monkeypatch.setattr(base, "load_settings",
+                        lambda: Settings(issuer="https://mfa.example.com"))
+    result = stepup("demo", "--port", "5741", "--idp-port", "5742", **DEMO)
+    assert one_line_error(result) == (
+        "stepup: error: the demo serves the bridge at http://127.0.0.1:5741 on its own data "
+        "folder's database, but the settings name another: unset them to run the demo")
+
+
 def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alone(stepup):
     """A second ``stepup demo`` on ports a first one holds must not re-register the first
     one's IdP (its sign-ins would all fail with invalid_client), and says what to pass."""
-    import socket
-
+    stepup = functools.partial(stepup, STEPUP_DATABASE_URL=None)
     ok(stepup("client", "add", "--client-id", "demo-idp", "--client-secret", SECRET,
               "--redirect-uri", "http://127.0.0.1:5001/callback"))
     before = ok(stepup("client", "list"))
