@@ -220,7 +220,10 @@ def demo(port: int, idp_port: int) -> None:
     client_secret = secrets.token_urlsafe(32)
     quiet_dev_server_log()
     logs.audit_to_stderr()  # what a sign-in records, as a server logs it (docs/audit.md)
-    idp_app = create_demo_idp(issuer, "demo-idp", client_secret, idp_url)
+    # One client per IdP port: a second demo on other ports with the same data folder would
+    # otherwise replace the first one's secret (invalid_client there).
+    client_id = f"demo-idp-{idp_port}"
+    idp_app = create_demo_idp(issuer, client_id, client_secret, idp_url)
     try:  # both ports first: a demo already running keeps its registration if one is taken
         servers = [make_server("127.0.0.1", port, bridge_app, threaded=True),
                    make_server("127.0.0.1", idp_port, idp_app, threaded=True)]
@@ -228,8 +231,8 @@ def demo(port: int, idp_port: int) -> None:
         _fail("choose free ports with --port and --idp-port, e.g. "
               "scripts/demo.sh --port 5010 --idp-port 5011")
     with bridge_app.extensions["stepup"].store.begin() as tx:
-        tx.remove_client("demo-idp")
-        tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, "demo-idp",
+        tx.remove_client(client_id)
+        tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, client_id,
                                  secret=client_secret, jwks_uri=None,
                                  redirect_uris=[f"{idp_url}/callback"], redirect_uri_prefixes=[],
                                  name="Demo IdP"))

@@ -770,6 +770,35 @@ def test_a_demo_checks_the_settings_it_loads_not_only_the_variables(stepup, demo
         "folder's database, but the settings name another: unset them to run the demo")
 
 
+def test_two_demos_on_one_data_folder_each_keep_their_idp_s_secret(stepup, demo_stops,
+                                                                  monkeypatch, tmp_path):
+    """A second demo on other ports with the same data folder: a client of its own, not the
+    first one's replaced (whose sign-ins would all fail with invalid_client)."""
+    import bridge.demo
+    from bridge import create_app
+
+    started = []
+    real = bridge.demo.create_demo_idp
+
+    def keep(issuer, client_id, client_secret, public_url):
+        started.append((client_id, client_secret))
+        return real(issuer, client_id, client_secret, public_url)
+
+    monkeypatch.setattr(bridge.demo, "create_demo_idp", keep)
+    for port, idp_port in (free_ports(2), free_ports(2)):
+        ok(stepup("demo", "--port", str(port), "--idp-port", str(idp_port), **DEMO))
+    (first, first_secret), (second, _) = started
+    assert first != second
+    app = create_app({"data_dir": tmp_path}, environ={})
+    act = Actions(app.test_client(), app.extensions["stepup"], time.time)
+    try:  # the first demo's IdP still pushes its sign-ins
+        response, _ = act.push("u-1001", auth=(first, first_secret), client_id=first,
+                               redirect_uri=find_client(act.bridge, first).redirect_uris[0])
+        assert response.status_code == 201, response.get_json()
+    finally:
+        app.extensions["stepup"].store.engine.dispose()
+
+
 def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alone(stepup):
     """A second ``stepup demo`` on ports a first one holds must not re-register the first
     one's IdP (its sign-ins would all fail with invalid_client), and says what to pass."""

@@ -182,7 +182,8 @@ def test_lockout_and_expired_link(demo, demo_folder):
         assert page.locator("h1").inner_text() == "Two-step verification is locked"
 
         came_from = page.url
-        page.goto(f"{bridge}/authorize?client_id=demo-idp&request_uri=urn:x")
+        client_id = f"demo-idp-{idp.rsplit(':', 1)[1]}"  # the demo's IdP, one per IdP port
+        page.goto(f"{bridge}/authorize?client_id={client_id}&request_uri=urn:x")
         assert "expired" in page.inner_text("h1")
         screenshot(page, "10-expired-link")
         # No way on that the bridge knows: the page offers the one the browser knows. Another
@@ -193,7 +194,7 @@ def test_lockout_and_expired_link(demo, demo_folder):
         # A tab opened on the link (from a mail, say): nothing to go back to, no button.
         with page.context.expect_page() as opened:
             page.evaluate("(url) => window.open(url, '_blank', 'noopener')",
-                          f"{bridge}/authorize?client_id=demo-idp&request_uri=urn:x")
+                          f"{bridge}/authorize?client_id={client_id}&request_uri=urn:x")
         tab = opened.value
         tab.wait_for_load_state()
         assert tab.evaluate("history.length") == 1 and tab.locator("h1").count() == 1
