@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export STEPUP_DATA_DIR=${STEPUP_DATA_DIR:-$PWD/instance}
-exec .venv/bin/stepup demo "$@"
+exec .venv/bin/stepup demo --invoked-as "$0" "$@"

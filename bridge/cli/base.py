@@ -177,7 +177,9 @@ def serve(host: str, port: int) -> None:
 @main.command(short_help="Run the bridge and a demo IdP, to click through.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--idp-port", default=5001, show_default=True, type=click.IntRange(1, 65535))
-def demo(port: int, idp_port: int) -> None:
+# scripts/demo.sh passes its own name, so a hint names the command the user typed.
+@click.option("--invoked-as", default="stepup demo", hidden=True)
+def demo(port: int, idp_port: int, invoked_as: str) -> None:
     """Run the bridge plus a small demo IdP that hands off to it (all on 127.0.0.1)."""
     from werkzeug.serving import make_server
 
@@ -228,8 +230,8 @@ def demo(port: int, idp_port: int) -> None:
         servers = [make_server("127.0.0.1", port, bridge_app, threaded=True),
                    make_server("127.0.0.1", idp_port, idp_app, threaded=True)]
     except SystemExit:  # werkzeug has said which port is taken
-        _fail("choose free ports with --port and --idp-port, e.g. "
-              "scripts/demo.sh --port 5010 --idp-port 5011")
+        _fail(f"choose free ports with --port and --idp-port, e.g. "
+              f"{invoked_as} --port 5010 --idp-port 5011")
     with bridge_app.extensions["stepup"].store.begin() as tx:
         tx.remove_client(client_id)
         tx.add_client(new_client(bridge_app.extensions["stepup"].secrets.pepper, client_id,

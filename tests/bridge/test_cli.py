@@ -799,9 +799,13 @@ def test_two_demos_on_one_data_folder_each_keep_their_idp_s_secret(stepup, demo_
         app.extensions["stepup"].store.engine.dispose()
 
 
-def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alone(stepup):
+@pytest.mark.parametrize(("invoked_as", "command"), [
+    ((), "stepup demo"), (("--invoked-as", "scripts/demo.sh"), "scripts/demo.sh")])
+def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alone(
+        stepup, invoked_as, command):
     """A second ``stepup demo`` on ports a first one holds must not re-register the first
-    one's IdP (its sign-ins would all fail with invalid_client), and says what to pass."""
+    one's IdP (its sign-ins would all fail with invalid_client), and says what to pass, as
+    the command the user ran (scripts/demo.sh passes its name)."""
     stepup = functools.partial(stepup, STEPUP_DATABASE_URL=None)
     ok(stepup("client", "add", "--client-id", "demo-idp", "--client-secret", SECRET,
               "--redirect-uri", "http://127.0.0.1:5001/callback"))
@@ -812,10 +816,12 @@ def test_a_demo_on_a_taken_port_says_which_option_and_leaves_the_running_one_alo
         free.bind(("127.0.0.1", 0))
         port, idp_port = taken.getsockname()[1], free.getsockname()[1]
         free.close()
-        result = stepup("demo", "--port", str(port), "--idp-port", str(idp_port),
+        result = stepup("demo", *invoked_as, "--port", str(port), "--idp-port", str(idp_port),
                         STEPUP_ISSUER="")
-    assert result.exit_code == 2
-    assert "choose free ports with --port and --idp-port" in result.output
+    assert result.exit_code == 2  # (after werkzeug's own lines on which port is taken)
+    assert result.stderr.splitlines()[-1] == (
+        "stepup: error: choose free ports with --port and --idp-port, e.g. "
+        f"{command} --port 5010 --idp-port 5011")
     assert ok(stepup("client", "list")) == before
 
 
