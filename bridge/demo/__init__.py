@@ -13,7 +13,7 @@ import threading
 from flask import Flask, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
 
-from stepup_handoff import HandoffClient, HandoffError, PendingHandoff
+from stepup_handoff import HandoffClient, HandoffError, PendingHandoff, TokenError
 
 #: Demo users: stable id (the bridge's ``sub``) → (username, password).
 DEMO_USERS = {
@@ -29,6 +29,8 @@ MAX_PENDING_PER_BROWSER = 5
 
 #: Shown for a callback no open sign-in of this browser is waiting for.
 GONE = "This sign-in was finished, replaced or has expired; sign in again."
+#: Shown when the bridge refuses the code: it is good for a minute (STEPUP_CODE_TTL).
+TOO_LATE = "This sign-in took too long; sign in again."
 
 
 def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
@@ -103,9 +105,13 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
         try:
             result = handoff.finish(PendingHandoff.from_dict(data), request.args)
         except HandoffError as e:
+            # invalid_grant: the code ran out; the bridge's words for it are authlib's,
+            # "Invalid 'code' in request.", which tell a user nothing.
+            late = isinstance(e, TokenError) and e.error == "invalid_grant"
+            message = TOO_LATE if late else \
+                f"Second factor not completed: {e.description or e.error}"
             return render_template("demo_home.html", users=DEMO_USERS.values(),
-                                   error=f"Second factor not completed: {e.description or e.error}"
-                                   ), 403
+                                   error=message), 403
         session["user"] = DEMO_USERS[result.subject][0]
         session["result"] = {"sub": result.subject, "acr": result.acr, "amr": list(result.amr),
                              "auth_time": result.auth_time}

@@ -121,3 +121,15 @@ def test_one_browser_keeps_its_last_few_sign_ins(idp, served, clock):
     oldest, newest = tabs[0].enroll(), tabs[-1].enroll()
     assert GONE in idp.get(oldest).get_data(as_text=True)
     assert idp.get(newest).status_code == 303
+
+
+def test_a_late_callback_says_the_sign_in_took_too_long(idp, served, clock):
+    """The code ran out (a minute) before the IdP redeemed it: not authlib's "Invalid 'code'
+    in request."."""
+    tab = Tab(idp, served.test_client(), clock, "bob").sign_in()
+    back = tab.enroll()
+    clock.advance(served.extensions["stepup"].settings.code_ttl + 1)
+    late = idp.get(back)
+    page = late.get_data(as_text=True)
+    assert late.status_code == 403, page
+    assert "This sign-in took too long; sign in again." in page and "Invalid" not in page
