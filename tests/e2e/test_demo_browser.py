@@ -90,9 +90,10 @@ def test_enroll_totp_and_recovery_with_rotation(demo):
         sign_in(page, demo, "alice")
         page.wait_for_selector("#totp-secret", state="attached")
         # The demo keeps the pending hand-off as docs/handoff-client.md asks: on the server,
-        # the cookie holding a key per open sign-in only (no state, nonce or PKCE verifier).
+        # the cookie holding a key per open sign-in only (no state, nonce or PKCE verifier;
+        # the sign-in form's CSRF token stays).
         kept = cookie_session(page, "demo_idp")
-        assert list(kept) == ["pending"] and len(kept["pending"]) == 1, kept
+        assert set(kept) == {"pending", "csrf_token"} and len(kept["pending"]) == 1, kept
         assert "verifier" not in json.dumps(kept) and len(kept["pending"][0]) < 30
         assert page.locator("figure.qr svg").count() == 1
         page.click("summary")  # "Can't scan?" reveals the key
