@@ -118,3 +118,40 @@ def test_a_fetch_stuck_past_its_wait_is_abandoned_for_a_new_one():
     stuck.set()
     first.join(5)
     assert cached.get() == ("fresh", False)
+
+
+def test_logins_meeting_a_rotated_key_together_wait_for_the_one_refetch():
+    """The first login with an unknown kid refetches; one arriving while that fetch runs
+    waits for it instead of failing on the old keys (found by review of the Keycloak
+    authenticator, whose cache had the same gap)."""
+    import threading
+
+    from joserfc.jwk import ECKey
+
+    from stepup_handoff.assertion import JwksCache
+
+    old, new = ECKey.generate_key("P-256", {"kid": "old"}), ECKey.generate_key(
+        "P-256", {"kid": "new"})
+    slow, fetches = threading.Event(), []
+
+    def fetch():
+        fetches.append(1)
+        if len(fetches) == 1:
+            return {"keys": [old.as_dict(private=False)]}
+        slow.wait(5)  # the refetch is in flight while the second login arrives
+        return {"keys": [old.as_dict(private=False), new.as_dict(private=False)]}
+
+    cache = JwksCache(fetch, clock=lambda: 1000.0, wait=5)
+    assert cache.key_for("old", "ES256").kid == "old"
+    found: list = []
+    first = threading.Thread(target=lambda: found.append(cache.key_for("new", "ES256")))
+    first.start()
+    while len(fetches) < 2:
+        threading.Event().wait(0.01)
+    second = threading.Thread(target=lambda: found.append(cache.key_for("new", "ES256")))
+    second.start()
+    threading.Event().wait(0.2)  # the second login is waiting, not failing
+    slow.set()
+    first.join(5), second.join(5)
+    assert [key.kid for key in found] == ["new", "new"]
+    assert len(fetches) == 2

@@ -50,9 +50,10 @@ class JwksCache:
     """The bridge's signing keys, fetched lazily through ``fetch`` and kept ``max_age`` seconds.
 
     ``fetch`` returns the JWKS document (a dict with ``keys``). A ``kid`` not in the cached
-    set triggers at most one refetch per ``refetch_interval`` seconds. Fetches happen outside
-    any lock; a failed one is remembered a short while and the last good keys are still used
-    for a grace period (:class:`~.cached.Cached`).
+    set triggers at most one refetch per ``refetch_interval`` seconds, which callers meeting
+    an unknown ``kid`` meanwhile wait for. Fetches happen outside any lock; a failed one is
+    remembered a short while and the last good keys are still used for a grace period
+    (:class:`~.cached.Cached`).
     """
 
     def __init__(
@@ -68,27 +69,44 @@ class JwksCache:
         self._clock = clock
         self._refetch_interval = refetch_interval
         self._keys = Cached(self._load, what="JWKS", clock=clock, max_age=max_age, wait=wait)
+        self._wait = wait
         self._refetched_at: float | None = None
-        self._lock = threading.Lock()  # guards _refetched_at only
+        self._refetch: threading.Event | None = None  # set when the last refetch ended
+        self._lock = threading.Lock()  # guards the two above only
 
     def key_for(self, kid: str, alg: str) -> Key:
         """The signing key with this ``kid`` usable with ``alg``; refetch once if it is unknown."""
         keys, fetched = self._keys.get()
         key = _find(keys, kid, alg)
-        if key is None and not fetched and self._may_refetch(self._clock()):
-            key = _find(self._keys.get(refresh=True)[0], kid, alg)
+        if key is None and not fetched:
+            key = _find(self._refetched(), kid, alg)
         if key is None:
             raise InvalidAssertion("no key in the bridge's JWKS matches the id_token's kid")
         return key
 
-    def _may_refetch(self, now: float) -> bool:
-        """At most one refetch for unknown kids per ``refetch_interval``."""
+    def _refetched(self) -> KeySet:
+        """The keys after a refetch for an unknown kid: this caller's own (at most one per
+        ``refetch_interval``), or the one in flight, which it waits for. Logins meeting a
+        newly rotated key together would otherwise all but one fail while that one's
+        refetch runs."""
         with self._lock:
-            last = self._refetched_at
-            if last is not None and now - last < self._refetch_interval:
-                return False
-            self._refetched_at = now
-            return True
+            now = self._clock()
+            flight, mine = self._refetch, False
+            if flight is None or flight.is_set():
+                last = self._refetched_at
+                if last is None or now - last >= self._refetch_interval:
+                    self._refetched_at, mine = now, True
+                    flight = self._refetch = threading.Event()
+                else:
+                    flight = None  # refetched a moment ago: the cached keys are its result
+        if mine:
+            try:
+                return self._keys.get(refresh=True)[0]
+            finally:
+                flight.set()
+        if flight is not None:
+            flight.wait(self._wait)
+        return self._keys.get()[0]
 
     def _load(self) -> KeySet:
         document = self._fetch()
