@@ -408,6 +408,20 @@ def test_docker_registry_logins_are_a_door_while_the_feature_is_on(fake, admin, 
     assert doors(findings) == ["docker"] and "'registry'" in str(findings[0])
 
 
+def test_a_broker_that_stores_no_users_is_reported_while_transient_users_are_on(fake, admin,
+                                                                                 opts):
+    """Keycloak's transient users get a new id at every login: the bridge sees a stranger
+    each time and offers enrollment, so the step proves nothing (found by review)."""
+    fake.add_idp("wallet", config={"clientId": "kc", "doNotStoreUsers": "true"})
+    install(admin, opts)
+    assert audit(admin, opts) == []  # the feature is off: users are stored
+    fake.features = {"TRANSIENT_USERS"}
+    findings = audit(admin, opts)
+    assert doors(findings) == ["brokers"] and "'wallet'" in str(findings[0])
+    fake.idps["wallet"]["config"]["doNotStoreUsers"] = "false"
+    assert audit(admin, opts) == []
+
+
 def test_a_server_that_hides_its_features_fails_the_audit(fake, admin, opts):
     """Newer servers keep the server info from realm admins: the doors that need a feature
     cannot be judged, and audit says so rather than passing the realm."""

@@ -202,6 +202,16 @@ def audit(steps: Steps) -> list[Finding]:
                 "brokers", f"identity provider {idp['alias']!r} has {now}",
                 "run `stepup keycloak install` (covers brokers), or set its post login flow to "
                 "a flow with Stepup Bridge MFA REQUIRED"))
+        # Transient users (an experimental feature): Keycloak makes a new user, with a new
+        # id, at every login through the provider, so to the bridge each one is a user it
+        # has never seen, and the step-up is a first enrollment every time.
+        if "TRANSIENT_USERS" in features and \
+                (idp.get("config") or {}).get("doNotStoreUsers") == "true":
+            findings.append(Finding(
+                "brokers", f"identity provider {idp['alias']!r} does not store its users: each "
+                "login through it is a new user, whose step-up is an enrollment anyone signed "
+                "in there can complete",
+                "turn off that provider's 'Do not store users'"))
     findings.extend(_flowless_grants(steps, features, clients, idps))
     # A step that passes a door but hands off to another bridge (a test one, an old address)
     # lets users in on that bridge's say, not this one's.
