@@ -32,14 +32,23 @@ def hide_outbound_targets() -> None:
     ``jwks_uri``) at DEBUG, and a retried one at WARNING: a path or query that may be the
     token itself (hooks of the Slack kind). A filter, not a level, as for authlib's logs: it
     holds when someone debugging turns the level up. Host and port stay."""
-    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+    for name in _URLLIB3_LOGGERS:
         logging.getLogger(name).addFilter(_no_target)
 
 
+#: Each urllib3 logger that names a request's URL or target (a filter on a logger does not
+#: see its children's records, so each is named).
+_URLLIB3_LOGGERS = ("urllib3.connection", "urllib3.connectionpool", "urllib3.poolmanager",
+                    "urllib3.response", "urllib3.util.retry")
+
+
 def _no_target(record: logging.LogRecord) -> bool:
+    """A target ("/path?query") or a URL ("http://host/path") argument becomes ``<target>``;
+    a protocol version ("HTTP/1.1") stays."""
     if isinstance(record.args, tuple):
-        record.args = tuple("<target>" if isinstance(arg, str) and ("/" in arg or "?" in arg)
-                            else arg for arg in record.args)
+        record.args = tuple(
+            "<target>" if isinstance(arg, str) and (arg.startswith("/") or "://" in arg)
+            else arg for arg in record.args)
     return True
 
 

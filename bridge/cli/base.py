@@ -209,8 +209,10 @@ def demo(port: int, idp_port: int, invoked_as: str) -> None:
             and given_port == port and given.path in ("", "/"):
         os.environ["STEPUP_ISSUER"] = os.environ.get("STEPUP_ISSUER") or issuer
     else:
-        _fail(f"the demo serves the bridge at {issuer}, not at STEPUP_ISSUER="
-              f"{os.environ['STEPUP_ISSUER']}: unset STEPUP_ISSUER to run the demo")
+        exported = os.environ["STEPUP_ISSUER"]
+        shown = f"={exported}" if "@" not in exported else " (its value has an '@': not shown)"
+        _fail(f"the demo serves the bridge at {issuer}, not at STEPUP_ISSUER{shown}: unset "
+              "STEPUP_ISSUER to run the demo")
     # Before create_app migrates anything: should load_settings learn another source, what it
     # loads must still be the demo's own database and issuer.
     settings = load_settings()

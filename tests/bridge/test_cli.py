@@ -844,6 +844,12 @@ def test_a_demo_given_another_issuer_says_to_unset_it(stepup, issuer):
                              "STEPUP_ISSUER to run the demo\n")
 
 
+def test_a_demo_given_an_issuer_with_user_information_does_not_show_it(stepup):
+    result = stepup("demo", "--port", "5000", STEPUP_ISSUER="https://ops:s3cretpw@mfa.example")
+    assert result.exit_code == 2
+    assert "STEPUP_ISSUER" in result.output and "s3cretpw" not in result.output
+
+
 def test_the_version_is_the_installed_package_s():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0
