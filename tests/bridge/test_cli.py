@@ -837,7 +837,7 @@ def test_a_demo_on_one_port_for_both_says_so(stepup):
 def test_a_demo_given_another_issuer_says_to_unset_it(stepup, issuer):
     """An issuer exported for a real deployment (README) would send the demo IdP elsewhere:
     one line naming both, before any port is taken, not a demo that cannot work."""
-    result = stepup("demo", "--port", "5000", STEPUP_ISSUER=issuer)
+    result = stepup("demo", "--port", "5000", **{**DEMO, "STEPUP_ISSUER": issuer})
     assert result.exit_code == 2
     assert result.output == (f"stepup: error: the demo serves the bridge at "
                              f"http://127.0.0.1:5000, not at STEPUP_ISSUER={issuer}: unset "
@@ -845,7 +845,8 @@ def test_a_demo_given_another_issuer_says_to_unset_it(stepup, issuer):
 
 
 def test_a_demo_given_an_issuer_with_user_information_does_not_show_it(stepup):
-    result = stepup("demo", "--port", "5000", STEPUP_ISSUER="https://ops:s3cretpw@mfa.example")
+    result = stepup("demo", "--port", "5000",
+                    **{**DEMO, "STEPUP_ISSUER": "https://ops:s3cretpw@mfa.example"})
     assert result.exit_code == 2
     assert "STEPUP_ISSUER" in result.output and "s3cretpw" not in result.output
 
