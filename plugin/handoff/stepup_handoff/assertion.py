@@ -61,7 +61,7 @@ class JwksCache:
         fetch: Callable[[], Mapping[str, Any]],
         *,
         clock: Callable[[], float],
-        max_age: float = 3600.0,
+        max_age: float = 300.0,  # the bridge's JWKS max-age: keys published ahead arrive
         refetch_interval: float = 60.0,
         wait: float = 10.0,
     ) -> None:
