@@ -1,10 +1,10 @@
 package io.stepup.keycloak;
 
+import static io.stepup.keycloak.StepupAuthenticatorTest.fake;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import jakarta.ws.rs.core.MultivaluedHashMap;
 import jakarta.ws.rs.core.UriInfo;
-import java.lang.reflect.Proxy;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -107,17 +107,5 @@ class DeniedEventTest {
         assertEquals(List.of("failureChallenge INVALID_CREDENTIALS"), outcomes);
         assertEquals(List.of("user-1 " + Errors.INVALID_USER_CREDENTIALS), events);
         assertEquals("stepup_access_denied", details.get(Details.REASON));
-    }
-
-    /** An interface answering only {@code answers}; any other call fails the test, so nothing goes unnoticed. */
-    @SuppressWarnings("unchecked")
-    private static <T> T fake(Class<T> type, Map<String, Function<Object[], Object>> answers) {
-        return (T) Proxy.newProxyInstance(type.getClassLoader(), new Class<?>[] {type}, (proxy, method, args) -> {
-            Function<Object[], Object> answer = answers.get(method.getName());
-            if (answer == null) {
-                throw new UnsupportedOperationException(type.getSimpleName() + "." + method.getName());
-            }
-            return answer.apply(args);
-        });
     }
 }

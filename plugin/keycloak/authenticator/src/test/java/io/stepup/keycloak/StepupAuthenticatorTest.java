@@ -120,7 +120,7 @@ class StepupAuthenticatorTest {
 
     /** An interface answering only {@code answers}; any other call fails the test, so nothing goes unnoticed. */
     @SuppressWarnings("unchecked")
-    private static <T> T fake(Class<T> type, Map<String, Function<Object[], Object>> answers) {
+    static <T> T fake(Class<T> type, Map<String, Function<Object[], Object>> answers) {
         return (T) Proxy.newProxyInstance(type.getClassLoader(), new Class<?>[] {type}, (proxy, method, args) -> {
             Function<Object[], Object> answer = answers.get(method.getName());
             if (answer == null) {
