@@ -87,9 +87,8 @@ def describe(event: dict[str, Any], texts: NullTranslations, lang: str) -> list[
     IdP gave the user, for whoever has several) and for a sign-in the application (by its
     registered name, else its id). The "this wasn't me" page repeats it, so the user knows
     which notice it is."""
-    when = format_datetime(datetime.fromtimestamp(event["at"], UTC), "medium", tzinfo=UTC,
-                           locale=lang) + " UTC"
-    lines = [texts.gettext(WHAT[event["event"]]), texts.gettext(WHEN) % {"when": when}]
+    lines = [texts.gettext(WHAT[event["event"]]),
+             texts.gettext(WHEN) % {"when": moment(event["at"], lang)}]
     if event.get("account"):
         lines.append(texts.gettext(ACCOUNT) % {"account": _isolated(event["account"])})
     # A help-desk action's client is the help desk's own tool, and a "this wasn't me" lock
@@ -98,6 +97,13 @@ def describe(event: dict[str, Any], texts: NullTranslations, lang: str) -> list[
         client = event.get("client_name") or event["client_id"]
         lines.append(texts.gettext(APPLICATION) % {"client": _isolated(client)})
     return lines
+
+
+def moment(at: float, lang: str) -> str:
+    """A time as notices and their pages show it: in ``lang``'s words, in UTC, which the
+    bridge can name without knowing where the user is."""
+    return format_datetime(datetime.fromtimestamp(at, UTC), "medium", tzinfo=UTC,
+                           locale=lang) + " UTC"
 
 
 def _isolated(name: str) -> str:

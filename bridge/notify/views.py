@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 
 from ..i18n import use_ui_locales
 from ..security import client_ip
-from .mail import describe
+from .mail import describe, moment
 from .notme import NotMe, Outcome
 
 bp = Blueprint("notify", __name__)
@@ -34,7 +34,7 @@ def not_me(token: str):
     if event is None:
         return _invalid()
     if event["disowned_at"] is not None:  # said once already: no second confirmation page
-        return _used()
+        return _reported(event)
     # What the notice said: the user may have had several, and locks only for this one.
     facts = describe(event, get_translations(), get_locale().language)
     return render_template("not_me.html", token=token, facts=facts)
@@ -47,8 +47,8 @@ def confirm_not_me(token: str):
     outcome = _not_me().confirm(token, client_ip())
     if outcome is Outcome.INVALID:
         return _invalid()
-    if outcome is Outcome.USED:
-        return _used()
+    if outcome is Outcome.USED:  # a second click, or a second tab, reaching here after the first
+        return _reported(_not_me().find(token), 409)
     sender = current_app.extensions["stepup"].sender
     if sender.urls and "not_me" in sender.webhook_events:  # the help desk's receivers hear it
         text = _("Your open sign-ins have ended and your help desk has been told. They can "
@@ -60,6 +60,12 @@ def confirm_not_me(token: str):
                            done=True)
 
 
-def _used():
-    return render_template("message.html", title=_("This link was already used"), text=_(
-        "Nothing more to do here. If you need help, contact your help desk.")), 409
+def _reported(event: dict | None, status: int = 200):
+    """The link's answer once it has locked: what happened and when, as news, not as an alarm
+    (whoever comes back to it is, most often, the user who clicked it)."""
+    if event is None:  # ran out between the two reads
+        return _invalid()
+    when = moment(event["disowned_at"], get_locale().language)
+    return render_template("message.html", title=_("You already reported this"), text=_(
+        "Two-step verification was locked from this link on %(when)s. Nothing more to do "
+        "here. If you need help, contact your help desk.", when=when), done=True), status

@@ -5,6 +5,7 @@ confirmation locks once; an expired, altered or reused link does nothing harmful
 from __future__ import annotations
 
 import re
+import time
 from html import unescape as html_unescape
 
 import pytest
@@ -84,14 +85,22 @@ def test_confirming_locks_once_and_ends_open_sign_ins(mailed, clock):
             schema.audit_events.c.event == "not_me")).scalar_one() == "127.0.0.1"
     # The sign-in that was open shows the locked page now.
     assert "locked" in act.client.get(open_login.flow_url).get_data(as_text=True).lower()
-    # A second use: nothing more happens.
+    # A second use (a double click, a second tab): nothing more happens, and the page says
+    # what the first did, as news: the user who clicked twice must not read an alarm.
+    locked_on = time.strftime("%H:%M:%S UTC", time.gmtime(clock()))  # the lock's, not the click's
+    clock.advance(61)
     again = act.client.post(path, data={"csrf_token": token})
     assert again.status_code == 409
     assert [e["event"] for e in outbox(act, "nia")] == ["enrollment", "not_me"]
+    assert 'role="status"' in again.get_data(as_text=True)
+    assert 'role="alert"' not in again.get_data(as_text=True)
+    assert locked_on in html_unescape(again.get_data(as_text=True))
     # Followed again, the link says so at once, in the user's language, and asks nothing.
     opened = act.client.get(path)
-    assert opened.status_code == 409 and 'lang="fr"' in opened.get_data(as_text=True)
-    assert 'name="csrf_token"' not in opened.get_data(as_text=True)
+    page = html_unescape(opened.get_data(as_text=True))
+    assert opened.status_code == 200 and 'lang="fr"' in page
+    assert "Vous l\u2019avez déjà signalé" in page and locked_on in page
+    assert 'name="csrf_token"' not in page and 'role="alert"' not in page
 
 
 def test_the_lock_notice_goes_out_after_the_link_ttl_it_does_not_carry(mailed, smtp, clock):  # noqa: F811
