@@ -67,6 +67,13 @@ document.addEventListener("DOMContentLoaded", () => {
           document.querySelectorAll("main form, main > :not(.brand, h1, .account, .expiry)")
             .forEach((element) => { element.hidden = true; });
           warning.textContent = warning.dataset.expired;
+          // The page now says only that: its heading and title no longer ask for a code, and
+          // the message leaves the window's foot for the card, under the heading.
+          const heading = document.getElementById("page-title");
+          const site = document.title.slice(document.title.lastIndexOf(" · "));
+          document.title = expiry.dataset.endedTitle + site;
+          heading.textContent = expiry.dataset.endedTitle;
+          expiry.classList.add("ended");
           const back = expiry.querySelector("[data-way-back]");
           back.hidden = false;
           // The focus was in a form now hidden (More time, the code field): on the way on,

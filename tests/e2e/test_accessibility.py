@@ -375,9 +375,18 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
     # Nor what the forms were for (found by a user probe: the instructions stayed, and the
     # other factor's link, which led to a dead end).
     assert not page.is_visible("ol.howto") and not page.is_visible("details.manual")
-    assert page.is_visible("h1")
-    back = page.locator("[data-way-back] a")
+    # Found by review: the heading still asked for a code over an emptied card, and the one
+    # message sat in a bar at the window's foot. Now the page says only that it ended, in the
+    # card, under the heading, in its title too.
     catalogue = Translations.load(Path(bridge_package.__file__).parent / "translations", [lang])
+    ended = catalogue.gettext("This page expired")
+    assert page.inner_text("h1") == ended and page.title().startswith(ended)
+    heading = page.locator("h1").bounding_box()
+    message = page.locator(".expiry [aria-live]").bounding_box()
+    card = page.locator("main").bounding_box()
+    assert heading["y"] + heading["height"] <= message["y"] <= heading["y"] + 200, message
+    assert message["y"] + message["height"] <= card["y"] + card["height"], (message, card)
+    back = page.locator("[data-way-back] a")
     assert back.is_visible() and back.inner_text() == catalogue.gettext("Return to sign-in")
     assert back.get_attribute("href").startswith(f"{bridge.callback}?") and (
         "error=access_denied" in back.get_attribute("href"))
