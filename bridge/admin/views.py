@@ -14,6 +14,7 @@ from werkzeug.routing import PathConverter
 from .. import helpdesk
 from ..oidc.clients import ADMIN_SCOPE
 from ..security import client_ip, csrf, secure_transport
+from ..store import Tx
 from ..text import is_protocol_value
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
@@ -100,14 +101,39 @@ def authorized(view):
             found = tx.find_access_token(token.strip(), bridge.clock())
             client = tx.find_client(found["client_id"]) if found else None
         if found is None or client is None or not client.admin:
-            raise ApiError(401, "invalid_token", "The token is unknown or expired.")
+            raise _invalid_token()
         if ADMIN_SCOPE not in found["scope"].split():
             raise ApiError(403, "insufficient_scope", "The token does not allow this.")
-        g.admin_client = found["client_id"]
+        g.admin_client, g.admin_token = found["client_id"], token.strip()
         _query()
         _json_body()
         return view(*args, **kwargs)
     return wrapper
+
+
+def _invalid_token() -> ApiError:
+    return ApiError(401, "invalid_token", "The token is unknown or expired.")
+
+
+def _hold_admin(tx: Tx) -> None:
+    """The token checked again in the transaction that acts, its client's row held: checked
+    only before, a call that came while the operator removed the client (or registered it
+    anew) would act after "Removed client" was printed (SQLite reads took no lock; on
+    PostgreSQL the removal waits for the held row)."""
+    client = tx.find_client(g.admin_client, for_update=True)
+    now = current_app.extensions["stepup"].clock()
+    if client is None or not client.admin or tx.find_access_token(g.admin_token, now) is None:
+        raise _invalid_token()
+
+
+def _as_admin(action):
+    """A help-desk action (:mod:`bridge.helpdesk`) that first holds the admin
+    (:func:`_hold_admin`)."""
+    @functools.wraps(action)
+    def held(tx: Tx, *args, **kwargs):
+        _hold_admin(tx)
+        return action(tx, *args, **kwargs)
+    return held
 
 
 def _query() -> None:
@@ -156,6 +182,7 @@ def show_user(subject: str):
     bridge = current_app.extensions["stepup"]
     subject = _subject(subject)
     with bridge.store.begin() as tx:
+        _hold_admin(tx)
         user = helpdesk.show(tx, subject, bridge.clock(), g.admin_client, client_ip())
     if user is None:
         raise _not_enrolled()
@@ -188,7 +215,7 @@ def _change(action, subject: str) -> None:
     client's, from its address (:func:`helpdesk.change`)."""
     bridge = current_app.extensions["stepup"]
     try:
-        helpdesk.change(bridge.store, action, _subject(subject), bridge.clock(),
+        helpdesk.change(bridge.store, _as_admin(action), _subject(subject), bridge.clock(),
                         actor=g.admin_client, ip=client_ip())
     except helpdesk.NotEnrolled:
         raise _not_enrolled() from None
@@ -211,6 +238,7 @@ def list_events():
     if lookups not in ("true", "false"):
         raise ApiError(400, "invalid_request", "'lookups' must be true or false.")
     with bridge.store.begin() as tx:
+        _hold_admin(tx)
         rows = tx.audit_events(subject=subject, event=event, before=before, since=since,
                                limit=limit,
                                leave_out=helpdesk.LOOK_UPS if lookups == "false" else ())

@@ -391,6 +391,37 @@ def test_a_new_registration_while_a_token_is_being_saved_ends_that_token(admin_a
     assert answer.get_json()["error"] == "invalid_token"
 
 
+@pytest.mark.parametrize(("method", "path"), [("post", "/admin/api/users/vic/reset"),
+                                            ("get", "/admin/api/users/vic"),
+                                            ("get", "/admin/api/events")])
+def test_a_call_that_comes_during_its_clients_removal_does_nothing_after_it(admin_act, method,
+                                                                            path):
+    """Found by review: the token was checked outside the transaction that acts, so a call
+    that came while the operator removed its (leaked) client reset a user after "Removed
+    client" was printed (SQLite: a read takes no lock). The action's transaction now checks
+    again, holding the client's row (PostgreSQL: the removal's delete holds it)."""
+    act = admin_act
+    act.enroll("vic")
+    headers = bearer(act)
+    answers = []
+    with act.bridge.store.begin() as tx:
+        tx.remove_client(ADMIN_ID)
+        tx.audit("client_removed", time.time(), client_id=ADMIN_ID)
+        caller = threading.Thread(target=lambda: answers.append(
+            getattr(act.client, method)(path, headers=headers)))
+        caller.start()
+        caller.join(0.5)
+        assert caller.is_alive()  # it waits for the removal...
+    caller.join(30)
+    [answer] = answers
+    assert answer.status_code == 401, answer.get_json()  # ...and then finds it
+    assert answer.get_json()["error"] == "invalid_token"
+    assert user(act, "vic") is not None
+    with act.bridge.store.begin() as tx:
+        trail = tx.audit_events(subject=None, event=None, before=None, since=None, limit=1)
+    assert trail[0]["event"] == "client_removed"
+
+
 def valid(doc: dict, schema: str, answer: dict) -> None:
     """``answer`` is what the served OpenAPI 3.1 description (JSON Schema 2020-12) says."""
     jsonschema.Draft202012Validator({**doc["components"]["schemas"][schema],
