@@ -149,7 +149,8 @@ def ip() -> None:
 @click.argument("address")
 @click.option("--client", "client_id", metavar="CLIENT_ID",
               help="Reopen this client's authentication window for the address instead "
-                   "(after fixing an IdP's wrong secret).")
+                   "(after fixing an IdP's wrong secret); '' the window of unknown client "
+                   "ids.")
 def ip_unblock(address: str, client_id: str | None) -> None:
     """Forget the failed codes from ADDRESS (STEPUP_IP_LIMIT), so its users are let in again
     now rather than when the failures age out: an office behind one address that a few users'
@@ -181,7 +182,9 @@ def ip_unblock(address: str, client_id: str | None) -> None:
         if cleared:
             tx.audit("ip_unblocked", time.time(), client_id=client_id, ip=address,
                      failures=cleared)
-    window = f"client {client_id}'s authentication window" if client_id else "code window"
+    window = ("code window" if client_id is None else
+              f"client {client_id}'s authentication window" if client_id else
+              "authentication window of unknown client ids")
     # Nodes that count in Redis also write each failure to the database: a command not given
     # their STEPUP_REDIS_URL clears only that copy, and Redis still holds the window.
     redis = "" if client_id is not None or bridge.settings.redis_url else (

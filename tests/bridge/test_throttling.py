@@ -215,6 +215,12 @@ def test_the_help_desk_reopens_an_addresss_windows(make_act, clock, stepup):  # 
     with act.bridge.store.begin() as tx:
         assert len(tx.audit_events(subject=None, event="ip_unblocked", before=None, since=None,
                                    limit=5)) == 2
+    # --client '' is the window of ids that are not registered (found by review: it said
+    # "code window", which it did not clear).
+    act.push("o2", auth=("no-such-idp", "guess-1"))
+    assert ok(stepup("ip", "unblock", "127.0.0.1", "--client", "")) == (
+        "Unblocked 127.0.0.1 (authentication window of unknown client ids): 1 recent failure "
+        "forgotten.\n")
 
 
 def test_an_ipv6_clients_windows_are_its_64(make_act, clock, stepup):  # noqa: F811
