@@ -378,6 +378,9 @@ class SigningKeys:
         operator who retries after an error rotates once."""
         starts = now + publish_ahead
         with self.store.begin() as tx:
+            # Held: a rotation that came during another (PostgreSQL reads do not wait) would
+            # not see its keys, and could not be the latest to win.
+            tx.lock_signing_keys()
             for row in tx.signing_keys():
                 if row["activates_at"] > now + self.refresh + CLOCK_SKEW:
                     tx.remove_signing_key(row["kid"])

@@ -376,8 +376,8 @@ class Tx:
     # -- signing keys and secrets at rest ------------------------------------------------
     def lock_signing_keys(self) -> None:
         """Hold the key ring until the transaction ends: nodes starting at once on a new
-        database make its first keys once. PostgreSQL: an advisory lock; SQLite's write-locking
-        transactions already run one at a time."""
+        database make its first keys once, and rotations take turns. PostgreSQL: an advisory
+        lock; SQLite's write-locking transactions already run one at a time."""
         if self._db.dialect.name == "postgresql":
             self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(SIGNING_KEYS_LOCK)))
 

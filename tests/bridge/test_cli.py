@@ -8,6 +8,7 @@ import functools
 import os
 import re
 import socket
+import threading
 import time
 from importlib.metadata import version
 
@@ -20,7 +21,7 @@ from click.testing import CliRunner
 from joserfc import jws
 
 from bridge.cli import main
-from bridge.keyring import PUBLISH_AHEAD
+from bridge.keyring import PUBLISH_AHEAD, SigningKeys
 from bridge.oidc.clients import new_client
 from bridge.store import Tx, migrate
 from tests.bridge.conftest import Actions, callback_params, shown
@@ -549,6 +550,38 @@ class TestKeysRotate:
             keys.clock = lambda later=later: start + PUBLISH_AHEAD + later
             keys._loaded_at = float("-inf")  # a node that reads the ring afresh
             assert {keys.active("ES256").kid, keys.active("RS256").kid} == emergency
+
+    def test_two_rotations_at_once_take_turns(self, make_app, monkeypatch):
+        """Found by review: on PostgreSQL a rotation read the ring unlocked, so an emergency
+        one that came during a routine one (RSA generation makes a rotation take a while)
+        never saw the routine keys, and they took over signing when their time came although
+        the emergency rotation committed last. The ring is held: the second waits for the
+        first and sees its keys."""
+        routine, emergency = (make_app().extensions["stepup"].signing_keys for _ in range(2))
+        add = SigningKeys._add
+
+        def slow(ring, tx, now, ahead):
+            kids = add(ring, tx, now, ahead)
+            time.sleep(1.0 if ahead else 2.0)  # the emergency one, begun later, ends last
+            return kids
+
+        monkeypatch.setattr(SigningKeys, "_add", slow)
+        now, made = time.time(), {}
+
+        def rotate(name, ring, ahead, after):
+            time.sleep(after)
+            made[name] = set(ring.rotate(now, ahead))
+
+        threads = [threading.Thread(target=rotate, args=("routine", routine, PUBLISH_AHEAD, 0)),
+                   threading.Thread(target=rotate, args=("emergency", emergency, 0, 0.3))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        emergency.clock = lambda: now + PUBLISH_AHEAD + 60
+        emergency._loaded_at = float("-inf")  # a node that reads the ring afresh
+        assert {emergency.active("ES256").kid, emergency.active("RS256").kid} == (
+            made["emergency"])
 
     def test_a_rotation_is_recorded_with_its_keys_or_not_made(self, stepup, make_app, idp,
                                                                monkeypatch):
