@@ -113,6 +113,7 @@ audit_events = sa.Table(
     sa.Column("ip", sa.String(64)),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_audit_events_subject", "subject", "id"),
+    sa.Index("ix_audit_events_event", "event", "id"),  # the help desk's look-up by event
 )
 
 signing_keys = sa.Table(

@@ -547,20 +547,9 @@ class Tx:
                      since: float | None, limit: int, events: tuple[str, ...] = (),
                      leave_out: tuple[str, ...] = ()) -> list[dict]:
         """Audit events, newest first, filtered; ``before`` is the id to page back from."""
-        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
-        if leave_out:
-            query = query.where(audit_events.c.event.not_in(leave_out))
-        if subject is not None:
-            query = query.where(audit_events.c.subject == subject)
-        if event is not None:
-            query = query.where(audit_events.c.event == event)
-        if events:
-            query = query.where(audit_events.c.event.in_(events))
-        if before is not None:
-            query = query.where(audit_events.c.id < before)
-        if since is not None:
-            query = query.where(audit_events.c.at >= since)
-        return self._db.execute(query).rows
+        return self._db.execute(audit_events_query(
+            subject=subject, event=event, before=before, since=since, limit=limit,
+            events=events, leave_out=leave_out)).rows
 
     def audit_trail(self, subject: str, limit: int = 20,
                     leave_out: tuple[str, ...] = ()) -> list[dict]:
@@ -616,3 +605,23 @@ def ordered_id() -> str:
         _last_id = (ms, counter)
     random_bits = int.from_bytes(os.urandom(8), "big") >> 2
     return str(uuid.UUID(int=ms << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | random_bits))
+
+
+def audit_events_query(*, subject: str | None, event: str | None, before: int | None,
+                       since: float | None, limit: int, events: tuple[str, ...] = (),
+                       leave_out: tuple[str, ...] = ()) -> sa.Select:
+    """:meth:`Tx.audit_events`'s query (its plan is tested: the trail grows without end)."""
+    query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+    if leave_out:
+        query = query.where(audit_events.c.event.not_in(leave_out))
+    if subject is not None:
+        query = query.where(audit_events.c.subject == subject)
+    if event is not None:
+        query = query.where(audit_events.c.event == event)
+    if events:
+        query = query.where(audit_events.c.event.in_(events))
+    if before is not None:
+        query = query.where(audit_events.c.id < before)
+    if since is not None:
+        query = query.where(audit_events.c.at >= since)
+    return query

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.store import User, schema
+from bridge.store.tx import audit_events_query
 from tests.bridge.conftest import IDP_ID
 
 
@@ -91,6 +92,24 @@ def test_statements_built_per_call(app):
     with store.engine.connect() as conn:
         claims = conn.execute(sa.select(schema.events.c.claim)).scalars().all()
     assert sorted(claims, key=str) == [None, "me", "me"]
+
+
+@pytest.mark.parametrize("filters", [{"event": "lockout"},
+                                     {"event": "lockout", "leave_out": ("helpdesk_show",)}])
+def test_the_help_desks_look_up_by_event_reads_an_index(app, filters):
+    """Found by review: ``/admin/api/events?event=…`` read the whole audit trail (0.6 s at two
+    million rows on PostgreSQL, and it grows without end). Its plan, with table scans made
+    as dear as the database allows, goes through the index by event."""
+    engine = app.extensions["stepup"].store.engine
+    query = audit_events_query(subject=None, before=None, since=None, limit=50, **filters)
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = conn.exec_driver_sql(f"EXPLAIN {sql}").scalars().all()
+        else:
+            plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+    assert "ix_audit_events_event" in " ".join(plan), plan
 
 
 def test_a_flow_moves_on_only_with_columns_it_has(app):
