@@ -148,13 +148,17 @@ def serve(host: str, port: int) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     metrics_dir = os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", str(settings.data_dir / f"metrics-{port}"))
-    _clear_metric_files(Path(metrics_dir))
+    metric_files = _metric_files(Path(metrics_dir))
     from .. import logs
 
     logs.configure()
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
     if why := cannot_listen(host, port):
         _fail(f"cannot listen on {host}:{port}: {why}")
+    # Only now: a start refused above (the port taken by the node that writes them, say)
+    # must leave that node's counts alone.
+    for item in metric_files:
+        item.unlink(missing_ok=True)
     click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
     if settings.issuer == Settings.issuer and port != 5000:
@@ -258,17 +262,16 @@ def demo(port: int, idp_port: int, invoked_as: str) -> None:
 _METRIC_FILE = re.compile(r"(counter|gauge_[a-z]+|histogram|summary)_\d+\.db")
 
 
-def _clear_metric_files(folder: Path) -> None:
-    """Metric files of a previous run would be counted again: remove them, and only them. Any
-    other ``*.db`` there (the SQLite database, when the folder is the data folder) is refused:
-    /metrics reads every one."""
+def _metric_files(folder: Path) -> list[Path]:
+    """The metric files of a previous run, which would be counted again: to remove, and only
+    them. Any other ``*.db`` there (the SQLite database, when the folder is the data folder)
+    is refused: /metrics reads every one."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if others := sorted(item.name for item in folder.glob("*.db")
-                        if not _METRIC_FILE.fullmatch(item.name)):
+    found = list(folder.glob("*.db"))
+    if others := sorted(item.name for item in found if not _METRIC_FILE.fullmatch(item.name)):
         raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR={folder} holds {', '.join(others[:3])}: "
                           "give the metrics a folder of their own")
-    for item in folder.glob("*.db"):
-        item.unlink()
+    return found
 
 
 def _safe_url(url: str) -> str:

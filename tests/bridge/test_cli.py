@@ -164,6 +164,11 @@ def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepu
     # serve sets PROMETHEUS_MULTIPROC_DIR, which must not outlive the test (the metrics of the
     # tests after it would be read from files).
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    # The node that has the port counts there: a refused start leaves its files (found by
+    # review: they were removed first, and its counts were lost until it restarted).
+    (tmp_path / "metrics").mkdir()
+    live = tmp_path / "metrics" / "counter_41.db"
+    live.write_bytes(b"x")
     started = []
     monkeypatch.setattr("bridge.server.run_gunicorn", lambda *args: started.append(args))
     with socket.create_server(("127.0.0.1", 0)) as taken:
@@ -180,6 +185,7 @@ def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepu
     assert elsewhere.exit_code == 2
     assert elsewhere.stderr.endswith("(not an address of this host: choose one with --host)\n")
     assert not started
+    assert live.read_bytes() == b"x"
 
 
 def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, tmp_path,
