@@ -7,10 +7,13 @@ import textwrap
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 
 from ..keyring import secrets_file
 from ..store import Store, create_engine, migrate
 from .base import NOT_FOUND, _exists, _fail, _safe_url, _settings, main
+
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied", "must be owner"
 
 
 @main.group()
@@ -24,7 +27,15 @@ def db_upgrade() -> None:
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the SQLite file's
     engine = create_engine(settings.database)
-    migrate.upgrade(engine)
+    try:
+        migrate.upgrade(engine)
+    except sa.exc.ProgrammingError as e:
+        if getattr(e.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        # Most often the nodes' own role, which only reads and writes rows.
+        _fail(f"the database refused the upgrade: {str(e.orig).splitlines()[0]}: run it with "
+              "the URL of the role that owns the tables (docs/operations.md, Running two "
+              "nodes on PostgreSQL)")
     click.echo(f"Database at revision {migrate.current(engine)}")
 
 
