@@ -19,6 +19,7 @@ from werkzeug.serving import make_server
 
 from bridge import create_app
 from bridge.factors import totp
+from bridge.i18n import RTL
 from bridge.oidc.clients import new_client
 
 from .browser import free_port
@@ -220,3 +221,32 @@ INVISIBLE_CONTROLS = """() => {
   }
   return bad;
 }"""
+
+
+def page_problems(page, lang: str, state: str, shoot=None) -> list[str]:
+    """Every check a page state gets: its language and direction; axe-core light and dark;
+    controls visible in forced colours, light and dark; no sideways scrolling at 320 CSS px
+    (WCAG 1.4.10) nor at 640 (200 % zoom of a 1280 px window). ``shoot(scheme)`` may take a
+    screenshot while each scheme is on."""
+    problems: list[str] = []
+    root = page.locator("html")
+    assert root.get_attribute("lang") == lang, state
+    assert root.get_attribute("dir") == ("rtl" if lang in RTL else "ltr"), state
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme, forced_colors="none")
+        problems.extend(f"{state} {scheme}: {v}" for v in axe_violations(page))
+        if shoot:
+            shoot(scheme)
+    page.emulate_media(color_scheme="light", forced_colors="active")
+    problems.extend(f"{state} forced colours: {c} not visible"
+                    for c in page.evaluate(INVISIBLE_CONTROLS))
+    page.emulate_media(color_scheme="dark", forced_colors="active")
+    problems.extend(f"{state} forced colours dark: {c} not visible"
+                    for c in page.evaluate(INVISIBLE_CONTROLS))
+    page.emulate_media(color_scheme="light", forced_colors="none")
+    for width in (320, 640):
+        page.set_viewport_size({"width": width, "height": 800})
+        if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
+            problems.append(f"{state} at {width}px: scrolls sideways by {overflow}px")
+    page.set_viewport_size({"width": 900, "height": 1000})
+    return problems

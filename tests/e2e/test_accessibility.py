@@ -19,7 +19,7 @@ from playwright.sync_api import sync_playwright
 
 import bridge as bridge_package
 from bridge.factors import totp
-from bridge.i18n import LANGUAGES, RTL
+from bridge.i18n import LANGUAGES
 
 from .accessibility import (
     AXE,
@@ -28,6 +28,7 @@ from .accessibility import (
     INVISIBLE_CONTROLS,
     SMALL_TEXT,
     axe_violations,
+    page_problems,
     serve_bridge,
     submit_code,
     walk,
@@ -67,35 +68,6 @@ def new_page(browser, lang: str, width: int = 900):
     page = context.new_page()
     page.set_default_timeout(15_000)
     return page
-
-
-def page_problems(page, lang: str, state: str, shoot=None) -> list[str]:
-    """Every check a page state gets: its language and direction; axe-core light and dark;
-    controls visible in forced colours, light and dark; no sideways scrolling at 320 CSS px
-    (WCAG 1.4.10) nor at 640 (200 % zoom of a 1280 px window). ``shoot(scheme)`` may take a
-    screenshot while each scheme is on."""
-    problems: list[str] = []
-    root = page.locator("html")
-    assert root.get_attribute("lang") == lang, state
-    assert root.get_attribute("dir") == ("rtl" if lang in RTL else "ltr"), state
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme, forced_colors="none")
-        problems.extend(f"{state} {scheme}: {v}" for v in axe_violations(page))
-        if shoot:
-            shoot(scheme)
-    page.emulate_media(color_scheme="light", forced_colors="active")
-    problems.extend(f"{state} forced colours: {c} not visible"
-                    for c in page.evaluate(INVISIBLE_CONTROLS))
-    page.emulate_media(color_scheme="dark", forced_colors="active")
-    problems.extend(f"{state} forced colours dark: {c} not visible"
-                    for c in page.evaluate(INVISIBLE_CONTROLS))
-    page.emulate_media(color_scheme="light", forced_colors="none")
-    for width in (320, 640):
-        page.set_viewport_size({"width": width, "height": 800})
-        if (overflow := page.evaluate(HORIZONTAL_OVERFLOW)) > 0:
-            problems.append(f"{state} at {width}px: scrolls sideways by {overflow}px")
-    page.set_viewport_size({"width": 900, "height": 1000})
-    return problems
 
 
 def test_text_follows_the_browsers_text_size_setting(bridge, browser):

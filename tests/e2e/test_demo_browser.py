@@ -15,6 +15,7 @@ import pytest
 
 from bridge.factors import totp
 
+from .accessibility import page_problems
 from .browser import chromium_page, enter_recovery_code, free_port, screenshot, stepup_process
 
 pytestmark = pytest.mark.e2e
@@ -82,6 +83,25 @@ def cookie_session(page, name: str) -> dict:
     compressed, payload = value.startswith("."), value.lstrip(".").split(".")[0]
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     return json.loads(zlib.decompress(raw) if compressed else raw)
+
+
+def test_the_demo_idps_pages_pass_the_bridges_checks(demo):
+    """The IdP a newcomer meets first, before the bridge's pages: axe light and dark, and its
+    buttons visible in forced colours (found by review: borderless, they were plain text
+    there; and the page stayed white in dark mode between the bridge's dark pages)."""
+    demo, _ = demo
+    with chromium_page() as page:
+        page.goto(demo)
+        assert page_problems(page, "en", "demo sign-in") == []
+        dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        page.emulate_media(color_scheme="dark")
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") != dark
+        page.emulate_media(color_scheme="light")
+        page.fill("#username", "alice")
+        page.fill("#password", "wrong")
+        page.click("text=Next")
+        page.wait_for_selector("[role=alert]")
+        assert page_problems(page, "en", "demo wrong password") == []
 
 
 def test_enroll_totp_and_recovery_with_rotation(demo):
