@@ -323,6 +323,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
 #: Longest client name: what a notice calls the client's sign-ins, a name to recognise.
 CLIENT_NAME_LIMIT = 100
+SECRET_LIMIT = 1024
 
 
 def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: str | None,
@@ -335,9 +336,10 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
     if bool(secret) == bool(jwks_uri):
         raise ValueError("give exactly one of --client-secret (or STEPUP_CLIENT_SECRET) or "
                          "--jwks-uri")
-    if secret is not None and len(secret) < 16:
-        raise ValueError("the client secret must be at least 16 characters")
-    if secret is not None and not (is_protocol_value(secret, 1024) and _basic_safe(secret)):
+    if secret is not None and not 16 <= len(secret) <= SECRET_LIMIT:
+        raise ValueError(f"the client secret must be 16 to {SECRET_LIMIT} characters")
+    if secret is not None and not (is_protocol_value(secret, SECRET_LIMIT)
+                                   and _basic_safe(secret)):
         raise ValueError("the client secret must be printable ASCII without spaces or '%'")
     if jwks_uri and not _is_http_url(jwks_uri):
         raise ValueError(f"the JWKS URI is not an http(s) URL: {jwks_uri!r}")

@@ -327,6 +327,13 @@ class TestClientAdd:
                               "--redirect-uri", "https://idp.example/cb"))
         assert find_client(bridge, "kc") is None
 
+    @pytest.mark.parametrize("secret", ["s" * 15, "s" * 1025], ids=["short", "long"])
+    def test_a_secret_of_the_wrong_length_is_told_so(self, stepup, bridge, secret):
+        """Found by review: one over 1024 characters was called not printable ASCII."""
+        assert one_line_error(stepup("client", "add", "--client-id", "kc", "--client-secret",
+                                     secret, "--redirect-uri", "https://idp.example/cb")) == (
+            "stepup: error: the client secret must be 16 to 1024 characters")
+
     @pytest.mark.parametrize("client_id", ["kc idp", "kc%20idp", "kc:idp", "k\u00e9", "x" * 256])
     def test_bad_client_id(self, stepup, bridge, client_id):
         one_line_error(stepup("client", "add", "--client-id", client_id, "--client-secret",
