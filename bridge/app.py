@@ -155,7 +155,10 @@ def _ip_address(forwarded: str) -> str:
     return str(getattr(address, "ipv4_mapped", None) or address)
 
 
-def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> Bridge:
+def build_bridge(settings: Settings, clock: Callable[[], float] = time.time,
+                 serving: bool = False) -> Bridge:
+    """The bridge on ``settings``; ``serving``: for a node that answers sign-ins, which is
+    refused what only commands can repair (TOTP secrets no listed key opens)."""
     # Imported here: it counts deliveries with prometheus_client, which must not be imported
     # before `stepup serve` sets PROMETHEUS_MULTIPROC_DIR (see bridge.cli).
     from .notify.sender import Sender
@@ -169,7 +172,7 @@ def build_bridge(settings: Settings, clock: Callable[[], float] = time.time) -> 
     else:
         migrate.upgrade(engine)  # the embedded SQLite file needs no set-up
     store = Store(engine)
-    secrets = load_checked_secrets(settings, store, clock())
+    secrets = load_checked_secrets(settings, store, clock(), serving)
     not_me = NotMe(store, secrets.secret_key, settings.not_me_ttl, settings.issuer, clock)
     policy = Policy(issuer=settings.issuer, acr=settings.acr,
                     lockout_limit=settings.lockout_limit, flow_ttl=settings.flow_ttl,
@@ -219,7 +222,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     hide_outbound_targets()
     app = _Flask(__name__)
     app.session_interface = CookieSessions()
-    bridge = build_bridge(settings, clock)
+    bridge = build_bridge(settings, clock, serving=True)
     app.extensions["stepup"] = bridge
     app.config.update(
         SECRET_KEY=bridge.secrets.secret_key,

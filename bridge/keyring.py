@@ -225,11 +225,13 @@ def load_secrets(settings: Settings) -> ServerSecrets:
     )
 
 
-def load_checked_secrets(settings: Settings, store: Store, now: float) -> ServerSecrets:
-    """:func:`load_secrets`, then :func:`check_pepper`, holding a lock on the data folder's
-    ``keys/``: two processes starting at once on one folder must not both use a secrets file
-    that one of them made up and is about to take back as refused. The second waits, then
-    finds the file gone and makes up its own, which is refused in turn."""
+def load_checked_secrets(settings: Settings, store: Store, now: float,
+                         serving: bool = False) -> ServerSecrets:
+    """:func:`load_secrets`, then :func:`check_pepper` (and, for a node about to serve,
+    :func:`check_totp_secrets`), holding a lock on the data folder's ``keys/``: two processes
+    starting at once on one folder must not both use a secrets file that one of them made up
+    and is about to take back as refused. The second waits, then finds the file gone and
+    makes up its own, which is refused in turn."""
     folder = settings.data_dir / "keys"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The folder itself is locked: a mounted, read-only keys/ still works.
@@ -238,6 +240,8 @@ def load_checked_secrets(settings: Settings, store: Store, now: float) -> Server
         fcntl.flock(lock, fcntl.LOCK_EX)
         secrets = load_secrets(settings)
         check_pepper(store, secrets, now)
+        if serving:
+            check_totp_secrets(store, secrets)
         return secrets
     finally:
         os.close(lock)  # and the lock with it
@@ -263,6 +267,27 @@ def refuse_sealed_keys(error: SecretBoxError, secrets: ServerSecrets) -> ConfigE
         f"this database's signing keys do not open ({error}) with this node's encryption keys "
         "(STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder): give it the "
         "keys of the others, or restore keys/secrets.json with the database")
+
+
+def check_totp_secrets(store: Store, secrets: ServerSecrets) -> None:
+    """Refuse to serve while users' TOTP secrets are sealed with an encryption key this node
+    lacks (removed before ``stepup keys rotate-encryption`` re-sealed them, a restore from a
+    backup taken then): each such user would fail at sign-in, one by one, while /readyz said
+    ready. Commands are not refused: ``keys rotate-encryption`` and ``user reset`` are the
+    way out. A sign-in's own sealed values (flows) are not counted: one that does not open
+    ends that sign-in alone, and the next one works."""
+    with store.autocommit() as tx:
+        missing = tx.totp_secrets_by_key(other_than=secrets.vault.box.ids)
+    if missing:
+        secrets.take_back()
+        named = ", ".join(f"{kid!r} ({count} user{'s' if count != 1 else ''})"
+                          for kid, count in missing.items())
+        raise ConfigError(
+            f"users' TOTP secrets are sealed with encryption keys this node lacks: {named}; "
+            "give it that key (from the other nodes, or the backup's keys/secrets.json) in "
+            "STEPUP_ENCRYPTION_KEYS, else keys/secrets.json in the data folder; if the key "
+            "is lost, `stepup keys rotate-encryption` lists those users and `stepup user "
+            "reset` gives each a new start")
 
 
 def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:

@@ -31,6 +31,7 @@ class SecretBox:
                 raise ValueError("encryption key ids must be non-empty and contain no '.'")
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.active = active
+        self.ids = tuple(keys)
 
     def seal(self, plaintext: str, context: str) -> str:
         nonce = os.urandom(12)

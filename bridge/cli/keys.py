@@ -20,9 +20,23 @@ def keys() -> None:
               type=click.IntRange(0, 86400),
               help="Seconds the new keys are published before they sign: the JWKS may be "
                    f"cached {JWKS_MAX_AGE} s, after a node's {RING_REFRESH} s to notice them.")
-def keys_rotate(publish_ahead: int) -> None:
+@click.option("--new-encryption-key-everywhere", is_flag=True,
+              help="Seal them with the first key of STEPUP_ENCRYPTION_KEYS although no "
+                   "signing key is sealed with it yet: every node has that key already.")
+def keys_rotate(publish_ahead: int, new_encryption_key_everywhere: bool) -> None:
     """New signing keys; the previous ones stay published until their tokens expire."""
     bridge = _bridge(existing=True)
+    box = bridge.secrets.vault.box
+    with bridge.store.begin() as tx:
+        sealers = {box.key_id(row["sealed_jwk"]) for row in tx.signing_keys()}
+    # A key the nodes lack would seal keys none of them can open: every node's key ring (read
+    # whole) fails within RING_REFRESH, and no command can take the keys back out.
+    if box.active not in sealers and not new_encryption_key_everywhere:
+        _fail(f"the new signing keys would be sealed with encryption key {box.active!r} (first "
+              "in STEPUP_ENCRYPTION_KEYS), which seals no signing key yet: a node without it "
+              "could open none. Once every node has that key, run `stepup keys "
+              "rotate-encryption` first (docs/operations.md, Key rotation); or, if every "
+              "node has it already, pass --new-encryption-key-everywhere")
     kids = bridge.signing_keys.rotate(time.time(), publish_ahead)
     click.echo(f"New signing keys {', '.join(kids)}: published now, signing in "
                f"{publish_ahead} s; every node picks them up within {RING_REFRESH} s.")

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -402,6 +403,19 @@ class Tx:
             sa.select(users.c.subject, users.c.totp_secret)
             .where(users.c.subject > after).order_by(users.c.subject).limit(limit)).rows
         return [(row["subject"], row["totp_secret"]) for row in rows]
+
+    def totp_secrets_by_key(self, other_than: Collection[str]) -> dict[str, int]:
+        """How many users' TOTP secrets each encryption key id other than ``other_than``
+        seals (the id is the text before the sealed value's first '.'; a barred subject's
+        row holds none): one scan of ``users``, grouping only the rows it keeps."""
+        secret = users.c.totp_secret
+        key_id = (sa.func.split_part(secret, ".", 1) if self._db.dialect.name == "postgresql"
+                  else sa.func.substr(secret, 1, sa.func.instr(secret, ".") - 1))
+        rows = self._db.execute(
+            sa.select(key_id.label("key_id"), sa.func.count().label("users"))
+            .where(secret != "", key_id.not_in(list(other_than)))
+            .group_by(key_id).order_by(key_id)).rows
+        return {row["key_id"]: row["users"] for row in rows}
 
     def flow_secrets(self) -> list[tuple[str, str | None, str | None]]:
         """(flow id, sealed pending TOTP secret, sealed staged code) of every flow holding

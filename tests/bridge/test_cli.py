@@ -3,8 +3,10 @@ CliRunner on the same data folder and database as an app built by the test."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
+import json
 import os
 import re
 import socket
@@ -21,9 +23,11 @@ from click.testing import CliRunner
 from joserfc import jws
 
 from bridge.cli import main
-from bridge.keyring import PUBLISH_AHEAD, SigningKeys
+from bridge.keyring import PUBLISH_AHEAD, SigningKeys, Vault
 from bridge.oidc.clients import new_client
-from bridge.store import Tx, migrate
+from bridge.secretbox import SecretBox
+from bridge.settings import ConfigError
+from bridge.store import Tx, User, migrate
 from tests.bridge.conftest import Actions, callback_params, shown
 
 ISSUER = "https://bridge.example"
@@ -637,6 +641,126 @@ class TestKeysRotate:
         app = make_app()
         act = Actions(app.test_client(), app.extensions["stepup"], clock)
         assert login_with(act, "kc", SECRET).status_code == 200
+
+    @pytest.fixture
+    def foreign(self, tmp_path) -> str:
+        """A shell's STEPUP_ENCRYPTION_KEYS that puts first a key the nodes lack."""
+        return f"k3:{NEW_KEY},{','.join(stored_secrets(tmp_path)['encryption_keys'])}"
+
+    def test_a_new_encryption_key_first_is_refused_until_it_seals_the_ring(
+            self, stepup, make_app, tmp_path, foreign):
+        """Found by review: one rotation from a shell whose first encryption key the nodes
+        lacked sealed keys no node could open: every node's /readyz 503, /jwks and /token 500
+        within 30 s. Refused, nothing changed; after the documented `rotate-encryption` (the
+        ring sealed with the new key, which every node has by then) it runs."""
+        before = ring(make_app())
+        refused = one_line_error(stepup("keys", "rotate", STEPUP_ENCRYPTION_KEYS=foreign))
+        assert "encryption key 'k3' (first in STEPUP_ENCRYPTION_KEYS), which seals no " \
+               "signing key yet" in refused
+        assert "run `stepup keys rotate-encryption` first" in refused
+        assert ring(make_app()) == before
+        file = tmp_path / "keys" / "secrets.json"  # what nodes and commands read: k3 first
+        file.write_text(json.dumps({**stored_secrets(tmp_path),
+                                    "encryption_keys": foreign.split(",")}))
+        ok(stepup("keys", "rotate-encryption"))
+        ok(stepup("keys", "rotate"))
+        after = ring(make_app())
+        assert len(after) == len(before) + 2 and set(after.values()) == {"k3"}
+
+    def test_the_override_rotates_and_deleting_its_keys_recovers_the_nodes(
+            self, stepup, make_app, foreign):
+        """--new-encryption-key-everywhere rotates. Used wrongly (a node lacks the key, and
+        the key is lost), the nodes recover on their next ring read once the keys sealed with
+        it are deleted, as docs/operations.md ("Steps out of order") says."""
+        node = make_app()
+        node.extensions["stepup"].signing_keys.refresh = 0  # its next request reads the ring
+        client = node.test_client()
+        before = published(client)
+        ok(stepup("keys", "rotate", "--new-encryption-key-everywhere",
+                  STEPUP_ENCRYPTION_KEYS=foreign))
+        assert sorted(ring(node).values()).count("k3") == 2
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/jwks").status_code == 500
+        with node.extensions["stepup"].store.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM signing_keys WHERE sealed_jwk LIKE 'k3.%'"))
+        assert client.get("/readyz").status_code == 200
+        assert published(client) == before
+
+
+#: An encryption key no node of these tests has.
+NEW_KEY = base64.urlsafe_b64encode(b"3" * 32).decode()
+
+
+def stored_secrets(folder) -> dict:
+    return json.loads((folder / "keys" / "secrets.json").read_text())
+
+
+def ring(app) -> dict[str, str]:
+    """Each signing key's kid and the id of the encryption key that seals it."""
+    with app.extensions["stepup"].store.begin() as tx:
+        return {row["kid"]: row["sealed_jwk"].partition(".")[0] for row in tx.signing_keys()}
+
+
+class TestTotpSecretsUnderAMissingKey:
+    """Found by review: an encryption key removed while users' TOTP secrets were still
+    sealed with it (`keys rotate-encryption` skipped, or a restore from a backup taken then,
+    after `keys rotate` had re-sealed the ring): the node started, /readyz said ready, and
+    each such user failed at sign-in, one by one. Refused at start, in one line; the
+    commands that repair it still run."""
+
+    @pytest.fixture
+    def lost(self, make_app):
+        """Two users whose secrets are sealed with key 'gone', which the nodes lack."""
+        bridge = make_app().extensions["stepup"]
+        gone = Vault(SecretBox({"gone": b"g" * 32}, "gone"))
+        with bridge.store.begin() as tx:
+            for subject in ("ann", "ben"):
+                assert tx.add_user(User(
+                    subject=subject, display_name=None,
+                    totp_secret=gone.seal("totp_secret", subject, "JBSWY3DPEHPK3PXP"),
+                    totp_last_step=0, recovery_digest="0" * 64, recovery_version=1,
+                    failures=0, last_failure_at=None, locked_at=None, created_at=time.time()))
+        return bridge
+
+    def test_the_start_is_refused_and_the_commands_repair_it(self, lost, stepup, make_app,
+                                                             tmp_path, serve_idle):
+        refused = one_line_error(stepup("serve"))
+        assert refused.startswith("stepup: error: users' TOTP secrets are sealed with "
+                                  "encryption keys this node lacks: 'gone' (2 users); give it "
+                                  "that key")
+        assert "`stepup user reset`" in refused
+        ok(stepup("user", "show", "ann"))
+        listed = stepup("keys", "rotate-encryption")
+        assert listed.exit_code == 2
+        assert "cannot open: TOTP secret of user 'ann': no encryption key with id 'gone'" \
+            in listed.stderr
+        given_back = ",".join([*stored_secrets(tmp_path)["encryption_keys"],
+                               f"gone:{base64.urlsafe_b64encode(b'g' * 32).decode()}"])
+        make_app(encryption_keys=given_back)  # the key given back: it starts
+        ok(stepup("user", "reset", "--yes", "ann"))
+        with pytest.raises(ConfigError, match=r"'gone' \(1 user\);"):
+            make_app()
+        ok(stepup("user", "reset", "--yes", "ben"))
+        make_app()
+
+    def test_a_secrets_file_made_up_for_the_refused_start_is_taken_back(
+            self, lost, make_app, tmp_path, database_url):
+        """No signing key to check the encryption keys against (deleted to recover from a
+        lost key), no secrets file: the start would make up keys, and the signing keys it
+        made with them would outlive the file."""
+        if database_url:
+            pytest.skip("secrets are made up for the embedded database only")
+        secrets_file = tmp_path / "keys" / "secrets.json"
+        pepper = stored_secrets(tmp_path)["pepper"]
+        with lost.store.begin() as tx:
+            for row in tx.signing_keys():
+                tx.remove_signing_key(row["kid"])
+        secrets_file.unlink()
+        with pytest.raises(ConfigError, match=r"'gone' \(2 users\)"):
+            make_app(pepper=pepper)
+        assert not secrets_file.exists()
+        with lost.store.begin() as tx:
+            assert not tx.signing_keys()
 
 
 class TestBadSettings:

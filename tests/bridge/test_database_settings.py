@@ -277,8 +277,8 @@ def test_a_key_rotated_in_during_the_start_s_check_is_one_line(tmp_path, monkeyp
     checked = bridge.app.load_checked_secrets
     other_node = keyring.Vault(SecretBox({"k9": b"9" * 32}, "k9"))
 
-    def check_then_rotate(settings, store, now):
-        secrets = checked(settings, store, now)
+    def check_then_rotate(settings, store, now, serving):
+        secrets = checked(settings, store, now, serving)
         with store.begin() as tx:
             tx.add_signing_key("other", "ES256", other_node.seal("sealed_jwk", "other", "{}"),
                                now + 1, now)
