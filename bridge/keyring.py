@@ -312,11 +312,11 @@ def check_pepper(store: Store, secrets: ServerSecrets, now: float) -> None:
             _check_sealed_keys(tx, secrets)
             return
     secrets.take_back()
-    if kept is None:
+    if made_up:  # found by review: "not the one" misled an operator who had set none
         raise ConfigError(
-            "this database holds users or clients, and this node has no pepper (no "
-            "STEPUP_PEPPER, no keys/secrets.json in the data folder): give it the pepper of "
-            "the others, or restore keys/secrets.json with the database")
+            "this database's recovery codes and client secrets were made with a pepper, and "
+            "this node has none (no STEPUP_PEPPER, no keys/secrets.json in the data folder): "
+            "give it the pepper of the others, or restore keys/secrets.json with the database")
     raise ConfigError(
         "the pepper (STEPUP_PEPPER, else keys/secrets.json in the data folder) is not the "
         "one this database's recovery codes and client secrets were made with: give this "

@@ -227,7 +227,8 @@ def test_an_embedded_database_restored_without_its_secrets_file_is_refused(tmp_p
     for part in live.glob("stepup.db*"):  # with its WAL: the live node may not have checkpointed
         shutil.copy(part, restored / part.name)
     refused = _cli("client", "list", STEPUP_DATA_DIR=str(restored))
-    assert refused.exit_code == 2 and "is not the one this database" in refused.output
+    assert refused.exit_code == 2 and "this node has none (no STEPUP_PEPPER, no " \
+        "keys/secrets.json in the data folder)" in refused.output  # not "is not the one"
     assert not (restored / "keys" / "secrets.json").exists()  # the made-up one is taken back
     (restored / "keys").mkdir(exist_ok=True)
     shutil.copy(live / "keys" / "secrets.json", restored / "keys" / "secrets.json")
@@ -356,7 +357,8 @@ def test_two_first_starts_on_one_folder_never_keep_a_made_up_pepper(tmp_path, mo
     second_started.set()
     start()
     first.join()
-    assert len(outcomes) == 2 and all("this node has no pepper" in o for o in outcomes), outcomes
+    assert len(outcomes) == 2, outcomes
+    assert all("this node has none (no STEPUP_PEPPER" in o for o in outcomes), outcomes
     with engine.connect() as conn:
         assert conn.execute(sa.select(schema.secret_checks)).all() == []
     assert not (tmp_path / "b" / "keys" / "secrets.json").exists()
