@@ -28,6 +28,11 @@ class Compiled:
     """One statement as one dialect's driver runs it."""
 
     def __init__(self, clause: sa.Executable, dialect: Dialect, keys: Sequence[str]):
+        self._columns = list(getattr(clause, "exported_columns", ()))
+        if isinstance(clause, sa.Insert) and not self._columns:
+            # Without PostgreSQL's implicit RETURNING of the new id, which nothing reads: a
+            # statement prepared with it fails once a migration widens the id (0009).
+            clause = clause.inline()
         self._compiled = compiled = clause.compile(
             dialect=dialect, column_keys=list(keys),
             compile_kwargs={"render_postcompile": True})  # IN (...) lists written out
@@ -38,8 +43,7 @@ class Compiled:
         if any(bind.expanding and compiled.bind_names[bind] in self._binds
                for bind in compiled.bind_names):  # written out as name_1, name_2 …: unconverted
             raise TypeError("IN (...) of values that need a conversion (JSON, booleans)")
-        self._columns = list(getattr(clause, "exported_columns", ()))
-        #: SELECT or RETURNING; PostgreSQL's implicit RETURNING of a new id is not read.
+        #: SELECT or RETURNING.
         self.returns_rows = bool(self._columns)
         self._dialect = dialect
         self._results: list[tuple[str, Callable | None]] | None = None
@@ -195,13 +199,29 @@ class Session:
         message never carries the parameters (codes and secrets are parameters). A lost
         connection means the server went away: as SQLAlchemy's own Connection does, every
         pooled connection opened before now is replaced on its next checkout, not only this
-        one, so a restart or fail-over costs one failed request, not one per connection."""
-        invalidated = self.dialect.is_disconnect(error, self._connection.driver_connection,
-                                                 cursor)
-        translated = sa.exc.DBAPIError.instance(
-            sql, None, error, self._dbapi_error, hide_parameters=True,
-            connection_invalidated=invalidated, dialect=self.dialect)
-        if invalidated:
+        one, so a restart or fail-over costs one failed request, not one per connection.
+
+        A statement psycopg prepared before a schema change altered its result (a migration
+        beside serving nodes) is handled the same way, as an OperationalError (the 503 that
+        says try again): every pooled connection may hold such statements, and
+        new ones hold none."""
+        if _stale_plan(error):
+            translated = sa.exc.OperationalError(sql, None, error, hide_parameters=True,
+                                                 connection_invalidated=True)
+        else:
+            translated = sa.exc.DBAPIError.instance(
+                sql, None, error, self._dbapi_error, hide_parameters=True,
+                connection_invalidated=self.dialect.is_disconnect(
+                    error, self._connection.driver_connection, cursor),
+                dialect=self.dialect)
+        if translated.connection_invalidated:
             self._pool._invalidate(self._connection, error)
             self._lost = translated
         return translated
+
+
+def _stale_plan(error: Exception) -> bool:
+    """PostgreSQL's "cached plan must not change result type" (SQLSTATE 0A000, which other
+    refusals share), told by the server function that raises it: the message is translated."""
+    return getattr(error, "sqlstate", None) == "0A000" and \
+        getattr(error.diag, "source_function", None) == "RevalidateCachedQuery"

@@ -319,3 +319,65 @@ def test_a_downgrade_below_0009_with_ids_past_32_bits_says_why(postgres_server):
             command.downgrade(config, "0008")
     assert migrate.current(engine) == "0009"
     engine.dispose()
+
+
+def _retype_ids(url: str, sql_type: str) -> None:
+    """What 0009 (BIGINT) does, or the ids as nodes on 0008 have them (INTEGER)."""
+    _as_admin(url, *(f"ALTER TABLE {table} ALTER COLUMN id TYPE {sql_type}"
+                     for table in ("audit_events", "ip_failures")))
+
+
+def test_nodes_on_0008_keep_signing_in_while_0009_widens_the_ids(postgres_server, tmp_path,
+                                                                 clock):
+    """0009 is rolling: a node still serving has sign-ins (their audit and per-IP failure rows)
+    prepared by psycopg after 5 uses on a pooled connection. Had they asked for the new id
+    back (RETURNING id, int4), widening it would fail them ("cached plan must not change
+    result type"): a 500 to the user."""
+    url = fresh_database(postgres_server, f"stepup_rolling_{os.getpid()}")
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    _retype_ids(url, "INTEGER")
+    shared = {k.removeprefix("STEPUP_").lower(): v
+              for k, v in shared_env(url, STEPUP_IP_LIMIT="100").items()}
+    app = create_app({"data_dir": tmp_path, "issuer": "https://bridge.example", **shared},
+                     environ={}, clock=clock)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as under gunicorn: a 500 page, not a raise
+    register_idp(app)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll("rolling-user")
+    for _ in range(6):
+        clock.advance(30)
+        login = returning(act, "rolling-user", enrolled.secret)
+        assert act.post(login, "totp", otp=wrong_code(enrolled.secret, clock())).status_code == 400
+        assert is_callback(act.post(login, "totp", otp=act.code_now(login)))
+    _retype_ids(url, "BIGINT")
+    clock.advance(30)
+    login = returning(act, "rolling-user", enrolled.secret)
+    assert act.post(login, "totp", otp=wrong_code(enrolled.secret, clock())).status_code == 400
+    assert is_callback(act.post(login, "totp", otp=act.code_now(login)))
+    act.bridge.store.engine.dispose()
+
+
+def test_a_statement_prepared_before_a_schema_change_is_an_outage_then_works(postgres_server):
+    """A prepared statement whose result a migration changed fails once on the server: the
+    503 that says try again (OperationalError), not a 500, and the pool's connections are
+    replaced, so the next request runs it afresh."""
+    url = fresh_database(postgres_server, f"stepup_stale_plan_{os.getpid()}")
+    store = Store(create_engine(url))
+    migrate.upgrade(store.engine)
+    with store.begin() as tx:
+        tx.audit("success", 1.0, subject="alice")
+
+    def trail() -> list[dict]:
+        with store.autocommit() as tx:
+            return tx.audit_events(subject="alice", event=None, before=None, since=None,
+                                   limit=10)
+
+    for _ in range(6):  # prepared by psycopg from the 6th run on, on the one pooled connection
+        assert len(trail()) == 1
+    _as_admin(url, "ALTER TABLE audit_events ALTER COLUMN id TYPE INTEGER")
+    with pytest.raises(sa.exc.OperationalError, match="cached plan"):
+        trail()
+    assert trail()[0]["subject"] == "alice"
+    store.engine.dispose()
