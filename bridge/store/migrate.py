@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .engine import READS_ONLY
+from .engine import LOCK_TIMEOUT, READS_ONLY
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -29,6 +29,10 @@ MIGRATION_LOCK = 0x535445505550
 
 class SchemaError(RuntimeError):
     """The database schema is not the one this version of the bridge runs on."""
+
+
+class MigrationBlocked(SchemaError):
+    """A migration gave up waiting for a table another session holds: nothing was changed."""
 
 
 def _config(engine: Engine | None = None) -> Config:
@@ -98,16 +102,31 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     _refuse_newer(engine, head())
 
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Nodes that upgrade at once (each from its start script) take turns: creating
-            # the same tables side by side fails one of them. alembic reads the revision after
-            # the lock, so the later ones find the work done. SQLite's BEGIN IMMEDIATE already
-            # lets one writer in at a time.
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-        config = _config()
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # No statement_timeout: rewriting a large table (0009) takes what it takes,
+                # and another node waits here for this one's migrations to end.
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+                # Nodes that upgrade at once (each from its start script) take turns: creating
+                # the same tables side by side fails one of them. alembic reads the revision
+                # after the lock, so the later ones find the work done. SQLite's BEGIN
+                # IMMEDIATE already lets one writer in at a time.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                # A table's lock is waited for briefly: every sign-in queues behind an ALTER
+                # waiting for it (behind a backup's long read, say).
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
+            config = _config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    except sa.exc.OperationalError as e:
+        if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        raise MigrationBlocked(
+            f"the migration waited {LOCK_TIMEOUT} s for a table that another session holds (a "
+            "long query, a backup, an open transaction: see pg_stat_activity) and changed "
+            "nothing: run `stepup db upgrade` again once it ends") from e
 
 
 def _refuse_newer(engine: Engine, wanted: str, found: str | None = None) -> None:

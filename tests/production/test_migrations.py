@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from bridge import create_app
 from bridge.store import Store, create_engine, migrate
+from bridge.store.engine import LOCK_TIMEOUT
 from bridge.store.migrate import SchemaError
 from tests.bridge.conftest import Actions, is_callback, register_idp, returning, wrong_code
 from tests.conftest import _as_admin, fresh_database
@@ -381,3 +382,29 @@ def test_a_statement_prepared_before_a_schema_change_is_an_outage_then_works(pos
         trail()
     assert trail()[0]["subject"] == "alice"
     store.engine.dispose()
+
+
+def test_a_migration_behind_a_held_table_gives_up_in_one_line(postgres_server, tmp_path):
+    """0009's ALTER waits for a table another session reads (pg_dump holds every table for its
+    whole run), and every sign-in queues behind the waiting ALTER: it gives up after
+    LOCK_TIMEOUT instead, says what to do in one line, and leaves the schema as it was."""
+    url = fresh_database(postgres_server, f"stepup_blocked_{os.getpid()}")
+    engine = create_engine(url)
+    migrate.upgrade(engine, "0008")
+    reader = sa.create_engine(url).connect()
+    reader.exec_driver_sql("SELECT count(*) FROM audit_events")  # ACCESS SHARE until it ends
+    ends = threading.Timer(LOCK_TIMEOUT + 20, reader.rollback)  # were the wait unbounded
+    ends.start()
+    started = time.monotonic()
+    done = stepup(shared_env(url) | {"STEPUP_DATA_DIR": str(tmp_path)}, "db", "upgrade",
+                  check=False)
+    waited = time.monotonic() - started
+    ends.cancel()
+    reader.rollback()
+    reader.close()
+    assert done.returncode != 0, done.stdout
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "another session holds" in done.stderr and "stepup db upgrade" in done.stderr
+    assert waited < LOCK_TIMEOUT + 15
+    assert migrate.current(engine) == "0008"
+    engine.dispose()

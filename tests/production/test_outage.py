@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+import time
 from contextlib import ExitStack
 
 import pytest
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from bridge import create_app
 from bridge.store import create_engine, migrate
+from bridge.store.engine import LOCK_TIMEOUT
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, Actions, register_idp
 from tests.conftest import fresh_database
 from tests.e2e.browser import free_port
@@ -154,3 +156,48 @@ def test_a_server_that_never_answers_is_an_outage_not_a_hang():
     assert not worker.is_alive(), "connecting to a silent server never gave up"
     assert len(outcome) == 1 and isinstance(outcome[0], sa.exc.OperationalError), outcome
     assert "timeout" in str(outcome[0]).lower()
+
+
+def test_a_row_held_elsewhere_is_an_outage_not_a_hang(clock, postgres_server, tmp_path):
+    """A user's row locked by another session (a DBA's psql, a stuck transaction): the code
+    check waits LOCK_TIMEOUT for it, then answers the 503 that says try again, where it
+    waited until gunicorn killed the worker (a 502)."""
+    url = fresh_database(postgres_server, "stepup_row_held")
+    app = _bridge_on(url, tmp_path, clock)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll("held-user")
+    clock.advance(30)
+    login = act.start("held-user")
+    login.secret = enrolled.secret
+    holder = sa.create_engine(url).connect()
+    holder.exec_driver_sql("SELECT 1 FROM users WHERE subject = 'held-user' FOR UPDATE")
+    ends = threading.Timer(LOCK_TIMEOUT + 20, holder.rollback)  # were the wait unbounded
+    ends.start()
+    started = time.monotonic()
+    page = act.post(login, "totp", otp=act.code_now(login))
+    waited = time.monotonic() - started
+    ends.cancel()
+    holder.rollback()
+    holder.close()
+    assert page.status_code == 503 and "try again" in page.get_data(as_text=True)
+    assert LOCK_TIMEOUT - 1 < waited < LOCK_TIMEOUT + 5
+    login.last_page = ""
+    assert act.post(login, "totp", otp=act.code_now(login)).status_code == 303
+    app.extensions["stepup"].store.engine.dispose()
+
+
+def test_the_urls_options_win_over_the_waits(postgres_server):
+    """Values in the URL's ``options`` (or PGOPTIONS) are the operator's: they win, and the
+    others they set are kept."""
+    url = fresh_database(postgres_server, "stepup_url_options")
+    settings = "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+    engine = create_engine(url, lock_wait=15)
+    with engine.connect() as conn:
+        assert tuple(conn.exec_driver_sql(settings).one()) == (f"{LOCK_TIMEOUT}s", "15s")
+    engine.dispose()
+    own = "?options=-c%20lock_timeout%3D1500%20-c%20application_name%3Dmine"
+    engine = create_engine(url + own, lock_wait=15)
+    with engine.connect() as conn:
+        assert tuple(conn.exec_driver_sql(settings).one()) == ("1500ms", "15s")
+        assert conn.exec_driver_sql("SHOW application_name").scalar() == "mine"
+    engine.dispose()
