@@ -574,11 +574,15 @@ class Tx:
         ).rows
 
     def purge_expired(self, now: float, ip_failures_before: float, events_before: float,
-                      flows_before: float, ran_out: tuple[float, float]) -> None:
+                      unsent_before: float, flows_before: float,
+                      ran_out: tuple[float, float]) -> None:
         """Expired rows; and outbox events done (delivered or given up) before
         ``events_before``, so the user's address is not kept for ever (the audit trail keeps
         the event itself). An event is done after it happened, so its "this wasn't me" link
         has expired by then; one given up stays that long for the operator to look into.
+        Events that happened before ``unsent_before`` and wait for a first or further attempt
+        that no sender makes (no channel is set) are given up as a sender would give them up
+        unsent: else they, and the addresses in them, were kept for ever.
 
         A flow that ran out within ``ran_out`` (since the sweeps before, which took the rest;
         until the nodes' clock skew ago, so none whose clock is behind still uses it) loses its
@@ -593,6 +597,12 @@ class Tx:
             .values(pending_secret=None, staged_code=None))
         self._db.execute(sa.delete(flows).where(flows.c.expires_at <= flows_before))
         self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
+        self._db.execute(
+            sa.update(events)
+            .where(events.c.done_at.is_(None), events.c.next_attempt_at <= now,
+                   events.c.at < unsent_before)
+            .values(done_at=now, claim=None,
+                    last_error="gave up: no channel took it in time (STEPUP_NOTIFY_GIVE_UP)"))
         self._db.execute(sa.delete(events).where(events.c.done_at < events_before))
 
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:

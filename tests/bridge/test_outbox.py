@@ -235,6 +235,33 @@ def test_a_done_event_leaves_the_outbox_once_its_link_has_expired(make_act, cloc
     assert "enrollment" in [r["event"] for r in audit_trail(act, "ivy")]  # the history stays
 
 
+def test_an_event_no_sender_takes_is_given_up_then_leaves(make_act, clock):
+    """Found by review: with no channel set (the embedded default) no sender runs, and the
+    events, the user's address in each, stayed for ever. Once no sender would still send one
+    (STEPUP_NOTIFY_GIVE_UP after the event), the sweep gives it up as a sender does; it goes a
+    link's lifetime later, as every done event."""
+    act = make_act(notify_give_up=3600, not_me_ttl=600)
+    assert not act.bridge.sender.configured
+    act.enroll("lea", email="lea@example.org")
+
+    def sweep() -> None:
+        act.bridge._swept_at = 0  # housekeeping runs on the next pushed request
+        act.push("anyone")
+
+    clock.advance(3590)
+    sweep()
+    [waiting] = outbox(act, "lea")
+    assert waiting["done_at"] is None and waiting["email"] == "lea@example.org"
+    clock.advance(20)
+    sweep()
+    [given_up] = outbox(act, "lea")
+    assert given_up["done_at"] == clock() and given_up["last_error"].startswith("gave up")
+    clock.advance(601)
+    sweep()
+    assert outbox(act, "lea") == []
+    assert "enrollment" in [r["event"] for r in audit_trail(act, "lea")]  # the history stays
+
+
 def audit_trail(act, subject: str) -> list[dict]:
     with act.bridge.store.begin() as tx:
         return tx.audit_trail(subject)
