@@ -2,7 +2,11 @@
 exponential backoff, and marks them done — at least once, under the event's stable id — or,
 when a channel still fails ``notify_give_up`` seconds after the event, gives it up: done, with
 its last error kept (a dead letter). An event first due later than that (notifications were
-off, no sender ran) is given up unsent: a late notice helps nobody."""
+off, no sender ran) is given up unsent: a late notice helps nobody.
+
+A channel out of reach (a timeout, no connection) rests for ``notify_retry_base`` seconds: the
+other events due meanwhile record a failed attempt on it without a call, so a dead receiver
+costs one timeout per rest, not one per event, and the channels that work are not held up."""
 
 from __future__ import annotations
 
@@ -46,6 +50,9 @@ class Sender:
         # Long enough for every channel to time out twice: a live sender never loses its
         # claim; a dead one's events are due again when it lapses.
         self.lease = 2 * (settings.smtp_timeout + settings.webhook_timeout * len(self.urls)) + 5
+        #: When each resting channel (by key) last failed out of reach, and how: kept in this
+        #: process only, like the sender itself (each worker finds out for itself).
+        self._resting: dict[str, tuple[float, str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # The series of each channel in use, at 0 from the start (bridge.ops says why).
@@ -104,12 +111,22 @@ class Sender:
                 failed.append(channel)
                 hopeless.append(channel)
                 continue
+            if resting := self._rest(key):
+                # Not a delivery attempt (no call, so not counted in the metric): a failed one
+                # for the event, retried on its backoff, which outlasts the rest.
+                errors.append(f"{channel}: {resting}")
+                failed.append(channel)
+                continue
             try:
                 send()
             except Exception as e:
                 # Any failure is this channel's: retried, then given up, while the other
                 # channels go (one left to escape would stall the event for ever).
                 detail, final = _failure(e)
+                if _unreachable(e):
+                    self._resting[key] = (self.clock(), detail)
+                else:  # it answered: up, if refusing this event
+                    self._resting.pop(key, None)
                 errors.append(f"{channel}: {detail}" + (", for good" if final else ""))
                 failed.append(channel)
                 if final:
@@ -118,6 +135,7 @@ class Sender:
                 DELIVERIES.labels(channel, "failed").inc()
                 continue
             DELIVERIES.labels(channel, "delivered").inc()
+            self._resting.pop(key, None)
             sent.append(key)
             with self.store.begin() as tx:
                 if not tx.mark_sent(event["id"], claim, sent):
@@ -148,6 +166,18 @@ class Sender:
                       event["id"], event["event"], attempts, error)
             for channel in failed:
                 DELIVERIES.labels(channel, "abandoned").inc()
+
+    def _rest(self, key: str) -> str | None:
+        """Why channel ``key`` is not tried now: it failed out of reach less than
+        ``notify_retry_base`` seconds ago (its error, and how long ago), else None."""
+        if key not in self._resting:
+            return None
+        since, detail = self._resting[key]
+        ago = self.clock() - since
+        if not 0 <= ago < self.settings.notify_retry_base:  # over, or the clock stepped back
+            del self._resting[key]
+            return None
+        return f"{detail} (not tried: it failed {ago:.0f} s ago)"
 
     @staticmethod
     def _mailable(event: dict[str, Any]) -> bool:
@@ -212,6 +242,17 @@ def _failure(error: Exception) -> tuple[str, bool]:
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{type(error).__name__} {error.smtp_code}", False
     return type(error).__name__, False
+
+
+def _unreachable(error: Exception) -> bool:
+    """Whether a failure says the channel is out of reach (no connection, no answer in time,
+    a name that does not resolve) rather than an answer refusing this event."""
+    if isinstance(error, webhooks.DeliveryError):
+        return error.unreachable
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return True  # smtplib's name for a read timeout, or a connection the server dropped
+    # An SMTPException is an OSError too, but one that the server answered with.
+    return isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException)
 
 
 def _enhanced(text: bytes | str) -> str:

@@ -20,7 +20,13 @@ from stepup_handoff.deadline import Deadline, Overrun, bounded_session
 
 
 class DeliveryError(Exception):
-    """A receiver did not take the event; the message is safe to log (no secret, no address)."""
+    """A receiver did not take the event; the message is safe to log (no secret, no address).
+    ``unreachable``: no answer came (no connection, or none in time), rather than an answer
+    that refused it; the sender then rests the receiver (``Sender``)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def sign(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -57,7 +63,8 @@ def post(url: str, keys: list[bytes], event: dict[str, Any], now: float, timeout
         except (requests.RequestException, Overrun) as e:
             late = deadline.expired or isinstance(e, requests.Timeout)
             raise DeliveryError(f"{receiver(url)}: " + (f"no whole answer within {timeout} s"
-                                                       if late else type(e).__name__)) from None
+                                                       if late else type(e).__name__),
+                                unreachable=True) from None
     if not 200 <= response.status_code < 300:
         raise DeliveryError(f"{receiver(url)}: HTTP {response.status_code}")
 

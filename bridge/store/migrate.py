@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _SCRIPTS = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (tests/production/test_migrations.py holds
 #: it equal to alembic's head: change it with every new migration).
-HEAD = "0010"
+HEAD = "0011"
 #: PostgreSQL advisory lock key held while migrating ("STEPUP" in ASCII).
 MIGRATION_LOCK = 0x535445505550
 

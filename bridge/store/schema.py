@@ -171,6 +171,11 @@ events = sa.Table(
     sa.Column("disowned_at", sa.Float),
     sa.Index("ix_events_pending", "done_at", "next_attempt_at"),
 )
+#: The sender's claim order (``Tx.claim_events``): events never tried, then retries, each by
+#: due time and id. Partial, so a claim reads its first entry rather than sorting the backlog.
+sa.Index("ix_events_due", (events.c.attempts > sa.literal_column("0")).self_group(),
+         events.c.next_attempt_at, events.c.id,
+         postgresql_where=events.c.done_at.is_(None), sqlite_where=events.c.done_at.is_(None))
 
 #: The address and language the IdP last pushed for a user (PAR ``email``, ``ui_locales``).
 contacts = sa.Table(

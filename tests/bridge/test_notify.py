@@ -771,6 +771,117 @@ def test_a_mail_server_that_never_answers_times_out_and_gets_it_later(notifying,
     act.bridge.sender.run_once()
     assert pending(act) == [] and len(smtp.messages) == 1 and len(receiver.received) == 1
 
+def overdue_retries(act, clock, count: int) -> list[str]:
+    """``count`` events of the last hour, tried three times already and overdue: a backlog."""
+    with act.bridge.store.begin() as tx:
+        ids = [tx.audit("rotation", clock() - 3600 + i, subject=f"old-{i}", client_id="idp")
+               for i in range(count)]
+    with act.bridge.store.engine.begin() as conn:
+        conn.execute(sa.update(schema.events).where(schema.events.c.id.in_(ids)).values(
+            attempts=3, next_attempt_at=clock() - 60, last_error="webhook: earlier"))
+    return ids
+
+
+def test_a_dead_receiver_costs_one_timeout_per_rest_and_a_fresh_notice_goes_first(
+        notifying, smtp, receiver, clock):
+    """A receiver that takes the connection and never answers, and a backlog of retries: a
+    fresh event is taken first (its mail and its webhooks at once), the dead receiver gets
+    one call per rest period (``notify_retry_base``), not one per event, and the working
+    receiver gets every event. Once the dead one answers again, the backlog goes to it."""
+    dead = WebhookReceiver().start()
+    dead.mode, dead.hang_s = "hang", 30  # past STEPUP_WEBHOOK_TIMEOUT=1
+    try:
+        act = notifying(webhook_urls=f"{dead.url},{receiver.url}")
+        backlog = overdue_retries(act, clock, 20)
+        act.enroll("new", email="new@example.org")
+        failed = metric("stepup_notifications_total", channel="webhook", outcome="failed")
+        started = time.monotonic()
+        assert act.bridge.sender.run_once() == 21
+        assert time.monotonic() - started < 5  # one timeout, not 21
+        assert len(dead.received) == 1  # one call on the wire to the dead receiver
+        assert json.loads(dead.received[0]["body"])["type"] == "stepup.enrollment"
+        assert len(smtp.messages) == 1 and smtp.messages[0]["To"] == "new@example.org"
+        got = [json.loads(e["body"])["data"]["id"] for e in receiver.received]
+        assert got[1:] == backlog and len(receiver.by_id) == 21  # the fresh one first
+        # A skipped call is a failed attempt of the event, not a delivery attempt.
+        assert metric("stepup_notifications_total", channel="webhook",
+                      outcome="failed") == failed + 1
+        waiting = {e["id"]: e for e in pending(act)}
+        assert len(waiting) == 21
+        assert waiting[backlog[0]]["attempts"] == 4
+        assert waiting[backlog[0]]["last_error"] == (
+            f"webhook: 127.0.0.1:{dead.port}: no whole answer within 1 s "
+            "(not tried: it failed 0 s ago)")
+        dead.mode = "ok"
+        clock.advance(40)  # the backlog's next retry (notify_retry_max), past the rest
+        assert act.bridge.sender.run_once() == 21
+        assert pending(act) == [] and len(dead.by_id) == 21 and len(receiver.received) == 21
+    finally:
+        dead.stop()
+
+
+def test_a_mail_server_out_of_reach_rests_and_the_webhooks_still_go(notifying, smtp,
+                                                                       receiver, clock):
+    """The SMTP server takes the connection and never greets: the first notice waits its
+    timeout, the next ones in the rest period record a failed attempt without a call, and
+    their webhooks go at once."""
+    import socket
+
+    act = notifying()
+    smtp.stop()
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", smtp.port))
+    silent.listen(8)
+    try:
+        for name in ("ann", "bob", "cy"):
+            act.enroll(name, email=f"{name}@example.org")
+        started = time.monotonic()
+        assert act.bridge.sender.run_once() == 3
+        assert time.monotonic() - started < 4  # one STEPUP_SMTP_TIMEOUT (2 s), not three
+    finally:
+        silent.close()
+    assert len(receiver.by_id) == 3
+    errors = sorted(e["last_error"] for e in pending(act))
+    assert errors == ["email: SMTPServerDisconnected"] + 2 * [
+        "email: SMTPServerDisconnected (not tried: it failed 0 s ago)"]
+    smtp.start()
+    clock.advance(10)
+    assert act.bridge.sender.run_once() == 3
+    assert pending(act) == [] and len(smtp.messages) == 3
+
+
+def test_a_refusing_receiver_is_not_rested(notifying, receiver, clock):
+    """An answer that refuses (HTTP 500) says the receiver is up: every event is tried."""
+    act = notifying()
+    receiver.mode = "fail"
+    act.enroll("ada")
+    act.enroll("ben")
+    act.bridge.sender.run_once()
+    assert len(receiver.received) == 2
+
+
+def test_a_notice_kept_from_a_resting_channel_is_still_given_up_in_time(notifying, receiver,
+                                                                         clock):
+    """A channel at rest is a failure like any other: past STEPUP_NOTIFY_GIVE_UP the event is
+    a dead letter, counted as abandoned."""
+    act = notifying(notify_give_up=3600)
+    receiver.mode, receiver.hang_s = "hang", 30
+    act.enroll("old")
+    act.bridge.sender.run_once()  # times out: attempt 1
+    clock.advance(3600)
+    abandoned = metric("stepup_notifications_total", channel="webhook", outcome="abandoned")
+    act.enroll("new")  # taken first; its call times out and the receiver rests
+    assert act.bridge.sender.run_once() == 2
+    assert len(receiver.received) == 2
+    [old] = outbox(act, "old")
+    assert old["done_at"] is not None and old["last_error"] == (
+        f"gave up: webhook: 127.0.0.1:{receiver.port}: no whole answer within 1 s "
+        "(not tried: it failed 0 s ago)")
+    assert metric("stepup_notifications_total", channel="webhook",
+                  outcome="abandoned") == abandoned + 1
+    assert [e["subject"] for e in pending(act)] == ["new"]
+
 
 #: A webhook answer that takes about 12 s at DripServer's pace.
 SLOW_ANSWER = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"

@@ -91,6 +91,24 @@ def test_events_due_together_are_sent_in_the_order_they_happened(act, clock):
     assert [row["id"] for row in taken] == made
 
 
+def test_events_never_tried_are_taken_before_overdue_retries(act, clock):
+    """A fresh notice does not wait behind a backlog of retries (a receiver down for a day):
+    events never tried come first, then the retries by due time."""
+    with act.bridge.store.begin() as tx:
+        retries = [tx.audit("rotation", clock() - 3600 + i, subject=f"r{i}", client_id="idp")
+                   for i in range(3)]
+    with act.bridge.store.engine.begin() as conn:
+        for i, event_id in enumerate(retries):
+            conn.execute(sa.update(schema.events).where(schema.events.c.id == event_id)
+                         .values(attempts=2, next_attempt_at=clock() - 60 + i))
+    clock.advance(1)
+    with act.bridge.store.begin() as tx:
+        fresh = tx.audit("lockout", clock(), subject="new", client_id="idp")
+    with act.bridge.store.begin() as tx:
+        taken = tx.claim_events(clock(), 60, "test", 10)
+    assert [row["id"] for row in taken] == [fresh, *retries]
+
+
 def test_event_ids_sort_in_the_order_they_were_made():
     ids = [ordered_id() for _ in range(10_000)]  # many within one millisecond
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
