@@ -85,7 +85,8 @@ class Bridge:
             last, self._swept_at = self._swept_at, now
             tx.purge_expired(now, ip_failures_before=now - self.settings.ip_window,
                              events_before=now - self.settings.not_me_ttl,
-                             unsent_before=now - self.settings.notify_give_up,
+                             unsent_before=None if self.sender.configured
+                             else now - self.settings.notify_give_up,
                              flows_before=now - ENDED_FLOWS_KEPT,
                              ran_out=(last - CLOCK_SKEW, now - CLOCK_SKEW))
 

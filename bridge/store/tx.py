@@ -579,15 +579,17 @@ class Tx:
         ).rows
 
     def purge_expired(self, now: float, ip_failures_before: float, events_before: float,
-                      unsent_before: float, flows_before: float,
+                      unsent_before: float | None, flows_before: float,
                       ran_out: tuple[float, float]) -> None:
         """Expired rows; and outbox events done (delivered or given up) before
         ``events_before``, so the user's address is not kept for ever (the audit trail keeps
         the event itself). An event is done after it happened, so its "this wasn't me" link
         has expired by then; one given up stays that long for the operator to look into.
-        Events that happened before ``unsent_before`` and wait for a first or further attempt
-        that no sender makes (no channel is set) are given up as a sender would give them up
-        unsent: else they, and the addresses in them, were kept for ever.
+        Where no sender runs (no channel is set), events that happened before
+        ``unsent_before`` are given up as a sender would give them up unsent: else they, and
+        the addresses in them, were kept for ever. Outbox rows go :data:`SWEEP_BATCH` at a
+        time: a backlog (a year of them, at the first sweep after an upgrade) is worked off
+        over a few sweeps, each statement well within the request's statement timeout.
 
         A flow that ran out within ``ran_out`` (since the sweeps before, which took the rest;
         until the nodes' clock skew ago, so none whose clock is behind still uses it) loses its
@@ -602,13 +604,15 @@ class Tx:
             .values(pending_secret=None, staged_code=None))
         self._db.execute(sa.delete(flows).where(flows.c.expires_at <= flows_before))
         self._db.execute(sa.delete(ip_failures).where(ip_failures.c.at <= ip_failures_before))
-        self._db.execute(
-            sa.update(events)
-            .where(events.c.done_at.is_(None), events.c.next_attempt_at <= now,
-                   events.c.at < unsent_before)
-            .values(done_at=now, claim=None,
-                    last_error="gave up: no channel took it in time (STEPUP_NOTIFY_GIVE_UP)"))
-        self._db.execute(sa.delete(events).where(events.c.done_at < events_before))
+        if unsent_before is not None:
+            self._db.execute(
+                sa.update(events)
+                .where(events.c.id.in_(_batch(events.c.done_at.is_(None),
+                                              events.c.at < unsent_before)))
+                .values(done_at=now, claim=None,
+                        last_error="gave up: no channel is set (STEPUP_NOTIFY_GIVE_UP)"))
+        self._db.execute(sa.delete(events).where(
+            events.c.id.in_(_batch(events.c.done_at < events_before))))
 
     def _changed(self, statement: Statement | sa.Executable, params: dict | None = None) -> bool:
         return self._db.execute(statement, params).rowcount == 1
@@ -634,6 +638,15 @@ def ordered_id() -> str:
         _last_id = (ms, counter)
     random_bits = int.from_bytes(os.urandom(8), "big") >> 2
     return str(uuid.UUID(int=ms << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | random_bits))
+
+
+#: Outbox rows one sweep gives up or deletes, at most (:meth:`Tx.purge_expired`).
+SWEEP_BATCH = 5000
+
+
+def _batch(*conditions: sa.ColumnElement[bool]) -> sa.Select:
+    # Oldest first (the ids are UUIDv7): a backlog goes in the order it came.
+    return sa.select(events.c.id).where(*conditions).order_by(events.c.id).limit(SWEEP_BATCH)
 
 
 def audit_events_query(*, subject: str | None, event: str | None, before: int | None,

@@ -20,7 +20,7 @@ from bridge.notify.mail import CLOSING, IF_NOT_YOU, WHAT
 from bridge.settings import ConfigError, load_settings
 from bridge.store import NOTIFIED_EVENTS, schema
 from tests.bridge.conftest import is_callback, returning, shown, wrong_code
-from tests.bridge.test_outbox import metric, outbox
+from tests.bridge.test_outbox import metric, outbox, sweep
 from tests.receivers import (
     WEBHOOK_SECRET,
     DripServer,
@@ -1019,3 +1019,14 @@ def test_a_stopping_worker_starts_no_new_delivery(notifying):
     assert thread.is_alive()
     _worker_exit(None, SimpleNamespace(app=app, pid=os.getpid()))
     assert not thread.is_alive()
+
+
+def test_where_a_sender_runs_the_sweep_leaves_its_events_to_it(notifying, clock):
+    """The sender gives up what it could not deliver, counted and logged (the dead-letter
+    alert): the sweep does not take its turn (found by review)."""
+    act = notifying(notify_give_up=3600)
+    act.enroll("lou", email="lou@example.org")
+    clock.advance(7200)
+    sweep(act)
+    [event] = outbox(act, "lou")
+    assert event["done_at"] is None
