@@ -38,17 +38,14 @@ PG_TIMEOUTS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
                "keepalives_interval": 10, "keepalives_count": 3, "tcp_user_timeout": 15000}
 
 
-#: Seconds a PostgreSQL statement waits for a lock another session holds (a psql session, a
-#: stuck transaction, a migration's ALTER queued behind a backup) before it gives up: a 503 that
-#: says try again, where the request waited until gunicorn killed its worker (a 502).
-LOCK_TIMEOUT = 5
-
-
 def _pg_options(given: str, lock_wait: float) -> str:
-    """libpq's ``options``: :data:`LOCK_TIMEOUT`, and ``lock_wait`` for any statement
-    (statement_timeout), then the URL's own ``options`` (else ``PGOPTIONS``, which libpq
-    ignores once options are given): later settings win, so the operator's do."""
-    ours = f"-c lock_timeout={LOCK_TIMEOUT * 1000} -c statement_timeout={int(lock_wait * 1000)}"
+    """libpq's ``options``: ``lock_wait`` for a lock another session holds (a psql session, a
+    stuck transaction, a migration's ALTER or index build) and for any statement, each then a
+    503 that says try again, where the request waited until gunicorn killed its worker (a
+    502); then the URL's own ``options`` (else ``PGOPTIONS``, which libpq ignores once
+    options are given): later settings win, so the operator's do."""
+    wait = int(lock_wait * 1000)
+    ours = f"-c lock_timeout={wait} -c statement_timeout={wait}"
     return f"{ours} {given or os.environ.get('PGOPTIONS', '')}".strip()
 
 
@@ -64,12 +61,12 @@ def create_engine(url: str, lock_wait: float = 30) -> Engine:
     power cut, which would bring back a spent time step or recovery code and drop a
     replacement code the user has already confirmed; only writes that may be lost opt out);
     PostgreSQL gets a ping for connections that were idle (see ``PING_AFTER_IDLE``), and
-    bounded waits on a server that stops answering (:data:`PG_TIMEOUTS`) and on locks
-    (:data:`LOCK_TIMEOUT`).
+    bounded waits on a server that stops answering (:data:`PG_TIMEOUTS`).
 
     ``lock_wait``: seconds a SQLite writer waits for the lock before "database is locked", and
-    the longest a PostgreSQL statement runs (each a 503 that says try again); a server passes
-    less than its worker timeout, or the worker would be killed first."""
+    the longest a PostgreSQL statement runs or waits for a lock (each a 503 that says try
+    again); a server passes less than its worker timeout, or the worker would be killed
+    first."""
     if not url.startswith("sqlite"):
         given = sa.engine.make_url(url).query
         engine = sa.create_engine(url, connect_args={

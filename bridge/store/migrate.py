@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .engine import LOCK_TIMEOUT, READS_ONLY
+from .engine import READS_ONLY
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -23,6 +23,9 @@ _SCRIPTS = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (tests/production/test_migrations.py holds
 #: it equal to alembic's head: change it with every new migration).
 HEAD = "0011"
+#: Seconds a migration waits for a table another session holds (PostgreSQL): every sign-in
+#: would queue behind its waiting ALTER.
+LOCK_TIMEOUT = 5
 #: PostgreSQL advisory lock key held while migrating ("STEPUP" in ASCII).
 MIGRATION_LOCK = 0x535445505550
 

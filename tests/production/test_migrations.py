@@ -15,8 +15,7 @@ import sqlalchemy as sa
 
 from bridge import create_app
 from bridge.store import Store, create_engine, migrate
-from bridge.store.engine import LOCK_TIMEOUT
-from bridge.store.migrate import SchemaError
+from bridge.store.migrate import LOCK_TIMEOUT, SchemaError
 from tests.bridge.conftest import Actions, is_callback, register_idp, returning, wrong_code
 from tests.conftest import _as_admin, fresh_database
 
