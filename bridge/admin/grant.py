@@ -30,7 +30,7 @@ class AdminCredentialsGrant(grants.ClientCredentialsGrant):
         since would leave a token the old secret got, valid for its whole life."""
         authenticated = self.request.client.record
         with self.store.begin() as tx:
-            current = tx.find_client(authenticated.client_id, for_update=True)
+            current = tx.find_client(authenticated.client_id, hold=True)
             if (current is None or current.created_at != authenticated.created_at
                     or not current.admin):
                 raise InvalidClientError(description="The client's registration changed.")

@@ -120,7 +120,7 @@ def _hold_admin(tx: Tx) -> None:
     only before, a call that came while the operator removed the client (or registered it
     anew) would act after "Removed client" was printed (SQLite reads took no lock; on
     PostgreSQL the removal waits for the held row)."""
-    client = tx.find_client(g.admin_client, for_update=True)
+    client = tx.find_client(g.admin_client, hold=True)
     now = current_app.extensions["stepup"].clock()
     if client is None or not client.admin or tx.find_access_token(g.admin_token, now) is None:
         raise _invalid_token()

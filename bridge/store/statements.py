@@ -35,7 +35,8 @@ NAMED_EVENTS = (
 # column name.)
 _b = sa.bindparam
 FIND_CLIENT = Statement(sa.select(clients).where(clients.c.client_id == _b("b_client_id")))
-FIND_CLIENT_FOR_UPDATE = Statement(FIND_CLIENT.clause.with_for_update())
+# FOR SHARE: holders wait for a removal or a new registration, never for each other.
+FIND_CLIENT_HELD = Statement(FIND_CLIENT.clause.with_for_update(read=True))
 INSERT_PUSHED = Statement(sa.insert(pushed_requests))
 CONSUME_PUSHED = Statement(sa.delete(pushed_requests)
                            .where(pushed_requests.c.uri_digest == _b("b_digest"))

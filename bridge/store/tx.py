@@ -46,7 +46,7 @@ from .statements import (
     COUNT_IP_FAILURES,
     END_FLOW,
     FIND_CLIENT,
-    FIND_CLIENT_FOR_UPDATE,
+    FIND_CLIENT_HELD,
     FIND_CONTACT,
     FIND_FLOW,
     FIND_USER,
@@ -93,11 +93,11 @@ class Tx:
     def add_client(self, client: Client) -> None:
         self._db.execute(sa.insert(clients).values(**client.__dict__))
 
-    def find_client(self, client_id: str, for_update: bool = False) -> Client | None:
-        """``for_update`` holds the row until the transaction ends (PostgreSQL): a removal or
-        a new registration waits for what this transaction saves under the old one, and then
-        removes it too (:meth:`remove_client`)."""
-        query = FIND_CLIENT_FOR_UPDATE if for_update else FIND_CLIENT
+    def find_client(self, client_id: str, hold: bool = False) -> Client | None:
+        """``hold`` keeps the row from changing until the transaction ends (PostgreSQL): a
+        removal or a new registration waits for what this transaction saves under the old
+        one, and then removes it too (:meth:`remove_client`); other holders do not wait."""
+        query = FIND_CLIENT_HELD if hold else FIND_CLIENT
         row = self._db.execute(query, {"b_client_id": client_id}).first()
         return Client(**row) if row else None
 
@@ -116,7 +116,7 @@ class Tx:
         old registration still works or still reaches an old redirect URI. A recovery code
         staged in a dropped sign-in never worked; the user's code stays the one they have.
         The registration's row goes first: on PostgreSQL that waits for a transaction holding
-        it (``find_client(for_update=True)``), and the deletes after it then see what that
+        it (``find_client(hold=True)``), and the deletes after it then see what that
         one saved. A request pushed under the old registration but saved after this (its
         client checked just before) names that registration, and opens no sign-in."""
         removed = self._changed(sa.delete(clients).where(clients.c.client_id == client_id))

@@ -422,6 +422,29 @@ def test_a_call_that_comes_during_its_clients_removal_does_nothing_after_it(admi
     assert trail[0]["event"] == "client_removed"
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: one writer
+def test_calls_of_one_tool_do_not_wait_for_each_other(admin_act, monkeypatch):
+    """Each call holds its client's row while it acts (above): shared, so a slow look-up does
+    not hold up the tool's next call (found by review: FOR UPDATE queued them all)."""
+    act = admin_act
+    act.enroll("vic")
+    headers = bearer(act)
+    show, answers = helpdesk.show, []
+
+    def slow_show(*args, **kwargs):
+        if not answers:  # the first call: another comes while it holds the row
+            other = threading.Thread(target=lambda: answers.append(
+                act.client.get("/admin/api/events", headers=headers)))
+            other.start()
+            other.join(5)
+            assert not other.is_alive(), "the second call waited for the first"
+        return show(*args, **kwargs)
+
+    monkeypatch.setattr(helpdesk, "show", slow_show)
+    assert act.client.get("/admin/api/users/vic", headers=headers).status_code == 200
+    assert [a.status_code for a in answers] == [200]
+
+
 def valid(doc: dict, schema: str, answer: dict) -> None:
     """``answer`` is what the served OpenAPI 3.1 description (JSON Schema 2020-12) says."""
     jsonschema.Draft202012Validator({**doc["components"]["schemas"][schema],
