@@ -32,10 +32,11 @@ def db_upgrade() -> None:
     except sa.exc.ProgrammingError as e:
         if getattr(e.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
             raise
-        # Most often the nodes' own role, which only reads and writes rows.
-        _fail(f"the database refused the upgrade: {str(e.orig).splitlines()[0]}: run it with "
-              "the URL of the role that owns the tables (docs/operations.md, Running two "
-              "nodes on PostgreSQL)")
+        # The nodes' own role, which only reads and writes rows; or, on a new database, a
+        # role that does not own it (PostgreSQL 15 gives others no CREATE on public).
+        _fail(f"the database refused the upgrade: {str(e.orig).splitlines()[0]}: run it as "
+              "the database's owner, the role that owns it and its tables (docs/operations.md, "
+              "Running two nodes on PostgreSQL)")
     click.echo(f"Database at revision {migrate.current(engine)}")
 
 

@@ -133,8 +133,8 @@ def test_a_role_without_privileges_is_told_the_database_refused(postgres_server,
                    "STEPUP_DATA_DIR": str(tmp_path)}, "db", "upgrade", check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("stepup: error: the database refused the upgrade: "
-                                  "permission denied for schema public: run it with the URL "
-                                  "of the role that owns"), done.stderr
+                                  "permission denied for schema public: run it as the "
+                                  "database's owner"), done.stderr
     assert sa.inspect(admin).get_table_names() == []
     admin.dispose()
     _as_admin(postgres_server, f"DROP DATABASE IF EXISTS {limited.database} WITH (FORCE)",
@@ -169,8 +169,9 @@ def test_nodes_run_with_a_role_that_only_reads_and_writes_rows(postgres_server, 
                       "STEPUP_DATA_DIR": str(tmp_path)}, "db", "upgrade", check=False)
     assert refused.returncode == 2 and refused.stderr.startswith(
         "stepup: error: the database refused the upgrade: ")
-    assert refused.stderr.endswith("run it with the URL of the role that owns the tables "
-                                   "(docs/operations.md, Running two nodes on PostgreSQL)\n")
+    assert refused.stderr.endswith("run it as the database's owner, the role that owns it and "
+                                   "its tables (docs/operations.md, Running two nodes on "
+                                   "PostgreSQL)\n")
     migrate.upgrade(engine)  # as the owner, as `stepup db upgrade` does
     engine.dispose()
     shared = {k.removeprefix("STEPUP_").lower(): v for k, v in shared_env(
