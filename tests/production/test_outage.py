@@ -53,14 +53,21 @@ def _bridge_on(url: str, folder, clock, **config):
     return app
 
 
+def _signing_in(url: str, folder, clock, subject: str, **config):
+    """Actions on a bridge as :func:`_bridge_on`, ``subject`` enrolled, and a sign-in of
+    theirs at its TOTP page, the next time step due."""
+    app = _bridge_on(url, folder, clock, **config)
+    act = Actions(app.test_client(), app.extensions["stepup"], clock)
+    enrolled, _ = act.enroll(subject)
+    clock.advance(30)
+    login = act.start(subject)
+    login.secret = enrolled.secret
+    return act, login
+
+
 def test_database_outage_mid_flow(clock, own_postgres, tmp_path):
     url, stop, start = own_postgres
-    app = _bridge_on(url, tmp_path, clock)
-    act = Actions(app.test_client(), app.extensions["stepup"], clock)
-    enrolled, _ = act.enroll("outage-user")
-    clock.advance(30)
-    login = act.start("outage-user")
-    login.secret = enrolled.secret
+    act, login = _signing_in(url, tmp_path, clock, "outage-user")
 
     stop()
     page = act.post(login, "totp", otp=act.code_now(login))
@@ -163,12 +170,7 @@ def test_a_row_held_elsewhere_is_an_outage_not_a_hang(clock, postgres_server, tm
     where it waited until gunicorn killed the worker (a 502)."""
     url = fresh_database(postgres_server, "stepup_row_held")
     wait = 4
-    app = _bridge_on(url, tmp_path, clock, timeout=2 * wait)
-    act = Actions(app.test_client(), app.extensions["stepup"], clock)
-    enrolled, _ = act.enroll("held-user")
-    clock.advance(30)
-    login = act.start("held-user")
-    login.secret = enrolled.secret
+    act, login = _signing_in(url, tmp_path, clock, "held-user", timeout=2 * wait)
     holder = sa.create_engine(url).connect()
     holder.exec_driver_sql("SELECT 1 FROM users WHERE subject = 'held-user' FOR UPDATE")
     ends = threading.Timer(wait + 20, holder.rollback)  # were the wait unbounded
@@ -183,7 +185,7 @@ def test_a_row_held_elsewhere_is_an_outage_not_a_hang(clock, postgres_server, tm
     assert wait - 1 < waited < wait + 5
     login.last_page = ""
     assert act.post(login, "totp", otp=act.code_now(login)).status_code == 303
-    app.extensions["stepup"].store.engine.dispose()
+    act.bridge.store.engine.dispose()
 
 
 def test_the_urls_options_win_over_the_waits(postgres_server):
