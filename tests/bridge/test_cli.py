@@ -743,13 +743,13 @@ class TestTotpSecretsUnderAMissingKey:
         ok(stepup("user", "reset", "--yes", "ben"))
         make_app()
 
+    # Secrets are made up for the embedded database only.
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
     def test_a_secrets_file_made_up_for_the_refused_start_is_taken_back(
             self, lost, make_app, tmp_path, database_url):
         """No signing key to check the encryption keys against (deleted to recover from a
         lost key), no secrets file: the start would make up keys, and the signing keys it
         made with them would outlive the file."""
-        if database_url:
-            pytest.skip("secrets are made up for the embedded database only")
         secrets_file = tmp_path / "keys" / "secrets.json"
         pepper = stored_secrets(tmp_path)["pepper"]
         with lost.store.begin() as tx:
