@@ -101,6 +101,10 @@ _EXTRAS = {"psycopg": "postgres", "redis": "redis",
            "keycloak": "keycloak"}
 
 
+#: PostgreSQL's lock_not_available (lock_timeout) and query_canceled (statement_timeout).
+WAITED_TOO_LONG = ("55P03", "57014")
+
+
 class _Group(click.Group):
     """Turn configuration and schema problems into one line instead of a traceback."""
 
@@ -116,6 +120,12 @@ class _Group(click.Group):
             _fail(f"{module} is not installed: install the bridge with its "
                   f"'{_EXTRAS[module]}' extra (from the clone: pip install '.[{_EXTRAS[module]}]')")
         except SQLAlchemyError as e:
+            if getattr(getattr(e, "orig", None), "sqlstate", None) in WAITED_TOO_LONG:
+                # Reached, and busy: "not reachable" would send the operator to the network.
+                _fail("the database is busy: a row or table this command needs is held by "
+                      "another session, or the command ran past the statement timeout "
+                      f"({str(e.orig).splitlines()[0]}); try again (pg_stat_activity shows "
+                      "who holds it)")
             # Reached but refused (no privilege on the schema, a constraint) is not an outage.
             reached = isinstance(e, DBAPIError) and not isinstance(
                 e, OperationalError | InterfaceError)

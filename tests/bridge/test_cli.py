@@ -1031,3 +1031,23 @@ def test_no_command_summary_is_cut_short():
     """Click cuts a docstring's first sentence at 45 characters with "..." in the list."""
     listing = CliRunner().invoke(main, ["--help"]).output.split("Commands:")[1]
     assert len(listing.splitlines()) >= 7 and "..." not in listing
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: no lock_timeout
+def test_a_row_held_elsewhere_is_busy_not_unreachable(stepup, act, database_url):
+    """A help-desk command meets a user's row another session holds: it waits for the lock
+    timeout, then says the database is busy, not "not reachable" (which sends the operator
+    to the network)."""
+    act.enroll("ann")
+    holder = sa.create_engine(database_url).connect()
+    holder.exec_driver_sql("SELECT 1 FROM users WHERE subject = 'ann' FOR UPDATE")
+    try:
+        waited = stepup("user", "unlock", "ann",
+                        STEPUP_DATABASE_URL=database_url + "?options=-c%20lock_timeout%3D500")
+    finally:
+        holder.rollback()
+        holder.close()
+    line = one_line_error(waited)
+    assert line.startswith("stepup: error: the database is busy: a row or table this command "
+                           "needs is held by another session"), line
+    assert "not reachable" not in line
