@@ -32,7 +32,8 @@ from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ..admin import views as admin_views
 from ..challenge import Challenge
@@ -66,7 +67,7 @@ from ..i18n import error_text, use_ui_locales
 from ..keyring import UnreadableValue
 from ..oidc import endpoints as oidc_endpoints
 from ..secretbox import SecretBoxError
-from ..security import client_ip
+from ..security import client_ip, csrf
 from ..store import Flow
 
 log = logging.getLogger("stepup")
@@ -114,15 +115,9 @@ def authorize():
     checker's or previewer's, RFC 9110 §9.3.2: safe) spends nothing and shows nothing."""
     if request.method == "HEAD":
         return "", 200, {"Content-Type": "text/html; charset=utf-8"}
-    client_id = request.args.get("client_id", "")
-    request_uri = request.args.get("request_uri", "")
-    if not client_id or not request_uri:
-        return _message(_("This sign-in link is incomplete"),
-                        _("Go back to your sign-in page and start again."), 400)
-    if any(len(request.args.getlist(name)) > 1 for name in ("client_id", "request_uri")):
-        # RFC 6749 §3.1: no parameter twice; which copy counts would be a guess.
-        return _message(_("This sign-in link is not valid"),
-                        _("Go back to your sign-in page and start again."), 400)
+    if refused := _refuse_link(request.args):
+        return refused
+    client_id, request_uri = request.args["client_id"], request.args["request_uri"]
     tag = hashlib.sha256(f"{client_id}\n{request_uri}".encode()).hexdigest()[:16]
     if flow_id := dict(session.get("opened", [])).get(tag):
         return _reopen(flow_id)
@@ -137,6 +132,31 @@ def authorize():
     session["opened"] = [*session.get("opened", []), [tag, flow.flow_id]][-MAX_FLOWS_PER_SESSION:]
     use_ui_locales(flow.params.get("ui_locales"))
     return _render_stage(flow)
+
+
+@bp.post("/authorize")
+@csrf.exempt  # the IdP's page posts it, cross-site; it changes nothing (below)
+def authorize_posted():
+    """OpenID Connect Core §3.1.2.1: the authorization endpoint takes POST as well as GET. The
+    form's two parameters go on to ``GET /authorize`` (303), which the browser follows with its
+    ``SameSite=Lax`` cookie, so the sign-in opens, and reopens on a reload, as a link's does."""
+    if refused := _refuse_link(request.form):
+        return refused
+    return redirect(url_for("flows.authorize", client_id=request.form["client_id"],
+                            request_uri=request.form["request_uri"]), 303)
+
+
+def _refuse_link(values: MultiDict[str, str]):
+    """The page refusing a sign-in link without exactly one ``client_id`` and ``request_uri``;
+    None for a link to go on with."""
+    if not values.get("client_id") or not values.get("request_uri"):
+        return _message(_("This sign-in link is incomplete"),
+                        _("Go back to your sign-in page and start again."), 400)
+    if any(len(values.getlist(name)) > 1 for name in ("client_id", "request_uri")):
+        # RFC 6749 §3.1: no parameter twice; which copy counts would be a guess.
+        return _message(_("This sign-in link is not valid"),
+                        _("Go back to your sign-in page and start again."), 400)
+    return None
 
 
 def _reopen(flow_id: str):
@@ -503,5 +523,9 @@ def _http_error(error: HTTPException):
         return oidc_endpoints.http_error(error)
     titles = {404: N_("Page not found"), 405: N_("Not allowed"), 413: N_("Request too large")}
     title = titles.get(error.code or 400, N_("Something is wrong with this request"))
-    return _message(_(title), _("Go back to your sign-in page and start again."),
-                    error.code or 400)
+    page, status = _message(_(title), _("Go back to your sign-in page and start again."),
+                            error.code or 400)
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        # RFC 9110 §15.5.6: a 405 names the methods that work (sorted: werkzeug's is a set's)
+        return page, status, {"Allow": ", ".join(sorted(error.valid_methods))}
+    return page, status

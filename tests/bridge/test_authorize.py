@@ -262,3 +262,47 @@ class TestTheAnswerIsTheFirstPage:
         assert self.open(client, uri).status_code == 200
         assert_refused_page(self.open(app.test_client(), uri))
         assert flow_subjects(bridge) == ["alice"]
+
+
+class TestPosted:
+    """OpenID Connect Core §3.1.2.1: the authorization endpoint takes POST too. The IdP's page
+    posts the two parameters cross-site, with no form token of ours; the answer sends them on
+    to the GET, so the sign-in opens (and reopens on a reload) as a link's does."""
+
+    def test_a_posted_link_goes_on_to_the_get(self, act, client, bridge):
+        uri = pushed_uri(act, "alice")
+        posted = client.post("/authorize", data={"client_id": IDP_ID, "request_uri": uri})
+        assert posted.status_code == 303
+        assert flow_subjects(bridge) == []  # the POST itself spends nothing
+        page = client.get(posted.headers["Location"])
+        assert page.status_code == 200 and shown(page.get_data(as_text=True), "totp-secret")
+        assert flow_subjects(bridge) == ["alice"]
+        assert client.get(posted.headers["Location"]).status_code == 200  # a reload: the same
+        assert len(flow_subjects(bridge)) == 1
+
+    @pytest.mark.parametrize("data", [
+        {"client_id": IDP_ID},
+        {"client_id": [IDP_ID, IDP_ID], "request_uri": "{uri}"},
+    ], ids=["no-request-uri", "client-id-twice"])
+    def test_a_bad_posted_link_is_refused_as_a_bad_link_is(self, act, client, bridge, data):
+        uri = pushed_uri(act)
+        data = {name: value.format(uri=uri) if isinstance(value, str) else value
+                for name, value in data.items()}
+        assert_refused_page(client.post("/authorize", data=data))
+        assert flow_subjects(bridge) == []
+
+    def test_query_parameters_do_not_count(self, act, client):
+        uri = pushed_uri(act)
+        assert_refused_page(client.post(f"/authorize?client_id={IDP_ID}&request_uri={uri}"))
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/authorize", "GET, HEAD, OPTIONS, POST"),
+    ("DELETE", "/flow/abc/totp", "GET, HEAD, OPTIONS, POST"),
+    ("POST", "/", "GET, HEAD, OPTIONS"),
+])
+def test_a_wrong_method_on_a_page_names_the_right_ones(client, method, path, allow):
+    """RFC 9110 §15.5.6: a 405 carries Allow, on the browser's pages as on the back channel."""
+    response = client.open(path, method=method)
+    assert response.status_code == 405 and response.mimetype == "text/html"
+    assert response.headers["Allow"] == allow
