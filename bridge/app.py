@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import edge, security
@@ -43,6 +43,17 @@ HOUSEKEEPING_INTERVAL = 60
 ENDED_FLOWS_KEPT = 3600
 
 
+#: The session cookie's name; behind TLS with the ``__Host-`` prefix (RFC 6265bis §4.1.3.2),
+#: which a browser keeps only from this very host, Secure, for the whole path: a sibling
+#: subdomain (or a plain-http parent domain under a network attacker) cannot plant one with
+#: ``Domain=`` or a longer ``Path`` that the browser would send first, breaking every sign-in.
+SESSION_COOKIE = "stepup_session"
+
+
+def session_cookie_name(behind_tls: bool) -> str:
+    return f"__Host-{SESSION_COOKIE}" if behind_tls else SESSION_COOKIE
+
+
 class CookieSessions(SecureCookieSessionInterface):
     """Flask builds the cookie's signing serializer on every request, cookie or not; its keys
     are fixed for the life of the process, so this one is built once. A request with no
@@ -52,9 +63,21 @@ class CookieSessions(SecureCookieSessionInterface):
     _serializer: URLSafeTimedSerializer | None = None
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if "HTTP_COOKIE" not in request.environ and self.get_signing_serializer(app):
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        cookies = request.cookies if "HTTP_COOKIE" in request.environ else {}
+        # Without the prefixed cookie, the unprefixed one: a sign-in begun on a node of a
+        # release before the prefix (a rolling upgrade) goes on, under the new name from its
+        # next change.
+        value = cookies.get(self.get_cookie_name(app)) or cookies.get(SESSION_COOKIE)
+        if not value:
             return self.session_class()
-        return super().open_session(app, request)
+        try:
+            return self.session_class(serializer.loads(
+                value, max_age=int(app.permanent_session_lifetime.total_seconds())))
+        except BadSignature:
+            return self.session_class()
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         if self._serializer is None:
@@ -228,7 +251,7 @@ def create_app(test_config: Mapping[str, object] | None = None, *,
     app.extensions["stepup"] = bridge
     app.config.update(
         SECRET_KEY=bridge.secrets.secret_key,
-        SESSION_COOKIE_NAME="stepup_session",
+        SESSION_COOKIE_NAME=session_cookie_name(settings.behind_tls),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=settings.behind_tls,
         SESSION_COOKIE_SAMESITE="Lax",

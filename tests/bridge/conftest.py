@@ -24,6 +24,8 @@ from tests.bridge.html_reader import Page
 IDP_ID = "idp"
 IDP_SECRET = "idp-secret-0123456789"
 CALLBACK = "https://idp.example/callback"
+#: The session cookie behind the tests' https issuer (``__Host-``: bridge/app.py).
+SESSION_COOKIE = "__Host-stepup_session"
 KC_PREFIX = "https://kc.example/realms/acme/login-actions/authenticate"
 
 

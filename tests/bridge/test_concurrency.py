@@ -14,7 +14,15 @@ import sqlalchemy as sa
 from bridge.challenge.errors import ChallengeError, FlowGone
 from bridge.factors import OTP, RECOVERY_CODE, recovery
 from bridge.store import schema
-from tests.bridge.conftest import CALLBACK, Actions, callback_params, returning, shown, wrong_code
+from tests.bridge.conftest import (
+    CALLBACK,
+    SESSION_COOKIE,
+    Actions,
+    callback_params,
+    returning,
+    shown,
+    wrong_code,
+)
 
 ROUNDS = 3  # each race is run a few times, on fresh users, to vary the interleaving
 
@@ -51,7 +59,7 @@ def browser(app, act: Actions) -> Actions:
 def same_browser(app, act: Actions) -> Actions:
     """A second client sharing ``act``'s session cookie: one browser posting twice."""
     twin = Actions(app.test_client(), act.bridge, act.clock)
-    cookie = act.client.get_cookie("stepup_session")
+    cookie = act.client.get_cookie(SESSION_COOKIE)
     assert cookie is not None
     twin.client.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
     return twin

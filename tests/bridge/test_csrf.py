@@ -10,6 +10,7 @@ from tests.bridge.conftest import (
     ALL_ACTIONS,
     HTML_PAGES,
     IDP_ID,
+    SESSION_COOKIE,
     Actions,
     assert_nothing_moved,
     at_stage,
@@ -108,7 +109,7 @@ def test_the_session_cookie_is_set_once_per_sign_in(act, clock):
     uri = response.get_json()["request_uri"]
     browser = act.client.application.test_client()  # a browser with no session yet
     opened = browser.get(f"/authorize?client_id={IDP_ID}&request_uri={uri}")
-    assert "stepup_session=" in opened.headers.get("Set-Cookie", "")
+    assert f"{SESSION_COOKIE}=" in opened.headers.get("Set-Cookie", "")
     flow = flow_url(opened.get_data(as_text=True))
     page = browser.get(flow)
     assert page.status_code == 200 and "Set-Cookie" not in page.headers

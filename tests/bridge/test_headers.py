@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from bridge.edge import StaticFiles
-from tests.bridge.conftest import HTML_PAGES, Actions
+from tests.bridge.conftest import HTML_PAGES, SESSION_COOKIE, Actions, is_callback, returning
 from tests.bridge.html_reader import Page
 
 
@@ -54,9 +55,8 @@ def test_no_inline_script_or_style_that_the_csp_would_block(pages):
         assert not page.all("style"), name
 
 
-def _session_cookie(response) -> str:
-    cookies = [c for c in response.headers.getlist("Set-Cookie")
-               if c.startswith("stepup_session=")]
+def _session_cookie(response, name: str = "__Host-stepup_session") -> str:
+    cookies = [c for c in response.headers.getlist("Set-Cookie") if c.startswith(f"{name}=")]
     assert cookies, "no session cookie set"
     return cookies[-1]
 
@@ -69,6 +69,40 @@ def test_session_cookie_is_httponly_lax_and_secure_behind_https(act):
     attributes = {part.strip().split("=")[0] for part in cookie.split(";")[1:]}
     assert {"httponly", "secure", "samesite"} <= attributes
     assert "samesite=lax" in cookie
+    # __Host- (RFC 6265bis §4.1.3.2): a browser keeps it only Secure, for Path=/, no Domain
+    assert "path=/;" in cookie + ";" and "domain" not in attributes
+
+
+def _code_post_with_cookies(act, clock, cookie_header):
+    """A returning user's code, posted by a browser that sends ``cookie_header(value)``, the
+    value being the session cookie the bridge set for this sign-in."""
+    enrolled, _ = act.enroll("rae")
+    clock.advance(30)
+    login = returning(act, "rae", enrolled.secret)
+    value = act.client.get_cookie(SESSION_COOKIE).value
+    browser = act.client.application.test_client(use_cookies=False)
+    return browser.post(f"{login.flow_url}/totp", headers={"Cookie": cookie_header(value)},
+                        data={"otp": act.code_now(login), "csrf_token": act.csrf(login.last_page)})
+
+
+@pytest.mark.parametrize("planted", ["junk", "a session of its own"])
+def test_a_cookie_planted_by_a_sibling_host_does_not_break_the_sign_in(act, clock, planted):
+    """A sibling subdomain can set ``stepup_session`` with ``Domain=`` the parent and a longer
+    Path, which the browser sends first (found by review: every code was then refused as an
+    expired page). It cannot set a ``__Host-`` cookie, the one read."""
+    other = act.client.application.test_client()
+    pushed, _ = act.push("mallory")  # the attacker's own sign-in: a signed session
+    other.get(f"/authorize?client_id=idp&request_uri={pushed.get_json()['request_uri']}")
+    own = other.get_cookie(SESSION_COOKIE).value if planted != "junk" else "junk"
+    response = _code_post_with_cookies(
+        act, clock, lambda value: f"stepup_session={own}; {SESSION_COOKIE}={value}")
+    assert is_callback(response), response.get_data(as_text=True)
+
+
+def test_a_sign_in_begun_under_the_unprefixed_name_goes_on(act, clock):
+    """A rolling upgrade: a node of the release before the prefix set ``stepup_session``."""
+    response = _code_post_with_cookies(act, clock, lambda value: f"stepup_session={value}")
+    assert is_callback(response), response.get_data(as_text=True)
 
 
 def test_session_cookie_is_not_secure_for_a_local_http_issuer(make_app, clock):
@@ -77,7 +111,7 @@ def test_session_cookie_is_not_secure_for_a_local_http_issuer(make_app, clock):
     response, _ = act.push("rae")
     uri = response.get_json()["request_uri"]
     page = act.client.get(f"/authorize?client_id=idp&request_uri={uri}")
-    cookie = _session_cookie(page).lower()
+    cookie = _session_cookie(page, "stepup_session").lower()  # no __Host-: it requires Secure
     assert "httponly" in cookie and "samesite=lax" in cookie
     assert "secure" not in cookie
     assert "Strict-Transport-Security" not in page.headers

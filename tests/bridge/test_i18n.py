@@ -18,7 +18,7 @@ from babel.messages.pofile import read_po
 
 from bridge import i18n
 from tests import conftest as root
-from tests.bridge.conftest import HTML_PAGES, IDP_ID, Actions
+from tests.bridge.conftest import HTML_PAGES, IDP_ID, SESSION_COOKIE, Actions
 from tests.bridge.html_reader import Page
 
 CATALOGUES = i18n.TRANSLATIONS
@@ -309,7 +309,7 @@ def test_a_post_its_sign_in_no_longer_knows_is_answered_in_the_pages_language(
     assert ended.status_code >= 400
     root_element = Page(ended.get_data(as_text=True)).one("html")
     assert (root_element.attrs["lang"], root_element.attrs["dir"]) == ("ar", "rtl")
-    act.client.delete_cookie("stepup_session")  # a browser that lost its cookie: no CSRF match
+    act.client.delete_cookie(SESSION_COOKIE)  # a browser that lost its cookie: no CSRF match
     expired = act.client.post(f"{login.flow_url}/totp", data=post)
     assert expired.status_code == 400
     assert Page(expired.get_data(as_text=True)).one("html").attrs["lang"] == "ar"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bridge.conftest import is_callback, returning, shown
+from tests.bridge.conftest import SESSION_COOKIE, is_callback, returning, shown
 from tests.bridge.html_reader import Page
 
 TTL = 900  # STEPUP_FLOW_TTL's default
@@ -35,7 +35,7 @@ def test_the_enrollment_page_carries_the_warning_and_more_time_pushes_the_end_ba
     clock.advance(TTL - 30)
     response = act.post(login, "extend")
     assert response.status_code == 303 and response.headers["Location"] == login.flow_url
-    assert "stepup_session=" in response.headers.get("Set-Cookie", "")  # lifetime from now
+    assert f"{SESSION_COOKIE}=" in response.headers.get("Set-Cookie", "")  # lifetime from now
     assert expiry(login.last_page) == TTL
     clock.advance(TTL - 30)  # well past the first end
     login.secret = shown(login.last_page, "totp-secret")  # the same key: the same sign-in
