@@ -24,8 +24,11 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 #: On every answer (the benchmark's bare-Flask shape sends them too).
+#: Cross-Origin-Opener-Policy: a page that opened the bridge's in a window of its own gets no
+#: handle on it (ASVS 5.0 V3.4.8).
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
-           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "Cross-Origin-Opener-Policy": "same-origin"}
 _NO_STORE = ("Cache-Control", "no-store")  # unless the answer sets its own (JWKS, static files)
 
 

@@ -27,13 +27,14 @@ def test_every_page_has_the_security_headers(pages):
         assert headers.get("Referrer-Policy") == "no-referrer", name
         assert headers.get("X-Content-Type-Options") == "nosniff", name
         assert headers.get("X-Frame-Options") == "DENY", name
+        assert headers.get("Cross-Origin-Opener-Policy") == "same-origin", name
         assert headers.get("Strict-Transport-Security", "").startswith("max-age="), name
         for header in (*SECURITY, "Cache-Control", "X-Request-ID"):
             assert len(headers.getlist(header)) == 1, (name, header)
 
 
 SECURITY = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
-            "Referrer-Policy", "Strict-Transport-Security")
+            "Referrer-Policy", "Cross-Origin-Opener-Policy", "Strict-Transport-Security")
 
 
 def test_an_answer_that_sets_its_own_caching_keeps_it(client):
