@@ -58,6 +58,10 @@ from .stages import DONE, ENROLL, ENROLL_SAVED, LOCKED, NOT_ENROLLED, REENROLL, 
 
 #: What a finished flow keeps of what the IdP pushed: its page's language, and the way back.
 _KEPT_PARAMS = ("ui_locales", "redirect_uri", "state")
+#: A sign-in lives at most this many times ``flow_ttl`` from its opening (ASVS 5.0 V7.3.2):
+#: "More time" gives another ``flow_ttl`` up to there, and then the pages offer it no more.
+#: Asked for at each warning, it so works at least ten times, as WCAG 2.2.1 asks.
+LONGEST_FLOW = 11
 
 
 def _kept(flow: Flow) -> dict:
@@ -141,7 +145,8 @@ class Challenge:
             else:
                 stage = NOT_ENROLLED
             flow = Flow(flow_id=flow_id, binding=token_digest(binding),
-                        client_id=client.client_id, subject=subject, params=params, stage=stage,
+                        client_id=client.client_id, subject=subject,
+                        params={**params, "opened_at": now}, stage=stage,
                         attempts=0, pending_secret=None, pending_step=None, staged_code=None,
                         replaces_version=None, factor=None, auth_time=None,
                         expires_at=now + self.policy.flow_ttl)
@@ -436,13 +441,25 @@ class Challenge:
 
     def extend(self, flow: Flow) -> None:
         """More time, as the user asked before the flow ran out (WCAG 2.2.1): another
-        ``flow_ttl`` from now. Not synced to disk: an extension lost to a power cut only
-        means the user starts again."""
+        ``flow_ttl`` from now, up to the flow's longest life; nothing once it has that. Not
+        synced to disk: an extension lost to a power cut only means the user starts again."""
         now = self.clock()
+        until = min(now + self.policy.flow_ttl, self._longest_end(flow, now))
+        if until <= flow.expires_at:
+            return
         with self.store.autocommit(durable=False) as tx:
-            extended = tx.extend_flow(flow.flow_id, flow.stage, now, now + self.policy.flow_ttl)
+            extended = tx.extend_flow(flow.flow_id, flow.stage, now, until)
         if not extended:
             raise FlowGone(FLOW_ENDED)
+
+    def more_time_left(self, flow: Flow) -> bool:
+        """Whether "More time" can still push the flow's end back."""
+        return flow.expires_at < self._longest_end(flow, self.clock())
+
+    def _longest_end(self, flow: Flow, now: float) -> float:
+        # A flow a node of an earlier release opened has no opening time: counted from now.
+        opened = flow.params.get("opened_at", now)
+        return opened + LONGEST_FLOW * self.policy.flow_ttl
 
     def seconds_left(self, flow: Flow) -> int:
         return max(0, int(flow.expires_at - self.clock()))

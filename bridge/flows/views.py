@@ -464,6 +464,7 @@ def _page(template: str, flow: Flow, *, error: str | None = None, status: int = 
         context["waiting"] = True
     if template in TIMED:
         context["expires_in"] = _challenge().seconds_left(flow)
+        context["more_time"] = _challenge().more_time_left(flow)
         context["page_name"] = template.removesuffix(".html")
         context["way_back"] = _challenge().way_back(flow)
     return render_template(template, flow=flow, error=error, account=name, **context), status

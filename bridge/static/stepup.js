@@ -41,7 +41,7 @@ document.addEventListener("DOMContentLoaded", () => {
   if (expiry) {
     const before = Number(expiry.dataset.warnBefore);
     const warning = expiry.querySelector("[aria-live]");
-    const more = expiry.querySelector("form");
+    const more = expiry.querySelector("form");  // none once the sign-in had all its time
     let timers = [];
     const schedule = (end) => {
       timers.forEach(clearTimeout);
@@ -54,7 +54,7 @@ document.addEventListener("DOMContentLoaded", () => {
         setTimeout(() => {
           const left = end - (performance.now() - loaded) / 1000;
           warning.textContent = left > before - 10 ? warning.dataset.text : warning.dataset.soon;
-          more.hidden = false;
+          if (more) more.hidden = false;
           // Shown at the window's foot: what the user is typing in stays in view above it.
           if (document.activeElement && document.activeElement !== document.body) {
             document.activeElement.scrollIntoView({ block: "nearest" });
@@ -90,15 +90,14 @@ document.addEventListener("DOMContentLoaded", () => {
     // page again: its countdown, and its form tokens (they last as long as the sign-in), take
     // the place of ours. Anything else (the sign-in ended, or moved on in another tab): this
     // page's address is fetched afresh and shows it.
-    const stage = (form) => form.querySelector("input[name=back]").value;
-    more.addEventListener("submit", async (event) => {
+    more?.addEventListener("submit", async (event) => {
       event.preventDefault();
       let fresh = null;
       try {
         const answer = await fetch(more.action, { method: "POST", body: new FormData(more) });
         const page = new DOMParser().parseFromString(await answer.text(), "text/html");
         fresh = answer.ok ? page.querySelector(".expiry[data-expires-in]") : null;
-        if (fresh && stage(fresh.querySelector("form")) === stage(more)) {
+        if (fresh && fresh.dataset.page === expiry.dataset.page) {
           const token = page.querySelector("input[name=csrf_token]").value;
           document.querySelectorAll("input[name=csrf_token]").forEach((i) => { i.value = token; });
         } else {
@@ -115,6 +114,7 @@ document.addEventListener("DOMContentLoaded", () => {
       schedule(Number(fresh.dataset.expiresIn));
       warning.textContent = "";
       more.hidden = true;
+      if (!fresh.querySelector("form")) more.remove();  // that was the last: none is offered
       const field = document.querySelector("input[name=otp], input[name=recovery_code]");
       if (field) field.focus();  // the button is gone: back where the user was typing
     });

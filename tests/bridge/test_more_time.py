@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.challenge import LONGEST_FLOW
 from tests.bridge.conftest import SESSION_COOKIE, is_callback, returning, shown
 from tests.bridge.html_reader import Page
 
@@ -41,6 +42,29 @@ def test_the_enrollment_page_carries_the_warning_and_more_time_pushes_the_end_ba
     login.secret = shown(login.last_page, "totp-secret")  # the same key: the same sign-in
     assert act.post(login, "enroll", otp=act.code_now(login)).status_code == 303
     assert is_callback(act.post(login, "saved", saved="yes"))
+
+
+def test_more_time_works_ten_times_or_more_then_the_sign_in_ends_at_its_longest(act, clock):
+    """Asked for at each warning, more time works at least ten times (WCAG 2.2.1); then (found
+    by review: kept open by clicking, a sign-in lived for hours) it is no longer offered, a
+    post of it gives no later end, and the sign-in ends (ASVS 5.0 V7.3.2)."""
+    login = act.start("rina")
+    opened, extended = clock(), 0
+    while f'action="{login.flow_url}/extend"' in login.last_page:
+        clock.advance(expiry(login.last_page) - 120)  # the warning, two minutes before
+        assert act.post(login, "extend").status_code == 303
+        extended += 1
+        assert extended < 30, "more time without end"
+    assert extended >= 10
+    assert 'class="warning"' in login.last_page  # still warned before the end
+    left = int(Page(login.last_page).one("div", class_="expiry").attrs["data-expires-in"])
+    assert clock() + left == opened + LONGEST_FLOW * TTL
+    clock.advance(left - 30)
+    token = act.csrf(login.last_page)
+    assert act.client.post(f"{login.flow_url}/extend", data={"csrf_token": token}
+                           ).status_code == 303  # back to the page, whose end is as it was
+    clock.advance(31)
+    assert act.client.get(login.flow_url).status_code != 200
 
 
 def test_without_more_time_the_sign_in_ends(act, clock):

@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from babel.support import Translations
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 import bridge as bridge_package
+from bridge.challenge import LONGEST_FLOW
 from bridge.factors import totp
 from bridge.i18n import LANGUAGES
+from bridge.store.schema import flows
 
 from .accessibility import (
     AXE,
@@ -363,6 +366,31 @@ def test_the_sign_in_warns_before_it_ends_and_gives_more_time(bridge, browser, l
     assert back.get_attribute("href").startswith(f"{bridge.callback}?") and (
         "error=access_denied" in back.get_attribute("href"))
     assert page_problems(page, lang, "time ran out") == []
+    page.context.close()
+
+
+def test_the_last_more_time_takes_the_button_away(bridge, browser):
+    """A sign-in lives at most LONGEST_FLOW x flow_ttl: the extension that reaches it leaves the
+    page as it was but with no button for more, and the next warning comes without one."""
+    page = new_page(browser, "en", width=320)
+    page.clock.install()
+    subject = f"longest-{int(time.time() * 1000)}"
+    page.goto(bridge.authorize_url(subject, "en"))
+    stepup = bridge.app.extensions["stepup"]
+    store, ttl = stepup.store, stepup.settings.flow_ttl
+    with store.engine.begin() as conn:  # opened long ago: one more extension is the last
+        params = conn.execute(sa.select(flows.c.params).where(flows.c.subject == subject)
+                              ).scalar_one()
+        params["opened_at"] = time.time() - (LONGEST_FLOW - 1) * ttl
+        conn.execute(sa.update(flows).where(flows.c.subject == subject).values(params=params))
+    page.clock.run_for((ttl - 100) * 1000)
+    page.click(".expiry button")
+    page.wait_for_function("!document.querySelector('.expiry form')")
+    assert int(page.get_attribute(".expiry", "data-expires-in")) <= ttl
+    assert not page.is_visible(".expiry") and page.is_visible("input[name=otp]")
+    page.clock.run_for((ttl - 100) * 1000)
+    assert page.is_visible(".expiry [aria-live]") and page.locator(".expiry button").count() == 0
+    assert page_problems(page, "en", "time warning, no more time") == []
     page.context.close()
 
 
