@@ -15,6 +15,8 @@ from flask_wtf.csrf import CSRFProtect
 
 from stepup_handoff import HandoffClient, HandoffError, PendingHandoff, TokenError
 
+from ..security import HEADERS, with_headers
+
 #: Demo users: stable id (the bridge's ``sub``) → (username, password).
 DEMO_USERS = {
     "u-1001": ("alice", "alice-demo"),
@@ -39,6 +41,9 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
     app.config.update(SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_NAME="demo_idp",
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True)
     CSRFProtect(app)
+    # The bridge's own headers (CSP, framing, no-store): a newcomer's first look at what an IdP
+    # in front of the bridge should send, and its pages hold a sign-in's state too.
+    app.wsgi_app = with_headers(app.wsgi_app, HEADERS)  # type: ignore[method-assign]
     handoff = HandoffClient(bridge_issuer, client_id, client_secret=client_secret)
     callback = f"{public_url}/callback"
     # Pending hand-offs stay on the server, as docs/handoff-client.md asks of an IdP: the

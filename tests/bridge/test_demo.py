@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 from bridge import create_app
 from bridge.demo import DEMO_USERS, create_demo_idp
 from bridge.oidc.clients import new_client
+from bridge.security import HEADERS
 from tests.bridge.conftest import shown
 
 IDP = "http://127.0.0.1:5749"  # never listened on: the IdP is a test client
@@ -75,6 +76,14 @@ class Tab:
         done = self.browser.post(f"{self.flow}/saved", data={"saved": "yes", "csrf_token": csrf})
         assert done.status_code == 303 and done.headers["Location"].startswith(IDP), done.data
         return done.headers["Location"][len(IDP):]
+
+
+def test_the_demo_idp_sends_the_bridges_security_headers(idp):
+    """Found by review: its pages had none (no CSP, framing or no-store)."""
+    for path in ("/", "/static/demo.css"):
+        headers = idp.get(path).headers
+        assert all(headers.get(name) == value for name, value in HEADERS.items()), path
+    assert idp.get("/").headers["Cache-Control"] == "no-store"
 
 
 def signed_in(idp) -> str | None:
