@@ -230,11 +230,17 @@ def _overrun(release: threading.Event) -> bool:
     return False
 
 
+@pytest.mark.parametrize("scheme", ["http", "HTTP"])
 def test_a_proxy_from_the_environment_never_sees_plain_http(local_client, local_bridge,
-                                                             monkeypatch):
+                                                             monkeypatch, scheme):
     """Plain http goes only to this machine; requests would send it through HTTP_PROXY (it
     does not skip 127.0.0.1), carrying the client secret, the code and the verifier in clear.
-    The proxy here takes connections and records them."""
+    The proxy here takes connections and records them. A scheme is case-insensitive (RFC 3986
+    §3.1): endpoints written ``HTTP://`` are plain http too (found by review: they went
+    through the proxy, the client secret with them)."""
+    for endpoint in ("pushed_authorization_request_endpoint", "token_endpoint", "jwks_uri"):
+        url = local_bridge.fake.discovery[endpoint]
+        local_bridge.fake.discovery[endpoint] = scheme + url.removeprefix("http")
     proxy = socket.create_server(("127.0.0.1", 0))
     proxy.settimeout(0.2)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")

@@ -16,6 +16,7 @@ import json
 import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import HTTPError as TransportError
@@ -88,7 +89,7 @@ def _fetch(
 ) -> tuple[int, bytes] | _Refusal:
     headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     timeout = deadline.seconds
-    if url.startswith("http://"):
+    if urlsplit(url).scheme == "http":  # lowercased: "HTTP://" is plain http too
         # Plain http is allowed only to this machine (discovery.secure_url): an HTTP_PROXY from
         # the environment, which requests does not skip for 127.0.0.1, would carry the
         # secret, the code and the verifier to the proxy in clear. None drops it.
