@@ -148,6 +148,15 @@ class TestConstruction:
         with pytest.raises(ValueError, match="private"):
             HandoffClient(ISSUER, CLIENT_ID, private_key=public, auth_method="private_key_jwt")
 
+    @pytest.mark.parametrize("marked", [{"alg": "RS512"}, {"alg": "PS256"}, {"use": "enc"},
+                                        {"key_ops": ["verify"]}], ids=str)
+    def test_a_key_marked_for_another_use_is_refused_here(self, marked):
+        """Found by review: accepted here, then every start() raised joserfc's error (no
+        HandoffError: a 500 at each login)."""
+        key = {**RSAKey.generate_key(2048).as_dict(private=True), **marked}
+        with pytest.raises(ValueError, match="another use than signing with RS256"):
+            HandoffClient(ISSUER, CLIENT_ID, private_key=key, auth_method="private_key_jwt")
+
     def test_secret_not_in_repr(self):
         client = HandoffClient(ISSUER, CLIENT_ID, client_secret=CLIENT_SECRET)
         assert CLIENT_SECRET not in repr(client) and CLIENT_SECRET not in repr(vars(client))

@@ -105,5 +105,12 @@ def _signing_key(private_key: Key | Mapping[str, Any] | None) -> tuple[Key, str]
         raise ValueError("private_key must be an EC P-256 or an RSA key")
     if not key.is_private:
         raise ValueError("private_key must hold the private part of the key")
+    try:  # a JWK may say what it is for ("alg", "use", "key_ops"): else every login would fail
+        key.check_use("sig")
+        key.check_alg(alg)
+        key.check_key_op("sign")
+    except JoseError as exc:
+        raise ValueError(f"private_key is marked for another use than signing with {alg} "
+                         "(its 'alg', 'use' or 'key_ops')") from exc
     key.ensure_kid()  # RFC 7638 thumbprint when the key has no kid of its own
     return key, alg
