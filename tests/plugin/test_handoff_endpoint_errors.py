@@ -98,6 +98,10 @@ class TestPushRefused:
             {"expires_in": 60},
             {"request_uri": "urn:x"},
             {"request_uri": "urn:x", "expires_in": "60"},
+            {"request_uri": "urn:x", "expires_in": 0},
+            # found by review: an OverflowError, no PushError, with the real (float) clock
+            {"request_uri": "urn:x", "expires_in": 10**400},
+            {"request_uri": "urn:x", "expires_in": 3601},
         ],
     )
     def test_incomplete_answer(self, client, bridge, body):

@@ -47,6 +47,9 @@ METADATA_MAX_AGE = 3600.0
 #: Largest answer read from the PAR and token endpoints, and the largest JWKS, in bytes.
 ANSWER_LIMIT = 64 * 1024
 JWKS_LIMIT = 256 * 1024
+#: Longest ``expires_in`` a PAR answer may name, in seconds (RFC 9126 §2.2: a short lifetime;
+#: the bridge's is at most 600 s). Beyond it the answer is broken, not generous.
+MAX_REQUEST_URI_LIFETIME = 3600
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -243,7 +246,8 @@ class HandoffClient:
         request_uri, expires_in = body.get("request_uri"), body.get("expires_in")
         if not isinstance(request_uri, str) or not request_uri:
             raise PushError("PAR response has no request_uri", error="invalid_response")
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+        if (isinstance(expires_in, bool) or not isinstance(expires_in, int)
+                or not 0 < expires_in <= MAX_REQUEST_URI_LIFETIME):
             raise PushError("PAR response has no valid expires_in", error="invalid_response")
         query = urlencode({"client_id": self.client_id, "request_uri": request_uri})
         sep = "&" if "?" in meta.authorization_endpoint else "?"
