@@ -255,3 +255,21 @@ def test_a_proxy_from_the_environment_never_sees_plain_http(local_client, local_
             proxy.accept()
     finally:
         proxy.close()
+
+
+def test_a_session_with_an_adapter_on_a_longer_prefix_is_refused():
+    """requests picks the longest prefix: an adapter the caller mounted on the bridge's URL
+    would serve its calls without the bound (found by review: a dripping bridge then held a
+    thread per login until none was left). Refused when the client is built."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    session.mount("https://mfa.example.org", HTTPAdapter())
+    with pytest.raises(ValueError, match=r"mounted on https://mfa\.example\.org"):
+        HandoffClient("https://mfa.example.org", CLIENT_ID, client_secret=CLIENT_SECRET,
+                      session=session)
+    mine = requests.Session()
+    mine.mount("https://", HTTPAdapter(max_retries=0))  # replaced by the bounded one: fine
+    HandoffClient("https://mfa.example.org", CLIENT_ID, client_secret=CLIENT_SECRET, session=mine)
+    assert isinstance(mine.get_adapter("https://mfa.example.org/par"), deadline._adapter_class())
