@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
+from collections.abc import Callable
 
 from flask import Flask, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
@@ -36,7 +38,9 @@ TOO_LATE = "This sign-in took too long; sign in again."
 
 
 def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
-                    public_url: str) -> Flask:
+                    public_url: str, clock: Callable[[], float] = time.time) -> Flask:
+    """``clock``: the hand-off client's, the bridge's own in tests (its checks of ``iat`` and
+    ``auth_time`` against the push allow 30 s, and a test's clock may be that far behind)."""
     app = Flask(__name__)
     app.config.update(SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_NAME="demo_idp",
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True)
@@ -44,7 +48,7 @@ def create_demo_idp(bridge_issuer: str, client_id: str, client_secret: str,
     # The bridge's own headers (CSP, framing, no-store): a newcomer's first look at what an IdP
     # in front of the bridge should send, and its pages hold a sign-in's state too.
     app.wsgi_app = with_headers(app.wsgi_app, HEADERS)  # type: ignore[method-assign]
-    handoff = HandoffClient(bridge_issuer, client_id, client_secret=client_secret)
+    handoff = HandoffClient(bridge_issuer, client_id, client_secret=client_secret, clock=clock)
     callback = f"{public_url}/callback"
     # Pending hand-offs stay on the server, as docs/handoff-client.md asks of an IdP: the
     # cookie holds only random keys (one per open sign-in: tabs), and popping one here makes
