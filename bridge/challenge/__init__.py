@@ -447,8 +447,11 @@ class Challenge:
         until = min(now + self.policy.flow_ttl, self._longest_end(flow, now))
         if until <= flow.expires_at:
             return
+        # A flow a node of an earlier release opened is given its opening time now, once:
+        # its longest life then counts from here rather than from each click.
+        opened = None if "opened_at" in flow.params else {**flow.params, "opened_at": now}
         with self.store.autocommit(durable=False) as tx:
-            extended = tx.extend_flow(flow.flow_id, flow.stage, now, until)
+            extended = tx.extend_flow(flow.flow_id, flow.stage, now, until, opened)
         if not extended:
             raise FlowGone(FLOW_ENDED)
 
@@ -457,7 +460,8 @@ class Challenge:
         return flow.expires_at < self._longest_end(flow, self.clock())
 
     def _longest_end(self, flow: Flow, now: float) -> float:
-        # A flow a node of an earlier release opened has no opening time: counted from now.
+        # A flow a node of an earlier release opened has no opening time until its first
+        # extension (extend): counted from now.
         opened = flow.params.get("opened_at", now)
         return opened + LONGEST_FLOW * self.policy.flow_ttl
 

@@ -168,13 +168,18 @@ class Tx:
             sa.select(flows.c.attempts).where(flows.c.flow_id == flow_id)
         ).scalar() or 0
 
-    def extend_flow(self, flow_id: str, stage: str, now: float, expires_at: float) -> bool:
-        """Give a flow that has not expired, still at ``stage``, a later end; False if it has
-        ended (or moved on: a finish that came between must stay as it ended)."""
+    def extend_flow(self, flow_id: str, stage: str, now: float, expires_at: float,
+                    params: dict[str, Any] | None = None) -> bool:
+        """Give a flow that has not expired, still at ``stage``, a later end (and ``params``,
+        when given); False if it has ended (or moved on: a finish that came between must stay
+        as it ended)."""
+        values: dict[str, Any] = {"expires_at": expires_at}
+        if params is not None:
+            values["params"] = params
         return self._changed(
             sa.update(flows)
             .where(flows.c.flow_id == flow_id, flows.c.stage == stage, flows.c.expires_at > now)
-            .values(expires_at=expires_at)
+            .values(**values)
         )
 
     def end_flow(self, flow_id: str, stage: str) -> bool:

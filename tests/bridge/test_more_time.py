@@ -5,8 +5,10 @@ the browser's session, another ``flow_ttl``; nobody else can keep a sign-in open
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from bridge.challenge import LONGEST_FLOW
+from bridge.store.schema import flows
 from tests.bridge.conftest import SESSION_COOKIE, is_callback, returning, shown
 from tests.bridge.html_reader import Page
 
@@ -65,6 +67,24 @@ def test_more_time_works_ten_times_or_more_then_the_sign_in_ends_at_its_longest(
                            ).status_code == 303  # back to the page, whose end is as it was
     clock.advance(31)
     assert act.client.get(login.flow_url).status_code != 200
+
+
+def test_a_sign_in_opened_by_an_earlier_release_gets_a_longest_life_too(act, bridge, clock):
+    """Opened before flows carried their opening time (found by review: each click then
+    counted the longest life from itself, without end). Its first extension stamps it."""
+    login = act.start("sven")
+    with bridge.store.engine.begin() as conn:
+        params = conn.execute(sa.select(flows.c.params)).scalar_one()
+        del params["opened_at"]
+        conn.execute(sa.update(flows).values(params=params))
+    first_extension, extended = clock() + TTL - 120, 0
+    while f'action="{login.flow_url}/extend"' in login.last_page:
+        clock.advance(expiry(login.last_page) - 120)
+        assert act.post(login, "extend").status_code == 303
+        extended += 1
+        assert extended < 30, "more time without end"
+    left = int(Page(login.last_page).one("div", class_="expiry").attrs["data-expires-in"])
+    assert clock() + left == first_extension + LONGEST_FLOW * TTL
 
 
 def test_without_more_time_the_sign_in_ends(act, clock):

@@ -385,7 +385,7 @@ def test_the_last_more_time_takes_the_button_away(bridge, browser):
         conn.execute(sa.update(flows).where(flows.c.subject == subject).values(params=params))
     page.clock.run_for((ttl - 100) * 1000)
     page.click(".expiry button")
-    page.wait_for_function("!document.querySelector('.expiry form')")
+    page.wait_for_function("() => !document.querySelector('.expiry form')")
     assert int(page.get_attribute(".expiry", "data-expires-in")) <= ttl
     assert not page.is_visible(".expiry") and page.is_visible("input[name=otp]")
     page.clock.run_for((ttl - 100) * 1000)
