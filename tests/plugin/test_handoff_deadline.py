@@ -271,5 +271,7 @@ def test_a_session_with_an_adapter_on_a_longer_prefix_is_refused():
                       session=session)
     mine = requests.Session()
     mine.mount("https://", HTTPAdapter(max_retries=0))  # replaced by the bounded one: fine
+    for other in ("file://", "http+unix://", "mock://"):  # never the bridge's: left alone
+        mine.mount(other, HTTPAdapter())
     HandoffClient("https://mfa.example.org", CLIENT_ID, client_secret=CLIENT_SECRET, session=mine)
     assert isinstance(mine.get_adapter("https://mfa.example.org/par"), deadline._adapter_class())

@@ -226,15 +226,18 @@ NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 def bounded_session(session: requests.Session | None = None) -> requests.Session:
     """``session`` (or a new one) with the bounded adapters mounted and no cookie kept. One
-    of the caller's already mounted on a longer prefix is refused (``ValueError``): requests
-    picks the longest prefix, so it would serve the bridge's calls without the bound."""
+    of the caller's already mounted on a longer http(s) prefix (a host's URL) is refused
+    (``ValueError``): requests picks the longest prefix, so it would serve the bridge's calls
+    without the bound. Other schemes (``file://``, ``http+unix://``) never serve them."""
     import requests
 
     session = session if session is not None else requests.Session()
-    if mounted := [prefix for prefix in session.adapters if prefix not in ("http://", "https://")]:
+    if mounted := [prefix for prefix in session.adapters
+                   if prefix.lower().startswith(("http://", "https://"))
+                   and prefix.lower() not in ("http://", "https://")]:
         raise ValueError(f"session has adapters mounted on {', '.join(mounted)}: they would "
-                         "serve the bridge's calls without the timeout; mount yours on "
-                         "'https://' and 'http://' only, or give the client a session of its own")
+                         "serve calls to those URLs without the client's timeout; give the "
+                         "client a session without them")
     for prefix in ("http://", "https://"):
         session.mount(prefix, _adapter_class()())
     session.cookies.clear()
