@@ -67,10 +67,13 @@ class CookieSessions(SecureCookieSessionInterface):
         if serializer is None:
             return None
         cookies = request.cookies if "HTTP_COOKIE" in request.environ else {}
-        # Without the prefixed cookie, the unprefixed one: a sign-in begun on a node of a
-        # release before the prefix (a rolling upgrade) goes on, under the new name from its
-        # next change.
-        value = cookies.get(self.get_cookie_name(app)) or cookies.get(SESSION_COOKIE)
+        value = cookies.get(self.get_cookie_name(app))
+        if not value and request.path != "/authorize":
+            # The unprefixed one: a sign-in begun on a node of a release before the prefix (a
+            # rolling upgrade) goes on, under the new name from its next change. Not to open a
+            # sign-in, where it serves no upgrade and could be one a sibling host planted (its
+            # binding and flows would be carried into the new cookie). For one release only.
+            value = cookies.get(SESSION_COOKIE)
         if not value:
             return self.session_class()
         try:

@@ -176,3 +176,21 @@ def test_every_page_names_its_icon_so_no_browser_asks_for_favicon_ico(pages):
         icons = [e.attrs["href"] for e in Page(pages[name].get_data(as_text=True)).all("link")
                  if e.attrs.get("rel") == "icon"]
         assert len(icons) == 1 and icons[0].startswith("data:image/svg+xml,"), name
+
+
+def test_a_planted_unprefixed_cookie_is_not_carried_into_a_new_sign_in(act, app):
+    """Found by review: a browser with no prefixed cookie yet opened its sign-in in the
+    session a sibling host planted under the old name, its binding and flows carried over."""
+    attacker = app.test_client()
+    pushed, _ = act.push("mallory")
+    attacker.get(f"/authorize?client_id=idp&request_uri={pushed.get_json()['request_uri']}")
+    planted = attacker.get_cookie(SESSION_COOKIE).value
+    victim = app.test_client(use_cookies=False)
+    pushed, _ = act.push("rae")
+    opened = victim.get(f"/authorize?client_id=idp&request_uri={pushed.get_json()['request_uri']}",
+                        headers={"Cookie": f"stepup_session={planted}"})
+    assert opened.status_code == 200
+    cookie = _session_cookie(opened).split(";", 1)[0].split("=", 1)[1]
+    serializer = app.session_interface.get_signing_serializer(app)
+    mine, theirs = serializer.loads(cookie), serializer.loads(planted)
+    assert mine["binding"] != theirs["binding"] and len(mine["flows"]) == 1
