@@ -449,9 +449,9 @@ class Challenge:
             return
         # A flow a node of an earlier release opened is given its opening time now, once:
         # its longest life then counts from here rather than from each click.
-        opened = None if "opened_at" in flow.params else {**flow.params, "opened_at": now}
+        stamped = None if "opened_at" in flow.params else {**flow.params, "opened_at": now}
         with self.store.autocommit(durable=False) as tx:
-            extended = tx.extend_flow(flow.flow_id, flow.stage, now, until, opened)
+            extended = tx.extend_flow(flow.flow_id, flow.stage, now, until, stamped)
         if not extended:
             raise FlowGone(FLOW_ENDED)
 

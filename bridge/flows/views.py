@@ -146,7 +146,7 @@ def authorize_posted():
                             request_uri=request.form["request_uri"]), 303)
 
 
-def _refuse_link(values: MultiDict[str, str]):
+def _refuse_link(values: MultiDict[str, str]) -> tuple[str, int] | None:
     """The page refusing a sign-in link without exactly one ``client_id`` and ``request_uri``;
     None for a link to go on with."""
     if not values.get("client_id") or not values.get("request_uri"):
