@@ -10,13 +10,12 @@ bridge itself and all output is auto-escaped, so there is no injected form for i
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 
 from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFProtect
 
-from .settings import Settings
+from .settings import Settings, is_local_host
 
 csrf = CSRFProtect()
 
@@ -88,7 +87,4 @@ def secure_transport() -> bool:
         # front, STEPUP_TRUSTED_PROXIES left at 0): the caller is elsewhere, over who knows
         # what, and every user would share the proxy's address for the per-IP limit.
         return False
-    try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
+    return is_local_host(request.remote_addr)

@@ -498,15 +498,18 @@ SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
 def is_local_host(host: str | None) -> bool:
-    """This machine, by name or loopback address: a local program, not the network."""
+    """This machine, by name or loopback address: a local program, not the network. An
+    IPv4-mapped address (``::ffff:127.0.0.1``, a dual-stack listener's IPv4 peer) is judged by
+    its IPv4 address on every Python, as 3.13 does."""
     if not host:
         return False
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 def event_names(value: str, name: str) -> frozenset[str]:

@@ -389,3 +389,19 @@ def test_a_config_file_every_user_may_change_is_named(tmp_path):
     path.chmod(0o666)
     assert settings_warnings({"STEPUP_CONFIG": str(path)}) == [
         f"STEPUP_CONFIG {path} may be changed by every user of this machine: chmod o-w {path}"]
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("localhost", True), ("127.0.0.1", True), ("[::1]", True),
+    # A dual-stack listener's IPv4 peer: judged by its IPv4 address on every Python (3.11's
+    # is_loopback said no, 3.13's yes).
+    ("[::ffff:127.0.0.1]", True), ("[::ffff:10.0.0.1]", False),
+    ("10.0.0.1", False), ("hooks.example", False)])
+def test_plain_http_only_to_this_host(host, local):
+    environ = {"STEPUP_WEBHOOK_URLS": f"http://{host}:9000/in", "STEPUP_WEBHOOK_SECRET": "whsec_"
+               + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+    if local:
+        assert load_settings(environ=environ).webhook_url_list == [f"http://{host}:9000/in"]
+    else:
+        with pytest.raises(ConfigError, match="http only on localhost"):
+            load_settings(environ=environ)
