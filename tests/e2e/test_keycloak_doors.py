@@ -212,9 +212,11 @@ def test_password_grant_is_refused_with_an_oauth_error_and_no_failed_login(world
     world.master.update_realm("acme", {"bruteForceProtected": True, "permanentLockout": True,
                                        "failureFactor": 2})
     try:
+        # Keycloak's own refusal (401 up to 26.5, 400 from 26.6 on): the step's is the same
+        wrong = password_grant(world, "dg-nobody", "dg-dan-pw").status_code
         for _ in range(3):
             answer = password_grant(world, "dg-dan", "dg-dan-pw")
-            assert answer.status_code == 401
+            assert answer.status_code == wrong
             assert answer.json()["error"] == "invalid_grant"
             assert "access_token" not in answer.json()
     finally:
@@ -233,7 +235,7 @@ def test_password_grant_does_not_tell_a_right_password_from_a_wrong_one(world):
     seen = {(answer.status_code, answer.headers["content-type"], answer.text)
             for answer in answers}
     assert len(seen) == 1, seen
-    assert answers[0].status_code == 401
+    assert answers[0].status_code in (400, 401)  # 401 up to Keycloak 26.5, 400 from 26.6 on
     assert answers[0].json() == {"error": "invalid_grant",
                                  "error_description": "Invalid user credentials"}
 

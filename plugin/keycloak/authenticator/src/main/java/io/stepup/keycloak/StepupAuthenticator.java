@@ -11,6 +11,7 @@ import org.jboss.logging.Logger;
 import org.keycloak.authentication.AuthenticationFlowContext;
 import org.keycloak.authentication.AuthenticationFlowError;
 import org.keycloak.authentication.Authenticator;
+import org.keycloak.common.Version;
 import org.keycloak.events.Details;
 import org.keycloak.events.Errors;
 import org.keycloak.models.AuthenticationFlowModel;
@@ -52,6 +53,9 @@ public class StepupAuthenticator implements Authenticator {
     static final String MSG_FAILED = "stepupFailed";
 
     private static final Logger LOG = Logger.getLogger(StepupAuthenticator.class);
+
+    /** The status of this Keycloak's own answer to a wrong password in the direct grant. */
+    static final int WRONG_PASSWORD_STATUS = wrongPasswordStatus(Version.VERSION);
 
     private final Handoff handoff;
 
@@ -211,12 +215,29 @@ public class StepupAuthenticator implements Authenticator {
         AuthenticationFlowModel flow = context.getTopLevelFlow();
         LOG.error(FlowPaths.unsupportedMessage(context.getFlowPath(), flow == null ? "?" : flow.getAlias()));
         context.getEvent().detail(Details.REASON, "stepup_unsupported_flow").error("stepup_unsupported_flow");
-        Response refusal = Response.status(Response.Status.UNAUTHORIZED)
+        Response refusal = Response.status(WRONG_PASSWORD_STATUS)
                 .type(MediaType.APPLICATION_JSON_TYPE)
                 .entity(new OAuth2ErrorRepresentation("invalid_grant",
                         "Invalid user credentials"))
                 .build();
         context.forceChallenge(refusal);
+    }
+
+    /**
+     * Keycloak answers a wrong password in the direct grant with 401 up to 26.5 and with 400 from 26.6 on (RFC 6749
+     * §5.2, keycloak#46528). Answering a right one otherwise would tell the two apart. A version that cannot be read
+     * (a nightly, say) is taken as a newer one.
+     */
+    static int wrongPasswordStatus(String keycloakVersion) {
+        String[] parts = keycloakVersion == null ? new String[0] : keycloakVersion.split("[.-]");
+        try {
+            int major = Integer.parseInt(parts[0]);
+            int minor = Integer.parseInt(parts[1]);
+            boolean before = major < 26 || (major == 26 && minor < 6);
+            return (before ? Response.Status.UNAUTHORIZED : Response.Status.BAD_REQUEST).getStatusCode();
+        } catch (NumberFormatException | ArrayIndexOutOfBoundsException e) {
+            return Response.Status.BAD_REQUEST.getStatusCode();
+        }
     }
 
     /**
