@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
-from ..app import Bridge
-from ..oidc.clients import CLIENT_NAME_LIMIT, check_names, client_name, in_clear, new_client
+from ..oidc.clients import (
+    CLIENT_NAME_LIMIT,
+    Client,
+    check_names,
+    client_name,
+    in_clear,
+    new_client,
+)
 from ..text import display_name
 from .base import _bridge, _fail, _settings, main
 from .clients import _register, _unregister
@@ -86,7 +93,7 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
     identity providers, direct grant), add the claims, register the realm at the bridge,
     then audit.
     Safe to run again, with other options too."""
-    from stepup_keycloak import DOORS, ProvisioningError, audit, connect, install
+    from stepup_keycloak import DOORS, MASKED_SECRET, ProvisioningError, audit, connect, install
 
     bridge = _bridge()
     doors = DOORS if cover == "all" else tuple(d.strip() for d in cover.split(",") if d.strip())
@@ -98,14 +105,20 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
             existing_clients=existing_clients, bridge_acr=bridge.settings.acr)
         # The registration the realm will need, checked before the realm changes: install
         # half-done would leave every login needing a client the bridge does not have.
-        prefixes = _kept_prefixes(bridge, opts.bridge_client_id, opts.redirect_uri_prefixes)
+        with bridge.store.begin() as tx:
+            registered = tx.find_client(opts.bridge_client_id)
+        prefixes = _kept_prefixes(registered, opts.redirect_uri_prefixes)
         check_names(opts.bridge_client_id, [], prefixes)
         name = None if name is None else client_name(name)
+        kept = registered.secret_digest if registered else None
+        opts = replace(opts, masked_secret_kept=kept is not None)
         admin = connect(opts)
         result = install(admin, opts)
+        masked = result.bridge_client_secret == MASKED_SECRET
         # A secret the realm kept from an earlier run (edited by hand, say) is checked here.
         record = new_client(bridge.secrets.pepper, result.bridge_client_id,
-                            secret=result.bridge_client_secret, jwks_uri=None,
+                            secret=None if masked else result.bridge_client_secret,
+                            kept_digest=kept if masked else None, jwks_uri=None,
                             redirect_uris=[], redirect_uri_prefixes=prefixes,
                             allow_enrollment=not no_enrollment,
                             name=name or _realm_name(result.realm_display_name, opts.realm))
@@ -166,11 +179,9 @@ def _sign_out_everyone(admin, opts) -> None:
                    f"sessions: {', '.join(unreached)}.")
 
 
-def _kept_prefixes(bridge: Bridge, client_id: str, prefixes: list[str]) -> list[str]:
+def _kept_prefixes(found: Client | None, prefixes: list[str]) -> list[str]:
     """Install's callback prefixes plus any the client had (a re-run drops none but one in
     plain http to another machine, registered before such were refused: said so)."""
-    with bridge.store.begin() as tx:
-        found = tx.find_client(client_id)
     kept = []
     for prefix in found.redirect_uri_prefixes if found else []:
         if in_clear(prefix):

@@ -329,11 +329,14 @@ SECRET_LIMIT = 1024
 def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: str | None,
                redirect_uris: list[str], redirect_uri_prefixes: list[str],
                id_token_alg: str = "ES256", allow_enrollment: bool = True,
-               admin: bool = False, name: str | None = None) -> Client:
-    """Check a registration and build its record; raises ValueError with a one-line reason."""
+               admin: bool = False, name: str | None = None,
+               kept_digest: str | None = None) -> Client:
+    """Check a registration and build its record; raises ValueError with a one-line reason.
+    ``kept_digest``: the client keeps the secret of its registration before (the realm's
+    install run again, where Keycloak shows the secret only masked)."""
     check_names(client_id, redirect_uris, redirect_uri_prefixes)
     name = None if name is None else client_name(name)
-    if bool(secret) == bool(jwks_uri):
+    if bool(secret or kept_digest) == bool(jwks_uri):
         raise ValueError("give exactly one of --client-secret (or STEPUP_CLIENT_SECRET) or "
                          "--jwks-uri")
     if secret is not None and not 16 <= len(secret) <= SECRET_LIMIT:
@@ -359,7 +362,7 @@ def new_client(pepper: bytes, client_id: str, *, secret: str | None, jwks_uri: s
         raise ValueError("the id_token algorithm must be ES256 or RS256")
     return Client(
         client_id=client_id,
-        secret_digest=secret_digest(pepper, secret) if secret else None,
+        secret_digest=secret_digest(pepper, secret) if secret else kept_digest,
         jwks_uri=jwks_uri,
         redirect_uris=list(redirect_uris),
         redirect_uri_prefixes=list(redirect_uri_prefixes),

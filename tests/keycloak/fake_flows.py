@@ -98,6 +98,8 @@ REGISTRATION = [
     ]),
 ]  # fmt: skip
 Reply = tuple[int, dict[str, str], str]
+#: The authenticator's config property marked secret, and Keycloak's mask for it.
+SECRET_KEY, MASK = "stepup.clientSecret", "**********"
 
 
 class FakeAuthentication:
@@ -109,6 +111,9 @@ class FakeAuthentication:
         self.flows: dict[str, dict[str, Any]] = {}
         self.executions: dict[str, dict[str, Any]] = {}
         self.configs: dict[str, dict[str, Any]] = {}
+        #: As Keycloak 26.7 does (26.5 does not): the secret of an authenticator's config is read
+        #: masked, and a PUT that sends the mask keeps the stored value.
+        self.mask_secrets = False
         top = self._add_flow("browser", top_level=True, built_in=True)
         self._seed(top, BROWSER)
         self._seed(self._add_flow("reset credentials", top_level=True, built_in=True), RESET)
@@ -279,12 +284,17 @@ class FakeAuthentication:
     def get_config(self, _: Any, config_id: str) -> Reply:
         if config_id not in self.configs:
             return reply(404, {"error": "Could not find authenticator config"})
-        return reply(200, self.configs[config_id])
+        config = self.configs[config_id]
+        if self.mask_secrets and SECRET_KEY in config["config"]:
+            config = {**config, "config": {**config["config"], SECRET_KEY: MASK}}
+        return reply(200, config)
 
     def put_config(self, rep: dict[str, Any], config_id: str) -> Reply:
         if config_id not in self.configs:
             return reply(404, {"error": "Could not find authenticator config"})
         config = {k: v for k, v in (rep.get("config") or {}).items() if v != ""}
+        if self.mask_secrets and config.get(SECRET_KEY) == MASK:
+            config[SECRET_KEY] = self.configs[config_id]["config"][SECRET_KEY]
         self.configs[config_id].update(alias=rep["alias"], config=config)
         return reply(204)
 

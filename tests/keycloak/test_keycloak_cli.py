@@ -13,7 +13,7 @@ from fake_keycloak import BASE
 from bridge import create_app
 from bridge.cli import main
 from bridge.cli.base import _operator
-from bridge.oidc.clients import new_client
+from bridge.oidc.clients import new_client, secret_digest
 from bridge.store.schema import audit_events
 
 
@@ -227,3 +227,52 @@ def test_a_realm_secret_the_bridge_would_refuse_fails_install_in_one_line(fake, 
     assert failed.exit_code == 2, failed.output
     assert said(failed) == ("stepup: error: the client secret must be printable "
                                      "ASCII without spaces or '%'")
+
+
+def registered(tmp_path) -> tuple:
+    """The bridge's record of Keycloak as a client: its secret's digest and when it was made."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stepup.db'}")
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT secret_digest, created_at FROM clients "
+                                   "WHERE client_id = 'keycloak-acme'")).one()
+    engine.dispose()
+    return tuple(row)
+
+
+def step_secrets(fake) -> set[str]:
+    """The client secret of every step-up step in the realm, as Keycloak stores it."""
+    return {fake.configs[step["config"]]["config"]["stepup.clientSecret"]
+            for step in fake.execution_of("stepup-bridge")}
+
+
+def test_a_rerun_where_keycloak_masks_the_secret_keeps_it_on_both_sides(fake, tmp_path):
+    """Keycloak 26.7 shows the step's client secret as "**********" (26.5 does not): a re-run
+    keeps it in the realm and at the bridge, so the sign-ins in progress go on."""
+    assert install(tmp_path).exit_code == 0
+    before, (secret,) = registered(tmp_path), step_secrets(fake)
+    fake.mask_secrets = True
+
+    again = install(tmp_path)
+
+    assert again.exit_code == 0, again.output
+    assert "already up to date" in again.stdout
+    assert registered(tmp_path) == before
+    assert step_secrets(fake) == {secret}
+
+
+def test_a_masked_secret_a_new_bridge_never_held_is_replaced_on_both_sides(fake, tmp_path):
+    """The same realm installed for a bridge with a new database: the secret Keycloak shows
+    masked is known to nobody, so install makes a new one, and both sides get it."""
+    assert install(tmp_path / "old").exit_code == 0
+    fake.mask_secrets = True
+
+    fresh = install(tmp_path)
+
+    assert fresh.exit_code == 0, fresh.output
+    (secret,) = step_secrets(fake)
+    assert secret != "**********"
+    bridge = create_app({"data_dir": tmp_path, "issuer": BRIDGE}, environ={}).extensions["stepup"]
+    with bridge.store.begin() as tx:
+        digest = tx.find_client("keycloak-acme").secret_digest
+    bridge.store.engine.dispose()
+    assert digest == secret_digest(bridge.secrets.pepper, secret)

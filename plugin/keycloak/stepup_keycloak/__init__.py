@@ -16,11 +16,12 @@ the bridge's CLI calls::
 
 from .audit import Finding
 from .errors import ProvisioningError
-from .options import DOORS, InstallOptions
+from .options import DOORS, MASKED_SECRET, InstallOptions
 from .provision import InstallResult, audit, connect, install, sign_out_everyone, uninstall
 
 __all__ = [
     "DOORS",
+    "MASKED_SECRET",
     "Finding",
     "InstallOptions",
     "InstallResult",

@@ -60,6 +60,9 @@ PATH_SEGMENT_SAFE = "!$&'()*+,;=:@~"
 CONFIG_ISSUER = "stepup.issuer"
 CONFIG_CLIENT_ID = "stepup.clientId"
 CONFIG_CLIENT_SECRET = "stepup.clientSecret"  # noqa: S105 - a key name, not a secret
+#: What newer Keycloaks (26.7; not 26.5) answer for a secret of an authenticator's config: the
+#: admin API shows it masked, and keeps the stored value when the mask is sent back.
+MASKED_SECRET = "**********"  # noqa: S105 - Keycloak's mask, not a secret
 CONFIG_ACR_VALUES = "stepup.acrValues"
 CONFIG_ALLOW_ENROLLMENT = "stepup.allowEnrollment"
 CONFIG_ON_UNAVAILABLE = "stepup.onBridgeUnavailable"
@@ -101,8 +104,13 @@ class InstallOptions:
     bridge_client_id: str = ""
     #: Client secret at the bridge. Not given: install keeps the one already written to
     #: Keycloak, or generates one (``secrets.token_urlsafe(32)``) on the first run, so re-running
-    #: install never rotates it by accident. Given: it is written, replacing the old one.
+    #: install never rotates it by accident (see ``masked_secret_kept``). Given: it is written,
+    #: replacing the old one.
     bridge_client_secret: str | None = field(default=None, repr=False)
+    #: Whether the bridge still holds the secret of an earlier install. A Keycloak that shows
+    #: the secret only masked then keeps it where it is, on both sides; otherwise install makes
+    #: a new one, which nobody could otherwise read back.
+    masked_secret_kept: bool = False
     #: Browser flow copied. Empty: the one the realm has bound now, so that the realm's own
     #: checks (WebAuthn, IdP redirects, conditions) stay in front of the step-up.
     source_flow: str = ""

@@ -22,8 +22,8 @@ from .audit import audit as audit_doors
 from .client_scope import add_to_existing_clients, delete_client_scope, ensure_client_scope
 from .doors import Doors
 from .errors import ProvisioningError, refused
-from .options import AUTHENTICATOR_ID, InstallOptions
-from .steps import Steps
+from .options import AUTHENTICATOR_ID, MASKED_SECRET, InstallOptions
+from .steps import SecretUnknown, Steps
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,9 @@ class InstallResult:
     """What install left in the realm, and what the bridge needs to register Keycloak.
 
     The bridge registers Keycloak as client ``bridge_client_id`` with ``bridge_client_secret``
-    and every one of ``redirect_uri_prefixes`` (the CLI does it).
+    and every one of ``redirect_uri_prefixes`` (the CLI does it). ``MASKED_SECRET`` as the
+    secret: Keycloak kept the one the bridge holds (``masked_secret_kept``), and so does the
+    bridge.
     """
 
     flow_alias: str
@@ -102,15 +104,15 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
     doors = Doors(steps)
     try:
         _check_deployed(steps)
-        secret = opts.bridge_client_secret or doors.existing_secret() or secrets.token_urlsafe(32)
-        steps.hide(secret)
-        idps: list[str] = []
-        for door, put, undo in _door_actions(doors):
-            if door in opts.cover:
-                done = put(secret)
-                idps = done if door == "brokers" else idps
-            else:
-                undo()
+        found = doors.existing_secret()
+        if found == MASKED_SECRET and not opts.masked_secret_kept:
+            found = None  # shown masked, and the bridge lost it: nobody can read it back
+        secret = opts.bridge_client_secret or found or secrets.token_urlsafe(32)
+        try:
+            idps = _put_doors(doors, opts, secret)
+        except SecretUnknown:  # a door new to this run needs the secret itself: a new one
+            secret = secrets.token_urlsafe(32)
+            idps = _put_doors(doors, opts, secret)
         scope_id = ensure_client_scope(steps)
         realm_display_name = steps.realm().get("displayName")
         scoped = add_to_existing_clients(steps, scope_id) if opts.existing_clients else []
@@ -159,6 +161,19 @@ def sign_out_everyone(admin: KeycloakAdmin, opts: InstallOptions) -> list[str]:
 def audit(admin: KeycloakAdmin, opts: InstallOptions) -> list[Finding]:
     """Every way into the realm that does not pass the step-up (read-only)."""
     return audit_doors(Steps(_admin_for(admin, opts), opts))
+
+
+def _put_doors(doors: Doors, opts: InstallOptions, secret: str) -> list[str]:
+    """Each door in order: the step put on it or undone; the identity providers covered."""
+    doors.steps.hide(secret)
+    idps: list[str] = []
+    for door, put, undo in _door_actions(doors):
+        if door in opts.cover:
+            done = put(secret)
+            idps = done if door == "brokers" else idps
+        else:
+            undo()
+    return idps
 
 
 def _door_actions(doors: Doors) -> list[tuple[str, Any, Any]]:

@@ -25,7 +25,7 @@ from keycloak.exceptions import KeycloakGetError, KeycloakPostError, raise_error
 
 from .errors import ProvisioningError, refused
 from .flows import Step, read_steps
-from .options import LOA_LEVEL_KEY, InstallOptions
+from .options import LOA_LEVEL_KEY, MASKED_SECRET, InstallOptions
 
 #: Items asked for per page of an admin listing.
 PAGE = 100
@@ -35,6 +35,10 @@ URL_LOGOUT_ALL = "admin/realms/{realm-name}/logout-all"
 #: The client policy executor that sends a client's browser logins to a flow of its choosing
 #: (Keycloak's AuthenticationFlowSelectorExecutor, its flow in ``auth-flow-alias``).
 FLOW_SELECTOR = "auth-flow-enforcer"
+
+
+class SecretUnknown(Exception):
+    """A new config would need a secret that Keycloak showed only masked."""
 
 
 class Steps:
@@ -366,6 +370,8 @@ class Steps:
         for key in [k for k, v in values.items() if v is None]:
             new.pop(key, None)
         if existing is None:
+            if MASKED_SECRET in new.values():
+                raise SecretUnknown(alias)
             self.write(
                 f"create authenticator config {alias!r}",
                 self.admin.create_execution_config,
