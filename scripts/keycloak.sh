@@ -8,10 +8,12 @@
 #   scripts/keycloak.sh stop PORT    stop the instance started on PORT
 #   scripts/keycloak.sh home         print the Keycloak home folder
 #   scripts/keycloak.sh version      print the Keycloak version
+#   scripts/keycloak.sh newest       print the newest Keycloak the tests also run on
 #   scripts/keycloak.sh java-home    print the JAVA_HOME used to run it
 #
 # The Keycloak version is the <keycloak.version> of plugin/keycloak/authenticator/pom.xml (override with
-# KEYCLOAK_VERSION). Each PORT gets its own log (.cache/keycloak/kc-PORT.log) and pid file; the embedded H2 database
+# KEYCLOAK_VERSION, e.g. to the one `newest` prints). The authenticator is always built
+# and unit-tested against the pom's version: the jar we ship is the one that runs in any of them. Each PORT gets its own log (.cache/keycloak/kc-PORT.log) and pid file; the embedded H2 database
 # (dev-file) lives in the Keycloak home and is shared, so run one instance per home at a time, or set
 # KEYCLOAK_DB=dev-mem for a fresh in-memory database on every start (changing it costs one ~20 s rebuild).
 # Environment: KEYCLOAK_JAVA_HOME (a JDK to run Keycloak with), KEYCLOAK_START_TIMEOUT (seconds, default 180),
@@ -26,18 +28,16 @@ PROVIDER_JAR_PREFIX="stepup-keycloak-authenticator"
 
 die() { echo "keycloak.sh: $*" >&2; exit 1; }
 
-kc_version() {
-    if [[ -n "${KEYCLOAK_VERSION:-}" ]]; then
-        echo "$KEYCLOAK_VERSION"
-        return
-    fi
+pom_version() {
     local version
     version=$(sed -n 's:.*<keycloak.version>\(.*\)</keycloak.version>.*:\1:p' "$PLUGIN_POM" | head -n 1)
     [[ -n "$version" ]] || die "no <keycloak.version> in $PLUGIN_POM"
     echo "$version"
 }
 
-VERSION=$(kc_version)
+#: The newest Keycloak 26.x that scripts/test.sh also runs the end-to-end Keycloak tests on.
+KEYCLOAK_NEWEST=26.7.3
+VERSION=${KEYCLOAK_VERSION:-$(pom_version)}
 KC_HOME="$CACHE/keycloak-$VERSION"
 
 # The Java feature version of a JDK folder, e.g. 17.
@@ -75,7 +75,7 @@ pick_java_home() {
 # Maven for the plugin always compiles with the JDK it runs on; release 17 bytecode is set in the pom.
 # Maven's own output goes to stderr, so a sub-command's stdout is only its result (a path).
 mvn_plugin() {
-    mvn -q -B -Dstyle.color=never -f "$PLUGIN_POM" -Dkeycloak.version="$VERSION" "$@" >&2
+    mvn -q -B -Dstyle.color=never -f "$PLUGIN_POM" "$@" >&2
 }
 
 cmd_fetch() {
@@ -116,7 +116,7 @@ cmd_build() {
 
 cmd_test() {
     # Not quiet: Surefire's "Tests run: …" line per test class is the outcome CI shows.
-    mvn -B -ntp -Dstyle.color=never -f "$PLUGIN_POM" -Dkeycloak.version="$VERSION" test \
+    mvn -B -ntp -Dstyle.color=never -f "$PLUGIN_POM" test \
         | grep -E "Tests run:|FAIL|ERROR|BUILD"
 }
 
@@ -229,6 +229,7 @@ main() {
         stop) cmd_stop "$@" ;;
         home) echo "$KC_HOME" ;;
         version) echo "$VERSION" ;;
+        newest) echo "$KEYCLOAK_NEWEST" ;;
         java-home) pick_java_home ;;
         *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac

@@ -14,4 +14,12 @@ if [ $# -eq 0 ]; then
   # The Keycloak authenticator's JUnit tests (Maven Surefire prints each class's outcome).
   scripts/keycloak.sh test
 fi
-exec .venv/bin/python -m pytest -v -rfEs "${@:-tests}"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest -v -rfEs "$@"
+fi
+.venv/bin/python -m pytest -v -rfEs tests
+# The real-Keycloak tests once more, on the newest Keycloak 26.x, with the jar built against the
+# pom's: admin API and grant answers change between minors (26.6 answers a wrong password with
+# 400, 26.7 shows secrets masked).
+KEYCLOAK_VERSION=$(scripts/keycloak.sh newest) \
+  exec .venv/bin/python -m pytest -v -rfEs tests/e2e/test_keycloak.py tests/e2e/test_keycloak_doors.py
