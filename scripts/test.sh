@@ -21,5 +21,6 @@ fi
 # The real-Keycloak tests once more, on the newest Keycloak 26.x, with the jar built against the
 # pom's: admin API and grant answers change between minors (26.6 answers a wrong password with
 # 400, 26.7 shows secrets masked).
-KEYCLOAK_VERSION=$(scripts/keycloak.sh newest) \
+newest=$(scripts/keycloak.sh newest)  # its own line: set -e does not see a failure in a prefix
+KEYCLOAK_VERSION=$newest \
   exec .venv/bin/python -m pytest -v -rfEs tests/e2e/test_keycloak.py tests/e2e/test_keycloak_doors.py

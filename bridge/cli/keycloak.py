@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ from ..oidc.clients import (
     client_name,
     in_clear,
     new_client,
+    secret_digest,
 )
 from ..text import display_name
 from .base import _bridge, _fail, _settings, main
@@ -87,8 +89,11 @@ def _install_options(settings, kw: dict, **extra):
               help="Once every covered door passes the audit, end the realm's sessions and "
                    "refuse the refresh and offline tokens issued before (they never met the "
                    "step-up).")
+@click.option("--new-secret", is_flag=True,
+              help="Give the realm's steps and the bridge a new client secret (after a leak, or "
+                   "a secret changed by hand on one side).")
 def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_loa,
-                     loa_max_age, existing_clients, name, sign_out, **kw) -> None:
+                     loa_max_age, existing_clients, name, sign_out, new_secret, **kw) -> None:
     """Put the step-up on every door into the realm (browser, password reset, registration,
     identity providers, direct grant), add the claims, register the realm at the bridge,
     then audit.
@@ -111,9 +116,13 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
         check_names(opts.bridge_client_id, [], prefixes)
         name = None if name is None else client_name(name)
         kept = registered.secret_digest if registered else None
-        opts = replace(opts, masked_secret_kept=kept is not None)
+        pepper = bridge.secrets.pepper
+        opts = replace(opts, registered_check=kept,
+                       secret_check=lambda secret: secret_digest(pepper, secret),
+                       bridge_client_secret=secrets.token_urlsafe(32) if new_secret else None)
         admin = connect(opts)
         result = install(admin, opts)
+        # Kept masked in the realm (Keycloak 26.7): the bridge keeps its digest of it too.
         masked = result.bridge_client_secret == MASKED_SECRET
         # A secret the realm kept from an earlier run (edited by hand, say) is checked here.
         record = new_client(bridge.secrets.pepper, result.bridge_client_id,

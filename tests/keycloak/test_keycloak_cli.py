@@ -271,8 +271,42 @@ def test_a_masked_secret_a_new_bridge_never_held_is_replaced_on_both_sides(fake,
     assert fresh.exit_code == 0, fresh.output
     (secret,) = step_secrets(fake)
     assert secret != "**********"
+    assert registered(tmp_path)[0] == bridge_digest(tmp_path, secret)
+
+
+def bridge_digest(tmp_path, secret: str) -> str:
+    """The digest the bridge keeps of ``secret`` (its pepper's HMAC)."""
     bridge = create_app({"data_dir": tmp_path, "issuer": BRIDGE}, environ={}).extensions["stepup"]
-    with bridge.store.begin() as tx:
-        digest = tx.find_client("keycloak-acme").secret_digest
     bridge.store.engine.dispose()
-    assert digest == secret_digest(bridge.secrets.pepper, secret)
+    return secret_digest(bridge.secrets.pepper, secret)
+
+
+def test_a_new_secret_cut_short_is_finished_by_the_next_run(fake, tmp_path):
+    """A masked re-run that had to write a new secret (the step moved behind a level
+    condition) fails after the realm has it but before the bridge does: the steps' checks no
+    longer match the bridge's registration, so the next run writes a new one to both."""
+    assert install(tmp_path).exit_code == 0
+    fake.mask_secrets = True
+    fake.fail("PUT", r"/admin/realms/acme/authentication/config/.*", 403,
+              {"error": "HTTP 403 Forbidden"})
+    assert install(tmp_path, "--conditional-loa", "2").exit_code == 2
+    fake.failures.clear()
+
+    again = install(tmp_path, "--conditional-loa", "2")
+
+    assert again.exit_code == 0, again.output
+    (secret,) = step_secrets(fake)
+    assert registered(tmp_path)[0] == bridge_digest(tmp_path, secret)
+
+
+def test_new_secret_gives_both_sides_a_new_one(fake, tmp_path):
+    assert install(tmp_path).exit_code == 0
+    (old,) = step_secrets(fake)
+    fake.mask_secrets = True
+
+    again = install(tmp_path, "--new-secret")
+
+    assert again.exit_code == 0, again.output
+    (secret,) = step_secrets(fake)
+    assert secret not in (old, "**********")
+    assert registered(tmp_path)[0] == bridge_digest(tmp_path, secret)

@@ -34,6 +34,12 @@ def posts_to(fake: FakeKeycloak, suffix: str) -> list[object]:
     return [body for method, path, body in fake.calls if method == "POST" and path.endswith(suffix)]
 
 
+
+def check(secret: str) -> str:
+    """Stands in for the bridge's keyed digest of a client secret."""
+    return "digest-of-" + secret[::-1]
+
+
 class TestFlow:
     def test_copies_the_browser_flow_under_the_new_alias(self, fake, admin, opts):
         install(admin, opts)
@@ -135,45 +141,71 @@ class TestConfig:
 
     # Keycloak 26.7 shows the secret masked (26.5 does not): found on 26.7.3 by the end-to-end
     # tests, where a second install took the mask for the secret and stopped.
+    def test_each_secret_written_carries_its_check(self, fake, admin, make_opts):
+        first = install(admin, make_opts(secret_check=check))
+
+        config = self.config(fake)["config"]
+        assert config["stepup.clientSecretCheck"] == check(first.bridge_client_secret)
+
     def test_a_masked_secret_the_bridge_holds_is_kept_where_it_is(self, fake, admin, make_opts):
-        first = install(admin, make_opts())
+        first = install(admin, make_opts(secret_check=check))
         fake.mask_secrets = True
         fake.calls.clear()
 
-        second = install(admin, make_opts(masked_secret_kept=True))
+        second = install(admin, make_opts(secret_check=check,
+                                          registered_check=check(first.bridge_client_secret)))
 
         assert fake.writes() == []
         assert second.changed is False
         assert second.bridge_client_secret == MASKED_SECRET
         assert self.config(fake)["config"]["stepup.clientSecret"] == first.bridge_client_secret
 
-    def test_a_masked_secret_the_bridge_lost_is_replaced(self, fake, admin, make_opts):
-        first = install(admin, make_opts())
+    @pytest.mark.parametrize("registered", [None, "another-secret-the-bridge-holds"])
+    def test_a_masked_secret_the_bridge_does_not_hold_is_replaced(self, fake, admin, make_opts,
+                                                                   registered):
+        """The bridge holds no secret (a new database) or another one (a secret changed by hand
+        at the bridge, or a rotation cut short): nobody can read the realm's back, so both
+        sides get a new one."""
+        first = install(admin, make_opts(secret_check=check))
         fake.mask_secrets = True
 
-        second = install(admin, make_opts(masked_secret_kept=False))
+        second = install(admin, make_opts(
+            secret_check=check, registered_check=registered and check(registered)))
 
-        stored = self.config(fake)["config"]["stepup.clientSecret"]
-        assert stored == second.bridge_client_secret
-        assert stored not in (first.bridge_client_secret, MASKED_SECRET)
-        assert len(stored) >= 43
+        config = self.config(fake)["config"]
+        assert config["stepup.clientSecret"] == second.bridge_client_secret
+        assert second.bridge_client_secret not in (first.bridge_client_secret, MASKED_SECRET)
+        assert len(second.bridge_client_secret) >= 43
+        assert config["stepup.clientSecretCheck"] == check(second.bridge_client_secret)
 
-    @pytest.mark.parametrize("changes", [{"conditional_loa": 2}, {"removed_by_hand": True}])
+    @pytest.mark.parametrize("changes", [{"conditional_loa": 2}, {"removed_by_hand": True},
+                                         {"secret_cleared_by_hand": True}])
     def test_a_step_new_to_a_masked_run_gets_a_new_secret(self, fake, admin, make_opts,
                                                            changes):
-        """A step made anew (behind a level condition now, or removed by hand): its new config
-        cannot be given a secret shown masked, and must not be given the mask."""
-        first = install(admin, make_opts())
+        """A step made anew (behind a level condition now, or removed by hand) or one whose
+        secret was cleared: the mask cannot be sent where Keycloak shows none, so both sides
+        get a new secret."""
+        first = install(admin, make_opts(secret_check=check))
         if changes.pop("removed_by_hand", False):
             (step,) = fake.execution_of("stepup-bridge")
             admin.delete_authentication_flow_execution(step["id"])
+        if changes.pop("secret_cleared_by_hand", False):
+            del self.config(fake)["config"]["stepup.clientSecret"]
         fake.mask_secrets = True
 
-        second = install(admin, make_opts(masked_secret_kept=True, **changes))
+        second = install(admin, make_opts(
+            secret_check=check, registered_check=check(first.bridge_client_secret), **changes))
 
         stored = self.config(fake)["config"]["stepup.clientSecret"]
         assert stored == second.bridge_client_secret
         assert stored not in (first.bridge_client_secret, MASKED_SECRET)
+
+    def test_a_secret_written_without_a_check_drops_a_stale_one(self, fake, admin, make_opts):
+        install(admin, make_opts(secret_check=check))
+
+        install(admin, make_opts(bridge_client_secret="new-secret-" + "b" * 32))
+
+        assert "stepup.clientSecretCheck" not in self.config(fake)["config"]
 
     def test_keys_added_by_hand_survive_an_update(self, fake, admin, make_opts):
         install(admin, make_opts())

@@ -38,6 +38,7 @@ from .options import (
     CONFIG_CLIENT_SECRET,
     CONFIG_ISSUER,
     CONFIG_ON_UNAVAILABLE,
+    CONFIG_SECRET_CHECK,
     DEFAULT_BROWSER_FLOW,
     DEFAULT_DIRECT_GRANT_FLOW,
     DEFAULT_REGISTRATION_FLOW,
@@ -47,6 +48,7 @@ from .options import (
     LOA_LEVEL_KEY,
     LOA_MAX_AGE_KEY,
     MAPPED_ACR_ATTRIBUTE,
+    MASKED_SECRET,
     PASSWORD_FORMS,
     PREVIOUS_DIRECT_GRANT_ATTRIBUTE,
     PREVIOUS_FLOW_ATTRIBUTE,
@@ -73,19 +75,28 @@ class Doors:
     # -- the step's config -------------------------------------------------------------------------
 
     def existing_secret(self) -> str | None:
-        """The bridge client secret an earlier install wrote into any of our flows."""
+        """The bridge client secret an earlier install wrote into our flows' steps; a secret
+        Keycloak shows masked only when every step carries the check of the one the bridge
+        holds (``registered_check``), else None: a new one is needed."""
+        configs = self._step_configs()
+        found = next((str(c[CONFIG_CLIENT_SECRET]) for c in configs
+                      if c.get(CONFIG_CLIENT_SECRET)), None)
+        if found == MASKED_SECRET and not (
+                self.opts.registered_check
+                and all(c.get(CONFIG_CLIENT_SECRET) == MASKED_SECRET
+                        and c.get(CONFIG_SECRET_CHECK) == self.opts.registered_check
+                        for c in configs)):
+            return None
+        return found
+
+    def _step_configs(self) -> list[dict[str, Any]]:
         aliases = {f.get("alias") for f in self.steps.flows()}
-        for flow in self.opts.our_flows:
-            if flow not in aliases:
-                continue
-            for step in find(self.steps.steps(flow), is_stepup):
-                config = (self.steps.read_config(step) or {}).get("config") or {}
-                if config.get(CONFIG_CLIENT_SECRET):
-                    return str(config[CONFIG_CLIENT_SECRET])
-        return None
+        return [(self.steps.read_config(step) or {}).get("config") or {}
+                for flow in self.opts.our_flows if flow in aliases
+                for step in find(self.steps.steps(flow), is_stepup)]
 
     def _values(self, secret: str) -> dict[str, str | None]:
-        return {
+        values = {
             CONFIG_ISSUER: self.opts.bridge_issuer,
             CONFIG_CLIENT_ID: self.opts.bridge_client_id,
             CONFIG_CLIENT_SECRET: secret,
@@ -93,6 +104,10 @@ class Doors:
             CONFIG_ALLOW_ENROLLMENT: "true" if self.opts.allow_enrollment else "false",
             CONFIG_ON_UNAVAILABLE: "fail",
         }
+        if secret != MASKED_SECRET:  # a kept secret keeps its check
+            check = self.opts.secret_check
+            values[CONFIG_SECRET_CHECK] = check(secret) if check else None
+        return values
 
     def _configure(self, flow: str, step: Step, secret: str) -> str:
         alias = self.opts.config_alias(flow)

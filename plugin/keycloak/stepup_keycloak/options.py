@@ -8,6 +8,7 @@ option's default is defined and documented here, next to the names Keycloak and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -63,6 +64,9 @@ CONFIG_CLIENT_SECRET = "stepup.clientSecret"  # noqa: S105 - a key name, not a s
 #: What newer Keycloaks (26.7; not 26.5) answer for a secret of an authenticator's config: the
 #: admin API shows it masked, and keeps the stored value when the mask is sent back.
 MASKED_SECRET = "**********"  # noqa: S105 - Keycloak's mask, not a secret
+#: Beside the secret: the bridge's keyed digest of it (``InstallOptions.secret_check``), which
+#: tells a re-run whether a secret Keycloak shows masked is the one the bridge holds.
+CONFIG_SECRET_CHECK = "stepup.clientSecretCheck"  # noqa: S105 - a key name, not a secret
 CONFIG_ACR_VALUES = "stepup.acrValues"
 CONFIG_ALLOW_ENROLLMENT = "stepup.allowEnrollment"
 CONFIG_ON_UNAVAILABLE = "stepup.onBridgeUnavailable"
@@ -104,13 +108,16 @@ class InstallOptions:
     bridge_client_id: str = ""
     #: Client secret at the bridge. Not given: install keeps the one already written to
     #: Keycloak, or generates one (``secrets.token_urlsafe(32)``) on the first run, so re-running
-    #: install never rotates it by accident (see ``masked_secret_kept``). Given: it is written,
+    #: install never rotates it by accident (see ``registered_check``). Given: it is written,
     #: replacing the old one.
     bridge_client_secret: str | None = field(default=None, repr=False)
-    #: Whether the bridge still holds the secret of an earlier install. A Keycloak that shows
-    #: the secret only masked then keeps it where it is, on both sides; otherwise install makes
-    #: a new one, which nobody could otherwise read back.
-    masked_secret_kept: bool = False
+    #: The bridge's keyed digest of a client secret, written beside each secret written (None:
+    #: no check is kept, and a stale one is removed).
+    secret_check: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+    #: The digest of the secret the bridge holds now (None: it holds none). A Keycloak that
+    #: shows the secret only masked keeps it where it is when every step carries this digest as
+    #: its check; otherwise install writes a new secret, as nobody can read the old one back.
+    registered_check: str | None = field(default=None, repr=False)
     #: Browser flow copied. Empty: the one the realm has bound now, so that the realm's own
     #: checks (WebAuthn, IdP redirects, conditions) stay in front of the step-up.
     source_flow: str = ""

@@ -22,7 +22,7 @@ from .audit import audit as audit_doors
 from .client_scope import add_to_existing_clients, delete_client_scope, ensure_client_scope
 from .doors import Doors
 from .errors import ProvisioningError, refused
-from .options import AUTHENTICATOR_ID, MASKED_SECRET, InstallOptions
+from .options import AUTHENTICATOR_ID, InstallOptions
 from .steps import SecretUnknown, Steps
 
 
@@ -32,7 +32,7 @@ class InstallResult:
 
     The bridge registers Keycloak as client ``bridge_client_id`` with ``bridge_client_secret``
     and every one of ``redirect_uri_prefixes`` (the CLI does it). ``MASKED_SECRET`` as the
-    secret: Keycloak kept the one the bridge holds (``masked_secret_kept``), and so does the
+    secret: Keycloak kept the one the bridge holds (``registered_check``), and so does the
     bridge.
     """
 
@@ -104,10 +104,7 @@ def install(admin: KeycloakAdmin, opts: InstallOptions) -> InstallResult:
     doors = Doors(steps)
     try:
         _check_deployed(steps)
-        found = doors.existing_secret()
-        if found == MASKED_SECRET and not opts.masked_secret_kept:
-            found = None  # shown masked, and the bridge lost it: nobody can read it back
-        secret = opts.bridge_client_secret or found or secrets.token_urlsafe(32)
+        secret = opts.bridge_client_secret or doors.existing_secret() or secrets.token_urlsafe(32)
         try:
             idps = _put_doors(doors, opts, secret)
         except SecretUnknown:  # a door new to this run needs the secret itself: a new one

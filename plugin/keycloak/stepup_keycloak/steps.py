@@ -38,7 +38,8 @@ FLOW_SELECTOR = "auth-flow-enforcer"
 
 
 class SecretUnknown(Exception):
-    """A new config would need a secret that Keycloak showed only masked."""
+    """A config would need a secret that Keycloak showed only masked (a new config, or one
+    without it)."""
 
 
 class Steps:
@@ -369,9 +370,10 @@ class Steps:
         new = {**old, **{k: v for k, v in values.items() if v is not None}}
         for key in [k for k, v in values.items() if v is None]:
             new.pop(key, None)
+        if any(v == MASKED_SECRET and old.get(k) != MASKED_SECRET for k, v in new.items()):
+            # Only where Keycloak shows the mask does sending it back keep a value.
+            raise SecretUnknown(alias)
         if existing is None:
-            if MASKED_SECRET in new.values():
-                raise SecretUnknown(alias)
             self.write(
                 f"create authenticator config {alias!r}",
                 self.admin.create_execution_config,

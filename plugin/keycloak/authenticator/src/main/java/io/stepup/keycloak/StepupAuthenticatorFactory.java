@@ -51,7 +51,11 @@ public class StepupAuthenticatorFactory implements AuthenticatorFactory {
             "fail: refuse the login (fail closed, recommended). skip: mark this step as attempted and let the flow "
             + "go on without the second factor; Keycloak only continues when this execution is not REQUIRED. "
             + "Only an unreachable bridge (network error, timeout, HTTP 5xx) is skipped, never an error answer."),
-            "fail", "skip"));
+            "fail", "skip"),
+        // Declared, or Keycloak 26.7 would show it masked too (it masks every undeclared key).
+        property(StepupConfig.SECRET_CHECK, "Client secret check", ProviderConfigProperty.STRING_TYPE, null,
+            "Set by stepup keycloak install: the bridge's keyed digest of the client secret, not the secret. A re-run "
+            + "of install compares it with the bridge's registration. Leave it as it is."));
 
     private static ProviderConfigProperty property(String name, String label, String type, String defaultValue,
                                                    String helpText) {

@@ -31,6 +31,11 @@ public final class StepupConfig {
     public static final String READ_TIMEOUT_MS = "stepup.readTimeoutMs";
     /** {@code fail} (default, fail closed) or {@code skip} (the step counts as attempted). */
     public static final String ON_BRIDGE_UNAVAILABLE = "stepup.onBridgeUnavailable";
+    /**
+     * Not read here: {@code stepup keycloak install} keeps the bridge's keyed digest of the client secret in it, to
+     * tell on a re-run whether a secret Keycloak shows only masked is the one the bridge holds.
+     */
+    public static final String SECRET_CHECK = "stepup.clientSecretCheck";
 
     static final int DEFAULT_CONNECT_TIMEOUT_MS = 3000;
     static final int DEFAULT_READ_TIMEOUT_MS = 5000;

@@ -42,7 +42,7 @@ class StepupAuthenticatorFactoryTest {
                 .collect(Collectors.toMap(ProviderConfigProperty::getName, p -> p));
         assertEquals(List.of(StepupConfig.ISSUER, StepupConfig.CLIENT_ID, StepupConfig.CLIENT_SECRET,
                 StepupConfig.ACR_VALUES, StepupConfig.ALLOW_ENROLLMENT, StepupConfig.CONNECT_TIMEOUT_MS,
-                StepupConfig.READ_TIMEOUT_MS, StepupConfig.ON_BRIDGE_UNAVAILABLE),
+                StepupConfig.READ_TIMEOUT_MS, StepupConfig.ON_BRIDGE_UNAVAILABLE, StepupConfig.SECRET_CHECK),
                 factory.getConfigProperties().stream().map(ProviderConfigProperty::getName).toList());
         ProviderConfigProperty secret = properties.get(StepupConfig.CLIENT_SECRET);
         assertTrue(secret.isSecret());
