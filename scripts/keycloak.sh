@@ -12,9 +12,9 @@
 #   scripts/keycloak.sh java-home    print the JAVA_HOME used to run it
 #
 # The Keycloak version is the <keycloak.version> of plugin/keycloak/authenticator/pom.xml (override with
-# KEYCLOAK_VERSION, e.g. to the one `newest` prints). The authenticator is always built
-# and unit-tested against the pom's version: the jar we ship is the one that runs in any of them. Each PORT gets its own log (.cache/keycloak/kc-PORT.log) and pid file; the embedded H2 database
-# (dev-file) lives in the Keycloak home and is shared, so run one instance per home at a time, or set
+# KEYCLOAK_VERSION, e.g. to the one `newest` prints). The authenticator is always built and unit-tested against
+# the pom's version: the jar we ship is the one that runs in any of them. Each PORT gets its own log
+# (.cache/keycloak/kc-PORT.log) and pid file; the embedded H2 database (dev-file) lives in the Keycloak home and is shared, so run one instance per home at a time, or set
 # KEYCLOAK_DB=dev-mem for a fresh in-memory database on every start (changing it costs one ~20 s rebuild).
 # Environment: KEYCLOAK_JAVA_HOME (a JDK to run Keycloak with), KEYCLOAK_START_TIMEOUT (seconds, default 180),
 # KEYCLOAK_FEATURES (a --features list, e.g. preview features a test needs; changing it costs one rebuild too).

@@ -6,17 +6,15 @@ cd "$(dirname "$0")/.."
 scripts/system-deps.sh
 scripts/bootstrap.sh
 scripts/axe.sh
-if [ $# -eq 0 ]; then
-  # Lint first: the style rules (pyproject.toml [tool.ruff]) hold for every change.
-  .venv/bin/ruff check --no-cache .
-  # The hand-off client installed alone (no Flask, no SQLAlchemy) passes its tests.
-  scripts/test-handoff-alone.sh
-  # The Keycloak authenticator's JUnit tests (Maven Surefire prints each class's outcome).
-  scripts/keycloak.sh test
-fi
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -v -rfEs "$@"
 fi
+# Lint first: the style rules (pyproject.toml [tool.ruff]) hold for every change.
+.venv/bin/ruff check --no-cache .
+# The hand-off client installed alone (no Flask, no SQLAlchemy) passes its tests.
+scripts/test-handoff-alone.sh
+# The Keycloak authenticator's JUnit tests (Maven Surefire prints each class's outcome).
+scripts/keycloak.sh test
 .venv/bin/python -m pytest -v -rfEs tests
 # The real-Keycloak tests once more, on the newest Keycloak 26.x, with the jar built against the
 # pom's: admin API and grant answers change between minors (26.6 answers a wrong password with

@@ -124,8 +124,8 @@ def keycloak_install(cover, source_flow, acr_values, no_enrollment, conditional_
         result = install(admin, opts)
         # Kept masked in the realm (Keycloak 26.7): the bridge keeps its digest of it too.
         masked = result.bridge_client_secret == MASKED_SECRET
-        # A secret the realm kept from an earlier run (edited by hand, say) is checked here.
-        record = new_client(bridge.secrets.pepper, result.bridge_client_id,
+        # A secret the realm shows, kept from an earlier run (edited by hand, say), is checked.
+        record = new_client(pepper, result.bridge_client_id,
                             secret=None if masked else result.bridge_client_secret,
                             kept_digest=kept if masked else None, jwks_uri=None,
                             redirect_uris=[], redirect_uri_prefixes=prefixes,

@@ -81,13 +81,10 @@ class Doors:
         configs = self._step_configs()
         found = next((str(c[CONFIG_CLIENT_SECRET]) for c in configs
                       if c.get(CONFIG_CLIENT_SECRET)), None)
-        if found == MASKED_SECRET and not (
-                self.opts.registered_check
-                and all(c.get(CONFIG_CLIENT_SECRET) == MASKED_SECRET
-                        and c.get(CONFIG_SECRET_CHECK) == self.opts.registered_check
-                        for c in configs)):
-            return None
-        return found
+        kept = self.opts.registered_check is not None and all(
+            c.get(CONFIG_CLIENT_SECRET) == MASKED_SECRET
+            and c.get(CONFIG_SECRET_CHECK) == self.opts.registered_check for c in configs)
+        return None if found == MASKED_SECRET and not kept else found
 
     def _step_configs(self) -> list[dict[str, Any]]:
         aliases = {f.get("alias") for f in self.steps.flows()}
