@@ -3,21 +3,34 @@
 #   scripts/postgres.sh start [PORT]   -> prints the SQLAlchemy URL of database "stepup"
 #   scripts/postgres.sh stop [PORT]
 # The cluster lives in /tmp/stepup-pg-PORT, owned by the postgres user (initdb refuses root).
+# A start that fails says why on stderr, with the end of the server's log.
 set -euo pipefail
 cmd=${1:-start}
-port=${2:-55432}
+# Below Linux's ephemeral range (32768-60999): no client socket of a test run can hold it.
+port=${2:-25432}
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 dir=/tmp/stepup-pg-$port
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+die() { echo "postgres.sh: $*" >&2; exit 1; }
 case $cmd in
   start)
     if [ ! -f "$dir/PG_VERSION" ]; then
       mkdir -p "$dir" && { [ "$(id -u)" != 0 ] || chown postgres: "$dir"; }
-      as_pg "$bin/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 >/dev/null
+      # --no-locale: the cluster must not depend on the locales this machine has generated
+      # (LANG or LC_ALL may name one it lacks, and initdb then refuses).
+      as_pg "$bin/initdb" -D "$dir" -U postgres -A trust --no-sync -E UTF8 --no-locale >/dev/null ||
+        die "initdb of $dir failed"
     fi
-    if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    if ! as_pg "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+      # A server killed with its machine leaves its lock files; on a new machine their PID may
+      # be another live process, which pg_ctl and PostgreSQL would take for the server.
+      pid=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null || true)
+      if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != postgres ]; then
+        rm -f "$dir/postmaster.pid" "$dir/.s.PGSQL.$port.lock"
+      fi
       as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
-        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
+        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null ||
+        die "the server on 127.0.0.1:$port did not start; $dir/server.log ends: $(tail -n 5 "$dir/server.log" 2>/dev/null | tr '\n' ' ')"
     fi
     as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc \
       "SELECT 1 FROM pg_database WHERE datname='stepup'" | grep -q 1 ||

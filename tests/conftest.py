@@ -41,11 +41,19 @@ def clock() -> FakeClock:
 def postgres_server() -> str:
     """A real PostgreSQL server for this test run: the one at ``STEPUP_TEST_POSTGRES_URL``, or
     a private cluster on 127.0.0.1 started (once, then reused) by ``scripts/postgres.sh``."""
-    server = os.environ.get("STEPUP_TEST_POSTGRES_URL")
-    if not server:
-        server = subprocess.run([REPO / "scripts" / "postgres.sh", "start"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-    return server
+    return os.environ.get("STEPUP_TEST_POSTGRES_URL") or start_postgres()
+
+
+def start_postgres(port: int | None = None) -> str:
+    """``scripts/postgres.sh start [port]``: the URL of its database, or a failure that says
+    why on its first line (the one a test run's summary shows for every test that needed it)."""
+    port_argument = [str(port)] if port else []
+    started = subprocess.run([REPO / "scripts" / "postgres.sh", "start", *port_argument],
+                             capture_output=True, text=True)
+    if started.returncode:
+        pytest.fail(f"PostgreSQL for the tests did not start: {' '.join(started.stderr.split())}",
+                    pytrace=False)
+    return started.stdout.strip()
 
 
 def fresh_database(server_url: str, name: str) -> str:

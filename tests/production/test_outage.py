@@ -3,6 +3,7 @@ the bridge recovers by itself when PostgreSQL is back (a real server stopped and
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import threading
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from bridge import create_app
 from bridge.store import create_engine, migrate
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, Actions, register_idp
-from tests.conftest import fresh_database
+from tests.conftest import fresh_database, start_postgres
 from tests.e2e.browser import free_port
 
 from .conftest import REPO, shared_env
@@ -26,19 +27,18 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def own_postgres():
     """A private PostgreSQL cluster that this test may stop and start."""
-    port = str(free_port())
-    script = REPO / "scripts" / "postgres.sh"
-    url = subprocess.run([script, "start", port], check=True, capture_output=True,
-                         text=True).stdout.strip()
+    port = free_port()
+    url = start_postgres(port)
 
     def stop():
-        subprocess.run([script, "stop", port], check=True)
+        subprocess.run([REPO / "scripts" / "postgres.sh", "stop", str(port)], check=True)
 
     def start():
-        subprocess.run([script, "start", port], check=True, capture_output=True)
+        start_postgres(port)
 
     yield url, stop, start
     stop()
+    shutil.rmtree(f"/tmp/stepup-pg-{port}", ignore_errors=True)  # noqa: S108 - the script's folder
 
 
 def _bridge_on(url: str, folder, clock, **config):
