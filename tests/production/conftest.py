@@ -28,10 +28,12 @@ def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
     import redis
 
     port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = folder / "redis.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(folder)],
+            stdout=out, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     for _ in range(200):
@@ -39,9 +41,12 @@ def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
             client.ping()
             return url, process
         except redis.ConnectionError:
+            if process.poll() is not None:
+                break
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError("redis-server did not start")
+    # Its reason on the first line: the one a test run's summary shows for each test needing it.
+    raise RuntimeError(f"redis-server did not start: {' '.join(log.read_text().split()[-60:])}")
 
 
 @pytest.fixture(scope="session")
