@@ -5,13 +5,16 @@
 # The cluster lives in /tmp/stepup-pg-PORT, owned by the postgres user (initdb refuses root).
 # A start that fails says why on stderr, with the end of the server's log.
 set -euo pipefail
+die() { echo "postgres.sh: $*" >&2; exit 1; }
 cmd=${1:-start}
 # Below Linux's ephemeral range (32768-60999): no client socket of a test run can hold it.
 port=${2:-25432}
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+# The newest server installed: a client-only version (psql alone) has a bin folder too.
+initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)
+[ -n "$initdb" ] || die "no PostgreSQL server in /usr/lib/postgresql (apt-get install postgresql)"
+bin=$(dirname "$initdb")
 dir=/tmp/stepup-pg-$port
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-die() { echo "postgres.sh: $*" >&2; exit 1; }
 case $cmd in
   start)
     if [ ! -f "$dir/PG_VERSION" ]; then
