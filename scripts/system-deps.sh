@@ -19,6 +19,7 @@ command -v strace >/dev/null || want+=(strace)  # deploy/systemd: the calls a se
 if [ ${#want[@]} -gt 0 ]; then
   echo "Installing Debian packages: ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${want[@]}" >/dev/null
+  # Waits for a lock that another apt (a fresh machine's own upgrade, say) holds.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${want[@]}" >/dev/null
 fi

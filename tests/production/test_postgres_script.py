@@ -1,6 +1,6 @@
 """``scripts/postgres.sh``, which every PostgreSQL test starts from, on a machine unlike the one
-it was written on: a locale the machine lacks, the lock files of a server that was killed with
-its machine."""
+it was written on: a locale the machine lacks, the caller's libpq variables, the lock files of a
+server that was killed with its machine, a cluster folder of another uid."""
 
 from __future__ import annotations
 
@@ -61,10 +61,15 @@ def test_lock_files_naming_another_live_process_are_stale(port):
     folder = Path(f"/tmp/stepup-pg-{port}")  # noqa: S108 - the script's folder
     lock_files = [folder / "postmaster.pid", folder / f".s.PGSQL.{port}.lock"]
     _kill_with_its_children(int(lock_files[0].read_text().splitlines()[0]))
-    # On a new machine the old PID may be any process; the cluster's owner's is the one that
-    # makes pg_ctl and PostgreSQL take the file for a running server.
+    # On a new machine the old PID may be any process; one of the cluster's owner, even one
+    # called postgres (another cluster's), is what pg_ctl and PostgreSQL take for the server.
     owner = "postgres" if os.getuid() == 0 else None
-    with subprocess.Popen(["sleep", "60"], user=owner) as other:
+    # Perl (Debian's essential perl-base) renames its process when $0 is set.
+    with subprocess.Popen(["perl", "-e", '$0 = "postgres"; sleep 60'], user=owner) as other:
+        comm = Path(f"/proc/{other.pid}/comm")
+        deadline = time.monotonic() + 10
+        while comm.read_text().strip() != "postgres" and time.monotonic() < deadline:
+            time.sleep(0.02)
         for lock_file in lock_files:
             lines = lock_file.read_text().splitlines()
             lock_file.write_text("\n".join([str(other.pid), *lines[1:]]) + "\n")
@@ -72,3 +77,22 @@ def test_lock_files_naming_another_live_process_are_stale(port):
             assert _answers(start_postgres(port))
         finally:
             other.kill()
+
+
+def test_the_callers_libpq_variables_do_not_steer_it(port, monkeypatch):
+    monkeypatch.setenv("PGDATABASE", "elsewhere")
+    monkeypatch.setenv("PGSSLMODE", "require")
+    start_postgres(port)
+    url = start_postgres(port)  # the second finds the server up and its database made
+    monkeypatch.delenv("PGDATABASE")
+    monkeypatch.delenv("PGSSLMODE")
+    assert _answers(url)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can leave a folder of another uid")
+def test_a_cluster_left_by_another_uid_is_made_anew(port):
+    start_postgres(port)
+    subprocess.run([REPO / "scripts" / "postgres.sh", "stop", str(port)], check=True)
+    folder = Path(f"/tmp/stepup-pg-{port}")  # noqa: S108 - the script's folder
+    subprocess.run(["chown", "-R", "12345:12345", folder], check=True)
+    assert _answers(start_postgres(port))
