@@ -17,8 +17,9 @@ KEYCLOAK = "plugin/keycloak/"
 
 
 def tracked() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-z", *SOURCES], cwd=REPO, check=True,
-                            capture_output=True).stdout.decode()
+    # safe.directory: git refuses a clone another user owns (CI's checkout may be one).
+    listed = subprocess.run(["git", "-c", f"safe.directory={REPO}", "ls-files", "-z", *SOURCES],
+                            cwd=REPO, check=True, capture_output=True).stdout.decode()
     return [name for name in listed.split("\0") if name]
 
 
