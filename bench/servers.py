@@ -95,8 +95,11 @@ class Postgres:
         self.port = free_port()
         self.folder = Path(f"/tmp/stepup-pg-{self.port}")  # noqa: S108 - postgres.sh's folder
         try:
-            self.url = subprocess.run([REPO / "scripts" / "postgres.sh", "start", str(self.port)],
-                                      check=True, capture_output=True, text=True).stdout.strip()
+            started = subprocess.run([REPO / "scripts" / "postgres.sh", "start", str(self.port)],
+                                     capture_output=True, text=True)
+            if started.returncode:
+                raise RuntimeError(f"PostgreSQL did not start: {started.stderr.strip()}")
+            self.url = started.stdout.strip()
             self.postmaster = int((self.folder / "postmaster.pid").read_text().split()[0])
             for pid in [self.postmaster, *children(self.postmaster)]:
                 os.sched_setaffinity(pid, {core})  # new backends inherit it from the postmaster
