@@ -56,6 +56,18 @@ def start_postgres(port: int | None = None) -> str:
     return started.stdout.strip()
 
 
+def postgres_folder(port: int) -> Path:
+    """Where ``scripts/postgres.sh`` keeps the cluster on ``port``."""
+    return Path(f"/tmp/stepup-pg-{port}")  # noqa: S108 - the script's folder
+
+
+def stop_postgres(port: int, *, remove: bool = False) -> None:
+    """``scripts/postgres.sh stop port``; ``remove`` deletes the cluster too."""
+    subprocess.run([REPO / "scripts" / "postgres.sh", "stop", str(port)], check=True)
+    if remove:
+        shutil.rmtree(postgres_folder(port), ignore_errors=True)
+
+
 def fresh_database(server_url: str, name: str) -> str:
     """An empty database ``name`` on the server (one left by an earlier run is dropped)."""
     _as_admin(server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")

@@ -3,9 +3,7 @@ the bridge recovers by itself when PostgreSQL is back (a real server stopped and
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from contextlib import ExitStack
@@ -16,10 +14,10 @@ import sqlalchemy as sa
 from bridge import create_app
 from bridge.store import create_engine, migrate
 from tests.bridge.conftest import IDP_ID, IDP_SECRET, Actions, register_idp
-from tests.conftest import fresh_database, start_postgres
+from tests.conftest import fresh_database, start_postgres, stop_postgres
 from tests.e2e.browser import free_port
 
-from .conftest import REPO, shared_env
+from .conftest import shared_env
 
 pytestmark = pytest.mark.e2e
 
@@ -30,15 +28,8 @@ def own_postgres():
     port = free_port()
     url = start_postgres(port)
 
-    def stop():
-        subprocess.run([REPO / "scripts" / "postgres.sh", "stop", str(port)], check=True)
-
-    def start():
-        start_postgres(port)
-
-    yield url, stop, start
-    stop()
-    shutil.rmtree(f"/tmp/stepup-pg-{port}", ignore_errors=True)  # noqa: S108 - the script's folder
+    yield url, lambda: stop_postgres(port), lambda: start_postgres(port)
+    stop_postgres(port, remove=True)
 
 
 def _bridge_on(url: str, folder, clock, **config):

@@ -5,7 +5,6 @@ server that was killed with its machine, a cluster folder of another uid."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -15,10 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from bench.servers import children
-from tests.conftest import start_postgres
+from tests.conftest import postgres_folder, start_postgres, stop_postgres
 from tests.e2e.browser import free_port
-
-from .conftest import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +24,7 @@ pytestmark = pytest.mark.e2e
 def port():
     port = free_port()
     yield port
-    subprocess.run([REPO / "scripts" / "postgres.sh", "stop", str(port)], check=True)
-    shutil.rmtree(f"/tmp/stepup-pg-{port}", ignore_errors=True)  # noqa: S108 - the script's folder
+    stop_postgres(port, remove=True)
 
 
 def _answers(url: str) -> bool:
@@ -58,7 +54,7 @@ def _kill_with_its_children(postmaster: int) -> None:
 
 def test_lock_files_naming_another_live_process_are_stale(port):
     start_postgres(port)
-    folder = Path(f"/tmp/stepup-pg-{port}")  # noqa: S108 - the script's folder
+    folder = postgres_folder(port)
     lock_files = [folder / "postmaster.pid", folder / f".s.PGSQL.{port}.lock"]
     _kill_with_its_children(int(lock_files[0].read_text().splitlines()[0]))
     # On a new machine the old PID may be any process; one of the cluster's owner, even one
@@ -89,10 +85,9 @@ def test_the_callers_libpq_variables_do_not_steer_it(port, monkeypatch):
     assert _answers(url)
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="only root can leave a folder of another uid")
 def test_a_cluster_left_by_another_uid_is_made_anew(port):
+    """As root, as scripts/test.sh runs (its apt-get needs root): only root can chown."""
     start_postgres(port)
-    subprocess.run([REPO / "scripts" / "postgres.sh", "stop", str(port)], check=True)
-    folder = Path(f"/tmp/stepup-pg-{port}")  # noqa: S108 - the script's folder
-    subprocess.run(["chown", "-R", "12345:12345", folder], check=True)
+    stop_postgres(port)
+    subprocess.run(["chown", "-R", "12345:12345", postgres_folder(port)], check=True)
     assert _answers(start_postgres(port))
