@@ -412,3 +412,85 @@ def test_a_migration_behind_a_held_table_gives_up_in_one_line(postgres_server, t
     assert waited < LOCK_TIMEOUT + 15
     assert migrate.current(engine) == "0008"
     engine.dispose()
+
+
+#: The index each online migration builds, the table every sign-in writes it on, and the
+#: revision before it.
+ONLINE_INDEXES = [("0009", "ix_audit_events_event", "audit_events"),
+                  ("0010", "ix_events_due", "events")]
+
+
+def _index_valid(conn, name: str) -> bool | None:
+    """PostgreSQL's word on the index: usable (True), left half-built (False), absent (None)."""
+    return conn.execute(sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                "to_regclass(:name)"), {"name": name}).scalar()
+
+
+@pytest.mark.parametrize(("before", "index", "table"), ONLINE_INDEXES)
+def test_an_index_is_built_while_sign_ins_write_to_its_table(postgres_server, before, index,
+                                                              table):
+    """0010 and 0011 index a table each sign-in writes to. A plain CREATE INDEX waits for a
+    sign-in's open transaction, every later sign-in's write queues behind it, and the build
+    gives up after LOCK_TIMEOUT; built CONCURRENTLY, the next sign-ins write meanwhile and the
+    build finishes once the open transaction ends."""
+    url = fresh_database(postgres_server, f"stepup_online_{os.getpid()}")
+    engine = create_engine(url)
+    migrate.upgrade(engine, before)
+    other = sa.create_engine(url)
+    in_progress = other.connect()
+    in_progress.exec_driver_sql(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")  # as an INSERT
+    failed: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            migrate.upgrade(engine)
+        except BaseException as e:  # what it raised is the result
+            failed.append(e)
+
+    upgrading = threading.Thread(target=upgrade)
+    upgrading.start()
+    with other.connect() as watch:
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                   "AND starts_with(upper(query), 'CREATE INDEX')")
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while not watch.exec_driver_sql(waiting).scalar() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            watch.rollback()
+    with other.connect() as next_sign_in:
+        next_sign_in.exec_driver_sql("SET lock_timeout = '1s'")
+        next_sign_in.exec_driver_sql(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")
+        next_sign_in.rollback()
+    in_progress.rollback()
+    upgrading.join(60)
+    assert failed == []
+    assert migrate.current(engine) == migrate.HEAD
+    with other.connect() as conn:
+        assert _index_valid(conn, index) is True
+    in_progress.close()
+    other.dispose()
+    engine.dispose()
+
+
+def test_an_index_build_that_gave_up_is_built_afresh_by_the_next_upgrade(postgres_server):
+    """A concurrent build waits for transactions older than it for at most LOCK_TIMEOUT, then
+    stops with the index left half-built (invalid) and the revision before it recorded; the
+    next `db upgrade` must not fail on the name it finds."""
+    before, index, table = ONLINE_INDEXES[0]
+    url = fresh_database(postgres_server, f"stepup_online_{os.getpid()}")
+    engine = create_engine(url)
+    migrate.upgrade(engine, before)
+    other = sa.create_engine(url)
+    with other.connect() as in_progress:
+        in_progress.exec_driver_sql(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")
+        with pytest.raises(migrate.MigrationBlocked, match=f"the schema stays at {before}:"):
+            migrate.upgrade(engine)
+        in_progress.rollback()
+        assert _index_valid(in_progress, index) is False
+        in_progress.rollback()
+    assert migrate.current(engine) == before
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.HEAD
+    with other.connect() as conn:
+        assert _index_valid(conn, index) is True
+    other.dispose()
+    engine.dispose()
