@@ -28,6 +28,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+from werkzeug.exceptions import NotFound
 
 from .edge import for_programs
 from .oidc import endpoints as oidc_endpoints
@@ -215,6 +216,32 @@ def readyz():
     response = jsonify(status="ready" if ready else "not ready", checks=checks)
     response.status_code = 200 if ready else 503
     return response
+
+
+#: What a metrics listener (``stepup serve --metrics-port``) answers: the metrics and the probes.
+MONITORING_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+class MetricsListener:
+    """WSGI: with a listener of its own for monitoring, ``/metrics`` is answered there alone,
+    and that listener answers nothing else but the probes: the public port stops showing the
+    telemetry however a proxy is set up, and the monitoring network reaches no sign-in page.
+
+    gunicorn names the listener a request came in on (``SERVER_PORT``, from the socket, never
+    from the request) and decodes the path (``/%6detrics`` is ``/metrics`` here)."""
+
+    def __init__(self, app, port: int):
+        self.app, self.port = app, str(port)
+        self.not_found = NotFound()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if environ.get("SERVER_PORT") == self.port:
+            if path not in MONITORING_PATHS:
+                return self.not_found(environ, start_response)
+        elif path == "/metrics":
+            return self.not_found(environ, start_response)
+        return self.app(environ, start_response)
 
 
 @bp.get("/metrics")

@@ -180,36 +180,46 @@ def _child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def cannot_listen(host: str, port: int) -> str | None:
+def cannot_listen(host: str, port: int, options: str = "--") -> str | None:
     """Why gunicorn could not listen on ``host:port`` (taken, not this machine's, a privileged
     port), None if it can: gunicorn would retry a taken port for five seconds and end in its
-    own log lines. Bound as gunicorn binds (SO_REUSEADDR), then let go."""
+    own log lines. Bound as gunicorn binds (SO_REUSEADDR), then let go. The hints name the
+    options ``{options}host`` and ``{options}port``."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as e:
-        return f"no such host ({getattr(e, 'strerror', None) or e}; choose one with --host)"
+        return (f"no such host ({getattr(e, 'strerror', None) or e}; choose one with "
+                f"{options}host)")
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as e:
-            hint = _LISTEN_HINTS.get(e.errno, "choose another with --host or --port")
-            return f"{e.strerror or e} ({hint})"
+            hint = _LISTEN_HINTS.get(e.errno, "choose another with {o}host or {o}port")
+            return f"{e.strerror or e} ({hint.format(o=options)})"
     return None
 
 
 #: What to do about each reason a port cannot be listened on.
-_LISTEN_HINTS = {errno.EADDRINUSE: "another server there? choose a port with --port",
-                 errno.EADDRNOTAVAIL: "not an address of this host: choose one with --host",
-                 errno.EACCES: "a port below 1024 needs privileges: choose another with --port"}
+_LISTEN_HINTS = {errno.EADDRINUSE: "another server there? choose a port with {o}port",
+                 errno.EADDRNOTAVAIL: "not an address of this host: choose one with {o}host",
+                 errno.EACCES: "a port below 1024 needs privileges: choose another with {o}port"}
 
 
-def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int) -> None:
+def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int,
+                 metrics: tuple[str, int] | None = None) -> None:
     """Every gunicorn setting of ``stepup serve`` (the benchmark serves its Flask baseline
-    through this too, so both run under exactly the same settings)."""
+    through this too, so both run under exactly the same settings); ``metrics``: a listener
+    of its own for ``/metrics`` and the probes (:class:`ops.MetricsListener`)."""
+    bind = [f"{host}:{port}"]
+    if metrics is not None:
+        from .ops import MetricsListener
+
+        app.wsgi_app = MetricsListener(app.wsgi_app, metrics[1])  # type: ignore[method-assign]
+        bind.append(f"{metrics[0]}:{metrics[1]}")
     _Gunicorn(app, {
-        "bind": f"{host}:{port}",
+        "bind": bind,
         "workers": workers,
         "timeout": timeout,
         "preload_app": True,

@@ -149,7 +149,12 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Answer /metrics on this port alone (with /healthz and /readyz, nothing "
+                   "else), not on --port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Where the --metrics-port listener listens.")
+def serve(host: str, port: int, metrics_port: int | None, metrics_host: str) -> None:
     """Run the production server (gunicorn) on the configured settings."""
     from ..server import cannot_listen, run_gunicorn
 
@@ -165,12 +170,19 @@ def serve(host: str, port: int) -> None:
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
     if why := cannot_listen(host, port):
         _fail(f"cannot listen on {host}:{port}: {why}")
+    if metrics_port is not None:
+        if metrics_port == port:
+            _fail("--metrics-port must differ from --port: it is the listener for monitoring")
+        if why := cannot_listen(metrics_host, metrics_port, "--metrics-"):
+            _fail(f"cannot listen on {metrics_host}:{metrics_port}: {why}")
     # Only now: a start refused above (the port taken by the node that writes them, say)
     # must leave that node's counts alone.
     for item in metric_files:
         item.unlink(missing_ok=True)
     click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
+    if metrics_port is not None:
+        click.echo(f"Metrics and probes on http://{metrics_host}:{metrics_port}/metrics")
     if settings.issuer == Settings.issuer and port != 5000:
         # Discovery, the assertions' iss and every page's links would name another address.
         logging.getLogger("stepup").warning(  # a JSON line on stderr, as every other one
@@ -185,7 +197,8 @@ def serve(host: str, port: int) -> None:
         logging.getLogger("stepup").warning(
             "STEPUP_HELP_URL is not set: a locked user is told to ask the help desk and is "
             "given no way to reach it; set it to your help page or a mailto: address")
-    run_gunicorn(app, host, port, settings.workers, settings.timeout)
+    run_gunicorn(app, host, port, settings.workers, settings.timeout,
+                 None if metrics_port is None else (metrics_host, metrics_port))
 
 
 @main.command(short_help="Run the bridge and a demo IdP, to click through.")

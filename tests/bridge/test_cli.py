@@ -188,6 +188,20 @@ def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepu
     elsewhere = stepup("serve", "--host", "192.0.2.1", "--port", str(port))
     assert elsewhere.exit_code == 2
     assert elsewhere.stderr.endswith("(not an address of this host: choose one with --host)\n")
+    # The listener for monitoring: its own options named.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        metrics_port = taken.getsockname()[1]
+        refused = stepup("serve", "--port", str(port), "--metrics-port",
+                         str(metrics_port))
+    assert refused.stderr == (f"stepup: error: cannot listen on 127.0.0.1:{metrics_port}: "
+                              "Address already in use (another server there? choose a port "
+                              "with --metrics-port)\n")
+    elsewhere = stepup("serve", "--port", str(port), "--metrics-host", "192.0.2.1",
+                       "--metrics-port", str(metrics_port))
+    assert elsewhere.stderr.endswith("(not an address of this host: choose one with "
+                                     "--metrics-host)\n")
+    same = stepup("serve", "--port", str(metrics_port), "--metrics-port", str(metrics_port))
+    assert same.exit_code == 2 and "--metrics-port must differ from --port" in same.stderr
     assert not started
     assert live.read_bytes() == b"x"
 

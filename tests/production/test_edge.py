@@ -239,6 +239,44 @@ def test_the_access_log_is_json_on_stderr_and_joins_the_bridges_lines(tmp_path):
     assert 0 < access["seconds"] < 5 and access["bytes"] > 0
 
 
+def test_a_metrics_port_of_its_own_takes_metrics_off_the_public_one(tmp_path):
+    """`stepup serve --metrics-port`: /metrics there alone, however the path is spelt, and
+    that listener answers the probes and nothing else (no sign-in page for the monitoring
+    network); the public port keeps its probes and pages."""
+    port, metrics_port = free_port(), free_port()
+    env = {**{k: v for k, v in os.environ.items()
+              if not k.startswith("STEPUP_") and k != "PROMETHEUS_MULTIPROC_DIR"},
+           "STEPUP_DATA_DIR": str(tmp_path), "STEPUP_ISSUER": f"http://127.0.0.1:{port}"}
+    with (tmp_path / "node.log").open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port",
+                                   str(port), "--metrics-port", str(metrics_port)], cwd=REPO,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            public, monitoring = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
+            wait_for(f"{public}/readyz", process=server)
+
+            def status(base: str, path: str) -> int:
+                return raw(base, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 "Connection: close\r\n\r\n".encode())[0]
+
+            for path in ("/metrics", "/%6detrics", "/metrics?x=1"):
+                assert status(public, path) == 404, path
+            for path in ("/healthz", "/readyz", "/.well-known/openid-configuration"):
+                assert status(public, path) == 200, path
+            answer = raw(monitoring, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     b"Connection: close\r\n\r\n")
+            assert answer[0] == 200 and b"stepup_build_info{" in answer[2]
+            assert status(monitoring, "/%6detrics") == 200
+            for path in ("/healthz", "/readyz"):
+                assert status(monitoring, path) == 200, path
+            for path in ("/.well-known/openid-configuration", "/authorize", "/par", "/"):
+                assert status(monitoring, path) == 404, path
+        finally:
+            server.terminate()
+            server.wait(30)
+    assert f"Metrics and probes on {monitoring}/metrics" in (tmp_path / "node.log").read_text()
+
+
 @pytest.mark.parametrize(("queued", "sent", "runs"), [
     (signal.SIGTERM, None, False),  # came before the hook: in the copied master's queue
     (None, signal.SIGTERM, False),  # came after it, before gunicorn's own handlers

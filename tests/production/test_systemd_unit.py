@@ -81,9 +81,10 @@ def test_the_units_commands_serve_a_sign_in_within_its_system_calls_and_stop_in_
            "STEPUP_DATA_DIR": str(tmp_path / "state"), "STEPUP_ISSUER": f"http://127.0.0.1:{port}",
            "STEPUP_WORKERS": "2"}
 
+    ports = {"8080": str(port), "9464": str(metrics_port := free_port())}
+
     def command(line: str) -> list[str]:
-        return [str(port) if arg == "8080" else arg
-                for arg in line.replace(INSTALLED, STEPUP).split()]
+        return [ports.get(arg, arg) for arg in line.replace(INSTALLED, STEPUP).split()]
 
     [pre] = unit["ExecStartPre"]
     subprocess.run(command(pre), env=env, check=True, capture_output=True, timeout=120)
@@ -99,6 +100,11 @@ def test_the_units_commands_serve_a_sign_in_within_its_system_calls_and_stop_in_
         wait_for(f"http://127.0.0.1:{port}/readyz", timeout=90, process=tracer)
         browser = Connection("127.0.0.1", port)
         enrollment(browser, browser, Recorder(), "systemd-")
+        # The enrollment counted, on the unit's port for metrics (not on the proxy's).
+        scraped = Connection("127.0.0.1", metrics_port).request("GET", "/metrics")
+        assert scraped.status == 200 and (b'stepup_enrollments_total{kind="enrollment"} 1.0'
+                                          in scraped.body)
+        assert browser.request("GET", "/metrics").status == 404
         [master] = (Path("/proc") / str(tracer.pid) / "task" / str(tracer.pid) /
                     "children").read_text().split()
         os.kill(int(master), getattr(signal, unit["KillSignal"][0]))
