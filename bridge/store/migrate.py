@@ -7,7 +7,6 @@ alembic is imported only when there is something to do or to explain.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,8 +28,6 @@ HEAD = "0011"
 LOCK_TIMEOUT = 5
 #: PostgreSQL advisory lock key held while migrating ("STEPUP" in ASCII).
 MIGRATION_LOCK = 0x535445505550
-#: Seconds between a waiting node's asks for that lock.
-TURN_POLL = 0.2
 
 
 class SchemaError(RuntimeError):
@@ -107,57 +104,32 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     _refuse_newer(engine, head())
-    config = _config()
+
     try:
-        if engine.dialect.name == "postgresql":
-            _upgrade_postgresql(engine, config, revision)
-        else:
-            # SQLite's BEGIN IMMEDIATE lets one writer in at a time: one transaction for all.
-            with engine.begin() as conn:
-                config.attributes["connection"] = conn
-                command.upgrade(config, revision)
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # No statement_timeout: rewriting a large table (0009) takes what it takes,
+                # and another node waits here for this one's migrations to end.
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+                # Nodes that upgrade at once (each from its start script) take turns: creating
+                # the same tables side by side fails one of them. alembic reads the revision
+                # after the lock, so the later ones find the work done. SQLite's BEGIN
+                # IMMEDIATE already lets one writer in at a time.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                # A table's lock is waited for briefly: every sign-in queues behind an ALTER
+                # waiting for it (behind a backup's long read, say).
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
+            config = _config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
     except sa.exc.OperationalError as e:
         if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise
-        at = current(engine)
         raise MigrationBlocked(
-            f"the migration from {at or 'an empty database'} waited {LOCK_TIMEOUT} s for a table "
-            "that another session holds (a long query, a backup, an open transaction: see "
-            f"pg_stat_activity) and stopped; the schema stays at {at or 'none'}: run `stepup db "
-            "upgrade` again once it ends") from e
-
-def _upgrade_postgresql(engine: Engine, config: Config, revision: str) -> None:
-    """Each migration in a transaction of its own (alembic's ``transaction_per_migration``):
-    an index is built ``CONCURRENTLY`` (migrations/__init__.py), which no transaction may
-    hold, so that sign-ins go on writing to its table meanwhile."""
-    from alembic import command
-
-    with engine.connect() as conn:
-        try:
-            # No statement_timeout: rewriting a large table (0009) takes what it takes, and
-            # another node waits here for this one's migrations to end.
-            conn.exec_driver_sql("SET statement_timeout = 0")
-            # A table's lock is waited for briefly: every sign-in queues behind an ALTER
-            # waiting for it (behind a backup's long read, say).
-            conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}s'")
-            conn.commit()
-            # Nodes that upgrade at once (each from its start script) take turns: creating the
-            # same tables side by side fails one of them. alembic reads the revision after the
-            # lock, so the later ones find the work done. A session's lock, which outlasts the
-            # commit of each migration; asked for again and again, not waited for inside a
-            # transaction: a concurrent index build waits for every open transaction, so it
-            # would wait for the very node that waits for it.
-            while not conn.exec_driver_sql(
-                    f"SELECT pg_try_advisory_lock({MIGRATION_LOCK})").scalar():
-                conn.commit()
-                time.sleep(TURN_POLL)
-            conn.commit()
-            config.attributes["connection"] = conn
-            config.attributes["transaction_per_migration"] = True
-            command.upgrade(config, revision)
-        finally:
-            # The session's settings and lock go with it, not back to the pool.
-            conn.invalidate()
+            f"the migration waited {LOCK_TIMEOUT} s for a table that another session holds (a "
+            "long query, a backup, an open transaction: see pg_stat_activity) and changed "
+            "nothing: run `stepup db upgrade` again once it ends") from e
 
 
 def _refuse_newer(engine: Engine, wanted: str, found: str | None = None) -> None:

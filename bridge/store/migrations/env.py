@@ -4,9 +4,7 @@ from alembic import context
 
 from bridge.store.schema import metadata
 
-attributes = context.config.attributes
-context.configure(connection=attributes["connection"], target_metadata=metadata,
-                  render_as_batch=True,
-                  transaction_per_migration=attributes.get("transaction_per_migration", False))
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

@@ -8,19 +8,17 @@ Revises: 0009
 
 from alembic import op
 
-from bridge.store.migrations import create_index_online
-
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
-#: It only adds an index: nodes still on 0009 keep working beside it, and on PostgreSQL
-#: writing to audit_events (every sign-in) while it is built (docs/operations.md, Upgrading).
+#: It only adds an index: nodes still on 0009 keep working beside it. Writes to audit_events
+#: (every sign-in) wait while it is built (docs/operations.md, Upgrading).
 rolling = True
 
 
 def upgrade() -> None:
-    create_index_online("ix_audit_events_event", "audit_events", ["event", "id"])
+    op.create_index("ix_audit_events_event", "audit_events", ["event", "id"])
 
 
 def downgrade() -> None:

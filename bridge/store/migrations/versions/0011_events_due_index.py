@@ -9,22 +9,20 @@ Revises: 0010
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.store.migrations import create_index_online
-
 revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
 #: It only adds an index: nodes still on 0010 keep working beside it (their claim keeps its
-#: old order), and on PostgreSQL writing to events while it is built.
+#: old order). Writes to events wait while it is built; it holds only pending events.
 rolling = True
 
 
 def upgrade() -> None:
     pending = sa.text("done_at IS NULL")
-    create_index_online("ix_events_due", "events",
-                        [sa.text("(attempts > 0)"), "next_attempt_at", "id"],
-                        postgresql_where=pending, sqlite_where=pending)
+    op.create_index("ix_events_due", "events",
+                    [sa.text("(attempts > 0)"), "next_attempt_at", "id"],
+                    postgresql_where=pending, sqlite_where=pending)
 
 
 def downgrade() -> None:
