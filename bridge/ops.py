@@ -16,7 +16,17 @@ import uuid
 from importlib.metadata import PackageNotFoundError, version
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    render_template,
+    request,
+)
 from flask_babel import gettext as _
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,7 +38,6 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
-from werkzeug.exceptions import NotFound
 
 from .edge import for_programs
 from .oidc import endpoints as oidc_endpoints
@@ -219,29 +228,29 @@ def readyz():
 
 
 #: What a metrics listener (``stepup serve --metrics-port``) answers: the metrics and the probes.
-MONITORING_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+MONITORING_ENDPOINTS = frozenset({"ops.metrics", "ops.healthz", "ops.readyz"})
 
 
-class MetricsListener:
-    """WSGI: with a listener of its own for monitoring, ``/metrics`` is answered there alone,
-    and that listener answers nothing else but the probes: the public port stops showing the
+def listen_for_monitoring(app: Flask, port: int) -> None:
+    """With a listener of its own for monitoring, ``/metrics`` is answered there alone, and
+    that listener answers nothing else but the probes: the public port stops showing the
     telemetry however a proxy is set up, and the monitoring network reaches no sign-in page.
 
-    gunicorn names the listener a request came in on (``SERVER_PORT``, from the socket, never
-    from the request) and decodes the path (``/%6detrics`` is ``/metrics`` here)."""
+    Decided by the endpoint the URL routes to, so by every spelling werkzeug routes there
+    (``//metrics``, ``/%2Fmetrics``); and by the listener the request came in on, which
+    gunicorn names from the socket (``SERVER_PORT``), never from the request. First of the
+    request's hooks: nothing else runs for a request refused here. Only nodes started so pay
+    for the check."""
+    monitoring = str(port)
 
-    def __init__(self, app, port: int):
-        self.app, self.port = app, str(port)
-        self.not_found = NotFound()
+    def on_its_listener() -> None:
+        if request.environ.get("SERVER_PORT") == monitoring:
+            if request.endpoint not in MONITORING_ENDPOINTS:
+                abort(404)
+        elif request.endpoint == "ops.metrics":
+            abort(404)
 
-    def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if environ.get("SERVER_PORT") == self.port:
-            if path not in MONITORING_PATHS:
-                return self.not_found(environ, start_response)
-        elif path == "/metrics":
-            return self.not_found(environ, start_response)
-        return self.app(environ, start_response)
+    app.before_request_funcs.setdefault(None, []).insert(0, on_its_listener)
 
 
 @bp.get("/metrics")

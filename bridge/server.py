@@ -207,17 +207,23 @@ _LISTEN_HINTS = {errno.EADDRINUSE: "another server there? choose a port with {o}
                  errno.EACCES: "a port below 1024 needs privileges: choose another with {o}port"}
 
 
+def listen_address(host: str, port: int) -> str:
+    """``host:port`` as gunicorn's ``bind`` and a URL take it: an IPv6 address in brackets
+    (``::1:8080`` is no address to either)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def run_gunicorn(app: Flask, host: str, port: int, workers: int, timeout: int,
                  metrics: tuple[str, int] | None = None) -> None:
     """Every gunicorn setting of ``stepup serve`` (the benchmark serves its Flask baseline
     through this too, so both run under exactly the same settings); ``metrics``: a listener
-    of its own for ``/metrics`` and the probes (:class:`ops.MetricsListener`)."""
-    bind = [f"{host}:{port}"]
+    of its own for ``/metrics`` and the probes (:func:`ops.listen_for_monitoring`)."""
+    bind = [listen_address(host, port)]
     if metrics is not None:
-        from .ops import MetricsListener
+        from .ops import listen_for_monitoring
 
-        app.wsgi_app = MetricsListener(app.wsgi_app, metrics[1])  # type: ignore[method-assign]
-        bind.append(f"{metrics[0]}:{metrics[1]}")
+        listen_for_monitoring(app, metrics[1])
+        bind.append(listen_address(*metrics))
     _Gunicorn(app, {
         "bind": bind,
         "workers": workers,

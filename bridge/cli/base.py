@@ -156,7 +156,7 @@ def main() -> None:
               help="Where the --metrics-port listener listens.")
 def serve(host: str, port: int, metrics_port: int | None, metrics_host: str) -> None:
     """Run the production server (gunicorn) on the configured settings."""
-    from ..server import cannot_listen, run_gunicorn
+    from ..server import cannot_listen, listen_address, run_gunicorn
 
     settings = load_settings()
     # Before the metrics folder in it: mkdir(parents=True) would make it with the default mode.
@@ -169,20 +169,21 @@ def serve(host: str, port: int, metrics_port: int | None, metrics_host: str) -> 
     logs.configure()
     app = create_app()  # fail fast, in the master, on bad settings or an old schema
     if why := cannot_listen(host, port):
-        _fail(f"cannot listen on {host}:{port}: {why}")
+        _fail(f"cannot listen on {listen_address(host, port)}: {why}")
     if metrics_port is not None:
         if metrics_port == port:
             _fail("--metrics-port must differ from --port: it is the listener for monitoring")
         if why := cannot_listen(metrics_host, metrics_port, "--metrics-"):
-            _fail(f"cannot listen on {metrics_host}:{metrics_port}: {why}")
+            _fail(f"cannot listen on {listen_address(metrics_host, metrics_port)}: {why}")
     # Only now: a start refused above (the port taken by the node that writes them, say)
     # must leave that node's counts alone.
     for item in metric_files:
         item.unlink(missing_ok=True)
-    click.echo(f"Stepup Bridge {settings.issuer} listening on http://{host}:{port} "
+    click.echo(f"Stepup Bridge {settings.issuer} listening on http://{listen_address(host, port)} "
                f"({settings.workers} workers, database {_safe_url(settings.database)})")
     if metrics_port is not None:
-        click.echo(f"Metrics and probes on http://{metrics_host}:{metrics_port}/metrics")
+        click.echo(f"Metrics and probes on http://{listen_address(metrics_host, metrics_port)}"
+                   "/metrics")
     if settings.issuer == Settings.issuer and port != 5000:
         # Discovery, the assertions' iss and every page's links would name another address.
         logging.getLogger("stepup").warning(  # a JSON line on stderr, as every other one

@@ -206,6 +206,18 @@ def test_serve_refuses_a_port_it_cannot_listen_on_before_saying_it_listens(stepu
     assert live.read_bytes() == b"x"
 
 
+@pytest.mark.parametrize(("host", "port"), [("127.0.0.1", 8080), ("::1", 8090),
+                                          ("fd00::5", 8090), ("node-1.internal", 443)])
+def test_serve_names_each_listener_as_gunicorn_reads_it(host, port):
+    """An IPv6 address in brackets: gunicorn took ``::1:8090`` for host ``::1:8090`` and no
+    port, and refused to start after the banner had claimed it listened (found by review)."""
+    from gunicorn.util import parse_address
+
+    from bridge.server import listen_address
+
+    assert parse_address(listen_address(host, port)) == (host, port)
+
+
 def test_serve_clears_old_metric_files_and_refuses_a_folder_with_others(stepup, tmp_path,
                                                                          monkeypatch):
     """PROMETHEUS_MULTIPROC_DIR may name a folder that holds more than metrics: the data folder

@@ -259,18 +259,32 @@ def test_a_metrics_port_of_its_own_takes_metrics_off_the_public_one(tmp_path):
                 return raw(base, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                  "Connection: close\r\n\r\n".encode())[0]
 
-            for path in ("/metrics", "/%6detrics", "/metrics?x=1"):
+            # Every spelling werkzeug routes to the metrics (found by review: it strips the
+            # leading slashes, and gunicorn decodes %2F).
+            for path in ("/metrics", "/%6detrics", "/metrics?x=1", "//metrics", "///metrics",
+                         "/%2Fmetrics", "//%6detrics"):
                 assert status(public, path) == 404, path
+            # The bridge's own 404 page, with its headers, as for any other unknown address.
+            refused = raw(public, b"GET //metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Connection: close\r\n\r\n")
+            assert all(name in refused[1] for name in SECURITY_HEADERS)
+            assert b"stepup_" not in refused[2]
             for path in ("/healthz", "/readyz", "/.well-known/openid-configuration"):
                 assert status(public, path) == 200, path
             answer = raw(monitoring, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                      b"Connection: close\r\n\r\n")
             assert answer[0] == 200 and b"stepup_build_info{" in answer[2]
-            assert status(monitoring, "/%6detrics") == 200
+            for path in ("/%6detrics", "//metrics"):
+                assert status(monitoring, path) == 200, path
             for path in ("/healthz", "/readyz"):
                 assert status(monitoring, path) == 200, path
-            for path in ("/.well-known/openid-configuration", "/authorize", "/par", "/"):
+            for path in ("/.well-known/openid-configuration", "/authorize", "/", "//authorize",
+                         "/static/style.css"):
                 assert status(monitoring, path) == 404, path
+            posted = raw(monitoring, b"POST /par HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                                     b"application/x-www-form-urlencoded\r\nContent-Length: 0\r\n"
+                                     b"Connection: close\r\n\r\n")
+            assert posted[0] == 404
         finally:
             server.terminate()
             server.wait(30)

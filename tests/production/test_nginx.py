@@ -158,7 +158,7 @@ def test_a_whole_sign_in_through_nginx_as_documented(proxied, tmp_path):
     assert "request_uri" not in logged and "?" not in logged
     assert "GET /not-me/<token> HTTP/1.1" in logged and token not in logged
     # /metrics only from the node itself, however the path is spelt.
-    for path in ("/metrics", "/%6detrics", "/metrics?x=1"):
+    for path in ("/metrics", "/%6detrics", "/metrics?x=1", "//metrics", "/%2Fmetrics"):
         assert idp.request("GET", path).status == 403, path
     assert http_get(node_port, "/metrics") == 200
 

@@ -81,7 +81,7 @@ def test_the_units_commands_serve_a_sign_in_within_its_system_calls_and_stop_in_
            "STEPUP_DATA_DIR": str(tmp_path / "state"), "STEPUP_ISSUER": f"http://127.0.0.1:{port}",
            "STEPUP_WORKERS": "2"}
 
-    ports = {"8080": str(port), "9464": str(metrics_port := free_port())}
+    ports = {"8080": str(port), "8090": str(metrics_port := free_port())}
 
     def command(line: str) -> list[str]:
         return [ports.get(arg, arg) for arg in line.replace(INSTALLED, STEPUP).split()]
